@@ -1,0 +1,149 @@
+//! `GlauxClient`: Flight SQL to a Glaux scheduler.
+
+use std::time::Duration;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use arrow_flight::decode::{DecodedPayload, FlightDataDecoder};
+use arrow_flight::error::FlightError;
+use arrow_flight::sql::client::FlightSqlServiceClient;
+use arrow_flight::sql::CommandGetTables;
+use futures::{StreamExt, TryStreamExt};
+use glaux_proto::QueryStats;
+use tonic::transport::{Channel, Endpoint};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot connect to {url}: {message}")]
+    Connect { url: String, message: String },
+    /// The server's own message, as it sent it.
+    #[error("{0}")]
+    Server(String),
+    #[error("malformed response: {0}")]
+    Protocol(String),
+}
+
+impl From<FlightError> for ClientError {
+    fn from(error: FlightError) -> Self {
+        match error {
+            FlightError::Tonic(status) => ClientError::Server(status.message().to_string()),
+            FlightError::Arrow(e) => ClientError::Server(e.to_string()),
+            other => ClientError::Protocol(other.to_string()),
+        }
+    }
+}
+
+impl From<arrow::error::ArrowError> for ClientError {
+    fn from(error: arrow::error::ArrowError) -> Self {
+        // The Flight SQL client wraps server statuses in ArrowError; keep just the server's words.
+        let text = error.to_string();
+        let message = text
+            .split_once("message: \"")
+            .and_then(|(_, rest)| rest.split_once("\", details"))
+            .map_or(text.as_str(), |(message, _)| message);
+        ClientError::Server(message.replace("\\\"", "\"").replace("\\n", "\n"))
+    }
+}
+
+/// A finished statement: its batches and what the scheduler reported about it.
+#[derive(Debug)]
+pub struct QueryOutput {
+    pub schema: Option<SchemaRef>,
+    pub batches: Vec<RecordBatch>,
+    pub stats: Option<QueryStats>,
+}
+
+impl QueryOutput {
+    pub fn rows(&self) -> usize {
+        self.batches.iter().map(RecordBatch::num_rows).sum()
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct GlauxClient {
+    sql: FlightSqlServiceClient<Channel>,
+}
+
+/// Accepts `host:port`, `http://host:port` and `grpc://host:port`.
+fn endpoint_url(url: &str) -> String {
+    let rest = url
+        .strip_prefix("grpc://")
+        .or_else(|| url.strip_prefix("grpc+tcp://"))
+        .or_else(|| url.strip_prefix("http://"))
+        .unwrap_or(url);
+    format!("http://{}", rest.trim_end_matches('/'))
+}
+
+impl GlauxClient {
+    pub async fn connect(url: &str) -> Result<Self, ClientError> {
+        let failed = |message: String| ClientError::Connect { url: url.to_string(), message };
+        let channel = Endpoint::from_shared(endpoint_url(url))
+            .map_err(|e| failed(e.to_string()))?
+            .connect_timeout(Duration::from_secs(5))
+            .tcp_nodelay(true)
+            .connect()
+            .await
+            .map_err(|e| failed(format!("{e} (is a Glaux scheduler running there?)")))?;
+        Ok(Self { sql: FlightSqlServiceClient::new(channel) })
+    }
+
+    /// Runs one statement to completion.
+    pub async fn query(&mut self, sql: &str) -> Result<QueryOutput, ClientError> {
+        let info = self.sql.execute(sql.to_string(), None).await?;
+        let schema = info.clone().try_decode_schema().ok().map(std::sync::Arc::new);
+        let mut output = QueryOutput { schema, batches: Vec::new(), stats: None };
+        for endpoint in info.endpoint {
+            let ticket = endpoint
+                .ticket
+                .ok_or_else(|| ClientError::Protocol("endpoint without ticket".into()))?;
+            let response = self
+                .sql
+                .inner_mut()
+                .do_get(ticket)
+                .await
+                .map_err(|status| ClientError::Server(status.message().to_string()))?;
+            let messages = response.into_inner().map_err(|s| FlightError::Tonic(Box::new(s)));
+            let mut decoder = FlightDataDecoder::new(messages);
+            while let Some(message) = decoder.next().await {
+                let message = message?;
+                if let Some(stats) = QueryStats::from_json(&message.app_metadata()) {
+                    output.stats = Some(stats);
+                }
+                match message.payload {
+                    DecodedPayload::RecordBatch(batch) if batch.num_rows() > 0 => output.batches.push(batch),
+                    DecodedPayload::Schema(schema) if output.schema.is_none() => output.schema = Some(schema),
+                    _ => {}
+                }
+            }
+        }
+        Ok(output)
+    }
+
+    /// Runs a statement through `CommandStatementUpdate` (DDL).
+    pub async fn execute_update(&mut self, sql: &str) -> Result<i64, ClientError> {
+        Ok(self.sql.execute_update(sql.to_string(), None).await?)
+    }
+
+    /// `(catalog, schema, table, type)` of every table, through `GetTables`.
+    pub async fn tables(&mut self) -> Result<Vec<[String; 4]>, ClientError> {
+        let request = CommandGetTables { include_schema: false, ..Default::default() };
+        let info = self.sql.get_tables(request).await?;
+        let mut tables = Vec::new();
+        for endpoint in info.endpoint {
+            let Some(ticket) = endpoint.ticket else { continue };
+            let batches: Vec<RecordBatch> = self.sql.do_get(ticket).await?.try_collect().await?;
+            for batch in batches {
+                let column = |i: usize| {
+                    arrow::array::AsArray::as_string_opt::<i32>(batch.column(i).as_ref())
+                        .ok_or_else(|| ClientError::Protocol("GetTables column is not a string".into()))
+                        .cloned()
+                };
+                let (c, s, t, k) = (column(0)?, column(1)?, column(2)?, column(3)?);
+                for row in 0..batch.num_rows() {
+                    tables.push([c.value(row), s.value(row), t.value(row), k.value(row)].map(String::from));
+                }
+            }
+        }
+        Ok(tables)
+    }
+}

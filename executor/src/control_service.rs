@@ -1,0 +1,71 @@
+//! `ExecutorControl`: the scheduler installs and cancels tasks. Converts and delegates only.
+
+use std::sync::Arc;
+
+use datafusion::physical_plan::ExecutionPlanProperties;
+use datafusion::prelude::SessionContext;
+use glaux_proto::generated::executor_control_server::ExecutorControl;
+use glaux_proto::generated::{
+    CancelQueryRequest, CancelQueryResponse, LaunchTasksRequest, LaunchTasksResponse,
+};
+use glaux_proto::{QueryId, StageId, TaskId, decode_plan};
+use tonic::{Request, Response, Status};
+
+use crate::error::ExecutorError;
+use crate::task_table::{InstalledTask, TaskKey, TaskTable};
+
+pub struct ControlService {
+    pub tasks: Arc<TaskTable>,
+    pub session: SessionContext,
+}
+
+#[tonic::async_trait]
+impl ExecutorControl for ControlService {
+    async fn launch_tasks(
+        &self,
+        request: Request<LaunchTasksRequest>,
+    ) -> Result<Response<LaunchTasksResponse>, Status> {
+        let ctx = self.session.task_ctx();
+        // Decode every task before installing any, so a bad request installs nothing.
+        let mut decoded = Vec::new();
+        for task in request.into_inner().tasks {
+            let key = TaskKey {
+                query: QueryId::from(task.query_id),
+                stage: StageId(task.stage_id),
+                task: TaskId(task.task_id),
+            };
+            let plan = decode_plan(&task.plan, &ctx).map_err(|source| ExecutorError::DecodePlan {
+                query: key.query.clone(),
+                stage: key.stage,
+                task: key.task,
+                source,
+            })?;
+            let partitions = plan.output_partitioning().partition_count();
+            if task.partitions.is_empty() || task.partitions.iter().any(|p| *p as usize >= partitions) {
+                return Err(ExecutorError::MalformedRequest(format!(
+                    "task {}/{}/{} asks for partitions {:?} of a plan with {partitions}",
+                    key.query, key.stage, key.task, task.partitions
+                ))
+                .into());
+            }
+            decoded.push((key, InstalledTask::new(plan, task.partitions)));
+        }
+        for (key, task) in decoded {
+            tracing::debug!(query = %key.query, stage = %key.stage, task = %key.task, "task installed");
+            self.tasks.install(key, task);
+        }
+        Ok(Response::new(LaunchTasksResponse {}))
+    }
+
+    async fn cancel_query(
+        &self,
+        request: Request<CancelQueryRequest>,
+    ) -> Result<Response<CancelQueryResponse>, Status> {
+        let query = QueryId::from(request.into_inner().query_id);
+        let cancelled = self.tasks.cancel_query(&query);
+        if cancelled > 0 {
+            tracing::debug!(%query, cancelled, "query cancelled");
+        }
+        Ok(Response::new(CancelQueryResponse { cancelled_tasks: cancelled as u32 }))
+    }
+}

@@ -1,0 +1,215 @@
+//! Arrow Flight on the executor: `DoGet` streams one output partition of one installed task.
+//!
+//! The partition starts executing when its `DoGet` arrives and a task slot is free, and is pulled
+//! batch by batch by the consumer, so gRPC flow control is the backpressure. The last message
+//! carries the partition's [`TaskStats`] in its app_metadata.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use arrow_flight::error::FlightError;
+use arrow_flight::flight_service_server::FlightService;
+use arrow_flight::{
+    Action, ActionType, Criteria, Empty, FlightData, FlightDescriptor, FlightInfo, HandshakeRequest,
+    HandshakeResponse, PollInfo, PutResult, SchemaResult, Ticket,
+};
+use datafusion::prelude::SessionContext;
+use futures::{Stream, StreamExt, TryStreamExt, stream};
+use glaux_proto::generated::TaskOutputTicket;
+use glaux_proto::{QueryId, StageId, TaskId, collect_task_stats, with_trailer};
+use prost::Message;
+use tokio::sync::Semaphore;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::error::ExecutorError;
+use crate::task_table::{TaskKey, TaskTable};
+
+type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+pub struct ExecutorFlight {
+    pub tasks: Arc<TaskTable>,
+    pub session: SessionContext,
+    pub slots: Arc<Semaphore>,
+}
+
+impl ExecutorFlight {
+    async fn task_output(&self, ticket: Ticket) -> Result<BoxStream<FlightData>, ExecutorError> {
+        let ticket = TaskOutputTicket::decode(ticket.ticket)
+            .map_err(|e| ExecutorError::MalformedRequest(format!("ticket: {e}")))?;
+        let key = TaskKey {
+            query: QueryId::from(ticket.query_id),
+            stage: StageId(ticket.stage_id),
+            task: TaskId(ticket.task_id),
+        };
+        let partition = ticket.partition;
+        let task = self.tasks.get(&key).ok_or_else(|| ExecutorError::UnknownTask {
+            query: key.query.clone(),
+            stage: key.stage,
+            task: key.task,
+        })?;
+        if !task.partitions.contains(&partition) {
+            return Err(ExecutorError::UnknownPartition {
+                query: key.query,
+                stage: key.stage,
+                task: key.task,
+                partition,
+            });
+        }
+        let batches = task.plan.execute(partition as usize, self.session.task_ctx())?;
+        let schema = batches.schema();
+        let rows = Arc::new(AtomicU64::new(0));
+        let counted = Arc::clone(&rows);
+        let batches = batches
+            .inspect_ok(move |b| {
+                counted.fetch_add(b.num_rows() as u64, Ordering::Relaxed);
+            })
+            .map_err(|e| FlightError::ExternalError(Box::new(e)));
+        let batches = in_slots(batches, Arc::clone(&self.slots));
+        let batches = until_cancelled(contain_panics(batches), task.cancel.clone());
+        let tasks = Arc::clone(&self.tasks);
+        let plan = Arc::clone(&task.plan);
+        let trailer = move || {
+            tasks.finish_partition(&key, partition);
+            let mut stats = collect_task_stats(&plan, Some(partition as usize));
+            stats.output_rows = rows.load(Ordering::Relaxed);
+            stats.to_json().into()
+        };
+        // Dictionaries stay dictionaries between cluster members: the consumer's schema expects them.
+        let data = with_trailer(schema, batches, false, trailer)
+            .map_err(|e| match e {
+                FlightError::Tonic(status) => *status,
+                FlightError::ExternalError(e) => Status::internal(e.to_string()),
+                other => Status::internal(other.to_string()),
+            });
+        Ok(Box::pin(data))
+    }
+}
+
+/// Produces each batch while holding one of the executor's task slots, and only then: a stream
+/// whose consumer is not reading holds no slot. Holding slots across waits for consumers deadlocks
+/// plans whose consumer drains one input before the next (a hash join's build side).
+fn in_slots<S, T>(batches: S, slots: Arc<Semaphore>) -> impl Stream<Item = T> + Send + 'static
+where
+    S: Stream<Item = T> + Send + Unpin + 'static,
+    T: Send + 'static,
+{
+    stream::unfold((batches, slots), |(mut batches, slots)| async move {
+        let item = {
+            // The semaphore is never closed, so acquiring only waits.
+            let _slot = slots.acquire().await.ok()?;
+            batches.next().await
+        };
+        item.map(|item| (item, (batches, slots)))
+    })
+}
+
+/// Ends `batches` with an error as soon as `cancel` fires.
+fn until_cancelled<S, T>(
+    batches: S,
+    cancel: tokio_util::sync::CancellationToken,
+) -> impl Stream<Item = Result<T, FlightError>> + Send + 'static
+where
+    S: Stream<Item = Result<T, FlightError>> + Send + 'static,
+    T: Send + 'static,
+{
+    let fired = cancel.clone();
+    batches.take_until(cancel.cancelled_owned()).chain(
+        stream::once(async move {
+            fired.is_cancelled().then(|| Err(FlightError::ProtocolError("query cancelled".into())))
+        })
+        .filter_map(futures::future::ready),
+    )
+}
+
+/// Turns a panic while producing a batch (a bug, often a reader's on a malformed file) into an error
+/// for this stream alone.
+fn contain_panics<S, T>(batches: S) -> impl Stream<Item = Result<T, FlightError>> + Send + 'static
+where
+    S: Stream<Item = Result<T, FlightError>> + Send + 'static,
+    T: Send + 'static,
+{
+    std::panic::AssertUnwindSafe(batches).catch_unwind().scan(false, |panicked, item| {
+        let item = match item {
+            _ if *panicked => None,
+            Ok(item) => Some(item),
+            Err(panic) => {
+                *panicked = true;
+                Some(Err(FlightError::ProtocolError(format!(
+                    "the executor hit a bug while running this task: {}",
+                    panic_message(panic.as_ref())
+                ))))
+            }
+        };
+        futures::future::ready(item)
+    })
+}
+
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "panic".to_string())
+}
+
+fn unsupported<T>(what: &str) -> Result<T, Status> {
+    Err(Status::unimplemented(format!("executors do not serve {what}")))
+}
+
+#[tonic::async_trait]
+impl FlightService for ExecutorFlight {
+    type HandshakeStream = BoxStream<HandshakeResponse>;
+    type ListFlightsStream = BoxStream<FlightInfo>;
+    type DoGetStream = BoxStream<FlightData>;
+    type DoPutStream = BoxStream<PutResult>;
+    type DoActionStream = BoxStream<arrow_flight::Result>;
+    type ListActionsStream = BoxStream<ActionType>;
+    type DoExchangeStream = BoxStream<FlightData>;
+
+    async fn do_get(&self, request: Request<Ticket>) -> Result<Response<Self::DoGetStream>, Status> {
+        Ok(Response::new(self.task_output(request.into_inner()).await?))
+    }
+
+    async fn handshake(
+        &self,
+        _request: Request<Streaming<HandshakeRequest>>,
+    ) -> Result<Response<Self::HandshakeStream>, Status> {
+        unsupported("Handshake")
+    }
+
+    async fn list_flights(&self, _request: Request<Criteria>) -> Result<Response<Self::ListFlightsStream>, Status> {
+        unsupported("ListFlights")
+    }
+
+    async fn get_flight_info(&self, _request: Request<FlightDescriptor>) -> Result<Response<FlightInfo>, Status> {
+        unsupported("GetFlightInfo")
+    }
+
+    async fn poll_flight_info(&self, _request: Request<FlightDescriptor>) -> Result<Response<PollInfo>, Status> {
+        unsupported("PollFlightInfo")
+    }
+
+    async fn get_schema(&self, _request: Request<FlightDescriptor>) -> Result<Response<SchemaResult>, Status> {
+        unsupported("GetSchema")
+    }
+
+    async fn do_put(&self, _request: Request<Streaming<FlightData>>) -> Result<Response<Self::DoPutStream>, Status> {
+        unsupported("DoPut")
+    }
+
+    async fn do_action(&self, _request: Request<Action>) -> Result<Response<Self::DoActionStream>, Status> {
+        unsupported("DoAction")
+    }
+
+    async fn list_actions(&self, _request: Request<Empty>) -> Result<Response<Self::ListActionsStream>, Status> {
+        unsupported("ListActions")
+    }
+
+    async fn do_exchange(
+        &self,
+        _request: Request<Streaming<FlightData>>,
+    ) -> Result<Response<Self::DoExchangeStream>, Status> {
+        unsupported("DoExchange")
+    }
+}

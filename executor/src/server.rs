@@ -1,0 +1,119 @@
+//! `Executor`: binds, serves Flight and task control, and keeps its cluster membership.
+
+use std::sync::Arc;
+
+use arrow_flight::flight_service_server::FlightServiceServer;
+use glaux_proto::generated::ExecutorRegistration;
+use glaux_proto::generated::executor_control_server::ExecutorControlServer;
+use glaux_proto::{ClusterAuth, ClusterChannels, ExecutorId, MAX_MESSAGE_BYTES};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Server;
+
+use crate::config::ExecutorConfig;
+use crate::control_service::ControlService;
+use crate::error::ExecutorError;
+use crate::flight_service::ExecutorFlight;
+use crate::registration::Membership;
+use crate::session::executor_session;
+use crate::task_table::TaskTable;
+
+/// A running executor. Dropping it (or [`Executor::shutdown`]) stops serving and leaves the cluster.
+pub struct Executor {
+    id: ExecutorId,
+    endpoint: String,
+    shutdown: CancellationToken,
+    running: JoinSet<()>,
+}
+
+impl Executor {
+    pub async fn start(config: ExecutorConfig) -> Result<Self, ExecutorError> {
+        let listener = TcpListener::bind(config.bind)
+            .await
+            .map_err(|source| ExecutorError::Bind { addr: config.bind, source })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|source| ExecutorError::Bind { addr: config.bind, source })?;
+        let host = config.advertise_host.clone().unwrap_or_else(|| addr.ip().to_string());
+        let endpoint = format!("{host}:{}", addr.port());
+
+        let channels = Arc::new(ClusterChannels::new(config.secret.clone()));
+        let session = executor_session(&config, Arc::clone(&channels))?;
+        let tasks = Arc::new(TaskTable::new(config.task_ttl));
+        let flight = ExecutorFlight {
+            tasks: Arc::clone(&tasks),
+            session: session.clone(),
+            slots: Arc::new(Semaphore::new(config.task_slots)),
+        };
+        let flight = FlightServiceServer::new(flight)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        let control = ExecutorControlServer::new(ControlService { tasks: Arc::clone(&tasks), session })
+            .max_decoding_message_size(MAX_MESSAGE_BYTES);
+        let verify = ClusterAuth::verify(config.secret.clone());
+
+        let shutdown = CancellationToken::new();
+        let mut running = JoinSet::new();
+        let stop = shutdown.clone();
+        running.spawn(async move {
+            let served = Server::builder()
+                .add_service(InterceptedService::new(flight, verify.clone()))
+                .add_service(InterceptedService::new(control, verify))
+                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop.cancelled_owned())
+                .await;
+            if let Err(e) = served {
+                tracing::error!("executor server failed: {e}");
+            }
+        });
+        let membership = Membership {
+            channels,
+            scheduler: strip_scheme(&config.scheduler).to_string(),
+            registration: ExecutorRegistration {
+                executor_id: config.id.to_string(),
+                endpoint: endpoint.clone(),
+                task_slots: config.task_slots as u32,
+                memory_limit_bytes: config.memory_limit_bytes as u64,
+            },
+            tasks,
+        };
+        running.spawn(membership.run(shutdown.clone()));
+        tracing::info!(executor = %config.id, %endpoint, slots = config.task_slots, "executor serving");
+        Ok(Self { id: config.id, endpoint, shutdown, running })
+    }
+
+    pub fn id(&self) -> &ExecutorId {
+        &self.id
+    }
+
+    /// `host:port` where this executor serves Flight.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    pub fn shutdown(&self) {
+        self.shutdown.cancel();
+    }
+
+    /// Waits until the executor stops (after [`Executor::shutdown`], or if its server fails).
+    pub async fn stopped(&mut self) {
+        while self.running.join_next().await.is_some() {}
+    }
+}
+
+impl Drop for Executor {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+fn strip_scheme(address: &str) -> &str {
+    address
+        .strip_prefix("http://")
+        .or_else(|| address.strip_prefix("grpc://"))
+        .unwrap_or(address)
+        .trim_end_matches('/')
+}

@@ -1,0 +1,29 @@
+//! The DataFusion session every task of this executor runs in.
+
+use std::sync::Arc;
+
+use datafusion::execution::memory_pool::FairSpillPool;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use glaux_proto::ClusterChannels;
+use glaux_storage::LakeObjectStores;
+
+use crate::config::ExecutorConfig;
+use crate::error::ExecutorError;
+
+/// One context for all tasks: they share the memory pool and the object-store clients.
+pub fn executor_session(
+    config: &ExecutorConfig,
+    channels: Arc<ClusterChannels>,
+) -> Result<SessionContext, ExecutorError> {
+    let runtime = RuntimeEnvBuilder::new()
+        .with_memory_pool(Arc::new(FairSpillPool::new(config.memory_limit_bytes)))
+        .with_object_store_registry(Arc::new(LakeObjectStores::new(config.storage.clone())))
+        .build_arc()
+        .map_err(ExecutorError::Session)?;
+    let mut session = SessionConfig::new().with_target_partitions(1).with_extension(channels);
+    // A task holds only some partitions of its stage: its scans must not steal files that belong
+    // to partitions other executors run.
+    session.options_mut().execution.enable_file_stream_work_stealing = false;
+    Ok(SessionContext::new_with_config_rt(session, runtime))
+}

@@ -1,0 +1,128 @@
+//! `TaskTable`: the tasks installed on this executor, until their output has been read.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use datafusion::physical_plan::ExecutionPlan;
+use glaux_proto::{QueryId, StageId, TaskId};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct TaskKey {
+    pub query: QueryId,
+    pub stage: StageId,
+    pub task: TaskId,
+}
+
+#[derive(Debug)]
+pub struct InstalledTask {
+    pub plan: Arc<dyn ExecutionPlan>,
+    pub partitions: Vec<u32>,
+    /// Fires when the query is cancelled; running output streams stop at their next batch.
+    pub cancel: CancellationToken,
+    unfinished: Mutex<HashSet<u32>>,
+    installed_at: Instant,
+}
+
+impl InstalledTask {
+    pub fn new(plan: Arc<dyn ExecutionPlan>, partitions: Vec<u32>) -> Self {
+        Self {
+            unfinished: Mutex::new(partitions.iter().copied().collect()),
+            plan,
+            partitions,
+            cancel: CancellationToken::new(),
+            installed_at: Instant::now(),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct TaskTable {
+    tasks: Mutex<HashMap<TaskKey, Arc<InstalledTask>>>,
+    ttl: Duration,
+}
+
+impl TaskTable {
+    pub fn new(ttl: Duration) -> Self {
+        Self { tasks: Mutex::new(HashMap::new()), ttl }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<TaskKey, Arc<InstalledTask>>> {
+        self.tasks.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn install(&self, key: TaskKey, task: InstalledTask) {
+        self.lock().insert(key, Arc::new(task));
+    }
+
+    pub fn get(&self, key: &TaskKey) -> Option<Arc<InstalledTask>> {
+        self.lock().get(key).cloned()
+    }
+
+    /// Records that one output partition was read to its end; the task is forgotten once all were.
+    pub fn finish_partition(&self, key: &TaskKey, partition: u32) {
+        let mut tasks = self.lock();
+        let done = tasks.get(key).is_some_and(|task| {
+            let mut unfinished = task.unfinished.lock().unwrap_or_else(|e| e.into_inner());
+            unfinished.remove(&partition);
+            unfinished.is_empty()
+        });
+        if done {
+            tasks.remove(key);
+        }
+    }
+
+    /// Cancels and forgets every task of `query`; returns how many there were.
+    pub fn cancel_query(&self, query: &QueryId) -> usize {
+        let mut tasks = self.lock();
+        let before = tasks.len();
+        tasks.retain(|key, task| {
+            let keep = &key.query != query;
+            if !keep {
+                task.cancel.cancel();
+            }
+            keep
+        });
+        before - tasks.len()
+    }
+
+    /// Forgets tasks installed longer than the TTL ago (their consumer is gone).
+    pub fn expire(&self) -> usize {
+        let mut tasks = self.lock();
+        let before = tasks.len();
+        tasks.retain(|_, task| task.installed_at.elapsed() < self.ttl);
+        before - tasks.len()
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::datatypes::Schema;
+    use datafusion::physical_plan::empty::EmptyExec;
+
+    fn task(partitions: Vec<u32>) -> InstalledTask {
+        InstalledTask::new(Arc::new(EmptyExec::new(Arc::new(Schema::empty()))), partitions)
+    }
+
+    #[test]
+    fn task_is_forgotten_after_all_partitions_or_cancel() {
+        let table = TaskTable::new(Duration::from_secs(60));
+        let key = |q: &str, t| TaskKey { query: QueryId::from(q.to_string()), stage: StageId(1), task: TaskId(t) };
+        table.install(key("q1", 0), task(vec![0, 1]));
+        table.install(key("q2", 0), task(vec![0]));
+        table.finish_partition(&key("q1", 0), 0);
+        assert!(table.get(&key("q1", 0)).is_some());
+        table.finish_partition(&key("q1", 0), 1);
+        assert!(table.get(&key("q1", 0)).is_none());
+        let cancel = table.get(&key("q2", 0)).unwrap().cancel.clone();
+        assert_eq!(table.cancel_query(&QueryId::from("q2".to_string())), 1);
+        assert!(cancel.is_cancelled());
+        assert_eq!(table.len(), 0);
+    }
+}

@@ -1,0 +1,84 @@
+//! Connections from one cluster member to another, shared per process.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use arrow_flight::flight_service_client::FlightServiceClient;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::auth::{ClusterAuth, ClusterSecret};
+use crate::generated::executor_control_client::ExecutorControlClient;
+use crate::generated::scheduler_cluster_client::SchedulerClusterClient;
+
+/// The largest gRPC message a cluster member accepts. Senders split batches far below it
+/// (arrow-flight's encoder targets 2 MiB), so this only bounds what a broken peer can make us buffer.
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+
+pub type FlightClient = FlightServiceClient<InterceptedService<Channel, ClusterAuth>>;
+
+/// Lazily connected channels to other cluster members, keyed by `host:port`, all carrying the
+/// cluster credential. Registered as a DataFusion session-config extension so that exchange nodes
+/// ([`crate::StageReaderExec`]) find it at execution time.
+#[derive(Debug)]
+pub struct ClusterChannels {
+    secret: ClusterSecret,
+    channels: Mutex<HashMap<String, Channel>>,
+}
+
+impl ClusterChannels {
+    pub fn new(secret: ClusterSecret) -> Self {
+        Self { secret, channels: Mutex::new(HashMap::new()) }
+    }
+
+    pub fn secret(&self) -> &ClusterSecret {
+        &self.secret
+    }
+
+    fn channel(&self, endpoint: &str) -> Result<Channel, tonic::transport::Error> {
+        let mut channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(channel) = channels.get(endpoint) {
+            return Ok(channel.clone());
+        }
+        let channel = Endpoint::from_shared(format!("http://{endpoint}"))?
+            .connect_timeout(Duration::from_secs(5))
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(10))
+            .keep_alive_timeout(Duration::from_secs(10))
+            .connect_lazy();
+        channels.insert(endpoint.to_string(), channel.clone());
+        Ok(channel)
+    }
+
+    /// Forgets the channel to a member that went away, so a new one at that address starts fresh.
+    pub fn forget(&self, endpoint: &str) {
+        self.channels.lock().unwrap_or_else(|e| e.into_inner()).remove(endpoint);
+    }
+
+    pub fn flight(&self, endpoint: &str) -> Result<FlightClient, tonic::transport::Error> {
+        let auth = ClusterAuth::attach(self.secret.clone());
+        Ok(FlightServiceClient::with_interceptor(self.channel(endpoint)?, auth)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES))
+    }
+
+    pub fn executor_control(
+        &self,
+        endpoint: &str,
+    ) -> Result<ExecutorControlClient<InterceptedService<Channel, ClusterAuth>>, tonic::transport::Error>
+    {
+        let auth = ClusterAuth::attach(self.secret.clone());
+        Ok(ExecutorControlClient::with_interceptor(self.channel(endpoint)?, auth)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES))
+    }
+
+    pub fn scheduler(
+        &self,
+        endpoint: &str,
+    ) -> Result<SchedulerClusterClient<InterceptedService<Channel, ClusterAuth>>, tonic::transport::Error>
+    {
+        let auth = ClusterAuth::attach(self.secret.clone());
+        Ok(SchedulerClusterClient::with_interceptor(self.channel(endpoint)?, auth))
+    }
+}

@@ -1,0 +1,276 @@
+//! `StageReaderExec`: reads the output partitions of a finished or running stage over Arrow Flight.
+//!
+//! It is the consumer half of every exchange. The planner puts one where it cuts a plan into stages;
+//! each of its partitions is one `(executor, task, partition)` of the stage below, fetched with a
+//! Flight `DoGet` when the partition is first polled, and streamed with gRPC flow control as
+//! backpressure.
+
+use std::fmt;
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use arrow_flight::Ticket;
+use arrow_flight::decode::{DecodedPayload, FlightDataDecoder};
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::common::{DataFusionError, Result, exec_err, internal_err};
+use datafusion::execution::TaskContext;
+use datafusion::physical_expr::{EquivalenceProperties, Partitioning, PhysicalExpr};
+use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::metrics::{Count, ExecutionPlanMetricsSet, MetricBuilder, MetricsSet};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties, SendableRecordBatchStream,
+};
+use futures::{StreamExt, TryStreamExt, stream};
+use prost::Message;
+
+use crate::channels::ClusterChannels;
+use crate::generated::TaskOutputTicket;
+use crate::ids::{QueryId, StageId, TaskId};
+use crate::stats::TaskStats;
+
+/// Where one partition of a stage's output is served.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TaskOutput {
+    /// `host:port` of the executor's Flight endpoint.
+    pub endpoint: String,
+    pub task: TaskId,
+    pub partition: u32,
+}
+
+#[derive(Debug)]
+pub struct StageReaderExec {
+    query: QueryId,
+    stage: StageId,
+    outputs: Vec<TaskOutput>,
+    properties: Arc<PlanProperties>,
+    metrics: ExecutionPlanMetricsSet,
+}
+
+impl StageReaderExec {
+    /// A reader with one partition per entry of `outputs`. `eq_properties` describe each partition
+    /// (a stage whose partitions are sorted stays sorted through the exchange).
+    pub fn new(
+        query: QueryId,
+        stage: StageId,
+        eq_properties: EquivalenceProperties,
+        outputs: Vec<TaskOutput>,
+    ) -> Self {
+        let properties = PlanProperties::new(
+            eq_properties,
+            Partitioning::UnknownPartitioning(outputs.len()),
+            EmissionType::Incremental,
+            Boundedness::Bounded,
+        );
+        Self {
+            query,
+            stage,
+            outputs,
+            properties: Arc::new(properties),
+            metrics: ExecutionPlanMetricsSet::new(),
+        }
+    }
+
+    pub fn query(&self) -> &QueryId {
+        &self.query
+    }
+
+    pub fn stage(&self) -> StageId {
+        self.stage
+    }
+
+    pub fn outputs(&self) -> &[TaskOutput] {
+        &self.outputs
+    }
+
+    /// The statistics the stage's tasks reported in their trailers, summed over what was read so far.
+    pub fn task_stats(&self) -> TaskStats {
+        let metrics = self.metrics.clone_inner();
+        let get = |name: &str| metrics.sum_by_name(name).map(|v| v.as_usize() as u64).unwrap_or(0);
+        TaskStats {
+            output_rows: get("task_output_rows"),
+            bytes_scanned: get("bytes_scanned"),
+            files_scanned: get("files_scanned"),
+            row_groups_pruned: get("row_groups_pruned"),
+            row_groups_matched: get("row_groups_matched"),
+            page_rows_pruned: get("page_rows_pruned"),
+            pushdown_rows_pruned: get("pushdown_rows_pruned"),
+        }
+    }
+}
+
+impl DisplayAs for StageReaderExec {
+    fn fmt_as(&self, t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        let mut executors: Vec<&str> = self.outputs.iter().map(|o| o.endpoint.as_str()).collect();
+        executors.sort_unstable();
+        executors.dedup();
+        match t {
+            DisplayFormatType::Default | DisplayFormatType::Verbose => write!(
+                f,
+                "StageReaderExec: stage={}, partitions={}, executors={}",
+                self.stage,
+                self.outputs.len(),
+                executors.len()
+            ),
+            DisplayFormatType::TreeRender => write!(f, "stage: {}", self.stage),
+        }
+    }
+}
+
+/// Counters fed from one partition's trailer into the reader's metrics.
+struct TrailerCounters([(Count, fn(&TaskStats) -> u64); 7]);
+
+impl TrailerCounters {
+    fn new(metrics: &ExecutionPlanMetricsSet, partition: usize) -> Self {
+        let c = |name: &'static str| MetricBuilder::new(metrics).counter(name, partition);
+        Self([
+            (c("task_output_rows"), |s| s.output_rows),
+            (c("bytes_scanned"), |s| s.bytes_scanned),
+            (c("files_scanned"), |s| s.files_scanned),
+            (c("row_groups_pruned"), |s| s.row_groups_pruned),
+            (c("row_groups_matched"), |s| s.row_groups_matched),
+            (c("page_rows_pruned"), |s| s.page_rows_pruned),
+            (c("pushdown_rows_pruned"), |s| s.pushdown_rows_pruned),
+        ])
+    }
+
+    fn record(&self, stats: &TaskStats) {
+        for (count, field) in &self.0 {
+            count.add(field(stats) as usize);
+        }
+    }
+}
+
+impl ExecutionPlan for StageReaderExec {
+    fn name(&self) -> &str {
+        "StageReaderExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![]
+    }
+
+    fn apply_expressions(
+        &self,
+        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
+    ) -> Result<TreeNodeRecursion> {
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    #[allow(deprecated)] // DataFusion 55 still requires this deprecated method of every node
+    fn with_new_children(
+        self: Arc<Self>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        if !children.is_empty() {
+            return internal_err!("StageReaderExec is a leaf");
+        }
+        Ok(self)
+    }
+
+    fn metrics(&self) -> Option<MetricsSet> {
+        Some(self.metrics.clone_inner())
+    }
+
+    fn execute(
+        &self,
+        partition: usize,
+        context: Arc<TaskContext>,
+    ) -> Result<SendableRecordBatchStream> {
+        let Some(output) = self.outputs.get(partition).cloned() else {
+            return internal_err!(
+                "StageReaderExec of stage {} has no partition {partition}",
+                self.stage
+            );
+        };
+        let Some(channels) = context.session_config().get_extension::<ClusterChannels>() else {
+            return internal_err!("StageReaderExec needs ClusterChannels in the session config");
+        };
+        let ticket = TaskOutputTicket {
+            query_id: self.query.to_string(),
+            stage_id: self.stage.0,
+            task_id: output.task.0,
+            partition: output.partition,
+        };
+        let schema = self.schema();
+        let counters = TrailerCounters::new(&self.metrics, partition);
+        let stage = self.stage;
+        // Nothing happens until the first poll: connecting is part of reading.
+        let batches = stream::once(async move {
+            let (task, endpoint) = (output.task, output.endpoint.clone());
+            let describe = move |e: &dyn fmt::Display| {
+                DataFusionError::External(
+                    format!("stage {stage} task {task} on executor {endpoint}: {e}").into(),
+                )
+            };
+            let mut client = channels.flight(&output.endpoint).map_err(|e| describe(&e))?;
+            let response = client
+                .do_get(Ticket { ticket: ticket.encode_to_vec().into() })
+                .await
+                .map_err(|status| describe(&status.message()))?;
+            let messages = response
+                .into_inner()
+                .map_err(|status| arrow_flight::error::FlightError::Tonic(Box::new(status)));
+            Ok::<_, DataFusionError>(decode_batches(
+                FlightDataDecoder::new(messages),
+                Arc::clone(&schema),
+                counters,
+                move |e| describe(&e),
+            ))
+        })
+        .try_flatten();
+        Ok(Box::pin(RecordBatchStreamAdapter::new(self.schema(), batches)))
+    }
+}
+
+fn decode_batches(
+    decoder: FlightDataDecoder,
+    schema: SchemaRef,
+    counters: TrailerCounters,
+    describe: impl Fn(String) -> DataFusionError + Send + 'static,
+) -> impl futures::Stream<Item = Result<RecordBatch>> + Send {
+    decoder.filter_map(move |message| {
+        let item = match message {
+            Err(e) => Some(Err(describe(flight_error_message(e)))),
+            Ok(message) => {
+                if let Some(stats) = TaskStats::from_json(&message.app_metadata()) {
+                    counters.record(&stats);
+                }
+                match message.payload {
+                    DecodedPayload::RecordBatch(batch) if batch.num_rows() > 0 => Some(
+                        RecordBatch::try_new(Arc::clone(&schema), batch.columns().to_vec())
+                            .map_err(|e| describe(format!("batch does not match the stage schema: {e}"))),
+                    ),
+                    _ => None,
+                }
+            }
+        };
+        futures::future::ready(item)
+    })
+}
+
+/// The message of the remote error without tonic's decoration, so the user sees the original text.
+fn flight_error_message(error: arrow_flight::error::FlightError) -> String {
+    match error {
+        arrow_flight::error::FlightError::Tonic(status) => status.message().to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// Used by the codec: rebuilds a reader from its wire form.
+pub(crate) fn reader_from_parts(
+    query: QueryId,
+    stage: StageId,
+    schema: SchemaRef,
+    outputs: Vec<TaskOutput>,
+) -> Result<StageReaderExec> {
+    if outputs.is_empty() {
+        return exec_err!("a stage reader needs at least one task output");
+    }
+    Ok(StageReaderExec::new(query, stage, EquivalenceProperties::new(schema), outputs))
+}

@@ -1,0 +1,130 @@
+//! What a task reports about its work, carried in the app_metadata after its last batch.
+
+use std::sync::Arc;
+
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::metrics::MetricValue;
+use serde::{Deserialize, Serialize};
+
+/// Counters of one task, or summed over many. Additive: `merge` is the only way they combine.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskStats {
+    /// Rows the task sent downstream.
+    pub output_rows: u64,
+    /// Bytes read from object storage by the task's scans.
+    pub bytes_scanned: u64,
+    /// Files (or byte ranges of files) the task's scans were given.
+    pub files_scanned: u64,
+    /// Parquet row groups skipped by statistics (min/max) or bloom filters.
+    pub row_groups_pruned: u64,
+    /// Parquet row groups that had to be read.
+    pub row_groups_matched: u64,
+    /// Rows skipped by the Parquet page index.
+    pub page_rows_pruned: u64,
+    /// Rows removed by filters pushed into the Parquet decoder (late materialization).
+    pub pushdown_rows_pruned: u64,
+}
+
+impl TaskStats {
+    pub fn merge(&mut self, other: &TaskStats) {
+        self.output_rows += other.output_rows;
+        self.bytes_scanned += other.bytes_scanned;
+        self.files_scanned += other.files_scanned;
+        self.row_groups_pruned += other.row_groups_pruned;
+        self.row_groups_matched += other.row_groups_matched;
+        self.page_rows_pruned += other.page_rows_pruned;
+        self.pushdown_rows_pruned += other.pushdown_rows_pruned;
+    }
+
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// Parses a trailer; `None` for anything that is not one (it is only ever advisory).
+    pub fn from_json(bytes: &[u8]) -> Option<Self> {
+        serde_json::from_slice(bytes).ok()
+    }
+}
+
+/// Sums the scan metrics of every node of an executed plan: of one output partition, or of all.
+pub fn collect_task_stats(plan: &Arc<dyn ExecutionPlan>, partition: Option<usize>) -> TaskStats {
+    let mut stats = TaskStats::default();
+    visit(plan.as_ref(), partition, &mut stats);
+    stats
+}
+
+fn visit(plan: &dyn ExecutionPlan, partition: Option<usize>, stats: &mut TaskStats) {
+    if let Some(metrics) = plan.metrics() {
+        for metric in metrics.iter() {
+            if partition.is_some() && metric.partition() != partition {
+                continue;
+            }
+            let value = metric.value();
+            let n = value.as_usize() as u64;
+            match value {
+                MetricValue::PruningMetrics { name, pruning_metrics } => {
+                    let (pruned, matched) =
+                        (pruning_metrics.pruned() as u64, pruning_metrics.matched() as u64);
+                    match name.as_ref() {
+                        "row_groups_pruned_statistics" => {
+                            stats.row_groups_pruned += pruned;
+                            stats.row_groups_matched += matched;
+                        }
+                        "row_groups_pruned_bloom_filter" => stats.row_groups_pruned += pruned,
+                        "page_index_rows_pruned" => stats.page_rows_pruned += pruned,
+                        "files_ranges_pruned_statistics" => stats.files_scanned += pruned + matched,
+                        _ => {}
+                    }
+                }
+                _ => match value.name() {
+                    "bytes_scanned" => stats.bytes_scanned += n,
+                    "pushdown_rows_pruned" => stats.pushdown_rows_pruned += n,
+                    _ => {}
+                },
+            }
+        }
+    }
+    for child in plan.children() {
+        visit(child.as_ref(), partition, stats);
+    }
+}
+
+/// What the client learns about a query after its last batch (the trailer of a Flight SQL `DoGet`,
+/// as JSON in `app_metadata`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueryStats {
+    pub query_id: String,
+    pub elapsed_ms: u64,
+    /// Rows returned to the client.
+    pub rows: u64,
+    /// Executor stages and tasks the query ran.
+    pub stages: u64,
+    pub tasks: u64,
+    /// Files (or byte ranges) the plan assigned to tasks after partition pruning, and their bytes.
+    pub files_planned: u64,
+    pub bytes_planned: u64,
+    #[serde(flatten)]
+    pub scan: TaskStats,
+}
+
+impl QueryStats {
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    pub fn from_json(bytes: &[u8]) -> Option<Self> {
+        serde_json::from_slice(bytes).ok()
+    }
+}
+
+/// Bytes in decimal units, as Athena reports "Data scanned": `4.19 MB`.
+pub fn format_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KB", "MB", "GB", "TB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1000.0 && unit < UNITS.len() - 1 {
+        value /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 { format!("{bytes} B") } else { format!("{value:.2} {}", UNITS[unit]) }
+}

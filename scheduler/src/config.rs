@@ -1,0 +1,51 @@
+//! Scheduler settings.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use glaux_proto::ClusterSecret;
+use glaux_storage::StorageConfig;
+
+#[derive(Clone, Debug)]
+pub struct SchedulerConfig {
+    /// Where Flight SQL clients and executors connect. Port 0 picks a free port.
+    pub bind: SocketAddr,
+    pub secret: ClusterSecret,
+    pub storage: StorageConfig,
+    /// How often executors heartbeat.
+    pub heartbeat_interval: Duration,
+    /// An executor silent for this long is dropped from the cluster.
+    pub executor_timeout: Duration,
+    /// Batch size of the scheduler's part of each query.
+    pub batch_size: usize,
+}
+
+impl SchedulerConfig {
+    pub fn new(secret: ClusterSecret) -> Self {
+        Self {
+            bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+            secret,
+            storage: StorageConfig::default(),
+            heartbeat_interval: Duration::from_secs(1),
+            executor_timeout: Duration::from_secs(10),
+            batch_size: 8192,
+        }
+    }
+
+    pub fn with_bind(mut self, bind: SocketAddr) -> Self {
+        self.bind = bind;
+        self
+    }
+
+    pub fn with_storage(mut self, storage: StorageConfig) -> Self {
+        self.storage = storage;
+        self
+    }
+
+    /// Heartbeat interval; executors are dropped after missing about five in a row.
+    pub fn with_heartbeat(mut self, interval: Duration) -> Self {
+        self.heartbeat_interval = interval;
+        self.executor_timeout = interval * 5;
+        self
+    }
+}

@@ -1,0 +1,336 @@
+//! The Arrow Flight SQL front door. Converts Flight SQL messages and delegates to `QueryEngine`.
+//!
+//! Statement handles carry the SQL text itself (`StatementHandle`): `GetFlightInfo` plans the
+//! statement to learn its schema, `DoGet` plans and runs it. The front door keeps no per-query
+//! state between the two, so a client that never fetches costs nothing. DDL is the exception: it
+//! runs at `GetFlightInfo`, as clients (ADBC among them) never fetch the empty result of a DDL.
+
+mod metadata;
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::ipc::writer::IpcWriteOptions;
+use arrow_flight::encode::FlightDataEncoderBuilder;
+use arrow_flight::error::FlightError;
+use arrow_flight::flight_service_server::FlightService;
+use arrow_flight::sql::server::{FlightSqlService, PeekableFlightDataStream};
+use arrow_flight::sql::{
+    ActionClosePreparedStatementRequest, ActionCreatePreparedStatementRequest,
+    ActionCreatePreparedStatementResult, Any, CommandGetCatalogs, CommandGetDbSchemas,
+    CommandGetSqlInfo, CommandGetTableTypes, CommandGetTables, CommandPreparedStatementQuery,
+    CommandPreparedStatementUpdate, CommandStatementQuery, CommandStatementUpdate, ProstMessageExt,
+    SqlInfo, TicketStatementQuery,
+};
+use arrow_flight::{
+    Action, FlightData, FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest,
+    HandshakeResponse, IpcMessage, SchemaAsIpc, Ticket,
+};
+use futures::{FutureExt, Stream, StreamExt, TryStreamExt, stream};
+use glaux_proto::generated::StatementHandle;
+use prost::Message;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::query::QueryEngine;
+
+type DoGetStream = Pin<Box<dyn Stream<Item = Result<FlightData, Status>> + Send + 'static>>;
+
+pub struct FlightSqlFrontDoor {
+    pub engine: Arc<QueryEngine>,
+}
+
+fn decode_handle(handle: &[u8]) -> Result<StatementHandle, Status> {
+    StatementHandle::decode(handle)
+        .map_err(|_| Status::invalid_argument("statement handle is not a Glaux statement"))
+}
+
+/// The schema clients see: dictionary-encoded columns arrive as their value type.
+fn client_schema(schema: &Schema) -> Schema {
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| match f.data_type() {
+            DataType::Dictionary(_, value) => f.as_ref().clone().with_data_type(value.as_ref().clone()),
+            _ => f.as_ref().clone(),
+        })
+        .collect();
+    Schema::new_with_metadata(fields, schema.metadata().clone())
+}
+
+/// Runs `work`, turning a panic (a bug, often in a reader given a malformed file) into an error for
+/// this request alone.
+async fn contained<T>(work: impl std::future::Future<Output = Result<T, Status>>) -> Result<T, Status> {
+    match std::panic::AssertUnwindSafe(work).catch_unwind().await {
+        Ok(result) => result,
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "panic".to_string());
+            Err(Status::internal(format!("the scheduler hit a bug while planning this statement: {message}")))
+        }
+    }
+}
+
+impl FlightSqlFrontDoor {
+    async fn flight_info(&self, sql: &str, descriptor: FlightDescriptor) -> Result<FlightInfo, Status> {
+        let (schema, ddl) = contained(async { Ok(self.engine.describe(sql).await?) }).await?;
+        if ddl {
+            self.run_update(sql).await?;
+        }
+        let handle = StatementHandle { sql: sql.to_string(), executed: ddl };
+        let ticket = TicketStatementQuery { statement_handle: handle.encode_to_vec().into() };
+        let endpoint = FlightEndpoint::new()
+            .with_ticket(Ticket { ticket: ticket.as_any().encode_to_vec().into() });
+        FlightInfo::new()
+            .try_with_schema(&client_schema(&schema))
+            .map_err(|e| Status::internal(format!("encoding schema: {e}")))
+            .map(|info| info.with_endpoint(endpoint).with_descriptor(descriptor).with_ordered(true))
+    }
+
+    async fn run(&self, handle: StatementHandle) -> Result<DoGetStream, Status> {
+        if handle.executed {
+            let (schema, _) = contained(async { Ok(self.engine.describe(&handle.sql).await?) }).await?;
+            return Ok(batch_stream(arrow::array::RecordBatch::new_empty(schema)));
+        }
+        let sql = handle.sql.as_str();
+        let result = contained(async { Ok(self.engine.execute(sql).await?) }).await?;
+        let query = result.query.clone();
+        let stats = result.stats;
+        let batches = result
+            .batches
+            .map_err(move |e| FlightError::Tonic(Box::new(Status::internal(format!("query {query}: {e}")))));
+        let data = glaux_proto::with_trailer(result.schema, batches, true, move || {
+            stats.snapshot().to_json().into()
+        })
+        .map_err(|e| match e {
+            FlightError::Tonic(status) => *status,
+            other => Status::internal(other.to_string()),
+        });
+        Ok(Box::pin(data))
+    }
+
+    async fn run_update(&self, sql: &str) -> Result<i64, Status> {
+        let mut result = contained(async { Ok(self.engine.execute(sql).await?) }).await?;
+        while let Some(batch) = result.batches.next().await {
+            batch.map_err(|e| Status::internal(e.to_string()))?;
+        }
+        Ok(0)
+    }
+}
+
+fn batch_stream(batch: arrow::array::RecordBatch) -> DoGetStream {
+    let schema = batch.schema();
+    let data = FlightDataEncoderBuilder::new()
+        .with_schema(schema)
+        .build(stream::iter([Ok(batch)]))
+        .map_err(|e| Status::internal(e.to_string()));
+    Box::pin(data)
+}
+
+fn metadata_info<M: ProstMessageExt>(
+    command: M,
+    schema: SchemaRef,
+    descriptor: FlightDescriptor,
+) -> Result<Response<FlightInfo>, Status> {
+    let ticket = Ticket { ticket: command.as_any().encode_to_vec().into() };
+    let info = FlightInfo::new()
+        .try_with_schema(&schema)
+        .map_err(|e| Status::internal(format!("encoding schema: {e}")))?
+        .with_endpoint(FlightEndpoint::new().with_ticket(ticket))
+        .with_descriptor(descriptor);
+    Ok(Response::new(info))
+}
+
+#[tonic::async_trait]
+impl FlightSqlService for FlightSqlFrontDoor {
+    type FlightService = FlightSqlFrontDoor;
+
+    /// No client authentication yet: the scheduler binds loopback unless configured otherwise.
+    async fn do_handshake(
+        &self,
+        _request: Request<Streaming<HandshakeRequest>>,
+    ) -> Result<Response<Pin<Box<dyn Stream<Item = Result<HandshakeResponse, Status>> + Send>>>, Status>
+    {
+        let response = HandshakeResponse { protocol_version: 0, payload: Default::default() };
+        Ok(Response::new(Box::pin(stream::iter([Ok(response)]))))
+    }
+
+    async fn get_flight_info_statement(
+        &self,
+        query: CommandStatementQuery,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        Ok(Response::new(self.flight_info(&query.query, request.into_inner()).await?))
+    }
+
+    async fn get_flight_info_prepared_statement(
+        &self,
+        query: CommandPreparedStatementQuery,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let handle = decode_handle(&query.prepared_statement_handle)?;
+        Ok(Response::new(self.flight_info(&handle.sql, request.into_inner()).await?))
+    }
+
+    async fn do_get_statement(
+        &self,
+        ticket: TicketStatementQuery,
+        _request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        Ok(Response::new(self.run(decode_handle(&ticket.statement_handle)?).await?))
+    }
+
+    async fn do_get_prepared_statement(
+        &self,
+        query: CommandPreparedStatementQuery,
+        _request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        let handle = decode_handle(&query.prepared_statement_handle)?;
+        Ok(Response::new(self.run(StatementHandle { executed: false, ..handle }).await?))
+    }
+
+    async fn do_put_statement_update(
+        &self,
+        command: CommandStatementUpdate,
+        _request: Request<PeekableFlightDataStream>,
+    ) -> Result<i64, Status> {
+        self.run_update(&command.query).await
+    }
+
+    async fn do_put_prepared_statement_update(
+        &self,
+        query: CommandPreparedStatementUpdate,
+        _request: Request<PeekableFlightDataStream>,
+    ) -> Result<i64, Status> {
+        self.run_update(&decode_handle(&query.prepared_statement_handle)?.sql).await
+    }
+
+    async fn do_action_create_prepared_statement(
+        &self,
+        query: ActionCreatePreparedStatementRequest,
+        _request: Request<Action>,
+    ) -> Result<ActionCreatePreparedStatementResult, Status> {
+        let (schema, _) = contained(async { Ok(self.engine.describe(&query.query).await?) }).await?;
+        let IpcMessage(dataset_schema) =
+            SchemaAsIpc::new(&client_schema(&schema), &IpcWriteOptions::default())
+                .try_into()
+                .map_err(|e: arrow::error::ArrowError| Status::internal(e.to_string()))?;
+        Ok(ActionCreatePreparedStatementResult {
+            prepared_statement_handle: StatementHandle { sql: query.query, executed: false }
+                .encode_to_vec()
+                .into(),
+            dataset_schema,
+            parameter_schema: Default::default(),
+        })
+    }
+
+    async fn do_action_close_prepared_statement(
+        &self,
+        _query: ActionClosePreparedStatementRequest,
+        _request: Request<Action>,
+    ) -> Result<(), Status> {
+        Ok(())
+    }
+
+    async fn get_flight_info_catalogs(
+        &self,
+        query: CommandGetCatalogs,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let schema = query.clone().into_builder().schema();
+        metadata_info(query, schema, request.into_inner())
+    }
+
+    async fn get_flight_info_schemas(
+        &self,
+        query: CommandGetDbSchemas,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let schema = query.clone().into_builder().schema();
+        metadata_info(query, schema, request.into_inner())
+    }
+
+    async fn get_flight_info_tables(
+        &self,
+        query: CommandGetTables,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let schema = query.clone().into_builder().schema();
+        metadata_info(query, schema, request.into_inner())
+    }
+
+    async fn get_flight_info_table_types(
+        &self,
+        query: CommandGetTableTypes,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let schema = query.clone().into_builder().schema();
+        metadata_info(query, schema, request.into_inner())
+    }
+
+    async fn get_flight_info_sql_info(
+        &self,
+        query: CommandGetSqlInfo,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        let schema = query.clone().into_builder(&metadata::SQL_INFO).schema();
+        metadata_info(query, schema, request.into_inner())
+    }
+
+    async fn do_get_catalogs(
+        &self,
+        query: CommandGetCatalogs,
+        _request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        Ok(Response::new(batch_stream(metadata::catalogs(&self.engine.ctx, query)?)))
+    }
+
+    async fn do_get_schemas(
+        &self,
+        query: CommandGetDbSchemas,
+        _request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        Ok(Response::new(batch_stream(metadata::schemas(&self.engine.ctx, query)?)))
+    }
+
+    async fn do_get_tables(
+        &self,
+        query: CommandGetTables,
+        _request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        Ok(Response::new(batch_stream(metadata::tables(&self.engine.ctx, query).await?)))
+    }
+
+    async fn do_get_table_types(
+        &self,
+        query: CommandGetTableTypes,
+        _request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        Ok(Response::new(batch_stream(metadata::table_types(query)?)))
+    }
+
+    async fn do_get_sql_info(
+        &self,
+        query: CommandGetSqlInfo,
+        _request: Request<Ticket>,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        let batch = query
+            .into_builder(&metadata::SQL_INFO)
+            .build()
+            .map_err(|e| Status::internal(e.to_string()))?;
+        Ok(Response::new(batch_stream(batch)))
+    }
+
+    async fn do_get_fallback(
+        &self,
+        _request: Request<Ticket>,
+        message: Any,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        Err(Status::unimplemented(format!("unsupported Flight SQL ticket: {}", message.type_url)))
+    }
+
+    async fn register_sql_info(&self, _id: i32, _result: &SqlInfo) {}
+}

@@ -1,0 +1,26 @@
+//! The Glaux scheduler: the one process clients talk to.
+//!
+//! - [`SchedulerConfig`] / [`Scheduler::start`]: binds one port that serves Arrow Flight SQL to
+//!   clients and the `SchedulerCluster` gRPC service to executors.
+//! - `cluster`: which executors are alive ([`ClusterState`]), fed by registrations and heartbeats.
+//! - `planner`: DataFusion plans SQL; `cut_stages` splits the physical plan into executor stages
+//!   joined by exchanges ([`DistributedPlan`], [`Stage`], [`Task`]), `assign_tasks` balances each
+//!   stage's partitions over executors by bytes.
+//! - `query`: runs a statement: DDL on the catalog, queries by launching tasks and streaming the
+//!   final stage, which runs here and reads the executor stages over Flight.
+//! - `flight_sql`: the Flight SQL front door; converts and delegates to `query`.
+
+mod cluster;
+mod config;
+mod error;
+mod flight_sql;
+mod planner;
+mod query;
+mod server;
+mod session;
+
+pub use cluster::{ClusterState, ExecutorInfo};
+pub use config::SchedulerConfig;
+pub use error::SchedulerError;
+pub use planner::{DistributedPlan, Stage, Task};
+pub use server::Scheduler;

@@ -1,0 +1,387 @@
+//! Running one statement: DDL against the catalog, `EXPLAIN`, or a query across the cluster.
+//!
+//! A query is planned by DataFusion, cut into stages (`planner`), its executor stages' tasks are
+//! installed on the executors, and the final stage runs here, reading the others over Flight.
+//! Dropping the result stream (a finished or vanished client) cancels the query's tasks everywhere.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use arrow::array::{RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::common::{DataFusionError, Result as DfResult};
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::logical_expr::{DdlStatement, LogicalPlan};
+use datafusion::physical_plan::empty::EmptyExec;
+use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties, execute_stream};
+use datafusion::prelude::{SQLOptions, SessionContext};
+use futures::{Stream, StreamExt, TryStreamExt, stream};
+use glaux_proto::generated::{LaunchTasksRequest, TaskDefinition};
+use glaux_proto::{
+    ClusterChannels, QueryId, QueryStats, StageId, StageReaderExec, TaskOutput, TaskStats, encode_plan,
+};
+use glaux_storage::StorageConfig;
+use tokio::sync::mpsc;
+
+use crate::cluster::{ClusterState, ExecutorInfo};
+use crate::error::SchedulerError;
+use crate::planner::{
+    DistributedPlan, Exchange, Stage, Task, assign_tasks, cut_stages, render_distributed_plan,
+};
+
+/// Batches of a running statement, and the statistics to send after them.
+pub struct QueryResult {
+    pub query: QueryId,
+    /// The result schema as plans produce it (dictionaries are hydrated on the way to clients).
+    pub schema: SchemaRef,
+    pub batches: std::pin::Pin<Box<dyn Stream<Item = DfResult<RecordBatch>> + Send>>,
+    pub stats: QueryStatsHandle,
+}
+
+/// Computes the statistics of a query once its stream has ended.
+pub struct QueryStatsHandle {
+    query: QueryId,
+    started: Instant,
+    rows: Arc<AtomicU64>,
+    root: Option<Arc<dyn ExecutionPlan>>,
+    stages: usize,
+    tasks: usize,
+    files_planned: usize,
+    bytes_planned: u64,
+}
+
+impl QueryStatsHandle {
+    pub fn snapshot(&self) -> QueryStats {
+        let mut scan = TaskStats::default();
+        if let Some(root) = &self.root {
+            sum_reader_stats(root, &mut scan);
+        }
+        QueryStats {
+            query_id: self.query.to_string(),
+            elapsed_ms: self.started.elapsed().as_millis() as u64,
+            rows: self.rows.load(Ordering::Relaxed),
+            stages: self.stages as u64,
+            tasks: self.tasks as u64,
+            files_planned: self.files_planned as u64,
+            bytes_planned: self.bytes_planned,
+            scan,
+        }
+    }
+}
+
+fn sum_reader_stats(plan: &Arc<dyn ExecutionPlan>, total: &mut TaskStats) {
+    if let Some(reader) = plan.downcast_ref::<StageReaderExec>() {
+        total.merge(&reader.task_stats());
+    }
+    for child in plan.children() {
+        sum_reader_stats(child, total);
+    }
+}
+
+/// Cancels a query's tasks on its executors when dropped.
+struct QueryGuard {
+    query: QueryId,
+    endpoints: Vec<String>,
+    cleanup: mpsc::UnboundedSender<(QueryId, Vec<String>)>,
+}
+
+impl Drop for QueryGuard {
+    fn drop(&mut self) {
+        if !self.endpoints.is_empty() {
+            // The receiver lives as long as the scheduler; after that there is nothing to clean.
+            let _ = self.cleanup.send((self.query.clone(), std::mem::take(&mut self.endpoints)));
+        }
+    }
+}
+
+pub struct QueryEngine {
+    pub ctx: SessionContext,
+    pub cluster: Arc<ClusterState>,
+    pub channels: Arc<ClusterChannels>,
+    pub storage: StorageConfig,
+    pub cleanup: mpsc::UnboundedSender<(QueryId, Vec<String>)>,
+}
+
+impl QueryEngine {
+    /// Parses and plans `sql` without running it. Writes and session statements are refused.
+    pub async fn logical_plan(&self, sql: &str) -> Result<LogicalPlan, SchedulerError> {
+        let plan = self.ctx.state().create_logical_plan(sql).await.map_err(SchedulerError::plan)?;
+        SQLOptions::new()
+            .with_allow_ddl(true)
+            .with_allow_dml(false)
+            .with_allow_statements(false)
+            .verify_plan(&plan)
+            .map_err(SchedulerError::plan)?;
+        if let LogicalPlan::Ddl(ddl) = &plan {
+            match ddl {
+                DdlStatement::CreateMemoryTable(_) | DdlStatement::CreateIndex(_) => {
+                    return Err(SchedulerError::Unsupported(
+                        "CREATE TABLE without EXTERNAL (Glaux reads tables from the lake; use CREATE EXTERNAL TABLE)"
+                            .into(),
+                    ));
+                }
+                DdlStatement::CreateFunction(_) | DdlStatement::DropFunction(_) => {
+                    return Err(SchedulerError::Unsupported("CREATE/DROP FUNCTION".into()));
+                }
+                _ => {}
+            }
+        }
+        if matches!(plan, LogicalPlan::Analyze(_)) {
+            return Err(SchedulerError::Unsupported("EXPLAIN ANALYZE".into()));
+        }
+        Ok(plan)
+    }
+
+    /// The schema `sql` will produce, for `GetFlightInfo` and prepared statements, and whether it
+    /// is DDL (which runs when submitted, not when its empty result is fetched).
+    pub async fn describe(&self, sql: &str) -> Result<(SchemaRef, bool), SchedulerError> {
+        let plan = self.logical_plan(sql).await?;
+        Ok(match &plan {
+            LogicalPlan::Explain(_) => (explain_schema(), false),
+            LogicalPlan::Ddl(_) => (Arc::new(plan.schema().as_arrow().clone()), true),
+            _ => (Arc::new(plan.schema().as_arrow().clone()), false),
+        })
+    }
+
+    pub async fn execute(&self, sql: &str) -> Result<QueryResult, SchedulerError> {
+        let query = QueryId::random();
+        let plan = self.logical_plan(sql).await?;
+        match plan {
+            LogicalPlan::Ddl(DdlStatement::CreateExternalTable(mut create)) => {
+                for location in &mut create.locations {
+                    *location = self.checked_location(location).await?;
+                }
+                let plan = LogicalPlan::Ddl(DdlStatement::CreateExternalTable(create));
+                self.run_locally(query, plan).await
+            }
+            LogicalPlan::Ddl(_) | LogicalPlan::DescribeTable(_) => self.run_locally(query, plan).await,
+            LogicalPlan::Explain(explain) => {
+                let text = self.explain(&query, &explain.plan).await?;
+                let logical = self
+                    .ctx
+                    .state()
+                    .optimize(&explain.plan)
+                    .map_err(SchedulerError::plan)?
+                    .display_indent()
+                    .to_string();
+                let batch = RecordBatch::try_new(
+                    explain_schema(),
+                    vec![
+                        Arc::new(StringArray::from(vec!["logical_plan", "distributed_plan"])),
+                        Arc::new(StringArray::from(vec![logical, text])),
+                    ],
+                )
+                .map_err(|e| SchedulerError::plan(e.into()))?;
+                Ok(finished(query, explain_schema(), vec![batch]))
+            }
+            plan => self.run_distributed(query, plan).await,
+        }
+    }
+
+    /// Checks a table location against the storage config, and that it can be listed.
+    async fn checked_location(&self, location: &str) -> Result<String, SchedulerError> {
+        let url = self.storage.check_location(location).map_err(SchedulerError::plan)?;
+        if url.scheme() == "file" {
+            let path = url.to_file_path().unwrap_or_default();
+            if !path.exists() {
+                return Err(SchedulerError::plan(DataFusionError::Plan(format!(
+                    "location {location} does not exist"
+                ))));
+            }
+            // A directory location must end in '/' for DataFusion to list it as a prefix.
+            if path.is_dir() && !url.as_str().ends_with('/') {
+                return Ok(format!("{url}/"));
+            }
+        }
+        Ok(url.to_string())
+    }
+
+    /// Statements that touch only the catalog run here, on the scheduler.
+    async fn run_locally(&self, query: QueryId, plan: LogicalPlan) -> Result<QueryResult, SchedulerError> {
+        let df = self.ctx.execute_logical_plan(plan).await.map_err(SchedulerError::plan)?;
+        let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+        let batches = df
+            .collect()
+            .await
+            .map_err(|source| SchedulerError::Execute { query: query.clone(), source })?;
+        Ok(finished(query, schema, batches))
+    }
+
+    fn distributed_plan(
+        &self,
+        query: &QueryId,
+        physical: Arc<dyn ExecutionPlan>,
+        executors: &[ExecutorInfo],
+    ) -> DfResult<DistributedPlan> {
+        let mut stages = Vec::new();
+        let root = cut_stages(physical, &mut |fragment| {
+            if fragment.output_partitioning().partition_count() == 0 {
+                return Ok(Arc::new(EmptyExec::new(fragment.schema())) as Arc<dyn ExecutionPlan>);
+            }
+            let id = StageId(stages.len() as u32 + 1);
+            let mut assignment = assign_tasks(&fragment, executors);
+            if assignment.tasks.is_empty() {
+                // No executor: keep the stage visible to EXPLAIN; running it fails first.
+                let partitions = fragment.output_partitioning().partition_count() as u32;
+                assignment.tasks.push(Task {
+                    id: glaux_proto::TaskId(0),
+                    endpoint: "(no executor)".into(),
+                    partitions: (0..partitions).collect(),
+                    bytes: assignment.bytes,
+                });
+            }
+            let outputs = assignment
+                .tasks
+                .iter()
+                .flat_map(|task| {
+                    task.partitions.iter().map(|&partition| TaskOutput {
+                        endpoint: task.endpoint.clone(),
+                        task: task.id,
+                        partition,
+                    })
+                })
+                .collect();
+            let reader = StageReaderExec::new(
+                query.clone(),
+                id,
+                fragment.equivalence_properties().clone(),
+                outputs,
+            );
+            stages.push(Stage {
+                id,
+                plan: fragment,
+                exchange: Exchange::Gather,
+                tasks: assignment.tasks,
+                files: assignment.files,
+                bytes: assignment.bytes,
+            });
+            Ok(Arc::new(reader) as Arc<dyn ExecutionPlan>)
+        })?;
+        Ok(DistributedPlan { query: query.clone(), root, stages })
+    }
+
+    async fn physical_plan(
+        &self,
+        plan: &LogicalPlan,
+        executors: &[ExecutorInfo],
+    ) -> Result<Arc<dyn ExecutionPlan>, SchedulerError> {
+        let mut state = self.ctx.state();
+        let slots: usize = executors.iter().map(|e| e.task_slots as usize).sum();
+        state.config_mut().options_mut().execution.target_partitions = slots.max(1);
+        state.create_physical_plan(plan).await.map_err(SchedulerError::plan)
+    }
+
+    async fn explain(&self, query: &QueryId, plan: &LogicalPlan) -> Result<String, SchedulerError> {
+        let executors = self.cluster.alive();
+        let physical = self.physical_plan(plan, &executors).await?;
+        let distributed =
+            self.distributed_plan(query, physical, &executors).map_err(SchedulerError::plan)?;
+        Ok(render_distributed_plan(&distributed))
+    }
+
+    async fn run_distributed(&self, query: QueryId, plan: LogicalPlan) -> Result<QueryResult, SchedulerError> {
+        let started = Instant::now();
+        let executors = self.cluster.alive();
+        let physical = self.physical_plan(&plan, &executors).await?;
+        let distributed =
+            self.distributed_plan(&query, physical, &executors).map_err(SchedulerError::plan)?;
+        if !distributed.stages.is_empty() && executors.is_empty() {
+            return Err(SchedulerError::NoExecutors { query });
+        }
+        let guard = QueryGuard {
+            query: query.clone(),
+            endpoints: distributed.executor_endpoints(),
+            cleanup: self.cleanup.clone(),
+        };
+        self.launch(&distributed).await?;
+        tracing::debug!(%query, stages = distributed.stages.len(), "query launched");
+
+        let stats = QueryStatsHandle {
+            query: query.clone(),
+            started,
+            rows: Arc::new(AtomicU64::new(0)),
+            root: Some(Arc::clone(&distributed.root)),
+            stages: distributed.stages.len(),
+            tasks: distributed.stages.iter().map(|s| s.tasks.len()).sum(),
+            files_planned: distributed.stages.iter().map(|s| s.files).sum(),
+            bytes_planned: distributed.stages.iter().map(|s| s.bytes).sum(),
+        };
+        let schema = distributed.root.schema();
+        let batches = execute_stream(Arc::clone(&distributed.root), self.ctx.task_ctx())
+            .map_err(|source| SchedulerError::Execute { query: query.clone(), source })?;
+        let rows = Arc::clone(&stats.rows);
+        let batches = guarded(batches, guard).inspect_ok(move |batch| {
+            rows.fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
+        });
+        Ok(QueryResult { query, schema, batches: Box::pin(batches), stats })
+    }
+
+    /// Installs every task of the plan; each executor gets one request with all of its tasks.
+    async fn launch(&self, plan: &DistributedPlan) -> Result<(), SchedulerError> {
+        let mut requests: std::collections::BTreeMap<String, Vec<TaskDefinition>> = Default::default();
+        for stage in &plan.stages {
+            let bytes = encode_plan(Arc::clone(&stage.plan)).map_err(SchedulerError::plan)?;
+            for task in &stage.tasks {
+                requests.entry(task.endpoint.clone()).or_default().push(TaskDefinition {
+                    query_id: plan.query.to_string(),
+                    stage_id: stage.id.0,
+                    task_id: task.id.0,
+                    partitions: task.partitions.clone(),
+                    plan: bytes.clone(),
+                });
+            }
+        }
+        let launches = requests.into_iter().map(|(endpoint, tasks)| async move {
+            let failed = |message: String| SchedulerError::LaunchTasks {
+                query: plan.query.clone(),
+                endpoint: endpoint.clone(),
+                message,
+            };
+            let mut client = self.channels.executor_control(&endpoint).map_err(|e| failed(e.to_string()))?;
+            client
+                .launch_tasks(LaunchTasksRequest { tasks })
+                .await
+                .map_err(|status| failed(status.message().to_string()))?;
+            Ok::<_, SchedulerError>(())
+        });
+        futures::future::try_join_all(launches).await?;
+        Ok(())
+    }
+}
+
+/// Keeps `guard` alive exactly as long as the stream.
+fn guarded(
+    batches: SendableRecordBatchStream,
+    guard: QueryGuard,
+) -> impl Stream<Item = DfResult<RecordBatch>> + Send {
+    stream::unfold((batches, guard), |(mut batches, guard)| async move {
+        batches.next().await.map(|item| (item, (batches, guard)))
+    })
+}
+
+fn finished(query: QueryId, schema: SchemaRef, batches: Vec<RecordBatch>) -> QueryResult {
+    let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
+    QueryResult {
+        query: query.clone(),
+        schema,
+        batches: Box::pin(stream::iter(batches.into_iter().map(Ok))),
+        stats: QueryStatsHandle {
+            query,
+            started: Instant::now(),
+            rows: Arc::new(AtomicU64::new(rows)),
+            root: None,
+            stages: 0,
+            tasks: 0,
+            files_planned: 0,
+            bytes_planned: 0,
+        },
+    }
+}
+
+fn explain_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("plan_type", DataType::Utf8, false),
+        Field::new("plan", DataType::Utf8, false),
+    ]))
+}

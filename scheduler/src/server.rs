@@ -1,0 +1,134 @@
+//! `Scheduler`: binds one port for Flight SQL clients and for executors, and runs the background
+//! work (dropping silent executors, cancelling finished queries' tasks).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use arrow_flight::flight_service_server::FlightServiceServer;
+use glaux_proto::generated::CancelQueryRequest;
+use glaux_proto::generated::scheduler_cluster_server::SchedulerClusterServer;
+use glaux_proto::{ClusterAuth, ClusterChannels, MAX_MESSAGE_BYTES, QueryId};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Server;
+
+use crate::cluster::{ClusterService, ClusterState};
+use crate::config::SchedulerConfig;
+use crate::error::SchedulerError;
+use crate::flight_sql::FlightSqlFrontDoor;
+use crate::query::QueryEngine;
+use crate::session::scheduler_session;
+
+/// A running scheduler. Dropping it (or [`Scheduler::shutdown`]) stops serving.
+pub struct Scheduler {
+    addr: SocketAddr,
+    cluster: Arc<ClusterState>,
+    shutdown: CancellationToken,
+    running: JoinSet<()>,
+}
+
+impl Scheduler {
+    pub async fn start(config: SchedulerConfig) -> Result<Self, SchedulerError> {
+        let listener = TcpListener::bind(config.bind)
+            .await
+            .map_err(|source| SchedulerError::Bind { addr: config.bind, source })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|source| SchedulerError::Bind { addr: config.bind, source })?;
+        let channels = Arc::new(ClusterChannels::new(config.secret.clone()));
+        let cluster = Arc::new(ClusterState::new(config.executor_timeout));
+        let (cleanup, cancelled) = mpsc::unbounded_channel();
+        let engine = Arc::new(QueryEngine {
+            ctx: scheduler_session(&config, Arc::clone(&channels))?,
+            cluster: Arc::clone(&cluster),
+            channels: Arc::clone(&channels),
+            storage: config.storage.clone(),
+            cleanup,
+        });
+        let flight_sql = FlightServiceServer::new(FlightSqlFrontDoor { engine })
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        let cluster_service = SchedulerClusterServer::new(ClusterService {
+            state: Arc::clone(&cluster),
+            heartbeat_interval: config.heartbeat_interval,
+        });
+
+        let shutdown = CancellationToken::new();
+        let mut running = JoinSet::new();
+        let stop = shutdown.clone();
+        let verify = ClusterAuth::verify(config.secret.clone());
+        running.spawn(async move {
+            let served = Server::builder()
+                .add_service(flight_sql)
+                .add_service(InterceptedService::new(cluster_service, verify))
+                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), stop.cancelled_owned())
+                .await;
+            if let Err(e) = served {
+                tracing::error!("scheduler server failed: {e}");
+            }
+        });
+        running.spawn(cancel_tasks(cancelled, Arc::clone(&channels)));
+        running.spawn(expire_executors(Arc::clone(&cluster), channels, config.heartbeat_interval));
+        tracing::info!(%addr, "scheduler serving Flight SQL and executors");
+        Ok(Self { addr, cluster, shutdown, running })
+    }
+
+    /// Where clients and executors connect.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn cluster(&self) -> &Arc<ClusterState> {
+        &self.cluster
+    }
+
+    pub fn shutdown(&self) {
+        self.shutdown.cancel();
+    }
+
+    /// Waits until the scheduler stops serving.
+    pub async fn stopped(&mut self) {
+        self.shutdown.cancelled().await;
+        self.running.abort_all();
+        while self.running.join_next().await.is_some() {}
+    }
+}
+
+impl Drop for Scheduler {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// Tells executors to forget the tasks of queries whose result stream ended.
+async fn cancel_tasks(
+    mut cancelled: mpsc::UnboundedReceiver<(QueryId, Vec<String>)>,
+    channels: Arc<ClusterChannels>,
+) {
+    while let Some((query, endpoints)) = cancelled.recv().await {
+        for endpoint in endpoints {
+            let Ok(mut client) = channels.executor_control(&endpoint) else { continue };
+            let request = CancelQueryRequest { query_id: query.to_string() };
+            if let Err(status) = client.cancel_query(request).await {
+                tracing::debug!(%query, %endpoint, "cancel failed: {}", status.message());
+            }
+        }
+    }
+}
+
+async fn expire_executors(
+    cluster: Arc<ClusterState>,
+    channels: Arc<ClusterChannels>,
+    interval: std::time::Duration,
+) {
+    loop {
+        tokio::time::sleep(interval).await;
+        for executor in cluster.expire() {
+            channels.forget(&executor.endpoint);
+        }
+    }
+}

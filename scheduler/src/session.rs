@@ -1,0 +1,43 @@
+//! The scheduler's DataFusion session: catalog, planning options, object stores.
+
+use std::sync::Arc;
+
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use glaux_proto::ClusterChannels;
+use glaux_storage::LakeObjectStores;
+
+use crate::config::SchedulerConfig;
+use crate::error::SchedulerError;
+
+pub const DEFAULT_CATALOG: &str = "glaux";
+pub const DEFAULT_SCHEMA: &str = "default";
+
+pub fn scheduler_session(
+    config: &SchedulerConfig,
+    channels: Arc<ClusterChannels>,
+) -> Result<SessionContext, SchedulerError> {
+    let runtime = RuntimeEnvBuilder::new()
+        .with_object_store_registry(Arc::new(LakeObjectStores::new(config.storage.clone())))
+        .build_arc()
+        .map_err(SchedulerError::plan)?;
+    let mut session = SessionConfig::new()
+        .with_default_catalog_and_schema(DEFAULT_CATALOG, DEFAULT_SCHEMA)
+        .with_create_default_catalog_and_schema(true)
+        .with_information_schema(true)
+        .with_batch_size(config.batch_size)
+        // Parallelism comes from spreading file groups over executors' task slots; round-robin
+        // repartitioning inside a stage would only add copies.
+        .with_round_robin_repartition(false)
+        .with_extension(channels);
+    // A hash join's dynamic filter waits for every partition's build side; a task runs only some
+    // partitions of its stage, so that wait would never end.
+    session.options_mut().optimizer.enable_join_dynamic_filter_pushdown = false;
+    let parquet = &mut session.options_mut().execution.parquet;
+    // Filters are evaluated inside the Parquet decoder (late materialization), ordered by cost.
+    parquet.pushdown_filters = true;
+    parquet.reorder_filters = true;
+    parquet.enable_page_index = true;
+    parquet.pruning = true;
+    Ok(SessionContext::new_with_config_rt(session, runtime))
+}

@@ -1,0 +1,310 @@
+//! The `glaux` binary: scheduler, executor, both at once, the shell, and the demo.
+
+mod demo;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use glaux_client::{GlauxClient, Shell, ShellOptions};
+use glaux_executor::{Executor, ExecutorConfig};
+use glaux_proto::ClusterSecret;
+use glaux_scheduler::{Scheduler, SchedulerConfig};
+use glaux_storage::{S3Config, StorageConfig};
+
+#[derive(Parser)]
+#[command(name = "glaux", version, about = "Distributed SQL over a data lake")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Scheduler and executors in one process, talking over loopback gRPC/Flight.
+    Standalone(StandaloneArgs),
+    /// The scheduler: Flight SQL for clients, cluster membership for executors.
+    Scheduler(SchedulerArgs),
+    /// An executor that joins a scheduler.
+    Executor(ExecutorArgs),
+    /// The SQL shell.
+    Shell(ShellArgs),
+    /// A standalone cluster over a generated events lake, with the shell open on it.
+    Demo(StandaloneArgs),
+}
+
+#[derive(Args, Clone)]
+struct StorageArgs {
+    /// Directory under which file:// tables may live (repeatable). The first one also holds Glaux's
+    /// own files (demo data, the generated cluster secret).
+    #[arg(long, default_values_os_t = [default_warehouse()])]
+    warehouse: Vec<PathBuf>,
+    /// S3-compatible endpoint, e.g. http://127.0.0.1:8333 [env: AWS_ENDPOINT_URL]
+    #[arg(long)]
+    s3_endpoint: Option<String>,
+    /// S3 region [env: AWS_REGION]
+    #[arg(long)]
+    s3_region: Option<String>,
+    /// Use virtual-hosted-style S3 URLs instead of path-style ones.
+    #[arg(long)]
+    s3_virtual_hosted_style: bool,
+}
+
+#[derive(Args, Clone)]
+struct SecretArgs {
+    /// File holding the cluster secret shared by the scheduler and its executors.
+    /// Default: GLAUX_CLUSTER_SECRET, else <warehouse>/.glaux/cluster-secret (created by the scheduler).
+    #[arg(long)]
+    cluster_secret_file: Option<PathBuf>,
+}
+
+#[derive(Args, Clone)]
+struct StandaloneArgs {
+    /// Number of executors.
+    #[arg(long, default_value_t = 2)]
+    executors: usize,
+    /// Where Flight SQL clients connect.
+    #[arg(long, default_value = "127.0.0.1:50051")]
+    flight_sql_addr: SocketAddr,
+    /// Task slots per executor (default: available cores).
+    #[arg(long)]
+    task_slots: Option<usize>,
+    /// Memory per executor, in MiB.
+    #[arg(long, default_value_t = 2048)]
+    memory_mib: usize,
+    #[command(flatten)]
+    storage: StorageArgs,
+}
+
+#[derive(Args)]
+struct SchedulerArgs {
+    #[arg(long, default_value = "127.0.0.1:50051")]
+    flight_sql_addr: SocketAddr,
+    #[command(flatten)]
+    storage: StorageArgs,
+    #[command(flatten)]
+    secret: SecretArgs,
+}
+
+#[derive(Args)]
+struct ExecutorArgs {
+    /// The scheduler to join, host:port.
+    #[arg(long, default_value = "127.0.0.1:50051")]
+    scheduler: String,
+    /// Where to serve Flight for the scheduler and other executors.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    bind: SocketAddr,
+    /// Host name other cluster members use to reach this executor (default: the bind address).
+    #[arg(long)]
+    advertise_host: Option<String>,
+    #[arg(long)]
+    task_slots: Option<usize>,
+    /// Memory for running tasks, in MiB.
+    #[arg(long, default_value_t = 2048)]
+    memory_mib: usize,
+    #[command(flatten)]
+    storage: StorageArgs,
+    #[command(flatten)]
+    secret: SecretArgs,
+}
+
+#[derive(Args)]
+struct ShellArgs {
+    /// The scheduler's Flight SQL address.
+    #[arg(long, default_value = "127.0.0.1:50051")]
+    host: String,
+    /// Run these statements and exit.
+    #[arg(short = 'c', long)]
+    command: Option<String>,
+    /// Run the statements in this file and exit.
+    #[arg(short = 'f', long)]
+    file: Option<PathBuf>,
+}
+
+fn default_warehouse() -> PathBuf {
+    std::env::var_os("HOME").map_or_else(|| PathBuf::from("warehouse"), |h| PathBuf::from(h).join(".glaux/warehouse"))
+}
+
+fn history_file() -> Option<PathBuf> {
+    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".glaux_history"))
+}
+
+impl StorageArgs {
+    fn config(&self) -> anyhow::Result<StorageConfig> {
+        for root in &self.warehouse {
+            std::fs::create_dir_all(root).with_context(|| format!("creating warehouse {}", root.display()))?;
+        }
+        let s3 = S3Config {
+            endpoint: self.s3_endpoint.clone(),
+            region: self.s3_region.clone(),
+            virtual_hosted_style: self.s3_virtual_hosted_style,
+            ..S3Config::default()
+        };
+        Ok(StorageConfig::default().with_local_roots(&self.warehouse)?.with_s3(s3))
+    }
+
+    fn home(&self) -> &Path {
+        self.warehouse.first().map_or(Path::new("."), PathBuf::as_path)
+    }
+}
+
+impl SecretArgs {
+    /// The configured secret; a scheduler (`create`) generates one if there is none yet.
+    fn load(&self, storage: &StorageArgs, create: bool) -> anyhow::Result<ClusterSecret> {
+        if let Ok(secret) = std::env::var("GLAUX_CLUSTER_SECRET") {
+            return ClusterSecret::try_new(secret.trim()).map_err(anyhow::Error::msg);
+        }
+        let path = self.cluster_secret_file.clone().unwrap_or_else(|| storage.home().join(".glaux/cluster-secret"));
+        match std::fs::read_to_string(&path) {
+            Ok(secret) => ClusterSecret::try_new(secret.trim())
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && create => {
+                let secret = ClusterSecret::generate();
+                write_private(&path, secret.expose())?;
+                eprintln!("Generated a cluster secret in {} (executors read it from there)", path.display());
+                Ok(secret)
+            }
+            Err(e) => bail!(
+                "cannot read the cluster secret from {}: {e}; set GLAUX_CLUSTER_SECRET or --cluster-secret-file",
+                path.display()
+            ),
+        }
+    }
+}
+
+fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    options.mode(0o600);
+    let mut file = options.open(path).with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(contents.as_bytes())?;
+    Ok(())
+}
+
+fn init_logging(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("GLAUX_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+/// A scheduler and its executors in this process.
+struct Standalone {
+    scheduler: Scheduler,
+    _executors: Vec<Executor>,
+}
+
+async fn start_standalone(args: &StandaloneArgs) -> anyhow::Result<Standalone> {
+    let storage = args.storage.config()?;
+    let secret = ClusterSecret::generate();
+    let scheduler = Scheduler::start(
+        SchedulerConfig::new(secret.clone()).with_bind(args.flight_sql_addr).with_storage(storage.clone()),
+    )
+    .await?;
+    let mut executors = Vec::new();
+    for _ in 0..args.executors {
+        let mut config = ExecutorConfig::new(scheduler.addr().to_string(), secret.clone())
+            .with_storage(storage.clone())
+            .with_memory_limit(args.memory_mib << 20);
+        if let Some(slots) = args.task_slots {
+            config = config.with_task_slots(slots);
+        }
+        executors.push(Executor::start(config).await?);
+    }
+    tokio::time::timeout(Duration::from_secs(30), scheduler.cluster().wait_for_executors(args.executors))
+        .await
+        .context("executors did not register within 30 s")?;
+    Ok(Standalone { scheduler, _executors: executors })
+}
+
+async fn run(cli: Cli) -> anyhow::Result<bool> {
+    match cli.command {
+        Command::Standalone(args) => {
+            init_logging("info");
+            let cluster = start_standalone(&args).await?;
+            println!(
+                "Glaux standalone: Flight SQL on {} with {} executors. Ctrl-C stops.",
+                cluster.scheduler.addr(),
+                args.executors
+            );
+            tokio::signal::ctrl_c().await?;
+            Ok(true)
+        }
+        Command::Scheduler(args) => {
+            init_logging("info");
+            let storage = args.storage.config()?;
+            let secret = args.secret.load(&args.storage, true)?;
+            let mut scheduler =
+                Scheduler::start(SchedulerConfig::new(secret).with_bind(args.flight_sql_addr).with_storage(storage))
+                    .await?;
+            println!("Glaux scheduler: Flight SQL on {}. Ctrl-C stops.", scheduler.addr());
+            tokio::select! {
+                result = tokio::signal::ctrl_c() => result?,
+                () = scheduler.stopped() => {}
+            }
+            Ok(true)
+        }
+        Command::Executor(args) => {
+            init_logging("info");
+            let storage = args.storage.config()?;
+            let secret = args.secret.load(&args.storage, false)?;
+            let mut config = ExecutorConfig::new(args.scheduler, secret)
+                .with_bind(args.bind)
+                .with_advertise_host(args.advertise_host)
+                .with_storage(storage)
+                .with_memory_limit(args.memory_mib << 20);
+            if let Some(slots) = args.task_slots {
+                config = config.with_task_slots(slots);
+            }
+            let mut executor = Executor::start(config).await?;
+            println!("Glaux executor {}: serving on {}. Ctrl-C stops.", executor.id(), executor.endpoint());
+            tokio::select! {
+                result = tokio::signal::ctrl_c() => result?,
+                () = executor.stopped() => {}
+            }
+            Ok(true)
+        }
+        Command::Shell(args) => {
+            init_logging("warn");
+            let client = GlauxClient::connect(&args.host).await?;
+            let options = ShellOptions { command: args.command, file: args.file, history: history_file() };
+            Ok(Shell::new(client, options).run().await?)
+        }
+        Command::Demo(args) => {
+            init_logging("warn");
+            let lake = demo::ensure_demo_lake(args.storage.home()).await?;
+            let cluster = start_standalone(&args).await?;
+            let mut client = GlauxClient::connect(&cluster.scheduler.addr().to_string()).await?;
+            client.query(&demo::create_table_sql(&lake)).await?;
+            println!(
+                "Glaux demo: table `events` over {}\nFlight SQL on {} with {} executors.\n{}",
+                lake.display(),
+                cluster.scheduler.addr(),
+                args.executors,
+                demo::EXAMPLES
+            );
+            let options = ShellOptions { history: history_file(), ..ShellOptions::default() };
+            Ok(Shell::new(client, options).run().await?)
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    match run(Cli::parse()).await {
+        Ok(true) => std::process::ExitCode::SUCCESS,
+        Ok(false) => std::process::ExitCode::FAILURE,
+        Err(error) => {
+            eprintln!("glaux: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

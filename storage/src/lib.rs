@@ -1,0 +1,246 @@
+//! Object-store access shared by the scheduler and the executors.
+//!
+//! - [`StorageConfig`]: which S3-compatible endpoint and credentials to use, and under which local
+//!   directories (`file://` roots) tables may live.
+//! - [`LakeObjectStores`]: a DataFusion [`ObjectStoreRegistry`] that creates stores on first use from
+//!   that config: one S3 client per bucket, and a local file system confined to the roots.
+//!
+//! Both sides build their stores from their own config; no credential ever travels in a plan.
+
+mod rooted;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use datafusion::common::{DataFusionError, Result};
+use datafusion::execution::object_store::ObjectStoreRegistry;
+use object_store::ObjectStore;
+use object_store::aws::AmazonS3Builder;
+use url::Url;
+
+pub use rooted::RootedLocalStore;
+
+/// How to reach S3 or an S3-compatible store. Unset fields fall back to the standard `AWS_*`
+/// environment variables (`AWS_ENDPOINT_URL`, `AWS_REGION`, `AWS_ACCESS_KEY_ID`, ...).
+#[derive(Clone, Default)]
+pub struct S3Config {
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    pub session_token: Option<String>,
+    /// `https://bucket.host/` instead of `https://host/bucket/`. Off by default, as S3-compatible
+    /// servers expect.
+    pub virtual_hosted_style: bool,
+}
+
+impl fmt::Debug for S3Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Credentials are never printed, not even in debug logs.
+        f.debug_struct("S3Config")
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("access_key_id", &self.access_key_id.as_ref().map(|_| "<set>"))
+            .field("secret_access_key", &self.secret_access_key.as_ref().map(|_| "<set>"))
+            .field("virtual_hosted_style", &self.virtual_hosted_style)
+            .finish()
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct StorageConfig {
+    /// Directories under which `file://` tables may live (canonical, absolute).
+    local_roots: Vec<PathBuf>,
+    pub s3: S3Config,
+}
+
+impl StorageConfig {
+    /// A config allowing local tables under `roots`, each of which must exist.
+    pub fn with_local_roots(mut self, roots: &[PathBuf]) -> std::io::Result<Self> {
+        for root in roots {
+            let canonical = root.canonicalize().map_err(|e| {
+                std::io::Error::new(e.kind(), format!("warehouse root {}: {e}", root.display()))
+            })?;
+            self.local_roots.push(canonical);
+        }
+        Ok(self)
+    }
+
+    pub fn with_s3(mut self, s3: S3Config) -> Self {
+        self.s3 = s3;
+        self
+    }
+
+    pub fn local_roots(&self) -> &[PathBuf] {
+        &self.local_roots
+    }
+
+    /// Checks that a table location is one this deployment may read: `s3://bucket/...`, or a
+    /// `file://` path under a configured root. Returns the location as a URL ending in `/`
+    /// when it names a directory.
+    pub fn check_location(&self, location: &str) -> Result<Url> {
+        let url = parse_location(location)?;
+        match url.scheme() {
+            "s3" | "s3a" => {
+                if url.host_str().is_none_or(str::is_empty) {
+                    return Err(plan_error(format!("location {location} names no bucket")));
+                }
+                Ok(url)
+            }
+            "file" => {
+                let path = url
+                    .to_file_path()
+                    .map_err(|()| plan_error(format!("location {location} is not a local path")))?;
+                let resolved = resolve_existing_prefix(&path);
+                if self.local_roots.iter().any(|root| resolved.starts_with(root)) {
+                    Ok(url)
+                } else {
+                    Err(plan_error(format!(
+                        "location {location} is outside the configured warehouse roots ({}); \
+                         local tables must live under one of them",
+                        self.local_roots
+                            .iter()
+                            .map(|r| r.display().to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )))
+                }
+            }
+            other => Err(plan_error(format!(
+                "unsupported location scheme '{other}://' in {location}: use s3:// or file://"
+            ))),
+        }
+    }
+}
+
+/// Accepts `s3://...`, `file:///...` and plain absolute paths (taken as `file://`).
+fn parse_location(location: &str) -> Result<Url> {
+    if location.starts_with('/') {
+        return Url::from_file_path(location)
+            .map_err(|()| plan_error(format!("location {location} is not a valid path")));
+    }
+    Url::parse(location).map_err(|e| plan_error(format!("location '{location}' is not a URL: {e}")))
+}
+
+/// Canonicalizes the longest existing prefix of `path` (so `..` and symlinks cannot step outside a
+/// root), keeping the not-yet-existing rest as written.
+fn resolve_existing_prefix(path: &Path) -> PathBuf {
+    let mut existing = path.to_path_buf();
+    let mut rest = Vec::new();
+    loop {
+        if let Ok(canonical) = existing.canonicalize() {
+            return rest.iter().rev().fold(canonical, |acc, part| acc.join(part));
+        }
+        match (existing.file_name().map(|n| n.to_os_string()), existing.parent()) {
+            (Some(name), Some(parent)) if name != ".." => {
+                rest.push(name);
+                existing = parent.to_path_buf();
+            }
+            // `..` in a not-existing part, or nothing left: refuse by returning a relative path.
+            _ => return PathBuf::new(),
+        }
+    }
+}
+
+fn plan_error(message: String) -> DataFusionError {
+    DataFusionError::Plan(message)
+}
+
+/// Creates object stores on first use, from a [`StorageConfig`].
+#[derive(Debug)]
+pub struct LakeObjectStores {
+    config: StorageConfig,
+    stores: RwLock<HashMap<String, Arc<dyn ObjectStore>>>,
+}
+
+impl LakeObjectStores {
+    pub fn new(config: StorageConfig) -> Self {
+        Self { config, stores: RwLock::new(HashMap::new()) }
+    }
+
+    fn key(url: &Url) -> String {
+        format!("{}://{}", url.scheme(), url.authority())
+    }
+
+    fn create(&self, url: &Url) -> Result<Arc<dyn ObjectStore>> {
+        match url.scheme() {
+            "file" => Ok(Arc::new(RootedLocalStore::new(self.config.local_roots.clone()))),
+            "s3" | "s3a" => {
+                let bucket = url.host_str().unwrap_or_default();
+                let s3 = &self.config.s3;
+                let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
+                if let Some(endpoint) = &s3.endpoint {
+                    builder = builder.with_endpoint(endpoint);
+                }
+                let endpoint = s3.endpoint.clone().or_else(|| std::env::var("AWS_ENDPOINT_URL").ok());
+                if endpoint.is_some_and(|e| e.starts_with("http://")) {
+                    builder = builder.with_allow_http(true);
+                }
+                if let Some(region) = &s3.region {
+                    builder = builder.with_region(region);
+                }
+                if let Some(key) = &s3.access_key_id {
+                    builder = builder.with_access_key_id(key);
+                }
+                if let Some(secret) = &s3.secret_access_key {
+                    builder = builder.with_secret_access_key(secret);
+                }
+                if let Some(token) = &s3.session_token {
+                    builder = builder.with_token(token);
+                }
+                builder = builder.with_virtual_hosted_style_request(s3.virtual_hosted_style);
+                let store = builder.build().map_err(|e| {
+                    DataFusionError::Execution(format!("cannot configure S3 bucket '{bucket}': {e}"))
+                })?;
+                Ok(Arc::new(store))
+            }
+            other => Err(plan_error(format!("no object store for scheme '{other}'"))),
+        }
+    }
+}
+
+impl ObjectStoreRegistry for LakeObjectStores {
+    fn register_store(&self, url: &Url, store: Arc<dyn ObjectStore>) -> Option<Arc<dyn ObjectStore>> {
+        let mut stores = self.stores.write().unwrap_or_else(|e| e.into_inner());
+        stores.insert(Self::key(url), store)
+    }
+
+    fn get_store(&self, url: &Url) -> Result<Arc<dyn ObjectStore>> {
+        let key = Self::key(url);
+        if let Some(store) = self.stores.read().unwrap_or_else(|e| e.into_inner()).get(&key) {
+            return Ok(Arc::clone(store));
+        }
+        let store = self.create(url)?;
+        let mut stores = self.stores.write().unwrap_or_else(|e| e.into_inner());
+        Ok(Arc::clone(stores.entry(key).or_insert(store)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_locations_must_be_under_a_root() {
+        let root = std::env::temp_dir().join(format!("glaux-storage-test-{}", std::process::id()));
+        std::fs::create_dir_all(root.join("t")).unwrap();
+        let config = StorageConfig::default().with_local_roots(&[root.clone()]).unwrap();
+        let inside = format!("file://{}/t/", root.display());
+        assert!(config.check_location(&inside).is_ok());
+        assert!(config.check_location(&format!("{}/new/table/", root.display())).is_ok());
+        assert!(config.check_location("file:///etc").is_err());
+        let escape = format!("file://{}/t/../../../etc/", root.display());
+        assert!(config.check_location(&escape).is_err());
+        assert!(config.check_location("s3://bucket/prefix/").is_ok());
+        assert!(config.check_location("hdfs://x/y").is_err());
+        std::fs::remove_dir_all(root).unwrap();
+    }
+
+    #[test]
+    fn debug_never_prints_secrets() {
+        let s3 = S3Config { secret_access_key: Some("hunter2hunter2".into()), ..Default::default() };
+        assert!(!format!("{s3:?}").contains("hunter2"));
+    }
+}

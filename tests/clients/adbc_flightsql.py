@@ -1,0 +1,104 @@
+"""The Python ADBC Flight SQL driver against a real `glaux standalone`.
+
+Usage: adbc_flightsql.py GLAUX_BINARY WORK_DIR
+
+Writes a small Hive-partitioned Parquet table with pyarrow, starts `glaux standalone` on a free
+port, and checks what a BI tool or notebook does through ADBC: DDL, queries fetched as Arrow
+tables and DB-API rows, catalog listing and table schemas, and a clear error for a bad query.
+Results are compared with pyarrow's own computation over the same files.
+"""
+import os
+import subprocess
+import sys
+import threading
+
+import adbc_driver_flightsql.dbapi as flightsql
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+glaux, work = sys.argv[1], sys.argv[2]
+warehouse = os.path.join(work, "warehouse")
+sales_dir = os.path.join(warehouse, "sales")
+regions = ["eu", "us", "apac"]
+tables = []
+for r, region in enumerate(regions):
+    ids = list(range(r * 1000, r * 1000 + 1000))
+    table = pa.table({
+        "id": pa.array(ids, pa.int64()),
+        "qty": pa.array([i * 13 % 50 for i in ids], pa.int32()),
+        "item": pa.array(["apple", "pear", "fig"][i % 3] for i in ids),
+    })
+    os.makedirs(os.path.join(sales_dir, f"region={region}"), exist_ok=True)
+    pq.write_table(table, os.path.join(sales_dir, f"region={region}", "part-0.parquet"), row_group_size=100)
+    tables.append(table.append_column("region", pa.array([region] * len(ids))))
+everything = pa.concat_tables(tables)
+
+server = subprocess.Popen(
+    [glaux, "standalone", "--executors", "2", "--flight-sql-addr", "127.0.0.1:0", "--warehouse", warehouse],
+    stdout=subprocess.PIPE, text=True, env={**os.environ, "GLAUX_LOG": "warn"},
+)
+address = None
+for line in server.stdout:
+    if "Flight SQL on " in line:
+        address = line.split("Flight SQL on ")[1].split()[0]
+        break
+if address is None:
+    sys.exit("glaux standalone did not start")
+# Keep draining its output so it never blocks on a full pipe.
+threading.Thread(target=lambda: [None for _ in server.stdout], daemon=True).start()
+
+passed, failed = 0, 0
+
+
+def check(name, condition, detail=""):
+    global passed, failed
+    if condition:
+        passed += 1
+        print(f"ok   {name}")
+    else:
+        failed += 1
+        print(f"FAIL {name} {detail}")
+
+
+try:
+    with flightsql.connect(f"grpc://{address}") as conn:
+        with conn.cursor() as cur:
+            cur.execute(
+                f"CREATE EXTERNAL TABLE sales (id BIGINT, qty INT, item VARCHAR, region VARCHAR) "
+                f"STORED AS PARQUET PARTITIONED BY (region) LOCATION '{sales_dir}/'"
+            )
+            cur.execute("SELECT region, count(*) AS n, sum(qty) AS q FROM sales GROUP BY region ORDER BY region")
+            got = cur.fetch_arrow_table()
+            expected = everything.group_by("region").aggregate([("id", "count"), ("qty", "sum")])
+            expected = {row["region"]: (row["id_count"], row["qty_sum"]) for row in expected.to_pylist()}
+            actual = {row["region"]: (row["n"], row["q"]) for row in got.to_pylist()}
+            check("aggregate query as an Arrow table", actual == expected, f"{actual} != {expected}")
+            check("ORDER BY is kept", got.column("region").to_pylist() == sorted(regions))
+
+            cur.execute("SELECT id, item FROM sales WHERE region = 'us' AND id % 100 = 7 ORDER BY id")
+            rows = cur.fetchall()
+            expected_rows = [(i, ["apple", "pear", "fig"][i % 3]) for i in range(1000, 2000) if i % 100 == 7]
+            check("DB-API rows with a partition filter", rows == expected_rows, f"{rows}")
+
+            cur.execute("SELECT 1 AS one")
+            check("SELECT 1", cur.fetchall() == [(1,)])
+
+            try:
+                cur.execute("SELECT * FROM no_such_table")
+                cur.fetchall()
+                check("unknown table is an error", False)
+            except Exception as e:  # the driver raises its own ProgrammingError subclasses
+                check("unknown table is an error naming it", "no_such_table" in str(e), str(e))
+
+        objects = conn.adbc_get_objects(depth="all").read_all().to_pylist()
+        names = [t["table_name"] for c in objects for s in (c["catalog_db_schemas"] or [])
+                 for t in (s["db_schema_tables"] or [])]
+        check("adbc_get_objects lists the table", "sales" in names, f"{names}")
+        schema = conn.adbc_get_table_schema("sales")
+        check("adbc_get_table_schema", schema.names == ["id", "qty", "item", "region"], f"{schema}")
+finally:
+    server.terminate()
+    server.wait(timeout=30)
+
+print(f"adbc: {passed} passed, {failed} failed")
+sys.exit(1 if failed else 0)

@@ -1,0 +1,100 @@
+//! The real `glaux` binary, run the way a user runs it.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use crate::harness::*;
+
+const GLAUX: &str = env!("CARGO_BIN_EXE_glaux");
+
+/// Spawns `glaux args...` and returns it with the address it printed after `marker`.
+async fn spawn_until(args: &[&str], envs: &[(&str, &str)], marker: &str) -> (Child, String) {
+    let mut child = Command::new(GLAUX)
+        .args(args)
+        .envs(envs.iter().copied())
+        .env("GLAUX_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn glaux");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let find = async {
+        while let Some(line) = lines.next_line().await.expect("read glaux output") {
+            if let Some(rest) = line.split(marker).nth(1) {
+                let word = rest.split_whitespace().next().unwrap_or("");
+                return word.trim_end_matches('.').to_string();
+            }
+        }
+        panic!("glaux exited without printing '{marker}'");
+    };
+    let addr = tokio::time::timeout(Duration::from_secs(60), find).await.expect("glaux started in time");
+    (child, addr)
+}
+
+async fn shell(host: &str, sql: &str) -> std::process::Output {
+    Command::new(GLAUX).args(["shell", "--host", host, "-c", sql]).output().await.expect("run glaux shell")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn glaux_binary_runs_standalone_scheduler_executor_and_shell() -> TestResult {
+    let warehouse = tempfile::tempdir()?;
+    let lake = write_lake(warehouse.path());
+    let warehouse_arg = warehouse.path().display().to_string();
+    let ddl = lake_ddl(&format!("{}/", lake.display())).join(";\n");
+
+    // glaux standalone + glaux shell -c.
+    let (mut standalone, addr) = spawn_until(
+        &["standalone", "--executors", "2", "--flight-sql-addr", "127.0.0.1:0", "--warehouse", &warehouse_arg],
+        &[],
+        "Flight SQL on ",
+    )
+    .await;
+    let output = shell(&addr, &format!("{ddl};\nSELECT region, count(*) AS n FROM sales GROUP BY region ORDER BY region;")).await;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("| apac   | 6000 |"), "{stdout}");
+    assert!(stdout.contains("3 rows in set. Run time:"), "{stdout}");
+    assert!(stdout.contains("Data scanned:"), "{stdout}");
+
+    let output = shell(&addr, "SELEC 1").await;
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("Error"));
+    standalone.kill().await?;
+
+    // glaux scheduler and glaux executor as separate processes, sharing a secret.
+    let secret = [("GLAUX_CLUSTER_SECRET", "0123456789abcdef0123456789abcdef")];
+    let (_scheduler, addr) = spawn_until(
+        &["scheduler", "--flight-sql-addr", "127.0.0.1:0", "--warehouse", &warehouse_arg],
+        &secret,
+        "Flight SQL on ",
+    )
+    .await;
+    let (_executor, _) = spawn_until(
+        &["executor", "--scheduler", &addr, "--warehouse", &warehouse_arg],
+        &secret,
+        "serving on ",
+    )
+    .await;
+    let sql = format!("{ddl};\nSELECT sum(qty) FROM sales WHERE region = 'eu';");
+    // The executor registers right after it starts serving; give it a few tries.
+    let mut last = None;
+    for _ in 0..50 {
+        let output = shell(&addr, &sql).await;
+        if output.status.success() {
+            last = Some(output);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        // DDL from the failed attempt may have created tables already.
+        let _ = shell(&addr, "DROP TABLE IF EXISTS sales; DROP TABLE IF EXISTS regions").await;
+    }
+    let output = last.expect("the separate scheduler and executor answer a query");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("1 row in set"), "{stdout}");
+    Ok(())
+}

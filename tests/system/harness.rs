@@ -1,0 +1,253 @@
+//! `TestCluster` and test data.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow::array::{
+    ArrayRef, BooleanArray, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray,
+    TimestampMicrosecondArray,
+};
+use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use arrow::util::display::{ArrayFormatter, FormatOptions};
+use datafusion::prelude::SessionContext;
+use glaux_client::{GlauxClient, QueryOutput};
+use glaux_executor::{Executor, ExecutorConfig};
+use glaux_proto::ClusterSecret;
+use glaux_scheduler::{Scheduler, SchedulerConfig};
+use glaux_storage::StorageConfig;
+use parquet::arrow::ArrowWriter;
+use parquet::file::properties::WriterProperties;
+
+pub type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+/// A scheduler and executors in this process, over real loopback gRPC. Stops on drop.
+pub struct TestCluster {
+    pub scheduler: Scheduler,
+    pub executors: Vec<Executor>,
+    pub secret: ClusterSecret,
+    pub warehouse: tempfile::TempDir,
+}
+
+pub struct TestClusterBuilder {
+    executors: usize,
+    task_slots: usize,
+    heartbeat: Duration,
+    s3: Option<glaux_storage::S3Config>,
+}
+
+impl TestCluster {
+    pub fn builder() -> TestClusterBuilder {
+        TestClusterBuilder { executors: 2, task_slots: 2, heartbeat: Duration::from_millis(200), s3: None }
+    }
+
+    pub fn url(&self) -> String {
+        self.scheduler.addr().to_string()
+    }
+
+    pub async fn client(&self) -> GlauxClient {
+        GlauxClient::connect(&self.url()).await.expect("connect to the test scheduler")
+    }
+
+    pub fn warehouse(&self) -> &Path {
+        self.warehouse.path()
+    }
+}
+
+impl TestClusterBuilder {
+    pub fn executors(mut self, n: usize) -> Self {
+        self.executors = n;
+        self
+    }
+
+    pub fn heartbeat(mut self, interval: Duration) -> Self {
+        self.heartbeat = interval;
+        self
+    }
+
+    pub fn s3(mut self, s3: glaux_storage::S3Config) -> Self {
+        self.s3 = Some(s3);
+        self
+    }
+
+    pub async fn start(self) -> Result<TestCluster, Box<dyn std::error::Error>> {
+        let warehouse = tempfile::tempdir()?;
+        let mut storage = StorageConfig::default().with_local_roots(&[warehouse.path().to_path_buf()])?;
+        if let Some(s3) = self.s3 {
+            storage = storage.with_s3(s3);
+        }
+        let secret = ClusterSecret::generate();
+        let scheduler = Scheduler::start(
+            SchedulerConfig::new(secret.clone()).with_storage(storage.clone()).with_heartbeat(self.heartbeat),
+        )
+        .await?;
+        let mut executors = Vec::new();
+        for _ in 0..self.executors {
+            let config = ExecutorConfig::new(scheduler.addr().to_string(), secret.clone())
+                .with_storage(storage.clone())
+                .with_task_slots(self.task_slots)
+                .with_memory_limit(512 << 20);
+            executors.push(Executor::start(config).await?);
+        }
+        tokio::time::timeout(Duration::from_secs(20), scheduler.cluster().wait_for_executors(self.executors))
+            .await?;
+        Ok(TestCluster { scheduler, executors, secret, warehouse })
+    }
+}
+
+pub const REGIONS: [&str; 3] = ["eu", "us", "apac"];
+pub const DAYS: [&str; 3] = ["2024-01-01", "2024-01-02", "2024-01-03"];
+pub const FILES_PER_PARTITION: usize = 2;
+pub const ROWS_PER_FILE: usize = 1000;
+pub const ROWS_PER_GROUP: usize = 100;
+
+fn sales_schema() -> Arc<Schema> {
+    Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("item", DataType::Utf8, true),
+        Field::new("qty", DataType::Int32, true),
+        Field::new("amount", DataType::Float64, true),
+        Field::new("ts", DataType::Timestamp(TimeUnit::Microsecond, None), true),
+    ]))
+}
+
+/// One file of the sales table: ids `first..first+ROWS_PER_FILE`, sorted, in row groups of
+/// `ROWS_PER_GROUP` so that row-group statistics can prune on `id`.
+pub fn sales_batch(first: i64) -> RecordBatch {
+    let ids: Vec<i64> = (first..first + ROWS_PER_FILE as i64).collect();
+    let items = ["apple", "pear", "fig", "kiwi", "plum", "lime", "date"];
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(Int64Array::from(ids.clone())),
+        Arc::new(StringArray::from_iter(
+            ids.iter().map(|i| if i % 37 == 0 { None } else { Some(items[(i % 7) as usize]) }),
+        )),
+        Arc::new(Int32Array::from_iter(ids.iter().map(|i| Some((i * 13 % 50) as i32)))),
+        Arc::new(Float64Array::from_iter(ids.iter().map(|i| if i % 101 == 0 { None } else { Some((i * 7919 % 100_000) as f64 / 100.0) }))),
+        Arc::new(TimestampMicrosecondArray::from_iter(
+            ids.iter().map(|i| Some(1_704_067_200_000_000 + i * 61_000_000)),
+        )),
+    ];
+    RecordBatch::try_new(sales_schema(), columns).expect("valid sales batch")
+}
+
+pub fn write_parquet(path: &Path, batch: &RecordBatch) {
+    std::fs::create_dir_all(path.parent().expect("file in a directory")).expect("create dir");
+    let file = std::fs::File::create(path).expect("create parquet file");
+    let props = WriterProperties::builder().set_max_row_group_row_count(Some(ROWS_PER_GROUP)).build();
+    let mut writer = ArrowWriter::try_new(file, batch.schema(), Some(props)).expect("parquet writer");
+    writer.write(batch).expect("write batch");
+    writer.close().expect("close parquet");
+}
+
+/// Files of the Hive-partitioned sales table (`region=<r>/day=<d>/part-<n>.parquet`), as
+/// (relative path, contents).
+pub fn sales_files() -> Vec<(String, RecordBatch)> {
+    let mut files = Vec::new();
+    let mut first = 0;
+    for region in REGIONS {
+        for day in DAYS {
+            for n in 0..FILES_PER_PARTITION {
+                files.push((format!("region={region}/day={day}/part-{n}.parquet"), sales_batch(first)));
+                first += ROWS_PER_FILE as i64;
+            }
+        }
+    }
+    files
+}
+
+/// Writes the sales table and a small `regions` dimension table under `root`.
+pub fn write_lake(root: &Path) -> PathBuf {
+    let sales = root.join("sales");
+    for (path, batch) in sales_files() {
+        write_parquet(&sales.join(path), &batch);
+    }
+    let regions = RecordBatch::try_new(
+        Arc::new(Schema::new(vec![
+            Field::new("name", DataType::Utf8, false),
+            Field::new("active", DataType::Boolean, false),
+            Field::new("manager", DataType::Utf8, true),
+        ])),
+        vec![
+            Arc::new(StringArray::from(vec!["eu", "us", "apac", "mars"])),
+            Arc::new(BooleanArray::from(vec![true, true, false, true])),
+            Arc::new(StringArray::from(vec![Some("ana"), None, Some("kim"), Some("zed")])),
+        ],
+    )
+    .expect("regions batch");
+    write_parquet(&root.join("regions/regions.parquet"), &regions);
+    root.to_path_buf()
+}
+
+/// DDL for the lake written by [`write_lake`] at `location` (a path or URL ending in '/').
+pub fn lake_ddl(location: &str) -> Vec<String> {
+    vec![
+        format!(
+            "CREATE EXTERNAL TABLE sales (id BIGINT NOT NULL, item VARCHAR, qty INT, amount DOUBLE, ts TIMESTAMP, \
+             region VARCHAR, day VARCHAR) STORED AS PARQUET PARTITIONED BY (region, day) LOCATION '{location}sales/'"
+        ),
+        format!("CREATE EXTERNAL TABLE regions STORED AS PARQUET LOCATION '{location}regions/'"),
+    ]
+}
+
+/// Single-node DataFusion over the same files: the reference every distributed result is checked against.
+pub async fn reference_context(root: &Path) -> SessionContext {
+    let ctx = SessionContext::new();
+    for ddl in lake_ddl(&format!("{}/", root.display())) {
+        ctx.sql(&ddl).await.expect("reference DDL").collect().await.expect("reference DDL runs");
+    }
+    ctx
+}
+
+/// Rows rendered as text, for comparison.
+pub fn rows_of(batches: &[RecordBatch]) -> Vec<String> {
+    let options = FormatOptions::default().with_null("NULL");
+    let mut rows = Vec::new();
+    for batch in batches {
+        let formatters: Vec<ArrayFormatter> = batch
+            .columns()
+            .iter()
+            .map(|c| ArrayFormatter::try_new(c.as_ref(), &options).expect("formatter"))
+            .collect();
+        for row in 0..batch.num_rows() {
+            rows.push(formatters.iter().map(|f| f.value(row).to_string()).collect::<Vec<_>>().join(" | "));
+        }
+    }
+    rows
+}
+
+/// Runs `sql` on the cluster and on the reference; panics with both results if they differ.
+/// Results are compared in order when the query has a top-level ORDER BY, as multisets otherwise.
+pub async fn assert_same_as_datafusion(client: &mut GlauxClient, reference: &SessionContext, sql: &str) -> QueryOutput {
+    let output = client.query(sql).await.unwrap_or_else(|e| panic!("Glaux failed on {sql}: {e}"));
+    let expected = reference
+        .sql(sql)
+        .await
+        .unwrap_or_else(|e| panic!("DataFusion failed on {sql}: {e}"))
+        .collect()
+        .await
+        .unwrap_or_else(|e| panic!("DataFusion failed on {sql}: {e}"));
+    let mut actual_rows = rows_of(&output.batches);
+    let mut expected_rows = rows_of(&expected);
+    let ordered = has_top_level_order_by(sql);
+    if !ordered {
+        actual_rows.sort();
+        expected_rows.sort();
+    }
+    assert_eq!(actual_rows, expected_rows, "distributed result differs from DataFusion for: {sql}");
+    output
+}
+
+/// True if `sql` ends in an ORDER BY of its own (not one inside parentheses, like a window's).
+fn has_top_level_order_by(sql: &str) -> bool {
+    let upper = sql.to_ascii_uppercase();
+    let mut depth = 0i32;
+    for (i, c) in upper.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            'O' if depth == 0 && upper[i..].starts_with("ORDER BY") => return true,
+            _ => {}
+        }
+    }
+    false
+}

@@ -1,0 +1,12 @@
+//! System tests: real schedulers and executors on 127.0.0.1:0, talked to through real clients.
+//!
+//! One test binary for the whole system, because each one links all of DataFusion.
+
+mod bad_input;
+mod binary;
+mod harness;
+mod membership;
+mod pruning;
+mod queries;
+mod s3;
+mod security;

@@ -1,0 +1,84 @@
+//! Distributed results equal single-node DataFusion's, over a Hive-partitioned Parquet lake.
+
+use crate::harness::*;
+
+const QUERIES: &[&str] = &[
+    "SELECT count(*) FROM sales",
+    "SELECT count(*), sum(qty), min(id), max(id) FROM sales",
+    "SELECT region, count(*), sum(qty), round(avg(amount), 6) FROM sales GROUP BY region",
+    "SELECT * FROM sales WHERE id < 50 ORDER BY id",
+    "SELECT item, max(amount), min(ts) FROM sales WHERE day = '2024-01-02' GROUP BY item",
+    "SELECT id, amount FROM sales WHERE region = 'eu' AND amount > 900 ORDER BY id LIMIT 20",
+    "SELECT region, day, count(DISTINCT item) FROM sales GROUP BY region, day",
+    "SELECT s.region, r.manager, count(*) FROM sales s JOIN regions r ON s.region = r.name WHERE r.active GROUP BY s.region, r.manager",
+    "SELECT r.name, count(s.id) FROM regions r LEFT JOIN sales s ON s.region = r.name AND s.qty > 45 GROUP BY r.name",
+    "SELECT item, sum(qty) FROM sales GROUP BY item ORDER BY 2 DESC, 1 LIMIT 5",
+    "SELECT id FROM sales WHERE id < 10 UNION ALL SELECT id FROM sales WHERE id > 17990",
+    "SELECT id, region, row_number() OVER (PARTITION BY region ORDER BY id) AS rn FROM sales WHERE id % 500 = 0",
+    "SELECT count(*) FROM sales WHERE amount > (SELECT avg(amount) FROM sales)",
+    "SELECT day, count(*) FILTER (WHERE item IS NULL), sum(CASE WHEN amount IS NULL THEN 1 ELSE 0 END) FROM sales GROUP BY day ORDER BY day",
+    "SELECT date_trunc('hour', ts) AS h, count(*) FROM sales WHERE region = 'us' GROUP BY 1 ORDER BY 1 LIMIT 10",
+    "SELECT upper(item), length(item), id FROM sales WHERE id BETWEEN 5000 AND 5010 ORDER BY id",
+    "SELECT 1 + 1 AS two, 'x' AS x",
+    "SELECT * FROM (VALUES (1, 'a'), (2, 'b')) AS t(n, s) ORDER BY n",
+    "SELECT count(*) FROM sales WHERE region IN ('eu', 'apac') AND day >= '2024-01-02'",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn distributed_results_match_datafusion() -> TestResult {
+    for executors in [2, 3] {
+        let cluster = TestCluster::builder().executors(executors).start().await?;
+        let lake = write_lake(cluster.warehouse());
+        let reference = reference_context(&lake).await;
+        let mut client = cluster.client().await;
+        for ddl in lake_ddl(&format!("{}/", lake.display())) {
+            client.query(&ddl).await?;
+        }
+        for sql in QUERIES {
+
+            assert_same_as_datafusion(&mut client, &reference, sql).await;
+        }
+        // The scans really ran on the executors: every executor got a share of a full scan.
+        let output = client.query("SELECT sum(qty) FROM sales").await?;
+        let stats = output.stats.expect("the scheduler sends statistics after the last batch");
+        assert_eq!(stats.stages, 1);
+        assert_eq!(stats.tasks, executors as u64, "the scan is spread over every executor");
+        assert!(stats.scan.bytes_scanned > 0);
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn explain_shows_stages_and_tasks() -> TestResult {
+    let cluster = TestCluster::builder().start().await?;
+    let lake = write_lake(cluster.warehouse());
+    let mut client = cluster.client().await;
+    for ddl in lake_ddl(&format!("{}/", lake.display())) {
+        client.query(&ddl).await?;
+    }
+    let output = client.query("EXPLAIN SELECT region, sum(qty) FROM sales GROUP BY region").await?;
+    let text = rows_of(&output.batches).join("\n");
+    assert!(text.contains("Stage 0 (scheduler)"), "{text}");
+    assert!(text.contains("StageReaderExec: stage=1"), "{text}");
+    assert!(text.contains("Stage 1 (executors: 2, tasks: 2"), "{text}");
+    assert!(text.contains("files: 18"), "{text}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn catalog_is_listed_through_flight_sql() -> TestResult {
+    let cluster = TestCluster::builder().executors(1).start().await?;
+    let lake = write_lake(cluster.warehouse());
+    let mut client = cluster.client().await;
+    for ddl in lake_ddl(&format!("{}/", lake.display())) {
+        client.execute_update(&ddl).await?;
+    }
+    let tables = client.tables().await?;
+    let names: Vec<&str> = tables.iter().filter(|t| t[1] == "default").map(|t| t[2].as_str()).collect();
+    assert!(names.contains(&"sales") && names.contains(&"regions"), "{tables:?}");
+    let output = client.query("SELECT count(*) FROM glaux.default.regions").await?;
+    assert_eq!(rows_of(&output.batches), vec!["4"]);
+    client.query("DROP TABLE regions").await?;
+    assert!(client.query("SELECT * FROM regions").await.is_err());
+    Ok(())
+}

@@ -1,0 +1,83 @@
+//! Tables in S3, read through the S3 protocol from a real S3-compatible server (SeaweedFS, started
+//! by `.ci/run`, which exports its endpoint and credentials as GLAUX_TEST_S3_*).
+
+use std::sync::Arc;
+
+use object_store::{ObjectStore, ObjectStoreExt};
+use object_store::aws::AmazonS3Builder;
+use object_store::path::Path as ObjectPath;
+use parquet::arrow::ArrowWriter;
+use parquet::file::properties::WriterProperties;
+
+use crate::harness::*;
+
+const BUCKET: &str = "glaux-test";
+
+fn s3_config() -> glaux_storage::S3Config {
+    let var = |name: &str| {
+        std::env::var(name).unwrap_or_else(|_| {
+            panic!("{name} is not set: the S3 tests need a real S3-compatible server; run `.ci/run`, which starts one")
+        })
+    };
+    glaux_storage::S3Config {
+        endpoint: Some(var("GLAUX_TEST_S3_ENDPOINT")),
+        region: Some("us-east-1".into()),
+        access_key_id: Some(var("GLAUX_TEST_S3_ACCESS_KEY_ID")),
+        secret_access_key: Some(var("GLAUX_TEST_S3_SECRET_ACCESS_KEY")),
+        ..Default::default()
+    }
+}
+
+fn parquet_bytes(batch: &arrow::array::RecordBatch) -> Vec<u8> {
+    let props = WriterProperties::builder().set_max_row_group_row_count(Some(ROWS_PER_GROUP)).build();
+    let mut bytes = Vec::new();
+    let mut writer = ArrowWriter::try_new(&mut bytes, batch.schema(), Some(props)).expect("writer");
+    writer.write(batch).expect("write");
+    writer.close().expect("close");
+    bytes
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn tables_in_s3_are_read_through_the_s3_protocol() -> TestResult {
+    let s3 = s3_config();
+    let store: Arc<dyn ObjectStore> = Arc::new(
+        AmazonS3Builder::new()
+            .with_bucket_name(BUCKET)
+            .with_endpoint(s3.endpoint.clone().unwrap_or_default())
+            .with_allow_http(true)
+            .with_region("us-east-1")
+            .with_access_key_id(s3.access_key_id.clone().unwrap_or_default())
+            .with_secret_access_key(s3.secret_access_key.clone().unwrap_or_default())
+            .build()?,
+    );
+    let prefix = format!("run-{:016x}", rand::random::<u64>());
+    for (path, batch) in sales_files() {
+        store.put(&ObjectPath::from(format!("{prefix}/sales/{path}")), parquet_bytes(&batch).into()).await?;
+    }
+    let cluster = TestCluster::builder().s3(s3).start().await?;
+    let local = write_lake(cluster.warehouse());
+    let reference = reference_context(&local).await;
+    let mut client = cluster.client().await;
+    let ddl = &lake_ddl(&format!("s3://{BUCKET}/{prefix}/"))[0];
+    client.query(ddl).await?;
+    for sql in [
+        "SELECT count(*), sum(qty), round(sum(amount), 4) FROM sales",
+        "SELECT region, day, count(*), max(id) FROM sales GROUP BY region, day",
+        "SELECT * FROM sales WHERE region = 'apac' AND id % 250 = 0 ORDER BY id",
+    ] {
+        assert_same_as_datafusion(&mut client, &reference, sql).await;
+    }
+    let pruned = client.query("SELECT sum(qty) FROM sales WHERE region = 'eu' AND day = '2024-01-03'").await?;
+    let stats = pruned.stats.expect("stats");
+    assert_eq!(stats.files_planned, FILES_PER_PARTITION as u64);
+    assert!(stats.scan.bytes_scanned > 0);
+
+    // A bucket that does not exist is a clear error, not a hang or a crash.
+    let error = client
+        .query("CREATE EXTERNAL TABLE nope STORED AS PARQUET LOCATION 's3://no-such-bucket-glaux/x/'")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("no-such-bucket-glaux"), "{error}");
+    Ok(())
+}
