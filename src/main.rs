@@ -225,6 +225,15 @@ async fn start_standalone(args: &StandaloneArgs) -> anyhow::Result<Standalone> {
     Ok(Standalone { scheduler, _executors: executors })
 }
 
+/// Runs until Ctrl-C or until `stopped` completes (the server failed).
+async fn until_ctrl_c(stopped: impl std::future::Future<Output = ()>) -> anyhow::Result<bool> {
+    tokio::select! {
+        result = tokio::signal::ctrl_c() => result?,
+        () = stopped => {}
+    }
+    Ok(true)
+}
+
 async fn run(cli: Cli) -> anyhow::Result<bool> {
     match cli.command {
         Command::Standalone(args) => {
@@ -246,11 +255,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                 Scheduler::start(SchedulerConfig::new(secret).with_bind(args.flight_sql_addr).with_storage(storage))
                     .await?;
             println!("Glaux scheduler: Flight SQL on {}. Ctrl-C stops.", scheduler.addr());
-            tokio::select! {
-                result = tokio::signal::ctrl_c() => result?,
-                () = scheduler.stopped() => {}
-            }
-            Ok(true)
+            until_ctrl_c(scheduler.stopped()).await
         }
         Command::Executor(args) => {
             init_logging("info");
@@ -266,11 +271,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             }
             let mut executor = Executor::start(config).await?;
             println!("Glaux executor {}: serving on {}. Ctrl-C stops.", executor.id(), executor.endpoint());
-            tokio::select! {
-                result = tokio::signal::ctrl_c() => result?,
-                () = executor.stopped() => {}
-            }
-            Ok(true)
+            until_ctrl_c(executor.stopped()).await
         }
         Command::Shell(args) => {
             init_logging("warn");

@@ -118,8 +118,11 @@ impl DisplayAs for StageReaderExec {
     }
 }
 
+/// Reads one counter out of a trailer.
+type StatField = fn(&TaskStats) -> u64;
+
 /// Counters fed from one partition's trailer into the reader's metrics.
-struct TrailerCounters([(Count, fn(&TaskStats) -> u64); 7]);
+struct TrailerCounters([(Count, StatField); 7]);
 
 impl TrailerCounters {
     fn new(metrics: &ExecutionPlanMetricsSet, partition: usize) -> Self {

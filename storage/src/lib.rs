@@ -226,7 +226,7 @@ mod tests {
     fn local_locations_must_be_under_a_root() {
         let root = std::env::temp_dir().join(format!("glaux-storage-test-{}", std::process::id()));
         std::fs::create_dir_all(root.join("t")).unwrap();
-        let config = StorageConfig::default().with_local_roots(&[root.clone()]).unwrap();
+        let config = StorageConfig::default().with_local_roots(std::slice::from_ref(&root)).unwrap();
         let inside = format!("file://{}/t/", root.display());
         assert!(config.check_location(&inside).is_ok());
         assert!(config.check_location(&format!("{}/new/table/", root.display())).is_ok());

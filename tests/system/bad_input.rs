@@ -25,11 +25,7 @@ async fn assert_still_serving(client: &mut glaux_client::GlauxClient) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn bad_requests_get_clear_errors_and_harm_nothing() -> TestResult {
     let cluster = TestCluster::builder().start().await?;
-    let lake = write_lake(cluster.warehouse());
-    let mut client = cluster.client().await;
-    for ddl in lake_ddl(&format!("{}/", lake.display())) {
-        client.query(&ddl).await?;
-    }
+    let (_, mut client) = cluster.with_lake().await?;
     let warehouse = cluster.warehouse().display().to_string();
 
     assert_error(&mut client, "SELEC 1", &["SELEC"]).await;

@@ -52,6 +52,17 @@ impl TestCluster {
     pub fn warehouse(&self) -> &Path {
         self.warehouse.path()
     }
+
+    /// Writes the test lake into the warehouse and declares its tables; returns the lake's
+    /// directory and the client that declared them.
+    pub async fn with_lake(&self) -> Result<(PathBuf, GlauxClient), Box<dyn std::error::Error>> {
+        let lake = write_lake(self.warehouse());
+        let mut client = self.client().await;
+        for ddl in lake_ddl(&format!("{}/", lake.display())) {
+            client.query(&ddl).await?;
+        }
+        Ok((lake, client))
+    }
 }
 
 impl TestClusterBuilder {
@@ -100,6 +111,8 @@ pub const DAYS: [&str; 3] = ["2024-01-01", "2024-01-02", "2024-01-03"];
 pub const FILES_PER_PARTITION: usize = 2;
 pub const ROWS_PER_FILE: usize = 1000;
 pub const ROWS_PER_GROUP: usize = 100;
+/// Pages of 20 rows, so that the page index has something to prune within a row group.
+pub const ROWS_PER_PAGE: usize = 20;
 
 fn sales_schema() -> Arc<Schema> {
     Arc::new(Schema::new(vec![
@@ -133,10 +146,17 @@ pub fn sales_batch(first: i64) -> RecordBatch {
 pub fn write_parquet(path: &Path, batch: &RecordBatch) {
     std::fs::create_dir_all(path.parent().expect("file in a directory")).expect("create dir");
     let file = std::fs::File::create(path).expect("create parquet file");
-    let props = WriterProperties::builder().set_max_row_group_row_count(Some(ROWS_PER_GROUP)).build();
-    let mut writer = ArrowWriter::try_new(file, batch.schema(), Some(props)).expect("parquet writer");
+    let mut writer = ArrowWriter::try_new(file, batch.schema(), Some(writer_properties())).expect("parquet writer");
     writer.write(batch).expect("write batch");
     writer.close().expect("close parquet");
+}
+
+pub fn writer_properties() -> WriterProperties {
+    WriterProperties::builder()
+        .set_max_row_group_row_count(Some(ROWS_PER_GROUP))
+        .set_data_page_row_count_limit(ROWS_PER_PAGE)
+        .set_write_batch_size(ROWS_PER_PAGE)
+        .build()
 }
 
 /// Files of the Hive-partitioned sales table (`region=<r>/day=<d>/part-<n>.parquet`), as

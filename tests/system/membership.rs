@@ -7,11 +7,7 @@ use crate::harness::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn lost_executors_are_dropped_and_queries_fail_clearly() -> TestResult {
     let mut cluster = TestCluster::builder().executors(1).heartbeat(Duration::from_millis(100)).start().await?;
-    let lake = write_lake(cluster.warehouse());
-    let mut client = cluster.client().await;
-    for ddl in lake_ddl(&format!("{}/", lake.display())) {
-        client.query(&ddl).await?;
-    }
+    let (_, mut client) = cluster.with_lake().await?;
     client.query("SELECT sum(qty) FROM sales").await?;
 
     let mut executor = cluster.executors.remove(0);

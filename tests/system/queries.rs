@@ -28,12 +28,8 @@ const QUERIES: &[&str] = &[
 async fn distributed_results_match_datafusion() -> TestResult {
     for executors in [2, 3] {
         let cluster = TestCluster::builder().executors(executors).start().await?;
-        let lake = write_lake(cluster.warehouse());
+        let (lake, mut client) = cluster.with_lake().await?;
         let reference = reference_context(&lake).await;
-        let mut client = cluster.client().await;
-        for ddl in lake_ddl(&format!("{}/", lake.display())) {
-            client.query(&ddl).await?;
-        }
         for sql in QUERIES {
 
             assert_same_as_datafusion(&mut client, &reference, sql).await;
@@ -51,11 +47,7 @@ async fn distributed_results_match_datafusion() -> TestResult {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn explain_shows_stages_and_tasks() -> TestResult {
     let cluster = TestCluster::builder().start().await?;
-    let lake = write_lake(cluster.warehouse());
-    let mut client = cluster.client().await;
-    for ddl in lake_ddl(&format!("{}/", lake.display())) {
-        client.query(&ddl).await?;
-    }
+    let (_, mut client) = cluster.with_lake().await?;
     let output = client.query("EXPLAIN SELECT region, sum(qty) FROM sales GROUP BY region").await?;
     let text = rows_of(&output.batches).join("\n");
     assert!(text.contains("Stage 0 (scheduler)"), "{text}");

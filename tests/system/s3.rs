@@ -7,7 +7,6 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use object_store::aws::AmazonS3Builder;
 use object_store::path::Path as ObjectPath;
 use parquet::arrow::ArrowWriter;
-use parquet::file::properties::WriterProperties;
 
 use crate::harness::*;
 
@@ -29,9 +28,8 @@ fn s3_config() -> glaux_storage::S3Config {
 }
 
 fn parquet_bytes(batch: &arrow::array::RecordBatch) -> Vec<u8> {
-    let props = WriterProperties::builder().set_max_row_group_row_count(Some(ROWS_PER_GROUP)).build();
     let mut bytes = Vec::new();
-    let mut writer = ArrowWriter::try_new(&mut bytes, batch.schema(), Some(props)).expect("writer");
+    let mut writer = ArrowWriter::try_new(&mut bytes, batch.schema(), Some(writer_properties())).expect("writer");
     writer.write(batch).expect("write");
     writer.close().expect("close");
     bytes
