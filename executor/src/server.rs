@@ -26,6 +26,7 @@ use crate::task_table::TaskTable;
 pub struct Executor {
     id: ExecutorId,
     endpoint: String,
+    tasks: Arc<TaskTable>,
     shutdown: CancellationToken,
     running: JoinSet<()>,
 }
@@ -78,11 +79,11 @@ impl Executor {
                 task_slots: config.task_slots as u32,
                 memory_limit_bytes: config.memory_limit_bytes as u64,
             },
-            tasks,
+            tasks: Arc::clone(&tasks),
         };
         running.spawn(membership.run(shutdown.clone()));
         tracing::info!(executor = %config.id, %endpoint, slots = config.task_slots, "executor serving");
-        Ok(Self { id: config.id, endpoint, shutdown, running })
+        Ok(Self { id: config.id, endpoint, tasks, shutdown, running })
     }
 
     pub fn id(&self) -> &ExecutorId {
@@ -92,6 +93,11 @@ impl Executor {
     /// `host:port` where this executor serves Flight.
     pub fn endpoint(&self) -> &str {
         &self.endpoint
+    }
+
+    /// Tasks installed and not yet finished, cancelled or expired.
+    pub fn installed_tasks(&self) -> usize {
+        self.tasks.len()
     }
 
     pub fn shutdown(&self) {

@@ -78,6 +78,13 @@ async fn bad_requests_get_clear_errors_and_harm_nothing() -> TestResult {
     assert!(!first.data_header.is_empty());
     drop(stream);
     drop(raw);
+    // The abandoned query's tasks are cancelled and forgotten on every executor.
+    let cleaned = async {
+        while cluster.executors.iter().any(|e| e.installed_tasks() > 0) {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(10), cleaned).await?;
     assert_still_serving(&mut client).await;
     Ok(())
 }
