@@ -92,8 +92,9 @@ impl FlightSqlFrontDoor {
 
     async fn run(&self, handle: StatementHandle) -> Result<DoGetStream, Status> {
         if handle.executed {
-            let (schema, _) = contained(async { Ok(self.engine.describe(&handle.sql).await?) }).await?;
-            return Ok(batch_stream(arrow::array::RecordBatch::new_empty(schema)));
+            // DDL, run at GetFlightInfo: its result has no columns and no rows.
+            let empty = arrow::array::RecordBatch::new_empty(Arc::new(Schema::empty()));
+            return Ok(batch_stream(empty));
         }
         let sql = handle.sql.as_str();
         let result = contained(async { Ok(self.engine.execute(sql).await?) }).await?;
