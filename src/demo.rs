@@ -31,7 +31,7 @@ FROM (
       '", "event_index": ' || k || ', "value": ' || CAST(((sid * 7919 + k * 104729) % 1000) / 10.0 AS VARCHAR) || '}}' AS payload
   FROM (
     SELECT s.value AS sid, g.value AS k,
-           CAST(to_timestamp(1685577600 + ((s.value - 1) * 2592000 / {sessions}) + g.value * 97) AS TIMESTAMP) AS ts
+           CAST(to_timestamp(1685577600 + ((s.value - 1) * 2588400 / {sessions}) + g.value * 97) AS TIMESTAMP) AS ts
     FROM generate_series(1, {sessions}) AS s
     CROSS JOIN generate_series(0, 4) AS g
     WHERE g.value <= s.value % 5
