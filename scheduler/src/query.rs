@@ -28,6 +28,7 @@ use crate::cluster::{ClusterState, ExecutorInfo};
 use crate::error::SchedulerError;
 use crate::planner::{
     DistributedPlan, Exchange, Stage, Task, assign_tasks, cut_stages, render_distributed_plan,
+    restrict_to_task,
 };
 
 /// Batches of a running statement, and the statistics to send after them.
@@ -321,14 +322,15 @@ impl QueryEngine {
     async fn launch(&self, plan: &DistributedPlan) -> Result<(), SchedulerError> {
         let mut requests: std::collections::BTreeMap<String, Vec<TaskDefinition>> = Default::default();
         for stage in &plan.stages {
-            let bytes = encode_plan(Arc::clone(&stage.plan)).map_err(SchedulerError::plan)?;
             for task in &stage.tasks {
+                let task_plan = restrict_to_task(&stage.plan, &task.partitions).map_err(SchedulerError::plan)?;
+                let bytes = encode_plan(task_plan).map_err(SchedulerError::plan)?;
                 requests.entry(task.endpoint.clone()).or_default().push(TaskDefinition {
                     query_id: plan.query.to_string(),
                     stage_id: stage.id.0,
                     task_id: task.id.0,
                     partitions: task.partitions.clone(),
-                    plan: bytes.clone(),
+                    plan: bytes,
                 });
             }
         }

@@ -19,6 +19,7 @@
 mod assign_tasks;
 mod cut_stages;
 mod explain;
+mod restrict_to_task;
 
 use std::sync::Arc;
 
@@ -28,6 +29,7 @@ use glaux_proto::{QueryId, StageId, TaskId};
 pub use assign_tasks::assign_tasks;
 pub use cut_stages::cut_stages;
 pub use explain::render_distributed_plan;
+pub use restrict_to_task::restrict_to_task;
 
 /// A query cut into stages.
 #[derive(Debug)]
