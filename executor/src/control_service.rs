@@ -1,6 +1,11 @@
 //! `ExecutorControl`: the scheduler installs and cancels tasks. Converts and delegates only.
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use datafusion::execution::TaskContext;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use glaux_storage::CountingStores;
 
 use datafusion::physical_plan::ExecutionPlanProperties;
 use datafusion::prelude::SessionContext;
@@ -19,16 +24,31 @@ pub struct ControlService {
     pub session: SessionContext,
 }
 
+impl ControlService {
+    /// A task context whose object stores count the bytes they read, for one task.
+    fn counting_context(&self) -> Result<(Arc<TaskContext>, Arc<AtomicU64>), ExecutorError> {
+        let base = self.session.runtime_env();
+        let stores = CountingStores::new(Arc::clone(&base.object_store_registry));
+        let bytes_read = stores.bytes_read();
+        let runtime = RuntimeEnvBuilder::from_runtime_env(&base)
+            .with_object_store_registry(Arc::new(stores))
+            .build_arc()
+            .map_err(ExecutorError::Session)?;
+        Ok((Arc::new(TaskContext::from(&self.session).with_runtime(runtime)), bytes_read))
+    }
+}
+
 #[tonic::async_trait]
 impl ExecutorControl for ControlService {
     async fn launch_tasks(
         &self,
         request: Request<LaunchTasksRequest>,
     ) -> Result<Response<LaunchTasksResponse>, Status> {
-        let ctx = self.session.task_ctx();
         // Decode every task before installing any, so a bad request installs nothing.
         let mut decoded = Vec::new();
         for task in request.into_inner().tasks {
+            // Scans bind their object stores when decoded: decode in the task's counting context.
+            let (ctx, bytes_read) = self.counting_context()?;
             let key = TaskKey {
                 query: QueryId::from(task.query_id),
                 stage: StageId(task.stage_id),
@@ -48,7 +68,7 @@ impl ExecutorControl for ControlService {
                 ))
                 .into());
             }
-            decoded.push((key, InstalledTask::new(plan, task.partitions)));
+            decoded.push((key, InstalledTask::new(plan, task.partitions, ctx, bytes_read)));
         }
         for (key, task) in decoded {
             tracing::debug!(query = %key.query, stage = %key.stage, task = %key.task, "task installed");

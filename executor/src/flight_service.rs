@@ -14,7 +14,6 @@ use arrow_flight::{
     Action, ActionType, Criteria, Empty, FlightData, FlightDescriptor, FlightInfo, HandshakeRequest,
     HandshakeResponse, PollInfo, PutResult, SchemaResult, Ticket,
 };
-use datafusion::prelude::SessionContext;
 use futures::{Stream, StreamExt, TryStreamExt, stream};
 use glaux_proto::generated::TaskOutputTicket;
 use glaux_proto::{QueryId, StageId, TaskId, collect_task_stats, with_trailer};
@@ -29,7 +28,6 @@ type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'stati
 
 pub struct ExecutorFlight {
     pub tasks: Arc<TaskTable>,
-    pub session: SessionContext,
     pub slots: Arc<Semaphore>,
 }
 
@@ -56,7 +54,7 @@ impl ExecutorFlight {
                 partition,
             });
         }
-        let batches = task.plan.execute(partition as usize, self.session.task_ctx())?;
+        let batches = task.plan.execute(partition as usize, Arc::clone(&task.context))?;
         let schema = batches.schema();
         let rows = Arc::new(AtomicU64::new(0));
         let counted = Arc::clone(&rows);
@@ -69,9 +67,12 @@ impl ExecutorFlight {
         let batches = until_cancelled(contain_panics(batches), task.cancel.clone());
         let tasks = Arc::clone(&self.tasks);
         let plan = Arc::clone(&task.plan);
+        let bytes_read = Arc::clone(&task.bytes_read);
         let trailer = move || {
-            tasks.finish_partition(&key, partition);
+            let last = tasks.finish_partition(&key, partition);
             let mut stats = collect_task_stats(&plan, Some(partition as usize));
+            // Bytes are counted per task: the partition that finishes it reports them all.
+            stats.bytes_scanned = if last { bytes_read.load(Ordering::Relaxed) } else { 0 };
             stats.output_rows = rows.load(Ordering::Relaxed);
             stats.to_json().into()
         };

@@ -47,7 +47,6 @@ impl Executor {
         let tasks = Arc::new(TaskTable::new(config.task_ttl));
         let flight = ExecutorFlight {
             tasks: Arc::clone(&tasks),
-            session: session.clone(),
             slots: Arc::new(Semaphore::new(config.task_slots)),
         };
         let flight = FlightServiceServer::new(flight)

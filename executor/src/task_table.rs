@@ -1,9 +1,11 @@
 //! `TaskTable`: the tasks installed on this executor, until their output has been read.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use datafusion::execution::TaskContext;
 use datafusion::physical_plan::ExecutionPlan;
 use glaux_proto::{QueryId, StageId, TaskId};
 use tokio_util::sync::CancellationToken;
@@ -19,6 +21,9 @@ pub struct TaskKey {
 pub struct InstalledTask {
     pub plan: Arc<dyn ExecutionPlan>,
     pub partitions: Vec<u32>,
+    /// The context the plan was decoded in and runs in: its object stores count into `bytes_read`.
+    pub context: Arc<TaskContext>,
+    pub bytes_read: Arc<AtomicU64>,
     /// Fires when the query is cancelled; running output streams stop at their next batch.
     pub cancel: CancellationToken,
     unfinished: Mutex<HashSet<u32>>,
@@ -26,11 +31,18 @@ pub struct InstalledTask {
 }
 
 impl InstalledTask {
-    pub fn new(plan: Arc<dyn ExecutionPlan>, partitions: Vec<u32>) -> Self {
+    pub fn new(
+        plan: Arc<dyn ExecutionPlan>,
+        partitions: Vec<u32>,
+        context: Arc<TaskContext>,
+        bytes_read: Arc<AtomicU64>,
+    ) -> Self {
         Self {
             unfinished: Mutex::new(partitions.iter().copied().collect()),
             plan,
             partitions,
+            context,
+            bytes_read,
             cancel: CancellationToken::new(),
             installed_at: Instant::now(),
         }
@@ -61,7 +73,8 @@ impl TaskTable {
     }
 
     /// Records that one output partition was read to its end; the task is forgotten once all were.
-    pub fn finish_partition(&self, key: &TaskKey, partition: u32) {
+    /// Returns true for the partition that finished the task.
+    pub fn finish_partition(&self, key: &TaskKey, partition: u32) -> bool {
         let mut tasks = self.lock();
         let done = tasks.get(key).is_some_and(|task| {
             let mut unfinished = task.unfinished.lock().unwrap_or_else(|e| e.into_inner());
@@ -71,6 +84,7 @@ impl TaskTable {
         if done {
             tasks.remove(key);
         }
+        done
     }
 
     /// Cancels and forgets every task of `query`; returns how many there were.
@@ -107,7 +121,8 @@ mod tests {
     use datafusion::physical_plan::empty::EmptyExec;
 
     fn task(partitions: Vec<u32>) -> InstalledTask {
-        InstalledTask::new(Arc::new(EmptyExec::new(Arc::new(Schema::empty()))), partitions)
+        let plan = Arc::new(EmptyExec::new(Arc::new(Schema::empty())));
+        InstalledTask::new(plan, partitions, Arc::new(TaskContext::default()), Arc::default())
     }
 
     #[test]
@@ -116,9 +131,9 @@ mod tests {
         let key = |q: &str, t| TaskKey { query: QueryId::from(q.to_string()), stage: StageId(1), task: TaskId(t) };
         table.install(key("q1", 0), task(vec![0, 1]));
         table.install(key("q2", 0), task(vec![0]));
-        table.finish_partition(&key("q1", 0), 0);
+        assert!(!table.finish_partition(&key("q1", 0), 0));
         assert!(table.get(&key("q1", 0)).is_some());
-        table.finish_partition(&key("q1", 0), 1);
+        assert!(table.finish_partition(&key("q1", 0), 1));
         assert!(table.get(&key("q1", 0)).is_none());
         let cancel = table.get(&key("q2", 0)).unwrap().cancel.clone();
         assert_eq!(table.cancel_query(&QueryId::from("q2".to_string())), 1);

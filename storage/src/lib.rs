@@ -5,8 +5,11 @@
 //! - [`LakeObjectStores`]: a DataFusion [`ObjectStoreRegistry`] that creates stores on first use from
 //!   that config: one S3 client per bucket, and a local file system confined to the roots.
 //!
+//! - [`CountingStores`]: wraps a registry to count the bytes read through it ("data scanned").
+//!
 //! Both sides build their stores from their own config; no credential ever travels in a plan.
 
+mod counting;
 mod rooted;
 
 use std::collections::HashMap;
@@ -20,6 +23,7 @@ use object_store::ObjectStore;
 use object_store::aws::AmazonS3Builder;
 use url::Url;
 
+pub use counting::CountingStores;
 pub use rooted::RootedLocalStore;
 
 /// How to reach S3 or an S3-compatible store. Unset fields fall back to the standard `AWS_*`
