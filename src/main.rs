@@ -50,6 +50,9 @@ struct StorageArgs {
     /// Use virtual-hosted-style S3 URLs instead of path-style ones.
     #[arg(long)]
     s3_virtual_hosted_style: bool,
+    /// The SQLite file that holds the catalog [default: <warehouse>/.glaux/catalog.sqlite]
+    #[arg(long)]
+    catalog: Option<PathBuf>,
 }
 
 #[derive(Args, Clone)]
@@ -148,6 +151,10 @@ impl StorageArgs {
     fn home(&self) -> &Path {
         self.warehouse.first().map_or(Path::new("."), PathBuf::as_path)
     }
+
+    fn catalog_path(&self) -> PathBuf {
+        self.catalog.clone().unwrap_or_else(|| self.home().join(".glaux/catalog.sqlite"))
+    }
 }
 
 impl SecretArgs {
@@ -206,7 +213,10 @@ async fn start_standalone(args: &StandaloneArgs) -> anyhow::Result<Standalone> {
     let storage = args.storage.config()?;
     let secret = ClusterSecret::generate();
     let scheduler = Scheduler::start(
-        SchedulerConfig::new(secret.clone()).with_bind(args.flight_sql_addr).with_storage(storage.clone()),
+        SchedulerConfig::new(secret.clone())
+            .with_bind(args.flight_sql_addr)
+            .with_storage(storage.clone())
+            .with_catalog_path(args.storage.catalog_path()),
     )
     .await?;
     let mut executors = Vec::new();
@@ -251,9 +261,11 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             init_logging("info");
             let storage = args.storage.config()?;
             let secret = args.secret.load(&args.storage, true)?;
-            let mut scheduler =
-                Scheduler::start(SchedulerConfig::new(secret).with_bind(args.flight_sql_addr).with_storage(storage))
-                    .await?;
+            let config = SchedulerConfig::new(secret)
+                .with_bind(args.flight_sql_addr)
+                .with_storage(storage)
+                .with_catalog_path(args.storage.catalog_path());
+            let mut scheduler = Scheduler::start(config).await?;
             println!("Glaux scheduler: Flight SQL on {}. Ctrl-C stops.", scheduler.addr());
             until_ctrl_c(scheduler.stopped()).await
         }

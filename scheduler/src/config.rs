@@ -18,6 +18,8 @@ pub struct SchedulerConfig {
     pub executor_timeout: Duration,
     /// Batch size of the scheduler's part of each query.
     pub batch_size: usize,
+    /// The SQLite file holding the catalog; `None` keeps it in memory (lost at exit).
+    pub catalog_path: Option<std::path::PathBuf>,
 }
 
 impl SchedulerConfig {
@@ -29,11 +31,17 @@ impl SchedulerConfig {
             heartbeat_interval: Duration::from_secs(1),
             executor_timeout: Duration::from_secs(10),
             batch_size: 8192,
+            catalog_path: None,
         }
     }
 
     pub fn with_bind(mut self, bind: SocketAddr) -> Self {
         self.bind = bind;
+        self
+    }
+
+    pub fn with_catalog_path(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.catalog_path = Some(path.into());
         self
     }
 

@@ -2,6 +2,8 @@
 //!
 //! - [`SchedulerConfig`] / [`Scheduler::start`]: binds one port that serves Arrow Flight SQL to
 //!   clients and the `SchedulerCluster` gRPC service to executors.
+//! - `catalog`: databases and tables in SQLite ([`Catalog`], [`SqliteCatalog`]), presented to
+//!   DataFusion as its `glaux` catalog.
 //! - `cluster`: which executors are alive ([`ClusterState`]), fed by registrations and heartbeats.
 //! - `planner`: DataFusion plans SQL; `cut_stages` splits the physical plan into executor stages
 //!   joined by exchanges ([`DistributedPlan`], [`Stage`], [`Task`]), `assign_tasks` balances each
@@ -10,6 +12,7 @@
 //!   final stage, which runs here and reads the executor stages over Flight.
 //! - `flight_sql`: the Flight SQL front door; converts and delegates to `query`.
 
+mod catalog;
 mod cluster;
 mod config;
 mod error;
@@ -19,6 +22,7 @@ mod query;
 mod server;
 mod session;
 
+pub use catalog::{Catalog, ColumnDef, SqliteCatalog, TableDef, TableFormat};
 pub use cluster::{ClusterState, ExecutorInfo};
 pub use config::SchedulerConfig;
 pub use error::SchedulerError;

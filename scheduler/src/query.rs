@@ -12,7 +12,8 @@ use arrow::array::{RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::{DataFusionError, Result as DfResult};
 use datafusion::execution::SendableRecordBatchStream;
-use datafusion::logical_expr::{DdlStatement, LogicalPlan};
+use datafusion::datasource::listing::ListingTableUrl;
+use datafusion::logical_expr::{CreateExternalTable, DdlStatement, LogicalPlan};
 use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties, execute_stream};
 use datafusion::prelude::{SQLOptions, SessionContext};
@@ -24,7 +25,9 @@ use glaux_proto::{
 use glaux_storage::StorageConfig;
 use tokio::sync::mpsc;
 
+use crate::catalog::{Catalog, ColumnDef, TableDef, TableFormat, listing_options, table_provider};
 use crate::cluster::{ClusterState, ExecutorInfo};
+use crate::session::{DEFAULT_CATALOG, DEFAULT_SCHEMA};
 use crate::error::SchedulerError;
 use crate::planner::{
     DistributedPlan, Exchange, Stage, Task, assign_tasks, cut_stages, render_distributed_plan,
@@ -98,6 +101,7 @@ impl Drop for QueryGuard {
 
 pub struct QueryEngine {
     pub ctx: SessionContext,
+    pub catalog: Arc<dyn Catalog>,
     pub cluster: Arc<ClusterState>,
     pub channels: Arc<ClusterChannels>,
     pub storage: StorageConfig,
@@ -149,12 +153,9 @@ impl QueryEngine {
         let query = QueryId::random();
         let plan = self.logical_plan(sql).await?;
         match plan {
-            LogicalPlan::Ddl(DdlStatement::CreateExternalTable(mut create)) => {
-                for location in &mut create.locations {
-                    *location = self.checked_location(location).await?;
-                }
-                let plan = LogicalPlan::Ddl(DdlStatement::CreateExternalTable(create));
-                self.run_locally(query, plan).await
+            LogicalPlan::Ddl(DdlStatement::CreateExternalTable(create)) => {
+                self.create_table(&create).await?;
+                Ok(finished(query, Arc::new(Schema::empty()), vec![]))
             }
             LogicalPlan::Ddl(_) | LogicalPlan::DescribeTable(_) => self.run_locally(query, plan).await,
             LogicalPlan::Explain(explain) => {
@@ -178,6 +179,78 @@ impl QueryEngine {
             }
             plan => self.run_distributed(query, plan).await,
         }
+    }
+
+    /// `CREATE EXTERNAL TABLE`: checks the definition, infers the columns if none are declared, and
+    /// stores the table in the catalog.
+    async fn create_table(&self, create: &CreateExternalTable) -> Result<(), SchedulerError> {
+        let plan_error = |message: String| SchedulerError::plan(DataFusionError::Plan(message));
+        let name = create.name.clone().resolve(DEFAULT_CATALOG, DEFAULT_SCHEMA);
+        if name.catalog.as_ref() != DEFAULT_CATALOG {
+            return Err(plan_error(format!("unknown catalog {}: tables live in {DEFAULT_CATALOG}", name.catalog)));
+        }
+        let (database, table) = (name.schema.to_string(), name.table.to_string());
+        if !self.catalog.database_exists(&database).map_err(SchedulerError::plan)? {
+            return Err(plan_error(format!("database {database} does not exist; CREATE DATABASE {database} first")));
+        }
+        if self.catalog.table(&database, &table).map_err(SchedulerError::plan)?.is_some() {
+            if create.if_not_exists {
+                return Ok(());
+            }
+            if !create.or_replace {
+                return Err(plan_error(format!("table {database}.{table} already exists")));
+            }
+        }
+        let mut locations = Vec::new();
+        for location in &create.locations {
+            locations.push(self.checked_location(location).await?);
+        }
+        let schema = create.schema.as_arrow();
+        let partition_keys: Vec<ColumnDef> = create
+            .table_partition_cols
+            .iter()
+            .map(|key| {
+                let data_type = schema.field_with_name(key).map_or(DataType::Utf8, |f| f.data_type().clone());
+                ColumnDef::new(key, &data_type)
+            })
+            .collect();
+        let mut definition = TableDef {
+            database,
+            name: table,
+            locations,
+            format: TableFormat::from_stored_as(&create.file_type).map_err(SchedulerError::plan)?,
+            columns: schema
+                .fields()
+                .iter()
+                .filter(|f| !create.table_partition_cols.contains(f.name()))
+                .map(|f| ColumnDef::new(f.name(), f.data_type()))
+                .collect(),
+            partition_keys,
+            properties: create.options.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        };
+        if definition.columns.is_empty() {
+            definition.columns = self.infer_columns(&definition).await?;
+        }
+        // Building the provider validates types and URLs before anything is stored.
+        table_provider(&definition, &Default::default()).map_err(SchedulerError::plan)?;
+        self.catalog.create_table(&definition, create.or_replace).map_err(SchedulerError::plan)
+    }
+
+    /// The file columns of a table declared without any, read from its files.
+    async fn infer_columns(&self, table: &TableDef) -> Result<Vec<ColumnDef>, SchedulerError> {
+        let options = listing_options(table, &Default::default()).map_err(SchedulerError::plan)?;
+        let state = self.ctx.state();
+        let mut columns: Vec<ColumnDef> = Vec::new();
+        for location in &table.locations {
+            let url = ListingTableUrl::parse(location).map_err(SchedulerError::plan)?;
+            let schema = options.infer_schema(&state, &url).await.map_err(SchedulerError::plan)?;
+            for field in schema.fields() {
+                if !columns.iter().any(|c| &c.name == field.name()) {
+                    columns.push(ColumnDef::new(field.name(), field.data_type()));
+                }
+            }
+        }
+        Ok(columns)
     }
 
     /// Checks a table location against the storage config, and that it can be listed.

@@ -21,7 +21,7 @@ use crate::config::SchedulerConfig;
 use crate::error::SchedulerError;
 use crate::flight_sql::FlightSqlFrontDoor;
 use crate::query::QueryEngine;
-use crate::session::scheduler_session;
+use crate::session::{open_catalog, scheduler_session};
 
 /// A running scheduler. Dropping it (or [`Scheduler::shutdown`]) stops serving.
 pub struct Scheduler {
@@ -42,8 +42,10 @@ impl Scheduler {
         let channels = Arc::new(ClusterChannels::new(config.secret.clone()));
         let cluster = Arc::new(ClusterState::new(config.executor_timeout));
         let (cleanup, cancelled) = mpsc::unbounded_channel();
+        let catalog = open_catalog(&config)?;
         let engine = Arc::new(QueryEngine {
-            ctx: scheduler_session(&config, Arc::clone(&channels))?,
+            ctx: scheduler_session(&config, Arc::clone(&channels), Arc::clone(&catalog))?,
+            catalog,
             cluster: Arc::clone(&cluster),
             channels: Arc::clone(&channels),
             storage: config.storage.clone(),

@@ -7,15 +7,30 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use glaux_proto::ClusterChannels;
 use glaux_storage::LakeObjectStores;
 
+use datafusion::common::config::TableParquetOptions;
+
+use crate::catalog::{Catalog, LakeCatalogProvider, SqliteCatalog};
 use crate::config::SchedulerConfig;
 use crate::error::SchedulerError;
 
 pub const DEFAULT_CATALOG: &str = "glaux";
 pub const DEFAULT_SCHEMA: &str = "default";
 
+/// Opens the configured catalog, making sure the default database exists.
+pub fn open_catalog(config: &SchedulerConfig) -> Result<Arc<dyn Catalog>, SchedulerError> {
+    let catalog = match &config.catalog_path {
+        Some(path) => SqliteCatalog::open(path),
+        None => SqliteCatalog::in_memory(),
+    }
+    .map_err(SchedulerError::plan)?;
+    catalog.create_database(DEFAULT_SCHEMA).map_err(SchedulerError::plan)?;
+    Ok(Arc::new(catalog))
+}
+
 pub fn scheduler_session(
     config: &SchedulerConfig,
     channels: Arc<ClusterChannels>,
+    catalog: Arc<dyn Catalog>,
 ) -> Result<SessionContext, SchedulerError> {
     let runtime = RuntimeEnvBuilder::new()
         .with_object_store_registry(Arc::new(LakeObjectStores::new(config.storage.clone())))
@@ -23,7 +38,7 @@ pub fn scheduler_session(
         .map_err(SchedulerError::plan)?;
     let mut session = SessionConfig::new()
         .with_default_catalog_and_schema(DEFAULT_CATALOG, DEFAULT_SCHEMA)
-        .with_create_default_catalog_and_schema(true)
+        .with_create_default_catalog_and_schema(false)
         .with_information_schema(true)
         .with_batch_size(config.batch_size)
         // Parallelism comes from spreading file groups over executors' task slots; round-robin
@@ -39,5 +54,8 @@ pub fn scheduler_session(
     parquet.reorder_filters = true;
     parquet.enable_page_index = true;
     parquet.pruning = true;
-    Ok(SessionContext::new_with_config_rt(session, runtime))
+    let parquet = TableParquetOptions { global: parquet.clone(), ..Default::default() };
+    let ctx = SessionContext::new_with_config_rt(session, runtime);
+    ctx.register_catalog(DEFAULT_CATALOG, Arc::new(LakeCatalogProvider::new(catalog, parquet)));
+    Ok(ctx)
 }

@@ -26,10 +26,13 @@ pub struct TestCluster {
     pub scheduler: Scheduler,
     pub executors: Vec<Executor>,
     pub secret: ClusterSecret,
-    pub warehouse: tempfile::TempDir,
+    warehouse: PathBuf,
+    _owned_warehouse: Option<tempfile::TempDir>,
 }
 
 pub struct TestClusterBuilder {
+    warehouse: Option<PathBuf>,
+    catalog: Option<PathBuf>,
     executors: usize,
     task_slots: usize,
     heartbeat: Duration,
@@ -38,7 +41,14 @@ pub struct TestClusterBuilder {
 
 impl TestCluster {
     pub fn builder() -> TestClusterBuilder {
-        TestClusterBuilder { executors: 2, task_slots: 2, heartbeat: Duration::from_millis(200), s3: None }
+        TestClusterBuilder {
+            warehouse: None,
+            catalog: None,
+            executors: 2,
+            task_slots: 2,
+            heartbeat: Duration::from_millis(200),
+            s3: None,
+        }
     }
 
     pub fn url(&self) -> String {
@@ -50,7 +60,7 @@ impl TestCluster {
     }
 
     pub fn warehouse(&self) -> &Path {
-        self.warehouse.path()
+        &self.warehouse
     }
 
     /// Writes the test lake into the warehouse and declares its tables; returns the lake's
@@ -76,22 +86,42 @@ impl TestClusterBuilder {
         self
     }
 
+    /// Use this directory as the warehouse (and keep it) instead of a fresh temporary one.
+    pub fn warehouse(mut self, dir: &Path) -> Self {
+        self.warehouse = Some(dir.to_path_buf());
+        self
+    }
+
+    /// Keep the catalog in this SQLite file instead of in memory.
+    pub fn catalog(mut self, path: &Path) -> Self {
+        self.catalog = Some(path.to_path_buf());
+        self
+    }
+
     pub fn s3(mut self, s3: glaux_storage::S3Config) -> Self {
         self.s3 = Some(s3);
         self
     }
 
     pub async fn start(self) -> Result<TestCluster, Box<dyn std::error::Error>> {
-        let warehouse = tempfile::tempdir()?;
-        let mut storage = StorageConfig::default().with_local_roots(&[warehouse.path().to_path_buf()])?;
+        let (warehouse, owned) = match self.warehouse.clone() {
+            Some(dir) => (dir, None),
+            None => {
+                let temp = tempfile::tempdir()?;
+                (temp.path().to_path_buf(), Some(temp))
+            }
+        };
+        let mut storage = StorageConfig::default().with_local_roots(std::slice::from_ref(&warehouse))?;
         if let Some(s3) = self.s3 {
             storage = storage.with_s3(s3);
         }
         let secret = ClusterSecret::generate();
-        let scheduler = Scheduler::start(
-            SchedulerConfig::new(secret.clone()).with_storage(storage.clone()).with_heartbeat(self.heartbeat),
-        )
-        .await?;
+        let mut config =
+            SchedulerConfig::new(secret.clone()).with_storage(storage.clone()).with_heartbeat(self.heartbeat);
+        if let Some(catalog) = &self.catalog {
+            config = config.with_catalog_path(catalog);
+        }
+        let scheduler = Scheduler::start(config).await?;
         let mut executors = Vec::new();
         for _ in 0..self.executors {
             let config = ExecutorConfig::new(scheduler.addr().to_string(), secret.clone())
@@ -102,7 +132,7 @@ impl TestClusterBuilder {
         }
         tokio::time::timeout(Duration::from_secs(20), scheduler.cluster().wait_for_executors(self.executors))
             .await?;
-        Ok(TestCluster { scheduler, executors, secret, warehouse })
+        Ok(TestCluster { scheduler, executors, secret, warehouse, _owned_warehouse: owned })
     }
 }
 

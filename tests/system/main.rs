@@ -3,6 +3,7 @@
 //! One test binary for the whole system, because each one links all of DataFusion.
 
 mod bad_input;
+mod catalog;
 mod binary;
 mod harness;
 mod membership;

@@ -1,0 +1,93 @@
+//! The lake catalog: databases and tables that survive restarts.
+//!
+//! [`Catalog`] is the storage contract (SQLite by default, [`SqliteCatalog`]; a shared server
+//! database can implement it later). [`LakeCatalogProvider`] presents it to DataFusion, building a
+//! table provider from a [`TableDef`] whenever a query names the table, so planning always sees
+//! the catalog's current state and nothing about a table lives only in memory.
+
+mod providers;
+mod sqlite;
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::{DataFusionError, Result};
+use serde::{Deserialize, Serialize};
+
+pub use providers::{LakeCatalogProvider, listing_options, table_provider};
+pub use sqlite::SqliteCatalog;
+
+/// A column: its name and its Arrow type, stored in Arrow's textual form (`Int64`, `Utf8`, ...).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ColumnDef {
+    pub name: String,
+    pub data_type: String,
+}
+
+impl ColumnDef {
+    pub fn new(name: impl Into<String>, data_type: &DataType) -> Self {
+        Self { name: name.into(), data_type: data_type.to_string() }
+    }
+
+    pub fn arrow_type(&self) -> Result<DataType> {
+        self.data_type.parse().map_err(|e| {
+            DataFusionError::Plan(format!("column {} has unreadable type {}: {e}", self.name, self.data_type))
+        })
+    }
+}
+
+/// The file formats tables can be stored in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TableFormat {
+    Parquet,
+    Json,
+    Csv,
+}
+
+impl TableFormat {
+    /// From DataFusion's `STORED AS` name.
+    pub fn from_stored_as(name: &str) -> Result<Self> {
+        match name.to_ascii_uppercase().as_str() {
+            "PARQUET" => Ok(Self::Parquet),
+            "JSON" | "NDJSON" => Ok(Self::Json),
+            "CSV" => Ok(Self::Csv),
+            other => Err(DataFusionError::Plan(format!(
+                "STORED AS {other} is not supported: use PARQUET, JSON or CSV"
+            ))),
+        }
+    }
+}
+
+/// Everything the catalog knows about a table.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableDef {
+    pub database: String,
+    pub name: String,
+    /// URLs of the table's data (usually one directory, ending in '/').
+    pub locations: Vec<String>,
+    pub format: TableFormat,
+    /// Columns stored in the files.
+    pub columns: Vec<ColumnDef>,
+    /// Hive partition keys, in directory order; they follow the file columns in the table schema.
+    pub partition_keys: Vec<ColumnDef>,
+    /// Format options and table properties (`format.has_header`, ...).
+    pub properties: BTreeMap<String, String>,
+}
+
+/// Durable storage of databases and tables. Names are stored as given (already normalized by the
+/// SQL planner). Implementations must be safe to call from any thread.
+pub trait Catalog: Debug + Send + Sync {
+    fn databases(&self) -> Result<Vec<String>>;
+    fn database_exists(&self, name: &str) -> Result<bool>;
+    fn create_database(&self, name: &str) -> Result<()>;
+    /// Drops a database; with `cascade`, its tables too, else it must be empty.
+    fn drop_database(&self, name: &str, cascade: bool) -> Result<()>;
+    fn tables(&self, database: &str) -> Result<Vec<String>>;
+    fn table(&self, database: &str, name: &str) -> Result<Option<TableDef>>;
+    /// Stores a table, replacing one of the same name if `replace`.
+    fn create_table(&self, table: &TableDef, replace: bool) -> Result<()>;
+    /// Returns whether there was such a table.
+    fn drop_table(&self, database: &str, name: &str) -> Result<bool>;
+}

@@ -1,0 +1,164 @@
+//! DataFusion's view of the catalog: `LakeCatalogProvider` and its schemas (databases).
+//!
+//! Tables are built from their [`TableDef`] each time a query names them. Views live in memory
+//! beside the catalog until views get a durable definition of their own.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::{Field, Schema};
+use datafusion::catalog::{CatalogProvider, SchemaProvider, TableProvider};
+use datafusion::common::config::TableParquetOptions;
+use datafusion::common::{DataFusionError, Result};
+use datafusion::datasource::file_format::FileFormat;
+use datafusion::datasource::file_format::csv::CsvFormat;
+use datafusion::datasource::file_format::json::JsonFormat;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
+
+use super::{Catalog, TableDef, TableFormat};
+
+#[derive(Debug)]
+struct Shared {
+    catalog: Arc<dyn Catalog>,
+    /// Parquet reading options of the session (pushdown, page index), applied to every table.
+    parquet: TableParquetOptions,
+    views: RwLock<HashMap<(String, String), Arc<dyn TableProvider>>>,
+}
+
+#[derive(Debug)]
+pub struct LakeCatalogProvider {
+    shared: Arc<Shared>,
+}
+
+impl LakeCatalogProvider {
+    pub fn new(catalog: Arc<dyn Catalog>, parquet: TableParquetOptions) -> Self {
+        Self { shared: Arc::new(Shared { catalog, parquet, views: RwLock::default() }) }
+    }
+}
+
+/// The listing options (format, extension, partition columns) a table definition implies.
+pub fn listing_options(table: &TableDef, parquet: &TableParquetOptions) -> Result<ListingOptions> {
+    let format: Arc<dyn FileFormat> = match table.format {
+        TableFormat::Parquet => Arc::new(ParquetFormat::default().with_options(parquet.clone())),
+        TableFormat::Json => Arc::new(JsonFormat::default()),
+        TableFormat::Csv => {
+            let header = table.properties.get("format.has_header").is_some_and(|v| v == "true");
+            Arc::new(CsvFormat::default().with_has_header(header))
+        }
+    };
+    let partition_cols = table
+        .partition_keys
+        .iter()
+        .map(|c| Ok((c.name.clone(), c.arrow_type()?)))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(ListingOptions::new(format).with_table_partition_cols(partition_cols))
+}
+
+/// Builds the provider that scans `table`. No I/O: the schema comes from the definition.
+pub fn table_provider(table: &TableDef, parquet: &TableParquetOptions) -> Result<Arc<dyn TableProvider>> {
+    let urls = table.locations.iter().map(ListingTableUrl::parse).collect::<Result<Vec<_>>>()?;
+    let fields = table
+        .columns
+        .iter()
+        .map(|c| Ok(Field::new(&c.name, c.arrow_type()?, true)))
+        .collect::<Result<Vec<_>>>()?;
+    let config = ListingTableConfig::new_with_multi_paths(urls)
+        .with_listing_options(listing_options(table, parquet)?)
+        .with_schema(Arc::new(Schema::new(fields)));
+    Ok(Arc::new(ListingTable::try_new(config)?))
+}
+
+impl CatalogProvider for LakeCatalogProvider {
+    fn schema_names(&self) -> Vec<String> {
+        self.shared.catalog.databases().unwrap_or_else(|e| {
+            tracing::error!("listing databases: {e}");
+            Vec::new()
+        })
+    }
+
+    fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
+        match self.shared.catalog.database_exists(name) {
+            Ok(true) => Some(Arc::new(LakeSchemaProvider { shared: Arc::clone(&self.shared), database: name.into() })),
+            Ok(false) => None,
+            Err(e) => {
+                tracing::error!("looking up database {name}: {e}");
+                None
+            }
+        }
+    }
+
+    /// `CREATE SCHEMA` / `CREATE DATABASE`: the provider DataFusion made is replaced by ours.
+    fn register_schema(&self, name: &str, _schema: Arc<dyn SchemaProvider>) -> Result<Option<Arc<dyn SchemaProvider>>> {
+        self.shared.catalog.create_database(name)?;
+        Ok(None)
+    }
+
+    fn deregister_schema(&self, name: &str, cascade: bool) -> Result<Option<Arc<dyn SchemaProvider>>> {
+        let Some(schema) = self.schema(name) else { return Ok(None) };
+        self.shared.catalog.drop_database(name, cascade)?;
+        let mut views = self.shared.views.write().unwrap_or_else(|e| e.into_inner());
+        views.retain(|(database, _), _| database != name);
+        Ok(Some(schema))
+    }
+}
+
+#[derive(Debug)]
+struct LakeSchemaProvider {
+    shared: Arc<Shared>,
+    database: String,
+}
+
+impl LakeSchemaProvider {
+    fn key(&self, name: &str) -> (String, String) {
+        (self.database.clone(), name.to_string())
+    }
+
+    fn view(&self, name: &str) -> Option<Arc<dyn TableProvider>> {
+        self.shared.views.read().unwrap_or_else(|e| e.into_inner()).get(&self.key(name)).cloned()
+    }
+}
+
+#[async_trait]
+impl SchemaProvider for LakeSchemaProvider {
+    fn table_names(&self) -> Vec<String> {
+        let mut names = self.shared.catalog.tables(&self.database).unwrap_or_else(|e| {
+            tracing::error!("listing tables of {}: {e}", self.database);
+            Vec::new()
+        });
+        let views = self.shared.views.read().unwrap_or_else(|e| e.into_inner());
+        names.extend(views.keys().filter(|(db, _)| db == &self.database).map(|(_, name)| name.clone()));
+        names
+    }
+
+    async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>, DataFusionError> {
+        if let Some(view) = self.view(name) {
+            return Ok(Some(view));
+        }
+        match self.shared.catalog.table(&self.database, name)? {
+            Some(table) => Ok(Some(table_provider(&table, &self.shared.parquet)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Reached by `CREATE VIEW` (external tables are stored by the scheduler's DDL handling).
+    fn register_table(&self, name: String, table: Arc<dyn TableProvider>) -> Result<Option<Arc<dyn TableProvider>>> {
+        let mut views = self.shared.views.write().unwrap_or_else(|e| e.into_inner());
+        Ok(views.insert(self.key(&name), table))
+    }
+
+    fn deregister_table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
+        if let Some(view) = self.shared.views.write().unwrap_or_else(|e| e.into_inner()).remove(&self.key(name)) {
+            return Ok(Some(view));
+        }
+        let Some(table) = self.shared.catalog.table(&self.database, name)? else { return Ok(None) };
+        let provider = table_provider(&table, &self.shared.parquet)?;
+        self.shared.catalog.drop_table(&self.database, name)?;
+        Ok(Some(provider))
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        self.view(name).is_some() || matches!(self.shared.catalog.table(&self.database, name), Ok(Some(_)))
+    }
+}

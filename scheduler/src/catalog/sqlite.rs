@@ -1,0 +1,190 @@
+//! `SqliteCatalog`: the catalog in an embedded SQLite database (a file in the warehouse, or memory).
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use datafusion::common::{DataFusionError, Result};
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::{Catalog, TableDef};
+
+#[derive(Debug)]
+pub struct SqliteCatalog {
+    connection: Mutex<Connection>,
+}
+
+fn sql_error(e: rusqlite::Error) -> DataFusionError {
+    DataFusionError::External(format!("catalog database: {e}").into())
+}
+
+const SCHEMA: &str = "
+    CREATE TABLE IF NOT EXISTS databases (
+        name TEXT PRIMARY KEY
+    );
+    CREATE TABLE IF NOT EXISTS tables (
+        database TEXT NOT NULL REFERENCES databases(name),
+        name TEXT NOT NULL,
+        definition TEXT NOT NULL,
+        PRIMARY KEY (database, name)
+    );
+";
+
+impl SqliteCatalog {
+    /// Opens (creating if needed) the catalog stored in `path`.
+    pub fn open(path: &Path) -> Result<Self> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| DataFusionError::External(format!("catalog directory {}: {e}", dir.display()).into()))?;
+        }
+        Self::init(Connection::open(path).map_err(sql_error)?)
+    }
+
+    /// A catalog that lives as long as this value: for tests and throwaway clusters.
+    pub fn in_memory() -> Result<Self> {
+        Self::init(Connection::open_in_memory().map_err(sql_error)?)
+    }
+
+    fn init(connection: Connection) -> Result<Self> {
+        connection.execute_batch(SCHEMA).map_err(sql_error)?;
+        Ok(Self { connection: Mutex::new(connection) })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.connection.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn names(&self, sql: &str, params: impl rusqlite::Params) -> Result<Vec<String>> {
+        let connection = self.lock();
+        let mut statement = connection.prepare(sql).map_err(sql_error)?;
+        let rows = statement.query_map(params, |row| row.get(0)).map_err(sql_error)?;
+        rows.collect::<Result<Vec<String>, _>>().map_err(sql_error)
+    }
+}
+
+impl Catalog for SqliteCatalog {
+    fn databases(&self) -> Result<Vec<String>> {
+        self.names("SELECT name FROM databases ORDER BY name", [])
+    }
+
+    fn database_exists(&self, name: &str) -> Result<bool> {
+        let connection = self.lock();
+        let found: Option<i64> = connection
+            .query_row("SELECT 1 FROM databases WHERE name = ?1", params![name], |row| row.get(0))
+            .optional()
+            .map_err(sql_error)?;
+        Ok(found.is_some())
+    }
+
+    fn create_database(&self, name: &str) -> Result<()> {
+        self.lock()
+            .execute("INSERT OR IGNORE INTO databases (name) VALUES (?1)", params![name])
+            .map_err(sql_error)?;
+        Ok(())
+    }
+
+    fn drop_database(&self, name: &str, cascade: bool) -> Result<()> {
+        let mut connection = self.lock();
+        let transaction = connection.transaction().map_err(sql_error)?;
+        let tables: i64 = transaction
+            .query_row("SELECT count(*) FROM tables WHERE database = ?1", params![name], |row| row.get(0))
+            .map_err(sql_error)?;
+        if tables > 0 && !cascade {
+            return Err(DataFusionError::Plan(format!(
+                "database {name} is not empty ({tables} tables); drop its tables first or use CASCADE"
+            )));
+        }
+        transaction.execute("DELETE FROM tables WHERE database = ?1", params![name]).map_err(sql_error)?;
+        transaction.execute("DELETE FROM databases WHERE name = ?1", params![name]).map_err(sql_error)?;
+        transaction.commit().map_err(sql_error)
+    }
+
+    fn tables(&self, database: &str) -> Result<Vec<String>> {
+        self.names("SELECT name FROM tables WHERE database = ?1 ORDER BY name", params![database])
+    }
+
+    fn table(&self, database: &str, name: &str) -> Result<Option<TableDef>> {
+        let definition: Option<String> = self
+            .lock()
+            .query_row(
+                "SELECT definition FROM tables WHERE database = ?1 AND name = ?2",
+                params![database, name],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(sql_error)?;
+        definition
+            .map(|json| {
+                serde_json::from_str(&json).map_err(|e| {
+                    DataFusionError::External(format!("catalog entry {database}.{name} is unreadable: {e}").into())
+                })
+            })
+            .transpose()
+    }
+
+    fn create_table(&self, table: &TableDef, replace: bool) -> Result<()> {
+        let definition = serde_json::to_string(table)
+            .map_err(|e| DataFusionError::External(format!("encoding table {}: {e}", table.name).into()))?;
+        let verb = if replace { "INSERT OR REPLACE" } else { "INSERT" };
+        let inserted = self.lock().execute(
+            &format!("{verb} INTO tables (database, name, definition) VALUES (?1, ?2, ?3)"),
+            params![table.database, table.name, definition],
+        );
+        match inserted {
+            Ok(_) => Ok(()),
+            Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::ConstraintViolation => {
+                Err(DataFusionError::Plan(format!("table {}.{} already exists", table.database, table.name)))
+            }
+            Err(e) => Err(sql_error(e)),
+        }
+    }
+
+    fn drop_table(&self, database: &str, name: &str) -> Result<bool> {
+        let deleted = self
+            .lock()
+            .execute("DELETE FROM tables WHERE database = ?1 AND name = ?2", params![database, name])
+            .map_err(sql_error)?;
+        Ok(deleted > 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::{ColumnDef, TableFormat};
+    use datafusion::arrow::datatypes::DataType;
+
+    fn table(database: &str, name: &str) -> TableDef {
+        TableDef {
+            database: database.into(),
+            name: name.into(),
+            locations: vec!["s3://bucket/t/".into()],
+            format: TableFormat::Parquet,
+            columns: vec![ColumnDef::new("id", &DataType::Int64)],
+            partition_keys: vec![ColumnDef::new("d", &DataType::Utf8)],
+            properties: Default::default(),
+        }
+    }
+
+    #[test]
+    fn tables_survive_reopening_and_databases_guard_their_tables() {
+        let dir = std::env::temp_dir().join(format!("glaux-catalog-test-{}", std::process::id()));
+        let path = dir.join("catalog.sqlite");
+        {
+            let catalog = SqliteCatalog::open(&path).unwrap();
+            catalog.create_database("sales").unwrap();
+            catalog.create_table(&table("sales", "orders"), false).unwrap();
+            assert!(catalog.create_table(&table("sales", "orders"), false).is_err());
+            catalog.create_table(&table("sales", "orders"), true).unwrap();
+        }
+        let catalog = SqliteCatalog::open(&path).unwrap();
+        assert_eq!(catalog.databases().unwrap(), vec!["sales"]);
+        assert_eq!(catalog.table("sales", "orders").unwrap(), Some(table("sales", "orders")));
+        assert_eq!(table("x", "y").columns[0].arrow_type().unwrap(), DataType::Int64);
+        assert!(catalog.drop_database("sales", false).is_err());
+        assert!(catalog.drop_table("sales", "orders").unwrap());
+        assert!(!catalog.drop_table("sales", "orders").unwrap());
+        catalog.drop_database("sales", false).unwrap();
+        assert!(!catalog.database_exists("sales").unwrap());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
