@@ -2,6 +2,8 @@
 //!
 //! - [`SchedulerConfig`] / [`Scheduler::start`]: binds one port that serves Arrow Flight SQL to
 //!   clients and the `SchedulerCluster` gRPC service to executors.
+//! - `athena_statements`: Athena statements DataFusion does not parse (`SHOW DATABASES`, ...),
+//!   rewritten into SQL it runs.
 //! - `catalog`: databases and tables in SQLite ([`Catalog`], [`SqliteCatalog`]), presented to
 //!   DataFusion as its `glaux` catalog.
 //! - `cluster`: which executors are alive ([`ClusterState`]), fed by registrations and heartbeats.
@@ -12,6 +14,7 @@
 //!   final stage, which runs here and reads the executor stages over Flight.
 //! - `flight_sql`: the Flight SQL front door; converts and delegates to `query`.
 
+mod athena_statements;
 mod catalog;
 mod cluster;
 mod config;

@@ -25,7 +25,10 @@ use glaux_proto::{
 use glaux_storage::StorageConfig;
 use tokio::sync::mpsc;
 
-use crate::catalog::{Catalog, ColumnDef, TableDef, TableFormat, listing_options, table_provider};
+use crate::athena_statements::{AthenaStatement, recognize};
+use crate::catalog::{
+    Catalog, ColumnDef, TableDef, TableFormat, listing_options, show_create_table, table_provider,
+};
 use crate::cluster::{ClusterState, ExecutorInfo};
 use crate::session::{DEFAULT_CATALOG, DEFAULT_SCHEMA};
 use crate::error::SchedulerError;
@@ -108,9 +111,37 @@ pub struct QueryEngine {
     pub cleanup: mpsc::UnboundedSender<(QueryId, Vec<String>)>,
 }
 
+/// A statement, parsed and planned.
+enum Statement {
+    Plan(LogicalPlan),
+    ShowCreateTable(TableDef),
+}
+
 impl QueryEngine {
+    /// Recognizes Athena statements, then plans with DataFusion.
+    async fn statement(&self, sql: &str) -> Result<Statement, SchedulerError> {
+        let plan_error = |message: String| SchedulerError::plan(DataFusionError::Plan(message));
+        match recognize(sql) {
+            None => Ok(Statement::Plan(self.logical_plan(sql).await?)),
+            Some(AthenaStatement::Rewritten(sql)) => Ok(Statement::Plan(self.logical_plan(&sql).await?)),
+            Some(AthenaStatement::Unsupported(message)) => Err(plan_error(message)),
+            Some(AthenaStatement::ShowCreateTable(name)) => {
+                let (database, table) = match name.as_slice() {
+                    [table] => (DEFAULT_SCHEMA, table),
+                    [database, table] => (database.as_str(), table),
+                    [catalog, database, table] if catalog == DEFAULT_CATALOG => (database.as_str(), table),
+                    _ => return Err(plan_error(format!("{} is not a table name", name.join(".")))),
+                };
+                let definition = self.catalog.table(database, table).map_err(SchedulerError::plan)?;
+                let definition =
+                    definition.ok_or_else(|| plan_error(format!("table {database}.{table} not found")))?;
+                Ok(Statement::ShowCreateTable(definition))
+            }
+        }
+    }
+
     /// Parses and plans `sql` without running it. Writes and session statements are refused.
-    pub async fn logical_plan(&self, sql: &str) -> Result<LogicalPlan, SchedulerError> {
+    async fn logical_plan(&self, sql: &str) -> Result<LogicalPlan, SchedulerError> {
         let plan = self.ctx.state().create_logical_plan(sql).await.map_err(SchedulerError::plan)?;
         SQLOptions::new()
             .with_allow_ddl(true)
@@ -141,7 +172,10 @@ impl QueryEngine {
     /// The schema `sql` will produce, for `GetFlightInfo` and prepared statements, and whether it
     /// is DDL (which runs when submitted, not when its empty result is fetched).
     pub async fn describe(&self, sql: &str) -> Result<(SchemaRef, bool), SchedulerError> {
-        let plan = self.logical_plan(sql).await?;
+        let plan = match self.statement(sql).await? {
+            Statement::Plan(plan) => plan,
+            Statement::ShowCreateTable(_) => return Ok((show_create_schema(), false)),
+        };
         Ok(match &plan {
             LogicalPlan::Explain(_) => (explain_schema(), false),
             LogicalPlan::Ddl(_) => (Arc::new(plan.schema().as_arrow().clone()), true),
@@ -151,7 +185,15 @@ impl QueryEngine {
 
     pub async fn execute(&self, sql: &str) -> Result<QueryResult, SchedulerError> {
         let query = QueryId::random();
-        let plan = self.logical_plan(sql).await?;
+        let plan = match self.statement(sql).await? {
+            Statement::Plan(plan) => plan,
+            Statement::ShowCreateTable(table) => {
+                let ddl = StringArray::from(vec![show_create_table(&table)]);
+                let batch = RecordBatch::try_new(show_create_schema(), vec![Arc::new(ddl)])
+                    .map_err(|e| SchedulerError::plan(e.into()))?;
+                return Ok(finished(query, show_create_schema(), vec![batch]));
+            }
+        };
         match plan {
             LogicalPlan::Ddl(DdlStatement::CreateExternalTable(create)) => {
                 self.create_table(&create).await?;
@@ -206,8 +248,16 @@ impl QueryEngine {
             locations.push(self.checked_location(location).await?);
         }
         let schema = create.schema.as_arrow();
-        let partition_keys: Vec<ColumnDef> = create
+        // DataFusion keeps the quotes of a quoted `PARTITIONED BY ("key")` name.
+        let partition_cols: Vec<String> = create
             .table_partition_cols
+            .iter()
+            .map(|key| match key.strip_prefix('"').and_then(|k| k.strip_suffix('"')) {
+                Some(unquoted) => unquoted.replace("\"\"", "\""),
+                None => key.clone(),
+            })
+            .collect();
+        let partition_keys: Vec<ColumnDef> = partition_cols
             .iter()
             .map(|key| {
                 let data_type = schema.field_with_name(key).map_or(DataType::Utf8, |f| f.data_type().clone());
@@ -222,7 +272,7 @@ impl QueryEngine {
             columns: schema
                 .fields()
                 .iter()
-                .filter(|f| !create.table_partition_cols.contains(f.name()))
+                .filter(|f| !partition_cols.contains(f.name()))
                 .map(|f| ColumnDef::new(f.name(), f.data_type()))
                 .collect(),
             partition_keys,
@@ -452,6 +502,10 @@ fn finished(query: QueryId, schema: SchemaRef, batches: Vec<RecordBatch>) -> Que
             bytes_planned: 0,
         },
     }
+}
+
+fn show_create_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![Field::new("createtab_stmt", DataType::Utf8, false)]))
 }
 
 fn explain_schema() -> SchemaRef {

@@ -14,16 +14,19 @@ async fn catalog_survives_a_restart() -> TestResult {
         for ddl in lake_ddl(&format!("{}/", lake.display())) {
             client.query(&ddl).await?;
         }
-        client.query("CREATE SCHEMA archive").await?;
+        client.query("CREATE DATABASE archive").await?;
         client
             .query(&format!(
                 "CREATE EXTERNAL TABLE archive.old_sales STORED AS PARQUET PARTITIONED BY (region, day) LOCATION '{}/sales/'",
                 lake.display()
             ))
             .await?;
-        client.query("CREATE SCHEMA scratch").await?;
-        client.query("DROP SCHEMA scratch").await?;
-        let error = client.query("DROP SCHEMA archive").await.unwrap_err().to_string();
+        client.query("CREATE DATABASE IF NOT EXISTS scratch").await?;
+        client.query("CREATE DATABASE IF NOT EXISTS scratch").await?;
+        client.query("DROP DATABASE scratch").await?;
+        let error = client.query("CREATE DATABASE x LOCATION 's3://b/x/'").await.unwrap_err().to_string();
+        assert!(error.contains("LOCATION is not supported"), "{error}");
+        let error = client.query("DROP DATABASE archive").await.unwrap_err().to_string();
         assert!(error.contains("not empty"), "{error}");
         let error = client.query("CREATE EXTERNAL TABLE regions STORED AS PARQUET LOCATION '/x/'").await.unwrap_err();
         assert!(error.to_string().contains("already exists"), "{error}");
@@ -37,12 +40,34 @@ async fn catalog_survives_a_restart() -> TestResult {
     assert_eq!(rows_of(&output.batches), vec!["6000"]);
     let output = client.query("SELECT count(*) FROM \"archive\".\"old_sales\"").await?;
     assert_eq!(rows_of(&output.batches), vec!["18000"]);
-    let output = client.query("SHOW TABLES").await?;
-    let tables = rows_of(&output.batches).join("\n");
-    assert!(tables.contains("archive | old_sales") && tables.contains("default | regions"), "{tables}");
-    assert!(!tables.contains("scratch"), "{tables}");
+    let show = |rows: glaux_client::QueryOutput| rows_of(&rows.batches);
+    assert_eq!(show(client.query("SHOW DATABASES").await?), vec!["archive", "default"]);
+    assert_eq!(show(client.query("SHOW SCHEMAS LIKE 'arch*'").await?), vec!["archive"]);
+    assert_eq!(show(client.query("SHOW TABLES").await?), vec!["regions", "sales"]);
+    assert_eq!(show(client.query("SHOW TABLES IN archive").await?), vec!["old_sales"]);
+    assert_eq!(show(client.query("SHOW TABLES 'reg*|x*'").await?), vec!["regions"]);
+
+    // SHOW CREATE TABLE gives DDL that recreates the table.
+    let ddl = show(client.query("SHOW CREATE TABLE archive.old_sales").await?).join("\n");
+    assert!(ddl.starts_with("CREATE EXTERNAL TABLE archive.old_sales"), "{ddl}");
+    assert!(ddl.contains("PARTITIONED BY (region, day)"), "{ddl}");
     client.query("DROP TABLE archive.old_sales").await?;
-    client.query("DROP SCHEMA archive").await?;
+    client.query(&ddl).await?;
+    let output = client.query("SELECT count(*) FROM archive.old_sales WHERE day = '2024-01-03'").await?;
+    assert_eq!(rows_of(&output.batches), vec!["6000"]);
+
+    // Quoted partition keys name the same directories as bare ones.
+    client
+        .query(&format!(
+            "CREATE EXTERNAL TABLE quoted (\"id\" BIGINT, \"region\" VARCHAR, \"day\" VARCHAR) STORED AS PARQUET \
+             PARTITIONED BY (\"region\", \"day\") LOCATION '{}/sales/'",
+            lake.display()
+        ))
+        .await?;
+    let output = client.query("SELECT count(*) FROM quoted WHERE region = 'us'").await?;
+    assert_eq!(rows_of(&output.batches), vec!["6000"]);
+
+    client.query("DROP DATABASE archive CASCADE").await?;
     let error = client.query("SELECT * FROM archive.old_sales").await.unwrap_err().to_string();
     assert!(error.contains("old_sales"), "{error}");
     Ok(())

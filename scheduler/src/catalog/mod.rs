@@ -6,6 +6,7 @@
 //! the catalog's current state and nothing about a table lives only in memory.
 
 mod providers;
+mod show_create;
 mod sqlite;
 
 use std::collections::BTreeMap;
@@ -16,6 +17,7 @@ use datafusion::common::{DataFusionError, Result};
 use serde::{Deserialize, Serialize};
 
 pub use providers::{LakeCatalogProvider, listing_options, table_provider};
+pub use show_create::show_create_table;
 pub use sqlite::SqliteCatalog;
 
 /// A column: its name and its Arrow type, stored in Arrow's textual form (`Int64`, `Utf8`, ...).

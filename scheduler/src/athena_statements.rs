@@ -1,0 +1,192 @@
+//! Athena statements DataFusion does not speak, recognized before DataFusion parses the SQL.
+//!
+//! `SHOW DATABASES`/`SCHEMAS`, `SHOW TABLES [IN db] [LIKE 'pattern']`, `CREATE DATABASE`,
+//! `DROP DATABASE` and `SHOW CREATE TABLE`. Most become a statement DataFusion runs (a query on
+//! `information_schema`, or its `SCHEMA` DDL), so they go through the same planning as any SQL.
+
+use datafusion::sql::sqlparser::dialect::GenericDialect;
+use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
+
+use crate::session::{DEFAULT_CATALOG, DEFAULT_SCHEMA};
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum AthenaStatement {
+    /// Run this SQL instead.
+    Rewritten(String),
+    /// `SHOW CREATE TABLE [db.]table`: the parts of the name as written.
+    ShowCreateTable(Vec<String>),
+    /// A recognized statement with a clause Glaux does not support: the error to give.
+    Unsupported(String),
+}
+
+/// One token of interest: a word (uppercased unless quoted), a string literal, or punctuation.
+#[derive(Debug, PartialEq, Eq)]
+enum Part {
+    Word(String),
+    Quoted(String),
+    Text(String),
+    Dot,
+    Other,
+}
+
+fn parts(sql: &str) -> Option<Vec<Part>> {
+    let tokens = Tokenizer::new(&GenericDialect {}, sql).tokenize().ok()?;
+    Some(
+        tokens
+            .into_iter()
+            .filter_map(|token| match token {
+                Token::Whitespace(_) | Token::SemiColon => None,
+                Token::Word(w) if w.quote_style.is_some() => Some(Part::Quoted(w.value)),
+                Token::Word(w) => Some(Part::Word(w.value.to_ascii_uppercase())),
+                Token::SingleQuotedString(s) => Some(Part::Text(s)),
+                Token::Period => Some(Part::Dot),
+                _ => Some(Part::Other),
+            })
+            .collect(),
+    )
+}
+
+/// The name written at `parts[i..]` (`a`, `a.b`, `"a"."b"`), lowercased unless quoted, and where it ends.
+fn name_at(parts: &[Part], mut i: usize) -> Option<(Vec<String>, usize)> {
+    let mut name = Vec::new();
+    loop {
+        match parts.get(i)? {
+            Part::Word(w) => name.push(w.to_ascii_lowercase()),
+            Part::Quoted(q) => name.push(q.clone()),
+            _ => return None,
+        }
+        i += 1;
+        if parts.get(i) != Some(&Part::Dot) {
+            return Some((name, i));
+        }
+        i += 1;
+    }
+}
+
+fn quote(identifier: &str) -> String {
+    format!("\"{}\"", identifier.replace('"', "\"\""))
+}
+
+fn literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+/// Athena's SHOW patterns: `*` is any text, `|` separates alternatives.
+fn like_clauses(column: &str, pattern: &str) -> String {
+    let alternatives: Vec<String> = pattern
+        .split('|')
+        .map(|p| format!("{column} LIKE {}", literal(&p.trim().replace('*', "%"))))
+        .collect();
+    format!("({})", alternatives.join(" OR "))
+}
+
+fn words(parts: &[Part]) -> Vec<&str> {
+    parts.iter().map(|p| if let Part::Word(w) = p { w.as_str() } else { "" }).collect()
+}
+
+/// Recognizes an Athena statement; `None` for SQL that DataFusion handles itself.
+pub fn recognize(sql: &str) -> Option<AthenaStatement> {
+    let parts = parts(sql)?;
+    let w = words(&parts);
+    match w.as_slice() {
+        ["SHOW", "DATABASES" | "SCHEMAS", rest @ ..] => {
+            let mut query = format!(
+                "SELECT schema_name AS database_name FROM information_schema.schemata \
+                 WHERE catalog_name = {} AND schema_name <> 'information_schema'",
+                literal(DEFAULT_CATALOG)
+            );
+            if !rest.is_empty() {
+                let pattern = parts[2..].iter().find_map(|p| if let Part::Text(t) = p { Some(t) } else { None })?;
+                query.push_str(&format!(" AND {}", like_clauses("schema_name", pattern)));
+            }
+            Some(AthenaStatement::Rewritten(query + " ORDER BY 1"))
+        }
+        ["SHOW", "TABLES", ..] => {
+            let mut i = 2;
+            let mut database = None;
+            if matches!(w.get(i), Some(&"IN" | &"FROM")) {
+                let (name, end) = name_at(&parts, i + 1)?;
+                database = Some(name.last()?.clone());
+                i = end;
+            }
+            if w.get(i) == Some(&"LIKE") {
+                i += 1;
+            }
+            let pattern = match parts.get(i) {
+                Some(Part::Text(t)) => Some(t.clone()),
+                None => None,
+                _ => return None,
+            };
+            let schema = literal(database.as_deref().unwrap_or(DEFAULT_SCHEMA));
+            let mut query = format!(
+                "SELECT table_name AS tab_name FROM information_schema.tables \
+                 WHERE table_catalog = {} AND table_schema = {schema}",
+                literal(DEFAULT_CATALOG)
+            );
+            if let Some(pattern) = pattern {
+                query.push_str(&format!(" AND {}", like_clauses("table_name", &pattern)));
+            }
+            Some(AthenaStatement::Rewritten(query + " ORDER BY 1"))
+        }
+        ["SHOW", "CREATE", "TABLE", ..] => {
+            let (name, end) = name_at(&parts, 3)?;
+            (end == parts.len()).then_some(AthenaStatement::ShowCreateTable(name))
+        }
+        ["CREATE", "DATABASE", ..] => {
+            let (if_not_exists, at) = if w.get(2..5) == Some(&["IF", "NOT", "EXISTS"]) { (true, 5) } else { (false, 2) };
+            let (name, end) = name_at(&parts, at)?;
+            if let Some(clause) = w.get(end) {
+                // COMMENT, LOCATION, WITH DBPROPERTIES: not stored yet; say so rather than drop them.
+                return Some(AthenaStatement::Unsupported(format!(
+                    "CREATE DATABASE ... {clause} is not supported yet: databases have a name only"
+                )));
+            }
+            let guard = if if_not_exists { "IF NOT EXISTS " } else { "" };
+            Some(AthenaStatement::Rewritten(format!("CREATE SCHEMA {guard}{}", quote(name.last()?))))
+        }
+        ["DROP", "DATABASE", ..] => {
+            let (if_exists, at) = if w.get(2..4) == Some(&["IF", "EXISTS"]) { (true, 4) } else { (false, 2) };
+            let (name, end) = name_at(&parts, at)?;
+            let cascade = match w.get(end..) {
+                Some([]) | Some(["RESTRICT"]) => false,
+                Some(["CASCADE"]) => true,
+                _ => return None,
+            };
+            let guard = if if_exists { "IF EXISTS " } else { "" };
+            let mode = if cascade { " CASCADE" } else { "" };
+            Some(AthenaStatement::Rewritten(format!("DROP SCHEMA {guard}{}{mode}", quote(name.last()?))))
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rewritten(sql: &str) -> String {
+        match recognize(sql) {
+            Some(AthenaStatement::Rewritten(s)) => s,
+            other => panic!("{sql}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn recognizes_athena_statements() {
+        assert!(rewritten("SHOW DATABASES").contains("information_schema.schemata"));
+        assert!(rewritten("show schemas like 'sa*'").contains("schema_name LIKE 'sa%'"));
+        let tables = rewritten("SHOW TABLES IN sales LIKE 'ord*|cust*';");
+        assert!(tables.contains("table_schema = 'sales'"), "{tables}");
+        assert!(tables.contains("table_name LIKE 'ord%' OR table_name LIKE 'cust%'"), "{tables}");
+        assert!(rewritten("SHOW TABLES").contains("table_schema = 'default'"));
+        assert!(matches!(recognize("CREATE DATABASE x LOCATION 's3://b/'"), Some(AthenaStatement::Unsupported(_))));
+        assert_eq!(rewritten("CREATE DATABASE IF NOT EXISTS Sales"), "CREATE SCHEMA IF NOT EXISTS \"sales\"");
+        assert_eq!(rewritten("DROP DATABASE \"Sales\" CASCADE"), "DROP SCHEMA \"Sales\" CASCADE");
+        assert_eq!(
+            recognize("SHOW CREATE TABLE db.\"T\""),
+            Some(AthenaStatement::ShowCreateTable(vec!["db".into(), "T".into()]))
+        );
+        assert_eq!(recognize("SELECT 1"), None);
+        assert_eq!(recognize("SHOW COLUMNS FROM t"), None);
+    }
+}
