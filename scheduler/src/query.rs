@@ -12,6 +12,7 @@ use arrow::array::{RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::{DataFusionError, Result as DfResult};
 use datafusion::execution::SendableRecordBatchStream;
+use datafusion::common::TableReference;
 use datafusion::datasource::listing::ListingTableUrl;
 use datafusion::logical_expr::{CreateExternalTable, DdlStatement, LogicalPlan};
 use datafusion::physical_plan::empty::EmptyExec;
@@ -27,7 +28,8 @@ use tokio::sync::mpsc;
 
 use crate::athena_statements::{AthenaStatement, recognize};
 use crate::catalog::{
-    Catalog, ColumnDef, TableDef, TableFormat, listing_options, show_create_table, table_provider,
+    Catalog, ColumnDef, HiveTable, TableDef, TableFormat, is_create_external_table, listing_options,
+    parse_hive_create_table, show_create_table, table_provider,
 };
 use crate::cluster::{ClusterState, ExecutorInfo};
 use crate::session::{DEFAULT_CATALOG, DEFAULT_SCHEMA};
@@ -111,18 +113,32 @@ pub struct QueryEngine {
     pub cleanup: mpsc::UnboundedSender<(QueryId, Vec<String>)>,
 }
 
+fn plan_error(message: String) -> SchedulerError {
+    SchedulerError::plan(DataFusionError::Plan(message))
+}
+
 /// A statement, parsed and planned.
 enum Statement {
     Plan(LogicalPlan),
     ShowCreateTable(TableDef),
+    CreateHiveTable(HiveTable),
 }
 
 impl QueryEngine {
     /// Recognizes Athena statements, then plans with DataFusion.
     async fn statement(&self, sql: &str) -> Result<Statement, SchedulerError> {
-        let plan_error = |message: String| SchedulerError::plan(DataFusionError::Plan(message));
         match recognize(sql) {
-            None => Ok(Statement::Plan(self.logical_plan(sql).await?)),
+            // DataFusion's DDL first; Athena's (Hive's) when DataFusion cannot read it.
+            None => match self.logical_plan(sql).await {
+                Ok(plan) => Ok(Statement::Plan(plan)),
+                Err(datafusion_error) if is_create_external_table(sql) => match parse_hive_create_table(sql) {
+                    Ok(table) => Ok(Statement::CreateHiveTable(table)),
+                    Err(hive_error) => Err(plan_error(format!(
+                        "{hive_error} (reading the statement as Athena DDL; as DataFusion DDL: {datafusion_error})"
+                    ))),
+                },
+                Err(e) => Err(e),
+            },
             Some(AthenaStatement::Rewritten(sql)) => Ok(Statement::Plan(self.logical_plan(&sql).await?)),
             Some(AthenaStatement::Unsupported(message)) => Err(plan_error(message)),
             Some(AthenaStatement::ShowCreateTable(name)) => {
@@ -175,6 +191,7 @@ impl QueryEngine {
         let plan = match self.statement(sql).await? {
             Statement::Plan(plan) => plan,
             Statement::ShowCreateTable(_) => return Ok((show_create_schema(), false)),
+            Statement::CreateHiveTable(_) => return Ok((Arc::new(Schema::empty()), true)),
         };
         Ok(match &plan {
             LogicalPlan::Explain(_) => (explain_schema(), false),
@@ -192,6 +209,10 @@ impl QueryEngine {
                 let batch = RecordBatch::try_new(show_create_schema(), vec![Arc::new(ddl)])
                     .map_err(|e| SchedulerError::plan(e.into()))?;
                 return Ok(finished(query, show_create_schema(), vec![batch]));
+            }
+            Statement::CreateHiveTable(table) => {
+                self.create_hive_table(&table).await?;
+                return Ok(finished(query, Arc::new(Schema::empty()), vec![]));
             }
         };
         match plan {
@@ -223,11 +244,15 @@ impl QueryEngine {
         }
     }
 
-    /// `CREATE EXTERNAL TABLE`: checks the definition, infers the columns if none are declared, and
-    /// stores the table in the catalog.
-    async fn create_table(&self, create: &CreateExternalTable) -> Result<(), SchedulerError> {
-        let plan_error = |message: String| SchedulerError::plan(DataFusionError::Plan(message));
-        let name = create.name.clone().resolve(DEFAULT_CATALOG, DEFAULT_SCHEMA);
+    /// The database and name for a new table, or `None` if it exists and `IF NOT EXISTS` says to
+    /// do nothing.
+    fn new_table_name(
+        &self,
+        name: TableReference,
+        if_not_exists: bool,
+        or_replace: bool,
+    ) -> Result<Option<(String, String)>, SchedulerError> {
+        let name = name.resolve(DEFAULT_CATALOG, DEFAULT_SCHEMA);
         if name.catalog.as_ref() != DEFAULT_CATALOG {
             return Err(plan_error(format!("unknown catalog {}: tables live in {DEFAULT_CATALOG}", name.catalog)));
         }
@@ -236,13 +261,23 @@ impl QueryEngine {
             return Err(plan_error(format!("database {database} does not exist; CREATE DATABASE {database} first")));
         }
         if self.catalog.table(&database, &table).map_err(SchedulerError::plan)?.is_some() {
-            if create.if_not_exists {
-                return Ok(());
+            if if_not_exists {
+                return Ok(None);
             }
-            if !create.or_replace {
+            if !or_replace {
                 return Err(plan_error(format!("table {database}.{table} already exists")));
             }
         }
+        Ok(Some((database, table)))
+    }
+
+    /// `CREATE EXTERNAL TABLE` in DataFusion's dialect.
+    async fn create_table(&self, create: &CreateExternalTable) -> Result<(), SchedulerError> {
+        let Some((database, table)) = self.new_table_name(create.name.clone(), create.if_not_exists, create.or_replace)?
+        else {
+            return Ok(());
+        };
+        let format = TableFormat::from_stored_as(&create.file_type).map_err(SchedulerError::plan)?;
         let mut locations = Vec::new();
         for location in &create.locations {
             locations.push(self.checked_location(location).await?);
@@ -264,11 +299,11 @@ impl QueryEngine {
                 ColumnDef::new(key, &data_type)
             })
             .collect();
-        let mut definition = TableDef {
+        let definition = TableDef {
             database,
             name: table,
             locations,
-            format: TableFormat::from_stored_as(&create.file_type).map_err(SchedulerError::plan)?,
+            format,
             columns: schema
                 .fields()
                 .iter()
@@ -278,12 +313,41 @@ impl QueryEngine {
             partition_keys,
             properties: create.options.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
         };
+        self.store_table(definition, create.or_replace).await
+    }
+
+    /// `CREATE EXTERNAL TABLE` in Athena's (Hive's) dialect.
+    async fn create_hive_table(&self, hive: &HiveTable) -> Result<(), SchedulerError> {
+        let name = match hive.name.as_slice() {
+            [table] => TableReference::bare(table.as_str()),
+            [database, table] => TableReference::partial(database.as_str(), table.as_str()),
+            [catalog, database, table] => TableReference::full(catalog.as_str(), database.as_str(), table.as_str()),
+            _ => return Err(plan_error(format!("{} is not a table name", hive.name.join(".")))),
+        };
+        let Some((database, table)) = self.new_table_name(name, hive.if_not_exists, false)? else {
+            return Ok(());
+        };
+        let column = |(name, data_type): &(String, DataType)| ColumnDef::new(name, data_type);
+        let definition = TableDef {
+            database,
+            name: table,
+            locations: vec![self.checked_location(&hive.location).await?],
+            format: hive.format,
+            columns: hive.columns.iter().map(column).collect(),
+            partition_keys: hive.partition_keys.iter().map(column).collect(),
+            properties: hive.properties.clone(),
+        };
+        self.store_table(definition, false).await
+    }
+
+    /// Completes a definition (columns from the files if none were declared), checks that it
+    /// builds, and stores it.
+    async fn store_table(&self, mut definition: TableDef, replace: bool) -> Result<(), SchedulerError> {
         if definition.columns.is_empty() {
             definition.columns = self.infer_columns(&definition).await?;
         }
-        // Building the provider validates types and URLs before anything is stored.
         table_provider(&definition, &Default::default()).map_err(SchedulerError::plan)?;
-        self.catalog.create_table(&definition, create.or_replace).map_err(SchedulerError::plan)
+        self.catalog.create_table(&definition, replace).map_err(SchedulerError::plan)
     }
 
     /// The file columns of a table declared without any, read from its files.

@@ -2,6 +2,7 @@
 //!
 //! One test binary for the whole system, because each one links all of DataFusion.
 
+mod athena_ddl;
 mod bad_input;
 mod catalog;
 mod binary;

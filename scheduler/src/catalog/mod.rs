@@ -5,6 +5,7 @@
 //! table provider from a [`TableDef`] whenever a query names the table, so planning always sees
 //! the catalog's current state and nothing about a table lives only in memory.
 
+mod hive_ddl;
 mod providers;
 mod show_create;
 mod sqlite;
@@ -16,6 +17,7 @@ use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{DataFusionError, Result};
 use serde::{Deserialize, Serialize};
 
+pub use hive_ddl::{HiveTable, is_create_external_table, parse_hive_create_table};
 pub use providers::{LakeCatalogProvider, listing_options, table_provider};
 pub use show_create::show_create_table;
 pub use sqlite::SqliteCatalog;

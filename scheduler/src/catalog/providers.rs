@@ -10,13 +10,14 @@ use async_trait::async_trait;
 use datafusion::arrow::datatypes::{Field, Schema};
 use datafusion::catalog::{CatalogProvider, SchemaProvider, TableProvider};
 use datafusion::common::config::TableParquetOptions;
-use datafusion::common::{DataFusionError, Result};
+use datafusion::common::{DataFusionError, Result, plan_err};
 use datafusion::datasource::file_format::FileFormat;
 use datafusion::datasource::file_format::csv::CsvFormat;
 use datafusion::datasource::file_format::json::JsonFormat;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
 
+use super::hive_ddl::FILE_EXTENSION;
 use super::{Catalog, TableDef, TableFormat};
 
 #[derive(Debug)]
@@ -45,7 +46,14 @@ pub fn listing_options(table: &TableDef, parquet: &TableParquetOptions) -> Resul
         TableFormat::Json => Arc::new(JsonFormat::default()),
         TableFormat::Csv => {
             let header = table.properties.get("format.has_header").is_some_and(|v| v == "true");
-            Arc::new(CsvFormat::default().with_has_header(header))
+            let mut csv = CsvFormat::default().with_has_header(header);
+            if let Some(delimiter) = table.properties.get("format.delimiter") {
+                match delimiter.as_bytes() {
+                    [byte] => csv = csv.with_delimiter(*byte),
+                    _ => return plan_err!("field delimiter {delimiter:?} must be a single byte"),
+                }
+            }
+            Arc::new(csv)
         }
     };
     let partition_cols = table
@@ -53,7 +61,11 @@ pub fn listing_options(table: &TableDef, parquet: &TableParquetOptions) -> Resul
         .iter()
         .map(|c| Ok((c.name.clone(), c.arrow_type()?)))
         .collect::<Result<Vec<_>>>()?;
-    Ok(ListingOptions::new(format).with_table_partition_cols(partition_cols))
+    let mut options = ListingOptions::new(format).with_table_partition_cols(partition_cols);
+    if let Some(extension) = table.properties.get(FILE_EXTENSION) {
+        options = options.with_file_extension(extension);
+    }
+    Ok(options)
 }
 
 /// Builds the provider that scans `table`. No I/O: the schema comes from the definition.
