@@ -31,6 +31,9 @@ enum Command {
     Executor(ExecutorArgs),
     /// The SQL shell.
     Shell(ShellArgs),
+    /// Declares a table over a location, inferring its format, columns and partition keys, and
+    /// prints what it found.
+    Crawl(CrawlArgs),
     /// A standalone cluster over a generated events lake, with the shell open on it.
     Demo(StandaloneArgs),
 }
@@ -124,6 +127,25 @@ struct ShellArgs {
     /// Run the statements in this file and exit.
     #[arg(short = 'f', long)]
     file: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct CrawlArgs {
+    /// Where the table's files are: s3://bucket/prefix/ or a directory under a warehouse root.
+    location: String,
+    /// The table to create, `[db.]name` (default: the location's last directory).
+    #[arg(long)]
+    table: Option<String>,
+    /// The scheduler's Flight SQL address.
+    #[arg(long, default_value = "127.0.0.1:50051")]
+    host: String,
+}
+
+/// The default table name for a location: its last path segment, as an identifier.
+fn table_name_for(location: &str) -> String {
+    let last = location.trim_end_matches('/').rsplit('/').next().unwrap_or("crawled");
+    let name: String = last.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' }).collect();
+    if name.is_empty() || name.starts_with(|c: char| c.is_ascii_digit()) { format!("t_{name}") } else { name }
 }
 
 fn default_warehouse() -> PathBuf {
@@ -290,6 +312,21 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             let client = GlauxClient::connect(&args.host).await?;
             let options = ShellOptions { command: args.command, file: args.file, history: history_file() };
             Ok(Shell::new(client, options).run().await?)
+        }
+        Command::Crawl(args) => {
+            init_logging("warn");
+            let mut client = GlauxClient::connect(&args.host).await?;
+            let table = args.table.unwrap_or_else(|| table_name_for(&args.location));
+            let location = args.location.replace('\'', "''");
+            client.query(&format!("CREATE EXTERNAL TABLE {table} LOCATION '{location}'")).await?;
+            let ddl = client.query(&format!("SHOW CREATE TABLE {table}")).await?;
+            for batch in &ddl.batches {
+                let column = arrow::array::AsArray::as_string::<i32>(batch.column(0).as_ref());
+                for ddl in column.iter().flatten() {
+                    println!("{ddl};");
+                }
+            }
+            Ok(true)
         }
         Command::Demo(args) => {
             init_logging("warn");

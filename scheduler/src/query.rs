@@ -28,7 +28,7 @@ use tokio::sync::mpsc;
 
 use crate::athena_statements::{AthenaStatement, recognize};
 use crate::catalog::{
-    Catalog, ColumnDef, HiveTable, TableDef, TableFormat, is_create_external_table, listing_options,
+    Catalog, ColumnDef, FILE_EXTENSION, HiveTable, TableDef, TableFormat, is_create_external_table, listing_options,
     parse_hive_create_table, show_create_table, table_provider,
 };
 use crate::cluster::{ClusterState, ExecutorInfo};
@@ -328,26 +328,88 @@ impl QueryEngine {
             return Ok(());
         };
         let column = |(name, data_type): &(String, DataType)| ColumnDef::new(name, data_type);
+        let location = self.checked_location(&hive.location).await?;
+        let mut properties = hive.properties.clone();
+        let format = match hive.format {
+            Some(format) => format,
+            None => self.infer_format(&location, &mut properties).await?,
+        };
         let definition = TableDef {
             database,
             name: table,
-            locations: vec![self.checked_location(&hive.location).await?],
-            format: hive.format,
+            locations: vec![location],
+            format,
             columns: hive.columns.iter().map(column).collect(),
             partition_keys: hive.partition_keys.iter().map(column).collect(),
-            properties: hive.properties.clone(),
+            properties,
         };
         self.store_table(definition, false).await
+    }
+
+    /// The crawler's guess of a location's file format, from the extensions of its files. Records
+    /// the extension (so `_SUCCESS` and other side files are skipped) and format options.
+    async fn infer_format(
+        &self,
+        location: &str,
+        properties: &mut std::collections::BTreeMap<String, String>,
+    ) -> Result<TableFormat, SchedulerError> {
+        let url = ListingTableUrl::parse(location).map_err(SchedulerError::plan)?;
+        let state = self.ctx.state();
+        let store = state.runtime_env().object_store(&url).map_err(SchedulerError::plan)?;
+        let files: Vec<_> = url
+            .list_all_files(&state, store.as_ref(), "")
+            .await
+            .map_err(SchedulerError::plan)?
+            .take(100)
+            .try_collect()
+            .await
+            .map_err(SchedulerError::plan)?;
+        let names = files.iter().filter_map(|f| f.location.filename()).filter(|n| !n.starts_with(['_', '.']));
+        for name in names {
+            let lower = name.to_ascii_lowercase();
+            let (format, extension) = if lower.ends_with(".parquet") {
+                (TableFormat::Parquet, ".parquet")
+            } else if let Some(ext) = [".json", ".jsonl", ".ndjson"].into_iter().find(|e| lower.ends_with(e)) {
+                (TableFormat::Json, ext)
+            } else if lower.ends_with(".csv") {
+                properties.insert("format.has_header".into(), "true".into());
+                (TableFormat::Csv, ".csv")
+            } else if lower.ends_with(".tsv") {
+                properties.insert("format.has_header".into(), "true".into());
+                properties.insert("format.delimiter".into(), "\t".into());
+                (TableFormat::Csv, ".tsv")
+            } else {
+                continue;
+            };
+            properties.insert(FILE_EXTENSION.into(), extension.into());
+            return Ok(format);
+        }
+        Err(plan_error(format!(
+            "cannot tell the file format under {location} (no .parquet, .json or .csv files); add STORED AS"
+        )))
     }
 
     /// Completes a definition (columns from the files if none were declared), checks that it
     /// builds, and stores it.
     async fn store_table(&self, mut definition: TableDef, replace: bool) -> Result<(), SchedulerError> {
         if definition.columns.is_empty() {
+            // The crawler: columns from the files, and Hive partition keys from the layout.
+            if definition.partition_keys.is_empty() {
+                definition.partition_keys = self.infer_partition_keys(&definition).await?;
+            }
             definition.columns = self.infer_columns(&definition).await?;
         }
         table_provider(&definition, &Default::default()).map_err(SchedulerError::plan)?;
         self.catalog.create_table(&definition, replace).map_err(SchedulerError::plan)
+    }
+
+    /// The Hive partition keys (`key=value` directories) of a table's first location, as strings.
+    async fn infer_partition_keys(&self, table: &TableDef) -> Result<Vec<ColumnDef>, SchedulerError> {
+        let Some(location) = table.locations.first() else { return Ok(Vec::new()) };
+        let options = listing_options(table, &Default::default()).map_err(SchedulerError::plan)?;
+        let url = ListingTableUrl::parse(location).map_err(SchedulerError::plan)?;
+        let keys = options.infer_partitions(&self.ctx.state(), &url).await.map_err(SchedulerError::plan)?;
+        Ok(keys.iter().map(|k| ColumnDef::new(k, &DataType::Utf8)).collect())
     }
 
     /// The file columns of a table declared without any, read from its files.

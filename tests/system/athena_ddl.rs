@@ -109,3 +109,31 @@ async fn athena_ddl_reads_json_csv_and_parquet_tables() -> TestResult {
     assert!(error.contains("CLUSTERED is not supported"), "{error}");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_crawler_infers_format_columns_and_partitions() -> TestResult {
+    let cluster = TestCluster::builder().start().await?;
+    let (lake, mut client) = cluster.with_lake().await?;
+    std::fs::write(lake.join("sales/_SUCCESS"), b"")?;
+    client.query(&format!("CREATE EXTERNAL TABLE crawled LOCATION '{}/sales/'", lake.display())).await?;
+    let output = client.query("SELECT count(*), sum(qty) FROM crawled WHERE region = 'eu' AND day = '2024-01-01'").await?;
+    let expected = client.query("SELECT count(*), sum(qty) FROM sales WHERE region = 'eu' AND day = '2024-01-01'").await?;
+    assert_eq!(rows_of(&output.batches), rows_of(&expected.batches));
+    let ddl = rows_of(&client.query("SHOW CREATE TABLE crawled").await?.batches).join("\n");
+    assert!(ddl.contains("PARTITIONED BY (region, day)") && ddl.contains("STORED AS PARQUET"), "{ddl}");
+
+    // Files whose schemas evolved: columns are merged by name, and missing ones read as NULL.
+    let evolving = lake.join("evolving");
+    write_parquet(&evolving.join("v=1/old.parquet"), &sales_batch(0).project(&[0, 2])?);
+    write_parquet(&evolving.join("v=2/new.parquet"), &sales_batch(5000).project(&[0, 1, 2])?);
+    client.query(&format!("CREATE EXTERNAL TABLE evolving LOCATION '{}/'", evolving.display())).await?;
+    let output = client.query("SELECT v, count(*), count(item) FROM evolving GROUP BY v ORDER BY v").await?;
+    assert_eq!(rows_of(&output.batches), vec!["1 | 1000 | 0", "2 | 1000 | 973"]);
+
+    let empty = lake.join("nothing_here");
+    std::fs::create_dir_all(&empty)?;
+    std::fs::write(empty.join("README"), b"not data")?;
+    let error = client.query(&format!("CREATE EXTERNAL TABLE e LOCATION '{}/'", empty.display())).await.unwrap_err();
+    assert!(error.to_string().contains("cannot tell the file format"), "{error}");
+    Ok(())
+}

@@ -61,6 +61,14 @@ async fn glaux_binary_runs_standalone_scheduler_executor_and_shell() -> TestResu
     assert!(stdout.contains("3 rows in set. Run time:"), "{stdout}");
     assert!(stdout.contains("Data scanned:"), "{stdout}");
 
+    // glaux crawl declares a table from the files alone and prints what it found.
+    let sales = format!("{}/sales/", lake.display());
+    let output = Command::new(GLAUX).args(["crawl", &sales, "--table", "crawled", "--host", &addr]).output().await?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("CREATE EXTERNAL TABLE default.crawled ("), "{stdout}");
+    assert!(stdout.contains("PARTITIONED BY (region, day)"), "{stdout}");
+
     let output = shell(&addr, "SELEC 1").await;
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("Error"));

@@ -29,7 +29,8 @@ pub struct HiveTable {
     pub name: Vec<String>,
     pub columns: Vec<(String, DataType)>,
     pub partition_keys: Vec<(String, DataType)>,
-    pub format: TableFormat,
+    /// `None` when the statement names no format: the crawler infers it from the files.
+    pub format: Option<TableFormat>,
     pub location: String,
     /// Format options (`format.delimiter`, `format.has_header`) and the TBLPROPERTIES as given.
     pub properties: BTreeMap<String, String>,
@@ -330,11 +331,11 @@ pub fn parse_hive_create_table(sql: &str) -> Result<HiveTable> {
     let location = location.ok_or_else(|| error("CREATE EXTERNAL TABLE needs a LOCATION"))?;
     let format = table_format(serde.as_deref(), stored_as.as_deref())?;
     let serde_properties: BTreeMap<String, String> = serde_properties.into_iter().collect();
-    if format != TableFormat::Parquet {
+    if format.is_some_and(|f| f != TableFormat::Parquet) {
         // Athena reads every object under the location: Firehose and Hive files carry no extension.
         properties.insert(FILE_EXTENSION.into(), String::new());
     }
-    if format == TableFormat::Csv {
+    if format == Some(TableFormat::Csv) {
         let delimiter = delimiter
             .or_else(|| serde_properties.get("field.delim").cloned())
             .or_else(|| serde_properties.get("separatorChar").cloned())
@@ -372,20 +373,20 @@ fn unescape(delimiter: &str) -> String {
     }
 }
 
-/// Maps a SerDe / storage clause to the format Glaux reads.
-fn table_format(serde: Option<&str>, stored_as: Option<&str>) -> Result<TableFormat> {
+/// Maps a SerDe / storage clause to the format Glaux reads; `None` if the statement names none.
+fn table_format(serde: Option<&str>, stored_as: Option<&str>) -> Result<Option<TableFormat>> {
     let lower = |s: Option<&str>| s.unwrap_or_default().to_ascii_lowercase();
     let (serde, stored_as) = (lower(serde), lower(stored_as));
     if serde.contains("parquet") || stored_as.contains("parquet") {
-        Ok(TableFormat::Parquet)
+        Ok(Some(TableFormat::Parquet))
     } else if serde.contains("json") || stored_as == "json" || stored_as == "jsonfile" {
-        Ok(TableFormat::Json)
+        Ok(Some(TableFormat::Json))
     } else if serde.contains("opencsvserde") || serde.contains("lazysimpleserde") || stored_as == "textfile"
         || stored_as.contains("textinputformat")
     {
-        Ok(TableFormat::Csv)
+        Ok(Some(TableFormat::Csv))
     } else if serde.is_empty() && stored_as.is_empty() {
-        Err(error("CREATE EXTERNAL TABLE needs STORED AS or ROW FORMAT SERDE to name the file format"))
+        Ok(None)
     } else {
         Err(error(format!(
             "the table format ({}) is not supported: use Parquet, JSON or CSV/TEXTFILE",
@@ -414,7 +415,7 @@ mod tests {
         .unwrap();
         assert!(table.if_not_exists);
         assert_eq!(table.name, vec!["lake", "events"]);
-        assert_eq!(table.format, TableFormat::Json);
+        assert_eq!(table.format, Some(TableFormat::Json));
         assert_eq!(table.columns.len(), 5);
         assert!(matches!(&table.columns[2].1, DataType::List(f) if matches!(f.data_type(), DataType::List(_))));
         assert!(matches!(&table.columns[3].1, DataType::Struct(f) if f.len() == 2));
@@ -441,7 +442,7 @@ mod tests {
              LOCATION 's3://b/t/' TBLPROPERTIES ('skip.header.line.count'='1')",
         )
         .unwrap();
-        assert_eq!(csv.format, TableFormat::Csv);
+        assert_eq!(csv.format, Some(TableFormat::Csv));
         assert_eq!(csv.properties.get("format.delimiter").map(String::as_str), Some(","));
         assert_eq!(csv.properties.get("format.has_header").map(String::as_str), Some("true"));
         let orc = parse_hive_create_table("CREATE EXTERNAL TABLE t (a int) STORED AS ORC LOCATION 's3://b/t/'");
