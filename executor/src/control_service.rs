@@ -13,7 +13,7 @@ use glaux_proto::generated::executor_control_server::ExecutorControl;
 use glaux_proto::generated::{
     CancelQueryRequest, CancelQueryResponse, LaunchTasksRequest, LaunchTasksResponse,
 };
-use glaux_proto::{QueryId, StageId, TaskId, decode_plan};
+use glaux_proto::{EncodedPlan, QueryId, StageId, TaskId, decode_plan};
 use tonic::{Request, Response, Status};
 
 use crate::error::ExecutorError;
@@ -54,7 +54,8 @@ impl ExecutorControl for ControlService {
                 stage: StageId(task.stage_id),
                 task: TaskId(task.task_id),
             };
-            let plan = decode_plan(&task.plan, &ctx).map_err(|source| ExecutorError::DecodePlan {
+            let encoded = EncodedPlan { bytes: task.plan, scan_codecs: task.scan_codecs };
+            let plan = decode_plan(&encoded, &ctx).map_err(|source| ExecutorError::DecodePlan {
                 query: key.query.clone(),
                 stage: key.stage,
                 task: key.task,

@@ -5,7 +5,11 @@ use std::sync::Arc;
 use arrow::datatypes::Schema;
 use arrow::ipc::writer::IpcWriteOptions;
 use arrow_flight::{IpcMessage, SchemaAsIpc};
-use datafusion::common::{Result, exec_datafusion_err, internal_err};
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+use datafusion::common::{Result, exec_datafusion_err, exec_err, internal_err};
+use datafusion::datasource::file_format::file_compression_type::FileCompressionType;
+use datafusion::datasource::physical_plan::{FileScanConfig, FileScanConfigBuilder};
+use datafusion::datasource::source::DataSourceExec;
 use datafusion::execution::TaskContext;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion_proto::bytes::{
@@ -82,11 +86,45 @@ impl PhysicalExtensionCodec for GlauxCodec {
     }
 }
 
-pub fn encode_plan(plan: Arc<dyn ExecutionPlan>) -> Result<Vec<u8>> {
-    Ok(physical_plan_to_bytes_with_extension_codec(plan, &GlauxCodec)?.to_vec())
+/// A plan fragment on the wire.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EncodedPlan {
+    pub bytes: Vec<u8>,
+    /// Each file scan's compression codec, in pre-order: datafusion-proto does not carry it.
+    pub scan_codecs: Vec<String>,
+}
+
+pub fn encode_plan(plan: Arc<dyn ExecutionPlan>) -> Result<EncodedPlan> {
+    let mut scan_codecs = Vec::new();
+    plan.apply(|node| {
+        if let Some(config) = file_scan(node) {
+            scan_codecs.push(config.file_compression_type.get_variant().to_string());
+        }
+        Ok(TreeNodeRecursion::Continue)
+    })?;
+    let bytes = physical_plan_to_bytes_with_extension_codec(plan, &GlauxCodec)?.to_vec();
+    Ok(EncodedPlan { bytes, scan_codecs })
 }
 
 /// Decodes a plan fragment; the context supplies functions and object stores.
-pub fn decode_plan(bytes: &[u8], ctx: &TaskContext) -> Result<Arc<dyn ExecutionPlan>> {
-    physical_plan_from_bytes_with_extension_codec(bytes, ctx, &GlauxCodec)
+pub fn decode_plan(encoded: &EncodedPlan, ctx: &TaskContext) -> Result<Arc<dyn ExecutionPlan>> {
+    let plan = physical_plan_from_bytes_with_extension_codec(&encoded.bytes, ctx, &GlauxCodec)?;
+    let mut codecs = encoded.scan_codecs.iter();
+    let restored = plan.transform_down(|node| {
+        let Some(config) = file_scan(&node) else { return Ok(Transformed::no(node)) };
+        let codec: FileCompressionType = match codecs.next() {
+            Some(codec) => codec.parse()?,
+            None => return exec_err!("the plan has more file scans than scan codecs"),
+        };
+        if codec == config.file_compression_type {
+            return Ok(Transformed::no(node));
+        }
+        let config = FileScanConfigBuilder::from(config.clone()).with_file_compression_type(codec).build();
+        Ok(Transformed::yes(Arc::new(DataSourceExec::new(Arc::new(config))) as Arc<dyn ExecutionPlan>))
+    })?;
+    Ok(restored.data)
+}
+
+fn file_scan(plan: &Arc<dyn ExecutionPlan>) -> Option<&FileScanConfig> {
+    plan.downcast_ref::<DataSourceExec>()?.data_source().downcast_ref::<FileScanConfig>()
 }

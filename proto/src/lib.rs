@@ -24,7 +24,7 @@ pub mod generated {
 
 pub use auth::{ClusterAuth, ClusterSecret};
 pub use channels::{ClusterChannels, FlightClient, MAX_MESSAGE_BYTES};
-pub use codec::{GlauxCodec, decode_plan, encode_plan};
+pub use codec::{EncodedPlan, GlauxCodec, decode_plan, encode_plan};
 pub use ids::{ExecutorId, QueryId, StageId, TaskId};
 pub use stage_reader::{StageReaderExec, TaskOutput};
 pub use stats::{QueryStats, TaskStats, collect_task_stats, format_bytes};

@@ -28,7 +28,7 @@ use tokio::sync::mpsc;
 
 use crate::athena_statements::{AthenaStatement, recognize};
 use crate::catalog::{
-    Catalog, ColumnDef, FILE_EXTENSION, HiveTable, TableDef, TableFormat, is_create_external_table, listing_options,
+    COMPRESSION, Catalog, ColumnDef, FILE_EXTENSION, HiveTable, TableDef, TableFormat, is_create_external_table, listing_options,
     parse_hive_create_table, show_create_table, table_provider,
 };
 use crate::cluster::{ClusterState, ExecutorInfo};
@@ -111,6 +111,16 @@ pub struct QueryEngine {
     pub channels: Arc<ClusterChannels>,
     pub storage: StorageConfig,
     pub cleanup: mpsc::UnboundedSender<(QueryId, Vec<String>)>,
+}
+
+/// The codec a file name's extension names, with that extension: `x.json.gz` is gzip.
+fn split_codec(name: &str) -> (Option<(&'static str, &'static str)>, &str) {
+    for (codec, suffix) in [("gzip", ".gz"), ("bzip2", ".bz2"), ("xz", ".xz"), ("zstd", ".zst")] {
+        if let Some(bare) = name.strip_suffix(suffix) {
+            return (Some((codec, suffix)), bare);
+        }
+    }
+    (None, name)
 }
 
 fn plan_error(message: String) -> SchedulerError {
@@ -346,13 +356,8 @@ impl QueryEngine {
         self.store_table(definition, false).await
     }
 
-    /// The crawler's guess of a location's file format, from the extensions of its files. Records
-    /// the extension (so `_SUCCESS` and other side files are skipped) and format options.
-    async fn infer_format(
-        &self,
-        location: &str,
-        properties: &mut std::collections::BTreeMap<String, String>,
-    ) -> Result<TableFormat, SchedulerError> {
+    /// Names of (up to 100) data files under a location, skipping `_SUCCESS`, `.crc` and the like.
+    async fn sample_files(&self, location: &str) -> Result<Vec<String>, SchedulerError> {
         let url = ListingTableUrl::parse(location).map_err(SchedulerError::plan)?;
         let state = self.ctx.state();
         let store = state.runtime_env().object_store(&url).map_err(SchedulerError::plan)?;
@@ -364,24 +369,45 @@ impl QueryEngine {
             .try_collect()
             .await
             .map_err(SchedulerError::plan)?;
-        let names = files.iter().filter_map(|f| f.location.filename()).filter(|n| !n.starts_with(['_', '.']));
-        for name in names {
-            let lower = name.to_ascii_lowercase();
-            let (format, extension) = if lower.ends_with(".parquet") {
+        Ok(files
+            .iter()
+            .filter_map(|f| f.location.filename())
+            .filter(|n| !n.starts_with(['_', '.']))
+            .map(str::to_ascii_lowercase)
+            .collect())
+    }
+
+    /// The crawler's guess of a location's file format, from the extensions of its files. Records
+    /// the extension (so `_SUCCESS` and other side files are skipped), codec and format options.
+    async fn infer_format(
+        &self,
+        location: &str,
+        properties: &mut std::collections::BTreeMap<String, String>,
+    ) -> Result<TableFormat, SchedulerError> {
+        for name in self.sample_files(location).await? {
+            let (codec, bare) = split_codec(&name);
+            let (format, extension) = if bare.ends_with(".parquet") {
                 (TableFormat::Parquet, ".parquet")
-            } else if let Some(ext) = [".json", ".jsonl", ".ndjson"].into_iter().find(|e| lower.ends_with(e)) {
+            } else if let Some(ext) = [".json", ".jsonl", ".ndjson"].into_iter().find(|e| bare.ends_with(e)) {
                 (TableFormat::Json, ext)
-            } else if lower.ends_with(".csv") {
+            } else if bare.ends_with(".csv") {
                 properties.insert("format.has_header".into(), "true".into());
                 (TableFormat::Csv, ".csv")
-            } else if lower.ends_with(".tsv") {
+            } else if bare.ends_with(".tsv") {
                 properties.insert("format.has_header".into(), "true".into());
                 properties.insert("format.delimiter".into(), "\t".into());
                 (TableFormat::Csv, ".tsv")
             } else {
                 continue;
             };
-            properties.insert(FILE_EXTENSION.into(), extension.into());
+            let extension = match codec {
+                Some((codec, suffix)) => {
+                    properties.insert(COMPRESSION.into(), codec.into());
+                    format!("{extension}{suffix}")
+                }
+                None => extension.to_string(),
+            };
+            properties.insert(FILE_EXTENSION.into(), extension);
             return Ok(format);
         }
         Err(plan_error(format!(
@@ -389,9 +415,28 @@ impl QueryEngine {
         )))
     }
 
+    /// For text tables that read every file (Athena DDL): the codec their files are compressed
+    /// with, when they all carry one codec's extension.
+    async fn infer_compression(&self, table: &mut TableDef) -> Result<(), SchedulerError> {
+        let reads_every_file = table.properties.get(FILE_EXTENSION).is_some_and(String::is_empty);
+        if table.format == TableFormat::Parquet || !reads_every_file || table.properties.contains_key(COMPRESSION) {
+            return Ok(());
+        }
+        let Some(location) = table.locations.first() else { return Ok(()) };
+        let codecs: Vec<Option<&str>> =
+            self.sample_files(location).await?.iter().map(|n| split_codec(n).0.map(|(c, _)| c)).collect();
+        if let Some(Some(codec)) = codecs.first()
+            && codecs.iter().all(|c| c == &Some(*codec))
+        {
+            table.properties.insert(COMPRESSION.into(), (*codec).into());
+        }
+        Ok(())
+    }
+
     /// Completes a definition (columns from the files if none were declared), checks that it
     /// builds, and stores it.
     async fn store_table(&self, mut definition: TableDef, replace: bool) -> Result<(), SchedulerError> {
+        self.infer_compression(&mut definition).await?;
         if definition.columns.is_empty() {
             // The crawler: columns from the files, and Hive partition keys from the layout.
             if definition.partition_keys.is_empty() {
@@ -573,13 +618,14 @@ impl QueryEngine {
         for stage in &plan.stages {
             for task in &stage.tasks {
                 let task_plan = restrict_to_task(&stage.plan, &task.partitions).map_err(SchedulerError::plan)?;
-                let bytes = encode_plan(task_plan).map_err(SchedulerError::plan)?;
+                let encoded = encode_plan(task_plan).map_err(SchedulerError::plan)?;
                 requests.entry(task.endpoint.clone()).or_default().push(TaskDefinition {
                     query_id: plan.query.to_string(),
                     stage_id: stage.id.0,
                     task_id: task.id.0,
                     partitions: task.partitions.clone(),
-                    plan: bytes,
+                    plan: encoded.bytes,
+                    scan_codecs: encoded.scan_codecs,
                 });
             }
         }

@@ -137,3 +137,43 @@ async fn the_crawler_infers_format_columns_and_partitions() -> TestResult {
     assert!(error.to_string().contains("cannot tell the file format"), "{error}");
     Ok(())
 }
+
+fn gzip(text: &str) -> Vec<u8> {
+    use std::io::Write;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(text.as_bytes()).expect("gzip in memory");
+    encoder.finish().expect("gzip in memory")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn gzipped_and_concatenated_json_and_csv_are_read() -> TestResult {
+    let cluster = TestCluster::builder().start().await?;
+    let lake = cluster.warehouse().to_path_buf();
+    let mut client = cluster.client().await;
+
+    // Firehose writes JSON objects back to back, without newlines, gzipped...
+    let dir = lake.join("firehose/name=visit/d=2023-06-18");
+    std::fs::create_dir_all(&dir)?;
+    let objects: String = (0..50).map(|i| format!(r#"{{"n": {i}, "s": "x{i}"}}"#)).collect();
+    std::fs::write(dir.join("stream-1-2023-06-18-14-27-52-abcd.gz"), gzip(&objects))?;
+    std::fs::write(dir.join("stream-2-2023-06-18-14-29-01-ef01.gz"), gzip("{\"n\": 100, \"s\": \"y\"}\n{\"n\": 200, \"s\": \"z\"}\n"))?;
+    client
+        .query(&format!(
+            "CREATE EXTERNAL TABLE firehose (n int, s string) PARTITIONED BY (name string, d string)
+             ROW FORMAT SERDE 'org.apache.hive.hcatalog.data.JsonSerDe' LOCATION '{}/firehose/'",
+            lake.display()
+        ))
+        .await?;
+    let output = client.query("SELECT count(*), sum(n), count(DISTINCT s) FROM firehose WHERE name = 'visit'").await?;
+    assert_eq!(rows_of(&output.batches), vec![format!("52 | {} | 52", (0..50).sum::<i32>() + 300)]);
+
+    // The crawler sees gzipped CSV by its extension.
+    let csv = lake.join("csv_gz");
+    std::fs::create_dir_all(&csv)?;
+    std::fs::write(csv.join("prices-1.csv.gz"), gzip("item,price\napple,1.5\npear,2.5\n"))?;
+    std::fs::write(csv.join("prices-2.csv.gz"), gzip("item,price\nfig,4.0\n"))?;
+    client.query(&format!("CREATE EXTERNAL TABLE prices LOCATION '{}/'", csv.display())).await?;
+    let output = client.query("SELECT count(*), sum(price) FROM prices").await?;
+    assert_eq!(rows_of(&output.batches), vec!["3 | 8.0"]);
+    Ok(())
+}

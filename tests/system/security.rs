@@ -26,6 +26,7 @@ async fn executors_and_scheduler_reject_callers_without_the_cluster_secret() -> 
             task_id: 0,
             partitions: vec![0],
             plan: b"not even a plan".to_vec(),
+            scan_codecs: vec![],
         }],
     };
 

@@ -359,6 +359,9 @@ pub fn parse_hive_create_table(sql: &str) -> Result<HiveTable> {
 /// The table property naming the file extension to read (`""`: every file).
 pub const FILE_EXTENSION: &str = "glaux.file_extension";
 
+/// The table property naming the codec of a text table's files (DataFusion's own option name).
+pub const COMPRESSION: &str = "format.compression";
+
 /// Hive's escapes in delimiters: `\t`, `\n`, `\001` (octal), `\u0001`.
 fn unescape(delimiter: &str) -> String {
     match delimiter {

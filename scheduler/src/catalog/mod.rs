@@ -17,7 +17,7 @@ use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{DataFusionError, Result};
 use serde::{Deserialize, Serialize};
 
-pub use hive_ddl::{FILE_EXTENSION, HiveTable, is_create_external_table, parse_hive_create_table};
+pub use hive_ddl::{COMPRESSION, FILE_EXTENSION, HiveTable, is_create_external_table, parse_hive_create_table};
 pub use providers::{LakeCatalogProvider, listing_options, table_provider};
 pub use show_create::show_create_table;
 pub use sqlite::SqliteCatalog;

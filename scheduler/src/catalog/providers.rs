@@ -13,11 +13,12 @@ use datafusion::common::config::TableParquetOptions;
 use datafusion::common::{DataFusionError, Result, plan_err};
 use datafusion::datasource::file_format::FileFormat;
 use datafusion::datasource::file_format::csv::CsvFormat;
+use datafusion::datasource::file_format::file_compression_type::FileCompressionType;
 use datafusion::datasource::file_format::json::JsonFormat;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
 
-use super::hive_ddl::FILE_EXTENSION;
+use super::hive_ddl::{COMPRESSION, FILE_EXTENSION};
 use super::{Catalog, TableDef, TableFormat};
 
 #[derive(Debug)]
@@ -41,12 +42,16 @@ impl LakeCatalogProvider {
 
 /// The listing options (format, extension, partition columns) a table definition implies.
 pub fn listing_options(table: &TableDef, parquet: &TableParquetOptions) -> Result<ListingOptions> {
+    let compression: FileCompressionType = match table.properties.get(COMPRESSION) {
+        Some(codec) => codec.parse()?,
+        None => FileCompressionType::UNCOMPRESSED,
+    };
     let format: Arc<dyn FileFormat> = match table.format {
         TableFormat::Parquet => Arc::new(ParquetFormat::default().with_options(parquet.clone())),
-        TableFormat::Json => Arc::new(JsonFormat::default()),
+        TableFormat::Json => Arc::new(JsonFormat::default().with_file_compression_type(compression)),
         TableFormat::Csv => {
             let header = table.properties.get("format.has_header").is_some_and(|v| v == "true");
-            let mut csv = CsvFormat::default().with_has_header(header);
+            let mut csv = CsvFormat::default().with_has_header(header).with_file_compression_type(compression);
             if let Some(delimiter) = table.properties.get("format.delimiter") {
                 match delimiter.as_bytes() {
                     [byte] => csv = csv.with_delimiter(*byte),
