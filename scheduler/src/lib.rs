@@ -18,6 +18,7 @@ mod athena_statements;
 mod catalog;
 mod cluster;
 mod config;
+mod create_table;
 mod error;
 mod flight_sql;
 mod planner;

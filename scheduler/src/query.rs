@@ -12,9 +12,7 @@ use arrow::array::{RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::{DataFusionError, Result as DfResult};
 use datafusion::execution::SendableRecordBatchStream;
-use datafusion::common::TableReference;
-use datafusion::datasource::listing::ListingTableUrl;
-use datafusion::logical_expr::{CreateExternalTable, DdlStatement, LogicalPlan};
+use datafusion::logical_expr::{DdlStatement, LogicalPlan};
 use datafusion::physical_plan::empty::EmptyExec;
 use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties, execute_stream};
 use datafusion::prelude::{SQLOptions, SessionContext};
@@ -28,8 +26,7 @@ use tokio::sync::mpsc;
 
 use crate::athena_statements::{AthenaStatement, recognize};
 use crate::catalog::{
-    COMPRESSION, Catalog, ColumnDef, FILE_EXTENSION, HiveTable, TableDef, TableFormat, is_create_external_table, listing_options,
-    parse_hive_create_table, show_create_table, table_provider,
+    Catalog, HiveTable, TableDef, is_create_external_table, parse_hive_create_table, show_create_table,
 };
 use crate::cluster::{ClusterState, ExecutorInfo};
 use crate::session::{DEFAULT_CATALOG, DEFAULT_SCHEMA};
@@ -113,17 +110,7 @@ pub struct QueryEngine {
     pub cleanup: mpsc::UnboundedSender<(QueryId, Vec<String>)>,
 }
 
-/// The codec a file name's extension names, with that extension: `x.json.gz` is gzip.
-fn split_codec(name: &str) -> (Option<(&'static str, &'static str)>, &str) {
-    for (codec, suffix) in [("gzip", ".gz"), ("bzip2", ".bz2"), ("xz", ".xz"), ("zstd", ".zst")] {
-        if let Some(bare) = name.strip_suffix(suffix) {
-            return (Some((codec, suffix)), bare);
-        }
-    }
-    (None, name)
-}
-
-fn plan_error(message: String) -> SchedulerError {
+pub(crate) fn plan_error(message: String) -> SchedulerError {
     SchedulerError::plan(DataFusionError::Plan(message))
 }
 
@@ -252,244 +239,6 @@ impl QueryEngine {
             }
             plan => self.run_distributed(query, plan).await,
         }
-    }
-
-    /// The database and name for a new table, or `None` if it exists and `IF NOT EXISTS` says to
-    /// do nothing.
-    fn new_table_name(
-        &self,
-        name: TableReference,
-        if_not_exists: bool,
-        or_replace: bool,
-    ) -> Result<Option<(String, String)>, SchedulerError> {
-        let name = name.resolve(DEFAULT_CATALOG, DEFAULT_SCHEMA);
-        if name.catalog.as_ref() != DEFAULT_CATALOG {
-            return Err(plan_error(format!("unknown catalog {}: tables live in {DEFAULT_CATALOG}", name.catalog)));
-        }
-        let (database, table) = (name.schema.to_string(), name.table.to_string());
-        if !self.catalog.database_exists(&database).map_err(SchedulerError::plan)? {
-            return Err(plan_error(format!("database {database} does not exist; CREATE DATABASE {database} first")));
-        }
-        if self.catalog.table(&database, &table).map_err(SchedulerError::plan)?.is_some() {
-            if if_not_exists {
-                return Ok(None);
-            }
-            if !or_replace {
-                return Err(plan_error(format!("table {database}.{table} already exists")));
-            }
-        }
-        Ok(Some((database, table)))
-    }
-
-    /// `CREATE EXTERNAL TABLE` in DataFusion's dialect.
-    async fn create_table(&self, create: &CreateExternalTable) -> Result<(), SchedulerError> {
-        let Some((database, table)) = self.new_table_name(create.name.clone(), create.if_not_exists, create.or_replace)?
-        else {
-            return Ok(());
-        };
-        let format = TableFormat::from_stored_as(&create.file_type).map_err(SchedulerError::plan)?;
-        let mut locations = Vec::new();
-        for location in &create.locations {
-            locations.push(self.checked_location(location).await?);
-        }
-        let schema = create.schema.as_arrow();
-        // DataFusion keeps the quotes of a quoted `PARTITIONED BY ("key")` name.
-        let partition_cols: Vec<String> = create
-            .table_partition_cols
-            .iter()
-            .map(|key| match key.strip_prefix('"').and_then(|k| k.strip_suffix('"')) {
-                Some(unquoted) => unquoted.replace("\"\"", "\""),
-                None => key.clone(),
-            })
-            .collect();
-        let partition_keys: Vec<ColumnDef> = partition_cols
-            .iter()
-            .map(|key| {
-                let data_type = schema.field_with_name(key).map_or(DataType::Utf8, |f| f.data_type().clone());
-                ColumnDef::new(key, &data_type)
-            })
-            .collect();
-        let definition = TableDef {
-            database,
-            name: table,
-            locations,
-            format,
-            columns: schema
-                .fields()
-                .iter()
-                .filter(|f| !partition_cols.contains(f.name()))
-                .map(|f| ColumnDef::new(f.name(), f.data_type()))
-                .collect(),
-            partition_keys,
-            properties: create.options.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-        };
-        self.store_table(definition, create.or_replace).await
-    }
-
-    /// `CREATE EXTERNAL TABLE` in Athena's (Hive's) dialect.
-    async fn create_hive_table(&self, hive: &HiveTable) -> Result<(), SchedulerError> {
-        let name = match hive.name.as_slice() {
-            [table] => TableReference::bare(table.as_str()),
-            [database, table] => TableReference::partial(database.as_str(), table.as_str()),
-            [catalog, database, table] => TableReference::full(catalog.as_str(), database.as_str(), table.as_str()),
-            _ => return Err(plan_error(format!("{} is not a table name", hive.name.join(".")))),
-        };
-        let Some((database, table)) = self.new_table_name(name, hive.if_not_exists, false)? else {
-            return Ok(());
-        };
-        let column = |(name, data_type): &(String, DataType)| ColumnDef::new(name, data_type);
-        let location = self.checked_location(&hive.location).await?;
-        let mut properties = hive.properties.clone();
-        let format = match hive.format {
-            Some(format) => format,
-            None => self.infer_format(&location, &mut properties).await?,
-        };
-        let definition = TableDef {
-            database,
-            name: table,
-            locations: vec![location],
-            format,
-            columns: hive.columns.iter().map(column).collect(),
-            partition_keys: hive.partition_keys.iter().map(column).collect(),
-            properties,
-        };
-        self.store_table(definition, false).await
-    }
-
-    /// Names of (up to 100) data files under a location, skipping `_SUCCESS`, `.crc` and the like.
-    async fn sample_files(&self, location: &str) -> Result<Vec<String>, SchedulerError> {
-        let url = ListingTableUrl::parse(location).map_err(SchedulerError::plan)?;
-        let state = self.ctx.state();
-        let store = state.runtime_env().object_store(&url).map_err(SchedulerError::plan)?;
-        let files: Vec<_> = url
-            .list_all_files(&state, store.as_ref(), "")
-            .await
-            .map_err(SchedulerError::plan)?
-            .take(100)
-            .try_collect()
-            .await
-            .map_err(SchedulerError::plan)?;
-        Ok(files
-            .iter()
-            .filter_map(|f| f.location.filename())
-            .filter(|n| !n.starts_with(['_', '.']))
-            .map(str::to_ascii_lowercase)
-            .collect())
-    }
-
-    /// The crawler's guess of a location's file format, from the extensions of its files. Records
-    /// the extension (so `_SUCCESS` and other side files are skipped), codec and format options.
-    async fn infer_format(
-        &self,
-        location: &str,
-        properties: &mut std::collections::BTreeMap<String, String>,
-    ) -> Result<TableFormat, SchedulerError> {
-        for name in self.sample_files(location).await? {
-            let (codec, bare) = split_codec(&name);
-            let (format, extension) = if bare.ends_with(".parquet") {
-                (TableFormat::Parquet, ".parquet")
-            } else if let Some(ext) = [".json", ".jsonl", ".ndjson"].into_iter().find(|e| bare.ends_with(e)) {
-                (TableFormat::Json, ext)
-            } else if bare.ends_with(".csv") {
-                properties.insert("format.has_header".into(), "true".into());
-                (TableFormat::Csv, ".csv")
-            } else if bare.ends_with(".tsv") {
-                properties.insert("format.has_header".into(), "true".into());
-                properties.insert("format.delimiter".into(), "\t".into());
-                (TableFormat::Csv, ".tsv")
-            } else {
-                continue;
-            };
-            let extension = match codec {
-                Some((codec, suffix)) => {
-                    properties.insert(COMPRESSION.into(), codec.into());
-                    format!("{extension}{suffix}")
-                }
-                None => extension.to_string(),
-            };
-            properties.insert(FILE_EXTENSION.into(), extension);
-            return Ok(format);
-        }
-        Err(plan_error(format!(
-            "cannot tell the file format under {location} (no .parquet, .json or .csv files); add STORED AS"
-        )))
-    }
-
-    /// For text tables that read every file (Athena DDL): the codec their files are compressed
-    /// with, when they all carry one codec's extension.
-    async fn infer_compression(&self, table: &mut TableDef) -> Result<(), SchedulerError> {
-        let reads_every_file = table.properties.get(FILE_EXTENSION).is_some_and(String::is_empty);
-        if table.format == TableFormat::Parquet || !reads_every_file || table.properties.contains_key(COMPRESSION) {
-            return Ok(());
-        }
-        let Some(location) = table.locations.first() else { return Ok(()) };
-        let codecs: Vec<Option<&str>> =
-            self.sample_files(location).await?.iter().map(|n| split_codec(n).0.map(|(c, _)| c)).collect();
-        if let Some(Some(codec)) = codecs.first()
-            && codecs.iter().all(|c| c == &Some(*codec))
-        {
-            table.properties.insert(COMPRESSION.into(), (*codec).into());
-        }
-        Ok(())
-    }
-
-    /// Completes a definition (columns from the files if none were declared), checks that it
-    /// builds, and stores it.
-    async fn store_table(&self, mut definition: TableDef, replace: bool) -> Result<(), SchedulerError> {
-        self.infer_compression(&mut definition).await?;
-        if definition.columns.is_empty() {
-            // The crawler: columns from the files, and Hive partition keys from the layout.
-            if definition.partition_keys.is_empty() {
-                definition.partition_keys = self.infer_partition_keys(&definition).await?;
-            }
-            definition.columns = self.infer_columns(&definition).await?;
-        }
-        table_provider(&definition, &Default::default()).map_err(SchedulerError::plan)?;
-        self.catalog.create_table(&definition, replace).map_err(SchedulerError::plan)
-    }
-
-    /// The Hive partition keys (`key=value` directories) of a table's first location, as strings.
-    async fn infer_partition_keys(&self, table: &TableDef) -> Result<Vec<ColumnDef>, SchedulerError> {
-        let Some(location) = table.locations.first() else { return Ok(Vec::new()) };
-        let options = listing_options(table, &Default::default()).map_err(SchedulerError::plan)?;
-        let url = ListingTableUrl::parse(location).map_err(SchedulerError::plan)?;
-        let keys = options.infer_partitions(&self.ctx.state(), &url).await.map_err(SchedulerError::plan)?;
-        Ok(keys.iter().map(|k| ColumnDef::new(k, &DataType::Utf8)).collect())
-    }
-
-    /// The file columns of a table declared without any, read from its files.
-    async fn infer_columns(&self, table: &TableDef) -> Result<Vec<ColumnDef>, SchedulerError> {
-        let options = listing_options(table, &Default::default()).map_err(SchedulerError::plan)?;
-        let state = self.ctx.state();
-        let mut columns: Vec<ColumnDef> = Vec::new();
-        for location in &table.locations {
-            let url = ListingTableUrl::parse(location).map_err(SchedulerError::plan)?;
-            let schema = options.infer_schema(&state, &url).await.map_err(SchedulerError::plan)?;
-            for field in schema.fields() {
-                if !columns.iter().any(|c| &c.name == field.name()) {
-                    columns.push(ColumnDef::new(field.name(), field.data_type()));
-                }
-            }
-        }
-        Ok(columns)
-    }
-
-    /// Checks a table location against the storage config, and that it can be listed.
-    async fn checked_location(&self, location: &str) -> Result<String, SchedulerError> {
-        let url = self.storage.check_location(location).map_err(SchedulerError::plan)?;
-        if url.scheme() == "file" {
-            let path = url.to_file_path().unwrap_or_default();
-            if !path.exists() {
-                return Err(SchedulerError::plan(DataFusionError::Plan(format!(
-                    "location {location} does not exist"
-                ))));
-            }
-            // A directory location must end in '/' for DataFusion to list it as a prefix.
-            if path.is_dir() && !url.as_str().ends_with('/') {
-                return Ok(format!("{url}/"));
-            }
-        }
-        Ok(url.to_string())
     }
 
     /// Statements that touch only the catalog run here, on the scheduler.
