@@ -15,6 +15,8 @@ pub enum AthenaStatement {
     Rewritten(String),
     /// `SHOW CREATE TABLE [db.]table`: the parts of the name as written.
     ShowCreateTable(Vec<String>),
+    /// `SHOW PARTITIONS [db.]table`.
+    ShowPartitions(Vec<String>),
     /// A recognized statement with a clause Glaux does not support: the error to give.
     Unsupported(String),
 }
@@ -132,6 +134,10 @@ pub fn recognize(sql: &str) -> Option<AthenaStatement> {
             let (name, end) = name_at(&parts, 3)?;
             (end == parts.len()).then_some(AthenaStatement::ShowCreateTable(name))
         }
+        ["SHOW", "PARTITIONS", ..] => {
+            let (name, end) = name_at(&parts, 2)?;
+            (end == parts.len()).then_some(AthenaStatement::ShowPartitions(name))
+        }
         ["CREATE", "DATABASE", ..] => {
             let (if_not_exists, at) = if w.get(2..5) == Some(&["IF", "NOT", "EXISTS"]) { (true, 5) } else { (false, 2) };
             let (name, end) = name_at(&parts, at)?;
@@ -186,6 +192,7 @@ mod tests {
             recognize("SHOW CREATE TABLE db.\"T\""),
             Some(AthenaStatement::ShowCreateTable(vec!["db".into(), "T".into()]))
         );
+        assert_eq!(recognize("SHOW PARTITIONS t"), Some(AthenaStatement::ShowPartitions(vec!["t".into()])));
         assert_eq!(recognize("SELECT 1"), None);
         assert_eq!(recognize("SHOW COLUMNS FROM t"), None);
     }

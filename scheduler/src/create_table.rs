@@ -265,4 +265,32 @@ impl QueryEngine {
         }
         Ok(url.to_string())
     }
+
+    /// `SHOW PARTITIONS`: the `key=value/...` directories holding the table's files, in order.
+    /// Read from the layout until partitions are registered in the catalog.
+    pub(crate) async fn list_partitions(&self, table: &TableDef) -> Result<Vec<String>, SchedulerError> {
+        if table.partition_keys.is_empty() {
+            return Err(plan_error(format!("table {}.{} is not partitioned", table.database, table.name)));
+        }
+        let state = self.ctx.state();
+        let mut partitions = std::collections::BTreeSet::new();
+        for location in &table.locations {
+            let url = ListingTableUrl::parse(location).map_err(SchedulerError::plan)?;
+            let store = state.runtime_env().object_store(&url).map_err(SchedulerError::plan)?;
+            let mut files = url.list_all_files(&state, store.as_ref(), "").await.map_err(SchedulerError::plan)?;
+            while let Some(file) = files.try_next().await.map_err(SchedulerError::plan)? {
+                let Some(parts) = url.strip_prefix(&file.location) else { continue };
+                let parts: Vec<&str> = parts.collect();
+                let keys = &parts[..parts.len().saturating_sub(1)];
+                let matches = keys.len() == table.partition_keys.len()
+                    && keys.iter().zip(&table.partition_keys).all(|(part, key)| {
+                        part.split_once('=').is_some_and(|(k, _)| k.eq_ignore_ascii_case(&key.name))
+                    });
+                if matches {
+                    partitions.insert(keys.join("/"));
+                }
+            }
+        }
+        Ok(partitions.into_iter().collect())
+    }
 }

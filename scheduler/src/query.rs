@@ -118,6 +118,7 @@ pub(crate) fn plan_error(message: String) -> SchedulerError {
 enum Statement {
     Plan(LogicalPlan),
     ShowCreateTable(TableDef),
+    ShowPartitions(TableDef),
     CreateHiveTable(HiveTable),
 }
 
@@ -138,19 +139,21 @@ impl QueryEngine {
             },
             Some(AthenaStatement::Rewritten(sql)) => Ok(Statement::Plan(self.logical_plan(&sql).await?)),
             Some(AthenaStatement::Unsupported(message)) => Err(plan_error(message)),
-            Some(AthenaStatement::ShowCreateTable(name)) => {
-                let (database, table) = match name.as_slice() {
-                    [table] => (DEFAULT_SCHEMA, table),
-                    [database, table] => (database.as_str(), table),
-                    [catalog, database, table] if catalog == DEFAULT_CATALOG => (database.as_str(), table),
-                    _ => return Err(plan_error(format!("{} is not a table name", name.join(".")))),
-                };
-                let definition = self.catalog.table(database, table).map_err(SchedulerError::plan)?;
-                let definition =
-                    definition.ok_or_else(|| plan_error(format!("table {database}.{table} not found")))?;
-                Ok(Statement::ShowCreateTable(definition))
-            }
+            Some(AthenaStatement::ShowCreateTable(name)) => Ok(Statement::ShowCreateTable(self.table_named(&name)?)),
+            Some(AthenaStatement::ShowPartitions(name)) => Ok(Statement::ShowPartitions(self.table_named(&name)?)),
         }
+    }
+
+    /// The catalog's definition of the table written as `name` (`t`, `db.t`, `glaux.db.t`).
+    fn table_named(&self, name: &[String]) -> Result<TableDef, SchedulerError> {
+        let (database, table) = match name {
+            [table] => (DEFAULT_SCHEMA, table),
+            [database, table] => (database.as_str(), table),
+            [catalog, database, table] if catalog == DEFAULT_CATALOG => (database.as_str(), table),
+            _ => return Err(plan_error(format!("{} is not a table name", name.join(".")))),
+        };
+        let definition = self.catalog.table(database, table).map_err(SchedulerError::plan)?;
+        definition.ok_or_else(|| plan_error(format!("table {database}.{table} not found")))
     }
 
     /// Parses and plans `sql` without running it. Writes and session statements are refused.
@@ -188,6 +191,7 @@ impl QueryEngine {
         let plan = match self.statement(sql).await? {
             Statement::Plan(plan) => plan,
             Statement::ShowCreateTable(_) => return Ok((show_create_schema(), false)),
+            Statement::ShowPartitions(_) => return Ok((partitions_schema(), false)),
             Statement::CreateHiveTable(_) => return Ok((Arc::new(Schema::empty()), true)),
         };
         Ok(match &plan {
@@ -206,6 +210,12 @@ impl QueryEngine {
                 let batch = RecordBatch::try_new(show_create_schema(), vec![Arc::new(ddl)])
                     .map_err(|e| SchedulerError::plan(e.into()))?;
                 return Ok(finished(query, show_create_schema(), vec![batch]));
+            }
+            Statement::ShowPartitions(table) => {
+                let partitions = StringArray::from(self.list_partitions(&table).await?);
+                let batch = RecordBatch::try_new(partitions_schema(), vec![Arc::new(partitions)])
+                    .map_err(|e| SchedulerError::plan(e.into()))?;
+                return Ok(finished(query, partitions_schema(), vec![batch]));
             }
             Statement::CreateHiveTable(table) => {
                 self.create_hive_table(&table).await?;
@@ -423,6 +433,10 @@ fn finished(query: QueryId, schema: SchemaRef, batches: Vec<RecordBatch>) -> Que
             bytes_planned: 0,
         },
     }
+}
+
+fn partitions_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![Field::new("partition", DataType::Utf8, false)]))
 }
 
 fn show_create_schema() -> SchemaRef {

@@ -47,6 +47,12 @@ async fn catalog_survives_a_restart() -> TestResult {
     assert_eq!(show(client.query("SHOW TABLES IN archive").await?), vec!["old_sales"]);
     assert_eq!(show(client.query("SHOW TABLES 'reg*|x*'").await?), vec!["regions"]);
 
+    let partitions = show(client.query("SHOW PARTITIONS sales").await?);
+    assert_eq!(partitions.len(), REGIONS.len() * DAYS.len());
+    assert_eq!(partitions[0], "region=apac/day=2024-01-01");
+    let error = client.query("SHOW PARTITIONS regions").await.unwrap_err().to_string();
+    assert!(error.contains("not partitioned"), "{error}");
+
     // SHOW CREATE TABLE gives DDL that recreates the table.
     let ddl = show(client.query("SHOW CREATE TABLE archive.old_sales").await?).join("\n");
     assert!(ddl.starts_with("CREATE EXTERNAL TABLE archive.old_sales"), "{ddl}");
