@@ -32,10 +32,6 @@ impl ClusterChannels {
         Self { secret, channels: Mutex::new(HashMap::new()) }
     }
 
-    pub fn secret(&self) -> &ClusterSecret {
-        &self.secret
-    }
-
     fn channel(&self, endpoint: &str) -> Result<Channel, tonic::transport::Error> {
         let mut channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(channel) = channels.get(endpoint) {

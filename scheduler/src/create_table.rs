@@ -248,7 +248,8 @@ impl QueryEngine {
         Ok(columns)
     }
 
-    /// Checks a table location against the storage config, and that it can be listed.
+    /// Checks a table location against the storage config (a local one must exist), and ends a
+    /// local directory's URL in '/' so DataFusion lists it as a prefix.
     async fn checked_location(&self, location: &str) -> Result<String, SchedulerError> {
         let url = self.storage.check_location(location).map_err(SchedulerError::plan)?;
         if url.scheme() == "file" {

@@ -77,10 +77,6 @@ impl StorageConfig {
         self
     }
 
-    pub fn local_roots(&self) -> &[PathBuf] {
-        &self.local_roots
-    }
-
     /// Checks that a table location is one this deployment may read: `s3://bucket/...`, or a
     /// `file://` path under a configured root. Returns the location as a URL ending in `/`
     /// when it names a directory.
