@@ -62,7 +62,11 @@ impl QueryOutput {
 #[derive(Clone, Debug)]
 pub struct GlauxClient {
     sql: FlightSqlServiceClient<Channel>,
+    database: String,
 }
+
+/// The header that carries the client's current database (see `USE`).
+pub const DATABASE_HEADER: &str = "x-glaux-database";
 
 /// Accepts `host:port`, `http://host:port` and `grpc://host:port`.
 fn endpoint_url(url: &str) -> String {
@@ -84,12 +88,13 @@ impl GlauxClient {
             .connect()
             .await
             .map_err(|e| failed(format!("{e} (is a Glaux scheduler running there?)")))?;
-        Ok(Self { sql: FlightSqlServiceClient::new(channel) })
+        Ok(Self { sql: FlightSqlServiceClient::new(channel), database: "default".into() })
     }
 
     /// Runs one statement to completion.
     pub async fn query(&mut self, sql: &str) -> Result<QueryOutput, ClientError> {
         let info = self.sql.execute(sql.to_string(), None).await?;
+        self.follow_use(&info.app_metadata);
         let schema = info.clone().try_decode_schema().ok().map(std::sync::Arc::new);
         let mut output = QueryOutput { schema, batches: Vec::new(), stats: None };
         for endpoint in info.endpoint {
@@ -117,6 +122,25 @@ impl GlauxClient {
             }
         }
         Ok(output)
+    }
+
+    /// After `USE db` the scheduler names the database in the `FlightInfo`'s app_metadata; later
+    /// statements carry it in the `x-glaux-database` header. The session lives in the client,
+    /// so it survives reconnecting to another scheduler.
+    fn follow_use(&mut self, app_metadata: &[u8]) {
+        #[derive(serde::Deserialize)]
+        struct Use {
+            database: String,
+        }
+        if let Ok(Use { database }) = serde_json::from_slice::<Use>(app_metadata) {
+            self.sql.set_header(DATABASE_HEADER, database.clone());
+            self.database = database;
+        }
+    }
+
+    /// The database unqualified table names resolve in (`default` until `USE`).
+    pub fn database(&self) -> &str {
+        &self.database
     }
 
     /// Runs a statement through `CommandStatementUpdate` (DDL).

@@ -138,9 +138,14 @@ fn print_output(output: &QueryOutput, seconds: f64) {
     }
     let rows = output.rows();
     let scanned = output.stats.as_ref().map_or(0, |s| s.scan.bytes_scanned);
+    // Partitioned tables also say how many partitions the query read of how many there are.
+    let partitions = match &output.stats {
+        Some(s) if s.partitions_total > 0 => format!(" ({} of {} partitions)", s.partitions_read, s.partitions_total),
+        _ => String::new(),
+    };
     let _ = writeln!(
         out,
-        "{rows} row{} in set. Run time: {seconds:.2} s, Data scanned: {}",
+        "{rows} row{} in set. Run time: {seconds:.2} s, Data scanned: {}{partitions}",
         if rows == 1 { "" } else { "s" },
         format_bytes(scanned)
     );

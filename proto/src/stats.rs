@@ -103,6 +103,11 @@ pub struct QueryStats {
     /// Files (or byte ranges) the plan assigned to tasks after partition pruning, and their bytes.
     pub files_planned: u64,
     pub bytes_planned: u64,
+    /// Partitions of partitioned tables the scans chose, and how many those tables have.
+    #[serde(default)]
+    pub partitions_read: u64,
+    #[serde(default)]
+    pub partitions_total: u64,
     #[serde(flatten)]
     pub scan: TaskStats,
 }

@@ -1,13 +1,15 @@
 //! Athena statements DataFusion does not speak, recognized before DataFusion parses the SQL.
 //!
 //! `SHOW DATABASES`/`SCHEMAS`, `SHOW TABLES [IN db] [LIKE 'pattern']`, `CREATE DATABASE`,
-//! `DROP DATABASE` and `SHOW CREATE TABLE`. Most become a statement DataFusion runs (a query on
-//! `information_schema`, or its `SCHEMA` DDL), so they go through the same planning as any SQL.
+//! `DROP DATABASE`, `SHOW CREATE TABLE`, `SHOW PARTITIONS`, `MSCK REPAIR TABLE`, `ALTER TABLE
+//! ADD|DROP PARTITION` and `USE`. The first few become a statement DataFusion runs (a query on
+//! `information_schema`, or its `SCHEMA` DDL), so they go through the same planning as any SQL;
+//! the others work on the catalog directly.
 
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
 
-use crate::session::{DEFAULT_CATALOG, DEFAULT_SCHEMA};
+use crate::session::DEFAULT_CATALOG;
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum AthenaStatement {
@@ -17,9 +19,20 @@ pub enum AthenaStatement {
     ShowCreateTable(Vec<String>),
     /// `SHOW PARTITIONS [db.]table`.
     ShowPartitions(Vec<String>),
+    /// `MSCK REPAIR TABLE t`.
+    RepairTable(Vec<String>),
+    /// `ALTER TABLE t ADD [IF NOT EXISTS] PARTITION (k = 'v', ...) [LOCATION '...'] ...`.
+    AddPartitions { table: Vec<String>, if_not_exists: bool, partitions: Vec<(PartitionSpec, Option<String>)> },
+    /// `ALTER TABLE t DROP [IF EXISTS] PARTITION (k = 'v', ...) [, PARTITION (...)]`.
+    DropPartitions { table: Vec<String>, if_exists: bool, partitions: Vec<PartitionSpec> },
+    /// `USE db`.
+    Use(Vec<String>),
     /// A recognized statement with a clause Glaux does not support: the error to give.
     Unsupported(String),
 }
+
+/// `(k = 'v', ...)` of a partition clause: keys (lowercased unless quoted) and values as text.
+pub type PartitionSpec = Vec<(String, String)>;
 
 /// One token of interest: a word (uppercased unless quoted), a string literal, or punctuation.
 #[derive(Debug, PartialEq, Eq)]
@@ -27,7 +40,10 @@ enum Part {
     Word(String),
     Quoted(String),
     Text(String),
+    Number(String),
     Dot,
+    /// `(`, `)`, `,` or `=`.
+    Symbol(char),
     Other,
 }
 
@@ -41,7 +57,12 @@ fn parts(sql: &str) -> Option<Vec<Part>> {
                 Token::Word(w) if w.quote_style.is_some() => Some(Part::Quoted(w.value)),
                 Token::Word(w) => Some(Part::Word(w.value.to_ascii_uppercase())),
                 Token::SingleQuotedString(s) => Some(Part::Text(s)),
+                Token::Number(n, _) => Some(Part::Number(n)),
                 Token::Period => Some(Part::Dot),
+                Token::LParen => Some(Part::Symbol('(')),
+                Token::RParen => Some(Part::Symbol(')')),
+                Token::Comma => Some(Part::Symbol(',')),
+                Token::Eq => Some(Part::Symbol('=')),
                 _ => Some(Part::Other),
             })
             .collect(),
@@ -62,6 +83,78 @@ fn name_at(parts: &[Part], mut i: usize) -> Option<(Vec<String>, usize)> {
             return Some((name, i));
         }
         i += 1;
+    }
+}
+
+/// `PARTITION (k = 'v', k2 = 2)` at `parts[i..]`, and where it ends.
+fn partition_at(parts: &[Part], i: usize) -> Option<(PartitionSpec, usize)> {
+    if parts.get(i) != Some(&Part::Word("PARTITION".into())) || parts.get(i + 1) != Some(&Part::Symbol('(')) {
+        return None;
+    }
+    let mut spec = Vec::new();
+    let mut i = i + 2;
+    loop {
+        let key = match parts.get(i)? {
+            Part::Word(w) => w.to_ascii_lowercase(),
+            Part::Quoted(q) => q.clone(),
+            _ => return None,
+        };
+        if parts.get(i + 1) != Some(&Part::Symbol('=')) {
+            return None;
+        }
+        let value = match parts.get(i + 2)? {
+            Part::Text(t) | Part::Number(t) => t.clone(),
+            _ => return None,
+        };
+        spec.push((key, value));
+        i += 3;
+        match parts.get(i)? {
+            Part::Symbol(',') => i += 1,
+            Part::Symbol(')') => return Some((spec, i + 1)),
+            _ => return None,
+        }
+    }
+}
+
+/// `ALTER TABLE t ADD|DROP ...` after the table name, at `parts[i..]`.
+fn alter_partitions(parts: &[Part], table: Vec<String>, mut i: usize) -> Option<AthenaStatement> {
+    let w = words(parts);
+    let add = match *w.get(i)? {
+        "ADD" => true,
+        "DROP" => false,
+        _ => return None,
+    };
+    i += 1;
+    let guard: &[&str] = if add { &["IF", "NOT", "EXISTS"] } else { &["IF", "EXISTS"] };
+    let guarded = w.get(i..i + guard.len()) == Some(guard);
+    if guarded {
+        i += guard.len();
+    }
+    let mut added = Vec::new();
+    let mut dropped = Vec::new();
+    while i < parts.len() {
+        let (spec, end) = partition_at(parts, i)?;
+        i = end;
+        if add {
+            let location = match (w.get(i), parts.get(i + 1)) {
+                (Some(&"LOCATION"), Some(Part::Text(location))) => {
+                    i += 2;
+                    Some(location.clone())
+                }
+                _ => None,
+            };
+            added.push((spec, location));
+        } else {
+            dropped.push(spec);
+            if parts.get(i) == Some(&Part::Symbol(',')) {
+                i += 1;
+            }
+        }
+    }
+    if add {
+        (!added.is_empty()).then_some(AthenaStatement::AddPartitions { table, if_not_exists: guarded, partitions: added })
+    } else {
+        (!dropped.is_empty()).then_some(AthenaStatement::DropPartitions { table, if_exists: guarded, partitions: dropped })
     }
 }
 
@@ -86,8 +179,9 @@ fn words(parts: &[Part]) -> Vec<&str> {
     parts.iter().map(|p| if let Part::Word(w) = p { w.as_str() } else { "" }).collect()
 }
 
-/// Recognizes an Athena statement; `None` for SQL that DataFusion handles itself.
-pub fn recognize(sql: &str) -> Option<AthenaStatement> {
+/// Recognizes an Athena statement; `None` for SQL that DataFusion handles itself. `database`
+/// is the client's current one (for `SHOW TABLES` without `IN`).
+pub fn recognize(sql: &str, database: &str) -> Option<AthenaStatement> {
     let parts = parts(sql)?;
     let w = words(&parts);
     match w.as_slice() {
@@ -105,10 +199,10 @@ pub fn recognize(sql: &str) -> Option<AthenaStatement> {
         }
         ["SHOW", "TABLES", ..] => {
             let mut i = 2;
-            let mut database = None;
+            let mut in_database = None;
             if matches!(w.get(i), Some(&"IN" | &"FROM")) {
                 let (name, end) = name_at(&parts, i + 1)?;
-                database = Some(name.last()?.clone());
+                in_database = Some(name.last()?.clone());
                 i = end;
             }
             if w.get(i) == Some(&"LIKE") {
@@ -119,7 +213,7 @@ pub fn recognize(sql: &str) -> Option<AthenaStatement> {
                 None => None,
                 _ => return None,
             };
-            let schema = literal(database.as_deref().unwrap_or(DEFAULT_SCHEMA));
+            let schema = literal(in_database.as_deref().unwrap_or(database));
             let mut query = format!(
                 "SELECT table_name AS tab_name FROM information_schema.tables \
                  WHERE table_catalog = {} AND table_schema = {schema}",
@@ -137,6 +231,18 @@ pub fn recognize(sql: &str) -> Option<AthenaStatement> {
         ["SHOW", "PARTITIONS", ..] => {
             let (name, end) = name_at(&parts, 2)?;
             (end == parts.len()).then_some(AthenaStatement::ShowPartitions(name))
+        }
+        ["MSCK", "REPAIR", "TABLE", ..] => {
+            let (name, end) = name_at(&parts, 3)?;
+            (end == parts.len()).then_some(AthenaStatement::RepairTable(name))
+        }
+        ["ALTER", "TABLE", ..] => {
+            let (name, end) = name_at(&parts, 2)?;
+            alter_partitions(&parts, name, end)
+        }
+        ["USE", ..] => {
+            let (name, end) = name_at(&parts, 1)?;
+            (end == parts.len()).then_some(AthenaStatement::Use(name))
         }
         ["CREATE", "DATABASE", ..] => {
             let (if_not_exists, at) = if w.get(2..5) == Some(&["IF", "NOT", "EXISTS"]) { (true, 5) } else { (false, 2) };
@@ -170,6 +276,10 @@ pub fn recognize(sql: &str) -> Option<AthenaStatement> {
 mod tests {
     use super::*;
 
+    fn recognize(sql: &str) -> Option<AthenaStatement> {
+        super::recognize(sql, "default")
+    }
+
     fn rewritten(sql: &str) -> String {
         match recognize(sql) {
             Some(AthenaStatement::Rewritten(s)) => s,
@@ -193,6 +303,28 @@ mod tests {
             Some(AthenaStatement::ShowCreateTable(vec!["db".into(), "T".into()]))
         );
         assert_eq!(recognize("SHOW PARTITIONS t"), Some(AthenaStatement::ShowPartitions(vec!["t".into()])));
+        assert_eq!(recognize("MSCK REPAIR TABLE db.t;"), Some(AthenaStatement::RepairTable(vec!["db".into(), "t".into()])));
+        assert_eq!(recognize("USE \"Sales\""), Some(AthenaStatement::Use(vec!["Sales".into()])));
+        assert_eq!(
+            recognize("ALTER TABLE t ADD IF NOT EXISTS PARTITION (Dt = '2023-06-18', \"H\" = 3) LOCATION 's3://b/x/' PARTITION (dt='a', h=4)"),
+            Some(AthenaStatement::AddPartitions {
+                table: vec!["t".into()],
+                if_not_exists: true,
+                partitions: vec![
+                    (vec![("dt".into(), "2023-06-18".into()), ("H".into(), "3".into())], Some("s3://b/x/".into())),
+                    (vec![("dt".into(), "a".into()), ("h".into(), "4".into())], None),
+                ],
+            })
+        );
+        assert_eq!(
+            recognize("ALTER TABLE t DROP PARTITION (d = '1'), PARTITION (d = '2')"),
+            Some(AthenaStatement::DropPartitions {
+                table: vec!["t".into()],
+                if_exists: false,
+                partitions: vec![vec![("d".into(), "1".into())], vec![("d".into(), "2".into())]],
+            })
+        );
+        assert_eq!(recognize("ALTER TABLE t ADD PARTITION (d = )"), None);
         assert_eq!(recognize("SELECT 1"), None);
         assert_eq!(recognize("SHOW COLUMNS FROM t"), None);
     }

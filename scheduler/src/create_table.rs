@@ -11,11 +11,12 @@ use datafusion::logical_expr::CreateExternalTable;
 use futures::{StreamExt, TryStreamExt};
 
 use crate::catalog::{
-    COMPRESSION, ColumnDef, FILE_EXTENSION, HiveTable, TableDef, TableFormat, listing_options, table_provider,
+    COMPRESSION, ColumnDef, FILE_EXTENSION, HiveTable, Projection, TableDef, TableFormat, listing_options,
+    table_provider,
 };
 use crate::error::SchedulerError;
-use crate::query::{QueryEngine, plan_error};
-use crate::session::{DEFAULT_CATALOG, DEFAULT_SCHEMA};
+use crate::query::{ClientSession, QueryEngine, plan_error};
+use crate::session::DEFAULT_CATALOG;
 
 /// The codec a file name's extension names, with that extension: `x.json.gz` is gzip.
 fn split_codec(name: &str) -> (Option<(&'static str, &'static str)>, &str) {
@@ -35,8 +36,9 @@ impl QueryEngine {
         name: TableReference,
         if_not_exists: bool,
         or_replace: bool,
+        session: &ClientSession,
     ) -> Result<Option<(String, String)>, SchedulerError> {
-        let name = name.resolve(DEFAULT_CATALOG, DEFAULT_SCHEMA);
+        let name = name.resolve(DEFAULT_CATALOG, &session.database);
         if name.catalog.as_ref() != DEFAULT_CATALOG {
             return Err(plan_error(format!("unknown catalog {}: tables live in {DEFAULT_CATALOG}", name.catalog)));
         }
@@ -56,8 +58,13 @@ impl QueryEngine {
     }
 
     /// `CREATE EXTERNAL TABLE` in DataFusion's dialect.
-    pub(crate) async fn create_table(&self, create: &CreateExternalTable) -> Result<(), SchedulerError> {
-        let Some((database, table)) = self.new_table_name(create.name.clone(), create.if_not_exists, create.or_replace)?
+    pub(crate) async fn create_table(
+        &self,
+        create: &CreateExternalTable,
+        session: &ClientSession,
+    ) -> Result<(), SchedulerError> {
+        let Some((database, table)) =
+            self.new_table_name(create.name.clone(), create.if_not_exists, create.or_replace, session)?
         else {
             return Ok(());
         };
@@ -97,18 +104,18 @@ impl QueryEngine {
             partition_keys,
             properties: create.options.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
         };
-        self.store_table(definition, create.or_replace).await
+        self.store_table(definition, create.or_replace, true).await
     }
 
     /// `CREATE EXTERNAL TABLE` in Athena's (Hive's) dialect.
-    pub(crate) async fn create_hive_table(&self, hive: &HiveTable) -> Result<(), SchedulerError> {
+    pub(crate) async fn create_hive_table(&self, hive: &HiveTable, session: &ClientSession) -> Result<(), SchedulerError> {
         let name = match hive.name.as_slice() {
             [table] => TableReference::bare(table.as_str()),
             [database, table] => TableReference::partial(database.as_str(), table.as_str()),
             [catalog, database, table] => TableReference::full(catalog.as_str(), database.as_str(), table.as_str()),
             _ => return Err(plan_error(format!("{} is not a table name", hive.name.join(".")))),
         };
-        let Some((database, table)) = self.new_table_name(name, hive.if_not_exists, false)? else {
+        let Some((database, table)) = self.new_table_name(name, hive.if_not_exists, false, session)? else {
             return Ok(());
         };
         let column = |(name, data_type): &(String, DataType)| ColumnDef::new(name, data_type);
@@ -127,7 +134,10 @@ impl QueryEngine {
             partition_keys: hive.partition_keys.iter().map(column).collect(),
             properties,
         };
-        self.store_table(definition, false).await
+        // Athena's DDL registers no partitions (MSCK REPAIR TABLE or ADD PARTITION do); the
+        // crawler (no columns declared) registers what it finds, as Glue's does.
+        let discover = definition.columns.is_empty();
+        self.store_table(definition, false, discover).await
     }
 
     /// Names of (up to 100) data files under a location, skipping `_SUCCESS`, `.crc` and the like.
@@ -208,8 +218,9 @@ impl QueryEngine {
     }
 
     /// Completes a definition (columns from the files if none were declared), checks that it
-    /// builds, and stores it.
-    async fn store_table(&self, mut definition: TableDef, replace: bool) -> Result<(), SchedulerError> {
+    /// builds, and stores it, with the partitions in its layout if `discover` (and it is
+    /// partitioned, without projection).
+    async fn store_table(&self, mut definition: TableDef, replace: bool, discover: bool) -> Result<(), SchedulerError> {
         self.infer_compression(&mut definition).await?;
         if definition.columns.is_empty() {
             // The crawler: columns from the files, and Hive partition keys from the layout.
@@ -218,8 +229,20 @@ impl QueryEngine {
             }
             definition.columns = self.infer_columns(&definition).await?;
         }
-        table_provider(&definition, &Default::default()).map_err(SchedulerError::plan)?;
-        self.catalog.create_table(&definition, replace).map_err(SchedulerError::plan)
+        table_provider(&definition, &self.catalog, &Default::default()).map_err(SchedulerError::plan)?;
+        let partitions = if discover
+            && !definition.partition_keys.is_empty()
+            && Projection::of(&definition).map_err(SchedulerError::plan)?.is_none()
+        {
+            self.discover_partitions(&definition).await?.partitions
+        } else {
+            Vec::new()
+        };
+        self.catalog.create_table(&definition, replace).map_err(SchedulerError::plan)?;
+        self.catalog
+            .add_partitions(&definition.database, &definition.name, &partitions, true)
+            .map_err(SchedulerError::plan)?;
+        Ok(())
     }
 
     /// The Hive partition keys (`key=value` directories) of a table's first location, as strings.
@@ -265,33 +288,5 @@ impl QueryEngine {
             }
         }
         Ok(url.to_string())
-    }
-
-    /// `SHOW PARTITIONS`: the `key=value/...` directories holding the table's files, in order.
-    /// Read from the layout until partitions are registered in the catalog.
-    pub(crate) async fn list_partitions(&self, table: &TableDef) -> Result<Vec<String>, SchedulerError> {
-        if table.partition_keys.is_empty() {
-            return Err(plan_error(format!("table {}.{} is not partitioned", table.database, table.name)));
-        }
-        let state = self.ctx.state();
-        let mut partitions = std::collections::BTreeSet::new();
-        for location in &table.locations {
-            let url = ListingTableUrl::parse(location).map_err(SchedulerError::plan)?;
-            let store = state.runtime_env().object_store(&url).map_err(SchedulerError::plan)?;
-            let mut files = url.list_all_files(&state, store.as_ref(), "").await.map_err(SchedulerError::plan)?;
-            while let Some(file) = files.try_next().await.map_err(SchedulerError::plan)? {
-                let Some(parts) = url.strip_prefix(&file.location) else { continue };
-                let parts: Vec<&str> = parts.collect();
-                let keys = &parts[..parts.len().saturating_sub(1)];
-                let matches = keys.len() == table.partition_keys.len()
-                    && keys.iter().zip(&table.partition_keys).all(|(part, key)| {
-                        part.split_once('=').is_some_and(|(k, _)| k.eq_ignore_ascii_case(&key.name))
-                    });
-                if matches {
-                    partitions.insert(keys.join("/"));
-                }
-            }
-        }
-        Ok(partitions.into_iter().collect())
     }
 }

@@ -4,8 +4,11 @@
 //!   clients and the `SchedulerCluster` gRPC service to executors.
 //! - `athena_statements`: Athena statements DataFusion does not parse (`SHOW DATABASES`, ...),
 //!   rewritten into SQL it runs.
-//! - `catalog`: databases and tables in SQLite ([`Catalog`], [`SqliteCatalog`]), presented to
-//!   DataFusion as its `glaux` catalog.
+//! - `catalog`: databases, tables and partitions in SQLite ([`Catalog`], [`SqliteCatalog`]),
+//!   presented to DataFusion as its `glaux` catalog; partitioned tables choose their partitions
+//!   (registered, or projected) from a query's predicates before listing anything.
+//! - `create_table`, `partitions`: DDL and the crawler; `MSCK REPAIR TABLE`, `ALTER TABLE
+//!   ADD|DROP PARTITION`, `SHOW PARTITIONS`.
 //! - `cluster`: which executors are alive ([`ClusterState`]), fed by registrations and heartbeats.
 //! - `planner`: DataFusion plans SQL; `cut_stages` splits the physical plan into executor stages
 //!   joined by exchanges ([`DistributedPlan`], [`Stage`], [`Task`]), `assign_tasks` balances each
@@ -21,6 +24,7 @@ mod config;
 mod create_table;
 mod error;
 mod flight_sql;
+mod partitions;
 mod planner;
 mod query;
 mod server;

@@ -24,9 +24,12 @@ use glaux_proto::{
 use glaux_storage::StorageConfig;
 use tokio::sync::mpsc;
 
-use crate::athena_statements::{AthenaStatement, recognize};
+use datafusion::execution::SessionState;
+
+use crate::athena_statements::{AthenaStatement, PartitionSpec, recognize};
 use crate::catalog::{
-    Catalog, HiveTable, TableDef, is_create_external_table, parse_hive_create_table, show_create_table,
+    Catalog, HiveTable, PruningReport, TableDef, TableScanReport, is_create_external_table, parse_hive_create_table,
+    show_create_table,
 };
 use crate::cluster::{ClusterState, ExecutorInfo};
 use crate::session::{DEFAULT_CATALOG, DEFAULT_SCHEMA};
@@ -55,6 +58,7 @@ pub struct QueryStatsHandle {
     tasks: usize,
     files_planned: usize,
     bytes_planned: u64,
+    scans: Vec<TableScanReport>,
 }
 
 impl QueryStatsHandle {
@@ -71,6 +75,8 @@ impl QueryStatsHandle {
             tasks: self.tasks as u64,
             files_planned: self.files_planned as u64,
             bytes_planned: self.bytes_planned,
+            partitions_read: self.scans.iter().map(|s| s.partitions as u64).sum(),
+            partitions_total: self.scans.iter().map(|s| s.partitions_total.unwrap_or(s.partitions) as u64).sum(),
             scan,
         }
     }
@@ -114,20 +120,51 @@ pub(crate) fn plan_error(message: String) -> SchedulerError {
     SchedulerError::plan(DataFusionError::Plan(message))
 }
 
+/// What a client's statements are resolved against: the database `USE` chose.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientSession {
+    pub database: String,
+}
+
+impl Default for ClientSession {
+    fn default() -> Self {
+        Self { database: DEFAULT_SCHEMA.to_string() }
+    }
+}
+
 /// A statement, parsed and planned.
 enum Statement {
     Plan(LogicalPlan),
     ShowCreateTable(TableDef),
     ShowPartitions(TableDef),
     CreateHiveTable(HiveTable),
+    RepairTable(TableDef),
+    AddPartitions { table: TableDef, if_not_exists: bool, partitions: Vec<(PartitionSpec, Option<String>)> },
+    DropPartitions { table: TableDef, if_exists: bool, partitions: Vec<PartitionSpec> },
+    Use(String),
+}
+
+/// How a statement runs: its result's schema, and whether it changes the catalog or the
+/// session (and so runs as soon as it is submitted).
+pub struct Description {
+    pub schema: SchemaRef,
+    pub runs_on_submit: bool,
 }
 
 impl QueryEngine {
+    /// The planning state for a client: DataFusion's, with the client's database as default.
+    fn state(&self, session: &ClientSession) -> SessionState {
+        let mut state = self.ctx.state();
+        state.config_mut().options_mut().catalog.default_schema = session.database.clone();
+        state
+    }
+
     /// Recognizes Athena statements, then plans with DataFusion.
-    async fn statement(&self, sql: &str) -> Result<Statement, SchedulerError> {
-        match recognize(sql) {
+    async fn statement(&self, sql: &str, session: &ClientSession) -> Result<Statement, SchedulerError> {
+        let table = |name: &[String]| self.table_named(name, session);
+        match recognize(sql, &session.database) {
             // DataFusion's DDL first; Athena's (Hive's) when DataFusion cannot read it.
-            None => match self.logical_plan(sql).await {
+            None => match self.logical_plan(sql, session).await {
                 Ok(plan) => Ok(Statement::Plan(plan)),
                 Err(datafusion_error) if is_create_external_table(sql) => match parse_hive_create_table(sql) {
                     Ok(table) => Ok(Statement::CreateHiveTable(table)),
@@ -137,17 +174,35 @@ impl QueryEngine {
                 },
                 Err(e) => Err(e),
             },
-            Some(AthenaStatement::Rewritten(sql)) => Ok(Statement::Plan(self.logical_plan(&sql).await?)),
+            Some(AthenaStatement::Rewritten(sql)) => Ok(Statement::Plan(self.logical_plan(&sql, session).await?)),
             Some(AthenaStatement::Unsupported(message)) => Err(plan_error(message)),
-            Some(AthenaStatement::ShowCreateTable(name)) => Ok(Statement::ShowCreateTable(self.table_named(&name)?)),
-            Some(AthenaStatement::ShowPartitions(name)) => Ok(Statement::ShowPartitions(self.table_named(&name)?)),
+            Some(AthenaStatement::ShowCreateTable(name)) => Ok(Statement::ShowCreateTable(table(&name)?)),
+            Some(AthenaStatement::ShowPartitions(name)) => Ok(Statement::ShowPartitions(table(&name)?)),
+            Some(AthenaStatement::RepairTable(name)) => Ok(Statement::RepairTable(table(&name)?)),
+            Some(AthenaStatement::AddPartitions { table: name, if_not_exists, partitions }) => {
+                Ok(Statement::AddPartitions { table: table(&name)?, if_not_exists, partitions })
+            }
+            Some(AthenaStatement::DropPartitions { table: name, if_exists, partitions }) => {
+                Ok(Statement::DropPartitions { table: table(&name)?, if_exists, partitions })
+            }
+            Some(AthenaStatement::Use(name)) => {
+                let database = match name.as_slice() {
+                    [database] => database,
+                    [catalog, database] if catalog == DEFAULT_CATALOG => database,
+                    _ => return Err(plan_error(format!("{} is not a database name", name.join(".")))),
+                };
+                if !self.catalog.database_exists(database).map_err(SchedulerError::plan)? {
+                    return Err(plan_error(format!("database {database} does not exist")));
+                }
+                Ok(Statement::Use(database.clone()))
+            }
         }
     }
 
     /// The catalog's definition of the table written as `name` (`t`, `db.t`, `glaux.db.t`).
-    fn table_named(&self, name: &[String]) -> Result<TableDef, SchedulerError> {
+    fn table_named(&self, name: &[String], session: &ClientSession) -> Result<TableDef, SchedulerError> {
         let (database, table) = match name {
-            [table] => (DEFAULT_SCHEMA, table),
+            [table] => (session.database.as_str(), table),
             [database, table] => (database.as_str(), table),
             [catalog, database, table] if catalog == DEFAULT_CATALOG => (database.as_str(), table),
             _ => return Err(plan_error(format!("{} is not a table name", name.join(".")))),
@@ -157,8 +212,8 @@ impl QueryEngine {
     }
 
     /// Parses and plans `sql` without running it. Writes and session statements are refused.
-    async fn logical_plan(&self, sql: &str) -> Result<LogicalPlan, SchedulerError> {
-        let plan = self.ctx.state().create_logical_plan(sql).await.map_err(SchedulerError::plan)?;
+    async fn logical_plan(&self, sql: &str, session: &ClientSession) -> Result<LogicalPlan, SchedulerError> {
+        let plan = self.state(session).create_logical_plan(sql).await.map_err(SchedulerError::plan)?;
         SQLOptions::new()
             .with_allow_ddl(true)
             .with_allow_dml(false)
@@ -186,24 +241,28 @@ impl QueryEngine {
     }
 
     /// The schema `sql` will produce, for `GetFlightInfo` and prepared statements, and whether it
-    /// is DDL (which runs when submitted, not when its empty result is fetched).
-    pub async fn describe(&self, sql: &str) -> Result<(SchemaRef, bool), SchedulerError> {
-        let plan = match self.statement(sql).await? {
-            Statement::Plan(plan) => plan,
-            Statement::ShowCreateTable(_) => return Ok((show_create_schema(), false)),
-            Statement::ShowPartitions(_) => return Ok((partitions_schema(), false)),
-            Statement::CreateHiveTable(_) => return Ok((Arc::new(Schema::empty()), true)),
+    /// runs when submitted (DDL, `MSCK`, `USE`) rather than when its result is fetched.
+    pub async fn describe(&self, sql: &str, session: &ClientSession) -> Result<Description, SchedulerError> {
+        let (schema, runs_on_submit) = match self.statement(sql, session).await? {
+            Statement::ShowCreateTable(_) => (show_create_schema(), false),
+            Statement::ShowPartitions(_) => (partitions_schema(), false),
+            Statement::CreateHiveTable(_) | Statement::AddPartitions { .. } | Statement::DropPartitions { .. } => {
+                (Arc::new(Schema::empty()), true)
+            }
+            Statement::RepairTable(_) => (repair_schema(), true),
+            Statement::Use(_) => (use_schema(), true),
+            Statement::Plan(plan) => match &plan {
+                LogicalPlan::Explain(_) => (explain_schema(), false),
+                LogicalPlan::Ddl(_) => (Arc::new(plan.schema().as_arrow().clone()), true),
+                _ => (Arc::new(plan.schema().as_arrow().clone()), false),
+            },
         };
-        Ok(match &plan {
-            LogicalPlan::Explain(_) => (explain_schema(), false),
-            LogicalPlan::Ddl(_) => (Arc::new(plan.schema().as_arrow().clone()), true),
-            _ => (Arc::new(plan.schema().as_arrow().clone()), false),
-        })
+        Ok(Description { schema, runs_on_submit })
     }
 
-    pub async fn execute(&self, sql: &str) -> Result<QueryResult, SchedulerError> {
+    pub async fn execute(&self, sql: &str, session: &ClientSession) -> Result<QueryResult, SchedulerError> {
         let query = QueryId::random();
-        let plan = match self.statement(sql).await? {
+        let plan = match self.statement(sql, session).await? {
             Statement::Plan(plan) => plan,
             Statement::ShowCreateTable(table) => {
                 let ddl = StringArray::from(vec![show_create_table(&table)]);
@@ -212,22 +271,29 @@ impl QueryEngine {
                 return Ok(finished(query, show_create_schema(), vec![batch]));
             }
             Statement::ShowPartitions(table) => {
-                let partitions = StringArray::from(self.list_partitions(&table).await?);
-                let batch = RecordBatch::try_new(partitions_schema(), vec![Arc::new(partitions)])
-                    .map_err(|e| SchedulerError::plan(e.into()))?;
-                return Ok(finished(query, partitions_schema(), vec![batch]));
+                return text_result(query, partitions_schema(), self.show_partitions(&table)?);
             }
             Statement::CreateHiveTable(table) => {
-                self.create_hive_table(&table).await?;
+                self.create_hive_table(&table, session).await?;
                 return Ok(finished(query, Arc::new(Schema::empty()), vec![]));
             }
+            Statement::RepairTable(table) => return text_result(query, repair_schema(), self.repair_table(&table).await?),
+            Statement::AddPartitions { table, if_not_exists, partitions } => {
+                self.add_partitions(&table, if_not_exists, &partitions)?;
+                return Ok(finished(query, Arc::new(Schema::empty()), vec![]));
+            }
+            Statement::DropPartitions { table, if_exists, partitions } => {
+                self.drop_partitions(&table, if_exists, &partitions)?;
+                return Ok(finished(query, Arc::new(Schema::empty()), vec![]));
+            }
+            Statement::Use(database) => return text_result(query, use_schema(), vec![database]),
         };
         match plan {
             LogicalPlan::Ddl(DdlStatement::CreateExternalTable(create)) => {
-                self.create_table(&create).await?;
+                self.create_table(&create, session).await?;
                 Ok(finished(query, Arc::new(Schema::empty()), vec![]))
             }
-            LogicalPlan::Ddl(_) | LogicalPlan::DescribeTable(_) => self.run_locally(query, plan).await,
+            LogicalPlan::Ddl(_) | LogicalPlan::DescribeTable(_) => self.run_locally(query, plan, session).await,
             LogicalPlan::Explain(explain) => {
                 let text = self.explain(&query, &explain.plan).await?;
                 let logical = self
@@ -252,8 +318,14 @@ impl QueryEngine {
     }
 
     /// Statements that touch only the catalog run here, on the scheduler.
-    async fn run_locally(&self, query: QueryId, plan: LogicalPlan) -> Result<QueryResult, SchedulerError> {
-        let df = self.ctx.execute_logical_plan(plan).await.map_err(SchedulerError::plan)?;
+    async fn run_locally(
+        &self,
+        query: QueryId,
+        plan: LogicalPlan,
+        session: &ClientSession,
+    ) -> Result<QueryResult, SchedulerError> {
+        let ctx = SessionContext::new_with_state(self.state(session));
+        let df = ctx.execute_logical_plan(plan).await.map_err(SchedulerError::plan)?;
         let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
         let batches = df
             .collect()
@@ -267,6 +339,7 @@ impl QueryEngine {
         query: &QueryId,
         physical: Arc<dyn ExecutionPlan>,
         executors: &[ExecutorInfo],
+        scans: Vec<TableScanReport>,
     ) -> DfResult<DistributedPlan> {
         let mut stages = Vec::new();
         let root = cut_stages(physical, &mut |fragment| {
@@ -312,34 +385,38 @@ impl QueryEngine {
             });
             Ok(Arc::new(reader) as Arc<dyn ExecutionPlan>)
         })?;
-        Ok(DistributedPlan { query: query.clone(), root, stages })
+        Ok(DistributedPlan { query: query.clone(), root, stages, scans })
     }
 
+    /// DataFusion's physical plan, and what its scans of partitioned tables selected.
     async fn physical_plan(
         &self,
         plan: &LogicalPlan,
         executors: &[ExecutorInfo],
-    ) -> Result<Arc<dyn ExecutionPlan>, SchedulerError> {
+    ) -> Result<(Arc<dyn ExecutionPlan>, Vec<TableScanReport>), SchedulerError> {
         let mut state = self.ctx.state();
         let slots: usize = executors.iter().map(|e| e.task_slots as usize).sum();
         state.config_mut().options_mut().execution.target_partitions = slots.max(1);
-        state.create_physical_plan(plan).await.map_err(SchedulerError::plan)
+        let report = Arc::new(PruningReport::default());
+        state.config_mut().set_extension(Arc::clone(&report));
+        let physical = state.create_physical_plan(plan).await.map_err(SchedulerError::plan)?;
+        Ok((physical, report.scans()))
     }
 
     async fn explain(&self, query: &QueryId, plan: &LogicalPlan) -> Result<String, SchedulerError> {
         let executors = self.cluster.alive();
-        let physical = self.physical_plan(plan, &executors).await?;
+        let (physical, scans) = self.physical_plan(plan, &executors).await?;
         let distributed =
-            self.distributed_plan(query, physical, &executors).map_err(SchedulerError::plan)?;
+            self.distributed_plan(query, physical, &executors, scans).map_err(SchedulerError::plan)?;
         Ok(render_distributed_plan(&distributed))
     }
 
     async fn run_distributed(&self, query: QueryId, plan: LogicalPlan) -> Result<QueryResult, SchedulerError> {
         let started = Instant::now();
         let executors = self.cluster.alive();
-        let physical = self.physical_plan(&plan, &executors).await?;
+        let (physical, scans) = self.physical_plan(&plan, &executors).await?;
         let distributed =
-            self.distributed_plan(&query, physical, &executors).map_err(SchedulerError::plan)?;
+            self.distributed_plan(&query, physical, &executors, scans).map_err(SchedulerError::plan)?;
         if !distributed.stages.is_empty() && executors.is_empty() {
             return Err(SchedulerError::NoExecutors { query });
         }
@@ -360,6 +437,7 @@ impl QueryEngine {
             tasks: distributed.stages.iter().map(|s| s.tasks.len()).sum(),
             files_planned: distributed.stages.iter().map(|s| s.files).sum(),
             bytes_planned: distributed.stages.iter().map(|s| s.bytes).sum(),
+            scans: distributed.scans.clone(),
         };
         let schema = distributed.root.schema();
         let batches = execute_stream(Arc::clone(&distributed.root), self.ctx.task_ctx())
@@ -431,8 +509,24 @@ fn finished(query: QueryId, schema: SchemaRef, batches: Vec<RecordBatch>) -> Que
             tasks: 0,
             files_planned: 0,
             bytes_planned: 0,
+            scans: Vec::new(),
         },
     }
+}
+
+/// A one-column result of text rows.
+fn text_result(query: QueryId, schema: SchemaRef, rows: Vec<String>) -> Result<QueryResult, SchedulerError> {
+    let batch = RecordBatch::try_new(Arc::clone(&schema), vec![Arc::new(StringArray::from(rows))])
+        .map_err(|e| SchedulerError::plan(e.into()))?;
+    Ok(finished(query, schema, vec![batch]))
+}
+
+fn repair_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![Field::new("result", DataType::Utf8, false)]))
+}
+
+fn use_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![Field::new("database", DataType::Utf8, false)]))
 }
 
 fn partitions_schema() -> SchemaRef {

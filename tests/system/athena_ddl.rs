@@ -36,6 +36,18 @@ async fn athena_ddl_reads_json_csv_and_parquet_tables() -> TestResult {
             lake.display()
         ))
         .await?;
+    // As in Athena, partitions exist once MSCK REPAIR TABLE (or ADD PARTITION) registers them.
+    let output = client.query("SELECT count(*) FROM events_json").await?;
+    assert_eq!(rows_of(&output.batches), vec!["0"]);
+    let repair = client.query("MSCK REPAIR TABLE events_json").await?;
+    assert_eq!(
+        rows_of(&repair.batches),
+        vec![
+            "Repair: Added partition to metastore events_json:name=signup/d=2023-06-18",
+            "Repair: Added partition to metastore events_json:name=visit/d=2023-06-18"
+        ]
+    );
+    assert_eq!(client.query("MSCK REPAIR TABLE events_json").await?.rows(), 0, "nothing new the second time");
     let output = client.query("SELECT name, count(*), sum(n) FROM events_json GROUP BY name ORDER BY name").await?;
     assert_eq!(rows_of(&output.batches), expected);
     let output = client
@@ -84,6 +96,7 @@ async fn athena_ddl_reads_json_csv_and_parquet_tables() -> TestResult {
             lake.display()
         ))
         .await?;
+    client.query("MSCK REPAIR TABLE sales_hive").await?;
     let hive = client.query("SELECT region, count(*), sum(qty) FROM sales_hive WHERE day > '2024-01-01' GROUP BY region ORDER BY region").await?;
     let native = assert_same_as_datafusion(
         &mut client,
@@ -164,6 +177,7 @@ async fn gzipped_and_concatenated_json_and_csv_are_read() -> TestResult {
             lake.display()
         ))
         .await?;
+    client.query("ALTER TABLE firehose ADD PARTITION (name = 'visit', d = '2023-06-18')").await?;
     let output = client.query("SELECT count(*), sum(n), count(DISTINCT s) FROM firehose WHERE name = 'visit'").await?;
     assert_eq!(rows_of(&output.batches), vec![format!("52 | {} | 52", (0..50).sum::<i32>() + 300)]);
 

@@ -5,6 +5,8 @@
 mod athena_ddl;
 mod bad_input;
 mod catalog;
+mod events;
+mod partitions;
 mod binary;
 mod harness;
 mod membership;

@@ -10,9 +10,9 @@ use parquet::arrow::ArrowWriter;
 
 use crate::harness::*;
 
-const BUCKET: &str = "glaux-test";
+pub const BUCKET: &str = "glaux-test";
 
-fn s3_config() -> glaux_storage::S3Config {
+pub fn s3_config() -> glaux_storage::S3Config {
     let var = |name: &str| {
         std::env::var(name).unwrap_or_else(|_| {
             panic!("{name} is not set: the S3 tests need a real S3-compatible server; run `.ci/run`, which starts one")
@@ -35,10 +35,9 @@ fn parquet_bytes(batch: &arrow::array::RecordBatch) -> Vec<u8> {
     bytes
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn tables_in_s3_are_read_through_the_s3_protocol() -> TestResult {
-    let s3 = s3_config();
-    let store: Arc<dyn ObjectStore> = Arc::new(
+/// The test bucket, written to directly (not through Glaux) to set up data.
+pub fn test_bucket(s3: &glaux_storage::S3Config) -> Result<Arc<dyn ObjectStore>, object_store::Error> {
+    Ok(Arc::new(
         AmazonS3Builder::new()
             .with_bucket_name(BUCKET)
             .with_endpoint(s3.endpoint.clone().unwrap_or_default())
@@ -47,8 +46,19 @@ async fn tables_in_s3_are_read_through_the_s3_protocol() -> TestResult {
             .with_access_key_id(s3.access_key_id.clone().unwrap_or_default())
             .with_secret_access_key(s3.secret_access_key.clone().unwrap_or_default())
             .build()?,
-    );
-    let prefix = format!("run-{:016x}", rand::random::<u64>());
+    ))
+}
+
+/// A key prefix of its own for each test run, so runs never see each other's objects.
+pub fn run_prefix() -> String {
+    format!("run-{:016x}", rand::random::<u64>())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn tables_in_s3_are_read_through_the_s3_protocol() -> TestResult {
+    let s3 = s3_config();
+    let store = test_bucket(&s3)?;
+    let prefix = run_prefix();
     for (path, batch) in sales_files() {
         store.put(&ObjectPath::from(format!("{prefix}/sales/{path}")), parquet_bytes(&batch).into()).await?;
     }

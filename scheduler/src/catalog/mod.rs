@@ -6,6 +6,9 @@
 //! the catalog's current state and nothing about a table lives only in memory.
 
 mod hive_ddl;
+mod lake_table;
+mod partition_filter;
+mod projection;
 mod providers;
 mod show_create;
 mod sqlite;
@@ -18,6 +21,9 @@ use datafusion::common::{DataFusionError, Result};
 use serde::{Deserialize, Serialize};
 
 pub use hive_ddl::{COMPRESSION, FILE_EXTENSION, HiveTable, is_create_external_table, parse_hive_create_table};
+pub use lake_table::{PruningReport, TableScanReport};
+pub use partition_filter::{HIVE_NULL_PARTITION, typed_value};
+pub use projection::Projection;
 pub use providers::{LakeCatalogProvider, listing_options, table_provider};
 pub use show_create::show_create_table;
 pub use sqlite::SqliteCatalog;
@@ -80,6 +86,21 @@ pub struct TableDef {
     pub properties: BTreeMap<String, String>,
 }
 
+/// A partition registered in the catalog: its values (in partition-key order, as text, the
+/// way Hive writes them in paths) and the URL of the directory holding its files.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Partition {
+    pub values: Vec<String>,
+    pub location: String,
+}
+
+impl Partition {
+    /// `k1=v1/k2=v2`, as `SHOW PARTITIONS` writes it.
+    pub fn spec(&self, keys: &[ColumnDef]) -> String {
+        keys.iter().zip(&self.values).map(|(k, v)| format!("{}={v}", k.name)).collect::<Vec<_>>().join("/")
+    }
+}
+
 /// Durable storage of databases and tables. Names are stored as given (already normalized by the
 /// SQL planner). Implementations must be safe to call from any thread.
 pub trait Catalog: Debug + Send + Sync {
@@ -92,6 +113,14 @@ pub trait Catalog: Debug + Send + Sync {
     fn table(&self, database: &str, name: &str) -> Result<Option<TableDef>>;
     /// Stores a table, replacing one of the same name if `replace`.
     fn create_table(&self, table: &TableDef, replace: bool) -> Result<()>;
-    /// Returns whether there was such a table.
+    /// Returns whether there was such a table. Its partitions go with it.
     fn drop_table(&self, database: &str, name: &str) -> Result<bool>;
+    /// The table's registered partitions, ordered by their values.
+    fn partitions(&self, database: &str, table: &str) -> Result<Vec<Partition>>;
+    /// Registers partitions, all or none. One whose values are registered already is skipped
+    /// if `if_not_exists`, else an error. Returns how many were added.
+    fn add_partitions(&self, database: &str, table: &str, partitions: &[Partition], if_not_exists: bool)
+    -> Result<usize>;
+    /// Forgets the partitions with these values, all or none; each must exist unless `if_exists`.
+    fn drop_partitions(&self, database: &str, table: &str, values: &[Vec<String>], if_exists: bool) -> Result<usize>;
 }

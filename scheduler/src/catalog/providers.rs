@@ -19,6 +19,7 @@ use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
 
 use super::hive_ddl::{COMPRESSION, FILE_EXTENSION};
+use super::lake_table::LakeTable;
 use super::{Catalog, TableDef, TableFormat};
 
 #[derive(Debug)]
@@ -74,16 +75,25 @@ pub fn listing_options(table: &TableDef, parquet: &TableParquetOptions) -> Resul
 }
 
 /// Builds the provider that scans `table`. No I/O: the schema comes from the definition.
-pub fn table_provider(table: &TableDef, parquet: &TableParquetOptions) -> Result<Arc<dyn TableProvider>> {
-    let urls = table.locations.iter().map(ListingTableUrl::parse).collect::<Result<Vec<_>>>()?;
+/// A partitioned table reads the partitions the catalog (or its projection) gives; an
+/// unpartitioned one lists its location on every query, as Athena does.
+pub fn table_provider(
+    table: &TableDef,
+    catalog: &Arc<dyn Catalog>,
+    parquet: &TableParquetOptions,
+) -> Result<Arc<dyn TableProvider>> {
     let fields = table
         .columns
         .iter()
         .map(|c| Ok(Field::new(&c.name, c.arrow_type()?, true)))
         .collect::<Result<Vec<_>>>()?;
-    let config = ListingTableConfig::new_with_multi_paths(urls)
-        .with_listing_options(listing_options(table, parquet)?)
-        .with_schema(Arc::new(Schema::new(fields)));
+    let file_schema = Arc::new(Schema::new(fields));
+    let options = listing_options(table, parquet)?;
+    if !table.partition_keys.is_empty() {
+        return Ok(Arc::new(LakeTable::new(table.clone(), Arc::clone(catalog), options, file_schema)?));
+    }
+    let urls = table.locations.iter().map(ListingTableUrl::parse).collect::<Result<Vec<_>>>()?;
+    let config = ListingTableConfig::new_with_multi_paths(urls).with_listing_options(options).with_schema(file_schema);
     Ok(Arc::new(ListingTable::try_new(config)?))
 }
 
@@ -154,7 +164,7 @@ impl SchemaProvider for LakeSchemaProvider {
             return Ok(Some(view));
         }
         match self.shared.catalog.table(&self.database, name)? {
-            Some(table) => Ok(Some(table_provider(&table, &self.shared.parquet)?)),
+            Some(table) => Ok(Some(table_provider(&table, &self.shared.catalog, &self.shared.parquet)?)),
             None => Ok(None),
         }
     }
@@ -170,7 +180,7 @@ impl SchemaProvider for LakeSchemaProvider {
             return Ok(Some(view));
         }
         let Some(table) = self.shared.catalog.table(&self.database, name)? else { return Ok(None) };
-        let provider = table_provider(&table, &self.shared.parquet)?;
+        let provider = table_provider(&table, &self.shared.catalog, &self.shared.parquet)?;
         self.shared.catalog.drop_table(&self.database, name)?;
         Ok(Some(provider))
     }

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use datafusion::common::{DataFusionError, Result};
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{Catalog, TableDef};
+use super::{Catalog, Partition, TableDef};
 
 #[derive(Debug)]
 pub struct SqliteCatalog {
@@ -27,7 +27,19 @@ const SCHEMA: &str = "
         definition TEXT NOT NULL,
         PRIMARY KEY (database, name)
     );
+    CREATE TABLE IF NOT EXISTS partitions (
+        database TEXT NOT NULL,
+        table_name TEXT NOT NULL,
+        partition_values TEXT NOT NULL,
+        location TEXT NOT NULL,
+        PRIMARY KEY (database, table_name, partition_values)
+    );
 ";
+
+/// Partition values as stored: a JSON array of strings (the primary key).
+fn values_key(values: &[String]) -> String {
+    serde_json::to_string(values).unwrap_or_default()
+}
 
 impl SqliteCatalog {
     /// Opens (creating if needed) the catalog stored in `path`.
@@ -94,6 +106,7 @@ impl Catalog for SqliteCatalog {
             )));
         }
         transaction.execute("DELETE FROM tables WHERE database = ?1", params![name]).map_err(sql_error)?;
+        transaction.execute("DELETE FROM partitions WHERE database = ?1", params![name]).map_err(sql_error)?;
         transaction.execute("DELETE FROM databases WHERE name = ?1", params![name]).map_err(sql_error)?;
         transaction.commit().map_err(sql_error)
     }
@@ -125,12 +138,18 @@ impl Catalog for SqliteCatalog {
         let definition = serde_json::to_string(table)
             .map_err(|e| DataFusionError::External(format!("encoding table {}: {e}", table.name).into()))?;
         let verb = if replace { "INSERT OR REPLACE" } else { "INSERT" };
-        let inserted = self.lock().execute(
+        let mut connection = self.lock();
+        let transaction = connection.transaction().map_err(sql_error)?;
+        // A replaced table starts without partitions: its keys or location may have changed.
+        transaction
+            .execute("DELETE FROM partitions WHERE database = ?1 AND table_name = ?2", params![table.database, table.name])
+            .map_err(sql_error)?;
+        let inserted = transaction.execute(
             &format!("{verb} INTO tables (database, name, definition) VALUES (?1, ?2, ?3)"),
             params![table.database, table.name, definition],
         );
         match inserted {
-            Ok(_) => Ok(()),
+            Ok(_) => transaction.commit().map_err(sql_error),
             Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::ConstraintViolation => {
                 Err(DataFusionError::Plan(format!("table {}.{} already exists", table.database, table.name)))
             }
@@ -139,11 +158,89 @@ impl Catalog for SqliteCatalog {
     }
 
     fn drop_table(&self, database: &str, name: &str) -> Result<bool> {
-        let deleted = self
-            .lock()
+        let mut connection = self.lock();
+        let transaction = connection.transaction().map_err(sql_error)?;
+        let deleted = transaction
             .execute("DELETE FROM tables WHERE database = ?1 AND name = ?2", params![database, name])
             .map_err(sql_error)?;
+        transaction
+            .execute("DELETE FROM partitions WHERE database = ?1 AND table_name = ?2", params![database, name])
+            .map_err(sql_error)?;
+        transaction.commit().map_err(sql_error)?;
         Ok(deleted > 0)
+    }
+
+    fn partitions(&self, database: &str, table: &str) -> Result<Vec<Partition>> {
+        let connection = self.lock();
+        let mut statement = connection
+            .prepare(
+                "SELECT partition_values, location FROM partitions WHERE database = ?1 AND table_name = ?2 \
+                 ORDER BY partition_values",
+            )
+            .map_err(sql_error)?;
+        let rows = statement
+            .query_map(params![database, table], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)))
+            .map_err(sql_error)?;
+        let mut partitions = Vec::new();
+        for row in rows {
+            let (values, location) = row.map_err(sql_error)?;
+            let values = serde_json::from_str(&values).map_err(|e| {
+                DataFusionError::External(format!("a partition of {database}.{table} is unreadable: {e}").into())
+            })?;
+            partitions.push(Partition { values, location });
+        }
+        Ok(partitions)
+    }
+
+    fn add_partitions(&self, database: &str, table: &str, partitions: &[Partition], if_not_exists: bool) -> Result<usize> {
+        let mut connection = self.lock();
+        let transaction = connection.transaction().map_err(sql_error)?;
+        let mut added = 0;
+        {
+            let mut insert = transaction
+                .prepare(
+                    "INSERT OR IGNORE INTO partitions (database, table_name, partition_values, location) \
+                     VALUES (?1, ?2, ?3, ?4)",
+                )
+                .map_err(sql_error)?;
+            for partition in partitions {
+                let inserted = insert
+                    .execute(params![database, table, values_key(&partition.values), partition.location])
+                    .map_err(sql_error)?;
+                if inserted == 0 && !if_not_exists {
+                    return Err(DataFusionError::Plan(format!(
+                        "partition ({}) of {database}.{table} already exists; use ADD IF NOT EXISTS",
+                        partition.values.join(", ")
+                    )));
+                }
+                added += inserted;
+            }
+        }
+        transaction.commit().map_err(sql_error)?;
+        Ok(added)
+    }
+
+    fn drop_partitions(&self, database: &str, table: &str, values: &[Vec<String>], if_exists: bool) -> Result<usize> {
+        let mut connection = self.lock();
+        let transaction = connection.transaction().map_err(sql_error)?;
+        let mut dropped = 0;
+        for values in values {
+            let deleted = transaction
+                .execute(
+                    "DELETE FROM partitions WHERE database = ?1 AND table_name = ?2 AND partition_values = ?3",
+                    params![database, table, values_key(values)],
+                )
+                .map_err(sql_error)?;
+            if deleted == 0 && !if_exists {
+                return Err(DataFusionError::Plan(format!(
+                    "partition ({}) of {database}.{table} does not exist; use DROP IF EXISTS",
+                    values.join(", ")
+                )));
+            }
+            dropped += deleted;
+        }
+        transaction.commit().map_err(sql_error)?;
+        Ok(dropped)
     }
 }
 
@@ -180,9 +277,19 @@ mod tests {
         assert_eq!(catalog.databases().unwrap(), vec!["sales"]);
         assert_eq!(catalog.table("sales", "orders").unwrap(), Some(table("sales", "orders")));
         assert_eq!(table("x", "y").columns[0].arrow_type().unwrap(), DataType::Int64);
+        let partition = |d: &str| Partition { values: vec![d.into()], location: format!("s3://bucket/t/d={d}/") };
+        let both = [partition("2024-01-02"), partition("2024-01-01")];
+        assert_eq!(catalog.add_partitions("sales", "orders", &both, false).unwrap(), 2);
+        assert!(catalog.add_partitions("sales", "orders", &[partition("2024-01-03"), partition("2024-01-01")], false).is_err());
+        assert_eq!(catalog.add_partitions("sales", "orders", &both, true).unwrap(), 0);
+        assert_eq!(catalog.partitions("sales", "orders").unwrap(), vec![both[1].clone(), both[0].clone()]);
+        assert!(catalog.drop_partitions("sales", "orders", &[vec!["2024-01-09".into()]], false).is_err());
+        assert_eq!(catalog.drop_partitions("sales", "orders", &[both[0].values.clone()], false).unwrap(), 1);
+        assert_eq!(catalog.partitions("sales", "orders").unwrap().len(), 1);
         assert!(catalog.drop_database("sales", false).is_err());
         assert!(catalog.drop_table("sales", "orders").unwrap());
         assert!(!catalog.drop_table("sales", "orders").unwrap());
+        assert!(catalog.partitions("sales", "orders").unwrap().is_empty());
         catalog.drop_database("sales", false).unwrap();
         assert!(!catalog.database_exists("sales").unwrap());
         std::fs::remove_dir_all(dir).unwrap();

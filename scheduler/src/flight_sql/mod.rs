@@ -32,7 +32,23 @@ use glaux_proto::generated::StatementHandle;
 use prost::Message;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::query::QueryEngine;
+use crate::query::{ClientSession, QueryEngine};
+
+/// The request header naming the client's current database (set by clients after `USE`; any
+/// Flight SQL client can send it, e.g. ADBC's `adbc.flight.sql.rpc.call_header.x-glaux-database`).
+pub const DATABASE_HEADER: &str = "x-glaux-database";
+
+/// The session a request runs in: its database header, or the default database.
+fn client_session<T>(request: &Request<T>) -> ClientSession {
+    match request.metadata().get(DATABASE_HEADER).and_then(|v| v.to_str().ok()) {
+        Some(database) if !database.is_empty() => ClientSession { database: database.to_string() },
+        _ => ClientSession::default(),
+    }
+}
+
+fn handle_session(handle: &StatementHandle) -> ClientSession {
+    if handle.database.is_empty() { ClientSession::default() } else { ClientSession { database: handle.database.clone() } }
+}
 
 type DoGetStream = Pin<Box<dyn Stream<Item = Result<FlightData, Status>> + Send + 'static>>;
 
@@ -75,29 +91,60 @@ async fn contained<T>(work: impl std::future::Future<Output = Result<T, Status>>
 }
 
 impl FlightSqlFrontDoor {
-    async fn flight_info(&self, sql: &str, descriptor: FlightDescriptor) -> Result<FlightInfo, Status> {
-        let (schema, ddl) = contained(async { Ok(self.engine.describe(sql).await?) }).await?;
-        if ddl {
-            self.run_update(sql).await?;
+    /// Plans a statement; one that changes the catalog or the session runs now, as clients
+    /// (ADBC among them) may never fetch its result. After `USE`, the `FlightInfo`'s
+    /// `app_metadata` is `{"database": "..."}` for the client to send back in [`DATABASE_HEADER`].
+    async fn flight_info(
+        &self,
+        sql: &str,
+        session: &ClientSession,
+        descriptor: FlightDescriptor,
+    ) -> Result<FlightInfo, Status> {
+        let description = contained(async { Ok(self.engine.describe(sql, session).await?) }).await?;
+        let mut handle = StatementHandle { sql: sql.to_string(), database: session.database.clone(), ..Default::default() };
+        let mut app_metadata = None;
+        if description.runs_on_submit {
+            let lines = self.run_to_text(sql, session).await?;
+            handle.executed = true;
+            if let [field] = description.schema.fields().as_ref() {
+                handle.result_column = field.name().clone();
+                if field.name() == "database" {
+                    app_metadata = lines.first().map(|db| serde_json::json!({ "database": db }).to_string());
+                }
+                handle.result = lines;
+            }
         }
-        let handle = StatementHandle { sql: sql.to_string(), executed: ddl };
         let ticket = TicketStatementQuery { statement_handle: handle.encode_to_vec().into() };
         let endpoint = FlightEndpoint::new()
             .with_ticket(Ticket { ticket: ticket.as_any().encode_to_vec().into() });
-        FlightInfo::new()
-            .try_with_schema(&client_schema(&schema))
-            .map_err(|e| Status::internal(format!("encoding schema: {e}")))
-            .map(|info| info.with_endpoint(endpoint).with_descriptor(descriptor).with_ordered(true))
+        let info = FlightInfo::new()
+            .try_with_schema(&client_schema(&description.schema))
+            .map_err(|e| Status::internal(format!("encoding schema: {e}")))?
+            .with_endpoint(endpoint)
+            .with_descriptor(descriptor)
+            .with_ordered(true);
+        Ok(match app_metadata {
+            Some(metadata) => info.with_app_metadata(metadata.into_bytes()),
+            None => info,
+        })
     }
 
     async fn run(&self, handle: StatementHandle) -> Result<DoGetStream, Status> {
         if handle.executed {
-            // DDL, run at GetFlightInfo: its result has no columns and no rows.
-            let empty = arrow::array::RecordBatch::new_empty(Arc::new(Schema::empty()));
-            return Ok(batch_stream(empty));
+            // Ran at GetFlightInfo: its text result, or no columns and no rows.
+            let batch = if handle.result_column.is_empty() {
+                arrow::array::RecordBatch::new_empty(Arc::new(Schema::empty()))
+            } else {
+                let schema = Arc::new(Schema::new(vec![Field::new(&handle.result_column, DataType::Utf8, false)]));
+                let rows = arrow::array::StringArray::from(handle.result);
+                arrow::array::RecordBatch::try_new(schema, vec![Arc::new(rows)])
+                    .map_err(|e| Status::internal(e.to_string()))?
+            };
+            return Ok(batch_stream(batch));
         }
+        let session = handle_session(&handle);
         let sql = handle.sql.as_str();
-        let result = contained(async { Ok(self.engine.execute(sql).await?) }).await?;
+        let result = contained(async { Ok(self.engine.execute(sql, &session).await?) }).await?;
         let query = result.query.clone();
         let stats = result.stats;
         let batches = result
@@ -113,12 +160,17 @@ impl FlightSqlFrontDoor {
         Ok(Box::pin(data))
     }
 
-    async fn run_update(&self, sql: &str) -> Result<i64, Status> {
-        let mut result = contained(async { Ok(self.engine.execute(sql).await?) }).await?;
+    /// Runs a statement to its end; the text of its first column, if it returns text.
+    async fn run_to_text(&self, sql: &str, session: &ClientSession) -> Result<Vec<String>, Status> {
+        let mut result = contained(async { Ok(self.engine.execute(sql, session).await?) }).await?;
+        let mut lines = Vec::new();
         while let Some(batch) = result.batches.next().await {
-            batch.map_err(|e| Status::internal(e.to_string()))?;
+            let batch = batch.map_err(|e| Status::internal(e.to_string()))?;
+            if let Some(column) = batch.columns().first().and_then(|c| arrow::array::AsArray::as_string_opt::<i32>(c.as_ref())) {
+                lines.extend(column.iter().map(|v| v.unwrap_or_default().to_string()));
+            }
         }
-        Ok(0)
+        Ok(lines)
     }
 }
 
@@ -164,7 +216,8 @@ impl FlightSqlService for FlightSqlFrontDoor {
         query: CommandStatementQuery,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        Ok(Response::new(self.flight_info(&query.query, request.into_inner()).await?))
+        let session = client_session(&request);
+        Ok(Response::new(self.flight_info(&query.query, &session, request.into_inner()).await?))
     }
 
     async fn get_flight_info_prepared_statement(
@@ -173,7 +226,8 @@ impl FlightSqlService for FlightSqlFrontDoor {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let handle = decode_handle(&query.prepared_statement_handle)?;
-        Ok(Response::new(self.flight_info(&handle.sql, request.into_inner()).await?))
+        let session = handle_session(&handle);
+        Ok(Response::new(self.flight_info(&handle.sql, &session, request.into_inner()).await?))
     }
 
     async fn do_get_statement(
@@ -190,15 +244,16 @@ impl FlightSqlService for FlightSqlFrontDoor {
         _request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         let handle = decode_handle(&query.prepared_statement_handle)?;
-        Ok(Response::new(self.run(StatementHandle { executed: false, ..handle }).await?))
+        Ok(Response::new(self.run(StatementHandle { executed: false, result: Vec::new(), ..handle }).await?))
     }
 
     async fn do_put_statement_update(
         &self,
         command: CommandStatementUpdate,
-        _request: Request<PeekableFlightDataStream>,
+        request: Request<PeekableFlightDataStream>,
     ) -> Result<i64, Status> {
-        self.run_update(&command.query).await
+        self.run_to_text(&command.query, &client_session(&request)).await?;
+        Ok(0)
     }
 
     async fn do_put_prepared_statement_update(
@@ -206,23 +261,31 @@ impl FlightSqlService for FlightSqlFrontDoor {
         query: CommandPreparedStatementUpdate,
         _request: Request<PeekableFlightDataStream>,
     ) -> Result<i64, Status> {
-        self.run_update(&decode_handle(&query.prepared_statement_handle)?.sql).await
+        let handle = decode_handle(&query.prepared_statement_handle)?;
+        self.run_to_text(&handle.sql, &handle_session(&handle)).await?;
+        Ok(0)
     }
 
     async fn do_action_create_prepared_statement(
         &self,
         query: ActionCreatePreparedStatementRequest,
-        _request: Request<Action>,
+        request: Request<Action>,
     ) -> Result<ActionCreatePreparedStatementResult, Status> {
-        let (schema, _) = contained(async { Ok(self.engine.describe(&query.query).await?) }).await?;
+        let session = client_session(&request);
+        let schema =
+            contained(async { Ok(self.engine.describe(&query.query, &session).await?.schema) }).await?;
         let IpcMessage(dataset_schema) =
             SchemaAsIpc::new(&client_schema(&schema), &IpcWriteOptions::default())
                 .try_into()
                 .map_err(|e: arrow::error::ArrowError| Status::internal(e.to_string()))?;
         Ok(ActionCreatePreparedStatementResult {
-            prepared_statement_handle: StatementHandle { sql: query.query, executed: false }
-                .encode_to_vec()
-                .into(),
+            prepared_statement_handle: StatementHandle {
+                sql: query.query,
+                database: session.database,
+                ..Default::default()
+            }
+            .encode_to_vec()
+            .into(),
             dataset_schema,
             parameter_schema: Default::default(),
         })

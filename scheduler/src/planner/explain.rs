@@ -11,6 +11,18 @@ use super::DistributedPlan;
 /// Stage 0 (the scheduler's) first, then each executor stage with its tasks and plan.
 pub fn render_distributed_plan(plan: &DistributedPlan) -> String {
     let mut out = String::new();
+    for scan in &plan.scans {
+        let total = scan.partitions_total.map_or_else(|| "?".to_string(), |t| t.to_string());
+        let how = if scan.projected { "projected" } else { "catalog" };
+        let _ = writeln!(
+            out,
+            "Scan {}: partitions {} of {total} ({how}), files {}, {}",
+            scan.table,
+            scan.partitions,
+            scan.files,
+            human_bytes(scan.bytes)
+        );
+    }
     let _ = writeln!(out, "Stage 0 (scheduler)");
     indent(&mut out, &displayable(plan.root.as_ref()).indent(true).to_string());
     for stage in &plan.stages {

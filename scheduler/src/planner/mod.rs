@@ -26,6 +26,8 @@ use std::sync::Arc;
 use datafusion::physical_plan::ExecutionPlan;
 use glaux_proto::{QueryId, StageId, TaskId};
 
+use crate::catalog::TableScanReport;
+
 pub use assign_tasks::assign_tasks;
 pub use cut_stages::cut_stages;
 pub use explain::render_distributed_plan;
@@ -40,6 +42,8 @@ pub struct DistributedPlan {
     pub root: Arc<dyn ExecutionPlan>,
     /// Executor stages, inputs before the stages that read them.
     pub stages: Vec<Stage>,
+    /// The partitions and files chosen by each scan of a partitioned table.
+    pub scans: Vec<TableScanReport>,
 }
 
 impl DistributedPlan {
