@@ -53,6 +53,10 @@ struct StorageArgs {
     /// Use virtual-hosted-style S3 URLs instead of path-style ones.
     #[arg(long)]
     s3_virtual_hosted_style: bool,
+    /// TOML file of S3 settings: `[s3]` defaults, and `[stores.NAME]` endpoints with the buckets
+    /// they serve (see the README) [env: GLAUX_STORAGE_CONFIG]
+    #[arg(long)]
+    storage_config: Option<PathBuf>,
     /// The SQLite file that holds the catalog [default: <warehouse>/.glaux/catalog.sqlite]
     #[arg(long)]
     catalog: Option<PathBuf>,
@@ -167,7 +171,15 @@ impl StorageArgs {
             virtual_hosted_style: self.s3_virtual_hosted_style,
             ..S3Config::default()
         };
-        Ok(StorageConfig::default().with_local_roots(&self.warehouse)?.with_s3(s3))
+        let config = StorageConfig::default().with_local_roots(&self.warehouse)?.with_s3(s3);
+        let file = self.storage_config.clone().or_else(|| std::env::var_os("GLAUX_STORAGE_CONFIG").map(PathBuf::from));
+        match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+                config.with_config_file(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+            }
+            None => Ok(config),
+        }
     }
 
     fn home(&self) -> &Path {
@@ -325,6 +337,17 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                 for ddl in column.iter().flatten() {
                     println!("{ddl};");
                 }
+            }
+            // What the crawler registered: unpartitioned tables have no partitions to show.
+            if let Ok(partitions) = client.query(&format!("SHOW PARTITIONS {table}")).await {
+                let names: Vec<String> = partitions
+                    .batches
+                    .iter()
+                    .flat_map(|b| arrow::array::AsArray::as_string::<i32>(b.column(0).as_ref()).iter().flatten().map(String::from).collect::<Vec<_>>())
+                    .collect();
+                let shown = names.iter().take(5).cloned().collect::<Vec<_>>().join(", ");
+                let more = if names.len() > 5 { ", ..." } else { "" };
+                println!("-- {} partitions registered: {shown}{more}", names.len());
             }
             Ok(true)
         }

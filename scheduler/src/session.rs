@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use datafusion::execution::cache::cache_manager::CacheManagerConfig;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use glaux_proto::ClusterChannels;
@@ -32,7 +33,11 @@ pub fn scheduler_session(
     channels: Arc<ClusterChannels>,
     catalog: Arc<dyn Catalog>,
 ) -> Result<SessionContext, SchedulerError> {
+    // Tables are listed on every query, as Athena does: DataFusion's cache of listings would hide
+    // files written after a table's first query.
+    let caches = CacheManagerConfig::default().with_list_files_cache_limit(0);
     let runtime = RuntimeEnvBuilder::new()
+        .with_cache_manager(caches)
         .with_object_store_registry(Arc::new(LakeObjectStores::new(config.storage.clone())))
         .build_arc()
         .map_err(SchedulerError::plan)?;

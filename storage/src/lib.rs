@@ -1,6 +1,7 @@
 //! Object-store access shared by the scheduler and the executors.
 //!
-//! - [`StorageConfig`]: which S3-compatible endpoint and credentials to use, and under which local
+//! - [`StorageConfig`]: which S3-compatible endpoints and credentials serve which buckets (default
+//!   settings, and [`NamedStore`]s from the storage config file), and under which local
 //!   directories (`file://` roots) tables may live.
 //! - [`LakeObjectStores`]: a DataFusion [`ObjectStoreRegistry`] that creates stores on first use from
 //!   that config: one S3 client per bucket, and a local file system confined to the roots.
@@ -9,6 +10,7 @@
 //!
 //! Both sides build their stores from their own config; no credential ever travels in a plan.
 
+mod config_file;
 mod counting;
 mod rooted;
 
@@ -53,11 +55,21 @@ impl fmt::Debug for S3Config {
     }
 }
 
+/// An S3-compatible store, by name, and the buckets it serves.
+#[derive(Clone, Debug)]
+pub struct NamedStore {
+    pub name: String,
+    pub buckets: Vec<String>,
+    pub s3: S3Config,
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct StorageConfig {
     /// Directories under which `file://` tables may live (canonical, absolute).
     local_roots: Vec<PathBuf>,
+    /// Settings for buckets no named store claims.
     pub s3: S3Config,
+    pub stores: Vec<NamedStore>,
 }
 
 impl StorageConfig {
@@ -75,6 +87,14 @@ impl StorageConfig {
     pub fn with_s3(mut self, s3: S3Config) -> Self {
         self.s3 = s3;
         self
+    }
+
+    /// The store that serves `bucket`: its name (`default` for the default settings) and settings.
+    pub fn s3_for(&self, bucket: &str) -> (&str, &S3Config) {
+        match self.stores.iter().find(|s| s.buckets.iter().any(|b| b == bucket)) {
+            Some(store) => (&store.name, &store.s3),
+            None => ("default", &self.s3),
+        }
     }
 
     /// Checks that a table location is one this deployment may read: `s3://bucket/...`, or a
@@ -169,7 +189,7 @@ impl LakeObjectStores {
             "file" => Ok(Arc::new(RootedLocalStore::new(self.config.local_roots.clone()))),
             "s3" | "s3a" => {
                 let bucket = url.host_str().unwrap_or_default();
-                let s3 = &self.config.s3;
+                let (name, s3) = self.config.s3_for(bucket);
                 let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
                 if let Some(endpoint) = &s3.endpoint {
                     builder = builder.with_endpoint(endpoint);
@@ -192,7 +212,7 @@ impl LakeObjectStores {
                 }
                 builder = builder.with_virtual_hosted_style_request(s3.virtual_hosted_style);
                 let store = builder.build().map_err(|e| {
-                    DataFusionError::Execution(format!("cannot configure S3 bucket '{bucket}': {e}"))
+                    DataFusionError::Execution(format!("cannot configure S3 bucket '{bucket}' (store {name}): {e}"))
                 })?;
                 Ok(Arc::new(store))
             }

@@ -68,6 +68,10 @@ async fn glaux_binary_runs_standalone_scheduler_executor_and_shell() -> TestResu
     assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
     assert!(stdout.contains("CREATE EXTERNAL TABLE default.crawled ("), "{stdout}");
     assert!(stdout.contains("PARTITIONED BY (region, day)"), "{stdout}");
+    assert!(stdout.contains("-- 9 partitions registered: region=apac/day=2024-01-01, "), "{stdout}");
+    let output = shell(&addr, "SELECT count(*) FROM crawled WHERE region = 'eu'").await;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("Data scanned:") && stdout.contains("(3 of 9 partitions)"), "{stdout}");
 
     let output = shell(&addr, "SELEC 1").await;
     assert!(!output.status.success());

@@ -37,6 +37,7 @@ pub struct TestClusterBuilder {
     task_slots: usize,
     heartbeat: Duration,
     s3: Option<glaux_storage::S3Config>,
+    storage_file: Option<String>,
 }
 
 impl TestCluster {
@@ -48,6 +49,7 @@ impl TestCluster {
             task_slots: 2,
             heartbeat: Duration::from_millis(200),
             s3: None,
+            storage_file: None,
         }
     }
 
@@ -103,6 +105,12 @@ impl TestClusterBuilder {
         self
     }
 
+    /// Storage config file text (named stores), applied after [`Self::s3`].
+    pub fn storage_file(mut self, text: &str) -> Self {
+        self.storage_file = Some(text.to_string());
+        self
+    }
+
     pub async fn start(self) -> Result<TestCluster, Box<dyn std::error::Error>> {
         let (warehouse, owned) = match self.warehouse.clone() {
             Some(dir) => (dir, None),
@@ -114,6 +122,9 @@ impl TestClusterBuilder {
         let mut storage = StorageConfig::default().with_local_roots(std::slice::from_ref(&warehouse))?;
         if let Some(s3) = self.s3 {
             storage = storage.with_s3(s3);
+        }
+        if let Some(text) = &self.storage_file {
+            storage = storage.with_config_file(text)?;
         }
         let secret = ClusterSecret::generate();
         let mut config =

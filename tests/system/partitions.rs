@@ -59,8 +59,23 @@ async fn msck_add_and_drop_partitions_on_a_multi_level_layout() -> TestResult {
         let stats = output.stats.expect("stats");
         assert_eq!((stats.partitions_read, stats.partitions_total), (partitions, 4), "{predicate}");
     }
+    // Files written into a registered partition, or into an unpartitioned table, are read by
+    // the next query: listings are not cached.
+    std::fs::write(logs.join("Year=2023/Month=6/Day=2/part-1.json"), json_lines([(100, "late")]))?;
+    let output = client.query("SELECT count(*) FROM logs WHERE day = 2").await?;
+    assert_eq!(rows_of(&output.batches), vec!["11"]);
+    let flat = lake.join("flat");
+    std::fs::create_dir_all(&flat)?;
+    std::fs::write(flat.join("a.json"), json_lines([(1, "a")]))?;
+    client
+        .query(&format!("CREATE EXTERNAL TABLE flat (n bigint, s string) ROW FORMAT SERDE 'org.openx.data.jsonserde.JsonSerDe' LOCATION '{}/'", flat.display()))
+        .await?;
+    assert_eq!(rows_of(&client.query("SELECT count(*) FROM flat").await?.batches), vec!["1"]);
+    std::fs::write(flat.join("b.json"), json_lines([(2, "b")]))?;
+    assert_eq!(rows_of(&client.query("SELECT count(*) FROM flat").await?.batches), vec!["2"]);
+
     let explain = rows_of(&client.query("EXPLAIN SELECT * FROM logs WHERE month = 6").await?.batches).join("\n");
-    assert!(explain.contains("Scan default.logs: partitions 2 of 4 (catalog), files 2"), "{explain}");
+    assert!(explain.contains("Scan default.logs: partitions 2 of 4 (catalog), files 3"), "{explain}");
 
     // A partition anywhere, here a non-Hive `2022/12/31/` path, added with its location.
     let archive = lake.join("archive/2022/12/31");

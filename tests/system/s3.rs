@@ -89,3 +89,40 @@ async fn tables_in_s3_are_read_through_the_s3_protocol() -> TestResult {
     assert!(error.contains("no-such-bucket-glaux"), "{error}");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn named_stores_route_each_bucket_to_its_endpoint_and_credentials() -> TestResult {
+    let s3 = s3_config();
+    let store = test_bucket(&s3)?;
+    let prefix = run_prefix();
+    for (path, batch) in sales_files().into_iter().take(2) {
+        store.put(&ObjectPath::from(format!("{prefix}/sales/{path}")), parquet_bytes(&batch).into()).await?;
+    }
+    let endpoint = s3.endpoint.clone().unwrap_or_default();
+    // The defaults cannot read the bucket; the store named for it can.
+    let wrong_defaults = glaux_storage::S3Config {
+        access_key_id: Some("nobody".into()),
+        secret_access_key: Some("wrong-secret-value".into()),
+        ..s3.clone()
+    };
+    let routed = format!(
+        "[stores.seaweed]\nendpoint = \"{endpoint}\"\nbuckets = [\"{BUCKET}\"]\n\
+         access_key_id = \"{}\"\nsecret_access_key = \"{}\"\n",
+        s3.access_key_id.clone().unwrap_or_default(),
+        s3.secret_access_key.clone().unwrap_or_default()
+    );
+    let ddl = &lake_ddl(&format!("s3://{BUCKET}/{prefix}/"))[0];
+    let cluster = TestCluster::builder().s3(wrong_defaults.clone()).storage_file(&routed).start().await?;
+    let mut client = cluster.client().await;
+    client.query(ddl).await?;
+    let output = client.query("SELECT count(*) FROM sales").await?;
+    assert_eq!(rows_of(&output.batches), vec![(2 * ROWS_PER_FILE).to_string()]);
+    drop(cluster);
+
+    let cluster = TestCluster::builder().s3(wrong_defaults).start().await?;
+    let mut client = cluster.client().await;
+    let error = client.query(ddl).await.unwrap_err().to_string();
+    assert!(error.contains(BUCKET), "{error}");
+    assert!(!error.contains("wrong-secret-value"), "secrets never appear in errors: {error}");
+    Ok(())
+}
