@@ -28,6 +28,22 @@ fn split_codec(name: &str) -> (Option<(&'static str, &'static str)>, &str) {
     (None, name)
 }
 
+/// A type that holds values of both `a` and `b`, as the crawler merges a column's types across
+/// files: integers widen to Int64, integers and floats to Float64, anything beside text to text.
+fn wider_type(a: &DataType, b: &DataType) -> Option<DataType> {
+    use DataType::*;
+    let text = |t: &DataType| matches!(t, Utf8 | LargeUtf8 | Utf8View);
+    let primitive = |t: &DataType| t.is_primitive() || text(t) || matches!(t, Boolean | Null);
+    Some(match (a, b) {
+        _ if a == b => a.clone(),
+        (Null, other) | (other, Null) => other.clone(),
+        _ if a.is_integer() && b.is_integer() => Int64,
+        _ if a.is_numeric() && b.is_numeric() && !matches!(a, Decimal128(..) | Decimal256(..)) && !matches!(b, Decimal128(..) | Decimal256(..)) => Float64,
+        _ if (text(a) || text(b)) && primitive(a) && primitive(b) => Utf8,
+        _ => return None,
+    })
+}
+
 impl QueryEngine {
     /// The database and name for a new table, or `None` if it exists and `IF NOT EXISTS` says to
     /// do nothing.
@@ -254,21 +270,49 @@ impl QueryEngine {
         Ok(keys.iter().map(|k| ColumnDef::new(k, &DataType::Utf8)).collect())
     }
 
-    /// The file columns of a table declared without any, read from its files.
+    /// The file columns of a table declared without any, read from (up to 100 of) its files
+    /// one by one and merged by name: a column in some files only is kept (it reads as NULL
+    /// elsewhere), and one whose type differs between files gets a type that holds both.
     async fn infer_columns(&self, table: &TableDef) -> Result<Vec<ColumnDef>, SchedulerError> {
+        const SAMPLE: usize = 100;
         let options = listing_options(table, &Default::default()).map_err(SchedulerError::plan)?;
         let state = self.ctx.state();
-        let mut columns: Vec<ColumnDef> = Vec::new();
+        let mut columns: Vec<(String, DataType)> = Vec::new();
         for location in &table.locations {
             let url = ListingTableUrl::parse(location).map_err(SchedulerError::plan)?;
-            let schema = options.infer_schema(&state, &url).await.map_err(SchedulerError::plan)?;
-            for field in schema.fields() {
-                if !columns.iter().any(|c| &c.name == field.name()) {
-                    columns.push(ColumnDef::new(field.name(), field.data_type()));
+            let store = state.runtime_env().object_store(&url).map_err(SchedulerError::plan)?;
+            let files: Vec<_> = url
+                .list_all_files(&state, store.as_ref(), &options.file_extension)
+                .await
+                .map_err(SchedulerError::plan)?
+                .try_filter(|f| std::future::ready(!f.location.filename().is_some_and(|n| n.starts_with(['_', '.']))))
+                .take(SAMPLE)
+                .try_collect()
+                .await
+                .map_err(SchedulerError::plan)?;
+            for file in files {
+                let name = file.location.to_string();
+                let schema = options
+                    .format
+                    .infer_schema(&state, &store, &[file])
+                    .await
+                    .map_err(|e| plan_error(format!("reading the schema of {name}: {e}")))?;
+                for field in schema.fields() {
+                    match columns.iter_mut().find(|(n, _)| n == field.name()) {
+                        Some((column, data_type)) => {
+                            *data_type = wider_type(data_type, field.data_type()).ok_or_else(|| {
+                                plan_error(format!(
+                                    "column {column} is {data_type} in some files and {} in {name}; declare the columns",
+                                    field.data_type()
+                                ))
+                            })?;
+                        }
+                        None => columns.push((field.name().clone(), field.data_type().clone())),
+                    }
                 }
             }
         }
-        Ok(columns)
+        Ok(columns.iter().map(|(name, data_type)| ColumnDef::new(name, data_type)).collect())
     }
 
     /// Checks a table location against the storage config (a local one must exist), and ends a
@@ -288,5 +332,20 @@ impl QueryEngine {
             }
         }
         Ok(url.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn column_types_widen_across_files() {
+        assert_eq!(wider_type(&DataType::Int64, &DataType::Float64), Some(DataType::Float64));
+        assert_eq!(wider_type(&DataType::Int32, &DataType::Int64), Some(DataType::Int64));
+        assert_eq!(wider_type(&DataType::Null, &DataType::Boolean), Some(DataType::Boolean));
+        assert_eq!(wider_type(&DataType::Int64, &DataType::Utf8), Some(DataType::Utf8));
+        let list = DataType::new_list(DataType::Int64, true);
+        assert_eq!(wider_type(&list, &DataType::Utf8), None);
     }
 }
