@@ -120,7 +120,7 @@ impl QueryEngine {
             partition_keys,
             properties: create.options.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
         };
-        self.store_table(definition, create.or_replace, true).await
+        self.store_table(definition, create.or_replace).await
     }
 
     /// `CREATE EXTERNAL TABLE` in Athena's (Hive's) dialect.
@@ -150,10 +150,7 @@ impl QueryEngine {
             partition_keys: hive.partition_keys.iter().map(column).collect(),
             properties,
         };
-        // Athena's DDL registers no partitions (MSCK REPAIR TABLE or ADD PARTITION do); the
-        // crawler (no columns declared) registers what it finds, as Glue's does.
-        let discover = definition.columns.is_empty();
-        self.store_table(definition, false, discover).await
+        self.store_table(definition, false).await
     }
 
     /// Names of (up to 100) data files under a location, skipping `_SUCCESS`, `.crc` and the like.
@@ -234,9 +231,10 @@ impl QueryEngine {
     }
 
     /// Completes a definition (columns from the files if none were declared), checks that it
-    /// builds, and stores it, with the partitions in its layout if `discover` (and it is
-    /// partitioned, without projection).
-    async fn store_table(&self, mut definition: TableDef, replace: bool, discover: bool) -> Result<(), SchedulerError> {
+    /// builds, and stores it with the partitions its layout has now (unless it projects them),
+    /// so a new table reads at once, whichever dialect declared it. `MSCK REPAIR TABLE` and
+    /// `ALTER TABLE ADD PARTITION` register the partitions that come later.
+    async fn store_table(&self, mut definition: TableDef, replace: bool) -> Result<(), SchedulerError> {
         self.infer_compression(&mut definition).await?;
         if definition.columns.is_empty() {
             // The crawler: columns from the files, and Hive partition keys from the layout.
@@ -246,8 +244,7 @@ impl QueryEngine {
             definition.columns = self.infer_columns(&definition).await?;
         }
         table_provider(&definition, &self.catalog, &Default::default()).map_err(SchedulerError::plan)?;
-        let partitions = if discover
-            && !definition.partition_keys.is_empty()
+        let partitions = if !definition.partition_keys.is_empty()
             && Projection::of(&definition).map_err(SchedulerError::plan)?.is_none()
         {
             self.discover_partitions(&definition).await?.partitions

@@ -113,8 +113,8 @@ impl QueryEngine {
             .catalog
             .partitions(&table.database, &table.name)
             .map_err(SchedulerError::plan)?
-            .into_iter()
-            .map(|p| p.values)
+            .iter()
+            .map(|p| p.values.clone())
             .collect();
         let new: Vec<Partition> = discovered.partitions.into_iter().filter(|p| !known.contains(&p.values)).collect();
         self.catalog.add_partitions(&table.database, &table.name, &new, true).map_err(SchedulerError::plan)?;

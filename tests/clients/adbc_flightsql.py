@@ -90,6 +90,27 @@ try:
             except Exception as e:  # the driver raises its own ProgrammingError subclasses
                 check("unknown table is an error naming it", "no_such_table" in str(e), str(e))
 
+            # MSCK runs when submitted (the driver may never fetch) and reports what it added.
+            cur.execute("CREATE DATABASE web")
+            cur.execute(
+                f"CREATE EXTERNAL TABLE web.sales_hive (id bigint, qty int, item string) "
+                f"PARTITIONED BY (region string) STORED AS PARQUET LOCATION '{sales_dir}/'"
+            )
+            os.makedirs(os.path.join(sales_dir, "region=mars"))
+            pq.write_table(tables[0].drop_columns(["region"]), os.path.join(sales_dir, "region=mars", "part-0.parquet"))
+            cur.execute("MSCK REPAIR TABLE web.sales_hive")
+            repaired = [row[0] for row in cur.fetchall()]
+            check("MSCK REPAIR TABLE reports the partitions it added",
+                  repaired == ["Repair: Added partition to metastore sales_hive:region=mars"], f"{repaired}")
+            cur.execute("SELECT count(*) FROM web.sales_hive")
+            check("the repaired partition is read", cur.fetchall() == [(4000,)])
+
+        # The session's database travels in a header any Flight SQL client can set.
+        header = {"adbc.flight.sql.rpc.call_header.x-glaux-database": "web"}
+        with flightsql.connect(f"grpc://{address}", db_kwargs=header) as web, web.cursor() as cur:
+            cur.execute("SELECT count(*) FROM sales_hive WHERE region = 'us'")
+            check("x-glaux-database header resolves unqualified names", cur.fetchall() == [(1000,)])
+
         objects = conn.adbc_get_objects(depth="all").read_all().to_pylist()
         names = [t["table_name"] for c in objects for s in (c["catalog_db_schemas"] or [])
                  for t in (s["db_schema_tables"] or [])]

@@ -130,8 +130,10 @@ async fn events_lake_in_s3_as_json_and_parquet() -> TestResult {
         ))
         .await?;
     for table in ["events_json", "events_parquet"] {
+        // CREATE registered the layout's partitions: MSCK has nothing to add.
         let repair = client.query(&format!("MSCK REPAIR TABLE {table}")).await?;
-        assert_eq!(repair.rows(), NAMES.len() * DAYS.len(), "{:?}", rows_of(&repair.batches));
+        assert_eq!(repair.rows(), 0, "{:?}", rows_of(&repair.batches));
+        assert_eq!(client.query(&format!("SHOW PARTITIONS {table}")).await?.rows(), NAMES.len() * DAYS.len());
     }
     assert_eq!(rows_of(&client.query("SHOW PARTITIONS events_json").await?.batches)[0], "name=anonymous_visited/d=2023-05-30");
 

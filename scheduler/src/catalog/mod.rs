@@ -15,6 +15,7 @@ mod sqlite;
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
+use std::sync::Arc;
 
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{DataFusionError, Result};
@@ -115,8 +116,9 @@ pub trait Catalog: Debug + Send + Sync {
     fn create_table(&self, table: &TableDef, replace: bool) -> Result<()>;
     /// Returns whether there was such a table. Its partitions go with it.
     fn drop_table(&self, database: &str, name: &str) -> Result<bool>;
-    /// The table's registered partitions, ordered by their values.
-    fn partitions(&self, database: &str, table: &str) -> Result<Vec<Partition>>;
+    /// The table's registered partitions, ordered by their values. Read on every query of the
+    /// table, so implementations keep them in memory between writes.
+    fn partitions(&self, database: &str, table: &str) -> Result<Arc<Vec<Partition>>>;
     /// Registers partitions, all or none. One whose values are registered already is skipped
     /// if `if_not_exists`, else an error. Returns how many were added.
     fn add_partitions(&self, database: &str, table: &str, partitions: &[Partition], if_not_exists: bool)

@@ -1,17 +1,24 @@
 //! `SqliteCatalog`: the catalog in an embedded SQLite database (a file in the warehouse, or memory).
 
+use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use datafusion::common::{DataFusionError, Result};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{Catalog, Partition, TableDef};
 
+/// The catalog in SQLite. One scheduler owns the file: partitions are cached in memory and the
+/// cache is kept current by this value's own writes.
 #[derive(Debug)]
 pub struct SqliteCatalog {
     connection: Mutex<Connection>,
+    partitions: Mutex<HashMap<TableKey, Arc<Vec<Partition>>>>,
 }
+
+/// `(database, table)`.
+type TableKey = (String, String);
 
 fn sql_error(e: rusqlite::Error) -> DataFusionError {
     DataFusionError::External(format!("catalog database: {e}").into())
@@ -58,11 +65,38 @@ impl SqliteCatalog {
 
     fn init(connection: Connection) -> Result<Self> {
         connection.execute_batch(SCHEMA).map_err(sql_error)?;
-        Ok(Self { connection: Mutex::new(connection) })
+        Ok(Self { connection: Mutex::new(connection), partitions: Mutex::default() })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.connection.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Forgets cached partitions of one table, or of every table of a database (`table` None).
+    fn forget_partitions(&self, database: &str, table: Option<&str>) {
+        let mut cache = self.partitions.lock().unwrap_or_else(|e| e.into_inner());
+        cache.retain(|(db, t), _| db != database || table.is_some_and(|table| t != table));
+    }
+
+    fn read_partitions(connection: &Connection, database: &str, table: &str) -> Result<Vec<Partition>> {
+        let mut statement = connection
+            .prepare(
+                "SELECT partition_values, location FROM partitions WHERE database = ?1 AND table_name = ?2 \
+                 ORDER BY partition_values",
+            )
+            .map_err(sql_error)?;
+        let rows = statement
+            .query_map(params![database, table], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)))
+            .map_err(sql_error)?;
+        let mut partitions = Vec::new();
+        for row in rows {
+            let (values, location) = row.map_err(sql_error)?;
+            let values = serde_json::from_str(&values).map_err(|e| {
+                DataFusionError::External(format!("a partition of {database}.{table} is unreadable: {e}").into())
+            })?;
+            partitions.push(Partition { values, location });
+        }
+        Ok(partitions)
     }
 
     fn names(&self, sql: &str, params: impl rusqlite::Params) -> Result<Vec<String>> {
@@ -108,7 +142,9 @@ impl Catalog for SqliteCatalog {
         transaction.execute("DELETE FROM tables WHERE database = ?1", params![name]).map_err(sql_error)?;
         transaction.execute("DELETE FROM partitions WHERE database = ?1", params![name]).map_err(sql_error)?;
         transaction.execute("DELETE FROM databases WHERE name = ?1", params![name]).map_err(sql_error)?;
-        transaction.commit().map_err(sql_error)
+        transaction.commit().map_err(sql_error)?;
+        self.forget_partitions(name, None);
+        Ok(())
     }
 
     fn tables(&self, database: &str) -> Result<Vec<String>> {
@@ -149,7 +185,11 @@ impl Catalog for SqliteCatalog {
             params![table.database, table.name, definition],
         );
         match inserted {
-            Ok(_) => transaction.commit().map_err(sql_error),
+            Ok(_) => {
+                transaction.commit().map_err(sql_error)?;
+                self.forget_partitions(&table.database, Some(&table.name));
+                Ok(())
+            }
             Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::ConstraintViolation => {
                 Err(DataFusionError::Plan(format!("table {}.{} already exists", table.database, table.name)))
             }
@@ -167,28 +207,19 @@ impl Catalog for SqliteCatalog {
             .execute("DELETE FROM partitions WHERE database = ?1 AND table_name = ?2", params![database, name])
             .map_err(sql_error)?;
         transaction.commit().map_err(sql_error)?;
+        self.forget_partitions(database, Some(name));
         Ok(deleted > 0)
     }
 
-    fn partitions(&self, database: &str, table: &str) -> Result<Vec<Partition>> {
-        let connection = self.lock();
-        let mut statement = connection
-            .prepare(
-                "SELECT partition_values, location FROM partitions WHERE database = ?1 AND table_name = ?2 \
-                 ORDER BY partition_values",
-            )
-            .map_err(sql_error)?;
-        let rows = statement
-            .query_map(params![database, table], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)))
-            .map_err(sql_error)?;
-        let mut partitions = Vec::new();
-        for row in rows {
-            let (values, location) = row.map_err(sql_error)?;
-            let values = serde_json::from_str(&values).map_err(|e| {
-                DataFusionError::External(format!("a partition of {database}.{table} is unreadable: {e}").into())
-            })?;
-            partitions.push(Partition { values, location });
+    fn partitions(&self, database: &str, table: &str) -> Result<Arc<Vec<Partition>>> {
+        let key = (database.to_string(), table.to_string());
+        if let Some(cached) = self.partitions.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+            return Ok(Arc::clone(cached));
         }
+        // Read and cached under the connection lock, so no write can slip between the two.
+        let connection = self.lock();
+        let partitions = Arc::new(Self::read_partitions(&connection, database, table)?);
+        self.partitions.lock().unwrap_or_else(|e| e.into_inner()).insert(key, Arc::clone(&partitions));
         Ok(partitions)
     }
 
@@ -217,6 +248,7 @@ impl Catalog for SqliteCatalog {
             }
         }
         transaction.commit().map_err(sql_error)?;
+        self.forget_partitions(database, Some(table));
         Ok(added)
     }
 
@@ -240,6 +272,7 @@ impl Catalog for SqliteCatalog {
             dropped += deleted;
         }
         transaction.commit().map_err(sql_error)?;
+        self.forget_partitions(database, Some(table));
         Ok(dropped)
     }
 }
@@ -282,7 +315,7 @@ mod tests {
         assert_eq!(catalog.add_partitions("sales", "orders", &both, false).unwrap(), 2);
         assert!(catalog.add_partitions("sales", "orders", &[partition("2024-01-03"), partition("2024-01-01")], false).is_err());
         assert_eq!(catalog.add_partitions("sales", "orders", &both, true).unwrap(), 0);
-        assert_eq!(catalog.partitions("sales", "orders").unwrap(), vec![both[1].clone(), both[0].clone()]);
+        assert_eq!(*catalog.partitions("sales", "orders").unwrap(), vec![both[1].clone(), both[0].clone()]);
         assert!(catalog.drop_partitions("sales", "orders", &[vec!["2024-01-09".into()]], false).is_err());
         assert_eq!(catalog.drop_partitions("sales", "orders", &[both[0].values.clone()], false).unwrap(), 1);
         assert_eq!(catalog.partitions("sales", "orders").unwrap().len(), 1);
