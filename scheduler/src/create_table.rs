@@ -244,12 +244,14 @@ impl QueryEngine {
             definition.columns = self.infer_columns(&definition).await?;
         }
         table_provider(&definition, &self.catalog, &Default::default()).map_err(SchedulerError::plan)?;
-        let partitions = if !definition.partition_keys.is_empty()
-            && Projection::of(&definition).map_err(SchedulerError::plan)?.is_none()
-        {
-            self.discover_partitions(&definition).await?.partitions
-        } else {
-            Vec::new()
+        let partitions = match Projection::of(&definition).map_err(SchedulerError::plan)? {
+            // Projected partitions must lie where this deployment may read, like any location.
+            Some(projection) => {
+                self.storage.check_location(projection.template_prefix()).map_err(SchedulerError::plan)?;
+                Vec::new()
+            }
+            None if !definition.partition_keys.is_empty() => self.discover_partitions(&definition).await?.partitions,
+            None => Vec::new(),
         };
         self.catalog.create_table(&definition, replace).map_err(SchedulerError::plan)?;
         self.catalog

@@ -28,13 +28,12 @@ async fn msck_add_and_drop_partitions_on_a_multi_level_layout() -> TestResult {
         std::fs::create_dir_all(logs.join(bad))?;
         std::fs::write(logs.join(bad).join("part-0.json"), json_lines([(999, "bad")]))?;
     }
-    client
-        .query(&format!(
-            "CREATE EXTERNAL TABLE logs (n bigint, s string) PARTITIONED BY (year int, month int, day int)
-             ROW FORMAT SERDE 'org.openx.data.jsonserde.JsonSerDe' LOCATION '{}/'",
-            logs.display()
-        ))
-        .await?;
+    let create_logs = format!(
+        "CREATE EXTERNAL TABLE logs (n bigint, s string) PARTITIONED BY (year int, month int, day int)
+         ROW FORMAT SERDE 'org.openx.data.jsonserde.JsonSerDe' LOCATION '{}/'",
+        logs.display()
+    );
+    client.query(&create_logs).await?;
     // CREATE registered the valid partitions; take them away to see MSCK find them.
     client
         .query(
@@ -128,13 +127,7 @@ async fn msck_add_and_drop_partitions_on_a_multi_level_layout() -> TestResult {
 
     // Dropping the table forgets its partitions; re-created, it registers the layout's again.
     client.query("DROP TABLE logs").await?;
-    client
-        .query(&format!(
-            "CREATE EXTERNAL TABLE logs (n bigint, s string) PARTITIONED BY (year int, month int, day int)
-             ROW FORMAT SERDE 'org.openx.data.jsonserde.JsonSerDe' LOCATION '{}/'",
-            logs.display()
-        ))
-        .await?;
+    client.query(&create_logs).await?;
     assert_eq!(client.query("SHOW PARTITIONS logs").await?.rows(), 4);
     Ok(())
 }
@@ -182,6 +175,18 @@ async fn projection_plans_an_hourly_layout_without_listing_it() -> TestResult {
 
     let error = client.query("SHOW PARTITIONS firehose").await.unwrap_err().to_string();
     assert!(error.contains("projection"), "{error}");
+    let error = client
+        .query(&format!(
+            "CREATE EXTERNAL TABLE sneaky (n bigint) PARTITIONED BY (dt string)
+             ROW FORMAT SERDE 'org.openx.data.jsonserde.JsonSerDe' LOCATION '{}/firehose/'
+             TBLPROPERTIES ('projection.enabled' = 'true', 'projection.dt.type' = 'enum', 'projection.dt.values' = 'a',
+                            'storage.location.template' = 'file:///etc/${{dt}}/')",
+            lake.display()
+        ))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("outside the configured warehouse roots"), "{error}");
     client
         .query(&format!(
             "CREATE EXTERNAL TABLE broken (n bigint) PARTITIONED BY (dt string)

@@ -403,6 +403,15 @@ impl Projection {
             .collect())
     }
 
+    /// The fixed start of the location template (up to its first `${...}`): every projected
+    /// partition lives under it.
+    pub fn template_prefix(&self) -> &str {
+        let end = self.template.find("${").unwrap_or(self.template.len());
+        let prefix = &self.template[..end];
+        // Up to the last '/', so `.../dt=${dt}/` gives `.../`.
+        &prefix[..prefix.rfind('/').map_or(0, |i| i + 1)]
+    }
+
     /// How many partitions the projection spans with no predicate (`None` when a column is
     /// injected, which has no bounds of its own). For "partitions selected of total".
     pub fn total(&self) -> Option<usize> {
@@ -500,6 +509,7 @@ mod tests {
         assert_eq!(partitions.len(), 4);
         assert_eq!(partitions[0].values, vec!["eu", "11", "phone"]);
         assert_eq!(partitions[0].location, "s3://lake/events/region=eu/shard=11/device=phone/");
+        assert_eq!(projection.template_prefix(), "s3://lake/events/");
         let table = self::table(&[("projection.enabled", "true")], &[("x", DataType::Utf8)]);
         assert!(Projection::of(&table).unwrap_err().to_string().contains("projection.x.type"));
     }
