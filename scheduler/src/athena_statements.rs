@@ -1,6 +1,6 @@
 //! Athena statements DataFusion does not speak, recognized before DataFusion parses the SQL.
 //!
-//! `SHOW DATABASES`/`SCHEMAS`, `SHOW TABLES [IN db] [LIKE 'pattern']`, `CREATE DATABASE`,
+//! `SHOW DATABASES`/`SCHEMAS`, `SHOW TABLES [IN db] [LIKE 'pattern']`, `SHOW COLUMNS`, `CREATE DATABASE`,
 //! `DROP DATABASE`, `SHOW CREATE TABLE`, `SHOW PARTITIONS`, `MSCK REPAIR TABLE`, `ALTER TABLE
 //! ADD|DROP PARTITION` and `USE`. The first few become a statement DataFusion runs (a query on
 //! `information_schema`, or its `SCHEMA` DDL), so they go through the same planning as any SQL;
@@ -224,6 +224,30 @@ pub fn recognize(sql: &str, database: &str) -> Option<AthenaStatement> {
             }
             Some(AthenaStatement::Rewritten(query + " ORDER BY 1"))
         }
+        ["SHOW", "COLUMNS", "FROM" | "IN", ..] => {
+            // Athena lists the names alone: `SHOW COLUMNS {FROM|IN} t [{FROM|IN} db]`.
+            let (mut name, mut end) = name_at(&parts, 3)?;
+            if matches!(w.get(end), Some(&"FROM" | &"IN")) {
+                let (database, after) = name_at(&parts, end + 1)?;
+                name.insert(0, database.last()?.clone());
+                end = after;
+            }
+            if end != parts.len() {
+                return None;
+            }
+            let (schema, table) = match name.as_slice() {
+                [table] => (database, table),
+                [.., schema, table] => (schema.as_str(), table),
+                [] => return None,
+            };
+            Some(AthenaStatement::Rewritten(format!(
+                "SELECT column_name AS field FROM information_schema.columns \
+                 WHERE table_catalog = {} AND table_schema = {} AND table_name = {} ORDER BY ordinal_position",
+                literal(DEFAULT_CATALOG),
+                literal(schema),
+                literal(table)
+            )))
+        }
         ["SHOW", "CREATE", "TABLE", ..] => {
             let (name, end) = name_at(&parts, 3)?;
             (end == parts.len()).then_some(AthenaStatement::ShowCreateTable(name))
@@ -326,6 +350,8 @@ mod tests {
         );
         assert_eq!(recognize("ALTER TABLE t ADD PARTITION (d = )"), None);
         assert_eq!(recognize("SELECT 1"), None);
-        assert_eq!(recognize("SHOW COLUMNS FROM t"), None);
+        let columns = rewritten("SHOW COLUMNS IN t FROM \"Db\"");
+        assert!(columns.contains("table_schema = 'Db' AND table_name = 't'"), "{columns}");
+        assert!(rewritten("show columns from db.t").contains("table_schema = 'db'"));
     }
 }

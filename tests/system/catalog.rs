@@ -47,6 +47,19 @@ async fn catalog_survives_a_restart() -> TestResult {
     assert_eq!(show(client.query("SHOW TABLES IN archive").await?), vec!["old_sales"]);
     assert_eq!(show(client.query("SHOW TABLES 'reg*|x*'").await?), vec!["regions"]);
 
+    let describe = show(client.query("DESCRIBE archive.old_sales").await?);
+    assert_eq!(describe.len(), 7, "{describe:?}");
+    assert!(describe[0].starts_with("id | Int64"), "{describe:?}");
+    assert!(describe[6].starts_with("day | Utf8"), "{describe:?}");
+    assert_eq!(
+        show(client.query("SHOW COLUMNS FROM sales").await?),
+        vec!["id", "item", "qty", "amount", "ts", "region", "day"]
+    );
+    assert_eq!(show(client.query("SHOW COLUMNS IN old_sales FROM archive").await?).len(), 7);
+    client.query("DROP TABLE IF EXISTS no_such_table").await?;
+    let error = client.query("DROP TABLE no_such_table").await.unwrap_err().to_string();
+    assert!(error.contains("no_such_table"), "{error}");
+
     let partitions = show(client.query("SHOW PARTITIONS sales").await?);
     assert_eq!(partitions.len(), REGIONS.len() * DAYS.len());
     assert_eq!(partitions[0], "region=apac/day=2024-01-01");
