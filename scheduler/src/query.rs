@@ -149,6 +149,8 @@ enum Statement {
 pub struct Description {
     pub schema: SchemaRef,
     pub runs_on_submit: bool,
+    /// For `USE`: the database the client's session moves to.
+    pub use_database: Option<String>,
 }
 
 impl QueryEngine {
@@ -243,6 +245,7 @@ impl QueryEngine {
     /// The schema `sql` will produce, for `GetFlightInfo` and prepared statements, and whether it
     /// runs when submitted (DDL, `MSCK`, `USE`) rather than when its result is fetched.
     pub async fn describe(&self, sql: &str, session: &ClientSession) -> Result<Description, SchedulerError> {
+        let mut use_database = None;
         let (schema, runs_on_submit) = match self.statement(sql, session).await? {
             Statement::ShowCreateTable(_) => (show_create_schema(), false),
             Statement::ShowPartitions(_) => (partitions_schema(), false),
@@ -250,14 +253,17 @@ impl QueryEngine {
                 (Arc::new(Schema::empty()), true)
             }
             Statement::RepairTable(_) => (repair_schema(), true),
-            Statement::Use(_) => (use_schema(), true),
+            Statement::Use(database) => {
+                use_database = Some(database);
+                (use_schema(), true)
+            }
             Statement::Plan(plan) => match &plan {
                 LogicalPlan::Explain(_) => (explain_schema(), false),
                 LogicalPlan::Ddl(_) => (Arc::new(plan.schema().as_arrow().clone()), true),
                 _ => (Arc::new(plan.schema().as_arrow().clone()), false),
             },
         };
-        Ok(Description { schema, runs_on_submit })
+        Ok(Description { schema, runs_on_submit, use_database })
     }
 
     pub async fn execute(&self, sql: &str, session: &ClientSession) -> Result<QueryResult, SchedulerError> {

@@ -115,9 +115,9 @@ impl LakeTable {
         }
         let registered = self.catalog.partitions(&self.definition.database, &self.definition.name)?;
         let columns: Vec<usize> = (0..self.keys.len()).collect();
-        let texts: Vec<Vec<String>> = columns
+        let texts: Vec<Vec<&str>> = columns
             .iter()
-            .map(|&c| registered.iter().map(|p| p.values.get(c).cloned().unwrap_or_default()).collect())
+            .map(|&c| registered.iter().map(|p| p.values.get(c).map_or("", String::as_str)).collect())
             .collect();
         let keep = filter.select(state, &columns, &texts)?;
         let chosen = registered

@@ -57,7 +57,7 @@ impl PartitionFilter {
     /// Which rows satisfy every filter that reads only the key columns `columns` (indices into
     /// the keys). `values[i]` holds column `columns[i]` of every row, as text; text that does not
     /// convert to the key's type reads as NULL, as does Hive's NULL partition.
-    pub fn select(&self, state: &dyn Session, columns: &[usize], values: &[Vec<String>]) -> Result<Vec<bool>> {
+    pub fn select(&self, state: &dyn Session, columns: &[usize], values: &[Vec<&str>]) -> Result<Vec<bool>> {
         let rows = values.first().map_or(0, Vec::len);
         let mut selected = vec![true; rows];
         let fields: Vec<Field> = columns.iter().map(|&i| self.keys[i].clone().with_nullable(true)).collect();
@@ -153,15 +153,15 @@ fn equality_values(expr: &Expr, name: &str) -> Option<Vec<String>> {
 }
 
 /// Partition values as text, converted to `data_type` (NULL where they do not convert).
-pub fn typed_column(texts: &[String], data_type: &DataType) -> Result<ArrayRef> {
-    let strings: StringArray = texts.iter().map(|t| (t != HIVE_NULL_PARTITION).then_some(t.as_str())).collect();
+pub fn typed_column(texts: &[&str], data_type: &DataType) -> Result<ArrayRef> {
+    let strings: StringArray = texts.iter().map(|&t| (t != HIVE_NULL_PARTITION).then_some(t)).collect();
     let options = CastOptions { safe: true, ..Default::default() };
     Ok(cast_with_options(&strings, data_type, &options)?)
 }
 
 /// One partition value as the scalar the scan appends to its rows.
 pub fn typed_value(text: &str, data_type: &DataType) -> Result<ScalarValue> {
-    let array = typed_column(&[text.to_string()], data_type)?;
+    let array = typed_column(&[text], data_type)?;
     ScalarValue::try_from_array(&array, 0)
 }
 
@@ -181,8 +181,8 @@ mod tests {
         ];
         let filter = PartitionFilter::new(keys, &filters);
         let state = SessionContext::new().state();
-        let names = vec!["a".to_string(), "b".into(), "b".into(), "c".into(), "b".into()];
-        let days = vec!["2023-06-01".to_string(), "2023-06-01".into(), "2023-06-02".into(), "2023-06-03".into(), "bad".into()];
+        let names = vec!["a", "b", "b", "c", "b"];
+        let days = vec!["2023-06-01", "2023-06-01", "2023-06-02", "2023-06-03", "bad"];
         let selected = filter.select(&state, &[0, 1], &[names.clone(), days]).unwrap();
         assert_eq!(selected, vec![true, false, true, false, false]);
         assert_eq!(filter.select(&state, &[0], &[names]).unwrap(), vec![true, true, true, false, true]);

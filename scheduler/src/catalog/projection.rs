@@ -363,7 +363,7 @@ impl Projection {
         let mut per_column = Vec::with_capacity(self.columns.len());
         for (i, column) in self.columns.iter().enumerate() {
             let values = column.values(filter.pinned_values(i))?;
-            let texts: Vec<String> = values.iter().map(|v| v.value.clone()).collect();
+            let texts: Vec<&str> = values.iter().map(|v| v.value.as_str()).collect();
             let keep = filter.select(state, &[i], &[texts])?;
             per_column.push(values.into_iter().zip(keep).filter_map(|(v, k)| k.then_some(v)).collect::<Vec<_>>());
         }
@@ -383,8 +383,8 @@ impl Projection {
             rows = rows.into_iter().flat_map(|row| values.iter().map(move |v| [row.as_slice(), &[v]].concat())).collect();
         }
         let columns: Vec<usize> = (0..self.columns.len()).collect();
-        let texts: Vec<Vec<String>> =
-            columns.iter().map(|&c| rows.iter().map(|row| row[c].value.clone()).collect()).collect();
+        let texts: Vec<Vec<&str>> =
+            columns.iter().map(|&c| rows.iter().map(|row| row[c].value.as_str()).collect()).collect();
         let keep = if rows.is_empty() { Vec::new() } else { filter.select(state, &columns, &texts)? };
         Ok(rows
             .iter()

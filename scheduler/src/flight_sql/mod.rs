@@ -102,18 +102,15 @@ impl FlightSqlFrontDoor {
     ) -> Result<FlightInfo, Status> {
         let description = contained(async { Ok(self.engine.describe(sql, session).await?) }).await?;
         let mut handle = StatementHandle { sql: sql.to_string(), database: session.database.clone(), ..Default::default() };
-        let mut app_metadata = None;
         if description.runs_on_submit {
             let lines = self.run_to_text(sql, session).await?;
             handle.executed = true;
             if let [field] = description.schema.fields().as_ref() {
                 handle.result_column = field.name().clone();
-                if field.name() == "database" {
-                    app_metadata = lines.first().map(|db| serde_json::json!({ "database": db }).to_string());
-                }
                 handle.result = lines;
             }
         }
+        let app_metadata = description.use_database.map(|db| serde_json::json!({ "database": db }).to_string());
         let ticket = TicketStatementQuery { statement_handle: handle.encode_to_vec().into() };
         let endpoint = FlightEndpoint::new()
             .with_ticket(Ticket { ticket: ticket.as_any().encode_to_vec().into() });
