@@ -85,7 +85,7 @@ impl QueryEngine {
                         }
                     }
                 }
-                let directory = format!("{}{}/", url.as_str(), directories.join("/"));
+                let directory = format!("{}/{}/", url.as_str().trim_end_matches('/'), directories.join("/"));
                 match problem {
                     Some(problem) => {
                         skipped.insert(format!("{directory}: {problem}"));
