@@ -14,3 +14,4 @@ mod pruning;
 mod queries;
 mod s3;
 mod security;
+mod tpch;
