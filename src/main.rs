@@ -1,5 +1,6 @@
 //! The `glaux` binary: scheduler, executor, both at once, the shell, and the demo.
 
+mod bench;
 mod demo;
 
 use std::net::SocketAddr;
@@ -36,6 +37,9 @@ enum Command {
     Crawl(CrawlArgs),
     /// A standalone cluster over a generated events lake, with the shell open on it.
     Demo(StandaloneArgs),
+    /// TPC-H on a standalone cluster and on single-process DataFusion side by side, and Flight
+    /// SQL latency; prints medians and the Glaux/DataFusion ratio.
+    Bench(bench::BenchArgs),
 }
 
 #[derive(Args, Clone)]
@@ -350,6 +354,10 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                 println!("-- {} partitions registered: {shown}{more}", names.len());
             }
             Ok(true)
+        }
+        Command::Bench(args) => {
+            init_logging("warn");
+            bench::run(args).await
         }
         Command::Demo(args) => {
             init_logging("warn");

@@ -1,0 +1,161 @@
+//! Runs a query set on a Glaux cluster and on single-process DataFusion over the same files, one
+//! engine after the other for each query, and reports medians and their ratio.
+
+use std::time::{Duration, Instant};
+
+use datafusion::prelude::SessionContext;
+use glaux_client::GlauxClient;
+use serde::Serialize;
+
+/// One query's runs on both engines.
+#[derive(Debug, Serialize)]
+pub struct QueryTiming {
+    pub name: String,
+    pub glaux_ms: Vec<f64>,
+    pub datafusion_ms: Vec<f64>,
+    /// Rows Glaux returned; equal to DataFusion's unless `error` says otherwise.
+    pub rows: usize,
+    pub bytes_scanned: u64,
+    pub error: Option<String>,
+}
+
+impl QueryTiming {
+    pub fn glaux_median(&self) -> Option<f64> {
+        median(&self.glaux_ms)
+    }
+
+    pub fn datafusion_median(&self) -> Option<f64> {
+        median(&self.datafusion_ms)
+    }
+}
+
+pub fn median(samples: &[f64]) -> Option<f64> {
+    let mut sorted = samples.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted.get(sorted.len() / 2).copied()
+}
+
+/// The value below which `p` percent of the samples lie.
+pub fn percentile(samples: &[f64], p: f64) -> Option<f64> {
+    let mut sorted = samples.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted.get(rank.saturating_sub(1).min(sorted.len().saturating_sub(1))).copied()
+}
+
+fn ms(elapsed: Duration) -> f64 {
+    elapsed.as_secs_f64() * 1000.0
+}
+
+/// Runs each `(name, sql)` `iterations` times on each engine (after one warm-up run each), and
+/// checks that both return the same number of rows.
+pub async fn compare(
+    client: &mut GlauxClient,
+    reference: &SessionContext,
+    queries: &[(String, String)],
+    iterations: usize,
+) -> Vec<QueryTiming> {
+    let mut timings = Vec::new();
+    for (name, sql) in queries {
+        let mut timing = QueryTiming {
+            name: name.clone(),
+            glaux_ms: Vec::new(),
+            datafusion_ms: Vec::new(),
+            rows: 0,
+            bytes_scanned: 0,
+            error: None,
+        };
+        let mut datafusion_rows = 0;
+        for run in 0..=iterations {
+            let started = Instant::now();
+            match client.query(sql).await {
+                Ok(output) => {
+                    if run > 0 {
+                        timing.glaux_ms.push(ms(started.elapsed()));
+                    }
+                    timing.rows = output.rows();
+                    timing.bytes_scanned = output.stats.map_or(0, |s| s.scan.bytes_scanned);
+                }
+                Err(e) => {
+                    timing.error = Some(format!("Glaux: {e}"));
+                    break;
+                }
+            }
+            let started = Instant::now();
+            let result = match reference.sql(sql).await {
+                Ok(df) => df.collect().await,
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(batches) => {
+                    if run > 0 {
+                        timing.datafusion_ms.push(ms(started.elapsed()));
+                    }
+                    datafusion_rows = batches.iter().map(|b| b.num_rows()).sum();
+                }
+                Err(e) => {
+                    timing.error = Some(format!("DataFusion: {e}"));
+                    break;
+                }
+            }
+        }
+        if timing.error.is_none() && timing.rows != datafusion_rows {
+            timing.error = Some(format!("Glaux returned {} rows, DataFusion {datafusion_rows}", timing.rows));
+        }
+        eprintln!(
+            "{name}: glaux {} ms, datafusion {} ms{}",
+            timing.glaux_median().map_or("-".into(), |m| format!("{m:.1}")),
+            timing.datafusion_median().map_or("-".into(), |m| format!("{m:.1}")),
+            timing.error.as_ref().map_or(String::new(), |e| format!(" ({e})"))
+        );
+        timings.push(timing);
+    }
+    timings
+}
+
+/// The per-query table with totals and the Glaux/DataFusion ratio.
+pub fn render(timings: &[QueryTiming]) -> String {
+    let mut out = format!("{:<8} {:>12} {:>15} {:>7} {:>8}\n", "query", "glaux ms", "datafusion ms", "ratio", "rows");
+    let (mut glaux_total, mut datafusion_total) = (0.0, 0.0);
+    for t in timings {
+        match (t.glaux_median(), t.datafusion_median(), &t.error) {
+            (Some(g), Some(d), None) => {
+                glaux_total += g;
+                datafusion_total += d;
+                out.push_str(&format!("{:<8} {g:>12.1} {d:>15.1} {:>7.2} {:>8}\n", t.name, g / d, t.rows));
+            }
+            (_, _, error) => {
+                out.push_str(&format!("{:<8} failed: {}\n", t.name, error.as_deref().unwrap_or("no runs")));
+            }
+        }
+    }
+    let ratio = if datafusion_total > 0.0 { glaux_total / datafusion_total } else { f64::NAN };
+    out.push_str(&format!("{:<8} {glaux_total:>12.1} {datafusion_total:>15.1} {ratio:>7.2}\n", "total"));
+    out
+}
+
+/// Round trips of `sql` through Flight SQL: `(p50, p99)` in milliseconds.
+pub async fn latency(client: &mut GlauxClient, sql: &str, iterations: usize) -> Result<(f64, f64), String> {
+    client.query(sql).await.map_err(|e| e.to_string())?;
+    let mut samples = Vec::with_capacity(iterations);
+    for _ in 0..iterations {
+        let started = Instant::now();
+        client.query(sql).await.map_err(|e| e.to_string())?;
+        samples.push(ms(started.elapsed()));
+    }
+    Ok((percentile(&samples, 50.0).unwrap_or(f64::NAN), percentile(&samples, 99.0).unwrap_or(f64::NAN)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn medians_and_percentiles() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(&[]), None);
+        let samples: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(percentile(&samples, 50.0), Some(50.0));
+        assert_eq!(percentile(&samples, 99.0), Some(99.0));
+    }
+}

@@ -1,0 +1,112 @@
+//! `glaux bench`: TPC-H on a standalone Glaux cluster and on single-process DataFusion, side by
+//! side on the same files and settings, plus Flight SQL round-trip latency.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use glaux_bench::{runner, tpch};
+use glaux_client::GlauxClient;
+
+use crate::StandaloneArgs;
+
+#[derive(Args)]
+pub struct BenchArgs {
+    /// TPC-H scale factor.
+    #[arg(long, default_value_t = 1.0)]
+    sf: f64,
+    /// Where the generated data lives (generated once) [default: <warehouse>/tpch/sf<SF>]
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Timed runs of each query on each engine, after one warm-up run.
+    #[arg(long, default_value_t = 3)]
+    iterations: usize,
+    /// Only these queries (1-22, repeatable).
+    #[arg(long)]
+    query: Vec<usize>,
+    /// Round trips for the latency measurements.
+    #[arg(long, default_value_t = 200)]
+    latency_iterations: usize,
+    /// Also write the report as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    #[command(flatten)]
+    cluster: StandaloneArgs,
+}
+
+pub async fn run(mut args: BenchArgs) -> anyhow::Result<bool> {
+    // A bench cluster of its own: any free port, and a catalog apart from the user's.
+    args.cluster.flight_sql_addr = "127.0.0.1:0".parse()?;
+    let home = args.cluster.storage.home().to_path_buf();
+    let data = args.data.clone().unwrap_or_else(|| home.join(format!("tpch/sf{}", args.sf)));
+    if !data.join("lineitem").exists() {
+        eprintln!("Generating TPC-H SF {} in {} ...", args.sf, data.display());
+        let parts = (args.sf.ceil() as i32).clamp(1, 64) * 4;
+        tpch::generate(&data, args.sf, parts).context("generating TPC-H data")?;
+    }
+    let catalog = home.join(".glaux/bench-catalog.sqlite");
+    let _ = std::fs::remove_file(&catalog);
+    args.cluster.storage.catalog = Some(catalog);
+    let cluster = crate::start_standalone(&args.cluster).await?;
+    let slots: usize = cluster.scheduler.cluster().alive().iter().map(|e| e.task_slots as usize).sum();
+    let mut client = GlauxClient::connect(&cluster.scheduler.addr().to_string()).await?;
+
+    // DataFusion with the same parallelism and the same Parquet reading options as the executors.
+    let mut config = SessionConfig::new().with_target_partitions(slots.max(1));
+    let parquet = &mut config.options_mut().execution.parquet;
+    parquet.pushdown_filters = true;
+    parquet.reorder_filters = true;
+    let reference = SessionContext::new_with_config(config);
+    let location = format!("{}/", data.canonicalize()?.display());
+    for ddl in tpch::ddl(&location) {
+        client.query(&ddl).await?;
+        reference.sql(&ddl).await?.collect().await?;
+    }
+    let queries: Vec<(String, String)> = tpch::QUERIES
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| args.query.is_empty() || args.query.contains(&(i + 1)))
+        .map(|(i, sql)| (format!("q{}", i + 1), sql.to_string()))
+        .collect();
+    eprintln!(
+        "TPC-H SF {} on {} executors ({slots} task slots) vs DataFusion (target_partitions {slots}), {} runs each",
+        args.sf, args.cluster.executors, args.iterations
+    );
+    let timings = runner::compare(&mut client, &reference, &queries, args.iterations).await;
+    println!("{}", runner::render(&timings));
+
+    // Latency: the smallest query, and a lookup in one partition of a partitioned table.
+    let select_one = runner::latency(&mut client, "SELECT 1", args.latency_iterations).await.map_err(anyhow::Error::msg)?;
+    let nations = data.join("nation_by_region");
+    if !nations.exists() {
+        let copy = format!(
+            "COPY (SELECT * FROM nation) TO '{}/' STORED AS PARQUET PARTITIONED BY (n_regionkey)",
+            nations.display()
+        );
+        reference.sql(&copy).await?.collect().await?;
+    }
+    client.query(&format!("CREATE EXTERNAL TABLE nation_by_region LOCATION '{}/'", nations.canonicalize()?.display())).await?;
+    let lookup_sql = "SELECT n_name FROM nation_by_region WHERE n_regionkey = '3' AND n_nationkey = 7";
+    let lookup = runner::latency(&mut client, lookup_sql, args.latency_iterations).await.map_err(anyhow::Error::msg)?;
+    println!("latency over Flight SQL ({} round trips each):", args.latency_iterations);
+    println!("  SELECT 1                  p50 {:.2} ms, p99 {:.2} ms", select_one.0, select_one.1);
+    println!("  one-partition lookup      p50 {:.2} ms, p99 {:.2} ms", lookup.0, lookup.1);
+
+    if let Some(path) = &args.json {
+        let report = serde_json::json!({
+            "benchmark": "tpch",
+            "scale_factor": args.sf,
+            "executors": args.cluster.executors,
+            "task_slots": slots,
+            "iterations": args.iterations,
+            "queries": timings,
+            "latency_ms": {
+                "select_1": { "p50": select_one.0, "p99": select_one.1 },
+                "partition_lookup": { "p50": lookup.0, "p99": lookup.1 },
+            },
+        });
+        std::fs::write(path, serde_json::to_string_pretty(&report)?).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(timings.iter().all(|t| t.error.is_none()))
+}
