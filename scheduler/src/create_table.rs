@@ -11,7 +11,7 @@ use datafusion::logical_expr::CreateExternalTable;
 use futures::{StreamExt, TryStreamExt};
 
 use crate::catalog::{
-    COMPRESSION, ColumnDef, FILE_EXTENSION, HiveTable, Projection, TableDef, TableFormat, listing_options,
+    COMPRESSION, ColumnDef, FILE_EXTENSION, HiveTable, Projection, TableDef, TableFormat, is_side_file, listing_options,
     table_provider,
 };
 use crate::error::SchedulerError;
@@ -169,7 +169,7 @@ impl QueryEngine {
         Ok(files
             .iter()
             .filter_map(|f| f.location.filename())
-            .filter(|n| !n.starts_with(['_', '.']))
+            .filter(|n| !is_side_file(n))
             .map(str::to_ascii_lowercase)
             .collect())
     }
@@ -284,7 +284,7 @@ impl QueryEngine {
                 .list_all_files(&state, store.as_ref(), &options.file_extension)
                 .await
                 .map_err(SchedulerError::plan)?
-                .try_filter(|f| std::future::ready(!f.location.filename().is_some_and(|n| n.starts_with(['_', '.']))))
+                .try_filter(|f| std::future::ready(!f.location.filename().is_some_and(is_side_file)))
                 .take(SAMPLE)
                 .try_collect()
                 .await

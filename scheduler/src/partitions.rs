@@ -8,7 +8,7 @@ use datafusion::datasource::listing::ListingTableUrl;
 use futures::TryStreamExt;
 
 use crate::athena_statements::PartitionSpec;
-use crate::catalog::{HIVE_NULL_PARTITION, Partition, Projection, TableDef, typed_value};
+use crate::catalog::{HIVE_NULL_PARTITION, Partition, Projection, TableDef, is_side_file, typed_value};
 use crate::error::SchedulerError;
 use crate::query::{QueryEngine, plan_error};
 
@@ -65,7 +65,7 @@ impl QueryEngine {
             while let Some(file) = files.try_next().await.map_err(|e| SchedulerError::plan(e.into()))? {
                 let Some(parts) = url.strip_prefix(&file.location) else { continue };
                 let parts: Vec<&str> = parts.collect();
-                if parts.len() <= keys.len() || parts.last().is_some_and(|name| name.starts_with(['_', '.'])) {
+                if parts.len() <= keys.len() || parts.last().is_some_and(|name| is_side_file(name)) {
                     continue;
                 }
                 let directories = &parts[..keys.len()];

@@ -24,7 +24,7 @@ use object_store::ObjectStore;
 
 use super::partition_filter::{PartitionFilter, typed_value, uses_only};
 use super::projection::Projection;
-use super::{Catalog, TableDef};
+use super::{Catalog, TableDef, is_side_file};
 
 /// What the scans of one query chose: a per-query extension of the planning session.
 #[derive(Debug, Default)]
@@ -143,7 +143,7 @@ impl LakeTable {
             .into_iter()
             .filter(|meta| {
                 let name = meta.location.filename().unwrap_or_default();
-                name.ends_with(&extension) && !name.starts_with(['_', '.'])
+                name.ends_with(&extension) && !is_side_file(name)
             })
             .map(|meta| PartitionedFile::new_from_meta(meta).with_partition_values(partition.values.clone()))
             .collect())

@@ -29,6 +29,12 @@ pub use providers::{LakeCatalogProvider, listing_options, table_provider};
 pub use show_create::show_create_table;
 pub use sqlite::SqliteCatalog;
 
+/// Whether a file name is a side file rather than data: `_SUCCESS`, `_temporary`, `.crc` and
+/// anything else starting with `_` or `.`, which Hive, Spark and Athena all skip.
+pub fn is_side_file(name: &str) -> bool {
+    name.starts_with(['_', '.'])
+}
+
 /// A column: its name and its Arrow type, stored in Arrow's textual form (`Int64`, `Utf8`, ...).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ColumnDef {
