@@ -69,7 +69,7 @@ impl ExecutorControl for ControlService {
                 ))
                 .into());
             }
-            decoded.push((key, InstalledTask::new(plan, task.partitions, ctx, bytes_read)));
+            decoded.push((key, InstalledTask::new(plan, task.partitions, task.reads_per_partition, ctx, bytes_read)));
         }
         for (key, task) in decoded {
             tracing::debug!(query = %key.query, stage = %key.stage, task = %key.task, "task installed");

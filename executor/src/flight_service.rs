@@ -1,12 +1,21 @@
 //! Arrow Flight on the executor: `DoGet` streams one output partition of one installed task.
 //!
-//! The partition starts executing when its `DoGet` arrives and a task slot is free, and is pulled
-//! batch by batch by the consumer, so gRPC flow control is the backpressure. The last message
-//! carries the partition's [`TaskStats`] in its app_metadata.
+//! The partition starts executing when its `DoGet` arrives and is pulled batch by batch by the
+//! consumer, so gRPC flow control is the backpressure. Nothing gates it on task slots: stages of
+//! one query stream into each other, so a partition waiting for its input while holding a slot
+//! would starve the very stage it waits for. Slots decide how many partitions the planner gives
+//! an executor; the memory pool bounds what they hold. A broadcast partition (read by several
+//! consumers) is computed once and replayed. The last message carries [`TaskStats`] in its
+//! app_metadata.
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use datafusion::error::DataFusionError;
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::execution::memory_pool::MemoryConsumer;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 
 use arrow_flight::error::FlightError;
 use arrow_flight::flight_service_server::FlightService;
@@ -16,19 +25,17 @@ use arrow_flight::{
 };
 use futures::{Stream, StreamExt, TryStreamExt, stream};
 use glaux_proto::generated::TaskOutputTicket;
-use glaux_proto::{QueryId, StageId, TaskId, collect_task_stats, with_trailer};
+use glaux_proto::{QueryId, StageId, TaskId, TaskStats, collect_task_stats, with_trailer};
 use prost::Message;
-use tokio::sync::Semaphore;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::error::ExecutorError;
-use crate::task_table::{TaskKey, TaskTable};
+use crate::task_table::{BufferCell, Buffered, InstalledTask, TaskKey, TaskTable};
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
 pub struct ExecutorFlight {
     pub tasks: Arc<TaskTable>,
-    pub slots: Arc<Semaphore>,
 }
 
 impl ExecutorFlight {
@@ -54,7 +61,10 @@ impl ExecutorFlight {
                 partition,
             });
         }
-        let batches = task.plan.execute(partition as usize, Arc::clone(&task.context))?;
+        let (batches, replayed) = match task.buffer(partition) {
+            None => (task.plan.execute(partition as usize, Arc::clone(&task.context))?, Arc::default()),
+            Some(buffer) => broadcast(&task, partition, buffer)?,
+        };
         let schema = batches.schema();
         let rows = Arc::new(AtomicU64::new(0));
         let counted = Arc::clone(&rows);
@@ -63,16 +73,22 @@ impl ExecutorFlight {
                 counted.fetch_add(b.num_rows() as u64, Ordering::Relaxed);
             })
             .map_err(|e| FlightError::ExternalError(Box::new(e)));
-        let batches = in_slots(batches, Arc::clone(&self.slots));
         let batches = until_cancelled(contain_panics(batches), task.cancel.clone());
         let tasks = Arc::clone(&self.tasks);
         let plan = Arc::clone(&task.plan);
         let bytes_read = Arc::clone(&task.bytes_read);
         let trailer = move || {
+            // A task's statistics cover all of its partitions (a shuffle task's output partitions
+            // share its inputs): the read that finishes the task reports them, with what the stages
+            // it read reported to it; other reads report only their rows.
             let last = tasks.finish_partition(&key, partition);
-            let mut stats = collect_task_stats(&plan, Some(partition as usize));
-            // Bytes are counted per task: the partition that finishes it reports them all.
-            stats.bytes_scanned = if last { bytes_read.load(Ordering::Relaxed) } else { 0 };
+            let mut stats = if last && !replayed.load(Ordering::Relaxed) {
+                let mut stats = collect_task_stats(&plan, None);
+                stats.bytes_scanned += bytes_read.load(Ordering::Relaxed);
+                stats
+            } else {
+                TaskStats::default()
+            };
             stats.output_rows = rows.load(Ordering::Relaxed);
             stats.to_json().into()
         };
@@ -87,22 +103,42 @@ impl ExecutorFlight {
     }
 }
 
-/// Produces each batch while holding one of the executor's task slots, and only then: a stream
-/// whose consumer is not reading holds no slot. Holding slots across waits for consumers deadlocks
-/// plans whose consumer drains one input before the next (a hash join's build side).
-fn in_slots<S, T>(batches: S, slots: Arc<Semaphore>) -> impl Stream<Item = T> + Send + 'static
-where
-    S: Stream<Item = T> + Send + Unpin + 'static,
-    T: Send + 'static,
-{
-    stream::unfold((batches, slots), |(mut batches, slots)| async move {
-        let item = {
-            // The semaphore is never closed, so acquiring only waits.
-            let _slot = slots.acquire().await.ok()?;
-            batches.next().await
-        };
-        item.map(|item| (item, (batches, slots)))
+/// A broadcast partition: the first read computes and keeps its batches (reserving their memory
+/// in the executor's pool), every read replays them. The flag tells a read that only replayed.
+fn broadcast(
+    task: &Arc<InstalledTask>,
+    partition: u32,
+    buffer: BufferCell,
+) -> Result<(SendableRecordBatchStream, Arc<AtomicBool>), ExecutorError> {
+    let schema = task.plan.schema();
+    let replayed = Arc::new(AtomicBool::new(true));
+    let computed = Arc::clone(&replayed);
+    let task = Arc::clone(task);
+    let batches = stream::once(async move {
+        let buffered = buffer
+            .get_or_try_init(|| async {
+                computed.store(false, Ordering::Relaxed);
+                let consumer = MemoryConsumer::new(format!("broadcast partition {partition}"));
+                let reservation = consumer.register(task.context.memory_pool());
+                let mut batches = task.plan.execute(partition as usize, Arc::clone(&task.context))?;
+                let mut kept = Vec::new();
+                while let Some(batch) = batches.next().await {
+                    let batch = batch?;
+                    reservation.try_grow(batch.get_array_memory_size()).map_err(|e| {
+                        DataFusionError::ResourcesExhausted(format!(
+                            "the broadcast side of a join does not fit in this executor's memory: {e}"
+                        ))
+                    })?;
+                    kept.push(batch);
+                }
+                Ok::<_, DataFusionError>(Arc::new(Buffered::new(kept, reservation)))
+            })
+            .await?;
+        let batches = buffered.batches.clone();
+        Ok::<_, DataFusionError>(stream::iter(batches.into_iter().map(Ok)))
     })
+    .try_flatten();
+    Ok((Box::pin(RecordBatchStreamAdapter::new(schema, batches)), replayed))
 }
 
 /// Ends `batches` with an error as soon as `cancel` fires.

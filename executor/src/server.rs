@@ -7,7 +7,6 @@ use glaux_proto::generated::ExecutorRegistration;
 use glaux_proto::generated::executor_control_server::ExecutorControlServer;
 use glaux_proto::{ClusterAuth, ClusterChannels, ExecutorId, MAX_MESSAGE_BYTES};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tonic::transport::server::TcpIncoming;
 use tokio_util::sync::CancellationToken;
@@ -45,10 +44,7 @@ impl Executor {
         let channels = Arc::new(ClusterChannels::new(config.secret.clone()));
         let session = executor_session(&config, Arc::clone(&channels))?;
         let tasks = Arc::new(TaskTable::new(config.task_ttl));
-        let flight = ExecutorFlight {
-            tasks: Arc::clone(&tasks),
-            slots: Arc::new(Semaphore::new(config.task_slots)),
-        };
+        let flight = ExecutorFlight { tasks: Arc::clone(&tasks) };
         let flight = FlightServiceServer::new(flight)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);

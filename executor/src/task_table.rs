@@ -1,11 +1,14 @@
 //! `TaskTable`: the tasks installed on this executor, until their output has been read.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use datafusion::arrow::array::RecordBatch;
 use datafusion::execution::TaskContext;
+use datafusion::execution::memory_pool::MemoryReservation;
+use tokio::sync::OnceCell;
 use datafusion::physical_plan::ExecutionPlan;
 use glaux_proto::{QueryId, StageId, TaskId};
 use tokio_util::sync::CancellationToken;
@@ -17,6 +20,22 @@ pub struct TaskKey {
     pub task: TaskId,
 }
 
+/// A broadcast partition's batches, computed by its first reader and replayed to the others, with
+/// the memory they hold reserved in the executor's pool.
+#[derive(Debug)]
+pub struct Buffered {
+    pub batches: Vec<RecordBatch>,
+    _reservation: MemoryReservation,
+}
+
+impl Buffered {
+    pub fn new(batches: Vec<RecordBatch>, reservation: MemoryReservation) -> Self {
+        Self { batches, _reservation: reservation }
+    }
+}
+
+pub type BufferCell = Arc<OnceCell<Arc<Buffered>>>;
+
 #[derive(Debug)]
 pub struct InstalledTask {
     pub plan: Arc<dyn ExecutionPlan>,
@@ -26,7 +45,10 @@ pub struct InstalledTask {
     pub bytes_read: Arc<AtomicU64>,
     /// Fires when the query is cancelled; running output streams stop at their next batch.
     pub cancel: CancellationToken,
-    unfinished: Mutex<HashSet<u32>>,
+    /// Reads still expected, per partition.
+    unread: Mutex<HashMap<u32, u32>>,
+    /// Broadcast partitions' batches (only when read more than once).
+    buffers: HashMap<u32, BufferCell>,
     installed_at: Instant,
 }
 
@@ -34,18 +56,27 @@ impl InstalledTask {
     pub fn new(
         plan: Arc<dyn ExecutionPlan>,
         partitions: Vec<u32>,
+        reads_per_partition: u32,
         context: Arc<TaskContext>,
         bytes_read: Arc<AtomicU64>,
     ) -> Self {
+        let reads = reads_per_partition.max(1);
+        let buffers = if reads > 1 { partitions.iter().map(|&p| (p, BufferCell::default())).collect() } else { HashMap::new() };
         Self {
-            unfinished: Mutex::new(partitions.iter().copied().collect()),
+            unread: Mutex::new(partitions.iter().map(|&p| (p, reads)).collect()),
             plan,
             partitions,
             context,
             bytes_read,
             cancel: CancellationToken::new(),
+            buffers,
             installed_at: Instant::now(),
         }
+    }
+
+    /// Where a broadcast partition's batches are kept; `None` for a partition read once.
+    pub fn buffer(&self, partition: u32) -> Option<BufferCell> {
+        self.buffers.get(&partition).cloned()
     }
 }
 
@@ -72,14 +103,20 @@ impl TaskTable {
         self.lock().get(key).cloned()
     }
 
-    /// Records that one output partition was read to its end; the task is forgotten once all were.
-    /// Returns true for the partition that finished the task.
+    /// Records that one read of an output partition reached its end; the task is forgotten once
+    /// every partition was read as often as it is consumed. Returns true for the read that
+    /// finished the task.
     pub fn finish_partition(&self, key: &TaskKey, partition: u32) -> bool {
         let mut tasks = self.lock();
         let done = tasks.get(key).is_some_and(|task| {
-            let mut unfinished = task.unfinished.lock().unwrap_or_else(|e| e.into_inner());
-            unfinished.remove(&partition);
-            unfinished.is_empty()
+            let mut unread = task.unread.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(left) = unread.get_mut(&partition) {
+                *left = left.saturating_sub(1);
+                if *left == 0 {
+                    unread.remove(&partition);
+                }
+            }
+            unread.is_empty()
         });
         if done {
             tasks.remove(key);
@@ -122,7 +159,7 @@ mod tests {
 
     fn task(partitions: Vec<u32>) -> InstalledTask {
         let plan = Arc::new(EmptyExec::new(Arc::new(Schema::empty())));
-        InstalledTask::new(plan, partitions, Arc::new(TaskContext::default()), Arc::default())
+        InstalledTask::new(plan, partitions, 1, Arc::new(TaskContext::default()), Arc::default())
     }
 
     #[test]
@@ -131,6 +168,12 @@ mod tests {
         let key = |q: &str, t| TaskKey { query: QueryId::from(q.to_string()), stage: StageId(1), task: TaskId(t) };
         table.install(key("q1", 0), task(vec![0, 1]));
         table.install(key("q2", 0), task(vec![0]));
+        let mut broadcast = task(vec![0]);
+        broadcast = InstalledTask::new(broadcast.plan, vec![0], 2, broadcast.context, broadcast.bytes_read);
+        assert!(broadcast.buffer(0).is_some());
+        table.install(key("q3", 0), broadcast);
+        assert!(!table.finish_partition(&key("q3", 0), 0));
+        assert!(table.finish_partition(&key("q3", 0), 0));
         assert!(!table.finish_partition(&key("q1", 0), 0));
         assert!(table.get(&key("q1", 0)).is_some());
         assert!(table.finish_partition(&key("q1", 0), 1));

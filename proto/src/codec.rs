@@ -18,7 +18,9 @@ use datafusion_proto::bytes::{
 use datafusion_proto::physical_plan::{PhysicalExtensionCodec, PhysicalProtoConverterExtension};
 use prost::Message;
 
-use crate::generated::{StageReaderNode, TaskOutputLocation};
+use crate::generated::glaux_node::Node;
+use crate::generated::{GlauxNode, PartitionSubsetNode, ReaderPartition, StageReaderNode, TaskOutputLocation};
+use crate::partition_subset::PartitionSubsetExec;
 use crate::ids::{QueryId, StageId, TaskId};
 use crate::stage_reader::{StageReaderExec, TaskOutput, reader_from_parts};
 
@@ -34,25 +36,15 @@ impl PhysicalExtensionCodec for GlauxCodec {
         _ctx: &TaskContext,
         _proto_converter: &dyn PhysicalProtoConverterExtension,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        if !inputs.is_empty() {
-            return internal_err!("StageReaderExec has no inputs, got {}", inputs.len());
+        let node = GlauxNode::decode(buf).map_err(|e| exec_datafusion_err!("malformed Glaux plan node: {e}"))?;
+        match (node.node, inputs) {
+            (Some(Node::StageReader(node)), []) => Ok(Arc::new(decode_reader(node)?)),
+            (Some(Node::PartitionSubset(node)), [input]) => {
+                Ok(Arc::new(PartitionSubsetExec::try_new(Arc::clone(input), node.partitions)?))
+            }
+            (None, _) => exec_err!("empty Glaux plan node"),
+            (Some(_), inputs) => exec_err!("Glaux plan node with {} inputs", inputs.len()),
         }
-        let node = StageReaderNode::decode(buf)
-            .map_err(|e| exec_datafusion_err!("malformed StageReaderNode: {e}"))?;
-        let schema = Schema::try_from(IpcMessage(node.schema.into()))
-            .map_err(|e| exec_datafusion_err!("malformed stage schema: {e}"))?;
-        let outputs = node
-            .outputs
-            .into_iter()
-            .map(|o| TaskOutput { endpoint: o.endpoint, task: TaskId(o.task_id), partition: o.partition })
-            .collect();
-        let reader = reader_from_parts(
-            QueryId::from(node.query_id),
-            StageId(node.stage_id),
-            Arc::new(schema),
-            outputs,
-        )?;
-        Ok(Arc::new(reader))
     }
 
     fn try_encode(
@@ -61,29 +53,55 @@ impl PhysicalExtensionCodec for GlauxCodec {
         buf: &mut Vec<u8>,
         _proto_converter: &dyn PhysicalProtoConverterExtension,
     ) -> Result<()> {
-        let Some(reader) = node.downcast_ref::<StageReaderExec>() else {
+        let node = if let Some(reader) = node.downcast_ref::<StageReaderExec>() {
+            Node::StageReader(encode_reader(reader)?)
+        } else if let Some(subset) = node.downcast_ref::<PartitionSubsetExec>() {
+            Node::PartitionSubset(PartitionSubsetNode { partitions: subset.partitions().to_vec() })
+        } else {
             return internal_err!("GlauxCodec cannot encode {}", node.name());
         };
-        let schema = reader.schema();
-        let IpcMessage(schema) = SchemaAsIpc::new(&schema, &IpcWriteOptions::default())
-            .try_into()
-            .map_err(|e| exec_datafusion_err!("encoding stage schema: {e}"))?;
-        let node = StageReaderNode {
-            query_id: reader.query().to_string(),
-            stage_id: reader.stage().0,
-            schema: schema.to_vec(),
-            outputs: reader
-                .outputs()
-                .iter()
-                .map(|o| TaskOutputLocation {
-                    endpoint: o.endpoint.clone(),
-                    task_id: o.task.0,
-                    partition: o.partition,
-                })
-                .collect(),
-        };
-        node.encode(buf).map_err(|e| exec_datafusion_err!("encoding StageReaderNode: {e}"))
+        GlauxNode { node: Some(node) }
+            .encode(buf)
+            .map_err(|e| exec_datafusion_err!("encoding a Glaux plan node: {e}"))
     }
+}
+
+fn encode_reader(reader: &StageReaderExec) -> Result<StageReaderNode> {
+    let schema = reader.schema();
+    let IpcMessage(schema) = SchemaAsIpc::new(&schema, &IpcWriteOptions::default())
+        .try_into()
+        .map_err(|e| exec_datafusion_err!("encoding stage schema: {e}"))?;
+    let location = |o: &TaskOutput| TaskOutputLocation {
+        endpoint: o.endpoint.clone(),
+        task_id: o.task.0,
+        partition: o.partition,
+    };
+    Ok(StageReaderNode {
+        query_id: reader.query().to_string(),
+        stage_id: reader.stage().0,
+        schema: schema.to_vec(),
+        partitions: reader
+            .partitions()
+            .iter()
+            .map(|sources| ReaderPartition { sources: sources.iter().map(location).collect() })
+            .collect(),
+    })
+}
+
+fn decode_reader(node: StageReaderNode) -> Result<StageReaderExec> {
+    let schema = Schema::try_from(IpcMessage(node.schema.into()))
+        .map_err(|e| exec_datafusion_err!("malformed stage schema: {e}"))?;
+    let partitions = node
+        .partitions
+        .into_iter()
+        .map(|p| {
+            p.sources
+                .into_iter()
+                .map(|o| TaskOutput { endpoint: o.endpoint, task: TaskId(o.task_id), partition: o.partition })
+                .collect()
+        })
+        .collect();
+    reader_from_parts(QueryId::from(node.query_id), StageId(node.stage_id), Arc::new(schema), partitions)
 }
 
 /// A plan fragment on the wire.

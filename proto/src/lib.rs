@@ -4,7 +4,8 @@
 //! - [`generated`]: the gRPC services (`SchedulerCluster`, `ExecutorControl`) and their messages;
 //! - [`QueryId`], [`StageId`], [`TaskId`], [`ExecutorId`]: the identifiers every message carries;
 //! - [`ClusterSecret`] / [`ClusterAuth`]: how cluster members prove they belong to one cluster;
-//! - [`StageReaderExec`]: the exchange node that reads a stage's task outputs over Arrow Flight;
+//! - [`StageReaderExec`]: the exchange node that reads a stage's task outputs over Arrow Flight, and
+//!   [`PartitionSubsetExec`], the share of a shuffle stage's partitions one task runs;
 //! - [`GlauxCodec`], [`encode_plan`], [`decode_plan`]: plan fragments on the wire;
 //! - [`TaskStats`] and [`with_trailer`]: the statistics that travel after the last batch of a stream.
 
@@ -12,6 +13,7 @@ mod auth;
 mod channels;
 mod codec;
 mod ids;
+mod partition_subset;
 mod stage_reader;
 mod stats;
 mod trailer;
@@ -26,6 +28,7 @@ pub use auth::{ClusterAuth, ClusterSecret};
 pub use channels::{ClusterChannels, FlightClient, MAX_MESSAGE_BYTES};
 pub use codec::{EncodedPlan, GlauxCodec, decode_plan, encode_plan};
 pub use ids::{ExecutorId, QueryId, StageId, TaskId};
+pub use partition_subset::PartitionSubsetExec;
 pub use stage_reader::{StageReaderExec, TaskOutput};
 pub use stats::{QueryStats, TaskStats, collect_task_stats, format_bytes};
 pub use trailer::with_trailer;

@@ -1,9 +1,10 @@
-//! `StageReaderExec`: reads the output partitions of a finished or running stage over Arrow Flight.
+//! `StageReaderExec`: reads the output partitions of a running stage over Arrow Flight.
 //!
 //! It is the consumer half of every exchange. The planner puts one where it cuts a plan into stages;
-//! each of its partitions is one `(executor, task, partition)` of the stage below, fetched with a
-//! Flight `DoGet` when the partition is first polled, and streamed with gRPC flow control as
-//! backpressure.
+//! each of its partitions merges one or more `(executor, task, partition)` outputs of the stage
+//! below: one for a gather or a broadcast, one per producing task for a hash shuffle (partition `j`
+//! of the reader is bucket `j` of every task). Each output is fetched with a Flight `DoGet` when the
+//! partition is first polled and streamed with gRPC flow control as backpressure.
 
 use std::fmt;
 use std::sync::Arc;
@@ -43,30 +44,34 @@ pub struct TaskOutput {
 pub struct StageReaderExec {
     query: QueryId,
     stage: StageId,
-    outputs: Vec<TaskOutput>,
+    /// Per partition of the reader, the task outputs it merges.
+    partitions: Vec<Vec<TaskOutput>>,
     properties: Arc<PlanProperties>,
     metrics: ExecutionPlanMetricsSet,
 }
 
 impl StageReaderExec {
-    /// A reader with one partition per entry of `outputs`. `eq_properties` describe each partition
-    /// (a stage whose partitions are sorted stays sorted through the exchange).
+    /// A reader with one partition per entry of `partitions`, each merging the task outputs listed.
+    /// `eq_properties` describe each partition (a stage whose partitions are sorted stays sorted
+    /// through a gather) and `partitioning` how rows are spread over them (a shuffle's hash).
     pub fn new(
         query: QueryId,
         stage: StageId,
         eq_properties: EquivalenceProperties,
-        outputs: Vec<TaskOutput>,
+        partitioning: Partitioning,
+        partitions: Vec<Vec<TaskOutput>>,
     ) -> Self {
-        let properties = PlanProperties::new(
-            eq_properties,
-            Partitioning::UnknownPartitioning(outputs.len()),
-            EmissionType::Incremental,
-            Boundedness::Bounded,
-        );
+        let partitioning = if partitioning.partition_count() == partitions.len() {
+            partitioning
+        } else {
+            Partitioning::UnknownPartitioning(partitions.len())
+        };
+        let properties =
+            PlanProperties::new(eq_properties, partitioning, EmissionType::Incremental, Boundedness::Bounded);
         Self {
             query,
             stage,
-            outputs,
+            partitions,
             properties: Arc::new(properties),
             metrics: ExecutionPlanMetricsSet::new(),
         }
@@ -80,8 +85,9 @@ impl StageReaderExec {
         self.stage
     }
 
-    pub fn outputs(&self) -> &[TaskOutput] {
-        &self.outputs
+    /// Per partition, the task outputs it reads.
+    pub fn partitions(&self) -> &[Vec<TaskOutput>] {
+        &self.partitions
     }
 
     /// The statistics the stage's tasks reported in their trailers, summed over what was read so far.
@@ -102,15 +108,18 @@ impl StageReaderExec {
 
 impl DisplayAs for StageReaderExec {
     fn fmt_as(&self, t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
-        let mut executors: Vec<&str> = self.outputs.iter().map(|o| o.endpoint.as_str()).collect();
+        let mut executors: Vec<&str> =
+            self.partitions.iter().flatten().map(|o| o.endpoint.as_str()).collect();
         executors.sort_unstable();
         executors.dedup();
+        let sources = self.partitions.iter().map(Vec::len).max().unwrap_or(0);
         match t {
             DisplayFormatType::Default | DisplayFormatType::Verbose => write!(
                 f,
-                "StageReaderExec: stage={}, partitions={}, executors={}",
+                "StageReaderExec: stage={}, partitions={}, {}, executors={}",
                 self.stage,
-                self.outputs.len(),
+                self.partitions.len(),
+                if sources > 1 { format!("each merging {sources} tasks") } else { "one task each".into() },
                 executors.len()
             ),
             DisplayFormatType::TreeRender => write!(f, "stage: {}", self.stage),
@@ -185,7 +194,7 @@ impl ExecutionPlan for StageReaderExec {
         partition: usize,
         context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
-        let Some(output) = self.outputs.get(partition).cloned() else {
+        let Some(sources) = self.partitions.get(partition).cloned() else {
             return internal_err!(
                 "StageReaderExec of stage {} has no partition {partition}",
                 self.stage
@@ -194,47 +203,63 @@ impl ExecutionPlan for StageReaderExec {
         let Some(channels) = context.session_config().get_extension::<ClusterChannels>() else {
             return internal_err!("StageReaderExec needs ClusterChannels in the session config");
         };
-        let ticket = TaskOutputTicket {
-            query_id: self.query.to_string(),
-            stage_id: self.stage.0,
-            task_id: output.task.0,
-            partition: output.partition,
-        };
-        let schema = self.schema();
-        let counters = TrailerCounters::new(&self.metrics, partition);
-        let stage = self.stage;
-        // Nothing happens until the first poll: connecting is part of reading.
-        let batches = stream::once(async move {
-            let (task, endpoint) = (output.task, output.endpoint.clone());
-            let describe = move |e: &dyn fmt::Display| {
-                DataFusionError::External(
-                    format!("stage {stage} task {task} on executor {endpoint}: {e}").into(),
-                )
-            };
-            let mut client = channels.flight(&output.endpoint).map_err(|e| describe(&e))?;
-            let response = client
-                .do_get(Ticket { ticket: ticket.encode_to_vec().into() })
-                .await
-                .map_err(|status| describe(&status.message()))?;
-            let messages = response
-                .into_inner()
-                .map_err(|status| arrow_flight::error::FlightError::Tonic(Box::new(status)));
-            Ok::<_, DataFusionError>(decode_batches(
-                FlightDataDecoder::new(messages),
-                Arc::clone(&schema),
-                counters,
-                move |e| describe(&e),
-            ))
-        })
-        .try_flatten();
+        let counters = Arc::new(TrailerCounters::new(&self.metrics, partition));
+        let streams = sources.into_iter().map(|source| {
+            read_task_output(
+                &self.query,
+                self.stage,
+                source,
+                Arc::clone(&channels),
+                self.schema(),
+                Arc::clone(&counters),
+            )
+            .boxed()
+        });
+        // A shuffle partition reads every producing task at once, whichever has data first.
+        let batches = stream::select_all(streams);
         Ok(Box::pin(RecordBatchStreamAdapter::new(self.schema(), batches)))
     }
+}
+
+/// One task output over Flight. Nothing happens until the first poll: connecting is part of reading.
+fn read_task_output(
+    query: &QueryId,
+    stage: StageId,
+    output: TaskOutput,
+    channels: Arc<ClusterChannels>,
+    schema: SchemaRef,
+    counters: Arc<TrailerCounters>,
+) -> impl futures::Stream<Item = Result<RecordBatch>> + Send + 'static {
+    let ticket = TaskOutputTicket {
+        query_id: query.to_string(),
+        stage_id: stage.0,
+        task_id: output.task.0,
+        partition: output.partition,
+    };
+    stream::once(async move {
+        let (task, endpoint) = (output.task, output.endpoint.clone());
+        let describe = move |e: &dyn fmt::Display| {
+            DataFusionError::External(format!("stage {stage} task {task} on executor {endpoint}: {e}").into())
+        };
+        let mut client = channels.flight(&output.endpoint).map_err(|e| describe(&e))?;
+        let response = client
+            .do_get(Ticket { ticket: ticket.encode_to_vec().into() })
+            .await
+            .map_err(|status| describe(&status.message()))?;
+        let messages = response
+            .into_inner()
+            .map_err(|status| arrow_flight::error::FlightError::Tonic(Box::new(status)));
+        Ok::<_, DataFusionError>(decode_batches(FlightDataDecoder::new(messages), schema, counters, move |e| {
+            describe(&e)
+        }))
+    })
+    .try_flatten()
 }
 
 fn decode_batches(
     decoder: FlightDataDecoder,
     schema: SchemaRef,
-    counters: TrailerCounters,
+    counters: Arc<TrailerCounters>,
     describe: impl Fn(String) -> DataFusionError + Send + 'static,
 ) -> impl futures::Stream<Item = Result<RecordBatch>> + Send {
     decoder.filter_map(move |message| {
@@ -270,10 +295,11 @@ pub(crate) fn reader_from_parts(
     query: QueryId,
     stage: StageId,
     schema: SchemaRef,
-    outputs: Vec<TaskOutput>,
+    partitions: Vec<Vec<TaskOutput>>,
 ) -> Result<StageReaderExec> {
-    if outputs.is_empty() {
-        return exec_err!("a stage reader needs at least one task output");
+    if partitions.is_empty() {
+        return exec_err!("a stage reader needs at least one partition");
     }
-    Ok(StageReaderExec::new(query, stage, EquivalenceProperties::new(schema), outputs))
+    let partitioning = Partitioning::UnknownPartitioning(partitions.len());
+    Ok(StageReaderExec::new(query, stage, EquivalenceProperties::new(schema), partitioning, partitions))
 }

@@ -6,6 +6,8 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::metrics::MetricValue;
 use serde::{Deserialize, Serialize};
 
+use crate::StageReaderExec;
+
 /// Counters of one task, or summed over many. Additive: `merge` is the only way they combine.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskStats {
@@ -46,7 +48,8 @@ impl TaskStats {
     }
 }
 
-/// Sums the scan metrics of every node of an executed plan: of one output partition, or of all.
+/// Sums the scan metrics of every node of an executed plan (of one output partition, or of all),
+/// and what the stages it read reported to its readers, so statistics flow up the stage tree.
 pub fn collect_task_stats(plan: &Arc<dyn ExecutionPlan>, partition: Option<usize>) -> TaskStats {
     let mut stats = TaskStats::default();
     visit(plan.as_ref(), partition, &mut stats);
@@ -54,6 +57,12 @@ pub fn collect_task_stats(plan: &Arc<dyn ExecutionPlan>, partition: Option<usize
 }
 
 fn visit(plan: &dyn ExecutionPlan, partition: Option<usize>, stats: &mut TaskStats) {
+    if let Some(reader) = plan.downcast_ref::<StageReaderExec>() {
+        // The rows a stage below sent are not this task's output.
+        let read = TaskStats { output_rows: 0, ..reader.task_stats() };
+        stats.merge(&read);
+        return;
+    }
     if let Some(metrics) = plan.metrics() {
         for metric in metrics.iter() {
             if partition.is_some() && metric.partition() != partition {

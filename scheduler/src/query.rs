@@ -13,13 +13,12 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::{DataFusionError, Result as DfResult};
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::logical_expr::{DdlStatement, LogicalPlan};
-use datafusion::physical_plan::empty::EmptyExec;
-use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties, execute_stream};
+use datafusion::physical_plan::{ExecutionPlan, execute_stream};
 use datafusion::prelude::{SQLOptions, SessionContext};
 use futures::{Stream, StreamExt, TryStreamExt, stream};
 use glaux_proto::generated::{LaunchTasksRequest, TaskDefinition};
 use glaux_proto::{
-    ClusterChannels, QueryId, QueryStats, StageId, StageReaderExec, TaskOutput, TaskStats, encode_plan,
+    ClusterChannels, QueryId, QueryStats, StageReaderExec, TaskStats, encode_plan,
 };
 use glaux_storage::StorageConfig;
 use tokio::sync::mpsc;
@@ -34,10 +33,7 @@ use crate::catalog::{
 use crate::cluster::{ClusterState, ExecutorInfo};
 use crate::session::{DEFAULT_CATALOG, DEFAULT_SCHEMA};
 use crate::error::SchedulerError;
-use crate::planner::{
-    DistributedPlan, Exchange, Stage, Task, assign_tasks, cut_stages, render_distributed_plan,
-    restrict_to_task,
-};
+use crate::planner::{DistributedPlan, cut_stages, render_distributed_plan, task_plan};
 
 /// Batches of a running statement, and the statistics to send after them.
 pub struct QueryResult {
@@ -347,50 +343,7 @@ impl QueryEngine {
         executors: &[ExecutorInfo],
         scans: Vec<TableScanReport>,
     ) -> DfResult<DistributedPlan> {
-        let mut stages = Vec::new();
-        let root = cut_stages(physical, &mut |fragment| {
-            if fragment.output_partitioning().partition_count() == 0 {
-                return Ok(Arc::new(EmptyExec::new(fragment.schema())) as Arc<dyn ExecutionPlan>);
-            }
-            let id = StageId(stages.len() as u32 + 1);
-            let mut assignment = assign_tasks(&fragment, executors);
-            if assignment.tasks.is_empty() {
-                // No executor: keep the stage visible to EXPLAIN; running it fails first.
-                let partitions = fragment.output_partitioning().partition_count() as u32;
-                assignment.tasks.push(Task {
-                    id: glaux_proto::TaskId(0),
-                    endpoint: "(no executor)".into(),
-                    partitions: (0..partitions).collect(),
-                    bytes: assignment.bytes,
-                });
-            }
-            let outputs = assignment
-                .tasks
-                .iter()
-                .flat_map(|task| {
-                    task.partitions.iter().map(|&partition| TaskOutput {
-                        endpoint: task.endpoint.clone(),
-                        task: task.id,
-                        partition,
-                    })
-                })
-                .collect();
-            let reader = StageReaderExec::new(
-                query.clone(),
-                id,
-                fragment.equivalence_properties().clone(),
-                outputs,
-            );
-            stages.push(Stage {
-                id,
-                plan: fragment,
-                exchange: Exchange::Gather,
-                tasks: assignment.tasks,
-                files: assignment.files,
-                bytes: assignment.bytes,
-            });
-            Ok(Arc::new(reader) as Arc<dyn ExecutionPlan>)
-        })?;
+        let (root, stages) = cut_stages(query, physical, executors)?;
         Ok(DistributedPlan { query: query.clone(), root, stages, scans })
     }
 
@@ -460,15 +413,17 @@ impl QueryEngine {
         let mut requests: std::collections::BTreeMap<String, Vec<TaskDefinition>> = Default::default();
         for stage in &plan.stages {
             for task in &stage.tasks {
-                let task_plan = restrict_to_task(&stage.plan, &task.partitions).map_err(SchedulerError::plan)?;
-                let encoded = encode_plan(task_plan).map_err(SchedulerError::plan)?;
+                let encoded = encode_plan(task_plan(stage, task).map_err(SchedulerError::plan)?)
+                    .map_err(SchedulerError::plan)?;
+                let (partitions, reads_per_partition) = stage.served_partitions(task);
                 requests.entry(task.endpoint.clone()).or_default().push(TaskDefinition {
                     query_id: plan.query.to_string(),
                     stage_id: stage.id.0,
                     task_id: task.id.0,
-                    partitions: task.partitions.clone(),
+                    partitions,
                     plan: encoded.bytes,
                     scan_codecs: encoded.scan_codecs,
+                    reads_per_partition,
                 });
             }
         }

@@ -45,15 +45,24 @@ async fn distributed_results_match_datafusion() -> TestResult {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn explain_shows_stages_and_tasks() -> TestResult {
+async fn explain_draws_the_stage_tree_with_exchanges() -> TestResult {
     let cluster = TestCluster::builder().start().await?;
     let (_, mut client) = cluster.with_lake().await?;
-    let output = client.query("EXPLAIN SELECT region, sum(qty) FROM sales GROUP BY region").await?;
+    let sql = "SELECT region, sum(qty) FROM sales GROUP BY region";
+    let output = client.query(&format!("EXPLAIN {sql}")).await?;
     let text = rows_of(&output.batches).join("\n");
-    assert!(text.contains("Stage 0 (scheduler)"), "{text}");
-    assert!(text.contains("StageReaderExec: stage=1"), "{text}");
-    assert!(text.contains("Stage 1 (executors: 2, tasks: 2"), "{text}");
-    assert!(text.contains("files: 18"), "{text}");
+    // The scheduler only reads the final stage; the final aggregation runs on the executors, after
+    // a hash shuffle of the partial aggregates between them.
+    let (scheduler, executors) = text.split_once("  Stage ").ok_or(format!("no executor stage:\n{text}"))?;
+    assert!(scheduler.contains("Stage 0 (scheduler)") && !scheduler.contains("AggregateExec"), "{text}");
+    assert!(executors.starts_with("2: gather of 4 partitions, 2 tasks on 2 executors"), "{text}");
+    assert!(text.contains("    Stage 1: shuffle into 4 partitions, 2 tasks on 2 executors, files: 18"), "{text}");
+    assert!(text.contains("StageReaderExec: stage=1, partitions=4, each merging 2 tasks"), "{text}");
+    let result = client.query(sql).await?;
+    assert_eq!(result.rows(), 3);
+    let stats = result.stats.ok_or("no statistics")?;
+    assert_eq!((stats.stages, stats.tasks), (2, 4));
+    assert!(stats.scan.bytes_scanned > 0, "the scan's bytes reach the client through both stages");
     Ok(())
 }
 

@@ -27,6 +27,7 @@ async fn executors_and_scheduler_reject_callers_without_the_cluster_secret() -> 
             partitions: vec![0],
             plan: b"not even a plan".to_vec(),
             scan_codecs: vec![],
+            reads_per_partition: 1,
         }],
     };
 

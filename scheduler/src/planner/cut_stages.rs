@@ -1,52 +1,286 @@
-//! Cutting a physical plan into stages at exchanges.
+//! Cutting a physical plan into a tree of stages at its exchanges.
 //!
-//! An executor stage is a maximal subtree that contains a file scan and no stage boundary.
-//! Boundaries are the exchanges, `RepartitionExec`, `CoalescePartitionsExec` and
-//! `SortPreservingMergeExec`, which move rows between partitions, and the joins whose partitions
-//! coordinate through shared state: a `CollectLeft` hash join or a nested-loop join that must emit
-//! the unmatched rows of its build side does so in whichever partition finishes last, which only
-//! works when one plan instance runs every partition. Each cut subtree is handed to `make_stage`, which turns it into the
-//! stage and returns the node that reads it (a `StageReaderExec`). Subtrees without a file scan
-//! (`SELECT 1`, `VALUES`, catalog tables) stay on the scheduler.
+//! DataFusion marks every place rows move between partitions with an operator, and each becomes
+//! an exchange between stages:
+//! - `RepartitionExec` (hash or round robin): a **shuffle**. The repartition runs at the end of
+//!   the producing stage, in every task over the task's share of the input; partition `j` of the
+//!   consumer reads bucket `j` of every task.
+//! - `CoalescePartitionsExec` / `SortPreservingMergeExec`: a **gather**. The merge runs in the
+//!   consumer, reading each partition of the producing stage whole. When the consumer is an executor
+//!   stage with several tasks (the build side of a `CollectLeft` join), each task reads every
+//!   partition: a **broadcast**, whose partitions the producer keeps until all have read them.
+//!
+//! The scheduler runs only the final gather: the merge of the last stage and what follows it on a
+//! single partition (limits, projections, the final step of an aggregation, a sort of the merged
+//! rows). Subtrees that read no files (`SELECT 1`, `VALUES`, catalog tables) and subtrees that
+//! cannot leave the scheduler (scalar subquery results, recursive queries) run there too.
+//!
+//! Operators that coordinate sibling partitions through shared state inside one plan instance
+//! cannot have their partitions split across tasks: a stage holding a `CollectLeft` hash join or a
+//! nested-loop join that emits the unmatched rows of its build side runs as a single task.
 
 use std::sync::Arc;
 
+use datafusion::common::JoinType;
 use datafusion::common::Result;
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::datasource::physical_plan::FileScanConfig;
 use datafusion::datasource::source::DataSourceExec;
-use datafusion::common::JoinType;
-use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::physical_expr::scalar_subquery::ScalarSubqueryExpr;
+use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
 use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
+use datafusion::physical_plan::empty::EmptyExec;
+use datafusion::physical_plan::filter::FilterExec;
 use datafusion::physical_plan::joins::{HashJoinExec, NestedLoopJoinExec, PartitionMode};
+use datafusion::physical_plan::limit::{GlobalLimitExec, LocalLimitExec};
+use datafusion::physical_plan::projection::ProjectionExec;
+use datafusion::physical_plan::recursive_query::RecursiveQueryExec;
 use datafusion::physical_plan::repartition::RepartitionExec;
+use datafusion::physical_plan::sorts::sort::SortExec;
 use datafusion::physical_plan::sorts::sort_preserving_merge::SortPreservingMergeExec;
-use datafusion::physical_plan::{ExecutionPlan, replace_children_if_necessary};
+use datafusion::physical_plan::work_table::WorkTableExec;
+use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties, replace_children_if_necessary};
+use glaux_proto::{QueryId, StageId, StageReaderExec, TaskId, TaskOutput};
 
-/// Rewrites `plan`, replacing each executor stage by what `make_stage` returns for it.
+use super::assign_tasks::assign_tasks;
+use super::{Exchange, Stage, Task};
+use crate::cluster::ExecutorInfo;
+
+/// Cuts `plan` into stages for `executors`: the scheduler's part (stage 0) and the executor
+/// stages, inputs before the stages that read them.
 pub fn cut_stages(
+    query: &QueryId,
     plan: Arc<dyn ExecutionPlan>,
-    make_stage: &mut dyn FnMut(Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>>,
-) -> Result<Arc<dyn ExecutionPlan>> {
-    if !contains_exchange(&plan) && !uses_subquery_results(&plan) {
-        return if scan_files(&plan).is_some() { make_stage(plan) } else { Ok(plan) };
-    }
-    let children = plan
-        .children()
-        .into_iter()
-        .map(|child| cut_stages(Arc::clone(child), make_stage))
-        .collect::<Result<Vec<_>>>()?;
-    replace_children_if_necessary(plan, children)
+    executors: &[ExecutorInfo],
+) -> Result<(Arc<dyn ExecutionPlan>, Vec<Stage>)> {
+    let mut cutter = Cutter { query, executors, stages: Vec::new() };
+    let root = cutter.scheduler_part(plan)?;
+    Ok((root, cutter.stages))
 }
 
-pub fn is_stage_boundary(plan: &dyn ExecutionPlan) -> bool {
-    if let Some(join) = plan.downcast_ref::<HashJoinExec>() {
-        return *join.partition_mode() == PartitionMode::CollectLeft && emits_unmatched_build_rows(join.join_type());
+struct Cutter<'a> {
+    query: &'a QueryId,
+    executors: &'a [ExecutorInfo],
+    stages: Vec<Stage>,
+}
+
+impl Cutter<'_> {
+    /// The part of the plan the scheduler runs, with the rest cut into executor stages.
+    fn scheduler_part(&mut self, plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>> {
+        if scan_files(&plan).is_none() {
+            return Ok(plan);
+        }
+        if !runs_on_scheduler(&plan) {
+            return Ok(self.gather_stage(plan)?.0);
+        }
+        let gather = is_gather(plan.as_ref());
+        let children = plan
+            .children()
+            .into_iter()
+            .map(|child| {
+                let child = Arc::clone(child);
+                if gather && scan_files(&child).is_some() && !must_stay_local(&child) {
+                    Ok(self.gather_stage(child)?.0)
+                } else {
+                    self.scheduler_part(child)
+                }
+            })
+            .collect::<Result<Vec<_>>>()?;
+        replace_children_if_necessary(plan, children)
     }
-    if let Some(join) = plan.downcast_ref::<NestedLoopJoinExec>() {
-        return emits_unmatched_build_rows(join.join_type());
+
+    /// Makes `root` an executor stage read partition by partition; returns its reader and id.
+    fn gather_stage(&mut self, root: Arc<dyn ExecutionPlan>) -> Result<(Arc<dyn ExecutionPlan>, Option<StageId>)> {
+        let mut gathered = Vec::new();
+        let fragment = self.fragment(root, &mut gathered)?;
+        if fragment.is::<StageReaderExec>() {
+            // The root was a shuffle: read its buckets directly.
+            return Ok((fragment, None));
+        }
+        if fragment.output_partitioning().partition_count() == 0 {
+            return Ok((Arc::new(EmptyExec::new(fragment.schema())), None));
+        }
+        let id = self.add_stage(fragment, Exchange::Gather, &gathered);
+        Ok((self.reader(id), Some(id)))
     }
-    plan.is::<RepartitionExec>() || plan.is::<CoalescePartitionsExec>() || plan.is::<SortPreservingMergeExec>()
+
+    /// Makes a `RepartitionExec` the end of an executor stage that shuffles into its partitions.
+    fn shuffle_stage(&mut self, repartition: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>> {
+        let mut gathered = Vec::new();
+        let children = repartition
+            .children()
+            .into_iter()
+            .map(|child| self.fragment(Arc::clone(child), &mut gathered))
+            .collect::<Result<Vec<_>>>()?;
+        let plan = replace_children_if_necessary(repartition, children)?;
+        let id = self.add_stage(plan, Exchange::Shuffle, &gathered);
+        Ok(self.reader(id))
+    }
+
+    /// `plan` as part of an executor stage: exchanges below it become readers of their own stages.
+    /// `gathered` collects the stages it reads whole (gathers), which become broadcasts when the
+    /// stage runs as more than one task.
+    fn fragment(&mut self, plan: Arc<dyn ExecutionPlan>, gathered: &mut Vec<StageId>) -> Result<Arc<dyn ExecutionPlan>> {
+        if plan.is::<RepartitionExec>() {
+            return self.shuffle_stage(plan);
+        }
+        let gather = is_gather(plan.as_ref());
+        let children = plan
+            .children()
+            .into_iter()
+            .map(|child| {
+                let child = Arc::clone(child);
+                if gather && scan_files(&child).is_some() {
+                    let (reader, stage) = self.gather_stage(child)?;
+                    gathered.extend(stage);
+                    Ok(reader)
+                } else {
+                    self.fragment(child, gathered)
+                }
+            })
+            .collect::<Result<Vec<_>>>()?;
+        replace_children_if_necessary(plan, children)
+    }
+
+    /// Assigns the stage's tasks and records it. Stages it gathers become broadcasts if it has
+    /// more than one task.
+    fn add_stage(&mut self, plan: Arc<dyn ExecutionPlan>, exchange: Exchange, gathered: &[StageId]) -> StageId {
+        let id = StageId(self.stages.len() as u32 + 1);
+        // A shuffle stage's tasks split the repartition's input; other stages' tasks their output.
+        let work = match exchange {
+            Exchange::Shuffle => plan.children().first().map_or_else(|| Arc::clone(&plan), |c| Arc::clone(c)),
+            _ => Arc::clone(&plan),
+        };
+        let single_task = needs_single_task(&plan);
+        let executors = if single_task && !self.executors.is_empty() {
+            // Spread single-task stages over the cluster.
+            let one = id.0 as usize % self.executors.len();
+            &self.executors[one..=one]
+        } else {
+            self.executors
+        };
+        let mut assignment = assign_tasks(&work, executors);
+        if assignment.tasks.is_empty() {
+            // No executor: keep the stage visible to EXPLAIN; running it fails first.
+            let partitions = work.output_partitioning().partition_count() as u32;
+            assignment.tasks.push(Task {
+                id: TaskId(0),
+                endpoint: "(no executor)".into(),
+                partitions: (0..partitions).collect(),
+                bytes: assignment.bytes,
+            });
+        }
+        let readers = assignment.tasks.len();
+        if readers > 1 {
+            for stage in &mut self.stages {
+                if gathered.contains(&stage.id) {
+                    stage.exchange = Exchange::Broadcast { readers };
+                }
+            }
+        }
+        self.stages.push(Stage {
+            id,
+            plan,
+            exchange,
+            tasks: assignment.tasks,
+            files: assignment.files,
+            bytes: assignment.bytes,
+            single_task,
+        });
+        id
+    }
+
+    /// The node that reads stage `id`'s output.
+    fn reader(&self, id: StageId) -> Arc<dyn ExecutionPlan> {
+        let stage = &self.stages[id.0 as usize - 1];
+        let count = stage.plan.output_partitioning().partition_count();
+        let partitions: Vec<Vec<TaskOutput>> = match stage.exchange {
+            Exchange::Shuffle => (0..count as u32)
+                .map(|bucket| {
+                    stage
+                        .tasks
+                        .iter()
+                        .map(|task| TaskOutput { endpoint: task.endpoint.clone(), task: task.id, partition: bucket })
+                        .collect()
+                })
+                .collect(),
+            Exchange::Gather | Exchange::Broadcast { .. } => {
+                let mut owners: Vec<Vec<TaskOutput>> = vec![Vec::new(); count];
+                for task in &stage.tasks {
+                    for &partition in &task.partitions {
+                        if let Some(owner) = owners.get_mut(partition as usize) {
+                            owner.push(TaskOutput { endpoint: task.endpoint.clone(), task: task.id, partition });
+                        }
+                    }
+                }
+                owners
+            }
+        };
+        Arc::new(StageReaderExec::new(
+            self.query.clone(),
+            id,
+            stage.plan.equivalence_properties().clone(),
+            stage.plan.output_partitioning().clone(),
+            partitions,
+        ))
+    }
+}
+
+/// Merges of all partitions into one: the consumer reads each producer partition whole.
+fn is_gather(plan: &dyn ExecutionPlan) -> bool {
+    plan.is::<CoalescePartitionsExec>() || plan.is::<SortPreservingMergeExec>()
+}
+
+/// True if the scheduler runs `plan`'s root node: the final gather and the single-partition
+/// steps after it, and whatever must stay local.
+fn runs_on_scheduler(plan: &Arc<dyn ExecutionPlan>) -> bool {
+    must_stay_local(plan) || (plan.output_partitioning().partition_count() == 1 && after_gather(plan.as_ref()))
+}
+
+/// A gather, or a chain of cheap single-input steps on top of one.
+fn after_gather(plan: &dyn ExecutionPlan) -> bool {
+    if is_gather(plan) {
+        return true;
+    }
+    let light = plan.is::<GlobalLimitExec>()
+        || plan.is::<LocalLimitExec>()
+        || plan.is::<ProjectionExec>()
+        || plan.is::<FilterExec>()
+        || plan.is::<SortExec>()
+        || plan.downcast_ref::<AggregateExec>().is_some_and(|a| *a.mode() == AggregateMode::Final);
+    match plan.children().as_slice() {
+        [child] => light && after_gather(child.as_ref()),
+        _ => false,
+    }
+}
+
+/// Subtrees that cannot run on executors: they evaluate scalar subquery results (computed by a
+/// `ScalarSubqueryExec` above them, on the scheduler) or run a recursive query.
+fn must_stay_local(plan: &Arc<dyn ExecutionPlan>) -> bool {
+    if plan.is::<RecursiveQueryExec>() || plan.is::<WorkTableExec>() {
+        return true;
+    }
+    let mut found = false;
+    // The closures never fail, so neither do the traversals.
+    let _ = plan.apply_expressions(&mut |expr| {
+        found = expr.exists(|e| Ok(e.is::<ScalarSubqueryExpr>())).unwrap_or(true);
+        Ok(if found { TreeNodeRecursion::Stop } else { TreeNodeRecursion::Continue })
+    });
+    found || plan.children().into_iter().any(must_stay_local)
+}
+
+/// True if a stage holding `plan` must run every partition in one plan instance: joins that emit
+/// the build-side rows no probe partition matched do so in whichever partition finishes last.
+fn needs_single_task(plan: &Arc<dyn ExecutionPlan>) -> bool {
+    let coordinates = if let Some(join) = plan.downcast_ref::<HashJoinExec>() {
+        *join.partition_mode() == PartitionMode::CollectLeft && emits_unmatched_build_rows(join.join_type())
+    } else if let Some(join) = plan.downcast_ref::<NestedLoopJoinExec>() {
+        emits_unmatched_build_rows(join.join_type())
+    } else {
+        false
+    };
+    // Stop at readers: what lies below them is another stage.
+    coordinates || plan.children().into_iter().any(needs_single_task)
 }
 
 /// Join types whose output depends on which build-side rows no probe partition matched.
@@ -55,22 +289,6 @@ fn emits_unmatched_build_rows(join_type: &JoinType) -> bool {
         join_type,
         JoinType::Left | JoinType::Full | JoinType::LeftSemi | JoinType::LeftAnti | JoinType::LeftMark
     )
-}
-
-fn contains_exchange(plan: &Arc<dyn ExecutionPlan>) -> bool {
-    is_stage_boundary(plan.as_ref()) || plan.children().into_iter().any(contains_exchange)
-}
-
-/// True if the subtree evaluates scalar subquery results. Those are computed by a
-/// `ScalarSubqueryExec` above it, on the scheduler, so the subtree cannot move to executors yet.
-fn uses_subquery_results(plan: &Arc<dyn ExecutionPlan>) -> bool {
-    let mut found = false;
-    // The closures never fail, so neither do the traversals.
-    let _ = plan.apply_expressions(&mut |expr| {
-        found = expr.exists(|e| Ok(e.is::<ScalarSubqueryExpr>())).unwrap_or(true);
-        Ok(if found { TreeNodeRecursion::Stop } else { TreeNodeRecursion::Continue })
-    });
-    found || plan.children().into_iter().any(uses_subquery_results)
 }
 
 /// The file scans of a subtree: `Some` with each scan's config if there is at least one.

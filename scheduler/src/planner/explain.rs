@@ -1,14 +1,15 @@
-//! Rendering a distributed plan for `EXPLAIN`.
+//! Rendering a distributed plan for `EXPLAIN`: the stage tree, each stage under the one that reads it.
 
 use std::fmt::Write;
+use std::sync::Arc;
 
-use datafusion::physical_plan::{ExecutionPlanProperties, displayable};
+use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties, displayable};
+use glaux_proto::{StageId, StageReaderExec, format_bytes as human_bytes};
 
-use glaux_proto::format_bytes as human_bytes;
+use super::{DistributedPlan, Exchange, Stage};
 
-use super::DistributedPlan;
-
-/// Stage 0 (the scheduler's) first, then each executor stage with its tasks and plan.
+/// The scans' partition pruning, then stage 0 (the scheduler's) with the stages it reads nested
+/// below it, each with its exchange, tasks and plan.
 pub fn render_distributed_plan(plan: &DistributedPlan) -> String {
     let mut out = String::new();
     for scan in &plan.scans {
@@ -24,40 +25,76 @@ pub fn render_distributed_plan(plan: &DistributedPlan) -> String {
         );
     }
     let _ = writeln!(out, "Stage 0 (scheduler)");
-    indent(&mut out, &displayable(plan.root.as_ref()).indent(true).to_string());
-    for stage in &plan.stages {
-        let executors = {
-            let mut e: Vec<&str> = stage.tasks.iter().map(|t| t.endpoint.as_str()).collect();
-            e.dedup();
-            e.len()
-        };
-        let _ = writeln!(
-            out,
-            "Stage {} (executors: {executors}, tasks: {}, partitions: {}, files: {}, bytes: {}, output: {:?})",
-            stage.id,
-            stage.tasks.len(),
-            stage.plan.output_partitioning().partition_count(),
-            stage.files,
-            human_bytes(stage.bytes),
-            stage.exchange,
-        );
-        for task in &stage.tasks {
-            let _ = writeln!(
-                out,
-                "  task {} on {}: partitions {:?}, {}",
-                task.id,
-                task.endpoint,
-                task.partitions,
-                human_bytes(task.bytes)
-            );
-        }
-        indent(&mut out, &displayable(stage.plan.as_ref()).indent(true).to_string());
+    indent(&mut out, 1, &displayable(plan.root.as_ref()).indent(true).to_string());
+    for input in read_stages(&plan.root) {
+        render_stage(&mut out, plan, input, 1);
     }
     out
 }
 
-fn indent(out: &mut String, text: &str) {
+fn render_stage(out: &mut String, plan: &DistributedPlan, id: StageId, depth: usize) {
+    let Some(stage) = plan.stages.iter().find(|s| s.id == id) else { return };
+    let mut executors: Vec<&str> = stage.tasks.iter().map(|t| t.endpoint.as_str()).collect();
+    executors.sort_unstable();
+    executors.dedup();
+    let header = format!(
+        "Stage {id}: {}, {} task{} on {} executor{}{}, files: {}, bytes: {}",
+        exchange(stage),
+        stage.tasks.len(),
+        plural(stage.tasks.len()),
+        executors.len(),
+        plural(executors.len()),
+        if stage.single_task { " (single task: its join coordinates all partitions)" } else { "" },
+        stage.files,
+        human_bytes(stage.bytes),
+    );
+    indent(out, depth, &header);
+    for task in &stage.tasks {
+        let line = format!(
+            "task {} on {}: partitions {:?}, {}",
+            task.id,
+            task.endpoint,
+            task.partitions,
+            human_bytes(task.bytes)
+        );
+        indent(out, depth + 1, &line);
+    }
+    indent(out, depth + 1, &displayable(stage.plan.as_ref()).indent(true).to_string());
+    for input in read_stages(&stage.plan) {
+        render_stage(out, plan, input, depth + 1);
+    }
+}
+
+fn exchange(stage: &Stage) -> String {
+    let partitions = stage.plan.output_partitioning().partition_count();
+    match stage.exchange {
+        Exchange::Gather => format!("gather of {partitions} partition{}", plural(partitions)),
+        Exchange::Shuffle => format!("shuffle into {partitions} partition{}", plural(partitions)),
+        Exchange::Broadcast { readers } => {
+            format!("broadcast of {partitions} partition{} to {readers} tasks", plural(partitions))
+        }
+    }
+}
+
+/// The stages a fragment reads, in plan order.
+fn read_stages(plan: &Arc<dyn ExecutionPlan>) -> Vec<StageId> {
+    let mut stages = Vec::new();
+    let mut visit = vec![Arc::clone(plan)];
+    while let Some(node) = visit.pop() {
+        if let Some(reader) = node.downcast_ref::<StageReaderExec>() {
+            stages.push(reader.stage());
+        }
+        visit.extend(node.children().into_iter().rev().cloned());
+    }
+    stages
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+fn indent(out: &mut String, depth: usize, text: &str) {
     for line in text.lines() {
-        let _ = writeln!(out, "  {line}");
+        let _ = writeln!(out, "{}{line}", "  ".repeat(depth));
     }
 }

@@ -1,20 +1,23 @@
-//! Distributed planning: from DataFusion's physical plan to stages of tasks.
+//! Distributed planning: from DataFusion's physical plan to a tree of stages of tasks.
 //!
 //! ```text
-//!   CoalescePartitionsExec            <- stage 0: runs on the scheduler
-//!     AggregateExec(FinalPartitioned)
-//!       RepartitionExec(Hash)         <- exchange
-//!         StageReaderExec(stage 1)    <- reads stage 1's task outputs over Flight
+//!   SortPreservingMergeExec                 <- stage 0: the final gather, on the scheduler
+//!     StageReaderExec(stage 2)
 //!
-//!   stage 1 (executors)
-//!     AggregateExec(Partial)
-//!       DataSourceExec(parquet)       <- partitions balanced over executors by bytes
+//!   stage 2 (executors; gathered)
+//!     SortExec
+//!       AggregateExec(FinalPartitioned)
+//!         StageReaderExec(stage 1)          <- bucket j of every stage 1 task
+//!
+//!   stage 1 (executors; hash shuffle)
+//!     RepartitionExec(Hash)                 <- each task over its own input partitions
+//!       AggregateExec(Partial)
+//!         DataSourceExec(parquet)           <- partitions balanced over executors by bytes
 //! ```
 //!
-//! A stage is a fragment whose output another fragment reads through an exchange. Today every
-//! executor stage is a *leaf* stage (scans and everything up to the first exchange) read by a
-//! gather; hash shuffles and broadcasts between executors add [`Exchange`] kinds and stages whose
-//! inputs are other stages, without changing these types.
+//! `cut_stages` cuts at exchanges (see there for the rules), `assign_tasks` spreads each stage's
+//! partitions over executors, `restrict_to_task` gives each task a plan naming only its files, and
+//! `render_distributed_plan` draws the tree for `EXPLAIN`.
 
 mod assign_tasks;
 mod cut_stages;
@@ -28,10 +31,9 @@ use glaux_proto::{QueryId, StageId, TaskId};
 
 use crate::catalog::TableScanReport;
 
-pub use assign_tasks::assign_tasks;
 pub use cut_stages::cut_stages;
 pub use explain::render_distributed_plan;
-pub use restrict_to_task::restrict_to_task;
+pub use restrict_to_task::task_plan;
 
 /// A query cut into stages.
 #[derive(Debug)]
@@ -60,8 +62,14 @@ impl DistributedPlan {
 /// How a stage's output reaches its consumer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Exchange {
-    /// Each output partition is read whole by one partition of the consumer.
+    /// Each output partition is read whole, once, by one partition of the consumer.
     Gather,
+    /// The stage ends in a `RepartitionExec` that every task runs over its share of the input:
+    /// partition `j` of the consumer reads bucket `j` of every task.
+    Shuffle,
+    /// Each output partition is read whole by each of `readers` consumer tasks (the build side of
+    /// a `CollectLeft` join), so the producer keeps it until all have.
+    Broadcast { readers: usize },
 }
 
 #[derive(Debug)]
@@ -74,6 +82,20 @@ pub struct Stage {
     /// Files (or byte ranges) the stage scans, and their bytes.
     pub files: usize,
     pub bytes: u64,
+    /// All partitions run in one task (the stage coordinates them through shared state).
+    pub single_task: bool,
+}
+
+impl Stage {
+    /// The partitions each consumer reads and how often: what the stage's tasks must serve.
+    pub fn served_partitions(&self, task: &Task) -> (Vec<u32>, u32) {
+        use datafusion::physical_plan::ExecutionPlanProperties;
+        match self.exchange {
+            Exchange::Gather => (task.partitions.clone(), 1),
+            Exchange::Broadcast { readers } => (task.partitions.clone(), readers as u32),
+            Exchange::Shuffle => ((0..self.plan.output_partitioning().partition_count() as u32).collect(), 1),
+        }
+    }
 }
 
 /// The share of one stage that one executor runs.
@@ -82,7 +104,8 @@ pub struct Task {
     pub id: TaskId,
     /// `host:port` of the executor that runs it.
     pub endpoint: String,
-    /// Output partitions of the stage plan that this task produces.
+    /// Partitions of the stage's work this task runs: of the stage plan's output, or for a
+    /// shuffle, of the repartition's input.
     pub partitions: Vec<u32>,
     /// Bytes its scans are expected to read.
     pub bytes: u64,
