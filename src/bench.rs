@@ -31,6 +31,10 @@ pub struct BenchArgs {
     /// Also write the report as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Run DataFusion without hash-join dynamic filters, to see what they are worth to it (they
+    /// cannot cross Glaux's shuffles).
+    #[arg(long)]
+    reference_without_join_filters: bool,
     #[command(flatten)]
     cluster: StandaloneArgs,
 }
@@ -57,6 +61,9 @@ pub async fn run(mut args: BenchArgs) -> anyhow::Result<bool> {
     let parquet = &mut config.options_mut().execution.parquet;
     parquet.pushdown_filters = true;
     parquet.reorder_filters = true;
+    if args.reference_without_join_filters {
+        config.options_mut().optimizer.enable_join_dynamic_filter_pushdown = false;
+    }
     let reference = SessionContext::new_with_config(config);
     let location = format!("{}/", data.canonicalize()?.display());
     for ddl in tpch::ddl(&location) {

@@ -26,7 +26,7 @@ pub struct ControlService {
 
 impl ControlService {
     /// A task context whose object stores count the bytes they read, for one task.
-    fn counting_context(&self) -> Result<(Arc<TaskContext>, Arc<AtomicU64>), ExecutorError> {
+    fn counting_context(&self, dynamic_filters: bool) -> Result<(Arc<TaskContext>, Arc<AtomicU64>), ExecutorError> {
         let base = self.session.runtime_env();
         let stores = CountingStores::new(Arc::clone(&base.object_store_registry));
         let bytes_read = stores.bytes_read();
@@ -34,7 +34,10 @@ impl ControlService {
             .with_object_store_registry(Arc::new(stores))
             .build_arc()
             .map_err(ExecutorError::Session)?;
-        Ok((Arc::new(TaskContext::from(&self.session).with_runtime(runtime)), bytes_read))
+        let mut config = self.session.copied_config();
+        config.options_mut().optimizer.enable_join_dynamic_filter_pushdown = dynamic_filters;
+        let context = TaskContext::from(&self.session).with_session_config(config).with_runtime(runtime);
+        Ok((Arc::new(context), bytes_read))
     }
 }
 
@@ -48,7 +51,7 @@ impl ExecutorControl for ControlService {
         let mut decoded = Vec::new();
         for task in request.into_inner().tasks {
             // Scans bind their object stores when decoded: decode in the task's counting context.
-            let (ctx, bytes_read) = self.counting_context()?;
+            let (ctx, bytes_read) = self.counting_context(task.dynamic_filters)?;
             let key = TaskKey {
                 query: QueryId::from(task.query_id),
                 stage: StageId(task.stage_id),
@@ -62,14 +65,20 @@ impl ExecutorControl for ControlService {
                 source,
             })?;
             let partitions = plan.output_partitioning().partition_count();
-            if task.partitions.is_empty() || task.partitions.iter().any(|p| *p as usize >= partitions) {
+            let plan_partitions =
+                if task.plan_partitions.is_empty() { task.partitions.clone() } else { task.plan_partitions };
+            if task.partitions.is_empty()
+                || plan_partitions.len() != task.partitions.len()
+                || plan_partitions.iter().any(|p| *p as usize >= partitions)
+            {
                 return Err(ExecutorError::MalformedRequest(format!(
-                    "task {}/{}/{} asks for partitions {:?} of a plan with {partitions}",
+                    "task {}/{}/{} asks for partitions {:?} (plan partitions {plan_partitions:?}) of a plan with {partitions}",
                     key.query, key.stage, key.task, task.partitions
                 ))
                 .into());
             }
-            decoded.push((key, InstalledTask::new(plan, task.partitions, task.reads_per_partition, ctx, bytes_read)));
+            let served = task.partitions.into_iter().zip(plan_partitions).collect();
+            decoded.push((key, InstalledTask::new(plan, served, task.reads_per_partition, ctx, bytes_read)));
         }
         for (key, task) in decoded {
             tracing::debug!(query = %key.query, stage = %key.stage, task = %key.task, "task installed");

@@ -25,7 +25,7 @@ use arrow_flight::{
 };
 use futures::{Stream, StreamExt, TryStreamExt, stream};
 use glaux_proto::generated::TaskOutputTicket;
-use glaux_proto::{QueryId, StageId, TaskId, TaskStats, collect_task_stats, with_trailer};
+use glaux_proto::{QueryId, StageId, TaskId, TaskOutputRead, TaskStats, collect_task_stats, with_trailer};
 use prost::Message;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -42,58 +42,11 @@ impl ExecutorFlight {
     async fn task_output(&self, ticket: Ticket) -> Result<BoxStream<FlightData>, ExecutorError> {
         let ticket = TaskOutputTicket::decode(ticket.ticket)
             .map_err(|e| ExecutorError::MalformedRequest(format!("ticket: {e}")))?;
-        let key = TaskKey {
-            query: QueryId::from(ticket.query_id),
-            stage: StageId(ticket.stage_id),
-            task: TaskId(ticket.task_id),
-        };
-        let partition = ticket.partition;
-        let task = self.tasks.get(&key).ok_or_else(|| ExecutorError::UnknownTask {
-            query: key.query.clone(),
-            stage: key.stage,
-            task: key.task,
-        })?;
-        if !task.partitions.contains(&partition) {
-            return Err(ExecutorError::UnknownPartition {
-                query: key.query,
-                stage: key.stage,
-                task: key.task,
-                partition,
-            });
-        }
-        let (batches, replayed) = match task.buffer(partition) {
-            None => (task.plan.execute(partition as usize, Arc::clone(&task.context))?, Arc::default()),
-            Some(buffer) => broadcast(&task, partition, buffer)?,
-        };
+        let TaskOutputRead { batches, trailer } = open_output(&self.tasks, ticket)?;
         let schema = batches.schema();
-        let rows = Arc::new(AtomicU64::new(0));
-        let counted = Arc::clone(&rows);
-        let batches = batches
-            .inspect_ok(move |b| {
-                counted.fetch_add(b.num_rows() as u64, Ordering::Relaxed);
-            })
-            .map_err(|e| FlightError::ExternalError(Box::new(e)));
-        let batches = until_cancelled(contain_panics(batches), task.cancel.clone());
-        let tasks = Arc::clone(&self.tasks);
-        let plan = Arc::clone(&task.plan);
-        let bytes_read = Arc::clone(&task.bytes_read);
-        let trailer = move || {
-            // A task's statistics cover all of its partitions (a shuffle task's output partitions
-            // share its inputs): the read that finishes the task reports them, with what the stages
-            // it read reported to it; other reads report only their rows.
-            let last = tasks.finish_partition(&key, partition);
-            let mut stats = if last && !replayed.load(Ordering::Relaxed) {
-                let mut stats = collect_task_stats(&plan, None);
-                stats.bytes_scanned += bytes_read.load(Ordering::Relaxed);
-                stats
-            } else {
-                TaskStats::default()
-            };
-            stats.output_rows = rows.load(Ordering::Relaxed);
-            stats.to_json().into()
-        };
+        let batches = batches.map_err(|e| FlightError::ExternalError(Box::new(e)));
         // Dictionaries stay dictionaries between cluster members: the consumer's schema expects them.
-        let data = with_trailer(schema, batches, false, trailer)
+        let data = with_trailer(schema, batches, false, move || trailer().to_json().into())
             .map_err(|e| match e {
                 FlightError::Tonic(status) => *status,
                 FlightError::ExternalError(e) => Status::internal(e.to_string()),
@@ -103,11 +56,68 @@ impl ExecutorFlight {
     }
 }
 
+/// Starts one read of an installed task's output partition: for Flight's `DoGet`, and for readers
+/// on this executor (`LocalOutputs`).
+pub fn open_output(tasks: &Arc<TaskTable>, ticket: TaskOutputTicket) -> Result<TaskOutputRead, ExecutorError> {
+    let key = TaskKey {
+        query: QueryId::from(ticket.query_id),
+        stage: StageId(ticket.stage_id),
+        task: TaskId(ticket.task_id),
+    };
+    let partition = ticket.partition;
+    let task = tasks.get(&key).ok_or_else(|| ExecutorError::UnknownTask {
+        query: key.query.clone(),
+        stage: key.stage,
+        task: key.task,
+    })?;
+    let Some(index) = task.plan_partition(partition) else {
+        return Err(ExecutorError::UnknownPartition {
+            query: key.query,
+            stage: key.stage,
+            task: key.task,
+            partition,
+        });
+    };
+    let (batches, replayed) = match task.buffer(partition) {
+        None => (task.plan.execute(index, Arc::clone(&task.context))?, Arc::default()),
+        Some(buffer) => broadcast(&task, index, buffer)?,
+    };
+    let schema = batches.schema();
+    let rows = Arc::new(AtomicU64::new(0));
+    let counted = Arc::clone(&rows);
+    let batches = batches.inspect_ok(move |b| {
+        counted.fetch_add(b.num_rows() as u64, Ordering::Relaxed);
+    });
+    let batches = until_cancelled(contain_panics(batches), task.cancel.clone());
+    let tasks = Arc::clone(tasks);
+    let plan = Arc::clone(&task.plan);
+    let bytes_read = Arc::clone(&task.bytes_read);
+    let trailer = move || {
+        // A task's statistics cover all of its partitions (a shuffle task's output partitions
+        // share its inputs): the read that finishes the task reports them, with what the stages
+        // it read reported to it; other reads report only their rows.
+        let last = tasks.finish_partition(&key, partition);
+        let mut stats = if last && !replayed.load(Ordering::Relaxed) {
+            let mut stats = collect_task_stats(&plan, None);
+            stats.bytes_scanned += bytes_read.load(Ordering::Relaxed);
+            stats
+        } else {
+            TaskStats::default()
+        };
+        stats.output_rows = rows.load(Ordering::Relaxed);
+        stats
+    };
+    Ok(TaskOutputRead {
+        batches: Box::pin(RecordBatchStreamAdapter::new(schema, batches)),
+        trailer: Box::new(trailer),
+    })
+}
+
 /// A broadcast partition: the first read computes and keeps its batches (reserving their memory
 /// in the executor's pool), every read replays them. The flag tells a read that only replayed.
 fn broadcast(
     task: &Arc<InstalledTask>,
-    partition: u32,
+    partition: usize,
     buffer: BufferCell,
 ) -> Result<(SendableRecordBatchStream, Arc<AtomicBool>), ExecutorError> {
     let schema = task.plan.schema();
@@ -120,7 +130,7 @@ fn broadcast(
                 computed.store(false, Ordering::Relaxed);
                 let consumer = MemoryConsumer::new(format!("broadcast partition {partition}"));
                 let reservation = consumer.register(task.context.memory_pool());
-                let mut batches = task.plan.execute(partition as usize, Arc::clone(&task.context))?;
+                let mut batches = task.plan.execute(partition, Arc::clone(&task.context))?;
                 let mut kept = Vec::new();
                 while let Some(batch) = batches.next().await {
                     let batch = batch?;
@@ -145,15 +155,15 @@ fn broadcast(
 fn until_cancelled<S, T>(
     batches: S,
     cancel: tokio_util::sync::CancellationToken,
-) -> impl Stream<Item = Result<T, FlightError>> + Send + 'static
+) -> impl Stream<Item = Result<T, DataFusionError>> + Send + 'static
 where
-    S: Stream<Item = Result<T, FlightError>> + Send + 'static,
+    S: Stream<Item = Result<T, DataFusionError>> + Send + 'static,
     T: Send + 'static,
 {
     let fired = cancel.clone();
     batches.take_until(cancel.cancelled_owned()).chain(
         stream::once(async move {
-            fired.is_cancelled().then(|| Err(FlightError::ProtocolError("query cancelled".into())))
+            fired.is_cancelled().then(|| Err(DataFusionError::Execution("query cancelled".into())))
         })
         .filter_map(futures::future::ready),
     )
@@ -161,9 +171,9 @@ where
 
 /// Turns a panic while producing a batch (a bug, often a reader's on a malformed file) into an error
 /// for this stream alone.
-fn contain_panics<S, T>(batches: S) -> impl Stream<Item = Result<T, FlightError>> + Send + 'static
+fn contain_panics<S, T>(batches: S) -> impl Stream<Item = Result<T, DataFusionError>> + Send + 'static
 where
-    S: Stream<Item = Result<T, FlightError>> + Send + 'static,
+    S: Stream<Item = Result<T, DataFusionError>> + Send + 'static,
     T: Send + 'static,
 {
     std::panic::AssertUnwindSafe(batches).catch_unwind().scan(false, |panicked, item| {
@@ -172,7 +182,7 @@ where
             Ok(item) => Some(item),
             Err(panic) => {
                 *panicked = true;
-                Some(Err(FlightError::ProtocolError(format!(
+                Some(Err(DataFusionError::Execution(format!(
                     "the executor hit a bug while running this task: {}",
                     panic_message(panic.as_ref())
                 ))))

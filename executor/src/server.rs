@@ -5,7 +5,8 @@ use std::sync::Arc;
 use arrow_flight::flight_service_server::FlightServiceServer;
 use glaux_proto::generated::ExecutorRegistration;
 use glaux_proto::generated::executor_control_server::ExecutorControlServer;
-use glaux_proto::{ClusterAuth, ClusterChannels, ExecutorId, MAX_MESSAGE_BYTES};
+use datafusion::error::DataFusionError;
+use glaux_proto::{ClusterAuth, ClusterChannels, ExecutorId, LocalOutputs, MAX_MESSAGE_BYTES};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tonic::transport::server::TcpIncoming;
@@ -16,7 +17,7 @@ use tonic::transport::Server;
 use crate::config::ExecutorConfig;
 use crate::control_service::ControlService;
 use crate::error::ExecutorError;
-use crate::flight_service::ExecutorFlight;
+use crate::flight_service::{ExecutorFlight, open_output};
 use crate::registration::Membership;
 use crate::session::executor_session;
 use crate::task_table::TaskTable;
@@ -42,8 +43,13 @@ impl Executor {
         let endpoint = format!("{host}:{}", addr.port());
 
         let channels = Arc::new(ClusterChannels::new(config.secret.clone()));
-        let session = executor_session(&config, Arc::clone(&channels))?;
         let tasks = Arc::new(TaskTable::new(config.task_ttl));
+        let outputs = Arc::clone(&tasks);
+        let local = LocalOutputs::new(
+            endpoint.clone(),
+            Arc::new(move |ticket| open_output(&outputs, ticket).map_err(|e| DataFusionError::External(Box::new(e)))),
+        );
+        let session = executor_session(&config, Arc::clone(&channels), local)?;
         let flight = ExecutorFlight { tasks: Arc::clone(&tasks) };
         let flight = FlightServiceServer::new(flight)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)

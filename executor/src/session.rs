@@ -5,7 +5,7 @@ use std::sync::Arc;
 use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
-use glaux_proto::ClusterChannels;
+use glaux_proto::{ClusterChannels, LocalOutputs};
 use glaux_storage::LakeObjectStores;
 
 use crate::config::ExecutorConfig;
@@ -15,13 +15,17 @@ use crate::error::ExecutorError;
 pub fn executor_session(
     config: &ExecutorConfig,
     channels: Arc<ClusterChannels>,
+    local: LocalOutputs,
 ) -> Result<SessionContext, ExecutorError> {
     let runtime = RuntimeEnvBuilder::new()
         .with_memory_pool(Arc::new(FairSpillPool::new(config.memory_limit_bytes)))
         .with_object_store_registry(Arc::new(LakeObjectStores::new(config.storage.clone())))
         .build_arc()
         .map_err(ExecutorError::Session)?;
-    let mut session = SessionConfig::new().with_target_partitions(1).with_extension(channels);
+    let mut session = SessionConfig::new()
+        .with_target_partitions(1)
+        .with_extension(channels)
+        .with_extension(Arc::new(local));
     // A task holds only some partitions of its stage: its scans must not steal files that belong
     // to partitions other executors run.
     session.options_mut().execution.enable_file_stream_work_stealing = false;

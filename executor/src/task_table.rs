@@ -39,7 +39,8 @@ pub type BufferCell = Arc<OnceCell<Arc<Buffered>>>;
 #[derive(Debug)]
 pub struct InstalledTask {
     pub plan: Arc<dyn ExecutionPlan>,
-    pub partitions: Vec<u32>,
+    /// The partitions it serves, each with the partition of `plan` that produces it.
+    partitions: HashMap<u32, usize>,
     /// The context the plan was decoded in and runs in: its object stores count into `bytes_read`.
     pub context: Arc<TaskContext>,
     pub bytes_read: Arc<AtomicU64>,
@@ -53,25 +54,32 @@ pub struct InstalledTask {
 }
 
 impl InstalledTask {
+    /// A task serving `partitions`: (partition, the partition of `plan` that produces it).
     pub fn new(
         plan: Arc<dyn ExecutionPlan>,
-        partitions: Vec<u32>,
+        partitions: Vec<(u32, u32)>,
         reads_per_partition: u32,
         context: Arc<TaskContext>,
         bytes_read: Arc<AtomicU64>,
     ) -> Self {
         let reads = reads_per_partition.max(1);
-        let buffers = if reads > 1 { partitions.iter().map(|&p| (p, BufferCell::default())).collect() } else { HashMap::new() };
+        let buffers =
+            if reads > 1 { partitions.iter().map(|&(p, _)| (p, BufferCell::default())).collect() } else { HashMap::new() };
         Self {
-            unread: Mutex::new(partitions.iter().map(|&p| (p, reads)).collect()),
+            unread: Mutex::new(partitions.iter().map(|&(p, _)| (p, reads)).collect()),
             plan,
-            partitions,
+            partitions: partitions.into_iter().map(|(p, index)| (p, index as usize)).collect(),
             context,
             bytes_read,
             cancel: CancellationToken::new(),
             buffers,
             installed_at: Instant::now(),
         }
+    }
+
+    /// The partition of the plan that produces `partition`, if the task serves it.
+    pub fn plan_partition(&self, partition: u32) -> Option<usize> {
+        self.partitions.get(&partition).copied()
     }
 
     /// Where a broadcast partition's batches are kept; `None` for a partition read once.
@@ -159,6 +167,7 @@ mod tests {
 
     fn task(partitions: Vec<u32>) -> InstalledTask {
         let plan = Arc::new(EmptyExec::new(Arc::new(Schema::empty())));
+        let partitions = partitions.into_iter().map(|p| (p, p)).collect();
         InstalledTask::new(plan, partitions, 1, Arc::new(TaskContext::default()), Arc::default())
     }
 
@@ -169,7 +178,7 @@ mod tests {
         table.install(key("q1", 0), task(vec![0, 1]));
         table.install(key("q2", 0), task(vec![0]));
         let mut broadcast = task(vec![0]);
-        broadcast = InstalledTask::new(broadcast.plan, vec![0], 2, broadcast.context, broadcast.bytes_read);
+        broadcast = InstalledTask::new(broadcast.plan, vec![(0, 0)], 2, broadcast.context, broadcast.bytes_read);
         assert!(broadcast.buffer(0).is_some());
         table.install(key("q3", 0), broadcast);
         assert!(!table.finish_partition(&key("q3", 0), 0));

@@ -16,6 +16,15 @@ use crate::generated::scheduler_cluster_client::SchedulerClusterClient;
 /// (arrow-flight's encoder targets 2 MiB), so this only bounds what a broken peer can make us buffer.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 
+/// HTTP/2 flow-control windows of the streams a member receives (Flight data between stages):
+/// how much may be in flight unread. HTTP/2's default of 64 KiB makes a stream wait for a window
+/// update every 64 KiB, which caps a shuffle far below what the wire and the CPUs can do; these
+/// still bound what an unread stream holds.
+pub const STREAM_WINDOW_BYTES: u32 = 4 * 1024 * 1024;
+pub const CONNECTION_WINDOW_BYTES: u32 = 16 * 1024 * 1024;
+/// The largest HTTP/2 frame a member accepts: a 2 MiB batch crosses in a few frames, not 128.
+pub const FRAME_BYTES: u32 = 1024 * 1024;
+
 pub type FlightClient = FlightServiceClient<InterceptedService<Channel, ClusterAuth>>;
 
 /// Lazily connected channels to other cluster members, keyed by `host:port`, all carrying the
@@ -40,6 +49,9 @@ impl ClusterChannels {
         let channel = Endpoint::from_shared(format!("http://{endpoint}"))?
             .connect_timeout(Duration::from_secs(5))
             .tcp_nodelay(true)
+            .initial_stream_window_size(STREAM_WINDOW_BYTES)
+            .initial_connection_window_size(CONNECTION_WINDOW_BYTES)
+            .max_frame_size(FRAME_BYTES)
             .http2_keep_alive_interval(Duration::from_secs(10))
             .keep_alive_timeout(Duration::from_secs(10))
             .connect_lazy();

@@ -13,9 +13,11 @@ use datafusion::datasource::source::DataSourceExec;
 use datafusion::execution::TaskContext;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion_proto::bytes::{
-    physical_plan_from_bytes_with_extension_codec, physical_plan_to_bytes_with_extension_codec,
+    physical_plan_from_bytes_with_proto_converter, physical_plan_to_bytes_with_proto_converter,
 };
-use datafusion_proto::physical_plan::{PhysicalExtensionCodec, PhysicalProtoConverterExtension};
+use datafusion_proto::physical_plan::{
+    DeduplicatingProtoConverter, PhysicalExtensionCodec, PhysicalProtoConverterExtension,
+};
 use prost::Message;
 
 use crate::generated::glaux_node::Node;
@@ -120,13 +122,16 @@ pub fn encode_plan(plan: Arc<dyn ExecutionPlan>) -> Result<EncodedPlan> {
         }
         Ok(TreeNodeRecursion::Continue)
     })?;
-    let bytes = physical_plan_to_bytes_with_extension_codec(plan, &GlauxCodec)?.to_vec();
+    // Deduplicated, so an expression two nodes share (a join's dynamic filter and the scan it
+    // filters) is still one expression after decoding.
+    let bytes = physical_plan_to_bytes_with_proto_converter(plan, &GlauxCodec, &DeduplicatingProtoConverter {})?.to_vec();
     Ok(EncodedPlan { bytes, scan_codecs })
 }
 
 /// Decodes a plan fragment; the context supplies functions and object stores.
 pub fn decode_plan(encoded: &EncodedPlan, ctx: &TaskContext) -> Result<Arc<dyn ExecutionPlan>> {
-    let plan = physical_plan_from_bytes_with_extension_codec(&encoded.bytes, ctx, &GlauxCodec)?;
+    let plan =
+        physical_plan_from_bytes_with_proto_converter(&encoded.bytes, ctx, &GlauxCodec, &DeduplicatingProtoConverter {})?;
     let mut codecs = encoded.scan_codecs.iter();
     let restored = plan.transform_down(|node| {
         let Some(config) = file_scan(&node) else { return Ok(Transformed::no(node)) };

@@ -29,6 +29,7 @@ use prost::Message;
 use crate::channels::ClusterChannels;
 use crate::generated::TaskOutputTicket;
 use crate::ids::{QueryId, StageId, TaskId};
+use crate::local_outputs::{LocalOutputs, TaskOutputRead};
 use crate::stats::TaskStats;
 
 /// Where one partition of a stage's output is served.
@@ -88,6 +89,20 @@ impl StageReaderExec {
     /// Per partition, the task outputs it reads.
     pub fn partitions(&self) -> &[Vec<TaskOutput>] {
         &self.partitions
+    }
+
+    /// A reader of only the listed partitions of this one, in that order.
+    pub fn subset(&self, partitions: &[u32]) -> Result<Self> {
+        let chosen = partitions
+            .iter()
+            .map(|&p| self.partitions.get(p as usize).cloned())
+            .collect::<Option<Vec<_>>>();
+        let Some(chosen) = chosen else {
+            return internal_err!("stage {} reader has no partitions {partitions:?}", self.stage);
+        };
+        let eq_properties = self.properties.eq_properties.clone();
+        let partitioning = Partitioning::UnknownPartitioning(chosen.len());
+        Ok(Self::new(self.query.clone(), self.stage, eq_properties, partitioning, chosen))
     }
 
     /// The statistics the stage's tasks reported in their trailers, summed over what was read so far.
@@ -203,6 +218,7 @@ impl ExecutionPlan for StageReaderExec {
         let Some(channels) = context.session_config().get_extension::<ClusterChannels>() else {
             return internal_err!("StageReaderExec needs ClusterChannels in the session config");
         };
+        let local = context.session_config().get_extension::<LocalOutputs>();
         let counters = Arc::new(TrailerCounters::new(&self.metrics, partition));
         let streams = sources.into_iter().map(|source| {
             read_task_output(
@@ -210,6 +226,7 @@ impl ExecutionPlan for StageReaderExec {
                 self.stage,
                 source,
                 Arc::clone(&channels),
+                local.clone(),
                 self.schema(),
                 Arc::clone(&counters),
             )
@@ -221,12 +238,14 @@ impl ExecutionPlan for StageReaderExec {
     }
 }
 
-/// One task output over Flight. Nothing happens until the first poll: connecting is part of reading.
+/// One task output: taken from this executor when it lives here, over Flight otherwise. Nothing
+/// happens until the first poll: connecting is part of reading.
 fn read_task_output(
     query: &QueryId,
     stage: StageId,
     output: TaskOutput,
     channels: Arc<ClusterChannels>,
+    local: Option<Arc<LocalOutputs>>,
     schema: SchemaRef,
     counters: Arc<TrailerCounters>,
 ) -> impl futures::Stream<Item = Result<RecordBatch>> + Send + 'static {
@@ -241,6 +260,18 @@ fn read_task_output(
         let describe = move |e: &dyn fmt::Display| {
             DataFusionError::External(format!("stage {stage} task {task} on executor {endpoint}: {e}").into())
         };
+        if let Some(opened) = local.as_ref().and_then(|local| local.open(&output.endpoint, ticket.clone())) {
+            let TaskOutputRead { batches, trailer } = opened.map_err(|e| describe(&e))?;
+            let failed = describe.clone();
+            let mut trailer = Some(trailer);
+            let batches = batches.map_err(move |e| failed(&e)).chain(stream::poll_fn(move |_| {
+                if let Some(trailer) = trailer.take() {
+                    counters.record(&trailer());
+                }
+                std::task::Poll::Ready(None)
+            }));
+            return Ok::<_, DataFusionError>(batches.boxed());
+        }
         let mut client = channels.flight(&output.endpoint).map_err(|e| describe(&e))?;
         let response = client
             .do_get(Ticket { ticket: ticket.encode_to_vec().into() })
@@ -249,9 +280,9 @@ fn read_task_output(
         let messages = response
             .into_inner()
             .map_err(|status| arrow_flight::error::FlightError::Tonic(Box::new(status)));
-        Ok::<_, DataFusionError>(decode_batches(FlightDataDecoder::new(messages), schema, counters, move |e| {
-            describe(&e)
-        }))
+        Ok::<_, DataFusionError>(
+            decode_batches(FlightDataDecoder::new(messages), schema, counters, move |e| describe(&e)).boxed(),
+        )
     })
     .try_flatten()
 }

@@ -33,7 +33,7 @@ use crate::catalog::{
 use crate::cluster::{ClusterState, ExecutorInfo};
 use crate::session::{DEFAULT_CATALOG, DEFAULT_SCHEMA};
 use crate::error::SchedulerError;
-use crate::planner::{DistributedPlan, cut_stages, render_distributed_plan, task_plan};
+use crate::planner::{DistributedPlan, TaskPlan, cut_stages, render_distributed_plan, task_plan};
 
 /// Batches of a running statement, and the statistics to send after them.
 pub struct QueryResult {
@@ -413,8 +413,9 @@ impl QueryEngine {
         let mut requests: std::collections::BTreeMap<String, Vec<TaskDefinition>> = Default::default();
         for stage in &plan.stages {
             for task in &stage.tasks {
-                let encoded = encode_plan(task_plan(stage, task).map_err(SchedulerError::plan)?)
-                    .map_err(SchedulerError::plan)?;
+                let TaskPlan { plan: task_plan, plan_partitions, dynamic_filters } =
+                    task_plan(stage, task).map_err(SchedulerError::plan)?;
+                let encoded = encode_plan(task_plan).map_err(SchedulerError::plan)?;
                 let (partitions, reads_per_partition) = stage.served_partitions(task);
                 requests.entry(task.endpoint.clone()).or_default().push(TaskDefinition {
                     query_id: plan.query.to_string(),
@@ -424,6 +425,8 @@ impl QueryEngine {
                     plan: encoded.bytes,
                     scan_codecs: encoded.scan_codecs,
                     reads_per_partition,
+                    plan_partitions,
+                    dynamic_filters,
                 });
             }
         }

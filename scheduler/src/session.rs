@@ -50,9 +50,15 @@ pub fn scheduler_session(
         // repartitioning inside a stage would only add copies.
         .with_round_robin_repartition(false)
         .with_extension(channels);
-    // A hash join's dynamic filter waits for every partition's build side; a task runs only some
-    // partitions of its stage, so that wait would never end.
-    session.options_mut().optimizer.enable_join_dynamic_filter_pushdown = false;
+    // A join whose smaller side is estimated below these sizes broadcasts it to every task of the
+    // larger side instead of shuffling both: the larger side stays where it is read, and the
+    // join's dynamic filter prunes its scan (a filter cannot cross a shuffle). DataFusion's
+    // single-process defaults (1 MiB, 128 Ki rows) weigh an in-memory repartition, far cheaper
+    // than moving rows between executors.
+    session.options_mut().optimizer.hash_join_single_partition_threshold = 32 * 1024 * 1024;
+    session.options_mut().optimizer.hash_join_single_partition_threshold_rows = 1024 * 1024;
+    // Hash joins' dynamic filters stay on: a task whose plan holds only its own partitions runs
+    // them (see `planner::restrict_to_task`); executors turn them off for the other tasks.
     let parquet = &mut session.options_mut().execution.parquet;
     // Filters are evaluated inside the Parquet decoder (late materialization), ordered by cost.
     parquet.pushdown_filters = true;

@@ -28,6 +28,8 @@ async fn executors_and_scheduler_reject_callers_without_the_cluster_secret() -> 
             plan: b"not even a plan".to_vec(),
             scan_codecs: vec![],
             reads_per_partition: 1,
+            plan_partitions: vec![],
+            dynamic_filters: false,
         }],
     };
 

@@ -33,7 +33,7 @@ use crate::catalog::TableScanReport;
 
 pub use cut_stages::cut_stages;
 pub use explain::render_distributed_plan;
-pub use restrict_to_task::task_plan;
+pub use restrict_to_task::{TaskPlan, task_plan};
 
 /// A query cut into stages.
 #[derive(Debug)]

@@ -1,35 +1,123 @@
-//! Giving each task a plan that names only its own files.
+//! Giving each task a plan of its own share of the stage.
 //!
-//! A stage plan lists every file group of its scan, one per partition. The task that runs
-//! partitions {0, 2} gets a copy whose other groups are empty: the plan sent over the wire shrinks
-//! with the number of tasks, and no executor can read files it was not assigned.
+//! Where the stage's fragment is partition-wise throughout (every node's partition `i` comes from
+//! its inputs' partitions `i`, as DataFusion plans between exchanges are), the task's plan holds
+//! only its partitions: its file scans keep only their file groups, its stage readers only their
+//! partitions, so partitions {0, 2} of the stage are partitions {0, 1} of the task's plan. Inside
+//! such a plan every partition that exists also runs, which is what a hash join's dynamic filter
+//! needs: it waits for every partition of its plan before it filters the probe-side scan.
+//!
+//! Otherwise (a union, a leaf we cannot narrow) the task gets the whole fragment with the other
+//! partitions' file groups emptied, and runs only its partitions; dynamic filters stay off there.
+//! Either way the plan sent over the wire names only the task's files.
 
 use std::sync::Arc;
 
 use datafusion::common::Result;
 use datafusion::common::tree_node::{Transformed, TreeNode};
-use datafusion::datasource::physical_plan::{FileGroup, FileScanConfig};
+use datafusion::datasource::physical_plan::{FileGroup, FileScanConfig, FileScanConfigBuilder};
 use datafusion::datasource::source::DataSourceExec;
+use datafusion::physical_plan::joins::{CrossJoinExec, HashJoinExec, NestedLoopJoinExec, PartitionMode};
 use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties, replace_children_if_necessary};
 
 use datafusion::common::internal_err;
-use glaux_proto::PartitionSubsetExec;
+use glaux_proto::{PartitionSubsetExec, StageReaderExec};
 
 use super::cut_stages::scan_files;
 use super::{Exchange, Stage, Task};
 
-/// The plan one task of `stage` runs. For a shuffle, the stage's repartition over only the task's
-/// partitions of its input (`PartitionSubsetExec`).
-pub fn task_plan(stage: &Stage, task: &Task) -> Result<Arc<dyn ExecutionPlan>> {
+/// What one task runs.
+pub struct TaskPlan {
+    pub plan: Arc<dyn ExecutionPlan>,
+    /// For each partition the task serves, the partition of `plan` that produces it.
+    pub plan_partitions: Vec<u32>,
+    /// The plan runs every partition it has, so hash joins may filter their probe side's scan.
+    pub dynamic_filters: bool,
+}
+
+/// The plan one task of `stage` runs. A shuffle task runs the stage's repartition over its share
+/// of the input.
+pub fn task_plan(stage: &Stage, task: &Task) -> Result<TaskPlan> {
+    let (served, _) = stage.served_partitions(task);
     if stage.exchange != Exchange::Shuffle {
-        return restrict_to_task(&stage.plan, &task.partitions);
+        return Ok(match narrowed(&stage.plan, &task.partitions)? {
+            Some(plan) => TaskPlan { plan, plan_partitions: (0..served.len() as u32).collect(), dynamic_filters: true },
+            None => TaskPlan {
+                plan: restrict_to_task(&stage.plan, &task.partitions)?,
+                plan_partitions: served,
+                dynamic_filters: false,
+            },
+        });
     }
     let Some(input) = stage.plan.children().first().map(|c| Arc::clone(c)) else {
         return internal_err!("shuffle stage {} has no input", stage.id);
     };
-    let input = restrict_to_task(&input, &task.partitions)?;
-    let subset = Arc::new(PartitionSubsetExec::try_new(input, task.partitions.clone())?);
-    replace_children_if_necessary(Arc::clone(&stage.plan), vec![subset])
+    let (input, dynamic_filters) = match narrowed(&input, &task.partitions)? {
+        Some(input) => (input, true),
+        None => {
+            let input = restrict_to_task(&input, &task.partitions)?;
+            (Arc::new(PartitionSubsetExec::try_new(input, task.partitions.clone())?) as Arc<dyn ExecutionPlan>, false)
+        }
+    };
+    let plan = replace_children_if_necessary(Arc::clone(&stage.plan), vec![input])?;
+    Ok(TaskPlan { plan, plan_partitions: served, dynamic_filters })
+}
+
+/// `plan` with only `partitions`, in order, if it is partition-wise throughout; `None` if not.
+fn narrowed(plan: &Arc<dyn ExecutionPlan>, partitions: &[u32]) -> Result<Option<Arc<dyn ExecutionPlan>>> {
+    let count = plan.output_partitioning().partition_count();
+    if partitions.len() == count && partitions.iter().enumerate().all(|(i, &p)| i == p as usize) {
+        return Ok(Some(Arc::clone(plan)));
+    }
+    narrow(plan, partitions, count)
+}
+
+fn narrow(plan: &Arc<dyn ExecutionPlan>, partitions: &[u32], count: usize) -> Result<Option<Arc<dyn ExecutionPlan>>> {
+    if plan.output_partitioning().partition_count() != count {
+        return Ok(None);
+    }
+    if let Some(reader) = plan.downcast_ref::<StageReaderExec>() {
+        return Ok(Some(Arc::new(reader.subset(partitions)?)));
+    }
+    if let Some(config) = plan
+        .downcast_ref::<DataSourceExec>()
+        .and_then(|source| source.data_source().downcast_ref::<FileScanConfig>())
+    {
+        if config.file_groups.len() != count {
+            return Ok(None);
+        }
+        let groups = partitions.iter().map(|&p| config.file_groups[p as usize].clone()).collect();
+        let config = FileScanConfigBuilder::from(config.clone()).with_file_groups(groups).build();
+        return Ok(Some(Arc::new(DataSourceExec::new(Arc::new(config)))));
+    }
+    let children = plan.children();
+    if children.is_empty() {
+        return Ok(None);
+    }
+    let whole = consumed_whole(plan.as_ref());
+    let mut narrowed_children = Vec::with_capacity(children.len());
+    for (i, child) in children.into_iter().enumerate() {
+        if whole == Some(i) {
+            // A join's build side: every task reads all of it.
+            narrowed_children.push(Arc::clone(child));
+            continue;
+        }
+        match narrow(child, partitions, count)? {
+            Some(child) => narrowed_children.push(child),
+            None => return Ok(None),
+        }
+    }
+    replace_children_if_necessary(Arc::clone(plan), narrowed_children).map(Some)
+}
+
+/// The input a join collects whole in every partition (its build side), if it has one.
+fn consumed_whole(plan: &dyn ExecutionPlan) -> Option<usize> {
+    let collects_left = plan
+        .downcast_ref::<HashJoinExec>()
+        .is_some_and(|join| *join.partition_mode() == PartitionMode::CollectLeft)
+        || plan.is::<NestedLoopJoinExec>()
+        || plan.is::<CrossJoinExec>();
+    collects_left.then_some(0)
 }
 
 /// `stage` with the file groups of partitions outside `partitions` emptied, when the stage is a
