@@ -8,6 +8,8 @@ use arrow_flight::decode::{DecodedPayload, FlightDataDecoder};
 use arrow_flight::error::FlightError;
 use arrow_flight::sql::client::FlightSqlServiceClient;
 use arrow_flight::sql::CommandGetTables;
+use arrow_flight::{Action, CancelFlightInfoRequest, CancelFlightInfoResult, CancelStatus, FlightEndpoint, FlightInfo};
+use prost::Message;
 use futures::{StreamExt, TryStreamExt};
 use glaux_proto::QueryStats;
 use tonic::transport::{Channel, Endpoint};
@@ -91,24 +93,50 @@ impl GlauxClient {
         Ok(Self { sql: FlightSqlServiceClient::new(channel), database: "default".into() })
     }
 
-    /// Runs one statement to completion.
-    pub async fn query(&mut self, sql: &str) -> Result<QueryOutput, ClientError> {
+    /// Submits a statement (`GetFlightInfo`): what [`GlauxClient::fetch`] reads and
+    /// [`GlauxClient::cancel`] cancels.
+    pub async fn submit(&mut self, sql: &str) -> Result<FlightInfo, ClientError> {
         let info = self.sql.execute(sql.to_string(), None).await?;
         self.follow_use(&info.app_metadata);
+        Ok(info)
+    }
+
+    /// Starts reading one endpoint of a submitted statement (`DoGet`).
+    pub async fn fetch(&mut self, endpoint: &FlightEndpoint) -> Result<FlightDataDecoder, ClientError> {
+        let ticket =
+            endpoint.ticket.clone().ok_or_else(|| ClientError::Protocol("endpoint without ticket".into()))?;
+        let response = self
+            .sql
+            .inner_mut()
+            .do_get(ticket)
+            .await
+            .map_err(|status| ClientError::Server(status.message().to_string()))?;
+        let messages = response.into_inner().map_err(|s| FlightError::Tonic(Box::new(s)));
+        Ok(FlightDataDecoder::new(messages))
+    }
+
+    /// Cancels a running statement (`CancelFlightInfo`); true if the scheduler cancelled it.
+    pub async fn cancel(&mut self, info: FlightInfo) -> Result<bool, ClientError> {
+        let action = Action::new("CancelFlightInfo", CancelFlightInfoRequest::new(info).encode_to_vec());
+        let server = |status: tonic::Status| ClientError::Server(status.message().to_string());
+        let mut results = self.sql.inner_mut().do_action(action).await.map_err(server)?.into_inner();
+        let result = results
+            .message()
+            .await
+            .map_err(server)?
+            .ok_or_else(|| ClientError::Protocol("no answer to CancelFlightInfo".into()))?;
+        let result = CancelFlightInfoResult::decode(result.body)
+            .map_err(|e| ClientError::Protocol(format!("malformed CancelFlightInfoResult: {e}")))?;
+        Ok(result.status() == CancelStatus::Cancelled)
+    }
+
+    /// Runs one statement to completion.
+    pub async fn query(&mut self, sql: &str) -> Result<QueryOutput, ClientError> {
+        let info = self.submit(sql).await?;
         let schema = info.clone().try_decode_schema().ok().map(std::sync::Arc::new);
         let mut output = QueryOutput { schema, batches: Vec::new(), stats: None };
-        for endpoint in info.endpoint {
-            let ticket = endpoint
-                .ticket
-                .ok_or_else(|| ClientError::Protocol("endpoint without ticket".into()))?;
-            let response = self
-                .sql
-                .inner_mut()
-                .do_get(ticket)
-                .await
-                .map_err(|status| ClientError::Server(status.message().to_string()))?;
-            let messages = response.into_inner().map_err(|s| FlightError::Tonic(Box::new(s)));
-            let mut decoder = FlightDataDecoder::new(messages);
+        for endpoint in &info.endpoint {
+            let mut decoder = self.fetch(endpoint).await?;
             while let Some(message) = decoder.next().await {
                 let message = message?;
                 if let Some(stats) = QueryStats::from_json(&message.app_metadata()) {

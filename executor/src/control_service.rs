@@ -7,7 +7,12 @@ use datafusion::execution::TaskContext;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use glaux_storage::CountingStores;
 
-use datafusion::physical_plan::ExecutionPlanProperties;
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::physical_plan::coop::CooperativeExec;
+use datafusion::physical_plan::joins::{
+    CrossJoinExec, HashJoinExec, NestedLoopJoinExec, SortMergeJoinExec, SymmetricHashJoinExec,
+};
+use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties};
 use datafusion::prelude::SessionContext;
 use glaux_proto::generated::executor_control_server::ExecutorControl;
 use glaux_proto::generated::{
@@ -41,6 +46,21 @@ impl ControlService {
     }
 }
 
+/// Joins can emit batch after batch from one input batch, and an aggregation above them consumes
+/// them in one loop: wrapped as cooperative, they give the runtime back every few batches, so a
+/// cancelled or abandoned task stops within a second instead of when the join is done.
+fn yielding_joins(plan: Arc<dyn ExecutionPlan>) -> datafusion::common::Result<Arc<dyn ExecutionPlan>> {
+    plan.transform_up(|node| {
+        let join = node.is::<HashJoinExec>()
+            || node.is::<NestedLoopJoinExec>()
+            || node.is::<CrossJoinExec>()
+            || node.is::<SortMergeJoinExec>()
+            || node.is::<SymmetricHashJoinExec>();
+        Ok(if join { Transformed::yes(Arc::new(CooperativeExec::new(node)) as _) } else { Transformed::no(node) })
+    })
+    .map(|t| t.data)
+}
+
 #[tonic::async_trait]
 impl ExecutorControl for ControlService {
     async fn launch_tasks(
@@ -59,6 +79,12 @@ impl ExecutorControl for ControlService {
             };
             let encoded = EncodedPlan { bytes: task.plan, scan_codecs: task.scan_codecs };
             let plan = decode_plan(&encoded, &ctx).map_err(|source| ExecutorError::DecodePlan {
+                query: key.query.clone(),
+                stage: key.stage,
+                task: key.task,
+                source,
+            })?;
+            let plan = yielding_joins(plan).map_err(|source| ExecutorError::DecodePlan {
                 query: key.query.clone(),
                 stage: key.stage,
                 task: key.task,

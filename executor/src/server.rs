@@ -6,6 +6,8 @@ use arrow_flight::flight_service_server::FlightServiceServer;
 use glaux_proto::generated::ExecutorRegistration;
 use glaux_proto::generated::executor_control_server::ExecutorControlServer;
 use datafusion::error::DataFusionError;
+use datafusion::execution::memory_pool::MemoryPool;
+
 use glaux_proto::{ClusterAuth, ClusterChannels, ExecutorId, LocalOutputs, MAX_MESSAGE_BYTES};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
@@ -19,7 +21,7 @@ use crate::control_service::ControlService;
 use crate::error::ExecutorError;
 use crate::flight_service::{ExecutorFlight, open_output};
 use crate::registration::Membership;
-use crate::session::executor_session;
+use crate::session::{ExecutorMemory, executor_session};
 use crate::task_table::TaskTable;
 
 /// A running executor. Dropping it (or [`Executor::shutdown`]) stops serving and leaves the cluster.
@@ -27,6 +29,7 @@ pub struct Executor {
     id: ExecutorId,
     endpoint: String,
     tasks: Arc<TaskTable>,
+    memory: Arc<ExecutorMemory>,
     shutdown: CancellationToken,
     running: JoinSet<()>,
 }
@@ -49,7 +52,7 @@ impl Executor {
             endpoint.clone(),
             Arc::new(move |ticket| open_output(&outputs, ticket).map_err(|e| DataFusionError::External(Box::new(e)))),
         );
-        let session = executor_session(&config, Arc::clone(&channels), local)?;
+        let (session, memory) = executor_session(&config, Arc::clone(&channels), local)?;
         let flight = ExecutorFlight { tasks: Arc::clone(&tasks) };
         let flight = FlightServiceServer::new(flight)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
@@ -86,7 +89,7 @@ impl Executor {
         };
         running.spawn(membership.run(shutdown.clone()));
         tracing::info!(executor = %config.id, %endpoint, slots = config.task_slots, "executor serving");
-        Ok(Self { id: config.id, endpoint, tasks, shutdown, running })
+        Ok(Self { id: config.id, endpoint, tasks, memory, shutdown, running })
     }
 
     pub fn id(&self) -> &ExecutorId {
@@ -101,6 +104,16 @@ impl Executor {
     /// Tasks installed and not yet finished, cancelled or expired.
     pub fn installed_tasks(&self) -> usize {
         self.tasks.len()
+    }
+
+    /// Bytes of the memory limit that running tasks hold.
+    pub fn memory_reserved(&self) -> usize {
+        self.memory.reserved()
+    }
+
+    /// The operators holding the most memory, for diagnostics.
+    pub fn memory_report(&self) -> String {
+        self.memory.report_top(5)
     }
 
     pub fn shutdown(&self) {

@@ -2,7 +2,9 @@
 
 use std::sync::Arc;
 
-use datafusion::execution::memory_pool::FairSpillPool;
+use std::num::NonZeroUsize;
+
+use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use glaux_proto::{ClusterChannels, LocalOutputs};
@@ -11,14 +13,22 @@ use glaux_storage::LakeObjectStores;
 use crate::config::ExecutorConfig;
 use crate::error::ExecutorError;
 
+/// The memory all tasks of an executor share.
+pub type ExecutorMemory = TrackConsumersPool<FairSpillPool>;
+
 /// One context for all tasks: they share the memory pool and the object-store clients.
 pub fn executor_session(
     config: &ExecutorConfig,
     channels: Arc<ClusterChannels>,
     local: LocalOutputs,
-) -> Result<SessionContext, ExecutorError> {
+) -> Result<(SessionContext, Arc<ExecutorMemory>), ExecutorError> {
+    // When memory runs out, the error names the operators that hold the most.
+    let pool = Arc::new(TrackConsumersPool::new(
+        FairSpillPool::new(config.memory_limit_bytes),
+        NonZeroUsize::new(3).unwrap_or(NonZeroUsize::MIN),
+    ));
     let runtime = RuntimeEnvBuilder::new()
-        .with_memory_pool(Arc::new(FairSpillPool::new(config.memory_limit_bytes)))
+        .with_memory_pool(Arc::clone(&pool) as _)
         .with_object_store_registry(Arc::new(LakeObjectStores::new(config.storage.clone())))
         .build_arc()
         .map_err(ExecutorError::Session)?;
@@ -29,5 +39,5 @@ pub fn executor_session(
     // A task holds only some partitions of its stage: its scans must not steal files that belong
     // to partitions other executors run.
     session.options_mut().execution.enable_file_stream_work_stealing = false;
-    Ok(SessionContext::new_with_config_rt(session, runtime))
+    Ok((SessionContext::new_with_config_rt(session, runtime), pool))
 }

@@ -17,7 +17,8 @@ use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{DataFusionError, Result, exec_err, internal_err};
 use datafusion::execution::TaskContext;
 use datafusion::physical_expr::{EquivalenceProperties, Partitioning, PhysicalExpr};
-use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::coop::make_cooperative;
+use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType, SchedulingType};
 use datafusion::physical_plan::metrics::{Count, ExecutionPlanMetricsSet, MetricBuilder, MetricsSet};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
@@ -67,8 +68,11 @@ impl StageReaderExec {
         } else {
             Partitioning::UnknownPartitioning(partitions.len())
         };
+        // Cooperative: consumers that loop over their input (an aggregation) give the runtime back
+        // every few batches, so cancellation and a vanished consumer are noticed at once.
         let properties =
-            PlanProperties::new(eq_properties, partitioning, EmissionType::Incremental, Boundedness::Bounded);
+            PlanProperties::new(eq_properties, partitioning, EmissionType::Incremental, Boundedness::Bounded)
+                .with_scheduling_type(SchedulingType::Cooperative);
         Self {
             query,
             stage,
@@ -234,7 +238,7 @@ impl ExecutionPlan for StageReaderExec {
         });
         // A shuffle partition reads every producing task at once, whichever has data first.
         let batches = stream::select_all(streams);
-        Ok(Box::pin(RecordBatchStreamAdapter::new(self.schema(), batches)))
+        Ok(make_cooperative(Box::pin(RecordBatchStreamAdapter::new(self.schema(), batches))))
     }
 }
 

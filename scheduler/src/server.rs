@@ -51,7 +51,7 @@ impl Scheduler {
             storage: config.storage.clone(),
             cleanup,
         });
-        let flight_sql = FlightServiceServer::new(FlightSqlFrontDoor { engine })
+        let flight_sql = FlightServiceServer::new(FlightSqlFrontDoor { engine, running: Default::default() })
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
         let cluster_service = SchedulerClusterServer::new(ClusterService {

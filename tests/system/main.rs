@@ -4,6 +4,7 @@
 
 mod athena_ddl;
 mod bad_input;
+mod cancel;
 mod catalog;
 mod events;
 mod partitions;

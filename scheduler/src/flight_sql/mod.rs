@@ -5,7 +5,10 @@
 //! state between the two, so a client that never fetches costs nothing. DDL is the exception: it
 //! runs at `GetFlightInfo`, as clients (ADBC among them) never fetch the empty result of a DDL.
 
+mod cancel;
 mod metadata;
+
+pub use cancel::RunningStatements;
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -24,8 +27,8 @@ use arrow_flight::sql::{
     SqlInfo, TicketStatementQuery,
 };
 use arrow_flight::{
-    Action, FlightData, FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest,
-    HandshakeResponse, IpcMessage, SchemaAsIpc, Ticket,
+    Action, CancelFlightInfoRequest, CancelFlightInfoResult, CancelStatus, FlightData, FlightDescriptor,
+    FlightEndpoint, FlightInfo, HandshakeRequest, HandshakeResponse, IpcMessage, SchemaAsIpc, Ticket,
 };
 use futures::{FutureExt, Stream, StreamExt, TryStreamExt, stream};
 use glaux_proto::generated::StatementHandle;
@@ -54,6 +57,24 @@ type DoGetStream = Pin<Box<dyn Stream<Item = Result<FlightData, Status>> + Send 
 
 pub struct FlightSqlFrontDoor {
     pub engine: Arc<QueryEngine>,
+    pub running: Arc<RunningStatements>,
+}
+
+/// A fresh statement id for `CancelFlightInfo`.
+fn statement_id() -> String {
+    glaux_proto::QueryId::random().to_string()
+}
+
+/// The statement a Flight SQL ticket runs, if it runs one.
+fn statement_handle_of(ticket: &Ticket) -> Option<StatementHandle> {
+    let any = Any::decode(ticket.ticket.clone()).ok()?;
+    if let Ok(Some(query)) = any.unpack::<TicketStatementQuery>() {
+        return StatementHandle::decode(query.statement_handle).ok();
+    }
+    if let Ok(Some(query)) = any.unpack::<CommandPreparedStatementQuery>() {
+        return StatementHandle::decode(query.prepared_statement_handle).ok();
+    }
+    None
 }
 
 fn decode_handle(handle: &[u8]) -> Result<StatementHandle, Status> {
@@ -101,7 +122,12 @@ impl FlightSqlFrontDoor {
         descriptor: FlightDescriptor,
     ) -> Result<FlightInfo, Status> {
         let description = contained(async { Ok(self.engine.describe(sql, session).await?) }).await?;
-        let mut handle = StatementHandle { sql: sql.to_string(), database: session.database.clone(), ..Default::default() };
+        let mut handle = StatementHandle {
+            sql: sql.to_string(),
+            database: session.database.clone(),
+            id: statement_id(),
+            ..Default::default()
+        };
         if description.runs_on_submit {
             let lines = self.run_to_text(sql, session).await?;
             handle.executed = true;
@@ -140,6 +166,7 @@ impl FlightSqlFrontDoor {
             return Ok(batch_stream(batch));
         }
         let session = handle_session(&handle);
+        let running = self.running.start(&handle.id);
         let sql = handle.sql.as_str();
         let result = contained(async { Ok(self.engine.execute(sql, &session).await?) }).await?;
         let query = result.query.clone();
@@ -147,6 +174,7 @@ impl FlightSqlFrontDoor {
         let batches = result
             .batches
             .map_err(move |e| FlightError::Tonic(Box::new(Status::internal(format!("query {query}: {e}")))));
+        let batches = until_cancelled(batches, running);
         let data = glaux_proto::with_trailer(result.schema, batches, true, move || {
             stats.snapshot().to_json().into()
         })
@@ -169,6 +197,20 @@ impl FlightSqlFrontDoor {
         }
         Ok(lines)
     }
+}
+
+/// Ends `batches` with a "cancelled" error once the client cancels the statement, dropping the
+/// query (and so cancelling its tasks).
+fn until_cancelled<S>(batches: S, running: cancel::Running) -> impl Stream<Item = Result<arrow::array::RecordBatch, FlightError>> + Send
+where
+    S: Stream<Item = Result<arrow::array::RecordBatch, FlightError>> + Send + 'static,
+{
+    let token = running.token.clone();
+    batches.take_until(token.cancelled_owned()).chain(stream::once(async move {
+        let cancelled = running.token.is_cancelled();
+        drop(running);
+        cancelled.then(|| Err(FlightError::Tonic(Box::new(Status::cancelled("query cancelled by the client")))))
+    }).filter_map(futures::future::ready))
 }
 
 fn batch_stream(batch: arrow::array::RecordBatch) -> DoGetStream {
@@ -279,6 +321,7 @@ impl FlightSqlService for FlightSqlFrontDoor {
             prepared_statement_handle: StatementHandle {
                 sql: query.query,
                 database: session.database,
+                id: statement_id(),
                 ..Default::default()
             }
             .encode_to_vec()
@@ -383,6 +426,29 @@ impl FlightSqlService for FlightSqlFrontDoor {
             .build()
             .map_err(|e| Status::internal(e.to_string()))?;
         Ok(Response::new(batch_stream(batch)))
+    }
+
+    async fn do_action_fallback(
+        &self,
+        request: Request<Action>,
+    ) -> Result<Response<<Self as FlightService>::DoActionStream>, Status> {
+        let action = request.into_inner();
+        if action.r#type != "CancelFlightInfo" {
+            return Err(Status::unimplemented(format!("unsupported action {:?}", action.r#type)));
+        }
+        let cancel = CancelFlightInfoRequest::decode(action.body)
+            .map_err(|e| Status::invalid_argument(format!("malformed CancelFlightInfoRequest: {e}")))?;
+        let mut cancelled = false;
+        for endpoint in cancel.info.map(|info| info.endpoint).unwrap_or_default() {
+            let Some(ticket) = endpoint.ticket else { continue };
+            if let Some(handle) = statement_handle_of(&ticket) {
+                cancelled |= self.running.cancel(&handle.id);
+            }
+        }
+        let status = if cancelled { CancelStatus::Cancelled } else { CancelStatus::NotCancellable };
+        let result = CancelFlightInfoResult::new(status);
+        let body = arrow_flight::Result { body: result.encode_to_vec().into() };
+        Ok(Response::new(Box::pin(stream::iter([Ok(body)]))))
     }
 
     async fn do_get_fallback(

@@ -1,0 +1,79 @@
+//! `CancelFlightInfo`: statements running for a `DoGet`, by the id their ticket carries.
+//!
+//! Every `FlightInfo` (and prepared statement) gets a statement id in its ticket. While a `DoGet`
+//! streams that statement, its id maps to a cancellation token; `CancelFlightInfo` fires it, the
+//! result stream ends with a "cancelled" error, and dropping the stream cancels the query's tasks
+//! on every executor.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Default)]
+pub struct RunningStatements {
+    /// Per statement id: its token and how many `DoGet`s run it (a prepared statement may run
+    /// several times at once; cancelling it stops them all).
+    running: Mutex<HashMap<String, (CancellationToken, usize)>>,
+}
+
+/// Keeps a statement registered while its result streams.
+pub struct Running {
+    statements: Arc<RunningStatements>,
+    id: String,
+    pub token: CancellationToken,
+}
+
+impl RunningStatements {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (CancellationToken, usize)>> {
+        self.running.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn start(self: &Arc<Self>, id: &str) -> Running {
+        let mut running = self.lock();
+        let entry = running.entry(id.to_string()).or_insert_with(|| (CancellationToken::new(), 0));
+        entry.1 += 1;
+        Running { statements: Arc::clone(self), id: id.to_string(), token: entry.0.clone() }
+    }
+
+    /// Cancels the running statement `id`; false if none runs.
+    pub fn cancel(&self, id: &str) -> bool {
+        match self.lock().get(id) {
+            Some((token, _)) => {
+                token.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let mut running = self.statements.lock();
+        if let Some(entry) = running.get_mut(&self.id) {
+            entry.1 -= 1;
+            if entry.1 == 0 {
+                running.remove(&self.id);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cancels_only_running_statements_and_forgets_finished_ones() {
+        let statements = Arc::new(RunningStatements::default());
+        assert!(!statements.cancel("a"));
+        let first = statements.start("a");
+        let second = statements.start("a");
+        drop(first);
+        assert!(statements.cancel("a"));
+        assert!(second.token.is_cancelled());
+        drop(second);
+        assert!(!statements.cancel("a"));
+    }
+}
