@@ -31,6 +31,6 @@ pub use codec::{EncodedPlan, GlauxCodec, decode_plan, encode_plan};
 pub use ids::{ExecutorId, QueryId, StageId, TaskId};
 pub use local_outputs::{LocalOutputs, TaskOutputRead};
 pub use partition_subset::PartitionSubsetExec;
-pub use stage_reader::{StageReaderExec, TaskOutput};
+pub use stage_reader::{LOST_EXECUTOR, StageReaderExec, TaskOutput, lost_executor};
 pub use stats::{QueryStats, TaskStats, collect_task_stats, format_bytes};
 pub use trailer::with_trailer;

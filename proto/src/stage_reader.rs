@@ -277,15 +277,17 @@ fn read_task_output(
             return Ok::<_, DataFusionError>(batches.boxed());
         }
         let mut client = channels.flight(&output.endpoint).map_err(|e| describe(&e))?;
+        let lost = endpoint_lost(&output.endpoint);
         let response = client
             .do_get(Ticket { ticket: ticket.encode_to_vec().into() })
             .await
-            .map_err(|status| describe(&status.message()))?;
+            .map_err(|status| describe(&lost(status)))?;
         let messages = response
             .into_inner()
-            .map_err(|status| arrow_flight::error::FlightError::Tonic(Box::new(status)));
+            .map_err(move |status| arrow_flight::error::FlightError::Tonic(Box::new(status)));
+        let endpoint = output.endpoint.clone();
         Ok::<_, DataFusionError>(
-            decode_batches(FlightDataDecoder::new(messages), schema, counters, move |e| describe(&e)).boxed(),
+            decode_batches(FlightDataDecoder::new(messages), schema, counters, endpoint, move |e| describe(&e)).boxed(),
         )
     })
     .try_flatten()
@@ -295,11 +297,12 @@ fn decode_batches(
     decoder: FlightDataDecoder,
     schema: SchemaRef,
     counters: Arc<TrailerCounters>,
+    endpoint: String,
     describe: impl Fn(String) -> DataFusionError + Send + 'static,
 ) -> impl futures::Stream<Item = Result<RecordBatch>> + Send {
     decoder.filter_map(move |message| {
         let item = match message {
-            Err(e) => Some(Err(describe(flight_error_message(e)))),
+            Err(e) => Some(Err(describe(flight_error_message(e, &endpoint)))),
             Ok(message) => {
                 if let Some(stats) = TaskStats::from_json(&message.app_metadata()) {
                     counters.record(&stats);
@@ -317,12 +320,38 @@ fn decode_batches(
     })
 }
 
-/// The message of the remote error without tonic's decoration, so the user sees the original text.
-fn flight_error_message(error: arrow_flight::error::FlightError) -> String {
+/// The message of the remote error without tonic's decoration, so the user sees the original text;
+/// a broken connection names the executor as lost.
+fn flight_error_message(error: arrow_flight::error::FlightError, endpoint: &str) -> String {
     match error {
-        arrow_flight::error::FlightError::Tonic(status) => status.message().to_string(),
+        arrow_flight::error::FlightError::Tonic(status) => endpoint_lost(endpoint)(*status),
         other => other.to_string(),
     }
+}
+
+/// How an error says that an executor cannot be reached: the scheduler looks for it (through
+/// any number of stages, as text) to re-plan a query without that executor.
+pub const LOST_EXECUTOR: &str = "lost executor ";
+
+/// Describes a failed call to `endpoint`: a transport failure (connection refused or reset, no
+/// keep-alive answer) as a lost executor, anything else with the remote message.
+fn endpoint_lost(endpoint: &str) -> impl Fn(tonic::Status) -> String + Send + 'static {
+    let endpoint = endpoint.to_string();
+    move |status| match status.code() {
+        tonic::Code::Unavailable | tonic::Code::Unknown
+            if status.message().contains("transport") || status.message().contains("connect")
+                || status.message().contains("h2 protocol error") || status.message().contains("stream") =>
+        {
+            format!("{LOST_EXECUTOR}{endpoint} ({})", status.message())
+        }
+        _ => status.message().to_string(),
+    }
+}
+
+/// The executor an error names as lost, if it names one.
+pub fn lost_executor(error: &str) -> Option<&str> {
+    let rest = &error[error.find(LOST_EXECUTOR)? + LOST_EXECUTOR.len()..];
+    rest.split_whitespace().next()
 }
 
 /// Used by the codec: rebuilds a reader from its wire form.

@@ -90,6 +90,22 @@ impl ClusterState {
         dropped
     }
 
+    /// Drops the executor serving `endpoint` (a query found it unreachable); true if it was a
+    /// member. If it is still alive, its next heartbeat makes it register again.
+    pub fn remove_endpoint(&self, endpoint: &str) -> bool {
+        let (removed, count) = {
+            let mut members = self.lock();
+            let before = members.len();
+            members.retain(|_, m| m.info.endpoint != endpoint);
+            (members.len() < before, members.len())
+        };
+        if removed {
+            tracing::warn!(%endpoint, "executor unreachable; dropped");
+            self.publish(count);
+        }
+        removed
+    }
+
     pub fn alive(&self) -> Vec<ExecutorInfo> {
         self.lock().values().map(|m| m.info.clone()).collect()
     }

@@ -16,7 +16,7 @@ pub enum SchedulerError {
     )]
     NoExecutors { query: QueryId },
     #[error("query {query}: cannot launch tasks on executor {endpoint}: {message}")]
-    LaunchTasks { query: QueryId, endpoint: String, message: String },
+    LaunchTasks { query: QueryId, endpoint: String, code: tonic::Code, message: String },
     #[error("malformed request: {0}")]
     MalformedRequest(String),
     #[error("{0} is not supported")]

@@ -18,7 +18,7 @@ use datafusion::prelude::{SQLOptions, SessionContext};
 use futures::{Stream, StreamExt, TryStreamExt, stream};
 use glaux_proto::generated::{LaunchTasksRequest, TaskDefinition};
 use glaux_proto::{
-    ClusterChannels, QueryId, QueryStats, StageReaderExec, TaskStats, encode_plan,
+    ClusterChannels, QueryId, QueryStats, StageReaderExec, TaskStats, encode_plan, lost_executor,
 };
 use glaux_storage::StorageConfig;
 use tokio::sync::mpsc;
@@ -370,10 +370,41 @@ impl QueryEngine {
         Ok(render_distributed_plan(&distributed))
     }
 
+    /// Runs a query across the cluster. If an executor turns out to be unreachable before the
+    /// first row reaches the client (its tasks cannot be installed, or a stage loses it), the
+    /// query is planned again without it and re-run on the others, up to [`MAX_ATTEMPTS`] times;
+    /// once rows have gone out, the error names the lost executor.
     async fn run_distributed(&self, query: QueryId, plan: LogicalPlan) -> Result<QueryResult, SchedulerError> {
+        let mut attempt = 1;
+        loop {
+            let lost = match self.start_distributed(query.clone(), &plan).await {
+                Err(SchedulerError::LaunchTasks { endpoint, code: tonic::Code::Unavailable, .. })
+                    if attempt < MAX_ATTEMPTS =>
+                {
+                    endpoint
+                }
+                Err(e) => return Err(e),
+                Ok(mut result) => match result.batches.next().await {
+                    Some(Err(e)) if attempt < MAX_ATTEMPTS && lost_executor(&e.to_string()).is_some() => {
+                        lost_executor(&e.to_string()).unwrap_or_default().to_string()
+                    }
+                    first => {
+                        result.batches = Box::pin(stream::iter(first).chain(result.batches));
+                        return Ok(result);
+                    }
+                },
+            };
+            self.cluster.remove_endpoint(&lost);
+            self.channels.forget(&lost);
+            tracing::warn!(%query, executor = %lost, attempt, "executor lost before any row was returned; planning again without it");
+            attempt += 1;
+        }
+    }
+
+    async fn start_distributed(&self, query: QueryId, plan: &LogicalPlan) -> Result<QueryResult, SchedulerError> {
         let started = Instant::now();
         let executors = self.cluster.alive();
-        let (physical, scans) = self.physical_plan(&plan, &executors).await?;
+        let (physical, scans) = self.physical_plan(plan, &executors).await?;
         let distributed =
             self.distributed_plan(&query, physical, &executors, scans).map_err(SchedulerError::plan)?;
         if !distributed.stages.is_empty() && executors.is_empty() {
@@ -431,22 +462,29 @@ impl QueryEngine {
             }
         }
         let launches = requests.into_iter().map(|(endpoint, tasks)| async move {
-            let failed = |message: String| SchedulerError::LaunchTasks {
+            let failed = |code: tonic::Code, message: String| SchedulerError::LaunchTasks {
                 query: plan.query.clone(),
                 endpoint: endpoint.clone(),
+                code,
                 message,
             };
-            let mut client = self.channels.executor_control(&endpoint).map_err(|e| failed(e.to_string()))?;
+            let mut client = self
+                .channels
+                .executor_control(&endpoint)
+                .map_err(|e| failed(tonic::Code::Unavailable, e.to_string()))?;
             client
                 .launch_tasks(LaunchTasksRequest { tasks })
                 .await
-                .map_err(|status| failed(status.message().to_string()))?;
+                .map_err(|status| failed(status.code(), status.message().to_string()))?;
             Ok::<_, SchedulerError>(())
         });
         futures::future::try_join_all(launches).await?;
         Ok(())
     }
 }
+
+/// How often a query is planned and started when executors turn out to be lost.
+const MAX_ATTEMPTS: usize = 3;
 
 /// Keeps `guard` alive exactly as long as the stream.
 fn guarded(

@@ -3,6 +3,7 @@
 use std::process::Stdio;
 use std::time::Duration;
 
+use futures::StreamExt;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
@@ -109,5 +110,79 @@ async fn glaux_binary_runs_standalone_scheduler_executor_and_shell() -> TestResu
     let output = last.expect("the separate scheduler and executor answer a query");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains("1 row in set"), "{stdout}");
+    Ok(())
+}
+
+/// Executors as real processes, killed mid-query: a query that has returned nothing yet is planned
+/// again on the survivors and completes; one whose rows are already streaming fails within 10 s,
+/// naming the lost executor.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_executors_never_hang_a_query() -> TestResult {
+    let warehouse = tempfile::tempdir()?;
+    let lake = write_lake(warehouse.path());
+    let warehouse_arg = warehouse.path().display().to_string();
+    let secret = [("GLAUX_CLUSTER_SECRET", "fedcba9876543210fedcba9876543210")];
+    let (_scheduler, addr) = spawn_until(
+        &["scheduler", "--flight-sql-addr", "127.0.0.1:0", "--warehouse", &warehouse_arg],
+        &secret,
+        "Flight SQL on ",
+    )
+    .await;
+    let mut executors = Vec::new();
+    for _ in 0..3 {
+        let args = ["executor", "--scheduler", &addr, "--warehouse", &warehouse_arg, "--task-slots", "1"];
+        executors.push(spawn_until(&args, &secret, "serving on ").await);
+    }
+    let mut client = glaux_client::GlauxClient::connect(&addr).await?;
+    for ddl in lake_ddl(&format!("{}/", lake.display())) {
+        client.query(&ddl).await?;
+    }
+    // Wait until all three executors take part in queries.
+    let sql = "SELECT region, sum(qty) AS qty FROM sales GROUP BY region ORDER BY region";
+    let mut expected = Vec::new();
+    for _ in 0..100 {
+        let output = client.query(sql).await?;
+        if output.stats.as_ref().is_some_and(|s| s.tasks >= 6) {
+            expected = rows_of(&output.batches);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(expected.len(), 3, "three executors joined and the query ran on them");
+
+    // Killed before the next query: the scheduler does not know yet (heartbeats have not lapsed),
+    // plans tasks for it, finds it gone and re-runs the query on the other two.
+    let (mut first, _) = executors.remove(0);
+    first.kill().await?;
+    let started = std::time::Instant::now();
+    let output = client.query(sql).await?;
+    assert_eq!(rows_of(&output.batches), expected);
+    assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+    assert_eq!(output.stats.map(|s| s.tasks), Some(4), "the re-run used the two survivors");
+
+    // Killed while rows stream to the client: those rows cannot be taken back, so the query fails,
+    // within 10 s, naming the executor.
+    let info = client.submit("SELECT a.id, b.id FROM sales a CROSS JOIN sales b").await?;
+    let mut stream = client.fetch(&info.endpoint[0]).await?;
+    stream.next().await.ok_or("no first message")??;
+    let (mut second, lost) = executors.remove(0);
+    second.kill().await?;
+    let killed = std::time::Instant::now();
+    let error = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match stream.next().await {
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => return e.to_string(),
+                None => return "the stream ended without an error".to_string(),
+            }
+        }
+    })
+    .await?;
+    assert!(error.contains(&format!("lost executor {lost}")), "{error}");
+    assert!(killed.elapsed() < Duration::from_secs(10));
+
+    // The survivor serves the next query.
+    let output = client.query(sql).await?;
+    assert_eq!(rows_of(&output.batches), expected);
     Ok(())
 }
