@@ -104,7 +104,8 @@ impl ExecutorControl for ControlService {
                 .into());
             }
             let served = task.partitions.into_iter().zip(plan_partitions).collect();
-            decoded.push((key, InstalledTask::new(plan, served, task.reads_per_partition, ctx, bytes_read)));
+            let installed = InstalledTask::new(plan, served, task.reads_per_partition, ctx, bytes_read);
+            decoded.push((key, installed.with_analyze(task.analyze)));
         }
         for (key, task) in decoded {
             tracing::debug!(query = %key.query, stage = %key.stage, task = %key.task, "task installed");

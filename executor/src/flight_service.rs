@@ -10,7 +10,7 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use datafusion::error::DataFusionError;
 use datafusion::execution::SendableRecordBatchStream;
@@ -25,7 +25,7 @@ use arrow_flight::{
 };
 use futures::{Stream, StreamExt, TryStreamExt, stream};
 use glaux_proto::generated::TaskOutputTicket;
-use glaux_proto::{QueryId, StageId, TaskId, TaskOutputRead, TaskStats, collect_task_stats, with_trailer};
+use glaux_proto::{QueryId, StageId, TaskId, TaskOutputRead, TaskStats, collect_task_stats, task_report, with_trailer};
 use prost::Message;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -78,28 +78,36 @@ pub fn open_output(tasks: &Arc<TaskTable>, ticket: TaskOutputTicket) -> Result<T
             partition,
         });
     };
-    let (batches, replayed) = match task.buffer(partition) {
-        None => (task.plan.execute(index, Arc::clone(&task.context))?, Arc::default()),
+    let batches = match task.buffer(partition) {
+        None => task.plan.execute(index, Arc::clone(&task.context))?,
         Some(buffer) => broadcast(&task, index, buffer)?,
     };
     let schema = batches.schema();
     let rows = Arc::new(AtomicU64::new(0));
-    let counted = Arc::clone(&rows);
+    let (counted, task_rows) = (Arc::clone(&rows), Arc::clone(&task.rows_out));
     let batches = batches.inspect_ok(move |b| {
         counted.fetch_add(b.num_rows() as u64, Ordering::Relaxed);
+        task_rows.fetch_add(b.num_rows() as u64, Ordering::Relaxed);
     });
     let batches = until_cancelled(contain_panics(batches), task.cancel.clone());
     let tasks = Arc::clone(tasks);
     let plan = Arc::clone(&task.plan);
     let bytes_read = Arc::clone(&task.bytes_read);
+    let (analyze, task_rows) = (task.analyze, Arc::clone(&task.rows_out));
     let trailer = move || {
         // A task's statistics cover all of its partitions (a shuffle task's output partitions
-        // share its inputs): the read that finishes the task reports them, with what the stages
-        // it read reported to it; other reads report only their rows.
+        // share its inputs, a broadcast's reads replay one run): the read that finishes the task
+        // reports them, with what the stages it read reported to it; other reads report only
+        // their rows.
         let last = tasks.finish_partition(&key, partition);
-        let mut stats = if last && !replayed.load(Ordering::Relaxed) {
+        let mut stats = if last {
             let mut stats = collect_task_stats(&plan, None);
-            stats.bytes_scanned += bytes_read.load(Ordering::Relaxed);
+            let bytes = bytes_read.load(Ordering::Relaxed);
+            stats.bytes_scanned += bytes;
+            if analyze {
+                let rows = task_rows.load(Ordering::Relaxed);
+                stats.reports.push(task_report(&plan, key.stage.0, key.task.0, rows, bytes));
+            }
             stats
         } else {
             TaskStats::default()
@@ -114,20 +122,17 @@ pub fn open_output(tasks: &Arc<TaskTable>, ticket: TaskOutputTicket) -> Result<T
 }
 
 /// A broadcast partition: the first read computes and keeps its batches (reserving their memory
-/// in the executor's pool), every read replays them. The flag tells a read that only replayed.
+/// in the executor's pool), every read replays them.
 fn broadcast(
     task: &Arc<InstalledTask>,
     partition: usize,
     buffer: BufferCell,
-) -> Result<(SendableRecordBatchStream, Arc<AtomicBool>), ExecutorError> {
+) -> Result<SendableRecordBatchStream, ExecutorError> {
     let schema = task.plan.schema();
-    let replayed = Arc::new(AtomicBool::new(true));
-    let computed = Arc::clone(&replayed);
     let task = Arc::clone(task);
     let batches = stream::once(async move {
         let buffered = buffer
             .get_or_try_init(|| async {
-                computed.store(false, Ordering::Relaxed);
                 let consumer = MemoryConsumer::new(format!("broadcast partition {partition}"));
                 let reservation = consumer.register(task.context.memory_pool());
                 let mut batches = task.plan.execute(partition, Arc::clone(&task.context))?;
@@ -148,7 +153,7 @@ fn broadcast(
         Ok::<_, DataFusionError>(stream::iter(batches.into_iter().map(Ok)))
     })
     .try_flatten();
-    Ok((Box::pin(RecordBatchStreamAdapter::new(schema, batches)), replayed))
+    Ok(Box::pin(RecordBatchStreamAdapter::new(schema, batches)))
 }
 
 /// Ends `batches` with an error as soon as `cancel` fires.

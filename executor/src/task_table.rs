@@ -50,6 +50,10 @@ pub struct InstalledTask {
     unread: Mutex<HashMap<u32, u32>>,
     /// Broadcast partitions' batches (only when read more than once).
     buffers: HashMap<u32, BufferCell>,
+    /// `EXPLAIN ANALYZE`: the last read's trailer carries the task's report.
+    pub analyze: bool,
+    /// Rows sent by all reads so far.
+    pub rows_out: Arc<AtomicU64>,
     installed_at: Instant,
 }
 
@@ -73,8 +77,15 @@ impl InstalledTask {
             bytes_read,
             cancel: CancellationToken::new(),
             buffers,
+            analyze: false,
+            rows_out: Arc::default(),
             installed_at: Instant::now(),
         }
+    }
+
+    pub fn with_analyze(mut self, analyze: bool) -> Self {
+        self.analyze = analyze;
+        self
     }
 
     /// The partition of the plan that produces `partition`, if the task serves it.

@@ -32,5 +32,5 @@ pub use ids::{ExecutorId, QueryId, StageId, TaskId};
 pub use local_outputs::{LocalOutputs, TaskOutputRead};
 pub use partition_subset::PartitionSubsetExec;
 pub use stage_reader::{LOST_EXECUTOR, StageReaderExec, TaskOutput, lost_executor};
-pub use stats::{QueryStats, TaskStats, collect_task_stats, format_bytes};
+pub use stats::{QueryStats, TaskReport, TaskStats, collect_task_stats, format_bytes, task_report};
 pub use trailer::with_trailer;

@@ -25,6 +25,26 @@ pub struct TaskStats {
     pub page_rows_pruned: u64,
     /// Rows removed by filters pushed into the Parquet decoder (late materialization).
     pub pushdown_rows_pruned: u64,
+    /// For `EXPLAIN ANALYZE`: what each task of this one and of the stages below it did.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reports: Vec<TaskReport>,
+}
+
+/// One task's account of its run, for `EXPLAIN ANALYZE`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskReport {
+    pub stage: u32,
+    pub task: u32,
+    /// Rows the task sent to its consumers, over all its partitions.
+    pub output_rows: u64,
+    /// Bytes its scans read from object storage.
+    pub bytes_scanned: u64,
+    /// CPU time its operators report (`elapsed_compute`), summed.
+    pub compute_ms: u64,
+    pub spill_count: u64,
+    pub spilled_bytes: u64,
+    /// Its plan with each operator's metrics.
+    pub plan: String,
 }
 
 impl TaskStats {
@@ -36,6 +56,7 @@ impl TaskStats {
         self.row_groups_matched += other.row_groups_matched;
         self.page_rows_pruned += other.page_rows_pruned;
         self.pushdown_rows_pruned += other.pushdown_rows_pruned;
+        self.reports.extend(other.reports.iter().cloned());
     }
 
     pub fn to_json(&self) -> Vec<u8> {
@@ -96,6 +117,25 @@ fn visit(plan: &dyn ExecutionPlan, partition: Option<usize>, stats: &mut TaskSta
     for child in plan.children() {
         visit(child.as_ref(), partition, stats);
     }
+}
+
+/// A task's report on its executed plan: its operators' compute time and spills, and the plan
+/// annotated with their metrics.
+pub fn task_report(plan: &Arc<dyn ExecutionPlan>, stage: u32, task: u32, output_rows: u64, bytes_scanned: u64) -> TaskReport {
+    let mut report = TaskReport { stage, task, output_rows, bytes_scanned, ..Default::default() };
+    let mut nodes = vec![Arc::clone(plan)];
+    while let Some(node) = nodes.pop() {
+        if let Some(metrics) = node.metrics() {
+            report.compute_ms += metrics.elapsed_compute().unwrap_or(0) as u64 / 1_000_000;
+            report.spill_count += metrics.spill_count().unwrap_or(0) as u64;
+            report.spilled_bytes += metrics.spilled_bytes().unwrap_or(0) as u64;
+        }
+        nodes.extend(node.children().into_iter().cloned());
+    }
+    report.plan = datafusion::physical_plan::display::DisplayableExecutionPlan::with_metrics(plan.as_ref())
+        .indent(true)
+        .to_string();
+    report
 }
 
 /// What the client learns about a query after its last batch (the trailer of a Flight SQL `DoGet`,

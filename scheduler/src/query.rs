@@ -33,7 +33,9 @@ use crate::catalog::{
 use crate::cluster::{ClusterState, ExecutorInfo};
 use crate::session::{DEFAULT_CATALOG, DEFAULT_SCHEMA};
 use crate::error::SchedulerError;
-use crate::planner::{DistributedPlan, TaskPlan, cut_stages, render_distributed_plan, task_plan};
+use crate::planner::{
+    DistributedPlan, TaskPlan, cut_stages, render_analyzed_plan, render_distributed_plan, task_plan,
+};
 
 /// Batches of a running statement, and the statistics to send after them.
 pub struct QueryResult {
@@ -49,7 +51,8 @@ pub struct QueryStatsHandle {
     query: QueryId,
     started: Instant,
     rows: Arc<AtomicU64>,
-    root: Option<Arc<dyn ExecutionPlan>>,
+    /// The plan that ran (for `EXPLAIN ANALYZE`); its readers hold the tasks' statistics.
+    plan: Option<Arc<DistributedPlan>>,
     stages: usize,
     tasks: usize,
     files_planned: usize,
@@ -60,8 +63,8 @@ pub struct QueryStatsHandle {
 impl QueryStatsHandle {
     pub fn snapshot(&self) -> QueryStats {
         let mut scan = TaskStats::default();
-        if let Some(root) = &self.root {
-            sum_reader_stats(root, &mut scan);
+        if let Some(plan) = &self.plan {
+            sum_reader_stats(&plan.root, &mut scan);
         }
         QueryStats {
             query_id: self.query.to_string(),
@@ -232,9 +235,6 @@ impl QueryEngine {
                 _ => {}
             }
         }
-        if matches!(plan, LogicalPlan::Analyze(_)) {
-            return Err(SchedulerError::Unsupported("EXPLAIN ANALYZE".into()));
-        }
         Ok(plan)
     }
 
@@ -254,7 +254,7 @@ impl QueryEngine {
                 (use_schema(), true)
             }
             Statement::Plan(plan) => match &plan {
-                LogicalPlan::Explain(_) => (explain_schema(), false),
+                LogicalPlan::Explain(_) | LogicalPlan::Analyze(_) => (explain_schema(), false),
                 LogicalPlan::Ddl(_) => (Arc::new(plan.schema().as_arrow().clone()), true),
                 _ => (Arc::new(plan.schema().as_arrow().clone()), false),
             },
@@ -315,8 +315,40 @@ impl QueryEngine {
                 .map_err(|e| SchedulerError::plan(e.into()))?;
                 Ok(finished(query, explain_schema(), vec![batch]))
             }
+            LogicalPlan::Analyze(analyze) => self.explain_analyze(query, &analyze.input).await,
             plan => self.run_distributed(query, plan).await,
         }
+    }
+
+    /// Runs the query with every task reporting its plan with metrics, and draws the stage tree
+    /// with them.
+    async fn explain_analyze(&self, query: QueryId, plan: &LogicalPlan) -> Result<QueryResult, SchedulerError> {
+        let mut result = self.start_distributed(query.clone(), plan, true).await?;
+        let mut rows = 0;
+        while let Some(batch) = result.batches.next().await {
+            rows += batch.map_err(|source| SchedulerError::Execute { query: query.clone(), source })?.num_rows();
+        }
+        let stats = result.stats.snapshot();
+        let Some(distributed) = result.stats.plan.as_ref() else {
+            return Err(SchedulerError::plan(DataFusionError::Internal("EXPLAIN ANALYZE ran no plan".into())));
+        };
+        let summary = format!(
+            "Query {query}: {rows} rows in {} ms; {} stages, {} tasks; data scanned {}\n",
+            stats.elapsed_ms,
+            stats.stages,
+            stats.tasks,
+            glaux_proto::format_bytes(stats.scan.bytes_scanned)
+        );
+        let text = summary + &render_analyzed_plan(distributed, &stats.scan.reports);
+        let batch = RecordBatch::try_new(
+            explain_schema(),
+            vec![
+                Arc::new(StringArray::from(vec!["Plan with Metrics"])),
+                Arc::new(StringArray::from(vec![text])),
+            ],
+        )
+        .map_err(|e| SchedulerError::plan(e.into()))?;
+        Ok(finished(query, explain_schema(), vec![batch]))
     }
 
     /// Statements that touch only the catalog run here, on the scheduler.
@@ -377,7 +409,7 @@ impl QueryEngine {
     async fn run_distributed(&self, query: QueryId, plan: LogicalPlan) -> Result<QueryResult, SchedulerError> {
         let mut attempt = 1;
         loop {
-            let lost = match self.start_distributed(query.clone(), &plan).await {
+            let lost = match self.start_distributed(query.clone(), &plan, false).await {
                 Err(SchedulerError::LaunchTasks { endpoint, code: tonic::Code::Unavailable, .. })
                     if attempt < MAX_ATTEMPTS =>
                 {
@@ -401,7 +433,12 @@ impl QueryEngine {
         }
     }
 
-    async fn start_distributed(&self, query: QueryId, plan: &LogicalPlan) -> Result<QueryResult, SchedulerError> {
+    async fn start_distributed(
+        &self,
+        query: QueryId,
+        plan: &LogicalPlan,
+        analyze: bool,
+    ) -> Result<QueryResult, SchedulerError> {
         let started = Instant::now();
         let executors = self.cluster.alive();
         let (physical, scans) = self.physical_plan(plan, &executors).await?;
@@ -415,14 +452,15 @@ impl QueryEngine {
             endpoints: distributed.executor_endpoints(),
             cleanup: self.cleanup.clone(),
         };
-        self.launch(&distributed).await?;
+        self.launch(&distributed, analyze).await?;
         tracing::debug!(%query, stages = distributed.stages.len(), "query launched");
 
+        let distributed = Arc::new(distributed);
         let stats = QueryStatsHandle {
             query: query.clone(),
             started,
             rows: Arc::new(AtomicU64::new(0)),
-            root: Some(Arc::clone(&distributed.root)),
+            plan: Some(Arc::clone(&distributed)),
             stages: distributed.stages.len(),
             tasks: distributed.stages.iter().map(|s| s.tasks.len()).sum(),
             files_planned: distributed.stages.iter().map(|s| s.files).sum(),
@@ -440,7 +478,7 @@ impl QueryEngine {
     }
 
     /// Installs every task of the plan; each executor gets one request with all of its tasks.
-    async fn launch(&self, plan: &DistributedPlan) -> Result<(), SchedulerError> {
+    async fn launch(&self, plan: &DistributedPlan, analyze: bool) -> Result<(), SchedulerError> {
         let mut requests: std::collections::BTreeMap<String, Vec<TaskDefinition>> = Default::default();
         for stage in &plan.stages {
             for task in &stage.tasks {
@@ -458,6 +496,7 @@ impl QueryEngine {
                     reads_per_partition,
                     plan_partitions,
                     dynamic_filters,
+                    analyze,
                 });
             }
         }
@@ -506,7 +545,7 @@ fn finished(query: QueryId, schema: SchemaRef, batches: Vec<RecordBatch>) -> Que
             query,
             started: Instant::now(),
             rows: Arc::new(AtomicU64::new(rows)),
-            root: None,
+            plan: None,
             stages: 0,
             tasks: 0,
             files_planned: 0,

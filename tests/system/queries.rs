@@ -83,3 +83,25 @@ async fn catalog_is_listed_through_flight_sql() -> TestResult {
     assert!(client.query("SELECT * FROM regions").await.is_err());
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn explain_analyze_shows_what_each_stage_and_task_did() -> TestResult {
+    let cluster = TestCluster::builder().start().await?;
+    let (_, mut client) = cluster.with_lake().await?;
+    let output = client.query("EXPLAIN ANALYZE SELECT region, sum(qty) FROM sales GROUP BY region").await?;
+    let rows = rows_of(&output.batches);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let text = &rows[0];
+    assert!(text.starts_with("Plan with Metrics | Query "), "{text}");
+    assert!(text.contains(": 3 rows in ") && text.contains("2 stages, 4 tasks; data scanned"), "{text}");
+    assert!(text.contains("Stage 1: shuffle into 4 partitions, 2 tasks"), "{text}");
+    // Every task of both stages reported: its rows, time, spills, bytes, and its operators' metrics.
+    assert_eq!(text.matches("output rows ").count(), 4, "{text}");
+    assert!(!text.contains("no report"), "{text}");
+    assert!(text.contains("RepartitionExec") && text.contains("metrics=[output_rows="), "{text}");
+    let scanned: Vec<&str> = text.lines().filter(|l| l.contains("output rows ")).collect();
+    assert!(scanned.iter().any(|l| !l.ends_with("scanned 0 B")), "the scan stage reports its bytes: {scanned:?}");
+    // The executors forgot the query once it ran.
+    assert!(cluster.executors.iter().all(|e| e.installed_tasks() == 0));
+    Ok(())
+}

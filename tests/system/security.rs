@@ -30,6 +30,7 @@ async fn executors_and_scheduler_reject_callers_without_the_cluster_secret() -> 
             reads_per_partition: 1,
             plan_partitions: vec![],
             dynamic_filters: false,
+            analyze: false,
         }],
     };
 

@@ -3,14 +3,25 @@
 use std::fmt::Write;
 use std::sync::Arc;
 
+use datafusion::physical_plan::display::DisplayableExecutionPlan;
 use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties, displayable};
-use glaux_proto::{StageId, StageReaderExec, format_bytes as human_bytes};
+use glaux_proto::{StageId, StageReaderExec, TaskReport, format_bytes as human_bytes};
 
 use super::{DistributedPlan, Exchange, Stage};
 
 /// The scans' partition pruning, then stage 0 (the scheduler's) with the stages it reads nested
 /// below it, each with its exchange, tasks and plan.
 pub fn render_distributed_plan(plan: &DistributedPlan) -> String {
+    render(plan, None)
+}
+
+/// `EXPLAIN ANALYZE`: the same tree after running it, with stage 0's operators' metrics and each
+/// task's rows, compute time, spills, bytes scanned and plan with metrics, as its executor reported.
+pub fn render_analyzed_plan(plan: &DistributedPlan, reports: &[TaskReport]) -> String {
+    render(plan, Some(reports))
+}
+
+fn render(plan: &DistributedPlan, reports: Option<&[TaskReport]>) -> String {
     let mut out = String::new();
     for scan in &plan.scans {
         let total = scan.partitions_total.map_or_else(|| "?".to_string(), |t| t.to_string());
@@ -25,14 +36,18 @@ pub fn render_distributed_plan(plan: &DistributedPlan) -> String {
         );
     }
     let _ = writeln!(out, "Stage 0 (scheduler)");
-    indent(&mut out, 1, &displayable(plan.root.as_ref()).indent(true).to_string());
+    let root = match reports {
+        Some(_) => DisplayableExecutionPlan::with_metrics(plan.root.as_ref()).indent(true).to_string(),
+        None => displayable(plan.root.as_ref()).indent(true).to_string(),
+    };
+    indent(&mut out, 1, &root);
     for input in read_stages(&plan.root) {
-        render_stage(&mut out, plan, input, 1);
+        render_stage(&mut out, plan, input, 1, reports);
     }
     out
 }
 
-fn render_stage(out: &mut String, plan: &DistributedPlan, id: StageId, depth: usize) {
+fn render_stage(out: &mut String, plan: &DistributedPlan, id: StageId, depth: usize, reports: Option<&[TaskReport]>) {
     let Some(stage) = plan.stages.iter().find(|s| s.id == id) else { return };
     let mut executors: Vec<&str> = stage.tasks.iter().map(|t| t.endpoint.as_str()).collect();
     executors.sort_unstable();
@@ -58,10 +73,28 @@ fn render_stage(out: &mut String, plan: &DistributedPlan, id: StageId, depth: us
             human_bytes(task.bytes)
         );
         indent(out, depth + 1, &line);
+        let Some(reports) = reports else { continue };
+        match reports.iter().find(|r| r.stage == id.0 && r.task == task.id.0) {
+            Some(r) => {
+                let line = format!(
+                    "output rows {}, compute {} ms, spilled {} in {} files, scanned {}",
+                    r.output_rows,
+                    r.compute_ms,
+                    human_bytes(r.spilled_bytes),
+                    r.spill_count,
+                    human_bytes(r.bytes_scanned)
+                );
+                indent(out, depth + 2, &line);
+                indent(out, depth + 2, &r.plan);
+            }
+            None => indent(out, depth + 2, "(no report: the task did not finish)"),
+        }
     }
-    indent(out, depth + 1, &displayable(stage.plan.as_ref()).indent(true).to_string());
+    if reports.is_none() {
+        indent(out, depth + 1, &displayable(stage.plan.as_ref()).indent(true).to_string());
+    }
     for input in read_stages(&stage.plan) {
-        render_stage(out, plan, input, depth + 1);
+        render_stage(out, plan, input, depth + 1, reports);
     }
 }
 

@@ -32,7 +32,7 @@ use glaux_proto::{QueryId, StageId, TaskId};
 use crate::catalog::TableScanReport;
 
 pub use cut_stages::cut_stages;
-pub use explain::render_distributed_plan;
+pub use explain::{render_analyzed_plan, render_distributed_plan};
 pub use restrict_to_task::{TaskPlan, task_plan};
 
 /// A query cut into stages.
