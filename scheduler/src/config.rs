@@ -18,6 +18,9 @@ pub struct SchedulerConfig {
     pub executor_timeout: Duration,
     /// Batch size of the scheduler's part of each query.
     pub batch_size: usize,
+    /// Memory the final stages of all running queries share on the scheduler; sorts and
+    /// aggregations there spill beyond it.
+    pub memory_limit_bytes: usize,
     /// The SQLite file holding the catalog; `None` keeps it in memory (lost at exit).
     pub catalog_path: Option<std::path::PathBuf>,
 }
@@ -31,6 +34,7 @@ impl SchedulerConfig {
             heartbeat_interval: Duration::from_secs(1),
             executor_timeout: Duration::from_secs(10),
             batch_size: 8192,
+            memory_limit_bytes: 2 << 30,
             catalog_path: None,
         }
     }

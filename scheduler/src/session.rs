@@ -1,8 +1,10 @@
 //! The scheduler's DataFusion session: catalog, planning options, object stores.
 
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 
 use datafusion::execution::cache::cache_manager::CacheManagerConfig;
+use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use glaux_proto::ClusterChannels;
@@ -36,7 +38,14 @@ pub fn scheduler_session(
     // Tables are listed on every query, as Athena does: DataFusion's cache of listings would hide
     // files written after a table's first query.
     let caches = CacheManagerConfig::default().with_list_files_cache_limit(0);
+    // The final stage's sorts and aggregations spill beyond the scheduler's memory limit; the
+    // error for a query that cannot fit names the operators holding the most.
+    let pool = TrackConsumersPool::new(
+        FairSpillPool::new(config.memory_limit_bytes),
+        NonZeroUsize::new(3).unwrap_or(NonZeroUsize::MIN),
+    );
     let runtime = RuntimeEnvBuilder::new()
+        .with_memory_pool(Arc::new(pool))
         .with_cache_manager(caches)
         .with_object_store_registry(Arc::new(LakeObjectStores::new(config.storage.clone())))
         .build_arc()

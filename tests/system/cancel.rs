@@ -67,3 +67,24 @@ async fn cancel_flight_info_stops_the_query_on_every_executor() -> TestResult {
     assert_eq!(rows_of(&output.batches), vec!["18000"]);
     Ok(())
 }
+
+/// A query that cannot fit in the executors' memory even with spilling fails with an error that
+/// says so, and leaves nothing behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_query_too_big_for_memory_fails_clearly_and_releases_everything() -> TestResult {
+    let cluster = TestCluster::builder().executor_memory(512 * 1024).start().await?;
+    let (_, mut client) = cluster.with_lake().await?;
+    // Every column of 18,000 rows as a join's build side: a hash table cannot spill.
+    let error = client
+        .query("SELECT * FROM sales a JOIN sales b ON a.id = b.id")
+        .await
+        .err()
+        .ok_or("the join fits in 512 KiB?")?
+        .to_string();
+    assert!(error.contains("Resources exhausted") || error.contains("does not fit"), "{error}");
+    executors_idle(&cluster, Duration::from_secs(5)).await?;
+    // Work that fits still runs.
+    let output = client.query("SELECT count(*) FROM sales").await?;
+    assert_eq!(rows_of(&output.batches), vec!["18000"]);
+    Ok(())
+}

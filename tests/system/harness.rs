@@ -38,6 +38,7 @@ pub struct TestClusterBuilder {
     heartbeat: Duration,
     s3: Option<glaux_storage::S3Config>,
     storage_file: Option<String>,
+    executor_memory: usize,
 }
 
 impl TestCluster {
@@ -50,6 +51,7 @@ impl TestCluster {
             heartbeat: Duration::from_millis(200),
             s3: None,
             storage_file: None,
+            executor_memory: 512 << 20,
         }
     }
 
@@ -78,6 +80,12 @@ impl TestCluster {
 }
 
 impl TestClusterBuilder {
+    /// Memory each executor's tasks may hold (512 MiB unless told).
+    pub fn executor_memory(mut self, bytes: usize) -> Self {
+        self.executor_memory = bytes;
+        self
+    }
+
     pub fn executors(mut self, n: usize) -> Self {
         self.executors = n;
         self
@@ -138,7 +146,7 @@ impl TestClusterBuilder {
             let config = ExecutorConfig::new(scheduler.addr().to_string(), secret.clone())
                 .with_storage(storage.clone())
                 .with_task_slots(self.task_slots)
-                .with_memory_limit(512 << 20);
+                .with_memory_limit(self.executor_memory);
             executors.push(Executor::start(config).await?);
         }
         tokio::time::timeout(Duration::from_secs(20), scheduler.cluster().wait_for_executors(self.executors))
