@@ -10,12 +10,14 @@
 //! - `create_table`, `partitions`: DDL and the crawler; `MSCK REPAIR TABLE`, `ALTER TABLE
 //!   ADD|DROP PARTITION`, `SHOW PARTITIONS`.
 //! - `cluster`: which executors are alive ([`ClusterState`]), fed by registrations and heartbeats.
-//! - `planner`: DataFusion plans SQL; `cut_stages` splits the physical plan into executor stages
-//!   joined by exchanges ([`DistributedPlan`], [`Stage`], [`Task`]), `assign_tasks` balances each
-//!   stage's partitions over executors by bytes.
+//! - `planner`: DataFusion plans SQL; `cut_stages` cuts the physical plan into a tree of stages
+//!   joined by shuffles, gathers and broadcasts ([`DistributedPlan`], [`Stage`], [`Task`]),
+//!   `assign_tasks` balances each stage's partitions over executors by bytes, `restrict_to_task`
+//!   gives each task its share.
 //! - `query`: runs a statement: DDL on the catalog, queries by launching tasks and streaming the
-//!   final stage, which runs here and reads the executor stages over Flight.
-//! - `flight_sql`: the Flight SQL front door; converts and delegates to `query`.
+//!   final gather, which runs here and reads the last executor stage over Flight; `EXPLAIN
+//!   ANALYZE`; re-planning when an executor is lost before any row went out.
+//! - `flight_sql`: the Flight SQL front door (with `CancelFlightInfo`); converts and delegates to `query`.
 
 mod athena_statements;
 mod catalog;
