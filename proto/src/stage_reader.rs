@@ -344,14 +344,15 @@ pub const LOST_EXECUTOR: &str = "lost executor ";
 /// keep-alive answer) as a lost executor, anything else with the remote message.
 fn endpoint_lost(endpoint: &str) -> impl Fn(tonic::Status) -> String + Send + 'static {
     let endpoint = endpoint.to_string();
-    move |status| match status.code() {
-        tonic::Code::Unavailable | tonic::Code::Unknown
-            if status.message().contains("transport") || status.message().contains("connect")
-                || status.message().contains("h2 protocol error") || status.message().contains("stream") =>
-        {
-            format!("{LOST_EXECUTOR}{endpoint} ({})", status.message())
-        }
-        _ => status.message().to_string(),
+    move |status| {
+        let message = status.message();
+        let broken = match status.code() {
+            tonic::Code::Unavailable => true,
+            // tonic's words for a connection that broke mid-stream.
+            tonic::Code::Unknown => ["h2 protocol error", "connection", "transport"].iter().any(|w| message.contains(w)),
+            _ => false,
+        };
+        if broken { format!("{LOST_EXECUTOR}{endpoint} ({message})") } else { message.to_string() }
     }
 }
 

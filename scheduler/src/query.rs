@@ -420,8 +420,13 @@ impl QueryEngine {
                     Some(Err(e)) if attempt < MAX_ATTEMPTS && lost_executor(&e.to_string()).is_some() => {
                         lost_executor(&e.to_string()).unwrap_or_default().to_string()
                     }
-                    first => {
-                        result.batches = Box::pin(stream::iter(first).chain(result.batches));
+                    Some(first) => {
+                        result.batches = Box::pin(stream::once(std::future::ready(first)).chain(result.batches));
+                        return Ok(result);
+                    }
+                    // No rows: the stream has ended and must not be polled again.
+                    None => {
+                        result.batches = Box::pin(stream::empty());
                         return Ok(result);
                     }
                 },

@@ -26,7 +26,7 @@ mod restrict_to_task;
 
 use std::sync::Arc;
 
-use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties};
 use glaux_proto::{QueryId, StageId, TaskId};
 
 use crate::catalog::TableScanReport;
@@ -89,7 +89,6 @@ pub struct Stage {
 impl Stage {
     /// The partitions each consumer reads and how often: what the stage's tasks must serve.
     pub fn served_partitions(&self, task: &Task) -> (Vec<u32>, u32) {
-        use datafusion::physical_plan::ExecutionPlanProperties;
         match self.exchange {
             Exchange::Gather => (task.partitions.clone(), 1),
             Exchange::Broadcast { readers } => (task.partitions.clone(), readers as u32),
