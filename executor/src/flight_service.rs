@@ -42,11 +42,12 @@ impl ExecutorFlight {
     async fn task_output(&self, ticket: Ticket) -> Result<BoxStream<FlightData>, ExecutorError> {
         let ticket = TaskOutputTicket::decode(ticket.ticket)
             .map_err(|e| ExecutorError::MalformedRequest(format!("ticket: {e}")))?;
+        let compress = ticket.compress;
         let TaskOutputRead { batches, trailer } = open_output(&self.tasks, ticket)?;
         let schema = batches.schema();
         let batches = batches.map_err(|e| FlightError::ExternalError(Box::new(e)));
         // Dictionaries stay dictionaries between cluster members: the consumer's schema expects them.
-        let data = with_trailer(schema, batches, false, move || trailer().to_json().into())
+        let data = with_trailer(schema, batches, false, compress, move || trailer().to_json().into())
             .map_err(|e| match e {
                 FlightError::Tonic(status) => *status,
                 FlightError::ExternalError(e) => Status::internal(e.to_string()),

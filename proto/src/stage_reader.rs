@@ -265,6 +265,7 @@ fn read_task_output(
         stage_id: stage.0,
         task_id: output.task.0,
         partition: output.partition,
+        compress: worth_compressing(&output.endpoint),
     };
     stream::once(async move {
         let (task, endpoint) = (output.task, output.endpoint.clone());
@@ -327,6 +328,15 @@ fn decode_batches(
     })
 }
 
+/// Whether batches from `endpoint` should travel LZ4-compressed: between hosts the network is the
+/// bottleneck and Arrow data compresses well; on one host (loopback) compressing costs more CPU
+/// than the copy it saves.
+fn worth_compressing(endpoint: &str) -> bool {
+    let host = endpoint.rsplit_once(':').map_or(endpoint, |(host, _)| host).trim_matches(['[', ']']);
+    let loopback = host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    !loopback
+}
+
 /// The message of the remote error without tonic's decoration, so the user sees the original text;
 /// a broken connection names the executor as lost.
 fn flight_error_message(error: arrow_flight::error::FlightError, endpoint: &str) -> String {
@@ -374,4 +384,26 @@ pub(crate) fn reader_from_parts(
     }
     let partitioning = Partitioning::UnknownPartitioning(partitions.len());
     Ok(StageReaderExec::new(query, stage, EquivalenceProperties::new(schema), partitioning, partitions))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compresses_only_between_hosts() {
+        assert!(!worth_compressing("127.0.0.1:5000"));
+        assert!(!worth_compressing("localhost:5000"));
+        assert!(!worth_compressing("[::1]:5000"));
+        assert!(worth_compressing("10.0.0.7:5000"));
+        assert!(worth_compressing("executor-3.cluster.local:5000"));
+    }
+
+    #[test]
+    fn lost_executors_are_named_in_errors() {
+        let lost = endpoint_lost("10.0.0.7:5000");
+        let message = lost(tonic::Status::unavailable("tcp connect error: Connection refused"));
+        assert_eq!(lost_executor(&format!("stage 2 task 0 on executor 10.0.0.7:5000: {message}")), Some("10.0.0.7:5000"));
+        assert_eq!(lost(tonic::Status::internal("Parquet error")), "Parquet error");
+    }
 }

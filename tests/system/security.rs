@@ -37,7 +37,7 @@ async fn executors_and_scheduler_reject_callers_without_the_cluster_secret() -> 
     // No credential.
     let status = ExecutorControlClient::new(channel.clone()).launch_tasks(launch.clone()).await.unwrap_err();
     assert_eq!(status.code(), Code::Unauthenticated, "{status}");
-    let ticket = TaskOutputTicket { query_id: "q".into(), stage_id: 1, task_id: 0, partition: 0 };
+    let ticket = TaskOutputTicket { query_id: "q".into(), stage_id: 1, task_id: 0, partition: 0, compress: false };
     let status = FlightServiceClient::new(channel.clone())
         .do_get(Ticket { ticket: ticket.encode_to_vec().into() })
         .await

@@ -175,7 +175,7 @@ impl FlightSqlFrontDoor {
             .batches
             .map_err(move |e| FlightError::Tonic(Box::new(Status::internal(format!("query {query}: {e}")))));
         let batches = until_cancelled(contain_panics(batches), running);
-        let data = glaux_proto::with_trailer(result.schema, batches, true, move || {
+        let data = glaux_proto::with_trailer(result.schema, batches, true, false, move || {
             stats.snapshot().to_json().into()
         })
         .map_err(|e| match e {
