@@ -1,7 +1,7 @@
 //! `ExecutorControl`: the scheduler installs and cancels tasks. Converts and delegates only.
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use datafusion::execution::TaskContext;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
@@ -18,7 +18,7 @@ use glaux_proto::generated::executor_control_server::ExecutorControl;
 use glaux_proto::generated::{
     CancelQueryRequest, CancelQueryResponse, LaunchTasksRequest, LaunchTasksResponse,
 };
-use glaux_proto::{EncodedPlan, QueryId, StageId, TaskId, decode_plan};
+use glaux_proto::{EncodedPlan, QueryId, StageId, TaskId, TaskStats, collect_task_stats, decode_plan, task_report};
 use tonic::{Request, Response, Status};
 
 use crate::error::ExecutorError;
@@ -120,9 +120,21 @@ impl ExecutorControl for ControlService {
     ) -> Result<Response<CancelQueryResponse>, Status> {
         let query = QueryId::from(request.into_inner().query_id);
         let cancelled = self.tasks.cancel_query(&query);
-        if cancelled > 0 {
-            tracing::debug!(%query, cancelled, "query cancelled");
+        // Every task of the query reports here, once, for itself (finished or not).
+        let mut stats = TaskStats::default();
+        for (key, task) in &cancelled {
+            let bytes = task.bytes_read.load(Ordering::Relaxed);
+            let mut own = collect_task_stats(&task.plan);
+            own.bytes_scanned += bytes;
+            own.output_rows = task.rows_out.load(Ordering::Relaxed);
+            if task.analyze {
+                own.reports.push(task_report(&task.plan, key.stage.0, key.task.0, own.output_rows, bytes));
+            }
+            stats.merge(&own);
         }
-        Ok(Response::new(CancelQueryResponse { cancelled_tasks: cancelled as u32 }))
+        if !cancelled.is_empty() {
+            tracing::debug!(%query, cancelled = cancelled.len(), "query cancelled");
+        }
+        Ok(Response::new(CancelQueryResponse { cancelled_tasks: cancelled.len() as u32, stats: stats.to_json() }))
     }
 }

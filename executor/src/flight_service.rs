@@ -25,7 +25,7 @@ use arrow_flight::{
 };
 use futures::{Stream, StreamExt, TryStreamExt, stream};
 use glaux_proto::generated::TaskOutputTicket;
-use glaux_proto::{QueryId, StageId, TaskId, TaskOutputRead, TaskStats, collect_task_stats, task_report, with_trailer};
+use glaux_proto::{QueryId, StageId, TaskId, TaskOutputRead, TaskStats, collect_task_stats, with_trailer};
 use prost::Message;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -94,21 +94,12 @@ pub fn open_output(tasks: &Arc<TaskTable>, ticket: TaskOutputTicket) -> Result<T
     let tasks = Arc::clone(tasks);
     let plan = Arc::clone(&task.plan);
     let bytes_read = Arc::clone(&task.bytes_read);
-    let (analyze, task_rows) = (task.analyze, Arc::clone(&task.rows_out));
     let trailer = move || {
-        // A task's statistics cover all of its partitions (a shuffle task's output partitions
-        // share its inputs, a broadcast's reads replay one run): the read that finishes the task
-        // reports them, with what the stages it read reported to it; other reads report only
-        // their rows.
-        let last = tasks.finish_partition(&key, partition);
-        let mut stats = if last {
-            let mut stats = collect_task_stats(&plan, None);
-            let bytes = bytes_read.load(Ordering::Relaxed);
-            stats.bytes_scanned += bytes;
-            if analyze {
-                let rows = task_rows.load(Ordering::Relaxed);
-                stats.reports.push(task_report(&plan, key.stage.0, key.task.0, rows, bytes));
-            }
+        // The read that finishes the task also reports its scans, for the reader's metrics; the
+        // query's totals come from every task when the scheduler ends the query.
+        let mut stats = if tasks.finish_partition(&key, partition) {
+            let mut stats = collect_task_stats(&plan);
+            stats.bytes_scanned += bytes_read.load(Ordering::Relaxed);
             stats
         } else {
             TaskStats::default()

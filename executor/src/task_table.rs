@@ -122,12 +122,13 @@ impl TaskTable {
         self.lock().get(key).cloned()
     }
 
-    /// Records that one read of an output partition reached its end; the task is forgotten once
-    /// every partition was read as often as it is consumed. Returns true for the read that
-    /// finished the task.
+    /// Records that one read of an output partition reached its end; returns true for the read
+    /// that finished the task (every partition read as often as it is consumed). The task stays
+    /// installed until the scheduler ends the query (`CancelQuery`), which collects its
+    /// statistics, or until the TTL.
     pub fn finish_partition(&self, key: &TaskKey, partition: u32) -> bool {
-        let mut tasks = self.lock();
-        let done = tasks.get(key).is_some_and(|task| {
+        let tasks = self.lock();
+        tasks.get(key).is_some_and(|task| {
             let mut unread = task.unread.lock().unwrap_or_else(|e| e.into_inner());
             if let Some(left) = unread.get_mut(&partition) {
                 *left = left.saturating_sub(1);
@@ -136,25 +137,17 @@ impl TaskTable {
                 }
             }
             unread.is_empty()
-        });
-        if done {
-            tasks.remove(key);
-        }
-        done
+        })
     }
 
-    /// Cancels and forgets every task of `query`; returns how many there were.
-    pub fn cancel_query(&self, query: &QueryId) -> usize {
+    /// Cancels (if still running) and forgets every task of `query`; returns them.
+    pub fn cancel_query(&self, query: &QueryId) -> Vec<(TaskKey, Arc<InstalledTask>)> {
         let mut tasks = self.lock();
-        let before = tasks.len();
-        tasks.retain(|key, task| {
-            let keep = &key.query != query;
-            if !keep {
-                task.cancel.cancel();
-            }
-            keep
-        });
-        before - tasks.len()
+        let keys: Vec<TaskKey> = tasks.keys().filter(|key| &key.query == query).cloned().collect();
+        keys.into_iter()
+            .filter_map(|key| tasks.remove(&key).map(|task| (key, task)))
+            .inspect(|(_, task)| task.cancel.cancel())
+            .collect()
     }
 
     /// Forgets tasks installed longer than the TTL ago (their consumer is gone).
@@ -183,7 +176,7 @@ mod tests {
     }
 
     #[test]
-    fn task_is_forgotten_after_all_partitions_or_cancel() {
+    fn tasks_count_their_reads_and_are_forgotten_when_their_query_ends() {
         let table = TaskTable::new(Duration::from_secs(60));
         let key = |q: &str, t| TaskKey { query: QueryId::from(q.to_string()), stage: StageId(1), task: TaskId(t) };
         table.install(key("q1", 0), task(vec![0, 1]));
@@ -197,10 +190,12 @@ mod tests {
         assert!(!table.finish_partition(&key("q1", 0), 0));
         assert!(table.get(&key("q1", 0)).is_some());
         assert!(table.finish_partition(&key("q1", 0), 1));
+        assert_eq!(table.cancel_query(&QueryId::from("q1".to_string())).len(), 1);
         assert!(table.get(&key("q1", 0)).is_none());
         let cancel = table.get(&key("q2", 0)).unwrap().cancel.clone();
-        assert_eq!(table.cancel_query(&QueryId::from("q2".to_string())), 1);
+        assert_eq!(table.cancel_query(&QueryId::from("q2".to_string())).len(), 1);
         assert!(cancel.is_cancelled());
+        assert_eq!(table.cancel_query(&QueryId::from("q3".to_string())).len(), 1);
         assert_eq!(table.len(), 0);
     }
 }

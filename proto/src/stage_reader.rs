@@ -7,7 +7,7 @@
 //! partition is first polled and streamed with gRPC flow control as backpressure.
 
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
@@ -31,7 +31,7 @@ use crate::channels::ClusterChannels;
 use crate::generated::TaskOutputTicket;
 use crate::ids::{QueryId, StageId, TaskId};
 use crate::local_outputs::{LocalOutputs, TaskOutputRead};
-use crate::stats::{TaskReport, TaskStats};
+use crate::stats::TaskStats;
 
 /// Where one partition of a stage's output is served.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -50,8 +50,6 @@ pub struct StageReaderExec {
     partitions: Vec<Vec<TaskOutput>>,
     properties: Arc<PlanProperties>,
     metrics: ExecutionPlanMetricsSet,
-    /// Task reports that arrived in trailers (`EXPLAIN ANALYZE`).
-    reports: Arc<Mutex<Vec<TaskReport>>>,
 }
 
 impl StageReaderExec {
@@ -81,7 +79,6 @@ impl StageReaderExec {
             partitions,
             properties: Arc::new(properties),
             metrics: ExecutionPlanMetricsSet::new(),
-            reports: Arc::default(),
         }
     }
 
@@ -111,22 +108,6 @@ impl StageReaderExec {
         let partitioning = Partitioning::UnknownPartitioning(chosen.len());
         Ok(Self::new(self.query.clone(), self.stage, eq_properties, partitioning, chosen))
     }
-
-    /// The statistics the stage's tasks reported in their trailers, summed over what was read so far.
-    pub fn task_stats(&self) -> TaskStats {
-        let metrics = self.metrics.clone_inner();
-        let get = |name: &str| metrics.sum_by_name(name).map(|v| v.as_usize() as u64).unwrap_or(0);
-        TaskStats {
-            output_rows: get("task_output_rows"),
-            bytes_scanned: get("bytes_scanned"),
-            files_scanned: get("files_scanned"),
-            row_groups_pruned: get("row_groups_pruned"),
-            row_groups_matched: get("row_groups_matched"),
-            page_rows_pruned: get("page_rows_pruned"),
-            pushdown_rows_pruned: get("pushdown_rows_pruned"),
-            reports: self.reports.lock().unwrap_or_else(|e| e.into_inner()).clone(),
-        }
-    }
 }
 
 impl DisplayAs for StageReaderExec {
@@ -153,11 +134,11 @@ impl DisplayAs for StageReaderExec {
 /// Reads one counter out of a trailer.
 type StatField = fn(&TaskStats) -> u64;
 
-/// Counters fed from one partition's trailer into the reader's metrics, and its task reports.
-struct TrailerCounters([(Count, StatField); 7], Arc<Mutex<Vec<TaskReport>>>);
+/// Counters fed from one partition's trailer into the reader's metrics.
+struct TrailerCounters([(Count, StatField); 7]);
 
 impl TrailerCounters {
-    fn new(metrics: &ExecutionPlanMetricsSet, partition: usize, reports: Arc<Mutex<Vec<TaskReport>>>) -> Self {
+    fn new(metrics: &ExecutionPlanMetricsSet, partition: usize) -> Self {
         let c = |name: &'static str| MetricBuilder::new(metrics).counter(name, partition);
         Self([
             (c("task_output_rows"), |s| s.output_rows),
@@ -167,15 +148,12 @@ impl TrailerCounters {
             (c("row_groups_matched"), |s| s.row_groups_matched),
             (c("page_rows_pruned"), |s| s.page_rows_pruned),
             (c("pushdown_rows_pruned"), |s| s.pushdown_rows_pruned),
-        ], reports)
+        ])
     }
 
     fn record(&self, stats: &TaskStats) {
         for (count, field) in &self.0 {
             count.add(field(stats) as usize);
-        }
-        if !stats.reports.is_empty() {
-            self.1.lock().unwrap_or_else(|e| e.into_inner()).extend(stats.reports.iter().cloned());
         }
     }
 }
@@ -230,7 +208,7 @@ impl ExecutionPlan for StageReaderExec {
             return internal_err!("StageReaderExec needs ClusterChannels in the session config");
         };
         let local = context.session_config().get_extension::<LocalOutputs>();
-        let counters = Arc::new(TrailerCounters::new(&self.metrics, partition, Arc::clone(&self.reports)));
+        let counters = Arc::new(TrailerCounters::new(&self.metrics, partition));
         let streams = sources.into_iter().map(|source| {
             read_task_output(
                 &self.query,

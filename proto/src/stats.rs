@@ -69,26 +69,20 @@ impl TaskStats {
     }
 }
 
-/// Sums the scan metrics of every node of an executed plan (of one output partition, or of all),
-/// and what the stages it read reported to its readers, so statistics flow up the stage tree.
-pub fn collect_task_stats(plan: &Arc<dyn ExecutionPlan>, partition: Option<usize>) -> TaskStats {
+/// Sums the scan metrics of a task's executed plan: its own work only, not what the stages it
+/// read did (each task reports for itself, so nothing is counted twice).
+pub fn collect_task_stats(plan: &Arc<dyn ExecutionPlan>) -> TaskStats {
     let mut stats = TaskStats::default();
-    visit(plan.as_ref(), partition, &mut stats);
+    visit(plan.as_ref(), &mut stats);
     stats
 }
 
-fn visit(plan: &dyn ExecutionPlan, partition: Option<usize>, stats: &mut TaskStats) {
-    if let Some(reader) = plan.downcast_ref::<StageReaderExec>() {
-        // The rows a stage below sent are not this task's output.
-        let read = TaskStats { output_rows: 0, ..reader.task_stats() };
-        stats.merge(&read);
+fn visit(plan: &dyn ExecutionPlan, stats: &mut TaskStats) {
+    if plan.is::<StageReaderExec>() {
         return;
     }
     if let Some(metrics) = plan.metrics() {
         for metric in metrics.iter() {
-            if partition.is_some() && metric.partition() != partition {
-                continue;
-            }
             let value = metric.value();
             let n = value.as_usize() as u64;
             match value {
@@ -115,7 +109,7 @@ fn visit(plan: &dyn ExecutionPlan, partition: Option<usize>, stats: &mut TaskSta
         }
     }
     for child in plan.children() {
-        visit(child.as_ref(), partition, stats);
+        visit(child.as_ref(), stats);
     }
 }
 

@@ -16,9 +16,9 @@ use datafusion::logical_expr::{DdlStatement, LogicalPlan};
 use datafusion::physical_plan::{ExecutionPlan, execute_stream};
 use datafusion::prelude::{SQLOptions, SessionContext};
 use futures::{Stream, StreamExt, TryStreamExt, stream};
-use glaux_proto::generated::{LaunchTasksRequest, TaskDefinition};
+use glaux_proto::generated::{CancelQueryRequest, LaunchTasksRequest, TaskDefinition};
 use glaux_proto::{
-    ClusterChannels, QueryId, QueryStats, StageReaderExec, TaskStats, encode_plan, lost_executor,
+    ClusterChannels, QueryId, QueryStats, TaskStats, encode_plan, lost_executor,
 };
 use glaux_storage::StorageConfig;
 use tokio::sync::mpsc;
@@ -58,14 +58,14 @@ pub struct QueryStatsHandle {
     files_planned: usize,
     bytes_planned: u64,
     scans: Vec<TableScanReport>,
+    /// What the query's tasks reported when it ended.
+    late: Arc<std::sync::Mutex<TaskStats>>,
 }
 
 impl QueryStatsHandle {
     pub fn snapshot(&self) -> QueryStats {
-        let mut scan = TaskStats::default();
-        if let Some(plan) = &self.plan {
-            sum_reader_stats(&plan.root, &mut scan);
-        }
+        // Every task reported its own work when the query ended (`QueryGuard::finish`).
+        let scan = self.late.lock().unwrap_or_else(|e| e.into_inner()).clone();
         QueryStats {
             query_id: self.query.to_string(),
             elapsed_ms: self.started.elapsed().as_millis() as u64,
@@ -81,20 +81,36 @@ impl QueryStatsHandle {
     }
 }
 
-fn sum_reader_stats(plan: &Arc<dyn ExecutionPlan>, total: &mut TaskStats) {
-    if let Some(reader) = plan.downcast_ref::<StageReaderExec>() {
-        total.merge(&reader.task_stats());
-    }
-    for child in plan.children() {
-        sum_reader_stats(child, total);
-    }
-}
-
-/// Cancels a query's tasks on its executors when dropped.
+/// Ends a query's tasks on its executors: when its stream ends ([`QueryGuard::finish`], which
+/// collects their statistics), or in the background when dropped.
 struct QueryGuard {
     query: QueryId,
     endpoints: Vec<String>,
     cleanup: mpsc::UnboundedSender<(QueryId, Vec<String>)>,
+    channels: Arc<ClusterChannels>,
+}
+
+impl QueryGuard {
+    /// Ends the query on every executor (cancelling what still runs: a LIMIT may stop reading
+    /// early) and returns the statistics every task reports for itself.
+    async fn finish(mut self) -> TaskStats {
+        let query = self.query.clone();
+        let calls = std::mem::take(&mut self.endpoints).into_iter().map(|endpoint| {
+            let (channels, query) = (Arc::clone(&self.channels), query.clone());
+            async move {
+                let mut client = channels.executor_control(&endpoint).ok()?;
+                let request = CancelQueryRequest { query_id: query.to_string() };
+                let call = client.cancel_query(request);
+                let response = tokio::time::timeout(std::time::Duration::from_secs(2), call).await.ok()?.ok()?;
+                TaskStats::from_json(&response.into_inner().stats)
+            }
+        });
+        let mut total = TaskStats::default();
+        for stats in futures::future::join_all(calls).await.into_iter().flatten() {
+            total.merge(&stats);
+        }
+        total
+    }
 }
 
 impl Drop for QueryGuard {
@@ -456,6 +472,7 @@ impl QueryEngine {
             query: query.clone(),
             endpoints: distributed.executor_endpoints(),
             cleanup: self.cleanup.clone(),
+            channels: Arc::clone(&self.channels),
         };
         self.launch(&distributed, analyze).await?;
         tracing::debug!(%query, stages = distributed.stages.len(), "query launched");
@@ -471,12 +488,13 @@ impl QueryEngine {
             files_planned: distributed.stages.iter().map(|s| s.files).sum(),
             bytes_planned: distributed.stages.iter().map(|s| s.bytes).sum(),
             scans: distributed.scans.clone(),
+            late: Arc::default(),
         };
         let schema = distributed.root.schema();
         let batches = execute_stream(Arc::clone(&distributed.root), self.ctx.task_ctx())
             .map_err(|source| SchedulerError::Execute { query: query.clone(), source })?;
         let rows = Arc::clone(&stats.rows);
-        let batches = guarded(batches, guard).inspect_ok(move |batch| {
+        let batches = guarded(batches, guard, Arc::clone(&stats.late)).inspect_ok(move |batch| {
             rows.fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
         });
         Ok(QueryResult { query, schema, batches: Box::pin(batches), stats })
@@ -530,14 +548,19 @@ impl QueryEngine {
 /// How often a query is planned and started when executors turn out to be lost.
 const MAX_ATTEMPTS: usize = 3;
 
-/// Keeps `guard` alive exactly as long as the stream.
+/// The query's batches, then (once they end) its tasks ended everywhere and their statistics
+/// put in `late`. Dropped early, the guard cancels in the background.
 fn guarded(
     batches: SendableRecordBatchStream,
     guard: QueryGuard,
+    late: Arc<std::sync::Mutex<TaskStats>>,
 ) -> impl Stream<Item = DfResult<RecordBatch>> + Send {
-    stream::unfold((batches, guard), |(mut batches, guard)| async move {
-        batches.next().await.map(|item| (item, (batches, guard)))
-    })
+    let finish = stream::once(async move {
+        let stats = guard.finish().await;
+        late.lock().unwrap_or_else(|e| e.into_inner()).merge(&stats);
+        None
+    });
+    batches.map(Some).chain(finish).filter_map(std::future::ready)
 }
 
 fn finished(query: QueryId, schema: SchemaRef, batches: Vec<RecordBatch>) -> QueryResult {
@@ -556,6 +579,7 @@ fn finished(query: QueryId, schema: SchemaRef, batches: Vec<RecordBatch>) -> Que
             files_planned: 0,
             bytes_planned: 0,
             scans: Vec::new(),
+            late: Arc::default(),
         },
     }
 }

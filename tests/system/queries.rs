@@ -108,3 +108,23 @@ async fn explain_analyze_shows_what_each_stage_and_task_did() -> TestResult {
     assert!(cluster.executors.iter().all(|e| e.installed_tasks() == 0));
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_limit_that_stops_reading_early_still_reports_data_scanned() -> TestResult {
+    let cluster = TestCluster::builder().start().await?;
+    let (_, mut client) = cluster.with_lake().await?;
+    // The final merge stops after 3 rows, before it reads the tasks' trailers: their statistics
+    // come back when the scheduler cancels them.
+    for _ in 0..3 {
+        let output = client.query("SELECT id, item FROM sales ORDER BY qty DESC, id LIMIT 3").await?;
+        assert_eq!(output.rows(), 3);
+        let stats = output.stats.ok_or("no statistics")?;
+        // Every task's scan is accounted for: all 18 files, all 180 row groups (most of them
+        // skipped thanks to the top-k's dynamic filter), and the bytes they read.
+        assert_eq!(stats.scan.files_scanned, 18, "{stats:?}");
+        assert_eq!(stats.scan.row_groups_pruned + stats.scan.row_groups_matched, 180, "{stats:?}");
+        assert!(stats.scan.bytes_scanned > 0, "{stats:?}");
+    }
+    assert!(cluster.executors.iter().all(|e| e.installed_tasks() == 0), "the query left nothing behind");
+    Ok(())
+}
