@@ -25,7 +25,9 @@ use arrow_flight::{
 };
 use futures::{Stream, StreamExt, TryStreamExt, stream};
 use glaux_proto::generated::TaskOutputTicket;
-use glaux_proto::{QueryId, StageId, TaskId, TaskOutputRead, TaskStats, collect_task_stats, with_trailer};
+use glaux_proto::{
+    QueryId, StageId, TaskId, TaskOutputRead, TaskStats, collect_task_stats, contain_panics, with_trailer,
+};
 use prost::Message;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -90,7 +92,10 @@ pub fn open_output(tasks: &Arc<TaskTable>, ticket: TaskOutputTicket) -> Result<T
         counted.fetch_add(b.num_rows() as u64, Ordering::Relaxed);
         task_rows.fetch_add(b.num_rows() as u64, Ordering::Relaxed);
     });
-    let batches = until_cancelled(contain_panics(batches), task.cancel.clone());
+    let batches = contain_panics(batches, |message| {
+        DataFusionError::Execution(format!("the executor hit a bug while running this task: {message}"))
+    });
+    let batches = until_cancelled(batches, task.cancel.clone());
     let tasks = Arc::clone(tasks);
     let plan = Arc::clone(&task.plan);
     let bytes_read = Arc::clone(&task.bytes_read);
@@ -164,37 +169,6 @@ where
         })
         .filter_map(futures::future::ready),
     )
-}
-
-/// Turns a panic while producing a batch (a bug, often a reader's on a malformed file) into an error
-/// for this stream alone.
-fn contain_panics<S, T>(batches: S) -> impl Stream<Item = Result<T, DataFusionError>> + Send + 'static
-where
-    S: Stream<Item = Result<T, DataFusionError>> + Send + 'static,
-    T: Send + 'static,
-{
-    std::panic::AssertUnwindSafe(batches).catch_unwind().scan(false, |panicked, item| {
-        let item = match item {
-            _ if *panicked => None,
-            Ok(item) => Some(item),
-            Err(panic) => {
-                *panicked = true;
-                Some(Err(DataFusionError::Execution(format!(
-                    "the executor hit a bug while running this task: {}",
-                    panic_message(panic.as_ref())
-                ))))
-            }
-        };
-        futures::future::ready(item)
-    })
-}
-
-pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    panic
-        .downcast_ref::<String>()
-        .cloned()
-        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-        .unwrap_or_else(|| "panic".to_string())
 }
 
 fn unsupported<T>(what: &str) -> Result<T, Status> {

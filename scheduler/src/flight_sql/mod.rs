@@ -174,7 +174,10 @@ impl FlightSqlFrontDoor {
         let batches = result
             .batches
             .map_err(move |e| FlightError::Tonic(Box::new(Status::internal(format!("query {query}: {e}")))));
-        let batches = until_cancelled(contain_panics(batches), running);
+        let batches = glaux_proto::contain_panics(batches, |_| {
+            FlightError::Tonic(Box::new(Status::internal("the scheduler hit a bug running this query")))
+        });
+        let batches = until_cancelled(batches, running);
         let data = glaux_proto::with_trailer(result.schema, batches, true, false, move || {
             stats.snapshot().to_json().into()
         })
@@ -197,25 +200,6 @@ impl FlightSqlFrontDoor {
         }
         Ok(lines)
     }
-}
-
-/// Turns a panic while producing a batch (a bug) into an error for this query alone; the
-/// connection and the other queries on it carry on.
-fn contain_panics<S>(batches: S) -> impl Stream<Item = Result<arrow::array::RecordBatch, FlightError>> + Send
-where
-    S: Stream<Item = Result<arrow::array::RecordBatch, FlightError>> + Send + 'static,
-{
-    std::panic::AssertUnwindSafe(batches).catch_unwind().scan(false, |panicked, item| {
-        let item = match item {
-            _ if *panicked => None,
-            Ok(item) => Some(item),
-            Err(_) => {
-                *panicked = true;
-                Some(Err(FlightError::Tonic(Box::new(Status::internal("the scheduler hit a bug running this query")))))
-            }
-        };
-        futures::future::ready(item)
-    })
 }
 
 /// Ends `batches` with a "cancelled" error once the client cancels the statement, dropping the
