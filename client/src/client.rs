@@ -133,6 +133,11 @@ impl GlauxClient {
     /// Runs one statement to completion.
     pub async fn query(&mut self, sql: &str) -> Result<QueryOutput, ClientError> {
         let info = self.submit(sql).await?;
+        self.collect(&info).await
+    }
+
+    /// Reads every endpoint of a submitted statement to its end.
+    pub async fn collect(&mut self, info: &FlightInfo) -> Result<QueryOutput, ClientError> {
         let schema = info.clone().try_decode_schema().ok().map(std::sync::Arc::new);
         let mut output = QueryOutput { schema, batches: Vec::new(), stats: None };
         for endpoint in &info.endpoint {

@@ -65,16 +65,34 @@ impl Shell {
         true
     }
 
-    /// Prints the result or the error; returns whether the statement succeeded.
+    /// Prints the result or the error; returns whether the statement succeeded. Ctrl-C while it
+    /// runs cancels the statement (on every executor), not the shell.
     async fn run_statement(&mut self, sql: &str) -> bool {
         let started = Instant::now();
-        match self.client.query(sql).await {
-            Ok(output) => {
+        let info = match self.client.submit(sql).await {
+            Ok(info) => info,
+            Err(error) => {
+                print_error(&error);
+                return false;
+            }
+        };
+        let outcome = tokio::select! {
+            output = self.client.collect(&info) => Some(output),
+            _ = tokio::signal::ctrl_c() => None,
+        };
+        match outcome {
+            Some(Ok(output)) => {
                 print_output(&output, started.elapsed().as_secs_f64());
                 true
             }
-            Err(error) => {
+            Some(Err(error)) => {
                 print_error(&error);
+                false
+            }
+            None => {
+                // Reading has stopped, which alone ends the query; cancelling says so at once.
+                let _ = self.client.cancel(info).await;
+                eprintln!("Query cancelled after {:.2} s.", started.elapsed().as_secs_f64());
                 false
             }
         }
@@ -143,9 +161,14 @@ fn print_output(output: &QueryOutput, seconds: f64) {
         Some(s) if s.partitions_total > 0 => format!(" ({} of {} partitions)", s.partitions_read, s.partitions_total),
         _ => String::new(),
     };
+    let reruns = match output.stats.as_ref().map_or(0, |s| s.tasks_rerun) {
+        0 => String::new(),
+        1 => ", 1 task re-run after losing its executor".to_string(),
+        n => format!(", {n} tasks re-run after losing their executors"),
+    };
     let _ = writeln!(
         out,
-        "{rows} row{} in set. Run time: {seconds:.2} s, Data scanned: {}{partitions}",
+        "{rows} row{} in set. Run time: {seconds:.2} s, Data scanned: {}{partitions}{reruns}",
         if rows == 1 { "" } else { "s" },
         format_bytes(scanned)
     );

@@ -7,6 +7,7 @@
 //! - [`StageReaderExec`]: the exchange node that reads a stage's task outputs over Arrow Flight, and
 //!   [`PartitionSubsetExec`], the share of a shuffle stage's partitions one task runs;
 //! - [`GlauxCodec`], [`encode_plan`], [`decode_plan`]: plan fragments on the wire;
+//! - [`TaskRerun`]: how a reader on the scheduler asks for a lost task to run again;
 //! - [`TaskStats`] and [`with_trailer`]: the statistics that travel after the last batch of a stream.
 
 mod auth;
@@ -18,6 +19,7 @@ mod panics;
 mod partition_subset;
 mod stage_reader;
 mod stats;
+mod task_rerun;
 mod trailer;
 
 /// Code generated from `proto/glaux.proto` by `build.rs`.
@@ -35,4 +37,5 @@ pub use panics::{contain_panics, panic_message};
 pub use partition_subset::PartitionSubsetExec;
 pub use stage_reader::{LOST_EXECUTOR, StageReaderExec, TaskOutput, lost_executor};
 pub use stats::{QueryStats, TaskReport, TaskStats, collect_task_stats, format_bytes, task_report};
+pub use task_rerun::{RerunHandle, RerunResult, TaskRerun};
 pub use trailer::with_trailer;

@@ -32,6 +32,7 @@ use crate::generated::TaskOutputTicket;
 use crate::ids::{QueryId, StageId, TaskId};
 use crate::local_outputs::{LocalOutputs, TaskOutputRead};
 use crate::stats::TaskStats;
+use crate::task_rerun::{RerunHandle, TaskRerun};
 
 /// Where one partition of a stage's output is served.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -207,37 +208,117 @@ impl ExecutionPlan for StageReaderExec {
         let Some(channels) = context.session_config().get_extension::<ClusterChannels>() else {
             return internal_err!("StageReaderExec needs ClusterChannels in the session config");
         };
-        let local = context.session_config().get_extension::<LocalOutputs>();
-        let counters = Arc::new(TrailerCounters::new(&self.metrics, partition));
-        let streams = sources.into_iter().map(|source| {
-            read_task_output(
-                &self.query,
-                self.stage,
-                source,
-                Arc::clone(&channels),
-                local.clone(),
-                self.schema(),
-                Arc::clone(&counters),
-            )
-            .boxed()
-        });
+        let source_context = SourceContext {
+            query: self.query.clone(),
+            stage: self.stage,
+            channels,
+            local: context.session_config().get_extension::<LocalOutputs>(),
+            schema: self.schema(),
+            counters: Arc::new(TrailerCounters::new(&self.metrics, partition)),
+        };
+        let rerun = context.session_config().get_extension::<RerunHandle>().map(|handle| Arc::clone(&handle.0));
+        let streams = sources
+            .into_iter()
+            .map(|source| read_task_output(source_context.clone(), source, rerun.clone()).boxed());
         // A shuffle partition reads every producing task at once, whichever has data first.
         let batches = stream::select_all(streams);
         Ok(make_cooperative(Box::pin(RecordBatchStreamAdapter::new(self.schema(), batches))))
     }
 }
 
-/// One task output: taken from this executor when it lives here, over Flight otherwise. Nothing
-/// happens until the first poll: connecting is part of reading.
-fn read_task_output(
-    query: &QueryId,
+/// What every source of a reader partition needs to open its task output.
+#[derive(Clone)]
+struct SourceContext {
+    query: QueryId,
     stage: StageId,
-    output: TaskOutput,
     channels: Arc<ClusterChannels>,
     local: Option<Arc<LocalOutputs>>,
     schema: SchemaRef,
     counters: Arc<TrailerCounters>,
+}
+
+/// A failed read, and whether it failed because the source executor cannot be reached (which a
+/// re-run elsewhere may recover from) rather than because the task itself failed.
+struct ReadError {
+    error: DataFusionError,
+    lost: bool,
+}
+
+type SourceStream = futures::stream::BoxStream<'static, Result<RecordBatch, ReadError>>;
+
+/// How often one source is re-run before its reader gives up.
+const MAX_RERUNS: usize = 3;
+
+/// One task output, read to its end. When its executor is lost and the session has a
+/// [`TaskRerun`], the task runs again elsewhere and reading resumes there after the rows already
+/// passed on.
+fn read_task_output(
+    context: SourceContext,
+    output: TaskOutput,
+    rerun: Option<Arc<dyn TaskRerun>>,
 ) -> impl futures::Stream<Item = Result<RecordBatch>> + Send + 'static {
+    struct State {
+        output: TaskOutput,
+        current: Option<SourceStream>,
+        /// Rows passed on, and rows of the current stream still to skip (passed on before a re-run).
+        delivered: u64,
+        skip: u64,
+        reruns: usize,
+        done: bool,
+    }
+    let state = State { output, current: None, delivered: 0, skip: 0, reruns: 0, done: false };
+    stream::unfold(state, move |mut state| {
+        let (context, rerun) = (context.clone(), rerun.clone());
+        async move {
+            while !state.done {
+                let item = match &mut state.current {
+                    None => open_task_output(&context, &state.output).await.map(|opened| {
+                        state.current = Some(opened);
+                    }),
+                    Some(batches) => match batches.next().await {
+                        None => return None,
+                        Some(Ok(batch)) => {
+                            let rows = batch.num_rows() as u64;
+                            let skipped = rows.min(state.skip);
+                            state.skip -= skipped;
+                            if skipped == rows {
+                                continue;
+                            }
+                            state.delivered += rows - skipped;
+                            return Some((Ok(batch.slice(skipped as usize, (rows - skipped) as usize)), state));
+                        }
+                        Some(Err(e)) => Err(e),
+                    },
+                };
+                let Err(ReadError { error, lost }) = item else { continue };
+                state.done = true;
+                let rerun = rerun.as_ref().filter(|_| lost && state.reruns < MAX_RERUNS);
+                let Some(rerun) = rerun else { return Some((Err(error), state)) };
+                let (task, lost) = (state.output.task, state.output.endpoint.clone());
+                match rerun.rerun(context.stage, task, &lost, state.delivered).await {
+                    Ok(endpoint) => {
+                        tracing::warn!(query = %context.query, stage = %context.stage, %task, %lost, %endpoint,
+                            delivered = state.delivered, "task re-run after losing its executor");
+                        state.output.endpoint = endpoint;
+                        state.current = None;
+                        state.skip = state.delivered;
+                        state.reruns += 1;
+                        state.done = false;
+                    }
+                    Err(why) => {
+                        let error = DataFusionError::External(format!("{error}; not re-run: {why}").into());
+                        return Some((Err(error), state));
+                    }
+                }
+            }
+            None
+        }
+    })
+}
+
+/// Opens one task output: taken from this executor when it lives here, over Flight otherwise.
+async fn open_task_output(context: &SourceContext, output: &TaskOutput) -> Result<SourceStream, ReadError> {
+    let SourceContext { query, stage, channels, local, schema, counters } = context.clone();
     let ticket = TaskOutputTicket {
         query_id: query.to_string(),
         stage_id: stage.0,
@@ -245,38 +326,36 @@ fn read_task_output(
         partition: output.partition,
         compress: worth_compressing(&output.endpoint),
     };
-    stream::once(async move {
-        let (task, endpoint) = (output.task, output.endpoint.clone());
-        let describe = move |e: &dyn fmt::Display| {
-            DataFusionError::External(format!("stage {stage} task {task} on executor {endpoint}: {e}").into())
-        };
-        if let Some(opened) = local.as_ref().and_then(|local| local.open(&output.endpoint, ticket.clone())) {
-            let TaskOutputRead { batches, trailer } = opened.map_err(|e| describe(&e))?;
-            let failed = describe.clone();
-            let mut trailer = Some(trailer);
-            let batches = batches.map_err(move |e| failed(&e)).chain(stream::poll_fn(move |_| {
-                if let Some(trailer) = trailer.take() {
-                    counters.record(&trailer());
-                }
-                std::task::Poll::Ready(None)
-            }));
-            return Ok::<_, DataFusionError>(batches.boxed());
-        }
-        let mut client = channels.flight(&output.endpoint).map_err(|e| describe(&e))?;
-        let lost = endpoint_lost(&output.endpoint);
-        let response = client
-            .do_get(Ticket { ticket: ticket.encode_to_vec().into() })
-            .await
-            .map_err(|status| describe(&lost(status)))?;
-        let messages = response
-            .into_inner()
-            .map_err(move |status| arrow_flight::error::FlightError::Tonic(Box::new(status)));
-        let endpoint = output.endpoint.clone();
-        Ok::<_, DataFusionError>(
-            decode_batches(FlightDataDecoder::new(messages), schema, counters, endpoint, move |e| describe(&e)).boxed(),
-        )
+    let (task, endpoint) = (output.task, output.endpoint.clone());
+    let describe = move |e: &dyn fmt::Display| {
+        DataFusionError::External(format!("stage {stage} task {task} on executor {endpoint}: {e}").into())
+    };
+    let failed = |error, lost| ReadError { error, lost };
+    if let Some(opened) = local.as_ref().and_then(|local| local.open(&output.endpoint, ticket.clone())) {
+        let TaskOutputRead { batches, trailer } = opened.map_err(|e| failed(describe(&e), false))?;
+        let describe = describe.clone();
+        let mut trailer = Some(trailer);
+        let batches = batches.map_err(move |e| failed(describe(&e), false)).chain(stream::poll_fn(move |_| {
+            if let Some(trailer) = trailer.take() {
+                counters.record(&trailer());
+            }
+            std::task::Poll::Ready(None)
+        }));
+        return Ok(batches.boxed());
+    }
+    let mut client = channels.flight(&output.endpoint).map_err(|e| failed(describe(&e), true))?;
+    let response = client.do_get(Ticket { ticket: ticket.encode_to_vec().into() }).await.map_err(|status| {
+        let (message, lost) = describe_status(&output.endpoint, status);
+        failed(describe(&message), lost)
+    })?;
+    let messages = response
+        .into_inner()
+        .map_err(move |status| arrow_flight::error::FlightError::Tonic(Box::new(status)));
+    let endpoint = output.endpoint.clone();
+    Ok(decode_batches(FlightDataDecoder::new(messages), schema, counters, endpoint, move |e, lost| {
+        failed(describe(&e), lost)
     })
-    .try_flatten()
+    .boxed())
 }
 
 fn decode_batches(
@@ -284,11 +363,14 @@ fn decode_batches(
     schema: SchemaRef,
     counters: Arc<TrailerCounters>,
     endpoint: String,
-    describe: impl Fn(String) -> DataFusionError + Send + 'static,
-) -> impl futures::Stream<Item = Result<RecordBatch>> + Send {
+    describe: impl Fn(String, bool) -> ReadError + Send + 'static,
+) -> impl futures::Stream<Item = Result<RecordBatch, ReadError>> + Send {
     decoder.filter_map(move |message| {
         let item = match message {
-            Err(e) => Some(Err(describe(flight_error_message(e, &endpoint)))),
+            Err(e) => {
+                let (message, lost) = flight_error_message(e, &endpoint);
+                Some(Err(describe(message, lost)))
+            }
             Ok(message) => {
                 if let Some(stats) = TaskStats::from_json(&message.app_metadata()) {
                     counters.record(&stats);
@@ -296,7 +378,7 @@ fn decode_batches(
                 match message.payload {
                     DecodedPayload::RecordBatch(batch) if batch.num_rows() > 0 => Some(
                         RecordBatch::try_new(Arc::clone(&schema), batch.columns().to_vec())
-                            .map_err(|e| describe(format!("batch does not match the stage schema: {e}"))),
+                            .map_err(|e| describe(format!("batch does not match the stage schema: {e}"), false)),
                     ),
                     _ => None,
                 }
@@ -316,11 +398,11 @@ fn worth_compressing(endpoint: &str) -> bool {
 }
 
 /// The message of the remote error without tonic's decoration, so the user sees the original text;
-/// a broken connection names the executor as lost.
-fn flight_error_message(error: arrow_flight::error::FlightError, endpoint: &str) -> String {
+/// a broken connection names the executor as lost. Also whether it did break.
+fn flight_error_message(error: arrow_flight::error::FlightError, endpoint: &str) -> (String, bool) {
     match error {
-        arrow_flight::error::FlightError::Tonic(status) => endpoint_lost(endpoint)(*status),
-        other => other.to_string(),
+        arrow_flight::error::FlightError::Tonic(status) => describe_status(endpoint, *status),
+        other => (other.to_string(), false),
     }
 }
 
@@ -329,19 +411,17 @@ fn flight_error_message(error: arrow_flight::error::FlightError, endpoint: &str)
 pub const LOST_EXECUTOR: &str = "lost executor ";
 
 /// Describes a failed call to `endpoint`: a transport failure (connection refused or reset, no
-/// keep-alive answer) as a lost executor, anything else with the remote message.
-fn endpoint_lost(endpoint: &str) -> impl Fn(tonic::Status) -> String + Send + 'static {
-    let endpoint = endpoint.to_string();
-    move |status| {
-        let message = status.message();
-        let broken = match status.code() {
-            tonic::Code::Unavailable => true,
-            // tonic's words for a connection that broke mid-stream.
-            tonic::Code::Unknown => ["h2 protocol error", "connection", "transport"].iter().any(|w| message.contains(w)),
-            _ => false,
-        };
-        if broken { format!("{LOST_EXECUTOR}{endpoint} ({message})") } else { message.to_string() }
-    }
+/// keep-alive answer) as a lost executor, anything else with the remote message. Also whether the
+/// executor is lost.
+fn describe_status(endpoint: &str, status: tonic::Status) -> (String, bool) {
+    let message = status.message();
+    let broken = match status.code() {
+        tonic::Code::Unavailable => true,
+        // tonic's words for a connection that broke mid-stream.
+        tonic::Code::Unknown => ["h2 protocol error", "connection", "transport"].iter().any(|w| message.contains(w)),
+        _ => false,
+    };
+    if broken { (format!("{LOST_EXECUTOR}{endpoint} ({message})"), true) } else { (message.to_string(), false) }
 }
 
 /// The executor an error names as lost, if it names one.
@@ -379,9 +459,10 @@ mod tests {
 
     #[test]
     fn lost_executors_are_named_in_errors() {
-        let lost = endpoint_lost("10.0.0.7:5000");
-        let message = lost(tonic::Status::unavailable("tcp connect error: Connection refused"));
+        let (message, lost) = describe_status("10.0.0.7:5000", tonic::Status::unavailable("tcp connect error: Connection refused"));
+        assert!(lost);
         assert_eq!(lost_executor(&format!("stage 2 task 0 on executor 10.0.0.7:5000: {message}")), Some("10.0.0.7:5000"));
-        assert_eq!(lost(tonic::Status::internal("Parquet error")), "Parquet error");
+        let internal = describe_status("10.0.0.7:5000", tonic::Status::internal("Parquet error"));
+        assert_eq!(internal, ("Parquet error".to_string(), false));
     }
 }

@@ -151,6 +151,9 @@ pub struct QueryStats {
     pub partitions_read: u64,
     #[serde(default)]
     pub partitions_total: u64,
+    /// Tasks run a second time because their executor was lost mid-query.
+    #[serde(default)]
+    pub tasks_rerun: u64,
     #[serde(flatten)]
     pub scan: TaskStats,
 }

@@ -17,6 +17,8 @@
 //! - `query`: runs a statement: DDL on the catalog, queries by launching tasks and streaming the
 //!   final gather, which runs here and reads the last executor stage over Flight; `EXPLAIN
 //!   ANALYZE`; re-planning when an executor is lost before any row went out.
+//! - `rerun`: re-running a storage-only task of the final gather on another executor when its own
+//!   is lost mid-stream.
 //! - `flight_sql`: the Flight SQL front door (with `CancelFlightInfo`); converts and delegates to `query`.
 
 mod athena_statements;
@@ -29,6 +31,7 @@ mod flight_sql;
 mod partitions;
 mod planner;
 mod query;
+mod rerun;
 mod server;
 mod session;
 

@@ -18,7 +18,7 @@ use datafusion::prelude::{SQLOptions, SessionContext};
 use futures::{Stream, StreamExt, TryStreamExt, stream};
 use glaux_proto::generated::{CancelQueryRequest, LaunchTasksRequest, TaskDefinition};
 use glaux_proto::{
-    ClusterChannels, QueryId, QueryStats, TaskStats, encode_plan, lost_executor,
+    ClusterChannels, QueryId, QueryStats, RerunHandle, TaskStats, encode_plan, lost_executor,
 };
 use glaux_storage::StorageConfig;
 use tokio::sync::mpsc;
@@ -34,8 +34,9 @@ use crate::cluster::{ClusterState, ExecutorInfo};
 use crate::session::{DEFAULT_CATALOG, DEFAULT_SCHEMA};
 use crate::error::SchedulerError;
 use crate::planner::{
-    DistributedPlan, TaskPlan, cut_stages, render_analyzed_plan, render_distributed_plan, task_plan,
+    DistributedPlan, Stage, Task, TaskPlan, cut_stages, render_analyzed_plan, render_distributed_plan, task_plan,
 };
+use crate::rerun::Reruns;
 
 /// Batches of a running statement, and the statistics to send after them.
 pub struct QueryResult {
@@ -60,6 +61,8 @@ pub struct QueryStatsHandle {
     scans: Vec<TableScanReport>,
     /// What the query's tasks reported when it ended.
     late: Arc<std::sync::Mutex<TaskStats>>,
+    /// Tasks run again after their executor was lost.
+    reruns: Arc<AtomicU64>,
 }
 
 impl QueryStatsHandle {
@@ -76,6 +79,7 @@ impl QueryStatsHandle {
             bytes_planned: self.bytes_planned,
             partitions_read: self.scans.iter().map(|s| s.partitions as u64).sum(),
             partitions_total: self.scans.iter().map(|s| s.partitions_total.unwrap_or(s.partitions) as u64).sum(),
+            tasks_rerun: self.reruns.load(Ordering::Relaxed),
             scan,
         }
     }
@@ -85,7 +89,8 @@ impl QueryStatsHandle {
 /// collects their statistics), or in the background when dropped.
 struct QueryGuard {
     query: QueryId,
-    endpoints: Vec<String>,
+    /// Executors with tasks of the query (a re-run may add one while it runs).
+    endpoints: Arc<std::sync::Mutex<Vec<String>>>,
     cleanup: mpsc::UnboundedSender<(QueryId, Vec<String>)>,
     channels: Arc<ClusterChannels>,
 }
@@ -93,9 +98,9 @@ struct QueryGuard {
 impl QueryGuard {
     /// Ends the query on every executor (cancelling what still runs: a LIMIT may stop reading
     /// early) and returns the statistics every task reports for itself.
-    async fn finish(mut self) -> TaskStats {
+    async fn finish(self) -> TaskStats {
         let query = self.query.clone();
-        let calls = std::mem::take(&mut self.endpoints).into_iter().map(|endpoint| {
+        let calls = self.take_endpoints().into_iter().map(|endpoint| {
             let (channels, query) = (Arc::clone(&self.channels), query.clone());
             async move {
                 let mut client = channels.executor_control(&endpoint).ok()?;
@@ -111,13 +116,21 @@ impl QueryGuard {
         }
         total
     }
+
+    fn take_endpoints(&self) -> Vec<String> {
+        let mut endpoints = std::mem::take(&mut *self.endpoints.lock().unwrap_or_else(|e| e.into_inner()));
+        endpoints.sort();
+        endpoints.dedup();
+        endpoints
+    }
 }
 
 impl Drop for QueryGuard {
     fn drop(&mut self) {
-        if !self.endpoints.is_empty() {
+        let endpoints = self.take_endpoints();
+        if !endpoints.is_empty() {
             // The receiver lives as long as the scheduler; after that there is nothing to clean.
-            let _ = self.cleanup.send((self.query.clone(), std::mem::take(&mut self.endpoints)));
+            let _ = self.cleanup.send((self.query.clone(), endpoints));
         }
     }
 }
@@ -468,9 +481,10 @@ impl QueryEngine {
         if !distributed.stages.is_empty() && executors.is_empty() {
             return Err(SchedulerError::NoExecutors { query });
         }
+        let endpoints = Arc::new(std::sync::Mutex::new(distributed.executor_endpoints()));
         let guard = QueryGuard {
             query: query.clone(),
-            endpoints: distributed.executor_endpoints(),
+            endpoints: Arc::clone(&endpoints),
             cleanup: self.cleanup.clone(),
             channels: Arc::clone(&self.channels),
         };
@@ -478,6 +492,13 @@ impl QueryEngine {
         tracing::debug!(%query, stages = distributed.stages.len(), "query launched");
 
         let distributed = Arc::new(distributed);
+        let reruns = Reruns::new(
+            Arc::clone(&distributed),
+            analyze,
+            Arc::clone(&self.cluster),
+            Arc::clone(&self.channels),
+            endpoints,
+        );
         let stats = QueryStatsHandle {
             query: query.clone(),
             started,
@@ -489,9 +510,13 @@ impl QueryEngine {
             bytes_planned: distributed.stages.iter().map(|s| s.bytes).sum(),
             scans: distributed.scans.clone(),
             late: Arc::default(),
+            reruns: Arc::clone(&reruns.count),
         };
         let schema = distributed.root.schema();
-        let batches = execute_stream(Arc::clone(&distributed.root), self.ctx.task_ctx())
+        // The final gather's readers may ask for lost tasks to run again.
+        let mut state = self.ctx.state();
+        state.config_mut().set_extension(Arc::new(RerunHandle(Arc::new(reruns))));
+        let batches = execute_stream(Arc::clone(&distributed.root), state.task_ctx())
             .map_err(|source| SchedulerError::Execute { query: query.clone(), source })?;
         let rows = Arc::clone(&stats.rows);
         let batches = guarded(batches, guard, Arc::clone(&stats.late)).inspect_ok(move |batch| {
@@ -505,44 +530,57 @@ impl QueryEngine {
         let mut requests: std::collections::BTreeMap<String, Vec<TaskDefinition>> = Default::default();
         for stage in &plan.stages {
             for task in &stage.tasks {
-                let TaskPlan { plan: task_plan, plan_partitions, dynamic_filters } =
-                    task_plan(stage, task).map_err(SchedulerError::plan)?;
-                let encoded = encode_plan(task_plan).map_err(SchedulerError::plan)?;
-                let (partitions, reads_per_partition) = stage.served_partitions(task);
-                requests.entry(task.endpoint.clone()).or_default().push(TaskDefinition {
-                    query_id: plan.query.to_string(),
-                    stage_id: stage.id.0,
-                    task_id: task.id.0,
-                    partitions,
-                    plan: encoded.bytes,
-                    scan_codecs: encoded.scan_codecs,
-                    reads_per_partition,
-                    plan_partitions,
-                    dynamic_filters,
-                    analyze,
-                });
+                let definition = task_definition(&plan.query, stage, task, analyze).map_err(SchedulerError::plan)?;
+                requests.entry(task.endpoint.clone()).or_default().push(definition);
             }
         }
-        let launches = requests.into_iter().map(|(endpoint, tasks)| async move {
-            let failed = |code: tonic::Code, message: String| SchedulerError::LaunchTasks {
-                query: plan.query.clone(),
-                endpoint: endpoint.clone(),
-                code,
-                message,
-            };
-            let mut client = self
-                .channels
-                .executor_control(&endpoint)
-                .map_err(|e| failed(tonic::Code::Unavailable, e.to_string()))?;
-            client
-                .launch_tasks(LaunchTasksRequest { tasks })
-                .await
-                .map_err(|status| failed(status.code(), status.message().to_string()))?;
-            Ok::<_, SchedulerError>(())
-        });
+        let launches = requests
+            .into_iter()
+            .map(|(endpoint, tasks)| async move { launch_on(&self.channels, &plan.query, &endpoint, tasks).await });
         futures::future::try_join_all(launches).await?;
         Ok(())
     }
+}
+
+/// What an executor needs to run one task of a stage.
+pub(crate) fn task_definition(query: &QueryId, stage: &Stage, task: &Task, analyze: bool) -> DfResult<TaskDefinition> {
+    let TaskPlan { plan, plan_partitions, dynamic_filters } = task_plan(stage, task)?;
+    let encoded = encode_plan(plan)?;
+    let (partitions, reads_per_partition) = stage.served_partitions(task);
+    Ok(TaskDefinition {
+        query_id: query.to_string(),
+        stage_id: stage.id.0,
+        task_id: task.id.0,
+        partitions,
+        plan: encoded.bytes,
+        scan_codecs: encoded.scan_codecs,
+        reads_per_partition,
+        plan_partitions,
+        dynamic_filters,
+        analyze,
+    })
+}
+
+/// Installs `tasks` on the executor at `endpoint`.
+pub(crate) async fn launch_on(
+    channels: &ClusterChannels,
+    query: &QueryId,
+    endpoint: &str,
+    tasks: Vec<TaskDefinition>,
+) -> Result<(), SchedulerError> {
+    let failed = |code: tonic::Code, message: String| SchedulerError::LaunchTasks {
+        query: query.clone(),
+        endpoint: endpoint.to_string(),
+        code,
+        message,
+    };
+    let mut client =
+        channels.executor_control(endpoint).map_err(|e| failed(tonic::Code::Unavailable, e.to_string()))?;
+    client
+        .launch_tasks(LaunchTasksRequest { tasks })
+        .await
+        .map_err(|status| failed(status.code(), status.message().to_string()))?;
+    Ok(())
 }
 
 /// How often a query is planned and started when executors turn out to be lost.
@@ -580,6 +618,7 @@ fn finished(query: QueryId, schema: SchemaRef, batches: Vec<RecordBatch>) -> Que
             bytes_planned: 0,
             scans: Vec::new(),
             late: Arc::default(),
+            reruns: Arc::default(),
         },
     }
 }

@@ -1,6 +1,7 @@
 //! The real `glaux` binary, run the way a user runs it.
 
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -184,5 +185,90 @@ async fn killed_executors_never_hang_a_query() -> TestResult {
     // The survivor serves the next query.
     let output = client.query(sql).await?;
     assert_eq!(rows_of(&output.batches), expected);
+    Ok(())
+}
+
+/// An executor killed while a scan streams to the client: its scan task runs again on the
+/// survivor, which skips the rows already returned, and the client gets every row exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_scan_tasks_run_again_on_survivors() -> TestResult {
+    use arrow::array::{AsArray, Int64Array, StringArray};
+    use arrow::datatypes::Int64Type;
+    use arrow_flight::decode::DecodedPayload;
+
+    const FILES: i64 = 4;
+    const ROWS: i64 = 400_000;
+    let warehouse = tempfile::tempdir()?;
+    let dir = warehouse.path().join("wide");
+    std::fs::create_dir_all(&dir)?;
+    for file in 0..FILES {
+        // Much more than the flow-control windows between the processes hold, so that the killed
+        // executor still has rows to send.
+        let ids: Vec<i64> = (file * ROWS..(file + 1) * ROWS).collect();
+        let notes = StringArray::from_iter_values(ids.iter().map(|i| format!("row {i:012} of a table wide enough")));
+        let batch = arrow::array::RecordBatch::try_from_iter([
+            ("id", Arc::new(Int64Array::from(ids)) as arrow::array::ArrayRef),
+            ("note", Arc::new(notes) as arrow::array::ArrayRef),
+        ])?;
+        let path = dir.join(format!("part-{file}.parquet"));
+        let mut writer = parquet::arrow::ArrowWriter::try_new(std::fs::File::create(path)?, batch.schema(), None)?;
+        writer.write(&batch)?;
+        writer.close()?;
+    }
+    let warehouse_arg = warehouse.path().display().to_string();
+    let secret = [("GLAUX_CLUSTER_SECRET", "00112233445566778899aabbccddeeff")];
+    let (_scheduler, addr) = spawn_until(
+        &["scheduler", "--flight-sql-addr", "127.0.0.1:0", "--warehouse", &warehouse_arg],
+        &secret,
+        "Flight SQL on ",
+    )
+    .await;
+    let mut executors = Vec::new();
+    for _ in 0..2 {
+        let args = ["executor", "--scheduler", &addr, "--warehouse", &warehouse_arg, "--task-slots", "1"];
+        executors.push(spawn_until(&args, &secret, "serving on ").await);
+    }
+    let mut client = glaux_client::GlauxClient::connect(&addr).await?;
+    client.query(&format!("CREATE EXTERNAL TABLE wide STORED AS PARQUET LOCATION '{}/'", dir.display())).await?;
+    let even = "SELECT count(*) FROM wide WHERE id % 2 = 0";
+    let mut both_executors = false;
+    for _ in 0..100 {
+        if client.query(even).await?.stats.is_some_and(|s| s.tasks >= 2) {
+            both_executors = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(both_executors, "both executors joined");
+
+    let info = client.submit("SELECT id, note FROM wide").await?;
+    let mut stream = client.fetch(&info.endpoint[0]).await?;
+    let mut seen = vec![false; (FILES * ROWS) as usize];
+    let (mut returned, mut stats) = (0, None);
+    let mut killed = false;
+    while let Some(message) = stream.next().await {
+        let message = message?;
+        if let Some(query) = glaux_proto::QueryStats::from_json(&message.app_metadata()) {
+            stats = Some(query);
+        }
+        if let DecodedPayload::RecordBatch(batch) = message.payload {
+            for id in batch.column(0).as_primitive::<Int64Type>().values() {
+                let slot = seen.get_mut(*id as usize).ok_or("id out of range")?;
+                assert!(!*slot, "row {id} returned twice");
+                *slot = true;
+            }
+            returned += batch.num_rows();
+            if !killed && returned > 0 {
+                executors.remove(0).0.kill().await?;
+                killed = true;
+            }
+        }
+    }
+    assert_eq!(returned, seen.len(), "every row once");
+    assert_eq!(stats.map(|s| s.tasks_rerun), Some(1), "the lost executor's task ran again");
+
+    // The survivor serves the next query.
+    let output = client.query(even).await?;
+    assert_eq!(output.batches[0].column(0).as_primitive::<Int64Type>().value(0), FILES * ROWS / 2);
     Ok(())
 }

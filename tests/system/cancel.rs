@@ -88,3 +88,42 @@ async fn a_query_too_big_for_memory_fails_clearly_and_releases_everything() -> T
     assert_eq!(rows_of(&output.batches), vec!["18000"]);
     Ok(())
 }
+
+/// Ctrl-C in `glaux shell` while a query runs cancels the query on every executor, not the shell.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ctrl_c_in_the_shell_cancels_the_running_query() -> TestResult {
+    let cluster = TestCluster::builder().start().await?;
+    let (_, _client) = cluster.with_lake().await?;
+    let script = cluster.warehouse().join("long.sql");
+    std::fs::write(
+        &script,
+        "SELECT a.region, count(*) FROM sales a JOIN sales b ON a.region = b.region GROUP BY a.region;\nSELECT 'not reached';\n",
+    )?;
+    let shell = tokio::process::Command::new(env!("CARGO_BIN_EXE_glaux"))
+        .args(["shell", "--host", &cluster.url(), "-f", &script.display().to_string()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    let running = async {
+        while cluster.executors.iter().all(|e| e.installed_tasks() == 0) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), running).await?;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    let pid = shell.id().ok_or("the shell has exited")?.to_string();
+    let interrupted_at = Instant::now();
+    let status = tokio::process::Command::new("kill").args(["-INT", &pid]).status().await?;
+    assert!(status.success());
+    let output = tokio::time::timeout(Duration::from_secs(5), shell.wait_with_output()).await??;
+    let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(!output.status.success(), "a cancelled script fails");
+    assert!(stderr.contains("Query cancelled"), "{stderr}");
+    assert!(!stdout.contains("not reached"), "the script stops at the cancelled statement: {stdout}");
+    executors_idle(&cluster, Duration::from_secs(5)).await?;
+    let stopped = interrupted_at.elapsed();
+    assert!(stopped < Duration::from_secs(3), "tasks stopped {stopped:?} after Ctrl-C");
+    Ok(())
+}

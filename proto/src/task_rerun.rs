@@ -1,0 +1,29 @@
+//! Re-running a task whose executor was lost, so that the reader of its output carries on.
+//!
+//! The scheduler puts a [`TaskRerun`] in the session config of the plan it runs itself; a
+//! [`crate::StageReaderExec`] whose source executor stops answering asks it to run the task again
+//! elsewhere, then reads the new output from there, skipping the rows it already passed on. Whether
+//! a task may be re-run (it reads only storage, and yields its rows in the same order every time, or
+//! has not yielded any yet) is the scheduler's decision; executors install no `TaskRerun`, so a lost
+//! executor ends the reads between executors with an error naming it.
+
+use std::fmt;
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+
+use crate::ids::{StageId, TaskId};
+
+/// Where a re-run task serves its output (`host:port`), or why it cannot be re-run.
+pub type RerunResult = Result<String, String>;
+
+pub trait TaskRerun: Send + Sync + fmt::Debug {
+    /// Runs task `task` of `stage` again on an executor other than `lost`. The reader asking has
+    /// already passed on the first `delivered` rows of its partition of the task's output and will
+    /// skip them in the new output, so the task must yield them again in the same order.
+    fn rerun(&self, stage: StageId, task: TaskId, lost: &str, delivered: u64) -> BoxFuture<'static, RerunResult>;
+}
+
+/// The session-config extension through which the scheduler offers re-runs to its readers.
+#[derive(Debug)]
+pub struct RerunHandle(pub Arc<dyn TaskRerun>);
