@@ -40,6 +40,46 @@ enum Command {
     /// TPC-H on a standalone cluster and on single-process DataFusion side by side, and Flight
     /// SQL latency; prints medians and the Glaux/DataFusion ratio.
     Bench(bench::BenchArgs),
+    /// Reads a password from stdin and prints its Argon2id hash, for a `--users` file line
+    /// `name:hash`.
+    HashPassword,
+}
+
+#[derive(Args, Clone)]
+struct UsersArgs {
+    /// File of Flight SQL users, one `name:argon2-hash` per line (`glaux hash-password`). Without
+    /// it clients need no password, and the scheduler serves on loopback addresses only.
+    #[arg(long, env = "GLAUX_USERS_FILE")]
+    users: Option<PathBuf>,
+}
+
+impl UsersArgs {
+    fn load(&self) -> anyhow::Result<Option<std::sync::Arc<glaux_scheduler::Users>>> {
+        let Some(path) = &self.users else { return Ok(None) };
+        let users = glaux_scheduler::Users::load(path).map_err(anyhow::Error::msg)?;
+        Ok(Some(std::sync::Arc::new(users)))
+    }
+}
+
+#[derive(Args, Clone)]
+struct ClientArgs {
+    /// The scheduler's Flight SQL address.
+    #[arg(long, default_value = "127.0.0.1:50051")]
+    host: String,
+    /// Authenticate as this user; the password comes from GLAUX_PASSWORD, else a prompt.
+    #[arg(long, short = 'u')]
+    user: Option<String>,
+}
+
+impl ClientArgs {
+    async fn connect(&self) -> anyhow::Result<GlauxClient> {
+        let Some(user) = &self.user else { return Ok(GlauxClient::connect(&self.host).await?) };
+        let password = match std::env::var("GLAUX_PASSWORD") {
+            Ok(password) => password,
+            Err(_) => rpassword::prompt_password(format!("Password for {user}: ")).context("reading the password")?,
+        };
+        Ok(GlauxClient::connect_as(&self.host, user, &password).await?)
+    }
 }
 
 #[derive(Args, Clone)]
@@ -90,6 +130,8 @@ struct StandaloneArgs {
     memory_mib: usize,
     #[command(flatten)]
     storage: StorageArgs,
+    #[command(flatten)]
+    users: UsersArgs,
 }
 
 #[derive(Args)]
@@ -100,6 +142,8 @@ struct SchedulerArgs {
     storage: StorageArgs,
     #[command(flatten)]
     secret: SecretArgs,
+    #[command(flatten)]
+    users: UsersArgs,
 }
 
 #[derive(Args)]
@@ -126,9 +170,8 @@ struct ExecutorArgs {
 
 #[derive(Args)]
 struct ShellArgs {
-    /// The scheduler's Flight SQL address.
-    #[arg(long, default_value = "127.0.0.1:50051")]
-    host: String,
+    #[command(flatten)]
+    client: ClientArgs,
     /// Run these statements and exit.
     #[arg(short = 'c', long)]
     command: Option<String>,
@@ -144,9 +187,8 @@ struct CrawlArgs {
     /// The table to create, `[db.]name` (default: the location's last directory).
     #[arg(long)]
     table: Option<String>,
-    /// The scheduler's Flight SQL address.
-    #[arg(long, default_value = "127.0.0.1:50051")]
-    host: String,
+    #[command(flatten)]
+    client: ClientArgs,
 }
 
 /// The default table name for a location: its last path segment, as an identifier.
@@ -250,13 +292,14 @@ struct Standalone {
 async fn start_standalone(args: &StandaloneArgs) -> anyhow::Result<Standalone> {
     let storage = args.storage.config()?;
     let secret = ClusterSecret::generate();
-    let scheduler = Scheduler::start(
-        SchedulerConfig::new(secret.clone())
-            .with_bind(args.flight_sql_addr)
-            .with_storage(storage.clone())
-            .with_catalog_path(args.storage.catalog_path()),
-    )
-    .await?;
+    let mut config = SchedulerConfig::new(secret.clone())
+        .with_bind(args.flight_sql_addr)
+        .with_storage(storage.clone())
+        .with_catalog_path(args.storage.catalog_path());
+    if let Some(users) = args.users.load()? {
+        config = config.with_users(users);
+    }
+    let scheduler = Scheduler::start(config).await?;
     let mut executors = Vec::new();
     for _ in 0..args.executors {
         let mut config = ExecutorConfig::new(scheduler.addr().to_string(), secret.clone())
@@ -271,6 +314,14 @@ async fn start_standalone(args: &StandaloneArgs) -> anyhow::Result<Standalone> {
         .await
         .context("executors did not register within 30 s")?;
     Ok(Standalone { scheduler, _executors: executors })
+}
+
+/// How clients authenticate, for the start-up line.
+fn authentication(users: &UsersArgs) -> String {
+    match &users.users {
+        Some(path) => format!("clients authenticate (users from {})", path.display()),
+        None => "no authentication (no --users; loopback only)".to_string(),
+    }
 }
 
 /// Runs until Ctrl-C or until `stopped` completes (the server failed).
@@ -288,9 +339,10 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             init_logging("info");
             let cluster = start_standalone(&args).await?;
             println!(
-                "Glaux standalone: Flight SQL on {} with {} executors. Ctrl-C stops.",
+                "Glaux standalone: Flight SQL on {} with {} executors ({}). Ctrl-C stops.",
                 cluster.scheduler.addr(),
-                args.executors
+                args.executors,
+                authentication(&args.users)
             );
             tokio::signal::ctrl_c().await?;
             Ok(true)
@@ -299,12 +351,15 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             init_logging("info");
             let storage = args.storage.config()?;
             let secret = args.secret.load(&args.storage, true)?;
-            let config = SchedulerConfig::new(secret)
+            let mut config = SchedulerConfig::new(secret)
                 .with_bind(args.flight_sql_addr)
                 .with_storage(storage)
                 .with_catalog_path(args.storage.catalog_path());
+            if let Some(users) = args.users.load()? {
+                config = config.with_users(users);
+            }
             let mut scheduler = Scheduler::start(config).await?;
-            println!("Glaux scheduler: Flight SQL on {}. Ctrl-C stops.", scheduler.addr());
+            println!("Glaux scheduler: Flight SQL on {} ({}). Ctrl-C stops.", scheduler.addr(), authentication(&args.users));
             until_ctrl_c(scheduler.stopped()).await
         }
         Command::Executor(args) => {
@@ -325,13 +380,13 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
         }
         Command::Shell(args) => {
             init_logging("warn");
-            let client = GlauxClient::connect(&args.host).await?;
+            let client = args.client.connect().await?;
             let options = ShellOptions { command: args.command, file: args.file, history: history_file() };
             Ok(Shell::new(client, options).run().await?)
         }
         Command::Crawl(args) => {
             init_logging("warn");
-            let mut client = GlauxClient::connect(&args.host).await?;
+            let mut client = args.client.connect().await?;
             let table = args.table.unwrap_or_else(|| table_name_for(&args.location));
             let location = args.location.replace('\'', "''");
             client.query(&format!("CREATE EXTERNAL TABLE {table} LOCATION '{location}'")).await?;
@@ -353,6 +408,20 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                 let more = if names.len() > 5 { ", ..." } else { "" };
                 println!("-- {} partitions registered: {shown}{more}", names.len());
             }
+            Ok(true)
+        }
+        Command::HashPassword => {
+            let password = if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+                rpassword::prompt_password("Password: ")?
+            } else {
+                let mut line = String::new();
+                std::io::stdin().read_line(&mut line)?;
+                line.trim_end_matches(['\r', '\n']).to_string()
+            };
+            if password.is_empty() {
+                bail!("empty password");
+            }
+            println!("{}", glaux_scheduler::hash_password(&password).map_err(anyhow::Error::msg)?);
             Ok(true)
         }
         Command::Bench(args) => {

@@ -93,6 +93,21 @@ impl GlauxClient {
         Ok(Self { sql: FlightSqlServiceClient::new(channel), database: "default".into() })
     }
 
+    /// Connects and authenticates as `user` (a Basic handshake exchanged for a bearer token that
+    /// every later call carries).
+    pub async fn connect_as(url: &str, user: &str, password: &str) -> Result<Self, ClientError> {
+        let mut client = Self::connect(url).await?;
+        client.sql.handshake(user, password).await.map_err(|e| match e {
+            // arrow-flight reports a refused handshake as "Can't handshake status: ..., message: ...".
+            FlightError::Arrow(arrow::error::ArrowError::IpcError(message)) => {
+                let reason = message.split("message: ").nth(1).and_then(|m| m.split('"').nth(1));
+                ClientError::Server(reason.map_or(message.clone(), str::to_string))
+            }
+            other => ClientError::from(other),
+        })?;
+        Ok(client)
+    }
+
     /// Submits a statement (`GetFlightInfo`): what [`GlauxClient::fetch`] reads and
     /// [`GlauxClient::cancel`] cancels.
     pub async fn submit(&mut self, sql: &str) -> Result<FlightInfo, ClientError> {
@@ -105,10 +120,11 @@ impl GlauxClient {
     pub async fn fetch(&mut self, endpoint: &FlightEndpoint) -> Result<FlightDataDecoder, ClientError> {
         let ticket =
             endpoint.ticket.clone().ok_or_else(|| ClientError::Protocol("endpoint without ticket".into()))?;
+        let request = self.authorized(ticket);
         let response = self
             .sql
             .inner_mut()
-            .do_get(ticket)
+            .do_get(request)
             .await
             .map_err(|status| ClientError::Server(status.message().to_string()))?;
         let messages = response.into_inner().map_err(|s| FlightError::Tonic(Box::new(s)));
@@ -119,7 +135,8 @@ impl GlauxClient {
     pub async fn cancel(&mut self, info: FlightInfo) -> Result<bool, ClientError> {
         let action = Action::new("CancelFlightInfo", CancelFlightInfoRequest::new(info).encode_to_vec());
         let server = |status: tonic::Status| ClientError::Server(status.message().to_string());
-        let mut results = self.sql.inner_mut().do_action(action).await.map_err(server)?.into_inner();
+        let request = self.authorized(action);
+        let mut results = self.sql.inner_mut().do_action(request).await.map_err(server)?.into_inner();
         let result = results
             .message()
             .await
@@ -128,6 +145,16 @@ impl GlauxClient {
         let result = CancelFlightInfoResult::decode(result.body)
             .map_err(|e| ClientError::Protocol(format!("malformed CancelFlightInfoResult: {e}")))?;
         Ok(result.status() == CancelStatus::Cancelled)
+    }
+
+    /// A request for a raw Flight call, with the token from the handshake (Flight SQL calls get
+    /// it from the Flight SQL client).
+    fn authorized<T>(&self, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        if let Some(value) = self.sql.token().and_then(|token| format!("Bearer {token}").parse().ok()) {
+            request.metadata_mut().insert("authorization", value);
+        }
+        request
     }
 
     /// Runs one statement to completion.

@@ -1,10 +1,13 @@
 //! Scheduler settings.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use glaux_proto::ClusterSecret;
 use glaux_storage::StorageConfig;
+
+use crate::client_auth::Users;
 
 #[derive(Clone, Debug)]
 pub struct SchedulerConfig {
@@ -23,6 +26,8 @@ pub struct SchedulerConfig {
     pub memory_limit_bytes: usize,
     /// The SQLite file holding the catalog; `None` keeps it in memory (lost at exit).
     pub catalog_path: Option<std::path::PathBuf>,
+    /// Flight SQL users; `None` serves without client authentication, on loopback only.
+    pub users: Option<Arc<Users>>,
 }
 
 impl SchedulerConfig {
@@ -36,7 +41,14 @@ impl SchedulerConfig {
             batch_size: 8192,
             memory_limit_bytes: 2 << 30,
             catalog_path: None,
+            users: None,
         }
+    }
+
+    /// Requires Flight SQL clients to authenticate as one of `users`.
+    pub fn with_users(mut self, users: Arc<Users>) -> Self {
+        self.users = Some(users);
+        self
     }
 
     pub fn with_bind(mut self, bind: SocketAddr) -> Self {

@@ -21,6 +21,8 @@ pub enum SchedulerError {
     MalformedRequest(String),
     #[error("{0} is not supported")]
     Unsupported(String),
+    #[error("{0}")]
+    Config(String),
 }
 
 impl SchedulerError {
@@ -33,7 +35,7 @@ impl From<SchedulerError> for tonic::Status {
     fn from(error: SchedulerError) -> Self {
         let message = error.to_string();
         match &error {
-            SchedulerError::Bind { .. } => tonic::Status::internal(message),
+            SchedulerError::Bind { .. } | SchedulerError::Config(_) => tonic::Status::internal(message),
             SchedulerError::Plan(_) | SchedulerError::MalformedRequest(_) => {
                 tonic::Status::invalid_argument(message)
             }

@@ -20,9 +20,12 @@
 //! - `rerun`: re-running a storage-only task of the final gather on another executor when its own
 //!   is lost mid-stream.
 //! - `flight_sql`: the Flight SQL front door (with `CancelFlightInfo`); converts and delegates to `query`.
+//! - `client_auth`: Flight SQL users (Argon2id hashes), Basic-for-bearer-token handshakes, and the
+//!   layer that refuses unauthenticated calls.
 
 mod athena_statements;
 mod catalog;
+mod client_auth;
 mod cluster;
 mod config;
 mod create_table;
@@ -36,6 +39,7 @@ mod server;
 mod session;
 
 pub use catalog::{Catalog, ColumnDef, SqliteCatalog, TableDef, TableFormat};
+pub use client_auth::{Users, hash_password};
 pub use cluster::{ClusterState, ExecutorInfo};
 pub use config::SchedulerConfig;
 pub use error::SchedulerError;

@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use arrow::array::{RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use datafusion::common::{DataFusionError, Result as DfResult};
+use datafusion::common::{DataFusionError, Result as DfResult, ScalarValue};
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::logical_expr::{DdlStatement, LogicalPlan};
 use datafusion::physical_plan::{ExecutionPlan, execute_stream};
@@ -148,15 +148,23 @@ pub(crate) fn plan_error(message: String) -> SchedulerError {
     SchedulerError::plan(DataFusionError::Plan(message))
 }
 
-/// What a client's statements are resolved against: the database `USE` chose.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// What a client's statement is resolved against: the database `USE` chose, and the values a
+/// prepared statement's placeholders (`$1`, `?`) are bound to.
+#[derive(Clone, Debug, PartialEq)]
 pub struct ClientSession {
     pub database: String,
+    pub parameters: Vec<ScalarValue>,
+}
+
+impl ClientSession {
+    pub fn in_database(database: impl Into<String>) -> Self {
+        Self { database: database.into(), parameters: Vec::new() }
+    }
 }
 
 impl Default for ClientSession {
     fn default() -> Self {
-        Self { database: DEFAULT_SCHEMA.to_string() }
+        Self::in_database(DEFAULT_SCHEMA)
     }
 }
 
@@ -179,6 +187,9 @@ pub struct Description {
     pub runs_on_submit: bool,
     /// For `USE`: the database the client's session moves to.
     pub use_database: Option<String>,
+    /// The statement's placeholders (`$1`, `$2`, ...), typed where the statement says what they
+    /// compare with (text where it does not).
+    pub parameters: SchemaRef,
 }
 
 impl QueryEngine {
@@ -250,6 +261,7 @@ impl QueryEngine {
             .with_allow_statements(false)
             .verify_plan(&plan)
             .map_err(SchedulerError::plan)?;
+        let plan = if session.parameters.is_empty() { plan } else { bind_parameters(plan, &session.parameters)? };
         if let LogicalPlan::Ddl(ddl) = &plan {
             match ddl {
                 DdlStatement::CreateMemoryTable(_) | DdlStatement::CreateIndex(_) => {
@@ -271,6 +283,7 @@ impl QueryEngine {
     /// runs when submitted (DDL, `MSCK`, `USE`) rather than when its result is fetched.
     pub async fn describe(&self, sql: &str, session: &ClientSession) -> Result<Description, SchedulerError> {
         let mut use_database = None;
+        let mut parameters = Arc::new(Schema::empty());
         let (schema, runs_on_submit) = match self.statement(sql, session).await? {
             Statement::ShowCreateTable(_) => (show_create_schema(), false),
             Statement::ShowPartitions(_) => (partitions_schema(), false),
@@ -282,13 +295,18 @@ impl QueryEngine {
                 use_database = Some(database);
                 (use_schema(), true)
             }
-            Statement::Plan(plan) => match &plan {
-                LogicalPlan::Explain(_) | LogicalPlan::Analyze(_) => (explain_schema(), false),
-                LogicalPlan::Ddl(_) => (Arc::new(plan.schema().as_arrow().clone()), true),
-                _ => (Arc::new(plan.schema().as_arrow().clone()), false),
-            },
+            Statement::Plan(plan) => {
+                if session.parameters.is_empty() {
+                    parameters = parameter_schema(&plan)?;
+                }
+                match &plan {
+                    LogicalPlan::Explain(_) | LogicalPlan::Analyze(_) => (explain_schema(), false),
+                    LogicalPlan::Ddl(_) => (Arc::new(plan.schema().as_arrow().clone()), true),
+                    _ => (Arc::new(plan.schema().as_arrow().clone()), false),
+                }
+            }
         };
-        Ok(Description { schema, runs_on_submit, use_database })
+        Ok(Description { schema, runs_on_submit, use_database, parameters })
     }
 
     pub async fn execute(&self, sql: &str, session: &ClientSession) -> Result<QueryResult, SchedulerError> {
@@ -581,6 +599,42 @@ pub(crate) async fn launch_on(
         .await
         .map_err(|status| failed(status.code(), status.message().to_string()))?;
     Ok(())
+}
+
+/// The placeholders of `plan` in order, `$1` first.
+fn parameter_schema(plan: &LogicalPlan) -> Result<SchemaRef, SchedulerError> {
+    let mut placeholders: Vec<(usize, String, Option<DataType>)> = plan
+        .get_parameter_fields()
+        .map_err(SchedulerError::plan)?
+        .into_iter()
+        .map(|(name, field)| {
+            let position = name.trim_start_matches('$').parse().unwrap_or(usize::MAX);
+            (position, name, field.map(|f| f.data_type().clone()))
+        })
+        .collect();
+    placeholders.sort();
+    let fields: Vec<Field> = placeholders
+        .into_iter()
+        .map(|(_, name, data_type)| Field::new(name, data_type.unwrap_or(DataType::Utf8), true))
+        .collect();
+    Ok(Arc::new(Schema::new(fields)))
+}
+
+/// Puts the bound values into the plan's placeholders, each cast to the type its placeholder
+/// compares with (a client binds a Python int as Int64 to a placeholder compared with an INT column).
+fn bind_parameters(plan: LogicalPlan, values: &[ScalarValue]) -> Result<LogicalPlan, SchedulerError> {
+    let types = plan.get_parameter_types().map_err(SchedulerError::plan)?;
+    let values = values
+        .iter()
+        .enumerate()
+        .map(|(i, value)| match types.get(&format!("${}", i + 1)) {
+            Some(Some(data_type)) if value.data_type() != *data_type => value.cast_to(data_type).map_err(|e| {
+                plan_error(format!("parameter ${}: cannot use {value} as {data_type}: {e}", i + 1))
+            }),
+            _ => Ok(value.clone()),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    plan.with_param_values(values).map_err(SchedulerError::plan)
 }
 
 /// How often a query is planned and started when executors turn out to be lost.

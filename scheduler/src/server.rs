@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Server;
 
+use crate::client_auth::RequireClientAuth;
 use crate::cluster::{ClusterService, ClusterState};
 use crate::config::SchedulerConfig;
 use crate::error::SchedulerError;
@@ -33,6 +34,13 @@ pub struct Scheduler {
 
 impl Scheduler {
     pub async fn start(config: SchedulerConfig) -> Result<Self, SchedulerError> {
+        if config.users.is_none() && !config.bind.ip().is_loopback() {
+            return Err(SchedulerError::Config(format!(
+                "refusing to serve Flight SQL on {} without client authentication: configure users (--users FILE) \
+                 or bind a loopback address",
+                config.bind
+            )));
+        }
         let listener = TcpListener::bind(config.bind)
             .await
             .map_err(|source| SchedulerError::Bind { addr: config.bind, source })?;
@@ -51,9 +59,22 @@ impl Scheduler {
             storage: config.storage.clone(),
             cleanup,
         });
-        let flight_sql = FlightServiceServer::new(FlightSqlFrontDoor { engine, running: Default::default() })
+        let front_door = FlightSqlFrontDoor {
+            engine,
+            running: Default::default(),
+            bound: Default::default(),
+            users: config.users.clone(),
+        };
+        let flight_sql = FlightServiceServer::new(front_door)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
+        match &config.users {
+            Some(users) => {
+                let names: Vec<&str> = users.names().collect();
+                tracing::info!(users = %names.join(", "), "Flight SQL clients must authenticate");
+            }
+            None => tracing::warn!("no users configured: Flight SQL serves without authentication (loopback only)"),
+        }
         let cluster_service = SchedulerClusterServer::new(ClusterService {
             state: Arc::clone(&cluster),
             heartbeat_interval: config.heartbeat_interval,
@@ -63,9 +84,14 @@ impl Scheduler {
         let mut running = JoinSet::new();
         let stop = shutdown.clone();
         let verify = ClusterAuth::verify(config.secret.clone());
+        let users = config.users.clone();
         running.spawn(async move {
-            let served = Server::builder()
-                .add_service(flight_sql)
+            let mut builder = Server::builder();
+            let router = match users {
+                Some(users) => builder.add_service(RequireClientAuth { inner: flight_sql, users }),
+                None => builder.add_service(flight_sql),
+            };
+            let served = router
                 .add_service(InterceptedService::new(cluster_service, verify))
                 // Small responses go out at once: without TCP_NODELAY, Nagle and delayed ACKs add
                 // ~40 ms to every request/response exchange.

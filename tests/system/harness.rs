@@ -39,6 +39,7 @@ pub struct TestClusterBuilder {
     s3: Option<glaux_storage::S3Config>,
     storage_file: Option<String>,
     executor_memory: usize,
+    users: Option<std::sync::Arc<glaux_scheduler::Users>>,
 }
 
 impl TestCluster {
@@ -52,6 +53,7 @@ impl TestCluster {
             s3: None,
             storage_file: None,
             executor_memory: 512 << 20,
+            users: None,
         }
     }
 
@@ -113,6 +115,12 @@ impl TestClusterBuilder {
         self
     }
 
+    /// Flight SQL clients must authenticate as one of these.
+    pub fn users(mut self, users: glaux_scheduler::Users) -> Self {
+        self.users = Some(std::sync::Arc::new(users));
+        self
+    }
+
     /// Storage config file text (named stores), applied after [`Self::s3`].
     pub fn storage_file(mut self, text: &str) -> Self {
         self.storage_file = Some(text.to_string());
@@ -139,6 +147,9 @@ impl TestClusterBuilder {
             SchedulerConfig::new(secret.clone()).with_storage(storage.clone()).with_heartbeat(self.heartbeat);
         if let Some(catalog) = &self.catalog {
             config = config.with_catalog_path(catalog);
+        }
+        if let Some(users) = self.users {
+            config = config.with_users(users);
         }
         let scheduler = Scheduler::start(config).await?;
         let mut executors = Vec::new();

@@ -7,6 +7,7 @@ mod bad_input;
 mod cancel;
 mod catalog;
 mod events;
+mod flight_sql;
 mod partitions;
 mod binary;
 mod harness;

@@ -1,4 +1,5 @@
-//! Executors run only what their scheduler sends: without the cluster credential, nothing.
+//! Executors run only what their scheduler sends: without the cluster credential, nothing. Flight
+//! SQL clients authenticate when users are configured.
 
 use arrow_flight::Ticket;
 use arrow_flight::flight_service_client::FlightServiceClient;
@@ -80,5 +81,56 @@ async fn executors_and_scheduler_reject_callers_without_the_cluster_secret() -> 
     // And the cluster still answers queries.
     let mut client = cluster.client().await;
     assert_eq!(rows_of(&client.query("SELECT 40 + 2").await?.batches), vec!["42"]);
+    Ok(())
+}
+
+/// With users configured, Flight SQL clients hand-shake with a user name and password for a token;
+/// anything else is refused, and the executors (on the same port, with the cluster secret) work on.
+/// Without users, the scheduler will not serve a non-loopback address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn flight_sql_clients_authenticate_when_users_are_configured() -> TestResult {
+    use arrow_flight::sql::client::FlightSqlServiceClient;
+    use base64::Engine;
+
+    let hash = glaux_scheduler::hash_password("correct horse")?;
+    let users = glaux_scheduler::Users::parse(&format!("# analysts\nana:{hash}\n"))?;
+    let cluster = TestCluster::builder().executors(1).users(users).start().await?;
+    let url = cluster.url();
+
+    let mut anonymous = glaux_client::GlauxClient::connect(&url).await?;
+    let error = anonymous.query("SELECT 1").await.expect_err("no credentials");
+    assert!(error.to_string().contains("authentication required"), "{error}");
+    let error = glaux_client::GlauxClient::connect_as(&url, "ana", "wrong").await.expect_err("wrong password");
+    assert!(error.to_string().contains("wrong user name or password"), "{error}");
+    let error = glaux_client::GlauxClient::connect_as(&url, "eve", "correct horse").await.expect_err("unknown user");
+    assert!(error.to_string().contains("wrong user name or password"), "{error}");
+
+    // The token works for statements, fetching and cancelling.
+    let mut ana = glaux_client::GlauxClient::connect_as(&url, "ana", "correct horse").await?;
+    let lake = write_lake(cluster.warehouse());
+    for ddl in lake_ddl(&format!("{}/", lake.display())) {
+        ana.query(&ddl).await?;
+    }
+    assert_eq!(rows_of(&ana.query("SELECT count(*) FROM sales").await?.batches), vec!["18000"]);
+    let info = ana.submit("SELECT count(*) FROM sales").await?;
+    assert!(!ana.cancel(info).await?, "nothing runs yet, but the call is let through");
+
+    let channel = tonic::transport::Channel::from_shared(format!("http://{url}"))?.connect().await?;
+    let mut forged = FlightSqlServiceClient::new(channel.clone());
+    forged.set_token("00ff".into());
+    let error = forged.execute("SELECT 1".into(), None).await.expect_err("forged token");
+    assert!(error.to_string().contains("unknown or expired"), "{error}");
+    // Basic credentials on every call work too (clients that never hand-shake).
+    let mut basic = FlightSqlServiceClient::new(channel);
+    let credentials = base64::engine::general_purpose::STANDARD.encode("ana:correct horse");
+    basic.set_header("authorization", format!("Basic {credentials}"));
+    let info = basic.execute("SELECT 2 AS two".into(), None).await?;
+    assert_eq!(info.endpoint.len(), 1);
+
+    // No users and a non-loopback address: refused before binding anything.
+    let open = glaux_scheduler::SchedulerConfig::new(glaux_proto::ClusterSecret::generate())
+        .with_bind("0.0.0.0:0".parse()?);
+    let error = glaux_scheduler::Scheduler::start(open).await.err().ok_or("started without authentication")?;
+    assert!(error.to_string().contains("without client authentication"), "{error}");
     Ok(())
 }
