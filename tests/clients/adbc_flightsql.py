@@ -83,6 +83,21 @@ try:
             cur.execute("SELECT 1 AS one")
             check("SELECT 1", cur.fetchall() == [(1,)])
 
+            # Parameters: ADBC prepares the statement and binds the values with DoPut.
+            cur.execute("SELECT id, item FROM sales WHERE region = ? AND qty > ? ORDER BY id LIMIT 3",
+                        parameters=("us", 45))
+            expected_rows = [(i, ["apple", "pear", "fig"][i % 3]) for i in range(1000, 2000) if i * 13 % 50 > 45][:3]
+            check("query with bound parameters", cur.fetchall() == expected_rows)
+            cur.execute("SELECT count(*) FROM sales WHERE region = $1", parameters=("eu",))
+            check("$1 placeholders", cur.fetchall() == [(1000,)])
+            cur.adbc_prepare("SELECT count(*) AS n FROM sales WHERE qty < ?")
+            counts = []
+            for limit in (10, 25):
+                cur.execute("SELECT count(*) AS n FROM sales WHERE qty < ?", parameters=(limit,))
+                counts.append(cur.fetchall()[0][0])
+            expected_counts = [sum(1 for i in range(3000) if i * 13 % 50 < limit) for limit in (10, 25)]
+            check("one prepared statement, re-bound", counts == expected_counts, f"{counts} != {expected_counts}")
+
             try:
                 cur.execute("SELECT * FROM no_such_table")
                 cur.fetchall()

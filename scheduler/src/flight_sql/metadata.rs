@@ -60,7 +60,8 @@ pub async fn tables(ctx: &SessionContext, query: CommandGetTables) -> Result<Rec
                         &schema_name,
                         &table_name,
                         table_type_name(table.table_type()),
-                        table.schema().as_ref(),
+                        // The types its columns reach clients as.
+                        &super::client_schema(table.schema().as_ref()),
                     )
                     .map_err(arrow_status)?;
             }

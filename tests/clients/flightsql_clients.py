@@ -1,0 +1,155 @@
+"""Flight SQL clients BI tools and scripts use, against a real `glaux standalone` with users.
+
+Usage: flightsql_clients.py GLAUX_BINARY WORK_DIR
+
+Starts `glaux standalone --users FILE` (a user whose Argon2id hash `glaux hash-password` made)
+and checks, each with the right password and a wrong one:
+- `flightsql-dbapi` through SQLAlchemy (`datafusion://user:password@host:port?insecure=true`, the
+  dialect Superset uses): list schemas, tables and columns, run a query;
+- `pyarrow.flight` (`authenticate_basic_token`, then Flight SQL commands by hand);
+- ADBC with a user name and password.
+Results are compared with pyarrow's own computation over the same files.
+"""
+import os
+import subprocess
+import sys
+import threading
+
+import adbc_driver_flightsql.dbapi as adbc
+import pyarrow as pa
+import pyarrow.flight as flight
+import pyarrow.parquet as pq
+import sqlalchemy
+from google.protobuf import any_pb2
+
+import flightsql.flightsql_pb2 as flightsql_pb2
+import flightsql.sqlalchemy  # noqa: F401  (registers the datafusion:// dialect)
+
+glaux, work = sys.argv[1], sys.argv[2]
+warehouse = os.path.join(work, "warehouse")
+trips_dir = os.path.join(warehouse, "trips")
+os.makedirs(trips_dir, exist_ok=True)
+trips = pa.table({
+    "trip_id": pa.array(range(500), pa.int64()),
+    "city": pa.array([["oslo", "lima", "pune"][i % 3] for i in range(500)]),
+    "fare": pa.array([round(3.5 + (i * 7 % 40) / 4, 2) for i in range(500)], pa.float64()),
+})
+pq.write_table(trips, os.path.join(trips_dir, "part-0.parquet"), row_group_size=100)
+
+password = "tr0ub4dor&3"
+hashed = subprocess.run([glaux, "hash-password"], input=password + "\n", capture_output=True, text=True, check=True)
+users_file = os.path.join(work, "users")
+with open(users_file, "w") as f:
+    f.write(f"# who may query\nana:{hashed.stdout.strip()}\n")
+
+server = subprocess.Popen(
+    [glaux, "standalone", "--executors", "2", "--flight-sql-addr", "127.0.0.1:0", "--warehouse", warehouse,
+     "--users", users_file],
+    stdout=subprocess.PIPE, text=True, env={**os.environ, "GLAUX_LOG": "warn"},
+)
+address = None
+for line in server.stdout:
+    if "Flight SQL on " in line:
+        address = line.split("Flight SQL on ")[1].split()[0]
+        break
+if address is None:
+    sys.exit("glaux standalone did not start")
+threading.Thread(target=lambda: [None for _ in server.stdout], daemon=True).start()
+host, port = address.rsplit(":", 1)
+
+passed, failed = 0, 0
+
+
+def check(name, condition, detail=""):
+    global passed, failed
+    if condition:
+        passed += 1
+        print(f"ok   {name}")
+    else:
+        failed += 1
+        print(f"FAIL {name} {detail}")
+
+
+def expect_error(name, call, words):
+    try:
+        call()
+        check(name, False, "no error")
+    except Exception as e:  # each client raises its own exception types
+        check(name, any(w in str(e) for w in words), str(e))
+
+
+by_city = {}
+for row in trips.to_pylist():
+    by_city.setdefault(row["city"], []).append(row["fare"])
+expected = sorted((city, len(fares), round(sum(fares), 2)) for city, fares in by_city.items())
+
+try:
+    # ADBC with credentials: declare the table, query it.
+    with adbc.connect(f"grpc://{address}", db_kwargs={"username": "ana", "password": password}) as conn:
+        with conn.cursor() as cur:
+            cur.execute(f"CREATE EXTERNAL TABLE trips STORED AS PARQUET LOCATION '{trips_dir}/'")
+            cur.execute("SELECT city, count(*), round(sum(fare), 2) FROM trips GROUP BY city ORDER BY city")
+            check("ADBC with a user name and password", cur.fetchall() == expected)
+    expect_error("ADBC with a wrong password",
+                 lambda: adbc.connect(f"grpc://{address}", db_kwargs={"username": "ana", "password": "nope"}).cursor().execute("SELECT 1"),
+                 ["wrong user name or password", "UNAUTHENTICATED", "Unauthenticated"])
+
+    # SQLAlchemy through flightsql-dbapi, as Superset connects.
+    engine = sqlalchemy.create_engine(f"datafusion+flightsql://ana:{password}@{host}:{port}?insecure=true")
+    inspector = sqlalchemy.inspect(engine)
+    check("SQLAlchemy lists schemas", "default" in inspector.get_schema_names(), f"{inspector.get_schema_names()}")
+    tables = inspector.get_table_names(schema="default")
+    check("SQLAlchemy lists tables", "trips" in tables, f"{tables}")
+    columns = inspector.get_columns("trips", schema="default")
+    check("SQLAlchemy lists columns", [c["name"] for c in columns] == ["trip_id", "city", "fare"], f"{columns}")
+    with engine.connect() as connection:
+        rows = connection.execute(sqlalchemy.text(
+            "SELECT city, count(*) AS n, round(sum(fare), 2) AS total FROM trips GROUP BY city ORDER BY city")).fetchall()
+        check("SQLAlchemy runs a query", [tuple(r) for r in rows] == expected, f"{rows}")
+        table = sqlalchemy.Table("trips", sqlalchemy.MetaData(), autoload_with=engine, schema="default")
+        query = sqlalchemy.select(table.c.trip_id).where(table.c.city == "lima").order_by(table.c.trip_id).limit(3)
+        ids = [r[0] for r in connection.execute(query)]
+        check("SQLAlchemy expression query", ids == [1, 4, 7], f"{ids}")
+    wrong = f"datafusion+flightsql://ana:nope@{host}:{port}?insecure=true"
+    expect_error("SQLAlchemy with a wrong password",
+                 lambda: sqlalchemy.create_engine(wrong).connect().execute(sqlalchemy.text("SELECT 1")),
+                 ["wrong user name or password", "Unauthenticated"])
+
+    # pyarrow.flight: Basic credentials for a bearer token, then Flight SQL commands by hand.
+    client = flight.FlightClient(f"grpc://{address}")
+    expect_error("pyarrow.flight with a wrong password", lambda: client.authenticate_basic_token("ana", "nope"),
+                 ["wrong user name or password", "Unauthenticated"])
+    expect_error("pyarrow.flight without a token",
+                 lambda: client.get_flight_info(flight.FlightDescriptor.for_command(b"x")),
+                 ["authentication required", "Unauthenticated"])
+    header = client.authenticate_basic_token("ana", password)
+    options = flight.FlightCallOptions(headers=[header])
+
+    def command(message):
+        wrapped = any_pb2.Any()
+        wrapped.Pack(message)
+        return flight.FlightDescriptor.for_command(wrapped.SerializeToString())
+
+    statement = flightsql_pb2.CommandStatementQuery(query="SELECT trip_id, fare FROM trips WHERE trip_id < 5 ORDER BY trip_id")
+    info = client.get_flight_info(command(statement), options)
+    table = client.do_get(info.endpoints[0].ticket, options).read_all()
+    check("pyarrow.flight statement", table.column("trip_id").to_pylist() == [0, 1, 2, 3, 4]
+          and table.column("fare").to_pylist() == trips.column("fare").to_pylist()[:5], f"{table}")
+    info = client.get_flight_info(command(flightsql_pb2.CommandGetTables(include_schema=True)), options)
+    listed = client.do_get(info.endpoints[0].ticket, options).read_all()
+    check("pyarrow.flight GetTables", "trips" in listed.column("table_name").to_pylist(), f"{listed}")
+    info = client.get_flight_info(command(flightsql_pb2.CommandGetSqlInfo(info=[0, 1])), options)
+    server_info = client.do_get(info.endpoints[0].ticket, options).read_all()
+    check("pyarrow.flight GetSqlInfo", server_info.num_rows == 2, f"{server_info}")
+    expect_error("pyarrow.flight malformed command",
+                 lambda: client.get_flight_info(flight.FlightDescriptor.for_command(b"\\x0agarbage"), options),
+                 ["unsupported", "Unimplemented", "decode", "Invalid", "invalid"])
+    # The server serves on after every refusal above.
+    info = client.get_flight_info(command(flightsql_pb2.CommandStatementQuery(query="SELECT count(*) AS n FROM trips")), options)
+    check("served after bad requests", client.do_get(info.endpoints[0].ticket, options).read_all().column("n").to_pylist() == [500])
+finally:
+    server.terminate()
+    server.wait(timeout=30)
+
+print(f"flightsql clients: {passed} passed, {failed} failed")
+sys.exit(1 if failed else 0)
