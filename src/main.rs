@@ -178,6 +178,13 @@ struct ShellArgs {
     /// Run the statements in this file and exit.
     #[arg(short = 'f', long)]
     file: Option<PathBuf>,
+    /// How results print: aligned, csv, tsv, json (lines) or vertical.
+    #[arg(long, default_value = "aligned", value_parser = parse_format)]
+    format: glaux_client::OutputFormat,
+}
+
+fn parse_format(name: &str) -> Result<glaux_client::OutputFormat, String> {
+    glaux_client::OutputFormat::parse(name).ok_or_else(|| format!("use one of {}", glaux_client::OutputFormat::NAMES))
 }
 
 #[derive(Args)]
@@ -381,7 +388,8 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
         Command::Shell(args) => {
             init_logging("warn");
             let client = args.client.connect().await?;
-            let options = ShellOptions { command: args.command, file: args.file, history: history_file() };
+            let options =
+                ShellOptions { command: args.command, file: args.file, history: history_file(), format: args.format };
             Ok(Shell::new(client, options).run().await?)
         }
         Command::Crawl(args) => {

@@ -11,7 +11,7 @@ use arrow_flight::sql::CommandGetTables;
 use arrow_flight::{Action, CancelFlightInfoRequest, CancelFlightInfoResult, CancelStatus, FlightEndpoint, FlightInfo};
 use prost::Message;
 use futures::{StreamExt, TryStreamExt};
-use glaux_proto::QueryStats;
+use glaux_proto::{QueryProgress, QueryStats};
 use tonic::transport::{Channel, Endpoint};
 
 #[derive(Debug, thiserror::Error)]
@@ -147,6 +147,20 @@ impl GlauxClient {
         Ok(result.status() == CancelStatus::Cancelled)
     }
 
+    /// How far a submitted statement is, while a `fetch` streams it (`None` before it runs and
+    /// after it ends).
+    pub async fn progress(&mut self, info: &FlightInfo) -> Result<Option<QueryProgress>, ClientError> {
+        let Some(ticket) = info.endpoint.first().and_then(|e| e.ticket.clone()) else { return Ok(None) };
+        let request = self.authorized(Action::new("GlauxQueryProgress", ticket.ticket));
+        let server = |status: tonic::Status| ClientError::Server(status.message().to_string());
+        let mut results = self.sql.inner_mut().do_action(request).await.map_err(server)?.into_inner();
+        let Some(result) = results.message().await.map_err(server)? else { return Ok(None) };
+        if result.body.is_empty() {
+            return Ok(None);
+        }
+        serde_json::from_slice(&result.body).map(Some).map_err(|e| ClientError::Protocol(format!("malformed progress: {e}")))
+    }
+
     /// A request for a raw Flight call, with the token from the handshake (Flight SQL calls get
     /// it from the Flight SQL client).
     fn authorized<T>(&self, message: T) -> tonic::Request<T> {
@@ -206,6 +220,31 @@ impl GlauxClient {
     /// Runs a statement through `CommandStatementUpdate` (DDL).
     pub async fn execute_update(&mut self, sql: &str) -> Result<i64, ClientError> {
         Ok(self.sql.execute_update(sql.to_string(), None).await?)
+    }
+
+    /// `(schema, table, columns)` of every table, through `GetTables` with schemas.
+    pub async fn tables_with_columns(&mut self) -> Result<Vec<(String, String, Vec<String>)>, ClientError> {
+        let request = CommandGetTables { include_schema: true, ..Default::default() };
+        let info = self.sql.get_tables(request).await?;
+        let mut tables = Vec::new();
+        for endpoint in info.endpoint {
+            let Some(ticket) = endpoint.ticket else { continue };
+            let batches: Vec<RecordBatch> = self.sql.do_get(ticket).await?.try_collect().await?;
+            for batch in batches {
+                let malformed = || ClientError::Protocol("GetTables returned unexpected columns".into());
+                let schemas = arrow::array::AsArray::as_string_opt::<i32>(batch.column(1).as_ref()).ok_or_else(malformed)?;
+                let names = arrow::array::AsArray::as_string_opt::<i32>(batch.column(2).as_ref()).ok_or_else(malformed)?;
+                let ipc = batch.column_by_name("table_schema").ok_or_else(malformed)?;
+                let ipc = arrow::array::AsArray::as_binary_opt::<i32>(ipc.as_ref()).ok_or_else(malformed)?;
+                for row in 0..batch.num_rows() {
+                    let columns = arrow::ipc::convert::try_schema_from_ipc_buffer(ipc.value(row))
+                        .map(|schema| schema.fields().iter().map(|f| f.name().clone()).collect())
+                        .unwrap_or_default();
+                    tables.push((schemas.value(row).to_string(), names.value(row).to_string(), columns));
+                }
+            }
+        }
+        Ok(tables)
     }
 
     /// `(catalog, schema, table, type)` of every table, through `GetTables`.

@@ -11,5 +11,5 @@ mod statements;
 
 pub use client::{ClientError, GlauxClient, QueryOutput};
 pub use glaux_proto::QueryStats;
-pub use shell::{Shell, ShellOptions};
+pub use shell::{OutputFormat, Shell, ShellOptions};
 pub use statements::split_statements;

@@ -16,7 +16,8 @@ use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties};
 use datafusion::prelude::SessionContext;
 use glaux_proto::generated::executor_control_server::ExecutorControl;
 use glaux_proto::generated::{
-    CancelQueryRequest, CancelQueryResponse, LaunchTasksRequest, LaunchTasksResponse,
+    CancelQueryRequest, CancelQueryResponse, LaunchTasksRequest, LaunchTasksResponse, QueryProgressRequest,
+    QueryProgressResponse,
 };
 use glaux_proto::{EncodedPlan, QueryId, StageId, TaskId, TaskStats, collect_task_stats, decode_plan, task_report};
 use tonic::{Request, Response, Status};
@@ -136,5 +137,20 @@ impl ExecutorControl for ControlService {
             tracing::debug!(%query, cancelled = cancelled.len(), "query cancelled");
         }
         Ok(Response::new(CancelQueryResponse { cancelled_tasks: cancelled.len() as u32, stats: stats.to_json() }))
+    }
+
+    async fn query_progress(
+        &self,
+        request: Request<QueryProgressRequest>,
+    ) -> Result<Response<QueryProgressResponse>, Status> {
+        let query = QueryId::from(request.into_inner().query_id);
+        let mut progress = QueryProgressResponse::default();
+        for task in self.tasks.tasks_of(&query) {
+            progress.tasks += 1;
+            progress.tasks_done += u32::from(task.finished());
+            progress.rows_out += task.rows_out.load(Ordering::Relaxed);
+            progress.bytes_scanned += task.bytes_read.load(Ordering::Relaxed);
+        }
+        Ok(Response::new(progress))
     }
 }

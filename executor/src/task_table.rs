@@ -93,6 +93,11 @@ impl InstalledTask {
         self.partitions.get(&partition).copied()
     }
 
+    /// Every output partition has been read as often as it is consumed.
+    pub fn finished(&self) -> bool {
+        self.unread.lock().unwrap_or_else(|e| e.into_inner()).is_empty()
+    }
+
     /// Where a broadcast partition's batches are kept; `None` for a partition read once.
     pub fn buffer(&self, partition: u32) -> Option<BufferCell> {
         self.buffers.get(&partition).cloned()
@@ -138,6 +143,11 @@ impl TaskTable {
             }
             unread.is_empty()
         })
+    }
+
+    /// The installed tasks of `query`.
+    pub fn tasks_of(&self, query: &QueryId) -> Vec<Arc<InstalledTask>> {
+        self.lock().iter().filter(|(key, _)| &key.query == query).map(|(_, task)| Arc::clone(task)).collect()
     }
 
     /// Cancels (if still running) and forgets every task of `query`; returns them.

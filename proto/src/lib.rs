@@ -36,6 +36,6 @@ pub use local_outputs::{LocalOutputs, TaskOutputRead};
 pub use panics::{contain_panics, panic_message};
 pub use partition_subset::PartitionSubsetExec;
 pub use stage_reader::{LOST_EXECUTOR, StageReaderExec, TaskOutput, lost_executor};
-pub use stats::{QueryStats, TaskReport, TaskStats, collect_task_stats, format_bytes, task_report};
+pub use stats::{QueryProgress, QueryStats, TaskReport, TaskStats, collect_task_stats, format_bytes, task_report};
 pub use task_rerun::{RerunHandle, RerunResult, TaskRerun};
 pub use trailer::with_trailer;

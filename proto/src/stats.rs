@@ -168,6 +168,21 @@ impl QueryStats {
     }
 }
 
+/// How far a running query is (JSON, the answer to the scheduler's `GlauxQueryProgress` Flight
+/// action), for clients' progress lines.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueryProgress {
+    pub stages: u64,
+    pub tasks: u64,
+    /// Tasks whose output has been read whole.
+    pub tasks_done: u64,
+    /// Rows the query's tasks have produced, and rows returned to the client.
+    pub task_rows: u64,
+    pub rows: u64,
+    pub bytes_scanned: u64,
+    pub elapsed_ms: u64,
+}
+
 /// Bytes in decimal units, as Athena reports "Data scanned": `4.19 MB`.
 pub fn format_bytes(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KB", "MB", "GB", "TB"];

@@ -16,9 +16,9 @@ use datafusion::logical_expr::{DdlStatement, LogicalPlan};
 use datafusion::physical_plan::{ExecutionPlan, execute_stream};
 use datafusion::prelude::{SQLOptions, SessionContext};
 use futures::{Stream, StreamExt, TryStreamExt, stream};
-use glaux_proto::generated::{CancelQueryRequest, LaunchTasksRequest, TaskDefinition};
+use glaux_proto::generated::{CancelQueryRequest, LaunchTasksRequest, QueryProgressRequest, TaskDefinition};
 use glaux_proto::{
-    ClusterChannels, QueryId, QueryStats, RerunHandle, TaskStats, encode_plan, lost_executor,
+    ClusterChannels, QueryId, QueryProgress, QueryStats, RerunHandle, TaskStats, encode_plan, lost_executor,
 };
 use glaux_storage::StorageConfig;
 use tokio::sync::mpsc;
@@ -63,6 +63,62 @@ pub struct QueryStatsHandle {
     late: Arc<std::sync::Mutex<TaskStats>>,
     /// Tasks run again after their executor was lost.
     reruns: Arc<AtomicU64>,
+    /// Asks the executors how far the query is (`None` for statements that ran here whole).
+    pub probe: Option<ProgressProbe>,
+}
+
+/// Where a running statement's progress probe appears once its query is launched.
+#[derive(Clone, Default)]
+pub struct ProgressSlot(Arc<std::sync::Mutex<Option<ProgressProbe>>>);
+
+impl ProgressSlot {
+    fn set(&self, probe: Option<ProgressProbe>) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = probe;
+    }
+
+    pub fn get(&self) -> Option<ProgressProbe> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// Collects a running query's progress from its executors.
+#[derive(Clone)]
+pub struct ProgressProbe {
+    query: QueryId,
+    started: Instant,
+    stages: u64,
+    tasks: u64,
+    rows: Arc<AtomicU64>,
+    endpoints: Arc<std::sync::Mutex<Vec<String>>>,
+    channels: Arc<ClusterChannels>,
+}
+
+impl ProgressProbe {
+    /// Asks every executor of the query (those that do not answer within a second count as
+    /// no progress).
+    pub async fn progress(&self) -> QueryProgress {
+        let endpoints = self.endpoints.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let calls = endpoints.into_iter().map(|endpoint| async move {
+            let mut client = self.channels.executor_control(&endpoint).ok()?;
+            let request = QueryProgressRequest { query_id: self.query.to_string() };
+            let call = client.query_progress(request);
+            Some(tokio::time::timeout(std::time::Duration::from_secs(1), call).await.ok()?.ok()?.into_inner())
+        });
+        let mut progress = QueryProgress {
+            stages: self.stages,
+            tasks: self.tasks,
+            rows: self.rows.load(Ordering::Relaxed),
+            elapsed_ms: self.started.elapsed().as_millis() as u64,
+            ..Default::default()
+        };
+        for answer in futures::future::join_all(calls).await.into_iter().flatten() {
+            progress.tasks_done += u64::from(answer.tasks_done);
+            progress.task_rows += answer.rows_out;
+            progress.bytes_scanned += answer.bytes_scanned;
+        }
+        progress.tasks_done = progress.tasks_done.min(progress.tasks);
+        progress
+    }
 }
 
 impl QueryStatsHandle {
@@ -302,7 +358,8 @@ impl QueryEngine {
                 }
                 match &plan {
                     LogicalPlan::Explain(_) | LogicalPlan::Analyze(_) => (explain_schema(), false),
-                    LogicalPlan::Ddl(_) => (Arc::new(plan.schema().as_arrow().clone()), true),
+                    // DDL returns no rows and no columns (its plan's schema is the table's).
+                    LogicalPlan::Ddl(_) => (Arc::new(Schema::empty()), true),
                     _ => (Arc::new(plan.schema().as_arrow().clone()), false),
                 }
             }
@@ -311,6 +368,17 @@ impl QueryEngine {
     }
 
     pub async fn execute(&self, sql: &str, session: &ClientSession) -> Result<QueryResult, SchedulerError> {
+        self.execute_observed(sql, session, &ProgressSlot::default()).await
+    }
+
+    /// [`Self::execute`], putting the query's progress probe into `progress` as soon as its tasks
+    /// are launched (the result only comes back with its first batch).
+    pub async fn execute_observed(
+        &self,
+        sql: &str,
+        session: &ClientSession,
+        progress: &ProgressSlot,
+    ) -> Result<QueryResult, SchedulerError> {
         let query = QueryId::random();
         let plan = match self.statement(sql, session).await? {
             Statement::Plan(plan) => plan,
@@ -364,14 +432,14 @@ impl QueryEngine {
                 Ok(finished(query, explain_schema(), vec![batch]))
             }
             LogicalPlan::Analyze(analyze) => self.explain_analyze(query, &analyze.input).await,
-            plan => self.run_distributed(query, plan).await,
+            plan => self.run_distributed(query, plan, progress).await,
         }
     }
 
     /// Runs the query with every task reporting its plan with metrics, and draws the stage tree
     /// with them.
     async fn explain_analyze(&self, query: QueryId, plan: &LogicalPlan) -> Result<QueryResult, SchedulerError> {
-        let mut result = self.start_distributed(query.clone(), plan, true).await?;
+        let mut result = self.start_distributed(query.clone(), plan, true, &ProgressSlot::default()).await?;
         let mut rows = 0;
         while let Some(batch) = result.batches.next().await {
             rows += batch.map_err(|source| SchedulerError::Execute { query: query.clone(), source })?.num_rows();
@@ -454,10 +522,15 @@ impl QueryEngine {
     /// first row reaches the client (its tasks cannot be installed, or a stage loses it), the
     /// query is planned again without it and re-run on the others, up to [`MAX_ATTEMPTS`] times;
     /// once rows have gone out, the error names the lost executor.
-    async fn run_distributed(&self, query: QueryId, plan: LogicalPlan) -> Result<QueryResult, SchedulerError> {
+    async fn run_distributed(
+        &self,
+        query: QueryId,
+        plan: LogicalPlan,
+        progress: &ProgressSlot,
+    ) -> Result<QueryResult, SchedulerError> {
         let mut attempt = 1;
         loop {
-            let lost = match self.start_distributed(query.clone(), &plan, false).await {
+            let lost = match self.start_distributed(query.clone(), &plan, false, progress).await {
                 Err(SchedulerError::LaunchTasks { endpoint, code: tonic::Code::Unavailable, .. })
                     if attempt < MAX_ATTEMPTS =>
                 {
@@ -491,6 +564,7 @@ impl QueryEngine {
         query: QueryId,
         plan: &LogicalPlan,
         analyze: bool,
+        progress: &ProgressSlot,
     ) -> Result<QueryResult, SchedulerError> {
         let started = Instant::now();
         let executors = self.cluster.alive();
@@ -516,9 +590,9 @@ impl QueryEngine {
             analyze,
             Arc::clone(&self.cluster),
             Arc::clone(&self.channels),
-            endpoints,
+            Arc::clone(&endpoints),
         );
-        let stats = QueryStatsHandle {
+        let mut stats = QueryStatsHandle {
             query: query.clone(),
             started,
             rows: Arc::new(AtomicU64::new(0)),
@@ -530,7 +604,18 @@ impl QueryEngine {
             scans: distributed.scans.clone(),
             late: Arc::default(),
             reruns: Arc::clone(&reruns.count),
+            probe: None,
         };
+        stats.probe = Some(ProgressProbe {
+            query: query.clone(),
+            started,
+            stages: stats.stages as u64,
+            tasks: stats.tasks as u64,
+            rows: Arc::clone(&stats.rows),
+            endpoints,
+            channels: Arc::clone(&self.channels),
+        });
+        progress.set(stats.probe.clone());
         let schema = distributed.root.schema();
         // The final gather's readers may ask for lost tasks to run again.
         let mut state = self.ctx.state();
@@ -716,6 +801,7 @@ fn finished(query: QueryId, schema: SchemaRef, batches: Vec<RecordBatch>) -> Que
             scans: Vec::new(),
             late: Arc::default(),
             reruns: Arc::default(),
+            probe: None,
         },
     }
 }

@@ -272,3 +272,47 @@ async fn lost_scan_tasks_run_again_on_survivors() -> TestResult {
     assert_eq!(output.batches[0].column(0).as_primitive::<Int64Type>().value(0), FILES * ROWS / 2);
     Ok(())
 }
+
+/// `glaux shell` scripts: meta commands, output formats, `\o`, `\timing`, and the exit status.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shell_meta_commands_and_output_formats() -> TestResult {
+    let cluster = TestCluster::builder().executors(1).start().await?;
+    let (_, _client) = cluster.with_lake().await?;
+    let url = cluster.url();
+    let out_file = cluster.warehouse().join("regions.jsonl");
+    let script = format!(
+        "\\dt\n\\d regions\n\\format csv\nSELECT name, manager FROM regions ORDER BY name LIMIT 2;\n\\timing off\n\
+         \\o {}\n\\format json\nSELECT name FROM regions ORDER BY name;\n\\o\n\\x\nSELECT name, active FROM regions ORDER BY name LIMIT 1;\n",
+        out_file.display()
+    );
+    let file = cluster.warehouse().join("script.sql");
+    std::fs::write(&file, script)?;
+    let output = Command::new(GLAUX).args(["shell", "--host", &url, "-f", &file.display().to_string()]).output().await?;
+    let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    // \dt and \d
+    assert!(stdout.contains("tab_name") && stdout.contains("| regions ") && stdout.contains("| sales "), "{stdout}");
+    assert!(stdout.contains("column_name") && stdout.contains("| manager "), "{stdout}");
+    // CSV on stdout, its summary on stderr with the timing; then \timing off drops the run time.
+    assert!(stdout.contains("name,manager\napac,"), "{stdout}");
+    assert!(stderr.contains("2 rows in set. Run time:"), "{stderr}");
+    assert!(stderr.contains("4 rows in set.\n"), "{stderr}");
+    // \o wrote JSON lines to the file, and only there.
+    let written = std::fs::read_to_string(&out_file)?;
+    assert_eq!(written.lines().next(), Some("{\"name\":\"apac\"}"), "{written}");
+    assert_eq!(written.lines().count(), 4, "{written}");
+    assert!(!stdout.contains("{\"name\""), "{stdout}");
+    // \x: one record per block.
+    assert!(stdout.contains("-[ RECORD 1 ]") && stdout.contains("active | "), "{stdout}");
+
+    // --format from the command line; an unknown meta command fails the script.
+    let output = Command::new(GLAUX)
+        .args(["shell", "--host", &url, "--format", "tsv", "-c", "SELECT 'a\tb' AS t, 1 AS n"])
+        .output()
+        .await?;
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "t\tn\na\\tb\t1\n");
+    let output = Command::new(GLAUX).args(["shell", "--host", &url, "-c", "\\nonsense"]).output().await?;
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("unknown command \\nonsense"));
+    Ok(())
+}

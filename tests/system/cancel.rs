@@ -29,14 +29,11 @@ async fn cancel_flight_info_stops_the_query_on_every_executor() -> TestResult {
     // 324 million rows through a join and a shuffle: far from done when cancelled.
     let sql = "SELECT a.region, count(*) FROM sales a JOIN sales b ON a.region = b.region GROUP BY a.region";
     let info = client.submit(sql).await?;
-    let mut stream = client.fetch(&info.endpoint[0]).await?;
-    // The query is running on the executors once they hold its tasks.
-    let running = async {
-        while cluster.executors.iter().all(|e| e.installed_tasks() == 0) {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    };
+    // The scheduler answers the DoGet with the aggregation's first (and only) batch, at its end:
+    // the cancel comes while the DoGet still waits for it.
+    let (mut reader, endpoint) = (client.clone(), info.endpoint[0].clone());
     let reading = tokio::spawn(async move {
+        let mut stream = reader.fetch(&endpoint).await.map_err(|e| e.to_string())?;
         let mut outcome = Ok(0usize);
         while let Some(message) = stream.next().await {
             match message {
@@ -46,6 +43,12 @@ async fn cancel_flight_info_stops_the_query_on_every_executor() -> TestResult {
         }
         outcome
     });
+    // The query is running on the executors once they hold its tasks.
+    let running = async {
+        while cluster.executors.iter().all(|e| e.installed_tasks() == 0) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
     tokio::time::timeout(Duration::from_secs(10), running).await?;
     tokio::time::sleep(Duration::from_millis(100)).await;
 
@@ -125,5 +128,42 @@ async fn ctrl_c_in_the_shell_cancels_the_running_query() -> TestResult {
     executors_idle(&cluster, Duration::from_secs(5)).await?;
     let stopped = interrupted_at.elapsed();
     assert!(stopped < Duration::from_secs(3), "tasks stopped {stopped:?} after Ctrl-C");
+    Ok(())
+}
+
+/// A running statement reports its progress (what the shell's progress line shows): stages and
+/// tasks from the plan, and rows and bytes from the executors as they grow.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn running_statements_report_progress() -> TestResult {
+    let cluster = TestCluster::builder().start().await?;
+    let (_, mut client) = cluster.with_lake().await?;
+    let sql = "SELECT a.region, count(*) FROM sales a JOIN sales b ON a.region = b.region GROUP BY a.region";
+    let info = client.submit(sql).await?;
+    assert_eq!(client.progress(&info).await?, None, "nothing runs before it is fetched");
+    // The scheduler answers DoGet with the first batch; meanwhile the statement reports progress.
+    let (mut reader, endpoint) = (client.clone(), info.endpoint[0].clone());
+    let reading = tokio::spawn(async move {
+        if let Ok(mut stream) = reader.fetch(&endpoint).await {
+            while stream.next().await.is_some() {}
+        }
+    });
+    let mut seen = None;
+    for _ in 0..200 {
+        if let Some(progress) = client.progress(&info).await?
+            && progress.task_rows > 0
+            && progress.bytes_scanned > 0
+        {
+            seen = Some(progress);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let progress = seen.ok_or("no progress with rows and bytes was reported")?;
+    assert!(progress.stages >= 2 && progress.tasks >= 2, "{progress:?}");
+    assert!(progress.tasks_done <= progress.tasks, "{progress:?}");
+    assert_eq!(progress.rows, 0, "reported while the aggregation runs, before any row is returned");
+    assert!(client.cancel(info.clone()).await?);
+    tokio::time::timeout(Duration::from_secs(5), reading).await??;
+    assert_eq!(client.progress(&info).await?, None, "a finished statement reports nothing");
     Ok(())
 }

@@ -1,20 +1,26 @@
-//! `CancelFlightInfo`: statements running for a `DoGet`, by the id their ticket carries.
+//! Statements running for a `DoGet`, by the id their ticket carries: `CancelFlightInfo` and
+//! progress.
 //!
 //! Every `FlightInfo` (and prepared statement) gets a statement id in its ticket. While a `DoGet`
 //! streams that statement, its id maps to a cancellation token; `CancelFlightInfo` fires it, the
 //! result stream ends with a "cancelled" error, and dropping the stream cancels the query's tasks
-//! on every executor.
+//! on every executor. Once the query runs, the id also maps to a probe of its progress (the
+//! `GlauxQueryProgress` action, which the shell's progress line polls).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use tokio_util::sync::CancellationToken;
 
-#[derive(Debug, Default)]
+use crate::query::{ProgressProbe, ProgressSlot};
+
+/// Per statement id: its token, how many `DoGet`s run it (a prepared statement may run several
+/// times at once; cancelling it stops them all), and the progress of the latest.
+type Entry = (CancellationToken, usize, ProgressSlot);
+
+#[derive(Default)]
 pub struct RunningStatements {
-    /// Per statement id: its token and how many `DoGet`s run it (a prepared statement may run
-    /// several times at once; cancelling it stops them all).
-    running: Mutex<HashMap<String, (CancellationToken, usize)>>,
+    running: Mutex<HashMap<String, Entry>>,
 }
 
 /// Keeps a statement registered while its result streams.
@@ -22,29 +28,38 @@ pub struct Running {
     statements: Arc<RunningStatements>,
     id: String,
     pub token: CancellationToken,
+    /// Filled when the statement's query is launched.
+    pub progress: ProgressSlot,
 }
 
 impl RunningStatements {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (CancellationToken, usize)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
         self.running.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub fn start(self: &Arc<Self>, id: &str) -> Running {
         let mut running = self.lock();
-        let entry = running.entry(id.to_string()).or_insert_with(|| (CancellationToken::new(), 0));
+        let entry = running.entry(id.to_string()).or_insert_with(|| (CancellationToken::new(), 0, ProgressSlot::default()));
         entry.1 += 1;
-        Running { statements: Arc::clone(self), id: id.to_string(), token: entry.0.clone() }
+        Running { statements: Arc::clone(self), id: id.to_string(), token: entry.0.clone(), progress: entry.2.clone() }
     }
 
     /// Cancels the running statement `id`; false if none runs.
     pub fn cancel(&self, id: &str) -> bool {
         match self.lock().get(id) {
-            Some((token, _)) => {
+            Some((token, _, _)) => {
                 token.cancel();
                 true
             }
             None => false,
         }
+    }
+}
+
+impl RunningStatements {
+    /// The progress probe of the running statement `id`, once its query runs.
+    pub fn progress(&self, id: &str) -> Option<ProgressProbe> {
+        self.lock().get(id).and_then(|(_, _, slot)| slot.get())
     }
 }
 

@@ -42,6 +42,9 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::client_auth::Users;
 use crate::query::{ClientSession, QueryEngine};
 
+/// The Flight action that reports a running statement's progress (body: its ticket).
+pub const PROGRESS_ACTION: &str = "GlauxQueryProgress";
+
 /// The request header naming the client's current database (set by clients after `USE`; any
 /// Flight SQL client can send it, e.g. ADBC's `adbc.flight.sql.rpc.call_header.x-glaux-database`).
 pub const DATABASE_HEADER: &str = "x-glaux-database";
@@ -216,7 +219,14 @@ impl FlightSqlFrontDoor {
         let session = handle_session(&handle)?;
         let running = self.running.start(&handle.id);
         let sql = handle.sql.as_str();
-        let result = contained(async { Ok(self.engine.execute(sql, &session).await?) }).await?;
+        let progress = running.progress.clone();
+        let execute = contained(async { Ok(self.engine.execute_observed(sql, &session, &progress).await?) });
+        // The result comes back with its first batch (an aggregation's comes at its end): a cancel
+        // before then drops the query, which ends its tasks.
+        let result = tokio::select! {
+            result = execute => result?,
+            () = running.token.cancelled() => return Err(Status::cancelled("query cancelled by the client")),
+        };
         let query = result.query.clone();
         let stats = result.stats;
         let batches = result
@@ -247,6 +257,19 @@ impl FlightSqlFrontDoor {
             Some(parameters) if handle.parameters.is_empty() => StatementHandle { parameters, ..handle },
             _ => handle,
         }
+    }
+
+    /// Answers [`PROGRESS_ACTION`]: the progress (JSON) of the statement whose ticket is the
+    /// body, or an empty body if it is not running.
+    async fn progress(&self, ticket: &[u8]) -> Result<Response<<Self as FlightService>::DoActionStream>, Status> {
+        let ticket = Ticket { ticket: Bytes::copy_from_slice(ticket) };
+        let handle = statement_handle_of(&ticket)
+            .ok_or_else(|| Status::invalid_argument("GlauxQueryProgress takes a statement ticket"))?;
+        let body = match self.running.progress(&handle.id) {
+            Some(probe) => serde_json::to_vec(&probe.progress().await).unwrap_or_default(),
+            None => Vec::new(),
+        };
+        Ok(Response::new(Box::pin(stream::iter([Ok(arrow_flight::Result { body: body.into() })]))))
     }
 
     async fn run_to_text(&self, sql: &str, session: &ClientSession) -> Result<Vec<String>, Status> {
@@ -603,6 +626,9 @@ impl FlightSqlService for FlightSqlFrontDoor {
         request: Request<Action>,
     ) -> Result<Response<<Self as FlightService>::DoActionStream>, Status> {
         let action = request.into_inner();
+        if action.r#type == PROGRESS_ACTION {
+            return self.progress(&action.body).await;
+        }
         if action.r#type != "CancelFlightInfo" {
             return Err(Status::unimplemented(format!("unsupported action {:?}", action.r#type)));
         }
