@@ -46,6 +46,13 @@ enum Command {
 }
 
 #[derive(Args, Clone)]
+struct PostgresArgs {
+    /// Also serve the PostgreSQL wire protocol here (for JDBC, ODBC and psql), e.g. 127.0.0.1:5432.
+    #[arg(long)]
+    postgres_addr: Option<SocketAddr>,
+}
+
+#[derive(Args, Clone)]
 struct UsersArgs {
     /// File of Flight SQL users, one `name:argon2-hash` per line (`glaux hash-password`). Without
     /// it clients need no password, and the scheduler serves on loopback addresses only.
@@ -132,6 +139,8 @@ struct StandaloneArgs {
     storage: StorageArgs,
     #[command(flatten)]
     users: UsersArgs,
+    #[command(flatten)]
+    postgres: PostgresArgs,
 }
 
 #[derive(Args)]
@@ -144,6 +153,8 @@ struct SchedulerArgs {
     secret: SecretArgs,
     #[command(flatten)]
     users: UsersArgs,
+    #[command(flatten)]
+    postgres: PostgresArgs,
 }
 
 #[derive(Args)]
@@ -306,6 +317,9 @@ async fn start_standalone(args: &StandaloneArgs) -> anyhow::Result<Standalone> {
     if let Some(users) = args.users.load()? {
         config = config.with_users(users);
     }
+    if let Some(addr) = args.postgres.postgres_addr {
+        config = config.with_postgres(addr);
+    }
     let scheduler = Scheduler::start(config).await?;
     let mut executors = Vec::new();
     for _ in 0..args.executors {
@@ -345,6 +359,9 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
         Command::Standalone(args) => {
             init_logging("info");
             let cluster = start_standalone(&args).await?;
+            if let Some(addr) = cluster.scheduler.postgres_addr() {
+                println!("Glaux standalone: PostgreSQL on {addr}.");
+            }
             println!(
                 "Glaux standalone: Flight SQL on {} with {} executors ({}). Ctrl-C stops.",
                 cluster.scheduler.addr(),
@@ -365,7 +382,13 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             if let Some(users) = args.users.load()? {
                 config = config.with_users(users);
             }
+            if let Some(addr) = args.postgres.postgres_addr {
+                config = config.with_postgres(addr);
+            }
             let mut scheduler = Scheduler::start(config).await?;
+            if let Some(addr) = scheduler.postgres_addr() {
+                println!("Glaux scheduler: PostgreSQL on {addr}.");
+            }
             println!("Glaux scheduler: Flight SQL on {} ({}). Ctrl-C stops.", scheduler.addr(), authentication(&args.users));
             until_ctrl_c(scheduler.stopped()).await
         }

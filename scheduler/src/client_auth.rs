@@ -67,7 +67,7 @@ impl Users {
         self.hashes.keys().map(String::as_str)
     }
 
-    fn verify(&self, user: &str, password: &str) -> bool {
+    pub(crate) fn verify(&self, user: &str, password: &str) -> bool {
         let Some(hash) = self.hashes.get(user).and_then(|h| PasswordHash::new(h).ok()) else { return false };
         Argon2::default().verify_password(password.as_bytes(), &hash).is_ok()
     }

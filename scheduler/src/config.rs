@@ -26,8 +26,11 @@ pub struct SchedulerConfig {
     pub memory_limit_bytes: usize,
     /// The SQLite file holding the catalog; `None` keeps it in memory (lost at exit).
     pub catalog_path: Option<std::path::PathBuf>,
-    /// Flight SQL users; `None` serves without client authentication, on loopback only.
+    /// Flight SQL (and PostgreSQL) users; `None` serves without client authentication, on
+    /// loopback only.
     pub users: Option<Arc<Users>>,
+    /// Where PostgreSQL clients connect (`None`: no PostgreSQL port).
+    pub postgres: Option<SocketAddr>,
 }
 
 impl SchedulerConfig {
@@ -42,7 +45,14 @@ impl SchedulerConfig {
             memory_limit_bytes: 2 << 30,
             catalog_path: None,
             users: None,
+            postgres: None,
         }
+    }
+
+    /// Also serves the PostgreSQL wire protocol at `addr`.
+    pub fn with_postgres(mut self, addr: SocketAddr) -> Self {
+        self.postgres = Some(addr);
+        self
     }
 
     /// Requires Flight SQL clients to authenticate as one of `users`.

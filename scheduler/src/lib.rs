@@ -20,6 +20,8 @@
 //! - `rerun`: re-running a storage-only task of the final gather on another executor when its own
 //!   is lost mid-stream.
 //! - `flight_sql`: the Flight SQL front door (with `CancelFlightInfo`); converts and delegates to `query`.
+//! - `postgres`: the PostgreSQL wire protocol front door (`--postgres-addr`), for JDBC/ODBC/psql;
+//!   the same engine, plus `SET`/`SHOW`/transactions and `pg_catalog` (datafusion-pg-catalog).
 //! - `client_auth`: Flight SQL users (Argon2id hashes), Basic-for-bearer-token handshakes, and the
 //!   layer that refuses unauthenticated calls.
 
@@ -33,6 +35,7 @@ mod error;
 mod flight_sql;
 mod partitions;
 mod planner;
+mod postgres;
 mod query;
 mod rerun;
 mod server;

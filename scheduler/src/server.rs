@@ -27,6 +27,7 @@ use crate::session::{open_catalog, scheduler_session};
 /// A running scheduler. Dropping it (or [`Scheduler::shutdown`]) stops serving.
 pub struct Scheduler {
     addr: SocketAddr,
+    postgres_addr: Option<SocketAddr>,
     cluster: Arc<ClusterState>,
     shutdown: CancellationToken,
     running: JoinSet<()>,
@@ -34,6 +35,15 @@ pub struct Scheduler {
 
 impl Scheduler {
     pub async fn start(config: SchedulerConfig) -> Result<Self, SchedulerError> {
+        if let Some(postgres) = config.postgres
+            && config.users.is_none()
+            && !postgres.ip().is_loopback()
+        {
+            return Err(SchedulerError::Config(format!(
+                "refusing to serve PostgreSQL clients on {postgres} without authentication: configure users \
+                 (--users FILE) or bind a loopback address"
+            )));
+        }
         if config.users.is_none() && !config.bind.ip().is_loopback() {
             return Err(SchedulerError::Config(format!(
                 "refusing to serve Flight SQL on {} without client authentication: configure users (--users FILE) \
@@ -59,6 +69,17 @@ impl Scheduler {
             storage: config.storage.clone(),
             cleanup,
         });
+        let postgres = match config.postgres {
+            Some(addr) => {
+                let listener =
+                    TcpListener::bind(addr).await.map_err(|source| SchedulerError::Bind { addr, source })?;
+                let local = listener.local_addr().map_err(|source| SchedulerError::Bind { addr, source })?;
+                Some((listener, local))
+            }
+            None => None,
+        };
+        let postgres_addr = postgres.as_ref().map(|(_, addr)| *addr);
+        let postgres_engine = Arc::clone(&engine);
         let front_door = FlightSqlFrontDoor {
             engine,
             running: Default::default(),
@@ -101,10 +122,19 @@ impl Scheduler {
                 tracing::error!("scheduler server failed: {e}");
             }
         });
+        if let Some((listener, addr)) = postgres {
+            tracing::info!(%addr, "serving PostgreSQL clients");
+            running.spawn(crate::postgres::serve(listener, postgres_engine, config.users.clone()));
+        }
         running.spawn(cancel_tasks(cancelled, Arc::clone(&channels)));
         running.spawn(expire_executors(Arc::clone(&cluster), channels, config.heartbeat_interval));
         tracing::info!(%addr, "scheduler serving Flight SQL and executors");
-        Ok(Self { addr, cluster, shutdown, running })
+        Ok(Self { addr, postgres_addr, cluster, shutdown, running })
+    }
+
+    /// Where PostgreSQL clients connect, if the scheduler serves them.
+    pub fn postgres_addr(&self) -> Option<SocketAddr> {
+        self.postgres_addr
     }
 
     /// Where clients and executors connect.

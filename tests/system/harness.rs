@@ -40,6 +40,7 @@ pub struct TestClusterBuilder {
     storage_file: Option<String>,
     executor_memory: usize,
     users: Option<std::sync::Arc<glaux_scheduler::Users>>,
+    postgres: bool,
 }
 
 impl TestCluster {
@@ -54,6 +55,7 @@ impl TestCluster {
             storage_file: None,
             executor_memory: 512 << 20,
             users: None,
+            postgres: false,
         }
     }
 
@@ -115,6 +117,12 @@ impl TestClusterBuilder {
         self
     }
 
+    /// Also serve PostgreSQL clients (on a free loopback port).
+    pub fn postgres(mut self) -> Self {
+        self.postgres = true;
+        self
+    }
+
     /// Flight SQL clients must authenticate as one of these.
     pub fn users(mut self, users: glaux_scheduler::Users) -> Self {
         self.users = Some(std::sync::Arc::new(users));
@@ -150,6 +158,9 @@ impl TestClusterBuilder {
         }
         if let Some(users) = self.users {
             config = config.with_users(users);
+        }
+        if self.postgres {
+            config = config.with_postgres(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
         }
         let scheduler = Scheduler::start(config).await?;
         let mut executors = Vec::new();

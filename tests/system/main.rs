@@ -12,6 +12,7 @@ mod partitions;
 mod binary;
 mod harness;
 mod membership;
+mod postgres;
 mod pruning;
 mod queries;
 mod s3;

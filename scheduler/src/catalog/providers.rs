@@ -33,11 +33,17 @@ struct Shared {
 #[derive(Debug)]
 pub struct LakeCatalogProvider {
     shared: Arc<Shared>,
+    /// Schemas of the engine itself, kept in memory and never in the catalog: `pg_catalog` for
+    /// PostgreSQL clients.
+    system: RwLock<HashMap<String, Arc<dyn SchemaProvider>>>,
 }
+
+/// Schema names registered in memory instead of as databases.
+const SYSTEM_SCHEMAS: [&str; 1] = ["pg_catalog"];
 
 impl LakeCatalogProvider {
     pub fn new(catalog: Arc<dyn Catalog>, parquet: TableParquetOptions) -> Self {
-        Self { shared: Arc::new(Shared { catalog, parquet, views: RwLock::default() }) }
+        Self { shared: Arc::new(Shared { catalog, parquet, views: RwLock::default() }), system: RwLock::default() }
     }
 }
 
@@ -106,6 +112,9 @@ impl CatalogProvider for LakeCatalogProvider {
     }
 
     fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
+        if let Some(system) = self.system.read().unwrap_or_else(|e| e.into_inner()).get(name) {
+            return Some(Arc::clone(system));
+        }
         match self.shared.catalog.database_exists(name) {
             Ok(true) => Some(Arc::new(LakeSchemaProvider { shared: Arc::clone(&self.shared), database: name.into() })),
             Ok(false) => None,
@@ -117,7 +126,10 @@ impl CatalogProvider for LakeCatalogProvider {
     }
 
     /// `CREATE SCHEMA` / `CREATE DATABASE`: the provider DataFusion made is replaced by ours.
-    fn register_schema(&self, name: &str, _schema: Arc<dyn SchemaProvider>) -> Result<Option<Arc<dyn SchemaProvider>>> {
+    fn register_schema(&self, name: &str, schema: Arc<dyn SchemaProvider>) -> Result<Option<Arc<dyn SchemaProvider>>> {
+        if SYSTEM_SCHEMAS.contains(&name) {
+            return Ok(self.system.write().unwrap_or_else(|e| e.into_inner()).insert(name.to_string(), schema));
+        }
         self.shared.catalog.create_database(name)?;
         Ok(None)
     }

@@ -1,0 +1,503 @@
+//! The PostgreSQL wire protocol front door: the bridge for JDBC, ODBC and `psql`.
+//!
+//! `pgwire` speaks the protocol (startup, simple and extended queries); every statement runs
+//! through the same [`QueryEngine`] as Flight SQL, so the catalog, Athena DDL and distributed
+//! execution are the same. What PostgreSQL clients send that is not SQL for a lake is answered
+//! here: `SET`, `SHOW <setting>`, `BEGIN`/`COMMIT`/`ROLLBACK` (Glaux has no transactions; they are
+//! accepted so drivers that wrap statements in them work), and catalog queries, which
+//! `datafusion-pg-catalog` rewrites (regclass casts, `OPERATOR(pg_catalog.~)`, ...) and answers from
+//! its `pg_catalog` tables. Results are streamed and encoded by `arrow-pg` (text or binary, as the
+//! client asks). With users configured, clients authenticate with a cleartext password checked
+//! against the Argon2id hash (keep such ports on a trusted network or loopback: there is no TLS
+//! yet); without users, anyone on the (loopback) port may connect.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use arrow::datatypes::{DataType, Schema, SchemaRef};
+use arrow_pg::datatypes::{arrow_schema_to_pg_fields, encode_recordbatch, into_pg_type};
+use async_trait::async_trait;
+use datafusion::common::ScalarValue;
+use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
+use futures::{Sink, SinkExt, StreamExt, stream};
+use pgwire::api::auth::{
+    DefaultServerParameterProvider, LoginInfo, StartupHandler, finish_authentication, protocol_negotiation,
+    save_startup_parameters_to_metadata,
+};
+use pgwire::api::portal::{Format, Portal};
+use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
+use pgwire::api::results::{DataRowEncoder, FieldInfo, QueryResponse, Response, Tag};
+use pgwire::api::stmt::QueryParser;
+use pgwire::api::store::PortalStore;
+use pgwire::api::{ClientInfo, ClientPortalStore, PgWireConnectionState, PgWireServerHandlers, Type};
+use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::messages::startup::Authentication;
+use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
+use tokio::net::TcpListener;
+
+use crate::client_auth::Users;
+use crate::query::{ClientSession, QueryEngine};
+
+/// The version clients see: a PostgreSQL they know how to talk to, and what really answers.
+const SERVER_VERSION: &str = "14.0 (Glaux)";
+
+/// Serves PostgreSQL clients on `listener` until the task is dropped.
+pub async fn serve(listener: TcpListener, engine: Arc<QueryEngine>, users: Option<Arc<Users>>) {
+    let handlers = Arc::new(Handlers { engine, users });
+    loop {
+        let (socket, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                tracing::warn!("PostgreSQL port: accept failed: {e}");
+                continue;
+            }
+        };
+        let handlers = Arc::clone(&handlers);
+        tokio::spawn(async move {
+            // Garbage, a vanished client or a protocol error ends this connection only.
+            if let Err(e) = pgwire::tokio::process_socket(socket, None, handlers).await {
+                tracing::debug!(%peer, "PostgreSQL connection ended: {e}");
+            }
+        });
+    }
+}
+
+struct Handlers {
+    engine: Arc<QueryEngine>,
+    users: Option<Arc<Users>>,
+}
+
+impl PgWireServerHandlers for Handlers {
+    fn simple_query_handler(&self) -> Arc<impl SimpleQueryHandler> {
+        Arc::new(Queries { engine: Arc::clone(&self.engine) })
+    }
+
+    fn extended_query_handler(&self) -> Arc<impl ExtendedQueryHandler> {
+        Arc::new(Queries { engine: Arc::clone(&self.engine) })
+    }
+
+    fn startup_handler(&self) -> Arc<impl StartupHandler> {
+        Arc::new(Startup { users: self.users.clone() })
+    }
+}
+
+fn server_parameters() -> DefaultServerParameterProvider {
+    let mut parameters = DefaultServerParameterProvider::default();
+    parameters.server_version = SERVER_VERSION.to_string();
+    parameters.search_path = crate::session::DEFAULT_SCHEMA.to_string();
+    parameters
+}
+
+/// Password authentication against the configured users, or none without users.
+struct Startup {
+    users: Option<Arc<Users>>,
+}
+
+#[async_trait]
+impl StartupHandler for Startup {
+    async fn on_startup<C>(&self, client: &mut C, message: PgWireFrontendMessage) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let Some(users) = &self.users else {
+            if let PgWireFrontendMessage::Startup(ref startup) = message {
+                protocol_negotiation(client, startup).await?;
+                save_startup_parameters_to_metadata(client, startup);
+                finish_authentication(client, &server_parameters()).await?;
+            }
+            return Ok(());
+        };
+        match message {
+            PgWireFrontendMessage::Startup(ref startup) => {
+                protocol_negotiation(client, startup).await?;
+                save_startup_parameters_to_metadata(client, startup);
+                client.set_state(PgWireConnectionState::AuthenticationInProgress);
+                client.send(PgWireBackendMessage::Authentication(Authentication::CleartextPassword)).await?;
+            }
+            PgWireFrontendMessage::PasswordMessageFamily(password) => {
+                let password = password.into_password()?;
+                let login = LoginInfo::from_client_info(client);
+                let user = login.user().unwrap_or_default().to_string();
+                if !users.verify(&user, &password.password) {
+                    return Err(PgWireError::InvalidPassword(user));
+                }
+                finish_authentication(client, &server_parameters()).await?;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// A statement as the extended protocol keeps it between Parse and Execute.
+#[derive(Clone, Debug)]
+struct Prepared {
+    /// What runs: the client's SQL with `$n` placeholders, rewritten for DataFusion where
+    /// PostgreSQL's catalog dialect needs it.
+    sql: String,
+    kind: Kind,
+    schema: SchemaRef,
+    parameters: SchemaRef,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Kind {
+    /// Runs through the query engine.
+    Query,
+    /// Answered here with a command tag (`SET`, `BEGIN`, ...).
+    Command(String),
+    /// `SHOW <setting>`: one text row.
+    Setting { name: String, value: String },
+}
+
+struct Queries {
+    engine: Arc<QueryEngine>,
+}
+
+fn user_error(code: &str, message: impl Into<String>) -> PgWireError {
+    PgWireError::UserError(Box::new(ErrorInfo::new("ERROR".into(), code.into(), message.into())))
+}
+
+/// SQLSTATE for an engine error: syntax and planning errors are 42601/42P01-like "syntax or
+/// access rule" errors; anything at execution is an internal error.
+fn engine_error(error: crate::SchedulerError) -> PgWireError {
+    let code = match &error {
+        crate::SchedulerError::Plan(_) | crate::SchedulerError::MalformedRequest(_) => "42000",
+        crate::SchedulerError::Unsupported(_) => "0A000",
+        _ => "XX000",
+    };
+    user_error(code, error.to_string())
+}
+
+/// The statements of `sql` as the engine should see them: rewritten by the PostgreSQL
+/// compatibility parser when it can read them (psql's and drivers' catalog queries), as written
+/// otherwise (Athena DDL, which that parser does not know).
+fn split_and_rewrite(sql: &str) -> Vec<String> {
+    match PostgresCompatibilityParser::new().parse(sql) {
+        Ok(statements) => statements
+            .into_iter()
+            .map(|mut statement| {
+                name_unnamed_columns(&mut statement);
+                numeric_oid_arguments(&mut statement);
+                statement.to_string()
+            })
+            .collect(),
+        Err(_) => {
+            let trimmed = sql.trim().trim_end_matches(';').trim();
+            if trimmed.is_empty() { Vec::new() } else { vec![trimmed.to_string()] }
+        }
+    }
+}
+
+/// Gives the select list's unnamed expressions that print alike distinct names, as PostgreSQL
+/// does (`?column?`): catalog queries select several `NULL`s (some put there by the
+/// compatibility rewrites), which DataFusion refuses as duplicate names.
+fn name_unnamed_columns(statement: &mut datafusion::sql::sqlparser::ast::Statement) {
+    use datafusion::sql::sqlparser::ast::{Ident, SelectItem, SetExpr, Statement};
+    fn name(body: &mut SetExpr) {
+        match body {
+            SetExpr::Select(select) => {
+                let mut seen = std::collections::HashSet::new();
+                for (i, item) in select.projection.iter_mut().enumerate() {
+                    if let SelectItem::UnnamedExpr(expr) = item
+                        && !seen.insert(expr.to_string())
+                    {
+                        let alias = Ident::with_quote('"', format!("?column?{}", i + 1));
+                        *item = SelectItem::ExprWithAlias { expr: expr.clone(), alias };
+                    }
+                }
+            }
+            SetExpr::SetOperation { left, right, .. } => {
+                name(left);
+                name(right);
+            }
+            SetExpr::Query(query) => name(&mut query.body),
+            _ => {}
+        }
+    }
+    if let Statement::Query(query) = statement {
+        name(&mut query.body);
+    }
+}
+
+/// `pg_relation_is_publishable('16386')`: PostgreSQL reads a quoted number passed to its catalog
+/// functions as an oid; DataFusion needs the number.
+fn numeric_oid_arguments(statement: &mut datafusion::sql::sqlparser::ast::Statement) {
+    use datafusion::sql::sqlparser::ast::{Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Value, visit_expressions_mut};
+    use datafusion::sql::sqlparser::dialect::GenericDialect;
+    use datafusion::sql::sqlparser::parser::Parser;
+    let _ = visit_expressions_mut(statement, |expr| {
+        if let Expr::Function(function) = expr
+            && function.name.to_string().to_ascii_lowercase().trim_start_matches("pg_catalog.").starts_with("pg_")
+            && let FunctionArguments::List(list) = &mut function.args
+        {
+            for arg in &mut list.args {
+                if let FunctionArg::Unnamed(FunctionArgExpr::Expr(argument)) = arg
+                    && let Expr::Value(value) = argument
+                    && let Value::SingleQuotedString(text) = &value.value
+                    && !text.is_empty()
+                    && text.len() < 10
+                    && text.chars().all(|c| c.is_ascii_digit())
+                    && let Ok(mut parser) = Parser::new(&GenericDialect {}).try_with_sql(&format!("CAST({text} AS INT)"))
+                    && let Ok(oid) = parser.parse_expr()
+                {
+                    *argument = oid;
+                }
+            }
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+}
+
+/// What a statement is, before planning: the commands and settings PostgreSQL clients send that
+/// Glaux answers itself.
+fn classify(sql: &str) -> Kind {
+    let words: Vec<String> = sql.split_whitespace().take(4).map(|w| w.trim_end_matches(';').to_ascii_lowercase()).collect();
+    let word = |i: usize| words.get(i).map(String::as_str).unwrap_or("");
+    match word(0) {
+        "set" | "reset" | "discard" | "deallocate" | "listen" | "unlisten" => Kind::Command(word(0).to_ascii_uppercase()),
+        "begin" | "start" => Kind::Command("BEGIN".into()),
+        "commit" | "end" => Kind::Command("COMMIT".into()),
+        "rollback" | "abort" => Kind::Command("ROLLBACK".into()),
+        "savepoint" | "release" => Kind::Command(word(0).to_ascii_uppercase()),
+        "show" if words.len() == 2 || (words.len() > 2 && word(2).is_empty()) => {
+            let name = word(1).trim_matches('"').to_string();
+            match setting(&name) {
+                Some(value) => Kind::Setting { name, value },
+                None => Kind::Query,
+            }
+        }
+        _ => Kind::Query,
+    }
+}
+
+/// The value of a PostgreSQL setting a client may `SHOW`; `None` for `SHOW TABLES` and the like,
+/// which are Athena statements.
+fn setting(name: &str) -> Option<String> {
+    let value = match name {
+        "transaction_isolation" | "default_transaction_isolation" => "read committed",
+        "server_version" => SERVER_VERSION,
+        "server_version_num" => "140000",
+        "server_encoding" | "client_encoding" => "UTF8",
+        "standard_conforming_strings" => "on",
+        "datestyle" => "ISO, MDY",
+        "intervalstyle" => "postgres",
+        "timezone" => "UTC",
+        "search_path" => crate::session::DEFAULT_SCHEMA,
+        "integer_datetimes" => "on",
+        "max_identifier_length" => "63",
+        "extra_float_digits" => "1",
+        "transaction_read_only" | "default_transaction_read_only" => "off",
+        "lc_collate" | "lc_ctype" => "C",
+        _ => return None,
+    };
+    Some(value.to_string())
+}
+
+fn setting_schema(name: &str) -> SchemaRef {
+    Arc::new(Schema::new(vec![arrow::datatypes::Field::new(name, DataType::Utf8, true)]))
+}
+
+impl Queries {
+    /// Plans `sql` enough to know its result and parameter types.
+    async fn prepare(&self, sql: &str) -> PgWireResult<Prepared> {
+        let kind = classify(sql);
+        let (schema, parameters) = match &kind {
+            Kind::Query => {
+                let description = self.engine.describe(sql, &ClientSession::default()).await.map_err(|e| {
+                    tracing::debug!(%sql, "PostgreSQL statement failed: {e}");
+                    engine_error(e)
+                })?;
+                (description.schema, description.parameters)
+            }
+            Kind::Command(_) => (Arc::new(Schema::empty()), Arc::new(Schema::empty())),
+            Kind::Setting { name, .. } => (setting_schema(name), Arc::new(Schema::empty())),
+        };
+        Ok(Prepared { sql: sql.to_string(), kind, schema, parameters })
+    }
+
+    /// Runs a statement with bound values; rows stream to the client as they come.
+    async fn run(&self, prepared: &Prepared, parameters: Vec<ScalarValue>, format: &Format) -> PgWireResult<Response> {
+        match &prepared.kind {
+            Kind::Command(tag) => return Ok(Response::Execution(Tag::new(tag))),
+            Kind::Setting { name, value } => {
+                let fields = Arc::new(arrow_schema_to_pg_fields(&setting_schema(name), format, None)?);
+                let mut encoder = DataRowEncoder::new(Arc::clone(&fields));
+                encoder.encode_field(&Some(value.clone()))?;
+                let row = encoder.take_row();
+                return Ok(Response::Query(QueryResponse::new(fields, stream::iter([Ok(row)]))));
+            }
+            Kind::Query => {}
+        }
+        let session = ClientSession { parameters, ..ClientSession::default() };
+        let result = self.engine.execute(&prepared.sql, &session).await.map_err(|e| {
+            tracing::debug!(sql = %prepared.sql, "PostgreSQL statement failed: {e}");
+            engine_error(e)
+        })?;
+        if result.schema.fields().is_empty() {
+            // DDL and other statements without a result set.
+            let mut batches = result.batches;
+            while let Some(batch) = batches.next().await {
+                batch.map_err(|e| user_error("XX000", e.to_string()))?;
+            }
+            let tag = prepared.sql.split_whitespace().next().unwrap_or("OK").to_ascii_uppercase();
+            return Ok(Response::Execution(Tag::new(&tag)));
+        }
+        let fields = Arc::new(arrow_schema_to_pg_fields(&pg_schema(&result.schema), format, None)?);
+        let encode_fields = Arc::clone(&fields);
+        let rows = result
+            .batches
+            .map(move |batch| {
+                let rows: Box<dyn Iterator<Item = PgWireResult<_>> + Send> = match batch
+                    .map_err(|e| e.to_string())
+                    .and_then(|b| to_pg_batch(b).map_err(|e| e.to_string()))
+                {
+                    Ok(batch) => encode_recordbatch(Arc::clone(&encode_fields), batch),
+                    Err(e) => Box::new(std::iter::once(Err(user_error("XX000", e)))),
+                };
+                stream::iter(rows)
+            })
+            .flatten();
+        Ok(Response::Query(QueryResponse::new(fields, rows)))
+    }
+}
+
+/// Types PostgreSQL clients read: views and dictionaries as plain strings and binaries.
+fn pg_type(data_type: &DataType) -> Option<DataType> {
+    match data_type {
+        DataType::Utf8View | DataType::LargeUtf8 => Some(DataType::Utf8),
+        DataType::BinaryView | DataType::LargeBinary => Some(DataType::Binary),
+        DataType::Dictionary(_, value) => Some(pg_type(value).unwrap_or_else(|| value.as_ref().clone())),
+        _ => None,
+    }
+}
+
+fn pg_schema(schema: &Schema) -> Schema {
+    let fields: Vec<arrow::datatypes::Field> = schema
+        .fields()
+        .iter()
+        .map(|f| match pg_type(f.data_type()) {
+            Some(plain) => f.as_ref().clone().with_data_type(plain),
+            None => f.as_ref().clone(),
+        })
+        .collect();
+    Schema::new(fields)
+}
+
+fn to_pg_batch(batch: arrow::array::RecordBatch) -> Result<arrow::array::RecordBatch, arrow::error::ArrowError> {
+    let schema = Arc::new(pg_schema(batch.schema_ref()));
+    let columns = batch
+        .columns()
+        .iter()
+        .zip(schema.fields())
+        .map(|(column, field)| {
+            if column.data_type() == field.data_type() { Ok(Arc::clone(column)) } else { arrow::compute::cast(column, field.data_type()) }
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    arrow::array::RecordBatch::try_new(schema, columns)
+}
+
+#[async_trait]
+impl SimpleQueryHandler for Queries {
+    async fn do_query<C>(&self, _client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let statements = split_and_rewrite(query);
+        if statements.is_empty() {
+            return Ok(vec![Response::EmptyQuery]);
+        }
+        let mut responses = Vec::with_capacity(statements.len());
+        for sql in statements {
+            let prepared = self.prepare(&sql).await?;
+            responses.push(self.run(&prepared, Vec::new(), &Format::UnifiedText).await?);
+        }
+        Ok(responses)
+    }
+}
+
+#[async_trait]
+impl QueryParser for Queries {
+    type Statement = Prepared;
+
+    async fn parse_sql<C>(&self, _client: &C, sql: &str, _types: &[Option<Type>]) -> PgWireResult<Option<Prepared>>
+    where
+        C: ClientInfo + Unpin + Send + Sync,
+    {
+        let mut statements = split_and_rewrite(sql);
+        if statements.is_empty() {
+            return Ok(None);
+        }
+        if statements.len() > 1 {
+            return Err(user_error("42601", "cannot insert multiple commands into a prepared statement"));
+        }
+        Ok(Some(self.prepare(&statements.remove(0)).await?))
+    }
+
+    fn get_parameter_types(&self, statement: &Prepared) -> PgWireResult<Vec<Type>> {
+        statement.parameters.fields().iter().map(|f| into_pg_type(&pg_type(f.data_type()).unwrap_or_else(|| f.data_type().clone()))).collect()
+    }
+
+    fn get_result_schema(&self, statement: &Prepared, format: Option<&Format>) -> PgWireResult<Vec<FieldInfo>> {
+        arrow_schema_to_pg_fields(&pg_schema(&statement.schema), format.unwrap_or(&Format::UnifiedText), None)
+    }
+}
+
+#[async_trait]
+impl ExtendedQueryHandler for Queries {
+    type Statement = Prepared;
+    type QueryParser = Queries;
+
+    fn query_parser(&self) -> Arc<Self::QueryParser> {
+        Arc::new(Queries { engine: Arc::clone(&self.engine) })
+    }
+
+    async fn do_query<C>(&self, _client: &mut C, portal: &Portal<Prepared>, _max_rows: usize) -> PgWireResult<Response>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Prepared>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let prepared = &portal.statement.statement;
+        let types: Vec<DataType> = prepared.parameters.fields().iter().map(|f| f.data_type().clone()).collect();
+        let type_refs: Vec<Option<&DataType>> = types.iter().map(Some).collect();
+        let values = arrow_pg::datatypes::df::deserialize_parameters(portal, &type_refs)?;
+        let values = match values {
+            datafusion::common::ParamValues::List(values) => values.into_iter().map(|v| v.value).collect(),
+            datafusion::common::ParamValues::Map(_) => return Err(user_error("42P02", "named parameters are not supported")),
+        };
+        self.run(prepared, values, &portal.result_column_format).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statements_and_settings_are_told_apart() {
+        assert_eq!(classify("SET DateStyle = 'ISO'"), Kind::Command("SET".into()));
+        assert_eq!(classify("BEGIN"), Kind::Command("BEGIN".into()));
+        assert_eq!(classify("show transaction_isolation"), Kind::Setting {
+            name: "transaction_isolation".into(),
+            value: "read committed".into()
+        });
+        assert_eq!(classify("SHOW TABLES"), Kind::Query);
+        assert_eq!(classify("SHOW PARTITIONS t"), Kind::Query);
+        assert_eq!(classify("SELECT 1"), Kind::Query);
+    }
+
+    #[test]
+    fn duplicate_unnamed_columns_get_names_and_athena_ddl_passes_through() {
+        let statements = split_and_rewrite("SELECT NULL, NULL, a FROM t; SELECT 2");
+        assert_eq!(statements, vec!["SELECT NULL, NULL AS \"?column?2\", a FROM t".to_string(), "SELECT 2".to_string()]);
+        let ddl = "CREATE EXTERNAL TABLE t (a struct<b:int>) STORED AS PARQUET LOCATION 's3://b/t/'";
+        assert_eq!(split_and_rewrite(ddl), vec![ddl.to_string()]);
+    }
+}
