@@ -224,47 +224,46 @@ impl GlauxClient {
 
     /// `(schema, table, columns)` of every table, through `GetTables` with schemas.
     pub async fn tables_with_columns(&mut self) -> Result<Vec<(String, String, Vec<String>)>, ClientError> {
-        let request = CommandGetTables { include_schema: true, ..Default::default() };
-        let info = self.sql.get_tables(request).await?;
         let mut tables = Vec::new();
-        for endpoint in info.endpoint {
-            let Some(ticket) = endpoint.ticket else { continue };
-            let batches: Vec<RecordBatch> = self.sql.do_get(ticket).await?.try_collect().await?;
-            for batch in batches {
-                let malformed = || ClientError::Protocol("GetTables returned unexpected columns".into());
-                let schemas = arrow::array::AsArray::as_string_opt::<i32>(batch.column(1).as_ref()).ok_or_else(malformed)?;
-                let names = arrow::array::AsArray::as_string_opt::<i32>(batch.column(2).as_ref()).ok_or_else(malformed)?;
-                let ipc = batch.column_by_name("table_schema").ok_or_else(malformed)?;
-                let ipc = arrow::array::AsArray::as_binary_opt::<i32>(ipc.as_ref()).ok_or_else(malformed)?;
-                for row in 0..batch.num_rows() {
-                    let columns = arrow::ipc::convert::try_schema_from_ipc_buffer(ipc.value(row))
-                        .map(|schema| schema.fields().iter().map(|f| f.name().clone()).collect())
-                        .unwrap_or_default();
-                    tables.push((schemas.value(row).to_string(), names.value(row).to_string(), columns));
-                }
+        for batch in self.get_tables(true).await? {
+            let malformed = || ClientError::Protocol("GetTables returned unexpected columns".into());
+            let schemas = arrow::array::AsArray::as_string_opt::<i32>(batch.column(1).as_ref()).ok_or_else(malformed)?;
+            let names = arrow::array::AsArray::as_string_opt::<i32>(batch.column(2).as_ref()).ok_or_else(malformed)?;
+            let ipc = batch.column_by_name("table_schema").ok_or_else(malformed)?;
+            let ipc = arrow::array::AsArray::as_binary_opt::<i32>(ipc.as_ref()).ok_or_else(malformed)?;
+            for row in 0..batch.num_rows() {
+                let columns = arrow::ipc::convert::try_schema_from_ipc_buffer(ipc.value(row))
+                    .map(|schema| schema.fields().iter().map(|f| f.name().clone()).collect())
+                    .unwrap_or_default();
+                tables.push((schemas.value(row).to_string(), names.value(row).to_string(), columns));
             }
         }
         Ok(tables)
     }
 
-    /// `(catalog, schema, table, type)` of every table, through `GetTables`.
-    pub async fn tables(&mut self) -> Result<Vec<[String; 4]>, ClientError> {
-        let request = CommandGetTables { include_schema: false, ..Default::default() };
-        let info = self.sql.get_tables(request).await?;
-        let mut tables = Vec::new();
+    /// The batches `GetTables` answers, with the tables' schemas or without.
+    async fn get_tables(&mut self, include_schema: bool) -> Result<Vec<RecordBatch>, ClientError> {
+        let info = self.sql.get_tables(CommandGetTables { include_schema, ..Default::default() }).await?;
+        let mut batches = Vec::new();
         for endpoint in info.endpoint {
             let Some(ticket) = endpoint.ticket else { continue };
-            let batches: Vec<RecordBatch> = self.sql.do_get(ticket).await?.try_collect().await?;
-            for batch in batches {
-                let column = |i: usize| {
-                    arrow::array::AsArray::as_string_opt::<i32>(batch.column(i).as_ref())
-                        .ok_or_else(|| ClientError::Protocol("GetTables column is not a string".into()))
-                        .cloned()
-                };
-                let (c, s, t, k) = (column(0)?, column(1)?, column(2)?, column(3)?);
-                for row in 0..batch.num_rows() {
-                    tables.push([c.value(row), s.value(row), t.value(row), k.value(row)].map(String::from));
-                }
+            batches.extend(self.sql.do_get(ticket).await?.try_collect::<Vec<_>>().await?);
+        }
+        Ok(batches)
+    }
+
+    /// `(catalog, schema, table, type)` of every table, through `GetTables`.
+    pub async fn tables(&mut self) -> Result<Vec<[String; 4]>, ClientError> {
+        let mut tables = Vec::new();
+        for batch in self.get_tables(false).await? {
+            let column = |i: usize| {
+                arrow::array::AsArray::as_string_opt::<i32>(batch.column(i).as_ref())
+                    .ok_or_else(|| ClientError::Protocol("GetTables column is not a string".into()))
+                    .cloned()
+            };
+            let (c, s, t, k) = (column(0)?, column(1)?, column(2)?, column(3)?);
+            for row in 0..batch.num_rows() {
+                tables.push([c.value(row), s.value(row), t.value(row), k.value(row)].map(String::from));
             }
         }
         Ok(tables)

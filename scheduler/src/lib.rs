@@ -22,18 +22,22 @@
 //! - `flight_sql`: the Flight SQL front door (with `CancelFlightInfo`); converts and delegates to `query`.
 //! - `postgres`: the PostgreSQL wire protocol front door (`--postgres-addr`), for JDBC/ODBC/psql;
 //!   the same engine, plus `SET`/`SHOW`/transactions and `pg_catalog` (datafusion-pg-catalog).
+//! - `client_types`: the Arrow types both doors send clients (views and dictionaries made plain);
+//!   `placeholders`: `?`/`$n` parameters numbered, described and bound.
 //! - `client_auth`: Flight SQL users (Argon2id hashes), Basic-for-bearer-token handshakes, and the
 //!   layer that refuses unauthenticated calls.
 
 mod athena_statements;
 mod catalog;
 mod client_auth;
+mod client_types;
 mod cluster;
 mod config;
 mod create_table;
 mod error;
 mod flight_sql;
 mod partitions;
+mod placeholders;
 mod planner;
 mod postgres;
 mod query;

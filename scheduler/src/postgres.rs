@@ -36,6 +36,7 @@ use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use tokio::net::TcpListener;
 
 use crate::client_auth::Users;
+use crate::client_types::{client_schema, to_client_batch};
 use crate::query::{ClientSession, QueryEngine};
 
 /// The version clients see: a PostgreSQL they know how to talk to, and what really answers.
@@ -345,14 +346,15 @@ impl Queries {
             let tag = prepared.sql.split_whitespace().next().unwrap_or("OK").to_ascii_uppercase();
             return Ok(Response::Execution(Tag::new(&tag)));
         }
-        let fields = Arc::new(arrow_schema_to_pg_fields(&pg_schema(&result.schema), format, None)?);
+        let fields = Arc::new(arrow_schema_to_pg_fields(&client_schema(&result.schema), format, None)?);
         let encode_fields = Arc::clone(&fields);
+        let client = Arc::new(client_schema(&result.schema));
         let rows = result
             .batches
             .map(move |batch| {
                 let rows: Box<dyn Iterator<Item = PgWireResult<_>> + Send> = match batch
                     .map_err(|e| e.to_string())
-                    .and_then(|b| to_pg_batch(b).map_err(|e| e.to_string()))
+                    .and_then(|b| to_client_batch(b, &client).map_err(|e| e.to_string()))
                 {
                     Ok(batch) => encode_recordbatch(Arc::clone(&encode_fields), batch),
                     Err(e) => Box::new(std::iter::once(Err(user_error("XX000", e)))),
@@ -362,41 +364,6 @@ impl Queries {
             .flatten();
         Ok(Response::Query(QueryResponse::new(fields, rows)))
     }
-}
-
-/// Types PostgreSQL clients read: views and dictionaries as plain strings and binaries.
-fn pg_type(data_type: &DataType) -> Option<DataType> {
-    match data_type {
-        DataType::Utf8View | DataType::LargeUtf8 => Some(DataType::Utf8),
-        DataType::BinaryView | DataType::LargeBinary => Some(DataType::Binary),
-        DataType::Dictionary(_, value) => Some(pg_type(value).unwrap_or_else(|| value.as_ref().clone())),
-        _ => None,
-    }
-}
-
-fn pg_schema(schema: &Schema) -> Schema {
-    let fields: Vec<arrow::datatypes::Field> = schema
-        .fields()
-        .iter()
-        .map(|f| match pg_type(f.data_type()) {
-            Some(plain) => f.as_ref().clone().with_data_type(plain),
-            None => f.as_ref().clone(),
-        })
-        .collect();
-    Schema::new(fields)
-}
-
-fn to_pg_batch(batch: arrow::array::RecordBatch) -> Result<arrow::array::RecordBatch, arrow::error::ArrowError> {
-    let schema = Arc::new(pg_schema(batch.schema_ref()));
-    let columns = batch
-        .columns()
-        .iter()
-        .zip(schema.fields())
-        .map(|(column, field)| {
-            if column.data_type() == field.data_type() { Ok(Arc::clone(column)) } else { arrow::compute::cast(column, field.data_type()) }
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    arrow::array::RecordBatch::try_new(schema, columns)
 }
 
 #[async_trait]
@@ -440,11 +407,11 @@ impl QueryParser for Queries {
     }
 
     fn get_parameter_types(&self, statement: &Prepared) -> PgWireResult<Vec<Type>> {
-        statement.parameters.fields().iter().map(|f| into_pg_type(&pg_type(f.data_type()).unwrap_or_else(|| f.data_type().clone()))).collect()
+        client_schema(&statement.parameters).fields().iter().map(|f| into_pg_type(f.data_type())).collect()
     }
 
     fn get_result_schema(&self, statement: &Prepared, format: Option<&Format>) -> PgWireResult<Vec<FieldInfo>> {
-        arrow_schema_to_pg_fields(&pg_schema(&statement.schema), format.unwrap_or(&Format::UnifiedText), None)
+        arrow_schema_to_pg_fields(&client_schema(&statement.schema), format.unwrap_or(&Format::UnifiedText), None)
     }
 }
 

@@ -61,7 +61,7 @@ pub async fn tables(ctx: &SessionContext, query: CommandGetTables) -> Result<Rec
                         &table_name,
                         table_type_name(table.table_type()),
                         // The types its columns reach clients as.
-                        &super::client_schema(table.schema().as_ref()),
+                        &crate::client_types::client_schema(table.schema().as_ref()),
                     )
                     .map_err(arrow_status)?;
             }

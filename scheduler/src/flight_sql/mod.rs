@@ -40,6 +40,7 @@ use prost::Message;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::client_auth::Users;
+use crate::client_types::{client_schema, to_client_batch};
 use crate::query::{ClientSession, QueryEngine};
 
 /// The Flight action that reports a running statement's progress (body: its ticket).
@@ -103,45 +104,6 @@ fn statement_handle_of(ticket: &Ticket) -> Option<StatementHandle> {
 fn decode_handle(handle: &[u8]) -> Result<StatementHandle, Status> {
     StatementHandle::decode(handle)
         .map_err(|_| Status::invalid_argument("statement handle is not a Glaux statement"))
-}
-
-/// The schema clients see: dictionary-encoded columns arrive as their value type, and string and
-/// binary views (what DataFusion reads Parquet text as) as plain strings and binaries, which every
-/// Arrow version and driver reads.
-fn client_schema(schema: &Schema) -> Schema {
-    let fields: Vec<Field> = schema
-        .fields()
-        .iter()
-        .map(|f| match client_type(f.data_type()) {
-            Some(plain) => f.as_ref().clone().with_data_type(plain),
-            None => f.as_ref().clone(),
-        })
-        .collect();
-    Schema::new_with_metadata(fields, schema.metadata().clone())
-}
-
-/// The type a client gets instead of `data_type`, if it gets another.
-fn client_type(data_type: &DataType) -> Option<DataType> {
-    match data_type {
-        DataType::Dictionary(_, value) => Some(client_type(value).unwrap_or_else(|| value.as_ref().clone())),
-        DataType::Utf8View => Some(DataType::Utf8),
-        DataType::BinaryView => Some(DataType::Binary),
-        _ => None,
-    }
-}
-
-/// `batch` in the client's types (see [`client_schema`]).
-fn to_client_batch(batch: RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, FlightError> {
-    if batch.schema_ref().fields().iter().zip(schema.fields()).all(|(a, b)| a.data_type() == b.data_type()) {
-        return Ok(batch);
-    }
-    let columns = batch
-        .columns()
-        .iter()
-        .zip(schema.fields())
-        .map(|(column, field)| arrow::compute::cast(column, field.data_type()))
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
 }
 
 /// Runs `work`, turning a panic (a bug, often in a reader given a malformed file) into an error for
@@ -238,7 +200,8 @@ impl FlightSqlFrontDoor {
         let batches = until_cancelled(batches, running);
         let schema = Arc::new(client_schema(&result.schema));
         let to_client = Arc::clone(&schema);
-        let batches = batches.map(move |batch| batch.and_then(|b| to_client_batch(b, &to_client)));
+        let batches =
+            batches.map(move |batch| batch.and_then(|b| Ok(to_client_batch(b, &to_client)?)));
         let data = glaux_proto::with_trailer(schema, batches, true, false, move || {
             stats.snapshot().to_json().into()
         })
