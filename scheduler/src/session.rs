@@ -85,5 +85,6 @@ pub fn scheduler_session(
         datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider,
     )
     .map_err(|e| SchedulerError::plan(*e))?;
+    crate::postgres::functions::register(&ctx);
     Ok(ctx)
 }

@@ -6,22 +6,6 @@ use futures::StreamExt;
 
 use crate::harness::*;
 
-/// Waits until no executor holds a task or reserved memory; how long that took.
-async fn executors_idle(cluster: &TestCluster, limit: Duration) -> Result<Duration, Box<dyn std::error::Error>> {
-    let started = Instant::now();
-    let idle = async {
-        while cluster.executors.iter().any(|e| e.installed_tasks() > 0 || e.memory_reserved() > 0) {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    };
-    tokio::time::timeout(limit, idle).await.map_err(|_| {
-        let held: Vec<(usize, String)> =
-            cluster.executors.iter().map(|e| (e.installed_tasks(), e.memory_report())).collect();
-        format!("executors still hold (tasks, bytes) {held:?} after {limit:?}")
-    })?;
-    Ok(started.elapsed())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn cancel_flight_info_stops_the_query_on_every_executor() -> TestResult {
     let cluster = TestCluster::builder().start().await?;

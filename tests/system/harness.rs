@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use arrow::array::{
     ArrayRef, BooleanArray, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray,
@@ -175,6 +175,22 @@ impl TestClusterBuilder {
             .await?;
         Ok(TestCluster { scheduler, executors, secret, warehouse, _owned_warehouse: owned })
     }
+}
+
+/// Waits until no executor holds a task or reserved memory; how long that took.
+pub async fn executors_idle(cluster: &TestCluster, limit: Duration) -> Result<Duration, Box<dyn std::error::Error>> {
+    let started = Instant::now();
+    let idle = async {
+        while cluster.executors.iter().any(|e| e.installed_tasks() > 0 || e.memory_reserved() > 0) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(limit, idle).await.map_err(|_| {
+        let held: Vec<(usize, String)> =
+            cluster.executors.iter().map(|e| (e.installed_tasks(), e.memory_report())).collect();
+        format!("executors still hold (tasks, bytes) {held:?} after {limit:?}")
+    })?;
+    Ok(started.elapsed())
 }
 
 pub const REGIONS: [&str; 3] = ["eu", "us", "apac"];

@@ -1,9 +1,19 @@
-//! The PostgreSQL wire protocol with the real `psql`: queries over the lake, `\dt` and `\d`, what
-//! psqlODBC sends on connect, transactions, passwords, and garbage on the port.
+//! The PostgreSQL wire protocol with real clients: `psql` (queries over the lake, `\dt` and `\d`,
+//! what psqlODBC sends on connect, transactions, passwords, garbage on the port), the PostgreSQL
+//! JDBC driver and psqlODBC through pyodbc (metadata, types, prepared statements), and a client
+//! that vanishes mid-result.
 
+use std::path::Path;
 use std::process::Output;
+use std::sync::Arc;
+use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
+use arrow::array::{
+    ArrayRef, BooleanArray, Date32Array, Decimal128Array, Float64Array, Int32Array, Int64Array, ListArray,
+    RecordBatch, StringArray, TimestampMicrosecondArray,
+};
+use arrow::datatypes::Int64Type;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
 
 use crate::harness::*;
@@ -82,5 +92,237 @@ async fn psql_needs_the_password_when_users_are_configured() -> TestResult {
     let output = psql(port, Some("s3cret"), &["-At", "-c", "SELECT 1"]).await;
     assert!(output.status.success(), "{}", text(&output));
     assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "1");
+    Ok(())
+}
+
+/// A table of the types drivers must map faithfully: decimals, dates, timestamps with and
+/// without a zone, arrays, and NULLs in each.
+fn write_typed_table(dir: &Path) {
+    let tags = ListArray::from_iter_primitive::<Int64Type, _, _>([Some(vec![Some(1), Some(2), Some(3)]), None, Some(vec![Some(4)])]);
+    let words = {
+        let mut builder = arrow::array::ListBuilder::new(arrow::array::StringBuilder::new());
+        builder.append_value([Some("a"), Some("b")]);
+        builder.append_value(Vec::<Option<&str>>::new());
+        builder.append_null();
+        builder.finish()
+    };
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(Int64Array::from(vec![1, 2, 3])),
+        Arc::new(Decimal128Array::from(vec![Some(1234), Some(-5), None]).with_precision_and_scale(10, 2).expect("decimal")),
+        // 2024-02-29 and 1999-12-31, as days since the epoch.
+        Arc::new(Date32Array::from(vec![Some(19782), None, Some(10956)])),
+        Arc::new(TimestampMicrosecondArray::from(vec![Some(1_709_214_306_789_000), Some(0), None])),
+        Arc::new(TimestampMicrosecondArray::from(vec![Some(1_709_214_306_000_000), None, None]).with_timezone("UTC")),
+        Arc::new(words),
+        Arc::new(tags),
+        Arc::new(StringArray::from(vec![Some("hi"), None, Some("o'k")])),
+        Arc::new(BooleanArray::from(vec![Some(true), Some(false), None])),
+        Arc::new(Float64Array::from(vec![Some(0.5), None, Some(1e-7)])),
+        Arc::new(Int32Array::from(vec![Some(1), None, Some(-3)])),
+    ];
+    let names = ["id", "price", "day", "ts", "tstz", "words", "nums", "note", "flag", "ratio", "small"];
+    let batch = RecordBatch::try_from_iter(names.into_iter().zip(columns)).expect("typed batch");
+    write_parquet(&dir.join("typed.parquet"), &batch);
+}
+
+/// A cluster with users, the test lake and the typed table; the PostgreSQL port and the Flight
+/// SQL client that declared the tables.
+async fn cluster_for_drivers() -> Result<(TestCluster, u16, glaux_client::GlauxClient), Box<dyn std::error::Error>> {
+    let hash = glaux_scheduler::hash_password("s3cret")?;
+    let users = glaux_scheduler::Users::parse(&format!("ana:{hash}\n"))?;
+    let cluster = TestCluster::builder().postgres().users(users).start().await?;
+    let lake = write_lake(cluster.warehouse());
+    let mut client = glaux_client::GlauxClient::connect_as(&cluster.url(), "ana", "s3cret").await?;
+    for ddl in lake_ddl(&format!("{}/", lake.display())) {
+        client.query(&ddl).await?;
+    }
+    write_typed_table(&cluster.warehouse().join("typed"));
+    client.query(&format!("CREATE EXTERNAL TABLE typed STORED AS PARQUET LOCATION '{}/typed/'", lake.display())).await?;
+    let port = cluster.scheduler.postgres_addr().ok_or("no PostgreSQL port")?.port();
+    Ok((cluster, port, client))
+}
+
+/// The lines of a driver program's report that start with `kind `, without that word.
+fn lines<'a>(report: &'a str, kind: &str) -> Vec<&'a str> {
+    report.lines().filter_map(|line| line.strip_prefix(kind)?.strip_prefix(' ')).collect()
+}
+
+/// Rows as the driver programs print them: values joined by `|`.
+fn driver_rows(batches: &[RecordBatch]) -> Vec<String> {
+    rows_of(batches).into_iter().map(|row| row.replace(" | ", "|")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_jdbc_driver_reads_metadata_types_and_prepared_statements() -> TestResult {
+    let (_cluster, port, mut client) = cluster_for_drivers().await?;
+    let program = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/PgJdbc.java");
+    let output = Command::new("java")
+        .arg("-Duser.timezone=UTC")
+        .args(["-cp", "/usr/share/java/postgresql.jar"])
+        .arg(&program)
+        .args([&port.to_string(), "ana", "s3cret"])
+        .output()
+        .await
+        .expect("run java (apt install default-jdk-headless libpostgresql-jdbc-java)");
+    let report = text(&output);
+    assert!(output.status.success(), "{report}");
+
+    // DatabaseMetaData.getTables / getColumns.
+    let tables = lines(&report, "table");
+    for table in ["default.regions TABLE", "default.sales TABLE", "default.typed TABLE"] {
+        assert!(tables.contains(&table), "{table} missing from {tables:?}");
+    }
+    let columns = lines(&report, "column");
+    for column in [
+        "regions.name text 12",
+        "regions.active bool -7",
+        "typed.id int8 -5",
+        "typed.price numeric 2",
+        "typed.day date 91",
+        "typed.ts timestamp 93",
+        "typed.tstz timestamptz 93",
+        "typed.words _text 2003",
+        "typed.ratio float8 8",
+        "typed.small int4 4",
+    ] {
+        assert!(columns.iter().any(|c| c.starts_with(column)), "{column} missing from {columns:?}");
+    }
+
+    // ResultSetMetaData types, and the values JDBC makes of them.
+    let meta = lines(&report, "meta");
+    for column in [
+        "price numeric 2 java.math.BigDecimal",
+        "day date 91 java.sql.Date",
+        "ts timestamp 93 java.sql.Timestamp",
+        "tstz timestamptz 93 java.sql.Timestamp",
+        "words _text 2003 java.sql.Array",
+        "nums _int8 2003 java.sql.Array",
+        "flag bool -7 java.lang.Boolean",
+        "n int8 -5 java.lang.Long",
+    ] {
+        assert!(meta.contains(&column), "{column} missing from {meta:?}");
+    }
+    let rows = lines(&report, "row");
+    let expected_regions = driver_rows(&client.query("SELECT region, count(*) AS n FROM sales GROUP BY region ORDER BY region").await?.batches);
+    assert_eq!(rows[..3], expected_regions[..]);
+    assert_eq!(rows[3..6], [
+        "1|12.34|2024-02-29|2024-02-29 13:45:06.789|2024-02-29 13:45:06.0|array[a, b]|array[1, 2, 3]|hi|true|0.5|1",
+        "2|-0.05|NULL|1970-01-01 00:00:00.0|NULL|array[]|NULL|NULL|false|NULL|NULL",
+        "3|NULL|1999-12-31|NULL|NULL|NULL|array[4]|o'k|NULL|1.0E-7|-3",
+    ]);
+
+    // The PreparedStatement, run with two sets of values, and with a date.
+    let mut expected = Vec::new();
+    for (region, qty) in [("eu", 40), ("us", 10)] {
+        let sql = format!("SELECT count(*) AS n, sum(qty) AS q FROM sales WHERE region = '{region}' AND qty > {qty}");
+        expected.extend(driver_rows(&client.query(&sql).await?.batches));
+    }
+    assert_eq!(rows[6..8], expected[..]);
+    assert_ne!(rows[6], rows[7]);
+    assert_eq!(rows[8], "1|12.34");
+    // In a transaction (autocommit off); then an error with PostgreSQL's SQLSTATE, and the
+    // connection still answers.
+    assert_eq!(rows[9], "4");
+    let errors = lines(&report, "error");
+    assert!(errors.len() == 1 && errors[0].starts_with("42P01 ") && errors[0].contains("no_such_table"), "{errors:?}");
+    assert_eq!(rows[10..], ["42"]);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn psqlodbc_through_pyodbc_lists_tables_and_columns_and_runs_queries() -> TestResult {
+    let (_cluster, port, mut client) = cluster_for_drivers().await?;
+    let program = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/pg_odbc.py");
+    let output = Command::new("python3")
+        .arg(&program)
+        .args([&port.to_string(), "ana", "s3cret"])
+        .env("TZ", "UTC")
+        .output()
+        .await
+        .expect("run python3 (pip install pyodbc; apt install odbc-postgresql unixodbc)");
+    let report = text(&output);
+    assert!(output.status.success(), "{report}");
+
+    // SQLTables and SQLColumns.
+    let tables = lines(&report, "table");
+    for table in ["default.regions TABLE", "default.sales TABLE", "default.typed TABLE"] {
+        assert!(tables.contains(&table), "{table} missing from {tables:?}");
+    }
+    let columns = lines(&report, "column");
+    for column in [
+        "regions.name text",
+        "regions.manager text",
+        "typed.price numeric 2",
+        "typed.day date 91",
+        "typed.ts timestamp 93",
+        "typed.tstz timestamptz 93",
+        "typed.ratio float8",
+        "typed.small int4 4",
+    ] {
+        assert!(columns.iter().any(|c| c.starts_with(column)), "{column} missing from {columns:?}");
+    }
+
+    // Results as Python values: decimals, dates, datetimes, arrays as text, NULLs.
+    let meta = lines(&report, "meta");
+    for column in ["price Decimal", "day date", "ts datetime", "tstz datetime", "words str", "ratio float", "n int"] {
+        assert!(meta.contains(&column), "{column} missing from {meta:?}");
+    }
+    let rows = lines(&report, "row");
+    let expected_regions = driver_rows(&client.query("SELECT region, count(*) AS n FROM sales GROUP BY region ORDER BY region").await?.batches);
+    assert_eq!(rows[..3], expected_regions[..]);
+    assert_eq!(rows[3..6], [
+        "1|12.34|2024-02-29|2024-02-29 13:45:06.789000|2024-02-29 13:45:06|{a,b}|{1,2,3}|hi|1|0.5|1",
+        "2|-0.05|NULL|1970-01-01 00:00:00|NULL|{}|NULL|NULL|0|NULL|NULL",
+        "3|NULL|1999-12-31|NULL|NULL|NULL|{4}|o'k|NULL|1e-07|-3",
+    ]);
+    let expected = driver_rows(&client.query("SELECT count(*) AS n, sum(qty) AS q FROM sales WHERE region = 'eu' AND qty > 40").await?.batches);
+    assert_eq!(rows[6..7], expected[..]);
+    assert_eq!(rows[7], "4");
+    let errors = lines(&report, "error");
+    assert!(errors.len() == 1 && errors[0].contains("42P01") && errors[0].contains("no_such_table"), "{errors:?}");
+    assert_eq!(rows[8..], ["42"]);
+    Ok(())
+}
+
+/// Reads one backend message: its type byte and body.
+async fn read_message(socket: &mut tokio::net::TcpStream) -> std::io::Result<(u8, Vec<u8>)> {
+    let kind = socket.read_u8().await?;
+    let length = socket.read_u32().await? as usize;
+    let mut body = vec![0; length.saturating_sub(4)];
+    socket.read_exact(&mut body).await?;
+    Ok((kind, body))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_postgres_client_that_vanishes_mid_result_stops_its_query() -> TestResult {
+    let cluster = TestCluster::builder().postgres().start().await?;
+    cluster.with_lake().await?;
+    let port = cluster.scheduler.postgres_addr().ok_or("no PostgreSQL port")?.port();
+
+    // The protocol by hand: startup, then a query of 324 million rows; read a few rows, vanish.
+    let mut socket = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    let mut startup = Vec::new();
+    startup.extend_from_slice(&196_608u32.to_be_bytes()); // protocol 3.0
+    startup.extend_from_slice(b"user\0ana\0database\0default\0\0");
+    socket.write_u32(startup.len() as u32 + 4).await?;
+    socket.write_all(&startup).await?;
+    while read_message(&mut socket).await?.0 != b'Z' {}
+    let query = b"SELECT a.id, b.id FROM sales a CROSS JOIN sales b\0";
+    socket.write_u8(b'Q').await?;
+    socket.write_u32(query.len() as u32 + 4).await?;
+    socket.write_all(query).await?;
+    let mut data_rows = 0;
+    while data_rows < 10 {
+        let (kind, body) = tokio::time::timeout(Duration::from_secs(30), read_message(&mut socket)).await??;
+        assert_ne!(kind, b'E', "{}", String::from_utf8_lossy(&body));
+        data_rows += usize::from(kind == b'D');
+    }
+    assert!(cluster.executors.iter().any(|e| e.installed_tasks() > 0), "the query runs on the executors");
+    drop(socket);
+
+    // Its tasks stop and free their memory; the next client is served.
+    executors_idle(&cluster, Duration::from_secs(10)).await?;
+    let output = psql(port, None, &["-At", "-c", "SELECT count(*) FROM regions"]).await;
+    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "4", "{}", text(&output));
     Ok(())
 }

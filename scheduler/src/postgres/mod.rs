@@ -39,8 +39,11 @@ use crate::client_auth::Users;
 use crate::client_types::{client_schema, to_client_batch};
 use crate::query::{ClientSession, QueryEngine};
 
+pub(crate) mod functions;
+
 /// The version clients see: a PostgreSQL they know how to talk to, and what really answers.
 const SERVER_VERSION: &str = "14.0 (Glaux)";
+const SERVER_VERSION_NUMBER: &str = "14.0";
 
 /// Serves PostgreSQL clients on `listener` until the task is dropped.
 pub async fn serve(listener: TcpListener, engine: Arc<QueryEngine>, users: Option<Arc<Users>>) {
@@ -78,7 +81,7 @@ impl PgWireServerHandlers for Handlers {
     }
 
     fn startup_handler(&self) -> Arc<impl StartupHandler> {
-        Arc::new(Startup { users: self.users.clone() })
+        Arc::new(Startup { users: self.users.clone(), engine: Arc::clone(&self.engine) })
     }
 }
 
@@ -89,9 +92,46 @@ fn server_parameters() -> DefaultServerParameterProvider {
     parameters
 }
 
-/// Password authentication against the configured users, or none without users.
+/// Password authentication against the configured users, or none without users; then the
+/// connection's database.
 struct Startup {
     users: Option<Arc<Users>>,
+    engine: Arc<QueryEngine>,
+}
+
+/// Where a connection keeps the database its statements resolve against (`USE` changes it).
+const DATABASE_KEY: &str = "glaux.database";
+
+impl Startup {
+    /// The Athena database a connection's `database` parameter names: an existing database, or
+    /// the default one for the names clients use when they mean "the server" (`glaux`, the
+    /// catalog; `postgres`; none). Any other name is refused, as PostgreSQL refuses it.
+    fn database(&self, requested: Option<&String>) -> PgWireResult<String> {
+        let requested = requested.map(String::as_str).unwrap_or("");
+        if requested.is_empty() || requested == crate::session::DEFAULT_CATALOG || requested == "postgres" {
+            return Ok(crate::session::DEFAULT_SCHEMA.to_string());
+        }
+        match self.engine.catalog.database_exists(requested) {
+            Ok(true) => Ok(requested.to_string()),
+            Ok(false) => Err(user_error(
+                "3D000",
+                format!("database \"{requested}\" does not exist (a Glaux database is an Athena database: see SHOW DATABASES)"),
+            )),
+            Err(e) => Err(user_error("XX000", e.to_string())),
+        }
+    }
+
+    /// Authentication succeeded: choose the database, then tell the client it may query.
+    async fn finish<C>(&self, client: &mut C) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let database = self.database(client.metadata().get(pgwire::api::METADATA_DATABASE))?;
+        client.metadata_mut().insert(DATABASE_KEY.to_string(), database);
+        finish_authentication(client, &server_parameters()).await
+    }
 }
 
 #[async_trait]
@@ -106,7 +146,7 @@ impl StartupHandler for Startup {
             if let PgWireFrontendMessage::Startup(ref startup) = message {
                 protocol_negotiation(client, startup).await?;
                 save_startup_parameters_to_metadata(client, startup);
-                finish_authentication(client, &server_parameters()).await?;
+                self.finish(client).await?;
             }
             return Ok(());
         };
@@ -124,7 +164,7 @@ impl StartupHandler for Startup {
                 if !users.verify(&user, &password.password) {
                     return Err(PgWireError::InvalidPassword(user));
                 }
-                finish_authentication(client, &server_parameters()).await?;
+                self.finish(client).await?;
             }
             _ => {}
         }
@@ -141,6 +181,8 @@ struct Prepared {
     kind: Kind,
     schema: SchemaRef,
     parameters: SchemaRef,
+    /// For `USE`: the database the connection moves to.
+    use_database: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -161,15 +203,27 @@ fn user_error(code: &str, message: impl Into<String>) -> PgWireError {
     PgWireError::UserError(Box::new(ErrorInfo::new("ERROR".into(), code.into(), message.into())))
 }
 
-/// SQLSTATE for an engine error: syntax and planning errors are 42601/42P01-like "syntax or
-/// access rule" errors; anything at execution is an internal error.
+/// SQLSTATE for an engine error, as PostgreSQL would class it: unknown tables (42P01) and
+/// columns (42703), syntax errors (42601), other planning errors (42000), what Glaux does not
+/// support (0A000); anything at execution is an internal error (XX000).
 fn engine_error(error: crate::SchedulerError) -> PgWireError {
+    let message = error.to_string();
     let code = match &error {
-        crate::SchedulerError::Plan(_) | crate::SchedulerError::MalformedRequest(_) => "42000",
+        crate::SchedulerError::Plan(_) | crate::SchedulerError::MalformedRequest(_) => {
+            if message.contains("ParserError") || message.contains("sql parser error") {
+                "42601"
+            } else if message.contains("No field named") {
+                "42703"
+            } else if message.contains("not found") && message.contains("table") {
+                "42P01"
+            } else {
+                "42000"
+            }
+        }
         crate::SchedulerError::Unsupported(_) => "0A000",
         _ => "XX000",
     };
-    user_error(code, error.to_string())
+    user_error(code, message)
 }
 
 /// The statements of `sql` as the engine should see them: rewritten by the PostgreSQL
@@ -180,6 +234,7 @@ fn split_and_rewrite(sql: &str) -> Vec<String> {
         Ok(statements) => statements
             .into_iter()
             .map(|mut statement| {
+                postgres_version(&mut statement);
                 name_unnamed_columns(&mut statement);
                 numeric_oid_arguments(&mut statement);
                 statement.to_string()
@@ -192,22 +247,49 @@ fn split_and_rewrite(sql: &str) -> Vec<String> {
     }
 }
 
-/// Gives the select list's unnamed expressions that print alike distinct names, as PostgreSQL
-/// does (`?column?`): catalog queries select several `NULL`s (some put there by the
-/// compatibility rewrites), which DataFusion refuses as duplicate names.
+/// Names the top-level select list's unnamed expressions as PostgreSQL does: a function call
+/// after the function (`count(*)` is `count`), anything else but a column `?column?`. Clients
+/// read columns by those names (`rs.getLong("count")`). Where two would share a name, which
+/// DataFusion refuses (catalog queries select several `NULL`s), later ones get their position
+/// appended (`?column?2`).
 fn name_unnamed_columns(statement: &mut datafusion::sql::sqlparser::ast::Statement) {
-    use datafusion::sql::sqlparser::ast::{Ident, SelectItem, SetExpr, Statement};
+    use datafusion::sql::sqlparser::ast::{Expr, Ident, SelectItem, SetExpr, Statement};
+    /// PostgreSQL's name for an unnamed select-list expression; `None` for columns, which keep
+    /// their own.
+    fn postgres_name(expr: &Expr) -> String {
+        match expr {
+            Expr::Identifier(ident) => ident.value.clone(),
+            Expr::CompoundIdentifier(parts) => parts.last().map(|part| part.value.clone()).unwrap_or_default(),
+            Expr::Nested(inner) | Expr::Cast { expr: inner, .. } => postgres_name(inner),
+            Expr::Function(function) => {
+                function.name.0.last().map(|part| part.to_string().trim_matches('"').to_string()).unwrap_or_default()
+            }
+            Expr::Case { .. } => "case".to_string(),
+            _ => "?column?".to_string(),
+        }
+    }
     fn name(body: &mut SetExpr) {
         match body {
             SetExpr::Select(select) => {
                 let mut seen = std::collections::HashSet::new();
                 for (i, item) in select.projection.iter_mut().enumerate() {
-                    if let SelectItem::UnnamedExpr(expr) = item
-                        && !seen.insert(expr.to_string())
-                    {
-                        let alias = Ident::with_quote('"', format!("?column?{}", i + 1));
-                        *item = SelectItem::ExprWithAlias { expr: expr.clone(), alias };
+                    let expr = match item {
+                        SelectItem::UnnamedExpr(expr) => expr,
+                        SelectItem::ExprWithAlias { alias, .. } => {
+                            seen.insert(alias.value.clone());
+                            continue;
+                        }
+                        _ => continue,
+                    };
+                    let own = postgres_name(expr);
+                    if matches!(expr, Expr::Identifier(_) | Expr::CompoundIdentifier(_)) {
+                        // Columns keep their names (DataFusion tells `a.id` from `b.id`).
+                        seen.insert(own);
+                        continue;
                     }
+                    let alias = if seen.insert(own.clone()) { own } else { format!("{own}{}", i + 1) };
+                    seen.insert(alias.clone());
+                    *item = SelectItem::ExprWithAlias { expr: expr.clone(), alias: Ident::with_quote('"', alias) };
                 }
             }
             SetExpr::SetOperation { left, right, .. } => {
@@ -221,6 +303,36 @@ fn name_unnamed_columns(statement: &mut datafusion::sql::sqlparser::ast::Stateme
     if let Statement::Query(query) = statement {
         name(&mut query.body);
     }
+}
+
+/// `version()` answers as a PostgreSQL server would (drivers and BI tools parse it for a
+/// version number), naming Glaux after it; a select-list `version()` keeps the column name
+/// `version`. Flight SQL clients get DataFusion's `version()`.
+fn postgres_version(statement: &mut datafusion::sql::sqlparser::ast::Statement) {
+    use datafusion::sql::sqlparser::ast::{Expr, FunctionArguments, Ident, SelectItem, SetExpr, Statement, Value, visit_expressions_mut};
+    fn is_version(expr: &Expr) -> bool {
+        matches!(expr, Expr::Function(f)
+            if (f.name.to_string().eq_ignore_ascii_case("version") || f.name.to_string().eq_ignore_ascii_case("pg_catalog.version"))
+            && matches!(&f.args, FunctionArguments::List(list) if list.args.is_empty()))
+    }
+    if let Statement::Query(query) = statement
+        && let SetExpr::Select(select) = query.body.as_mut()
+    {
+        for item in &mut select.projection {
+            if let SelectItem::UnnamedExpr(expr) = item
+                && is_version(expr)
+            {
+                *item = SelectItem::ExprWithAlias { expr: expr.clone(), alias: Ident::new("version") };
+            }
+        }
+    }
+    let _ = visit_expressions_mut(statement, |expr| {
+        if is_version(expr) {
+            let version = format!("PostgreSQL {SERVER_VERSION_NUMBER} (Glaux {}) on {}", env!("CARGO_PKG_VERSION"), std::env::consts::ARCH);
+            *expr = Expr::value(Value::SingleQuotedString(version));
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
 }
 
 /// `pg_relation_is_publishable('16386')`: PostgreSQL reads a quoted number passed to its catalog
@@ -301,28 +413,49 @@ fn setting_schema(name: &str) -> SchemaRef {
     Arc::new(Schema::new(vec![arrow::datatypes::Field::new(name, DataType::Utf8, true)]))
 }
 
+/// The session a connection's statements run in: its database (see [`Startup::database`]).
+fn session_of<C: ClientInfo>(client: &C) -> ClientSession {
+    match client.metadata().get(DATABASE_KEY) {
+        Some(database) => ClientSession::in_database(database.clone()),
+        None => ClientSession::default(),
+    }
+}
+
 impl Queries {
     /// Plans `sql` enough to know its result and parameter types.
-    async fn prepare(&self, sql: &str) -> PgWireResult<Prepared> {
+    async fn prepare(&self, sql: &str, session: &ClientSession) -> PgWireResult<Prepared> {
         let kind = classify(sql);
-        let (schema, parameters) = match &kind {
+        let (schema, parameters, use_database) = match &kind {
             Kind::Query => {
-                let description = self.engine.describe(sql, &ClientSession::default()).await.map_err(|e| {
+                let description = self.engine.describe(sql, session).await.map_err(|e| {
                     tracing::debug!(%sql, "PostgreSQL statement failed: {e}");
                     engine_error(e)
                 })?;
-                (description.schema, description.parameters)
+                (description.schema, description.parameters, description.use_database)
             }
-            Kind::Command(_) => (Arc::new(Schema::empty()), Arc::new(Schema::empty())),
-            Kind::Setting { name, .. } => (setting_schema(name), Arc::new(Schema::empty())),
+            Kind::Command(_) => (Arc::new(Schema::empty()), Arc::new(Schema::empty()), None),
+            Kind::Setting { name, .. } => (setting_schema(name), Arc::new(Schema::empty()), None),
         };
-        Ok(Prepared { sql: sql.to_string(), kind, schema, parameters })
+        Ok(Prepared { sql: sql.to_string(), kind, schema, parameters, use_database })
     }
 
-    /// Runs a statement with bound values; rows stream to the client as they come.
-    async fn run(&self, prepared: &Prepared, parameters: Vec<ScalarValue>, format: &Format) -> PgWireResult<Response> {
+    /// Runs a statement with bound values in the connection's session; rows stream to the
+    /// client as they come. `USE` moves the connection to its database.
+    async fn run<C: ClientInfo>(
+        &self,
+        client: &mut C,
+        prepared: &Prepared,
+        parameters: Vec<ScalarValue>,
+        format: &Format,
+    ) -> PgWireResult<Response> {
         match &prepared.kind {
-            Kind::Command(tag) => return Ok(Response::Execution(Tag::new(tag))),
+            Kind::Command(tag) => {
+                return Ok(match tag.as_str() {
+                    "BEGIN" => Response::TransactionStart(Tag::new(tag)),
+                    "COMMIT" | "ROLLBACK" => Response::TransactionEnd(Tag::new(tag)),
+                    _ => Response::Execution(Tag::new(tag)),
+                });
+            }
             Kind::Setting { name, value } => {
                 let fields = Arc::new(arrow_schema_to_pg_fields(&setting_schema(name), format, None)?);
                 let mut encoder = DataRowEncoder::new(Arc::clone(&fields));
@@ -332,7 +465,11 @@ impl Queries {
             }
             Kind::Query => {}
         }
-        let session = ClientSession { parameters, ..ClientSession::default() };
+        if let Some(database) = &prepared.use_database {
+            client.metadata_mut().insert(DATABASE_KEY.to_string(), database.clone());
+            return Ok(Response::Execution(Tag::new("USE")));
+        }
+        let session = ClientSession { parameters, ..session_of(client) };
         let result = self.engine.execute(&prepared.sql, &session).await.map_err(|e| {
             tracing::debug!(sql = %prepared.sql, "PostgreSQL statement failed: {e}");
             engine_error(e)
@@ -368,7 +505,9 @@ impl Queries {
 
 #[async_trait]
 impl SimpleQueryHandler for Queries {
-    async fn do_query<C>(&self, _client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
+    /// Runs the statements one after another, as PostgreSQL does: the first that fails ends
+    /// the query with its error, after the results of those before it.
+    async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         C::PortalStore: PortalStore,
@@ -381,8 +520,18 @@ impl SimpleQueryHandler for Queries {
         }
         let mut responses = Vec::with_capacity(statements.len());
         for sql in statements {
-            let prepared = self.prepare(&sql).await?;
-            responses.push(self.run(&prepared, Vec::new(), &Format::UnifiedText).await?);
+            let response = match self.prepare(&sql, &session_of(client)).await {
+                Ok(prepared) => self.run(client, &prepared, Vec::new(), &Format::UnifiedText).await,
+                Err(e) => Err(e),
+            };
+            match response {
+                Ok(response) => responses.push(response),
+                Err(PgWireError::UserError(error)) => {
+                    responses.push(Response::Error(error));
+                    break;
+                }
+                Err(e) => return Err(e),
+            }
         }
         Ok(responses)
     }
@@ -392,7 +541,7 @@ impl SimpleQueryHandler for Queries {
 impl QueryParser for Queries {
     type Statement = Prepared;
 
-    async fn parse_sql<C>(&self, _client: &C, sql: &str, _types: &[Option<Type>]) -> PgWireResult<Option<Prepared>>
+    async fn parse_sql<C>(&self, client: &C, sql: &str, _types: &[Option<Type>]) -> PgWireResult<Option<Prepared>>
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
@@ -403,7 +552,7 @@ impl QueryParser for Queries {
         if statements.len() > 1 {
             return Err(user_error("42601", "cannot insert multiple commands into a prepared statement"));
         }
-        Ok(Some(self.prepare(&statements.remove(0)).await?))
+        Ok(Some(self.prepare(&statements.remove(0), &session_of(client)).await?))
     }
 
     fn get_parameter_types(&self, statement: &Prepared) -> PgWireResult<Vec<Type>> {
@@ -424,7 +573,7 @@ impl ExtendedQueryHandler for Queries {
         Arc::new(Queries { engine: Arc::clone(&self.engine) })
     }
 
-    async fn do_query<C>(&self, _client: &mut C, portal: &Portal<Prepared>, _max_rows: usize) -> PgWireResult<Response>
+    async fn do_query<C>(&self, client: &mut C, portal: &Portal<Prepared>, _max_rows: usize) -> PgWireResult<Response>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         C::PortalStore: PortalStore<Statement = Prepared>,
@@ -439,7 +588,7 @@ impl ExtendedQueryHandler for Queries {
             datafusion::common::ParamValues::List(values) => values.into_iter().map(|v| v.value).collect(),
             datafusion::common::ParamValues::Map(_) => return Err(user_error("42P02", "named parameters are not supported")),
         };
-        self.run(prepared, values, &portal.result_column_format).await
+        self.run(client, prepared, values, &portal.result_column_format).await
     }
 }
 
@@ -463,8 +612,21 @@ mod tests {
     #[test]
     fn duplicate_unnamed_columns_get_names_and_athena_ddl_passes_through() {
         let statements = split_and_rewrite("SELECT NULL, NULL, a FROM t; SELECT 2");
-        assert_eq!(statements, vec!["SELECT NULL, NULL AS \"?column?2\", a FROM t".to_string(), "SELECT 2".to_string()]);
+        assert_eq!(statements, vec![
+            "SELECT NULL AS \"?column?\", NULL AS \"?column?2\", a FROM t".to_string(),
+            "SELECT 2 AS \"?column?\"".to_string()
+        ]);
+        let named = split_and_rewrite("SELECT t.a, count(*), pg_catalog.format_type(x, y), CAST(b AS INT), max(c) AS m, a + 1 FROM t");
+        assert_eq!(named, vec![
+            "SELECT t.a, count(*) AS \"count\", format_type(x, y) AS \"format_type\", CAST(b AS INT) AS \"b\", \
+             max(c) AS m, a + 1 AS \"?column?\" FROM t"
+                .to_string()
+        ]);
         let ddl = "CREATE EXTERNAL TABLE t (a struct<b:int>) STORED AS PARQUET LOCATION 's3://b/t/'";
         assert_eq!(split_and_rewrite(ddl), vec![ddl.to_string()]);
+        let grouped = split_and_rewrite("select region, count(*) from sales group by region order by count(*) desc");
+        assert_eq!(grouped, vec![
+            "SELECT region, count(*) AS \"count\" FROM sales GROUP BY region ORDER BY count(*) DESC".to_string()
+        ]);
     }
 }
