@@ -45,26 +45,47 @@ enum Command {
     HashPassword,
 }
 
+/// How clients reach the scheduler: the PostgreSQL port, users, TLS.
 #[derive(Args, Clone)]
-struct PostgresArgs {
+struct DoorArgs {
     /// Also serve the PostgreSQL wire protocol here (for JDBC, ODBC and psql), e.g. 127.0.0.1:5432.
     #[arg(long)]
     postgres_addr: Option<SocketAddr>,
-}
-
-#[derive(Args, Clone)]
-struct UsersArgs {
     /// File of Flight SQL users, one `name:argon2-hash` per line (`glaux hash-password`). Without
     /// it clients need no password, and the scheduler serves on loopback addresses only.
     #[arg(long, env = "GLAUX_USERS_FILE")]
     users: Option<PathBuf>,
+    /// PEM certificate chain: serve Flight SQL and PostgreSQL clients over TLS only (with --tls-key).
+    #[arg(long, env = "GLAUX_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "GLAUX_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
-impl UsersArgs {
-    fn load(&self) -> anyhow::Result<Option<std::sync::Arc<glaux_scheduler::Users>>> {
-        let Some(path) = &self.users else { return Ok(None) };
-        let users = glaux_scheduler::Users::load(path).map_err(anyhow::Error::msg)?;
-        Ok(Some(std::sync::Arc::new(users)))
+impl DoorArgs {
+    /// The scheduler configuration with these doors.
+    fn apply(&self, mut config: SchedulerConfig) -> anyhow::Result<SchedulerConfig> {
+        if let Some(path) = &self.users {
+            let users = glaux_scheduler::Users::load(path).map_err(anyhow::Error::msg)?;
+            config = config.with_users(std::sync::Arc::new(users));
+        }
+        if let Some(addr) = self.postgres_addr {
+            config = config.with_postgres(addr);
+        }
+        if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
+            config = config.with_tls(glaux_scheduler::TlsIdentity::load(cert, key)?);
+        }
+        Ok(config)
+    }
+
+    /// How clients connect and authenticate, for the start-up line.
+    fn describe(&self) -> String {
+        let tls = if self.tls_cert.is_some() { "TLS, " } else { "" };
+        match &self.users {
+            Some(path) => format!("{tls}clients authenticate (users from {})", path.display()),
+            None => format!("{tls}no authentication (no --users; loopback only)"),
+        }
     }
 }
 
@@ -76,16 +97,26 @@ struct ClientArgs {
     /// Authenticate as this user; the password comes from GLAUX_PASSWORD, else a prompt.
     #[arg(long, short = 'u')]
     user: Option<String>,
+    /// PEM certificates to trust besides the system's (a private CA or a self-signed scheduler
+    /// certificate); implies TLS. `--host grpc+tls://HOST:PORT` uses TLS with the system's roots.
+    #[arg(long, env = "GLAUX_TLS_CA")]
+    tls_ca: Option<PathBuf>,
 }
 
 impl ClientArgs {
     async fn connect(&self) -> anyhow::Result<GlauxClient> {
-        let Some(user) = &self.user else { return Ok(GlauxClient::connect(&self.host).await?) };
-        let password = match std::env::var("GLAUX_PASSWORD") {
-            Ok(password) => password,
-            Err(_) => rpassword::prompt_password(format!("Password for {user}: ")).context("reading the password")?,
-        };
-        Ok(GlauxClient::connect_as(&self.host, user, &password).await?)
+        let mut options = glaux_client::ConnectOptions::default();
+        if let Some(path) = &self.tls_ca {
+            options.tls_ca = Some(std::fs::read(path).with_context(|| format!("reading {}", path.display()))?);
+        }
+        if let Some(user) = &self.user {
+            let password = match std::env::var("GLAUX_PASSWORD") {
+                Ok(password) => password,
+                Err(_) => rpassword::prompt_password(format!("Password for {user}: ")).context("reading the password")?,
+            };
+            options.credentials = Some((user.clone(), password));
+        }
+        Ok(GlauxClient::connect_with(&self.host, &options).await?)
     }
 }
 
@@ -138,28 +169,28 @@ struct StandaloneArgs {
     #[command(flatten)]
     storage: StorageArgs,
     #[command(flatten)]
-    users: UsersArgs,
-    #[command(flatten)]
-    postgres: PostgresArgs,
+    doors: DoorArgs,
 }
 
 #[derive(Args)]
 struct SchedulerArgs {
     #[arg(long, default_value = "127.0.0.1:50051")]
     flight_sql_addr: SocketAddr,
+    /// Where executors join (`glaux executor --scheduler`). Default: the Flight SQL port, or
+    /// 127.0.0.1:50052 with TLS, since executors do not speak TLS to the scheduler.
+    #[arg(long)]
+    cluster_addr: Option<SocketAddr>,
     #[command(flatten)]
     storage: StorageArgs,
     #[command(flatten)]
     secret: SecretArgs,
     #[command(flatten)]
-    users: UsersArgs,
-    #[command(flatten)]
-    postgres: PostgresArgs,
+    doors: DoorArgs,
 }
 
 #[derive(Args)]
 struct ExecutorArgs {
-    /// The scheduler to join, host:port.
+    /// The scheduler to join, host:port (its --cluster-addr, when it has one).
     #[arg(long, default_value = "127.0.0.1:50051")]
     scheduler: String,
     /// Where to serve Flight for the scheduler and other executors.
@@ -310,20 +341,14 @@ struct Standalone {
 async fn start_standalone(args: &StandaloneArgs) -> anyhow::Result<Standalone> {
     let storage = args.storage.config()?;
     let secret = ClusterSecret::generate();
-    let mut config = SchedulerConfig::new(secret.clone())
+    let config = SchedulerConfig::new(secret.clone())
         .with_bind(args.flight_sql_addr)
         .with_storage(storage.clone())
         .with_catalog_path(args.storage.catalog_path());
-    if let Some(users) = args.users.load()? {
-        config = config.with_users(users);
-    }
-    if let Some(addr) = args.postgres.postgres_addr {
-        config = config.with_postgres(addr);
-    }
-    let scheduler = Scheduler::start(config).await?;
+    let scheduler = Scheduler::start(args.doors.apply(config)?).await?;
     let mut executors = Vec::new();
     for _ in 0..args.executors {
-        let mut config = ExecutorConfig::new(scheduler.addr().to_string(), secret.clone())
+        let mut config = ExecutorConfig::new(scheduler.cluster_addr().to_string(), secret.clone())
             .with_storage(storage.clone())
             .with_memory_limit(args.memory_mib << 20);
         if let Some(slots) = args.task_slots {
@@ -335,14 +360,6 @@ async fn start_standalone(args: &StandaloneArgs) -> anyhow::Result<Standalone> {
         .await
         .context("executors did not register within 30 s")?;
     Ok(Standalone { scheduler, _executors: executors })
-}
-
-/// How clients authenticate, for the start-up line.
-fn authentication(users: &UsersArgs) -> String {
-    match &users.users {
-        Some(path) => format!("clients authenticate (users from {})", path.display()),
-        None => "no authentication (no --users; loopback only)".to_string(),
-    }
 }
 
 /// Runs until Ctrl-C or until `stopped` completes (the server failed).
@@ -366,7 +383,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                 "Glaux standalone: Flight SQL on {} with {} executors ({}). Ctrl-C stops.",
                 cluster.scheduler.addr(),
                 args.executors,
-                authentication(&args.users)
+                args.doors.describe()
             );
             tokio::signal::ctrl_c().await?;
             Ok(true)
@@ -379,17 +396,18 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                 .with_bind(args.flight_sql_addr)
                 .with_storage(storage)
                 .with_catalog_path(args.storage.catalog_path());
-            if let Some(users) = args.users.load()? {
-                config = config.with_users(users);
+            let tls_default = args.doors.tls_cert.is_some().then(|| SocketAddr::from(([127, 0, 0, 1], 50052)));
+            if let Some(addr) = args.cluster_addr.or(tls_default) {
+                config = config.with_cluster_bind(addr);
             }
-            if let Some(addr) = args.postgres.postgres_addr {
-                config = config.with_postgres(addr);
-            }
-            let mut scheduler = Scheduler::start(config).await?;
+            let mut scheduler = Scheduler::start(args.doors.apply(config)?).await?;
             if let Some(addr) = scheduler.postgres_addr() {
                 println!("Glaux scheduler: PostgreSQL on {addr}.");
             }
-            println!("Glaux scheduler: Flight SQL on {} ({}). Ctrl-C stops.", scheduler.addr(), authentication(&args.users));
+            if scheduler.cluster_addr() != scheduler.addr() {
+                println!("Glaux scheduler: executors join on {}.", scheduler.cluster_addr());
+            }
+            println!("Glaux scheduler: Flight SQL on {} ({}). Ctrl-C stops.", scheduler.addr(), args.doors.describe());
             until_ctrl_c(scheduler.stopped()).await
         }
         Command::Executor(args) => {

@@ -12,7 +12,7 @@ use arrow_flight::{Action, CancelFlightInfoRequest, CancelFlightInfoResult, Canc
 use prost::Message;
 use futures::{StreamExt, TryStreamExt};
 use glaux_proto::{QueryProgress, QueryStats};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -25,11 +25,25 @@ pub enum ClientError {
     Protocol(String),
 }
 
+impl ClientError {
+    /// What the server (or the transport) said. A plaintext client talking to a TLS port sees
+    /// only an HTTP/2 protocol error, so that one says what is likely wrong.
+    fn server(message: impl Into<String>) -> Self {
+        let message = message.into();
+        if message.contains("h2 protocol error") {
+            return ClientError::Server(format!(
+                "{message} (does the server speak TLS? connect with grpc+tls://HOST:PORT or --tls-ca FILE)"
+            ));
+        }
+        ClientError::Server(message)
+    }
+}
+
 impl From<FlightError> for ClientError {
     fn from(error: FlightError) -> Self {
         match error {
-            FlightError::Tonic(status) => ClientError::Server(status.message().to_string()),
-            FlightError::Arrow(e) => ClientError::Server(e.to_string()),
+            FlightError::Tonic(status) => ClientError::server(status.message().to_string()),
+            FlightError::Arrow(e) => ClientError::server(e.to_string()),
             other => ClientError::Protocol(other.to_string()),
         }
     }
@@ -43,7 +57,7 @@ impl From<arrow::error::ArrowError> for ClientError {
             .split_once("message: \"")
             .and_then(|(_, rest)| rest.split_once("\", details"))
             .map_or(text.as_str(), |(message, _)| message);
-        ClientError::Server(message.replace("\\\"", "\"").replace("\\n", "\n"))
+        ClientError::server(message.replace("\\\"", "\"").replace("\\n", "\n"))
     }
 }
 
@@ -70,41 +84,85 @@ pub struct GlauxClient {
 /// The header that carries the client's current database (see `USE`).
 pub const DATABASE_HEADER: &str = "x-glaux-database";
 
-/// Accepts `host:port`, `http://host:port` and `grpc://host:port`.
-fn endpoint_url(url: &str) -> String {
-    let rest = url
-        .strip_prefix("grpc://")
-        .or_else(|| url.strip_prefix("grpc+tcp://"))
-        .or_else(|| url.strip_prefix("http://"))
-        .unwrap_or(url);
-    format!("http://{}", rest.trim_end_matches('/'))
+/// How to reach a scheduler beyond its address.
+#[derive(Clone, Default)]
+pub struct ConnectOptions {
+    /// PEM certificates to trust for TLS, besides the system's roots (a private CA, or a
+    /// self-signed scheduler certificate). Giving them implies TLS.
+    pub tls_ca: Option<Vec<u8>>,
+    /// A user name and password, exchanged in a Basic handshake for a bearer token that every
+    /// later call carries.
+    pub credentials: Option<(String, String)>,
+}
+
+impl std::fmt::Debug for ConnectOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectOptions")
+            .field("tls_ca", &self.tls_ca.as_ref().map(|pem| format!("{} bytes", pem.len())))
+            .field("user", &self.credentials.as_ref().map(|(user, _)| user))
+            .finish()
+    }
+}
+
+/// The scheduler's address as an endpoint URL, and whether it speaks TLS: `host:port`,
+/// `grpc://` and `http://` are plain unless a CA is given; `grpc+tls://` and `https://` are TLS.
+fn endpoint_url(url: &str, tls_ca_given: bool) -> (String, bool) {
+    let (rest, tls) = if let Some(rest) = url.strip_prefix("grpc+tls://").or_else(|| url.strip_prefix("https://")) {
+        (rest, true)
+    } else {
+        let rest = url
+            .strip_prefix("grpc://")
+            .or_else(|| url.strip_prefix("grpc+tcp://"))
+            .or_else(|| url.strip_prefix("http://"))
+            .unwrap_or(url);
+        (rest, tls_ca_given)
+    };
+    let scheme = if tls { "https" } else { "http" };
+    (format!("{scheme}://{}", rest.trim_end_matches('/')), tls)
 }
 
 impl GlauxClient {
     pub async fn connect(url: &str) -> Result<Self, ClientError> {
-        let failed = |message: String| ClientError::Connect { url: url.to_string(), message };
-        let channel = Endpoint::from_shared(endpoint_url(url))
-            .map_err(|e| failed(e.to_string()))?
-            .connect_timeout(Duration::from_secs(5))
-            .tcp_nodelay(true)
-            .connect()
-            .await
-            .map_err(|e| failed(format!("{e} (is a Glaux scheduler running there?)")))?;
-        Ok(Self { sql: FlightSqlServiceClient::new(channel), database: "default".into() })
+        Self::connect_with(url, &ConnectOptions::default()).await
     }
 
     /// Connects and authenticates as `user` (a Basic handshake exchanged for a bearer token that
     /// every later call carries).
     pub async fn connect_as(url: &str, user: &str, password: &str) -> Result<Self, ClientError> {
-        let mut client = Self::connect(url).await?;
-        client.sql.handshake(user, password).await.map_err(|e| match e {
-            // arrow-flight reports a refused handshake as "Can't handshake status: ..., message: ...".
-            FlightError::Arrow(arrow::error::ArrowError::IpcError(message)) => {
-                let reason = message.split("message: ").nth(1).and_then(|m| m.split('"').nth(1));
-                ClientError::Server(reason.map_or(message.clone(), str::to_string))
+        let options = ConnectOptions { credentials: Some((user.to_string(), password.to_string())), ..Default::default() };
+        Self::connect_with(url, &options).await
+    }
+
+    pub async fn connect_with(url: &str, options: &ConnectOptions) -> Result<Self, ClientError> {
+        let failed = |message: String| ClientError::Connect { url: url.to_string(), message };
+        let (endpoint_url, tls) = endpoint_url(url, options.tls_ca.is_some());
+        let mut endpoint = Endpoint::from_shared(endpoint_url)
+            .map_err(|e| failed(e.to_string()))?
+            .connect_timeout(Duration::from_secs(5))
+            .tcp_nodelay(true);
+        if tls {
+            let mut config = ClientTlsConfig::new().with_native_roots();
+            if let Some(pem) = &options.tls_ca {
+                config = config.ca_certificate(Certificate::from_pem(pem));
             }
-            other => ClientError::from(other),
+            endpoint = endpoint.tls_config(config).map_err(|e| failed(format!("TLS: {e}")))?;
+        }
+        let channel = endpoint.connect().await.map_err(|e| {
+            // tonic's transport error says only "transport error"; the cause says why.
+            let cause = std::error::Error::source(&e).map(|s| format!(": {s}")).unwrap_or_default();
+            failed(format!("{e}{cause} (is a Glaux scheduler running there{}?)", if tls { ", speaking TLS" } else { "" }))
         })?;
+        let mut client = Self { sql: FlightSqlServiceClient::new(channel), database: "default".into() };
+        if let Some((user, password)) = &options.credentials {
+            client.sql.handshake(user, password).await.map_err(|e| match e {
+                // arrow-flight reports a refused handshake as "Can't handshake status: ..., message: ...".
+                FlightError::Arrow(arrow::error::ArrowError::IpcError(message)) => {
+                    let reason = message.split("message: ").nth(1).and_then(|m| m.split('"').nth(1));
+                    ClientError::server(reason.map_or(message.clone(), str::to_string))
+                }
+                other => ClientError::from(other),
+            })?;
+        }
         Ok(client)
     }
 
@@ -126,7 +184,7 @@ impl GlauxClient {
             .inner_mut()
             .do_get(request)
             .await
-            .map_err(|status| ClientError::Server(status.message().to_string()))?;
+            .map_err(|status| ClientError::server(status.message().to_string()))?;
         let messages = response.into_inner().map_err(|s| FlightError::Tonic(Box::new(s)));
         Ok(FlightDataDecoder::new(messages))
     }
@@ -134,7 +192,7 @@ impl GlauxClient {
     /// Cancels a running statement (`CancelFlightInfo`); true if the scheduler cancelled it.
     pub async fn cancel(&mut self, info: FlightInfo) -> Result<bool, ClientError> {
         let action = Action::new("CancelFlightInfo", CancelFlightInfoRequest::new(info).encode_to_vec());
-        let server = |status: tonic::Status| ClientError::Server(status.message().to_string());
+        let server = |status: tonic::Status| ClientError::server(status.message().to_string());
         let request = self.authorized(action);
         let mut results = self.sql.inner_mut().do_action(request).await.map_err(server)?.into_inner();
         let result = results
@@ -152,7 +210,7 @@ impl GlauxClient {
     pub async fn progress(&mut self, info: &FlightInfo) -> Result<Option<QueryProgress>, ClientError> {
         let Some(ticket) = info.endpoint.first().and_then(|e| e.ticket.clone()) else { return Ok(None) };
         let request = self.authorized(Action::new("GlauxQueryProgress", ticket.ticket));
-        let server = |status: tonic::Status| ClientError::Server(status.message().to_string());
+        let server = |status: tonic::Status| ClientError::server(status.message().to_string());
         let mut results = self.sql.inner_mut().do_action(request).await.map_err(server)?.into_inner();
         let Some(result) = results.message().await.map_err(server)? else { return Ok(None) };
         if result.body.is_empty() {

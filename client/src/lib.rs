@@ -9,7 +9,7 @@ mod client;
 mod shell;
 mod statements;
 
-pub use client::{ClientError, GlauxClient, QueryOutput};
+pub use client::{ClientError, ConnectOptions, GlauxClient, QueryOutput};
 pub use glaux_proto::QueryStats;
 pub use shell::{OutputFormat, Shell, ShellOptions};
 pub use statements::split_statements;

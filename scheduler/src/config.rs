@@ -8,6 +8,7 @@ use glaux_proto::ClusterSecret;
 use glaux_storage::StorageConfig;
 
 use crate::client_auth::Users;
+use crate::tls::TlsIdentity;
 
 #[derive(Clone, Debug)]
 pub struct SchedulerConfig {
@@ -31,6 +32,12 @@ pub struct SchedulerConfig {
     pub users: Option<Arc<Users>>,
     /// Where PostgreSQL clients connect (`None`: no PostgreSQL port).
     pub postgres: Option<SocketAddr>,
+    /// TLS for the client doors (Flight SQL and PostgreSQL); `None` serves them in the clear.
+    pub tls: Option<TlsIdentity>,
+    /// Where executors join, when not on the Flight SQL port. With TLS, executors always join on
+    /// a port of their own (cluster calls are guarded by the cluster secret, not by TLS); it is
+    /// this address, or a free loopback port.
+    pub cluster_bind: Option<SocketAddr>,
 }
 
 impl SchedulerConfig {
@@ -46,7 +53,21 @@ impl SchedulerConfig {
             catalog_path: None,
             users: None,
             postgres: None,
+            tls: None,
+            cluster_bind: None,
         }
+    }
+
+    /// Serves Flight SQL and PostgreSQL clients over TLS with this identity.
+    pub fn with_tls(mut self, identity: TlsIdentity) -> Self {
+        self.tls = Some(identity);
+        self
+    }
+
+    /// Executors join at `addr` instead of on the Flight SQL port.
+    pub fn with_cluster_bind(mut self, addr: SocketAddr) -> Self {
+        self.cluster_bind = Some(addr);
+        self
     }
 
     /// Also serves the PostgreSQL wire protocol at `addr`.

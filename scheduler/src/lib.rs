@@ -1,7 +1,8 @@
 //! The Glaux scheduler: the one process clients talk to.
 //!
 //! - [`SchedulerConfig`] / [`Scheduler::start`]: binds one port that serves Arrow Flight SQL to
-//!   clients and the `SchedulerCluster` gRPC service to executors.
+//!   clients and the `SchedulerCluster` gRPC service to executors (two ports with TLS: clients
+//!   speak TLS, executors join on a port of their own; `tls` holds the identity).
 //! - `athena_statements`: Athena statements DataFusion does not parse (`SHOW DATABASES`, ...),
 //!   rewritten into SQL it runs.
 //! - `catalog`: databases, tables and partitions in SQLite ([`Catalog`], [`SqliteCatalog`]),
@@ -44,6 +45,7 @@ mod query;
 mod rerun;
 mod server;
 mod session;
+mod tls;
 
 pub use catalog::{Catalog, ColumnDef, SqliteCatalog, TableDef, TableFormat};
 pub use client_auth::{Users, hash_password};
@@ -52,3 +54,4 @@ pub use config::SchedulerConfig;
 pub use error::SchedulerError;
 pub use planner::{DistributedPlan, Stage, Task};
 pub use server::Scheduler;
+pub use tls::TlsIdentity;

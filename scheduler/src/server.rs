@@ -1,5 +1,6 @@
-//! `Scheduler`: binds one port for Flight SQL clients and for executors, and runs the background
-//! work (dropping silent executors, cancelling finished queries' tasks).
+//! `Scheduler`: binds one port for Flight SQL clients and for executors (or, with TLS, a TLS port
+//! for clients and a port of their own for executors), and runs the background work (dropping
+//! silent executors, cancelling finished queries' tasks).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -27,6 +28,7 @@ use crate::session::{open_catalog, scheduler_session};
 /// A running scheduler. Dropping it (or [`Scheduler::shutdown`]) stops serving.
 pub struct Scheduler {
     addr: SocketAddr,
+    cluster_addr: SocketAddr,
     postgres_addr: Option<SocketAddr>,
     cluster: Arc<ClusterState>,
     shutdown: CancellationToken,
@@ -51,12 +53,16 @@ impl Scheduler {
                 config.bind
             )));
         }
-        let listener = TcpListener::bind(config.bind)
-            .await
-            .map_err(|source| SchedulerError::Bind { addr: config.bind, source })?;
-        let addr = listener
-            .local_addr()
-            .map_err(|source| SchedulerError::Bind { addr: config.bind, source })?;
+        let (listener, addr) = bind(config.bind).await?;
+        // Executors join on the clients' port, unless that port speaks TLS or they are told
+        // otherwise (cluster calls carry the cluster secret; the executors' side has no TLS yet).
+        let cluster_listener = match (config.cluster_bind, &config.tls) {
+            (Some(cluster_bind), _) => Some(bind(cluster_bind).await?),
+            (None, Some(_)) => Some(bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?),
+            (None, None) => None,
+        };
+        let cluster_addr = cluster_listener.as_ref().map_or(addr, |(_, addr)| *addr);
+        let postgres_tls = config.tls.as_ref().map(crate::tls::TlsIdentity::acceptor).transpose()?;
         let channels = Arc::new(ClusterChannels::new(config.secret.clone()));
         let cluster = Arc::new(ClusterState::new(config.executor_timeout));
         let (cleanup, cancelled) = mpsc::unbounded_channel();
@@ -70,12 +76,7 @@ impl Scheduler {
             cleanup,
         });
         let postgres = match config.postgres {
-            Some(addr) => {
-                let listener =
-                    TcpListener::bind(addr).await.map_err(|source| SchedulerError::Bind { addr, source })?;
-                let local = listener.local_addr().map_err(|source| SchedulerError::Bind { addr, source })?;
-                Some((listener, local))
-            }
+            Some(addr) => Some(bind(addr).await?),
             None => None,
         };
         let postgres_addr = postgres.as_ref().map(|(_, addr)| *addr);
@@ -104,32 +105,36 @@ impl Scheduler {
         let shutdown = CancellationToken::new();
         let mut running = JoinSet::new();
         let stop = shutdown.clone();
-        let verify = ClusterAuth::verify(config.secret.clone());
-        let users = config.users.clone();
-        running.spawn(async move {
-            let mut builder = Server::builder();
-            let router = match users {
-                Some(users) => builder.add_service(RequireClientAuth { inner: flight_sql, users }),
-                None => builder.add_service(flight_sql),
-            };
-            let served = router
-                .add_service(InterceptedService::new(cluster_service, verify))
-                // Small responses go out at once: without TCP_NODELAY, Nagle and delayed ACKs add
-                // ~40 ms to every request/response exchange.
-                .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), stop.cancelled_owned())
-                .await;
-            if let Err(e) = served {
-                tracing::error!("scheduler server failed: {e}");
+        let cluster_service = InterceptedService::new(cluster_service, ClusterAuth::verify(config.secret.clone()));
+        let mut builder = Server::builder();
+        if let Some(tls) = &config.tls {
+            builder = builder.tls_config(tls.tonic()).map_err(|e| SchedulerError::Config(format!("TLS: {e}")))?;
+        }
+        let router = match config.users.clone() {
+            Some(users) => builder.add_service(RequireClientAuth { inner: flight_sql, users }),
+            None => builder.add_service(flight_sql),
+        };
+        match cluster_listener {
+            None => running.spawn(serve(router.add_service(cluster_service), listener, stop)),
+            Some((cluster_listener, cluster_addr)) => {
+                tracing::info!(%cluster_addr, "executors join on their own port");
+                running.spawn(serve(router, listener, stop.clone()));
+                running.spawn(serve(Server::builder().add_service(cluster_service), cluster_listener, stop))
             }
-        });
+        };
         if let Some((listener, addr)) = postgres {
-            tracing::info!(%addr, "serving PostgreSQL clients");
-            running.spawn(crate::postgres::serve(listener, postgres_engine, config.users.clone()));
+            tracing::info!(%addr, tls = postgres_tls.is_some(), "serving PostgreSQL clients");
+            running.spawn(crate::postgres::serve(listener, postgres_engine, config.users.clone(), postgres_tls));
         }
         running.spawn(cancel_tasks(cancelled, Arc::clone(&channels)));
         running.spawn(expire_executors(Arc::clone(&cluster), channels, config.heartbeat_interval));
-        tracing::info!(%addr, "scheduler serving Flight SQL and executors");
-        Ok(Self { addr, postgres_addr, cluster, shutdown, running })
+        tracing::info!(%addr, tls = config.tls.is_some(), "scheduler serving Flight SQL");
+        Ok(Self { addr, cluster_addr, postgres_addr, cluster, shutdown, running })
+    }
+
+    /// Where executors join: the Flight SQL port, or with TLS a port of their own.
+    pub fn cluster_addr(&self) -> SocketAddr {
+        self.cluster_addr
     }
 
     /// Where PostgreSQL clients connect, if the scheduler serves them.
@@ -137,7 +142,7 @@ impl Scheduler {
         self.postgres_addr
     }
 
-    /// Where clients and executors connect.
+    /// Where Flight SQL clients connect.
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
@@ -161,6 +166,32 @@ impl Scheduler {
 impl Drop for Scheduler {
     fn drop(&mut self) {
         self.shutdown.cancel();
+    }
+}
+
+async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), SchedulerError> {
+    let listener = TcpListener::bind(addr).await.map_err(|source| SchedulerError::Bind { addr, source })?;
+    let local = listener.local_addr().map_err(|source| SchedulerError::Bind { addr, source })?;
+    Ok((listener, local))
+}
+
+/// Serves gRPC on `listener` until `stop`.
+async fn serve<L>(router: tonic::transport::server::Router<L>, listener: TcpListener, stop: CancellationToken)
+where
+    L: tower::Layer<tonic::service::Routes> + Send + 'static,
+    L::Service: tower::Service<http::Request<tonic::body::Body>, Response = http::Response<tonic::body::Body>>
+        + Clone
+        + Send
+        + 'static,
+    <L::Service as tower::Service<http::Request<tonic::body::Body>>>::Future: Send + 'static,
+    <L::Service as tower::Service<http::Request<tonic::body::Body>>>::Error:
+        Into<Box<dyn std::error::Error + Send + Sync>> + Send,
+{
+    // Small responses go out at once: without TCP_NODELAY, Nagle and delayed ACKs add ~40 ms to
+    // every request/response exchange.
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    if let Err(e) = router.serve_with_incoming_shutdown(incoming, stop.cancelled_owned()).await {
+        tracing::error!("scheduler server failed: {e}");
     }
 }
 

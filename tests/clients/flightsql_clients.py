@@ -7,7 +7,9 @@ and checks, each with the right password and a wrong one:
 - `flightsql-dbapi` through SQLAlchemy (`datafusion://user:password@host:port?insecure=true`, the
   dialect Superset uses): list schemas, tables and columns, run a query;
 - `pyarrow.flight` (`authenticate_basic_token`, then Flight SQL commands by hand);
-- ADBC with a user name and password.
+- ADBC with a user name and password;
+then ADBC and `pyarrow.flight` again over TLS (`--tls-cert`/`--tls-key`, a self-signed certificate
+made by openssl), and that neither gets through without it.
 Results are compared with pyarrow's own computation over the same files.
 """
 import os
@@ -42,19 +44,23 @@ users_file = os.path.join(work, "users")
 with open(users_file, "w") as f:
     f.write(f"# who may query\nana:{hashed.stdout.strip()}\n")
 
-server = subprocess.Popen(
-    [glaux, "standalone", "--executors", "2", "--flight-sql-addr", "127.0.0.1:0", "--warehouse", warehouse,
-     "--users", users_file],
-    stdout=subprocess.PIPE, text=True, env={**os.environ, "GLAUX_LOG": "warn"},
-)
-address = None
-for line in server.stdout:
-    if "Flight SQL on " in line:
-        address = line.split("Flight SQL on ")[1].split()[0]
-        break
-if address is None:
+
+
+def start_server(extra):
+    """`glaux standalone --users` with `extra` arguments; the process and its Flight SQL address."""
+    process = subprocess.Popen(
+        [glaux, "standalone", "--executors", "2", "--flight-sql-addr", "127.0.0.1:0", "--warehouse", warehouse,
+         "--users", users_file, *extra],
+        stdout=subprocess.PIPE, text=True, env={**os.environ, "GLAUX_LOG": "warn"},
+    )
+    for line in process.stdout:
+        if "Flight SQL on " in line:
+            threading.Thread(target=lambda: [None for _ in process.stdout], daemon=True).start()
+            return process, line.split("Flight SQL on ")[1].split()[0]
     sys.exit("glaux standalone did not start")
-threading.Thread(target=lambda: [None for _ in server.stdout], daemon=True).start()
+
+
+server, address = start_server([])
 host, port = address.rsplit(":", 1)
 
 passed, failed = 0, 0
@@ -147,6 +153,40 @@ try:
     # The server serves on after every refusal above.
     info = client.get_flight_info(command(flightsql_pb2.CommandStatementQuery(query="SELECT count(*) AS n FROM trips")), options)
     check("served after bad requests", client.do_get(info.endpoints[0].ticket, options).read_all().column("n").to_pylist() == [500])
+finally:
+    server.terminate()
+    server.wait(timeout=30)
+
+# The same clients over TLS: a self-signed certificate for localhost, trusted by each client.
+cert, key = os.path.join(work, "cert.pem"), os.path.join(work, "key.pem")
+subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=localhost",
+                "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-addext", "basicConstraints=critical,CA:FALSE"], check=True, capture_output=True)
+with open(cert, "rb") as f:
+    root = f.read()
+server, address = start_server(["--tls-cert", cert, "--tls-key", key])
+port = address.rsplit(":", 1)[1]
+try:
+    with adbc.connect(f"grpc+tls://localhost:{port}", db_kwargs={
+            "username": "ana", "password": password,
+            "adbc.flight.sql.client_option.tls_root_certs": root.decode()}) as conn:
+        with conn.cursor() as cur:
+            cur.execute("SELECT city, count(*), round(sum(fare), 2) FROM trips GROUP BY city ORDER BY city")
+            check("ADBC over TLS", cur.fetchall() == expected)
+    expect_error("ADBC in the clear to a TLS port",
+                 lambda: adbc.connect(f"grpc://localhost:{port}", db_kwargs={"username": "ana", "password": password}).cursor().execute("SELECT 1"),
+                 ["Unavailable", "UNAVAILABLE", "connection", "Connection", "EOF", "handshake"])
+    client = flight.FlightClient(f"grpc+tls://localhost:{port}", tls_root_certs=root)
+    header = client.authenticate_basic_token("ana", password)
+    statement = flightsql_pb2.CommandStatementQuery(query="SELECT count(*) AS n FROM trips")
+    wrapped = any_pb2.Any()
+    wrapped.Pack(statement)
+    options = flight.FlightCallOptions(headers=[header])
+    info = client.get_flight_info(flight.FlightDescriptor.for_command(wrapped.SerializeToString()), options)
+    check("pyarrow.flight over TLS", client.do_get(info.endpoints[0].ticket, options).read_all().column("n").to_pylist() == [500])
+    expect_error("pyarrow.flight without the certificate's root",
+                 lambda: flight.FlightClient(f"grpc+tls://localhost:{port}").authenticate_basic_token("ana", password),
+                 ["Unavailable", "certificate", "handshake", "SSL", "ssl", "Could not finish writing"])
 finally:
     server.terminate()
     server.wait(timeout=30)

@@ -41,6 +41,7 @@ pub struct TestClusterBuilder {
     executor_memory: usize,
     users: Option<std::sync::Arc<glaux_scheduler::Users>>,
     postgres: bool,
+    tls: Option<glaux_scheduler::TlsIdentity>,
 }
 
 impl TestCluster {
@@ -56,6 +57,7 @@ impl TestCluster {
             executor_memory: 512 << 20,
             users: None,
             postgres: false,
+            tls: None,
         }
     }
 
@@ -123,6 +125,12 @@ impl TestClusterBuilder {
         self
     }
 
+    /// Serve clients over TLS with this identity.
+    pub fn tls(mut self, identity: glaux_scheduler::TlsIdentity) -> Self {
+        self.tls = Some(identity);
+        self
+    }
+
     /// Flight SQL clients must authenticate as one of these.
     pub fn users(mut self, users: glaux_scheduler::Users) -> Self {
         self.users = Some(std::sync::Arc::new(users));
@@ -162,10 +170,13 @@ impl TestClusterBuilder {
         if self.postgres {
             config = config.with_postgres(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
         }
+        if let Some(tls) = self.tls {
+            config = config.with_tls(tls);
+        }
         let scheduler = Scheduler::start(config).await?;
         let mut executors = Vec::new();
         for _ in 0..self.executors {
-            let config = ExecutorConfig::new(scheduler.addr().to_string(), secret.clone())
+            let config = ExecutorConfig::new(scheduler.cluster_addr().to_string(), secret.clone())
                 .with_storage(storage.clone())
                 .with_task_slots(self.task_slots)
                 .with_memory_limit(self.executor_memory);

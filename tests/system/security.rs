@@ -1,5 +1,5 @@
 //! Executors run only what their scheduler sends: without the cluster credential, nothing. Flight
-//! SQL clients authenticate when users are configured.
+//! SQL clients authenticate when users are configured, and speak TLS when it is configured.
 
 use arrow_flight::Ticket;
 use arrow_flight::flight_service_client::FlightServiceClient;
@@ -132,5 +132,70 @@ async fn flight_sql_clients_authenticate_when_users_are_configured() -> TestResu
         .with_bind("0.0.0.0:0".parse()?);
     let error = glaux_scheduler::Scheduler::start(open).await.err().ok_or("started without authentication")?;
     assert!(error.to_string().contains("without client authentication"), "{error}");
+    Ok(())
+}
+
+/// A self-signed certificate for localhost and 127.0.0.1, and its key, as PEM.
+fn self_signed() -> Result<(String, String), Box<dyn std::error::Error>> {
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string(), "127.0.0.1".to_string()])?;
+    Ok((certified.cert.pem(), certified.signing_key.serialize_pem()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn clients_speak_tls_to_both_doors_when_it_is_configured() -> TestResult {
+    let (cert, key) = self_signed()?;
+    // A key that is not the certificate's is refused at start, naming the problem.
+    let (_, other_key) = self_signed()?;
+    let mismatched = glaux_scheduler::TlsIdentity::from_pem(cert.clone().into_bytes(), other_key.into_bytes());
+    assert!(mismatched.unwrap_err().to_string().contains("does not fit"));
+    let garbage = glaux_scheduler::TlsIdentity::from_pem(b"not a certificate".to_vec(), key.clone().into_bytes());
+    assert!(garbage.is_err());
+
+    let identity = glaux_scheduler::TlsIdentity::from_pem(cert.clone().into_bytes(), key.into_bytes())?;
+    let hash = glaux_scheduler::hash_password("s3cret")?;
+    let users = glaux_scheduler::Users::parse(&format!("ana:{hash}\n"))?;
+    let cluster = TestCluster::builder().postgres().users(users).tls(identity).start().await?;
+    // Executors joined on a port of their own; clients speak TLS on the Flight SQL port.
+    assert_ne!(cluster.scheduler.cluster_addr(), cluster.scheduler.addr());
+    let url = format!("grpc+tls://localhost:{}", cluster.scheduler.addr().port());
+    let options = glaux_client::ConnectOptions {
+        tls_ca: Some(cert.clone().into_bytes()),
+        credentials: Some(("ana".into(), "s3cret".into())),
+    };
+    let mut client = glaux_client::GlauxClient::connect_with(&url, &options).await?;
+    let lake = write_lake(cluster.warehouse());
+    for ddl in lake_ddl(&format!("{}/", lake.display())) {
+        client.query(&ddl).await?;
+    }
+    let output = client.query("SELECT region, count(*) FROM sales GROUP BY region ORDER BY region").await?;
+    assert_eq!(rows_of(&output.batches), vec!["apac | 6000", "eu | 6000", "us | 6000"]);
+    assert!(output.stats.as_ref().is_some_and(|s| s.tasks >= 2), "the query ran on the executors: {:?}", output.stats);
+
+    // In the clear, or trusting only the system's roots, nothing gets through.
+    let plain = glaux_client::GlauxClient::connect_as(&cluster.url(), "ana", "s3cret").await;
+    assert!(plain.is_err(), "a plaintext client was served");
+    let untrusted = glaux_client::ConnectOptions { tls_ca: None, ..options.clone() };
+    let error = glaux_client::GlauxClient::connect_with(&url, &untrusted).await.unwrap_err().to_string();
+    assert!(error.to_lowercase().contains("certificate"), "{error}");
+
+    // psql verifies the certificate over TLS; without TLS it is refused before sending a password.
+    let port = cluster.scheduler.postgres_addr().ok_or("no PostgreSQL port")?.port();
+    let ca = cluster.warehouse().join("ca.pem");
+    std::fs::write(&ca, &cert)?;
+    let psql = |sslmode: &str| {
+        let connection = format!(
+            "host=localhost port={port} user=ana dbname=default sslmode={sslmode} sslrootcert={} connect_timeout=10",
+            ca.display()
+        );
+        tokio::process::Command::new("psql")
+            .args([connection.as_str(), "-X", "-At", "-c", "SELECT count(*) FROM regions"])
+            .env("PGPASSWORD", "s3cret")
+            .output()
+    };
+    let output = psql("verify-full").await?;
+    let text = |o: &std::process::Output| format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "4", "{}", text(&output));
+    let output = psql("disable").await?;
+    assert!(!output.status.success() && text(&output).contains("only TLS"), "{}", text(&output));
     Ok(())
 }

@@ -8,8 +8,9 @@
 //! `datafusion-pg-catalog` rewrites (regclass casts, `OPERATOR(pg_catalog.~)`, ...) and answers from
 //! its `pg_catalog` tables. Results are streamed and encoded by `arrow-pg` (text or binary, as the
 //! client asks). With users configured, clients authenticate with a cleartext password checked
-//! against the Argon2id hash (keep such ports on a trusted network or loopback: there is no TLS
-//! yet); without users, anyone on the (loopback) port may connect.
+//! against the Argon2id hash (over TLS when it is configured, and then only over TLS); without
+//! users, anyone on the (loopback) port may connect. A connection's database (its startup
+//! `database`, then `USE`) is kept in pgwire's per-connection metadata.
 
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -45,9 +46,14 @@ pub(crate) mod functions;
 const SERVER_VERSION: &str = "14.0 (Glaux)";
 const SERVER_VERSION_NUMBER: &str = "14.0";
 
-/// Serves PostgreSQL clients on `listener` until the task is dropped.
-pub async fn serve(listener: TcpListener, engine: Arc<QueryEngine>, users: Option<Arc<Users>>) {
-    let handlers = Arc::new(Handlers { engine, users });
+/// Serves PostgreSQL clients on `listener` until the task is dropped; with `tls`, only over TLS.
+pub async fn serve(
+    listener: TcpListener,
+    engine: Arc<QueryEngine>,
+    users: Option<Arc<Users>>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) {
+    let handlers = Arc::new(Handlers { engine, users, tls_required: tls.is_some() });
     loop {
         let (socket, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -57,9 +63,10 @@ pub async fn serve(listener: TcpListener, engine: Arc<QueryEngine>, users: Optio
             }
         };
         let handlers = Arc::clone(&handlers);
+        let tls = tls.clone();
         tokio::spawn(async move {
             // Garbage, a vanished client or a protocol error ends this connection only.
-            if let Err(e) = pgwire::tokio::process_socket(socket, None, handlers).await {
+            if let Err(e) = pgwire::tokio::process_socket(socket, tls, handlers).await {
                 tracing::debug!(%peer, "PostgreSQL connection ended: {e}");
             }
         });
@@ -69,6 +76,7 @@ pub async fn serve(listener: TcpListener, engine: Arc<QueryEngine>, users: Optio
 struct Handlers {
     engine: Arc<QueryEngine>,
     users: Option<Arc<Users>>,
+    tls_required: bool,
 }
 
 impl PgWireServerHandlers for Handlers {
@@ -81,7 +89,7 @@ impl PgWireServerHandlers for Handlers {
     }
 
     fn startup_handler(&self) -> Arc<impl StartupHandler> {
-        Arc::new(Startup { users: self.users.clone(), engine: Arc::clone(&self.engine) })
+        Arc::new(Startup { users: self.users.clone(), engine: Arc::clone(&self.engine), tls_required: self.tls_required })
     }
 }
 
@@ -97,6 +105,9 @@ fn server_parameters() -> DefaultServerParameterProvider {
 struct Startup {
     users: Option<Arc<Users>>,
     engine: Arc<QueryEngine>,
+    /// With TLS configured, a client that did not negotiate it is refused before it can send
+    /// a password.
+    tls_required: bool,
 }
 
 /// Where a connection keeps the database its statements resolve against (`USE` changes it).
@@ -142,6 +153,9 @@ impl StartupHandler for Startup {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        if self.tls_required && !client.is_secure() {
+            return Err(user_error("28000", "this server accepts only TLS connections (sslmode=require)"));
+        }
         let Some(users) = &self.users else {
             if let PgWireFrontendMessage::Startup(ref startup) = message {
                 protocol_negotiation(client, startup).await?;
