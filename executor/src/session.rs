@@ -39,5 +39,8 @@ pub fn executor_session(
     // A task holds only some partitions of its stage: its scans must not steal files that belong
     // to partitions other executors run.
     session.options_mut().execution.enable_file_stream_work_stealing = false;
-    Ok((SessionContext::new_with_config_rt(session, runtime), pool))
+    let ctx = SessionContext::new_with_config_rt(session, runtime);
+    // The functions the scheduler plans with, so fragments that call them decode here.
+    glaux_functions::register(&ctx);
+    Ok((ctx, pool))
 }

@@ -25,6 +25,9 @@
 //!   the same engine, plus `SET`/`SHOW`/transactions and `pg_catalog` (datafusion-pg-catalog).
 //! - `client_types`: the Arrow types both doors send clients (views and dictionaries made plain);
 //!   `placeholders`: `?`/`$n` parameters numbered, described and bound.
+//! - `trino`: Trino's SQL as Athena users write it (UNNEST, TABLESAMPLE, type syntax, `_col0`
+//!   names, clearer errors), rewritten for DataFusion before planning; the functions are
+//!   `glaux-functions`.
 //! - `client_auth`: Flight SQL users (Argon2id hashes), Basic-for-bearer-token handshakes, and the
 //!   layer that refuses unauthenticated calls.
 
@@ -46,6 +49,7 @@ mod rerun;
 mod server;
 mod session;
 mod tls;
+mod trino;
 
 pub use catalog::{Catalog, ColumnDef, SqliteCatalog, TableDef, TableFormat};
 pub use client_auth::{Users, hash_password};

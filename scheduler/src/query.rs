@@ -312,7 +312,15 @@ impl QueryEngine {
     /// Parses and plans `sql` without running it. Writes and session statements are refused.
     async fn logical_plan(&self, sql: &str, session: &ClientSession) -> Result<LogicalPlan, SchedulerError> {
         let sql = number_question_marks(sql);
-        let plan = self.state(session).create_logical_plan(&sql).await.map_err(SchedulerError::plan)?;
+        let state = self.state(session);
+        let planned = match crate::trino::parse(&state, &sql) {
+            Ok(statement) => state.statement_to_plan(statement).await,
+            Err(e) => Err(e),
+        };
+        let plan = planned.map_err(|e| match crate::trino::explain_plan_error(&e.to_string(), &sql, &state) {
+            Some(message) => plan_error(message),
+            None => SchedulerError::plan(e),
+        })?;
         SQLOptions::new()
             .with_allow_ddl(true)
             .with_allow_dml(false)

@@ -75,7 +75,13 @@ pub fn scheduler_session(
     parquet.enable_page_index = true;
     parquet.pruning = true;
     let parquet = TableParquetOptions { global: parquet.clone(), ..Default::default() };
-    let ctx = SessionContext::new_with_config_rt(session, runtime);
+    let state = datafusion::execution::SessionStateBuilder::new()
+        .with_config(session)
+        .with_runtime_env(runtime)
+        .with_default_features()
+        .with_type_planner(Arc::new(crate::trino::TrinoTypes))
+        .build();
+    let ctx = SessionContext::new_with_state(state);
     ctx.register_catalog(DEFAULT_CATALOG, Arc::new(LakeCatalogProvider::new(catalog, parquet)));
     // pg_catalog and the functions PostgreSQL clients' catalog queries call (psql's \d, JDBC's
     // DatabaseMetaData); they read only the scheduler's catalog, so such queries run here.
@@ -86,5 +92,7 @@ pub fn scheduler_session(
     )
     .map_err(|e| SchedulerError::plan(*e))?;
     crate::postgres::functions::register(&ctx);
+    // Trino's functions, as Athena users write them; every executor registers the same set.
+    glaux_functions::register(&ctx);
     Ok(ctx)
 }

@@ -6,6 +6,7 @@ mod athena_ddl;
 mod bad_input;
 mod cancel;
 mod catalog;
+mod conformance;
 mod events;
 mod flight_sql;
 mod partitions;

@@ -1,0 +1,209 @@
+//! Planning errors as a Trino user can act on them: an unknown function gets the closest names
+//! Glaux knows, and type errors name Trino's types (`varchar`, `bigint`, not `Utf8`, `Int64`)
+//! and the expression that failed.
+
+use std::ops::ControlFlow;
+
+use datafusion::execution::SessionState;
+use datafusion::sql::sqlparser::ast::{BinaryOperator, Expr, Statement, visit_expressions};
+use datafusion::sql::sqlparser::dialect::GenericDialect;
+use datafusion::sql::sqlparser::parser::Parser;
+
+/// A clearer text for a planning error of `sql`, or `None` to keep DataFusion's.
+pub fn explain_plan_error(message: &str, sql: &str, state: &SessionState) -> Option<String> {
+    let message = message.trim_start_matches("Error during planning: ").trim_start_matches("Internal error: ");
+    if let Some(name) = quoted_after(message, "Invalid function '") {
+        return Some(unknown_function(&name, state));
+    }
+    let statements = Parser::parse_sql(&GenericDialect {}, sql).unwrap_or_default();
+    if let Some(rest) = message.strip_prefix("Cannot coerce arithmetic expression ") {
+        let types = rest.trim_end_matches(" to valid types");
+        let operator = types.split_whitespace().nth(1).unwrap_or_default();
+        let found = find_binary(&statements, operator).map(|e| format!(" in {e}")).unwrap_or_default();
+        return Some(format!("Cannot apply operator: {}{found}", trino_types(types)));
+    }
+    let function = quoted_after(message, "Function '")?;
+    let signature_problem = message.contains("failed to match any signature")
+        || message.contains("No function matches")
+        || message.contains("expects")
+        || message.contains("Unexpected parameters");
+    if !signature_problem {
+        return None;
+    }
+    let call = find_call(&statements, &function).map(|e| format!(" in {e}")).unwrap_or_default();
+    let arguments = quoted_after(message, "argument types '").map(|a| trino_types(&a));
+    let candidates: Vec<&str> = message.split("\n\t").skip(1).map(str::trim).filter(|c| !c.is_empty()).collect();
+    let mut text = match arguments {
+        Some(arguments) => format!("Unexpected parameters {arguments} for function {function}{call}"),
+        None if message.contains("Unexpected parameters") => format!("{}{call}", message.lines().next().unwrap_or(message)),
+        None => format!("Function {function} cannot take these arguments{call}: {}", trino_types(first_reason(message))),
+    };
+    if !candidates.is_empty() {
+        text.push_str(&format!(". Expected: {}", trino_types(&candidates.join(", "))));
+    }
+    Some(text)
+}
+
+fn quoted_after(message: &str, prefix: &str) -> Option<String> {
+    let start = message.find(prefix)? + prefix.len();
+    let end = message[start..].find('\'')?;
+    Some(message[start..start + end].to_string())
+}
+
+/// The first reason DataFusion gives among several signatures' failures.
+fn first_reason(message: &str) -> &str {
+    let reason = message.split("errors: ").nth(1).unwrap_or(message);
+    reason.split(".,").next().unwrap_or(reason).trim_start_matches("Error during planning: ")
+}
+
+/// Arrow type names in `text` as Trino's.
+fn trino_types(text: &str) -> String {
+    let names = [
+        ("LargeUtf8", "varchar"),
+        ("Utf8View", "varchar"),
+        ("Utf8", "varchar"),
+        ("String", "varchar"),
+        ("Int8", "tinyint"),
+        ("Int16", "smallint"),
+        ("Int32", "integer"),
+        ("Int64", "bigint"),
+        ("UInt64", "bigint"),
+        ("Float32", "real"),
+        ("Float64", "double"),
+        ("Boolean", "boolean"),
+        ("Date32", "date"),
+        ("BinaryView", "varbinary"),
+        ("Binary", "varbinary"),
+    ];
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    'outer: while !rest.is_empty() {
+        let at_word_start = out.chars().last().is_none_or(|c| !c.is_alphanumeric());
+        if at_word_start {
+            for (arrow, trino) in names {
+                if let Some(after) = rest.strip_prefix(arrow)
+                    && after.chars().next().is_none_or(|c| !c.is_alphanumeric())
+                {
+                    out.push_str(trino);
+                    rest = after;
+                    continue 'outer;
+                }
+            }
+        }
+        let mut chars = rest.chars();
+        if let Some(c) = chars.next() {
+            out.push(c);
+        }
+        rest = chars.as_str();
+    }
+    out
+}
+
+fn find_binary(statements: &[Statement], operator: &str) -> Option<String> {
+    let mut found = None;
+    for statement in statements {
+        let _ = visit_expressions(statement, |expr| {
+            if let Expr::BinaryOp { op, .. } = expr
+                && symbol(op) == Some(operator)
+            {
+                found = Some(expr.to_string());
+                return ControlFlow::Break(());
+            }
+            ControlFlow::Continue(())
+        });
+    }
+    found
+}
+
+fn symbol(op: &BinaryOperator) -> Option<&'static str> {
+    Some(match op {
+        BinaryOperator::Plus => "+",
+        BinaryOperator::Minus => "-",
+        BinaryOperator::Multiply => "*",
+        BinaryOperator::Divide => "/",
+        BinaryOperator::Modulo => "%",
+        _ => return None,
+    })
+}
+
+fn find_call(statements: &[Statement], function: &str) -> Option<String> {
+    let mut found = None;
+    for statement in statements {
+        let _ = visit_expressions(statement, |expr| {
+            if let Expr::Function(f) = expr
+                && f.name.0.last().is_some_and(|part| part.to_string().eq_ignore_ascii_case(function))
+            {
+                found = Some(expr.to_string());
+                return ControlFlow::Break(());
+            }
+            ControlFlow::Continue(())
+        });
+    }
+    found
+}
+
+/// "Function 'x' not registered", with the closest names this session knows.
+fn unknown_function(name: &str, state: &SessionState) -> String {
+    let mut known: Vec<&String> =
+        state.scalar_functions().keys().chain(state.aggregate_functions().keys()).chain(state.window_functions().keys()).collect();
+    known.sort();
+    known.dedup();
+    let suggestions = closest(name, known.into_iter().map(String::as_str));
+    if suggestions.is_empty() {
+        format!("Function '{name}' not registered (SHOW FUNCTIONS lists the functions Glaux knows)")
+    } else {
+        format!("Function '{name}' not registered. Did you mean {}? (SHOW FUNCTIONS lists them all)", suggestions.join(", "))
+    }
+}
+
+/// Up to three names close to `name`: by edit distance, and names that contain it or that it
+/// contains (`regexp` finds `regexp_like`, `dayofweek` finds `day_of_week`).
+fn closest<'a>(name: &str, known: impl Iterator<Item = &'a str>) -> Vec<String> {
+    let name = name.to_lowercase();
+    let squashed = name.replace('_', "");
+    let mut scored: Vec<(usize, &str)> = known
+        .filter(|k| !k.starts_with("__"))
+        .filter_map(|k| {
+            let distance = edit_distance(&name, k).min(edit_distance(&squashed, &k.replace('_', "")));
+            let related = (k.contains(&name) || name.contains(k)) && k.len() > 2;
+            let limit = (name.len() / 3).max(2);
+            if distance <= limit || related { Some((if related { distance.min(limit) } else { distance }, k)) } else { None }
+        })
+        .collect();
+    scored.sort();
+    scored.into_iter().take(3).map(|(_, k)| k.to_string()).collect()
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut current = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let substitution = previous[j] + usize::from(ca != *cb);
+            current.push(substitution.min(previous[j + 1] + 1).min(current[j] + 1));
+        }
+        previous = current;
+    }
+    previous[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn closest_names() {
+        let known = ["json_extract_scalar", "json_extract", "day_of_week", "regexp_like", "regexp_replace", "sqrt", "split_part", "split"];
+        assert_eq!(closest("json_extract_scaler", known.into_iter()), vec!["json_extract_scalar", "json_extract"]);
+        assert_eq!(closest("dayofweek", known.into_iter()), vec!["day_of_week"]);
+        assert_eq!(closest("regexp", known.into_iter()), vec!["regexp_like", "regexp_replace"]);
+        assert!(closest("zzzzzzzz", known.into_iter()).is_empty());
+    }
+
+    #[test]
+    fn arrow_types_read_as_trino_types() {
+        assert_eq!(trino_types("Utf8 + Int64"), "varchar + bigint");
+        assert_eq!(trino_types("upper(Int64, Utf8View) Int64Array"), "upper(bigint, varchar) Int64Array");
+    }
+}

@@ -1,0 +1,46 @@
+//! Trino's SQL, as Athena users write it, turned into statements DataFusion plans.
+//!
+//! A statement goes through three steps before DataFusion's planner sees it:
+//! 1. `check_quotes`: typographic quotes (`‘Watches’`, pasted from a document) are refused
+//!    with their position, before they turn into a confusing parse error.
+//! 2. `type_syntax`: Trino's type syntax (`ARRAY(bigint)`, `ROW(x integer)`, `VARBINARY`),
+//!    rewritten token by token into what the SQL parser reads.
+//! 3. After parsing, the AST rewrites: `CROSS JOIN UNNEST(...) [WITH ORDINALITY] AS t(x)`
+//!    (`rewrite_unnest`), `TABLESAMPLE` (`rewrite_tablesample`), `AT TIME ZONE` on a timestamp
+//!    without a zone (`rewrite_at_time_zone`), and Athena's names for unnamed result columns
+//!    (`name_columns`: `_col0`, `_col1`, ...).
+//!
+//! `types.rs` plans the types DataFusion's SQL layer does not know (`MAP(K, V)`), and
+//! `errors.rs` makes planning errors read like Trino's (closest function names, Trino type
+//! names). The functions themselves are `glaux-functions`, registered here and on executors.
+
+mod check_quotes;
+mod errors;
+mod name_columns;
+mod rewrite_at_time_zone;
+mod rewrite_tablesample;
+mod rewrite_unnest;
+mod type_syntax;
+mod types;
+
+use datafusion::common::Result;
+use datafusion::execution::SessionState;
+use datafusion::sql::parser::Statement;
+
+pub use errors::explain_plan_error;
+pub use types::TrinoTypes;
+
+/// Parses one statement of Trino SQL into a statement DataFusion can plan.
+pub fn parse(state: &SessionState, sql: &str) -> Result<Statement> {
+    check_quotes::check(sql)?;
+    let sql = type_syntax::rewrite(sql);
+    let dialect = state.config().options().sql_parser.dialect;
+    let mut statement = state.sql_to_statement(&sql, &dialect)?;
+    if let Statement::Statement(statement) = &mut statement {
+        rewrite_unnest::rewrite(statement)?;
+        rewrite_tablesample::rewrite(statement)?;
+        rewrite_at_time_zone::rewrite(statement);
+        name_columns::rewrite(statement);
+    }
+    Ok(statement)
+}

@@ -1,0 +1,199 @@
+//! `FROM t CROSS JOIN UNNEST(t.a [, t.b]) [WITH ORDINALITY] AS u(x [, y] [, n])`, Trino's way to
+//! turn arrays into rows, as a derived table DataFusion plans:
+//!
+//! ```sql
+//! FROM (SELECT t.*, unnest(t.a) AS x, unnest(t.b) AS y,
+//!              unnest(generate_series(1, greatest(cardinality(t.a), cardinality(t.b)))) AS n
+//!       FROM t) AS t
+//! ```
+//!
+//! DataFusion zips several `unnest`s in one projection as Trino zips the arrays of one UNNEST.
+//! The derived table keeps `t`'s name, so `t.col` still resolves, and references to `u.x` become
+//! `t.x`. A map unnests into its keys and values (`UNNEST(m) AS u(k, v)`). The comma form
+//! (`FROM t, UNNEST(...)`) and `JOIN UNNEST(...) ON true` are the same. An UNNEST whose left
+//! side is a join is refused with a hint (put the join in a subquery).
+
+use std::collections::HashMap;
+use std::ops::ControlFlow;
+
+use datafusion::common::{DataFusionError, Result, plan_datafusion_err, plan_err};
+use datafusion::sql::sqlparser::ast::{
+    Expr, Ident, Join, JoinConstraint, JoinOperator, Select, Statement, TableFactor, Value, VisitMut, VisitorMut,
+    visit_expressions_mut,
+};
+use datafusion::sql::sqlparser::dialect::GenericDialect;
+use datafusion::sql::sqlparser::parser::Parser;
+
+pub fn rewrite(statement: &mut Statement) -> Result<()> {
+    let mut unnester = Unnester { renames: HashMap::new(), error: None };
+    let _ = statement.visit(&mut unnester);
+    if let Some(error) = unnester.error {
+        return Err(error);
+    }
+    if unnester.renames.is_empty() {
+        return Ok(());
+    }
+    // `u.x` is now a column of the derived table that took the left side's name.
+    let renames = unnester.renames;
+    let _ = visit_expressions_mut(statement, |expr| {
+        if let Expr::CompoundIdentifier(parts) = expr
+            && parts.len() >= 2
+            && let Some(table) = renames.get(&parts[0].value.to_lowercase())
+        {
+            parts[0] = Ident::new(table.clone());
+        }
+        ControlFlow::<()>::Continue(())
+    });
+    Ok(())
+}
+
+struct Unnester {
+    /// Unnest alias → the name of the derived table now holding its columns.
+    renames: HashMap<String, String>,
+    error: Option<DataFusionError>,
+}
+
+impl VisitorMut for Unnester {
+    type Break = ();
+
+    fn post_visit_select(&mut self, select: &mut Select) -> ControlFlow<()> {
+        match self.unnest_select(select) {
+            Ok(()) => ControlFlow::Continue(()),
+            Err(e) => {
+                self.error = Some(e);
+                ControlFlow::Break(())
+            }
+        }
+    }
+}
+
+fn is_unnest(factor: &TableFactor) -> bool {
+    matches!(factor, TableFactor::UNNEST { .. })
+}
+
+/// Joins that mean "every element with its row": `CROSS JOIN`, and `[LEFT] JOIN ... ON true`.
+fn is_lateral_join(operator: &JoinOperator) -> bool {
+    let on_true = |c: &JoinConstraint| match c {
+        JoinConstraint::None => true,
+        JoinConstraint::On(Expr::Value(v)) => matches!(v.value, Value::Boolean(true)),
+        _ => false,
+    };
+    match operator {
+        JoinOperator::CrossJoin(c) => on_true(c),
+        JoinOperator::Join(c) | JoinOperator::Inner(c) | JoinOperator::Left(c) | JoinOperator::LeftOuter(c) => on_true(c),
+        _ => false,
+    }
+}
+
+impl Unnester {
+    fn unnest_select(&mut self, select: &mut Select) -> Result<()> {
+        // `FROM t, UNNEST(...)`: the comma is a cross join.
+        let mut i = 1;
+        while i < select.from.len() {
+            if is_unnest(&select.from[i].relation) {
+                let item = select.from.remove(i);
+                let joins = &mut select.from[i - 1].joins;
+                joins.push(Join { relation: item.relation, global: false, join_operator: JoinOperator::CrossJoin(JoinConstraint::None) });
+                joins.extend(item.joins);
+            } else {
+                i += 1;
+            }
+        }
+        for from in &mut select.from {
+            if is_unnest(&from.relation) {
+                return plan_err!("UNNEST needs a table before it: FROM t CROSS JOIN UNNEST(t.items) AS u(item)");
+            }
+            let mut j = 0;
+            while j < from.joins.len() {
+                if !is_unnest(&from.joins[j].relation) {
+                    j += 1;
+                    continue;
+                }
+                if j > 0 {
+                    return plan_err!(
+                        "UNNEST after a JOIN is not supported yet: join in a subquery, then UNNEST from it \
+                         (FROM (SELECT ... FROM a JOIN b ON ...) ab CROSS JOIN UNNEST(ab.items) AS u(item))"
+                    );
+                }
+                if !is_lateral_join(&from.joins[j].join_operator) {
+                    return plan_err!("UNNEST joins its table with CROSS JOIN, or JOIN ... ON true");
+                }
+                let join = from.joins.remove(0);
+                let left = from.relation.clone();
+                from.relation = self.fold(left, join.relation)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `left CROSS JOIN unnest` as one derived table named as `left` is.
+    fn fold(&mut self, left: TableFactor, unnest: TableFactor) -> Result<TableFactor> {
+        let TableFactor::UNNEST { alias, array_exprs, with_offset, with_ordinality, .. } = unnest else {
+            return plan_err!("not an UNNEST");
+        };
+        if with_offset {
+            return plan_err!("UNNEST ... WITH OFFSET is not Trino SQL: use WITH ORDINALITY");
+        }
+        let name = match &left {
+            TableFactor::Table { alias: Some(alias), .. } | TableFactor::Derived { alias: Some(alias), .. } => {
+                alias.name.value.clone()
+            }
+            TableFactor::Table { name, alias: None, .. } => name.0.last().map(|p| p.to_string()).unwrap_or_default(),
+            _ => return plan_err!("the table before UNNEST needs a name: FROM (...) AS t CROSS JOIN UNNEST(t.items)"),
+        };
+        let columns: Vec<String> = alias.as_ref().map(|a| a.columns.iter().map(|c| c.name.to_string()).collect()).unwrap_or_default();
+        let column = |i: usize| columns.get(i).cloned().unwrap_or_else(|| format!("_col{i}"));
+        let mut items = vec![format!("{name}.*")];
+        let arrays: Vec<String> = array_exprs.iter().map(ToString::to_string).collect();
+        let is_map = arrays.len() == 1 && columns.len() == 2 && !with_ordinality;
+        if is_map {
+            items.push(format!("unnest(map_keys({})) AS {}", arrays[0], column(0)));
+            items.push(format!("unnest(map_values({})) AS {}", arrays[0], column(1)));
+        } else {
+            items.extend(arrays.iter().enumerate().map(|(i, array)| format!("unnest({array}) AS {}", column(i))));
+        }
+        if with_ordinality {
+            let lengths: Vec<String> = arrays.iter().map(|a| format!("cardinality({a})")).collect();
+            let longest = if lengths.len() == 1 { lengths[0].clone() } else { format!("greatest({})", lengths.join(", ")) };
+            items.push(format!("unnest(generate_series(1, {longest})) AS {}", column(arrays.len())));
+        }
+        if let Some(alias) = &alias {
+            self.renames.insert(alias.name.value.to_lowercase(), name.clone());
+        }
+        let sql = format!("(SELECT {} FROM {left}) AS {name}", items.join(", "));
+        let mut parser = Parser::new(&GenericDialect {}).try_with_sql(&sql).map_err(|e| plan_datafusion_err!("{e}"))?;
+        parser.parse_table_factor().map_err(|e| plan_datafusion_err!("{e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rewritten(sql: &str) -> Result<String> {
+        let mut statements = Parser::parse_sql(&GenericDialect {}, sql).map_err(|e| plan_datafusion_err!("{e}"))?;
+        rewrite(&mut statements[0])?;
+        Ok(statements[0].to_string())
+    }
+
+    #[test]
+    fn unnest_becomes_a_derived_table() {
+        assert_eq!(
+            rewritten("SELECT o.id, i.item FROM orders o CROSS JOIN UNNEST(o.items) AS i(item) WHERE i.item <> 'x' ORDER BY i.item")
+                .expect("rewrites"),
+            "SELECT o.id, o.item FROM (SELECT o.*, unnest(o.items) AS item FROM orders o) AS o WHERE o.item <> 'x' ORDER BY o.item"
+        );
+        assert_eq!(
+            rewritten("SELECT * FROM t, UNNEST(a, b) WITH ORDINALITY AS u(x, y, n)").expect("rewrites"),
+            "SELECT * FROM (SELECT t.*, unnest(a) AS x, unnest(b) AS y, \
+             unnest(generate_series(1, greatest(cardinality(a), cardinality(b)))) AS n FROM t) AS t"
+        );
+        assert_eq!(
+            rewritten("SELECT k, v FROM t CROSS JOIN UNNEST(t.m) AS u(k, v)").expect("rewrites"),
+            "SELECT k, v FROM (SELECT t.*, unnest(map_keys(t.m)) AS k, unnest(map_values(t.m)) AS v FROM t) AS t"
+        );
+        assert!(rewritten("SELECT * FROM a JOIN b ON a.x = b.x CROSS JOIN UNNEST(b.arr) AS u(v)").is_err());
+        let plain = "SELECT * FROM a JOIN b ON a.x = b.x";
+        assert_eq!(rewritten(plain).expect("nothing to do"), plain);
+    }
+}

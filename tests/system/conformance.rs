@@ -1,0 +1,145 @@
+//! The Trino conformance suite: `tests/conformance/*.slt`, sqllogictest files whose expected
+//! results are Trino's documented ones, run through a real cluster (a scheduler and two
+//! executors) over the test lake and a small events table.
+//!
+//! Values are shown as Trino shows them where the display differs from Arrow's: timestamps as
+//! `2023-06-01 10:00:00.000`, NULL as `NULL`, the empty string as `(empty)`.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
+use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use arrow::util::display::{ArrayFormatter, FormatOptions};
+use async_trait::async_trait;
+use glaux_client::GlauxClient;
+use sqllogictest::{DBOutput, DefaultColumnType};
+
+use crate::harness::*;
+
+/// The events the suite queries: 120 rows two hours apart from 2023-05-30, three event names in
+/// turn, JSON payloads with a session id (`s0`..`s4`), an OS and a value.
+fn events() -> RecordBatch {
+    const NAMES: [&str; 3] = ["anonymous_visited", "signed_up", "purchased"];
+    let start = 1_685_404_800_000_000i64; // 2023-05-30 00:00:00 UTC
+    let rows = 0..120i64;
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(Int64Array::from_iter_values(rows.clone())),
+        Arc::new(StringArray::from_iter_values(rows.clone().map(|i| NAMES[(i % 3) as usize]))),
+        Arc::new(TimestampMicrosecondArray::from_iter_values(rows.clone().map(|i| start + i * 7_200_000_000))),
+        Arc::new(StringArray::from_iter_values(rows.map(|i| {
+            let os = ["ios", "android"][(i % 2) as usize];
+            format!(r#"{{"session_id": "s{}", "os": "{os}", "value": {i}, "tags": ["t{}", "x"]}}"#, i % 5, i % 3)
+        }))),
+    ];
+    let schema = Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("name", DataType::Utf8, false),
+        Field::new("tstamp", DataType::Timestamp(TimeUnit::Microsecond, None), false),
+        Field::new("payload", DataType::Utf8, false),
+    ]);
+    RecordBatch::try_new(Arc::new(schema), columns).expect("events batch")
+}
+
+struct Cluster {
+    client: GlauxClient,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct QueryError(String);
+
+fn column_type(t: &DataType) -> DefaultColumnType {
+    if t.is_integer() {
+        DefaultColumnType::Integer
+    } else if t.is_floating() || matches!(t, DataType::Decimal128(..) | DataType::Decimal256(..)) {
+        DefaultColumnType::FloatingPoint
+    } else {
+        DefaultColumnType::Text
+    }
+}
+
+fn display_options() -> FormatOptions<'static> {
+    FormatOptions::default()
+        .with_null("NULL")
+        .with_timestamp_format(Some("%Y-%m-%d %H:%M:%S%.3f"))
+        .with_timestamp_tz_format(Some("%Y-%m-%d %H:%M:%S%.3f %Z"))
+        .with_date_format(Some("%Y-%m-%d"))
+}
+
+#[async_trait]
+impl sqllogictest::AsyncDB for Cluster {
+    type Error = QueryError;
+    type ColumnType = DefaultColumnType;
+
+    async fn run(&mut self, sql: &str) -> Result<DBOutput<DefaultColumnType>, QueryError> {
+        let output = self.client.query(sql).await.map_err(|e| QueryError(e.to_string()))?;
+        let Some(schema) = output.schema.filter(|s| !s.fields().is_empty()) else {
+            return Ok(DBOutput::StatementComplete(0));
+        };
+        let types = schema.fields().iter().map(|f| column_type(f.data_type())).collect();
+        let options = display_options();
+        let mut rows = Vec::new();
+        for batch in &output.batches {
+            let formatters = batch
+                .columns()
+                .iter()
+                .map(|c| ArrayFormatter::try_new(c.as_ref(), &options))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| QueryError(e.to_string()))?;
+            for row in 0..batch.num_rows() {
+                rows.push(
+                    formatters
+                        .iter()
+                        .map(|f| match f.value(row).to_string() {
+                            text if text.is_empty() => "(empty)".to_string(),
+                            // Trino names the zone; Arrow shows UTC as an offset.
+                            text => text.replace(" +00:00", " UTC"),
+                        })
+                        .collect(),
+                );
+            }
+        }
+        Ok(DBOutput::Rows { types, rows })
+    }
+
+    async fn shutdown(&mut self) {}
+
+    fn engine_name(&self) -> &str {
+        "glaux"
+    }
+
+    async fn sleep(duration: std::time::Duration) {
+        tokio::time::sleep(duration).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn trino_conformance_suite() -> TestResult {
+    let cluster = TestCluster::builder().start().await?;
+    let (lake, mut client) = cluster.with_lake().await?;
+    write_parquet(&lake.join("events/events.parquet"), &events());
+    client.query(&format!("CREATE EXTERNAL TABLE events_json STORED AS PARQUET LOCATION '{}/events/'", lake.display())).await?;
+
+    let directory = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/conformance");
+    let mut files: Vec<_> = std::fs::read_dir(&directory)?.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    files.retain(|p| p.extension().is_some_and(|e| e == "slt"));
+    files.sort();
+    assert!(files.len() >= 5, "conformance files in {}", directory.display());
+    let mut failures = Vec::new();
+    for file in &files {
+        let url = cluster.url();
+        let mut runner = sqllogictest::Runner::new(move || {
+            let url = url.clone();
+            async move { Ok(Cluster { client: GlauxClient::connect(&url).await.map_err(|e| QueryError(e.to_string()))? }) }
+        });
+        // Every record runs, so one run reports every difference.
+        for record in sqllogictest::parse_file(file)? {
+            if let Err(e) = runner.run_async(record).await {
+                failures.push(format!("{}", e.display(false)));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{} conformance failures:\n{}", failures.len(), failures.join("\n"));
+    Ok(())
+}
