@@ -11,7 +11,7 @@
 //! - `datetime`: fields, `date_trunc`/`date_add`/`date_diff`, MySQL and Joda patterns, ISO 8601.
 //! - `strings`: `split`, regular expressions, URLs, UTF-8 and hex.
 //! - `arrays`: `element_at`, `contains`, `sequence`, `slice`.
-//! - `conditional`: `if`, `typeof`.
+//! - `conditional`: `if`, `typeof`; `try_eval`: `try`.
 //! - `math`: `truncate`, `rand(n)`, `width_bucket`, ...
 //! - `aggregates`: `count_if`, `max_by`/`min_by`, `map_agg`, `histogram`, `checksum`,
 //!   `geometric_mean`, and Trino's names for DataFusion's (`arbitrary`, `every`, `approx_percentile`).
@@ -25,6 +25,7 @@ mod datetime;
 mod json;
 mod math;
 mod strings;
+mod try_eval;
 mod types;
 mod udf;
 
@@ -32,6 +33,7 @@ use datafusion::logical_expr::{AggregateUDF, ScalarUDF};
 use datafusion::prelude::SessionContext;
 
 pub use datetime::{joda_to_strftime, mysql_to_strftime};
+pub use try_eval::TryRule;
 pub use types::trino_type_name;
 
 /// Every scalar function Glaux adds or answers differently from DataFusion.
@@ -43,6 +45,7 @@ pub fn scalar_functions() -> Vec<ScalarUDF> {
     functions.extend(arrays::functions());
     functions.extend(conditional::functions());
     functions.extend(math::functions());
+    functions.extend(try_eval::functions());
     functions
 }
 

@@ -116,7 +116,8 @@ impl ScalarUDFImpl for Udf {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let scalar = args.args.iter().all(|a| matches!(a, ColumnarValue::Scalar(_)));
+        // A function of constants is computed once; one without arguments (`rand()`) once a row.
+        let scalar = !args.args.is_empty() && args.args.iter().all(|a| matches!(a, ColumnarValue::Scalar(_)));
         let rows = if scalar { 1 } else { args.number_rows };
         let arrays = args.args.iter().map(|a| a.to_array(rows)).collect::<Result<Vec<_>>>()?;
         let result = (self.invoke)(&arrays, rows, args.return_field.data_type())?;
@@ -133,9 +134,14 @@ pub fn call_text(name: &str, types: &[DataType]) -> String {
     format!("{name}({})", types.join(", "))
 }
 
-/// An error for arguments no form of the function accepts.
+/// An error for arguments no form of the function accepts: `Unexpected parameters (bigint)
+/// for function upper. Expected: upper(varchar)`, as Trino words it.
 pub fn no_form<T>(name: &str, types: &[DataType], forms: &str) -> Result<T> {
-    plan_err!("Unexpected parameters {} for function {name}. Expected: {forms}", call_text(name, types))
+    let expected: Vec<String> = forms.split(" or ").flat_map(|f| f.split(", (")).map(|f| {
+        let f = f.trim();
+        if f.starts_with('(') { format!("{name}{f}") } else { format!("{name}({f}") }
+    }).collect();
+    plan_err!("Unexpected parameters {} for function {name}. Expected: {}", call_text("", types), expected.join(", "))
 }
 
 /// What a string argument becomes: `Utf8` for any string type or NULL, `None` for others.

@@ -2,7 +2,7 @@
 //!
 //! `SHOW DATABASES`/`SCHEMAS`, `SHOW TABLES [IN db] [LIKE 'pattern']`, `SHOW COLUMNS`, `CREATE DATABASE`,
 //! `DROP DATABASE`, `SHOW CREATE TABLE`, `SHOW PARTITIONS`, `MSCK REPAIR TABLE`, `ALTER TABLE
-//! ADD|DROP PARTITION` and `USE`. The first few become a statement DataFusion runs (a query on
+//! ADD|DROP PARTITION`, `USE`, and `PREPARE`/`EXECUTE`/`DEALLOCATE PREPARE`. The first few become a statement DataFusion runs (a query on
 //! `information_schema`, or its `SCHEMA` DDL), so they go through the same planning as any SQL;
 //! the others work on the catalog directly.
 
@@ -27,6 +27,14 @@ pub enum AthenaStatement {
     DropPartitions { table: Vec<String>, if_exists: bool, partitions: Vec<PartitionSpec> },
     /// `USE db`.
     Use(Vec<String>),
+    /// `PREPARE name FROM statement`: the statement's text, `?` marking its parameters.
+    Prepare { name: String, statement: String },
+    /// `EXECUTE name [USING value, ...]`: each value as SQL text.
+    Execute { name: String, values: Vec<String> },
+    /// `DEALLOCATE PREPARE name`.
+    Deallocate(String),
+    /// `SHOW FUNCTIONS [LIKE 'pattern']`.
+    ShowFunctions(Option<String>),
     /// A recognized statement with a clause Glaux does not support: the error to give.
     Unsupported(String),
 }
@@ -264,6 +272,28 @@ pub fn recognize(sql: &str, database: &str) -> Option<AthenaStatement> {
             let (name, end) = name_at(&parts, 2)?;
             alter_partitions(&parts, name, end)
         }
+        ["SHOW", "FUNCTIONS", rest @ ..] => {
+            let pattern = match (rest, parts.get(3)) {
+                ([], _) => None,
+                (["LIKE", ..], Some(Part::Text(pattern))) if parts.len() == 4 => Some(pattern.clone()),
+                _ => return None,
+            };
+            Some(AthenaStatement::ShowFunctions(pattern))
+        }
+        ["PREPARE", _, "FROM", ..] => {
+            let name = prepared_name(&parts[1])?;
+            Some(AthenaStatement::Prepare { name, statement: after_words(sql, 3)?.to_string() })
+        }
+        ["EXECUTE", _, rest @ ..] => {
+            let name = prepared_name(&parts[1])?;
+            let values = match rest {
+                [] => Vec::new(),
+                ["USING", ..] => using_values(after_words(sql, 3)?)?,
+                _ => return None,
+            };
+            Some(AthenaStatement::Execute { name, values })
+        }
+        ["DEALLOCATE", "PREPARE", _] => Some(AthenaStatement::Deallocate(prepared_name(&parts[2])?)),
         ["USE", ..] => {
             let (name, end) = name_at(&parts, 1)?;
             (end == parts.len()).then_some(AthenaStatement::Use(name))
@@ -296,6 +326,41 @@ pub fn recognize(sql: &str, database: &str) -> Option<AthenaStatement> {
     }
 }
 
+/// A prepared statement's name, lowercased unless quoted.
+fn prepared_name(part: &Part) -> Option<String> {
+    match part {
+        Part::Word(w) => Some(w.to_ascii_lowercase()),
+        Part::Quoted(q) => Some(q.clone()),
+        _ => None,
+    }
+}
+
+/// The text of `sql` after its first `n` whitespace-separated words.
+fn after_words(sql: &str, n: usize) -> Option<&str> {
+    let mut rest = sql.trim_start();
+    for _ in 0..n {
+        let end = rest.find(char::is_whitespace)?;
+        rest = rest[end..].trim_start();
+    }
+    Some(rest.trim_end().trim_end_matches(';').trim_end())
+}
+
+/// `a, f(b, c), 'x,y'`: the comma-separated SQL values of `EXECUTE ... USING`.
+fn using_values(text: &str) -> Option<Vec<String>> {
+    use datafusion::sql::sqlparser::ast::{SelectItem, SetExpr, Statement};
+    let statements = datafusion::sql::sqlparser::parser::Parser::parse_sql(&GenericDialect {}, &format!("SELECT {text}")).ok()?;
+    let Some(Statement::Query(query)) = statements.first() else { return None };
+    let SetExpr::Select(select) = query.body.as_ref() else { return None };
+    select
+        .projection
+        .iter()
+        .map(|item| match item {
+            SelectItem::UnnamedExpr(expr) => Some(expr.to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -309,6 +374,26 @@ mod tests {
             Some(AthenaStatement::Rewritten(s)) => s,
             other => panic!("{sql}: {other:?}"),
         }
+    }
+
+    #[test]
+    fn recognizes_prepared_statements() {
+        assert_eq!(
+            recognize("PREPARE my_select FROM SELECT * FROM t WHERE x = ? AND y IN (?, 'a,b');"),
+            Some(AthenaStatement::Prepare {
+                name: "my_select".into(),
+                statement: "SELECT * FROM t WHERE x = ? AND y IN (?, 'a,b')".into()
+            })
+        );
+        assert_eq!(
+            recognize("EXECUTE my_select USING 42, concat('a', 'b'), DATE '2023-01-01'"),
+            Some(AthenaStatement::Execute {
+                name: "my_select".into(),
+                values: vec!["42".into(), "concat('a', 'b')".into(), "DATE '2023-01-01'".into()]
+            })
+        );
+        assert_eq!(recognize("execute \"Q\""), Some(AthenaStatement::Execute { name: "Q".into(), values: vec![] }));
+        assert_eq!(recognize("DEALLOCATE PREPARE my_select"), Some(AthenaStatement::Deallocate("my_select".into())));
     }
 
     #[test]

@@ -242,6 +242,8 @@ impl QueryEngine {
                 definition.partition_keys = self.infer_partition_keys(&definition).await?;
             }
             definition.columns = self.infer_columns(&definition).await?;
+        } else if definition.format == TableFormat::Parquet {
+            self.match_file_case(&mut definition).await;
         }
         table_provider(&definition, &self.catalog, &Default::default()).map_err(SchedulerError::plan)?;
         let partitions = match Projection::of(&definition).map_err(SchedulerError::plan)? {
@@ -258,6 +260,18 @@ impl QueryEngine {
             .add_partitions(&definition.database, &definition.name, &partitions, true)
             .map_err(SchedulerError::plan)?;
         Ok(())
+    }
+
+    /// Declared columns take the case the Parquet files give them (`ordercount` declared,
+    /// `OrderCount` in the files), so they read: Athena matches names regardless of case. No
+    /// files yet, or unreadable ones, leave the declaration as it is.
+    async fn match_file_case(&self, table: &mut TableDef) {
+        let Ok(found) = self.infer_columns(table).await else { return };
+        for column in &mut table.columns {
+            if let Some(file) = found.iter().find(|f| f.name != column.name && f.name.eq_ignore_ascii_case(&column.name)) {
+                column.name = file.name.clone();
+            }
+        }
     }
 
     /// The Hive partition keys (`key=value` directories) of a table's first location, as strings.

@@ -48,6 +48,7 @@ mod query;
 mod rerun;
 mod server;
 mod session;
+mod show_functions;
 mod tls;
 mod trino;
 

@@ -51,6 +51,38 @@ pub(crate) fn number_question_marks(sql: &str) -> std::borrow::Cow<'_, str> {
     numbered.into()
 }
 
+/// `EXECUTE ... USING`: a prepared statement's text with each `?` (or `$n`) replaced by the
+/// SQL value given for it, in parentheses. The count must match.
+pub(crate) fn substitute_parameters(sql: &str, values: &[String]) -> Result<String, SchedulerError> {
+    use datafusion::sql::sqlparser::dialect::GenericDialect;
+    use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
+    let numbered = number_question_marks(sql);
+    let tokens = Tokenizer::new(&GenericDialect {}, &numbered)
+        .tokenize()
+        .map_err(|e| plan_error(format!("the prepared statement does not read as SQL: {e}")))?;
+    let index = |p: &str| p.strip_prefix('$').and_then(|n| n.parse::<usize>().ok()).filter(|&n| n > 0);
+    let parameters: std::collections::BTreeSet<usize> =
+        tokens.iter().filter_map(|t| if let Token::Placeholder(p) = t { index(p) } else { None }).collect();
+    if parameters.len() != values.len() || parameters.last().is_some_and(|&last| last != values.len()) {
+        return Err(plan_error(format!(
+            "EXECUTE gives {} value(s) for a statement with {} parameter(s)",
+            values.len(),
+            parameters.len()
+        )));
+    }
+    let mut out = String::with_capacity(numbered.len());
+    for token in &tokens {
+        match token {
+            Token::Placeholder(p) if index(p).is_some() => {
+                let value = index(p).and_then(|n| values.get(n - 1)).ok_or_else(|| plan_error(format!("unexpected parameter {p}")))?;
+                out.push_str(&format!("({value})"));
+            }
+            other => out.push_str(&other.to_string()),
+        }
+    }
+    Ok(out)
+}
+
 /// The placeholders of `plan` in order, `$1` first.
 pub(crate) fn parameter_schema(plan: &LogicalPlan) -> Result<SchemaRef, SchedulerError> {
     let mut placeholders: Vec<(usize, String, Option<DataType>)> = plan
@@ -90,6 +122,17 @@ pub(crate) fn bind_parameters(plan: LogicalPlan, values: &[ScalarValue]) -> Resu
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn execute_values_take_the_parameters_places() {
+        let sql = "SELECT * FROM t WHERE a = ? AND b IN (?, '?')";
+        assert_eq!(
+            substitute_parameters(sql, &["1".into(), "'x'".into()]).expect("substitutes"),
+            "SELECT * FROM t WHERE a = (1) AND b IN (('x'), '?')"
+        );
+        assert!(substitute_parameters(sql, &["1".into()]).is_err());
+        assert!(substitute_parameters("SELECT 1", &["1".into()]).is_err());
+    }
 
     #[test]
     fn question_marks_become_numbered_placeholders() {

@@ -235,6 +235,11 @@ enum Statement {
     AddPartitions { table: TableDef, if_not_exists: bool, partitions: Vec<(PartitionSpec, Option<String>)> },
     DropPartitions { table: TableDef, if_exists: bool, partitions: Vec<PartitionSpec> },
     Use(String),
+    /// `PREPARE name FROM statement`, the statement checked.
+    Prepare { name: String, statement: String },
+    /// `DEALLOCATE PREPARE name`.
+    Deallocate(String),
+    ShowFunctions(Option<String>),
 }
 
 /// How a statement runs: its result's schema, and whether it changes the catalog or the
@@ -259,6 +264,13 @@ impl QueryEngine {
 
     /// Recognizes Athena statements, then plans with DataFusion.
     async fn statement(&self, sql: &str, session: &ClientSession) -> Result<Statement, SchedulerError> {
+        // `EXECUTE` is its prepared statement with the values in place of its parameters.
+        if let Some(AthenaStatement::Execute { name, values }) = recognize(sql, &session.database) {
+            let prepared = self.catalog.prepared_statement(&name).map_err(SchedulerError::plan)?;
+            let prepared = prepared.ok_or_else(|| plan_error(format!("Prepared statement not found: {name}")))?;
+            let sql = crate::placeholders::substitute_parameters(&prepared, &values)?;
+            return Box::pin(self.statement(&sql, session)).await;
+        }
         let table = |name: &[String]| self.table_named(name, session);
         match recognize(sql, &session.database) {
             // DataFusion's DDL first; Athena's (Hive's) when DataFusion cannot read it.
@@ -283,6 +295,17 @@ impl QueryEngine {
             Some(AthenaStatement::DropPartitions { table: name, if_exists, partitions }) => {
                 Ok(Statement::DropPartitions { table: table(&name)?, if_exists, partitions })
             }
+            Some(AthenaStatement::Prepare { name, statement }) => {
+                if matches!(recognize(&statement, &session.database), Some(AthenaStatement::Prepare { .. } | AthenaStatement::Execute { .. })) {
+                    return Err(plan_error("a prepared statement cannot be PREPARE or EXECUTE".into()));
+                }
+                // Checked now, so a statement that cannot plan is refused at PREPARE.
+                Box::pin(self.statement(&statement, session)).await?;
+                Ok(Statement::Prepare { name, statement })
+            }
+            Some(AthenaStatement::Deallocate(name)) => Ok(Statement::Deallocate(name)),
+            Some(AthenaStatement::ShowFunctions(pattern)) => Ok(Statement::ShowFunctions(pattern)),
+            Some(AthenaStatement::Execute { .. }) => Err(plan_error("EXECUTE inside EXECUTE".into())),
             Some(AthenaStatement::Use(name)) => {
                 let database = match name.as_slice() {
                     [database] => database,
@@ -353,9 +376,12 @@ impl QueryEngine {
         let (schema, runs_on_submit) = match self.statement(sql, session).await? {
             Statement::ShowCreateTable(_) => (show_create_schema(), false),
             Statement::ShowPartitions(_) => (partitions_schema(), false),
-            Statement::CreateHiveTable(_) | Statement::AddPartitions { .. } | Statement::DropPartitions { .. } => {
-                (Arc::new(Schema::empty()), true)
-            }
+            Statement::ShowFunctions(_) => (crate::show_functions::schema(), false),
+            Statement::CreateHiveTable(_)
+            | Statement::AddPartitions { .. }
+            | Statement::DropPartitions { .. }
+            | Statement::Prepare { .. }
+            | Statement::Deallocate(_) => (Arc::new(Schema::empty()), true),
             Statement::RepairTable(_) => (repair_schema(), true),
             Statement::Use(database) => {
                 use_database = Some(database);
@@ -414,6 +440,21 @@ impl QueryEngine {
                 return Ok(finished(query, Arc::new(Schema::empty()), vec![]));
             }
             Statement::Use(database) => return text_result(query, use_schema(), vec![database]),
+            Statement::ShowFunctions(pattern) => {
+                let batch = crate::show_functions::show_functions(&self.state(session), pattern.as_deref())
+                    .map_err(SchedulerError::plan)?;
+                return Ok(finished(query, crate::show_functions::schema(), vec![batch]));
+            }
+            Statement::Prepare { name, statement } => {
+                self.catalog.prepare_statement(&name, &statement).map_err(SchedulerError::plan)?;
+                return Ok(finished(query, Arc::new(Schema::empty()), vec![]));
+            }
+            Statement::Deallocate(name) => {
+                if !self.catalog.deallocate_statement(&name).map_err(SchedulerError::plan)? {
+                    return Err(plan_error(format!("Prepared statement not found: {name}")));
+                }
+                return Ok(finished(query, Arc::new(Schema::empty()), vec![]));
+            }
         };
         match plan {
             LogicalPlan::Ddl(DdlStatement::CreateExternalTable(create)) => {

@@ -75,13 +75,7 @@ pub fn scheduler_session(
     parquet.enable_page_index = true;
     parquet.pruning = true;
     let parquet = TableParquetOptions { global: parquet.clone(), ..Default::default() };
-    let state = datafusion::execution::SessionStateBuilder::new()
-        .with_config(session)
-        .with_runtime_env(runtime)
-        .with_default_features()
-        .with_type_planner(Arc::new(crate::trino::TrinoTypes))
-        .build();
-    let ctx = SessionContext::new_with_state(state);
+    let ctx = SessionContext::new_with_config_rt(session, runtime);
     ctx.register_catalog(DEFAULT_CATALOG, Arc::new(LakeCatalogProvider::new(catalog, parquet)));
     // pg_catalog and the functions PostgreSQL clients' catalog queries call (psql's \d, JDBC's
     // DatabaseMetaData); they read only the scheduler's catalog, so such queries run here.
@@ -92,7 +86,16 @@ pub fn scheduler_session(
     )
     .map_err(|e| SchedulerError::plan(*e))?;
     crate::postgres::functions::register(&ctx);
-    // Trino's functions, as Athena users write them; every executor registers the same set.
+    // Trino's types and functions, as Athena users write them; every executor registers the
+    // same functions. The type planner consults pg_catalog's (oid types) for types it leaves.
+    {
+        let state = ctx.state_ref();
+        let mut builder = datafusion::execution::SessionStateBuilder::new_from_existing(state.read().clone());
+        let pg_types = builder.type_planner().take();
+        let replaced = builder.with_type_planner(Arc::new(crate::trino::TrinoTypes::new(pg_types))).build();
+        *state.write() = replaced;
+    }
     glaux_functions::register(&ctx);
+    ctx.add_analyzer_rule(Arc::new(glaux_functions::TryRule));
     Ok(ctx)
 }

@@ -120,6 +120,19 @@ async fn trino_conformance_suite() -> TestResult {
     let (lake, mut client) = cluster.with_lake().await?;
     write_parquet(&lake.join("events/events.parquet"), &events());
     client.query(&format!("CREATE EXTERNAL TABLE events_json STORED AS PARQUET LOCATION '{}/events/'", lake.display())).await?;
+    // Columns named in mixed case by the files, read by their lower-case names, whether the
+    // table's columns come from the files or are declared.
+    let mixed = RecordBatch::try_from_iter([
+        ("OrderCount", Arc::new(Int64Array::from(vec![1, 2])) as ArrayRef),
+        ("Name", Arc::new(StringArray::from(vec!["a", "b"])) as ArrayRef),
+    ])?;
+    write_parquet(&lake.join("mixed_case/part-0.parquet"), &mixed);
+    client.query(&format!("CREATE EXTERNAL TABLE mixed_case STORED AS PARQUET LOCATION '{}/mixed_case/'", lake.display())).await?;
+    let declared = format!(
+        "CREATE EXTERNAL TABLE mixed_declared (ordercount bigint, name string) STORED AS PARQUET LOCATION '{}/mixed_case/'",
+        lake.display()
+    );
+    client.query(&declared).await?;
 
     let directory = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/conformance");
     let mut files: Vec<_> = std::fs::read_dir(&directory)?.filter_map(|e| e.ok().map(|e| e.path())).collect();

@@ -192,6 +192,33 @@ async fn events_lake_in_s3_as_json_and_parquet() -> TestResult {
     assert!(one.scan.bytes_scanned >= one_partition_json * 9 / 10 && one.scan.bytes_scanned <= one_partition_json * 11 / 10, "{one:?}");
     assert!(one.scan.bytes_scanned * 6 < all.scan.bytes_scanned, "{one:?} vs {all:?}");
 
+    // The query of Athena's tutorial, unchanged: distinct sessions a day in June.
+    let tutorial = r#"WITH
+    junes_anonymous_visits AS (
+        SELECT *
+        FROM events_json
+        WHERE name = 'anonymous_visited'
+            AND DATE_TRUNC('month', tstamp) = date('2023-06-01')
+    ),
+    extracted AS (
+        SELECT DISTINCT
+            date_trunc('day', tstamp) AS day,
+            json_extract_scalar(payload, '$.session_id') AS session_id
+        FROM junes_anonymous_visits
+    ),
+    groupped AS (
+        SELECT
+            day,
+            COUNT(*)
+        FROM extracted
+        GROUP BY 1
+    )
+SELECT * FROM groupped ORDER BY 1;"#;
+    let sessions = client.query(tutorial).await?;
+    assert_eq!(rows_of(&sessions.batches), vec!["2023-06-01T00:00:00 | 50", "2023-06-02T00:00:00 | 50"]);
+    let sessions = sessions.stats.expect("stats");
+    assert_eq!((sessions.partitions_read, sessions.partitions_total), (4, 12), "{sessions:?}");
+
     let explain = rows_of(&client.query(&format!("EXPLAIN {}", query("events_json"))).await?.batches).join("\n");
     assert!(explain.contains("Scan default.events_json: partitions 4 of 12 (catalog), files 4"), "{explain}");
     Ok(())

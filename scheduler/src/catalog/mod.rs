@@ -7,6 +7,7 @@
 
 mod hive_ddl;
 mod lake_table;
+mod lowercase_columns;
 mod partition_filter;
 mod projection;
 mod providers;
@@ -131,4 +132,11 @@ pub trait Catalog: Debug + Send + Sync {
     -> Result<usize>;
     /// Forgets the partitions with these values, all or none; each must exist unless `if_exists`.
     fn drop_partitions(&self, database: &str, table: &str, values: &[Vec<String>], if_exists: bool) -> Result<usize>;
+    /// The text of a prepared statement (`PREPARE name FROM ...`), shared by every client as
+    /// Athena shares them within a workgroup.
+    fn prepared_statement(&self, name: &str) -> Result<Option<String>>;
+    /// Stores a prepared statement, replacing one of the same name.
+    fn prepare_statement(&self, name: &str, statement: &str) -> Result<()>;
+    /// Forgets a prepared statement; returns whether there was one.
+    fn deallocate_statement(&self, name: &str) -> Result<bool>;
 }

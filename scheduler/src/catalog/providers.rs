@@ -20,6 +20,7 @@ use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTable
 
 use super::hive_ddl::{COMPRESSION, FILE_EXTENSION};
 use super::lake_table::LakeTable;
+use super::lowercase_columns::LowercaseColumns;
 use super::{Catalog, TableDef, TableFormat};
 
 #[derive(Debug)]
@@ -95,12 +96,13 @@ pub fn table_provider(
         .collect::<Result<Vec<_>>>()?;
     let file_schema = Arc::new(Schema::new(fields));
     let options = listing_options(table, parquet)?;
+    // Columns the files name in mixed case are seen in lower case, as Athena shows them.
     if !table.partition_keys.is_empty() {
-        return Ok(Arc::new(LakeTable::new(table.clone(), Arc::clone(catalog), options, file_schema)?));
+        return Ok(LowercaseColumns::wrap(Arc::new(LakeTable::new(table.clone(), Arc::clone(catalog), options, file_schema)?)));
     }
     let urls = table.locations.iter().map(ListingTableUrl::parse).collect::<Result<Vec<_>>>()?;
     let config = ListingTableConfig::new_with_multi_paths(urls).with_listing_options(options).with_schema(file_schema);
-    Ok(Arc::new(ListingTable::try_new(config)?))
+    Ok(LowercaseColumns::wrap(Arc::new(ListingTable::try_new(config)?)))
 }
 
 impl CatalogProvider for LakeCatalogProvider {

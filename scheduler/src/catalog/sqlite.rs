@@ -41,6 +41,10 @@ const SCHEMA: &str = "
         location TEXT NOT NULL,
         PRIMARY KEY (database, table_name, partition_values)
     );
+    CREATE TABLE IF NOT EXISTS prepared_statements (
+        name TEXT PRIMARY KEY,
+        statement TEXT NOT NULL
+    );
 ";
 
 /// Partition values as stored: a JSON array of strings (the primary key).
@@ -108,6 +112,29 @@ impl SqliteCatalog {
 }
 
 impl Catalog for SqliteCatalog {
+    fn prepared_statement(&self, name: &str) -> Result<Option<String>> {
+        self.lock()
+            .query_row("SELECT statement FROM prepared_statements WHERE name = ?1", params![name], |row| row.get(0))
+            .optional()
+            .map_err(sql_error)
+    }
+
+    fn prepare_statement(&self, name: &str, statement: &str) -> Result<()> {
+        self.lock()
+            .execute(
+                "INSERT INTO prepared_statements (name, statement) VALUES (?1, ?2) \
+                 ON CONFLICT (name) DO UPDATE SET statement = excluded.statement",
+                params![name, statement],
+            )
+            .map_err(sql_error)?;
+        Ok(())
+    }
+
+    fn deallocate_statement(&self, name: &str) -> Result<bool> {
+        let deleted = self.lock().execute("DELETE FROM prepared_statements WHERE name = ?1", params![name]).map_err(sql_error)?;
+        Ok(deleted > 0)
+    }
+
     fn databases(&self) -> Result<Vec<String>> {
         self.names("SELECT name FROM databases ORDER BY name", [])
     }

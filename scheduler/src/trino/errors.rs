@@ -31,11 +31,17 @@ pub fn explain_plan_error(message: &str, sql: &str, state: &SessionState) -> Opt
         return None;
     }
     let call = find_call(&statements, &function).map(|e| format!(" in {e}")).unwrap_or_default();
-    let arguments = quoted_after(message, "argument types '").map(|a| trino_types(&a));
-    let candidates: Vec<&str> = message.split("\n\t").skip(1).map(str::trim).filter(|c| !c.is_empty()).collect();
+    // `upper(Int64)` → `(bigint)`.
+    let arguments = quoted_after(message, "argument types '").map(|a| trino_types(&a[a.find('(').unwrap_or(0)..]));
+    let candidates: Vec<&str> =
+        message.split("\n\t").skip(1).map(str::trim).filter(|c| !c.is_empty() && !c.ends_with(':')).collect();
+    if message.contains("Unexpected parameters") {
+        // Glaux's own functions already say it Trino's way; add where.
+        let first = message.lines().next().unwrap_or(message);
+        return Some(first.replacen(&format!("for function {function}."), &format!("for function {function}{call}."), 1));
+    }
     let mut text = match arguments {
         Some(arguments) => format!("Unexpected parameters {arguments} for function {function}{call}"),
-        None if message.contains("Unexpected parameters") => format!("{}{call}", message.lines().next().unwrap_or(message)),
         None => format!("Function {function} cannot take these arguments{call}: {}", trino_types(first_reason(message))),
     };
     if !candidates.is_empty() {

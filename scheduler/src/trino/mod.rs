@@ -7,7 +7,8 @@
 //!    rewritten token by token into what the SQL parser reads.
 //! 3. After parsing, the AST rewrites: `CROSS JOIN UNNEST(...) [WITH ORDINALITY] AS t(x)`
 //!    (`rewrite_unnest`), `TABLESAMPLE` (`rewrite_tablesample`), `AT TIME ZONE` on a timestamp
-//!    without a zone (`rewrite_at_time_zone`), and Athena's names for unnamed result columns
+//!    without a zone (`rewrite_at_time_zone`), casts of `ROW(...)` to named rows
+//!    (`rewrite_row_cast`), and Athena's names for unnamed result columns
 //!    (`name_columns`: `_col0`, `_col1`, ...).
 //!
 //! `types.rs` plans the types DataFusion's SQL layer does not know (`MAP(K, V)`), and
@@ -18,6 +19,7 @@ mod check_quotes;
 mod errors;
 mod name_columns;
 mod rewrite_at_time_zone;
+mod rewrite_row_cast;
 mod rewrite_tablesample;
 mod rewrite_unnest;
 mod type_syntax;
@@ -40,6 +42,7 @@ pub fn parse(state: &SessionState, sql: &str) -> Result<Statement> {
         rewrite_unnest::rewrite(statement)?;
         rewrite_tablesample::rewrite(statement)?;
         rewrite_at_time_zone::rewrite(statement);
+        rewrite_row_cast::rewrite(statement)?;
         name_columns::rewrite(statement);
     }
     Ok(statement)

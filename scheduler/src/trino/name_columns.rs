@@ -1,5 +1,6 @@
 //! Athena's names for result columns a query does not name: `_col0`, `_col1`, ... by position,
-//! for every select-list expression that is not a column (a column keeps its name). Besides
+//! for every select-list expression that is not a column (a column keeps its name, unless the
+//! list names it twice: `SELECT "name", NAME`). Besides
 //! matching Athena, this lets `SELECT count(*), count(*)` run: DataFusion refuses two columns
 //! of one name.
 
@@ -14,12 +15,19 @@ pub fn rewrite(statement: &mut Statement) {
 fn name(body: &mut SetExpr) {
     match body {
         SetExpr::Select(select) => {
+            let mut columns = std::collections::HashSet::new();
             for (i, item) in select.projection.iter_mut().enumerate() {
-                if let SelectItem::UnnamedExpr(expr) = item
-                    && !matches!(expr, Expr::Identifier(_) | Expr::CompoundIdentifier(_))
-                {
-                    *item = SelectItem::ExprWithAlias { expr: expr.clone(), alias: Ident::new(format!("_col{i}")) };
+                let SelectItem::UnnamedExpr(expr) = item else { continue };
+                // A column keeps its name, unless the select list names it twice.
+                let column = match expr {
+                    Expr::Identifier(ident) => Some(ident.value.to_lowercase()),
+                    Expr::CompoundIdentifier(parts) => parts.last().map(|p| p.value.to_lowercase()),
+                    _ => None,
+                };
+                if column.is_some_and(|c| columns.insert(c)) {
+                    continue;
                 }
+                *item = SelectItem::ExprWithAlias { expr: expr.clone(), alias: Ident::new(format!("_col{i}")) };
             }
         }
         SetExpr::SetOperation { left, right, .. } => {

@@ -101,7 +101,8 @@ impl Unnester {
         }
         for from in &mut select.from {
             if is_unnest(&from.relation) {
-                return plan_err!("UNNEST needs a table before it: FROM t CROSS JOIN UNNEST(t.items) AS u(item)");
+                // `FROM UNNEST(ARRAY[...]) AS u(x)`: rows of the arrays alone.
+                from.relation = self.fold(None, from.relation.clone())?;
             }
             let mut j = 0;
             while j < from.joins.len() {
@@ -120,14 +121,15 @@ impl Unnester {
                 }
                 let join = from.joins.remove(0);
                 let left = from.relation.clone();
-                from.relation = self.fold(left, join.relation)?;
+                from.relation = self.fold(Some(left), join.relation)?;
             }
         }
         Ok(())
     }
 
-    /// `left CROSS JOIN unnest` as one derived table named as `left` is.
-    fn fold(&mut self, left: TableFactor, unnest: TableFactor) -> Result<TableFactor> {
+    /// `left CROSS JOIN unnest` as one derived table named as `left` is (without `left`, the
+    /// unnest alone, named as its alias).
+    fn fold(&mut self, left: Option<TableFactor>, unnest: TableFactor) -> Result<TableFactor> {
         let TableFactor::UNNEST { alias, array_exprs, with_offset, with_ordinality, .. } = unnest else {
             return plan_err!("not an UNNEST");
         };
@@ -135,15 +137,16 @@ impl Unnester {
             return plan_err!("UNNEST ... WITH OFFSET is not Trino SQL: use WITH ORDINALITY");
         }
         let name = match &left {
-            TableFactor::Table { alias: Some(alias), .. } | TableFactor::Derived { alias: Some(alias), .. } => {
+            Some(TableFactor::Table { alias: Some(alias), .. } | TableFactor::Derived { alias: Some(alias), .. }) => {
                 alias.name.value.clone()
             }
-            TableFactor::Table { name, alias: None, .. } => name.0.last().map(|p| p.to_string()).unwrap_or_default(),
-            _ => return plan_err!("the table before UNNEST needs a name: FROM (...) AS t CROSS JOIN UNNEST(t.items)"),
+            Some(TableFactor::Table { name, alias: None, .. }) => name.0.last().map(|p| p.to_string()).unwrap_or_default(),
+            Some(_) => return plan_err!("the table before UNNEST needs a name: FROM (...) AS t CROSS JOIN UNNEST(t.items)"),
+            None => alias.as_ref().map_or_else(|| "_unnest".to_string(), |a| a.name.value.clone()),
         };
         let columns: Vec<String> = alias.as_ref().map(|a| a.columns.iter().map(|c| c.name.to_string()).collect()).unwrap_or_default();
         let column = |i: usize| columns.get(i).cloned().unwrap_or_else(|| format!("_col{i}"));
-        let mut items = vec![format!("{name}.*")];
+        let mut items = if left.is_some() { vec![format!("{name}.*")] } else { Vec::new() };
         let arrays: Vec<String> = array_exprs.iter().map(ToString::to_string).collect();
         let is_map = arrays.len() == 1 && columns.len() == 2 && !with_ordinality;
         if is_map {
@@ -157,10 +160,15 @@ impl Unnester {
             let longest = if lengths.len() == 1 { lengths[0].clone() } else { format!("greatest({})", lengths.join(", ")) };
             items.push(format!("unnest(generate_series(1, {longest})) AS {}", column(arrays.len())));
         }
-        if let Some(alias) = &alias {
-            self.renames.insert(alias.name.value.to_lowercase(), name.clone());
-        }
-        let sql = format!("(SELECT {} FROM {left}) AS {name}", items.join(", "));
+        let sql = match left {
+            Some(left) => {
+                if let Some(alias) = &alias {
+                    self.renames.insert(alias.name.value.to_lowercase(), name.clone());
+                }
+                format!("(SELECT {} FROM {left}) AS {name}", items.join(", "))
+            }
+            None => format!("(SELECT {}) AS {name}", items.join(", ")),
+        };
         let mut parser = Parser::new(&GenericDialect {}).try_with_sql(&sql).map_err(|e| plan_datafusion_err!("{e}"))?;
         parser.parse_table_factor().map_err(|e| plan_datafusion_err!("{e}"))
     }
@@ -191,6 +199,11 @@ mod tests {
         assert_eq!(
             rewritten("SELECT k, v FROM t CROSS JOIN UNNEST(t.m) AS u(k, v)").expect("rewrites"),
             "SELECT k, v FROM (SELECT t.*, unnest(map_keys(t.m)) AS k, unnest(map_values(t.m)) AS v FROM t) AS t"
+        );
+        assert_eq!(
+            rewritten("SELECT u.x, n FROM UNNEST(ARRAY['a', 'b']) WITH ORDINALITY AS u(x, n)").expect("rewrites"),
+            "SELECT u.x, n FROM (SELECT unnest(ARRAY['a', 'b']) AS x, \
+             unnest(generate_series(1, cardinality(ARRAY['a', 'b']))) AS n) AS u"
         );
         assert!(rewritten("SELECT * FROM a JOIN b ON a.x = b.x CROSS JOIN UNNEST(b.arr) AS u(v)").is_err());
         let plain = "SELECT * FROM a JOIN b ON a.x = b.x";

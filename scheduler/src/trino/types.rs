@@ -8,8 +8,17 @@ use datafusion::common::{Result, plan_err};
 use datafusion::logical_expr::planner::TypePlanner;
 use datafusion::sql::sqlparser::ast::DataType as SqlType;
 
-#[derive(Debug, Default)]
-pub struct TrinoTypes;
+/// Trino's types first, then `next` (another planner of the session, such as pg_catalog's).
+#[derive(Debug)]
+pub struct TrinoTypes {
+    next: Option<Arc<dyn TypePlanner>>,
+}
+
+impl TrinoTypes {
+    pub fn new(next: Option<Arc<dyn TypePlanner>>) -> Self {
+        Self { next }
+    }
+}
 
 impl TypePlanner for TrinoTypes {
     fn plan_type_field(&self, sql_type: &SqlType) -> Result<Option<FieldRef>> {
@@ -19,7 +28,8 @@ impl TypePlanner for TrinoTypes {
                 DataType::Map(Arc::new(Field::new("entries", DataType::Struct(entries), false)), false)
             }
             SqlType::JSON => DataType::Utf8,
-            _ => return Ok(None),
+            SqlType::Varbinary(_) => DataType::Binary,
+            _ => return self.next.as_ref().map_or(Ok(None), |next| next.plan_type_field(sql_type)),
         };
         Ok(Some(Arc::new(Field::new("", planned, true))))
     }

@@ -1,0 +1,72 @@
+//! `SHOW FUNCTIONS [LIKE 'pattern']`: every function a query may call, Trino's and DataFusion's,
+//! with its kind, whether it is deterministic, and its description where it has one. Replaces
+//! DataFusion's listing, which leaves out functions whose argument types are decided per call.
+
+use std::sync::Arc;
+
+use arrow::array::{BooleanArray, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::common::Result;
+use datafusion::execution::SessionState;
+use datafusion::logical_expr::{Documentation, Volatility};
+
+pub fn schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("function", DataType::Utf8, false),
+        Field::new("function_type", DataType::Utf8, false),
+        Field::new("deterministic", DataType::Boolean, false),
+        Field::new("description", DataType::Utf8, false),
+    ]))
+}
+
+/// The functions whose names match `pattern` (SQL `LIKE`: `%`, `_`; Athena's `*` too), by name.
+pub fn show_functions(state: &SessionState, pattern: Option<&str>) -> Result<RecordBatch> {
+    let describe = |docs: Option<&Documentation>| docs.map(|d| d.description.clone()).unwrap_or_default();
+    let mut rows: Vec<(String, &str, bool, String)> = Vec::new();
+    for (name, udf) in state.scalar_functions() {
+        rows.push((name.clone(), "scalar", udf.signature().volatility == Volatility::Immutable, describe(udf.documentation())));
+    }
+    for (name, udaf) in state.aggregate_functions() {
+        rows.push((name.clone(), "aggregate", udaf.signature().volatility == Volatility::Immutable, describe(udaf.documentation())));
+    }
+    for (name, udwf) in state.window_functions() {
+        rows.push((name.clone(), "window", udwf.signature().volatility == Volatility::Immutable, describe(udwf.documentation())));
+    }
+    rows.retain(|(name, ..)| !name.starts_with("__") && pattern.is_none_or(|p| like(name, p)));
+    rows.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+    rows.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1);
+    Ok(RecordBatch::try_new(schema(), vec![
+        Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0.as_str()))),
+        Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.1))),
+        Arc::new(BooleanArray::from_iter(rows.iter().map(|r| Some(r.2)))),
+        Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.3.as_str()))),
+    ])?)
+}
+
+/// SQL `LIKE` (with `*` as `%`), case-insensitive as function names are.
+fn like(name: &str, pattern: &str) -> bool {
+    fn matches(name: &[char], pattern: &[char]) -> bool {
+        match pattern.split_first() {
+            None => name.is_empty(),
+            Some(('%' | '*', rest)) => (0..=name.len()).any(|i| matches(&name[i..], rest)),
+            Some(('_', rest)) => !name.is_empty() && matches(&name[1..], rest),
+            Some((c, rest)) => name.first().is_some_and(|n| n.eq_ignore_ascii_case(c)) && matches(&name[1..], rest),
+        }
+    }
+    let name: Vec<char> = name.chars().collect();
+    let pattern: Vec<char> = pattern.chars().collect();
+    matches(&name, &pattern)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn like_patterns() {
+        assert!(like("json_extract_scalar", "json_extract%"));
+        assert!(like("json_extract_scalar", "JSON*SCALAR"));
+        assert!(like("date_add", "date_ad_"));
+        assert!(!like("date_add", "date"));
+    }
+}
