@@ -556,7 +556,13 @@ impl QueryEngine {
         state.config_mut().options_mut().execution.target_partitions = slots.max(1);
         let report = Arc::new(PruningReport::default());
         state.config_mut().set_extension(Arc::clone(&report));
-        let physical = state.create_physical_plan(plan).await.map_err(SchedulerError::plan)?;
+        let physical = state.create_physical_plan(plan).await.map_err(|e| {
+            // Optimizing folds constants: a cast of a bad literal fails here.
+            match crate::trino::explain_plan_error(&e.to_string(), "", &state) {
+                Some(message) => plan_error(message),
+                None => SchedulerError::plan(e),
+            }
+        })?;
         Ok((physical, report.scans()))
     }
 

@@ -97,5 +97,6 @@ pub fn scheduler_session(
     }
     glaux_functions::register(&ctx);
     ctx.add_analyzer_rule(Arc::new(glaux_functions::TryRule));
+    ctx.add_analyzer_rule(Arc::new(crate::trino::TrinoCasts));
     Ok(ctx)
 }

@@ -12,6 +12,13 @@ use datafusion::sql::sqlparser::parser::Parser;
 /// A clearer text for a planning error of `sql`, or `None` to keep DataFusion's.
 pub fn explain_plan_error(message: &str, sql: &str, state: &SessionState) -> Option<String> {
     let message = message.trim_start_matches("Error during planning: ").trim_start_matches("Internal error: ");
+    // "Cannot cast string 'abc' to value of Int32 type", from folding a cast of a literal.
+    if let Some(at) = message.find("Cannot cast string '") {
+        let rest = &message[at + "Cannot cast string ".len()..];
+        if let Some((value, target)) = rest.rsplit_once(" to value of ") {
+            return Some(format!("Cannot cast {value} to {}", trino_types(target.trim_end_matches(" type"))));
+        }
+    }
     if let Some(name) = quoted_after(message, "Invalid function '") {
         return Some(unknown_function(&name, state));
     }
@@ -205,6 +212,13 @@ mod tests {
         assert_eq!(closest("dayofweek", known.into_iter()), vec!["day_of_week"]);
         assert_eq!(closest("regexp", known.into_iter()), vec!["regexp_like", "regexp_replace"]);
         assert!(closest("zzzzzzzz", known.into_iter()).is_empty());
+    }
+
+    #[test]
+    fn cast_errors_name_the_value_and_type() {
+        let state = datafusion::prelude::SessionContext::new().state();
+        let message = "Optimizer rule 'simplify_expressions' failed\ncaused by\nArrow error: Cast error: Cannot cast string 'abc' to value of Int32 type";
+        assert_eq!(explain_plan_error(message, "", &state).as_deref(), Some("Cannot cast 'abc' to integer"));
     }
 
     #[test]

@@ -11,7 +11,8 @@
 //!    (`rewrite_row_cast`), and Athena's names for unnamed result columns
 //!    (`name_columns`: `_col0`, `_col1`, ...).
 //!
-//! `types.rs` plans the types DataFusion's SQL layer does not know (`MAP(K, V)`), and
+//! `types.rs` plans the types DataFusion's SQL layer does not know (`MAP(K, V)`),
+//! `trino_casts.rs` (an analyzer rule) makes casts round and format as Trino's do, and
 //! `errors.rs` makes planning errors read like Trino's (closest function names, Trino type
 //! names). The functions themselves are `glaux-functions`, registered here and on executors.
 
@@ -22,6 +23,7 @@ mod rewrite_at_time_zone;
 mod rewrite_row_cast;
 mod rewrite_tablesample;
 mod rewrite_unnest;
+mod trino_casts;
 mod type_syntax;
 mod types;
 
@@ -30,6 +32,7 @@ use datafusion::execution::SessionState;
 use datafusion::sql::parser::Statement;
 
 pub use errors::explain_plan_error;
+pub use trino_casts::TrinoCasts;
 pub use types::TrinoTypes;
 
 /// Parses one statement of Trino SQL into a statement DataFusion can plan.
