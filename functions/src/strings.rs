@@ -185,43 +185,57 @@ fn group(args: &[ArrayRef], row: usize, regex: &Regex) -> Result<Option<usize>> 
     Ok(Some(group as usize))
 }
 
-fn regexp_extract(args: &[ArrayRef], rows: usize, _: &DataType) -> Result<ArrayRef> {
+/// Calls `matched` with each row's value, compiled pattern and group, or `null` for rows where
+/// any of them is NULL.
+fn each_pattern_row(
+    args: &[ArrayRef],
+    rows: usize,
+    mut matched: impl FnMut(&str, &Regex, usize),
+    mut null: impl FnMut(),
+) -> Result<()> {
     let mut patterns = Patterns::default();
-    let mut builder = StringBuilder::new();
     for row in 0..rows {
         let (Some(value), Some(pattern)) = (text(&args[0], row), text(&args[1], row)) else {
-            builder.append_null();
+            null();
             continue;
         };
         let regex = patterns.get(pattern)?;
-        let Some(group) = group(args, row, regex)? else {
-            builder.append_null();
-            continue;
-        };
-        builder.append_option(regex.captures(value).and_then(|c| c.get(group)).map(|m| m.as_str()));
+        match group(args, row, regex)? {
+            Some(group) => matched(value, regex, group),
+            None => null(),
+        }
     }
-    Ok(Arc::new(builder.finish()))
+    Ok(())
+}
+
+fn regexp_extract(args: &[ArrayRef], rows: usize, _: &DataType) -> Result<ArrayRef> {
+    let builder = std::cell::RefCell::new(StringBuilder::new());
+    each_pattern_row(
+        args,
+        rows,
+        |value, regex, group| {
+            builder.borrow_mut().append_option(regex.captures(value).and_then(|c| c.get(group)).map(|m| m.as_str()))
+        },
+        || builder.borrow_mut().append_null(),
+    )?;
+    Ok(Arc::new(builder.into_inner().finish()))
 }
 
 fn regexp_extract_all(args: &[ArrayRef], rows: usize, _: &DataType) -> Result<ArrayRef> {
-    let mut patterns = Patterns::default();
-    let mut builder = ListBuilder::new(StringBuilder::new());
-    for row in 0..rows {
-        let (Some(value), Some(pattern)) = (text(&args[0], row), text(&args[1], row)) else {
-            builder.append_null();
-            continue;
-        };
-        let regex = patterns.get(pattern)?;
-        let Some(group) = group(args, row, regex)? else {
-            builder.append_null();
-            continue;
-        };
-        for captures in regex.captures_iter(value) {
-            builder.values().append_option(captures.get(group).map(|m| m.as_str()));
-        }
-        builder.append(true);
-    }
-    Ok(Arc::new(builder.finish()))
+    let builder = std::cell::RefCell::new(ListBuilder::new(StringBuilder::new()));
+    each_pattern_row(
+        args,
+        rows,
+        |value, regex, group| {
+            let mut builder = builder.borrow_mut();
+            for captures in regex.captures_iter(value) {
+                builder.values().append_option(captures.get(group).map(|m| m.as_str()));
+            }
+            builder.append(true);
+        },
+        || builder.borrow_mut().append_null(),
+    )?;
+    Ok(Arc::new(builder.into_inner().finish()))
 }
 
 /// Trino's replacement syntax (`$1`, `${name}`, `\$` for a dollar) in the regex crate's

@@ -585,6 +585,7 @@ impl QueryEngine {
         progress: &ProgressSlot,
     ) -> Result<QueryResult, SchedulerError> {
         let mut attempt = 1;
+        let mut query = query;
         loop {
             let lost = match self.start_distributed(query.clone(), &plan, false, progress).await {
                 Err(SchedulerError::LaunchTasks { endpoint, code: tonic::Code::Unavailable, .. })
@@ -611,6 +612,9 @@ impl QueryEngine {
             self.cluster.remove_endpoint(&lost);
             self.channels.forget(&lost);
             tracing::warn!(%query, executor = %lost, attempt, "executor lost before any row was returned; planning again without it");
+            // A new id: the failed attempt's tasks are cancelled by id, in the background, and
+            // that must not reach the new attempt's tasks on the surviving executors.
+            query = QueryId::random();
             attempt += 1;
         }
     }

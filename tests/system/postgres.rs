@@ -147,6 +147,19 @@ fn lines<'a>(report: &'a str, kind: &str) -> Vec<&'a str> {
     report.lines().filter_map(|line| line.strip_prefix(kind)?.strip_prefix(' ')).collect()
 }
 
+/// Runs a driver program against `port` as user `ana`; its report, after checking that it
+/// succeeded and listed the lake's tables (the driver's table metadata call).
+async fn driver_report(mut command: Command, port: u16, what: &str) -> String {
+    let output = command.args([&port.to_string(), "ana", "s3cret"]).output().await.unwrap_or_else(|e| panic!("run {what}: {e}"));
+    let report = text(&output);
+    assert!(output.status.success(), "{report}");
+    let tables = lines(&report, "table");
+    for table in ["default.regions TABLE", "default.sales TABLE", "default.typed TABLE"] {
+        assert!(tables.contains(&table), "{table} missing from {tables:?}");
+    }
+    report
+}
+
 /// Rows as the driver programs print them: values joined by `|`.
 fn driver_rows(batches: &[RecordBatch]) -> Vec<String> {
     rows_of(batches).into_iter().map(|row| row.replace(" | ", "|")).collect()
@@ -156,22 +169,11 @@ fn driver_rows(batches: &[RecordBatch]) -> Vec<String> {
 async fn the_jdbc_driver_reads_metadata_types_and_prepared_statements() -> TestResult {
     let (_cluster, port, mut client) = cluster_for_drivers().await?;
     let program = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/PgJdbc.java");
-    let output = Command::new("java")
-        .arg("-Duser.timezone=UTC")
-        .args(["-cp", "/usr/share/java/postgresql.jar"])
-        .arg(&program)
-        .args([&port.to_string(), "ana", "s3cret"])
-        .output()
-        .await
-        .expect("run java (apt install default-jdk-headless libpostgresql-jdbc-java)");
-    let report = text(&output);
-    assert!(output.status.success(), "{report}");
+    let mut java = Command::new("java");
+    java.arg("-Duser.timezone=UTC").args(["-cp", "/usr/share/java/postgresql.jar"]).arg(&program);
+    let report = driver_report(java, port, "java (apt install default-jdk-headless libpostgresql-jdbc-java)").await;
 
     // DatabaseMetaData.getTables / getColumns.
-    let tables = lines(&report, "table");
-    for table in ["default.regions TABLE", "default.sales TABLE", "default.typed TABLE"] {
-        assert!(tables.contains(&table), "{table} missing from {tables:?}");
-    }
     let columns = lines(&report, "column");
     for column in [
         "regions.name text 12",
@@ -233,21 +235,11 @@ async fn the_jdbc_driver_reads_metadata_types_and_prepared_statements() -> TestR
 async fn psqlodbc_through_pyodbc_lists_tables_and_columns_and_runs_queries() -> TestResult {
     let (_cluster, port, mut client) = cluster_for_drivers().await?;
     let program = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/pg_odbc.py");
-    let output = Command::new("python3")
-        .arg(&program)
-        .args([&port.to_string(), "ana", "s3cret"])
-        .env("TZ", "UTC")
-        .output()
-        .await
-        .expect("run python3 (pip install pyodbc; apt install odbc-postgresql unixodbc)");
-    let report = text(&output);
-    assert!(output.status.success(), "{report}");
+    let mut python = Command::new("python3");
+    python.arg(&program).env("TZ", "UTC");
+    let report = driver_report(python, port, "python3 (pip install pyodbc; apt install odbc-postgresql unixodbc)").await;
 
     // SQLTables and SQLColumns.
-    let tables = lines(&report, "table");
-    for table in ["default.regions TABLE", "default.sales TABLE", "default.typed TABLE"] {
-        assert!(tables.contains(&table), "{table} missing from {tables:?}");
-    }
     let columns = lines(&report, "column");
     for column in [
         "regions.name text",

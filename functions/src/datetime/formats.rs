@@ -195,36 +195,28 @@ fn iso8601_date(text: &str) -> Option<NaiveDate> {
         .ok()
 }
 
+/// Each row's text read by `read`; NULL stays NULL, text `read` refuses is an error naming `what`.
+fn read_texts<T>(array: &ArrayRef, rows: usize, read: fn(&str) -> Option<T>, what: &str) -> Result<Vec<Option<T>>> {
+    let texts = array.as_string::<i32>();
+    (0..rows)
+        .map(|row| {
+            if texts.is_null(row) {
+                return Ok(None);
+            }
+            match read(texts.value(row)) {
+                Some(value) => Ok(Some(value)),
+                None => exec_err!("Invalid format: \"{}\" is not an ISO 8601 {what}", texts.value(row)),
+            }
+        })
+        .collect()
+}
+
 fn from_iso8601_timestamp(args: &[ArrayRef], rows: usize, _: &DataType) -> Result<ArrayRef> {
-    let texts = args[0].as_string::<i32>();
-    let mut values = Vec::with_capacity(rows);
-    for row in 0..rows {
-        if texts.is_null(row) {
-            values.push(None);
-            continue;
-        }
-        match iso8601_micros(texts.value(row)) {
-            Some(micros) => values.push(Some(micros)),
-            None => return exec_err!("Invalid format: \"{}\" is not an ISO 8601 timestamp", texts.value(row)),
-        }
-    }
-    Ok(timestamps(values, Some(utc())))
+    Ok(timestamps(read_texts(&args[0], rows, iso8601_micros, "timestamp")?, Some(utc())))
 }
 
 fn from_iso8601_date(args: &[ArrayRef], rows: usize, _: &DataType) -> Result<ArrayRef> {
-    let texts = args[0].as_string::<i32>();
-    let mut values = Vec::with_capacity(rows);
-    for row in 0..rows {
-        if texts.is_null(row) {
-            values.push(None);
-            continue;
-        }
-        match iso8601_date(texts.value(row)) {
-            Some(date) => values.push(Some(date)),
-            None => return exec_err!("Invalid format: \"{}\" is not an ISO 8601 date", texts.value(row)),
-        }
-    }
-    Ok(dates(values))
+    Ok(dates(read_texts(&args[0], rows, iso8601_date, "date")?))
 }
 
 fn to_iso8601(args: &[ArrayRef], rows: usize, _: &DataType) -> Result<ArrayRef> {

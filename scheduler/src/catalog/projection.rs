@@ -113,50 +113,34 @@ fn property<'a>(properties: &'a BTreeMap<String, String>, key: &str) -> Option<&
 /// Java `DateTimeFormatter` pattern (`yyyy-MM-dd HH:mm:ss`, `'T'` literals) to chrono's, and
 /// the finest unit it shows.
 fn chrono_format(java: &str) -> Result<(String, Unit)> {
-    let mut out = String::new();
-    let mut unit = None;
-    let chars: Vec<char> = java.chars().collect();
-    let mut i = 0;
-    while i < chars.len() {
-        let c = chars[i];
-        let run = chars[i..].iter().take_while(|&&x| x == c).count();
-        let (spec, field_unit) = match (c, run) {
-            ('\'', _) => {
-                let end = chars[i + 1..].iter().position(|&x| x == '\'').map(|p| i + 1 + p);
-                let Some(end) = end else { return plan_err!("unterminated quote in date format {java:?}") };
-                out.extend(chars[i + 1..end].iter().map(|&x| if x == '%' { "%%".to_string() } else { x.to_string() }).collect::<Vec<_>>());
-                i = end + 1;
-                continue;
-            }
-            ('y' | 'u', 2) => ("%y", Unit::Years),
-            ('y' | 'u', _) => ("%Y", Unit::Years),
-            ('M', 1) => ("%-m", Unit::Months),
-            ('M', 2) => ("%m", Unit::Months),
-            ('d', 1) => ("%-d", Unit::Days),
-            ('d', 2) => ("%d", Unit::Days),
-            ('H', 1) => ("%-H", Unit::Hours),
-            ('H', 2) => ("%H", Unit::Hours),
-            ('m', 2) => ("%M", Unit::Minutes),
-            ('s', 2) => ("%S", Unit::Seconds),
-            ('S', _) => ("%f", Unit::Seconds),
-            (c, _) if c.is_ascii_alphabetic() => {
-                return plan_err!("date format {java:?}: pattern letter '{c}' is not supported (use y, M, d, H, m, s)");
-            }
-            _ => {
-                out.push_str(if c == '%' { "%%" } else { "" });
-                if c != '%' {
-                    out.push(c);
-                }
-                i += 1;
-                continue;
-            }
-        };
-        out.push_str(spec);
-        unit = Some(unit.map_or(field_unit, |u: Unit| if (field_unit as u8) > (u as u8) { field_unit } else { u }));
-        i += run;
+    use chrono::format::{Fixed, Item, Numeric, StrftimeItems};
+    let format = glaux_functions::joda_to_strftime(java)?;
+    // Projected values step by calendar units; a week or weekday field has no place in that.
+    let weekly = StrftimeItems::new(&format).any(|item| {
+        matches!(
+            item,
+            Item::Numeric(Numeric::IsoWeek | Numeric::WeekFromMon | Numeric::WeekFromSun | Numeric::NumDaysFromSun | Numeric::WeekdayFromMon, _)
+                | Item::Fixed(Fixed::ShortWeekdayName | Fixed::LongWeekdayName)
+        )
+    });
+    if weekly {
+        return plan_err!("date format {java:?}: weeks and weekdays are not supported (use y, M, d, H, m, s)");
     }
+    let unit = StrftimeItems::new(&format)
+        .filter_map(|item| match item {
+            Item::Numeric(Numeric::Year | Numeric::YearMod100 | Numeric::IsoYear | Numeric::IsoYearMod100, _) => Some(Unit::Years),
+            Item::Numeric(Numeric::Month, _) | Item::Fixed(Fixed::ShortMonthName | Fixed::LongMonthName) => Some(Unit::Months),
+            Item::Numeric(Numeric::Day | Numeric::Ordinal, _) => Some(Unit::Days),
+            Item::Numeric(Numeric::Hour | Numeric::Hour12, _) => Some(Unit::Hours),
+            Item::Numeric(Numeric::Minute, _) => Some(Unit::Minutes),
+            Item::Numeric(Numeric::Second | Numeric::Nanosecond, _) | Item::Fixed(Fixed::Nanosecond3 | Fixed::Nanosecond6 | Fixed::Nanosecond9) => {
+                Some(Unit::Seconds)
+            }
+            _ => None,
+        })
+        .max_by_key(|unit| *unit as u8);
     match unit {
-        Some(unit) => Ok((out, unit)),
+        Some(unit) => Ok((format, unit)),
         None => plan_err!("date format {java:?} has no date fields"),
     }
 }
