@@ -198,7 +198,7 @@ async fn projection_plans_an_hourly_layout_without_listing_it() -> TestResult {
         .map(|_| ())
         .map_err(|e| e.to_string())
         .expect_err("a projection that cannot work is refused when the table is created")
-        .contains("'w' is not supported")
+        .contains("weeks and weekdays are not supported")
         .then_some(())
         .ok_or("unclear projection error")?;
     Ok(())
