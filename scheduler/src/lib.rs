@@ -15,6 +15,8 @@
 //!   joined by shuffles, gathers and broadcasts ([`DistributedPlan`], [`Stage`], [`Task`]),
 //!   `assign_tasks` balances each stage's partitions over executors by bytes, `restrict_to_task`
 //!   gives each task its share.
+//! - `statement`: what a client's SQL is (an Athena statement, `EXECUTE` of a prepared one, or
+//!   Trino SQL planned by DataFusion).
 //! - `query`: runs a statement: DDL on the catalog, queries by launching tasks and streaming the
 //!   final gather, which runs here and reads the last executor stage over Flight; `EXPLAIN
 //!   ANALYZE`; re-planning when an executor is lost before any row went out.
@@ -49,6 +51,7 @@ mod rerun;
 mod server;
 mod session;
 mod show_functions;
+mod statement;
 mod tls;
 mod trino;
 
