@@ -1,7 +1,7 @@
 //! Trino's aggregate functions that DataFusion lacks: `count_if`, `max_by`, `min_by`,
 //! `map_agg`, `histogram`, `checksum`, `geometric_mean`; and Trino's names for DataFusion's own
-//! (`arbitrary`, `every`, `approx_percentile`). Each keeps a partial state that executors merge,
-//! so they run distributed like DataFusion's.
+//! (`arbitrary`, `every`); `approx_percentile` has a file of its own. Each keeps a partial state
+//! that executors merge, so they run distributed like DataFusion's.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,7 +17,7 @@ use datafusion::logical_expr::{Accumulator, AggregateUDF, AggregateUDFImpl, Sign
 use crate::udf::{as_double, no_form};
 
 pub fn functions() -> Vec<AggregateUDF> {
-    use datafusion::functions_aggregate::{any_value, approx_percentile_cont, bool_and_or};
+    use datafusion::functions_aggregate::{any_value, bool_and_or};
     vec![
         Udaf::new("count_if", Kind::CountIf).build(),
         Udaf::new("max_by", Kind::By { max: true }).build(),
@@ -28,7 +28,7 @@ pub fn functions() -> Vec<AggregateUDF> {
         Udaf::new("geometric_mean", Kind::GeometricMean).build(),
         any_value::any_value_udaf().as_ref().clone().with_aliases(["arbitrary"]),
         bool_and_or::bool_and_udaf().as_ref().clone().with_aliases(["every"]),
-        approx_percentile_cont::approx_percentile_cont_udaf().as_ref().clone().with_aliases(["approx_percentile"]),
+        crate::approx_percentile::function(),
     ]
 }
 

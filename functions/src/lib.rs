@@ -14,11 +14,13 @@
 //! - `conditional`: `if`, `typeof`; `try_eval`: `try`.
 //! - `math`: `truncate`, `rand(n)`, `width_bucket`, ...
 //! - `aggregates`: `count_if`, `max_by`/`min_by`, `map_agg`, `histogram`, `checksum`,
-//!   `geometric_mean`, and Trino's names for DataFusion's (`arbitrary`, `every`, `approx_percentile`).
+//!   `geometric_mean`, `approx_percentile` (one percentage or an array of them), and Trino's names
+//!   for DataFusion's (`arbitrary`, `every`).
 //! - `types`: Arrow types under Trino's names (for `typeof` and error messages).
 //! - `udf`: the small frame each scalar function is written in.
 
 mod aggregates;
+mod approx_percentile;
 mod arrays;
 mod conditional;
 mod datetime;
