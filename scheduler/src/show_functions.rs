@@ -21,7 +21,10 @@ pub fn schema() -> SchemaRef {
 
 /// The functions whose names match `pattern` (SQL `LIKE`: `%`, `_`; Athena's `*` too), by name.
 pub fn show_functions(state: &SessionState, pattern: Option<&str>) -> Result<RecordBatch> {
-    let describe = |docs: Option<&Documentation>| docs.map(|d| d.description.clone()).unwrap_or_default();
+    // The description's first line: a listing, not a manual.
+    let describe = |docs: Option<&Documentation>| {
+        docs.and_then(|d| d.description.lines().find(|l| !l.trim().is_empty()).map(str::to_string)).unwrap_or_default()
+    };
     let mut rows: Vec<(String, &str, bool, String)> = Vec::new();
     for (name, udf) in state.scalar_functions() {
         rows.push((name.clone(), "scalar", udf.signature().volatility == Volatility::Immutable, describe(udf.documentation())));

@@ -228,7 +228,7 @@ fn engine_error(error: crate::SchedulerError) -> PgWireError {
                 "42601"
             } else if message.contains("No field named") {
                 "42703"
-            } else if message.contains("not found") && message.contains("table") {
+            } else if message.contains("not found") && message.to_lowercase().contains("table") {
                 "42P01"
             } else {
                 "42000"

@@ -22,6 +22,11 @@ pub fn explain_plan_error(message: &str, sql: &str, state: &SessionState) -> Opt
     if let Some(name) = quoted_after(message, "Invalid function '") {
         return Some(unknown_function(&name, state));
     }
+    if let Some(table) = quoted_after(message, "table '")
+        && message.contains("' not found")
+    {
+        return unknown_table(&table, state);
+    }
     let statements = Parser::parse_sql(&GenericDialect {}, sql).unwrap_or_default();
     if let Some(rest) = message.strip_prefix("Cannot coerce arithmetic expression ") {
         let types = rest.trim_end_matches(" to valid types");
@@ -167,6 +172,18 @@ fn unknown_function(name: &str, state: &SessionState) -> String {
     } else {
         format!("Function '{name}' not registered. Did you mean {}? (SHOW FUNCTIONS lists them all)", suggestions.join(", "))
     }
+}
+
+/// "Table 'db.t' not found", with the closest tables of its database.
+fn unknown_table(qualified: &str, state: &SessionState) -> Option<String> {
+    let parts: Vec<&str> = qualified.split('.').collect();
+    let [catalog, database, table] = parts.as_slice() else { return None };
+    let tables = state.catalog_list().catalog(catalog)?.schema(database)?.table_names();
+    let suggestions = closest(table, tables.iter().map(String::as_str));
+    Some(match suggestions.as_slice() {
+        [] => format!("Table '{database}.{table}' not found (SHOW TABLES lists the tables of a database)"),
+        _ => format!("Table '{database}.{table}' not found. Did you mean {}?", suggestions.join(", ")),
+    })
 }
 
 /// Up to three names close to `name`: by edit distance, and names that contain it or that it
