@@ -104,7 +104,7 @@ impl QueryEngine {
     async fn logical_plan(&self, sql: &str, session: &ClientSession) -> Result<LogicalPlan, SchedulerError> {
         let sql = number_question_marks(sql);
         let state = self.state(session);
-        let planned = match crate::trino::parse(&state, &sql) {
+        let planned = match crate::trino::parse(&state, &sql).await {
             Ok(statement) => state.statement_to_plan(statement).await,
             Err(e) => Err(e),
         };

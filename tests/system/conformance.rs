@@ -133,6 +133,24 @@ async fn trino_conformance_suite() -> TestResult {
         lake.display()
     );
     client.query(&declared).await?;
+    // Orders with an array of rows: (sku, qty) items.
+    let items = arrow::array::StructArray::from(vec![
+        (Arc::new(Field::new("sku", DataType::Utf8, true)), Arc::new(StringArray::from(vec!["a", "b"])) as ArrayRef),
+        (Arc::new(Field::new("qty", DataType::Int32, true)), Arc::new(arrow::array::Int32Array::from(vec![1, 2])) as ArrayRef),
+    ]);
+    let item_field = Arc::new(Field::new_list_field(arrow::array::Array::data_type(&items).clone(), true));
+    let lists = arrow::array::ListArray::try_new(
+        item_field,
+        arrow::buffer::OffsetBuffer::new(vec![0, 2, 2, 2].into()),
+        Arc::new(items),
+        Some(arrow::buffer::NullBuffer::from(vec![true, true, false])),
+    )?;
+    let orders = RecordBatch::try_from_iter([
+        ("id", Arc::new(Int64Array::from(vec![1, 2, 3])) as ArrayRef),
+        ("items", Arc::new(lists) as ArrayRef),
+    ])?;
+    write_parquet(&lake.join("orders/part-0.parquet"), &orders);
+    client.query(&format!("CREATE EXTERNAL TABLE orders STORED AS PARQUET LOCATION '{}/orders/'", lake.display())).await?;
 
     let directory = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/conformance");
     let mut files: Vec<_> = std::fs::read_dir(&directory)?.filter_map(|e| e.ok().map(|e| e.path())).collect();

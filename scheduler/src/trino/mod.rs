@@ -27,6 +27,9 @@ mod trino_casts;
 mod type_syntax;
 mod types;
 
+use std::collections::HashMap;
+
+use arrow::datatypes::DataType;
 use datafusion::common::Result;
 use datafusion::execution::SessionState;
 use datafusion::sql::parser::Statement;
@@ -36,17 +39,40 @@ pub use trino_casts::TrinoCasts;
 pub use types::TrinoTypes;
 
 /// Parses one statement of Trino SQL into a statement DataFusion can plan.
-pub fn parse(state: &SessionState, sql: &str) -> Result<Statement> {
+pub async fn parse(state: &SessionState, sql: &str) -> Result<Statement> {
     check_quotes::check(sql)?;
     let sql = type_syntax::rewrite(sql);
     let dialect = state.config().options().sql_parser.dialect;
     let mut statement = state.sql_to_statement(&sql, &dialect)?;
     if let Statement::Statement(statement) = &mut statement {
-        rewrite_unnest::rewrite(statement)?;
+        let mut first = statement.clone();
+        let probes = rewrite_unnest::rewrite(&mut first, &HashMap::new())?;
+        if probes.is_empty() {
+            *statement = first;
+        } else {
+            let types = array_types(state, &probes).await;
+            rewrite_unnest::rewrite(statement, &types)?;
+        }
         rewrite_tablesample::rewrite(statement)?;
         rewrite_at_time_zone::rewrite(statement);
         rewrite_row_cast::rewrite(statement)?;
         name_columns::rewrite(statement);
     }
     Ok(statement)
+}
+
+/// The types of the arrays UNNEST probes name, as far as they plan (a probe that does not, for
+/// a table it cannot see alone, leaves its UNNEST to the rewrite without a type).
+async fn array_types(state: &SessionState, probes: &[rewrite_unnest::Probe]) -> HashMap<String, DataType> {
+    let dialect = state.config().options().sql_parser.dialect;
+    let mut types = HashMap::new();
+    for probe in probes {
+        let Ok(statement) = state.sql_to_statement(&probe.sql, &dialect) else { continue };
+        if let Ok(plan) = state.statement_to_plan(statement).await
+            && let Some(field) = plan.schema().fields().first()
+        {
+            types.insert(probe.key.clone(), field.data_type().clone());
+        }
+    }
+    types
 }

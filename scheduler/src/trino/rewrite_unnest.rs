@@ -9,13 +9,17 @@
 //!
 //! DataFusion zips several `unnest`s in one projection as Trino zips the arrays of one UNNEST.
 //! The derived table keeps `t`'s name, so `t.col` still resolves, and references to `u.x` become
-//! `t.x`. A map unnests into its keys and values (`UNNEST(m) AS u(k, v)`). The comma form
+//! `t.x`. A map unnests into its keys and values (`UNNEST(m) AS u(k, v)`), an array of rows into
+//! one column per field (`UNNEST(items) AS u(sku, qty)`, named by position). Telling those two
+//! apart takes the array's type: [`rewrite`] names the expressions whose type it needs
+//! ([`Probe`]s), and the caller plans them and rewrites again with their types. The comma form
 //! (`FROM t, UNNEST(...)`) and `JOIN UNNEST(...) ON true` are the same. An UNNEST whose left
 //! side is a join is refused with a hint (put the join in a subquery).
 
 use std::collections::HashMap;
 use std::ops::ControlFlow;
 
+use arrow::datatypes::DataType;
 use datafusion::common::{DataFusionError, Result, plan_datafusion_err, plan_err};
 use datafusion::sql::sqlparser::ast::{
     Expr, Ident, Join, JoinConstraint, JoinOperator, Select, Statement, TableFactor, Value, VisitMut, VisitorMut,
@@ -24,14 +28,30 @@ use datafusion::sql::sqlparser::ast::{
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 
-pub fn rewrite(statement: &mut Statement) -> Result<()> {
-    let mut unnester = Unnester { renames: HashMap::new(), error: None };
+/// An UNNEST whose array type decides its rewrite: `sql` selects the array from the table
+/// before it, so planning `sql` tells the type; `key` names it for [`rewrite`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Probe {
+    pub key: String,
+    pub sql: String,
+}
+
+/// Rewrites the statement's UNNESTs, with the array types known so far (by [`Probe::key`]);
+/// returns the probes for arrays whose type would change the rewrite and is not known. Without
+/// a type, a single array unnested into two columns is read as a map.
+pub fn rewrite(statement: &mut Statement, types: &HashMap<String, DataType>) -> Result<Vec<Probe>> {
+    let with = match statement {
+        Statement::Query(query) => query.with.as_ref().map(|w| format!("{w} ")).unwrap_or_default(),
+        _ => String::new(),
+    };
+    let mut unnester = Unnester { renames: HashMap::new(), error: None, types, with, probes: Vec::new() };
     let _ = statement.visit(&mut unnester);
     if let Some(error) = unnester.error {
         return Err(error);
     }
+    let probes = unnester.probes;
     if unnester.renames.is_empty() {
-        return Ok(());
+        return Ok(probes);
     }
     // `u.x` is now a column of the derived table that took the left side's name.
     let renames = unnester.renames;
@@ -44,16 +64,20 @@ pub fn rewrite(statement: &mut Statement) -> Result<()> {
         }
         ControlFlow::<()>::Continue(())
     });
-    Ok(())
+    Ok(probes)
 }
 
-struct Unnester {
+struct Unnester<'a> {
     /// Unnest alias → the name of the derived table now holding its columns.
     renames: HashMap<String, String>,
     error: Option<DataFusionError>,
+    types: &'a HashMap<String, DataType>,
+    /// The statement's `WITH` clause, which a probe needs for the tables it names.
+    with: String,
+    probes: Vec<Probe>,
 }
 
-impl VisitorMut for Unnester {
+impl VisitorMut for Unnester<'_> {
     type Break = ();
 
     fn post_visit_select(&mut self, select: &mut Select) -> ControlFlow<()> {
@@ -85,7 +109,7 @@ fn is_lateral_join(operator: &JoinOperator) -> bool {
     }
 }
 
-impl Unnester {
+impl Unnester<'_> {
     fn unnest_select(&mut self, select: &mut Select) -> Result<()> {
         // `FROM t, UNNEST(...)`: the comma is a cross join.
         let mut i = 1;
@@ -148,17 +172,43 @@ impl Unnester {
         let column = |i: usize| columns.get(i).cloned().unwrap_or_else(|| format!("_col{i}"));
         let mut items = if left.is_some() { vec![format!("{name}.*")] } else { Vec::new() };
         let arrays: Vec<String> = array_exprs.iter().map(ToString::to_string).collect();
-        let is_map = arrays.len() == 1 && columns.len() == 2 && !with_ordinality;
-        if is_map {
-            items.push(format!("unnest(map_keys({})) AS {}", arrays[0], column(0)));
-            items.push(format!("unnest(map_values({})) AS {}", arrays[0], column(1)));
+        // One array given several names: a map's keys and values, or the fields of rows.
+        let values = columns.len().saturating_sub(usize::from(with_ordinality));
+        let element_type = if arrays.len() == 1 && values >= 2 {
+            let key = format!("{}\u{0}{}", left.as_ref().map(ToString::to_string).unwrap_or_default(), arrays[0]);
+            let known = self.types.get(&key).cloned();
+            if known.is_none() {
+                let from = left.as_ref().map(|l| format!(" FROM {l}")).unwrap_or_default();
+                self.probes.push(Probe { sql: format!("{}SELECT {}{from}", self.with, arrays[0]), key });
+            }
+            known
         } else {
-            items.extend(arrays.iter().enumerate().map(|(i, array)| format!("unnest({array}) AS {}", column(i))));
+            None
+        };
+        match element_type {
+            Some(DataType::List(field) | DataType::LargeList(field)) if matches!(field.data_type(), DataType::Struct(_)) => {
+                let DataType::Struct(fields) = field.data_type() else { return plan_err!("not a row") };
+                if fields.len() != values {
+                    return plan_err!(
+                        "UNNEST of an array of rows with {} fields ({}) names {values} columns",
+                        fields.len(),
+                        fields.iter().map(|f| f.name().as_str()).collect::<Vec<_>>().join(", ")
+                    );
+                }
+                items.extend(fields.iter().enumerate().map(|(i, f)| {
+                    format!("get_field(unnest({}), '{}') AS {}", arrays[0], f.name().replace('\'', "''"), column(i))
+                }));
+            }
+            _ if arrays.len() == 1 && values == 2 => {
+                items.push(format!("unnest(map_keys({})) AS {}", arrays[0], column(0)));
+                items.push(format!("unnest(map_values({})) AS {}", arrays[0], column(1)));
+            }
+            _ => items.extend(arrays.iter().enumerate().map(|(i, array)| format!("unnest({array}) AS {}", column(i)))),
         }
         if with_ordinality {
             let lengths: Vec<String> = arrays.iter().map(|a| format!("cardinality({a})")).collect();
             let longest = if lengths.len() == 1 { lengths[0].clone() } else { format!("greatest({})", lengths.join(", ")) };
-            items.push(format!("unnest(generate_series(1, {longest})) AS {}", column(arrays.len())));
+            items.push(format!("unnest(generate_series(1, {longest})) AS {}", column(values.max(arrays.len()))));
         }
         let sql = match left {
             Some(left) => {
@@ -176,11 +226,15 @@ impl Unnester {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
+    use arrow::datatypes::Field;
+
     use super::*;
 
     fn rewritten(sql: &str) -> Result<String> {
         let mut statements = Parser::parse_sql(&GenericDialect {}, sql).map_err(|e| plan_datafusion_err!("{e}"))?;
-        rewrite(&mut statements[0])?;
+        rewrite(&mut statements[0], &HashMap::new())?;
         Ok(statements[0].to_string())
     }
 
@@ -206,6 +260,20 @@ mod tests {
              unnest(generate_series(1, cardinality(ARRAY['a', 'b']))) AS n) AS u"
         );
         assert!(rewritten("SELECT * FROM a JOIN b ON a.x = b.x CROSS JOIN UNNEST(b.arr) AS u(v)").is_err());
+        // Rows of an array of rows, once the type is known.
+        let sql = "SELECT o.id, i.sku FROM orders o CROSS JOIN UNNEST(o.items) AS i(sku, qty)";
+        let mut statements = Parser::parse_sql(&GenericDialect {}, sql).expect("parses");
+        let probes = rewrite(&mut statements[0].clone(), &HashMap::new()).expect("rewrites");
+        assert_eq!(probes.len(), 1);
+        assert_eq!(probes[0].sql, "SELECT o.items FROM orders o");
+        let row = DataType::Struct(vec![Field::new("sku", DataType::Utf8, true), Field::new("qty", DataType::Int32, true)].into());
+        let types = HashMap::from([(probes[0].key.clone(), DataType::List(Arc::new(Field::new_list_field(row, true))))]);
+        assert!(rewrite(&mut statements[0], &types).expect("rewrites").is_empty());
+        assert_eq!(
+            statements[0].to_string(),
+            "SELECT o.id, o.sku FROM (SELECT o.*, get_field(unnest(o.items), 'sku') AS sku, \
+             get_field(unnest(o.items), 'qty') AS qty FROM orders o) AS o"
+        );
         let plain = "SELECT * FROM a JOIN b ON a.x = b.x";
         assert_eq!(rewritten(plain).expect("nothing to do"), plain);
     }
