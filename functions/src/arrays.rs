@@ -114,9 +114,8 @@ fn element_at(args: &[ArrayRef], rows: usize, _: &DataType) -> Result<ArrayRef> 
 
 fn coerce_contains(name: &str, types: &[DataType]) -> Result<Vec<DataType>> {
     match types {
-        [list, element] if list_field(list).is_some() => {
+        [list, _] if list_field(list).is_some() => {
             let element_type = list_field(list).map(|f| f.data_type().clone()).unwrap_or(DataType::Null);
-            let _ = element;
             Ok(vec![list_of(element_type.clone()), element_type])
         }
         [a, b] if as_string(a).is_some() && as_string(b).is_some() => Ok(vec![DataType::Utf8, DataType::Utf8]),

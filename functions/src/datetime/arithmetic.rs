@@ -10,7 +10,7 @@ use datafusion::common::{Result, exec_err};
 use datafusion::logical_expr::ScalarUDF;
 
 use super::{as_temporal, dates, naive, timestamps};
-use crate::udf::{Udf, as_integer, as_string, coerce_each, no_form};
+use crate::udf::{Udf, as_integer, as_string, coerce_each};
 
 pub fn functions() -> Vec<ScalarUDF> {
     vec![
@@ -108,9 +108,6 @@ fn coerce_diff(name: &str, types: &[DataType]) -> Result<Vec<DataType>> {
             .unwrap_or(DataType::Timestamp(TimeUnit::Microsecond, None));
         coerced[1] = timestamp.clone();
         coerced[2] = timestamp;
-    }
-    if coerced.len() != 3 {
-        return no_form(name, types, forms);
     }
     Ok(coerced)
 }

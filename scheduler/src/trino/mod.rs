@@ -45,13 +45,16 @@ pub async fn parse(state: &SessionState, sql: &str) -> Result<Statement> {
     let dialect = state.config().options().sql_parser.dialect;
     let mut statement = state.sql_to_statement(&sql, &dialect)?;
     if let Statement::Statement(statement) = &mut statement {
-        let mut first = statement.clone();
-        let probes = rewrite_unnest::rewrite(&mut first, &HashMap::new())?;
-        if probes.is_empty() {
-            *statement = first;
-        } else {
-            let types = array_types(state, &probes).await;
-            rewrite_unnest::rewrite(statement, &types)?;
+        // An UNNEST may need its array's type: rewritten on a copy first, to learn which.
+        if sql.to_ascii_uppercase().contains("UNNEST") {
+            let mut first = statement.clone();
+            let probes = rewrite_unnest::rewrite(&mut first, &HashMap::new())?;
+            if probes.is_empty() {
+                *statement = first;
+            } else {
+                let types = array_types(state, &probes).await;
+                rewrite_unnest::rewrite(statement, &types)?;
+            }
         }
         rewrite_tablesample::rewrite(statement)?;
         rewrite_at_time_zone::rewrite(statement);
