@@ -19,20 +19,24 @@ pub enum ExecutorError {
     Execute(#[from] DataFusionError),
     #[error("cannot set up the executor session: {0}")]
     Session(DataFusionError),
+    #[error("{0}")]
+    Config(String),
 }
 
 impl From<ExecutorError> for tonic::Status {
     fn from(error: ExecutorError) -> Self {
         let message = error.to_string();
         match error {
-            ExecutorError::Bind { .. } | ExecutorError::Session(_) => tonic::Status::internal(message),
+            ExecutorError::Bind { .. } | ExecutorError::Session(_) | ExecutorError::Config(_) => {
+                tonic::Status::internal(message)
+            }
             ExecutorError::MalformedRequest(_) | ExecutorError::DecodePlan { .. } => {
                 tonic::Status::invalid_argument(message)
             }
             ExecutorError::UnknownTask { .. } | ExecutorError::UnknownPartition { .. } => {
                 tonic::Status::not_found(message)
             }
-            ExecutorError::Execute(_) => tonic::Status::internal(message),
+            ExecutorError::Execute(error) => glaux_proto::status_of(&error),
         }
     }
 }

@@ -26,7 +26,7 @@ use arrow_flight::{
 use futures::{Stream, StreamExt, TryStreamExt, stream};
 use glaux_proto::generated::TaskOutputTicket;
 use glaux_proto::{
-    QueryId, StageId, TaskId, TaskOutputRead, TaskStats, collect_task_stats, contain_panics, with_trailer,
+    QueryId, StageId, TaskId, TaskOutputRead, TaskStats, collect_task_stats, contain_panics, status_of, with_trailer,
 };
 use prost::Message;
 use tonic::{Request, Response, Status, Streaming};
@@ -47,12 +47,12 @@ impl ExecutorFlight {
         let compress = ticket.compress;
         let TaskOutputRead { batches, trailer } = open_output(&self.tasks, ticket)?;
         let schema = batches.schema();
-        let batches = batches.map_err(|e| FlightError::ExternalError(Box::new(e)));
+        // A failure reaches the reader with its kind (a lost executor, exhausted memory).
+        let batches = batches.map_err(|e| FlightError::Tonic(Box::new(status_of(&e))));
         // Dictionaries stay dictionaries between cluster members: the consumer's schema expects them.
         let data = with_trailer(schema, batches, false, compress, move || trailer().to_json().into())
             .map_err(|e| match e {
                 FlightError::Tonic(status) => *status,
-                FlightError::ExternalError(e) => Status::internal(e.to_string()),
                 other => Status::internal(other.to_string()),
             });
         Ok(Box::pin(data))

@@ -8,7 +8,7 @@ use glaux_proto::generated::executor_control_server::ExecutorControlServer;
 use datafusion::error::DataFusionError;
 use datafusion::execution::memory_pool::MemoryPool;
 
-use glaux_proto::{ClusterAuth, ClusterChannels, ExecutorId, LocalOutputs, MAX_MESSAGE_BYTES};
+use glaux_proto::{ClusterAuth, ClusterChannels, ExecutorAddr, ExecutorId, LocalOutputs, MAX_MESSAGE_BYTES};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tonic::transport::server::TcpIncoming;
@@ -27,7 +27,7 @@ use crate::task_table::TaskTable;
 /// A running executor. Dropping it (or [`Executor::shutdown`]) stops serving and leaves the cluster.
 pub struct Executor {
     id: ExecutorId,
-    endpoint: String,
+    endpoint: ExecutorAddr,
     tasks: Arc<TaskTable>,
     memory: Arc<ExecutorMemory>,
     shutdown: CancellationToken,
@@ -43,7 +43,7 @@ impl Executor {
             .local_addr()
             .map_err(|source| ExecutorError::Bind { addr: config.bind, source })?;
         let host = config.advertise_host.clone().unwrap_or_else(|| addr.ip().to_string());
-        let endpoint = format!("{host}:{}", addr.port());
+        let endpoint = ExecutorAddr::parse(&format!("{host}:{}", addr.port())).map_err(ExecutorError::Config)?;
 
         let channels = Arc::new(ClusterChannels::new(config.secret.clone()));
         let tasks = Arc::new(TaskTable::new(config.task_ttl));
@@ -81,7 +81,7 @@ impl Executor {
             scheduler: strip_scheme(&config.scheduler).to_string(),
             registration: ExecutorRegistration {
                 executor_id: config.id.to_string(),
-                endpoint: endpoint.clone(),
+                endpoint: endpoint.to_string(),
                 task_slots: config.task_slots as u32,
                 memory_limit_bytes: config.memory_limit_bytes as u64,
             },
@@ -97,7 +97,7 @@ impl Executor {
     }
 
     /// `host:port` where this executor serves Flight.
-    pub fn endpoint(&self) -> &str {
+    pub fn endpoint(&self) -> &ExecutorAddr {
         &self.endpoint
     }
 

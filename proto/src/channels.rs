@@ -11,6 +11,7 @@ use tonic::transport::{Channel, Endpoint};
 use crate::auth::{ClusterAuth, ClusterSecret};
 use crate::generated::executor_control_client::ExecutorControlClient;
 use crate::generated::scheduler_cluster_client::SchedulerClusterClient;
+use crate::ids::ExecutorAddr;
 
 /// The largest gRPC message a cluster member accepts. Senders split batches far below it
 /// (arrow-flight's encoder targets 2 MiB), so this only bounds what a broken peer can make us buffer.
@@ -61,25 +62,25 @@ impl ClusterChannels {
         Ok(channel)
     }
 
-    /// Forgets the channel to a member that went away, so a new one at that address starts fresh.
-    pub fn forget(&self, endpoint: &str) {
-        self.channels.lock().unwrap_or_else(|e| e.into_inner()).remove(endpoint);
+    /// Forgets the channel to an executor that went away, so a new one at that address starts fresh.
+    pub fn forget(&self, executor: &ExecutorAddr) {
+        self.channels.lock().unwrap_or_else(|e| e.into_inner()).remove(executor.as_str());
     }
 
-    pub fn flight(&self, endpoint: &str) -> Result<FlightClient, tonic::transport::Error> {
+    pub fn flight(&self, executor: &ExecutorAddr) -> Result<FlightClient, tonic::transport::Error> {
         let auth = ClusterAuth::attach(self.secret.clone());
-        Ok(FlightServiceClient::with_interceptor(self.channel(endpoint)?, auth)
+        Ok(FlightServiceClient::with_interceptor(self.channel(executor.as_str())?, auth)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES))
     }
 
     pub fn executor_control(
         &self,
-        endpoint: &str,
+        executor: &ExecutorAddr,
     ) -> Result<ExecutorControlClient<InterceptedService<Channel, ClusterAuth>>, tonic::transport::Error>
     {
         let auth = ClusterAuth::attach(self.secret.clone());
-        Ok(ExecutorControlClient::with_interceptor(self.channel(endpoint)?, auth)
+        Ok(ExecutorControlClient::with_interceptor(self.channel(executor.as_str())?, auth)
             .max_encoding_message_size(MAX_MESSAGE_BYTES))
     }
 

@@ -23,7 +23,7 @@ use prost::Message;
 use crate::generated::glaux_node::Node;
 use crate::generated::{GlauxNode, PartitionSubsetNode, ReaderPartition, StageReaderNode, TaskOutputLocation};
 use crate::partition_subset::PartitionSubsetExec;
-use crate::ids::{QueryId, StageId, TaskId};
+use crate::ids::{ExecutorAddr, QueryId, StageId, TaskId};
 use crate::stage_reader::{StageReaderExec, TaskOutput, reader_from_parts};
 
 /// Encodes Glaux's own plan nodes inside datafusion-proto plans.
@@ -74,7 +74,7 @@ fn encode_reader(reader: &StageReaderExec) -> Result<StageReaderNode> {
         .try_into()
         .map_err(|e| exec_datafusion_err!("encoding stage schema: {e}"))?;
     let location = |o: &TaskOutput| TaskOutputLocation {
-        endpoint: o.endpoint.clone(),
+        endpoint: o.executor.to_string(),
         task_id: o.task.0,
         partition: o.partition,
     };
@@ -93,16 +93,15 @@ fn encode_reader(reader: &StageReaderExec) -> Result<StageReaderNode> {
 fn decode_reader(node: StageReaderNode) -> Result<StageReaderExec> {
     let schema = Schema::try_from(IpcMessage(node.schema.into()))
         .map_err(|e| exec_datafusion_err!("malformed stage schema: {e}"))?;
+    let source = |o: TaskOutputLocation| {
+        let executor = ExecutorAddr::parse(&o.endpoint).map_err(|e| exec_datafusion_err!("malformed stage reader: {e}"))?;
+        Ok(TaskOutput { executor, task: TaskId(o.task_id), partition: o.partition })
+    };
     let partitions = node
         .partitions
         .into_iter()
-        .map(|p| {
-            p.sources
-                .into_iter()
-                .map(|o| TaskOutput { endpoint: o.endpoint, task: TaskId(o.task_id), partition: o.partition })
-                .collect()
-        })
-        .collect();
+        .map(|p| p.sources.into_iter().map(source).collect::<Result<Vec<_>>>())
+        .collect::<Result<Vec<_>>>()?;
     reader_from_parts(QueryId::from(node.query_id), StageId(node.stage_id), Arc::new(schema), partitions)
 }
 

@@ -76,3 +76,56 @@ impl fmt::Display for TaskId {
         write!(f, "{}", self.0)
     }
 }
+
+/// Where an executor serves, `host:port`: how every member names an executor in tasks, task
+/// outputs, channels and errors. An executor that restarts on the same address is the same
+/// place to read from, whatever its [`ExecutorId`].
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ExecutorAddr(String);
+
+impl ExecutorAddr {
+    /// `host:port` (a name, an IPv4 address, or a bracketed IPv6 address, and a port number).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let (host, port) = text.rsplit_once(':').ok_or_else(|| format!("executor address {text:?} has no port"))?;
+        if host.is_empty() || port.parse::<u16>().is_err() {
+            return Err(format!("executor address {text:?} is not host:port"));
+        }
+        Ok(Self(text.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The host part, without IPv6 brackets.
+    pub fn host(&self) -> &str {
+        self.0.rsplit_once(':').map_or(self.0.as_str(), |(host, _)| host).trim_matches(['[', ']'])
+    }
+}
+
+impl From<std::net::SocketAddr> for ExecutorAddr {
+    fn from(addr: std::net::SocketAddr) -> Self {
+        Self(addr.to_string())
+    }
+}
+
+impl fmt::Display for ExecutorAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn executor_addresses_are_host_and_port() {
+        assert_eq!(ExecutorAddr::parse("10.0.0.7:5000").unwrap().host(), "10.0.0.7");
+        assert_eq!(ExecutorAddr::parse("[::1]:5000").unwrap().host(), "::1");
+        assert_eq!(ExecutorAddr::parse("executor-3.cluster.local:5000").unwrap().host(), "executor-3.cluster.local");
+        assert!(ExecutorAddr::parse("no-port").is_err());
+        assert!(ExecutorAddr::parse(":5000").is_err());
+        assert!(ExecutorAddr::parse("host:http").is_err());
+    }
+}

@@ -8,6 +8,9 @@
 //!   [`PartitionSubsetExec`], the share of a shuffle stage's partitions one task runs;
 //! - [`GlauxCodec`], [`encode_plan`], [`decode_plan`]: plan fragments on the wire;
 //! - [`TaskRerun`]: how a reader on the scheduler asks for a lost task to run again;
+//! - [`TaskError`] / [`status_of`]: failures by kind (a lost executor, exhausted memory), carried
+//!   in gRPC status details so they keep their kind across stages;
+//! - [`ExecutorAddr`]: an executor as every member names it (`host:port`);
 //! - [`TaskStats`] and [`with_trailer`]: the statistics that travel after the last batch of a stream.
 
 mod auth;
@@ -19,6 +22,7 @@ mod panics;
 mod partition_subset;
 mod stage_reader;
 mod stats;
+mod task_error;
 mod task_rerun;
 mod trailer;
 
@@ -31,11 +35,12 @@ pub mod generated {
 pub use auth::{ClusterAuth, ClusterSecret};
 pub use channels::{ClusterChannels, FlightClient, MAX_MESSAGE_BYTES};
 pub use codec::{EncodedPlan, GlauxCodec, decode_plan, encode_plan};
-pub use ids::{ExecutorId, QueryId, StageId, TaskId};
+pub use ids::{ExecutorAddr, ExecutorId, QueryId, StageId, TaskId};
 pub use local_outputs::{LocalOutputs, TaskOutputRead};
 pub use panics::{contain_panics, panic_message};
 pub use partition_subset::PartitionSubsetExec;
-pub use stage_reader::{LOST_EXECUTOR, StageReaderExec, TaskOutput, lost_executor};
+pub use stage_reader::{StageReaderExec, TaskOutput};
 pub use stats::{QueryProgress, QueryStats, TaskReport, TaskStats, collect_task_stats, format_bytes, task_report};
+pub use task_error::{TaskError, TaskFailure, find_task_error, lost_executor_words, status_of};
 pub use task_rerun::{RerunHandle, RerunResult, TaskRerun};
 pub use trailer::with_trailer;

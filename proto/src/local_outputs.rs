@@ -12,6 +12,7 @@ use datafusion::common::Result;
 use datafusion::execution::SendableRecordBatchStream;
 
 use crate::generated::TaskOutputTicket;
+use crate::ids::ExecutorAddr;
 use crate::stats::TaskStats;
 
 /// One read of a task output partition: its batches, then the statistics to report after them.
@@ -23,26 +24,26 @@ pub struct TaskOutputRead {
 
 type Open = dyn Fn(TaskOutputTicket) -> Result<TaskOutputRead> + Send + Sync;
 
-/// The task outputs of the executor this session runs in, and its endpoint.
+/// The task outputs of the executor this session runs in, and its address.
 pub struct LocalOutputs {
-    endpoint: String,
+    executor: ExecutorAddr,
     open: Arc<Open>,
 }
 
 impl LocalOutputs {
-    pub fn new(endpoint: String, open: Arc<Open>) -> Self {
-        Self { endpoint, open }
+    pub fn new(executor: ExecutorAddr, open: Arc<Open>) -> Self {
+        Self { executor, open }
     }
 
-    /// Opens the output `ticket` names if it is served at `endpoint`, this executor; `None` if it
+    /// Opens the output `ticket` names if it is served by `executor`, this one; `None` if it
     /// lives elsewhere.
-    pub fn open(&self, endpoint: &str, ticket: TaskOutputTicket) -> Option<Result<TaskOutputRead>> {
-        (endpoint == self.endpoint).then(|| (self.open)(ticket))
+    pub fn open(&self, executor: &ExecutorAddr, ticket: TaskOutputTicket) -> Option<Result<TaskOutputRead>> {
+        (*executor == self.executor).then(|| (self.open)(ticket))
     }
 }
 
 impl fmt::Debug for LocalOutputs {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LocalOutputs").field("endpoint", &self.endpoint).finish_non_exhaustive()
+        f.debug_struct("LocalOutputs").field("executor", &self.executor).finish_non_exhaustive()
     }
 }

@@ -29,16 +29,17 @@ use prost::Message;
 
 use crate::channels::ClusterChannels;
 use crate::generated::TaskOutputTicket;
-use crate::ids::{QueryId, StageId, TaskId};
+use crate::ids::{ExecutorAddr, QueryId, StageId, TaskId};
 use crate::local_outputs::{LocalOutputs, TaskOutputRead};
 use crate::stats::TaskStats;
-use crate::task_rerun::{RerunHandle, TaskRerun};
+use crate::task_error::{TaskError, TaskFailure, lost_executor_words};
+use crate::task_rerun::RerunHandle;
 
 /// Where one partition of a stage's output is served.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TaskOutput {
-    /// `host:port` of the executor's Flight endpoint.
-    pub endpoint: String,
+    /// The executor serving it (its Flight endpoint).
+    pub executor: ExecutorAddr,
     pub task: TaskId,
     pub partition: u32,
 }
@@ -113,8 +114,7 @@ impl StageReaderExec {
 
 impl DisplayAs for StageReaderExec {
     fn fmt_as(&self, t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
-        let mut executors: Vec<&str> =
-            self.partitions.iter().flatten().map(|o| o.endpoint.as_str()).collect();
+        let mut executors: Vec<&ExecutorAddr> = self.partitions.iter().flatten().map(|o| &o.executor).collect();
         executors.sort_unstable();
         executors.dedup();
         let sources = self.partitions.iter().map(Vec::len).max().unwrap_or(0);
@@ -216,7 +216,7 @@ impl ExecutionPlan for StageReaderExec {
             schema: self.schema(),
             counters: Arc::new(TrailerCounters::new(&self.metrics, partition)),
         };
-        let rerun = context.session_config().get_extension::<RerunHandle>().map(|handle| Arc::clone(&handle.0));
+        let rerun = context.session_config().get_extension::<RerunHandle>();
         let streams = sources
             .into_iter()
             .map(|source| read_task_output(source_context.clone(), source, rerun.clone()).boxed());
@@ -237,25 +237,15 @@ struct SourceContext {
     counters: Arc<TrailerCounters>,
 }
 
-/// A failed read, and whether it failed because the source executor cannot be reached (which a
-/// re-run elsewhere may recover from) rather than because the task itself failed.
-struct ReadError {
-    error: DataFusionError,
-    lost: bool,
-}
-
-type SourceStream = futures::stream::BoxStream<'static, Result<RecordBatch, ReadError>>;
-
-/// How often one source is re-run before its reader gives up.
-const MAX_RERUNS: usize = 3;
+type SourceStream = futures::stream::BoxStream<'static, Result<RecordBatch, TaskError>>;
 
 /// One task output, read to its end. When its executor is lost and the session has a
-/// [`TaskRerun`], the task runs again elsewhere and reading resumes there after the rows already
+/// [`crate::TaskRerun`], the task runs again elsewhere and reading resumes there after the rows already
 /// passed on.
 fn read_task_output(
     context: SourceContext,
     output: TaskOutput,
-    rerun: Option<Arc<dyn TaskRerun>>,
+    rerun: Option<Arc<RerunHandle>>,
 ) -> impl futures::Stream<Item = Result<RecordBatch>> + Send + 'static {
     struct State {
         output: TaskOutput,
@@ -290,24 +280,27 @@ fn read_task_output(
                         Some(Err(e)) => Err(e),
                     },
                 };
-                let Err(ReadError { error, lost }) = item else { continue };
+                let Err(error) = item else { continue };
                 state.done = true;
-                let rerun = rerun.as_ref().filter(|_| lost && state.reruns < MAX_RERUNS);
-                let Some(rerun) = rerun else { return Some((Err(error), state)) };
-                let (task, lost) = (state.output.task, state.output.endpoint.clone());
-                match rerun.rerun(context.stage, task, &lost, state.delivered).await {
-                    Ok(endpoint) => {
-                        tracing::warn!(query = %context.query, stage = %context.stage, %task, %lost, %endpoint,
+                // Only the loss of this source's own executor can be made good by running its task
+                // elsewhere; a failure it relays from further down cannot.
+                let own_loss = error.lost_executor() == Some(&state.output.executor);
+                let rerun = rerun.as_ref().filter(|handle| own_loss && state.reruns < handle.max_per_source);
+                let Some(rerun) = rerun else { return Some((Err(DataFusionError::External(Box::new(error))), state)) };
+                let (task, lost) = (state.output.task, state.output.executor.clone());
+                match rerun.rerun.rerun(context.stage, task, &lost, state.delivered).await {
+                    Ok(executor) => {
+                        tracing::warn!(query = %context.query, stage = %context.stage, %task, %lost, %executor,
                             delivered = state.delivered, "task re-run after losing its executor");
-                        state.output.endpoint = endpoint;
+                        state.output.executor = executor;
                         state.current = None;
                         state.skip = state.delivered;
                         state.reruns += 1;
                         state.done = false;
                     }
                     Err(why) => {
-                        let error = DataFusionError::External(format!("{error}; not re-run: {why}").into());
-                        return Some((Err(error), state));
+                        let error = TaskError { message: format!("{}; not re-run: {why}", error.message), ..error };
+                        return Some((Err(DataFusionError::External(Box::new(error))), state));
                     }
                 }
             }
@@ -317,25 +310,26 @@ fn read_task_output(
 }
 
 /// Opens one task output: taken from this executor when it lives here, over Flight otherwise.
-async fn open_task_output(context: &SourceContext, output: &TaskOutput) -> Result<SourceStream, ReadError> {
+async fn open_task_output(context: &SourceContext, output: &TaskOutput) -> Result<SourceStream, TaskError> {
     let SourceContext { query, stage, channels, local, schema, counters } = context.clone();
     let ticket = TaskOutputTicket {
         query_id: query.to_string(),
         stage_id: stage.0,
         task_id: output.task.0,
         partition: output.partition,
-        compress: worth_compressing(&output.endpoint),
+        compress: worth_compressing(&output.executor),
     };
-    let (task, endpoint) = (output.task, output.endpoint.clone());
-    let describe = move |e: &dyn fmt::Display| {
-        DataFusionError::External(format!("stage {stage} task {task} on executor {endpoint}: {e}").into())
+    let (task, executor) = (output.task, output.executor.clone());
+    // Every failure names where it happened, keeping its kind.
+    let place = format!("stage {stage} task {task} on executor {executor}");
+    let failed = {
+        let place = place.clone();
+        move |e: &DataFusionError| local_error(e).context(&place)
     };
-    let failed = |error, lost| ReadError { error, lost };
-    if let Some(opened) = local.as_ref().and_then(|local| local.open(&output.endpoint, ticket.clone())) {
-        let TaskOutputRead { batches, trailer } = opened.map_err(|e| failed(describe(&e), false))?;
-        let describe = describe.clone();
+    if let Some(opened) = local.as_ref().and_then(|local| local.open(&executor, ticket.clone())) {
+        let TaskOutputRead { batches, trailer } = opened.map_err(|e| failed(&e))?;
         let mut trailer = Some(trailer);
-        let batches = batches.map_err(move |e| failed(describe(&e), false)).chain(stream::poll_fn(move |_| {
+        let batches = batches.map_err(move |e| failed(&e)).chain(stream::poll_fn(move |_| {
             if let Some(trailer) = trailer.take() {
                 counters.record(&trailer());
             }
@@ -343,42 +337,55 @@ async fn open_task_output(context: &SourceContext, output: &TaskOutput) -> Resul
         }));
         return Ok(batches.boxed());
     }
-    let mut client = channels.flight(&output.endpoint).map_err(|e| failed(describe(&e), true))?;
-    let response = client.do_get(Ticket { ticket: ticket.encode_to_vec().into() }).await.map_err(|status| {
-        let (message, lost) = describe_status(&output.endpoint, status);
-        failed(describe(&message), lost)
-    })?;
+    let lost = |message: String| TaskError::new(TaskFailure::LostExecutor(executor.clone()), message).context(&place);
+    let mut client = channels.flight(&executor).map_err(|e| lost(format!("{} ({e})", lost_executor_words(&executor))))?;
+    let response = client
+        .do_get(Ticket { ticket: ticket.encode_to_vec().into() })
+        .await
+        .map_err(|status| TaskError::from_status(&executor, &status).context(&place))?;
     let messages = response
         .into_inner()
         .map_err(move |status| arrow_flight::error::FlightError::Tonic(Box::new(status)));
-    let endpoint = output.endpoint.clone();
-    Ok(decode_batches(FlightDataDecoder::new(messages), schema, counters, endpoint, move |e, lost| {
-        failed(describe(&e), lost)
-    })
-    .boxed())
+    Ok(decode_batches(FlightDataDecoder::new(messages), schema, counters, executor, place).boxed())
+}
+
+/// A failure of a task output read in this process (the same executor): its kind, if it has one.
+fn local_error(error: &DataFusionError) -> TaskError {
+    match crate::task_error::find_task_error(error) {
+        Some(task) => TaskError::new(task.failure.clone(), error.to_string()),
+        None => {
+            let failure = match error.find_root() {
+                DataFusionError::ResourcesExhausted(_) => TaskFailure::ResourcesExhausted,
+                _ => TaskFailure::Failed,
+            };
+            TaskError::new(failure, error.to_string())
+        }
+    }
 }
 
 fn decode_batches(
     decoder: FlightDataDecoder,
     schema: SchemaRef,
     counters: Arc<TrailerCounters>,
-    endpoint: String,
-    describe: impl Fn(String, bool) -> ReadError + Send + 'static,
-) -> impl futures::Stream<Item = Result<RecordBatch, ReadError>> + Send {
+    executor: ExecutorAddr,
+    place: String,
+) -> impl futures::Stream<Item = Result<RecordBatch, TaskError>> + Send {
     decoder.filter_map(move |message| {
         let item = match message {
-            Err(e) => {
-                let (message, lost) = flight_error_message(e, &endpoint);
-                Some(Err(describe(message, lost)))
+            Err(arrow_flight::error::FlightError::Tonic(status)) => {
+                Some(Err(TaskError::from_status(&executor, &status).context(&place)))
             }
+            Err(other) => Some(Err(TaskError::new(TaskFailure::Failed, other.to_string()).context(&place))),
             Ok(message) => {
                 if let Some(stats) = TaskStats::from_json(&message.app_metadata()) {
                     counters.record(&stats);
                 }
                 match message.payload {
                     DecodedPayload::RecordBatch(batch) if batch.num_rows() > 0 => Some(
-                        RecordBatch::try_new(Arc::clone(&schema), batch.columns().to_vec())
-                            .map_err(|e| describe(format!("batch does not match the stage schema: {e}"), false)),
+                        RecordBatch::try_new(Arc::clone(&schema), batch.columns().to_vec()).map_err(|e| {
+                            let message = format!("batch does not match the stage schema: {e}");
+                            TaskError::new(TaskFailure::Failed, message).context(&place)
+                        }),
                     ),
                     _ => None,
                 }
@@ -388,46 +395,13 @@ fn decode_batches(
     })
 }
 
-/// Whether batches from `endpoint` should travel LZ4-compressed: between hosts the network is the
+/// Whether batches from `executor` should travel LZ4-compressed: between hosts the network is the
 /// bottleneck and Arrow data compresses well; on one host (loopback) compressing costs more CPU
 /// than the copy it saves.
-fn worth_compressing(endpoint: &str) -> bool {
-    let host = endpoint.rsplit_once(':').map_or(endpoint, |(host, _)| host).trim_matches(['[', ']']);
+fn worth_compressing(executor: &ExecutorAddr) -> bool {
+    let host = executor.host();
     let loopback = host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
     !loopback
-}
-
-/// The message of the remote error without tonic's decoration, so the user sees the original text;
-/// a broken connection names the executor as lost. Also whether it did break.
-fn flight_error_message(error: arrow_flight::error::FlightError, endpoint: &str) -> (String, bool) {
-    match error {
-        arrow_flight::error::FlightError::Tonic(status) => describe_status(endpoint, *status),
-        other => (other.to_string(), false),
-    }
-}
-
-/// How an error says that an executor cannot be reached: the scheduler looks for it (through
-/// any number of stages, as text) to re-plan a query without that executor.
-pub const LOST_EXECUTOR: &str = "lost executor ";
-
-/// Describes a failed call to `endpoint`: a transport failure (connection refused or reset, no
-/// keep-alive answer) as a lost executor, anything else with the remote message. Also whether the
-/// executor is lost.
-fn describe_status(endpoint: &str, status: tonic::Status) -> (String, bool) {
-    let message = status.message();
-    let broken = match status.code() {
-        tonic::Code::Unavailable => true,
-        // tonic's words for a connection that broke mid-stream.
-        tonic::Code::Unknown => ["h2 protocol error", "connection", "transport"].iter().any(|w| message.contains(w)),
-        _ => false,
-    };
-    if broken { (format!("{LOST_EXECUTOR}{endpoint} ({message})"), true) } else { (message.to_string(), false) }
-}
-
-/// The executor an error names as lost, if it names one.
-pub fn lost_executor(error: &str) -> Option<&str> {
-    let rest = &error[error.find(LOST_EXECUTOR)? + LOST_EXECUTOR.len()..];
-    rest.split_whitespace().next()
 }
 
 /// Used by the codec: rebuilds a reader from its wire form.
@@ -450,19 +424,11 @@ mod tests {
 
     #[test]
     fn compresses_only_between_hosts() {
-        assert!(!worth_compressing("127.0.0.1:5000"));
-        assert!(!worth_compressing("localhost:5000"));
-        assert!(!worth_compressing("[::1]:5000"));
-        assert!(worth_compressing("10.0.0.7:5000"));
-        assert!(worth_compressing("executor-3.cluster.local:5000"));
-    }
-
-    #[test]
-    fn lost_executors_are_named_in_errors() {
-        let (message, lost) = describe_status("10.0.0.7:5000", tonic::Status::unavailable("tcp connect error: Connection refused"));
-        assert!(lost);
-        assert_eq!(lost_executor(&format!("stage 2 task 0 on executor 10.0.0.7:5000: {message}")), Some("10.0.0.7:5000"));
-        let internal = describe_status("10.0.0.7:5000", tonic::Status::internal("Parquet error"));
-        assert_eq!(internal, ("Parquet error".to_string(), false));
+        let compresses = |addr: &str| worth_compressing(&ExecutorAddr::parse(addr).unwrap());
+        assert!(!compresses("127.0.0.1:5000"));
+        assert!(!compresses("localhost:5000"));
+        assert!(!compresses("[::1]:5000"));
+        assert!(compresses("10.0.0.7:5000"));
+        assert!(compresses("executor-3.cluster.local:5000"));
     }
 }

@@ -12,18 +12,22 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 
-use crate::ids::{StageId, TaskId};
+use crate::ids::{ExecutorAddr, StageId, TaskId};
 
-/// Where a re-run task serves its output (`host:port`), or why it cannot be re-run.
-pub type RerunResult = Result<String, String>;
+/// Where a re-run task serves its output, or why it cannot be re-run.
+pub type RerunResult = Result<ExecutorAddr, String>;
 
 pub trait TaskRerun: Send + Sync + fmt::Debug {
     /// Runs task `task` of `stage` again on an executor other than `lost`. The reader asking has
     /// already passed on the first `delivered` rows of its partition of the task's output and will
     /// skip them in the new output, so the task must yield them again in the same order.
-    fn rerun(&self, stage: StageId, task: TaskId, lost: &str, delivered: u64) -> BoxFuture<'static, RerunResult>;
+    fn rerun(&self, stage: StageId, task: TaskId, lost: &ExecutorAddr, delivered: u64) -> BoxFuture<'static, RerunResult>;
 }
 
-/// The session-config extension through which the scheduler offers re-runs to its readers.
+/// The session-config extension through which the scheduler offers re-runs to its readers, and
+/// how often one reader source may be re-run before its reader gives up (the scheduler's policy).
 #[derive(Debug)]
-pub struct RerunHandle(pub Arc<dyn TaskRerun>);
+pub struct RerunHandle {
+    pub rerun: Arc<dyn TaskRerun>,
+    pub max_per_source: usize,
+}

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use glaux_proto::ExecutorId;
+use glaux_proto::{ExecutorAddr, ExecutorId};
 use glaux_proto::generated::scheduler_cluster_server::SchedulerCluster;
 use glaux_proto::generated::{
     HeartbeatRequest, HeartbeatResponse, RegisterExecutorRequest, RegisterExecutorResponse,
@@ -15,8 +15,8 @@ use tonic::{Request, Response, Status};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ExecutorInfo {
     pub id: ExecutorId,
-    /// `host:port` of its Flight and control endpoint.
-    pub endpoint: String,
+    /// Where it serves Flight and its control service.
+    pub addr: ExecutorAddr,
     pub task_slots: u32,
 }
 
@@ -50,7 +50,7 @@ impl ClusterState {
     pub fn register(&self, info: ExecutorInfo) {
         let count = {
             let mut members = self.lock();
-            tracing::info!(executor = %info.id, endpoint = %info.endpoint, slots = info.task_slots, "executor joined");
+            tracing::info!(executor = %info.id, addr = %info.addr, slots = info.task_slots, "executor joined");
             members.insert(info.id.clone(), Member { info, last_seen: Instant::now() });
             members.len()
         };
@@ -82,7 +82,7 @@ impl ClusterState {
             (dropped, members.len())
         };
         for info in &dropped {
-            tracing::warn!(executor = %info.id, endpoint = %info.endpoint, "executor missed its heartbeats; dropped");
+            tracing::warn!(executor = %info.id, addr = %info.addr, "executor missed its heartbeats; dropped");
         }
         if !dropped.is_empty() {
             self.publish(count);
@@ -90,17 +90,17 @@ impl ClusterState {
         dropped
     }
 
-    /// Drops the executor serving `endpoint` (a query found it unreachable); true if it was a
+    /// Drops the executor serving at `addr` (a query found it unreachable); true if it was a
     /// member. If it is still alive, its next heartbeat makes it register again.
-    pub fn remove_endpoint(&self, endpoint: &str) -> bool {
+    pub fn remove(&self, addr: &ExecutorAddr) -> bool {
         let (removed, count) = {
             let mut members = self.lock();
             let before = members.len();
-            members.retain(|_, m| m.info.endpoint != endpoint);
+            members.retain(|_, m| m.info.addr != *addr);
             (members.len() < before, members.len())
         };
         if removed {
-            tracing::warn!(%endpoint, "executor unreachable; dropped");
+            tracing::warn!(%addr, "executor unreachable; dropped");
             self.publish(count);
         }
         removed
@@ -134,12 +134,13 @@ impl SchedulerCluster for ClusterService {
             .into_inner()
             .executor
             .ok_or_else(|| Status::invalid_argument("registration without executor"))?;
-        if registration.executor_id.is_empty() || registration.endpoint.is_empty() {
-            return Err(Status::invalid_argument("executor id and endpoint are required"));
+        if registration.executor_id.is_empty() {
+            return Err(Status::invalid_argument("an executor id is required"));
         }
+        let addr = ExecutorAddr::parse(&registration.endpoint).map_err(Status::invalid_argument)?;
         self.state.register(ExecutorInfo {
             id: ExecutorId::from(registration.executor_id),
-            endpoint: registration.endpoint,
+            addr,
             task_slots: registration.task_slots.max(1),
         });
         Ok(Response::new(RegisterExecutorResponse {
@@ -165,7 +166,8 @@ mod tests {
     fn silent_executors_expire() {
         let state = ClusterState::new(Duration::from_millis(0));
         let id = ExecutorId::from("e1".to_string());
-        state.register(ExecutorInfo { id: id.clone(), endpoint: "127.0.0.1:1".into(), task_slots: 2 });
+        let addr = ExecutorAddr::parse("127.0.0.1:1").unwrap();
+        state.register(ExecutorInfo { id: id.clone(), addr, task_slots: 2 });
         assert_eq!(state.alive().len(), 1);
         std::thread::sleep(Duration::from_millis(2));
         assert_eq!(state.expire().len(), 1);

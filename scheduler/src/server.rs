@@ -6,9 +6,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use arrow_flight::flight_service_server::FlightServiceServer;
-use glaux_proto::generated::CancelQueryRequest;
 use glaux_proto::generated::scheduler_cluster_server::SchedulerClusterServer;
-use glaux_proto::{ClusterAuth, ClusterChannels, MAX_MESSAGE_BYTES, QueryId};
+use glaux_proto::{ClusterAuth, ClusterChannels, MAX_MESSAGE_BYTES};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -20,10 +19,11 @@ use tonic::transport::Server;
 use crate::client_auth::RequireClientAuth;
 use crate::cluster::{ClusterService, ClusterState};
 use crate::config::SchedulerConfig;
+use crate::engine::QueryEngine;
 use crate::error::SchedulerError;
 use crate::flight_sql::FlightSqlFrontDoor;
-use crate::query::QueryEngine;
-use crate::session::{open_catalog, scheduler_session};
+use crate::query::{QueryRunner, cancel_abandoned};
+use crate::session::{open_lake, scheduler_session};
 
 /// A running scheduler. Dropping it (or [`Scheduler::shutdown`]) stops serving.
 pub struct Scheduler {
@@ -65,28 +65,18 @@ impl Scheduler {
         let postgres_tls = config.tls.as_ref().map(crate::tls::TlsIdentity::acceptor).transpose()?;
         let channels = Arc::new(ClusterChannels::new(config.secret.clone()));
         let cluster = Arc::new(ClusterState::new(config.executor_timeout));
-        let (cleanup, cancelled) = mpsc::unbounded_channel();
-        let catalog = open_catalog(&config)?;
-        let engine = Arc::new(QueryEngine {
-            ctx: scheduler_session(&config, Arc::clone(&channels), Arc::clone(&catalog))?,
-            catalog,
-            cluster: Arc::clone(&cluster),
-            channels: Arc::clone(&channels),
-            storage: config.storage.clone(),
-            cleanup,
-        });
+        let (abandoned, cancelled) = mpsc::unbounded_channel();
+        let lake = open_lake(&config)?;
+        let ctx = scheduler_session(&config, Arc::clone(&channels), Arc::clone(lake.catalog()))?;
+        let queries = QueryRunner::new(Arc::clone(&cluster), Arc::clone(&channels), abandoned);
+        let engine = Arc::new(QueryEngine::new(ctx, lake, queries));
         let postgres = match config.postgres {
             Some(addr) => Some(bind(addr).await?),
             None => None,
         };
         let postgres_addr = postgres.as_ref().map(|(_, addr)| *addr);
         let postgres_engine = Arc::clone(&engine);
-        let front_door = FlightSqlFrontDoor {
-            engine,
-            running: Default::default(),
-            bound: Default::default(),
-            users: config.users.clone(),
-        };
+        let front_door = FlightSqlFrontDoor::new(engine, config.users.clone());
         let flight_sql = FlightServiceServer::new(front_door)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
@@ -126,7 +116,7 @@ impl Scheduler {
             tracing::info!(%addr, tls = postgres_tls.is_some(), "serving PostgreSQL clients");
             running.spawn(crate::postgres::serve(listener, postgres_engine, config.users.clone(), postgres_tls));
         }
-        running.spawn(cancel_tasks(cancelled, Arc::clone(&channels)));
+        running.spawn(cancel_abandoned(cancelled, Arc::clone(&channels)));
         running.spawn(expire_executors(Arc::clone(&cluster), channels, config.heartbeat_interval));
         tracing::info!(%addr, tls = config.tls.is_some(), "scheduler serving Flight SQL");
         Ok(Self { addr, cluster_addr, postgres_addr, cluster, shutdown, running })
@@ -195,22 +185,6 @@ where
     }
 }
 
-/// Tells executors to forget the tasks of queries whose result stream ended.
-async fn cancel_tasks(
-    mut cancelled: mpsc::UnboundedReceiver<(QueryId, Vec<String>)>,
-    channels: Arc<ClusterChannels>,
-) {
-    while let Some((query, endpoints)) = cancelled.recv().await {
-        for endpoint in endpoints {
-            let Ok(mut client) = channels.executor_control(&endpoint) else { continue };
-            let request = CancelQueryRequest { query_id: query.to_string() };
-            if let Err(status) = client.cancel_query(request).await {
-                tracing::debug!(%query, %endpoint, "cancel failed: {}", status.message());
-            }
-        }
-    }
-}
-
 async fn expire_executors(
     cluster: Arc<ClusterState>,
     channels: Arc<ClusterChannels>,
@@ -219,7 +193,7 @@ async fn expire_executors(
     loop {
         tokio::time::sleep(interval).await;
         for executor in cluster.expire() {
-            channels.forget(&executor.endpoint);
+            channels.forget(&executor.addr);
         }
     }
 }

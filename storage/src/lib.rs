@@ -100,48 +100,56 @@ impl StorageConfig {
     /// Checks that a table location is one this deployment may read: `s3://bucket/...`, or a
     /// `file://` path under a configured root. Returns the location as a URL ending in `/`
     /// when it names a directory.
-    pub fn check_location(&self, location: &str) -> Result<Url> {
+    pub fn check_location(&self, location: &str) -> Result<Url, LocationError> {
         let url = parse_location(location)?;
         match url.scheme() {
             "s3" | "s3a" => {
                 if url.host_str().is_none_or(str::is_empty) {
-                    return Err(plan_error(format!("location {location} names no bucket")));
+                    return Err(LocationError::Invalid(format!("location {location} names no bucket")));
                 }
                 Ok(url)
             }
             "file" => {
                 let path = url
                     .to_file_path()
-                    .map_err(|()| plan_error(format!("location {location} is not a local path")))?;
+                    .map_err(|()| LocationError::Invalid(format!("location {location} is not a local path")))?;
                 let resolved = resolve_existing_prefix(&path);
                 if self.local_roots.iter().any(|root| resolved.starts_with(root)) {
                     Ok(url)
                 } else {
-                    Err(plan_error(format!(
-                        "location {location} is outside the configured warehouse roots ({}); \
-                         local tables must live under one of them",
-                        self.local_roots
-                            .iter()
-                            .map(|r| r.display().to_string())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    )))
+                    let roots: Vec<String> = self.local_roots.iter().map(|r| r.display().to_string()).collect();
+                    Err(LocationError::OutsideRoots { location: location.to_string(), roots: roots.join(", ") })
                 }
             }
-            other => Err(plan_error(format!(
-                "unsupported location scheme '{other}://' in {location}: use s3:// or file://"
-            ))),
+            other => Err(LocationError::UnsupportedScheme { location: location.to_string(), scheme: other.to_string() }),
         }
     }
 }
 
+/// Why a location may not hold a table.
+#[derive(Debug, thiserror::Error)]
+pub enum LocationError {
+    #[error("{0}")]
+    Invalid(String),
+    /// A local path outside every warehouse root: the deployment does not let tables read it.
+    #[error(
+        "location {location} is outside the configured warehouse roots ({roots}); local tables must live under one of them"
+    )]
+    OutsideRoots { location: String, roots: String },
+    #[error("unsupported location scheme '{scheme}://' in {location}: use s3:// or file://")]
+    UnsupportedScheme { location: String, scheme: String },
+    /// A local location that does not exist (an S3 prefix is not checked: it may be filled later).
+    #[error("location {0} does not exist")]
+    Missing(String),
+}
+
 /// Accepts `s3://...`, `file:///...` and plain absolute paths (taken as `file://`).
-fn parse_location(location: &str) -> Result<Url> {
+fn parse_location(location: &str) -> Result<Url, LocationError> {
     if location.starts_with('/') {
         return Url::from_file_path(location)
-            .map_err(|()| plan_error(format!("location {location} is not a valid path")));
+            .map_err(|()| LocationError::Invalid(format!("location {location} is not a valid path")));
     }
-    Url::parse(location).map_err(|e| plan_error(format!("location '{location}' is not a URL: {e}")))
+    Url::parse(location).map_err(|e| LocationError::Invalid(format!("location '{location}' is not a URL: {e}")))
 }
 
 /// Canonicalizes the longest existing prefix of `path` (so `..` and symlinks cannot step outside a

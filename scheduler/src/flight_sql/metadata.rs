@@ -14,14 +14,14 @@ use arrow_flight::sql::{
     SqlSupportedUnions, SqlSupportsConvert, XdbcDataType, XdbcDatetimeSubcode,
 };
 use datafusion::datasource::TableType;
-use datafusion::prelude::SessionContext;
+use datafusion::catalog::CatalogProviderList;
 use tonic::Status;
 
 fn arrow_status(e: impl std::fmt::Display) -> Status {
     Status::internal(format!("building metadata: {e}"))
 }
 
-pub fn catalogs(ctx: &SessionContext, query: CommandGetCatalogs) -> Result<RecordBatch, Status> {
+pub fn catalogs(ctx: &dyn CatalogProviderList, query: CommandGetCatalogs) -> Result<RecordBatch, Status> {
     let mut builder = query.into_builder();
     let mut names = ctx.catalog_names();
     names.sort();
@@ -31,7 +31,7 @@ pub fn catalogs(ctx: &SessionContext, query: CommandGetCatalogs) -> Result<Recor
     builder.build().map_err(arrow_status)
 }
 
-pub fn schemas(ctx: &SessionContext, query: CommandGetDbSchemas) -> Result<RecordBatch, Status> {
+pub fn schemas(ctx: &dyn CatalogProviderList, query: CommandGetDbSchemas) -> Result<RecordBatch, Status> {
     let mut builder = query.into_builder();
     for catalog_name in ctx.catalog_names() {
         let Some(catalog) = ctx.catalog(&catalog_name) else { continue };
@@ -42,7 +42,7 @@ pub fn schemas(ctx: &SessionContext, query: CommandGetDbSchemas) -> Result<Recor
     builder.build().map_err(arrow_status)
 }
 
-pub async fn tables(ctx: &SessionContext, query: CommandGetTables) -> Result<RecordBatch, Status> {
+pub async fn tables(ctx: &dyn CatalogProviderList, query: CommandGetTables) -> Result<RecordBatch, Status> {
     let mut builder = query.into_builder();
     for catalog_name in ctx.catalog_names() {
         let Some(catalog) = ctx.catalog(&catalog_name) else { continue };

@@ -1,24 +1,20 @@
-//! The Arrow Flight SQL front door. Converts Flight SQL messages and delegates to `QueryEngine`.
-//!
-//! Statement handles carry the SQL text itself (`StatementHandle`): `GetFlightInfo` plans the
-//! statement to learn its schema, `DoGet` plans and runs it. The front door keeps no per-query
-//! state between the two, so a client that never fetches costs nothing. DDL is the exception: it
-//! runs at `GetFlightInfo`, as clients (ADBC among them) never fetch the empty result of a DDL.
+//! The Arrow Flight SQL front door: converts Flight SQL messages and delegates to the
+//! `QueryEngine`. Statements (`statements.rs`) and prepared statements' parameters
+//! (`prepared.rs`) travel in the handles the client holds; `cancel.rs` knows the statements a
+//! `DoGet` runs, for `CancelFlightInfo` and progress; `metadata.rs` answers the catalog and
+//! server-info calls drivers make.
 
 mod cancel;
 mod metadata;
 mod prepared;
-
-pub use cancel::RunningStatements;
+mod statements;
 
 use std::pin::Pin;
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use arrow::datatypes::{Schema, SchemaRef};
 use arrow::ipc::writer::IpcWriteOptions;
-use arrow_flight::encode::FlightDataEncoderBuilder;
-use arrow_flight::error::FlightError;
 use arrow_flight::flight_service_server::FlightService;
 use arrow_flight::sql::server::{FlightSqlService, PeekableFlightDataStream};
 use arrow_flight::sql::{
@@ -30,41 +26,26 @@ use arrow_flight::sql::{
     ProstMessageExt, SqlInfo, TicketStatementQuery,
 };
 use arrow_flight::{
-    Action, CancelFlightInfoRequest, CancelFlightInfoResult, CancelStatus, FlightData, FlightDescriptor,
-    FlightEndpoint, FlightInfo, HandshakeRequest, HandshakeResponse, IpcMessage, SchemaAsIpc, Ticket,
+    Action, CancelFlightInfoRequest, CancelFlightInfoResult, CancelStatus, FlightDescriptor, FlightEndpoint,
+    FlightInfo, HandshakeRequest, HandshakeResponse, IpcMessage, SchemaAsIpc, Ticket,
 };
 use bytes::Bytes;
-use futures::{FutureExt, Stream, StreamExt, TryStreamExt, stream};
+use futures::{Stream, stream};
 use glaux_proto::generated::StatementHandle;
 use prost::Message;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::client_auth::Users;
-use crate::client_types::{client_schema, to_client_batch};
-use crate::query::{ClientSession, QueryEngine};
+use crate::client_types::client_schema;
+use crate::engine::QueryEngine;
+use cancel::RunningStatements;
+use statements::{
+    batch_stream, decode_handle, execute_update, flight_info, handle_session, request_session, statement_handle_of,
+    statement_id,
+};
 
 /// The Flight action that reports a running statement's progress (body: its ticket).
 pub const PROGRESS_ACTION: &str = "GlauxQueryProgress";
-
-/// The request header naming the client's current database (set by clients after `USE`; any
-/// Flight SQL client can send it, e.g. ADBC's `adbc.flight.sql.rpc.call_header.x-glaux-database`).
-pub const DATABASE_HEADER: &str = "x-glaux-database";
-
-/// The session a request runs in: its database header, or the default database.
-fn client_session<T>(request: &Request<T>) -> ClientSession {
-    match request.metadata().get(DATABASE_HEADER).and_then(|v| v.to_str().ok()) {
-        Some(database) if !database.is_empty() => ClientSession::in_database(database),
-        _ => ClientSession::default(),
-    }
-}
-
-/// The session a handle's statement runs in: its database and bound parameters.
-fn handle_session(handle: &StatementHandle) -> Result<ClientSession, Status> {
-    let mut session =
-        if handle.database.is_empty() { ClientSession::default() } else { ClientSession::in_database(&handle.database) };
-    session.parameters = prepared::decode_parameters(&handle.parameters)?;
-    Ok(session)
-}
 
 /// A schema as the IPC message Flight SQL puts in prepared-statement results.
 fn schema_ipc(schema: &Schema) -> Result<Bytes, Status> {
@@ -74,145 +55,19 @@ fn schema_ipc(schema: &Schema) -> Result<Bytes, Status> {
     Ok(message)
 }
 
-type DoGetStream = Pin<Box<dyn Stream<Item = Result<FlightData, Status>> + Send + 'static>>;
-
 pub struct FlightSqlFrontDoor {
-    pub engine: Arc<QueryEngine>,
-    pub running: Arc<RunningStatements>,
-    pub bound: Arc<prepared::BoundParameters>,
+    engine: Arc<QueryEngine>,
+    running: Arc<RunningStatements>,
+    bound: Arc<prepared::BoundParameters>,
     /// Who may connect; `None`: anyone (the scheduler then serves on loopback only).
-    pub users: Option<Arc<Users>>,
-}
-
-/// A fresh statement id for `CancelFlightInfo`.
-fn statement_id() -> String {
-    glaux_proto::QueryId::random().to_string()
-}
-
-/// The statement a Flight SQL ticket runs, if it runs one.
-fn statement_handle_of(ticket: &Ticket) -> Option<StatementHandle> {
-    let any = Any::decode(ticket.ticket.clone()).ok()?;
-    if let Ok(Some(query)) = any.unpack::<TicketStatementQuery>() {
-        return StatementHandle::decode(query.statement_handle).ok();
-    }
-    if let Ok(Some(query)) = any.unpack::<CommandPreparedStatementQuery>() {
-        return StatementHandle::decode(query.prepared_statement_handle).ok();
-    }
-    None
-}
-
-fn decode_handle(handle: &[u8]) -> Result<StatementHandle, Status> {
-    StatementHandle::decode(handle)
-        .map_err(|_| Status::invalid_argument("statement handle is not a Glaux statement"))
-}
-
-/// Runs `work`, turning a panic (a bug, often in a reader given a malformed file) into an error for
-/// this request alone.
-async fn contained<T>(work: impl std::future::Future<Output = Result<T, Status>>) -> Result<T, Status> {
-    match std::panic::AssertUnwindSafe(work).catch_unwind().await {
-        Ok(result) => result,
-        Err(panic) => {
-            let message = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "panic".to_string());
-            Err(Status::internal(format!("the scheduler hit a bug while planning this statement: {message}")))
-        }
-    }
+    users: Option<Arc<Users>>,
 }
 
 impl FlightSqlFrontDoor {
-    /// Plans a statement; one that changes the catalog or the session runs now, as clients
-    /// (ADBC among them) may never fetch its result. After `USE`, the `FlightInfo`'s
-    /// `app_metadata` is `{"database": "..."}` for the client to send back in [`DATABASE_HEADER`].
-    async fn flight_info(
-        &self,
-        sql: &str,
-        parameters: Vec<u8>,
-        session: &ClientSession,
-        descriptor: FlightDescriptor,
-    ) -> Result<FlightInfo, Status> {
-        let description = contained(async { Ok(self.engine.describe(sql, session).await?) }).await?;
-        let mut handle = StatementHandle {
-            sql: sql.to_string(),
-            database: session.database.clone(),
-            id: statement_id(),
-            parameters,
-            ..Default::default()
-        };
-        if description.runs_on_submit {
-            let lines = self.run_to_text(sql, session).await?;
-            handle.executed = true;
-            if let [field] = description.schema.fields().as_ref() {
-                handle.result_column = field.name().clone();
-                handle.result = lines;
-            }
-        }
-        let app_metadata = description.use_database.map(|db| serde_json::json!({ "database": db }).to_string());
-        let ticket = TicketStatementQuery { statement_handle: handle.encode_to_vec().into() };
-        let endpoint = FlightEndpoint::new()
-            .with_ticket(Ticket { ticket: ticket.as_any().encode_to_vec().into() });
-        let info = FlightInfo::new()
-            .try_with_schema(&client_schema(&description.schema))
-            .map_err(|e| Status::internal(format!("encoding schema: {e}")))?
-            .with_endpoint(endpoint)
-            .with_descriptor(descriptor)
-            .with_ordered(true);
-        Ok(match app_metadata {
-            Some(metadata) => info.with_app_metadata(metadata.into_bytes()),
-            None => info,
-        })
+    pub fn new(engine: Arc<QueryEngine>, users: Option<Arc<Users>>) -> Self {
+        Self { engine, running: Arc::default(), bound: Arc::default(), users }
     }
 
-    async fn run(&self, handle: StatementHandle) -> Result<DoGetStream, Status> {
-        if handle.executed {
-            // Ran at GetFlightInfo: its text result, or no columns and no rows.
-            let batch = if handle.result_column.is_empty() {
-                arrow::array::RecordBatch::new_empty(Arc::new(Schema::empty()))
-            } else {
-                let schema = Arc::new(Schema::new(vec![Field::new(&handle.result_column, DataType::Utf8, false)]));
-                let rows = arrow::array::StringArray::from(handle.result);
-                arrow::array::RecordBatch::try_new(schema, vec![Arc::new(rows)])
-                    .map_err(|e| Status::internal(e.to_string()))?
-            };
-            return Ok(batch_stream(batch));
-        }
-        let session = handle_session(&handle)?;
-        let running = self.running.start(&handle.id);
-        let sql = handle.sql.as_str();
-        let progress = running.progress.clone();
-        let execute = contained(async { Ok(self.engine.execute_observed(sql, &session, &progress).await?) });
-        // The result comes back with its first batch (an aggregation's comes at its end): a cancel
-        // before then drops the query, which ends its tasks.
-        let result = tokio::select! {
-            result = execute => result?,
-            () = running.token.cancelled() => return Err(Status::cancelled("query cancelled by the client")),
-        };
-        let query = result.query.clone();
-        let stats = result.stats;
-        let batches = result
-            .batches
-            .map_err(move |e| FlightError::Tonic(Box::new(Status::internal(format!("query {query}: {e}")))));
-        let batches = glaux_proto::contain_panics(batches, |_| {
-            FlightError::Tonic(Box::new(Status::internal("the scheduler hit a bug running this query")))
-        });
-        let batches = until_cancelled(batches, running);
-        let schema = Arc::new(client_schema(&result.schema));
-        let to_client = Arc::clone(&schema);
-        let batches =
-            batches.map(move |batch| batch.and_then(|b| Ok(to_client_batch(b, &to_client)?)));
-        let data = glaux_proto::with_trailer(schema, batches, true, false, move || {
-            stats.snapshot().to_json().into()
-        })
-        .map_err(|e| match e {
-            FlightError::Tonic(status) => *status,
-            other => Status::internal(other.to_string()),
-        });
-        Ok(Box::pin(data))
-    }
-
-    /// Runs a statement to its end; the text of its first column, if it returns text.
     /// A prepared statement's handle with the parameters bound to it, whichever handle the client
     /// sends (drivers differ in whether they use the one `DoPut` returned).
     fn with_bound_parameters(&self, handle: StatementHandle) -> StatementHandle {
@@ -234,41 +89,6 @@ impl FlightSqlFrontDoor {
         };
         Ok(Response::new(Box::pin(stream::iter([Ok(arrow_flight::Result { body: body.into() })]))))
     }
-
-    async fn run_to_text(&self, sql: &str, session: &ClientSession) -> Result<Vec<String>, Status> {
-        let mut result = contained(async { Ok(self.engine.execute(sql, session).await?) }).await?;
-        let mut lines = Vec::new();
-        while let Some(batch) = result.batches.next().await {
-            let batch = batch.map_err(|e| Status::internal(e.to_string()))?;
-            if let Some(column) = batch.columns().first().and_then(|c| arrow::array::AsArray::as_string_opt::<i32>(c.as_ref())) {
-                lines.extend(column.iter().map(|v| v.unwrap_or_default().to_string()));
-            }
-        }
-        Ok(lines)
-    }
-}
-
-/// Ends `batches` with a "cancelled" error once the client cancels the statement, dropping the
-/// query (and so cancelling its tasks).
-fn until_cancelled<S>(batches: S, running: cancel::Running) -> impl Stream<Item = Result<arrow::array::RecordBatch, FlightError>> + Send
-where
-    S: Stream<Item = Result<arrow::array::RecordBatch, FlightError>> + Send + 'static,
-{
-    let token = running.token.clone();
-    batches.take_until(token.cancelled_owned()).chain(stream::once(async move {
-        let cancelled = running.token.is_cancelled();
-        drop(running);
-        cancelled.then(|| Err(FlightError::Tonic(Box::new(Status::cancelled("query cancelled by the client")))))
-    }).filter_map(futures::future::ready))
-}
-
-fn batch_stream(batch: arrow::array::RecordBatch) -> DoGetStream {
-    let schema = batch.schema();
-    let data = FlightDataEncoderBuilder::new()
-        .with_schema(schema)
-        .build(stream::iter([Ok(batch)]))
-        .map_err(|e| Status::internal(e.to_string()));
-    Box::pin(data)
 }
 
 fn metadata_info<M: ProstMessageExt>(
@@ -318,8 +138,9 @@ impl FlightSqlService for FlightSqlFrontDoor {
         query: CommandStatementQuery,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let session = client_session(&request);
-        Ok(Response::new(self.flight_info(&query.query, Vec::new(), &session, request.into_inner()).await?))
+        let session = request_session(&request);
+        let info = flight_info(&self.engine, &query.query, Vec::new(), &session, request.into_inner()).await?;
+        Ok(Response::new(info))
     }
 
     async fn get_flight_info_prepared_statement(
@@ -329,7 +150,7 @@ impl FlightSqlService for FlightSqlFrontDoor {
     ) -> Result<Response<FlightInfo>, Status> {
         let handle = self.with_bound_parameters(decode_handle(&query.prepared_statement_handle)?);
         let session = handle_session(&handle)?;
-        let info = self.flight_info(&handle.sql, handle.parameters, &session, request.into_inner()).await?;
+        let info = flight_info(&self.engine, &handle.sql, handle.parameters, &session, request.into_inner()).await?;
         Ok(Response::new(info))
     }
 
@@ -338,7 +159,8 @@ impl FlightSqlService for FlightSqlFrontDoor {
         ticket: TicketStatementQuery,
         _request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        Ok(Response::new(self.run(decode_handle(&ticket.statement_handle)?).await?))
+        let handle = decode_handle(&ticket.statement_handle)?;
+        Ok(Response::new(statements::run(&self.engine, &self.running, handle).await?))
     }
 
     async fn do_get_prepared_statement(
@@ -347,7 +169,8 @@ impl FlightSqlService for FlightSqlFrontDoor {
         _request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         let handle = self.with_bound_parameters(decode_handle(&query.prepared_statement_handle)?);
-        Ok(Response::new(self.run(StatementHandle { executed: false, result: Vec::new(), ..handle }).await?))
+        let handle = StatementHandle { executed: false, result: Vec::new(), ..handle };
+        Ok(Response::new(statements::run(&self.engine, &self.running, handle).await?))
     }
 
     async fn do_put_statement_update(
@@ -355,7 +178,7 @@ impl FlightSqlService for FlightSqlFrontDoor {
         command: CommandStatementUpdate,
         request: Request<PeekableFlightDataStream>,
     ) -> Result<i64, Status> {
-        self.run_to_text(&command.query, &client_session(&request)).await?;
+        execute_update(&self.engine, &command.query, &request_session(&request)).await?;
         Ok(0)
     }
 
@@ -365,7 +188,7 @@ impl FlightSqlService for FlightSqlFrontDoor {
         _request: Request<PeekableFlightDataStream>,
     ) -> Result<i64, Status> {
         let handle = self.with_bound_parameters(decode_handle(&query.prepared_statement_handle)?);
-        self.run_to_text(&handle.sql, &handle_session(&handle)?).await?;
+        execute_update(&self.engine, &handle.sql, &handle_session(&handle)?).await?;
         Ok(0)
     }
 
@@ -388,8 +211,8 @@ impl FlightSqlService for FlightSqlFrontDoor {
         query: ActionCreatePreparedStatementRequest,
         request: Request<Action>,
     ) -> Result<ActionCreatePreparedStatementResult, Status> {
-        let session = client_session(&request);
-        let description = contained(async { Ok(self.engine.describe(&query.query, &session).await?) }).await?;
+        let session = request_session(&request);
+        let planned = self.engine.plan(&query.query, &session).await?;
         Ok(ActionCreatePreparedStatementResult {
             prepared_statement_handle: StatementHandle {
                 sql: query.query,
@@ -399,8 +222,8 @@ impl FlightSqlService for FlightSqlFrontDoor {
             }
             .encode_to_vec()
             .into(),
-            dataset_schema: schema_ipc(&client_schema(&description.schema))?,
-            parameter_schema: schema_ipc(&client_schema(&description.parameters))?,
+            dataset_schema: schema_ipc(&client_schema(&planned.schema()))?,
+            parameter_schema: schema_ipc(&client_schema(&planned.parameters()))?,
         })
     }
 
@@ -463,7 +286,7 @@ impl FlightSqlService for FlightSqlFrontDoor {
         query: CommandGetCatalogs,
         _request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        Ok(Response::new(batch_stream(metadata::catalogs(&self.engine.ctx, query)?)))
+        Ok(Response::new(batch_stream(metadata::catalogs(self.engine.catalogs().as_ref(), query)?)))
     }
 
     async fn do_get_schemas(
@@ -471,7 +294,7 @@ impl FlightSqlService for FlightSqlFrontDoor {
         query: CommandGetDbSchemas,
         _request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        Ok(Response::new(batch_stream(metadata::schemas(&self.engine.ctx, query)?)))
+        Ok(Response::new(batch_stream(metadata::schemas(self.engine.catalogs().as_ref(), query)?)))
     }
 
     async fn do_get_tables(
@@ -479,7 +302,7 @@ impl FlightSqlService for FlightSqlFrontDoor {
         query: CommandGetTables,
         _request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        Ok(Response::new(batch_stream(metadata::tables(&self.engine.ctx, query).await?)))
+        Ok(Response::new(batch_stream(metadata::tables(self.engine.catalogs().as_ref(), query).await?)))
     }
 
     async fn do_get_table_types(

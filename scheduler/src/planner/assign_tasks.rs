@@ -7,7 +7,7 @@ use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties};
 use glaux_proto::TaskId;
 
 use super::Task;
-use super::cut_stages::scan_files;
+use super::scan_files::scan_files;
 use crate::cluster::ExecutorInfo;
 
 /// What assigning a stage produced.
@@ -46,7 +46,7 @@ pub fn assign_tasks(stage: &Arc<dyn ExecutionPlan>, executors: &[ExecutorInfo]) 
         .enumerate()
         .map(|(i, ((bytes, mut partitions), executor))| {
             partitions.sort_unstable();
-            Task { id: TaskId(i as u32), endpoint: executor.endpoint.clone(), partitions, bytes }
+            Task { id: TaskId(i as u32), executor: executor.addr.clone(), partitions, bytes }
         })
         .collect();
     Assignment { tasks, files, bytes }
@@ -82,14 +82,14 @@ fn file_bytes(file: &datafusion::datasource::listing::PartitionedFile) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use glaux_proto::ExecutorId;
+    use glaux_proto::{ExecutorAddr, ExecutorId};
 
     #[test]
     fn balances_by_bytes_over_slots() {
         let executors: Vec<ExecutorInfo> = (0..2)
             .map(|i| ExecutorInfo {
                 id: ExecutorId::from(format!("e{i}")),
-                endpoint: format!("127.0.0.1:{i}"),
+                addr: ExecutorAddr::parse(&format!("127.0.0.1:{i}")).unwrap(),
                 task_slots: 2,
             })
             .collect();

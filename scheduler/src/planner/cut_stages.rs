@@ -24,8 +24,6 @@ use std::sync::Arc;
 use datafusion::common::JoinType;
 use datafusion::common::Result;
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
-use datafusion::datasource::physical_plan::FileScanConfig;
-use datafusion::datasource::source::DataSourceExec;
 use datafusion::physical_expr::scalar_subquery::ScalarSubqueryExpr;
 use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
 use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
@@ -40,10 +38,11 @@ use datafusion::physical_plan::sorts::sort::SortExec;
 use datafusion::physical_plan::sorts::sort_preserving_merge::SortPreservingMergeExec;
 use datafusion::physical_plan::work_table::WorkTableExec;
 use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties, replace_children_if_necessary};
-use glaux_proto::{QueryId, StageId, StageReaderExec, TaskId, TaskOutput};
+use glaux_proto::{QueryId, StageId, StageReaderExec, TaskOutput};
 
 use super::assign_tasks::assign_tasks;
-use super::{Exchange, Stage, Task};
+use super::scan_files::scan_files;
+use super::{Exchange, Stage};
 use crate::cluster::ExecutorInfo;
 
 /// Cuts `plan` into stages for `executors`: the scheduler's part (stage 0) and the executor
@@ -159,17 +158,9 @@ impl Cutter<'_> {
         } else {
             self.executors
         };
-        let mut assignment = assign_tasks(&work, executors);
-        if assignment.tasks.is_empty() {
-            // No executor: keep the stage visible to EXPLAIN; running it fails first.
-            let partitions = work.output_partitioning().partition_count() as u32;
-            assignment.tasks.push(Task {
-                id: TaskId(0),
-                endpoint: "(no executor)".into(),
-                partitions: (0..partitions).collect(),
-                bytes: assignment.bytes,
-            });
-        }
+        // With no executor alive the stage has no tasks: EXPLAIN shows it so, and running it is
+        // refused before anything is launched.
+        let assignment = assign_tasks(&work, executors);
         let readers = assignment.tasks.len();
         if readers > 1 {
             for stage in &mut self.stages {
@@ -200,7 +191,7 @@ impl Cutter<'_> {
                     stage
                         .tasks
                         .iter()
-                        .map(|task| TaskOutput { endpoint: task.endpoint.clone(), task: task.id, partition: bucket })
+                        .map(|task| TaskOutput { executor: task.executor.clone(), task: task.id, partition: bucket })
                         .collect()
                 })
                 .collect(),
@@ -209,7 +200,7 @@ impl Cutter<'_> {
                 for task in &stage.tasks {
                     for &partition in &task.partitions {
                         if let Some(owner) = owners.get_mut(partition as usize) {
-                            owner.push(TaskOutput { endpoint: task.endpoint.clone(), task: task.id, partition });
+                            owner.push(TaskOutput { executor: task.executor.clone(), task: task.id, partition });
                         }
                     }
                 }
@@ -289,22 +280,4 @@ fn emits_unmatched_build_rows(join_type: &JoinType) -> bool {
         join_type,
         JoinType::Left | JoinType::Full | JoinType::LeftSemi | JoinType::LeftAnti | JoinType::LeftMark
     )
-}
-
-/// The file scans of a subtree: `Some` with each scan's config if there is at least one.
-pub fn scan_files(plan: &Arc<dyn ExecutionPlan>) -> Option<Vec<FileScanConfig>> {
-    let mut scans = Vec::new();
-    collect_scans(plan, &mut scans);
-    (!scans.is_empty()).then_some(scans)
-}
-
-fn collect_scans(plan: &Arc<dyn ExecutionPlan>, scans: &mut Vec<FileScanConfig>) {
-    if let Some(source) = plan.downcast_ref::<DataSourceExec>()
-        && let Some(config) = source.data_source().downcast_ref::<FileScanConfig>()
-    {
-        scans.push(config.clone());
-    }
-    for child in plan.children() {
-        collect_scans(child, scans);
-    }
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use datafusion::physical_plan::display::DisplayableExecutionPlan;
 use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties, displayable};
-use glaux_proto::{StageId, StageReaderExec, TaskReport, format_bytes as human_bytes};
+use glaux_proto::{ExecutorAddr, StageId, StageReaderExec, TaskReport, format_bytes as human_bytes};
 
 use super::{DistributedPlan, Exchange, Stage};
 
@@ -49,7 +49,7 @@ fn render(plan: &DistributedPlan, reports: Option<&[TaskReport]>) -> String {
 
 fn render_stage(out: &mut String, plan: &DistributedPlan, id: StageId, depth: usize, reports: Option<&[TaskReport]>) {
     let Some(stage) = plan.stages.iter().find(|s| s.id == id) else { return };
-    let mut executors: Vec<&str> = stage.tasks.iter().map(|t| t.endpoint.as_str()).collect();
+    let mut executors: Vec<&ExecutorAddr> = stage.tasks.iter().map(|t| &t.executor).collect();
     executors.sort_unstable();
     executors.dedup();
     let header = format!(
@@ -64,11 +64,14 @@ fn render_stage(out: &mut String, plan: &DistributedPlan, id: StageId, depth: us
         human_bytes(stage.bytes),
     );
     indent(out, depth, &header);
+    if stage.tasks.is_empty() {
+        indent(out, depth + 1, "no tasks: no executor is alive");
+    }
     for task in &stage.tasks {
         let line = format!(
             "task {} on {}: partitions {:?}, {}",
             task.id,
-            task.endpoint,
+            task.executor,
             task.partitions,
             human_bytes(task.bytes)
         );

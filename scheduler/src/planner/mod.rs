@@ -23,13 +23,13 @@ mod assign_tasks;
 mod cut_stages;
 mod explain;
 mod restrict_to_task;
+mod scan_files;
 
 use std::sync::Arc;
 
 use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties};
-use glaux_proto::{QueryId, StageId, TaskId};
-
-use crate::catalog::TableScanReport;
+use glaux_catalog::TableScanReport;
+use glaux_proto::{ExecutorAddr, QueryId, StageId, TaskId};
 
 pub use cut_stages::cut_stages;
 pub use explain::{render_analyzed_plan, render_distributed_plan};
@@ -49,13 +49,13 @@ pub struct DistributedPlan {
 }
 
 impl DistributedPlan {
-    /// Executors this plan runs tasks on (their endpoints, deduplicated).
-    pub fn executor_endpoints(&self) -> Vec<String> {
-        let mut endpoints: Vec<String> =
-            self.stages.iter().flat_map(|s| s.tasks.iter().map(|t| t.endpoint.clone())).collect();
-        endpoints.sort();
-        endpoints.dedup();
-        endpoints
+    /// Executors this plan runs tasks on, each once.
+    pub fn executors(&self) -> Vec<ExecutorAddr> {
+        let mut executors: Vec<ExecutorAddr> =
+            self.stages.iter().flat_map(|s| s.tasks.iter().map(|t| t.executor.clone())).collect();
+        executors.sort();
+        executors.dedup();
+        executors
     }
 }
 
@@ -101,8 +101,8 @@ impl Stage {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Task {
     pub id: TaskId,
-    /// `host:port` of the executor that runs it.
-    pub endpoint: String,
+    /// The executor that runs it.
+    pub executor: ExecutorAddr,
     /// Partitions of the stage's work this task runs: of the stage plan's output, or for a
     /// shuffle, of the repartition's input.
     pub partitions: Vec<u32>,

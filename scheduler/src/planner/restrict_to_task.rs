@@ -23,7 +23,7 @@ use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties, replace_
 use datafusion::common::internal_err;
 use glaux_proto::{PartitionSubsetExec, StageReaderExec};
 
-use super::cut_stages::scan_files;
+use super::scan_files::scan_files;
 use super::{Exchange, Stage, Task};
 
 /// What one task runs.

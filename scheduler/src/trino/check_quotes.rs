@@ -1,12 +1,11 @@
 //! Typographic quotes outside string literals: a query pasted from a document or a chat
 //! (`WHERE category = ‘Watches’`) gets an error that points at the quote and says what to type.
 
-use datafusion::common::{Result, plan_err};
 
 const TYPOGRAPHIC: [char; 8] = ['‘', '’', '‚', '‛', '“', '”', '„', '‟'];
 
 /// Fails at the first typographic quote outside string literals, quoted identifiers and comments.
-pub fn check(sql: &str) -> Result<()> {
+pub fn check(sql: &str) -> Result<(), String> {
     #[derive(PartialEq)]
     enum State {
         Code,
@@ -32,10 +31,10 @@ pub fn check(sql: &str) -> Result<()> {
                     } else {
                         "use ' (an ASCII apostrophe) around text"
                     };
-                    return plan_err!(
+                    return Err(format!(
                         "line {line}:{column}: the typographic quote {c} is not SQL: {use_instead} (a text editor or chat \
                          may have replaced it)"
-                    );
+                    ));
                 }
                 _ => {}
             },

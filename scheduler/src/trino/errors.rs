@@ -4,13 +4,26 @@
 
 use std::ops::ControlFlow;
 
+use datafusion::common::DataFusionError;
 use datafusion::execution::SessionState;
 use datafusion::sql::sqlparser::ast::{BinaryOperator, Expr, Statement, visit_expressions};
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::parser::Parser;
 
-/// A clearer text for a planning error of `sql`, or `None` to keep DataFusion's.
-pub fn explain_plan_error(message: &str, sql: &str, state: &SessionState) -> Option<String> {
+use crate::error::SchedulerError;
+
+/// A planning error of `sql`, worded for Trino users where DataFusion's words would not help.
+/// Only the words change: the error's kind comes from `source` alone.
+pub fn planning_error(source: DataFusionError, sql: &str, state: &SessionState) -> SchedulerError {
+    match explain_plan_error(&source.to_string(), sql, state) {
+        Some(message) => SchedulerError::Plan { message, source },
+        None => SchedulerError::plan(source),
+    }
+}
+
+/// A clearer text for a planning error of `sql`, or `None` to keep DataFusion's. DataFusion
+/// says these in text only, so this reads the text; it chooses words, never what happens next.
+fn explain_plan_error(message: &str, sql: &str, state: &SessionState) -> Option<String> {
     let message = message.trim_start_matches("Error during planning: ").trim_start_matches("Internal error: ");
     // "Cannot cast string 'abc' to value of Int32 type", from folding a cast of a literal.
     if let Some(at) = message.find("Cannot cast string '") {
@@ -21,11 +34,6 @@ pub fn explain_plan_error(message: &str, sql: &str, state: &SessionState) -> Opt
     }
     if let Some(name) = quoted_after(message, "Invalid function '") {
         return Some(unknown_function(&name, state));
-    }
-    if let Some(table) = quoted_after(message, "table '")
-        && message.contains("' not found")
-    {
-        return unknown_table(&table, state);
     }
     let statements = Parser::parse_sql(&GenericDialect {}, sql).unwrap_or_default();
     if let Some(rest) = message.strip_prefix("Cannot coerce arithmetic expression ") {
@@ -166,7 +174,7 @@ fn unknown_function(name: &str, state: &SessionState) -> String {
         state.scalar_functions().keys().chain(state.aggregate_functions().keys()).chain(state.window_functions().keys()).collect();
     known.sort();
     known.dedup();
-    let suggestions = closest(name, known.into_iter().map(String::as_str));
+    let suggestions = closest_names(name, known.into_iter().map(String::as_str));
     if suggestions.is_empty() {
         format!("Function '{name}' not registered (SHOW FUNCTIONS lists the functions Glaux knows)")
     } else {
@@ -174,21 +182,9 @@ fn unknown_function(name: &str, state: &SessionState) -> String {
     }
 }
 
-/// "Table 'db.t' not found", with the closest tables of its database.
-fn unknown_table(qualified: &str, state: &SessionState) -> Option<String> {
-    let parts: Vec<&str> = qualified.split('.').collect();
-    let [catalog, database, table] = parts.as_slice() else { return None };
-    let tables = state.catalog_list().catalog(catalog)?.schema(database)?.table_names();
-    let suggestions = closest(table, tables.iter().map(String::as_str));
-    Some(match suggestions.as_slice() {
-        [] => format!("Table '{database}.{table}' not found (SHOW TABLES lists the tables of a database)"),
-        _ => format!("Table '{database}.{table}' not found. Did you mean {}?", suggestions.join(", ")),
-    })
-}
-
 /// Up to three names close to `name`: by edit distance, and names that contain it or that it
 /// contains (`regexp` finds `regexp_like`, `dayofweek` finds `day_of_week`).
-fn closest<'a>(name: &str, known: impl Iterator<Item = &'a str>) -> Vec<String> {
+pub fn closest_names<'a>(name: &str, known: impl Iterator<Item = &'a str>) -> Vec<String> {
     let name = name.to_lowercase();
     let squashed = name.replace('_', "");
     let mut scored: Vec<(usize, &str)> = known
@@ -223,12 +219,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn closest_names() {
+    fn closest_names_by_distance_and_containment() {
         let known = ["json_extract_scalar", "json_extract", "day_of_week", "regexp_like", "regexp_replace", "sqrt", "split_part", "split"];
-        assert_eq!(closest("json_extract_scaler", known.into_iter()), vec!["json_extract_scalar", "json_extract"]);
-        assert_eq!(closest("dayofweek", known.into_iter()), vec!["day_of_week"]);
-        assert_eq!(closest("regexp", known.into_iter()), vec!["regexp_like", "regexp_replace"]);
-        assert!(closest("zzzzzzzz", known.into_iter()).is_empty());
+        assert_eq!(closest_names("json_extract_scaler", known.into_iter()), vec!["json_extract_scalar", "json_extract"]);
+        assert_eq!(closest_names("dayofweek", known.into_iter()), vec!["day_of_week"]);
+        assert_eq!(closest_names("regexp", known.into_iter()), vec!["regexp_like", "regexp_replace"]);
+        assert!(closest_names("zzzzzzzz", known.into_iter()).is_empty());
     }
 
     #[test]

@@ -34,13 +34,18 @@ use datafusion::common::Result;
 use datafusion::execution::SessionState;
 use datafusion::sql::parser::Statement;
 
-pub use errors::explain_plan_error;
+pub use errors::{closest_names, planning_error};
 pub use trino_casts::TrinoCasts;
 pub use types::TrinoTypes;
 
-/// Parses one statement of Trino SQL into a statement DataFusion can plan.
+/// Refuses typographic quotes outside literals, with where they are and what to type instead.
+pub fn check_quotes(sql: &str) -> std::result::Result<(), String> {
+    check_quotes::check(sql)
+}
+
+/// Parses one statement of Trino SQL into a statement DataFusion can plan (after
+/// [`check_quotes`]).
 pub async fn parse(state: &SessionState, sql: &str) -> Result<Statement> {
-    check_quotes::check(sql)?;
     let sql = type_syntax::rewrite(sql);
     let dialect = state.config().options().sql_parser.dialect;
     let mut statement = state.sql_to_statement(&sql, &dialect)?;

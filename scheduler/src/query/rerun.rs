@@ -17,31 +17,42 @@ use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::physical_plan::ExecutionPlan;
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
-use glaux_proto::{ClusterChannels, RerunResult, StageId, StageReaderExec, TaskId, TaskRerun};
+use glaux_proto::{ClusterChannels, ExecutorAddr, RerunResult, StageId, StageReaderExec, TaskId, TaskRerun};
 
+use super::launch::{launch_on, task_definition};
 use crate::cluster::ClusterState;
 use crate::planner::DistributedPlan;
-use crate::query::{launch_on, task_definition};
 
 /// How long installing a re-run task may take before the reader gives up on it.
 const RELAUNCH_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How often one reader source may be re-run before its reader gives up.
+pub(super) const MAX_RERUNS_PER_SOURCE: usize = 3;
+
 /// A re-run in progress or done, shared by every reader of the task.
 type Relaunch = Shared<BoxFuture<'static, RerunResult>>;
 
+/// One task of one query lost on one executor.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct LostTask {
+    stage: StageId,
+    task: TaskId,
+    lost: ExecutorAddr,
+}
+
 /// The re-runs of one query.
 #[derive(Debug)]
-pub struct Reruns {
-    pub plan: Arc<DistributedPlan>,
-    pub analyze: bool,
-    pub cluster: Arc<ClusterState>,
-    pub channels: Arc<ClusterChannels>,
+pub(super) struct Reruns {
+    plan: Arc<DistributedPlan>,
+    analyze: bool,
+    cluster: Arc<ClusterState>,
+    channels: Arc<ClusterChannels>,
     /// Executors the query has tasks on (shared with the query's guard, which ends them).
-    pub endpoints: Arc<Mutex<Vec<String>>>,
+    executors: Arc<Mutex<Vec<ExecutorAddr>>>,
     /// Tasks re-run so far.
     pub count: Arc<AtomicU64>,
     /// One re-run per task and lost executor, whichever of the task's partitions asks first.
-    started: Mutex<HashMap<(StageId, TaskId, String), Relaunch>>,
+    started: Mutex<HashMap<LostTask, Relaunch>>,
 }
 
 impl Reruns {
@@ -50,9 +61,9 @@ impl Reruns {
         analyze: bool,
         cluster: Arc<ClusterState>,
         channels: Arc<ClusterChannels>,
-        endpoints: Arc<Mutex<Vec<String>>>,
+        executors: Arc<Mutex<Vec<ExecutorAddr>>>,
     ) -> Self {
-        Self { plan, analyze, cluster, channels, endpoints, count: Arc::default(), started: Mutex::default() }
+        Self { plan, analyze, cluster, channels, executors, count: Arc::default(), started: Mutex::default() }
     }
 
     /// Whether the task may run again, given that `delivered` of its rows were passed on.
@@ -73,38 +84,38 @@ impl Reruns {
 }
 
 impl TaskRerun for Reruns {
-    fn rerun(&self, stage: StageId, task: TaskId, lost: &str, delivered: u64) -> BoxFuture<'static, RerunResult> {
+    fn rerun(&self, stage: StageId, task: TaskId, lost: &ExecutorAddr, delivered: u64) -> BoxFuture<'static, RerunResult> {
         if let Err(why) = self.check(stage, delivered) {
             return futures::future::ready(Err(why)).boxed();
         }
-        let key = (stage, task, lost.to_string());
+        let key = LostTask { stage, task, lost: lost.clone() };
         let mut started = self.started.lock().unwrap_or_else(|e| e.into_inner());
-        let run = started.entry(key).or_insert_with(|| relaunch(self, stage, task, lost.to_string()).boxed().shared());
+        let run = started.entry(key).or_insert_with(|| relaunch(self, stage, task, lost.clone()).boxed().shared());
         run.clone().boxed()
     }
 }
 
 /// Installs the task on the surviving executor with the fewest of the query's tasks.
-fn relaunch(reruns: &Reruns, stage_id: StageId, task_id: TaskId, lost: String) -> impl Future<Output = RerunResult> + use<> {
+fn relaunch(reruns: &Reruns, stage_id: StageId, task_id: TaskId, lost: ExecutorAddr) -> impl Future<Output = RerunResult> + use<> {
     let (plan, analyze) = (Arc::clone(&reruns.plan), reruns.analyze);
     let (cluster, channels) = (Arc::clone(&reruns.cluster), Arc::clone(&reruns.channels));
-    let (endpoints, count) = (Arc::clone(&reruns.endpoints), Arc::clone(&reruns.count));
+    let (executors, count) = (Arc::clone(&reruns.executors), Arc::clone(&reruns.count));
     async move {
-        cluster.remove_endpoint(&lost);
+        cluster.remove(&lost);
         channels.forget(&lost);
         let stage = plan.stages.iter().find(|s| s.id == stage_id).ok_or("unknown stage")?;
         let task = stage.tasks.iter().find(|t| t.id == task_id).ok_or("unknown task")?;
-        let load = |endpoint: &str| plan.stages.iter().flat_map(|s| &s.tasks).filter(|t| t.endpoint == endpoint).count();
+        let load = |executor: &ExecutorAddr| plan.stages.iter().flat_map(|s| &s.tasks).filter(|t| t.executor == *executor).count();
         let target = cluster
             .alive()
             .into_iter()
-            .filter(|e| e.endpoint != lost)
-            .min_by_key(|e| load(&e.endpoint))
+            .filter(|e| e.addr != lost)
+            .min_by_key(|e| load(&e.addr))
             .ok_or("no executor is left to run it")?
-            .endpoint;
+            .addr;
         let definition = task_definition(&plan.query, stage, task, analyze).map_err(|e| e.to_string())?;
-        endpoints.lock().unwrap_or_else(|e| e.into_inner()).push(target.clone());
-        let launch = launch_on(&channels, &plan.query, &target, vec![definition]);
+        executors.lock().unwrap_or_else(|e| e.into_inner()).push(target.clone());
+        let launch = launch_on(&channels, &plan.query, target.clone(), vec![definition]);
         match tokio::time::timeout(RELAUNCH_TIMEOUT, launch).await {
             Ok(Ok(())) => {
                 count.fetch_add(1, Ordering::Relaxed);

@@ -21,8 +21,8 @@ use datafusion::arrow::datatypes::DataType;
 use datafusion::catalog::Session;
 use datafusion::common::{DataFusionError, Result, plan_err};
 
-use super::partition_filter::PartitionFilter;
-use super::TableDef;
+use crate::partition_filter::PartitionFilter;
+use crate::definitions::TableDef;
 
 /// More values than this in one column, or partitions in a query, is refused with advice.
 pub const MAX_PROJECTED: usize = 1_000_000;
@@ -409,7 +409,7 @@ impl Projection {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::{ColumnDef, TableFormat};
+    use crate::definitions::{ColumnDef, TableFormat};
     use chrono::Datelike;
     use datafusion::arrow::datatypes::Field;
     use datafusion::logical_expr::{col, lit};

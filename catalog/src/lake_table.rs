@@ -22,9 +22,10 @@ use datafusion::physical_plan::empty::EmptyExec;
 use futures::{StreamExt, TryStreamExt, stream};
 use object_store::ObjectStore;
 
-use super::partition_filter::{PartitionFilter, typed_value, uses_only};
-use super::projection::Projection;
-use super::{Catalog, TableDef, is_side_file};
+use crate::partition_filter::{PartitionFilter, typed_value, uses_only};
+use crate::projection::Projection;
+use crate::definitions::{TableDef, is_side_file};
+use crate::store::Catalog;
 
 /// What the scans of one query chose: a per-query extension of the planning session.
 #[derive(Debug, Default)]

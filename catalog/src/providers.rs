@@ -18,10 +18,11 @@ use datafusion::datasource::file_format::json::JsonFormat;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
 
-use super::hive_ddl::{COMPRESSION, FILE_EXTENSION};
-use super::lake_table::LakeTable;
-use super::lowercase_columns::LowercaseColumns;
-use super::{Catalog, TableDef, TableFormat};
+use crate::hive_ddl::{COMPRESSION, FILE_EXTENSION};
+use crate::lake_table::LakeTable;
+use crate::lowercase_columns::LowercaseColumns;
+use crate::definitions::{TableDef, TableFormat};
+use crate::store::Catalog;
 
 #[derive(Debug)]
 struct Shared {

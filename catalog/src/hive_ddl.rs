@@ -15,11 +15,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{DataType, Field, Fields, TimeUnit};
-use datafusion::common::{DataFusionError, Result};
 use datafusion::sql::sqlparser::dialect::HiveDialect;
 use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
 
-use super::TableFormat;
+use crate::definitions::TableFormat;
+use crate::error::{CatalogError, Result};
 
 /// A parsed Hive `CREATE EXTERNAL TABLE`.
 #[derive(Debug, PartialEq)]
@@ -36,8 +36,14 @@ pub struct HiveTable {
     pub properties: BTreeMap<String, String>,
 }
 
-fn error(message: impl Into<String>) -> DataFusionError {
-    DataFusionError::Plan(message.into())
+/// The statement does not read as Athena DDL.
+fn error(message: impl Into<String>) -> CatalogError {
+    CatalogError::Parse(message.into())
+}
+
+/// The statement reads, but asks for what Glaux cannot honour.
+fn unsupported(message: impl Into<String>) -> CatalogError {
+    CatalogError::Unsupported(message.into())
 }
 
 struct Tokens {
@@ -93,7 +99,7 @@ impl Tokens {
         }
     }
 
-    fn unexpected(&self, wanted: &str) -> DataFusionError {
+    fn unexpected(&self, wanted: &str) -> CatalogError {
         match self.peek() {
             Some(token) => error(format!("expected {wanted}, found {token}")),
             None => error(format!("expected {wanted}, found the end of the statement")),
@@ -303,7 +309,7 @@ pub fn parse_hive_create_table(sql: &str) -> Result<HiveTable> {
                             delimiter = Some(t.string()?);
                         }
                         "ESCAPED" | "LINES" | "COLLECTION" | "MAP" | "NULL" => {
-                            return Err(error(format!("ROW FORMAT DELIMITED {} is not supported", w.value)));
+                            return Err(unsupported(format!("ROW FORMAT DELIMITED {} is not supported", w.value)));
                         }
                         _ => break,
                     }
@@ -325,7 +331,7 @@ pub fn parse_hive_create_table(sql: &str) -> Result<HiveTable> {
             properties.extend(t.properties()?);
         } else {
             let clause = t.peek().map(ToString::to_string).unwrap_or_default();
-            return Err(error(format!("CREATE EXTERNAL TABLE ... {clause} is not supported")));
+            return Err(unsupported(format!("CREATE EXTERNAL TABLE ... {clause} is not supported")));
         }
     }
     let location = location.ok_or_else(|| error("CREATE EXTERNAL TABLE needs a LOCATION"))?;
@@ -333,7 +339,8 @@ pub fn parse_hive_create_table(sql: &str) -> Result<HiveTable> {
     let serde_properties: BTreeMap<String, String> = serde_properties.into_iter().collect();
     if format.is_some_and(|f| f != TableFormat::Parquet) {
         // Athena reads every object under the location: Firehose and Hive files carry no extension.
-        properties.insert(FILE_EXTENSION.into(), String::new());
+        // A `glaux.file_extension` the statement sets narrows that.
+        properties.entry(FILE_EXTENSION.into()).or_default();
     }
     if format == Some(TableFormat::Csv) {
         let delimiter = delimiter
@@ -342,7 +349,7 @@ pub fn parse_hive_create_table(sql: &str) -> Result<HiveTable> {
             .unwrap_or_else(|| if serde.as_deref().is_some_and(|s| s.contains("OpenCSVSerde")) { ",".into() } else { "\u{1}".into() });
         let delimiter = unescape(&delimiter);
         if delimiter.len() != 1 {
-            return Err(error(format!("field delimiter {delimiter:?} must be a single byte")));
+            return Err(CatalogError::Invalid(format!("field delimiter {delimiter:?} must be a single byte")));
         }
         properties.insert("format.delimiter".into(), delimiter);
         match properties.get("skip.header.line.count").map(String::as_str) {
@@ -350,7 +357,7 @@ pub fn parse_hive_create_table(sql: &str) -> Result<HiveTable> {
             Some("1") => {
                 properties.insert("format.has_header".into(), "true".into());
             }
-            Some(n) => return Err(error(format!("skip.header.line.count = {n} is not supported (0 or 1)"))),
+            Some(n) => return Err(unsupported(format!("skip.header.line.count = {n} is not supported (0 or 1)"))),
         }
     }
     Ok(HiveTable { if_not_exists, name, columns, partition_keys, format, location, properties })
@@ -391,7 +398,7 @@ fn table_format(serde: Option<&str>, stored_as: Option<&str>) -> Result<Option<T
     } else if serde.is_empty() && stored_as.is_empty() {
         Ok(None)
     } else {
-        Err(error(format!(
+        Err(unsupported(format!(
             "the table format ({}) is not supported: use Parquet, JSON or CSV/TEXTFILE",
             if serde.is_empty() { stored_as } else { serde }
         )))

@@ -2,7 +2,7 @@
 
 use datafusion::arrow::datatypes::DataType;
 
-use super::{ColumnDef, TableDef, TableFormat};
+use crate::definitions::{ColumnDef, TableDef, TableFormat};
 
 fn sql_type(column: &ColumnDef) -> String {
     match column.arrow_type() {

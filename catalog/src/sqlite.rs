@@ -4,10 +4,11 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use datafusion::common::{DataFusionError, Result};
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{Catalog, Partition, TableDef};
+use crate::definitions::{Partition, TableDef};
+use crate::error::{CatalogError, Result};
+use crate::store::Catalog;
 
 /// The catalog in SQLite. One scheduler owns the file: partitions are cached in memory and the
 /// cache is kept current by this value's own writes.
@@ -20,8 +21,8 @@ pub struct SqliteCatalog {
 /// `(database, table)`.
 type TableKey = (String, String);
 
-fn sql_error(e: rusqlite::Error) -> DataFusionError {
-    DataFusionError::External(format!("catalog database: {e}").into())
+fn sql_error(e: rusqlite::Error) -> CatalogError {
+    CatalogError::from(e)
 }
 
 const SCHEMA: &str = "
@@ -57,7 +58,7 @@ impl SqliteCatalog {
     pub fn open(path: &Path) -> Result<Self> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)
-                .map_err(|e| DataFusionError::External(format!("catalog directory {}: {e}", dir.display()).into()))?;
+                .map_err(|e| CatalogError::Store(format!("catalog directory {}: {e}", dir.display())))?;
         }
         Self::init(Connection::open(path).map_err(sql_error)?)
     }
@@ -96,7 +97,7 @@ impl SqliteCatalog {
         for row in rows {
             let (values, location) = row.map_err(sql_error)?;
             let values = serde_json::from_str(&values).map_err(|e| {
-                DataFusionError::External(format!("a partition of {database}.{table} is unreadable: {e}").into())
+                CatalogError::Store(format!("a partition of {database}.{table} is unreadable: {e}"))
             })?;
             partitions.push(Partition { values, location });
         }
@@ -162,9 +163,7 @@ impl Catalog for SqliteCatalog {
             .query_row("SELECT count(*) FROM tables WHERE database = ?1", params![name], |row| row.get(0))
             .map_err(sql_error)?;
         if tables > 0 && !cascade {
-            return Err(DataFusionError::Plan(format!(
-                "database {name} is not empty ({tables} tables); drop its tables first or use CASCADE"
-            )));
+            return Err(CatalogError::DatabaseNotEmpty { database: name.to_string(), tables });
         }
         transaction.execute("DELETE FROM tables WHERE database = ?1", params![name]).map_err(sql_error)?;
         transaction.execute("DELETE FROM partitions WHERE database = ?1", params![name]).map_err(sql_error)?;
@@ -191,7 +190,7 @@ impl Catalog for SqliteCatalog {
         definition
             .map(|json| {
                 serde_json::from_str(&json).map_err(|e| {
-                    DataFusionError::External(format!("catalog entry {database}.{name} is unreadable: {e}").into())
+                    CatalogError::Store(format!("catalog entry {database}.{name} is unreadable: {e}"))
                 })
             })
             .transpose()
@@ -199,7 +198,7 @@ impl Catalog for SqliteCatalog {
 
     fn create_table(&self, table: &TableDef, replace: bool) -> Result<()> {
         let definition = serde_json::to_string(table)
-            .map_err(|e| DataFusionError::External(format!("encoding table {}: {e}", table.name).into()))?;
+            .map_err(|e| CatalogError::Store(format!("encoding table {}: {e}", table.name)))?;
         let verb = if replace { "INSERT OR REPLACE" } else { "INSERT" };
         let mut connection = self.lock();
         let transaction = connection.transaction().map_err(sql_error)?;
@@ -218,7 +217,7 @@ impl Catalog for SqliteCatalog {
                 Ok(())
             }
             Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::ConstraintViolation => {
-                Err(DataFusionError::Plan(format!("table {}.{} already exists", table.database, table.name)))
+                Err(CatalogError::TableExists { database: table.database.clone(), table: table.name.clone() })
             }
             Err(e) => Err(sql_error(e)),
         }
@@ -266,7 +265,7 @@ impl Catalog for SqliteCatalog {
                     .execute(params![database, table, values_key(&partition.values), partition.location])
                     .map_err(sql_error)?;
                 if inserted == 0 && !if_not_exists {
-                    return Err(DataFusionError::Plan(format!(
+                    return Err(CatalogError::PartitionExists(format!(
                         "partition ({}) of {database}.{table} already exists; use ADD IF NOT EXISTS",
                         partition.values.join(", ")
                     )));
@@ -291,7 +290,7 @@ impl Catalog for SqliteCatalog {
                 )
                 .map_err(sql_error)?;
             if deleted == 0 && !if_exists {
-                return Err(DataFusionError::Plan(format!(
+                return Err(CatalogError::UnknownPartition(format!(
                     "partition ({}) of {database}.{table} does not exist; use DROP IF EXISTS",
                     values.join(", ")
                 )));
@@ -307,7 +306,7 @@ impl Catalog for SqliteCatalog {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::{ColumnDef, TableFormat};
+    use crate::definitions::{ColumnDef, TableFormat};
     use datafusion::arrow::datatypes::DataType;
 
     fn table(database: &str, name: &str) -> TableDef {
@@ -324,8 +323,8 @@ mod tests {
 
     #[test]
     fn tables_survive_reopening_and_databases_guard_their_tables() {
-        let dir = std::env::temp_dir().join(format!("glaux-catalog-test-{}", std::process::id()));
-        let path = dir.join("catalog.sqlite");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("catalog.sqlite");
         {
             let catalog = SqliteCatalog::open(&path).unwrap();
             catalog.create_database("sales").unwrap();
@@ -352,6 +351,5 @@ mod tests {
         assert!(catalog.partitions("sales", "orders").unwrap().is_empty());
         catalog.drop_database("sales", false).unwrap();
         assert!(!catalog.database_exists("sales").unwrap());
-        std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -159,6 +159,11 @@ pub fn typed_column(texts: &[&str], data_type: &DataType) -> Result<ArrayRef> {
     Ok(cast_with_options(&strings, data_type, &options)?)
 }
 
+/// Whether `value` reads as a partition key's declared type (Hive's NULL partition does).
+pub fn value_fits(value: &str, data_type: &DataType) -> bool {
+    value == HIVE_NULL_PARTITION || typed_value(value, data_type).is_ok_and(|v| !v.is_null())
+}
+
 /// One partition value as the scalar the scan appends to its rows.
 pub fn typed_value(text: &str, data_type: &DataType) -> Result<ScalarValue> {
     let array = typed_column(&[text], data_type)?;

@@ -6,8 +6,11 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::ScalarValue;
 use datafusion::logical_expr::LogicalPlan;
 
-use crate::error::SchedulerError;
-use crate::query::plan_error;
+use crate::error::{ErrorKind, SchedulerError};
+
+fn plan_error(message: String) -> SchedulerError {
+    SchedulerError::refused(ErrorKind::InvalidStatement, message)
+}
 
 /// JDBC/ODBC/ADBC-style `?` placeholders as `$1`, `$2`, ... in order of appearance (DataFusion
 /// reads every `?` as one and the same placeholder). Text that does not tokenize is left alone

@@ -6,21 +6,50 @@ use std::sync::Arc;
 
 use arrow::array::{BooleanArray, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use async_trait::async_trait;
 use datafusion::common::Result;
 use datafusion::execution::SessionState;
 use datafusion::logical_expr::{Documentation, Volatility};
+use glaux_proto::QueryId;
 
-pub fn schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![
-        Field::new("function", DataType::Utf8, false),
-        Field::new("function_type", DataType::Utf8, false),
-        Field::new("deterministic", DataType::Boolean, false),
-        Field::new("description", DataType::Utf8, false),
-    ]))
+use super::words::{Part, Words};
+use super::{Context, Family, Recognized, Statement};
+use crate::error::SchedulerError;
+use crate::query::{ProgressSlot, QueryResult};
+
+/// `SHOW FUNCTIONS [LIKE 'pattern']`.
+pub(crate) struct ShowFunctions {
+    pattern: Option<String>,
+}
+
+pub(super) fn recognize(words: &Words<'_>, _ctx: &Context<'_>) -> Option<Result<Recognized, SchedulerError>> {
+    let pattern = match (words.words().as_slice(), words.part(3)) {
+        (["SHOW", "FUNCTIONS"], _) => None,
+        (["SHOW", "FUNCTIONS", "LIKE", _], Some(Part::Text(pattern))) => Some(pattern.clone()),
+        _ => return None,
+    };
+    Some(Ok(Recognized::Statement(Statement::ShowFunctions(ShowFunctions { pattern }))))
+}
+
+#[async_trait]
+impl Family for ShowFunctions {
+    fn schema(&self) -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("function", DataType::Utf8, false),
+            Field::new("function_type", DataType::Utf8, false),
+            Field::new("deterministic", DataType::Boolean, false),
+            Field::new("description", DataType::Utf8, false),
+        ]))
+    }
+
+    async fn run(&self, ctx: &Context<'_>, query: QueryId, _progress: &ProgressSlot) -> Result<QueryResult, SchedulerError> {
+        let batch = functions(&ctx.state, self.schema(), self.pattern.as_deref()).map_err(SchedulerError::plan)?;
+        Ok(QueryResult::finished(query, self.schema(), vec![batch]))
+    }
 }
 
 /// The functions whose names match `pattern` (SQL `LIKE`: `%`, `_`; Athena's `*` too), by name.
-pub fn show_functions(state: &SessionState, pattern: Option<&str>) -> Result<RecordBatch> {
+fn functions(state: &SessionState, schema: SchemaRef, pattern: Option<&str>) -> Result<RecordBatch> {
     // The description's first line: a listing, not a manual.
     let describe = |docs: Option<&Documentation>| {
         docs.and_then(|d| d.description.lines().find(|l| !l.trim().is_empty()).map(str::to_string)).unwrap_or_default()
@@ -38,7 +67,7 @@ pub fn show_functions(state: &SessionState, pattern: Option<&str>) -> Result<Rec
     rows.retain(|(name, ..)| !name.starts_with("__") && pattern.is_none_or(|p| like(name, p)));
     rows.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
     rows.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1);
-    Ok(RecordBatch::try_new(schema(), vec![
+    Ok(RecordBatch::try_new(schema, vec![
         Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0.as_str()))),
         Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.1))),
         Arc::new(BooleanArray::from_iter(rows.iter().map(|r| Some(r.2)))),

@@ -1,4 +1,10 @@
-//! The scheduler's DataFusion session: catalog, planning options, object stores.
+//! The scheduler's DataFusion session: catalog, planning options, object stores, and the
+//! functions it plans with (Glaux's, Trino's types and casts, PostgreSQL clients' session
+//! functions in `postgres_functions.rs`).
+
+#[cfg(feature = "fault-injection")]
+mod fault_injection;
+mod postgres_functions;
 
 use std::num::NonZeroUsize;
 use std::sync::Arc;
@@ -12,22 +18,18 @@ use glaux_storage::LakeObjectStores;
 
 use datafusion::common::config::TableParquetOptions;
 
-use crate::catalog::{Catalog, LakeCatalogProvider, SqliteCatalog};
+use glaux_catalog::{Catalog, DEFAULT_CATALOG, DEFAULT_DATABASE, Lake, LakeCatalogProvider, SqliteCatalog};
+
 use crate::config::SchedulerConfig;
 use crate::error::SchedulerError;
 
-pub const DEFAULT_CATALOG: &str = "glaux";
-pub const DEFAULT_SCHEMA: &str = "default";
-
-/// Opens the configured catalog, making sure the default database exists.
-pub fn open_catalog(config: &SchedulerConfig) -> Result<Arc<dyn Catalog>, SchedulerError> {
+/// Opens the configured catalog over the configured storage.
+pub fn open_lake(config: &SchedulerConfig) -> Result<Lake, SchedulerError> {
     let catalog = match &config.catalog_path {
         Some(path) => SqliteCatalog::open(path),
         None => SqliteCatalog::in_memory(),
-    }
-    .map_err(SchedulerError::plan)?;
-    catalog.create_database(DEFAULT_SCHEMA).map_err(SchedulerError::plan)?;
-    Ok(Arc::new(catalog))
+    }?;
+    Ok(Lake::try_new(Arc::new(catalog), config.storage.clone())?)
 }
 
 pub fn scheduler_session(
@@ -49,9 +51,9 @@ pub fn scheduler_session(
         .with_cache_manager(caches)
         .with_object_store_registry(Arc::new(LakeObjectStores::new(config.storage.clone())))
         .build_arc()
-        .map_err(SchedulerError::plan)?;
+        .map_err(|e| SchedulerError::Config(format!("the scheduler's runtime: {e}")))?;
     let mut session = SessionConfig::new()
-        .with_default_catalog_and_schema(DEFAULT_CATALOG, DEFAULT_SCHEMA)
+        .with_default_catalog_and_schema(DEFAULT_CATALOG, DEFAULT_DATABASE)
         .with_create_default_catalog_and_schema(false)
         .with_information_schema(true)
         .with_batch_size(config.batch_size)
@@ -84,8 +86,8 @@ pub fn scheduler_session(
         DEFAULT_CATALOG,
         datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider,
     )
-    .map_err(|e| SchedulerError::plan(*e))?;
-    crate::postgres::functions::register(&ctx);
+    .map_err(|e| SchedulerError::Config(format!("pg_catalog: {e}")))?;
+    postgres_functions::register(&ctx);
     // Trino's types and functions, as Athena users write them; every executor registers the
     // same functions. The type planner consults pg_catalog's (oid types) for types it leaves.
     {
@@ -98,5 +100,7 @@ pub fn scheduler_session(
     glaux_functions::register(&ctx);
     ctx.add_analyzer_rule(Arc::new(glaux_functions::TryRule));
     ctx.add_analyzer_rule(Arc::new(crate::trino::TrinoCasts));
+    #[cfg(feature = "fault-injection")]
+    fault_injection::register(&ctx);
     Ok(ctx)
 }

@@ -1,0 +1,217 @@
+//! [`Lake`]: the catalog with the storage rules of the deployment, and the `CREATE EXTERNAL
+//! TABLE` that needs both: a location checked against the rules, a definition completed by the
+//! crawler, and the partitions its layout has now.
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::DataType;
+use datafusion::catalog::Session;
+use datafusion::common::TableReference;
+use datafusion::logical_expr::CreateExternalTable;
+use glaux_storage::{LocationError, StorageConfig};
+
+use crate::crawler::Crawler;
+use crate::definitions::{ColumnDef, TableDef, TableFormat};
+use crate::error::{CatalogError, Result};
+use crate::hive_ddl::HiveTable;
+use crate::projection::Projection;
+use crate::providers::table_provider;
+use crate::store::Catalog;
+use crate::{DEFAULT_CATALOG, DEFAULT_DATABASE};
+
+/// The catalog and the storage its tables live in.
+#[derive(Clone, Debug)]
+pub struct Lake {
+    catalog: Arc<dyn Catalog>,
+    storage: StorageConfig,
+}
+
+impl Lake {
+    /// A lake over `catalog`, making sure its default database exists.
+    pub fn try_new(catalog: Arc<dyn Catalog>, storage: StorageConfig) -> Result<Self> {
+        catalog.create_database(DEFAULT_DATABASE)?;
+        Ok(Self { catalog, storage })
+    }
+
+    pub fn catalog(&self) -> &Arc<dyn Catalog> {
+        &self.catalog
+    }
+
+    pub fn storage(&self) -> &StorageConfig {
+        &self.storage
+    }
+
+    /// The definition of the table written as `name` (`t`, `db.t`, `glaux.db.t`), unqualified
+    /// names resolving in `database`.
+    pub fn table(&self, name: &[String], database: &str) -> Result<TableDef> {
+        let (database, table) = match name {
+            [table] => (database, table),
+            [database, table] => (database.as_str(), table),
+            [catalog, database, table] if catalog == DEFAULT_CATALOG => (database.as_str(), table),
+            _ => return Err(CatalogError::Invalid(format!("{} is not a table name", name.join(".")))),
+        };
+        self.catalog.table(database, table)?.ok_or_else(|| CatalogError::UnknownTable {
+            database: database.to_string(),
+            table: table.to_string(),
+        })
+    }
+
+    /// `CREATE EXTERNAL TABLE` in DataFusion's dialect; unqualified names go to `database`.
+    pub async fn create_external_table(
+        &self,
+        session: &dyn Session,
+        create: &CreateExternalTable,
+        database: &str,
+    ) -> Result<()> {
+        let Some((database, table)) =
+            self.new_table_name(create.name.clone(), create.if_not_exists, create.or_replace, database)?
+        else {
+            return Ok(());
+        };
+        let format = TableFormat::from_stored_as(&create.file_type)?;
+        let mut locations = Vec::new();
+        for location in &create.locations {
+            locations.push(self.checked_location(location)?);
+        }
+        let schema = create.schema.as_arrow();
+        // DataFusion keeps the quotes of a quoted `PARTITIONED BY ("key")` name.
+        let partition_cols: Vec<String> = create
+            .table_partition_cols
+            .iter()
+            .map(|key| match key.strip_prefix('"').and_then(|k| k.strip_suffix('"')) {
+                Some(unquoted) => unquoted.replace("\"\"", "\""),
+                None => key.clone(),
+            })
+            .collect();
+        let partition_keys: Vec<ColumnDef> = partition_cols
+            .iter()
+            .map(|key| {
+                let data_type = schema.field_with_name(key).map_or(DataType::Utf8, |f| f.data_type().clone());
+                ColumnDef::new(key, &data_type)
+            })
+            .collect();
+        let definition = TableDef {
+            database,
+            name: table,
+            locations,
+            format,
+            columns: schema
+                .fields()
+                .iter()
+                .filter(|f| !partition_cols.contains(f.name()))
+                .map(|f| ColumnDef::new(f.name(), f.data_type()))
+                .collect(),
+            partition_keys,
+            properties: create.options.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        };
+        self.store_table(session, definition, create.or_replace).await
+    }
+
+    /// `CREATE EXTERNAL TABLE` in Athena's (Hive's) dialect; unqualified names go to `database`.
+    pub async fn create_hive_table(&self, session: &dyn Session, hive: &HiveTable, database: &str) -> Result<()> {
+        let name = match hive.name.as_slice() {
+            [table] => TableReference::bare(table.as_str()),
+            [database, table] => TableReference::partial(database.as_str(), table.as_str()),
+            [catalog, database, table] => TableReference::full(catalog.as_str(), database.as_str(), table.as_str()),
+            _ => return Err(CatalogError::Invalid(format!("{} is not a table name", hive.name.join(".")))),
+        };
+        let Some((database, table)) = self.new_table_name(name, hive.if_not_exists, false, database)? else {
+            return Ok(());
+        };
+        let column = |(name, data_type): &(String, DataType)| ColumnDef::new(name, data_type);
+        let location = self.checked_location(&hive.location)?;
+        let mut properties = hive.properties.clone();
+        let format = match hive.format {
+            Some(format) => format,
+            None => Crawler { session }.infer_format(&location, &mut properties).await?,
+        };
+        let definition = TableDef {
+            database,
+            name: table,
+            locations: vec![location],
+            format,
+            columns: hive.columns.iter().map(column).collect(),
+            partition_keys: hive.partition_keys.iter().map(column).collect(),
+            properties,
+        };
+        self.store_table(session, definition, false).await
+    }
+
+    /// The database and name for a new table, or `None` if it exists and `IF NOT EXISTS` says to
+    /// do nothing.
+    fn new_table_name(
+        &self,
+        name: TableReference,
+        if_not_exists: bool,
+        or_replace: bool,
+        database: &str,
+    ) -> Result<Option<(String, String)>> {
+        let name = name.resolve(DEFAULT_CATALOG, database);
+        if name.catalog.as_ref() != DEFAULT_CATALOG {
+            return Err(CatalogError::Invalid(format!(
+                "unknown catalog {}: tables live in {DEFAULT_CATALOG}",
+                name.catalog
+            )));
+        }
+        let (database, table) = (name.schema.to_string(), name.table.to_string());
+        if !self.catalog.database_exists(&database)? {
+            return Err(CatalogError::UnknownDatabase { database, hint: "; CREATE DATABASE it first" });
+        }
+        if self.catalog.table(&database, &table)?.is_some() {
+            if if_not_exists {
+                return Ok(None);
+            }
+            if !or_replace {
+                return Err(CatalogError::TableExists { database, table });
+            }
+        }
+        Ok(Some((database, table)))
+    }
+
+    /// Completes a definition (columns from the files if none were declared), checks that it
+    /// builds, and stores it with the partitions its layout has now (unless it projects them),
+    /// so a new table reads at once, whichever dialect declared it. `MSCK REPAIR TABLE` and
+    /// `ALTER TABLE ADD PARTITION` register the partitions that come later.
+    async fn store_table(&self, session: &dyn Session, mut definition: TableDef, replace: bool) -> Result<()> {
+        let crawler = Crawler { session };
+        crawler.infer_compression(&mut definition).await?;
+        if definition.columns.is_empty() {
+            // The crawler: columns from the files, and Hive partition keys from the layout.
+            if definition.partition_keys.is_empty() {
+                definition.partition_keys = crawler.infer_partition_keys(&definition).await?;
+            }
+            definition.columns = crawler.infer_columns(&definition).await?;
+        } else if definition.format == TableFormat::Parquet {
+            crawler.match_file_case(&mut definition).await;
+        }
+        table_provider(&definition, &self.catalog, &Default::default())?;
+        let partitions = match Projection::of(&definition)? {
+            // Projected partitions must lie where this deployment may read, like any location.
+            Some(projection) => {
+                self.storage.check_location(projection.template_prefix())?;
+                Vec::new()
+            }
+            None if !definition.partition_keys.is_empty() => crawler.discover_partitions(&definition).await?.partitions,
+            None => Vec::new(),
+        };
+        self.catalog.create_table(&definition, replace)?;
+        self.catalog.add_partitions(&definition.database, &definition.name, &partitions, true)?;
+        Ok(())
+    }
+
+    /// Checks a location against the storage rules (a local one must exist), and ends a local
+    /// directory's URL in '/' so DataFusion lists it as a prefix.
+    pub(crate) fn checked_location(&self, location: &str) -> Result<String> {
+        let url = self.storage.check_location(location)?;
+        if url.scheme() == "file" {
+            let path = url.to_file_path().unwrap_or_default();
+            if !path.exists() {
+                return Err(LocationError::Missing(location.to_string()).into());
+            }
+            if path.is_dir() && !url.as_str().ends_with('/') {
+                return Ok(format!("{url}/"));
+            }
+        }
+        Ok(url.to_string())
+    }
+}

@@ -1,0 +1,165 @@
+//! [`TaskError`]: why reading a task's output failed, by kind, on both sides of the wire.
+//!
+//! An executor that fails a stream sends its error as a gRPC status whose details are a
+//! [`FailureDetail`] ([`status_of`]); the reader turns the status back into a `TaskError`
+//! ([`TaskError::from_status`]), so a failure keeps its kind through any number of stages, and
+//! the scheduler decides on the kind (re-plan without a lost executor), never on the text.
+
+use std::error::Error;
+
+use datafusion::common::DataFusionError;
+use prost::Message;
+
+use crate::generated::FailureDetail;
+use crate::generated::failure_detail::Kind as WireKind;
+use crate::ids::ExecutorAddr;
+
+/// What kind of failure a task's output met.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TaskFailure {
+    /// The task (or one it read) failed: bad data, a bug, an error in a function.
+    Failed,
+    /// The executor could not be reached, or its connection broke.
+    LostExecutor(ExecutorAddr),
+    /// The task did not fit in its executor's memory.
+    ResourcesExhausted,
+    /// The task was cancelled (its query ended).
+    Cancelled,
+}
+
+/// A failed read of a task output (or a failure relayed from further down the stage tree).
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct TaskError {
+    pub failure: TaskFailure,
+    pub message: String,
+}
+
+impl TaskError {
+    pub fn new(failure: TaskFailure, message: impl Into<String>) -> Self {
+        Self { failure, message: message.into() }
+    }
+
+    /// The executor this error says was lost, if it says so.
+    pub fn lost_executor(&self) -> Option<&ExecutorAddr> {
+        match &self.failure {
+            TaskFailure::LostExecutor(executor) => Some(executor),
+            _ => None,
+        }
+    }
+
+    /// What a call to `executor` that ended with `status` means: the failure its details carry
+    /// when the peer sent them, a lost executor when the status was made by our own transport
+    /// (the connection could not be made or broke), the peer's own words otherwise.
+    pub fn from_status(executor: &ExecutorAddr, status: &tonic::Status) -> Self {
+        if let Some(detail) = failure_detail(status) {
+            return Self::new(detail, status.message());
+        }
+        // A status the peer sent has no source; one our transport made from a failed connection
+        // (refused, reset, a keep-alive that went unanswered) keeps the error it came from.
+        let transport = status.source().is_some() && status.code() != tonic::Code::Cancelled;
+        if status.code() == tonic::Code::Unavailable || transport {
+            let message = format!("{} ({})", lost_executor_words(executor), status.message());
+            return Self::new(TaskFailure::LostExecutor(executor.clone()), message);
+        }
+        let failure = match status.code() {
+            tonic::Code::ResourceExhausted => TaskFailure::ResourcesExhausted,
+            tonic::Code::Cancelled => TaskFailure::Cancelled,
+            _ => TaskFailure::Failed,
+        };
+        Self::new(failure, status.message())
+    }
+
+    /// This error with `context` in front of its message, keeping its kind.
+    pub fn context(self, context: impl std::fmt::Display) -> Self {
+        Self { message: format!("{context}: {}", self.message), ..self }
+    }
+}
+
+/// How messages name a lost executor (users read it; code reads [`TaskFailure`]).
+pub fn lost_executor_words(executor: &ExecutorAddr) -> String {
+    format!("lost executor {executor}")
+}
+
+/// The [`TaskError`] somewhere in `error`'s chain of sources (through DataFusion's wrappers).
+pub fn find_task_error<'a>(error: &'a (dyn Error + 'static)) -> Option<&'a TaskError> {
+    let mut next = Some(error);
+    while let Some(error) = next {
+        if let Some(found) = error.downcast_ref::<TaskError>() {
+            return Some(found);
+        }
+        // `DataFusionError::Shared` and `ArrowError::ExternalError` hold their inner error as a
+        // source too, so walking `source()` sees through every wrapper.
+        next = error.source();
+    }
+    None
+}
+
+/// The kind of failure `error` is, as the wire says it.
+fn failure_of(error: &DataFusionError) -> TaskFailure {
+    if let Some(task) = find_task_error(error) {
+        return task.failure.clone();
+    }
+    match error.find_root() {
+        DataFusionError::ResourcesExhausted(_) => TaskFailure::ResourcesExhausted,
+        _ => TaskFailure::Failed,
+    }
+}
+
+/// The gRPC status that carries `error` to a reader on another member, with its kind in the
+/// status details.
+pub fn status_of(error: &DataFusionError) -> tonic::Status {
+    let failure = failure_of(error);
+    let (kind, executor, code) = match &failure {
+        TaskFailure::Failed => (WireKind::Failed, String::new(), tonic::Code::Internal),
+        TaskFailure::LostExecutor(executor) => (WireKind::LostExecutor, executor.to_string(), tonic::Code::Internal),
+        TaskFailure::ResourcesExhausted => (WireKind::ResourcesExhausted, String::new(), tonic::Code::ResourceExhausted),
+        TaskFailure::Cancelled => (WireKind::Cancelled, String::new(), tonic::Code::Cancelled),
+    };
+    let detail = FailureDetail { kind: kind as i32, executor };
+    tonic::Status::with_details(code, error.to_string(), detail.encode_to_vec().into())
+}
+
+/// The failure a status's details carry, if they are a well-formed [`FailureDetail`].
+fn failure_detail(status: &tonic::Status) -> Option<TaskFailure> {
+    if status.details().is_empty() {
+        return None;
+    }
+    let detail = FailureDetail::decode(status.details()).ok()?;
+    Some(match WireKind::try_from(detail.kind).ok()? {
+        WireKind::Failed => TaskFailure::Failed,
+        WireKind::LostExecutor => TaskFailure::LostExecutor(ExecutorAddr::parse(&detail.executor).ok()?),
+        WireKind::ResourcesExhausted => TaskFailure::ResourcesExhausted,
+        WireKind::Cancelled => TaskFailure::Cancelled,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_survive_the_wire_and_any_wrapping() {
+        let lost = ExecutorAddr::parse("10.0.0.7:5000").unwrap();
+        let reader = ExecutorAddr::parse("10.0.0.8:5000").unwrap();
+        // A transport failure names the executor that cannot be reached.
+        let refused = TaskError::from_status(&lost, &tonic::Status::unavailable("tcp connect error"));
+        assert_eq!(refused.lost_executor(), Some(&lost));
+        assert!(refused.to_string().contains("lost executor 10.0.0.7:5000"), "{refused}");
+        // Relayed by the reader's executor inside DataFusion's wrappers, it keeps its kind.
+        let wrapped = DataFusionError::Context(
+            "join".into(),
+            Box::new(DataFusionError::Shared(std::sync::Arc::new(DataFusionError::External(Box::new(
+                refused.context("stage 2 task 0"),
+            ))))),
+        );
+        let status = status_of(&wrapped);
+        let relayed = TaskError::from_status(&reader, &status);
+        assert_eq!(relayed.lost_executor(), Some(&lost));
+        // A peer's own error is its message; no source, so not a lost connection.
+        let internal = TaskError::from_status(&reader, &tonic::Status::internal("Parquet error"));
+        assert_eq!((internal.failure, internal.message.as_str()), (TaskFailure::Failed, "Parquet error"));
+        let memory = status_of(&DataFusionError::ResourcesExhausted("too big".into()));
+        assert_eq!(TaskError::from_status(&reader, &memory).failure, TaskFailure::ResourcesExhausted);
+    }
+}

@@ -1,0 +1,28 @@
+//! [`ClientSession`]: what a client's statement is resolved against. The scheduler keeps no
+//! session per client: each door rebuilds it from what the client sends (Flight SQL: a header
+//! and the statement handle; PostgreSQL: the connection's startup database and `USE`).
+
+use datafusion::common::ScalarValue;
+use glaux_catalog::DEFAULT_DATABASE;
+
+/// The database `USE` chose, and the values a prepared statement's placeholders (`$1`, `?`)
+/// are bound to.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClientSession {
+    pub database: String,
+    pub parameters: Vec<ScalarValue>,
+}
+
+impl ClientSession {
+    /// A session in `database`; none (or an empty name) is the default database.
+    pub fn new(database: Option<&str>, parameters: Vec<ScalarValue>) -> Self {
+        let database = database.filter(|d| !d.is_empty()).unwrap_or(DEFAULT_DATABASE);
+        Self { database: database.to_string(), parameters }
+    }
+}
+
+impl Default for ClientSession {
+    fn default() -> Self {
+        Self::new(None, Vec::new())
+    }
+}

@@ -1,0 +1,128 @@
+//! [`QueryEngine`]: the one narrow API every client door uses. A door turns its protocol into
+//! [`ClientSession`]s and SQL, asks the engine to [`plan`](QueryEngine::plan) a statement (to
+//! learn its schema and effect) and to [`run`](QueryEngine::run) it, and turns the result back
+//! into its protocol. A panic while planning or running one statement is that statement's
+//! error, whichever door it came through.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+
+use arrow::datatypes::SchemaRef;
+use datafusion::catalog::CatalogProviderList;
+use datafusion::common::DataFusionError;
+use datafusion::execution::SessionState;
+use datafusion::prelude::SessionContext;
+use futures::FutureExt;
+use glaux_catalog::Lake;
+use glaux_proto::{QueryId, contain_panics, panic_message};
+
+use crate::client_session::ClientSession;
+use crate::error::SchedulerError;
+use crate::query::{ProgressSlot, QueryResult, QueryRunner};
+use crate::statement::{Context, Effect, Statement};
+
+pub struct QueryEngine {
+    ctx: SessionContext,
+    lake: Lake,
+    queries: QueryRunner,
+}
+
+/// A statement recognized and planned in a client's session, ready to run.
+pub struct PlannedStatement {
+    statement: Statement,
+    session: ClientSession,
+}
+
+impl PlannedStatement {
+    /// The columns of its result.
+    pub fn schema(&self) -> SchemaRef {
+        self.statement.family().schema()
+    }
+
+    /// Its placeholders (`$1`, `$2`, ...), typed where the statement says what they compare with.
+    pub fn parameters(&self) -> SchemaRef {
+        self.statement.family().parameters()
+    }
+
+    /// When it runs, and what it changes.
+    pub fn effect(&self) -> Effect {
+        self.statement.family().effect()
+    }
+}
+
+impl QueryEngine {
+    pub(crate) fn new(ctx: SessionContext, lake: Lake, queries: QueryRunner) -> Self {
+        Self { ctx, lake, queries }
+    }
+
+    /// Whether a database exists (a PostgreSQL connection names one at startup).
+    pub fn database_exists(&self, name: &str) -> Result<bool, SchedulerError> {
+        Ok(self.lake.catalog().database_exists(name)?)
+    }
+
+    /// The catalogs, databases and tables clients may list (Flight SQL's metadata calls).
+    pub fn catalogs(&self) -> Arc<dyn CatalogProviderList> {
+        Arc::clone(self.ctx.state().catalog_list())
+    }
+
+    /// Recognizes and plans `sql` in `session`.
+    pub async fn plan(&self, sql: &str, session: &ClientSession) -> Result<PlannedStatement, SchedulerError> {
+        contained("while planning", async {
+            let statement = Statement::recognize(sql, &self.context(session)).await?;
+            Ok(PlannedStatement { statement, session: session.clone() })
+        })
+        .await
+    }
+
+    /// Runs a planned statement; its query's progress appears in `progress` once it is launched
+    /// (the result comes back with its first batch). The result's batches end with an error, not
+    /// a panic, if producing one hits a bug.
+    pub async fn run(&self, planned: PlannedStatement, progress: &ProgressSlot) -> Result<QueryResult, SchedulerError> {
+        let mut result = contained("while running", async {
+            let ctx = self.context(&planned.session);
+            planned.statement.family().run(&ctx, QueryId::random(), progress).await
+        })
+        .await?;
+        result.batches = Box::pin(contain_panics(result.batches, |message| {
+            DataFusionError::External(Box::new(SchedulerError::Panicked { during: "while running", message }))
+        }));
+        Ok(result)
+    }
+
+    /// Plans and runs `sql` in `session`.
+    pub async fn execute(
+        &self,
+        sql: &str,
+        session: &ClientSession,
+        progress: &ProgressSlot,
+    ) -> Result<QueryResult, SchedulerError> {
+        let planned = self.plan(sql, session).await?;
+        self.run(planned, progress).await
+    }
+
+    fn context<'a>(&'a self, session: &'a ClientSession) -> Context<'a> {
+        Context { state: self.state(session), session, lake: &self.lake, queries: &self.queries }
+    }
+
+    /// The planning state for a client: DataFusion's, with the client's database as default.
+    fn state(&self, session: &ClientSession) -> SessionState {
+        let mut state = self.ctx.state();
+        state.config_mut().options_mut().catalog.default_schema = session.database.clone();
+        state
+    }
+}
+
+/// Runs `work`, turning a panic (a bug) into an error for this statement alone.
+async fn contained<T>(
+    during: &'static str,
+    work: impl Future<Output = Result<T, SchedulerError>>,
+) -> Result<T, SchedulerError> {
+    match AssertUnwindSafe(work).catch_unwind().await {
+        Ok(result) => result,
+        Err(panic) => {
+            let message = panic_message(panic.as_ref());
+            tracing::error!(%message, "a statement hit a bug {during} it");
+            Err(SchedulerError::Panicked { during, message })
+        }
+    }
+}

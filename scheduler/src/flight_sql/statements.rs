@@ -1,0 +1,206 @@
+//! Statements through Flight SQL: `GetFlightInfo` plans a statement to learn its schema and
+//! answers with a ticket holding the statement itself (`StatementHandle`); `DoGet` plans and runs
+//! it. The door keeps no per-query state between the two, so a client that never fetches costs
+//! nothing. A statement that changes the catalog or the session runs at `GetFlightInfo` (planned
+//! once), as clients (ADBC among them) never fetch the empty result of DDL.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use arrow::array::{AsArray, RecordBatch, StringArray};
+use arrow::datatypes::{DataType, Field, Schema};
+use arrow_flight::encode::FlightDataEncoderBuilder;
+use arrow_flight::error::FlightError;
+use arrow_flight::sql::{Any, CommandPreparedStatementQuery, ProstMessageExt, TicketStatementQuery};
+use arrow_flight::{FlightData, FlightDescriptor, FlightEndpoint, FlightInfo, Ticket};
+use futures::{Stream, StreamExt, TryStreamExt, stream};
+use glaux_proto::generated::StatementHandle;
+use prost::Message;
+use tonic::{Request, Status};
+
+use super::cancel::{Running, RunningStatements};
+use super::prepared;
+use crate::client_session::ClientSession;
+use crate::client_types::{client_schema, to_client_batch};
+use crate::engine::{PlannedStatement, QueryEngine};
+use crate::error::SchedulerError;
+use crate::query::ProgressSlot;
+use crate::statement::Effect;
+
+/// The request header naming the client's current database (set by clients after `USE`; any
+/// Flight SQL client can send it, e.g. ADBC's `adbc.flight.sql.rpc.call_header.x-glaux-database`).
+pub const DATABASE_HEADER: &str = "x-glaux-database";
+
+pub(super) type DoGetStream = Pin<Box<dyn Stream<Item = Result<FlightData, Status>> + Send + 'static>>;
+
+/// The session a request runs in: its database header, or the default database.
+pub(super) fn request_session<T>(request: &Request<T>) -> ClientSession {
+    let database = request.metadata().get(DATABASE_HEADER).and_then(|v| v.to_str().ok());
+    ClientSession::new(database, Vec::new())
+}
+
+/// The session a handle's statement runs in: its database and bound parameters.
+pub(super) fn handle_session(handle: &StatementHandle) -> Result<ClientSession, Status> {
+    Ok(ClientSession::new(Some(&handle.database), prepared::decode_parameters(&handle.parameters)?))
+}
+
+/// A fresh statement id for `CancelFlightInfo`.
+pub(super) fn statement_id() -> String {
+    glaux_proto::QueryId::random().to_string()
+}
+
+/// The statement a Flight SQL ticket runs, if it runs one.
+pub(super) fn statement_handle_of(ticket: &Ticket) -> Option<StatementHandle> {
+    let any = Any::decode(ticket.ticket.clone()).ok()?;
+    if let Ok(Some(query)) = any.unpack::<TicketStatementQuery>() {
+        return StatementHandle::decode(query.statement_handle).ok();
+    }
+    if let Ok(Some(query)) = any.unpack::<CommandPreparedStatementQuery>() {
+        return StatementHandle::decode(query.prepared_statement_handle).ok();
+    }
+    None
+}
+
+pub(super) fn decode_handle(handle: &[u8]) -> Result<StatementHandle, Status> {
+    StatementHandle::decode(handle).map_err(|_| {
+        Status::from(SchedulerError::MalformedRequest("statement handle is not a Glaux statement".into()))
+    })
+}
+
+/// Plans a statement; one that changes the catalog or the session runs now. After `USE`, the
+/// `FlightInfo`'s `app_metadata` is `{"database": "..."}` for the client to send back in
+/// [`DATABASE_HEADER`].
+pub(super) async fn flight_info(
+    engine: &QueryEngine,
+    sql: &str,
+    parameters: Vec<u8>,
+    session: &ClientSession,
+    descriptor: FlightDescriptor,
+) -> Result<FlightInfo, Status> {
+    let planned = engine.plan(sql, session).await?;
+    let (schema, effect) = (planned.schema(), planned.effect());
+    let mut handle = StatementHandle {
+        sql: sql.to_string(),
+        database: session.database.clone(),
+        id: statement_id(),
+        parameters,
+        ..Default::default()
+    };
+    if effect != Effect::Reads {
+        let lines = run_to_text(engine, planned).await?;
+        handle.executed = true;
+        if let [field] = schema.fields().as_ref() {
+            handle.result_column = field.name().clone();
+            handle.result = lines;
+        }
+    }
+    let ticket = TicketStatementQuery { statement_handle: handle.encode_to_vec().into() };
+    let endpoint = FlightEndpoint::new().with_ticket(Ticket { ticket: ticket.as_any().encode_to_vec().into() });
+    let info = FlightInfo::new()
+        .try_with_schema(&client_schema(&schema))
+        .map_err(|e| Status::internal(format!("encoding schema: {e}")))?
+        .with_endpoint(endpoint)
+        .with_descriptor(descriptor)
+        .with_ordered(true);
+    Ok(match effect {
+        Effect::UseDatabase(database) => {
+            info.with_app_metadata(serde_json::json!({ "database": database }).to_string().into_bytes())
+        }
+        _ => info,
+    })
+}
+
+/// Runs a planned statement to its end; the text of its first column, if it returns text.
+async fn run_to_text(engine: &QueryEngine, planned: PlannedStatement) -> Result<Vec<String>, Status> {
+    let mut result = engine.run(planned, &ProgressSlot::default()).await?;
+    let mut lines = Vec::new();
+    while let Some(batch) = result.batches.next().await {
+        let batch = batch.map_err(|source| SchedulerError::Execute { query: result.query.clone(), source })?;
+        if let Some(column) = batch.columns().first().and_then(|c| c.as_string_opt::<i32>()) {
+            lines.extend(column.iter().map(|v| v.unwrap_or_default().to_string()));
+        }
+    }
+    Ok(lines)
+}
+
+/// Plans and runs `sql` to its end (`DoPut` updates, which report no rows).
+pub(super) async fn execute_update(engine: &QueryEngine, sql: &str, session: &ClientSession) -> Result<(), Status> {
+    run_to_text(engine, engine.plan(sql, session).await?).await?;
+    Ok(())
+}
+
+/// `DoGet` of a statement: its text result if it ran at `GetFlightInfo`, else its result
+/// streamed, then the query's statistics in a trailing message.
+pub(super) async fn run(
+    engine: &QueryEngine,
+    running: &Arc<RunningStatements>,
+    handle: StatementHandle,
+) -> Result<DoGetStream, Status> {
+    if handle.executed {
+        return executed_result(handle);
+    }
+    let session = handle_session(&handle)?;
+    let running = running.start(&handle.id);
+    let progress = running.progress.clone();
+    let execute = async { engine.execute(&handle.sql, &session, &progress).await };
+    // The result comes back with its first batch (an aggregation's comes at its end): a cancel
+    // before then drops the query, which ends its tasks.
+    let result = tokio::select! {
+        result = execute => result?,
+        () = running.token.cancelled() => return Err(SchedulerError::Cancelled.into()),
+    };
+    let query = result.query.clone();
+    let stats = result.stats;
+    let batches = result.batches.map_err(move |source| {
+        let status = Status::from(SchedulerError::Execute { query: query.clone(), source });
+        FlightError::Tonic(Box::new(status))
+    });
+    let batches = until_cancelled(batches, running);
+    let schema = Arc::new(client_schema(&result.schema));
+    let to_client = Arc::clone(&schema);
+    let batches = batches.map(move |batch| batch.and_then(|b| Ok(to_client_batch(b, &to_client)?)));
+    let data = glaux_proto::with_trailer(schema, batches, true, false, move || stats.snapshot().to_json().into())
+        .map_err(|e| match e {
+            FlightError::Tonic(status) => *status,
+            other => Status::internal(other.to_string()),
+        });
+    Ok(Box::pin(data))
+}
+
+/// The result a statement produced when it ran at `GetFlightInfo`: its text, or no columns and
+/// no rows.
+fn executed_result(handle: StatementHandle) -> Result<DoGetStream, Status> {
+    let batch = if handle.result_column.is_empty() {
+        RecordBatch::new_empty(Arc::new(Schema::empty()))
+    } else {
+        let schema = Arc::new(Schema::new(vec![Field::new(&handle.result_column, DataType::Utf8, false)]));
+        RecordBatch::try_new(schema, vec![Arc::new(StringArray::from(handle.result))])
+            .map_err(|e| Status::internal(e.to_string()))?
+    };
+    Ok(batch_stream(batch))
+}
+
+/// Ends `batches` with a "cancelled" error once the client cancels the statement, dropping the
+/// query (and so cancelling its tasks).
+fn until_cancelled<S>(batches: S, running: Running) -> impl Stream<Item = Result<RecordBatch, FlightError>> + Send
+where
+    S: Stream<Item = Result<RecordBatch, FlightError>> + Send + 'static,
+{
+    let token = running.token.clone();
+    let cancelled = stream::once(async move {
+        let cancelled = running.token.is_cancelled();
+        drop(running);
+        cancelled.then(|| Err(FlightError::Tonic(Box::new(Status::from(SchedulerError::Cancelled)))))
+    });
+    batches.take_until(token.cancelled_owned()).chain(cancelled.filter_map(futures::future::ready))
+}
+
+/// One batch as a `DoGet` stream.
+pub(super) fn batch_stream(batch: RecordBatch) -> DoGetStream {
+    let schema = batch.schema();
+    let data = FlightDataEncoderBuilder::new()
+        .with_schema(schema)
+        .build(stream::iter([Ok(batch)]))
+        .map_err(|e| Status::internal(e.to_string()));
+    Box::pin(data)
+}

@@ -1,0 +1,65 @@
+//! The life of a query on the cluster: planned for the executors alive, cut into stages, its
+//! tasks launched, its final stage run here while the client reads, planned again if an executor
+//! is lost before any row went out, and ended on every executor when its stream ends or is
+//! dropped.
+//!
+//! - `run.rs`: [`QueryRunner`]: plan, launch, run, re-plan; the plans `EXPLAIN [ANALYZE]` shows.
+//! - `launch.rs`: a task's definition, and installing tasks on an executor.
+//! - `guard.rs`: ending a query's tasks when its stream ends or is dropped.
+//! - `stats.rs`: the statistics and progress of a running query.
+//! - `rerun.rs`: running a lost storage-only task of the final gather again elsewhere.
+
+mod guard;
+mod launch;
+mod rerun;
+mod run;
+mod stats;
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use arrow::array::{RecordBatch, StringArray};
+use arrow::datatypes::SchemaRef;
+use datafusion::common::Result as DfResult;
+use futures::{Stream, stream};
+use glaux_proto::QueryId;
+
+pub use guard::cancel_abandoned;
+pub use run::QueryRunner;
+pub use stats::{ProgressProbe, ProgressSlot, QueryStatsHandle};
+
+use crate::error::SchedulerError;
+
+/// Batches of a running statement, and the statistics to send after them.
+pub struct QueryResult {
+    pub query: QueryId,
+    /// The result schema as plans produce it (dictionaries are hydrated on the way to clients).
+    pub schema: SchemaRef,
+    pub batches: Pin<Box<dyn Stream<Item = DfResult<RecordBatch>> + Send>>,
+    pub stats: QueryStatsHandle,
+}
+
+impl QueryResult {
+    /// The result of a statement that ran here whole.
+    pub fn finished(query: QueryId, schema: SchemaRef, batches: Vec<RecordBatch>) -> Self {
+        let rows: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
+        QueryResult {
+            query: query.clone(),
+            schema,
+            batches: Box::pin(stream::iter(batches.into_iter().map(Ok))),
+            stats: QueryStatsHandle::local(query, rows),
+        }
+    }
+
+    /// A one-column result of text rows.
+    pub fn text(query: QueryId, schema: SchemaRef, rows: Vec<String>) -> Result<Self, SchedulerError> {
+        let batch = RecordBatch::try_new(Arc::clone(&schema), vec![Arc::new(StringArray::from(rows))])
+            .map_err(|e| SchedulerError::plan(e.into()))?;
+        Ok(Self::finished(query, schema, vec![batch]))
+    }
+
+    /// A result with no columns and no rows (DDL).
+    pub fn empty(query: QueryId) -> Self {
+        Self::finished(query, Arc::new(arrow::datatypes::Schema::empty()), Vec::new())
+    }
+}

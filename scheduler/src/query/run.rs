@@ -1,0 +1,200 @@
+//! [`QueryRunner`]: a logical plan run across the cluster.
+//!
+//! The plan is made physical for the executors alive (`target_partitions` = their task slots),
+//! cut into stages (`planner`), its executor stages' tasks are installed, and the final stage runs
+//! here, reading the others over Flight. An executor found lost before the first row reached the
+//! client makes the query run again without it.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use datafusion::execution::SessionState;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::physical_plan::{ExecutionPlan, execute_stream};
+use futures::{StreamExt, TryStreamExt, stream};
+use glaux_catalog::{PruningReport, TableScanReport};
+use glaux_proto::{ClusterChannels, QueryId, RerunHandle};
+use tokio::sync::mpsc;
+
+use super::QueryResult;
+use super::guard::{Abandoned, QueryGuard, guarded};
+use super::launch::launch;
+use super::rerun::{MAX_RERUNS_PER_SOURCE, Reruns};
+use super::stats::{ProgressProbe, ProgressSlot, QueryStatsHandle};
+use crate::cluster::{ClusterState, ExecutorInfo};
+use crate::error::{ErrorKind, SchedulerError};
+use crate::planner::{DistributedPlan, cut_stages};
+
+/// How often a query is planned and started when executors turn out to be lost.
+const MAX_ATTEMPTS: usize = 3;
+
+/// Runs queries on the cluster.
+pub struct QueryRunner {
+    cluster: Arc<ClusterState>,
+    channels: Arc<ClusterChannels>,
+    abandoned: mpsc::UnboundedSender<Abandoned>,
+}
+
+impl QueryRunner {
+    pub fn new(
+        cluster: Arc<ClusterState>,
+        channels: Arc<ClusterChannels>,
+        abandoned: mpsc::UnboundedSender<Abandoned>,
+    ) -> Self {
+        Self { cluster, channels, abandoned }
+    }
+
+    /// Runs `plan` across the cluster. If an executor turns out to be unreachable before the
+    /// first row reaches the client (its tasks cannot be installed, or a stage loses it), the
+    /// query is planned again without it and re-run on the others, up to [`MAX_ATTEMPTS`] times;
+    /// once rows have gone out, the error names the lost executor.
+    pub async fn run(
+        &self,
+        state: &SessionState,
+        query: QueryId,
+        plan: &LogicalPlan,
+        progress: &ProgressSlot,
+    ) -> Result<QueryResult, SchedulerError> {
+        let (mut query, mut attempt) = (query, 1);
+        loop {
+            let retry = attempt < MAX_ATTEMPTS;
+            let lost = match self.start(state, query.clone(), plan, false, progress).await {
+                Err(error) => match error.kind() {
+                    ErrorKind::LostExecutor { executor } if retry => executor,
+                    _ => return Err(error),
+                },
+                Ok(mut result) => match result.batches.next().await {
+                    Some(Err(source)) => {
+                        let error = SchedulerError::Execute { query: query.clone(), source };
+                        match error.kind() {
+                            ErrorKind::LostExecutor { executor } if retry => executor,
+                            _ => return Err(error),
+                        }
+                    }
+                    Some(first) => {
+                        result.batches = Box::pin(stream::once(std::future::ready(first)).chain(result.batches));
+                        return Ok(result);
+                    }
+                    // No rows: the stream has ended and must not be polled again.
+                    None => {
+                        result.batches = Box::pin(stream::empty());
+                        return Ok(result);
+                    }
+                },
+            };
+            self.cluster.remove(&lost);
+            self.channels.forget(&lost);
+            tracing::warn!(%query, executor = %lost, attempt, "executor lost before any row was returned; planning again without it");
+            // A new id: the failed attempt's tasks are cancelled by id, in the background, and
+            // that must not reach the new attempt's tasks on the surviving executors.
+            query = QueryId::random();
+            attempt += 1;
+        }
+    }
+
+    /// Runs `plan` once with every task reporting its plan with metrics (`EXPLAIN ANALYZE`):
+    /// the result's statistics hold the plan that ran.
+    pub async fn analyze(&self, state: &SessionState, query: QueryId, plan: &LogicalPlan) -> Result<QueryResult, SchedulerError> {
+        self.start(state, query, plan, true, &ProgressSlot::default()).await
+    }
+
+    /// The stages `plan` would run as, without running it (`EXPLAIN`).
+    pub async fn explain(&self, state: &SessionState, query: QueryId, plan: &LogicalPlan) -> Result<DistributedPlan, SchedulerError> {
+        let executors = self.cluster.alive();
+        let (physical, scans) = physical_plan(state, plan, &executors).await?;
+        distributed_plan(query, physical, &executors, scans)
+    }
+
+    async fn start(
+        &self,
+        state: &SessionState,
+        query: QueryId,
+        plan: &LogicalPlan,
+        analyze: bool,
+        progress: &ProgressSlot,
+    ) -> Result<QueryResult, SchedulerError> {
+        let started = Instant::now();
+        let executors = self.cluster.alive();
+        let (physical, scans) = physical_plan(state, plan, &executors).await?;
+        let distributed = distributed_plan(query.clone(), physical, &executors, scans)?;
+        if !distributed.stages.is_empty() && executors.is_empty() {
+            return Err(SchedulerError::NoExecutors { query });
+        }
+        let members = Arc::new(Mutex::new(distributed.executors()));
+        let guard = QueryGuard {
+            query: query.clone(),
+            executors: Arc::clone(&members),
+            abandoned: self.abandoned.clone(),
+            channels: Arc::clone(&self.channels),
+        };
+        launch(&self.channels, &distributed, analyze).await?;
+        tracing::debug!(%query, stages = distributed.stages.len(), "query launched");
+
+        let distributed = Arc::new(distributed);
+        let reruns = Reruns::new(
+            Arc::clone(&distributed),
+            analyze,
+            Arc::clone(&self.cluster),
+            Arc::clone(&self.channels),
+            Arc::clone(&members),
+        );
+        let stats = QueryStatsHandle {
+            query: query.clone(),
+            started,
+            rows: Arc::new(AtomicU64::new(0)),
+            plan: Some(Arc::clone(&distributed)),
+            scans: distributed.scans.clone(),
+            late: Arc::default(),
+            reruns: Arc::clone(&reruns.count),
+        };
+        progress.set(ProgressProbe {
+            query: query.clone(),
+            started,
+            stages: distributed.stages.len() as u64,
+            tasks: distributed.stages.iter().map(|s| s.tasks.len() as u64).sum(),
+            rows: Arc::clone(&stats.rows),
+            executors: members,
+            channels: Arc::clone(&self.channels),
+        });
+        let schema = distributed.root.schema();
+        // The final gather's readers may ask for lost tasks to run again.
+        let mut state = state.clone();
+        let rerun = RerunHandle { rerun: Arc::new(reruns), max_per_source: MAX_RERUNS_PER_SOURCE };
+        state.config_mut().set_extension(Arc::new(rerun));
+        let batches = execute_stream(Arc::clone(&distributed.root), state.task_ctx())
+            .map_err(|source| SchedulerError::Execute { query: query.clone(), source })?;
+        let rows = Arc::clone(&stats.rows);
+        let batches = guarded(batches, guard, Arc::clone(&stats.late)).inspect_ok(move |batch| {
+            rows.fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
+        });
+        Ok(QueryResult { query, schema, batches: Box::pin(batches), stats })
+    }
+}
+
+/// DataFusion's physical plan for the executors alive, and what its scans of partitioned tables
+/// selected.
+async fn physical_plan(
+    state: &SessionState,
+    plan: &LogicalPlan,
+    executors: &[ExecutorInfo],
+) -> Result<(Arc<dyn ExecutionPlan>, Vec<TableScanReport>), SchedulerError> {
+    let mut state = state.clone();
+    let slots: usize = executors.iter().map(|e| e.task_slots as usize).sum();
+    state.config_mut().options_mut().execution.target_partitions = slots.max(1);
+    let report = Arc::new(PruningReport::default());
+    state.config_mut().set_extension(Arc::clone(&report));
+    // Optimizing folds constants: a cast of a bad literal fails here.
+    let physical = state.create_physical_plan(plan).await.map_err(|e| crate::trino::planning_error(e, "", &state))?;
+    Ok((physical, report.scans()))
+}
+
+fn distributed_plan(
+    query: QueryId,
+    physical: Arc<dyn ExecutionPlan>,
+    executors: &[ExecutorInfo],
+    scans: Vec<TableScanReport>,
+) -> Result<DistributedPlan, SchedulerError> {
+    let (root, stages) = cut_stages(&query, physical, executors).map_err(SchedulerError::plan)?;
+    Ok(DistributedPlan { query, root, stages, scans })
+}

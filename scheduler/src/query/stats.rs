@@ -1,0 +1,122 @@
+//! What a query reports: its statistics once its stream has ended ([`QueryStatsHandle`]), and
+//! its progress while it runs ([`ProgressProbe`], found through a [`ProgressSlot`]).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use glaux_catalog::TableScanReport;
+use glaux_proto::generated::QueryProgressRequest;
+use glaux_proto::{ClusterChannels, ExecutorAddr, QueryId, QueryProgress, QueryStats, TaskStats};
+
+use crate::planner::DistributedPlan;
+
+/// How long a progress probe waits for each executor's answer.
+const PROGRESS_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Computes the statistics of a query once its stream has ended.
+pub struct QueryStatsHandle {
+    pub(super) query: QueryId,
+    pub(super) started: Instant,
+    pub(super) rows: Arc<AtomicU64>,
+    /// The plan that ran (for `EXPLAIN ANALYZE`); its readers hold the tasks' statistics.
+    pub(super) plan: Option<Arc<DistributedPlan>>,
+    pub(super) scans: Vec<TableScanReport>,
+    /// What the query's tasks reported when it ended.
+    pub(super) late: Arc<Mutex<TaskStats>>,
+    /// Tasks run again after their executor was lost.
+    pub(super) reruns: Arc<AtomicU64>,
+}
+
+impl QueryStatsHandle {
+    /// The statistics of a statement that ran here whole and returned `rows`.
+    pub(super) fn local(query: QueryId, rows: u64) -> Self {
+        Self {
+            query,
+            started: Instant::now(),
+            rows: Arc::new(AtomicU64::new(rows)),
+            plan: None,
+            scans: Vec::new(),
+            late: Arc::default(),
+            reruns: Arc::default(),
+        }
+    }
+
+    /// The plan that ran, for a query that ran on the cluster.
+    pub fn plan(&self) -> Option<&Arc<DistributedPlan>> {
+        self.plan.as_ref()
+    }
+
+    pub fn snapshot(&self) -> QueryStats {
+        // Every task reported its own work when the query ended (`QueryGuard::finish`).
+        let scan = self.late.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let stages = self.plan.as_ref().map_or(&[][..], |p| &p.stages[..]);
+        QueryStats {
+            query_id: self.query.to_string(),
+            elapsed_ms: self.started.elapsed().as_millis() as u64,
+            rows: self.rows.load(Ordering::Relaxed),
+            stages: stages.len() as u64,
+            tasks: stages.iter().map(|s| s.tasks.len() as u64).sum(),
+            files_planned: stages.iter().map(|s| s.files as u64).sum(),
+            bytes_planned: stages.iter().map(|s| s.bytes).sum(),
+            partitions_read: self.scans.iter().map(|s| s.partitions as u64).sum(),
+            partitions_total: self.scans.iter().map(|s| s.partitions_total.unwrap_or(s.partitions) as u64).sum(),
+            tasks_rerun: self.reruns.load(Ordering::Relaxed),
+            scan,
+        }
+    }
+}
+
+/// Where a running statement's progress probe appears once its query is launched.
+#[derive(Clone, Default)]
+pub struct ProgressSlot(Arc<Mutex<Option<ProgressProbe>>>);
+
+impl ProgressSlot {
+    pub(super) fn set(&self, probe: ProgressProbe) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(probe);
+    }
+
+    pub fn get(&self) -> Option<ProgressProbe> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// Collects a running query's progress from its executors.
+#[derive(Clone)]
+pub struct ProgressProbe {
+    pub(super) query: QueryId,
+    pub(super) started: Instant,
+    pub(super) stages: u64,
+    pub(super) tasks: u64,
+    pub(super) rows: Arc<AtomicU64>,
+    pub(super) executors: Arc<Mutex<Vec<ExecutorAddr>>>,
+    pub(super) channels: Arc<ClusterChannels>,
+}
+
+impl ProgressProbe {
+    /// Asks every executor of the query (those that do not answer within [`PROGRESS_TIMEOUT`]
+    /// count as no progress).
+    pub async fn progress(&self) -> QueryProgress {
+        let executors = self.executors.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let calls = executors.into_iter().map(|executor| async move {
+            let mut client = self.channels.executor_control(&executor).ok()?;
+            let request = QueryProgressRequest { query_id: self.query.to_string() };
+            let answer = tokio::time::timeout(PROGRESS_TIMEOUT, client.query_progress(request)).await.ok()?.ok()?;
+            Some(answer.into_inner())
+        });
+        let mut progress = QueryProgress {
+            stages: self.stages,
+            tasks: self.tasks,
+            rows: self.rows.load(Ordering::Relaxed),
+            elapsed_ms: self.started.elapsed().as_millis() as u64,
+            ..Default::default()
+        };
+        for answer in futures::future::join_all(calls).await.into_iter().flatten() {
+            progress.tasks_done += u64::from(answer.tasks_done);
+            progress.task_rows += answer.rows_out;
+            progress.bytes_scanned += answer.bytes_scanned;
+        }
+        progress.tasks_done = progress.tasks_done.min(progress.tasks);
+        progress
+    }
+}

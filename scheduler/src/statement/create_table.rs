@@ -1,0 +1,40 @@
+//! `CREATE EXTERNAL TABLE`, in DataFusion's dialect or in Athena's (Hive's): the catalog crate
+//! checks the location, lets the crawler complete the definition, and stores it with the
+//! partitions it finds.
+
+use std::sync::Arc;
+
+use arrow::datatypes::{Schema, SchemaRef};
+use async_trait::async_trait;
+use datafusion::logical_expr::CreateExternalTable;
+use glaux_catalog::HiveTable;
+use glaux_proto::QueryId;
+
+use super::{Context, Effect, Family};
+use crate::error::SchedulerError;
+use crate::query::{ProgressSlot, QueryResult};
+
+pub(crate) enum CreateTable {
+    DataFusion(Box<CreateExternalTable>),
+    Hive(HiveTable),
+}
+
+#[async_trait]
+impl Family for CreateTable {
+    fn schema(&self) -> SchemaRef {
+        Arc::new(Schema::empty())
+    }
+
+    fn effect(&self) -> Effect {
+        Effect::ChangesCatalog
+    }
+
+    async fn run(&self, ctx: &Context<'_>, query: QueryId, _progress: &ProgressSlot) -> Result<QueryResult, SchedulerError> {
+        let database = &ctx.session.database;
+        match self {
+            Self::DataFusion(create) => ctx.lake.create_external_table(&ctx.state, create, database).await?,
+            Self::Hive(table) => ctx.lake.create_hive_table(&ctx.state, table, database).await?,
+        }
+        Ok(QueryResult::empty(query))
+    }
+}

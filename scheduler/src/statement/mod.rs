@@ -1,0 +1,196 @@
+//! What a client's SQL is: recognized once into one [`Statement`], each family of statements in
+//! a file of its own that says both what it returns ([`Family::schema`]) and how it runs
+//! ([`Family::run`]).
+//!
+//! Recognition tries the Athena statements DataFusion does not parse, family by family, on the
+//! statement's words (`words.rs`); what none claims is Trino SQL, read by `trino` and planned by
+//! DataFusion (`plan_sql.rs`), and its plan says its family (a query, `EXPLAIN`, DDL). A new
+//! statement is a new file, one variant of [`Statement`] with its arm in [`Statement::family`],
+//! and its recognizer's line in [`Statement::recognize`].
+//!
+//! | file | statements |
+//! |---|---|
+//! | `query.rs` | queries DataFusion plans (`SELECT`, `VALUES`, `DESCRIBE`, `information_schema`) |
+//! | `explain.rs` | `EXPLAIN [ANALYZE]` with the distributed plan |
+//! | `create_table.rs` | `CREATE EXTERNAL TABLE`, in DataFusion's dialect and Athena's |
+//! | `catalog_ddl.rs` | `CREATE`/`DROP DATABASE` and `SCHEMA`, `DROP TABLE`, views |
+//! | `show.rs` | `SHOW DATABASES`/`SCHEMAS`/`TABLES`/`COLUMNS`, `SHOW CREATE TABLE` |
+//! | `show_functions.rs` | `SHOW FUNCTIONS [LIKE]` |
+//! | `partitions.rs` | `MSCK REPAIR TABLE`, `ALTER TABLE ADD/DROP PARTITION`, `SHOW PARTITIONS` |
+//! | `use_database.rs` | `USE` |
+//! | `prepared.rs` | `PREPARE`, `EXECUTE`, `DEALLOCATE PREPARE` |
+
+mod catalog_ddl;
+mod create_table;
+mod explain;
+mod partitions;
+mod placeholders;
+mod plan_sql;
+mod prepared;
+mod query;
+mod show;
+mod show_functions;
+mod use_database;
+mod words;
+
+use std::sync::Arc;
+
+use arrow::datatypes::{Schema, SchemaRef};
+use async_trait::async_trait;
+use datafusion::execution::SessionState;
+use datafusion::logical_expr::{DdlStatement, LogicalPlan};
+use glaux_catalog::{Lake, is_create_external_table, parse_hive_create_table};
+use glaux_proto::QueryId;
+
+use crate::client_session::ClientSession;
+use crate::error::SchedulerError;
+use crate::query::{ProgressSlot, QueryResult, QueryRunner};
+
+use catalog_ddl::CatalogDdl;
+use create_table::CreateTable;
+use explain::Explain;
+use partitions::Partitions;
+use prepared::Prepared;
+use query::Query;
+use show::ShowCreateTable;
+use show_functions::ShowFunctions;
+use use_database::UseDatabase;
+use words::Words;
+
+/// What a statement is recognized and run against.
+pub(crate) struct Context<'a> {
+    /// DataFusion's planning state, with the client's database as the default schema.
+    pub state: SessionState,
+    pub session: &'a ClientSession,
+    pub lake: &'a Lake,
+    pub queries: &'a QueryRunner,
+}
+
+/// When a statement runs, and what it changes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Effect {
+    /// It reads: it runs when its result is fetched.
+    Reads,
+    /// It changes the catalog: it runs as soon as it is submitted (clients may never fetch the
+    /// empty result of DDL).
+    ChangesCatalog,
+    /// It moves the client's session to this database.
+    UseDatabase(String),
+}
+
+/// A statement family: what it returns, and how it runs.
+#[async_trait]
+pub(crate) trait Family: Send + Sync {
+    /// The columns of its result.
+    fn schema(&self) -> SchemaRef;
+
+    fn effect(&self) -> Effect {
+        Effect::Reads
+    }
+
+    /// Its placeholders (`$1`, `$2`, ...), typed where the statement says what they compare
+    /// with (text where it does not).
+    fn parameters(&self) -> SchemaRef {
+        Arc::new(Schema::empty())
+    }
+
+    async fn run(&self, ctx: &Context<'_>, query: QueryId, progress: &ProgressSlot) -> Result<QueryResult, SchedulerError>;
+}
+
+/// A client's statement, recognized and planned.
+pub(crate) enum Statement {
+    Query(Query),
+    Explain(Explain),
+    CreateTable(CreateTable),
+    CatalogDdl(CatalogDdl),
+    ShowCreateTable(ShowCreateTable),
+    ShowFunctions(ShowFunctions),
+    Partitions(Partitions),
+    UseDatabase(UseDatabase),
+    Prepared(Prepared),
+}
+
+/// What a family's recognizer made of a statement's words.
+enum Recognized {
+    Statement(Statement),
+    /// Run this SQL instead (an Athena statement said in DataFusion's SQL).
+    Sql(String),
+}
+
+type Recognizer = fn(&Words<'_>, &Context<'_>) -> Option<Result<Recognized, SchedulerError>>;
+
+/// The Athena statements DataFusion does not parse, tried in turn on a statement's words.
+const RECOGNIZERS: [Recognizer; 6] = [
+    show::recognize,
+    show_functions::recognize,
+    partitions::recognize,
+    use_database::recognize,
+    prepared::recognize,
+    catalog_ddl::recognize,
+];
+
+impl Statement {
+    pub fn family(&self) -> &dyn Family {
+        match self {
+            Self::Query(s) => s,
+            Self::Explain(s) => s,
+            Self::CreateTable(s) => s,
+            Self::CatalogDdl(s) => s,
+            Self::ShowCreateTable(s) => s,
+            Self::ShowFunctions(s) => s,
+            Self::Partitions(s) => s,
+            Self::UseDatabase(s) => s,
+            Self::Prepared(s) => s,
+        }
+    }
+
+    /// Recognizes `sql` and plans it.
+    pub async fn recognize(sql: &str, ctx: &Context<'_>) -> Result<Statement, SchedulerError> {
+        if let Some(words) = Words::of(sql) {
+            // `EXECUTE` is its prepared statement with the values in place of its parameters.
+            if let Some(executed) = prepared::execute(&words, ctx) {
+                return Box::pin(Self::recognize(&executed?, ctx)).await;
+            }
+            for recognize in RECOGNIZERS {
+                match recognize(&words, ctx) {
+                    Some(Ok(Recognized::Statement(Statement::Prepared(Prepared::Prepare { name, statement })))) => {
+                        // Checked now, so a statement that cannot plan is refused at PREPARE.
+                        Box::pin(Self::recognize(&statement, ctx)).await?;
+                        return Ok(Statement::Prepared(Prepared::Prepare { name, statement }));
+                    }
+                    Some(Ok(Recognized::Statement(statement))) => return Ok(statement),
+                    Some(Ok(Recognized::Sql(sql))) => return Self::planned(plan_sql::plan_sql(&sql, ctx).await?),
+                    Some(Err(error)) => return Err(error),
+                    None => {}
+                }
+            }
+        }
+        // DataFusion's DDL first; Athena's (Hive's) when DataFusion cannot read it.
+        match plan_sql::plan_sql(sql, ctx).await {
+            Ok(plan) => Self::planned(plan),
+            Err(datafusion_error) if is_create_external_table(sql) => match parse_hive_create_table(sql) {
+                Ok(table) => Ok(Statement::CreateTable(CreateTable::Hive(table))),
+                Err(hive_error) => {
+                    let hive_error = SchedulerError::from(hive_error);
+                    let message =
+                        format!("{hive_error} (reading the statement as Athena DDL; as DataFusion DDL: {datafusion_error})");
+                    Err(SchedulerError::refused(hive_error.kind(), message))
+                }
+            },
+            Err(error) => Err(error),
+        }
+    }
+
+    /// The family a DataFusion plan belongs to.
+    fn planned(plan: LogicalPlan) -> Result<Statement, SchedulerError> {
+        Ok(match plan {
+            LogicalPlan::Explain(explain) => Statement::Explain(Explain::try_new(Arc::unwrap_or_clone(explain.plan), false)?),
+            LogicalPlan::Analyze(analyze) => Statement::Explain(Explain::try_new(Arc::unwrap_or_clone(analyze.input), true)?),
+            LogicalPlan::Ddl(DdlStatement::CreateExternalTable(create)) => {
+                Statement::CreateTable(CreateTable::DataFusion(create))
+            }
+            LogicalPlan::Ddl(ddl) => Statement::CatalogDdl(CatalogDdl::try_new(ddl)?),
+            plan => Statement::Query(Query::try_new(plan)?),
+        })
+    }
+}
