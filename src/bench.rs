@@ -84,7 +84,8 @@ pub async fn run(mut args: BenchArgs) -> anyhow::Result<bool> {
     println!("{}", runner::render(&timings));
 
     // Latency: the smallest query, and a lookup in one partition of a partitioned table.
-    let select_one = runner::latency(&mut client, "SELECT 1", args.latency_iterations).await.map_err(anyhow::Error::msg)?;
+    let select_one =
+        runner::latency(&mut client, "SELECT 1", args.latency_iterations).await.map_err(anyhow::Error::msg)?;
     let nations = data.join("nation_by_region");
     if !nations.exists() {
         let copy = format!(
@@ -93,7 +94,9 @@ pub async fn run(mut args: BenchArgs) -> anyhow::Result<bool> {
         );
         reference.sql(&copy).await?.collect().await?;
     }
-    client.query(&format!("CREATE EXTERNAL TABLE nation_by_region LOCATION '{}/'", nations.canonicalize()?.display())).await?;
+    client
+        .query(&format!("CREATE EXTERNAL TABLE nation_by_region LOCATION '{}/'", nations.canonicalize()?.display()))
+        .await?;
     let lookup_sql = "SELECT n_name FROM nation_by_region WHERE n_regionkey = '3' AND n_nationkey = 7";
     let lookup = runner::latency(&mut client, lookup_sql, args.latency_iterations).await.map_err(anyhow::Error::msg)?;
     println!("latency over Flight SQL ({} round trips each):", args.latency_iterations);
@@ -113,7 +116,8 @@ pub async fn run(mut args: BenchArgs) -> anyhow::Result<bool> {
                 "partition_lookup": { "p50": lookup.0, "p99": lookup.1 },
             },
         });
-        std::fs::write(path, serde_json::to_string_pretty(&report)?).with_context(|| format!("writing {}", path.display()))?;
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)
+            .with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(timings.iter().all(|t| t.error.is_none()))
 }

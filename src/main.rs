@@ -112,7 +112,9 @@ impl ClientArgs {
         if let Some(user) = &self.user {
             let password = match std::env::var("GLAUX_PASSWORD") {
                 Ok(password) => password,
-                Err(_) => rpassword::prompt_password(format!("Password for {user}: ")).context("reading the password")?,
+                Err(_) => {
+                    rpassword::prompt_password(format!("Password for {user}: ")).context("reading the password")?
+                }
             };
             options.credentials = Some((user.clone(), password));
         }
@@ -243,7 +245,8 @@ struct CrawlArgs {
 /// The default table name for a location: its last path segment, as an identifier.
 fn table_name_for(location: &str) -> String {
     let last = location.trim_end_matches('/').rsplit('/').next().unwrap_or("crawled");
-    let name: String = last.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' }).collect();
+    let name: String =
+        last.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' }).collect();
     if name.is_empty() || name.starts_with(|c: char| c.is_ascii_digit()) { format!("t_{name}") } else { name }
 }
 
@@ -294,8 +297,7 @@ impl SecretArgs {
         }
         let path = self.cluster_secret_file.clone().unwrap_or_else(|| storage.home().join(".glaux/cluster-secret"));
         match std::fs::read_to_string(&path) {
-            Ok(secret) => ClusterSecret::try_new(secret.trim())
-                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display())),
+            Ok(secret) => ClusterSecret::try_new(secret.trim()).map_err(|e| anyhow::anyhow!("{}: {e}", path.display())),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && create => {
                 let secret = ClusterSecret::generate();
                 write_private(&path, secret.expose())?;
@@ -451,7 +453,13 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                 let names: Vec<String> = partitions
                     .batches
                     .iter()
-                    .flat_map(|b| arrow::array::AsArray::as_string::<i32>(b.column(0).as_ref()).iter().flatten().map(String::from).collect::<Vec<_>>())
+                    .flat_map(|b| {
+                        arrow::array::AsArray::as_string::<i32>(b.column(0).as_ref())
+                            .iter()
+                            .flatten()
+                            .map(String::from)
+                            .collect::<Vec<_>>()
+                    })
                     .collect();
                 let shown = names.iter().take(5).cloned().collect::<Vec<_>>().join(", ");
                 let more = if names.len() > 5 { ", ..." } else { "" };

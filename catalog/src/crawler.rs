@@ -126,11 +126,9 @@ impl Crawler<'_> {
                 .await?;
             for file in files {
                 let name = file.location.to_string();
-                let schema = options
-                    .format
-                    .infer_schema(self.session, &store, &[file])
-                    .await
-                    .map_err(|source| CatalogError::ReadFile { what: format!("reading the schema of {name}"), source })?;
+                let schema = options.format.infer_schema(self.session, &store, &[file]).await.map_err(|source| {
+                    CatalogError::ReadFile { what: format!("reading the schema of {name}"), source }
+                })?;
                 for field in schema.fields() {
                     match columns.iter_mut().find(|(n, _)| n == field.name()) {
                         Some((column, data_type)) => {
@@ -155,7 +153,9 @@ impl Crawler<'_> {
     pub async fn match_file_case(&self, table: &mut TableDef) {
         let Ok(found) = self.infer_columns(table).await else { return };
         for column in &mut table.columns {
-            if let Some(file) = found.iter().find(|f| f.name != column.name && f.name.eq_ignore_ascii_case(&column.name)) {
+            if let Some(file) =
+                found.iter().find(|f| f.name != column.name && f.name.eq_ignore_ascii_case(&column.name))
+            {
                 column.name = file.name.clone();
             }
         }
@@ -285,6 +285,8 @@ mod tests {
         assert_eq!(unescape("100%"), "100%");
         assert_eq!(unescape("a%2Fb%zz"), "a/b%zz");
         let fits = value_fits;
-        assert!(fits("12", &DataType::Int32) && !fits("x", &DataType::Int32) && fits(HIVE_NULL_PARTITION, &DataType::Int32));
+        assert!(
+            fits("12", &DataType::Int32) && !fits("x", &DataType::Int32) && fits(HIVE_NULL_PARTITION, &DataType::Int32)
+        );
     }
 }

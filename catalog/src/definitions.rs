@@ -87,4 +87,3 @@ impl Partition {
         keys.iter().zip(&self.values).map(|(k, v)| format!("{}={v}", k.name)).collect::<Vec<_>>().join("/")
     }
 }
-

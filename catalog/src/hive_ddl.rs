@@ -346,7 +346,9 @@ pub fn parse_hive_create_table(sql: &str) -> Result<HiveTable> {
         let delimiter = delimiter
             .or_else(|| serde_properties.get("field.delim").cloned())
             .or_else(|| serde_properties.get("separatorChar").cloned())
-            .unwrap_or_else(|| if serde.as_deref().is_some_and(|s| s.contains("OpenCSVSerde")) { ",".into() } else { "\u{1}".into() });
+            .unwrap_or_else(|| {
+                if serde.as_deref().is_some_and(|s| s.contains("OpenCSVSerde")) { ",".into() } else { "\u{1}".into() }
+            });
         let delimiter = unescape(&delimiter);
         if delimiter.len() != 1 {
             return Err(CatalogError::Invalid(format!("field delimiter {delimiter:?} must be a single byte")));
@@ -375,7 +377,9 @@ fn unescape(delimiter: &str) -> String {
         "\\t" => "\t".into(),
         "\\n" => "\n".into(),
         "\\\\" => "\\".into(),
-        d if d.starts_with("\\u") => u32::from_str_radix(&d[2..], 16).ok().and_then(char::from_u32).map_or(d.into(), String::from),
+        d if d.starts_with("\\u") => {
+            u32::from_str_radix(&d[2..], 16).ok().and_then(char::from_u32).map_or(d.into(), String::from)
+        }
         d if d.starts_with('\\') && d.len() > 1 => {
             u32::from_str_radix(&d[1..], 8).ok().and_then(char::from_u32).map_or(d.into(), String::from)
         }
@@ -391,7 +395,9 @@ fn table_format(serde: Option<&str>, stored_as: Option<&str>) -> Result<Option<T
         Ok(Some(TableFormat::Parquet))
     } else if serde.contains("json") || stored_as == "json" || stored_as == "jsonfile" {
         Ok(Some(TableFormat::Json))
-    } else if serde.contains("opencsvserde") || serde.contains("lazysimpleserde") || stored_as == "textfile"
+    } else if serde.contains("opencsvserde")
+        || serde.contains("lazysimpleserde")
+        || stored_as == "textfile"
         || stored_as.contains("textinputformat")
     {
         Ok(Some(TableFormat::Csv))

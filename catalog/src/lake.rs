@@ -50,10 +50,9 @@ impl Lake {
             [catalog, database, table] if catalog == DEFAULT_CATALOG => (database.as_str(), table),
             _ => return Err(CatalogError::Invalid(format!("{} is not a table name", name.join(".")))),
         };
-        self.catalog.table(database, table)?.ok_or_else(|| CatalogError::UnknownTable {
-            database: database.to_string(),
-            table: table.to_string(),
-        })
+        self.catalog
+            .table(database, table)?
+            .ok_or_else(|| CatalogError::UnknownTable { database: database.to_string(), table: table.to_string() })
     }
 
     /// `CREATE EXTERNAL TABLE` in DataFusion's dialect; unqualified names go to `database`.

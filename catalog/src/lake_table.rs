@@ -22,9 +22,9 @@ use datafusion::physical_plan::empty::EmptyExec;
 use futures::{StreamExt, TryStreamExt, stream};
 use object_store::ObjectStore;
 
+use crate::definitions::{TableDef, is_side_file};
 use crate::partition_filter::{PartitionFilter, typed_value, uses_only};
 use crate::projection::Projection;
-use crate::definitions::{TableDef, is_side_file};
 use crate::store::Catalog;
 
 /// What the scans of one query chose: a per-query extension of the planning session.
@@ -183,8 +183,8 @@ impl TableProvider for LakeTable {
         if let Some(first) = chosen.first() {
             let store = state.runtime_env().object_store(&first.url)?;
             let concurrency = state.config_options().execution.meta_fetch_concurrency.get();
-            let mut listings =
-                stream::iter(chosen.into_iter().map(|c| self.files(Arc::clone(&store), c))).buffer_unordered(concurrency);
+            let mut listings = stream::iter(chosen.into_iter().map(|c| self.files(Arc::clone(&store), c)))
+                .buffer_unordered(concurrency);
             while let Some(listed) = listings.next().await {
                 files.extend(listed?);
             }
@@ -203,7 +203,9 @@ impl TableProvider for LakeTable {
             return Ok(Arc::new(EmptyExec::new(project_schema(&self.schema, projection)?)));
         };
         let partition_fields: Vec<FieldRef> = self.keys.iter().map(|k| Arc::new(k.clone())).collect();
-        let source = self.options.format.file_source(TableSchema::builder(Arc::clone(&self.file_schema)).with_table_partition_cols(partition_fields).build());
+        let source = self.options.format.file_source(
+            TableSchema::builder(Arc::clone(&self.file_schema)).with_table_partition_cols(partition_fields).build(),
+        );
         let groups = FileGroup::new(files).split_files(state.config().target_partitions().max(1));
         let config = FileScanConfigBuilder::new(store_url, source)
             .with_file_groups(groups)

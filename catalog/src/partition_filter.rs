@@ -77,8 +77,11 @@ impl PartitionFilter {
             .map(|(field, texts)| typed_column(texts, field.data_type()))
             .collect::<Result<Vec<_>>>()?;
         let schema = Arc::new(Schema::new(fields));
-        let batch =
-            RecordBatch::try_new_with_options(Arc::clone(&schema), arrays, &RecordBatchOptions::new().with_row_count(Some(rows)))?;
+        let batch = RecordBatch::try_new_with_options(
+            Arc::clone(&schema),
+            arrays,
+            &RecordBatchOptions::new().with_row_count(Some(rows)),
+        )?;
         let df_schema = DFSchema::try_from(schema)?;
         for expr in applicable {
             let physical = state.create_physical_expr(expr.clone(), &df_schema)?;

@@ -21,8 +21,8 @@ use datafusion::arrow::datatypes::DataType;
 use datafusion::catalog::Session;
 use datafusion::common::{DataFusionError, Result, plan_err};
 
-use crate::partition_filter::PartitionFilter;
 use crate::definitions::TableDef;
+use crate::partition_filter::PartitionFilter;
 
 /// More values than this in one column, or partitions in a query, is refused with advice.
 pub const MAX_PROJECTED: usize = 1_000_000;
@@ -119,8 +119,14 @@ fn chrono_format(java: &str) -> Result<(String, Unit)> {
     let weekly = StrftimeItems::new(&format).any(|item| {
         matches!(
             item,
-            Item::Numeric(Numeric::IsoWeek | Numeric::WeekFromMon | Numeric::WeekFromSun | Numeric::NumDaysFromSun | Numeric::WeekdayFromMon, _)
-                | Item::Fixed(Fixed::ShortWeekdayName | Fixed::LongWeekdayName)
+            Item::Numeric(
+                Numeric::IsoWeek
+                    | Numeric::WeekFromMon
+                    | Numeric::WeekFromSun
+                    | Numeric::NumDaysFromSun
+                    | Numeric::WeekdayFromMon,
+                _
+            ) | Item::Fixed(Fixed::ShortWeekdayName | Fixed::LongWeekdayName)
         )
     });
     if weekly {
@@ -128,14 +134,17 @@ fn chrono_format(java: &str) -> Result<(String, Unit)> {
     }
     let unit = StrftimeItems::new(&format)
         .filter_map(|item| match item {
-            Item::Numeric(Numeric::Year | Numeric::YearMod100 | Numeric::IsoYear | Numeric::IsoYearMod100, _) => Some(Unit::Years),
-            Item::Numeric(Numeric::Month, _) | Item::Fixed(Fixed::ShortMonthName | Fixed::LongMonthName) => Some(Unit::Months),
+            Item::Numeric(Numeric::Year | Numeric::YearMod100 | Numeric::IsoYear | Numeric::IsoYearMod100, _) => {
+                Some(Unit::Years)
+            }
+            Item::Numeric(Numeric::Month, _) | Item::Fixed(Fixed::ShortMonthName | Fixed::LongMonthName) => {
+                Some(Unit::Months)
+            }
             Item::Numeric(Numeric::Day | Numeric::Ordinal, _) => Some(Unit::Days),
             Item::Numeric(Numeric::Hour | Numeric::Hour12, _) => Some(Unit::Hours),
             Item::Numeric(Numeric::Minute, _) => Some(Unit::Minutes),
-            Item::Numeric(Numeric::Second | Numeric::Nanosecond, _) | Item::Fixed(Fixed::Nanosecond3 | Fixed::Nanosecond6 | Fixed::Nanosecond9) => {
-                Some(Unit::Seconds)
-            }
+            Item::Numeric(Numeric::Second | Numeric::Nanosecond, _)
+            | Item::Fixed(Fixed::Nanosecond3 | Fixed::Nanosecond6 | Fixed::Nanosecond9) => Some(Unit::Seconds),
             _ => None,
         })
         .max_by_key(|unit| *unit as u8);
@@ -175,7 +184,8 @@ fn range_end(text: &str, format: &str, now: NaiveDateTime) -> Result<NaiveDateTi
             _ => return plan_err!("date range end {text:?}: expected NOW+N UNITS or NOW-N UNITS"),
         };
         let digits: String = rest.trim().chars().take_while(char::is_ascii_digit).collect();
-        let amount: i64 = digits.parse().map_err(|_| DataFusionError::Plan(format!("date range end {text:?} has no amount")))?;
+        let amount: i64 =
+            digits.parse().map_err(|_| DataFusionError::Plan(format!("date range end {text:?} has no amount")))?;
         let unit = Unit::parse(&rest.trim()[digits.len()..])
             .ok_or_else(|| DataFusionError::Plan(format!("date range end {text:?} has an unknown unit")))?;
         return unit
@@ -198,11 +208,9 @@ impl ProjectedColumn {
     fn parse(name: &str, data_type: DataType, properties: &BTreeMap<String, String>) -> Result<Self> {
         let get = |suffix: &str| property(properties, &format!("projection.{name}.{suffix}"));
         let interval = match get("interval") {
-            Some(text) => text
-                .parse::<i64>()
-                .ok()
-                .filter(|i| *i > 0)
-                .ok_or_else(|| DataFusionError::Plan(format!("projection.{name}.interval {text:?} is not a positive integer")))?,
+            Some(text) => text.parse::<i64>().ok().filter(|i| *i > 0).ok_or_else(|| {
+                DataFusionError::Plan(format!("projection.{name}.interval {text:?} is not a positive integer"))
+            })?,
             None => 1,
         };
         let domain = match get("type").map(str::to_ascii_lowercase).as_deref() {
@@ -213,11 +221,14 @@ impl ProjectedColumn {
             Some("integer") => {
                 let (start, end) = two_ends(name, get("range"))?;
                 let number = |text: &str| {
-                    text.parse::<i64>()
-                        .map_err(|_| DataFusionError::Plan(format!("projection.{name}.range: {text:?} is not an integer")))
+                    text.parse::<i64>().map_err(|_| {
+                        DataFusionError::Plan(format!("projection.{name}.range: {text:?} is not an integer"))
+                    })
                 };
                 let digits = match get("digits") {
-                    Some(d) => d.parse().map_err(|_| DataFusionError::Plan(format!("projection.{name}.digits {d:?}")))?,
+                    Some(d) => {
+                        d.parse().map_err(|_| DataFusionError::Plan(format!("projection.{name}.digits {d:?}")))?
+                    }
                     None => 0,
                 };
                 Domain::Integer { start: number(start)?, end: number(end)?, interval, digits }
@@ -226,8 +237,9 @@ impl ProjectedColumn {
                 let Some(java) = get("format") else { return plan_err!("projection.{name}.format is missing") };
                 let (format, finest) = chrono_format(java)?;
                 let unit = match get("interval.unit") {
-                    Some(text) => Unit::parse(text)
-                        .ok_or_else(|| DataFusionError::Plan(format!("projection.{name}.interval.unit {text:?} is unknown")))?,
+                    Some(text) => Unit::parse(text).ok_or_else(|| {
+                        DataFusionError::Plan(format!("projection.{name}.interval.unit {text:?} is unknown"))
+                    })?,
                     None => finest,
                 };
                 let (start, end) = two_ends(name, get("range"))?;
@@ -241,7 +253,9 @@ impl ProjectedColumn {
                 }
             }
             Some("injected") => Domain::Injected,
-            Some(other) => return plan_err!("projection.{name}.type '{other}' is unknown: use enum, integer, date or injected"),
+            Some(other) => {
+                return plan_err!("projection.{name}.type '{other}' is unknown: use enum, integer, date or injected");
+            }
             None => return plan_err!("projection.{name}.type is missing: every partition column needs one"),
         };
         Ok(Self { name: name.to_string(), data_type, domain })
@@ -364,7 +378,8 @@ impl Projection {
         // Every combination, column-major, then checked against all partition predicates at once.
         let mut rows: Vec<Vec<&ProjectedValue>> = vec![Vec::new()];
         for values in &per_column {
-            rows = rows.into_iter().flat_map(|row| values.iter().map(move |v| [row.as_slice(), &[v]].concat())).collect();
+            rows =
+                rows.into_iter().flat_map(|row| values.iter().map(move |v| [row.as_slice(), &[v]].concat())).collect();
         }
         let columns: Vec<usize> = (0..self.columns.len()).collect();
         let texts: Vec<Vec<&str>> =
@@ -484,10 +499,7 @@ mod tests {
         assert!(error.contains("injected"), "{error}");
         let f = filter(
             &table,
-            &[
-                col("device").eq(lit("phone")),
-                col("region").not_eq(lit("apac")).and(col("shard").gt(lit(10))),
-            ],
+            &[col("device").eq(lit("phone")), col("region").not_eq(lit("apac")).and(col("shard").gt(lit(10)))],
         );
         let partitions = projection.partitions(&f, &state).unwrap();
         assert_eq!(partitions.len(), 4);

@@ -18,10 +18,10 @@ use datafusion::datasource::file_format::json::JsonFormat;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
 
+use crate::definitions::{TableDef, TableFormat};
 use crate::hive_ddl::{COMPRESSION, FILE_EXTENSION};
 use crate::lake_table::LakeTable;
 use crate::lowercase_columns::LowercaseColumns;
-use crate::definitions::{TableDef, TableFormat};
 use crate::store::Catalog;
 
 #[derive(Debug)]
@@ -70,11 +70,8 @@ pub fn listing_options(table: &TableDef, parquet: &TableParquetOptions) -> Resul
             Arc::new(csv)
         }
     };
-    let partition_cols = table
-        .partition_keys
-        .iter()
-        .map(|c| Ok((c.name.clone(), c.arrow_type()?)))
-        .collect::<Result<Vec<_>>>()?;
+    let partition_cols =
+        table.partition_keys.iter().map(|c| Ok((c.name.clone(), c.arrow_type()?))).collect::<Result<Vec<_>>>()?;
     let mut options = ListingOptions::new(format).with_table_partition_cols(partition_cols);
     if let Some(extension) = table.properties.get(FILE_EXTENSION) {
         options = options.with_file_extension(extension);
@@ -90,16 +87,18 @@ pub fn table_provider(
     catalog: &Arc<dyn Catalog>,
     parquet: &TableParquetOptions,
 ) -> Result<Arc<dyn TableProvider>> {
-    let fields = table
-        .columns
-        .iter()
-        .map(|c| Ok(Field::new(&c.name, c.arrow_type()?, true)))
-        .collect::<Result<Vec<_>>>()?;
+    let fields =
+        table.columns.iter().map(|c| Ok(Field::new(&c.name, c.arrow_type()?, true))).collect::<Result<Vec<_>>>()?;
     let file_schema = Arc::new(Schema::new(fields));
     let options = listing_options(table, parquet)?;
     // Columns the files name in mixed case are seen in lower case, as Athena shows them.
     if !table.partition_keys.is_empty() {
-        return Ok(LowercaseColumns::wrap(Arc::new(LakeTable::new(table.clone(), Arc::clone(catalog), options, file_schema)?)));
+        return Ok(LowercaseColumns::wrap(Arc::new(LakeTable::new(
+            table.clone(),
+            Arc::clone(catalog),
+            options,
+            file_schema,
+        )?)));
     }
     let urls = table.locations.iter().map(ListingTableUrl::parse).collect::<Result<Vec<_>>>()?;
     let config = ListingTableConfig::new_with_multi_paths(urls).with_listing_options(options).with_schema(file_schema);

@@ -96,9 +96,8 @@ impl SqliteCatalog {
         let mut partitions = Vec::new();
         for row in rows {
             let (values, location) = row.map_err(sql_error)?;
-            let values = serde_json::from_str(&values).map_err(|e| {
-                CatalogError::Store(format!("a partition of {database}.{table} is unreadable: {e}"))
-            })?;
+            let values = serde_json::from_str(&values)
+                .map_err(|e| CatalogError::Store(format!("a partition of {database}.{table} is unreadable: {e}")))?;
             partitions.push(Partition { values, location });
         }
         Ok(partitions)
@@ -132,7 +131,8 @@ impl Catalog for SqliteCatalog {
     }
 
     fn deallocate_statement(&self, name: &str) -> Result<bool> {
-        let deleted = self.lock().execute("DELETE FROM prepared_statements WHERE name = ?1", params![name]).map_err(sql_error)?;
+        let deleted =
+            self.lock().execute("DELETE FROM prepared_statements WHERE name = ?1", params![name]).map_err(sql_error)?;
         Ok(deleted > 0)
     }
 
@@ -150,9 +150,7 @@ impl Catalog for SqliteCatalog {
     }
 
     fn create_database(&self, name: &str) -> Result<()> {
-        self.lock()
-            .execute("INSERT OR IGNORE INTO databases (name) VALUES (?1)", params![name])
-            .map_err(sql_error)?;
+        self.lock().execute("INSERT OR IGNORE INTO databases (name) VALUES (?1)", params![name]).map_err(sql_error)?;
         Ok(())
     }
 
@@ -189,9 +187,8 @@ impl Catalog for SqliteCatalog {
             .map_err(sql_error)?;
         definition
             .map(|json| {
-                serde_json::from_str(&json).map_err(|e| {
-                    CatalogError::Store(format!("catalog entry {database}.{name} is unreadable: {e}"))
-                })
+                serde_json::from_str(&json)
+                    .map_err(|e| CatalogError::Store(format!("catalog entry {database}.{name} is unreadable: {e}")))
             })
             .transpose()
     }
@@ -204,7 +201,10 @@ impl Catalog for SqliteCatalog {
         let transaction = connection.transaction().map_err(sql_error)?;
         // A replaced table starts without partitions: its keys or location may have changed.
         transaction
-            .execute("DELETE FROM partitions WHERE database = ?1 AND table_name = ?2", params![table.database, table.name])
+            .execute(
+                "DELETE FROM partitions WHERE database = ?1 AND table_name = ?2",
+                params![table.database, table.name],
+            )
             .map_err(sql_error)?;
         let inserted = transaction.execute(
             &format!("{verb} INTO tables (database, name, definition) VALUES (?1, ?2, ?3)"),
@@ -249,7 +249,13 @@ impl Catalog for SqliteCatalog {
         Ok(partitions)
     }
 
-    fn add_partitions(&self, database: &str, table: &str, partitions: &[Partition], if_not_exists: bool) -> Result<usize> {
+    fn add_partitions(
+        &self,
+        database: &str,
+        table: &str,
+        partitions: &[Partition],
+        if_not_exists: bool,
+    ) -> Result<usize> {
         let mut connection = self.lock();
         let transaction = connection.transaction().map_err(sql_error)?;
         let mut added = 0;
@@ -339,7 +345,11 @@ mod tests {
         let partition = |d: &str| Partition { values: vec![d.into()], location: format!("s3://bucket/t/d={d}/") };
         let both = [partition("2024-01-02"), partition("2024-01-01")];
         assert_eq!(catalog.add_partitions("sales", "orders", &both, false).unwrap(), 2);
-        assert!(catalog.add_partitions("sales", "orders", &[partition("2024-01-03"), partition("2024-01-01")], false).is_err());
+        assert!(
+            catalog
+                .add_partitions("sales", "orders", &[partition("2024-01-03"), partition("2024-01-01")], false)
+                .is_err()
+        );
         assert_eq!(catalog.add_partitions("sales", "orders", &both, true).unwrap(), 0);
         assert_eq!(*catalog.partitions("sales", "orders").unwrap(), vec![both[1].clone(), both[0].clone()]);
         assert!(catalog.drop_partitions("sales", "orders", &[vec!["2024-01-09".into()]], false).is_err());

@@ -25,8 +25,13 @@ pub trait Catalog: Debug + Send + Sync {
     fn partitions(&self, database: &str, table: &str) -> Result<Arc<Vec<Partition>>>;
     /// Registers partitions, all or none. One whose values are registered already is skipped
     /// if `if_not_exists`, else an error. Returns how many were added.
-    fn add_partitions(&self, database: &str, table: &str, partitions: &[Partition], if_not_exists: bool)
-    -> Result<usize>;
+    fn add_partitions(
+        &self,
+        database: &str,
+        table: &str,
+        partitions: &[Partition],
+        if_not_exists: bool,
+    ) -> Result<usize>;
     /// Forgets the partitions with these values, all or none; each must exist unless `if_exists`.
     fn drop_partitions(&self, database: &str, table: &str, values: &[Vec<String>], if_exists: bool) -> Result<usize>;
     /// The text of a prepared statement (`PREPARE name FROM ...`), shared by every client as

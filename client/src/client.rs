@@ -6,12 +6,12 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use arrow_flight::decode::{DecodedPayload, FlightDataDecoder};
 use arrow_flight::error::FlightError;
-use arrow_flight::sql::client::FlightSqlServiceClient;
 use arrow_flight::sql::CommandGetTables;
+use arrow_flight::sql::client::FlightSqlServiceClient;
 use arrow_flight::{Action, CancelFlightInfoRequest, CancelFlightInfoResult, CancelStatus, FlightEndpoint, FlightInfo};
-use prost::Message;
 use futures::{StreamExt, TryStreamExt};
 use glaux_proto::{QueryProgress, QueryStats};
+use prost::Message;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
 #[derive(Debug, thiserror::Error)]
@@ -129,7 +129,8 @@ impl GlauxClient {
     /// Connects and authenticates as `user` (a Basic handshake exchanged for a bearer token that
     /// every later call carries).
     pub async fn connect_as(url: &str, user: &str, password: &str) -> Result<Self, ClientError> {
-        let options = ConnectOptions { credentials: Some((user.to_string(), password.to_string())), ..Default::default() };
+        let options =
+            ConnectOptions { credentials: Some((user.to_string(), password.to_string())), ..Default::default() };
         Self::connect_with(url, &options).await
     }
 
@@ -150,7 +151,10 @@ impl GlauxClient {
         let channel = endpoint.connect().await.map_err(|e| {
             // tonic's transport error says only "transport error"; the cause says why.
             let cause = std::error::Error::source(&e).map(|s| format!(": {s}")).unwrap_or_default();
-            failed(format!("{e}{cause} (is a Glaux scheduler running there{}?)", if tls { ", speaking TLS" } else { "" }))
+            failed(format!(
+                "{e}{cause} (is a Glaux scheduler running there{}?)",
+                if tls { ", speaking TLS" } else { "" }
+            ))
         })?;
         let mut client = Self { sql: FlightSqlServiceClient::new(channel), database: "default".into() };
         if let Some((user, password)) = &options.credentials {
@@ -176,8 +180,7 @@ impl GlauxClient {
 
     /// Starts reading one endpoint of a submitted statement (`DoGet`).
     pub async fn fetch(&mut self, endpoint: &FlightEndpoint) -> Result<FlightDataDecoder, ClientError> {
-        let ticket =
-            endpoint.ticket.clone().ok_or_else(|| ClientError::Protocol("endpoint without ticket".into()))?;
+        let ticket = endpoint.ticket.clone().ok_or_else(|| ClientError::Protocol("endpoint without ticket".into()))?;
         let request = self.authorized(ticket);
         let response = self
             .sql
@@ -216,7 +219,9 @@ impl GlauxClient {
         if result.body.is_empty() {
             return Ok(None);
         }
-        serde_json::from_slice(&result.body).map(Some).map_err(|e| ClientError::Protocol(format!("malformed progress: {e}")))
+        serde_json::from_slice(&result.body)
+            .map(Some)
+            .map_err(|e| ClientError::Protocol(format!("malformed progress: {e}")))
     }
 
     /// A request for a raw Flight call, with the token from the handshake (Flight SQL calls get
@@ -285,7 +290,8 @@ impl GlauxClient {
         let mut tables = Vec::new();
         for batch in self.get_tables(true).await? {
             let malformed = || ClientError::Protocol("GetTables returned unexpected columns".into());
-            let schemas = arrow::array::AsArray::as_string_opt::<i32>(batch.column(1).as_ref()).ok_or_else(malformed)?;
+            let schemas =
+                arrow::array::AsArray::as_string_opt::<i32>(batch.column(1).as_ref()).ok_or_else(malformed)?;
             let names = arrow::array::AsArray::as_string_opt::<i32>(batch.column(2).as_ref()).ok_or_else(malformed)?;
             let ipc = batch.column_by_name("table_schema").ok_or_else(malformed)?;
             let ipc = arrow::array::AsArray::as_binary_opt::<i32>(ipc.as_ref()).ok_or_else(malformed)?;

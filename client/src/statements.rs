@@ -59,8 +59,7 @@ mod tests {
 
     #[test]
     fn splits_outside_quotes_and_comments() {
-        let (statements, rest) =
-            split_statements("SELECT ';' AS a; -- x; y\nSELECT \"a;b\" FROM t /* ; */;\nSELECT 3");
+        let (statements, rest) = split_statements("SELECT ';' AS a; -- x; y\nSELECT \"a;b\" FROM t /* ; */;\nSELECT 3");
         assert_eq!(statements, vec!["SELECT ';' AS a", "-- x; y\nSELECT \"a;b\" FROM t /* ; */"]);
         assert_eq!(rest, "SELECT 3");
         let (statements, rest) = split_statements("  ;  -- only a comment\n");

@@ -20,8 +20,8 @@ use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use arrow_flight::error::FlightError;
 use arrow_flight::flight_service_server::FlightService;
 use arrow_flight::{
-    Action, ActionType, Criteria, Empty, FlightData, FlightDescriptor, FlightInfo, HandshakeRequest,
-    HandshakeResponse, PollInfo, PutResult, SchemaResult, Ticket,
+    Action, ActionType, Criteria, Empty, FlightData, FlightDescriptor, FlightInfo, HandshakeRequest, HandshakeResponse,
+    PollInfo, PutResult, SchemaResult, Ticket,
 };
 use futures::{Stream, StreamExt, TryStreamExt, stream};
 use glaux_proto::generated::TaskOutputTicket;
@@ -50,8 +50,8 @@ impl ExecutorFlight {
         // A failure reaches the reader with its kind (a lost executor, exhausted memory).
         let batches = batches.map_err(|e| FlightError::Tonic(Box::new(status_of(&e))));
         // Dictionaries stay dictionaries between cluster members: the consumer's schema expects them.
-        let data = with_trailer(schema, batches, false, compress, move || trailer().to_json().into())
-            .map_err(|e| match e {
+        let data =
+            with_trailer(schema, batches, false, compress, move || trailer().to_json().into()).map_err(|e| match e {
                 FlightError::Tonic(status) => *status,
                 other => Status::internal(other.to_string()),
             });
@@ -74,12 +74,7 @@ pub fn open_output(tasks: &Arc<TaskTable>, ticket: TaskOutputTicket) -> Result<T
         task: key.task,
     })?;
     let Some(index) = task.plan_partition(partition) else {
-        return Err(ExecutorError::UnknownPartition {
-            query: key.query,
-            stage: key.stage,
-            task: key.task,
-            partition,
-        });
+        return Err(ExecutorError::UnknownPartition { query: key.query, stage: key.stage, task: key.task, partition });
     };
     let batches = match task.buffer(partition) {
         None => task.plan.execute(index, Arc::clone(&task.context))?,
@@ -112,10 +107,7 @@ pub fn open_output(tasks: &Arc<TaskTable>, ticket: TaskOutputTicket) -> Result<T
         stats.output_rows = rows.load(Ordering::Relaxed);
         stats
     };
-    Ok(TaskOutputRead {
-        batches: Box::pin(RecordBatchStreamAdapter::new(schema, batches)),
-        trailer: Box::new(trailer),
-    })
+    Ok(TaskOutputRead { batches: Box::pin(RecordBatchStreamAdapter::new(schema, batches)), trailer: Box::new(trailer) })
 }
 
 /// A broadcast partition: the first read computes and keeps its batches (reserving their memory
@@ -164,9 +156,9 @@ where
 {
     let fired = cancel.clone();
     batches.take_until(cancel.cancelled_owned()).chain(
-        stream::once(async move {
-            fired.is_cancelled().then(|| Err(DataFusionError::Execution("query cancelled".into())))
-        })
+        stream::once(
+            async move { fired.is_cancelled().then(|| Err(DataFusionError::Execution("query cancelled".into()))) },
+        )
         .filter_map(futures::future::ready),
     )
 }

@@ -27,9 +27,7 @@ impl Membership {
         loop {
             let result = match self.channels.scheduler(&self.scheduler) {
                 Ok(mut client) => client
-                    .register_executor(RegisterExecutorRequest {
-                        executor: Some(self.registration.clone()),
-                    })
+                    .register_executor(RegisterExecutorRequest { executor: Some(self.registration.clone()) })
                     .await
                     .map(|r| r.into_inner())
                     .map_err(|s| s.message().to_string()),

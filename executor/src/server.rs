@@ -3,18 +3,18 @@
 use std::sync::Arc;
 
 use arrow_flight::flight_service_server::FlightServiceServer;
-use glaux_proto::generated::ExecutorRegistration;
-use glaux_proto::generated::executor_control_server::ExecutorControlServer;
 use datafusion::error::DataFusionError;
 use datafusion::execution::memory_pool::MemoryPool;
+use glaux_proto::generated::ExecutorRegistration;
+use glaux_proto::generated::executor_control_server::ExecutorControlServer;
 
 use glaux_proto::{ClusterAuth, ClusterChannels, ExecutorAddr, ExecutorId, LocalOutputs, MAX_MESSAGE_BYTES};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
-use tonic::transport::server::TcpIncoming;
 use tokio_util::sync::CancellationToken;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
 
 use crate::config::ExecutorConfig;
 use crate::control_service::ControlService;
@@ -36,12 +36,9 @@ pub struct Executor {
 
 impl Executor {
     pub async fn start(config: ExecutorConfig) -> Result<Self, ExecutorError> {
-        let listener = TcpListener::bind(config.bind)
-            .await
-            .map_err(|source| ExecutorError::Bind { addr: config.bind, source })?;
-        let addr = listener
-            .local_addr()
-            .map_err(|source| ExecutorError::Bind { addr: config.bind, source })?;
+        let listener =
+            TcpListener::bind(config.bind).await.map_err(|source| ExecutorError::Bind { addr: config.bind, source })?;
+        let addr = listener.local_addr().map_err(|source| ExecutorError::Bind { addr: config.bind, source })?;
         let host = config.advertise_host.clone().unwrap_or_else(|| addr.ip().to_string());
         let endpoint = ExecutorAddr::parse(&format!("{host}:{}", addr.port())).map_err(ExecutorError::Config)?;
 
@@ -70,7 +67,10 @@ impl Executor {
                 .add_service(InterceptedService::new(control, verify))
                 // Small responses go out at once: without TCP_NODELAY, Nagle and delayed ACKs add
                 // ~40 ms to every request/response exchange.
-                .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), stop.cancelled_owned())
+                .serve_with_incoming_shutdown(
+                    TcpIncoming::from(listener).with_nodelay(Some(true)),
+                    stop.cancelled_owned(),
+                )
                 .await;
             if let Err(e) = served {
                 tracing::error!("executor server failed: {e}");
@@ -133,9 +133,5 @@ impl Drop for Executor {
 }
 
 fn strip_scheme(address: &str) -> &str {
-    address
-        .strip_prefix("http://")
-        .or_else(|| address.strip_prefix("grpc://"))
-        .unwrap_or(address)
-        .trim_end_matches('/')
+    address.strip_prefix("http://").or_else(|| address.strip_prefix("grpc://")).unwrap_or(address).trim_end_matches('/')
 }

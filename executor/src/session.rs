@@ -32,10 +32,8 @@ pub fn executor_session(
         .with_object_store_registry(Arc::new(LakeObjectStores::new(config.storage.clone())))
         .build_arc()
         .map_err(ExecutorError::Session)?;
-    let mut session = SessionConfig::new()
-        .with_target_partitions(1)
-        .with_extension(channels)
-        .with_extension(Arc::new(local));
+    let mut session =
+        SessionConfig::new().with_target_partitions(1).with_extension(channels).with_extension(Arc::new(local));
     // A task holds only some partitions of its stage: its scans must not steal files that belong
     // to partitions other executors run.
     session.options_mut().execution.enable_file_stream_work_stealing = false;

@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 use datafusion::arrow::array::RecordBatch;
 use datafusion::execution::TaskContext;
 use datafusion::execution::memory_pool::MemoryReservation;
-use tokio::sync::OnceCell;
 use datafusion::physical_plan::ExecutionPlan;
 use glaux_proto::{QueryId, StageId, TaskId};
+use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -67,8 +67,11 @@ impl InstalledTask {
         bytes_read: Arc<AtomicU64>,
     ) -> Self {
         let reads = reads_per_partition.max(1);
-        let buffers =
-            if reads > 1 { partitions.iter().map(|&(p, _)| (p, BufferCell::default())).collect() } else { HashMap::new() };
+        let buffers = if reads > 1 {
+            partitions.iter().map(|&(p, _)| (p, BufferCell::default())).collect()
+        } else {
+            HashMap::new()
+        };
         Self {
             unread: Mutex::new(partitions.iter().map(|&(p, _)| (p, reads)).collect()),
             plan,

@@ -110,14 +110,22 @@ impl AggregateUDFImpl for Udaf {
         let input = |i: usize| args.input_fields.get(i).map(|f| f.data_type().clone()).unwrap_or(DataType::Null);
         Ok(match self.kind {
             Kind::CountIf => vec![Arc::new(Field::new("count", DataType::Int64, false))],
-            Kind::By { .. } => vec![Arc::new(Field::new("value", input(0), true)), Arc::new(Field::new("key", input(1), true))],
+            Kind::By { .. } => {
+                vec![Arc::new(Field::new("value", input(0), true)), Arc::new(Field::new("key", input(1), true))]
+            }
             Kind::MapAgg => vec![list_field("keys", &input(0)), list_field("values", &input(1))],
             Kind::Histogram => vec![list_field("keys", &input(0)), list_field("counts", &DataType::Int64)],
             Kind::Checksum => {
-                vec![Arc::new(Field::new("sum", DataType::UInt64, false)), Arc::new(Field::new("rows", DataType::Int64, false))]
+                vec![
+                    Arc::new(Field::new("sum", DataType::UInt64, false)),
+                    Arc::new(Field::new("rows", DataType::Int64, false)),
+                ]
             }
             Kind::GeometricMean => {
-                vec![Arc::new(Field::new("log_sum", DataType::Float64, false)), Arc::new(Field::new("count", DataType::Int64, false))]
+                vec![
+                    Arc::new(Field::new("log_sum", DataType::Float64, false)),
+                    Arc::new(Field::new("count", DataType::Int64, false)),
+                ]
             }
         })
     }
@@ -126,10 +134,14 @@ impl AggregateUDFImpl for Udaf {
         let input = |i: usize| args.expr_fields.get(i).map(|f| f.data_type().clone()).unwrap_or(DataType::Null);
         Ok(match self.kind {
             Kind::CountIf => Box::new(CountIf(0)),
-            Kind::By { max } => Box::new(By { max, value: ScalarValue::try_from(input(0))?, key: ScalarValue::try_from(input(1))? }),
+            Kind::By { max } => {
+                Box::new(By { max, value: ScalarValue::try_from(input(0))?, key: ScalarValue::try_from(input(1))? })
+            }
             Kind::MapAgg => Box::new(Entries::new(input(0), input(1), Merge::KeepFirst)),
             Kind::Histogram => Box::new(Entries::new(input(0), DataType::Int64, Merge::Count)),
-            Kind::Checksum => Box::new(Checksum { converter: RowConverter::new(vec![SortField::new(input(0))])?, sum: 0, rows: 0 }),
+            Kind::Checksum => {
+                Box::new(Checksum { converter: RowConverter::new(vec![SortField::new(input(0))])?, sum: 0, rows: 0 })
+            }
             Kind::GeometricMean => Box::new(GeometricMean { log_sum: 0.0, count: 0 }),
         })
     }
@@ -253,7 +265,9 @@ impl Entries {
     fn add(&mut self, key: ScalarValue, value: ScalarValue) {
         match (self.index.get(&key), self.merge) {
             (Some(&i), Merge::Count) => {
-                let (ScalarValue::Int64(Some(old)), ScalarValue::Int64(Some(more))) = (&self.values[i], &value) else { return };
+                let (ScalarValue::Int64(Some(old)), ScalarValue::Int64(Some(more))) = (&self.values[i], &value) else {
+                    return;
+                };
                 self.values[i] = ScalarValue::Int64(Some(old + more));
             }
             (Some(_), Merge::KeepFirst) => {}
@@ -302,7 +316,10 @@ impl Accumulator for Entries {
             return ScalarValue::try_from(map_type(&self.key_type, &self.value_type));
         }
         let (keys, values) = self.arrays()?;
-        let entries = Fields::from(vec![Field::new("key", self.key_type.clone(), false), Field::new("value", self.value_type.clone(), true)]);
+        let entries = Fields::from(vec![
+            Field::new("key", self.key_type.clone(), false),
+            Field::new("value", self.value_type.clone(), true),
+        ]);
         let entries = StructArray::try_new(entries.clone(), vec![keys, values], None)?;
         let field = Arc::new(Field::new("entries", entries.data_type().clone(), false));
         let map = MapArray::try_new(field, OffsetBuffer::from_lengths([self.keys.len()]), entries, None, false)?;
@@ -445,8 +462,16 @@ mod tests {
 
     #[test]
     fn checksums_ignore_order() {
-        let mut a = Checksum { converter: RowConverter::new(vec![SortField::new(DataType::Int64)]).expect("converter"), sum: 0, rows: 0 };
-        let mut b = Checksum { converter: RowConverter::new(vec![SortField::new(DataType::Int64)]).expect("converter"), sum: 0, rows: 0 };
+        let mut a = Checksum {
+            converter: RowConverter::new(vec![SortField::new(DataType::Int64)]).expect("converter"),
+            sum: 0,
+            rows: 0,
+        };
+        let mut b = Checksum {
+            converter: RowConverter::new(vec![SortField::new(DataType::Int64)]).expect("converter"),
+            sum: 0,
+            rows: 0,
+        };
         a.update_batch(&[Arc::new(arrow::array::Int64Array::from(vec![Some(1), None, Some(3)]))]).expect("update");
         b.update_batch(&[Arc::new(arrow::array::Int64Array::from(vec![Some(3)]))]).expect("update");
         b.update_batch(&[Arc::new(arrow::array::Int64Array::from(vec![None, Some(1)]))]).expect("update");
@@ -457,8 +482,11 @@ mod tests {
     #[test]
     fn histograms_add_counts() {
         let mut histogram = Entries::new(DataType::Utf8, DataType::Int64, Merge::Count);
-        histogram.update_batch(&[Arc::new(arrow::array::StringArray::from(vec![Some("x"), Some("y"), Some("x"), None]))]).expect("update");
-        let state: Vec<ArrayRef> = histogram.state().expect("state").iter().map(|s| s.to_array().expect("array")).collect();
+        histogram
+            .update_batch(&[Arc::new(arrow::array::StringArray::from(vec![Some("x"), Some("y"), Some("x"), None]))])
+            .expect("update");
+        let state: Vec<ArrayRef> =
+            histogram.state().expect("state").iter().map(|s| s.to_array().expect("array")).collect();
         let mut merged = Entries::new(DataType::Utf8, DataType::Int64, Merge::Count);
         merged.merge_batch(&state).expect("merge");
         merged.merge_batch(&state).expect("merge");

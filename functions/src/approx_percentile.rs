@@ -42,7 +42,9 @@ impl AggregateUDFImpl for ApproxPercentile {
     fn coerce_types(&self, types: &[DataType]) -> Result<Vec<DataType>> {
         let forms = "(T, double) or (T, array(double))";
         match types {
-            [x, p] if x.is_numeric() && (p.is_numeric() || *p == DataType::Null) => Ok(vec![x.clone(), DataType::Float64]),
+            [x, p] if x.is_numeric() && (p.is_numeric() || *p == DataType::Null) => {
+                Ok(vec![x.clone(), DataType::Float64])
+            }
             [x, p] if x.is_numeric() && is_list(p) => {
                 Ok(vec![x.clone(), DataType::List(Arc::new(Field::new_list_field(DataType::Float64, true)))])
             }
@@ -51,7 +53,11 @@ impl AggregateUDFImpl for ApproxPercentile {
     }
 
     fn return_type(&self, types: &[DataType]) -> Result<DataType> {
-        Ok(if is_list(&types[1]) { DataType::List(Arc::new(Field::new_list_field(types[0].clone(), true))) } else { types[0].clone() })
+        Ok(if is_list(&types[1]) {
+            DataType::List(Arc::new(Field::new_list_field(types[0].clone(), true)))
+        } else {
+            types[0].clone()
+        })
     }
 
     fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
@@ -62,7 +68,11 @@ impl AggregateUDFImpl for ApproxPercentile {
             field("count", DataType::Float64),
             field("max", DataType::Float64),
             field("min", DataType::Float64),
-            Arc::new(Field::new_list(format!("{}[centroids]", args.name), Field::new_list_field(DataType::Float64, true), false)),
+            Arc::new(Field::new_list(
+                format!("{}[centroids]", args.name),
+                Field::new_list_field(DataType::Float64, true),
+                false,
+            )),
         ])
     }
 
@@ -108,7 +118,11 @@ impl Accumulator for Percentiles {
     }
 
     fn evaluate(&mut self) -> Result<ScalarValue> {
-        let answer_type = if self.many { DataType::List(Arc::new(Field::new_list_field(self.value_type.clone(), true))) } else { self.value_type.clone() };
+        let answer_type = if self.many {
+            DataType::List(Arc::new(Field::new_list_field(self.value_type.clone(), true)))
+        } else {
+            self.value_type.clone()
+        };
         if self.digest.count() == 0.0 {
             return ScalarValue::try_from(answer_type);
         }
@@ -145,7 +159,8 @@ impl Accumulator for Percentiles {
         for row in 0..rows {
             let state = states.iter().map(|s| ScalarValue::try_from_array(s, row)).collect::<Result<Vec<_>>>()?;
             // Only digests of the expected shape are read: from_scalar_state asserts on others.
-            let valid = matches!(state.as_slice(), [ScalarValue::UInt64(Some(_)), .., ScalarValue::List(_)]) && state.len() == 6;
+            let valid = matches!(state.as_slice(), [ScalarValue::UInt64(Some(_)), .., ScalarValue::List(_)])
+                && state.len() == 6;
             if !valid {
                 return exec_err!("approx_percentile: a partial state of the wrong shape");
             }
@@ -164,9 +179,19 @@ mod tests {
     #[test]
     fn percentiles_of_integers_and_from_merged_states() {
         let values: ArrayRef = Arc::new(arrow::array::Int64Array::from_iter_values(1..=100));
-        let mut a = Percentiles { digest: TDigest::new(DIGEST_SIZE), percentiles: vec![0.5, 0.9], many: true, value_type: DataType::Int64 };
+        let mut a = Percentiles {
+            digest: TDigest::new(DIGEST_SIZE),
+            percentiles: vec![0.5, 0.9],
+            many: true,
+            value_type: DataType::Int64,
+        };
         a.update_batch(&[values.slice(0, 50)]).expect("update");
-        let mut b = Percentiles { digest: TDigest::new(DIGEST_SIZE), percentiles: vec![0.5, 0.9], many: true, value_type: DataType::Int64 };
+        let mut b = Percentiles {
+            digest: TDigest::new(DIGEST_SIZE),
+            percentiles: vec![0.5, 0.9],
+            many: true,
+            value_type: DataType::Int64,
+        };
         b.update_batch(&[values.slice(50, 50)]).expect("update");
         let state: Vec<ArrayRef> = b.state().expect("state").iter().map(|s| s.to_array().expect("array")).collect();
         a.merge_batch(&state).expect("merge");

@@ -46,7 +46,9 @@ fn list_field(t: &DataType) -> Option<&FieldRef> {
 fn map_fields(t: &DataType) -> Option<(DataType, DataType)> {
     match t {
         DataType::Map(entries, _) => match entries.data_type() {
-            DataType::Struct(fields) if fields.len() == 2 => Some((fields[0].data_type().clone(), fields[1].data_type().clone())),
+            DataType::Struct(fields) if fields.len() == 2 => {
+                Some((fields[0].data_type().clone(), fields[1].data_type().clone()))
+            }
             _ => None,
         },
         _ => None,
@@ -56,9 +58,10 @@ fn map_fields(t: &DataType) -> Option<(DataType, DataType)> {
 fn coerce_element_at(name: &str, types: &[DataType]) -> Result<Vec<DataType>> {
     let forms = "(array(E), bigint) or (map(K, V), K)";
     match types {
-        [list, index] if list_field(list).is_some() && as_integer(index).is_some() => {
-            Ok(vec![list_of(list_field(list).map(|f| f.data_type().clone()).unwrap_or(DataType::Null)), DataType::Int64])
-        }
+        [list, index] if list_field(list).is_some() && as_integer(index).is_some() => Ok(vec![
+            list_of(list_field(list).map(|f| f.data_type().clone()).unwrap_or(DataType::Null)),
+            DataType::Int64,
+        ]),
         [map, _] if map_fields(map).is_some() => {
             let (key, _) = map_fields(map).unwrap_or((DataType::Null, DataType::Null));
             Ok(vec![map.clone(), key])
@@ -84,8 +87,12 @@ fn simplify_element_at(args: Vec<Expr>, info: &SimplifyContext) -> Result<ExprSi
     if !is_map {
         return Ok(ExprSimplifyResult::Original(args));
     }
-    let values = Expr::ScalarFunction(ScalarFunction::new_udf(datafusion::functions_nested::map_extract::map_extract_udf(), args));
-    let first = ScalarFunction::new_udf(datafusion::functions_nested::extract::array_element_udf(), vec![values, lit(1i64)]);
+    let values = Expr::ScalarFunction(ScalarFunction::new_udf(
+        datafusion::functions_nested::map_extract::map_extract_udf(),
+        args,
+    ));
+    let first =
+        ScalarFunction::new_udf(datafusion::functions_nested::extract::array_element_udf(), vec![values, lit(1i64)]);
     Ok(ExprSimplifyResult::Simplified(Expr::ScalarFunction(first)))
 }
 
@@ -190,7 +197,9 @@ fn integer_sequence(args: &[ArrayRef], rows: usize) -> Result<ArrayRef> {
             return exec_err!("step must not be zero");
         }
         if (stop > start && step < 0) || (stop < start && step > 0) {
-            return exec_err!("sequence stop value should be greater than or equal to start value if step is greater than zero otherwise stop should be less than or equal to start");
+            return exec_err!(
+                "sequence stop value should be greater than or equal to start value if step is greater than zero otherwise stop should be less than or equal to start"
+            );
         }
         let count = ((i128::from(stop) - i128::from(start)) / i128::from(step) + 1) as usize;
         if count > MAX_SEQUENCE {
@@ -256,7 +265,9 @@ fn temporal_sequence(args: &[ArrayRef], rows: usize) -> Result<ArrayRef> {
             }
             values.push(current);
             let i = count as i64;
-            let (Ok(m), Ok(d)) = (i32::try_from(i64::from(months) * i), i32::try_from(i64::from(days) * i)) else { break };
+            let (Ok(m), Ok(d)) = (i32::try_from(i64::from(months) * i), i32::try_from(i64::from(days) * i)) else {
+                break;
+            };
             let Some(next) = nanos.checked_mul(i).and_then(|n| add_interval(start, m, d, n)) else { break };
             current = next;
         }
@@ -279,8 +290,14 @@ fn list_array(values: ArrayRef, lengths: Vec<usize>, validity: Vec<bool>) -> Res
 
 fn coerce_slice(name: &str, types: &[DataType]) -> Result<Vec<DataType>> {
     match types {
-        [list, start, length] if list_field(list).is_some() && as_integer(start).is_some() && as_integer(length).is_some() => {
-            Ok(vec![list_of(list_field(list).map(|f| f.data_type().clone()).unwrap_or(DataType::Null)), DataType::Int64, DataType::Int64])
+        [list, start, length]
+            if list_field(list).is_some() && as_integer(start).is_some() && as_integer(length).is_some() =>
+        {
+            Ok(vec![
+                list_of(list_field(list).map(|f| f.data_type().clone()).unwrap_or(DataType::Null)),
+                DataType::Int64,
+                DataType::Int64,
+            ])
         }
         _ => no_form(name, types, "(array(E), bigint, bigint)"),
     }
@@ -351,17 +368,32 @@ mod tests {
     #[test]
     fn elements_by_position() {
         let index = |i: i64| -> ArrayRef { Arc::new(Int64Array::from(vec![i; 3])) };
-        assert_eq!(show(&element_at(&[lists(), index(2)], 3, &DataType::Int64).expect("runs")), vec!["2", "NULL", "NULL"]);
-        assert_eq!(show(&element_at(&[lists(), index(-1)], 3, &DataType::Int64).expect("runs")), vec!["4", "NULL", "NULL"]);
-        assert_eq!(show(&element_at(&[lists(), index(9)], 3, &DataType::Int64).expect("runs")), vec!["NULL", "NULL", "NULL"]);
+        assert_eq!(
+            show(&element_at(&[lists(), index(2)], 3, &DataType::Int64).expect("runs")),
+            vec!["2", "NULL", "NULL"]
+        );
+        assert_eq!(
+            show(&element_at(&[lists(), index(-1)], 3, &DataType::Int64).expect("runs")),
+            vec!["4", "NULL", "NULL"]
+        );
+        assert_eq!(
+            show(&element_at(&[lists(), index(9)], 3, &DataType::Int64).expect("runs")),
+            vec!["NULL", "NULL", "NULL"]
+        );
         assert!(element_at(&[lists(), index(0)], 3, &DataType::Int64).is_err());
     }
 
     #[test]
     fn slices() {
         let int = |i: i64| -> ArrayRef { Arc::new(Int64Array::from(vec![i; 3])) };
-        assert_eq!(show(&slice(&[lists(), int(2), int(2)], 3, &DataType::Null).expect("runs")), vec!["[2, 3]", "NULL", "[]"]);
-        assert_eq!(show(&slice(&[lists(), int(-2), int(5)], 3, &DataType::Null).expect("runs")), vec!["[3, 4]", "NULL", "[]"]);
+        assert_eq!(
+            show(&slice(&[lists(), int(2), int(2)], 3, &DataType::Null).expect("runs")),
+            vec!["[2, 3]", "NULL", "[]"]
+        );
+        assert_eq!(
+            show(&slice(&[lists(), int(-2), int(5)], 3, &DataType::Null).expect("runs")),
+            vec!["[3, 4]", "NULL", "[]"]
+        );
     }
 
     #[test]

@@ -15,7 +15,9 @@ use crate::udf::{Udf, no_form};
 pub fn functions() -> Vec<ScalarUDF> {
     vec![
         Udf::new("if", coerce_if, |types| Ok(types[1].clone()), if_then_else).simplify(simplify_if).build(),
-        Udf::new("typeof", |_, types| Ok(types.to_vec()), |_| Ok(DataType::Utf8), type_of).simplify(simplify_typeof).build(),
+        Udf::new("typeof", |_, types| Ok(types.to_vec()), |_| Ok(DataType::Utf8), type_of)
+            .simplify(simplify_typeof)
+            .build(),
     ]
 }
 
@@ -40,7 +42,11 @@ fn simplify_if(args: Vec<Expr>, _: &SimplifyContext) -> Result<ExprSimplifyResul
         return Ok(ExprSimplifyResult::Original(Vec::new()));
     };
     let otherwise = args.next().map(Box::new);
-    Ok(ExprSimplifyResult::Simplified(Expr::Case(Case::new(None, vec![(Box::new(condition), Box::new(then))], otherwise))))
+    Ok(ExprSimplifyResult::Simplified(Expr::Case(Case::new(
+        None,
+        vec![(Box::new(condition), Box::new(then))],
+        otherwise,
+    ))))
 }
 
 fn if_then_else(args: &[ArrayRef], rows: usize, return_type: &DataType) -> Result<ArrayRef> {

@@ -340,13 +340,16 @@ mod tests {
     #[test]
     fn paths_parse_as_trino_reads_them() {
         assert_eq!(parse_path("$").expect("root"), vec![]);
-        assert_eq!(parse_path("$.a.b[2][\"c d\"]['e']").expect("path"), vec![
-            Step::Member("a".into()),
-            Step::Member("b".into()),
-            Step::Index(2),
-            Step::Member("c d".into()),
-            Step::Member("e".into()),
-        ]);
+        assert_eq!(
+            parse_path("$.a.b[2][\"c d\"]['e']").expect("path"),
+            vec![
+                Step::Member("a".into()),
+                Step::Member("b".into()),
+                Step::Index(2),
+                Step::Member("c d".into()),
+                Step::Member("e".into()),
+            ]
+        );
         for bad in ["a.b", "$.", "$[x]", "$[\"a]", "$a"] {
             assert!(parse_path(bad).is_err(), "{bad}");
         }
@@ -356,18 +359,22 @@ mod tests {
     fn extraction_follows_trino() {
         let document = r#"{"a": {"b": [1, "two", true, null, {"c": 3.5}]}, "s": "x"}"#;
         let documents = strings(&[Some(document); 7]);
-        let paths = strings(&[Some("$.s"), Some("$.a.b[1]"), Some("$.a.b[0]"), Some("$.a.b[2]"), Some("$.a.b[3]"), Some("$.a"), Some("$.nope")]);
-        assert_eq!(run(json_extract_scalar, vec![documents.clone(), paths.clone()]), vec![
-            Some("x".into()),
-            Some("two".into()),
-            Some("1".into()),
-            Some("true".into()),
-            None,
-            None,
-            None
+        let paths = strings(&[
+            Some("$.s"),
+            Some("$.a.b[1]"),
+            Some("$.a.b[0]"),
+            Some("$.a.b[2]"),
+            Some("$.a.b[3]"),
+            Some("$.a"),
+            Some("$.nope"),
         ]);
+        assert_eq!(
+            run(json_extract_scalar, vec![documents.clone(), paths.clone()]),
+            vec![Some("x".into()), Some("two".into()), Some("1".into()), Some("true".into()), None, None, None]
+        );
         assert_eq!(run(json_extract, vec![documents, paths])[5], Some(r#"{"b":[1,"two",true,null,{"c":3.5}]}"#.into()));
-        let malformed = run(json_extract_scalar, vec![strings(&[Some("{not json"), None]), strings(&[Some("$.a"), Some("$.a")])]);
+        let malformed =
+            run(json_extract_scalar, vec![strings(&[Some("{not json"), None]), strings(&[Some("$.a"), Some("$.a")])]);
         assert_eq!(malformed, vec![None, None]);
     }
 
@@ -385,9 +392,18 @@ mod tests {
         assert_eq!(run(json_array_length, vec![documents.clone()]), vec![Some("3".into()), None, Some("0".into())]);
         let indexes: ArrayRef = Arc::new(arrow::array::Int64Array::from(vec![1, 0, -1]));
         assert_eq!(run(json_array_get, vec![documents, indexes]), vec![Some("[3,9]".into()), None, None]);
-        let last = run(json_array_get, vec![strings(&[Some(r#"["a", "c"]"#)]), Arc::new(arrow::array::Int64Array::from(vec![-1]))]);
+        let last = run(
+            json_array_get,
+            vec![strings(&[Some(r#"["a", "c"]"#)]), Arc::new(arrow::array::Int64Array::from(vec![-1]))],
+        );
         assert_eq!(last, vec![Some("\"c\"".into())]);
-        let sizes = run(json_size, vec![strings(&[Some(r#"{"x": {"a": 1, "b": 2}}"#); 3]), strings(&[Some("$.x"), Some("$.x.a"), Some("$.y")])]);
+        let sizes = run(
+            json_size,
+            vec![
+                strings(&[Some(r#"{"x": {"a": 1, "b": 2}}"#); 3]),
+                strings(&[Some("$.x"), Some("$.x.a"), Some("$.y")]),
+            ],
+        );
         assert_eq!(sizes, vec![Some("2".into()), Some("0".into()), None]);
     }
 }

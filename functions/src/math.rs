@@ -17,11 +17,13 @@ pub fn functions() -> Vec<ScalarUDF> {
         datafusion::functions::math::trunc().as_ref().clone().with_aliases(["truncate"]),
         Udf::new("random", coerce_random, random_type, random).aliases(&["rand"]).volatile().build(),
         Udf::new("width_bucket", coerce_width_bucket, |_| Ok(DataType::Int64), width_bucket).build(),
-        Udf::new("infinity", no_arguments, |_| Ok(DataType::Float64), |_, rows, _| constant(f64::INFINITY, rows)).build(),
+        Udf::new("infinity", no_arguments, |_| Ok(DataType::Float64), |_, rows, _| constant(f64::INFINITY, rows))
+            .build(),
         Udf::new("nan", no_arguments, |_| Ok(DataType::Float64), |_, rows, _| constant(f64::NAN, rows)).build(),
         Udf::new("is_nan", coerce_double, |_| Ok(DataType::Boolean), |a, _, _| test(&a[0], f64::is_nan)).build(),
         Udf::new("is_finite", coerce_double, |_| Ok(DataType::Boolean), |a, _, _| test(&a[0], f64::is_finite)).build(),
-        Udf::new("is_infinite", coerce_double, |_| Ok(DataType::Boolean), |a, _, _| test(&a[0], f64::is_infinite)).build(),
+        Udf::new("is_infinite", coerce_double, |_| Ok(DataType::Boolean), |a, _, _| test(&a[0], f64::is_infinite))
+            .build(),
     ]
 }
 
@@ -72,7 +74,9 @@ fn random(args: &[ArrayRef], rows: usize, _: &DataType) -> Result<ArrayRef> {
         };
         match (low, high) {
             (Some(low), Some(high)) if low < high => builder.append_value(rng.random_range(low..high)),
-            (Some(_), Some(_)) => return exec_err!("bound must be positive and upper bound must be greater than lower bound"),
+            (Some(_), Some(_)) => {
+                return exec_err!("bound must be positive and upper bound must be greater than lower bound");
+            }
             _ => builder.append_null(),
         }
     }
@@ -108,8 +112,11 @@ fn width_bucket(args: &[ArrayRef], rows: usize, _: &DataType) -> Result<ArrayRef
         }
         return Ok(Arc::new(builder.finish()));
     }
-    let (lows, highs, counts) =
-        (args[1].as_primitive::<Float64Type>(), args[2].as_primitive::<Float64Type>(), args[3].as_primitive::<Int64Type>());
+    let (lows, highs, counts) = (
+        args[1].as_primitive::<Float64Type>(),
+        args[2].as_primitive::<Float64Type>(),
+        args[3].as_primitive::<Int64Type>(),
+    );
     for row in 0..rows {
         if values.is_null(row) || lows.is_null(row) || highs.is_null(row) || counts.is_null(row) {
             builder.append_null();
@@ -144,7 +151,12 @@ mod tests {
     fn buckets() {
         let doubles = |v: Vec<f64>| -> ArrayRef { Arc::new(Float64Array::from(v)) };
         let values = doubles(vec![-1.0, 0.0, 3.3, 9.99, 10.0]);
-        let args = [values, doubles(vec![0.0; 5]), doubles(vec![10.0; 5]), Arc::new(arrow::array::Int64Array::from(vec![5; 5])) as ArrayRef];
+        let args = [
+            values,
+            doubles(vec![0.0; 5]),
+            doubles(vec![10.0; 5]),
+            Arc::new(arrow::array::Int64Array::from(vec![5; 5])) as ArrayRef,
+        ];
         let buckets = width_bucket(&args, 5, &DataType::Int64).expect("runs");
         assert_eq!(buckets.as_primitive::<Int64Type>().values().to_vec(), vec![0, 1, 2, 5, 6]);
     }

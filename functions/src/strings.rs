@@ -34,8 +34,13 @@ pub fn functions() -> Vec<ScalarUDF> {
         Udf::new("from_utf8", coerce_from_utf8, |_| Ok(DataType::Utf8), from_utf8).build(),
         Udf::new("from_hex", coerce_one_string, |_| Ok(DataType::Binary), from_hex).build(),
         Udf::new("to_hex", coerce_to_hex, |_| Ok(DataType::Utf8), to_hex).build(),
-        Udf::new("md5", coerce_md5, |types| Ok(if types[0] == DataType::Binary { DataType::Binary } else { DataType::Utf8 }), md5)
-            .build(),
+        Udf::new(
+            "md5",
+            coerce_md5,
+            |types| Ok(if types[0] == DataType::Binary { DataType::Binary } else { DataType::Utf8 }),
+            md5,
+        )
+        .build(),
         datafusion::functions::string::levenshtein().as_ref().clone().with_aliases(["levenshtein_distance"]),
     ]
 }
@@ -55,7 +60,12 @@ fn coerce_two_strings(name: &str, types: &[DataType]) -> Result<Vec<DataType>> {
 fn coerce_split(name: &str, types: &[DataType]) -> Result<Vec<DataType>> {
     match types.len() {
         2 => coerce_each(name, types, &[as_string, as_string], "(varchar, varchar) or (varchar, varchar, bigint)"),
-        _ => coerce_each(name, types, &[as_string, as_string, as_integer], "(varchar, varchar) or (varchar, varchar, bigint)"),
+        _ => coerce_each(
+            name,
+            types,
+            &[as_string, as_string, as_integer],
+            "(varchar, varchar) or (varchar, varchar, bigint)",
+        ),
     }
 }
 
@@ -66,14 +76,24 @@ fn coerce_split_part(name: &str, types: &[DataType]) -> Result<Vec<DataType>> {
 fn coerce_regexp_extract(name: &str, types: &[DataType]) -> Result<Vec<DataType>> {
     match types.len() {
         2 => coerce_each(name, types, &[as_string, as_string], "(varchar, varchar) or (varchar, varchar, bigint)"),
-        _ => coerce_each(name, types, &[as_string, as_string, as_integer], "(varchar, varchar) or (varchar, varchar, bigint)"),
+        _ => coerce_each(
+            name,
+            types,
+            &[as_string, as_string, as_integer],
+            "(varchar, varchar) or (varchar, varchar, bigint)",
+        ),
     }
 }
 
 fn coerce_regexp_replace(name: &str, types: &[DataType]) -> Result<Vec<DataType>> {
     match types.len() {
         2 => coerce_each(name, types, &[as_string, as_string], "(varchar, varchar) or (varchar, varchar, varchar)"),
-        _ => coerce_each(name, types, &[as_string, as_string, as_string], "(varchar, varchar) or (varchar, varchar, varchar)"),
+        _ => coerce_each(
+            name,
+            types,
+            &[as_string, as_string, as_string],
+            "(varchar, varchar) or (varchar, varchar, varchar)",
+        ),
     }
 }
 
@@ -138,7 +158,9 @@ fn split_part(args: &[ArrayRef], rows: usize, _: &DataType) -> Result<ArrayRef> 
     let mut builder = StringBuilder::new();
     for row in 0..rows {
         match (text(&args[0], row), text(&args[1], row), integer(&args[2], row)) {
-            (Some(_), Some(_), Some(index)) if index < 1 => return exec_err!("split_part: the index must be greater than zero"),
+            (Some(_), Some(_), Some(index)) if index < 1 => {
+                return exec_err!("split_part: the index must be greater than zero");
+            }
             (Some(value), Some(delimiter), Some(index)) => {
                 let part = if delimiter.is_empty() {
                     value.chars().nth(index as usize - 1).map(String::from)
@@ -319,7 +341,9 @@ fn url_extract_parameter(args: &[ArrayRef], rows: usize, _: &DataType) -> Result
     let mut builder = StringBuilder::new();
     for row in 0..rows {
         let value = match (text(&args[0], row).and_then(|t| url::Url::parse(t).ok()), text(&args[1], row)) {
-            (Some(url), Some(name)) => url.query_pairs().find(|(key, _)| key == name).map(|(_, value)| value.into_owned()),
+            (Some(url), Some(name)) => {
+                url.query_pairs().find(|(key, _)| key == name).map(|(_, value)| value.into_owned())
+            }
             _ => None,
         };
         builder.append_option(value);
@@ -330,7 +354,9 @@ fn url_extract_parameter(args: &[ArrayRef], rows: usize, _: &DataType) -> Result
 fn url_encode(args: &[ArrayRef], rows: usize, _: &DataType) -> Result<ArrayRef> {
     let mut builder = StringBuilder::new();
     for row in 0..rows {
-        builder.append_option(text(&args[0], row).map(|t| url::form_urlencoded::byte_serialize(t.as_bytes()).collect::<String>()));
+        builder.append_option(
+            text(&args[0], row).map(|t| url::form_urlencoded::byte_serialize(t.as_bytes()).collect::<String>()),
+        );
     }
     Ok(Arc::new(builder.finish()))
 }
@@ -339,7 +365,10 @@ fn url_decode(args: &[ArrayRef], rows: usize, _: &DataType) -> Result<ArrayRef> 
     let mut builder = StringBuilder::new();
     for row in 0..rows {
         builder.append_option(text(&args[0], row).map(|t| {
-            url::form_urlencoded::parse(format!("x={t}").as_bytes()).next().map(|(_, v)| v.into_owned()).unwrap_or_default()
+            url::form_urlencoded::parse(format!("x={t}").as_bytes())
+                .next()
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_default()
         }));
     }
     Ok(Arc::new(builder.finish()))
@@ -389,8 +418,10 @@ fn from_hex(args: &[ArrayRef], rows: usize, _: &DataType) -> Result<ArrayRef> {
         if hex.len() % 2 != 0 {
             return exec_err!("from_hex: '{hex}' has an odd number of digits");
         }
-        let bytes: Option<Vec<u8>> =
-            (0..hex.len()).step_by(2).map(|i| hex.get(i..i + 2).and_then(|pair| u8::from_str_radix(pair, 16).ok())).collect();
+        let bytes: Option<Vec<u8>> = (0..hex.len())
+            .step_by(2)
+            .map(|i| hex.get(i..i + 2).and_then(|pair| u8::from_str_radix(pair, 16).ok()))
+            .collect();
         match bytes {
             Some(bytes) => builder.append_value(bytes),
             None => return exec_err!("from_hex: '{hex}' is not hexadecimal"),
@@ -407,7 +438,11 @@ fn to_hex(args: &[ArrayRef], rows: usize, _: &DataType) -> Result<ArrayRef> {
         DataType::Binary => {
             let bytes = args[0].as_binary::<i32>();
             for row in 0..rows {
-                builder.append_option(bytes.is_valid(row).then(|| bytes.value(row).iter().map(|b| format!("{b:02X}")).collect::<String>()));
+                builder.append_option(
+                    bytes
+                        .is_valid(row)
+                        .then(|| bytes.value(row).iter().map(|b| format!("{b:02X}")).collect::<String>()),
+                );
             }
         }
         _ => {
@@ -430,7 +465,7 @@ fn md5(args: &[ArrayRef], rows: usize, return_type: &DataType) -> Result<ArrayRe
             delegate_values(&datafusion::functions::crypto::digest(), arguments, rows, return_type)
         }
         DataType::Utf8 => delegate(&datafusion::functions::crypto::md5(), args, rows, return_type),
-        other => no_form("md5", &[other.clone()], "(varbinary)"),
+        other => no_form("md5", std::slice::from_ref(other), "(varbinary)"),
     }
 }
 
@@ -443,8 +478,11 @@ mod tests {
     }
 
     fn show(array: &ArrayRef) -> Vec<String> {
-        let formatter = arrow::util::display::ArrayFormatter::try_new(array, &arrow::util::display::FormatOptions::default().with_null("NULL"))
-            .expect("formatter");
+        let formatter = arrow::util::display::ArrayFormatter::try_new(
+            array,
+            &arrow::util::display::FormatOptions::default().with_null("NULL"),
+        )
+        .expect("formatter");
         (0..array.len()).map(|i| formatter.value(i).to_string()).collect()
     }
 
@@ -465,7 +503,8 @@ mod tests {
         assert_eq!(show(&first), vec!["a", "NULL"]);
         let bad_group: ArrayRef = Arc::new(arrow::array::Int64Array::from(vec![3, 3]));
         assert!(regexp_extract(&[values.clone(), patterns.clone(), bad_group], 2, &DataType::Utf8).is_err());
-        let replaced = regexp_replace(&[values, patterns, strings(&[Some("$2$1"); 2])], 2, &DataType::Utf8).expect("runs");
+        let replaced =
+            regexp_replace(&[values, patterns, strings(&[Some("$2$1"); 2])], 2, &DataType::Utf8).expect("runs");
         assert_eq!(show(&replaced), vec!["a1 b2 m14", "NULL"]);
     }
 
@@ -474,25 +513,32 @@ mod tests {
         let parts = split(&[strings(&[Some("a.b.c")]), strings(&[Some(".")])], 1, &DataType::Utf8).expect("runs");
         assert_eq!(show(&parts), vec!["[a, b, c]"]);
         let index: ArrayRef = Arc::new(arrow::array::Int64Array::from(vec![2, 4]));
-        let part = split_part(&[strings(&[Some("a,b,c"); 2]), strings(&[Some(","); 2]), index], 2, &DataType::Utf8).expect("runs");
+        let part = split_part(&[strings(&[Some("a,b,c"); 2]), strings(&[Some(","); 2]), index], 2, &DataType::Utf8)
+            .expect("runs");
         assert_eq!(show(&part), vec!["b", "NULL"]);
     }
 
     #[test]
     fn urls_binary_and_hex() {
         let urls = strings(&[Some("https://user@example.com:8080/a/b?x=1&y=two%20words#top"), Some("not a url")]);
-        let host = url_parts(&[urls.clone()], 2, |u| u.host_str().map(str::to_string)).expect("runs");
+        let host = url_parts(std::slice::from_ref(&urls), 2, |u| u.host_str().map(str::to_string)).expect("runs");
         assert_eq!(show(&host), vec!["example.com", "NULL"]);
-        let parameter = url_extract_parameter(&[urls.clone(), strings(&[Some("y"); 2])], 2, &DataType::Utf8).expect("runs");
+        let parameter =
+            url_extract_parameter(&[urls.clone(), strings(&[Some("y"); 2])], 2, &DataType::Utf8).expect("runs");
         assert_eq!(show(&parameter), vec!["two words", "NULL"]);
         let port = url_extract_port(&[urls], 2, &DataType::Int64).expect("runs");
         assert_eq!(show(&port), vec!["8080", "NULL"]);
         let bytes = to_utf8(&[strings(&[Some("hé")])], 1, &DataType::Binary).expect("runs");
-        assert_eq!(show(&to_hex(&[bytes.clone()], 1, &DataType::Utf8).expect("runs")), vec!["68C3A9"]);
+        assert_eq!(show(&to_hex(std::slice::from_ref(&bytes), 1, &DataType::Utf8).expect("runs")), vec!["68C3A9"]);
         assert_eq!(show(&from_utf8(&[bytes], 1, &DataType::Utf8).expect("runs")), vec!["hé"]);
         let invalid: ArrayRef = Arc::new(arrow::array::BinaryArray::from(vec![&b"a\xffb"[..]]));
         assert_eq!(show(&from_utf8(&[invalid], 1, &DataType::Utf8).expect("runs")), vec!["a\u{FFFD}b"]);
-        let digest = md5(&[to_utf8(&[strings(&[Some("a")])], 1, &DataType::Binary).expect("bytes")], 1, &DataType::Binary).expect("runs");
-        assert_eq!(show(&to_hex(&[digest], 1, &DataType::Utf8).expect("hex")), vec!["0CC175B9C0F1B6A831C399E269772661"]);
+        let digest =
+            md5(&[to_utf8(&[strings(&[Some("a")])], 1, &DataType::Binary).expect("bytes")], 1, &DataType::Binary)
+                .expect("runs");
+        assert_eq!(
+            show(&to_hex(&[digest], 1, &DataType::Utf8).expect("hex")),
+            vec!["0CC175B9C0F1B6A831C399E269772661"]
+        );
     }
 }

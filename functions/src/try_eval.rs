@@ -13,20 +13,20 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use arrow::array::{ArrayRef, RecordBatch, new_null_array};
 use arrow::datatypes::{DataType, Field, FieldRef, Schema};
-use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::config::ConfigOptions;
+use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{Column, DFSchema, Result, ScalarValue, exec_err, plan_err};
-use datafusion::logical_expr::LogicalPlan;
-use datafusion::logical_expr::expr_rewriter::NamePreserver;
-use datafusion::optimizer::AnalyzerRule;
 use datafusion::execution::TaskContext;
+use datafusion::logical_expr::LogicalPlan;
 use datafusion::logical_expr::expr::ScalarFunction;
+use datafusion::logical_expr::expr_rewriter::NamePreserver;
+use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
 use datafusion::logical_expr::simplify::{ExprSimplifyResult, SimplifyContext};
 use datafusion::logical_expr::{
     ColumnarValue, Expr, ExprSchemable, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
     Volatility, lit,
 };
-use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
+use datafusion::optimizer::AnalyzerRule;
 use datafusion::physical_expr::{PhysicalExpr, create_physical_expr};
 use datafusion::prelude::SessionContext;
 use datafusion_proto::bytes::Serializeable;
@@ -78,7 +78,9 @@ impl ScalarUDFImpl for Try {
 
     fn simplify(&self, args: Vec<Expr>, _: &SimplifyContext) -> Result<ExprSimplifyResult> {
         match args.as_slice() {
-            [expression] => Ok(eval_call(expression).map_or(ExprSimplifyResult::Original(args), ExprSimplifyResult::Simplified)),
+            [expression] => {
+                Ok(eval_call(expression).map_or(ExprSimplifyResult::Original(args), ExprSimplifyResult::Simplified))
+            }
             _ => Ok(ExprSimplifyResult::Original(args)),
         }
     }
@@ -142,12 +144,15 @@ impl AnalyzerRule for TryRule {
     }
 }
 
+/// A serialized expression and the types of its arguments.
+type ExpressionKey = (Vec<u8>, Vec<DataType>);
+
 /// Evaluates a serialized expression over its column arguments, NULL where it fails.
 #[derive(Debug)]
 struct TryEval {
     signature: Signature,
     /// Planned expressions by their bytes and argument types.
-    planned: Mutex<HashMap<(Vec<u8>, Vec<DataType>), Arc<dyn PhysicalExpr>>>,
+    planned: Mutex<HashMap<ExpressionKey, Arc<dyn PhysicalExpr>>>,
 }
 
 impl Default for TryEval {
@@ -172,7 +177,8 @@ impl std::hash::Hash for TryEval {
 
 /// The schema the expression's columns `c0`, `c1`, ... have.
 fn columns_schema(types: &[DataType]) -> Result<DFSchema> {
-    let fields: Vec<Field> = types.iter().enumerate().map(|(i, t)| Field::new(format!("c{i}"), t.clone(), true)).collect();
+    let fields: Vec<Field> =
+        types.iter().enumerate().map(|(i, t)| Field::new(format!("c{i}"), t.clone(), true)).collect();
     DFSchema::try_from(Schema::new(fields))
 }
 

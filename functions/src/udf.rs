@@ -8,7 +8,9 @@ use arrow::array::{Array, ArrayRef};
 use arrow::datatypes::DataType;
 use datafusion::common::{Result, ScalarValue, plan_err};
 use datafusion::logical_expr::simplify::{ExprSimplifyResult, SimplifyContext};
-use datafusion::logical_expr::{ColumnarValue, Expr, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility};
+use datafusion::logical_expr::{
+    ColumnarValue, Expr, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
+};
 
 use crate::types::trino_type_name;
 
@@ -137,10 +139,14 @@ pub fn call_text(name: &str, types: &[DataType]) -> String {
 /// An error for arguments no form of the function accepts: `Unexpected parameters (bigint)
 /// for function upper. Expected: upper(varchar)`, as Trino words it.
 pub fn no_form<T>(name: &str, types: &[DataType], forms: &str) -> Result<T> {
-    let expected: Vec<String> = forms.split(" or ").flat_map(|f| f.split(", (")).map(|f| {
-        let f = f.trim();
-        if f.starts_with('(') { format!("{name}{f}") } else { format!("{name}({f}") }
-    }).collect();
+    let expected: Vec<String> = forms
+        .split(" or ")
+        .flat_map(|f| f.split(", ("))
+        .map(|f| {
+            let f = f.trim();
+            if f.starts_with('(') { format!("{name}{f}") } else { format!("{name}({f}") }
+        })
+        .collect();
     plan_err!("Unexpected parameters {} for function {name}. Expected: {}", call_text("", types), expected.join(", "))
 }
 
@@ -166,9 +172,11 @@ pub fn as_double(t: &DataType) -> Option<DataType> {
 /// What a binary argument becomes: `Binary` for any binary type or NULL.
 pub fn as_binary(t: &DataType) -> Option<DataType> {
     match t {
-        DataType::Binary | DataType::LargeBinary | DataType::BinaryView | DataType::FixedSizeBinary(_) | DataType::Null => {
-            Some(DataType::Binary)
-        }
+        DataType::Binary
+        | DataType::LargeBinary
+        | DataType::BinaryView
+        | DataType::FixedSizeBinary(_)
+        | DataType::Null => Some(DataType::Binary),
         _ => None,
     }
 }
@@ -200,7 +208,12 @@ pub fn delegate(udf: &ScalarUDF, args: &[ArrayRef], rows: usize, return_type: &D
 }
 
 /// [`delegate`] with scalar arguments where the function needs constants.
-pub fn delegate_values(udf: &ScalarUDF, args: Vec<ColumnarValue>, rows: usize, return_type: &DataType) -> Result<ArrayRef> {
+pub fn delegate_values(
+    udf: &ScalarUDF,
+    args: Vec<ColumnarValue>,
+    rows: usize,
+    return_type: &DataType,
+) -> Result<ArrayRef> {
     let arg_fields = args.iter().map(|a| Arc::new(arrow::datatypes::Field::new("arg", a.data_type(), true))).collect();
     let result = udf.invoke_with_args(ScalarFunctionArgs {
         args,

@@ -77,8 +77,7 @@ impl ClusterChannels {
     pub fn executor_control(
         &self,
         executor: &ExecutorAddr,
-    ) -> Result<ExecutorControlClient<InterceptedService<Channel, ClusterAuth>>, tonic::transport::Error>
-    {
+    ) -> Result<ExecutorControlClient<InterceptedService<Channel, ClusterAuth>>, tonic::transport::Error> {
         let auth = ClusterAuth::attach(self.secret.clone());
         Ok(ExecutorControlClient::with_interceptor(self.channel(executor.as_str())?, auth)
             .max_encoding_message_size(MAX_MESSAGE_BYTES))
@@ -87,8 +86,7 @@ impl ClusterChannels {
     pub fn scheduler(
         &self,
         endpoint: &str,
-    ) -> Result<SchedulerClusterClient<InterceptedService<Channel, ClusterAuth>>, tonic::transport::Error>
-    {
+    ) -> Result<SchedulerClusterClient<InterceptedService<Channel, ClusterAuth>>, tonic::transport::Error> {
         let auth = ClusterAuth::attach(self.secret.clone());
         Ok(SchedulerClusterClient::with_interceptor(self.channel(endpoint)?, auth))
     }

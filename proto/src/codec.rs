@@ -22,8 +22,8 @@ use prost::Message;
 
 use crate::generated::glaux_node::Node;
 use crate::generated::{GlauxNode, PartitionSubsetNode, ReaderPartition, StageReaderNode, TaskOutputLocation};
-use crate::partition_subset::PartitionSubsetExec;
 use crate::ids::{ExecutorAddr, QueryId, StageId, TaskId};
+use crate::partition_subset::PartitionSubsetExec;
 use crate::stage_reader::{StageReaderExec, TaskOutput, reader_from_parts};
 
 /// Encodes Glaux's own plan nodes inside datafusion-proto plans.
@@ -62,9 +62,7 @@ impl PhysicalExtensionCodec for GlauxCodec {
         } else {
             return internal_err!("GlauxCodec cannot encode {}", node.name());
         };
-        GlauxNode { node: Some(node) }
-            .encode(buf)
-            .map_err(|e| exec_datafusion_err!("encoding a Glaux plan node: {e}"))
+        GlauxNode { node: Some(node) }.encode(buf).map_err(|e| exec_datafusion_err!("encoding a Glaux plan node: {e}"))
     }
 }
 
@@ -94,7 +92,8 @@ fn decode_reader(node: StageReaderNode) -> Result<StageReaderExec> {
     let schema = Schema::try_from(IpcMessage(node.schema.into()))
         .map_err(|e| exec_datafusion_err!("malformed stage schema: {e}"))?;
     let source = |o: TaskOutputLocation| {
-        let executor = ExecutorAddr::parse(&o.endpoint).map_err(|e| exec_datafusion_err!("malformed stage reader: {e}"))?;
+        let executor =
+            ExecutorAddr::parse(&o.endpoint).map_err(|e| exec_datafusion_err!("malformed stage reader: {e}"))?;
         Ok(TaskOutput { executor, task: TaskId(o.task_id), partition: o.partition })
     };
     let partitions = node
@@ -123,14 +122,19 @@ pub fn encode_plan(plan: Arc<dyn ExecutionPlan>) -> Result<EncodedPlan> {
     })?;
     // Deduplicated, so an expression two nodes share (a join's dynamic filter and the scan it
     // filters) is still one expression after decoding.
-    let bytes = physical_plan_to_bytes_with_proto_converter(plan, &GlauxCodec, &DeduplicatingProtoConverter {})?.to_vec();
+    let bytes =
+        physical_plan_to_bytes_with_proto_converter(plan, &GlauxCodec, &DeduplicatingProtoConverter {})?.to_vec();
     Ok(EncodedPlan { bytes, scan_codecs })
 }
 
 /// Decodes a plan fragment; the context supplies functions and object stores.
 pub fn decode_plan(encoded: &EncodedPlan, ctx: &TaskContext) -> Result<Arc<dyn ExecutionPlan>> {
-    let plan =
-        physical_plan_from_bytes_with_proto_converter(&encoded.bytes, ctx, &GlauxCodec, &DeduplicatingProtoConverter {})?;
+    let plan = physical_plan_from_bytes_with_proto_converter(
+        &encoded.bytes,
+        ctx,
+        &GlauxCodec,
+        &DeduplicatingProtoConverter {},
+    )?;
     let mut codecs = encoded.scan_codecs.iter();
     let restored = plan.transform_down(|node| {
         let Some(config) = file_scan(&node) else { return Ok(Transformed::no(node)) };

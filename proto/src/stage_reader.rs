@@ -75,13 +75,7 @@ impl StageReaderExec {
         let properties =
             PlanProperties::new(eq_properties, partitioning, EmissionType::Incremental, Boundedness::Bounded)
                 .with_scheduling_type(SchedulingType::Cooperative);
-        Self {
-            query,
-            stage,
-            partitions,
-            properties: Arc::new(properties),
-            metrics: ExecutionPlanMetricsSet::new(),
-        }
+        Self { query, stage, partitions, properties: Arc::new(properties), metrics: ExecutionPlanMetricsSet::new() }
     }
 
     pub fn query(&self) -> &QueryId {
@@ -99,10 +93,7 @@ impl StageReaderExec {
 
     /// A reader of only the listed partitions of this one, in that order.
     pub fn subset(&self, partitions: &[u32]) -> Result<Self> {
-        let chosen = partitions
-            .iter()
-            .map(|&p| self.partitions.get(p as usize).cloned())
-            .collect::<Option<Vec<_>>>();
+        let chosen = partitions.iter().map(|&p| self.partitions.get(p as usize).cloned()).collect::<Option<Vec<_>>>();
         let Some(chosen) = chosen else {
             return internal_err!("stage {} reader has no partitions {partitions:?}", self.stage);
         };
@@ -180,10 +171,7 @@ impl ExecutionPlan for StageReaderExec {
     }
 
     #[allow(deprecated)] // DataFusion 55 still requires this deprecated method of every node
-    fn with_new_children(
-        self: Arc<Self>,
-        children: Vec<Arc<dyn ExecutionPlan>>,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
+    fn with_new_children(self: Arc<Self>, children: Vec<Arc<dyn ExecutionPlan>>) -> Result<Arc<dyn ExecutionPlan>> {
         if !children.is_empty() {
             return internal_err!("StageReaderExec is a leaf");
         }
@@ -194,16 +182,9 @@ impl ExecutionPlan for StageReaderExec {
         Some(self.metrics.clone_inner())
     }
 
-    fn execute(
-        &self,
-        partition: usize,
-        context: Arc<TaskContext>,
-    ) -> Result<SendableRecordBatchStream> {
+    fn execute(&self, partition: usize, context: Arc<TaskContext>) -> Result<SendableRecordBatchStream> {
         let Some(sources) = self.partitions.get(partition).cloned() else {
-            return internal_err!(
-                "StageReaderExec of stage {} has no partition {partition}",
-                self.stage
-            );
+            return internal_err!("StageReaderExec of stage {} has no partition {partition}", self.stage);
         };
         let Some(channels) = context.session_config().get_extension::<ClusterChannels>() else {
             return internal_err!("StageReaderExec needs ClusterChannels in the session config");
@@ -217,9 +198,8 @@ impl ExecutionPlan for StageReaderExec {
             counters: Arc::new(TrailerCounters::new(&self.metrics, partition)),
         };
         let rerun = context.session_config().get_extension::<RerunHandle>();
-        let streams = sources
-            .into_iter()
-            .map(|source| read_task_output(source_context.clone(), source, rerun.clone()).boxed());
+        let streams =
+            sources.into_iter().map(|source| read_task_output(source_context.clone(), source, rerun.clone()).boxed());
         // A shuffle partition reads every producing task at once, whichever has data first.
         let batches = stream::select_all(streams);
         Ok(make_cooperative(Box::pin(RecordBatchStreamAdapter::new(self.schema(), batches))))
@@ -338,14 +318,14 @@ async fn open_task_output(context: &SourceContext, output: &TaskOutput) -> Resul
         return Ok(batches.boxed());
     }
     let lost = |message: String| TaskError::new(TaskFailure::LostExecutor(executor.clone()), message).context(&place);
-    let mut client = channels.flight(&executor).map_err(|e| lost(format!("{} ({e})", lost_executor_words(&executor))))?;
+    let mut client =
+        channels.flight(&executor).map_err(|e| lost(format!("{} ({e})", lost_executor_words(&executor))))?;
     let response = client
         .do_get(Ticket { ticket: ticket.encode_to_vec().into() })
         .await
         .map_err(|status| TaskError::from_status(&executor, &status).context(&place))?;
-    let messages = response
-        .into_inner()
-        .map_err(move |status| arrow_flight::error::FlightError::Tonic(Box::new(status)));
+    let messages =
+        response.into_inner().map_err(move |status| arrow_flight::error::FlightError::Tonic(Box::new(status)));
     Ok(decode_batches(FlightDataDecoder::new(messages), schema, counters, executor, place).boxed())
 }
 
@@ -381,12 +361,12 @@ fn decode_batches(
                     counters.record(&stats);
                 }
                 match message.payload {
-                    DecodedPayload::RecordBatch(batch) if batch.num_rows() > 0 => Some(
-                        RecordBatch::try_new(Arc::clone(&schema), batch.columns().to_vec()).map_err(|e| {
+                    DecodedPayload::RecordBatch(batch) if batch.num_rows() > 0 => {
+                        Some(RecordBatch::try_new(Arc::clone(&schema), batch.columns().to_vec()).map_err(|e| {
                             let message = format!("batch does not match the stage schema: {e}");
                             TaskError::new(TaskFailure::Failed, message).context(&place)
-                        }),
-                    ),
+                        }))
+                    }
                     _ => None,
                 }
             }

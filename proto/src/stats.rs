@@ -87,8 +87,7 @@ fn visit(plan: &dyn ExecutionPlan, stats: &mut TaskStats) {
             let n = value.as_usize() as u64;
             match value {
                 MetricValue::PruningMetrics { name, pruning_metrics } => {
-                    let (pruned, matched) =
-                        (pruning_metrics.pruned() as u64, pruning_metrics.matched() as u64);
+                    let (pruned, matched) = (pruning_metrics.pruned() as u64, pruning_metrics.matched() as u64);
                     match name.as_ref() {
                         "row_groups_pruned_statistics" => {
                             stats.row_groups_pruned += pruned;
@@ -115,7 +114,13 @@ fn visit(plan: &dyn ExecutionPlan, stats: &mut TaskStats) {
 
 /// A task's report on its executed plan: its operators' compute time and spills, and the plan
 /// annotated with their metrics.
-pub fn task_report(plan: &Arc<dyn ExecutionPlan>, stage: u32, task: u32, output_rows: u64, bytes_scanned: u64) -> TaskReport {
+pub fn task_report(
+    plan: &Arc<dyn ExecutionPlan>,
+    stage: u32,
+    task: u32,
+    output_rows: u64,
+    bytes_scanned: u64,
+) -> TaskReport {
     let mut report = TaskReport { stage, task, output_rows, bytes_scanned, ..Default::default() };
     let mut nodes = vec![Arc::clone(plan)];
     while let Some(node) = nodes.pop() {

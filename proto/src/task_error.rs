@@ -113,7 +113,9 @@ pub fn status_of(error: &DataFusionError) -> tonic::Status {
     let (kind, executor, code) = match &failure {
         TaskFailure::Failed => (WireKind::Failed, String::new(), tonic::Code::Internal),
         TaskFailure::LostExecutor(executor) => (WireKind::LostExecutor, executor.to_string(), tonic::Code::Internal),
-        TaskFailure::ResourcesExhausted => (WireKind::ResourcesExhausted, String::new(), tonic::Code::ResourceExhausted),
+        TaskFailure::ResourcesExhausted => {
+            (WireKind::ResourcesExhausted, String::new(), tonic::Code::ResourceExhausted)
+        }
         TaskFailure::Cancelled => (WireKind::Cancelled, String::new(), tonic::Code::Cancelled),
     };
     let detail = FailureDetail { kind: kind as i32, executor };

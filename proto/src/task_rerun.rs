@@ -21,7 +21,13 @@ pub trait TaskRerun: Send + Sync + fmt::Debug {
     /// Runs task `task` of `stage` again on an executor other than `lost`. The reader asking has
     /// already passed on the first `delivered` rows of its partition of the task's output and will
     /// skip them in the new output, so the task must yield them again in the same order.
-    fn rerun(&self, stage: StageId, task: TaskId, lost: &ExecutorAddr, delivered: u64) -> BoxFuture<'static, RerunResult>;
+    fn rerun(
+        &self,
+        stage: StageId,
+        task: TaskId,
+        lost: &ExecutorAddr,
+        delivered: u64,
+    ) -> BoxFuture<'static, RerunResult>;
 }
 
 /// The session-config extension through which the scheduler offers re-runs to its readers, and

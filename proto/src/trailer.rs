@@ -72,8 +72,7 @@ where
     S: Stream<Item = Result<RecordBatch, FlightError>> + Send + 'static,
     F: FnOnce() -> Bytes + Send + 'static,
 {
-    let dictionaries =
-        if hydrate_dictionaries { DictionaryHandling::Hydrate } else { DictionaryHandling::Resend };
+    let dictionaries = if hydrate_dictionaries { DictionaryHandling::Hydrate } else { DictionaryHandling::Resend };
     // The encoder adapts the schema (hydrated dictionaries); the trailer batch must match what it sent.
     let sent_schema: Arc<Mutex<Option<SchemaRef>>> = Arc::default();
     let capture = Arc::clone(&sent_schema);
@@ -113,8 +112,7 @@ where
         )?;
         let mut batch = FlightData::from(batch);
         batch.app_metadata = trailer();
-        let messages: Vec<FlightData> =
-            dictionaries.into_iter().map(FlightData::from).chain([batch]).collect();
+        let messages: Vec<FlightData> = dictionaries.into_iter().map(FlightData::from).chain([batch]).collect();
         Ok::<_, FlightError>(stream::iter(messages.into_iter().map(Ok)))
     })
     .try_flatten();
@@ -153,10 +151,11 @@ mod tests {
         let mut sizes = Vec::new();
         for compress in [false, true] {
             let input = futures::stream::iter([Ok(batch.clone())]);
-            let messages: Vec<FlightData> = with_trailer(Arc::clone(&schema), input, false, compress, || Bytes::from_static(b"{}"))
-                .try_collect()
-                .await
-                .unwrap();
+            let messages: Vec<FlightData> =
+                with_trailer(Arc::clone(&schema), input, false, compress, || Bytes::from_static(b"{}"))
+                    .try_collect()
+                    .await
+                    .unwrap();
             sizes.push(messages.iter().map(|m| m.data_body.len()).sum::<usize>());
             let mut decoded = FlightDataDecoder::new(futures::stream::iter(messages.into_iter().map(Ok)));
             let mut rows = Vec::new();

@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use base64::Engine;
 use rand::RngCore;
 
@@ -48,7 +48,10 @@ impl Users {
                 return Err(format!("line {}: empty user name", number + 1));
             }
             PasswordHash::new(hash.trim()).map_err(|e| {
-                format!("line {}: the hash of {name} is not a PHC string ({e}); make one with `glaux hash-password`", number + 1)
+                format!(
+                    "line {}: the hash of {name} is not a PHC string ({e}); make one with `glaux hash-password`",
+                    number + 1
+                )
             })?;
             hashes.insert(name.to_string(), hash.trim().to_string());
         }
@@ -98,7 +101,9 @@ impl Users {
     /// The user an `authorization` header proves, if it proves one.
     pub fn authorize(&self, authorization: Option<&str>) -> Result<String, tonic::Status> {
         let Some(value) = authorization else {
-            return Err(tonic::Status::unauthenticated("authentication required: hand-shake with a user name and password"));
+            return Err(tonic::Status::unauthenticated(
+                "authentication required: hand-shake with a user name and password",
+            ));
         };
         if let Some(token) = strip_scheme(value, "Bearer") {
             let tokens = self.tokens.lock().unwrap_or_else(|e| e.into_inner());

@@ -4,11 +4,9 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use glaux_proto::{ExecutorAddr, ExecutorId};
 use glaux_proto::generated::scheduler_cluster_server::SchedulerCluster;
-use glaux_proto::generated::{
-    HeartbeatRequest, HeartbeatResponse, RegisterExecutorRequest, RegisterExecutorResponse,
-};
+use glaux_proto::generated::{HeartbeatRequest, HeartbeatResponse, RegisterExecutorRequest, RegisterExecutorResponse};
+use glaux_proto::{ExecutorAddr, ExecutorId};
 use tokio::sync::watch;
 use tonic::{Request, Response, Status};
 
@@ -77,8 +75,7 @@ impl ClusterState {
                 .filter(|(_, m)| m.last_seen.elapsed() > self.timeout)
                 .map(|(id, _)| id.clone())
                 .collect();
-            let dropped: Vec<ExecutorInfo> =
-                stale.iter().filter_map(|id| members.remove(id)).map(|m| m.info).collect();
+            let dropped: Vec<ExecutorInfo> = stale.iter().filter_map(|id| members.remove(id)).map(|m| m.info).collect();
             (dropped, members.len())
         };
         for info in &dropped {
@@ -130,10 +127,8 @@ impl SchedulerCluster for ClusterService {
         &self,
         request: Request<RegisterExecutorRequest>,
     ) -> Result<Response<RegisterExecutorResponse>, Status> {
-        let registration = request
-            .into_inner()
-            .executor
-            .ok_or_else(|| Status::invalid_argument("registration without executor"))?;
+        let registration =
+            request.into_inner().executor.ok_or_else(|| Status::invalid_argument("registration without executor"))?;
         if registration.executor_id.is_empty() {
             return Err(Status::invalid_argument("an executor id is required"));
         }
@@ -148,10 +143,7 @@ impl SchedulerCluster for ClusterService {
         }))
     }
 
-    async fn heartbeat(
-        &self,
-        request: Request<HeartbeatRequest>,
-    ) -> Result<Response<HeartbeatResponse>, Status> {
+    async fn heartbeat(&self, request: Request<HeartbeatRequest>) -> Result<Response<HeartbeatResponse>, Status> {
         let id = ExecutorId::from(request.into_inner().executor_id);
         let known = self.state.heartbeat(&id);
         Ok(Response::new(HeartbeatResponse { reregister: !known }))

@@ -35,7 +35,9 @@ pub enum ErrorKind {
     /// Running the query failed (bad data, an error in a function).
     Execution,
     /// An executor could not be reached while the query ran.
-    LostExecutor { executor: ExecutorAddr },
+    LostExecutor {
+        executor: ExecutorAddr,
+    },
     /// The query needs executors and none is alive.
     NoExecutors,
     Cancelled,
@@ -67,20 +69,20 @@ impl ErrorKind {
     /// The SQLSTATE PostgreSQL clients get, as PostgreSQL would class the failure.
     pub fn sqlstate(&self) -> &'static str {
         match self {
-            Self::Parse => "42601",           // syntax_error
-            Self::UnknownDatabase => "3D000", // invalid_catalog_name
-            Self::UnknownTable => "42P01",    // undefined_table
-            Self::UnknownColumn => "42703",   // undefined_column
-            Self::UnknownObject => "42704",   // undefined_object
-            Self::AlreadyExists => "42P07",   // duplicate_table
-            Self::InvalidStatement => "42000", // syntax_error_or_access_rule_violation
-            Self::Unsupported => "0A000",     // feature_not_supported
-            Self::PermissionDenied => "42501", // insufficient_privilege
-            Self::Cancelled => "57014",       // query_canceled
-            Self::ResourceLimit => "53200",   // out_of_memory
-            Self::NoExecutors => "57P03",     // cannot_connect_now
-            Self::LostExecutor { .. } => "58000", // system_error (outside the database proper)
-            Self::MalformedRequest => "08P01", // protocol_violation
+            Self::Parse => "42601",                                      // syntax_error
+            Self::UnknownDatabase => "3D000",                            // invalid_catalog_name
+            Self::UnknownTable => "42P01",                               // undefined_table
+            Self::UnknownColumn => "42703",                              // undefined_column
+            Self::UnknownObject => "42704",                              // undefined_object
+            Self::AlreadyExists => "42P07",                              // duplicate_table
+            Self::InvalidStatement => "42000",                           // syntax_error_or_access_rule_violation
+            Self::Unsupported => "0A000",                                // feature_not_supported
+            Self::PermissionDenied => "42501",                           // insufficient_privilege
+            Self::Cancelled => "57014",                                  // query_canceled
+            Self::ResourceLimit => "53200",                              // out_of_memory
+            Self::NoExecutors => "57P03",                                // cannot_connect_now
+            Self::LostExecutor { .. } => "58000",                        // system_error (outside the database proper)
+            Self::MalformedRequest => "08P01",                           // protocol_violation
             Self::Catalog | Self::Execution | Self::Internal => "XX000", // internal_error
         }
     }

@@ -11,10 +11,10 @@ use glaux_proto::{ClusterAuth, ClusterChannels, MAX_MESSAGE_BYTES};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
-use tonic::transport::server::TcpIncoming;
 use tokio_util::sync::CancellationToken;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
 
 use crate::client_auth::RequireClientAuth;
 use crate::cluster::{ClusterService, ClusterState};
@@ -185,11 +185,7 @@ where
     }
 }
 
-async fn expire_executors(
-    cluster: Arc<ClusterState>,
-    channels: Arc<ClusterChannels>,
-    interval: std::time::Duration,
-) {
+async fn expire_executors(cluster: Arc<ClusterState>, channels: Arc<ClusterChannels>, interval: std::time::Duration) {
     loop {
         tokio::time::sleep(interval).await;
         for executor in cluster.expire() {

@@ -20,7 +20,9 @@ pub struct TlsIdentity {
 
 impl std::fmt::Debug for TlsIdentity {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TlsIdentity").field("cert_pem", &format!("{} bytes", self.cert_pem.len())).finish_non_exhaustive()
+        f.debug_struct("TlsIdentity")
+            .field("cert_pem", &format!("{} bytes", self.cert_pem.len()))
+            .finish_non_exhaustive()
     }
 }
 
@@ -28,7 +30,8 @@ impl TlsIdentity {
     /// Reads and checks a certificate chain and its key (`--tls-cert`, `--tls-key`).
     pub fn load(cert: &Path, key: &Path) -> Result<Self, SchedulerError> {
         let read = |path: &Path, what: &str| {
-            std::fs::read(path).map_err(|e| SchedulerError::Config(format!("cannot read the TLS {what} {}: {e}", path.display())))
+            std::fs::read(path)
+                .map_err(|e| SchedulerError::Config(format!("cannot read the TLS {what} {}: {e}", path.display())))
         };
         Self::from_pem(read(cert, "certificate")?, read(key, "key")?)
     }

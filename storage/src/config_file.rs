@@ -50,9 +50,9 @@ fn value(literal: Option<String>, env: Option<String>, what: &str, section: &str
     match (literal, env) {
         (Some(_), Some(_)) => Err(format!("[{section}] sets both {what} and {what}_env")),
         (Some(v), None) => Ok(Some(v)),
-        (None, Some(var)) => std::env::var(&var)
-            .map(Some)
-            .map_err(|_| format!("[{section}] {what}_env names {var}, which is not set")),
+        (None, Some(var)) => {
+            std::env::var(&var).map(Some).map_err(|_| format!("[{section}] {what}_env names {var}, which is not set"))
+        }
         (None, None) => Ok(None),
     }
 }
@@ -126,10 +126,14 @@ mod tests {
         "#;
         let error = StorageConfig::default().with_config_file(text).err().unwrap_or_default();
         assert!(error.contains("GLAUX_TEST_UNSET_VARIABLE, which is not set"), "{error}");
-        let text = text.replace("secret_access_key_env = \"GLAUX_TEST_UNSET_VARIABLE\"", "secret_access_key = \"s3cr3t-minio\"");
+        let text = text
+            .replace("secret_access_key_env = \"GLAUX_TEST_UNSET_VARIABLE\"", "secret_access_key = \"s3cr3t-minio\"");
         let config = StorageConfig::default().with_config_file(&text).unwrap();
         let (name, onprem) = config.s3_for("curated");
-        assert_eq!((name, onprem.endpoint.as_deref(), onprem.region.as_deref()), ("onprem", Some("http://127.0.0.1:9000"), Some("eu-west-1")));
+        assert_eq!(
+            (name, onprem.endpoint.as_deref(), onprem.region.as_deref()),
+            ("onprem", Some("http://127.0.0.1:9000"), Some("eu-west-1"))
+        );
         assert_eq!(onprem.secret_access_key.as_deref(), Some("s3cr3t-minio"));
         let (name, default) = config.s3_for("elsewhere");
         assert_eq!((name, default.access_key_id.as_deref()), ("default", Some("default-key")));

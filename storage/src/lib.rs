@@ -76,9 +76,9 @@ impl StorageConfig {
     /// A config allowing local tables under `roots`, each of which must exist.
     pub fn with_local_roots(mut self, roots: &[PathBuf]) -> std::io::Result<Self> {
         for root in roots {
-            let canonical = root.canonicalize().map_err(|e| {
-                std::io::Error::new(e.kind(), format!("warehouse root {}: {e}", root.display()))
-            })?;
+            let canonical = root
+                .canonicalize()
+                .map_err(|e| std::io::Error::new(e.kind(), format!("warehouse root {}: {e}", root.display())))?;
             self.local_roots.push(canonical);
         }
         Ok(self)
@@ -121,7 +121,9 @@ impl StorageConfig {
                     Err(LocationError::OutsideRoots { location: location.to_string(), roots: roots.join(", ") })
                 }
             }
-            other => Err(LocationError::UnsupportedScheme { location: location.to_string(), scheme: other.to_string() }),
+            other => {
+                Err(LocationError::UnsupportedScheme { location: location.to_string(), scheme: other.to_string() })
+            }
         }
     }
 }

@@ -13,8 +13,8 @@ use futures::stream::{self, BoxStream, StreamExt};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::{
-    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
-    PutMultipartOptions, PutOptions, PutPayload, PutResult, Result,
+    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore, PutMultipartOptions,
+    PutOptions, PutPayload, PutResult, Result,
 };
 
 #[derive(Debug)]
@@ -31,8 +31,8 @@ impl RootedLocalStore {
     }
 
     fn check(&self, path: &Path) -> Result<()> {
-        let allowed = !path.parts().any(|p| p.as_ref() == "..")
-            && self.roots.iter().any(|root| path.prefix_matches(root));
+        let allowed =
+            !path.parts().any(|p| p.as_ref() == "..") && self.roots.iter().any(|root| path.prefix_matches(root));
         if allowed {
             Ok(())
         } else {
@@ -57,11 +57,7 @@ impl ObjectStore for RootedLocalStore {
         self.inner.put_opts(location, payload, opts).await
     }
 
-    async fn put_multipart_opts(
-        &self,
-        location: &Path,
-        opts: PutMultipartOptions,
-    ) -> Result<Box<dyn MultipartUpload>> {
+    async fn put_multipart_opts(&self, location: &Path, opts: PutMultipartOptions) -> Result<Box<dyn MultipartUpload>> {
         self.check(location)?;
         self.inner.put_multipart_opts(location, opts).await
     }

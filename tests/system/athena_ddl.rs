@@ -40,11 +40,17 @@ async fn athena_ddl_reads_json_csv_and_parquet_tables() -> TestResult {
     assert_eq!(client.query("SHOW PARTITIONS events_json").await?.rows(), 2);
     let late = lake.join("events_json/name=visit/d=2023-06-19");
     std::fs::create_dir_all(&late)?;
-    std::fs::write(late.join("events-2"), "{\"tstamp\": \"2023-06-19 00:00:01.000000\", \"payload\": \"{}\", \"n\": 0}\n")?;
+    std::fs::write(
+        late.join("events-2"),
+        "{\"tstamp\": \"2023-06-19 00:00:01.000000\", \"payload\": \"{}\", \"n\": 0}\n",
+    )?;
     let output = client.query("SELECT count(*) FROM events_json WHERE d = '2023-06-19'").await?;
     assert_eq!(rows_of(&output.batches), vec!["0"], "not registered yet");
     let repair = client.query("MSCK REPAIR TABLE events_json").await?;
-    assert_eq!(rows_of(&repair.batches), vec!["Repair: Added partition to metastore events_json:name=visit/d=2023-06-19"]);
+    assert_eq!(
+        rows_of(&repair.batches),
+        vec!["Repair: Added partition to metastore events_json:name=visit/d=2023-06-19"]
+    );
     assert_eq!(client.query("MSCK REPAIR TABLE events_json").await?.rows(), 0, "nothing new the second time");
     let output = client.query("SELECT count(*) FROM events_json WHERE d = '2023-06-19'").await?;
     assert_eq!(rows_of(&output.batches), vec!["1"]);
@@ -131,8 +137,10 @@ async fn the_crawler_infers_format_columns_and_partitions() -> TestResult {
     let (lake, mut client) = cluster.with_lake().await?;
     std::fs::write(lake.join("sales/_SUCCESS"), b"")?;
     client.query(&format!("CREATE EXTERNAL TABLE crawled LOCATION '{}/sales/'", lake.display())).await?;
-    let output = client.query("SELECT count(*), sum(qty) FROM crawled WHERE region = 'eu' AND day = '2024-01-01'").await?;
-    let expected = client.query("SELECT count(*), sum(qty) FROM sales WHERE region = 'eu' AND day = '2024-01-01'").await?;
+    let output =
+        client.query("SELECT count(*), sum(qty) FROM crawled WHERE region = 'eu' AND day = '2024-01-01'").await?;
+    let expected =
+        client.query("SELECT count(*), sum(qty) FROM sales WHERE region = 'eu' AND day = '2024-01-01'").await?;
     assert_eq!(rows_of(&output.batches), rows_of(&expected.batches));
     let ddl = rows_of(&client.query("SHOW CREATE TABLE crawled").await?.batches).join("\n");
     assert!(ddl.contains("PARTITIONED BY (region, day)") && ddl.contains("STORED AS PARQUET"), "{ddl}");
@@ -171,7 +179,10 @@ async fn gzipped_and_concatenated_json_and_csv_are_read() -> TestResult {
     std::fs::create_dir_all(&dir)?;
     let objects: String = (0..50).map(|i| format!(r#"{{"n": {i}, "s": "x{i}"}}"#)).collect();
     std::fs::write(dir.join("stream-1-2023-06-18-14-27-52-abcd.gz"), gzip(&objects))?;
-    std::fs::write(dir.join("stream-2-2023-06-18-14-29-01-ef01.gz"), gzip("{\"n\": 100, \"s\": \"y\"}\n{\"n\": 200, \"s\": \"z\"}\n"))?;
+    std::fs::write(
+        dir.join("stream-2-2023-06-18-14-29-01-ef01.gz"),
+        gzip("{\"n\": 100, \"s\": \"y\"}\n{\"n\": 200, \"s\": \"z\"}\n"),
+    )?;
     client
         .query(&format!(
             "CREATE EXTERNAL TABLE firehose (n int, s string) PARTITIONED BY (name string, d string)

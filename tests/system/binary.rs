@@ -56,7 +56,9 @@ async fn glaux_binary_runs_standalone_scheduler_executor_and_shell() -> TestResu
         "Flight SQL on ",
     )
     .await;
-    let output = shell(&addr, &format!("{ddl};\nSELECT region, count(*) AS n FROM sales GROUP BY region ORDER BY region;")).await;
+    let output =
+        shell(&addr, &format!("{ddl};\nSELECT region, count(*) AS n FROM sales GROUP BY region ORDER BY region;"))
+            .await;
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
     assert!(stdout.contains("| apac   | 6000 |"), "{stdout}");
@@ -89,12 +91,8 @@ async fn glaux_binary_runs_standalone_scheduler_executor_and_shell() -> TestResu
         "Flight SQL on ",
     )
     .await;
-    let (_executor, _) = spawn_until(
-        &["executor", "--scheduler", &addr, "--warehouse", &warehouse_arg],
-        &secret,
-        "serving on ",
-    )
-    .await;
+    let (_executor, _) =
+        spawn_until(&["executor", "--scheduler", &addr, "--warehouse", &warehouse_arg], &secret, "serving on ").await;
     // DDL needs no executor; the query does, and the executor registers right after it starts
     // serving: give it a few tries.
     let output = shell(&addr, &ddl).await;
@@ -287,7 +285,8 @@ async fn shell_meta_commands_and_output_formats() -> TestResult {
     );
     let file = cluster.warehouse().join("script.sql");
     std::fs::write(&file, script)?;
-    let output = Command::new(GLAUX).args(["shell", "--host", &url, "-f", &file.display().to_string()]).output().await?;
+    let output =
+        Command::new(GLAUX).args(["shell", "--host", &url, "-f", &file.display().to_string()]).output().await?;
     let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     assert!(output.status.success(), "{stdout}\n{stderr}");
     // \dt and \d

@@ -16,7 +16,8 @@ async fn cancel_flight_info_stops_the_query_on_every_executor() -> TestResult {
     // The scheduler answers the DoGet with the aggregation's first (and only) batch, at its end:
     // the cancel comes while the DoGet still waits for it.
     let (mut reader, endpoint) = (client.clone(), info.endpoint[0].clone());
-    let reading = tokio::spawn(async move {
+    let mut reading = tokio::task::JoinSet::new();
+    reading.spawn(async move {
         let mut stream = reader.fetch(&endpoint).await.map_err(|e| e.to_string())?;
         let mut outcome = Ok(0usize);
         while let Some(message) = stream.next().await {
@@ -38,7 +39,7 @@ async fn cancel_flight_info_stops_the_query_on_every_executor() -> TestResult {
 
     let cancelled_at = Instant::now();
     assert!(client.cancel(info.clone()).await?, "the scheduler cancels a running statement");
-    let outcome = tokio::time::timeout(Duration::from_secs(1), reading).await??;
+    let outcome = tokio::time::timeout(Duration::from_secs(1), reading.join_next()).await?.ok_or("no reader")??;
     let ended = cancelled_at.elapsed();
     let error = outcome.expect_err("a cancelled query ends with an error, not with a result");
     assert!(error.contains("cancelled"), "{error} ({ended:?} after the cancel)");
@@ -46,7 +47,10 @@ async fn cancel_flight_info_stops_the_query_on_every_executor() -> TestResult {
     // Alone on this machine (debug build) the tasks are gone 0.1-0.5 s after the cancel; the bound
     // leaves room for the other system tests running beside this one on two cores.
     let stopped = cancelled_at.elapsed();
-    assert!(stopped < Duration::from_secs(3), "tasks stopped {stopped:?} after cancel ({idle:?} after the stream ended)");
+    assert!(
+        stopped < Duration::from_secs(3),
+        "tasks stopped {stopped:?} after cancel ({idle:?} after the stream ended)"
+    );
 
     // Cancelling again, or a statement that does not run, cancels nothing; the cluster serves on.
     assert!(!client.cancel(info).await?);
@@ -126,7 +130,8 @@ async fn running_statements_report_progress() -> TestResult {
     assert_eq!(client.progress(&info).await?, None, "nothing runs before it is fetched");
     // The scheduler answers DoGet with the first batch; meanwhile the statement reports progress.
     let (mut reader, endpoint) = (client.clone(), info.endpoint[0].clone());
-    let reading = tokio::spawn(async move {
+    let mut reading = tokio::task::JoinSet::new();
+    reading.spawn(async move {
         if let Ok(mut stream) = reader.fetch(&endpoint).await {
             while stream.next().await.is_some() {}
         }
@@ -147,7 +152,7 @@ async fn running_statements_report_progress() -> TestResult {
     assert!(progress.tasks_done <= progress.tasks, "{progress:?}");
     assert_eq!(progress.rows, 0, "reported while the aggregation runs, before any row is returned");
     assert!(client.cancel(info.clone()).await?);
-    tokio::time::timeout(Duration::from_secs(5), reading).await??;
+    tokio::time::timeout(Duration::from_secs(5), reading.join_next()).await?.ok_or("no reader")??;
     assert_eq!(client.progress(&info).await?, None, "a finished statement reports nothing");
     Ok(())
 }

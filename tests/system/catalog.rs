@@ -35,7 +35,8 @@ async fn catalog_survives_a_restart() -> TestResult {
     // A new scheduler (and executors) on the same catalog file sees everything.
     let cluster = TestCluster::builder().warehouse(warehouse.path()).catalog(&catalog).start().await?;
     let mut client = cluster.client().await;
-    assert_same_as_datafusion(&mut client, &reference, "SELECT region, count(*), sum(qty) FROM sales GROUP BY region").await;
+    assert_same_as_datafusion(&mut client, &reference, "SELECT region, count(*), sum(qty) FROM sales GROUP BY region")
+        .await;
     let output = client.query("SELECT count(*) FROM archive.old_sales WHERE region = 'eu'").await?;
     assert_eq!(rows_of(&output.batches), vec!["6000"]);
     let output = client.query("SELECT count(*) FROM \"archive\".\"old_sales\"").await?;

@@ -119,7 +119,9 @@ async fn trino_conformance_suite() -> TestResult {
     let cluster = TestCluster::builder().start().await?;
     let (lake, mut client) = cluster.with_lake().await?;
     write_parquet(&lake.join("events/events.parquet"), &events());
-    client.query(&format!("CREATE EXTERNAL TABLE events_json STORED AS PARQUET LOCATION '{}/events/'", lake.display())).await?;
+    client
+        .query(&format!("CREATE EXTERNAL TABLE events_json STORED AS PARQUET LOCATION '{}/events/'", lake.display()))
+        .await?;
     // Columns named in mixed case by the files, read by their lower-case names, whether the
     // table's columns come from the files or are declared.
     let mixed = RecordBatch::try_from_iter([
@@ -127,7 +129,9 @@ async fn trino_conformance_suite() -> TestResult {
         ("Name", Arc::new(StringArray::from(vec!["a", "b"])) as ArrayRef),
     ])?;
     write_parquet(&lake.join("mixed_case/part-0.parquet"), &mixed);
-    client.query(&format!("CREATE EXTERNAL TABLE mixed_case STORED AS PARQUET LOCATION '{}/mixed_case/'", lake.display())).await?;
+    client
+        .query(&format!("CREATE EXTERNAL TABLE mixed_case STORED AS PARQUET LOCATION '{}/mixed_case/'", lake.display()))
+        .await?;
     let declared = format!(
         "CREATE EXTERNAL TABLE mixed_declared (ordercount bigint, name string) STORED AS PARQUET LOCATION '{}/mixed_case/'",
         lake.display()
@@ -136,7 +140,10 @@ async fn trino_conformance_suite() -> TestResult {
     // Orders with an array of rows: (sku, qty) items.
     let items = arrow::array::StructArray::from(vec![
         (Arc::new(Field::new("sku", DataType::Utf8, true)), Arc::new(StringArray::from(vec!["a", "b"])) as ArrayRef),
-        (Arc::new(Field::new("qty", DataType::Int32, true)), Arc::new(arrow::array::Int32Array::from(vec![1, 2])) as ArrayRef),
+        (
+            Arc::new(Field::new("qty", DataType::Int32, true)),
+            Arc::new(arrow::array::Int32Array::from(vec![1, 2])) as ArrayRef,
+        ),
     ]);
     let item_field = Arc::new(Field::new_list_field(arrow::array::Array::data_type(&items).clone(), true));
     let lists = arrow::array::ListArray::try_new(
@@ -150,7 +157,9 @@ async fn trino_conformance_suite() -> TestResult {
         ("items", Arc::new(lists) as ArrayRef),
     ])?;
     write_parquet(&lake.join("orders/part-0.parquet"), &orders);
-    client.query(&format!("CREATE EXTERNAL TABLE orders STORED AS PARQUET LOCATION '{}/orders/'", lake.display())).await?;
+    client
+        .query(&format!("CREATE EXTERNAL TABLE orders STORED AS PARQUET LOCATION '{}/orders/'", lake.display()))
+        .await?;
 
     let directory = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/conformance");
     let mut files: Vec<_> = std::fs::read_dir(&directory)?.filter_map(|e| e.ok().map(|e| e.path())).collect();

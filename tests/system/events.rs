@@ -21,7 +21,8 @@ const EVENTS_PER_PARTITION: i64 = 2000;
 
 /// One partition's events: (tstamp as micros, tstamp as Athena writes it, payload, payload_md5).
 fn events(name: &str, day: &str) -> Vec<(i64, String, String, String)> {
-    let midnight = chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d").expect("day").and_hms_opt(0, 0, 0).expect("midnight");
+    let midnight =
+        chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d").expect("day").and_hms_opt(0, 0, 0).expect("midnight");
     let mut state = name.len() as u64 * 7919 + day.len() as u64;
     (0..EVENTS_PER_PARTITION)
         .map(|i| {
@@ -70,7 +71,8 @@ fn snappy_parquet(batch: &RecordBatch) -> Vec<u8> {
         .set_compression(parquet::basic::Compression::SNAPPY)
         .build();
     let mut bytes = Vec::new();
-    let mut writer = parquet::arrow::ArrowWriter::try_new(&mut bytes, batch.schema(), Some(properties)).expect("writer");
+    let mut writer =
+        parquet::arrow::ArrowWriter::try_new(&mut bytes, batch.schema(), Some(properties)).expect("writer");
     writer.write(batch).expect("write");
     writer.close().expect("close");
     bytes
@@ -135,7 +137,10 @@ async fn events_lake_in_s3_as_json_and_parquet() -> TestResult {
         assert_eq!(repair.rows(), 0, "{:?}", rows_of(&repair.batches));
         assert_eq!(client.query(&format!("SHOW PARTITIONS {table}")).await?.rows(), NAMES.len() * DAYS.len());
     }
-    assert_eq!(rows_of(&client.query("SHOW PARTITIONS events_json").await?.batches)[0], "name=anonymous_visited/d=2023-05-30");
+    assert_eq!(
+        rows_of(&client.query("SHOW PARTITIONS events_json").await?.batches)[0],
+        "name=anonymous_visited/d=2023-05-30"
+    );
 
     // Single-node DataFusion over local copies of the Parquet files is the reference.
     let reference = datafusion::prelude::SessionContext::new();
@@ -189,7 +194,10 @@ async fn events_lake_in_s3_as_json_and_parquet() -> TestResult {
     let one = one.stats.expect("stats");
     assert_eq!((one.partitions_read, one.partitions_total), (1, 12));
     assert!(all.scan.bytes_scanned >= json_total * 9 / 10, "{all:?} vs {json_total}");
-    assert!(one.scan.bytes_scanned >= one_partition_json * 9 / 10 && one.scan.bytes_scanned <= one_partition_json * 11 / 10, "{one:?}");
+    assert!(
+        one.scan.bytes_scanned >= one_partition_json * 9 / 10 && one.scan.bytes_scanned <= one_partition_json * 11 / 10,
+        "{one:?}"
+    );
     assert!(one.scan.bytes_scanned * 6 < all.scan.bytes_scanned, "{one:?} vs {all:?}");
 
     // The query of Athena's tutorial, unchanged: distinct sessions a day in June.

@@ -19,11 +19,15 @@ use tonic::transport::Channel;
 use crate::harness::*;
 
 async fn flight_sql_client(cluster: &TestCluster) -> FlightSqlServiceClient<Channel> {
-    let channel = Channel::from_shared(format!("http://{}", cluster.url())).expect("url").connect().await.expect("connect");
+    let channel =
+        Channel::from_shared(format!("http://{}", cluster.url())).expect("url").connect().await.expect("connect");
     FlightSqlServiceClient::new(channel)
 }
 
-async fn fetch(client: &mut FlightSqlServiceClient<Channel>, info: FlightInfo) -> Result<Vec<RecordBatch>, Box<dyn std::error::Error>> {
+async fn fetch(
+    client: &mut FlightSqlServiceClient<Channel>,
+    info: FlightInfo,
+) -> Result<Vec<RecordBatch>, Box<dyn std::error::Error>> {
     let mut batches = Vec::new();
     for endpoint in info.endpoint {
         let ticket = endpoint.ticket.ok_or("endpoint without ticket")?;
@@ -41,7 +45,8 @@ async fn prepared_statements_bind_parameters() -> TestResult {
     let sql = "SELECT id, qty FROM sales WHERE region = $1 AND qty > $2 ORDER BY id LIMIT 5";
     let mut prepared = client.prepare(sql.to_string(), None).await?;
     let parameters = prepared.parameter_schema()?.clone();
-    let described: Vec<(&str, &DataType)> = parameters.fields().iter().map(|f| (f.name().as_str(), f.data_type())).collect();
+    let described: Vec<(&str, &DataType)> =
+        parameters.fields().iter().map(|f| (f.name().as_str(), f.data_type())).collect();
     assert_eq!(described, vec![("$1", &DataType::Utf8), ("$2", &DataType::Int32)]);
     assert_eq!(prepared.dataset_schema()?.fields().len(), 2);
 
@@ -54,7 +59,8 @@ async fn prepared_statements_bind_parameters() -> TestResult {
         prepared.set_parameters(row)?;
         let info = prepared.execute().await?;
         let got = rows_of(&fetch(&mut client, info).await?);
-        let literal = format!("SELECT id, qty FROM sales WHERE region = '{region}' AND qty > {qty} ORDER BY id LIMIT 5");
+        let literal =
+            format!("SELECT id, qty FROM sales WHERE region = '{region}' AND qty > {qty} ORDER BY id LIMIT 5");
         let expected = rows_of(&glaux.query(&literal).await?.batches);
         assert_eq!(got, expected, "{region} {qty}");
         assert_eq!(got.len(), 5);
@@ -63,7 +69,9 @@ async fn prepared_statements_bind_parameters() -> TestResult {
     // A driver that keeps the handle from creation (ignoring the one DoPut returned) runs with
     // the values it bound; a statement with nothing bound fails clearly.
     let handle = prepared_handle(&mut client, sql).await?;
-    let unbound = flight_info_for(&mut client, CommandPreparedStatementQuery { prepared_statement_handle: handle.clone() }).await?;
+    let unbound =
+        flight_info_for(&mut client, CommandPreparedStatementQuery { prepared_statement_handle: handle.clone() })
+            .await?;
     let error = fetch(&mut client, unbound).await.expect_err("placeholders without values");
     assert!(error.to_string().contains("$1"), "{error}");
     let row = RecordBatch::try_from_iter([
@@ -80,7 +88,9 @@ async fn prepared_statements_bind_parameters() -> TestResult {
     client.do_put(futures::stream::iter(data)).await?.try_collect::<Vec<_>>().await?;
     let info = flight_info_for(&mut client, command).await?;
     let got = rows_of(&fetch(&mut client, info).await?);
-    let expected = rows_of(&glaux.query("SELECT id, qty FROM sales WHERE region = 'us' AND qty > 48 ORDER BY id LIMIT 5").await?.batches);
+    let expected = rows_of(
+        &glaux.query("SELECT id, qty FROM sales WHERE region = 'us' AND qty > 48 ORDER BY id LIMIT 5").await?.batches,
+    );
     assert_eq!(got, expected);
 
     // Two rows of parameters for one query, and a handle that is not Glaux's, are refused.
@@ -114,7 +124,8 @@ async fn prepared_handle(
     client: &mut FlightSqlServiceClient<Channel>,
     sql: &str,
 ) -> Result<bytes::Bytes, Box<dyn std::error::Error>> {
-    let request = arrow_flight::sql::ActionCreatePreparedStatementRequest { query: sql.to_string(), transaction_id: None };
+    let request =
+        arrow_flight::sql::ActionCreatePreparedStatementRequest { query: sql.to_string(), transaction_id: None };
     let action = arrow_flight::Action::new("CreatePreparedStatement", request.as_any().encode_to_vec());
     let mut results = client.do_action(action).await?;
     let result = results.try_next().await?.ok_or("no result")?;
@@ -128,7 +139,9 @@ async fn metadata_calls_drivers_make_are_answered() -> TestResult {
     let cluster = TestCluster::builder().executors(1).start().await?;
     let mut client = flight_sql_client(&cluster).await;
 
-    let info = client.get_sql_info(vec![SqlInfo::FlightSqlServerName, SqlInfo::FlightSqlServerCancel, SqlInfo::SqlKeywords]).await?;
+    let info = client
+        .get_sql_info(vec![SqlInfo::FlightSqlServerName, SqlInfo::FlightSqlServerCancel, SqlInfo::SqlKeywords])
+        .await?;
     let batches = fetch(&mut client, info).await?;
     assert_eq!(batches.iter().map(RecordBatch::num_rows).sum::<usize>(), 3);
 
@@ -136,7 +149,13 @@ async fn metadata_calls_drivers_make_are_answered() -> TestResult {
     let types = fetch(&mut client, info).await?;
     let names: Vec<String> = types
         .iter()
-        .flat_map(|b| arrow::array::AsArray::as_string::<i32>(b.column(0).as_ref()).iter().flatten().map(String::from).collect::<Vec<_>>())
+        .flat_map(|b| {
+            arrow::array::AsArray::as_string::<i32>(b.column(0).as_ref())
+                .iter()
+                .flatten()
+                .map(String::from)
+                .collect::<Vec<_>>()
+        })
         .collect();
     for expected in ["bigint", "varchar", "double", "decimal", "date", "timestamp", "boolean"] {
         assert!(names.iter().any(|n| n == expected), "{expected} in {names:?}");
@@ -148,14 +167,32 @@ async fn metadata_calls_drivers_make_are_answered() -> TestResult {
     // Lake tables have no keys; the answers are empty and well-formed.
     let table = |t: &str| (Some("glaux".to_string()), Some("default".to_string()), t.to_string());
     let (catalog, db_schema, name) = table("sales");
-    let info = client.get_primary_keys(CommandGetPrimaryKeys { catalog: catalog.clone(), db_schema: db_schema.clone(), table: name.clone() }).await?;
+    let info = client
+        .get_primary_keys(CommandGetPrimaryKeys {
+            catalog: catalog.clone(),
+            db_schema: db_schema.clone(),
+            table: name.clone(),
+        })
+        .await?;
     let keys = fetch(&mut client, info.clone()).await?;
     assert_eq!(keys.iter().map(RecordBatch::num_rows).sum::<usize>(), 0);
     assert_eq!(info.try_decode_schema()?.field(2).name(), "table_name");
-    let info = client.get_exported_keys(CommandGetExportedKeys { catalog: catalog.clone(), db_schema: db_schema.clone(), table: name.clone() }).await?;
+    let info = client
+        .get_exported_keys(CommandGetExportedKeys {
+            catalog: catalog.clone(),
+            db_schema: db_schema.clone(),
+            table: name.clone(),
+        })
+        .await?;
     assert_eq!(info.clone().try_decode_schema()?.fields().len(), 13);
     assert!(fetch(&mut client, info).await?.iter().all(|b| b.num_rows() == 0));
-    let info = client.get_imported_keys(CommandGetImportedKeys { catalog: catalog.clone(), db_schema: db_schema.clone(), table: name.clone() }).await?;
+    let info = client
+        .get_imported_keys(CommandGetImportedKeys {
+            catalog: catalog.clone(),
+            db_schema: db_schema.clone(),
+            table: name.clone(),
+        })
+        .await?;
     assert!(fetch(&mut client, info).await?.iter().all(|b| b.num_rows() == 0));
     let cross = CommandGetCrossReference {
         pk_catalog: catalog.clone(),

@@ -5,8 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arrow::array::{
-    ArrayRef, BooleanArray, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray,
-    TimestampMicrosecondArray,
+    ArrayRef, BooleanArray, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
 };
 use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use arrow::util::display::{ArrayFormatter, FormatOptions};
@@ -182,8 +181,7 @@ impl TestClusterBuilder {
                 .with_memory_limit(self.executor_memory);
             executors.push(Executor::start(config).await?);
         }
-        tokio::time::timeout(Duration::from_secs(20), scheduler.cluster().wait_for_executors(self.executors))
-            .await?;
+        tokio::time::timeout(Duration::from_secs(20), scheduler.cluster().wait_for_executors(self.executors)).await?;
         Ok(TestCluster { scheduler, executors, secret, warehouse, _owned_warehouse: owned })
     }
 }
@@ -233,7 +231,9 @@ pub fn sales_batch(first: i64) -> RecordBatch {
             ids.iter().map(|i| if i % 37 == 0 { None } else { Some(items[(i % 7) as usize]) }),
         )),
         Arc::new(Int32Array::from_iter(ids.iter().map(|i| Some((i * 13 % 50) as i32)))),
-        Arc::new(Float64Array::from_iter(ids.iter().map(|i| if i % 101 == 0 { None } else { Some((i * 7919 % 100_000) as f64 / 100.0) }))),
+        Arc::new(Float64Array::from_iter(
+            ids.iter().map(|i| if i % 101 == 0 { None } else { Some((i * 7919 % 100_000) as f64 / 100.0) }),
+        )),
         Arc::new(TimestampMicrosecondArray::from_iter(
             ids.iter().map(|i| Some(1_704_067_200_000_000 + i * 61_000_000)),
         )),
@@ -321,11 +321,8 @@ pub fn rows_of(batches: &[RecordBatch]) -> Vec<String> {
     let options = FormatOptions::default().with_null("NULL");
     let mut rows = Vec::new();
     for batch in batches {
-        let formatters: Vec<ArrayFormatter> = batch
-            .columns()
-            .iter()
-            .map(|c| ArrayFormatter::try_new(c.as_ref(), &options).expect("formatter"))
-            .collect();
+        let formatters: Vec<ArrayFormatter> =
+            batch.columns().iter().map(|c| ArrayFormatter::try_new(c.as_ref(), &options).expect("formatter")).collect();
         for row in 0..batch.num_rows() {
             rows.push(formatters.iter().map(|f| f.value(row).to_string()).collect::<Vec<_>>().join(" | "));
         }

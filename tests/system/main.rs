@@ -4,15 +4,15 @@
 
 mod athena_ddl;
 mod bad_input;
+mod binary;
 mod cancel;
 mod catalog;
 mod conformance;
 mod events;
 mod flight_sql;
-mod partitions;
-mod binary;
 mod harness;
 mod membership;
+mod partitions;
 mod postgres;
 mod pruning;
 mod queries;

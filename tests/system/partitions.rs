@@ -48,7 +48,12 @@ async fn msck_add_and_drop_partitions_on_a_multi_level_layout() -> TestResult {
     assert!(repair.iter().any(|l| l.contains("_temporary") && l.contains("expected year=")), "{repair:?}");
     assert_eq!(
         rows_of(&client.query("SHOW PARTITIONS logs").await?.batches),
-        vec!["year=2023/month=5/day=30", "year=2023/month=5/day=31", "year=2023/month=6/day=1", "year=2023/month=6/day=2"]
+        vec![
+            "year=2023/month=5/day=30",
+            "year=2023/month=5/day=31",
+            "year=2023/month=6/day=1",
+            "year=2023/month=6/day=2"
+        ]
     );
 
     // Predicates on typed partition columns: ranges, OR, IN, casts and functions.
@@ -109,7 +114,10 @@ async fn msck_add_and_drop_partitions_on_a_multi_level_layout() -> TestResult {
         ("ALTER TABLE logs ADD PARTITION (year = 2022, month = 1)", "no value for partition key day"),
         ("ALTER TABLE logs ADD PARTITION (year = 2022, month = 1, day = 1, hour = 3)", "hour is not a partition key"),
         ("ALTER TABLE logs ADD PARTITION (year = 'soon', month = 1, day = 1)", "\"soon\" of year is not a Int32"),
-        ("ALTER TABLE logs ADD PARTITION (year = 1, month = 1, day = 1) LOCATION 'file:///etc/'", "outside the configured warehouse roots"),
+        (
+            "ALTER TABLE logs ADD PARTITION (year = 1, month = 1, day = 1) LOCATION 'file:///etc/'",
+            "outside the configured warehouse roots",
+        ),
         ("ALTER TABLE nowhere ADD PARTITION (year = 1)", "table default.nowhere not found"),
         ("MSCK REPAIR TABLE nowhere", "table default.nowhere not found"),
     ] {
@@ -141,7 +149,10 @@ async fn projection_plans_an_hourly_layout_without_listing_it() -> TestResult {
     for (hour, n) in [(12, 5), (13, 10), (14, 20), (15, 40)] {
         let dir = lake.join(format!("firehose/2023/06/18/{hour:02}"));
         std::fs::create_dir_all(&dir)?;
-        std::fs::write(dir.join(format!("stream-1-2023-06-18-{hour}-00-00-abcd")), json_lines((0..n).map(|i| (i, "x"))))?;
+        std::fs::write(
+            dir.join(format!("stream-1-2023-06-18-{hour}-00-00-abcd")),
+            json_lines((0..n).map(|i| (i, "x"))),
+        )?;
     }
     client
         .query(&format!(
@@ -168,9 +179,12 @@ async fn projection_plans_an_hourly_layout_without_listing_it() -> TestResult {
     assert!(stats.partitions_total > 80_000, "every hour since 2015 is a partition: {stats:?}");
 
     // Hours with no data are simply empty; equality and IN pick exact hours.
-    let output = client.query("SELECT count(*) FROM firehose WHERE dt IN ('2023/06/18/12', '2023/06/18/15', '2023/06/18/16')").await?;
+    let output = client
+        .query("SELECT count(*) FROM firehose WHERE dt IN ('2023/06/18/12', '2023/06/18/15', '2023/06/18/16')")
+        .await?;
     assert_eq!(rows_of(&output.batches), vec!["45"]);
-    let explain = rows_of(&client.query("EXPLAIN SELECT * FROM firehose WHERE dt = '2023/06/18/15'").await?.batches).join("\n");
+    let explain =
+        rows_of(&client.query("EXPLAIN SELECT * FROM firehose WHERE dt = '2023/06/18/15'").await?.batches).join("\n");
     assert!(explain.contains("partitions 1 of") && explain.contains("(projected), files 1"), "{explain}");
 
     let error = client.query("SHOW PARTITIONS firehose").await.unwrap_err().to_string();
@@ -229,7 +243,8 @@ async fn use_chooses_the_database_of_unqualified_names() -> TestResult {
     assert_eq!(rows_of(&used.batches), vec!["web"]);
     assert_eq!(client.database(), "web");
     assert_eq!(rows_of(&client.query("SHOW TABLES").await?.batches), vec!["clicks"]);
-    let output = client.query("SELECT actor.id, actor.geo.country, url FROM clicks WHERE actor.geo.country = 'NZ'").await?;
+    let output =
+        client.query("SELECT actor.id, actor.geo.country, url FROM clicks WHERE actor.geo.country = 'NZ'").await?;
     assert_eq!(rows_of(&output.batches), vec!["7 | NZ | /a"]);
     // Qualified names still reach other databases; a new client starts in `default`.
     assert_eq!(rows_of(&client.query("SELECT count(*) FROM default.regions").await?.batches), vec!["4"]);

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arrow::array::{
-    ArrayRef, BooleanArray, Date32Array, Decimal128Array, Float64Array, Int32Array, Int64Array, ListArray,
-    RecordBatch, StringArray, TimestampMicrosecondArray,
+    ArrayRef, BooleanArray, Date32Array, Decimal128Array, Float64Array, Int32Array, Int64Array, ListArray, RecordBatch,
+    StringArray, TimestampMicrosecondArray,
 };
 use arrow::datatypes::Int64Type;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -20,7 +20,19 @@ use crate::harness::*;
 
 async fn psql(port: u16, password: Option<&str>, args: &[&str]) -> Output {
     let mut command = Command::new("psql");
-    command.args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "ana", "-d", "default", "-X", "-v", "ON_ERROR_STOP=1"]);
+    command.args([
+        "-h",
+        "127.0.0.1",
+        "-p",
+        &port.to_string(),
+        "-U",
+        "ana",
+        "-d",
+        "default",
+        "-X",
+        "-v",
+        "ON_ERROR_STOP=1",
+    ]);
     command.args(args).env("PGCONNECT_TIMEOUT", "10");
     match password {
         Some(password) => command.env("PGPASSWORD", password),
@@ -41,7 +53,8 @@ async fn psql_queries_the_lake_and_describes_tables() -> TestResult {
 
     // The same query through Flight SQL and through psql (unaligned, comma-separated).
     let sql = "SELECT region, count(*) AS n, sum(qty) AS q FROM sales GROUP BY region ORDER BY region";
-    let expected: Vec<String> = rows_of(&client.query(sql).await?.batches).into_iter().map(|r| r.replace(" | ", ",")).collect();
+    let expected: Vec<String> =
+        rows_of(&client.query(sql).await?.batches).into_iter().map(|r| r.replace(" | ", ",")).collect();
     let output = psql(port, None, &["-At", "-F", ",", "-c", sql]).await;
     assert!(output.status.success(), "{}", text(&output));
     let got: Vec<String> = String::from_utf8_lossy(&output.stdout).lines().map(String::from).collect();
@@ -63,8 +76,12 @@ async fn psql_queries_the_lake_and_describes_tables() -> TestResult {
     assert!(text(&output).contains("read committed"), "{}", text(&output));
     let output = psql(port, None, &["-At", "-c", "select oid, typbasetype from pg_type where typname = 'lo'"]).await;
     assert!(output.status.success(), "{}", text(&output));
-    let output =
-        psql(port, None, &["-At", "-c", "BEGIN", "-c", "SELECT count(*) FROM sales WHERE region = 'eu'", "-c", "ROLLBACK"]).await;
+    let output = psql(
+        port,
+        None,
+        &["-At", "-c", "BEGIN", "-c", "SELECT count(*) FROM sales WHERE region = 'eu'", "-c", "ROLLBACK"],
+    )
+    .await;
     assert!(output.status.success(), "{}", text(&output));
     assert!(text(&output).contains("6000"), "{}", text(&output));
 
@@ -98,7 +115,11 @@ async fn psql_needs_the_password_when_users_are_configured() -> TestResult {
 /// A table of the types drivers must map faithfully: decimals, dates, timestamps with and
 /// without a zone, arrays, and NULLs in each.
 fn write_typed_table(dir: &Path) {
-    let tags = ListArray::from_iter_primitive::<Int64Type, _, _>([Some(vec![Some(1), Some(2), Some(3)]), None, Some(vec![Some(4)])]);
+    let tags = ListArray::from_iter_primitive::<Int64Type, _, _>([
+        Some(vec![Some(1), Some(2), Some(3)]),
+        None,
+        Some(vec![Some(4)]),
+    ]);
     let words = {
         let mut builder = arrow::array::ListBuilder::new(arrow::array::StringBuilder::new());
         builder.append_value([Some("a"), Some("b")]);
@@ -108,7 +129,9 @@ fn write_typed_table(dir: &Path) {
     };
     let columns: Vec<ArrayRef> = vec![
         Arc::new(Int64Array::from(vec![1, 2, 3])),
-        Arc::new(Decimal128Array::from(vec![Some(1234), Some(-5), None]).with_precision_and_scale(10, 2).expect("decimal")),
+        Arc::new(
+            Decimal128Array::from(vec![Some(1234), Some(-5), None]).with_precision_and_scale(10, 2).expect("decimal"),
+        ),
         // 2024-02-29 and 1999-12-31, as days since the epoch.
         Arc::new(Date32Array::from(vec![Some(19782), None, Some(10956)])),
         Arc::new(TimestampMicrosecondArray::from(vec![Some(1_709_214_306_789_000), Some(0), None])),
@@ -137,7 +160,9 @@ async fn cluster_for_drivers() -> Result<(TestCluster, u16, glaux_client::GlauxC
         client.query(&ddl).await?;
     }
     write_typed_table(&cluster.warehouse().join("typed"));
-    client.query(&format!("CREATE EXTERNAL TABLE typed STORED AS PARQUET LOCATION '{}/typed/'", lake.display())).await?;
+    client
+        .query(&format!("CREATE EXTERNAL TABLE typed STORED AS PARQUET LOCATION '{}/typed/'", lake.display()))
+        .await?;
     let port = cluster.scheduler.postgres_addr().ok_or("no PostgreSQL port")?.port();
     Ok((cluster, port, client))
 }
@@ -150,7 +175,8 @@ fn lines<'a>(report: &'a str, kind: &str) -> Vec<&'a str> {
 /// Runs a driver program against `port` as user `ana`; its report, after checking that it
 /// succeeded and listed the lake's tables (the driver's table metadata call).
 async fn driver_report(mut command: Command, port: u16, what: &str) -> String {
-    let output = command.args([&port.to_string(), "ana", "s3cret"]).output().await.unwrap_or_else(|e| panic!("run {what}: {e}"));
+    let output =
+        command.args([&port.to_string(), "ana", "s3cret"]).output().await.unwrap_or_else(|e| panic!("run {what}: {e}"));
     let report = text(&output);
     assert!(output.status.success(), "{report}");
     let tables = lines(&report, "table");
@@ -205,13 +231,18 @@ async fn the_jdbc_driver_reads_metadata_types_and_prepared_statements() -> TestR
         assert!(meta.contains(&column), "{column} missing from {meta:?}");
     }
     let rows = lines(&report, "row");
-    let expected_regions = driver_rows(&client.query("SELECT region, count(*) AS n FROM sales GROUP BY region ORDER BY region").await?.batches);
+    let expected_regions = driver_rows(
+        &client.query("SELECT region, count(*) AS n FROM sales GROUP BY region ORDER BY region").await?.batches,
+    );
     assert_eq!(rows[..3], expected_regions[..]);
-    assert_eq!(rows[3..6], [
-        "1|12.34|2024-02-29|2024-02-29 13:45:06.789|2024-02-29 13:45:06.0|array[a, b]|array[1, 2, 3]|hi|true|0.5|1",
-        "2|-0.05|NULL|1970-01-01 00:00:00.0|NULL|array[]|NULL|NULL|false|NULL|NULL",
-        "3|NULL|1999-12-31|NULL|NULL|NULL|array[4]|o'k|NULL|1.0E-7|-3",
-    ]);
+    assert_eq!(
+        rows[3..6],
+        [
+            "1|12.34|2024-02-29|2024-02-29 13:45:06.789|2024-02-29 13:45:06.0|array[a, b]|array[1, 2, 3]|hi|true|0.5|1",
+            "2|-0.05|NULL|1970-01-01 00:00:00.0|NULL|array[]|NULL|NULL|false|NULL|NULL",
+            "3|NULL|1999-12-31|NULL|NULL|NULL|array[4]|o'k|NULL|1.0E-7|-3",
+        ]
+    );
 
     // The PreparedStatement, run with two sets of values, and with a date.
     let mut expected = Vec::new();
@@ -237,7 +268,8 @@ async fn psqlodbc_through_pyodbc_lists_tables_and_columns_and_runs_queries() -> 
     let program = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/pg_odbc.py");
     let mut python = Command::new("python3");
     python.arg(&program).env("TZ", "UTC");
-    let report = driver_report(python, port, "python3 (pip install pyodbc; apt install odbc-postgresql unixodbc)").await;
+    let report =
+        driver_report(python, port, "python3 (pip install pyodbc; apt install odbc-postgresql unixodbc)").await;
 
     // SQLTables and SQLColumns.
     let columns = lines(&report, "column");
@@ -260,14 +292,21 @@ async fn psqlodbc_through_pyodbc_lists_tables_and_columns_and_runs_queries() -> 
         assert!(meta.contains(&column), "{column} missing from {meta:?}");
     }
     let rows = lines(&report, "row");
-    let expected_regions = driver_rows(&client.query("SELECT region, count(*) AS n FROM sales GROUP BY region ORDER BY region").await?.batches);
+    let expected_regions = driver_rows(
+        &client.query("SELECT region, count(*) AS n FROM sales GROUP BY region ORDER BY region").await?.batches,
+    );
     assert_eq!(rows[..3], expected_regions[..]);
-    assert_eq!(rows[3..6], [
-        "1|12.34|2024-02-29|2024-02-29 13:45:06.789000|2024-02-29 13:45:06|{a,b}|{1,2,3}|hi|1|0.5|1",
-        "2|-0.05|NULL|1970-01-01 00:00:00|NULL|{}|NULL|NULL|0|NULL|NULL",
-        "3|NULL|1999-12-31|NULL|NULL|NULL|{4}|o'k|NULL|1e-07|-3",
-    ]);
-    let expected = driver_rows(&client.query("SELECT count(*) AS n, sum(qty) AS q FROM sales WHERE region = 'eu' AND qty > 40").await?.batches);
+    assert_eq!(
+        rows[3..6],
+        [
+            "1|12.34|2024-02-29|2024-02-29 13:45:06.789000|2024-02-29 13:45:06|{a,b}|{1,2,3}|hi|1|0.5|1",
+            "2|-0.05|NULL|1970-01-01 00:00:00|NULL|{}|NULL|NULL|0|NULL|NULL",
+            "3|NULL|1999-12-31|NULL|NULL|NULL|{4}|o'k|NULL|1e-07|-3",
+        ]
+    );
+    let expected = driver_rows(
+        &client.query("SELECT count(*) AS n, sum(qty) AS q FROM sales WHERE region = 'eu' AND qty > 40").await?.batches,
+    );
     assert_eq!(rows[6..7], expected[..]);
     assert_eq!(rows[7], "4");
     let errors = lines(&report, "error");

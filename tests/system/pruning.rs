@@ -10,7 +10,8 @@ async fn partitions_and_row_groups_are_pruned() -> TestResult {
     let reference = reference_context(&lake).await;
     let all_files = (REGIONS.len() * DAYS.len() * FILES_PER_PARTITION) as u64;
 
-    let full = assert_same_as_datafusion(&mut client, &reference, "SELECT sum(qty), round(sum(amount), 4) FROM sales").await;
+    let full =
+        assert_same_as_datafusion(&mut client, &reference, "SELECT sum(qty), round(sum(amount), 4) FROM sales").await;
     let full = full.stats.expect("stats");
     assert_eq!(full.files_planned, all_files);
 

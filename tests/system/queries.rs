@@ -31,7 +31,6 @@ async fn distributed_results_match_datafusion() -> TestResult {
         let (lake, mut client) = cluster.with_lake().await?;
         let reference = reference_context(&lake).await;
         for sql in QUERIES {
-
             assert_same_as_datafusion(&mut client, &reference, sql).await;
         }
         // The scans really ran on the executors: every executor got a share of a full scan.

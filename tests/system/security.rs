@@ -55,10 +55,8 @@ async fn executors_and_scheduler_reject_callers_without_the_cluster_secret() -> 
 
     // The right one gets through to plan decoding, which refuses garbage without harm.
     let right = ClusterAuth::attach(cluster.secret.clone());
-    let status = ExecutorControlClient::with_interceptor(channel.clone(), right)
-        .launch_tasks(launch)
-        .await
-        .unwrap_err();
+    let status =
+        ExecutorControlClient::with_interceptor(channel.clone(), right).launch_tasks(launch).await.unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument, "{status}");
 
     // Nobody joins the cluster without the secret either.
@@ -71,10 +69,8 @@ async fn executors_and_scheduler_reject_callers_without_the_cluster_secret() -> 
             memory_limit_bytes: 0,
         }),
     };
-    let status = SchedulerClusterClient::with_interceptor(scheduler, wrong)
-        .register_executor(registration)
-        .await
-        .unwrap_err();
+    let status =
+        SchedulerClusterClient::with_interceptor(scheduler, wrong).register_executor(registration).await.unwrap_err();
     assert_eq!(status.code(), Code::Unauthenticated, "{status}");
     assert_eq!(cluster.scheduler.cluster().alive().len(), 1);
 
@@ -128,8 +124,8 @@ async fn flight_sql_clients_authenticate_when_users_are_configured() -> TestResu
     assert_eq!(info.endpoint.len(), 1);
 
     // No users and a non-loopback address: refused before binding anything.
-    let open = glaux_scheduler::SchedulerConfig::new(glaux_proto::ClusterSecret::generate())
-        .with_bind("0.0.0.0:0".parse()?);
+    let open =
+        glaux_scheduler::SchedulerConfig::new(glaux_proto::ClusterSecret::generate()).with_bind("0.0.0.0:0".parse()?);
     let error = glaux_scheduler::Scheduler::start(open).await.err().ok_or("started without authentication")?;
     assert!(error.to_string().contains("without client authentication"), "{error}");
     Ok(())
@@ -193,7 +189,9 @@ async fn clients_speak_tls_to_both_doors_when_it_is_configured() -> TestResult {
             .output()
     };
     let output = psql("verify-full").await?;
-    let text = |o: &std::process::Output| format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    let text = |o: &std::process::Output| {
+        format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    };
     assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "4", "{}", text(&output));
     let output = psql("disable").await?;
     assert!(!output.status.success() && text(&output).contains("only TLS"), "{}", text(&output));

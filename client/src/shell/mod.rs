@@ -195,7 +195,10 @@ impl Shell {
             "\\q" | "\\quit" => return Ok(Next::Quit),
             "\\d" if !argument.is_empty() => self.sql_meta(&format!("DESCRIBE {argument}")).await?,
             "\\d" | "\\dt" if argument.is_empty() => self.sql_meta("SHOW TABLES").await?,
-            "\\dt" => self.sql_meta(&format!("SHOW TABLES LIKE '{}'", argument.trim_matches('\'').replace('\'', "''"))).await?,
+            "\\dt" => {
+                self.sql_meta(&format!("SHOW TABLES LIKE '{}'", argument.trim_matches('\'').replace('\'', "''")))
+                    .await?
+            }
             "\\timing" => {
                 self.timing = match argument {
                     "on" => true,
@@ -330,7 +333,9 @@ impl Shell {
             let scanned = output.stats.as_ref().map_or(0, |s| s.scan.bytes_scanned);
             // Partitioned tables also say how many partitions the query read of how many there are.
             let partitions = match &output.stats {
-                Some(s) if s.partitions_total > 0 => format!(" ({} of {} partitions)", s.partitions_read, s.partitions_total),
+                Some(s) if s.partitions_total > 0 => {
+                    format!(" ({} of {} partitions)", s.partitions_read, s.partitions_total)
+                }
                 _ => String::new(),
             };
             summary += &format!(" Run time: {seconds:.2} s, Data scanned: {}{partitions}", format_bytes(scanned));

@@ -86,8 +86,12 @@ fn text_rows(
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| std::io::Error::other(e.to_string()))?;
     for i in 0..batch.num_rows() {
-        let values =
-            batch.columns().iter().zip(&formatters).map(|(c, f)| c.is_valid(i).then(|| f.value(i).to_string())).collect();
+        let values = batch
+            .columns()
+            .iter()
+            .zip(&formatters)
+            .map(|(c, f)| c.is_valid(i).then(|| f.value(i).to_string()))
+            .collect();
         row(values)?;
     }
     Ok(())
@@ -113,7 +117,11 @@ fn write_delimited(
 }
 
 fn csv_field(value: &str) -> String {
-    if value.contains([',', '"', '\n', '\r']) { format!("\"{}\"", value.replace('"', "\"\"")) } else { value.to_string() }
+    if value.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", value.replace('"', "\"\""))
+    } else {
+        value.to_string()
+    }
 }
 
 fn tsv_field(value: &str) -> String {

@@ -50,7 +50,11 @@ impl Unit {
             "month" | "months" => Unit::Month,
             "quarter" | "quarters" => Unit::Quarter,
             "year" | "years" => Unit::Year,
-            _ => return exec_err!("'{text}' is not a valid unit: use millisecond, second, minute, hour, day, week, month, quarter or year"),
+            _ => {
+                return exec_err!(
+                    "'{text}' is not a valid unit: use millisecond, second, minute, hour, day, week, month, quarter or year"
+                );
+            }
         })
     }
 
@@ -93,7 +97,12 @@ fn coerce_trunc(name: &str, types: &[DataType]) -> Result<Vec<DataType>> {
 }
 
 fn coerce_add(name: &str, types: &[DataType]) -> Result<Vec<DataType>> {
-    coerce_each(name, types, &[as_string, as_integer, as_temporal], "(varchar, bigint, date) or (varchar, bigint, timestamp)")
+    coerce_each(
+        name,
+        types,
+        &[as_string, as_integer, as_temporal],
+        "(varchar, bigint, date) or (varchar, bigint, timestamp)",
+    )
 }
 
 fn coerce_diff(name: &str, types: &[DataType]) -> Result<Vec<DataType>> {
@@ -138,9 +147,10 @@ fn units(array: &ArrayRef, rows: usize) -> Result<Vec<Option<Unit>>> {
 fn temporal_result(values: Vec<Option<NaiveDateTime>>, output: &DataType) -> Result<ArrayRef> {
     match output {
         DataType::Date32 => Ok(dates(values.into_iter().map(|v| v.map(|t| t.date())).collect())),
-        DataType::Timestamp(_, zone) => {
-            Ok(timestamps(values.into_iter().map(|v| v.map(|t| t.and_utc().timestamp_micros())).collect(), zone.clone()))
-        }
+        DataType::Timestamp(_, zone) => Ok(timestamps(
+            values.into_iter().map(|v| v.map(|t| t.and_utc().timestamp_micros())).collect(),
+            zone.clone(),
+        )),
         other => exec_err!("unexpected result type {other}"),
     }
 }
@@ -201,7 +211,13 @@ fn date_add(args: &[ArrayRef], rows: usize, output: &DataType) -> Result<ArrayRe
                 }
                 match add(t, unit, amounts.value(row)) {
                     Some(sum) => Some(sum),
-                    None => return exec_err!("date_add: {} {}(s) from {t} is out of range", amounts.value(row), unit.name()),
+                    None => {
+                        return exec_err!(
+                            "date_add: {} {}(s) from {t} is out of range",
+                            amounts.value(row),
+                            unit.name()
+                        );
+                    }
                 }
             }
             _ => None,

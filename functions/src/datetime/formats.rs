@@ -21,11 +21,19 @@ use crate::udf::{Udf, as_double, as_string, coerce_each};
 
 pub fn functions() -> Vec<ScalarUDF> {
     vec![
-        Udf::new("date_format", coerce_format, |_| Ok(DataType::Utf8), |a, r, _| format(a, r, mysql_to_strftime)).build(),
-        Udf::new("format_datetime", coerce_format, |_| Ok(DataType::Utf8), |a, r, _| format(a, r, joda_to_strftime)).build(),
-        Udf::new("date_parse", coerce_parse, |_| Ok(naive_timestamp()), |a, r, _| parse(a, r, mysql_to_strftime, None)).build(),
-        Udf::new("parse_datetime", coerce_parse, |_| Ok(utc_timestamp()), |a, r, _| parse(a, r, joda_to_strftime, Some(utc())))
+        Udf::new("date_format", coerce_format, |_| Ok(DataType::Utf8), |a, r, _| format(a, r, mysql_to_strftime))
             .build(),
+        Udf::new("format_datetime", coerce_format, |_| Ok(DataType::Utf8), |a, r, _| format(a, r, joda_to_strftime))
+            .build(),
+        Udf::new("date_parse", coerce_parse, |_| Ok(naive_timestamp()), |a, r, _| parse(a, r, mysql_to_strftime, None))
+            .build(),
+        Udf::new(
+            "parse_datetime",
+            coerce_parse,
+            |_| Ok(utc_timestamp()),
+            |a, r, _| parse(a, r, joda_to_strftime, Some(utc())),
+        )
+        .build(),
         Udf::new("from_iso8601_timestamp", coerce_text, |_| Ok(utc_timestamp()), from_iso8601_timestamp).build(),
         Udf::new("from_iso8601_date", coerce_text, |_| Ok(DataType::Date32), from_iso8601_date).build(),
         Udf::new("to_iso8601", coerce_iso_value, |_| Ok(DataType::Utf8), to_iso8601).build(),
@@ -149,7 +157,12 @@ fn parse_one(text: &str, items: &[Item<'static>]) -> Option<i64> {
     Some(local.and_utc().timestamp_micros() - i64::from(offset) * 1_000_000)
 }
 
-fn parse(args: &[ArrayRef], rows: usize, translate: fn(&str) -> Result<String>, zone: Option<Arc<str>>) -> Result<ArrayRef> {
+fn parse(
+    args: &[ArrayRef],
+    rows: usize,
+    translate: fn(&str) -> Result<String>,
+    zone: Option<Arc<str>>,
+) -> Result<ArrayRef> {
     let texts = args[0].as_string::<i32>();
     let patterns_text = args[1].as_string::<i32>();
     let mut patterns = Patterns::new(translate);
@@ -234,7 +247,9 @@ fn to_iso8601(args: &[ArrayRef], rows: usize, _: &DataType) -> Result<ArrayRef> 
         other => return exec_err!("to_iso8601 of {other}"),
     };
     let values = match args[0].data_type() {
-        DataType::Timestamp(..) => arrow::compute::cast(&args[0], &DataType::Timestamp(TimeUnit::Microsecond, zone.clone()))?,
+        DataType::Timestamp(..) => {
+            arrow::compute::cast(&args[0], &DataType::Timestamp(TimeUnit::Microsecond, zone.clone()))?
+        }
         _ => Arc::clone(&args[0]),
     };
     let suffix = match zone.as_deref() {
@@ -288,7 +303,11 @@ mod tests {
 
     #[test]
     fn parsing_fills_missing_fields() {
-        let at = |y, m, d, h, min| NaiveDate::from_ymd_opt(y, m, d).and_then(|d| d.and_hms_opt(h, min, 0)).map(|t| t.and_utc().timestamp_micros());
+        let at = |y, m, d, h, min| {
+            NaiveDate::from_ymd_opt(y, m, d)
+                .and_then(|d| d.and_hms_opt(h, min, 0))
+                .map(|t| t.and_utc().timestamp_micros())
+        };
         assert_eq!(parse_one("2023/06/18", &items("%Y/%m/%d")), at(2023, 6, 18, 0, 0));
         assert_eq!(parse_one("2023-06", &items("%Y-%m")), at(2023, 6, 1, 0, 0));
         assert_eq!(parse_one("18 Jun 2023 07:30 PM", &items("%d %b %Y %I:%M %p")), at(2023, 6, 18, 19, 30));
@@ -298,7 +317,11 @@ mod tests {
 
     #[test]
     fn iso8601_forms() {
-        let at = |h| NaiveDate::from_ymd_opt(2020, 5, 11).and_then(|d| d.and_hms_opt(h, 15, 5)).map(|t| t.and_utc().timestamp_micros());
+        let at = |h| {
+            NaiveDate::from_ymd_opt(2020, 5, 11)
+                .and_then(|d| d.and_hms_opt(h, 15, 5))
+                .map(|t| t.and_utc().timestamp_micros())
+        };
         assert_eq!(iso8601_micros("2020-05-11T11:15:05"), at(11));
         assert_eq!(iso8601_micros("2020-05-11T11:15:05Z"), at(11));
         assert_eq!(iso8601_micros("2020-05-11T11:15:05+02:00"), at(9));

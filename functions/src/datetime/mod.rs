@@ -101,7 +101,10 @@ fn coerce_to_date(name: &str, types: &[DataType]) -> Result<Vec<DataType>> {
 }
 
 /// `date(x)` is `CAST(x AS DATE)`.
-fn simplify_date(mut args: Vec<Expr>, _: &datafusion::logical_expr::simplify::SimplifyContext) -> Result<ExprSimplifyResult> {
+fn simplify_date(
+    mut args: Vec<Expr>,
+    _: &datafusion::logical_expr::simplify::SimplifyContext,
+) -> Result<ExprSimplifyResult> {
     match args.pop() {
         Some(arg) if args.is_empty() => Ok(ExprSimplifyResult::Simplified(cast(arg, DataType::Date32))),
         Some(arg) => {
@@ -117,7 +120,7 @@ fn to_date(args: &[ArrayRef], _: usize, _: &DataType) -> Result<ArrayRef> {
 }
 
 fn current_timezone(_: &[ArrayRef], rows: usize, _: &DataType) -> Result<ArrayRef> {
-    Ok(ScalarValue::Utf8(Some("UTC".into())).to_array_of_size(rows)?)
+    ScalarValue::Utf8(Some("UTC".into())).to_array_of_size(rows)
 }
 
 fn last_day_of_month(args: &[ArrayRef], rows: usize, _: &DataType) -> Result<ArrayRef> {
@@ -144,9 +147,12 @@ pub(crate) fn naive(array: &ArrayRef, row: usize) -> Option<NaiveDateTime> {
         return None;
     }
     match array.data_type() {
-        DataType::Date32 => date_from_days(array.as_primitive::<Date32Type>().value(row)).and_then(|d| d.and_hms_opt(0, 0, 0)),
+        DataType::Date32 => {
+            date_from_days(array.as_primitive::<Date32Type>().value(row)).and_then(|d| d.and_hms_opt(0, 0, 0))
+        }
         DataType::Timestamp(TimeUnit::Microsecond, _) => {
-            DateTime::from_timestamp_micros(array.as_primitive::<TimestampMicrosecondType>().value(row)).map(|t| t.naive_utc())
+            DateTime::from_timestamp_micros(array.as_primitive::<TimestampMicrosecondType>().value(row))
+                .map(|t| t.naive_utc())
         }
         _ => None,
     }
@@ -176,9 +182,12 @@ mod tests {
 
     #[test]
     fn extraction_of_fields() {
-        let micros = NaiveDate::from_ymd_opt(2023, 1, 1).and_then(|d| d.and_hms_micro_opt(13, 4, 5, 678_000)).map(|t| t.and_utc().timestamp_micros());
+        let micros = NaiveDate::from_ymd_opt(2023, 1, 1)
+            .and_then(|d| d.and_hms_micro_opt(13, 4, 5, 678_000))
+            .map(|t| t.and_utc().timestamp_micros());
         let array = timestamps(vec![micros], None);
-        let get = |part| extract(&array, part).expect("extracts").as_primitive::<arrow::datatypes::Int64Type>().value(0);
+        let get =
+            |part| extract(&array, part).expect("extracts").as_primitive::<arrow::datatypes::Int64Type>().value(0);
         // 2023-01-01 is a Sunday in ISO week 52 of 2022.
         assert_eq!(get(DatePart::DayOfWeekMonday1), 7);
         assert_eq!(get(DatePart::WeekISO), 52);

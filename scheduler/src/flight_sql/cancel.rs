@@ -39,7 +39,8 @@ impl RunningStatements {
 
     pub fn start(self: &Arc<Self>, id: &str) -> Running {
         let mut running = self.lock();
-        let entry = running.entry(id.to_string()).or_insert_with(|| (CancellationToken::new(), 0, ProgressSlot::default()));
+        let entry =
+            running.entry(id.to_string()).or_insert_with(|| (CancellationToken::new(), 0, ProgressSlot::default()));
         entry.1 += 1;
         Running { statements: Arc::clone(self), id: id.to_string(), token: entry.0.clone(), progress: entry.2.clone() }
     }

@@ -7,14 +7,16 @@ use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use arrow_flight::sql::metadata::{SqlInfoData, SqlInfoDataBuilder, XdbcTypeInfo, XdbcTypeInfoData, XdbcTypeInfoDataBuilder};
+use arrow_flight::sql::metadata::{
+    SqlInfoData, SqlInfoDataBuilder, XdbcTypeInfo, XdbcTypeInfoData, XdbcTypeInfoDataBuilder,
+};
 use arrow_flight::sql::{
     CommandGetCatalogs, CommandGetDbSchemas, CommandGetTableTypes, CommandGetTables, Nullable, Searchable, SqlInfo,
     SqlNullOrdering, SqlOuterJoinsSupportLevel, SqlSupportedCaseSensitivity, SqlSupportedTransaction,
     SqlSupportedUnions, SqlSupportsConvert, XdbcDataType, XdbcDatetimeSubcode,
 };
-use datafusion::datasource::TableType;
 use datafusion::catalog::CatalogProviderList;
+use datafusion::datasource::TableType;
 use tonic::Status;
 
 fn arrow_status(e: impl std::fmt::Display) -> Status {
@@ -104,15 +106,9 @@ pub static SQL_INFO: LazyLock<SqlInfoData> = LazyLock::new(|| {
     b.append(SqlInfo::SqlDdlCatalog, false);
     b.append(SqlInfo::SqlDdlSchema, true);
     b.append(SqlInfo::SqlDdlTable, true);
-    b.append(
-        SqlInfo::SqlIdentifierCase,
-        SqlSupportedCaseSensitivity::SqlCaseSensitivityLowercase as i32,
-    );
+    b.append(SqlInfo::SqlIdentifierCase, SqlSupportedCaseSensitivity::SqlCaseSensitivityLowercase as i32);
     b.append(SqlInfo::SqlIdentifierQuoteChar, "\"");
-    b.append(
-        SqlInfo::SqlQuotedIdentifierCase,
-        SqlSupportedCaseSensitivity::SqlCaseSensitivityCaseInsensitive as i32,
-    );
+    b.append(SqlInfo::SqlQuotedIdentifierCase, SqlSupportedCaseSensitivity::SqlCaseSensitivityCaseInsensitive as i32);
     b.append(SqlInfo::SqlAllTablesAreSelectable, true);
     b.append(SqlInfo::SqlNullOrdering, SqlNullOrdering::SqlNullsSortedHigh as i32);
     b.append(SqlInfo::SqlSearchStringEscape, "\\");
@@ -182,22 +178,75 @@ pub static SQL_INFO: LazyLock<SqlInfoData> = LazyLock::new(|| {
 
 /// Words Glaux reserves beyond SQL-92's (what JDBC's `getSQLKeywords` reports).
 const KEYWORDS: &[&str] = &[
-    "ANALYZE", "ARRAY", "DESCRIBE", "EXPLAIN", "EXTERNAL", "FORMAT", "ILIKE", "LIMIT", "LOCATION", "MAP",
-    "MSCK", "OFFSET", "PARTITIONED", "PARTITIONS", "QUALIFY", "REPAIR", "ROW", "SHOW", "STORED", "STRUCT",
-    "TBLPROPERTIES", "UNNEST",
+    "ANALYZE",
+    "ARRAY",
+    "DESCRIBE",
+    "EXPLAIN",
+    "EXTERNAL",
+    "FORMAT",
+    "ILIKE",
+    "LIMIT",
+    "LOCATION",
+    "MAP",
+    "MSCK",
+    "OFFSET",
+    "PARTITIONED",
+    "PARTITIONS",
+    "QUALIFY",
+    "REPAIR",
+    "ROW",
+    "SHOW",
+    "STORED",
+    "STRUCT",
+    "TBLPROPERTIES",
+    "UNNEST",
 ];
 const NUMERIC_FUNCTIONS: &[&str] = &[
-    "abs", "acos", "asin", "atan", "atan2", "cbrt", "ceil", "cos", "degrees", "exp", "floor", "ln", "log",
-    "log10", "log2", "mod", "pi", "power", "radians", "random", "round", "sign", "sin", "sqrt", "tan", "trunc",
+    "abs", "acos", "asin", "atan", "atan2", "cbrt", "ceil", "cos", "degrees", "exp", "floor", "ln", "log", "log10",
+    "log2", "mod", "pi", "power", "radians", "random", "round", "sign", "sin", "sqrt", "tan", "trunc",
 ];
 const STRING_FUNCTIONS: &[&str] = &[
-    "ascii", "btrim", "chr", "concat", "concat_ws", "initcap", "left", "length", "lower", "lpad", "ltrim", "md5",
-    "regexp_like", "regexp_replace", "repeat", "replace", "reverse", "right", "rpad", "rtrim", "split_part",
-    "starts_with", "strpos", "substr", "substring", "translate", "trim", "upper",
+    "ascii",
+    "btrim",
+    "chr",
+    "concat",
+    "concat_ws",
+    "initcap",
+    "left",
+    "length",
+    "lower",
+    "lpad",
+    "ltrim",
+    "md5",
+    "regexp_like",
+    "regexp_replace",
+    "repeat",
+    "replace",
+    "reverse",
+    "right",
+    "rpad",
+    "rtrim",
+    "split_part",
+    "starts_with",
+    "strpos",
+    "substr",
+    "substring",
+    "translate",
+    "trim",
+    "upper",
 ];
 const DATETIME_FUNCTIONS: &[&str] = &[
-    "current_date", "current_time", "current_timestamp", "date_bin", "date_part", "date_trunc", "extract",
-    "from_unixtime", "now", "to_timestamp", "to_unixtime",
+    "current_date",
+    "current_time",
+    "current_timestamp",
+    "date_bin",
+    "date_part",
+    "date_trunc",
+    "extract",
+    "from_unixtime",
+    "now",
+    "to_timestamp",
+    "to_unixtime",
 ];
 
 /// The SQL types Glaux's tables and expressions have (`GetXdbcTypeInfo`).

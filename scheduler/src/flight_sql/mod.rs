@@ -18,12 +18,11 @@ use arrow::ipc::writer::IpcWriteOptions;
 use arrow_flight::flight_service_server::FlightService;
 use arrow_flight::sql::server::{FlightSqlService, PeekableFlightDataStream};
 use arrow_flight::sql::{
-    ActionClosePreparedStatementRequest, ActionCreatePreparedStatementRequest,
-    ActionCreatePreparedStatementResult, Any, CommandGetCatalogs, CommandGetCrossReference, CommandGetDbSchemas,
-    CommandGetExportedKeys, CommandGetImportedKeys, CommandGetPrimaryKeys, CommandGetXdbcTypeInfo,
-    CommandGetSqlInfo, CommandGetTableTypes, CommandGetTables, CommandPreparedStatementQuery,
-    CommandPreparedStatementUpdate, CommandStatementQuery, CommandStatementUpdate, DoPutPreparedStatementResult,
-    ProstMessageExt, SqlInfo, TicketStatementQuery,
+    ActionClosePreparedStatementRequest, ActionCreatePreparedStatementRequest, ActionCreatePreparedStatementResult,
+    Any, CommandGetCatalogs, CommandGetCrossReference, CommandGetDbSchemas, CommandGetExportedKeys,
+    CommandGetImportedKeys, CommandGetPrimaryKeys, CommandGetSqlInfo, CommandGetTableTypes, CommandGetTables,
+    CommandGetXdbcTypeInfo, CommandPreparedStatementQuery, CommandPreparedStatementUpdate, CommandStatementQuery,
+    CommandStatementUpdate, DoPutPreparedStatementResult, ProstMessageExt, SqlInfo, TicketStatementQuery,
 };
 use arrow_flight::{
     Action, CancelFlightInfoRequest, CancelFlightInfoResult, CancelStatus, FlightDescriptor, FlightEndpoint,
@@ -114,8 +113,7 @@ impl FlightSqlService for FlightSqlFrontDoor {
     async fn do_handshake(
         &self,
         request: Request<Streaming<HandshakeRequest>>,
-    ) -> Result<Response<Pin<Box<dyn Stream<Item = Result<HandshakeResponse, Status>> + Send>>>, Status>
-    {
+    ) -> Result<Response<Pin<Box<dyn Stream<Item = Result<HandshakeResponse, Status>> + Send>>>, Status> {
         let Some(users) = &self.users else {
             let response = HandshakeResponse { protocol_version: 0, payload: Default::default() };
             return Ok(Response::new(Box::pin(stream::iter([Ok(response)]))));
@@ -126,9 +124,8 @@ impl FlightSqlService for FlightSqlFrontDoor {
         let payload = token.clone().into_bytes().into();
         let mut response =
             Response::new(Box::pin(stream::iter([Ok(HandshakeResponse { protocol_version: 0, payload })])) as _);
-        let header = format!("Bearer {token}")
-            .parse()
-            .map_err(|_| Status::internal("token is not a valid header value"))?;
+        let header =
+            format!("Bearer {token}").parse().map_err(|_| Status::internal("token is not a valid header value"))?;
         response.metadata_mut().insert("authorization", header);
         Ok(response)
     }
@@ -318,10 +315,7 @@ impl FlightSqlService for FlightSqlFrontDoor {
         query: CommandGetSqlInfo,
         _request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        let batch = query
-            .into_builder(&metadata::SQL_INFO)
-            .build()
-            .map_err(|e| Status::internal(e.to_string()))?;
+        let batch = query.into_builder(&metadata::SQL_INFO).build().map_err(|e| Status::internal(e.to_string()))?;
         Ok(Response::new(batch_stream(batch)))
     }
 

@@ -86,11 +86,7 @@ pub fn decode_parameters(bytes: &[u8]) -> Result<Vec<ScalarValue>, Status> {
     let malformed = |e: &dyn std::fmt::Display| Status::invalid_argument(format!("malformed bound parameters: {e}"));
     let mut reader = StreamReader::try_new(Cursor::new(bytes), None).map_err(|e| malformed(&e))?;
     let Some(batch) = reader.next().transpose().map_err(|e| malformed(&e))? else { return Ok(Vec::new()) };
-    batch
-        .columns()
-        .iter()
-        .map(|column| ScalarValue::try_from_array(column, 0).map_err(|e| malformed(&e)))
-        .collect()
+    batch.columns().iter().map(|column| ScalarValue::try_from_array(column, 0).map_err(|e| malformed(&e))).collect()
 }
 
 fn internal(e: arrow::error::ArrowError) -> Status {

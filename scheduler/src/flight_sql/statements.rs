@@ -62,9 +62,8 @@ pub(super) fn statement_handle_of(ticket: &Ticket) -> Option<StatementHandle> {
 }
 
 pub(super) fn decode_handle(handle: &[u8]) -> Result<StatementHandle, Status> {
-    StatementHandle::decode(handle).map_err(|_| {
-        Status::from(SchedulerError::MalformedRequest("statement handle is not a Glaux statement".into()))
-    })
+    StatementHandle::decode(handle)
+        .map_err(|_| Status::from(SchedulerError::MalformedRequest("statement handle is not a Glaux statement".into())))
 }
 
 /// Plans a statement; one that changes the catalog or the session runs now. After `USE`, the

@@ -58,11 +58,7 @@ fn partition_bytes(scans: &[FileScanConfig], partitions: usize) -> Vec<u64> {
     if let [scan] = scans
         && scan.file_groups.len() == partitions
     {
-        return scan
-            .file_groups
-            .iter()
-            .map(|group| group.files().iter().map(file_bytes).sum())
-            .collect();
+        return scan.file_groups.iter().map(|group| group.files().iter().map(file_bytes).sum()).collect();
     }
     let total: u64 = scans.iter().map(scan_bytes).sum();
     vec![total / partitions.max(1) as u64; partitions]
@@ -94,9 +90,8 @@ mod tests {
             })
             .collect();
         let schema = Arc::new(datafusion::arrow::datatypes::Schema::empty());
-        let plan: Arc<dyn ExecutionPlan> = Arc::new(
-            datafusion::physical_plan::empty::EmptyExec::new(schema).with_partitions(4),
-        );
+        let plan: Arc<dyn ExecutionPlan> =
+            Arc::new(datafusion::physical_plan::empty::EmptyExec::new(schema).with_partitions(4));
         let assignment = assign_tasks(&plan, &executors);
         assert_eq!(assignment.tasks.len(), 2);
         let mut all: Vec<u32> = assignment.tasks.iter().flat_map(|t| t.partitions.clone()).collect();

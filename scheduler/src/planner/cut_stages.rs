@@ -119,7 +119,11 @@ impl Cutter<'_> {
     /// `plan` as part of an executor stage: exchanges below it become readers of their own stages.
     /// `gathered` collects the stages it reads whole (gathers), which become broadcasts when the
     /// stage runs as more than one task.
-    fn fragment(&mut self, plan: Arc<dyn ExecutionPlan>, gathered: &mut Vec<StageId>) -> Result<Arc<dyn ExecutionPlan>> {
+    fn fragment(
+        &mut self,
+        plan: Arc<dyn ExecutionPlan>,
+        gathered: &mut Vec<StageId>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
         if plan.is::<RepartitionExec>() {
             return self.shuffle_stage(plan);
         }
@@ -276,8 +280,5 @@ fn needs_single_task(plan: &Arc<dyn ExecutionPlan>) -> bool {
 
 /// Join types whose output depends on which build-side rows no probe partition matched.
 fn emits_unmatched_build_rows(join_type: &JoinType) -> bool {
-    matches!(
-        join_type,
-        JoinType::Left | JoinType::Full | JoinType::LeftSemi | JoinType::LeftAnti | JoinType::LeftMark
-    )
+    matches!(join_type, JoinType::Left | JoinType::Full | JoinType::LeftSemi | JoinType::LeftAnti | JoinType::LeftMark)
 }

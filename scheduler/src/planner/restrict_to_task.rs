@@ -79,9 +79,8 @@ fn narrow(plan: &Arc<dyn ExecutionPlan>, partitions: &[u32], count: usize) -> Re
     if let Some(reader) = plan.downcast_ref::<StageReaderExec>() {
         return Ok(Some(Arc::new(reader.subset(partitions)?)));
     }
-    if let Some(config) = plan
-        .downcast_ref::<DataSourceExec>()
-        .and_then(|source| source.data_source().downcast_ref::<FileScanConfig>())
+    if let Some(config) =
+        plan.downcast_ref::<DataSourceExec>().and_then(|source| source.data_source().downcast_ref::<FileScanConfig>())
     {
         if config.file_groups.len() != count {
             return Ok(None);
@@ -112,11 +111,10 @@ fn narrow(plan: &Arc<dyn ExecutionPlan>, partitions: &[u32], count: usize) -> Re
 
 /// The input a join collects whole in every partition (its build side), if it has one.
 fn consumed_whole(plan: &dyn ExecutionPlan) -> Option<usize> {
-    let collects_left = plan
-        .downcast_ref::<HashJoinExec>()
-        .is_some_and(|join| *join.partition_mode() == PartitionMode::CollectLeft)
-        || plan.is::<NestedLoopJoinExec>()
-        || plan.is::<CrossJoinExec>();
+    let collects_left =
+        plan.downcast_ref::<HashJoinExec>().is_some_and(|join| *join.partition_mode() == PartitionMode::CollectLeft)
+            || plan.is::<NestedLoopJoinExec>()
+            || plan.is::<CrossJoinExec>();
     collects_left.then_some(0)
 }
 

@@ -84,7 +84,11 @@ impl PgWireServerHandlers for Handlers {
     }
 
     fn startup_handler(&self) -> Arc<impl StartupHandler> {
-        Arc::new(Startup { users: self.users.clone(), engine: Arc::clone(&self.engine), tls_required: self.tls_required })
+        Arc::new(Startup {
+            users: self.users.clone(),
+            engine: Arc::clone(&self.engine),
+            tls_required: self.tls_required,
+        })
     }
 }
 

@@ -58,10 +58,13 @@ pub(super) struct Queries {
 /// What a statement is, before planning: the commands and settings PostgreSQL clients send that
 /// Glaux answers itself.
 fn classify(sql: &str) -> Kind {
-    let words: Vec<String> = sql.split_whitespace().take(4).map(|w| w.trim_end_matches(';').to_ascii_lowercase()).collect();
+    let words: Vec<String> =
+        sql.split_whitespace().take(4).map(|w| w.trim_end_matches(';').to_ascii_lowercase()).collect();
     let word = |i: usize| words.get(i).map(String::as_str).unwrap_or("");
     match word(0) {
-        "set" | "reset" | "discard" | "deallocate" | "listen" | "unlisten" => Kind::Command(word(0).to_ascii_uppercase()),
+        "set" | "reset" | "discard" | "deallocate" | "listen" | "unlisten" => {
+            Kind::Command(word(0).to_ascii_uppercase())
+        }
         "begin" | "start" => Kind::Command("BEGIN".into()),
         "commit" | "end" => Kind::Command("COMMIT".into()),
         "rollback" | "abort" => Kind::Command("ROLLBACK".into()),
@@ -111,7 +114,11 @@ impl Queries {
 
     /// What `sql` is: its result and parameter types; and, for statements the engine runs, the
     /// statement planned (the simple protocol runs it as it is).
-    async fn describe<C: ClientInfo>(&self, client: &C, sql: &str) -> PgWireResult<(PgStatement, Option<PlannedStatement>)> {
+    async fn describe<C: ClientInfo>(
+        &self,
+        client: &C,
+        sql: &str,
+    ) -> PgWireResult<(PgStatement, Option<PlannedStatement>)> {
         let kind = classify(sql);
         let (schema, parameters, use_database, planned) = match &kind {
             Kind::Query => {
@@ -221,7 +228,9 @@ impl SimpleQueryHandler for Queries {
         let mut responses = Vec::with_capacity(statements.len());
         for sql in statements {
             let response = match self.describe(client, &sql).await {
-                Ok((statement, planned)) => self.run(client, &statement, planned, Vec::new(), &Format::UnifiedText).await,
+                Ok((statement, planned)) => {
+                    self.run(client, &statement, planned, Vec::new(), &Format::UnifiedText).await
+                }
                 Err(e) => Err(e),
             };
             match response {
@@ -250,7 +259,10 @@ impl QueryParser for Queries {
             return Ok(None);
         }
         if statements.len() > 1 {
-            return Err(user_error(ErrorKind::Parse.sqlstate(), "cannot insert multiple commands into a prepared statement"));
+            return Err(user_error(
+                ErrorKind::Parse.sqlstate(),
+                "cannot insert multiple commands into a prepared statement",
+            ));
         }
         Ok(Some(self.describe(client, &statements.remove(0)).await?.0))
     }
@@ -273,7 +285,12 @@ impl ExtendedQueryHandler for Queries {
         Arc::new(Queries::new(Arc::clone(&self.engine)))
     }
 
-    async fn do_query<C>(&self, client: &mut C, portal: &Portal<PgStatement>, _max_rows: usize) -> PgWireResult<Response>
+    async fn do_query<C>(
+        &self,
+        client: &mut C,
+        portal: &Portal<PgStatement>,
+        _max_rows: usize,
+    ) -> PgWireResult<Response>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         C::PortalStore: PortalStore<Statement = PgStatement>,
@@ -302,10 +319,10 @@ mod tests {
     fn statements_and_settings_are_told_apart() {
         assert_eq!(classify("SET DateStyle = 'ISO'"), Kind::Command("SET".into()));
         assert_eq!(classify("BEGIN"), Kind::Command("BEGIN".into()));
-        assert_eq!(classify("show transaction_isolation"), Kind::Setting {
-            name: "transaction_isolation".into(),
-            value: "read committed".into()
-        });
+        assert_eq!(
+            classify("show transaction_isolation"),
+            Kind::Setting { name: "transaction_isolation".into(), value: "read committed".into() }
+        );
         assert_eq!(classify("SHOW TABLES"), Kind::Query);
         assert_eq!(classify("SHOW PARTITIONS t"), Kind::Query);
         assert_eq!(classify("SELECT 1"), Kind::Query);

@@ -90,7 +90,9 @@ fn name_unnamed_columns(statement: &mut datafusion::sql::sqlparser::ast::Stateme
 /// version number), naming Glaux after it; a select-list `version()` keeps the column name
 /// `version`. Flight SQL clients get DataFusion's `version()`.
 fn postgres_version(statement: &mut datafusion::sql::sqlparser::ast::Statement) {
-    use datafusion::sql::sqlparser::ast::{Expr, FunctionArguments, Ident, SelectItem, SetExpr, Statement, Value, visit_expressions_mut};
+    use datafusion::sql::sqlparser::ast::{
+        Expr, FunctionArguments, Ident, SelectItem, SetExpr, Statement, Value, visit_expressions_mut,
+    };
     fn is_version(expr: &Expr) -> bool {
         matches!(expr, Expr::Function(f)
             if (f.name.to_string().eq_ignore_ascii_case("version") || f.name.to_string().eq_ignore_ascii_case("pg_catalog.version"))
@@ -109,7 +111,11 @@ fn postgres_version(statement: &mut datafusion::sql::sqlparser::ast::Statement) 
     }
     let _ = visit_expressions_mut(statement, |expr| {
         if is_version(expr) {
-            let version = format!("PostgreSQL {SERVER_VERSION_NUMBER} (Glaux {}) on {}", env!("CARGO_PKG_VERSION"), std::env::consts::ARCH);
+            let version = format!(
+                "PostgreSQL {SERVER_VERSION_NUMBER} (Glaux {}) on {}",
+                env!("CARGO_PKG_VERSION"),
+                std::env::consts::ARCH
+            );
             *expr = Expr::value(Value::SingleQuotedString(version));
         }
         std::ops::ControlFlow::<()>::Continue(())
@@ -119,7 +125,9 @@ fn postgres_version(statement: &mut datafusion::sql::sqlparser::ast::Statement) 
 /// `pg_relation_is_publishable('16386')`: PostgreSQL reads a quoted number passed to its catalog
 /// functions as an oid; DataFusion needs the number.
 fn numeric_oid_arguments(statement: &mut datafusion::sql::sqlparser::ast::Statement) {
-    use datafusion::sql::sqlparser::ast::{Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Value, visit_expressions_mut};
+    use datafusion::sql::sqlparser::ast::{
+        Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Value, visit_expressions_mut,
+    };
     use datafusion::sql::sqlparser::dialect::GenericDialect;
     use datafusion::sql::sqlparser::parser::Parser;
     let _ = visit_expressions_mut(statement, |expr| {
@@ -134,7 +142,8 @@ fn numeric_oid_arguments(statement: &mut datafusion::sql::sqlparser::ast::Statem
                     && !text.is_empty()
                     && text.len() < 10
                     && text.chars().all(|c| c.is_ascii_digit())
-                    && let Ok(mut parser) = Parser::new(&GenericDialect {}).try_with_sql(&format!("CAST({text} AS INT)"))
+                    && let Ok(mut parser) =
+                        Parser::new(&GenericDialect {}).try_with_sql(&format!("CAST({text} AS INT)"))
                     && let Ok(oid) = parser.parse_expr()
                 {
                     *argument = oid;
@@ -152,21 +161,30 @@ mod tests {
     #[test]
     fn duplicate_unnamed_columns_get_names_and_athena_ddl_passes_through() {
         let statements = split_and_rewrite("SELECT NULL, NULL, a FROM t; SELECT 2");
-        assert_eq!(statements, vec![
-            "SELECT NULL AS \"?column?\", NULL AS \"?column?2\", a FROM t".to_string(),
-            "SELECT 2 AS \"?column?\"".to_string()
-        ]);
-        let named = split_and_rewrite("SELECT t.a, count(*), pg_catalog.format_type(x, y), CAST(b AS INT), max(c) AS m, a + 1 FROM t");
-        assert_eq!(named, vec![
-            "SELECT t.a, count(*) AS \"count\", format_type(x, y) AS \"format_type\", CAST(b AS INT) AS \"b\", \
+        assert_eq!(
+            statements,
+            vec![
+                "SELECT NULL AS \"?column?\", NULL AS \"?column?2\", a FROM t".to_string(),
+                "SELECT 2 AS \"?column?\"".to_string()
+            ]
+        );
+        let named = split_and_rewrite(
+            "SELECT t.a, count(*), pg_catalog.format_type(x, y), CAST(b AS INT), max(c) AS m, a + 1 FROM t",
+        );
+        assert_eq!(
+            named,
+            vec![
+                "SELECT t.a, count(*) AS \"count\", format_type(x, y) AS \"format_type\", CAST(b AS INT) AS \"b\", \
              max(c) AS m, a + 1 AS \"?column?\" FROM t"
-                .to_string()
-        ]);
+                    .to_string()
+            ]
+        );
         let ddl = "CREATE EXTERNAL TABLE t (a struct<b:int>) STORED AS PARQUET LOCATION 's3://b/t/'";
         assert_eq!(split_and_rewrite(ddl), vec![ddl.to_string()]);
         let grouped = split_and_rewrite("select region, count(*) from sales group by region order by count(*) desc");
-        assert_eq!(grouped, vec![
-            "SELECT region, count(*) AS \"count\" FROM sales GROUP BY region ORDER BY count(*) DESC".to_string()
-        ]);
+        assert_eq!(
+            grouped,
+            vec!["SELECT region, count(*) AS \"count\" FROM sales GROUP BY region ORDER BY count(*) DESC".to_string()]
+        );
     }
 }

@@ -43,7 +43,9 @@ impl Startup {
             Ok(true) => Ok(requested.to_string()),
             Ok(false) => Err(user_error(
                 crate::error::ErrorKind::UnknownDatabase.sqlstate(),
-                format!("database \"{requested}\" does not exist (a Glaux database is an Athena database: see SHOW DATABASES)"),
+                format!(
+                    "database \"{requested}\" does not exist (a Glaux database is an Athena database: see SHOW DATABASES)"
+                ),
             )),
             Err(e) => Err(super::engine_error(e)),
         }
@@ -102,4 +104,3 @@ impl StartupHandler for Startup {
         Ok(())
     }
 }
-

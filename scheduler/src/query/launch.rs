@@ -30,7 +30,11 @@ pub(super) fn task_definition(query: &QueryId, stage: &Stage, task: &Task, analy
 }
 
 /// Installs every task of the plan; each executor gets one request with all of its tasks.
-pub(super) async fn launch(channels: &ClusterChannels, plan: &DistributedPlan, analyze: bool) -> Result<(), SchedulerError> {
+pub(super) async fn launch(
+    channels: &ClusterChannels,
+    plan: &DistributedPlan,
+    analyze: bool,
+) -> Result<(), SchedulerError> {
     let mut requests: BTreeMap<ExecutorAddr, Vec<TaskDefinition>> = BTreeMap::new();
     for stage in &plan.stages {
         for task in &stage.tasks {

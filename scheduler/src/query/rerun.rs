@@ -84,7 +84,13 @@ impl Reruns {
 }
 
 impl TaskRerun for Reruns {
-    fn rerun(&self, stage: StageId, task: TaskId, lost: &ExecutorAddr, delivered: u64) -> BoxFuture<'static, RerunResult> {
+    fn rerun(
+        &self,
+        stage: StageId,
+        task: TaskId,
+        lost: &ExecutorAddr,
+        delivered: u64,
+    ) -> BoxFuture<'static, RerunResult> {
         if let Err(why) = self.check(stage, delivered) {
             return futures::future::ready(Err(why)).boxed();
         }
@@ -96,7 +102,12 @@ impl TaskRerun for Reruns {
 }
 
 /// Installs the task on the surviving executor with the fewest of the query's tasks.
-fn relaunch(reruns: &Reruns, stage_id: StageId, task_id: TaskId, lost: ExecutorAddr) -> impl Future<Output = RerunResult> + use<> {
+fn relaunch(
+    reruns: &Reruns,
+    stage_id: StageId,
+    task_id: TaskId,
+    lost: ExecutorAddr,
+) -> impl Future<Output = RerunResult> + use<> {
     let (plan, analyze) = (Arc::clone(&reruns.plan), reruns.analyze);
     let (cluster, channels) = (Arc::clone(&reruns.cluster), Arc::clone(&reruns.channels));
     let (executors, count) = (Arc::clone(&reruns.executors), Arc::clone(&reruns.count));
@@ -105,7 +116,9 @@ fn relaunch(reruns: &Reruns, stage_id: StageId, task_id: TaskId, lost: ExecutorA
         channels.forget(&lost);
         let stage = plan.stages.iter().find(|s| s.id == stage_id).ok_or("unknown stage")?;
         let task = stage.tasks.iter().find(|t| t.id == task_id).ok_or("unknown task")?;
-        let load = |executor: &ExecutorAddr| plan.stages.iter().flat_map(|s| &s.tasks).filter(|t| t.executor == *executor).count();
+        let load = |executor: &ExecutorAddr| {
+            plan.stages.iter().flat_map(|s| &s.tasks).filter(|t| t.executor == *executor).count()
+        };
         let target = cluster
             .alive()
             .into_iter()

@@ -95,12 +95,22 @@ impl QueryRunner {
 
     /// Runs `plan` once with every task reporting its plan with metrics (`EXPLAIN ANALYZE`):
     /// the result's statistics hold the plan that ran.
-    pub async fn analyze(&self, state: &SessionState, query: QueryId, plan: &LogicalPlan) -> Result<QueryResult, SchedulerError> {
+    pub async fn analyze(
+        &self,
+        state: &SessionState,
+        query: QueryId,
+        plan: &LogicalPlan,
+    ) -> Result<QueryResult, SchedulerError> {
         self.start(state, query, plan, true, &ProgressSlot::default()).await
     }
 
     /// The stages `plan` would run as, without running it (`EXPLAIN`).
-    pub async fn explain(&self, state: &SessionState, query: QueryId, plan: &LogicalPlan) -> Result<DistributedPlan, SchedulerError> {
+    pub async fn explain(
+        &self,
+        state: &SessionState,
+        query: QueryId,
+        plan: &LogicalPlan,
+    ) -> Result<DistributedPlan, SchedulerError> {
         let executors = self.cluster.alive();
         let (physical, scans) = physical_plan(state, plan, &executors).await?;
         distributed_plan(query, physical, &executors, scans)

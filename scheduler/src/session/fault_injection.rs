@@ -9,7 +9,11 @@ use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDF, Sca
 use datafusion::prelude::SessionContext;
 
 pub fn register(ctx: &SessionContext) {
-    ctx.register_udf(ScalarUDF::new_from_impl(Panic { name: "glaux_fault_panic", planning: false, signature: signature() }));
+    ctx.register_udf(ScalarUDF::new_from_impl(Panic {
+        name: "glaux_fault_panic",
+        planning: false,
+        signature: signature(),
+    }));
     let planning = Panic { name: "glaux_fault_panic_planning", planning: true, signature: signature() };
     ctx.register_udf(ScalarUDF::new_from_impl(planning));
 }

@@ -78,7 +78,12 @@ impl Family for CatalogDdl {
         Effect::ChangesCatalog
     }
 
-    async fn run(&self, ctx: &Context<'_>, query: QueryId, _progress: &ProgressSlot) -> Result<QueryResult, SchedulerError> {
+    async fn run(
+        &self,
+        ctx: &Context<'_>,
+        query: QueryId,
+        _progress: &ProgressSlot,
+    ) -> Result<QueryResult, SchedulerError> {
         let session = SessionContext::new_with_state(ctx.state.clone());
         let plan = LogicalPlan::Ddl(self.0.clone());
         let df = session.execute_logical_plan(plan).await.map_err(SchedulerError::plan)?;
@@ -100,7 +105,10 @@ mod tests {
 
     #[test]
     fn databases_are_schemas() {
-        assert_eq!(rewritten("CREATE DATABASE IF NOT EXISTS Sales").as_deref(), Some("CREATE SCHEMA IF NOT EXISTS \"sales\""));
+        assert_eq!(
+            rewritten("CREATE DATABASE IF NOT EXISTS Sales").as_deref(),
+            Some("CREATE SCHEMA IF NOT EXISTS \"sales\"")
+        );
         assert_eq!(rewritten("DROP DATABASE \"Sales\" CASCADE").as_deref(), Some("DROP SCHEMA \"Sales\" CASCADE"));
         assert!(matches!(rewrite(&Words::of("CREATE DATABASE x LOCATION 's3://b/'").unwrap()), Some(Err(_))));
         assert_eq!(rewritten("SELECT 1"), None);

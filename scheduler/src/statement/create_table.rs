@@ -29,7 +29,12 @@ impl Family for CreateTable {
         Effect::ChangesCatalog
     }
 
-    async fn run(&self, ctx: &Context<'_>, query: QueryId, _progress: &ProgressSlot) -> Result<QueryResult, SchedulerError> {
+    async fn run(
+        &self,
+        ctx: &Context<'_>,
+        query: QueryId,
+        _progress: &ProgressSlot,
+    ) -> Result<QueryResult, SchedulerError> {
         let database = &ctx.session.database;
         match self {
             Self::DataFusion(create) => ctx.lake.create_external_table(&ctx.state, create, database).await?,

@@ -71,7 +71,12 @@ impl Family for Explain {
         Arc::clone(&self.parameters)
     }
 
-    async fn run(&self, ctx: &Context<'_>, query: QueryId, _progress: &ProgressSlot) -> Result<QueryResult, SchedulerError> {
+    async fn run(
+        &self,
+        ctx: &Context<'_>,
+        query: QueryId,
+        _progress: &ProgressSlot,
+    ) -> Result<QueryResult, SchedulerError> {
         if self.analyze {
             return self.analyze(ctx, query).await;
         }

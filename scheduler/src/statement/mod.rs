@@ -94,7 +94,12 @@ pub(crate) trait Family: Send + Sync {
         Arc::new(Schema::empty())
     }
 
-    async fn run(&self, ctx: &Context<'_>, query: QueryId, progress: &ProgressSlot) -> Result<QueryResult, SchedulerError>;
+    async fn run(
+        &self,
+        ctx: &Context<'_>,
+        query: QueryId,
+        progress: &ProgressSlot,
+    ) -> Result<QueryResult, SchedulerError>;
 }
 
 /// A client's statement, recognized and planned.
@@ -172,8 +177,9 @@ impl Statement {
                 Ok(table) => Ok(Statement::CreateTable(CreateTable::Hive(table))),
                 Err(hive_error) => {
                     let hive_error = SchedulerError::from(hive_error);
-                    let message =
-                        format!("{hive_error} (reading the statement as Athena DDL; as DataFusion DDL: {datafusion_error})");
+                    let message = format!(
+                        "{hive_error} (reading the statement as Athena DDL; as DataFusion DDL: {datafusion_error})"
+                    );
                     Err(SchedulerError::refused(hive_error.kind(), message))
                 }
             },
@@ -184,8 +190,12 @@ impl Statement {
     /// The family a DataFusion plan belongs to.
     fn planned(plan: LogicalPlan) -> Result<Statement, SchedulerError> {
         Ok(match plan {
-            LogicalPlan::Explain(explain) => Statement::Explain(Explain::try_new(Arc::unwrap_or_clone(explain.plan), false)?),
-            LogicalPlan::Analyze(analyze) => Statement::Explain(Explain::try_new(Arc::unwrap_or_clone(analyze.input), true)?),
+            LogicalPlan::Explain(explain) => {
+                Statement::Explain(Explain::try_new(Arc::unwrap_or_clone(explain.plan), false)?)
+            }
+            LogicalPlan::Analyze(analyze) => {
+                Statement::Explain(Explain::try_new(Arc::unwrap_or_clone(analyze.input), true)?)
+            }
             LogicalPlan::Ddl(DdlStatement::CreateExternalTable(create)) => {
                 Statement::CreateTable(CreateTable::DataFusion(create))
             }

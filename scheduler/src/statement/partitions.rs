@@ -143,9 +143,16 @@ impl Family for Partitions {
         }
     }
 
-    async fn run(&self, ctx: &Context<'_>, query: QueryId, _progress: &ProgressSlot) -> Result<QueryResult, SchedulerError> {
+    async fn run(
+        &self,
+        ctx: &Context<'_>,
+        query: QueryId,
+        _progress: &ProgressSlot,
+    ) -> Result<QueryResult, SchedulerError> {
         match self {
-            Self::Repair(table) => QueryResult::text(query, self.schema(), repair_table(ctx.lake, &ctx.state, table).await?),
+            Self::Repair(table) => {
+                QueryResult::text(query, self.schema(), repair_table(ctx.lake, &ctx.state, table).await?)
+            }
             Self::Show(table) => QueryResult::text(query, self.schema(), show_partitions(ctx.lake, table)?),
             Self::Add { table, if_not_exists, partitions } => {
                 add_partitions(ctx.lake, table, *if_not_exists, partitions)?;
@@ -172,7 +179,9 @@ mod tests {
     #[test]
     fn recognizes_partition_clauses() {
         assert_eq!(
-            alter("ALTER TABLE t ADD IF NOT EXISTS PARTITION (Dt = '2023-06-18', \"H\" = 3) LOCATION 's3://b/x/' PARTITION (dt='a', h=4)"),
+            alter(
+                "ALTER TABLE t ADD IF NOT EXISTS PARTITION (Dt = '2023-06-18', \"H\" = 3) LOCATION 's3://b/x/' PARTITION (dt='a', h=4)"
+            ),
             Some(Kind::Add {
                 if_not_exists: true,
                 partitions: vec![

@@ -24,11 +24,14 @@ pub(crate) fn number_question_marks(sql: &str) -> std::borrow::Cow<'_, str> {
     let Ok(tokens) = Tokenizer::new(&GenericDialect {}, sql).tokenize_with_location() else { return sql.into() };
     // Where each `?` placeholder is, as a byte offset (spans count lines and characters from 1).
     let lines: Vec<&str> = sql.split('\n').collect();
-    let line_starts: Vec<usize> = lines.iter().scan(0, |offset, line| {
-        let start = *offset;
-        *offset += line.len() + 1;
-        Some(start)
-    }).collect();
+    let line_starts: Vec<usize> = lines
+        .iter()
+        .scan(0, |offset, line| {
+            let start = *offset;
+            *offset += line.len() + 1;
+            Some(start)
+        })
+        .collect();
     let offsets: Vec<usize> = tokens
         .iter()
         .filter(|t| matches!(&t.token, Token::Placeholder(p) if p == "?"))
@@ -77,7 +80,9 @@ pub(crate) fn substitute_parameters(sql: &str, values: &[String]) -> Result<Stri
     for token in &tokens {
         match token {
             Token::Placeholder(p) if index(p).is_some() => {
-                let value = index(p).and_then(|n| values.get(n - 1)).ok_or_else(|| plan_error(format!("unexpected parameter {p}")))?;
+                let value = index(p)
+                    .and_then(|n| values.get(n - 1))
+                    .ok_or_else(|| plan_error(format!("unexpected parameter {p}")))?;
                 out.push_str(&format!("({value})"));
             }
             other => out.push_str(&other.to_string()),
@@ -113,9 +118,9 @@ pub(crate) fn bind_parameters(plan: LogicalPlan, values: &[ScalarValue]) -> Resu
         .iter()
         .enumerate()
         .map(|(i, value)| match types.get(&format!("${}", i + 1)) {
-            Some(Some(data_type)) if value.data_type() != *data_type => value.cast_to(data_type).map_err(|e| {
-                plan_error(format!("parameter ${}: cannot use {value} as {data_type}: {e}", i + 1))
-            }),
+            Some(Some(data_type)) if value.data_type() != *data_type => value
+                .cast_to(data_type)
+                .map_err(|e| plan_error(format!("parameter ${}: cannot use {value} as {data_type}: {e}", i + 1))),
             _ => Ok(value.clone()),
         })
         .collect::<Result<Vec<_>, _>>()?;
@@ -145,6 +150,9 @@ mod tests {
         );
         assert_eq!(number_question_marks("SELECT 'it''s' WHERE x = ?"), "SELECT 'it''s' WHERE x = $1");
         assert_eq!(number_question_marks("SELECT 1"), "SELECT 1");
-        assert_eq!(number_question_marks("SELECT 'é'\n  , ? -- why?\n, \"a?\" FROM t"), "SELECT 'é'\n  , $1 -- why?\n, \"a?\" FROM t");
+        assert_eq!(
+            number_question_marks("SELECT 'é'\n  , ? -- why?\n, \"a?\" FROM t"),
+            "SELECT 'é'\n  , $1 -- why?\n, \"a?\" FROM t"
+        );
     }
 }

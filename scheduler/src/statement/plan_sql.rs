@@ -21,7 +21,9 @@ pub(super) async fn plan_sql(sql: &str, ctx: &Context<'_>) -> Result<LogicalPlan
     let statement = crate::trino::parse(state, &sql).await.map_err(|e| planning_error(e, &sql, state))?;
     let plan = match state.statement_to_plan(statement.clone()).await {
         Ok(plan) => plan,
-        Err(error) => return Err(unknown_table(&statement, state).unwrap_or_else(|| planning_error(error, &sql, state))),
+        Err(error) => {
+            return Err(unknown_table(&statement, state).unwrap_or_else(|| planning_error(error, &sql, state)));
+        }
     };
     // What the plan would do beyond reading and DDL; `verify_plan` fails for nothing else.
     SQLOptions::new()
@@ -53,11 +55,15 @@ fn unknown_table(statement: &DFStatement, state: &SessionState) -> Option<Schedu
         let resolved = reference.clone().resolve(&defaults.default_catalog, &defaults.default_schema);
         let (database, table) = (resolved.schema.to_string(), resolved.table.to_string());
         let message = match state.schema_for_ref(reference) {
-            Err(_) => format!("Table '{database}.{table}' not found: there is no database {database} (SHOW DATABASES lists them)"),
+            Err(_) => format!(
+                "Table '{database}.{table}' not found: there is no database {database} (SHOW DATABASES lists them)"
+            ),
             Ok(schema) if schema.table_exist(&table) => continue,
             Ok(schema) => match closest_names(&table, schema.table_names().iter().map(String::as_str)).as_slice() {
                 [] => format!("Table '{database}.{table}' not found (SHOW TABLES lists the tables of a database)"),
-                suggestions => format!("Table '{database}.{table}' not found. Did you mean {}?", suggestions.join(", ")),
+                suggestions => {
+                    format!("Table '{database}.{table}' not found. Did you mean {}?", suggestions.join(", "))
+                }
             },
         };
         return Some(SchedulerError::refused(ErrorKind::UnknownTable, message));

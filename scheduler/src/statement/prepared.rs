@@ -92,7 +92,12 @@ impl Family for Prepared {
         Effect::ChangesCatalog
     }
 
-    async fn run(&self, ctx: &Context<'_>, query: QueryId, _progress: &ProgressSlot) -> Result<QueryResult, SchedulerError> {
+    async fn run(
+        &self,
+        ctx: &Context<'_>,
+        query: QueryId,
+        _progress: &ProgressSlot,
+    ) -> Result<QueryResult, SchedulerError> {
         let catalog = ctx.lake.catalog();
         match self {
             Self::Prepare { name, statement } => catalog.prepare_statement(name, statement)?,

@@ -36,7 +36,12 @@ impl Family for Query {
         Arc::clone(&self.parameters)
     }
 
-    async fn run(&self, ctx: &Context<'_>, query: QueryId, progress: &ProgressSlot) -> Result<QueryResult, SchedulerError> {
+    async fn run(
+        &self,
+        ctx: &Context<'_>,
+        query: QueryId,
+        progress: &ProgressSlot,
+    ) -> Result<QueryResult, SchedulerError> {
         if !matches!(self.plan, LogicalPlan::DescribeTable(_)) {
             return ctx.queries.run(&ctx.state, query, &self.plan, progress).await;
         }

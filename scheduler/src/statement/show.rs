@@ -25,9 +25,15 @@ impl Family for ShowCreateTable {
         Arc::new(Schema::new(vec![Field::new("createtab_stmt", DataType::Utf8, false)]))
     }
 
-    async fn run(&self, _ctx: &Context<'_>, query: QueryId, _progress: &ProgressSlot) -> Result<QueryResult, SchedulerError> {
+    async fn run(
+        &self,
+        _ctx: &Context<'_>,
+        query: QueryId,
+        _progress: &ProgressSlot,
+    ) -> Result<QueryResult, SchedulerError> {
         let ddl = StringArray::from(vec![show_create_table(&self.0)]);
-        let batch = RecordBatch::try_new(self.schema(), vec![Arc::new(ddl)]).map_err(|e| SchedulerError::plan(e.into()))?;
+        let batch =
+            RecordBatch::try_new(self.schema(), vec![Arc::new(ddl)]).map_err(|e| SchedulerError::plan(e.into()))?;
         Ok(QueryResult::finished(query, self.schema(), vec![batch]))
     }
 }
@@ -43,7 +49,8 @@ pub(super) fn recognize(words: &Words<'_>, ctx: &Context<'_>) -> Option<Result<R
                 literal(DEFAULT_CATALOG)
             );
             if !rest.is_empty() {
-                let pattern = words.parts[2..].iter().find_map(|p| if let Part::Text(t) = p { Some(t) } else { None })?;
+                let pattern =
+                    words.parts[2..].iter().find_map(|p| if let Part::Text(t) = p { Some(t) } else { None })?;
                 query.push_str(&format!(" AND {}", like_clauses("schema_name", pattern)));
             }
             query + " ORDER BY 1"

@@ -42,7 +42,12 @@ impl Family for ShowFunctions {
         ]))
     }
 
-    async fn run(&self, ctx: &Context<'_>, query: QueryId, _progress: &ProgressSlot) -> Result<QueryResult, SchedulerError> {
+    async fn run(
+        &self,
+        ctx: &Context<'_>,
+        query: QueryId,
+        _progress: &ProgressSlot,
+    ) -> Result<QueryResult, SchedulerError> {
         let batch = functions(&ctx.state, self.schema(), self.pattern.as_deref()).map_err(SchedulerError::plan)?;
         Ok(QueryResult::finished(query, self.schema(), vec![batch]))
     }
@@ -56,23 +61,41 @@ fn functions(state: &SessionState, schema: SchemaRef, pattern: Option<&str>) -> 
     };
     let mut rows: Vec<(String, &str, bool, String)> = Vec::new();
     for (name, udf) in state.scalar_functions() {
-        rows.push((name.clone(), "scalar", udf.signature().volatility == Volatility::Immutable, describe(udf.documentation())));
+        rows.push((
+            name.clone(),
+            "scalar",
+            udf.signature().volatility == Volatility::Immutable,
+            describe(udf.documentation()),
+        ));
     }
     for (name, udaf) in state.aggregate_functions() {
-        rows.push((name.clone(), "aggregate", udaf.signature().volatility == Volatility::Immutable, describe(udaf.documentation())));
+        rows.push((
+            name.clone(),
+            "aggregate",
+            udaf.signature().volatility == Volatility::Immutable,
+            describe(udaf.documentation()),
+        ));
     }
     for (name, udwf) in state.window_functions() {
-        rows.push((name.clone(), "window", udwf.signature().volatility == Volatility::Immutable, describe(udwf.documentation())));
+        rows.push((
+            name.clone(),
+            "window",
+            udwf.signature().volatility == Volatility::Immutable,
+            describe(udwf.documentation()),
+        ));
     }
     rows.retain(|(name, ..)| !name.starts_with("__") && pattern.is_none_or(|p| like(name, p)));
     rows.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
     rows.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1);
-    Ok(RecordBatch::try_new(schema, vec![
-        Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0.as_str()))),
-        Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.1))),
-        Arc::new(BooleanArray::from_iter(rows.iter().map(|r| Some(r.2)))),
-        Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.3.as_str()))),
-    ])?)
+    Ok(RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.0.as_str()))),
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.1))),
+            Arc::new(BooleanArray::from_iter(rows.iter().map(|r| Some(r.2)))),
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.3.as_str()))),
+        ],
+    )?)
 }
 
 /// SQL `LIKE` (with `*` as `%`), case-insensitive as function names are.

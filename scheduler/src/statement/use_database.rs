@@ -43,7 +43,12 @@ impl Family for UseDatabase {
         Effect::UseDatabase(self.0.clone())
     }
 
-    async fn run(&self, _ctx: &Context<'_>, query: QueryId, _progress: &ProgressSlot) -> Result<QueryResult, SchedulerError> {
+    async fn run(
+        &self,
+        _ctx: &Context<'_>,
+        query: QueryId,
+        _progress: &ProgressSlot,
+    ) -> Result<QueryResult, SchedulerError> {
         QueryResult::text(query, self.schema(), vec![self.0.clone()])
     }
 }

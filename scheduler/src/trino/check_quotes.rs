@@ -1,7 +1,6 @@
 //! Typographic quotes outside string literals: a query pasted from a document or a chat
 //! (`WHERE category = ‘Watches’`) gets an error that points at the quote and says what to type.
 
-
 const TYPOGRAPHIC: [char; 8] = ['‘', '’', '‚', '‛', '“', '”', '„', '‟'];
 
 /// Fails at the first typographic quote outside string literals, quoted identifiers and comments.

@@ -58,11 +58,17 @@ fn explain_plan_error(message: &str, sql: &str, state: &SessionState) -> Option<
     if message.contains("Unexpected parameters") {
         // Glaux's own functions already say it Trino's way; add where.
         let first = message.lines().next().unwrap_or(message);
-        return Some(first.replacen(&format!("for function {function}."), &format!("for function {function}{call}."), 1));
+        return Some(first.replacen(
+            &format!("for function {function}."),
+            &format!("for function {function}{call}."),
+            1,
+        ));
     }
     let mut text = match arguments {
         Some(arguments) => format!("Unexpected parameters {arguments} for function {function}{call}"),
-        None => format!("Function {function} cannot take these arguments{call}: {}", trino_types(first_reason(message))),
+        None => {
+            format!("Function {function} cannot take these arguments{call}: {}", trino_types(first_reason(message)))
+        }
     };
     if !candidates.is_empty() {
         text.push_str(&format!(". Expected: {}", trino_types(&candidates.join(", "))));
@@ -170,15 +176,22 @@ fn find_call(statements: &[Statement], function: &str) -> Option<String> {
 
 /// "Function 'x' not registered", with the closest names this session knows.
 fn unknown_function(name: &str, state: &SessionState) -> String {
-    let mut known: Vec<&String> =
-        state.scalar_functions().keys().chain(state.aggregate_functions().keys()).chain(state.window_functions().keys()).collect();
+    let mut known: Vec<&String> = state
+        .scalar_functions()
+        .keys()
+        .chain(state.aggregate_functions().keys())
+        .chain(state.window_functions().keys())
+        .collect();
     known.sort();
     known.dedup();
     let suggestions = closest_names(name, known.into_iter().map(String::as_str));
     if suggestions.is_empty() {
         format!("Function '{name}' not registered (SHOW FUNCTIONS lists the functions Glaux knows)")
     } else {
-        format!("Function '{name}' not registered. Did you mean {}? (SHOW FUNCTIONS lists them all)", suggestions.join(", "))
+        format!(
+            "Function '{name}' not registered. Did you mean {}? (SHOW FUNCTIONS lists them all)",
+            suggestions.join(", ")
+        )
     }
 }
 
@@ -193,7 +206,11 @@ pub fn closest_names<'a>(name: &str, known: impl Iterator<Item = &'a str>) -> Ve
             let distance = edit_distance(&name, k).min(edit_distance(&squashed, &k.replace('_', "")));
             let related = (k.contains(&name) || name.contains(k)) && k.len() > 2;
             let limit = (name.len() / 3).max(2);
-            if distance <= limit || related { Some((if related { distance.min(limit) } else { distance }, k)) } else { None }
+            if distance <= limit || related {
+                Some((if related { distance.min(limit) } else { distance }, k))
+            } else {
+                None
+            }
         })
         .collect();
     scored.sort();
@@ -220,8 +237,20 @@ mod tests {
 
     #[test]
     fn closest_names_by_distance_and_containment() {
-        let known = ["json_extract_scalar", "json_extract", "day_of_week", "regexp_like", "regexp_replace", "sqrt", "split_part", "split"];
-        assert_eq!(closest_names("json_extract_scaler", known.into_iter()), vec!["json_extract_scalar", "json_extract"]);
+        let known = [
+            "json_extract_scalar",
+            "json_extract",
+            "day_of_week",
+            "regexp_like",
+            "regexp_replace",
+            "sqrt",
+            "split_part",
+            "split",
+        ];
+        assert_eq!(
+            closest_names("json_extract_scaler", known.into_iter()),
+            vec!["json_extract_scalar", "json_extract"]
+        );
         assert_eq!(closest_names("dayofweek", known.into_iter()), vec!["day_of_week"]);
         assert_eq!(closest_names("regexp", known.into_iter()), vec!["regexp_like", "regexp_replace"]);
         assert!(closest_names("zzzzzzzz", known.into_iter()).is_empty());

@@ -48,9 +48,11 @@ mod tests {
 
     #[test]
     fn unnamed_expressions_are_numbered() {
-        let mut statements =
-            Parser::parse_sql(&GenericDialect {}, "SELECT region, t.day, count(*), count(*) AS n, sum(qty) FROM t GROUP BY 1, 2")
-                .expect("parses");
+        let mut statements = Parser::parse_sql(
+            &GenericDialect {},
+            "SELECT region, t.day, count(*), count(*) AS n, sum(qty) FROM t GROUP BY 1, 2",
+        )
+        .expect("parses");
         rewrite(&mut statements[0]);
         assert_eq!(
             statements[0].to_string(),

@@ -16,7 +16,7 @@ pub fn rewrite(statement: &mut Statement) {
                 timestamp: timestamp.clone(),
                 time_zone: Box::new(Expr::value(Value::SingleQuotedString("UTC".into()))),
             };
-            *timestamp = Box::new(Expr::Nested(Box::new(utc)));
+            **timestamp = Expr::Nested(Box::new(utc));
         }
         ControlFlow::<()>::Continue(())
     });
@@ -35,8 +35,11 @@ mod tests {
 
     #[test]
     fn naive_timestamps_are_utc_instants() {
-        let mut statements = Parser::parse_sql(&GenericDialect {}, "SELECT ts AT TIME ZONE 'America/New_York', ts AT TIME ZONE 'UTC' FROM t")
-            .expect("parses");
+        let mut statements = Parser::parse_sql(
+            &GenericDialect {},
+            "SELECT ts AT TIME ZONE 'America/New_York', ts AT TIME ZONE 'UTC' FROM t",
+        )
+        .expect("parses");
         rewrite(&mut statements[0]);
         assert_eq!(
             statements[0].to_string(),

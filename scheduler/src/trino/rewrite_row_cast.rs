@@ -57,7 +57,10 @@ fn named_struct(expr: &Expr) -> Result<Option<Expr>> {
     }
     let sql = format!("named_struct({})", parts.join(", "));
     let mut parser = Parser::new(&GenericDialect {}).try_with_sql(&sql).map_err(|e| plan_datafusion_err!("{e}"))?;
-    parser.parse_expr().map(Some).map_err(|e: datafusion::sql::sqlparser::parser::ParserError| DataFusionError::Plan(e.to_string()))
+    parser
+        .parse_expr()
+        .map(Some)
+        .map_err(|e: datafusion::sql::sqlparser::parser::ParserError| DataFusionError::Plan(e.to_string()))
 }
 
 #[cfg(test)]
@@ -67,10 +70,12 @@ mod tests {
     #[test]
     fn row_casts_name_fields_by_position() {
         let mut statements =
-            Parser::parse_sql(&GenericDialect {}, "SELECT CAST(ROW(1, 'a') AS STRUCT<x INT, y VARCHAR>)").expect("parses");
+            Parser::parse_sql(&GenericDialect {}, "SELECT CAST(ROW(1, 'a') AS STRUCT<x INT, y VARCHAR>)")
+                .expect("parses");
         rewrite(&mut statements[0]).expect("rewrites");
         assert_eq!(statements[0].to_string(), "SELECT named_struct('x', CAST(1 AS INT), 'y', CAST('a' AS VARCHAR))");
-        let mut wrong = Parser::parse_sql(&GenericDialect {}, "SELECT CAST(ROW(1) AS STRUCT<x INT, y INT>)").expect("parses");
+        let mut wrong =
+            Parser::parse_sql(&GenericDialect {}, "SELECT CAST(ROW(1) AS STRUCT<x INT, y INT>)").expect("parses");
         assert!(rewrite(&mut wrong[0]).is_err());
     }
 }

@@ -104,7 +104,9 @@ fn is_lateral_join(operator: &JoinOperator) -> bool {
     };
     match operator {
         JoinOperator::CrossJoin(c) => on_true(c),
-        JoinOperator::Join(c) | JoinOperator::Inner(c) | JoinOperator::Left(c) | JoinOperator::LeftOuter(c) => on_true(c),
+        JoinOperator::Join(c) | JoinOperator::Inner(c) | JoinOperator::Left(c) | JoinOperator::LeftOuter(c) => {
+            on_true(c)
+        }
         _ => false,
     }
 }
@@ -117,7 +119,11 @@ impl Unnester<'_> {
             if is_unnest(&select.from[i].relation) {
                 let item = select.from.remove(i);
                 let joins = &mut select.from[i - 1].joins;
-                joins.push(Join { relation: item.relation, global: false, join_operator: JoinOperator::CrossJoin(JoinConstraint::None) });
+                joins.push(Join {
+                    relation: item.relation,
+                    global: false,
+                    join_operator: JoinOperator::CrossJoin(JoinConstraint::None),
+                });
                 joins.extend(item.joins);
             } else {
                 i += 1;
@@ -164,11 +170,16 @@ impl Unnester<'_> {
             Some(TableFactor::Table { alias: Some(alias), .. } | TableFactor::Derived { alias: Some(alias), .. }) => {
                 alias.name.value.clone()
             }
-            Some(TableFactor::Table { name, alias: None, .. }) => name.0.last().map(|p| p.to_string()).unwrap_or_default(),
-            Some(_) => return plan_err!("the table before UNNEST needs a name: FROM (...) AS t CROSS JOIN UNNEST(t.items)"),
+            Some(TableFactor::Table { name, alias: None, .. }) => {
+                name.0.last().map(|p| p.to_string()).unwrap_or_default()
+            }
+            Some(_) => {
+                return plan_err!("the table before UNNEST needs a name: FROM (...) AS t CROSS JOIN UNNEST(t.items)");
+            }
             None => alias.as_ref().map_or_else(|| "_unnest".to_string(), |a| a.name.value.clone()),
         };
-        let columns: Vec<String> = alias.as_ref().map(|a| a.columns.iter().map(|c| c.name.to_string()).collect()).unwrap_or_default();
+        let columns: Vec<String> =
+            alias.as_ref().map(|a| a.columns.iter().map(|c| c.name.to_string()).collect()).unwrap_or_default();
         let column = |i: usize| columns.get(i).cloned().unwrap_or_else(|| format!("_col{i}"));
         let mut items = if left.is_some() { vec![format!("{name}.*")] } else { Vec::new() };
         let arrays: Vec<String> = array_exprs.iter().map(ToString::to_string).collect();
@@ -186,7 +197,9 @@ impl Unnester<'_> {
             None
         };
         match element_type {
-            Some(DataType::List(field) | DataType::LargeList(field)) if matches!(field.data_type(), DataType::Struct(_)) => {
+            Some(DataType::List(field) | DataType::LargeList(field))
+                if matches!(field.data_type(), DataType::Struct(_)) =>
+            {
                 let DataType::Struct(fields) = field.data_type() else { return plan_err!("not a row") };
                 if fields.len() != values {
                     return plan_err!(
@@ -207,7 +220,8 @@ impl Unnester<'_> {
         }
         if with_ordinality {
             let lengths: Vec<String> = arrays.iter().map(|a| format!("cardinality({a})")).collect();
-            let longest = if lengths.len() == 1 { lengths[0].clone() } else { format!("greatest({})", lengths.join(", ")) };
+            let longest =
+                if lengths.len() == 1 { lengths[0].clone() } else { format!("greatest({})", lengths.join(", ")) };
             items.push(format!("unnest(generate_series(1, {longest})) AS {}", column(values.max(arrays.len()))));
         }
         let sql = match left {
@@ -266,8 +280,11 @@ mod tests {
         let probes = rewrite(&mut statements[0].clone(), &HashMap::new()).expect("rewrites");
         assert_eq!(probes.len(), 1);
         assert_eq!(probes[0].sql, "SELECT o.items FROM orders o");
-        let row = DataType::Struct(vec![Field::new("sku", DataType::Utf8, true), Field::new("qty", DataType::Int32, true)].into());
-        let types = HashMap::from([(probes[0].key.clone(), DataType::List(Arc::new(Field::new_list_field(row, true))))]);
+        let row = DataType::Struct(
+            vec![Field::new("sku", DataType::Utf8, true), Field::new("qty", DataType::Int32, true)].into(),
+        );
+        let types =
+            HashMap::from([(probes[0].key.clone(), DataType::List(Arc::new(Field::new_list_field(row, true))))]);
         assert!(rewrite(&mut statements[0], &types).expect("rewrites").is_empty());
         assert_eq!(
             statements[0].to_string(),

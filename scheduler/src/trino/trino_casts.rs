@@ -46,10 +46,20 @@ fn trino_cast(expr: Expr, schema: &DFSchema) -> Result<Transformed<Expr>> {
     };
     // A column of a schema the rule cannot see (an outer query's) is left as it is.
     let Ok(from) = inner.get_type(schema) else { return Ok(Transformed::no(expr)) };
-    let replacement = if to.is_integer() && (from.is_floating() || matches!(from, DataType::Decimal128(..) | DataType::Decimal256(..))) {
-        let value = if from.is_floating() { inner.as_ref().clone() } else { inner.as_ref().clone().cast_to(&DataType::Float64, schema)? };
+    let replacement = if to.is_integer()
+        && (from.is_floating() || matches!(from, DataType::Decimal128(..) | DataType::Decimal256(..)))
+    {
+        let value = if from.is_floating() {
+            inner.as_ref().clone()
+        } else {
+            inner.as_ref().clone().cast_to(&DataType::Float64, schema)?
+        };
         let rounded = Expr::ScalarFunction(ScalarFunction::new_udf(datafusion::functions::math::round(), vec![value]));
-        if try_cast { Expr::TryCast(TryCast::new(Box::new(rounded), to.clone())) } else { Expr::Cast(Cast::new(Box::new(rounded), to.clone())) }
+        if try_cast {
+            Expr::TryCast(TryCast::new(Box::new(rounded), to.clone()))
+        } else {
+            Expr::Cast(Cast::new(Box::new(rounded), to.clone()))
+        }
     } else if matches!(to, DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8)
         && let DataType::Timestamp(_, None) = &from
     {

@@ -24,7 +24,8 @@ impl TypePlanner for TrinoTypes {
     fn plan_type_field(&self, sql_type: &SqlType) -> Result<Option<FieldRef>> {
         let planned = match sql_type {
             SqlType::Map(key, value) => {
-                let entries = Fields::from(vec![Field::new("key", inner(key)?, false), Field::new("value", inner(value)?, true)]);
+                let entries =
+                    Fields::from(vec![Field::new("key", inner(key)?, false), Field::new("value", inner(value)?, true)]);
                 DataType::Map(Arc::new(Field::new("entries", DataType::Struct(entries), false)), false)
             }
             SqlType::JSON => DataType::Utf8,
@@ -53,7 +54,8 @@ fn inner(sql_type: &SqlType) -> Result<DataType> {
             DataType::List(Arc::new(Field::new_list_field(inner(element)?, true)))
         }
         SqlType::Map(key, value) => {
-            let entries = Fields::from(vec![Field::new("key", inner(key)?, false), Field::new("value", inner(value)?, true)]);
+            let entries =
+                Fields::from(vec![Field::new("key", inner(key)?, false), Field::new("value", inner(value)?, true)]);
             DataType::Map(Arc::new(Field::new("entries", DataType::Struct(entries), false)), false)
         }
         other => return plan_err!("a map of {other} is not supported"),
