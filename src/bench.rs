@@ -9,7 +9,7 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use glaux_bench::{runner, tpch};
 use glaux_client::GlauxClient;
 
-use crate::StandaloneArgs;
+use crate::args::StandaloneArgs;
 
 #[derive(Args)]
 pub struct BenchArgs {

@@ -8,7 +8,9 @@ use arrow_flight::decode::{DecodedPayload, FlightDataDecoder};
 use arrow_flight::error::FlightError;
 use arrow_flight::sql::CommandGetTables;
 use arrow_flight::sql::client::FlightSqlServiceClient;
-use arrow_flight::{Action, CancelFlightInfoRequest, CancelFlightInfoResult, CancelStatus, FlightEndpoint, FlightInfo};
+use arrow_flight::{
+    Action, CancelFlightInfoRequest, CancelFlightInfoResult, CancelStatus, FlightEndpoint, FlightInfo, HandshakeRequest,
+};
 use futures::{StreamExt, TryStreamExt};
 use glaux_proto::{QueryProgress, QueryStats};
 use prost::Message;
@@ -26,16 +28,9 @@ pub enum ClientError {
 }
 
 impl ClientError {
-    /// What the server (or the transport) said. A plaintext client talking to a TLS port sees
-    /// only an HTTP/2 protocol error, so that one says what is likely wrong.
+    /// What the server (or the transport) said.
     fn server(message: impl Into<String>) -> Self {
-        let message = message.into();
-        if message.contains("h2 protocol error") {
-            return ClientError::Server(format!(
-                "{message} (does the server speak TLS? connect with grpc+tls://HOST:PORT or --tls-ca FILE)"
-            ));
-        }
-        ClientError::Server(message)
+        ClientError::Server(message.into())
     }
 }
 
@@ -157,6 +152,20 @@ impl GlauxClient {
             ))
         })?;
         let mut client = Self { sql: FlightSqlServiceClient::new(channel), database: "default".into() };
+        if !tls {
+            // A TLS server answers a plaintext client with bytes HTTP/2 cannot read, so the first
+            // call fails in the client's own transport (a status it made, with the error it came
+            // from, not one the server sent): say then what is likely wrong.
+            let probe = client.sql.inner_mut().handshake(futures::stream::iter([HandshakeRequest::default()])).await;
+            if let Err(status) = probe
+                && std::error::Error::source(&status).is_some()
+            {
+                return Err(failed(format!(
+                    "{} (does the server speak TLS? connect with grpc+tls://HOST:PORT or --tls-ca FILE)",
+                    status.message()
+                )));
+            }
+        }
         if let Some((user, password)) = &options.credentials {
             client.sql.handshake(user, password).await.map_err(|e| match e {
                 // arrow-flight reports a refused handshake as "Can't handshake status: ..., message: ...".

@@ -47,6 +47,13 @@ async fn bad_requests_get_clear_errors_and_harm_nothing() -> TestResult {
     assert_error(&mut client, "COPY sales TO '/tmp/x.parquet'", &["not supported"]).await;
     assert_still_serving(&mut client).await;
 
+    // A statement that hits a bug (a panic, injected) while planning or while producing its
+    // rows fails alone.
+    assert_error(&mut client, "SELECT glaux_fault_panic_planning()", &["hit a bug while planning"]).await;
+    assert_still_serving(&mut client).await;
+    assert_error(&mut client, "SELECT glaux_fault_panic()", &["hit a bug while running"]).await;
+    assert_still_serving(&mut client).await;
+
     // A corrupt Parquet file (valid magic, garbage metadata) fails the statement that first reads
     // it, with the reason.
     let corrupt = cluster.warehouse().join("corrupt");
@@ -86,5 +93,41 @@ async fn bad_requests_get_clear_errors_and_harm_nothing() -> TestResult {
     };
     tokio::time::timeout(std::time::Duration::from_secs(10), cleaned).await?;
     assert_still_serving(&mut client).await;
+    Ok(())
+}
+
+/// The gRPC status code a statement's `GetFlightInfo` fails with.
+async fn flight_code(cluster: &TestCluster, sql: &str) -> tonic::Code {
+    use arrow_flight::sql::{CommandStatementQuery, ProstMessageExt};
+    use prost::Message;
+    let channel =
+        Channel::from_shared(format!("http://{}", cluster.url())).expect("url").connect().await.expect("connect");
+    let mut flight = arrow_flight::flight_service_client::FlightServiceClient::new(channel);
+    let command = CommandStatementQuery { query: sql.to_string(), transaction_id: None };
+    let descriptor = arrow_flight::FlightDescriptor::new_cmd(command.as_any().encode_to_vec());
+    match flight.get_flight_info(descriptor).await {
+        Ok(_) => panic!("{sql} should fail"),
+        Err(status) => status.code(),
+    }
+}
+
+/// Errors reach Flight SQL clients with the gRPC code of their kind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn errors_carry_the_grpc_code_of_their_kind() -> TestResult {
+    let cluster = TestCluster::builder().executors(1).start().await?;
+    cluster.with_lake().await?;
+    let cases = [
+        ("SELEC 1", tonic::Code::InvalidArgument),
+        ("SELECT no_such_column FROM sales", tonic::Code::NotFound),
+        ("SELECT * FROM no_such_table", tonic::Code::NotFound),
+        ("USE no_such_db", tonic::Code::NotFound),
+        ("CREATE EXTERNAL TABLE sales STORED AS PARQUET LOCATION '/tmp/'", tonic::Code::AlreadyExists),
+        ("COPY sales TO '/tmp/x.parquet'", tonic::Code::Unimplemented),
+        ("CREATE EXTERNAL TABLE etc (a INT) STORED AS PARQUET LOCATION 'file:///etc/'", tonic::Code::PermissionDenied),
+        ("SELECT glaux_fault_panic_planning()", tonic::Code::Internal),
+    ];
+    for (sql, code) in cases {
+        assert_eq!(flight_code(&cluster, sql).await, code, "{sql}");
+    }
     Ok(())
 }

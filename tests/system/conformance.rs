@@ -67,6 +67,50 @@ fn display_options() -> FormatOptions<'static> {
         .with_date_format(Some("%Y-%m-%d"))
 }
 
+/// A row whose cells hold several lines (`EXPLAIN`'s plans) as one row per line, the first line
+/// of each cell in the first, with what changes from run to run masked: executor addresses (free
+/// ports), query ids, times and DataFusion's metrics.
+fn lines_of(cells: &[String]) -> Vec<Vec<String>> {
+    if !cells.iter().any(|c| c.contains('\n')) {
+        return vec![cells.to_vec()];
+    }
+    let split: Vec<Vec<&str>> = cells.iter().map(|c| c.lines().collect()).collect();
+    let height = split.iter().map(Vec::len).max().unwrap_or(0);
+    (0..height)
+        .map(|i| split.iter().map(|lines| lines.get(i).map_or_else(|| "(empty)".to_string(), |l| mask(l))).collect())
+        .collect()
+}
+
+fn mask(line: &str) -> String {
+    let mut line = match (line.find("metrics=["), line.rfind(']')) {
+        (Some(start), Some(end)) if end > start => format!("{}metrics=[..]{}", &line[..start], &line[end + 1..]),
+        _ => line.to_string(),
+    };
+    // The lake: a temporary directory (`/tmp/.tmpA8VOzz`, wherever TMPDIR puts it).
+    while let Some(at) = line.find("/.tmp") {
+        let start = line[..at].rfind([' ', '[']).map_or(0, |s| s + 1);
+        let end = line[at + 1..].find('/').map_or(line.len(), |e| at + 1 + e);
+        line.replace_range(start..end, "<lake>");
+    }
+    let words: Vec<&str> = line.split(' ').collect();
+    let mut out = Vec::with_capacity(words.len());
+    for (i, word) in words.iter().enumerate() {
+        let next = words.get(i + 1).copied().unwrap_or("");
+        let previous = if i > 0 { words[i - 1] } else { "" };
+        out.push(if word.starts_with("127.0.0.1:") {
+            let end = word.find(|c: char| !(c.is_ascii_digit() || c == '.' || c == ':')).unwrap_or(word.len());
+            format!("<executor>{}", &word[end..])
+        } else if previous == "Query" && word.ends_with(':') {
+            "<query>:".to_string()
+        } else if next.starts_with("ms") && word.chars().all(|c| c.is_ascii_digit()) {
+            "<n>".to_string()
+        } else {
+            word.to_string()
+        });
+    }
+    out.join(" ")
+}
+
 #[async_trait]
 impl sqllogictest::AsyncDB for Cluster {
     type Error = QueryError;
@@ -88,16 +132,15 @@ impl sqllogictest::AsyncDB for Cluster {
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| QueryError(e.to_string()))?;
             for row in 0..batch.num_rows() {
-                rows.push(
-                    formatters
-                        .iter()
-                        .map(|f| match f.value(row).to_string() {
-                            text if text.is_empty() => "(empty)".to_string(),
-                            // Trino names the zone; Arrow shows UTC as an offset.
-                            text => text.replace(" +00:00", " UTC"),
-                        })
-                        .collect(),
-                );
+                let cells: Vec<String> = formatters
+                    .iter()
+                    .map(|f| match f.value(row).to_string() {
+                        text if text.is_empty() => "(empty)".to_string(),
+                        // Trino names the zone; Arrow shows UTC as an offset.
+                        text => text.replace(" +00:00", " UTC"),
+                    })
+                    .collect();
+                rows.extend(lines_of(&cells));
             }
         }
         Ok(DBOutput::Rows { types, rows })
@@ -173,6 +216,8 @@ async fn trino_conformance_suite() -> TestResult {
             let url = url.clone();
             async move { Ok(Cluster { client: GlauxClient::connect(&url).await.map_err(|e| QueryError(e.to_string()))? }) }
         });
+        // The `I`/`T`/`R` of each record are checked: integers, text, floats and decimals.
+        runner.with_column_validator(sqllogictest::strict_column_validator);
         // Every record runs, so one run reports every difference.
         for record in sqllogictest::parse_file(file)? {
             if let Err(e) = runner.run_async(record).await {

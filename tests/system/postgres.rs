@@ -13,6 +13,7 @@ use arrow::array::{
     StringArray, TimestampMicrosecondArray,
 };
 use arrow::datatypes::Int64Type;
+use datafusion::prelude::SessionContext;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
 
@@ -48,13 +49,14 @@ fn text(output: &Output) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn psql_queries_the_lake_and_describes_tables() -> TestResult {
     let cluster = TestCluster::builder().postgres().start().await?;
-    let (_, mut client) = cluster.with_lake().await?;
+    let (lake, _client) = cluster.with_lake().await?;
     let port = cluster.scheduler.postgres_addr().ok_or("no PostgreSQL port")?.port();
 
-    // The same query through Flight SQL and through psql (unaligned, comma-separated).
+    // A query through psql (unaligned, comma-separated) gives single-node DataFusion's answer.
     let sql = "SELECT region, count(*) AS n, sum(qty) AS q FROM sales GROUP BY region ORDER BY region";
+    let reference = reference_context(&lake).await;
     let expected: Vec<String> =
-        rows_of(&client.query(sql).await?.batches).into_iter().map(|r| r.replace(" | ", ",")).collect();
+        rows_of(&reference.sql(sql).await?.collect().await?).into_iter().map(|r| r.replace(" | ", ",")).collect();
     let output = psql(port, None, &["-At", "-F", ",", "-c", sql]).await;
     assert!(output.status.success(), "{}", text(&output));
     let got: Vec<String> = String::from_utf8_lossy(&output.stdout).lines().map(String::from).collect();
@@ -94,6 +96,47 @@ async fn psql_queries_the_lake_and_describes_tables() -> TestResult {
     drop(garbage);
     let output = psql(port, None, &["-At", "-c", "SELECT 40 + 2"]).await;
     assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "42", "{}", text(&output));
+    Ok(())
+}
+
+/// Errors reach PostgreSQL clients with the SQLSTATE of their kind, and a statement that hits a
+/// bug (a panic, injected) fails alone: the connection and the server serve on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn errors_carry_their_sqlstate_and_a_panic_is_one_statements_error() -> TestResult {
+    let cluster = TestCluster::builder().postgres().start().await?;
+    cluster.with_lake().await?;
+    let port = cluster.scheduler.postgres_addr().ok_or("no PostgreSQL port")?.port();
+    let cases = [
+        ("SELEC 1", "42601"),
+        ("SELECT no_such_column FROM sales", "42703"),
+        ("SELECT * FROM no_such_table", "42P01"),
+        ("SELECT * FROM no_such_db.sales", "42P01"),
+        ("USE no_such_db", "3D000"),
+        ("SHOW PARTITIONS no_such_table", "42P01"),
+        ("EXECUTE no_such_statement", "42704"),
+        ("CREATE EXTERNAL TABLE sales STORED AS PARQUET LOCATION '/tmp/'", "42P07"),
+        ("COPY sales TO '/tmp/x.parquet'", "0A000"),
+        ("CREATE EXTERNAL TABLE etc (a INT) STORED AS PARQUET LOCATION 'file:///etc/'", "42501"),
+        ("SELECT glaux_fault_panic_planning()", "XX000"),
+        ("SELECT glaux_fault_panic()", "XX000"),
+    ];
+    for (sql, sqlstate) in cases {
+        let output = psql(port, None, &["-v", "VERBOSITY=verbose", "-c", sql]).await;
+        assert!(!output.status.success(), "{sql}: {}", text(&output));
+        assert!(text(&output).contains(&format!("ERROR:  {sqlstate}:")), "{sql}: {}", text(&output));
+    }
+    // A panic in one statement of a connection: the next statement on it is served.
+    let script = ["-At", "-c", "SELECT glaux_fault_panic()", "-c", "SELECT count(*) FROM regions"];
+    let output = psql(port, None, &script).await;
+    assert!(text(&output).contains("hit a bug while running"), "{}", text(&output));
+    let output = psql(
+        port,
+        None,
+        &["-At", "-v", "ON_ERROR_STOP=0", "-c", "SELECT glaux_fault_panic_planning()", "-c", "SELECT 40 + 2"],
+    )
+    .await;
+    assert!(text(&output).contains("hit a bug while planning"), "{}", text(&output));
+    assert!(String::from_utf8_lossy(&output.stdout).trim().ends_with("42"), "{}", text(&output));
     Ok(())
 }
 
@@ -148,9 +191,9 @@ fn write_typed_table(dir: &Path) {
     write_parquet(&dir.join("typed.parquet"), &batch);
 }
 
-/// A cluster with users, the test lake and the typed table; the PostgreSQL port and the Flight
-/// SQL client that declared the tables.
-async fn cluster_for_drivers() -> Result<(TestCluster, u16, glaux_client::GlauxClient), Box<dyn std::error::Error>> {
+/// A cluster with users, the test lake and the typed table; the PostgreSQL port, and
+/// single-node DataFusion over the same lake for the answers.
+async fn cluster_for_drivers() -> Result<(TestCluster, u16, SessionContext), Box<dyn std::error::Error>> {
     let hash = glaux_scheduler::hash_password("s3cret")?;
     let users = glaux_scheduler::Users::parse(&format!("ana:{hash}\n"))?;
     let cluster = TestCluster::builder().postgres().users(users).start().await?;
@@ -164,7 +207,12 @@ async fn cluster_for_drivers() -> Result<(TestCluster, u16, glaux_client::GlauxC
         .query(&format!("CREATE EXTERNAL TABLE typed STORED AS PARQUET LOCATION '{}/typed/'", lake.display()))
         .await?;
     let port = cluster.scheduler.postgres_addr().ok_or("no PostgreSQL port")?.port();
-    Ok((cluster, port, client))
+    Ok((cluster, port, reference_context(&lake).await))
+}
+
+/// Single-node DataFusion's answer to `sql`, as the driver programs print rows.
+async fn answer(reference: &SessionContext, sql: &str) -> Result<Vec<String>, Box<dyn std::error::Error>> {
+    Ok(driver_rows(&reference.sql(sql).await?.collect().await?))
 }
 
 /// The lines of a driver program's report that start with `kind `, without that word.
@@ -193,7 +241,7 @@ fn driver_rows(batches: &[RecordBatch]) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_jdbc_driver_reads_metadata_types_and_prepared_statements() -> TestResult {
-    let (_cluster, port, mut client) = cluster_for_drivers().await?;
+    let (_cluster, port, reference) = cluster_for_drivers().await?;
     let program = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/PgJdbc.java");
     let mut java = Command::new("java");
     java.arg("-Duser.timezone=UTC").args(["-cp", "/usr/share/java/postgresql.jar"]).arg(&program);
@@ -231,9 +279,8 @@ async fn the_jdbc_driver_reads_metadata_types_and_prepared_statements() -> TestR
         assert!(meta.contains(&column), "{column} missing from {meta:?}");
     }
     let rows = lines(&report, "row");
-    let expected_regions = driver_rows(
-        &client.query("SELECT region, count(*) AS n FROM sales GROUP BY region ORDER BY region").await?.batches,
-    );
+    let expected_regions =
+        answer(&reference, "SELECT region, count(*) AS n FROM sales GROUP BY region ORDER BY region").await?;
     assert_eq!(rows[..3], expected_regions[..]);
     assert_eq!(
         rows[3..6],
@@ -248,7 +295,7 @@ async fn the_jdbc_driver_reads_metadata_types_and_prepared_statements() -> TestR
     let mut expected = Vec::new();
     for (region, qty) in [("eu", 40), ("us", 10)] {
         let sql = format!("SELECT count(*) AS n, sum(qty) AS q FROM sales WHERE region = '{region}' AND qty > {qty}");
-        expected.extend(driver_rows(&client.query(&sql).await?.batches));
+        expected.extend(answer(&reference, &sql).await?);
     }
     assert_eq!(rows[6..8], expected[..]);
     assert_ne!(rows[6], rows[7]);
@@ -264,7 +311,7 @@ async fn the_jdbc_driver_reads_metadata_types_and_prepared_statements() -> TestR
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn psqlodbc_through_pyodbc_lists_tables_and_columns_and_runs_queries() -> TestResult {
-    let (_cluster, port, mut client) = cluster_for_drivers().await?;
+    let (_cluster, port, reference) = cluster_for_drivers().await?;
     let program = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/pg_odbc.py");
     let mut python = Command::new("python3");
     python.arg(&program).env("TZ", "UTC");
@@ -292,9 +339,8 @@ async fn psqlodbc_through_pyodbc_lists_tables_and_columns_and_runs_queries() -> 
         assert!(meta.contains(&column), "{column} missing from {meta:?}");
     }
     let rows = lines(&report, "row");
-    let expected_regions = driver_rows(
-        &client.query("SELECT region, count(*) AS n FROM sales GROUP BY region ORDER BY region").await?.batches,
-    );
+    let expected_regions =
+        answer(&reference, "SELECT region, count(*) AS n FROM sales GROUP BY region ORDER BY region").await?;
     assert_eq!(rows[..3], expected_regions[..]);
     assert_eq!(
         rows[3..6],
@@ -304,9 +350,8 @@ async fn psqlodbc_through_pyodbc_lists_tables_and_columns_and_runs_queries() -> 
             "3|NULL|1999-12-31|NULL|NULL|NULL|{4}|o'k|NULL|1e-07|-3",
         ]
     );
-    let expected = driver_rows(
-        &client.query("SELECT count(*) AS n, sum(qty) AS q FROM sales WHERE region = 'eu' AND qty > 40").await?.batches,
-    );
+    let expected =
+        answer(&reference, "SELECT count(*) AS n, sum(qty) AS q FROM sales WHERE region = 'eu' AND qty > 40").await?;
     assert_eq!(rows[6..7], expected[..]);
     assert_eq!(rows[7], "4");
     let errors = lines(&report, "error");

@@ -14,9 +14,15 @@ use tokio_util::sync::CancellationToken;
 
 use crate::query::{ProgressProbe, ProgressSlot};
 
-/// Per statement id: its token, how many `DoGet`s run it (a prepared statement may run several
-/// times at once; cancelling it stops them all), and the progress of the latest.
-type Entry = (CancellationToken, usize, ProgressSlot);
+/// A statement id's runs.
+struct Entry {
+    token: CancellationToken,
+    /// How many `DoGet`s run it (a prepared statement may run several times at once; cancelling
+    /// it stops them all).
+    runs: usize,
+    /// The progress of the latest run.
+    progress: ProgressSlot,
+}
 
 #[derive(Default)]
 pub struct RunningStatements {
@@ -39,17 +45,21 @@ impl RunningStatements {
 
     pub fn start(self: &Arc<Self>, id: &str) -> Running {
         let mut running = self.lock();
-        let entry =
-            running.entry(id.to_string()).or_insert_with(|| (CancellationToken::new(), 0, ProgressSlot::default()));
-        entry.1 += 1;
-        Running { statements: Arc::clone(self), id: id.to_string(), token: entry.0.clone(), progress: entry.2.clone() }
+        let entry = running.entry(id.to_string()).or_insert_with(|| Entry {
+            token: CancellationToken::new(),
+            runs: 0,
+            progress: ProgressSlot::default(),
+        });
+        entry.runs += 1;
+        let (token, progress) = (entry.token.clone(), entry.progress.clone());
+        Running { statements: Arc::clone(self), id: id.to_string(), token, progress }
     }
 
     /// Cancels the running statement `id`; false if none runs.
     pub fn cancel(&self, id: &str) -> bool {
         match self.lock().get(id) {
-            Some((token, _, _)) => {
-                token.cancel();
+            Some(entry) => {
+                entry.token.cancel();
                 true
             }
             None => false,
@@ -60,7 +70,7 @@ impl RunningStatements {
 impl RunningStatements {
     /// The progress probe of the running statement `id`, once its query runs.
     pub fn progress(&self, id: &str) -> Option<ProgressProbe> {
-        self.lock().get(id).and_then(|(_, _, slot)| slot.get())
+        self.lock().get(id).and_then(|entry| entry.progress.get())
     }
 }
 
@@ -68,8 +78,8 @@ impl Drop for Running {
     fn drop(&mut self) {
         let mut running = self.statements.lock();
         if let Some(entry) = running.get_mut(&self.id) {
-            entry.1 -= 1;
-            if entry.1 == 0 {
+            entry.runs -= 1;
+            if entry.runs == 0 {
                 running.remove(&self.id);
             }
         }

@@ -1,0 +1,325 @@
+//! The command line: what each subcommand takes (`*Args`, as clap parses it) and how it becomes
+//! the servers' configs.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use glaux_client::GlauxClient;
+use glaux_proto::ClusterSecret;
+use glaux_scheduler::SchedulerConfig;
+use glaux_storage::{S3Config, StorageConfig};
+
+#[derive(Parser)]
+#[command(name = "glaux", version, about = "Distributed SQL over a data lake")]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum Command {
+    /// Scheduler and executors in one process, talking over loopback gRPC/Flight.
+    Standalone(StandaloneArgs),
+    /// The scheduler: Flight SQL for clients, cluster membership for executors.
+    Scheduler(SchedulerArgs),
+    /// An executor that joins a scheduler.
+    Executor(ExecutorArgs),
+    /// The SQL shell.
+    Shell(ShellArgs),
+    /// Declares a table over a location, inferring its format, columns and partition keys, and
+    /// prints what it found.
+    Crawl(CrawlArgs),
+    /// A standalone cluster over a generated events lake, with the shell open on it.
+    Demo(StandaloneArgs),
+    /// TPC-H on a standalone cluster and on single-process DataFusion side by side, and Flight
+    /// SQL latency; prints medians and the Glaux/DataFusion ratio.
+    Bench(crate::bench::BenchArgs),
+    /// Reads a password from stdin and prints its Argon2id hash, for a `--users` file line
+    /// `name:hash`.
+    HashPassword,
+}
+
+/// How clients reach the scheduler: the PostgreSQL port, users, TLS.
+#[derive(Args, Clone)]
+pub(crate) struct DoorArgs {
+    /// Also serve the PostgreSQL wire protocol here (for JDBC, ODBC and psql), e.g. 127.0.0.1:5432.
+    #[arg(long)]
+    pub(crate) postgres_addr: Option<SocketAddr>,
+    /// File of Flight SQL users, one `name:argon2-hash` per line (`glaux hash-password`). Without
+    /// it clients need no password, and the scheduler serves on loopback addresses only.
+    #[arg(long, env = "GLAUX_USERS_FILE")]
+    pub(crate) users: Option<PathBuf>,
+    /// PEM certificate chain: serve Flight SQL and PostgreSQL clients over TLS only (with --tls-key).
+    #[arg(long, env = "GLAUX_TLS_CERT", requires = "tls_key")]
+    pub(crate) tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "GLAUX_TLS_KEY", requires = "tls_cert")]
+    pub(crate) tls_key: Option<PathBuf>,
+}
+
+impl DoorArgs {
+    /// The scheduler configuration with these doors.
+    pub(crate) fn apply(&self, mut config: SchedulerConfig) -> anyhow::Result<SchedulerConfig> {
+        if let Some(path) = &self.users {
+            let users = glaux_scheduler::Users::load(path).map_err(anyhow::Error::msg)?;
+            config = config.with_users(std::sync::Arc::new(users));
+        }
+        if let Some(addr) = self.postgres_addr {
+            config = config.with_postgres(addr);
+        }
+        if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
+            config = config.with_tls(glaux_scheduler::TlsIdentity::load(cert, key)?);
+        }
+        Ok(config)
+    }
+
+    /// How clients connect and authenticate, for the start-up line.
+    pub(crate) fn describe(&self) -> String {
+        let tls = if self.tls_cert.is_some() { "TLS, " } else { "" };
+        match &self.users {
+            Some(path) => format!("{tls}clients authenticate (users from {})", path.display()),
+            None => format!("{tls}no authentication (no --users; loopback only)"),
+        }
+    }
+}
+
+#[derive(Args, Clone)]
+pub(crate) struct ClientArgs {
+    /// The scheduler's Flight SQL address.
+    #[arg(long, default_value = "127.0.0.1:50051")]
+    pub(crate) host: String,
+    /// Authenticate as this user; the password comes from GLAUX_PASSWORD, else a prompt.
+    #[arg(long, short = 'u')]
+    pub(crate) user: Option<String>,
+    /// PEM certificates to trust besides the system's (a private CA or a self-signed scheduler
+    /// certificate); implies TLS. `--host grpc+tls://HOST:PORT` uses TLS with the system's roots.
+    #[arg(long, env = "GLAUX_TLS_CA")]
+    pub(crate) tls_ca: Option<PathBuf>,
+}
+
+impl ClientArgs {
+    pub(crate) async fn connect(&self) -> anyhow::Result<GlauxClient> {
+        let mut options = glaux_client::ConnectOptions::default();
+        if let Some(path) = &self.tls_ca {
+            options.tls_ca = Some(std::fs::read(path).with_context(|| format!("reading {}", path.display()))?);
+        }
+        if let Some(user) = &self.user {
+            let password = match std::env::var("GLAUX_PASSWORD") {
+                Ok(password) => password,
+                Err(_) => {
+                    rpassword::prompt_password(format!("Password for {user}: ")).context("reading the password")?
+                }
+            };
+            options.credentials = Some((user.clone(), password));
+        }
+        Ok(GlauxClient::connect_with(&self.host, &options).await?)
+    }
+}
+
+#[derive(Args, Clone)]
+pub(crate) struct StorageArgs {
+    /// Directory under which file:// tables may live (repeatable). The first one also holds Glaux's
+    /// own files (demo data, the generated cluster secret).
+    #[arg(long, default_values_os_t = [default_warehouse()])]
+    pub(crate) warehouse: Vec<PathBuf>,
+    /// S3-compatible endpoint, e.g. http://127.0.0.1:8333 [env: AWS_ENDPOINT_URL]
+    #[arg(long)]
+    s3_endpoint: Option<String>,
+    /// S3 region [env: AWS_REGION]
+    #[arg(long)]
+    s3_region: Option<String>,
+    /// Use virtual-hosted-style S3 URLs instead of path-style ones.
+    #[arg(long)]
+    s3_virtual_hosted_style: bool,
+    /// TOML file of S3 settings: `[s3]` defaults, and `[stores.NAME]` endpoints with the buckets
+    /// they serve (see the README) [env: GLAUX_STORAGE_CONFIG]
+    #[arg(long)]
+    pub(crate) storage_config: Option<PathBuf>,
+    /// The SQLite file that holds the catalog [default: <warehouse>/.glaux/catalog.sqlite]
+    #[arg(long)]
+    pub(crate) catalog: Option<PathBuf>,
+}
+
+#[derive(Args, Clone)]
+pub(crate) struct SecretArgs {
+    /// File holding the cluster secret shared by the scheduler and its executors.
+    /// Default: GLAUX_CLUSTER_SECRET, else <warehouse>/.glaux/cluster-secret (created by the scheduler).
+    #[arg(long)]
+    pub(crate) cluster_secret_file: Option<PathBuf>,
+}
+
+#[derive(Args, Clone)]
+pub(crate) struct StandaloneArgs {
+    /// Number of executors.
+    #[arg(long, default_value_t = 2)]
+    pub(crate) executors: usize,
+    /// Where Flight SQL clients connect.
+    #[arg(long, default_value = "127.0.0.1:50051")]
+    pub(crate) flight_sql_addr: SocketAddr,
+    /// Task slots per executor (default: available cores).
+    #[arg(long)]
+    pub(crate) task_slots: Option<usize>,
+    /// Memory per executor, in MiB.
+    #[arg(long, default_value_t = 2048)]
+    pub(crate) memory_mib: usize,
+    #[command(flatten)]
+    pub(crate) storage: StorageArgs,
+    #[command(flatten)]
+    pub(crate) doors: DoorArgs,
+}
+
+#[derive(Args)]
+pub(crate) struct SchedulerArgs {
+    #[arg(long, default_value = "127.0.0.1:50051")]
+    pub(crate) flight_sql_addr: SocketAddr,
+    /// Where executors join (`glaux executor --scheduler`). Default: the Flight SQL port, or
+    /// 127.0.0.1:50052 with TLS, since executors do not speak TLS to the scheduler.
+    #[arg(long)]
+    pub(crate) cluster_addr: Option<SocketAddr>,
+    #[command(flatten)]
+    pub(crate) storage: StorageArgs,
+    #[command(flatten)]
+    pub(crate) secret: SecretArgs,
+    #[command(flatten)]
+    pub(crate) doors: DoorArgs,
+}
+
+#[derive(Args)]
+pub(crate) struct ExecutorArgs {
+    /// The scheduler to join, host:port (its --cluster-addr, when it has one).
+    #[arg(long, default_value = "127.0.0.1:50051")]
+    pub(crate) scheduler: String,
+    /// Where to serve Flight for the scheduler and other executors.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub(crate) bind: SocketAddr,
+    /// Host name other cluster members use to reach this executor (default: the bind address).
+    #[arg(long)]
+    pub(crate) advertise_host: Option<String>,
+    #[arg(long)]
+    pub(crate) task_slots: Option<usize>,
+    /// Memory for running tasks, in MiB.
+    #[arg(long, default_value_t = 2048)]
+    pub(crate) memory_mib: usize,
+    #[command(flatten)]
+    pub(crate) storage: StorageArgs,
+    #[command(flatten)]
+    pub(crate) secret: SecretArgs,
+}
+
+#[derive(Args)]
+pub(crate) struct ShellArgs {
+    #[command(flatten)]
+    pub(crate) client: ClientArgs,
+    /// Run these statements and exit.
+    #[arg(short = 'c', long)]
+    pub(crate) command: Option<String>,
+    /// Run the statements in this file and exit.
+    #[arg(short = 'f', long)]
+    pub(crate) file: Option<PathBuf>,
+    /// How results print: aligned, csv, tsv, json (lines) or vertical.
+    #[arg(long, default_value = "aligned", value_parser = parse_format)]
+    pub(crate) format: glaux_client::OutputFormat,
+}
+
+pub(crate) fn parse_format(name: &str) -> Result<glaux_client::OutputFormat, String> {
+    glaux_client::OutputFormat::parse(name).ok_or_else(|| format!("use one of {}", glaux_client::OutputFormat::NAMES))
+}
+
+#[derive(Args)]
+pub(crate) struct CrawlArgs {
+    /// Where the table's files are: s3://bucket/prefix/ or a directory under a warehouse root.
+    pub(crate) location: String,
+    /// The table to create, `[db.]name` (default: the location's last directory).
+    #[arg(long)]
+    pub(crate) table: Option<String>,
+    #[command(flatten)]
+    pub(crate) client: ClientArgs,
+}
+
+/// The default table name for a location: its last path segment, as an identifier.
+pub(crate) fn table_name_for(location: &str) -> String {
+    let last = location.trim_end_matches('/').rsplit('/').next().unwrap_or("crawled");
+    let name: String =
+        last.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' }).collect();
+    if name.is_empty() || name.starts_with(|c: char| c.is_ascii_digit()) { format!("t_{name}") } else { name }
+}
+
+pub(crate) fn default_warehouse() -> PathBuf {
+    std::env::var_os("HOME").map_or_else(|| PathBuf::from("warehouse"), |h| PathBuf::from(h).join(".glaux/warehouse"))
+}
+
+pub(crate) fn history_file() -> Option<PathBuf> {
+    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".glaux_history"))
+}
+
+impl StorageArgs {
+    pub(crate) fn config(&self) -> anyhow::Result<StorageConfig> {
+        for root in &self.warehouse {
+            std::fs::create_dir_all(root).with_context(|| format!("creating warehouse {}", root.display()))?;
+        }
+        let s3 = S3Config {
+            endpoint: self.s3_endpoint.clone(),
+            region: self.s3_region.clone(),
+            virtual_hosted_style: self.s3_virtual_hosted_style,
+            ..S3Config::default()
+        };
+        let config = StorageConfig::default().with_local_roots(&self.warehouse)?.with_s3(s3);
+        let file = self.storage_config.clone().or_else(|| std::env::var_os("GLAUX_STORAGE_CONFIG").map(PathBuf::from));
+        match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+                config.with_config_file(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+            }
+            None => Ok(config),
+        }
+    }
+
+    pub(crate) fn home(&self) -> &Path {
+        self.warehouse.first().map_or(Path::new("."), PathBuf::as_path)
+    }
+
+    pub(crate) fn catalog_path(&self) -> PathBuf {
+        self.catalog.clone().unwrap_or_else(|| self.home().join(".glaux/catalog.sqlite"))
+    }
+}
+
+impl SecretArgs {
+    /// The configured secret; a scheduler (`create`) generates one if there is none yet.
+    pub(crate) fn load(&self, storage: &StorageArgs, create: bool) -> anyhow::Result<ClusterSecret> {
+        if let Ok(secret) = std::env::var("GLAUX_CLUSTER_SECRET") {
+            return ClusterSecret::try_new(secret.trim()).map_err(anyhow::Error::msg);
+        }
+        let path = self.cluster_secret_file.clone().unwrap_or_else(|| storage.home().join(".glaux/cluster-secret"));
+        match std::fs::read_to_string(&path) {
+            Ok(secret) => ClusterSecret::try_new(secret.trim()).map_err(|e| anyhow::anyhow!("{}: {e}", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && create => {
+                let secret = ClusterSecret::generate();
+                write_private(&path, secret.expose())?;
+                eprintln!("Generated a cluster secret in {} (executors read it from there)", path.display());
+                Ok(secret)
+            }
+            Err(e) => bail!(
+                "cannot read the cluster secret from {}: {e}; set GLAUX_CLUSTER_SECRET or --cluster-secret-file",
+                path.display()
+            ),
+        }
+    }
+}
+
+pub(crate) fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    options.mode(0o600);
+    let mut file = options.open(path).with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(contents.as_bytes())?;
+    Ok(())
+}
