@@ -114,6 +114,7 @@ async fn errors_carry_their_sqlstate_and_a_panic_is_one_statements_error() -> Te
         ("USE no_such_db", "3D000"),
         ("SHOW PARTITIONS no_such_table", "42P01"),
         ("EXECUTE no_such_statement", "42704"),
+        ("DEALLOCATE PREPARE no_such_statement", "42704"),
         ("CREATE EXTERNAL TABLE sales STORED AS PARQUET LOCATION '/tmp/'", "42P07"),
         ("COPY sales TO '/tmp/x.parquet'", "0A000"),
         ("CREATE EXTERNAL TABLE etc (a INT) STORED AS PARQUET LOCATION 'file:///etc/'", "42501"),

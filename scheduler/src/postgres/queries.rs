@@ -62,6 +62,9 @@ fn classify(sql: &str) -> Kind {
         sql.split_whitespace().take(4).map(|w| w.trim_end_matches(';').to_ascii_lowercase()).collect();
     let word = |i: usize| words.get(i).map(String::as_str).unwrap_or("");
     match word(0) {
+        // Athena's prepared statements live in the catalog; bare `DEALLOCATE name` and
+        // `DEALLOCATE ALL` are what PostgreSQL drivers send for their own protocol statements.
+        "deallocate" if word(1) == "prepare" => Kind::Query,
         "set" | "reset" | "discard" | "deallocate" | "listen" | "unlisten" => {
             Kind::Command(word(0).to_ascii_uppercase())
         }
@@ -326,5 +329,7 @@ mod tests {
         assert_eq!(classify("SHOW TABLES"), Kind::Query);
         assert_eq!(classify("SHOW PARTITIONS t"), Kind::Query);
         assert_eq!(classify("SELECT 1"), Kind::Query);
+        assert_eq!(classify("DEALLOCATE PREPARE by_region"), Kind::Query);
+        assert_eq!(classify("DEALLOCATE ALL"), Kind::Command("DEALLOCATE".into()));
     }
 }
