@@ -41,6 +41,6 @@ pub use panics::{contain_panics, panic_message};
 pub use partition_subset::PartitionSubsetExec;
 pub use stage_reader::{StageReaderExec, TaskOutput};
 pub use stats::{QueryProgress, QueryStats, TaskReport, TaskStats, collect_task_stats, format_bytes, task_report};
-pub use task_error::{TaskError, TaskFailure, find_task_error, lost_executor_words, status_of};
+pub use task_error::{TaskError, TaskFailure, find_cause, lost_executor_words, status_of};
 pub use task_rerun::{RerunHandle, RerunResult, TaskRerun};
 pub use trailer::with_trailer;

@@ -304,7 +304,7 @@ async fn open_task_output(context: &SourceContext, output: &TaskOutput) -> Resul
     let place = format!("stage {stage} task {task} on executor {executor}");
     let failed = {
         let place = place.clone();
-        move |e: &DataFusionError| local_error(e).context(&place)
+        move |e: &DataFusionError| TaskError::from(e).context(&place)
     };
     if let Some(opened) = local.as_ref().and_then(|local| local.open(&executor, ticket.clone())) {
         let TaskOutputRead { batches, trailer } = opened.map_err(|e| failed(&e))?;
@@ -327,20 +327,6 @@ async fn open_task_output(context: &SourceContext, output: &TaskOutput) -> Resul
     let messages =
         response.into_inner().map_err(move |status| arrow_flight::error::FlightError::Tonic(Box::new(status)));
     Ok(decode_batches(FlightDataDecoder::new(messages), schema, counters, executor, place).boxed())
-}
-
-/// A failure of a task output read in this process (the same executor): its kind, if it has one.
-fn local_error(error: &DataFusionError) -> TaskError {
-    match crate::task_error::find_task_error(error) {
-        Some(task) => TaskError::new(task.failure.clone(), error.to_string()),
-        None => {
-            let failure = match error.find_root() {
-                DataFusionError::ResourcesExhausted(_) => TaskFailure::ResourcesExhausted,
-                _ => TaskFailure::Failed,
-            };
-            TaskError::new(failure, error.to_string())
-        }
-    }
 }
 
 fn decode_batches(

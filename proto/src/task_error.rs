@@ -81,35 +81,39 @@ pub fn lost_executor_words(executor: &ExecutorAddr) -> String {
     format!("lost executor {executor}")
 }
 
-/// The [`TaskError`] somewhere in `error`'s chain of sources (through DataFusion's wrappers).
-pub fn find_task_error<'a>(error: &'a (dyn Error + 'static)) -> Option<&'a TaskError> {
+/// The error of type `T` somewhere in `error`'s chain of sources: our own errors travel inside
+/// DataFusion's (`External`, `Context`, `Shared`, Arrow's `ExternalError`), which all name their
+/// inner error as their source.
+pub fn find_cause<'a, T: Error + 'static>(error: &'a (dyn Error + 'static)) -> Option<&'a T> {
     let mut next = Some(error);
     while let Some(error) = next {
-        if let Some(found) = error.downcast_ref::<TaskError>() {
+        if let Some(found) = error.downcast_ref::<T>() {
             return Some(found);
         }
-        // `DataFusionError::Shared` and `ArrowError::ExternalError` hold their inner error as a
-        // source too, so walking `source()` sees through every wrapper.
         next = error.source();
     }
     None
 }
 
-/// The kind of failure `error` is, as the wire says it.
-fn failure_of(error: &DataFusionError) -> TaskFailure {
-    if let Some(task) = find_task_error(error) {
-        return task.failure.clone();
-    }
-    match error.find_root() {
-        DataFusionError::ResourcesExhausted(_) => TaskFailure::ResourcesExhausted,
-        _ => TaskFailure::Failed,
+impl From<&DataFusionError> for TaskError {
+    /// A task's failure in this process: the kind a `TaskError` inside it says (one relayed
+    /// from further down), or exhausted memory, or a plain failure; with the whole message.
+    fn from(error: &DataFusionError) -> Self {
+        let failure = match find_cause::<TaskError>(error) {
+            Some(task) => task.failure.clone(),
+            None => match error.find_root() {
+                DataFusionError::ResourcesExhausted(_) => TaskFailure::ResourcesExhausted,
+                _ => TaskFailure::Failed,
+            },
+        };
+        Self::new(failure, error.to_string())
     }
 }
 
 /// The gRPC status that carries `error` to a reader on another member, with its kind in the
 /// status details.
 pub fn status_of(error: &DataFusionError) -> tonic::Status {
-    let failure = failure_of(error);
+    let failure = TaskError::from(error).failure;
     let (kind, executor, code) = match &failure {
         TaskFailure::Failed => (WireKind::Failed, String::new(), tonic::Code::Internal),
         TaskFailure::LostExecutor(executor) => (WireKind::LostExecutor, executor.to_string(), tonic::Code::Internal),

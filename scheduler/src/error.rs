@@ -10,7 +10,7 @@ use std::error::Error;
 
 use datafusion::common::{DataFusionError, SchemaError};
 use glaux_catalog::CatalogError;
-use glaux_proto::{ExecutorAddr, QueryId, TaskError, TaskFailure};
+use glaux_proto::{ExecutorAddr, QueryId, TaskError, TaskFailure, find_cause};
 use glaux_storage::LocationError;
 
 /// What kind of failure an error is: what a client can do about it.
@@ -132,7 +132,8 @@ impl SchedulerError {
 
     /// A planning failure in DataFusion's own words (or the catalog's, when it says more).
     pub fn plan(source: DataFusionError) -> Self {
-        let message = catalog_error_in(&source).map_or_else(|| source.to_string(), ToString::to_string);
+        let catalog = find_cause::<CatalogError>(&source);
+        let message = catalog.map_or_else(|| source.to_string(), ToString::to_string);
         Self::Plan { message, source }
     }
 
@@ -165,18 +166,6 @@ pub fn kind_in(error: &DataFusionError) -> Option<ErrorKind> {
     while let Some(error) = next {
         if let Some(kind) = own_kind(error) {
             return Some(kind);
-        }
-        next = error.source();
-    }
-    None
-}
-
-/// The catalog's own error inside a DataFusion error (a provider's answer), if there is one.
-fn catalog_error_in(error: &DataFusionError) -> Option<&CatalogError> {
-    let mut next: Option<&(dyn Error + 'static)> = Some(error);
-    while let Some(error) = next {
-        if let Some(catalog) = error.downcast_ref::<CatalogError>() {
-            return Some(catalog);
         }
         next = error.source();
     }
