@@ -35,7 +35,7 @@ pub(crate) enum Command {
     Demo(StandaloneArgs),
     /// TPC-H on a standalone cluster and on single-process DataFusion side by side, and Flight
     /// SQL latency; prints medians and the Glaux/DataFusion ratio.
-    Bench(crate::bench::BenchArgs),
+    Bench(BenchArgs),
     /// Reads a password from stdin and prints its Argon2id hash, for a `--users` file line
     /// `name:hash`.
     HashPassword,
@@ -322,4 +322,33 @@ pub(crate) fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
     let mut file = options.open(path).with_context(|| format!("creating {}", path.display()))?;
     file.write_all(contents.as_bytes())?;
     Ok(())
+}
+
+/// `glaux bench`: TPC-H on a standalone cluster and on single-process DataFusion.
+#[derive(Args)]
+pub(crate) struct BenchArgs {
+    /// TPC-H scale factor.
+    #[arg(long, default_value_t = 1.0)]
+    pub(crate) sf: f64,
+    /// Where the generated data lives (generated once) [default: <warehouse>/tpch/sf<SF>]
+    #[arg(long)]
+    pub(crate) data: Option<PathBuf>,
+    /// Timed runs of each query on each engine, after one warm-up run.
+    #[arg(long, default_value_t = 3)]
+    pub(crate) iterations: usize,
+    /// Only these queries (1-22, repeatable).
+    #[arg(long)]
+    pub(crate) query: Vec<usize>,
+    /// Round trips for the latency measurements.
+    #[arg(long, default_value_t = 200)]
+    pub(crate) latency_iterations: usize,
+    /// Also write the report as JSON here.
+    #[arg(long)]
+    pub(crate) json: Option<PathBuf>,
+    /// Run DataFusion without hash-join dynamic filters, to see what they are worth to it (they
+    /// cannot cross Glaux's shuffles).
+    #[arg(long)]
+    pub(crate) reference_without_join_filters: bool,
+    #[command(flatten)]
+    pub(crate) cluster: StandaloneArgs,
 }

@@ -1,43 +1,13 @@
 //! `glaux bench`: TPC-H on a standalone Glaux cluster and on single-process DataFusion, side by
 //! side on the same files and settings, plus Flight SQL round-trip latency.
 
-use std::path::PathBuf;
-
 use anyhow::Context;
-use clap::Args;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use glaux_bench::{runner, tpch};
 use glaux_client::GlauxClient;
 
-use crate::args::StandaloneArgs;
-
-#[derive(Args)]
-pub struct BenchArgs {
-    /// TPC-H scale factor.
-    #[arg(long, default_value_t = 1.0)]
-    sf: f64,
-    /// Where the generated data lives (generated once) [default: <warehouse>/tpch/sf<SF>]
-    #[arg(long)]
-    data: Option<PathBuf>,
-    /// Timed runs of each query on each engine, after one warm-up run.
-    #[arg(long, default_value_t = 3)]
-    iterations: usize,
-    /// Only these queries (1-22, repeatable).
-    #[arg(long)]
-    query: Vec<usize>,
-    /// Round trips for the latency measurements.
-    #[arg(long, default_value_t = 200)]
-    latency_iterations: usize,
-    /// Also write the report as JSON here.
-    #[arg(long)]
-    json: Option<PathBuf>,
-    /// Run DataFusion without hash-join dynamic filters, to see what they are worth to it (they
-    /// cannot cross Glaux's shuffles).
-    #[arg(long)]
-    reference_without_join_filters: bool,
-    #[command(flatten)]
-    cluster: StandaloneArgs,
-}
+use crate::args::BenchArgs;
+use crate::standalone::start_standalone;
 
 pub async fn run(mut args: BenchArgs) -> anyhow::Result<bool> {
     // A bench cluster of its own: any free port, and a catalog apart from the user's.
@@ -52,7 +22,7 @@ pub async fn run(mut args: BenchArgs) -> anyhow::Result<bool> {
     let catalog = home.join(".glaux/bench-catalog.sqlite");
     let _ = std::fs::remove_file(&catalog);
     args.cluster.storage.catalog = Some(catalog);
-    let cluster = crate::start_standalone(&args.cluster).await?;
+    let cluster = start_standalone(&args.cluster).await?;
     let slots: usize = cluster.scheduler.cluster().alive().iter().map(|e| e.task_slots as usize).sum();
     let mut client = GlauxClient::connect(&cluster.scheduler.addr().to_string()).await?;
 

@@ -3,53 +3,23 @@
 mod args;
 mod bench;
 mod demo;
+mod standalone;
 
-use args::{Cli, Command, StandaloneArgs, history_file, table_name_for};
+use args::{Cli, Command, history_file, table_name_for};
+use standalone::start_standalone;
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use clap::Parser;
 use glaux_client::{GlauxClient, Shell, ShellOptions};
 use glaux_executor::{Executor, ExecutorConfig};
-use glaux_proto::ClusterSecret;
 use glaux_scheduler::{Scheduler, SchedulerConfig};
 
 fn init_logging(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("GLAUX_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
-}
-
-/// A scheduler and its executors in this process.
-struct Standalone {
-    scheduler: Scheduler,
-    _executors: Vec<Executor>,
-}
-
-async fn start_standalone(args: &StandaloneArgs) -> anyhow::Result<Standalone> {
-    let storage = args.storage.config()?;
-    let secret = ClusterSecret::generate();
-    let config = SchedulerConfig::new(secret.clone())
-        .with_bind(args.flight_sql_addr)
-        .with_storage(storage.clone())
-        .with_catalog_path(args.storage.catalog_path());
-    let scheduler = Scheduler::start(args.doors.apply(config)?).await?;
-    let mut executors = Vec::new();
-    for _ in 0..args.executors {
-        let mut config = ExecutorConfig::new(scheduler.cluster_addr().to_string(), secret.clone())
-            .with_storage(storage.clone())
-            .with_memory_limit(args.memory_mib << 20);
-        if let Some(slots) = args.task_slots {
-            config = config.with_task_slots(slots);
-        }
-        executors.push(Executor::start(config).await?);
-    }
-    tokio::time::timeout(Duration::from_secs(30), scheduler.cluster().wait_for_executors(args.executors))
-        .await
-        .context("executors did not register within 30 s")?;
-    Ok(Standalone { scheduler, _executors: executors })
 }
 
 /// Runs until Ctrl-C or until `stopped` completes (the server failed).

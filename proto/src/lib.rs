@@ -23,6 +23,7 @@ mod partition_subset;
 mod stage_reader;
 mod stats;
 mod task_error;
+mod task_metrics;
 mod task_rerun;
 mod trailer;
 
@@ -40,7 +41,8 @@ pub use local_outputs::{LocalOutputs, TaskOutputRead};
 pub use panics::{contain_panics, panic_message};
 pub use partition_subset::PartitionSubsetExec;
 pub use stage_reader::{StageReaderExec, TaskOutput};
-pub use stats::{QueryProgress, QueryStats, TaskReport, TaskStats, collect_task_stats, format_bytes, task_report};
+pub use stats::{QueryProgress, QueryStats, TaskReport, TaskStats, format_bytes};
 pub use task_error::{TaskError, TaskFailure, find_cause, lost_executor_words, status_of};
+pub use task_metrics::{collect_task_stats, task_report};
 pub use task_rerun::{RerunHandle, RerunResult, TaskRerun};
 pub use trailer::with_trailer;
