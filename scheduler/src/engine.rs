@@ -62,7 +62,7 @@ impl QueryEngine {
 
     /// The catalogs, databases and tables clients may list (Flight SQL's metadata calls).
     pub fn catalogs(&self) -> Arc<dyn CatalogProviderList> {
-        Arc::clone(self.ctx.state().catalog_list())
+        Arc::clone(self.ctx.state_ref().read().catalog_list())
     }
 
     /// Recognizes and plans `sql` in `session`.

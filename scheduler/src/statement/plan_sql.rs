@@ -19,10 +19,15 @@ pub(super) async fn plan_sql(sql: &str, ctx: &Context<'_>) -> Result<LogicalPlan
     let state = &ctx.state;
     crate::trino::check_quotes(&sql).map_err(|message| SchedulerError::refused(ErrorKind::Parse, message))?;
     let statement = crate::trino::parse(state, &sql).await.map_err(|e| planning_error(e, &sql, state))?;
-    let plan = match state.statement_to_plan(statement.clone()).await {
+    let plan = match state.statement_to_plan(statement).await {
         Ok(plan) => plan,
         Err(error) => {
-            return Err(unknown_table(&statement, state).unwrap_or_else(|| planning_error(error, &sql, state)));
+            // Planning consumed the statement; read it again, on this failing path only.
+            let unknown = match crate::trino::parse(state, &sql).await {
+                Ok(statement) => unknown_table(&statement, state),
+                Err(_) => None,
+            };
+            return Err(unknown.unwrap_or_else(|| planning_error(error, &sql, state)));
         }
     };
     // What the plan would do beyond reading and DDL; `verify_plan` fails for nothing else.
