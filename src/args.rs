@@ -57,6 +57,21 @@ pub(crate) struct DoorArgs {
     /// PEM private key of --tls-cert.
     #[arg(long, env = "GLAUX_TLS_KEY", requires = "tls_cert")]
     pub(crate) tls_key: Option<PathBuf>,
+    /// Take passwords without TLS on non-loopback addresses (refused unless given).
+    #[arg(long)]
+    pub(crate) allow_insecure_auth: bool,
+    /// Open connections per client door at most.
+    #[arg(long, default_value_t = glaux_scheduler::DoorLimits::default().max_connections)]
+    pub(crate) max_connections: usize,
+    /// Requests per second from one client address at most (bursts of twice that).
+    #[arg(long, default_value_t = glaux_scheduler::DoorLimits::default().requests_per_second)]
+    pub(crate) max_requests_per_second: u32,
+    /// Statements one user may run at once.
+    #[arg(long, default_value_t = glaux_scheduler::DoorLimits::default().statements_per_user)]
+    pub(crate) max_statements_per_user: usize,
+    /// Statements the scheduler runs at once in all.
+    #[arg(long, default_value_t = glaux_scheduler::DoorLimits::default().statements)]
+    pub(crate) max_statements: usize,
 }
 
 impl DoorArgs {
@@ -72,7 +87,18 @@ impl DoorArgs {
         if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
             config = config.with_tls(glaux_scheduler::TlsIdentity::load(cert, key)?);
         }
-        Ok(config)
+        let limits = glaux_scheduler::DoorLimits {
+            max_connections: self.max_connections,
+            requests_per_second: self.max_requests_per_second,
+            statements_per_user: self.max_statements_per_user,
+            statements: self.max_statements,
+        };
+        Ok(config.with_insecure_auth(self.allow_insecure_auth).with_limits(limits))
+    }
+
+    /// The files of these doors that must stay unreadable by tables.
+    pub(crate) fn private_files(&self) -> [(&'static str, Option<&Path>); 2] {
+        [("users file", self.users.as_deref()), ("TLS key", self.tls_key.as_deref())]
     }
 
     /// How clients connect and authenticate, for the start-up line.
@@ -274,6 +300,23 @@ impl StorageArgs {
             }
             None => Ok(config),
         }
+    }
+
+    /// Refuses to start with one of Glaux's own files (the catalog, the storage config, and `others`)
+    /// where a table could read it: inside a warehouse root but not in its `.glaux` directory.
+    pub(crate) fn guard_private_files(
+        &self,
+        config: &StorageConfig,
+        others: &[(&str, Option<&Path>)],
+    ) -> anyhow::Result<()> {
+        let catalog = self.catalog_path();
+        let own = [("catalog", Some(catalog.as_path())), ("storage config", self.storage_config.as_deref())];
+        for (what, file) in own.iter().chain(others) {
+            if let Some(file) = file {
+                config.check_private_file(what, file).map_err(anyhow::Error::msg)?;
+            }
+        }
+        Ok(())
     }
 
     pub(crate) fn home(&self) -> &Path {

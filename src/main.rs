@@ -51,6 +51,9 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
         Command::Scheduler(args) => {
             init_logging("info");
             let storage = args.storage.config()?;
+            let mut private = args.doors.private_files().to_vec();
+            private.push(("cluster secret file", args.secret.cluster_secret_file.as_deref()));
+            args.storage.guard_private_files(&storage, &private)?;
             let secret = args.secret.load(&args.storage, true)?;
             let mut config = SchedulerConfig::new(secret)
                 .with_bind(args.flight_sql_addr)
@@ -73,6 +76,10 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
         Command::Executor(args) => {
             init_logging("info");
             let storage = args.storage.config()?;
+            args.storage.guard_private_files(
+                &storage,
+                &[("cluster secret file", args.secret.cluster_secret_file.as_deref())],
+            )?;
             let secret = args.secret.load(&args.storage, false)?;
             let mut config = ExecutorConfig::new(args.scheduler, secret)
                 .with_bind(args.bind)

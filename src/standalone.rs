@@ -17,6 +17,7 @@ pub(crate) struct Standalone {
 
 pub(crate) async fn start_standalone(args: &StandaloneArgs) -> anyhow::Result<Standalone> {
     let storage = args.storage.config()?;
+    args.storage.guard_private_files(&storage, &args.doors.private_files())?;
     let secret = ClusterSecret::generate();
     let config = SchedulerConfig::new(secret.clone())
         .with_bind(args.flight_sql_addr)

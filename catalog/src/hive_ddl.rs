@@ -46,9 +46,15 @@ fn unsupported(message: impl Into<String>) -> CatalogError {
     CatalogError::Unsupported(message.into())
 }
 
+/// How deep `array<map<string, struct<...>>>` may nest: deeper than any real table, shallow enough
+/// that neither this parser nor the Arrow code after it runs out of stack.
+pub const MAX_TYPE_DEPTH: usize = 32;
+
 struct Tokens {
     tokens: Vec<Token>,
     at: usize,
+    /// Types open around the one being read.
+    depth: usize,
 }
 
 impl Tokens {
@@ -61,7 +67,7 @@ impl Tokens {
             // `array<array<int>>` ends in `>>`: two closing brackets.
             .flat_map(|t| if t == Token::ShiftRight { vec![Token::Gt, Token::Gt] } else { vec![t] })
             .collect();
-        Ok(Self { tokens, at: 0 })
+        Ok(Self { tokens, at: 0, depth: 0 })
     }
 
     fn peek(&self) -> Option<&Token> {
@@ -176,6 +182,16 @@ impl Tokens {
     }
 
     fn hive_type(&mut self) -> Result<DataType> {
+        if self.depth >= MAX_TYPE_DEPTH {
+            return Err(error(format!("types nest at most {MAX_TYPE_DEPTH} deep")));
+        }
+        self.depth += 1;
+        let result = self.one_type();
+        self.depth -= 1;
+        result
+    }
+
+    fn one_type(&mut self) -> Result<DataType> {
         let name = match self.next() {
             Some(Token::Word(w)) => w.value.to_ascii_lowercase(),
             _ => {
@@ -414,6 +430,23 @@ fn table_format(serde: Option<&str>, stored_as: Option<&str>) -> Result<Option<T
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn type_nesting_is_bounded() {
+        let nested = |depth: usize| {
+            format!(
+                "CREATE EXTERNAL TABLE t (c {}int{}) STORED AS PARQUET LOCATION 's3://b/t/'",
+                "array<".repeat(depth),
+                ">".repeat(depth)
+            )
+        };
+        assert!(parse_hive_create_table(&nested(MAX_TYPE_DEPTH - 1)).is_ok());
+        let error = parse_hive_create_table(&nested(MAX_TYPE_DEPTH)).unwrap_err().to_string();
+        assert!(error.contains("nest at most"), "{error}");
+        // Deep enough to overflow any stack if it were followed: refused at the limit.
+        let error = parse_hive_create_table(&nested(1_000_000)).unwrap_err().to_string();
+        assert!(error.contains("nest at most"), "{error}");
+    }
 
     #[test]
     fn parses_athena_ddl_with_serde_and_nested_types() {

@@ -172,6 +172,7 @@ impl Lake {
     /// so a new table reads at once, whichever dialect declared it. `MSCK REPAIR TABLE` and
     /// `ALTER TABLE ADD PARTITION` register the partitions that come later.
     async fn store_table(&self, session: &dyn Session, mut definition: TableDef, replace: bool) -> Result<()> {
+        refuse_credentials(&definition.properties)?;
         let crawler = Crawler { session };
         crawler.infer_compression(&mut definition).await?;
         if definition.columns.is_empty() {
@@ -212,5 +213,47 @@ impl Lake {
             }
         }
         Ok(url.to_string())
+    }
+}
+
+/// Parts of a property key that name a credential.
+const CREDENTIAL_WORDS: [&str; 8] =
+    ["secret", "password", "passwd", "token", "credential", "access_key", "accesskey", "private_key"];
+
+/// Refuses table properties (`OPTIONS`, `TBLPROPERTIES`, `SERDEPROPERTIES`) whose keys look like
+/// credentials: the catalog would keep them and `SHOW CREATE TABLE` would show them to every
+/// reader. Credentials belong in the storage config, on the servers. The value is never repeated.
+pub fn refuse_credentials<'a>(properties: impl IntoIterator<Item = (&'a String, &'a String)>) -> Result<()> {
+    for (key, _) in properties {
+        let squashed = key.to_ascii_lowercase().replace(['.', '-'], "_");
+        if CREDENTIAL_WORDS.iter().any(|word| squashed.contains(word)) {
+            return Err(CatalogError::Invalid(format!(
+                "table property '{key}' looks like a credential, and tables never keep credentials (every reader \
+                 could see it): configure object-store access on the servers (--storage-config)"
+            )));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    #[test]
+    fn properties_that_look_like_credentials_are_refused_without_their_values() {
+        for key in ["aws.secret_access_key", "AWS.ACCESS-KEY-ID", "s3.session.token", "password", "gcp.private_key"] {
+            let properties = BTreeMap::from([(key.to_string(), "hunter2".to_string())]);
+            let error = refuse_credentials(&properties).unwrap_err().to_string();
+            assert!(error.contains(key) && !error.contains("hunter2"), "{error}");
+        }
+        let fine = BTreeMap::from([
+            ("format.has_header".to_string(), "true".to_string()),
+            ("projection.enabled".to_string(), "true".to_string()),
+            ("serialization.null.format".to_string(), "".to_string()),
+        ]);
+        assert!(refuse_credentials(&fine).is_ok());
     }
 }

@@ -318,8 +318,24 @@ impl ProjectedColumn {
                 }
             }
         }
+        // An injected value comes from the query, not the table's definition: it may not step
+        // out of its place in the template.
+        let injected = matches!(self.domain, Domain::Injected);
+        if let Some(bad) = values.iter().find(|v| injected && !is_path_segment(&v.path)) {
+            return plan_err!(
+                "partition column {} cannot be '{}': a projected value is one path segment (no '/', '\\', '..' \
+                 or control characters)",
+                self.name,
+                bad.path.escape_debug()
+            );
+        }
         Ok(values)
     }
+}
+
+/// True if `text` can stand in a location template without changing which directory it names.
+fn is_path_segment(text: &str) -> bool {
+    !text.is_empty() && !text.contains(['/', '\\']) && !text.contains("..") && !text.chars().any(char::is_control)
 }
 
 impl Projection {
@@ -506,6 +522,11 @@ mod tests {
         assert_eq!(partitions[0].values, vec!["eu", "11", "phone"]);
         assert_eq!(partitions[0].location, "s3://lake/events/region=eu/shard=11/device=phone/");
         assert_eq!(projection.template_prefix(), "s3://lake/events/");
+        for escape in ["../../.glaux", "a/b", "..", "", "x\\y", "a\nb"] {
+            let f = filter(&table, &[col("device").eq(lit(escape)), col("region").eq(lit("eu"))]);
+            let error = projection.partitions(&f, &state).unwrap_err().to_string();
+            assert!(error.contains("one path segment"), "{escape:?}: {error}");
+        }
         let table = self::table(&[("projection.enabled", "true")], &[("x", DataType::Utf8)]);
         assert!(Projection::of(&table).unwrap_err().to_string().contains("projection.x.type"));
     }

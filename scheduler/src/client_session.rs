@@ -5,10 +5,12 @@
 use datafusion::common::ScalarValue;
 use glaux_catalog::DEFAULT_DATABASE;
 
-/// The database `USE` chose, and the values a prepared statement's placeholders (`$1`, `?`)
-/// are bound to.
+/// Who is asking (the user the door authenticated), the database `USE` chose, and the values a
+/// prepared statement's placeholders (`$1`, `?`) are bound to.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ClientSession {
+    /// `None` when the scheduler serves without users (loopback only): the one implicit admin.
+    pub user: Option<String>,
     pub database: String,
     pub parameters: Vec<ScalarValue>,
 }
@@ -17,7 +19,12 @@ impl ClientSession {
     /// A session in `database`; none (or an empty name) is the default database.
     pub fn new(database: Option<&str>, parameters: Vec<ScalarValue>) -> Self {
         let database = database.filter(|d| !d.is_empty()).unwrap_or(DEFAULT_DATABASE);
-        Self { database: database.to_string(), parameters }
+        Self { user: None, database: database.to_string(), parameters }
+    }
+
+    /// The same session, for the user a door authenticated.
+    pub fn for_user(self, user: Option<String>) -> Self {
+        Self { user, ..self }
     }
 }
 

@@ -121,6 +121,9 @@ pub struct ClusterService {
     pub heartbeat_interval: Duration,
 }
 
+/// Task slots an executor may claim at most.
+pub const MAX_TASK_SLOTS: u32 = 1024;
+
 #[tonic::async_trait]
 impl SchedulerCluster for ClusterService {
     async fn register_executor(
@@ -136,7 +139,9 @@ impl SchedulerCluster for ClusterService {
         self.state.register(ExecutorInfo {
             id: ExecutorId::from(registration.executor_id),
             addr,
-            task_slots: registration.task_slots.max(1),
+            // An executor's word bounds how many tasks it is given at once; a huge number would
+            // let one member draw every task of every query.
+            task_slots: registration.task_slots.clamp(1, MAX_TASK_SLOTS),
         });
         Ok(Response::new(RegisterExecutorResponse {
             heartbeat_interval_ms: self.heartbeat_interval.as_millis() as u64,

@@ -8,6 +8,7 @@ use glaux_proto::ClusterSecret;
 use glaux_storage::StorageConfig;
 
 use crate::client_auth::Users;
+use crate::limits::DoorLimits;
 use crate::tls::TlsIdentity;
 
 #[derive(Clone, Debug)]
@@ -38,6 +39,11 @@ pub struct SchedulerConfig {
     /// a port of their own (cluster calls are guarded by the cluster secret, not by TLS); it is
     /// this address, or a free loopback port.
     pub cluster_bind: Option<SocketAddr>,
+    /// Take passwords without TLS on a non-loopback address (`--allow-insecure-auth`): off, so
+    /// that passwords never cross a network in the clear unless someone says so.
+    pub allow_insecure_auth: bool,
+    /// Connections, request rates and statements at once.
+    pub limits: DoorLimits,
 }
 
 impl SchedulerConfig {
@@ -55,6 +61,8 @@ impl SchedulerConfig {
             postgres: None,
             tls: None,
             cluster_bind: None,
+            allow_insecure_auth: false,
+            limits: DoorLimits::default(),
         }
     }
 
@@ -77,6 +85,17 @@ impl SchedulerConfig {
     }
 
     /// Requires Flight SQL clients to authenticate as one of `users`.
+    /// Let passwords cross a non-loopback address without TLS.
+    pub fn with_insecure_auth(mut self, allow: bool) -> Self {
+        self.allow_insecure_auth = allow;
+        self
+    }
+
+    pub fn with_limits(mut self, limits: DoorLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
     pub fn with_users(mut self, users: Arc<Users>) -> Self {
         self.users = Some(users);
         self

@@ -12,12 +12,13 @@ use datafusion::catalog::CatalogProviderList;
 use datafusion::common::DataFusionError;
 use datafusion::execution::SessionState;
 use datafusion::prelude::SessionContext;
-use futures::FutureExt;
+use futures::{FutureExt, StreamExt};
 use glaux_catalog::Lake;
 use glaux_proto::{QueryId, contain_panics, panic_message};
 
 use crate::client_session::ClientSession;
 use crate::error::SchedulerError;
+use crate::limits::StatementGate;
 use crate::query::{ProgressSlot, QueryResult, QueryRunner};
 use crate::statement::{Context, Effect, Statement};
 
@@ -25,6 +26,7 @@ pub struct QueryEngine {
     ctx: SessionContext,
     lake: Lake,
     queries: QueryRunner,
+    statements: StatementGate,
 }
 
 /// A statement recognized and planned in a client's session, ready to run.
@@ -51,8 +53,8 @@ impl PlannedStatement {
 }
 
 impl QueryEngine {
-    pub(crate) fn new(ctx: SessionContext, lake: Lake, queries: QueryRunner) -> Self {
-        Self { ctx, lake, queries }
+    pub(crate) fn new(ctx: SessionContext, lake: Lake, queries: QueryRunner, statements: StatementGate) -> Self {
+        Self { ctx, lake, queries, statements }
     }
 
     /// Whether a database exists (a PostgreSQL connection names one at startup).
@@ -77,14 +79,21 @@ impl QueryEngine {
     /// Runs a planned statement; its query's progress appears in `progress` once it is launched
     /// (the result comes back with its first batch). The result's batches end with an error, not
     /// a panic, if producing one hits a bug.
+    ///
+    /// The statement holds a place among its user's running statements until its result is
+    /// dropped; without one free, it is refused before it starts.
     pub async fn run(&self, planned: PlannedStatement, progress: &ProgressSlot) -> Result<QueryResult, SchedulerError> {
+        let permit = self.statements.enter(planned.session.user.as_deref())?;
         let mut result = contained("while running", async {
             let ctx = self.context(&planned.session);
             planned.statement.family().run(&ctx, QueryId::random(), progress).await
         })
         .await?;
-        result.batches = Box::pin(contain_panics(result.batches, |message| {
+        let batches = contain_panics(result.batches, |message| {
             DataFusionError::External(Box::new(SchedulerError::Panicked { during: "while running", message }))
+        });
+        result.batches = Box::pin(batches.inspect(move |_| {
+            let _held = &permit;
         }));
         Ok(result)
     }

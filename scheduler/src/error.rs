@@ -43,6 +43,8 @@ pub enum ErrorKind {
     Cancelled,
     /// The query did not fit in memory.
     ResourceLimit,
+    /// A limit of the doors (connections, request rate, statements at once) was reached.
+    Limit,
     /// A request that is not what the protocol says (a handle that is not Glaux's).
     MalformedRequest,
     /// A bug or a broken setup: nothing the client can change.
@@ -61,7 +63,7 @@ impl ErrorKind {
             Self::PermissionDenied => Code::PermissionDenied,
             Self::NoExecutors => Code::Unavailable,
             Self::Cancelled => Code::Cancelled,
-            Self::ResourceLimit => Code::ResourceExhausted,
+            Self::ResourceLimit | Self::Limit => Code::ResourceExhausted,
             Self::Catalog | Self::Execution | Self::LostExecutor { .. } | Self::Internal => Code::Internal,
         }
     }
@@ -80,6 +82,7 @@ impl ErrorKind {
             Self::PermissionDenied => "42501",                           // insufficient_privilege
             Self::Cancelled => "57014",                                  // query_canceled
             Self::ResourceLimit => "53200",                              // out_of_memory
+            Self::Limit => "53400",                                      // configuration_limit_exceeded
             Self::NoExecutors => "57P03",                                // cannot_connect_now
             Self::LostExecutor { .. } => "58000",                        // system_error (outside the database proper)
             Self::MalformedRequest => "08P01",                           // protocol_violation
@@ -228,7 +231,7 @@ fn catalog_kind(error: &CatalogError) -> ErrorKind {
 fn location_kind(error: &LocationError) -> ErrorKind {
     match error {
         LocationError::Invalid(_) | LocationError::Missing(_) => ErrorKind::InvalidStatement,
-        LocationError::OutsideRoots { .. } => ErrorKind::PermissionDenied,
+        LocationError::OutsideRoots { .. } | LocationError::Private(_) => ErrorKind::PermissionDenied,
         LocationError::UnsupportedScheme { .. } => ErrorKind::Unsupported,
     }
 }

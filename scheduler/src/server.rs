@@ -16,12 +16,13 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 
-use crate::client_auth::RequireClientAuth;
+use crate::client_auth::ClientGuard;
 use crate::cluster::{ClusterService, ClusterState};
 use crate::config::SchedulerConfig;
 use crate::engine::QueryEngine;
 use crate::error::SchedulerError;
 use crate::flight_sql::FlightSqlFrontDoor;
+use crate::limits::{ConnectionGate, RateLimiter, StatementGate, gated};
 use crate::query::{QueryRunner, cancel_abandoned};
 use crate::session::{open_lake, scheduler_session};
 
@@ -53,6 +54,15 @@ impl Scheduler {
                 config.bind
             )));
         }
+        let clients_on_network =
+            !config.bind.ip().is_loopback() || config.postgres.is_some_and(|a| !a.ip().is_loopback());
+        if config.users.is_some() && config.tls.is_none() && clients_on_network && !config.allow_insecure_auth {
+            return Err(SchedulerError::Config(
+                "refusing to take passwords in the clear on a non-loopback address: configure TLS (--tls-cert and \
+                 --tls-key), bind loopback addresses, or pass --allow-insecure-auth"
+                    .into(),
+            ));
+        }
         let (listener, addr) = bind(config.bind).await?;
         // Executors join on the clients' port, unless that port speaks TLS or they are told
         // otherwise (cluster calls carry the cluster secret; the executors' side has no TLS yet).
@@ -69,7 +79,7 @@ impl Scheduler {
         let lake = open_lake(&config)?;
         let ctx = scheduler_session(&config, Arc::clone(&channels), Arc::clone(lake.catalog()))?;
         let queries = QueryRunner::new(Arc::clone(&cluster), Arc::clone(&channels), abandoned);
-        let engine = Arc::new(QueryEngine::new(ctx, lake, queries));
+        let engine = Arc::new(QueryEngine::new(ctx, lake, queries, StatementGate::new(&config.limits)));
         let postgres = match config.postgres {
             Some(addr) => Some(bind(addr).await?),
             None => None,
@@ -100,21 +110,30 @@ impl Scheduler {
         if let Some(tls) = &config.tls {
             builder = builder.tls_config(tls.tonic()).map_err(|e| SchedulerError::Config(format!("TLS: {e}")))?;
         }
-        let router = match config.users.clone() {
-            Some(users) => builder.add_service(RequireClientAuth { inner: flight_sql, users }),
-            None => builder.add_service(flight_sql),
-        };
+        let rates = Arc::new(RateLimiter::new(config.limits.requests_per_second));
+        let guarded = ClientGuard { inner: flight_sql, users: config.users.clone(), rates: Arc::clone(&rates) };
+        let router = builder.add_service(guarded);
+        let flight_gate = ConnectionGate::new(config.limits.max_connections);
         match cluster_listener {
-            None => running.spawn(serve(router.add_service(cluster_service), listener, stop)),
+            None => running.spawn(serve(router.add_service(cluster_service), listener, flight_gate, stop)),
             Some((cluster_listener, cluster_addr)) => {
                 tracing::info!(%cluster_addr, "executors join on their own port");
-                running.spawn(serve(router, listener, stop.clone()));
-                running.spawn(serve(Server::builder().add_service(cluster_service), cluster_listener, stop))
+                running.spawn(serve(router, listener, flight_gate, stop.clone()));
+                let cluster_gate = ConnectionGate::new(config.limits.max_connections);
+                let cluster_router = Server::builder().add_service(cluster_service);
+                running.spawn(serve(cluster_router, cluster_listener, cluster_gate, stop))
             }
         };
         if let Some((listener, addr)) = postgres {
             tracing::info!(%addr, tls = postgres_tls.is_some(), "serving PostgreSQL clients");
-            running.spawn(crate::postgres::serve(listener, postgres_engine, config.users.clone(), postgres_tls));
+            let door = crate::postgres::PostgresDoor {
+                engine: postgres_engine,
+                users: config.users.clone(),
+                tls: postgres_tls,
+                connections: ConnectionGate::new(config.limits.max_connections),
+                rates,
+            };
+            running.spawn(crate::postgres::serve(listener, door));
         }
         running.spawn(cancel_abandoned(cancelled, Arc::clone(&channels)));
         running.spawn(expire_executors(Arc::clone(&cluster), channels, config.heartbeat_interval));
@@ -166,8 +185,12 @@ async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), SchedulerEr
 }
 
 /// Serves gRPC on `listener` until `stop`.
-async fn serve<L>(router: tonic::transport::server::Router<L>, listener: TcpListener, stop: CancellationToken)
-where
+async fn serve<L>(
+    router: tonic::transport::server::Router<L>,
+    listener: TcpListener,
+    gate: ConnectionGate,
+    stop: CancellationToken,
+) where
     L: tower::Layer<tonic::service::Routes> + Send + 'static,
     L::Service: tower::Service<http::Request<tonic::body::Body>, Response = http::Response<tonic::body::Body>>
         + Clone
@@ -179,7 +202,7 @@ where
 {
     // Small responses go out at once: without TCP_NODELAY, Nagle and delayed ACKs add ~40 ms to
     // every request/response exchange.
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let incoming = gated(TcpIncoming::from(listener).with_nodelay(Some(true)), gate, "Flight SQL");
     if let Err(e) = router.serve_with_incoming_shutdown(incoming, stop.cancelled_owned()).await {
         tracing::error!("scheduler server failed: {e}");
     }

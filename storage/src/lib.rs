@@ -26,7 +26,7 @@ use object_store::aws::AmazonS3Builder;
 use url::Url;
 
 pub use counting::CountingStores;
-pub use rooted::RootedLocalStore;
+pub use rooted::{PRIVATE_DIR, RootedLocalStore};
 
 /// How to reach S3 or an S3-compatible store. Unset fields fall back to the standard `AWS_*`
 /// environment variables (`AWS_ENDPOINT_URL`, `AWS_REGION`, `AWS_ACCESS_KEY_ID`, ...).
@@ -114,7 +114,10 @@ impl StorageConfig {
                     .to_file_path()
                     .map_err(|()| LocationError::Invalid(format!("location {location} is not a local path")))?;
                 let resolved = resolve_existing_prefix(&path);
-                if self.local_roots.iter().any(|root| resolved.starts_with(root)) {
+                if let Some(root) = self.local_roots.iter().find(|root| resolved.starts_with(root)) {
+                    if is_private(root, &resolved) {
+                        return Err(LocationError::Private(location.to_string()));
+                    }
                     Ok(url)
                 } else {
                     let roots: Vec<String> = self.local_roots.iter().map(|r| r.display().to_string()).collect();
@@ -126,6 +129,28 @@ impl StorageConfig {
             }
         }
     }
+}
+
+impl StorageConfig {
+    /// Refuses a file Glaux keeps to itself (catalog, cluster secret, users, keys, this config)
+    /// inside a warehouse root unless it is in a `.glaux` directory there, which tables never read.
+    pub fn check_private_file(&self, what: &str, file: &Path) -> Result<(), String> {
+        let resolved = resolve_existing_prefix(&std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf()));
+        match self.local_roots.iter().find(|root| resolved.starts_with(root)) {
+            Some(root) if !is_private(root, &resolved) => Err(format!(
+                "the {what} {} is inside the warehouse root {}, where tables could read it: keep it outside \
+                 every root, or in its {PRIVATE_DIR} directory",
+                file.display(),
+                root.display()
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// True if `path` (under `root`) is in a `.glaux` directory below the root.
+fn is_private(root: &Path, path: &Path) -> bool {
+    path.strip_prefix(root).is_ok_and(|below| below.components().any(|c| c.as_os_str() == PRIVATE_DIR))
 }
 
 /// Why a location may not hold a table.
@@ -140,6 +165,9 @@ pub enum LocationError {
     OutsideRoots { location: String, roots: String },
     #[error("unsupported location scheme '{scheme}://' in {location}: use s3:// or file://")]
     UnsupportedScheme { location: String, scheme: String },
+    /// A location in (or linked into) Glaux's own directory.
+    #[error("location {0} is inside Glaux's own directory ({PRIVATE_DIR}); its files are never table data")]
+    Private(String),
     /// A local location that does not exist (an S3 prefix is not checked: it may be filled later).
     #[error("location {0} does not exist")]
     Missing(String),
@@ -156,7 +184,7 @@ fn parse_location(location: &str) -> Result<Url, LocationError> {
 
 /// Canonicalizes the longest existing prefix of `path` (so `..` and symlinks cannot step outside a
 /// root), keeping the not-yet-existing rest as written.
-fn resolve_existing_prefix(path: &Path) -> PathBuf {
+pub(crate) fn resolve_existing_prefix(path: &Path) -> PathBuf {
     let mut existing = path.to_path_buf();
     let mut rest = Vec::new();
     loop {
@@ -265,6 +293,14 @@ mod tests {
         assert!(config.check_location(&escape).is_err());
         assert!(config.check_location("s3://bucket/prefix/").is_ok());
         assert!(config.check_location("hdfs://x/y").is_err());
+        std::fs::create_dir_all(root.join(".glaux")).unwrap();
+        let own = config.check_location(&format!("{}/.glaux/", root.display())).unwrap_err();
+        assert!(matches!(own, LocationError::Private(_)), "{own}");
+        std::os::unix::fs::symlink(root.join(".glaux"), root.join("t/own")).unwrap();
+        assert!(config.check_location(&format!("{}/t/own/", root.display())).is_err());
+        assert!(config.check_private_file("catalog", &root.join(".glaux/catalog.sqlite")).is_ok());
+        assert!(config.check_private_file("catalog", &root.join("t/catalog.sqlite")).is_err());
+        assert!(config.check_private_file("catalog", Path::new("/var/lib/glaux/catalog.sqlite")).is_ok());
         std::fs::remove_dir_all(root).unwrap();
     }
 

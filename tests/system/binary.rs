@@ -84,7 +84,7 @@ async fn glaux_binary_runs_standalone_scheduler_executor_and_shell() -> TestResu
 
     // glaux scheduler and glaux executor as separate processes, sharing a secret.
     let secret = [("GLAUX_CLUSTER_SECRET", "0123456789abcdef0123456789abcdef")];
-    let catalog = warehouse.path().join("second-catalog.sqlite").display().to_string();
+    let catalog = warehouse.path().join(".glaux/second-catalog.sqlite").display().to_string();
     let (_scheduler, addr) = spawn_until(
         &["scheduler", "--flight-sql-addr", "127.0.0.1:0", "--warehouse", &warehouse_arg, "--catalog", &catalog],
         &secret,

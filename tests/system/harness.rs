@@ -41,6 +41,7 @@ pub struct TestClusterBuilder {
     users: Option<std::sync::Arc<glaux_scheduler::Users>>,
     postgres: bool,
     tls: Option<glaux_scheduler::TlsIdentity>,
+    limits: Option<glaux_scheduler::DoorLimits>,
 }
 
 impl TestCluster {
@@ -57,6 +58,7 @@ impl TestCluster {
             users: None,
             postgres: false,
             tls: None,
+            limits: None,
         }
     }
 
@@ -136,6 +138,12 @@ impl TestClusterBuilder {
         self
     }
 
+    /// The doors' limits (connections, request rates, statements at once).
+    pub fn limits(mut self, limits: glaux_scheduler::DoorLimits) -> Self {
+        self.limits = Some(limits);
+        self
+    }
+
     /// Storage config file text (named stores), applied after [`Self::s3`].
     pub fn storage_file(mut self, text: &str) -> Self {
         self.storage_file = Some(text.to_string());
@@ -171,6 +179,9 @@ impl TestClusterBuilder {
         }
         if let Some(tls) = self.tls {
             config = config.with_tls(tls);
+        }
+        if let Some(limits) = self.limits {
+            config = config.with_limits(limits);
         }
         let scheduler = Scheduler::start(config).await?;
         let mut executors = Vec::new();

@@ -19,7 +19,7 @@ use tokio::process::Command;
 
 use crate::harness::*;
 
-async fn psql(port: u16, password: Option<&str>, args: &[&str]) -> Output {
+pub(crate) async fn psql(port: u16, password: Option<&str>, args: &[&str]) -> Output {
     let mut command = Command::new("psql");
     command.args([
         "-h",
@@ -42,7 +42,7 @@ async fn psql(port: u16, password: Option<&str>, args: &[&str]) -> Output {
     command.output().await.expect("run psql (apt install postgresql-client)")
 }
 
-fn text(output: &Output) -> String {
+pub(crate) fn text(output: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
 }
 

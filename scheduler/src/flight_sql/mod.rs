@@ -39,8 +39,8 @@ use crate::client_types::client_schema;
 use crate::engine::QueryEngine;
 use cancel::RunningStatements;
 use statements::{
-    batch_stream, decode_handle, execute_update, flight_info, handle_session, request_session, statement_handle_of,
-    statement_id,
+    batch_stream, decode_handle, execute_update, flight_info, handle_session, request_session, request_user,
+    statement_handle_of, statement_id,
 };
 
 /// The Flight action that reports a running statement's progress (body: its ticket).
@@ -69,8 +69,8 @@ impl FlightSqlFrontDoor {
 
     /// A prepared statement's handle with the parameters bound to it, whichever handle the client
     /// sends (drivers differ in whether they use the one `DoPut` returned).
-    fn with_bound_parameters(&self, handle: StatementHandle) -> StatementHandle {
-        match self.bound.get(&handle.id) {
+    fn with_bound_parameters(&self, handle: StatementHandle, user: Option<&str>) -> StatementHandle {
+        match self.bound.get(user, &handle.id) {
             Some(parameters) if handle.parameters.is_empty() => StatementHandle { parameters, ..handle },
             _ => handle,
         }
@@ -119,7 +119,8 @@ impl FlightSqlService for FlightSqlFrontDoor {
             return Ok(Response::new(Box::pin(stream::iter([Ok(response)]))));
         };
         let authorization = request.metadata().get("authorization").and_then(|v| v.to_str().ok());
-        let (user, token) = users.handshake(authorization)?;
+        let client = request.remote_addr().map(|a| a.ip());
+        let (user, token) = users.handshake(authorization, client).await?;
         tracing::debug!(%user, "client authenticated");
         let payload = token.clone().into_bytes().into();
         let mut response =
@@ -145,8 +146,9 @@ impl FlightSqlService for FlightSqlFrontDoor {
         query: CommandPreparedStatementQuery,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let handle = self.with_bound_parameters(decode_handle(&query.prepared_statement_handle)?);
-        let session = handle_session(&handle)?;
+        let user = request_user(&request);
+        let handle = self.with_bound_parameters(decode_handle(&query.prepared_statement_handle)?, user.as_deref());
+        let session = handle_session(&handle, user)?;
         let info = flight_info(&self.engine, &handle.sql, handle.parameters, &session, request.into_inner()).await?;
         Ok(Response::new(info))
     }
@@ -154,20 +156,21 @@ impl FlightSqlService for FlightSqlFrontDoor {
     async fn do_get_statement(
         &self,
         ticket: TicketStatementQuery,
-        _request: Request<Ticket>,
+        request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         let handle = decode_handle(&ticket.statement_handle)?;
-        Ok(Response::new(statements::run(&self.engine, &self.running, handle).await?))
+        Ok(Response::new(statements::run(&self.engine, &self.running, handle, request_user(&request)).await?))
     }
 
     async fn do_get_prepared_statement(
         &self,
         query: CommandPreparedStatementQuery,
-        _request: Request<Ticket>,
+        request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        let handle = self.with_bound_parameters(decode_handle(&query.prepared_statement_handle)?);
+        let user = request_user(&request);
+        let handle = self.with_bound_parameters(decode_handle(&query.prepared_statement_handle)?, user.as_deref());
         let handle = StatementHandle { executed: false, result: Vec::new(), ..handle };
-        Ok(Response::new(statements::run(&self.engine, &self.running, handle).await?))
+        Ok(Response::new(statements::run(&self.engine, &self.running, handle, user).await?))
     }
 
     async fn do_put_statement_update(
@@ -182,10 +185,11 @@ impl FlightSqlService for FlightSqlFrontDoor {
     async fn do_put_prepared_statement_update(
         &self,
         query: CommandPreparedStatementUpdate,
-        _request: Request<PeekableFlightDataStream>,
+        request: Request<PeekableFlightDataStream>,
     ) -> Result<i64, Status> {
-        let handle = self.with_bound_parameters(decode_handle(&query.prepared_statement_handle)?);
-        execute_update(&self.engine, &handle.sql, &handle_session(&handle)?).await?;
+        let user = request_user(&request);
+        let handle = self.with_bound_parameters(decode_handle(&query.prepared_statement_handle)?, user.as_deref());
+        execute_update(&self.engine, &handle.sql, &handle_session(&handle, user)?).await?;
         Ok(0)
     }
 
@@ -196,9 +200,10 @@ impl FlightSqlService for FlightSqlFrontDoor {
         request: Request<PeekableFlightDataStream>,
     ) -> Result<DoPutPreparedStatementResult, Status> {
         let handle = decode_handle(&query.prepared_statement_handle)?;
+        let user = request_user(&request);
         let parameters = prepared::read_parameters(request.into_inner()).await?;
         prepared::decode_parameters(&parameters)?;
-        self.bound.bind(&handle.id, parameters.clone());
+        self.bound.bind(user.as_deref(), &handle.id, parameters.clone());
         let handle = StatementHandle { parameters, ..handle };
         Ok(DoPutPreparedStatementResult { prepared_statement_handle: Some(handle.encode_to_vec().into()) })
     }
@@ -227,9 +232,9 @@ impl FlightSqlService for FlightSqlFrontDoor {
     async fn do_action_close_prepared_statement(
         &self,
         query: ActionClosePreparedStatementRequest,
-        _request: Request<Action>,
+        request: Request<Action>,
     ) -> Result<(), Status> {
-        self.bound.close(&decode_handle(&query.prepared_statement_handle)?.id);
+        self.bound.close(request_user(&request).as_deref(), &decode_handle(&query.prepared_statement_handle)?.id);
         Ok(())
     }
 

@@ -20,6 +20,7 @@ use tonic::{Request, Status};
 
 use super::cancel::{Running, RunningStatements};
 use super::prepared;
+use crate::client_auth::AuthenticatedUser;
 use crate::client_session::ClientSession;
 use crate::client_types::{client_schema, to_client_batch};
 use crate::engine::{PlannedStatement, QueryEngine};
@@ -33,15 +34,21 @@ pub const DATABASE_HEADER: &str = "x-glaux-database";
 
 pub(super) type DoGetStream = Pin<Box<dyn Stream<Item = Result<FlightData, Status>> + Send + 'static>>;
 
-/// The session a request runs in: its database header, or the default database.
+/// The session a request runs in: its user, its database header (or the default database).
 pub(super) fn request_session<T>(request: &Request<T>) -> ClientSession {
     let database = request.metadata().get(DATABASE_HEADER).and_then(|v| v.to_str().ok());
-    ClientSession::new(database, Vec::new())
+    ClientSession::new(database, Vec::new()).for_user(request_user(request))
 }
 
-/// The session a handle's statement runs in: its database and bound parameters.
-pub(super) fn handle_session(handle: &StatementHandle) -> Result<ClientSession, Status> {
-    Ok(ClientSession::new(Some(&handle.database), prepared::decode_parameters(&handle.parameters)?))
+/// The user the request's credentials proved (`None` without configured users).
+pub(super) fn request_user<T>(request: &Request<T>) -> Option<String> {
+    request.extensions().get::<AuthenticatedUser>().map(|u| u.0.clone())
+}
+
+/// The session a handle's statement runs in for `user`: the handle's database and bound
+/// parameters. Who runs it is the caller, never what the (client-held) handle says.
+pub(super) fn handle_session(handle: &StatementHandle, user: Option<String>) -> Result<ClientSession, Status> {
+    Ok(ClientSession::new(Some(&handle.database), prepared::decode_parameters(&handle.parameters)?).for_user(user))
 }
 
 /// A fresh statement id for `CancelFlightInfo`.
@@ -109,22 +116,41 @@ pub(super) async fn flight_info(
     })
 }
 
-/// Runs a planned statement to its end; the text of its first column, if it returns text.
+/// The text a statement run at `GetFlightInfo` may return: it travels in the ticket, back to the
+/// client and back again with `DoGet`.
+const MAX_TICKET_RESULT_BYTES: usize = 1 << 20;
+
+/// Runs a planned statement to its end; the text of its first column, if it returns text, up to
+/// [`MAX_TICKET_RESULT_BYTES`] (beyond, the statement fails: only catalog statements run here,
+/// and their answers are short).
 async fn run_to_text(engine: &QueryEngine, planned: PlannedStatement) -> Result<Vec<String>, Status> {
     let mut result = engine.run(planned, &ProgressSlot::default()).await?;
-    let mut lines = Vec::new();
+    let (mut lines, mut bytes) = (Vec::new(), 0usize);
     while let Some(batch) = result.batches.next().await {
         let batch = batch.map_err(|source| SchedulerError::Execute { query: result.query.clone(), source })?;
         if let Some(column) = batch.columns().first().and_then(|c| c.as_string_opt::<i32>()) {
-            lines.extend(column.iter().map(|v| v.unwrap_or_default().to_string()));
+            for line in column.iter() {
+                let line = line.unwrap_or_default();
+                bytes += line.len();
+                if bytes > MAX_TICKET_RESULT_BYTES {
+                    return Err(Status::resource_exhausted(format!(
+                        "the statement's answer is longer than {MAX_TICKET_RESULT_BYTES} bytes"
+                    )));
+                }
+                lines.push(line.to_string());
+            }
         }
     }
     Ok(lines)
 }
 
-/// Plans and runs `sql` to its end (`DoPut` updates, which report no rows).
+/// Plans and runs `sql` to its end (`DoPut` updates, which report no rows): rows it returns are
+/// read and dropped as they come, never gathered.
 pub(super) async fn execute_update(engine: &QueryEngine, sql: &str, session: &ClientSession) -> Result<(), Status> {
-    run_to_text(engine, engine.plan(sql, session).await?).await?;
+    let mut result = engine.run(engine.plan(sql, session).await?, &ProgressSlot::default()).await?;
+    while let Some(batch) = result.batches.next().await {
+        batch.map_err(|source| SchedulerError::Execute { query: result.query.clone(), source })?;
+    }
     Ok(())
 }
 
@@ -134,11 +160,12 @@ pub(super) async fn run(
     engine: &QueryEngine,
     running: &Arc<RunningStatements>,
     handle: StatementHandle,
+    user: Option<String>,
 ) -> Result<DoGetStream, Status> {
     if handle.executed {
         return executed_result(handle);
     }
-    let session = handle_session(&handle)?;
+    let session = handle_session(&handle, user)?;
     let running = running.start(&handle.id);
     let progress = running.progress.clone();
     let execute = async { engine.execute(&handle.sql, &session, &progress).await };

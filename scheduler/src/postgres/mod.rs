@@ -28,6 +28,7 @@ use crate::client_auth::Users;
 use crate::client_session::ClientSession;
 use crate::engine::QueryEngine;
 use crate::error::SchedulerError;
+use crate::limits::{ConnectionGate, RateLimiter};
 use queries::Queries;
 use startup::Startup;
 
@@ -37,18 +38,31 @@ const SERVER_VERSION_NUMBER: &str = "14.0";
 
 /// Where a connection keeps the database its statements resolve against (`USE` changes it).
 const DATABASE_KEY: &str = "glaux.database";
+/// Where a connection keeps the user its password proved (absent without configured users:
+/// the `user` a client names is then only a name, not an identity).
+const USER_KEY: &str = "glaux.user";
+/// The database the connection started in (`RESET ALL` and `DISCARD ALL` return to it).
+const STARTUP_DATABASE_KEY: &str = "glaux.startup_database";
 
-/// Serves PostgreSQL clients on `listener` until the task is dropped; with `tls`, only over TLS.
-pub async fn serve(
-    listener: TcpListener,
-    engine: Arc<QueryEngine>,
-    users: Option<Arc<Users>>,
-    tls: Option<tokio_rustls::TlsAcceptor>,
-) {
-    let handlers = Arc::new(Handlers { engine, users, tls_required: tls.is_some() });
+/// What the PostgreSQL door needs: the engine, the users (if any), TLS (if configured), and its
+/// limits.
+pub struct PostgresDoor {
+    pub engine: Arc<QueryEngine>,
+    pub users: Option<Arc<Users>>,
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+    pub connections: ConnectionGate,
+    pub rates: Arc<RateLimiter>,
+}
+
+/// Serves PostgreSQL clients on `listener` until the task is dropped; with TLS, only over TLS.
+/// A connection beyond the door's limit, or from an address over its rate, is told so
+/// (SQLSTATE 53300) and closed.
+pub async fn serve(listener: TcpListener, door: PostgresDoor) {
+    let PostgresDoor { engine, users, tls, connections: gate, rates } = door;
+    let handlers = Arc::new(Handlers { engine, users, tls_required: tls.is_some(), rates: Arc::clone(&rates) });
     let mut connections = tokio::task::JoinSet::new();
     loop {
-        let (socket, peer) = match listener.accept().await {
+        let (mut socket, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
             Err(e) => {
                 tracing::warn!("PostgreSQL port: accept failed: {e}");
@@ -57,9 +71,22 @@ pub async fn serve(
         };
         // Finished connections leave the set as new ones arrive.
         while connections.try_join_next().is_some() {}
+        let refusal = match (gate.admit(), rates.admit(peer.ip())) {
+            (Some(permit), Ok(())) => Ok(permit),
+            (None, _) => Err(format!("sorry, too many clients already (at most {})", gate.max())),
+            (Some(_), Err(error)) => Err(error.to_string()),
+        };
         let handlers = Arc::clone(&handlers);
         let tls = tls.clone();
         connections.spawn(async move {
+            let _permit = match refusal {
+                Ok(permit) => permit,
+                Err(message) => {
+                    tracing::warn!(%peer, "PostgreSQL connection refused: {message}");
+                    refuse(&mut socket, &message).await;
+                    return;
+                }
+            };
             // Garbage, a vanished client or a protocol error ends this connection only.
             if let Err(e) = pgwire::tokio::process_socket(socket, tls, handlers).await {
                 tracing::debug!(%peer, "PostgreSQL connection ended: {e}");
@@ -68,19 +95,55 @@ pub async fn serve(
     }
 }
 
+/// Tells a client it may not connect now (an ErrorResponse, SQLSTATE 53300, as PostgreSQL sends
+/// when it has too many clients) and closes the connection. A client that asks for TLS first is
+/// told "no" so that it sends its startup message in the clear and reads the error.
+async fn refuse(socket: &mut tokio::net::TcpStream, message: &str) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    /// SSLRequest and GSSENCRequest: a length of 8 and these codes.
+    const ENCRYPTION_REQUESTS: [u32; 2] = [80_877_103, 80_877_104];
+    let exchange = async {
+        let mut first = [0u8; 8];
+        socket.read_exact(&mut first).await?;
+        let code = u32::from_be_bytes([first[4], first[5], first[6], first[7]]);
+        if first[..4] == 8u32.to_be_bytes() && ENCRYPTION_REQUESTS.contains(&code) {
+            socket.write_all(b"N").await?;
+            // The startup message that follows; its content does not matter.
+            let mut length = [0u8; 4];
+            socket.read_exact(&mut length).await?;
+            let length = u32::from_be_bytes(length).clamp(4, 10_000) as usize - 4;
+            socket.read_exact(&mut vec![0u8; length]).await?;
+        }
+        let mut fields = Vec::new();
+        for (code, value) in [(b'S', "FATAL"), (b'V', "FATAL"), (b'C', "53300"), (b'M', message)] {
+            fields.push(code);
+            fields.extend_from_slice(value.as_bytes());
+            fields.push(0);
+        }
+        fields.push(0);
+        let mut frame = vec![b'E'];
+        frame.extend_from_slice(&(fields.len() as u32 + 4).to_be_bytes());
+        frame.extend_from_slice(&fields);
+        socket.write_all(&frame).await?;
+        socket.shutdown().await
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), exchange).await;
+}
+
 struct Handlers {
     engine: Arc<QueryEngine>,
     users: Option<Arc<Users>>,
     tls_required: bool,
+    rates: Arc<RateLimiter>,
 }
 
 impl PgWireServerHandlers for Handlers {
     fn simple_query_handler(&self) -> Arc<impl SimpleQueryHandler> {
-        Arc::new(Queries::new(Arc::clone(&self.engine)))
+        Arc::new(Queries::new(Arc::clone(&self.engine), Arc::clone(&self.rates)))
     }
 
     fn extended_query_handler(&self) -> Arc<impl ExtendedQueryHandler> {
-        Arc::new(Queries::new(Arc::clone(&self.engine)))
+        Arc::new(Queries::new(Arc::clone(&self.engine), Arc::clone(&self.rates)))
     }
 
     fn startup_handler(&self) -> Arc<impl StartupHandler> {
@@ -112,4 +175,5 @@ fn engine_error(error: SchedulerError) -> PgWireError {
 /// bound to its placeholders.
 fn session_of<C: ClientInfo>(client: &C, values: Vec<datafusion::common::ScalarValue>) -> ClientSession {
     ClientSession::new(client.metadata().get(DATABASE_KEY).map(String::as_str), values)
+        .for_user(client.metadata().get(USER_KEY).cloned())
 }

@@ -16,8 +16,8 @@ use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::startup::Authentication;
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 
-use super::{DATABASE_KEY, server_parameters, user_error};
-use crate::client_auth::Users;
+use super::{DATABASE_KEY, STARTUP_DATABASE_KEY, USER_KEY, server_parameters, user_error};
+use crate::client_auth::{AuthError, Users};
 use crate::engine::QueryEngine;
 
 /// Password authentication against the configured users, or none without users; then the
@@ -59,6 +59,7 @@ impl Startup {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let database = self.database(client.metadata().get(pgwire::api::METADATA_DATABASE))?;
+        client.metadata_mut().insert(STARTUP_DATABASE_KEY.to_string(), database.clone());
         client.metadata_mut().insert(DATABASE_KEY.to_string(), database);
         finish_authentication(client, &server_parameters()).await
     }
@@ -94,8 +95,12 @@ impl StartupHandler for Startup {
                 let password = password.into_password()?;
                 let login = LoginInfo::from_client_info(client);
                 let user = login.user().unwrap_or_default().to_string();
-                if !users.verify(&user, &password.password) {
-                    return Err(PgWireError::InvalidPassword(user));
+                match users.verify(&user, &password.password, Some(client.socket_addr().ip())).await {
+                    Ok(()) => {
+                        client.metadata_mut().insert(USER_KEY.to_string(), user);
+                    }
+                    Err(AuthError::Wrong) => return Err(PgWireError::InvalidPassword(user)),
+                    Err(other) => return Err(user_error("28000", other.to_string())),
                 }
                 self.finish(client).await?;
             }

@@ -99,18 +99,41 @@ fn functions(state: &SessionState, schema: SchemaRef, pattern: Option<&str>) -> 
 }
 
 /// SQL `LIKE` (with `*` as `%`), case-insensitive as function names are.
+///
+/// Iterative, remembering only the last `%`: O(name x pattern) steps at worst and no recursion, so
+/// a pattern of many `%` can neither backtrack exponentially nor overflow the stack.
 fn like(name: &str, pattern: &str) -> bool {
-    fn matches(name: &[char], pattern: &[char]) -> bool {
-        match pattern.split_first() {
-            None => name.is_empty(),
-            Some(('%' | '*', rest)) => (0..=name.len()).any(|i| matches(&name[i..], rest)),
-            Some(('_', rest)) => !name.is_empty() && matches(&name[1..], rest),
-            Some((c, rest)) => name.first().is_some_and(|n| n.eq_ignore_ascii_case(c)) && matches(&name[1..], rest),
-        }
-    }
     let name: Vec<char> = name.chars().collect();
     let pattern: Vec<char> = pattern.chars().collect();
-    matches(&name, &pattern)
+    let (mut n, mut p) = (0, 0);
+    // After the last `%` seen: where the pattern resumes, and where in the name it last tried.
+    let mut star: Option<(usize, usize)> = None;
+    while n < name.len() {
+        match pattern.get(p) {
+            Some('%' | '*') => {
+                star = Some((p + 1, n));
+                p += 1;
+            }
+            Some('_') => {
+                n += 1;
+                p += 1;
+            }
+            Some(c) if c.eq_ignore_ascii_case(&name[n]) => {
+                n += 1;
+                p += 1;
+            }
+            _ => match star {
+                // Let the last `%` swallow one more character and try again from there.
+                Some((resume, tried)) => {
+                    star = Some((resume, tried + 1));
+                    n = tried + 1;
+                    p = resume;
+                }
+                None => return false,
+            },
+        }
+    }
+    pattern[p..].iter().all(|c| matches!(c, '%' | '*'))
 }
 
 #[cfg(test)]
@@ -123,5 +146,20 @@ mod tests {
         assert!(like("json_extract_scalar", "JSON*SCALAR"));
         assert!(like("date_add", "date_ad_"));
         assert!(!like("date_add", "date"));
+        assert!(like("", "%"));
+        assert!(!like("", "_"));
+        assert!(like("abcabd", "%ab_"));
+        assert!(like("mississippi", "m%iss%pi"));
+        assert!(!like("mississippi", "m%iss%pix"));
+        assert!(like("aaa", "a%a%a"));
+        assert!(!like("aa", "a%a%a"));
+
+        // Built to be slow or deep: many `%` against a name that almost matches, and a pattern
+        // of a million `%`.
+        let started = std::time::Instant::now();
+        let name = "a".repeat(200);
+        assert!(!like(&name, &format!("{}b", "%a".repeat(100))));
+        assert!(like(&name, &"%".repeat(1_000_000)));
+        assert!(started.elapsed() < std::time::Duration::from_secs(2), "{:?}", started.elapsed());
     }
 }

@@ -197,15 +197,27 @@ fn unknown_function(name: &str, state: &SessionState) -> String {
 
 /// Up to three names close to `name`: by edit distance, and names that contain it or that it
 /// contains (`regexp` finds `regexp_like`, `dayofweek` finds `day_of_week`).
+///
+/// Bounded: a name longer than [`MAX_SUGGESTED_NAME`] gets no suggestions, and the distance is only
+/// computed for names of about the same length, so the work per known name stays small whatever
+/// the statement says.
 pub fn closest_names<'a>(name: &str, known: impl Iterator<Item = &'a str>) -> Vec<String> {
+    if name.len() > MAX_SUGGESTED_NAME {
+        return Vec::new();
+    }
     let name = name.to_lowercase();
     let squashed = name.replace('_', "");
+    let limit = (name.len() / 3).max(2);
     let mut scored: Vec<(usize, &str)> = known
-        .filter(|k| !k.starts_with("__"))
+        .filter(|k| !k.starts_with("__") && k.len() <= MAX_SUGGESTED_NAME)
         .filter_map(|k| {
-            let distance = edit_distance(&name, k).min(edit_distance(&squashed, &k.replace('_', "")));
             let related = (k.contains(&name) || name.contains(k)) && k.len() > 2;
-            let limit = (name.len() / 3).max(2);
+            let close_in_length = k.len().abs_diff(name.len()) <= limit + k.matches('_').count();
+            let distance = if close_in_length {
+                edit_distance(&name, k).min(edit_distance(&squashed, &k.replace('_', "")))
+            } else {
+                usize::MAX
+            };
             if distance <= limit || related {
                 Some((if related { distance.min(limit) } else { distance }, k))
             } else {
@@ -216,6 +228,9 @@ pub fn closest_names<'a>(name: &str, known: impl Iterator<Item = &'a str>) -> Ve
     scored.sort();
     scored.into_iter().take(3).map(|(_, k)| k.to_string()).collect()
 }
+
+/// Names longer than this (in bytes) are not compared by edit distance.
+pub const MAX_SUGGESTED_NAME: usize = 128;
 
 fn edit_distance(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();
@@ -254,6 +269,13 @@ mod tests {
         assert_eq!(closest_names("dayofweek", known.into_iter()), vec!["day_of_week"]);
         assert_eq!(closest_names("regexp", known.into_iter()), vec!["regexp_like", "regexp_replace"]);
         assert!(closest_names("zzzzzzzz", known.into_iter()).is_empty());
+        // A name built to be slow gets no suggestion, at once.
+        let long = "json_extract_scalar".repeat(100_000);
+        let started = std::time::Instant::now();
+        assert!(closest_names(&long, known.into_iter()).is_empty());
+        let long_known = [long.as_str()];
+        assert!(closest_names("json", long_known.into_iter()).is_empty());
+        assert!(started.elapsed() < std::time::Duration::from_secs(1), "{:?}", started.elapsed());
     }
 
     #[test]
