@@ -28,6 +28,13 @@ pub enum CatalogError {
     TableExists { database: String, table: String },
     #[error("{0}")]
     PartitionExists(String),
+    /// The user lacks a grant (or is not an admin): the message names what is missing.
+    #[error("{0}")]
+    PermissionDenied(String),
+    #[error("role {0} does not exist")]
+    UnknownRole(String),
+    #[error("role {0} already exists")]
+    RoleExists(String),
     #[error("database {database} is not empty ({tables} tables); drop its tables first or use CASCADE")]
     DatabaseNotEmpty { database: String, tables: i64 },
     /// A location this deployment may not read, or that does not exist.

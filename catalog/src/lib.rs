@@ -21,6 +21,7 @@
 mod crawler;
 mod definitions;
 mod error;
+mod grants;
 mod hive_ddl;
 mod lake;
 mod lake_table;
@@ -35,6 +36,7 @@ mod store;
 
 pub use definitions::{ColumnDef, Partition, TableDef, TableFormat, is_side_file};
 pub use error::{CatalogError, Result};
+pub use grants::{Access, Columns, Grant, Grantee, Privilege, Securable, location_prefix};
 pub use hive_ddl::{COMPRESSION, FILE_EXTENSION, HiveTable, is_create_external_table, parse_hive_create_table};
 pub use lake::Lake;
 pub use lake_table::{PruningReport, TableScanReport};
@@ -44,7 +46,7 @@ pub use projection::Projection;
 pub use providers::{LakeCatalogProvider, listing_options, table_provider};
 pub use show_create::show_create_table;
 pub use sqlite::SqliteCatalog;
-pub use store::Catalog;
+pub use store::{Catalog, PreparedStatement};
 
 /// The catalog every table lives in, as clients name it (`glaux.db.t`).
 pub const DEFAULT_CATALOG: &str = "glaux";

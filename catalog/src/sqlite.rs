@@ -8,7 +8,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::definitions::{Partition, TableDef};
 use crate::error::{CatalogError, Result};
-use crate::store::Catalog;
+use crate::grants::{Grant, Grantee, Privilege, Securable};
+use crate::store::{Catalog, PreparedStatement};
 
 /// The catalog in SQLite. One scheduler owns the file: partitions are cached in memory and the
 /// cache is kept current by this value's own writes.
@@ -46,11 +47,90 @@ const SCHEMA: &str = "
         name TEXT PRIMARY KEY,
         statement TEXT NOT NULL
     );
+    CREATE TABLE IF NOT EXISTS roles (
+        name TEXT PRIMARY KEY
+    );
+    CREATE TABLE IF NOT EXISTS role_members (
+        role TEXT NOT NULL REFERENCES roles(name),
+        user_name TEXT NOT NULL,
+        PRIMARY KEY (role, user_name)
+    );
+    -- One privilege on one object (a database, a table, a column, a location prefix) to one user
+    -- or role; '' where a part does not apply.
+    CREATE TABLE IF NOT EXISTS grants (
+        privilege TEXT NOT NULL,
+        object_kind TEXT NOT NULL,
+        database TEXT NOT NULL,
+        table_name TEXT NOT NULL,
+        column_name TEXT NOT NULL,
+        location TEXT NOT NULL,
+        grantee_kind TEXT NOT NULL,
+        grantee TEXT NOT NULL,
+        grant_option INTEGER NOT NULL,
+        PRIMARY KEY (privilege, object_kind, database, table_name, column_name, location, grantee_kind, grantee)
+    );
 ";
 
 /// Partition values as stored: a JSON array of strings (the primary key).
 fn values_key(values: &[String]) -> String {
     serde_json::to_string(values).unwrap_or_default()
+}
+
+/// A grant as stored: '' where a part does not apply.
+struct GrantRow {
+    privilege: String,
+    kind: String,
+    database: String,
+    table: String,
+    column: String,
+    location: String,
+    grantee_kind: String,
+    grantee: String,
+    grant_option: bool,
+}
+
+impl GrantRow {
+    fn of(grant: &Grant) -> Self {
+        let (database, table, column, location) = match &grant.on {
+            Securable::Database(database) => (database.clone(), String::new(), String::new(), String::new()),
+            Securable::Table { database, table, column } => {
+                (database.clone(), table.clone(), column.clone().unwrap_or_default(), String::new())
+            }
+            Securable::Location(prefix) => (String::new(), String::new(), String::new(), prefix.clone()),
+        };
+        Self {
+            privilege: grant.privilege.name().to_string(),
+            kind: grant.on.kind().to_string(),
+            database,
+            table,
+            column,
+            location,
+            grantee_kind: grant.to.kind().to_string(),
+            grantee: grant.to.name().to_string(),
+            grant_option: grant.grant_option,
+        }
+    }
+
+    fn grant(self) -> Result<Grant> {
+        let unreadable = || CatalogError::Store(format!("a grant is unreadable: {} on {}", self.privilege, self.kind));
+        let privilege = Privilege::parse(&self.privilege).ok_or_else(unreadable)?;
+        let on = match self.kind.as_str() {
+            "DATABASE" => Securable::Database(self.database.clone()),
+            "TABLE" => Securable::Table {
+                database: self.database.clone(),
+                table: self.table.clone(),
+                column: Some(self.column.clone()).filter(|c| !c.is_empty()),
+            },
+            "LOCATION" => Securable::Location(self.location.clone()),
+            _ => return Err(unreadable()),
+        };
+        let to = match self.grantee_kind.as_str() {
+            "USER" => Grantee::User(self.grantee.clone()),
+            "ROLE" => Grantee::Role(self.grantee.clone()),
+            _ => return Err(unreadable()),
+        };
+        Ok(Grant { privilege, on, to, grant_option: self.grant_option })
+    }
 }
 
 impl SqliteCatalog {
@@ -70,6 +150,17 @@ impl SqliteCatalog {
 
     fn init(connection: Connection) -> Result<Self> {
         connection.execute_batch(SCHEMA).map_err(sql_error)?;
+        // Catalogs from before prepared statements had owners: theirs belong to nobody in
+        // particular (admins may replace or drop them).
+        let has_owner = connection
+            .prepare("SELECT 1 FROM pragma_table_info('prepared_statements') WHERE name = 'owner'")
+            .and_then(|mut s| s.exists([]))
+            .map_err(sql_error)?;
+        if !has_owner {
+            connection
+                .execute_batch("ALTER TABLE prepared_statements ADD COLUMN owner TEXT NOT NULL DEFAULT ''")
+                .map_err(sql_error)?;
+        }
         Ok(Self { connection: Mutex::new(connection), partitions: Mutex::default() })
     }
 
@@ -112,19 +203,21 @@ impl SqliteCatalog {
 }
 
 impl Catalog for SqliteCatalog {
-    fn prepared_statement(&self, name: &str) -> Result<Option<String>> {
+    fn prepared_statement(&self, name: &str) -> Result<Option<PreparedStatement>> {
         self.lock()
-            .query_row("SELECT statement FROM prepared_statements WHERE name = ?1", params![name], |row| row.get(0))
+            .query_row("SELECT statement, owner FROM prepared_statements WHERE name = ?1", params![name], |row| {
+                Ok(PreparedStatement { statement: row.get(0)?, owner: row.get(1)? })
+            })
             .optional()
             .map_err(sql_error)
     }
 
-    fn prepare_statement(&self, name: &str, statement: &str) -> Result<()> {
+    fn prepare_statement(&self, name: &str, statement: &str, owner: &str) -> Result<()> {
         self.lock()
             .execute(
-                "INSERT INTO prepared_statements (name, statement) VALUES (?1, ?2) \
-                 ON CONFLICT (name) DO UPDATE SET statement = excluded.statement",
-                params![name, statement],
+                "INSERT INTO prepared_statements (name, statement, owner) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (name) DO UPDATE SET statement = excluded.statement, owner = excluded.owner",
+                params![name, statement, owner],
             )
             .map_err(sql_error)?;
         Ok(())
@@ -134,6 +227,141 @@ impl Catalog for SqliteCatalog {
         let deleted =
             self.lock().execute("DELETE FROM prepared_statements WHERE name = ?1", params![name]).map_err(sql_error)?;
         Ok(deleted > 0)
+    }
+
+    fn roles(&self) -> Result<Vec<String>> {
+        self.names("SELECT name FROM roles ORDER BY name", [])
+    }
+
+    fn create_role(&self, name: &str) -> Result<()> {
+        let inserted =
+            self.lock().execute("INSERT OR IGNORE INTO roles (name) VALUES (?1)", params![name]).map_err(sql_error)?;
+        if inserted == 0 {
+            return Err(CatalogError::RoleExists(name.to_string()));
+        }
+        Ok(())
+    }
+
+    fn drop_role(&self, name: &str) -> Result<()> {
+        let mut connection = self.lock();
+        let transaction = connection.transaction().map_err(sql_error)?;
+        let deleted = transaction.execute("DELETE FROM roles WHERE name = ?1", params![name]).map_err(sql_error)?;
+        if deleted == 0 {
+            return Err(CatalogError::UnknownRole(name.to_string()));
+        }
+        transaction.execute("DELETE FROM role_members WHERE role = ?1", params![name]).map_err(sql_error)?;
+        transaction
+            .execute("DELETE FROM grants WHERE grantee_kind = 'ROLE' AND grantee = ?1", params![name])
+            .map_err(sql_error)?;
+        transaction.commit().map_err(sql_error)
+    }
+
+    fn grant_role(&self, role: &str, user: &str) -> Result<()> {
+        if !self.roles()?.iter().any(|r| r == role) {
+            return Err(CatalogError::UnknownRole(role.to_string()));
+        }
+        self.lock()
+            .execute("INSERT OR IGNORE INTO role_members (role, user_name) VALUES (?1, ?2)", params![role, user])
+            .map_err(sql_error)?;
+        Ok(())
+    }
+
+    fn revoke_role(&self, role: &str, user: &str) -> Result<bool> {
+        let deleted = self
+            .lock()
+            .execute("DELETE FROM role_members WHERE role = ?1 AND user_name = ?2", params![role, user])
+            .map_err(sql_error)?;
+        Ok(deleted > 0)
+    }
+
+    fn role_members(&self) -> Result<Vec<(String, String)>> {
+        let connection = self.lock();
+        let mut statement = connection
+            .prepare("SELECT role, user_name FROM role_members ORDER BY role, user_name")
+            .map_err(sql_error)?;
+        let rows = statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?))).map_err(sql_error)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(sql_error)
+    }
+
+    fn grant(&self, grant: &Grant) -> Result<()> {
+        if let Grantee::Role(role) = &grant.to
+            && !self.roles()?.contains(role)
+        {
+            return Err(CatalogError::UnknownRole(role.clone()));
+        }
+        let row = GrantRow::of(grant);
+        self.lock()
+            .execute(
+                "INSERT INTO grants (privilege, object_kind, database, table_name, column_name, location, \
+                 grantee_kind, grantee, grant_option) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
+                 ON CONFLICT DO UPDATE SET grant_option = excluded.grant_option",
+                params![
+                    row.privilege,
+                    row.kind,
+                    row.database,
+                    row.table,
+                    row.column,
+                    row.location,
+                    row.grantee_kind,
+                    row.grantee,
+                    grant.grant_option
+                ],
+            )
+            .map_err(sql_error)?;
+        Ok(())
+    }
+
+    fn revoke(&self, grant: &Grant) -> Result<bool> {
+        let row = GrantRow::of(grant);
+        let deleted = self
+            .lock()
+            .execute(
+                "DELETE FROM grants WHERE privilege = ?1 AND object_kind = ?2 AND database = ?3 AND table_name = ?4 \
+                 AND column_name = ?5 AND location = ?6 AND grantee_kind = ?7 AND grantee = ?8",
+                params![
+                    row.privilege,
+                    row.kind,
+                    row.database,
+                    row.table,
+                    row.column,
+                    row.location,
+                    row.grantee_kind,
+                    row.grantee
+                ],
+            )
+            .map_err(sql_error)?;
+        Ok(deleted > 0)
+    }
+
+    fn grants(&self) -> Result<Vec<Grant>> {
+        let connection = self.lock();
+        let mut statement = connection
+            .prepare(
+                "SELECT privilege, object_kind, database, table_name, column_name, location, grantee_kind, grantee, \
+                 grant_option FROM grants ORDER BY grantee_kind, grantee, object_kind, database, table_name, \
+                 column_name, location, privilege",
+            )
+            .map_err(sql_error)?;
+        let rows = statement
+            .query_map([], |row| {
+                Ok(GrantRow {
+                    privilege: row.get(0)?,
+                    kind: row.get(1)?,
+                    database: row.get(2)?,
+                    table: row.get(3)?,
+                    column: row.get(4)?,
+                    location: row.get(5)?,
+                    grantee_kind: row.get(6)?,
+                    grantee: row.get(7)?,
+                    grant_option: row.get(8)?,
+                })
+            })
+            .map_err(sql_error)?;
+        let mut grants = Vec::new();
+        for row in rows {
+            grants.push(row.map_err(sql_error)?.grant()?);
+        }
+        Ok(grants)
     }
 
     fn databases(&self) -> Result<Vec<String>> {
@@ -166,6 +394,10 @@ impl Catalog for SqliteCatalog {
         transaction.execute("DELETE FROM tables WHERE database = ?1", params![name]).map_err(sql_error)?;
         transaction.execute("DELETE FROM partitions WHERE database = ?1", params![name]).map_err(sql_error)?;
         transaction.execute("DELETE FROM databases WHERE name = ?1", params![name]).map_err(sql_error)?;
+        // A database made again later under this name starts with no grants.
+        transaction
+            .execute("DELETE FROM grants WHERE object_kind IN ('DATABASE', 'TABLE') AND database = ?1", params![name])
+            .map_err(sql_error)?;
         transaction.commit().map_err(sql_error)?;
         self.forget_partitions(name, None);
         Ok(())
@@ -231,6 +463,13 @@ impl Catalog for SqliteCatalog {
             .map_err(sql_error)?;
         transaction
             .execute("DELETE FROM partitions WHERE database = ?1 AND table_name = ?2", params![database, name])
+            .map_err(sql_error)?;
+        // A table made again later under this name starts with no grants.
+        transaction
+            .execute(
+                "DELETE FROM grants WHERE object_kind = 'TABLE' AND database = ?1 AND table_name = ?2",
+                params![database, name],
+            )
             .map_err(sql_error)?;
         transaction.commit().map_err(sql_error)?;
         self.forget_partitions(database, Some(name));

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use crate::definitions::{Partition, TableDef};
 use crate::error::Result;
+use crate::grants::Grant;
 
 /// Durable storage of databases and tables. Names are stored as given (already normalized by the
 /// SQL planner). Implementations must be safe to call from any thread.
@@ -34,11 +35,35 @@ pub trait Catalog: Debug + Send + Sync {
     ) -> Result<usize>;
     /// Forgets the partitions with these values, all or none; each must exist unless `if_exists`.
     fn drop_partitions(&self, database: &str, table: &str, values: &[Vec<String>], if_exists: bool) -> Result<usize>;
-    /// The text of a prepared statement (`PREPARE name FROM ...`), shared by every client as
-    /// Athena shares them within a workgroup.
-    fn prepared_statement(&self, name: &str) -> Result<Option<String>>;
+    /// A prepared statement (`PREPARE name FROM ...`): its text and the user who prepared it
+    /// (`""` when the cluster has no users).
+    fn prepared_statement(&self, name: &str) -> Result<Option<PreparedStatement>>;
     /// Stores a prepared statement, replacing one of the same name.
-    fn prepare_statement(&self, name: &str, statement: &str) -> Result<()>;
+    fn prepare_statement(&self, name: &str, statement: &str, owner: &str) -> Result<()>;
     /// Forgets a prepared statement; returns whether there was one.
     fn deallocate_statement(&self, name: &str) -> Result<bool>;
+
+    /// Role names, sorted.
+    fn roles(&self) -> Result<Vec<String>>;
+    fn create_role(&self, name: &str) -> Result<()>;
+    /// Drops a role, its members and the grants to it.
+    fn drop_role(&self, name: &str) -> Result<()>;
+    fn grant_role(&self, role: &str, user: &str) -> Result<()>;
+    /// Returns whether the user had the role.
+    fn revoke_role(&self, role: &str, user: &str) -> Result<bool>;
+    /// `(role, user)` pairs, sorted.
+    fn role_members(&self) -> Result<Vec<(String, String)>>;
+    /// Records a grant (again: its grant option is updated).
+    fn grant(&self, grant: &Grant) -> Result<()>;
+    /// Removes a grant (whatever its grant option); returns whether there was one.
+    fn revoke(&self, grant: &Grant) -> Result<bool>;
+    /// Every grant, sorted.
+    fn grants(&self) -> Result<Vec<Grant>>;
+}
+
+/// A prepared statement as the catalog keeps it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PreparedStatement {
+    pub statement: String,
+    pub owner: String,
 }

@@ -168,6 +168,11 @@ impl Users {
         self.hashes.keys().map(String::as_str)
     }
 
+    /// The users the users file names administrators.
+    pub fn admins(&self) -> &BTreeSet<String> {
+        &self.admins
+    }
+
     /// True if the users file names `user` an administrator.
     pub fn is_admin(&self, user: &str) -> bool {
         self.admins.contains(user)

@@ -4,18 +4,21 @@
 //! into its protocol. A panic while planning or running one statement is that statement's
 //! error, whichever door it came through.
 
+use std::collections::BTreeSet;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
 use datafusion::catalog::CatalogProviderList;
 use datafusion::common::DataFusionError;
-use datafusion::execution::SessionState;
+use datafusion::execution::{SessionState, SessionStateBuilder};
 use datafusion::prelude::SessionContext;
+use datafusion_pg_catalog::pg_catalog::PgCatalogStaticTables;
 use futures::{FutureExt, StreamExt};
-use glaux_catalog::Lake;
+use glaux_catalog::{Access, Lake};
 use glaux_proto::{QueryId, contain_panics, panic_message};
 
+use crate::access::GrantedCatalogs;
 use crate::client_session::ClientSession;
 use crate::error::SchedulerError;
 use crate::limits::StatementGate;
@@ -27,6 +30,19 @@ pub struct QueryEngine {
     lake: Lake,
     queries: QueryRunner,
     statements: StatementGate,
+    /// Users the deployment names administrators; with no users at all, everyone is one.
+    admins: Admins,
+    /// pg_catalog's fixed tables, shared by every user's view of pg_catalog.
+    pg_tables: Arc<PgCatalogStaticTables>,
+}
+
+/// Who administers the cluster.
+#[derive(Clone, Debug)]
+pub enum Admins {
+    /// No users configured (loopback only): every client is the one implicit admin.
+    Everyone,
+    /// These users (from the users file).
+    Named(BTreeSet<String>),
 }
 
 /// A statement recognized and planned in a client's session, ready to run.
@@ -53,8 +69,28 @@ impl PlannedStatement {
 }
 
 impl QueryEngine {
-    pub(crate) fn new(ctx: SessionContext, lake: Lake, queries: QueryRunner, statements: StatementGate) -> Self {
-        Self { ctx, lake, queries, statements }
+    pub(crate) fn new(
+        ctx: SessionContext,
+        lake: Lake,
+        queries: QueryRunner,
+        statements: StatementGate,
+        admins: Admins,
+    ) -> Result<Self, SchedulerError> {
+        let pg_tables =
+            PgCatalogStaticTables::try_new().map_err(|e| SchedulerError::Config(format!("pg_catalog tables: {e}")))?;
+        Ok(Self { ctx, lake, queries, statements, admins, pg_tables: Arc::new(pg_tables) })
+    }
+
+    /// What `session`'s user may do, from the catalog's grants as they are now.
+    fn access(&self, session: &ClientSession) -> Result<Arc<Access>, SchedulerError> {
+        Ok(Arc::new(match (&self.admins, session.user.as_deref()) {
+            (Admins::Everyone, user) => Access::admin(user),
+            (Admins::Named(admins), Some(user)) => {
+                Access::of(user, admins.contains(user), self.lake.catalog().as_ref())?
+            }
+            // A door that authenticates always names the user; without one, nothing is allowed.
+            (Admins::Named(_), None) => Access::of("", false, self.lake.catalog().as_ref())?,
+        }))
     }
 
     /// Whether a database exists (a PostgreSQL connection names one at startup).
@@ -62,15 +98,19 @@ impl QueryEngine {
         Ok(self.lake.catalog().database_exists(name)?)
     }
 
-    /// The catalogs, databases and tables clients may list (Flight SQL's metadata calls).
-    pub fn catalogs(&self) -> Arc<dyn CatalogProviderList> {
-        Arc::clone(self.ctx.state_ref().read().catalog_list())
+    /// The catalogs, databases and tables `session`'s user may list (Flight SQL's metadata calls).
+    pub fn catalogs(&self, session: &ClientSession) -> Result<Arc<dyn CatalogProviderList>, SchedulerError> {
+        let all = Arc::clone(self.ctx.state_ref().read().catalog_list());
+        let access = self.access(session)?;
+        Ok(if access.is_admin() { all } else { GrantedCatalogs::wrap(all, access, Arc::clone(&self.pg_tables)) })
     }
 
-    /// Recognizes and plans `sql` in `session`.
+    /// Recognizes and plans `sql` in `session`, and checks that its user may run it.
     pub async fn plan(&self, sql: &str, session: &ClientSession) -> Result<PlannedStatement, SchedulerError> {
         contained("while planning", async {
-            let statement = Statement::recognize(sql, &self.context(session)).await?;
+            let ctx = self.context(session)?;
+            let statement = Statement::recognize(sql, &ctx).await?;
+            statement.family().authorize(&ctx)?;
             Ok(PlannedStatement { statement, session: session.clone() })
         })
         .await
@@ -85,7 +125,7 @@ impl QueryEngine {
     pub async fn run(&self, planned: PlannedStatement, progress: &ProgressSlot) -> Result<QueryResult, SchedulerError> {
         let permit = self.statements.enter(planned.session.user.as_deref())?;
         let mut result = contained("while running", async {
-            let ctx = self.context(&planned.session);
+            let ctx = self.context(&planned.session)?;
             planned.statement.family().run(&ctx, QueryId::random(), progress).await
         })
         .await?;
@@ -109,15 +149,23 @@ impl QueryEngine {
         self.run(planned, progress).await
     }
 
-    fn context<'a>(&'a self, session: &'a ClientSession) -> Context<'a> {
-        Context { state: self.state(session), session, lake: &self.lake, queries: &self.queries }
+    fn context<'a>(&'a self, session: &'a ClientSession) -> Result<Context<'a>, SchedulerError> {
+        let access = self.access(session)?;
+        let state = self.state(session, &access);
+        Ok(Context { state, session, lake: &self.lake, queries: &self.queries, access })
     }
 
-    /// The planning state for a client: DataFusion's, with the client's database as default.
-    fn state(&self, session: &ClientSession) -> SessionState {
+    /// The planning state for a client: DataFusion's, with the client's database as default,
+    /// and the catalog as the client's user may see it.
+    fn state(&self, session: &ClientSession, access: &Arc<Access>) -> SessionState {
         let mut state = self.ctx.state();
         state.config_mut().options_mut().catalog.default_schema = session.database.clone();
-        state
+        if access.is_admin() {
+            return state;
+        }
+        let catalogs =
+            GrantedCatalogs::wrap(Arc::clone(state.catalog_list()), Arc::clone(access), Arc::clone(&self.pg_tables));
+        SessionStateBuilder::new_from_existing(state).with_catalog_list(catalogs).build()
     }
 }
 

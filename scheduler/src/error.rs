@@ -223,6 +223,9 @@ fn catalog_kind(error: &CatalogError) -> ErrorKind {
         CatalogError::TableExists { .. } | CatalogError::PartitionExists(_) => ErrorKind::AlreadyExists,
         CatalogError::Location(location) => location_kind(location),
         CatalogError::Store(_) => ErrorKind::Catalog,
+        CatalogError::PermissionDenied(_) => ErrorKind::PermissionDenied,
+        CatalogError::UnknownRole(_) => ErrorKind::UnknownObject,
+        CatalogError::RoleExists(_) => ErrorKind::AlreadyExists,
         CatalogError::ReadFile { .. } => ErrorKind::Execution,
         CatalogError::DataFusion(source) => kind_in(source).unwrap_or(ErrorKind::InvalidStatement),
     }

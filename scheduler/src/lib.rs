@@ -19,6 +19,7 @@
 //!   Glaux's functions, Parquet options).
 //! - [`SchedulerError`] with its [`ErrorKind`]: the one mapping to gRPC and SQLSTATE.
 
+mod access;
 mod client_auth;
 mod client_session;
 mod client_types;

@@ -19,7 +19,7 @@ use tonic::transport::server::TcpIncoming;
 use crate::client_auth::ClientGuard;
 use crate::cluster::{ClusterService, ClusterState};
 use crate::config::SchedulerConfig;
-use crate::engine::QueryEngine;
+use crate::engine::{Admins, QueryEngine};
 use crate::error::SchedulerError;
 use crate::flight_sql::FlightSqlFrontDoor;
 use crate::limits::{ConnectionGate, RateLimiter, StatementGate, gated};
@@ -79,7 +79,11 @@ impl Scheduler {
         let lake = open_lake(&config)?;
         let ctx = scheduler_session(&config, Arc::clone(&channels), Arc::clone(lake.catalog()))?;
         let queries = QueryRunner::new(Arc::clone(&cluster), Arc::clone(&channels), abandoned);
-        let engine = Arc::new(QueryEngine::new(ctx, lake, queries, StatementGate::new(&config.limits)));
+        let admins = match &config.users {
+            Some(users) => Admins::Named(users.admins().clone()),
+            None => Admins::Everyone,
+        };
+        let engine = Arc::new(QueryEngine::new(ctx, lake, queries, StatementGate::new(&config.limits), admins)?);
         let postgres = match config.postgres {
             Some(addr) => Some(bind(addr).await?),
             None => None,

@@ -10,6 +10,7 @@ mod catalog;
 mod conformance;
 mod events;
 mod flight_sql;
+mod grants;
 mod hardening;
 mod harness;
 mod membership;

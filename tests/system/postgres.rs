@@ -144,7 +144,7 @@ async fn errors_carry_their_sqlstate_and_a_panic_is_one_statements_error() -> Te
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn psql_needs_the_password_when_users_are_configured() -> TestResult {
     let hash = glaux_scheduler::hash_password("s3cret")?;
-    let users = glaux_scheduler::Users::parse(&format!("ana:{hash}\n"))?;
+    let users = glaux_scheduler::Users::parse(&format!("ana:{hash}:admin\n"))?;
     let cluster = TestCluster::builder().executors(1).postgres().users(users).start().await?;
     let port = cluster.scheduler.postgres_addr().ok_or("no PostgreSQL port")?.port();
     let output = psql(port, Some("wrong"), &["-c", "SELECT 1"]).await;
@@ -196,7 +196,7 @@ fn write_typed_table(dir: &Path) {
 /// single-node DataFusion over the same lake for the answers.
 async fn cluster_for_drivers() -> Result<(TestCluster, u16, SessionContext), Box<dyn std::error::Error>> {
     let hash = glaux_scheduler::hash_password("s3cret")?;
-    let users = glaux_scheduler::Users::parse(&format!("ana:{hash}\n"))?;
+    let users = glaux_scheduler::Users::parse(&format!("ana:{hash}:admin\n"))?;
     let cluster = TestCluster::builder().postgres().users(users).start().await?;
     let lake = write_lake(cluster.warehouse());
     let mut client = glaux_client::GlauxClient::connect_as(&cluster.url(), "ana", "s3cret").await?;

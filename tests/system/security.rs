@@ -89,7 +89,7 @@ async fn flight_sql_clients_authenticate_when_users_are_configured() -> TestResu
     use base64::Engine;
 
     let hash = glaux_scheduler::hash_password("correct horse")?;
-    let users = glaux_scheduler::Users::parse(&format!("# analysts\nana:{hash}\n"))?;
+    let users = glaux_scheduler::Users::parse(&format!("# analysts\nana:{hash}:admin\n"))?;
     let cluster = TestCluster::builder().executors(1).users(users).start().await?;
     let url = cluster.url();
 
@@ -149,7 +149,7 @@ async fn clients_speak_tls_to_both_doors_when_it_is_configured() -> TestResult {
 
     let identity = glaux_scheduler::TlsIdentity::from_pem(cert.clone().into_bytes(), key.into_bytes())?;
     let hash = glaux_scheduler::hash_password("s3cret")?;
-    let users = glaux_scheduler::Users::parse(&format!("ana:{hash}\n"))?;
+    let users = glaux_scheduler::Users::parse(&format!("ana:{hash}:admin\n"))?;
     let cluster = TestCluster::builder().postgres().users(users).tls(identity).start().await?;
     // Executors joined on a port of their own; clients speak TLS on the Flight SQL port.
     assert_ne!(cluster.scheduler.cluster_addr(), cluster.scheduler.addr());

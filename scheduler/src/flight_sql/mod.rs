@@ -286,25 +286,33 @@ impl FlightSqlService for FlightSqlFrontDoor {
     async fn do_get_catalogs(
         &self,
         query: CommandGetCatalogs,
-        _request: Request<Ticket>,
+        request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        Ok(Response::new(batch_stream(metadata::catalogs(self.engine.catalogs().as_ref(), query)?)))
+        Ok(Response::new(batch_stream(metadata::catalogs(
+            self.engine.catalogs(&request_session(&request))?.as_ref(),
+            query,
+        )?)))
     }
 
     async fn do_get_schemas(
         &self,
         query: CommandGetDbSchemas,
-        _request: Request<Ticket>,
+        request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        Ok(Response::new(batch_stream(metadata::schemas(self.engine.catalogs().as_ref(), query)?)))
+        Ok(Response::new(batch_stream(metadata::schemas(
+            self.engine.catalogs(&request_session(&request))?.as_ref(),
+            query,
+        )?)))
     }
 
     async fn do_get_tables(
         &self,
         query: CommandGetTables,
-        _request: Request<Ticket>,
+        request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        Ok(Response::new(batch_stream(metadata::tables(self.engine.catalogs().as_ref(), query).await?)))
+        Ok(Response::new(batch_stream(
+            metadata::tables(self.engine.catalogs(&request_session(&request))?.as_ref(), query).await?,
+        )))
     }
 
     async fn do_get_table_types(

@@ -78,6 +78,36 @@ impl Family for CatalogDdl {
         Effect::ChangesCatalog
     }
 
+    fn authorize(&self, ctx: &Context<'_>) -> Result<(), SchedulerError> {
+        use datafusion::common::TableReference;
+        use glaux_catalog::Privilege;
+        let access = &ctx.access;
+        let table = |name: &TableReference| {
+            let database = name.schema().unwrap_or(&ctx.session.database).to_string();
+            (database, name.table().to_string())
+        };
+        match &self.0 {
+            DdlStatement::DropCatalogSchema(drop) => {
+                access.require_database(Privilege::Drop, drop.name.schema_name())?;
+            }
+            DdlStatement::DropTable(drop) => {
+                let (database, name) = table(&drop.name);
+                access.require_table(Privilege::Drop, &database, &name)?;
+            }
+            DdlStatement::DropView(drop) => {
+                let (database, name) = table(&drop.name);
+                access.require_table(Privilege::Drop, &database, &name)?;
+            }
+            DdlStatement::CreateView(create) => {
+                let (database, _) = table(&create.name);
+                access.require_database(Privilege::Create, &database)?;
+            }
+            // New databases, and anything else: the admins'.
+            _ => access.require_admin("create databases")?,
+        }
+        Ok(())
+    }
+
     async fn run(
         &self,
         ctx: &Context<'_>,

@@ -29,6 +29,25 @@ impl Family for CreateTable {
         Effect::ChangesCatalog
     }
 
+    fn authorize(&self, ctx: &Context<'_>) -> Result<(), SchedulerError> {
+        let (database, locations) = match self {
+            Self::DataFusion(create) => (create.name.schema().map(str::to_string), create.locations.clone()),
+            Self::Hive(table) => {
+                let database = match table.name.as_slice() {
+                    [.., database, _] => Some(database.clone()),
+                    _ => None,
+                };
+                (database, vec![table.location.clone()])
+            }
+        };
+        let database = database.unwrap_or_else(|| ctx.session.database.clone());
+        ctx.access.require_database(glaux_catalog::Privilege::Create, &database)?;
+        for location in &locations {
+            ctx.access.require_location(location)?;
+        }
+        Ok(())
+    }
+
     async fn run(
         &self,
         ctx: &Context<'_>,

@@ -23,6 +23,7 @@
 mod catalog_ddl;
 mod create_table;
 mod explain;
+mod grants;
 mod partitions;
 mod placeholders;
 mod plan_sql;
@@ -39,7 +40,7 @@ use arrow::datatypes::{Schema, SchemaRef};
 use async_trait::async_trait;
 use datafusion::execution::SessionState;
 use datafusion::logical_expr::{DdlStatement, LogicalPlan};
-use glaux_catalog::{Lake, is_create_external_table, parse_hive_create_table};
+use glaux_catalog::{Access, Lake, is_create_external_table, parse_hive_create_table};
 use glaux_proto::QueryId;
 
 use crate::client_session::ClientSession;
@@ -49,6 +50,7 @@ use crate::query::{ProgressSlot, QueryResult, QueryRunner};
 use catalog_ddl::CatalogDdl;
 use create_table::CreateTable;
 use explain::Explain;
+use grants::Authorization;
 use partitions::Partitions;
 use prepared::Prepared;
 use query::Query;
@@ -64,6 +66,8 @@ pub(crate) struct Context<'a> {
     pub session: &'a ClientSession,
     pub lake: &'a Lake,
     pub queries: &'a QueryRunner,
+    /// What the session's user may do (everything for admins and clusters without users).
+    pub access: Arc<Access>,
 }
 
 /// When a statement runs, and what it changes.
@@ -94,6 +98,11 @@ pub(crate) trait Family: Send + Sync {
         Arc::new(Schema::empty())
     }
 
+    /// Refuses the statement unless the session's user may run it. Reads are checked as they
+    /// are planned, through the user's view of the catalog (`access.rs`); every other family
+    /// says what it needs here.
+    fn authorize(&self, ctx: &Context<'_>) -> Result<(), SchedulerError>;
+
     async fn run(
         &self,
         ctx: &Context<'_>,
@@ -113,6 +122,7 @@ pub(crate) enum Statement {
     Partitions(Partitions),
     UseDatabase(UseDatabase),
     Prepared(Prepared),
+    Authorization(Authorization),
 }
 
 /// What a family's recognizer made of a statement's words.
@@ -125,7 +135,8 @@ enum Recognized {
 type Recognizer = fn(&Words<'_>, &Context<'_>) -> Option<Result<Recognized, SchedulerError>>;
 
 /// The Athena statements DataFusion does not parse, tried in turn on a statement's words.
-const RECOGNIZERS: [Recognizer; 6] = [
+const RECOGNIZERS: [Recognizer; 7] = [
+    grants::recognize,
     show::recognize,
     show_functions::recognize,
     partitions::recognize,
@@ -146,6 +157,7 @@ impl Statement {
             Self::Partitions(s) => s,
             Self::UseDatabase(s) => s,
             Self::Prepared(s) => s,
+            Self::Authorization(s) => s,
         }
     }
 

@@ -143,6 +143,28 @@ impl Family for Partitions {
         }
     }
 
+    fn authorize(&self, ctx: &Context<'_>) -> Result<(), SchedulerError> {
+        use glaux_catalog::{Columns, Privilege};
+        let access = &ctx.access;
+        match self {
+            Self::Show(table) => {
+                if access.readable_columns(&table.database, &table.name) == Columns::None {
+                    access.require_table(Privilege::Select, &table.database, &table.name)?;
+                }
+            }
+            Self::Repair(table) | Self::Drop { table, .. } => {
+                access.require_table(Privilege::Alter, &table.database, &table.name)?;
+            }
+            Self::Add { table, partitions, .. } => {
+                access.require_table(Privilege::Alter, &table.database, &table.name)?;
+                for location in partitions.iter().filter_map(|(_, location)| location.as_deref()) {
+                    access.require_location(location)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     async fn run(
         &self,
         ctx: &Context<'_>,

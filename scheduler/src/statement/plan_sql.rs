@@ -2,11 +2,14 @@
 //! (typographic quotes refused, Trino's syntax rewritten), planned, checked (no writes, no
 //! session statements), and bound to the client's parameter values.
 
+use datafusion::common::{DataFusionError, SchemaError};
 use datafusion::execution::SessionState;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::SQLOptions;
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
+
+use glaux_catalog::{Columns, Privilege, Securable};
 
 use super::Context;
 use super::placeholders::{bind_parameters, number_question_marks};
@@ -24,7 +27,7 @@ pub(super) async fn plan_sql(sql: &str, ctx: &Context<'_>) -> Result<LogicalPlan
         Err(error) => {
             // Planning consumed the statement; read it again, on this failing path only.
             let unknown = match crate::trino::parse(state, &sql).await {
-                Ok(statement) => unknown_table(&statement, state),
+                Ok(statement) => unknown_table(&statement, state).or_else(|| ungranted_column(&error, &statement, ctx)),
                 Err(_) => None,
             };
             return Err(unknown.unwrap_or_else(|| planning_error(error, &sql, state)));
@@ -72,6 +75,35 @@ fn unknown_table(statement: &DFStatement, state: &SessionState) -> Option<Schedu
             },
         };
         return Some(SchedulerError::refused(ErrorKind::UnknownTable, message));
+    }
+    None
+}
+
+/// After DataFusion failed to plan `statement` for want of a column: a permission error if the
+/// column exists in a table it reads but the user's column grants leave it out (their view of
+/// the table has no such column).
+fn ungranted_column(error: &DataFusionError, statement: &DFStatement, ctx: &Context<'_>) -> Option<SchedulerError> {
+    if ctx.access.is_admin() {
+        return None;
+    }
+    let missing = match error.find_root() {
+        DataFusionError::SchemaError(schema_error, _) => match schema_error.as_ref() {
+            SchemaError::FieldNotFound { field, .. } => field.name().to_string(),
+            _ => return None,
+        },
+        _ => return None,
+    };
+    let defaults = &ctx.state.config_options().catalog;
+    for reference in ctx.state.resolve_table_references(statement).ok()? {
+        let resolved = reference.resolve(&defaults.default_catalog, &defaults.default_schema);
+        let (database, table) = (resolved.schema.to_string(), resolved.table.to_string());
+        let Columns::Only(granted) = ctx.access.readable_columns(&database, &table) else { continue };
+        let Ok(Some(definition)) = ctx.lake.catalog().table(&database, &table) else { continue };
+        let exists = definition.columns.iter().chain(&definition.partition_keys).any(|c| c.name == missing);
+        if exists && !granted.contains(&missing) {
+            let on = Securable::Table { database, table, column: Some(missing) };
+            return Some(ctx.access.denied(Privilege::Select, &on).into());
+        }
     }
     None
 }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use arrow::datatypes::{Schema, SchemaRef};
 use async_trait::async_trait;
 use datafusion::sql::sqlparser::dialect::GenericDialect;
+use glaux_catalog::PreparedStatement;
 use glaux_proto::QueryId;
 
 use super::placeholders::substitute_parameters;
@@ -21,6 +22,20 @@ pub(crate) enum Prepared {
     Prepare { name: String, statement: String },
     /// `DEALLOCATE PREPARE name`.
     Deallocate(String),
+}
+
+/// Prepared statements belong to their creator: only they (and admins) execute, replace or
+/// deallocate them. One made without users belongs to the admins once there are users.
+fn belongs_to(prepared: &PreparedStatement, ctx: &Context<'_>) -> bool {
+    ctx.access.is_admin() || ctx.access.user() == Some(prepared.owner.as_str())
+}
+
+fn not_theirs(name: &str, ctx: &Context<'_>) -> SchedulerError {
+    let who = ctx.access.user().unwrap_or("this user");
+    SchedulerError::refused(
+        ErrorKind::PermissionDenied,
+        format!("Access Denied: prepared statement {name} belongs to another user ({who} did not prepare it)"),
+    )
 }
 
 fn not_found(name: &str) -> SchedulerError {
@@ -56,10 +71,11 @@ pub(super) fn execute(words: &Words<'_>, ctx: &Context<'_>) -> Option<Result<Str
     };
     let name = identifier(words.part(1)?)?;
     Some(match ctx.lake.catalog().prepared_statement(&name) {
-        Ok(Some(prepared)) if Words::of(&prepared).is_some_and(|w| w.words().first() == Some(&"EXECUTE")) => {
+        Ok(Some(prepared)) if !belongs_to(&prepared, ctx) => Err(not_theirs(&name, ctx)),
+        Ok(Some(prepared)) if Words::of(&prepared.statement).is_some_and(|w| w.words().first() == Some(&"EXECUTE")) => {
             Err(SchedulerError::refused(ErrorKind::InvalidStatement, "EXECUTE inside EXECUTE"))
         }
-        Ok(Some(prepared)) => substitute_parameters(&prepared, &values),
+        Ok(Some(prepared)) => substitute_parameters(&prepared.statement, &values),
         Ok(None) => Err(not_found(&name)),
         Err(error) => Err(error.into()),
     })
@@ -92,6 +108,14 @@ impl Family for Prepared {
         Effect::ChangesCatalog
     }
 
+    fn authorize(&self, ctx: &Context<'_>) -> Result<(), SchedulerError> {
+        let (Self::Prepare { name, .. } | Self::Deallocate(name)) = self;
+        match ctx.lake.catalog().prepared_statement(name)? {
+            Some(prepared) if !belongs_to(&prepared, ctx) => Err(not_theirs(name, ctx)),
+            _ => Ok(()),
+        }
+    }
+
     async fn run(
         &self,
         ctx: &Context<'_>,
@@ -100,7 +124,9 @@ impl Family for Prepared {
     ) -> Result<QueryResult, SchedulerError> {
         let catalog = ctx.lake.catalog();
         match self {
-            Self::Prepare { name, statement } => catalog.prepare_statement(name, statement)?,
+            Self::Prepare { name, statement } => {
+                catalog.prepare_statement(name, statement, ctx.access.user().unwrap_or_default())?
+            }
             Self::Deallocate(name) => {
                 if !catalog.deallocate_statement(name)? {
                     return Err(not_found(name));

@@ -25,6 +25,18 @@ impl Family for ShowCreateTable {
         Arc::new(Schema::new(vec![Field::new("createtab_stmt", DataType::Utf8, false)]))
     }
 
+    fn authorize(&self, ctx: &Context<'_>) -> Result<(), SchedulerError> {
+        let table = &self.0;
+        if ctx.access.readable_columns(&table.database, &table.name) == glaux_catalog::Columns::None {
+            return Err(ctx
+                .access
+                .require_table(glaux_catalog::Privilege::Select, &table.database, &table.name)
+                .err()
+                .map_or_else(|| SchedulerError::Internal("a denied table was allowed".into()), SchedulerError::from));
+        }
+        Ok(())
+    }
+
     async fn run(
         &self,
         _ctx: &Context<'_>,

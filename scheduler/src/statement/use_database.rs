@@ -43,6 +43,16 @@ impl Family for UseDatabase {
         Effect::UseDatabase(self.0.clone())
     }
 
+    fn authorize(&self, ctx: &Context<'_>) -> Result<(), SchedulerError> {
+        if ctx.access.sees_database(&self.0) {
+            Ok(())
+        } else {
+            let who = ctx.access.user().unwrap_or("this user");
+            let message = format!("Access Denied: {who} has no privilege on database {}", self.0);
+            Err(SchedulerError::refused(crate::error::ErrorKind::PermissionDenied, message))
+        }
+    }
+
     async fn run(
         &self,
         _ctx: &Context<'_>,
