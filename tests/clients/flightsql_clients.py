@@ -42,7 +42,8 @@ password = "tr0ub4dor&3"
 hashed = subprocess.run([glaux, "hash-password"], input=password + "\n", capture_output=True, text=True, check=True)
 users_file = os.path.join(work, "users")
 with open(users_file, "w") as f:
-    f.write(f"# who may query\nana:{hashed.stdout.strip()}\n")
+    # ana administers; bob may do only what he is granted.
+    f.write(f"# who may query\nana:{hashed.stdout.strip()}:admin\nbob:{hashed.stdout.strip()}\n")
 
 
 
@@ -99,6 +100,29 @@ try:
     expect_error("ADBC with a wrong password",
                  lambda: adbc.connect(f"grpc://{address}", db_kwargs={"username": "ana", "password": "nope"}).cursor().execute("SELECT 1"),
                  ["wrong user name or password", "UNAUTHENTICATED", "Unauthenticated"])
+
+    # Grants through ADBC: bob reads nothing until granted, then only the granted column, and
+    # the metadata ADBC reads (GetTables with columns) shows him only that.
+    with adbc.connect(f"grpc://{address}", db_kwargs={"username": "bob", "password": password}) as bob:
+        expect_error("ADBC: reading without a grant is denied",
+                     lambda: bob.cursor().execute("SELECT count(*) FROM trips"), ["Access Denied", "PERMISSION_DENIED"])
+        objects = bob.adbc_get_objects(depth="all").read_all().to_pylist()
+        tables = [t["table_name"] for c in objects for s in (c["catalog_db_schemas"] or []) for t in (s["db_schema_tables"] or [])]
+        check("ADBC: no grant, no table in the metadata", "trips" not in tables, f"{tables}")
+        with adbc.connect(f"grpc://{address}", db_kwargs={"username": "ana", "password": password}) as ana:
+            ana.cursor().execute("GRANT SELECT (city) ON TABLE trips TO USER bob")
+        with bob.cursor() as cur:
+            cur.execute("SELECT * FROM trips WHERE city = 'lima' LIMIT 2")
+            names = [d[0] for d in cur.description]
+            check("ADBC: SELECT * returns the granted columns only", names == ["city"], f"{names}")
+        expect_error("ADBC: an ungranted column is denied, named",
+                     lambda: bob.cursor().execute("SELECT sum(fare) FROM trips"), ["column fare"])
+        objects = bob.adbc_get_objects(depth="all").read_all().to_pylist()
+        columns = [col["column_name"] for c in objects for s in (c["catalog_db_schemas"] or [])
+                   for t in (s["db_schema_tables"] or []) if t["table_name"] == "trips" for col in (t["table_columns"] or [])]
+        check("ADBC: the metadata shows the granted columns only", columns == ["city"], f"{columns}")
+        expect_error("ADBC: DDL without its grant is denied",
+                     lambda: bob.cursor().execute("DROP TABLE trips"), ["Access Denied", "DROP"])
 
     # SQLAlchemy through flightsql-dbapi, as Superset connects.
     engine = sqlalchemy.create_engine(f"datafusion+flightsql://ana:{password}@{host}:{port}?insecure=true")
