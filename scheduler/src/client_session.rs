@@ -5,12 +5,16 @@
 use datafusion::common::ScalarValue;
 use glaux_catalog::DEFAULT_DATABASE;
 
+use crate::audit::{Caller, Door};
+
 /// Who is asking (the user the door authenticated), the database `USE` chose, and the values a
 /// prepared statement's placeholders (`$1`, `?`) are bound to.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ClientSession {
     /// `None` when the scheduler serves without users (loopback only): the one implicit admin.
     pub user: Option<String>,
+    /// The door and client address, for the audit log.
+    pub caller: Caller,
     pub database: String,
     pub parameters: Vec<ScalarValue>,
 }
@@ -19,12 +23,17 @@ impl ClientSession {
     /// A session in `database`; none (or an empty name) is the default database.
     pub fn new(database: Option<&str>, parameters: Vec<ScalarValue>) -> Self {
         let database = database.filter(|d| !d.is_empty()).unwrap_or(DEFAULT_DATABASE);
-        Self { user: None, database: database.to_string(), parameters }
+        Self { user: None, caller: Caller::default(), database: database.to_string(), parameters }
     }
 
     /// The same session, for the user a door authenticated.
     pub fn for_user(self, user: Option<String>) -> Self {
         Self { user, ..self }
+    }
+
+    /// The same session, sent through `door` from `address`.
+    pub fn sent_by(self, door: Door, address: Option<std::net::IpAddr>) -> Self {
+        Self { caller: Caller { door, address }, ..self }
     }
 }
 

@@ -7,6 +7,7 @@
 use std::collections::BTreeSet;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::time::Instant;
 
 use arrow::datatypes::SchemaRef;
 use datafusion::catalog::CatalogProviderList;
@@ -19,8 +20,9 @@ use glaux_catalog::{Access, Lake};
 use glaux_proto::{QueryId, contain_panics, panic_message};
 
 use crate::access::GrantedCatalogs;
+use crate::audit::{AuditOnDrop, Audited};
 use crate::client_session::ClientSession;
-use crate::error::SchedulerError;
+use crate::error::{SchedulerError, execution_kind};
 use crate::limits::StatementGate;
 use crate::query::{ProgressSlot, QueryResult, QueryRunner};
 use crate::statement::{Context, Effect, Statement};
@@ -107,13 +109,27 @@ impl QueryEngine {
 
     /// Recognizes and plans `sql` in `session`, and checks that its user may run it.
     pub async fn plan(&self, sql: &str, session: &ClientSession) -> Result<PlannedStatement, SchedulerError> {
-        contained("while planning", async {
+        let started = Instant::now();
+        // What the statement was, once recognized: for the audit line of a refusal.
+        let mut recognized = None;
+        let planned = contained("while planning", async {
             let ctx = self.context(session)?;
             let statement = Statement::recognize(sql, &ctx).await?;
+            recognized = Some(audited(session, &statement));
             statement.family().authorize(&ctx)?;
             Ok(PlannedStatement { statement, session: session.clone() })
         })
-        .await
+        .await;
+        if let Err(error) = &planned {
+            let audited = recognized.unwrap_or_else(|| Audited {
+                user: session.user.clone(),
+                caller: session.caller.clone(),
+                kind: "unplanned",
+                objects: tables_named(sql, &self.ctx.state(), &session.database),
+            });
+            audited.refused(error.kind(), started);
+        }
+        planned
     }
 
     /// Runs a planned statement; its query's progress appears in `progress` once it is launched
@@ -123,18 +139,45 @@ impl QueryEngine {
     /// The statement holds a place among its user's running statements until its result is
     /// dropped; without one free, it is refused before it starts.
     pub async fn run(&self, planned: PlannedStatement, progress: &ProgressSlot) -> Result<QueryResult, SchedulerError> {
-        let permit = self.statements.enter(planned.session.user.as_deref())?;
-        let mut result = contained("while running", async {
+        let started = Instant::now();
+        let audited = audited(&planned.session, &planned.statement);
+        let permit = match self.statements.enter(planned.session.user.as_deref()) {
+            Ok(permit) => permit,
+            Err(error) => {
+                audited.refused(error.kind(), started);
+                return Err(error);
+            }
+        };
+        let result = contained("while running", async {
             let ctx = self.context(&planned.session)?;
             planned.statement.family().run(&ctx, QueryId::random(), progress).await
         })
-        .await?;
+        .await;
+        let mut result = match result {
+            Ok(result) => result,
+            Err(error) => {
+                audited.refused(error.kind(), started);
+                return Err(error);
+            }
+        };
         let batches = contain_panics(result.batches, |message| {
             DataFusionError::External(Box::new(SchedulerError::Panicked { during: "while running", message }))
         });
-        result.batches = Box::pin(batches.inspect(move |_| {
+        // The audit line is written when the result is dropped, with how it ended.
+        let audit = Arc::new(AuditOnDrop::new(audited, started, result.stats.clone()));
+        let on_error = Arc::clone(&audit);
+        let batches = batches.inspect(move |item| {
             let _held = &permit;
-        }));
+            if let Err(error) = item {
+                on_error.end(Err(execution_kind(error)));
+            }
+        });
+        let at_end = futures::stream::once(async move {
+            audit.end(Ok(()));
+            None
+        })
+        .filter_map(std::future::ready);
+        result.batches = Box::pin(batches.chain(at_end));
         Ok(result)
     }
 
@@ -182,4 +225,30 @@ async fn contained<T>(
             Err(SchedulerError::Panicked { during, message })
         }
     }
+}
+
+/// What a statement is, for its audit line.
+fn audited(session: &ClientSession, statement: &Statement) -> Audited {
+    Audited {
+        user: session.user.clone(),
+        caller: session.caller.clone(),
+        kind: statement.kind(),
+        objects: statement.objects(&session.database),
+    }
+}
+
+/// The tables a statement names, as `db.t` (for the audit line of one that did not plan).
+fn tables_named(sql: &str, state: &SessionState, database: &str) -> Vec<String> {
+    let Ok(statement) = state.sql_to_statement(sql, &datafusion::config::Dialect::Generic) else { return Vec::new() };
+    let Ok(references) = state.resolve_table_references(&statement) else { return Vec::new() };
+    let mut tables: Vec<String> = references
+        .into_iter()
+        .map(|r| {
+            let name = r.resolve(glaux_catalog::DEFAULT_CATALOG, database);
+            format!("{}.{}", name.schema, name.table)
+        })
+        .collect();
+    tables.sort();
+    tables.dedup();
+    tables
 }

@@ -164,6 +164,11 @@ impl From<SchedulerError> for tonic::Status {
 
 /// The kind a typed error somewhere in `error`'s chain says; `None` where nothing in it says
 /// more than "it failed" (the caller knows whether that was planning or running).
+/// The kind of a failure met while running a query.
+pub(crate) fn execution_kind(error: &DataFusionError) -> ErrorKind {
+    kind_in(error).unwrap_or(ErrorKind::Execution)
+}
+
 pub fn kind_in(error: &DataFusionError) -> Option<ErrorKind> {
     let mut next: Option<&(dyn Error + 'static)> = Some(error);
     while let Some(error) = next {

@@ -20,6 +20,7 @@
 //! - [`SchedulerError`] with its [`ErrorKind`]: the one mapping to gRPC and SQLSTATE.
 
 mod access;
+mod audit;
 mod client_auth;
 mod client_session;
 mod client_types;
@@ -38,6 +39,7 @@ mod statement;
 mod tls;
 mod trino;
 
+pub use audit::AUDIT_TARGET;
 pub use client_auth::{Users, hash_password};
 pub use cluster::{ClusterState, ExecutorInfo};
 pub use config::SchedulerConfig;

@@ -320,3 +320,84 @@ async fn shell_meta_commands_and_output_formats() -> TestResult {
     assert!(String::from_utf8_lossy(&output.stderr).contains("unknown command \\nonsense"));
     Ok(())
 }
+
+/// The audit log: one line per statement on the `glaux::audit` target, on both doors, with the
+/// user, client address, door, statement kind, objects, outcome and data scanned, and never the
+/// statement's text.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_statement_leaves_one_audit_line_without_its_text() -> TestResult {
+    let warehouse = tempfile::tempdir()?;
+    let private = tempfile::tempdir()?;
+    let lake = write_lake(warehouse.path());
+    let hash = glaux_scheduler::hash_password("pw")?;
+    let users = private.path().join("users");
+    std::fs::write(&users, format!("ana:{hash}:admin\nbob:{hash}\n"))?;
+    let log = private.path().join("stderr.log");
+    let mut child = Command::new(GLAUX)
+        .args(["standalone", "--executors", "1", "--flight-sql-addr", "127.0.0.1:0"])
+        .args(["--postgres-addr", "127.0.0.1:0", "--warehouse", &warehouse.path().display().to_string()])
+        .arg("--users")
+        .arg(&users)
+        .env("GLAUX_LOG", "warn,glaux::audit=info")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log)?)
+        .kill_on_drop(true)
+        .spawn()?;
+    let mut lines = BufReader::new(child.stdout.take().ok_or("stdout")?).lines();
+    let (mut flight, mut postgres) = (None, None);
+    while flight.is_none() || postgres.is_none() {
+        let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line()).await??.ok_or("glaux exited")?;
+        let after = |marker: &str| {
+            line.split(marker)
+                .nth(1)
+                .and_then(|r| r.split_whitespace().next())
+                .map(|w| w.trim_end_matches('.').to_string())
+        };
+        flight = flight.or_else(|| after("Flight SQL on "));
+        postgres = postgres.or_else(|| after("PostgreSQL on "));
+    }
+    let (flight, postgres) = (flight.ok_or("no Flight SQL address")?, postgres.ok_or("no PostgreSQL address")?);
+    let as_user = |user: &'static str, sql: String| {
+        let flight = flight.clone();
+        async move {
+            Command::new(GLAUX)
+                .args(["shell", "--host", &flight, "-u", user, "-c", &sql])
+                .env("GLAUX_PASSWORD", "pw")
+                .output()
+                .await
+        }
+    };
+    let ddl = lake_ddl(&format!("{}/", lake.display())).join(";\n");
+    assert!(as_user("ana", ddl).await?.status.success());
+    let output = as_user("ana", "SELECT count(*) FROM sales WHERE item = 'hunter2-literal'".into()).await?;
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let output = as_user("bob", "SELECT count(*) FROM regions".into()).await?;
+    assert!(!output.status.success());
+    let port = postgres.rsplit(':').next().ok_or("port")?.parse::<u16>()?;
+    let output = tokio::process::Command::new("psql")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "ana", "-d", "default", "-X", "-At"])
+        .args(["-c", "SELECT count(*) FROM regions"])
+        .env("PGPASSWORD", "pw")
+        .output()
+        .await?;
+    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "4");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    child.kill().await?;
+
+    let text = std::fs::read_to_string(&log)?;
+    let audit: Vec<&str> = text.lines().filter(|l| l.contains("glaux::audit")).collect();
+    let find = |parts: &[&str]| audit.iter().find(|l| parts.iter().all(|p| l.contains(p))).copied();
+    let read = find(&["user=\"ana\"", "door=\"flight_sql\"", "objects=default.sales", "outcome=\"finished\""])
+        .ok_or(format!("no audit line for ana's read in:\n{}", audit.join("\n")))?;
+    assert!(
+        read.contains("client=127.0.0.1") && read.contains("statement") && read.contains("bytes_scanned="),
+        "{read}"
+    );
+    let refused = find(&["user=\"bob\"", "objects=default.regions", "outcome=\"refused\"", "PermissionDenied"]);
+    assert!(refused.is_some(), "bob's refusal is audited:\n{}", audit.join("\n"));
+    assert!(find(&["user=\"ana\"", "door=\"postgres\"", "objects=default.regions"]).is_some(), "{}", audit.join("\n"));
+    assert!(find(&["statement=\"create_table\"", "objects=default.sales"]).is_some(), "{}", audit.join("\n"));
+    assert!(!text.contains("hunter2-literal"), "statement text never reaches the log");
+    Ok(())
+}

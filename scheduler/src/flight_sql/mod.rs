@@ -146,9 +146,10 @@ impl FlightSqlService for FlightSqlFrontDoor {
         query: CommandPreparedStatementQuery,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let user = request_user(&request);
-        let handle = self.with_bound_parameters(decode_handle(&query.prepared_statement_handle)?, user.as_deref());
-        let session = handle_session(&handle, user)?;
+        let caller = request_session(&request);
+        let handle =
+            self.with_bound_parameters(decode_handle(&query.prepared_statement_handle)?, caller.user.as_deref());
+        let session = handle_session(&handle, &caller)?;
         let info = flight_info(&self.engine, &handle.sql, handle.parameters, &session, request.into_inner()).await?;
         Ok(Response::new(info))
     }
@@ -159,7 +160,7 @@ impl FlightSqlService for FlightSqlFrontDoor {
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         let handle = decode_handle(&ticket.statement_handle)?;
-        Ok(Response::new(statements::run(&self.engine, &self.running, handle, request_user(&request)).await?))
+        Ok(Response::new(statements::run(&self.engine, &self.running, handle, &request_session(&request)).await?))
     }
 
     async fn do_get_prepared_statement(
@@ -167,10 +168,11 @@ impl FlightSqlService for FlightSqlFrontDoor {
         query: CommandPreparedStatementQuery,
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
-        let user = request_user(&request);
-        let handle = self.with_bound_parameters(decode_handle(&query.prepared_statement_handle)?, user.as_deref());
+        let caller = request_session(&request);
+        let handle =
+            self.with_bound_parameters(decode_handle(&query.prepared_statement_handle)?, caller.user.as_deref());
         let handle = StatementHandle { executed: false, result: Vec::new(), ..handle };
-        Ok(Response::new(statements::run(&self.engine, &self.running, handle, user).await?))
+        Ok(Response::new(statements::run(&self.engine, &self.running, handle, &caller).await?))
     }
 
     async fn do_put_statement_update(
@@ -187,9 +189,10 @@ impl FlightSqlService for FlightSqlFrontDoor {
         query: CommandPreparedStatementUpdate,
         request: Request<PeekableFlightDataStream>,
     ) -> Result<i64, Status> {
-        let user = request_user(&request);
-        let handle = self.with_bound_parameters(decode_handle(&query.prepared_statement_handle)?, user.as_deref());
-        execute_update(&self.engine, &handle.sql, &handle_session(&handle, user)?).await?;
+        let caller = request_session(&request);
+        let handle =
+            self.with_bound_parameters(decode_handle(&query.prepared_statement_handle)?, caller.user.as_deref());
+        execute_update(&self.engine, &handle.sql, &handle_session(&handle, &caller)?).await?;
         Ok(0)
     }
 

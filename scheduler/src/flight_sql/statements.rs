@@ -20,6 +20,7 @@ use tonic::{Request, Status};
 
 use super::cancel::{Running, RunningStatements};
 use super::prepared;
+use crate::audit::Door;
 use crate::client_auth::AuthenticatedUser;
 use crate::client_session::ClientSession;
 use crate::client_types::{client_schema, to_client_batch};
@@ -37,7 +38,9 @@ pub(super) type DoGetStream = Pin<Box<dyn Stream<Item = Result<FlightData, Statu
 /// The session a request runs in: its user, its database header (or the default database).
 pub(super) fn request_session<T>(request: &Request<T>) -> ClientSession {
     let database = request.metadata().get(DATABASE_HEADER).and_then(|v| v.to_str().ok());
-    ClientSession::new(database, Vec::new()).for_user(request_user(request))
+    ClientSession::new(database, Vec::new())
+        .for_user(request_user(request))
+        .sent_by(Door::FlightSql, request.remote_addr().map(|a| a.ip()))
 }
 
 /// The user the request's credentials proved (`None` without configured users).
@@ -47,8 +50,9 @@ pub(super) fn request_user<T>(request: &Request<T>) -> Option<String> {
 
 /// The session a handle's statement runs in for `user`: the handle's database and bound
 /// parameters. Who runs it is the caller, never what the (client-held) handle says.
-pub(super) fn handle_session(handle: &StatementHandle, user: Option<String>) -> Result<ClientSession, Status> {
-    Ok(ClientSession::new(Some(&handle.database), prepared::decode_parameters(&handle.parameters)?).for_user(user))
+pub(super) fn handle_session(handle: &StatementHandle, caller: &ClientSession) -> Result<ClientSession, Status> {
+    let parameters = prepared::decode_parameters(&handle.parameters)?;
+    Ok(ClientSession { database: handle.database.clone(), parameters, ..caller.clone() })
 }
 
 /// A fresh statement id for `CancelFlightInfo`.
@@ -160,12 +164,12 @@ pub(super) async fn run(
     engine: &QueryEngine,
     running: &Arc<RunningStatements>,
     handle: StatementHandle,
-    user: Option<String>,
+    caller: &ClientSession,
 ) -> Result<DoGetStream, Status> {
     if handle.executed {
         return executed_result(handle);
     }
-    let session = handle_session(&handle, user)?;
+    let session = handle_session(&handle, caller)?;
     let running = running.start(&handle.id);
     let progress = running.progress.clone();
     let execute = async { engine.execute(&handle.sql, &session, &progress).await };

@@ -176,4 +176,5 @@ fn engine_error(error: SchedulerError) -> PgWireError {
 fn session_of<C: ClientInfo>(client: &C, values: Vec<datafusion::common::ScalarValue>) -> ClientSession {
     ClientSession::new(client.metadata().get(DATABASE_KEY).map(String::as_str), values)
         .for_user(client.metadata().get(USER_KEY).cloned())
+        .sent_by(crate::audit::Door::Postgres, Some(client.socket_addr().ip()))
 }

@@ -15,6 +15,7 @@ use crate::planner::DistributedPlan;
 const PROGRESS_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Computes the statistics of a query once its stream has ended.
+#[derive(Clone)]
 pub struct QueryStatsHandle {
     pub(super) query: QueryId,
     pub(super) started: Instant,

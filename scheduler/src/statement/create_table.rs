@@ -19,6 +19,21 @@ pub(crate) enum CreateTable {
     Hive(HiveTable),
 }
 
+impl CreateTable {
+    /// The new table, `db.t`, unqualified names in `database`.
+    pub fn table(&self, database: &str) -> String {
+        match self {
+            Self::DataFusion(create) => {
+                format!("{}.{}", create.name.schema().unwrap_or(database), create.name.table())
+            }
+            Self::Hive(table) => match table.name.as_slice() {
+                [.., database, name] => format!("{database}.{name}"),
+                names => format!("{database}.{}", names.join(".")),
+            },
+        }
+    }
+}
+
 #[async_trait]
 impl Family for CreateTable {
     fn schema(&self) -> SchemaRef {

@@ -24,6 +24,10 @@ pub(crate) struct Explain {
 }
 
 impl Explain {
+    pub fn plan(&self) -> &LogicalPlan {
+        &self.plan
+    }
+
     pub fn try_new(plan: LogicalPlan, analyze: bool) -> Result<Self, SchedulerError> {
         Ok(Self { parameters: parameter_schema(&plan)?, plan, analyze })
     }

@@ -146,6 +146,37 @@ const RECOGNIZERS: [Recognizer; 7] = [
 ];
 
 impl Statement {
+    /// What kind of statement it is, for the audit log.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Query(_) => "query",
+            Self::Explain(_) => "explain",
+            Self::CreateTable(_) => "create_table",
+            Self::CatalogDdl(_) => "catalog_ddl",
+            Self::ShowCreateTable(_) => "show_create_table",
+            Self::ShowFunctions(_) => "show_functions",
+            Self::Partitions(_) => "partitions",
+            Self::UseDatabase(_) => "use",
+            Self::Prepared(_) => "prepared_statement",
+            Self::Authorization(_) => "authorization",
+        }
+    }
+
+    /// The tables (`db.t`) it reads or changes, names resolved in `database`, for the audit log.
+    pub fn objects(&self, database: &str) -> Vec<String> {
+        let mut objects = match self {
+            Self::Query(query) => tables_read(query.plan(), database),
+            Self::Explain(explain) => tables_read(explain.plan(), database),
+            Self::ShowCreateTable(show) => vec![show.table()],
+            Self::Partitions(partitions) => vec![partitions.table()],
+            Self::CreateTable(create) => vec![create.table(database)],
+            _ => Vec::new(),
+        };
+        objects.sort();
+        objects.dedup();
+        objects
+    }
+
     pub fn family(&self) -> &dyn Family {
         match self {
             Self::Query(s) => s,
@@ -215,4 +246,18 @@ impl Statement {
             plan => Statement::Query(Query::try_new(plan)?),
         })
     }
+}
+
+/// The tables a plan scans, as `db.t`.
+fn tables_read(plan: &LogicalPlan, database: &str) -> Vec<String> {
+    use datafusion::common::tree_node::TreeNodeRecursion;
+    let mut tables = Vec::new();
+    let _ = plan.apply_with_subqueries(|node| {
+        if let LogicalPlan::TableScan(scan) = node {
+            let name = scan.table_name.clone().resolve(glaux_catalog::DEFAULT_CATALOG, database);
+            tables.push(format!("{}.{}", name.schema, name.table));
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    tables
 }

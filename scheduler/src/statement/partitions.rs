@@ -44,6 +44,14 @@ pub(super) fn recognize(words: &Words<'_>, ctx: &Context<'_>) -> Option<Result<R
     Some(Ok(Recognized::Statement(Statement::Partitions(statement))))
 }
 
+impl Partitions {
+    /// `db.t`.
+    pub fn table(&self) -> String {
+        let (Self::Repair(table) | Self::Show(table) | Self::Add { table, .. } | Self::Drop { table, .. }) = self;
+        format!("{}.{}", table.database, table.name)
+    }
+}
+
 /// A partition statement before its table is looked up.
 #[derive(Debug, PartialEq)]
 enum Kind {

@@ -21,6 +21,10 @@ pub(crate) struct Query {
 }
 
 impl Query {
+    pub fn plan(&self) -> &LogicalPlan {
+        &self.plan
+    }
+
     pub fn try_new(plan: LogicalPlan) -> Result<Self, SchedulerError> {
         Ok(Self { parameters: parameter_schema(&plan)?, plan })
     }

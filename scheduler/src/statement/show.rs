@@ -19,6 +19,13 @@ use crate::query::{ProgressSlot, QueryResult};
 /// `SHOW CREATE TABLE [db.]t`.
 pub(crate) struct ShowCreateTable(TableDef);
 
+impl ShowCreateTable {
+    /// `db.t`.
+    pub fn table(&self) -> String {
+        format!("{}.{}", self.0.database, self.0.name)
+    }
+}
+
 #[async_trait]
 impl Family for ShowCreateTable {
     fn schema(&self) -> SchemaRef {

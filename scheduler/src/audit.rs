@@ -1,0 +1,113 @@
+//! The audit log: one structured line per statement, on its own `tracing` target
+//! ([`AUDIT_TARGET`]), whichever door it came through: who (user, client address), where (door),
+//! what (statement kind, objects it touches), how it ended (outcome, error kind), how long it took,
+//! the rows it returned and the bytes it scanned. Never the statement's text: literals may hold
+//! anything, passwords included.
+
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use crate::error::ErrorKind;
+use crate::query::QueryStatsHandle;
+
+/// The `tracing` target of audit lines (`GLAUX_LOG=glaux::audit=info` shows only them).
+pub const AUDIT_TARGET: &str = "glaux::audit";
+
+/// Which door a statement came through.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Door {
+    FlightSql,
+    Postgres,
+    /// In-process callers (tests, `glaux bench`).
+    #[default]
+    Internal,
+}
+
+impl Door {
+    pub fn name(self) -> &'static str {
+        match self {
+            Door::FlightSql => "flight_sql",
+            Door::Postgres => "postgres",
+            Door::Internal => "internal",
+        }
+    }
+}
+
+/// Who sent a statement, and through which door.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Caller {
+    pub door: Door,
+    pub address: Option<IpAddr>,
+}
+
+/// What one statement is, for its audit line.
+#[derive(Clone, Debug)]
+pub struct Audited {
+    pub user: Option<String>,
+    pub caller: Caller,
+    pub kind: &'static str,
+    pub objects: Vec<String>,
+}
+
+impl Audited {
+    /// A statement refused or failed before it ran.
+    pub fn refused(&self, error: ErrorKind, started: Instant) {
+        self.line("refused", Some(&error), started, 0, 0);
+    }
+
+    fn line(&self, outcome: &str, error: Option<&ErrorKind>, started: Instant, rows: u64, bytes: u64) {
+        let kind = error.map(|kind| format!("{kind:?}"));
+        tracing::info!(
+            target: AUDIT_TARGET,
+            user = self.user.as_deref().unwrap_or("-"),
+            client = %self.caller.address.map_or_else(|| "-".to_string(), |a| a.to_string()),
+            door = self.caller.door.name(),
+            statement = self.kind,
+            objects = %self.objects.join(","),
+            outcome,
+            error = kind.as_deref().unwrap_or("-"),
+            duration_ms = started.elapsed().as_millis() as u64,
+            rows,
+            bytes_scanned = bytes,
+            "statement"
+        );
+    }
+}
+
+/// Writes a running statement's audit line when its result is dropped: finished, failed, or
+/// abandoned (dropped before its end: a cancel or a vanished client).
+pub struct AuditOnDrop {
+    audited: Audited,
+    started: Instant,
+    stats: QueryStatsHandle,
+    /// `None` while it runs; the outcome once the result ended.
+    ended: Mutex<Option<Result<(), ErrorKind>>>,
+}
+
+impl AuditOnDrop {
+    pub fn new(audited: Audited, started: Instant, stats: QueryStatsHandle) -> Self {
+        Self { audited, started, stats, ended: Mutex::new(None) }
+    }
+
+    /// The result ended (`Ok`), or failed with this error.
+    pub fn end(&self, outcome: Result<(), ErrorKind>) {
+        let mut ended = self.ended.lock().unwrap_or_else(|e| e.into_inner());
+        if ended.is_none() {
+            *ended = Some(outcome);
+        }
+    }
+}
+
+impl Drop for AuditOnDrop {
+    fn drop(&mut self) {
+        let stats = self.stats.snapshot();
+        let ended = self.ended.get_mut().unwrap_or_else(|e| e.into_inner()).take();
+        let (outcome, error) = match &ended {
+            Some(Ok(())) => ("finished", None),
+            Some(Err(error)) => ("failed", Some(error)),
+            None => ("abandoned", None),
+        };
+        self.audited.line(outcome, error, self.started, stats.rows, stats.scan.bytes_scanned);
+    }
+}
