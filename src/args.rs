@@ -168,6 +168,31 @@ pub(crate) struct StorageArgs {
     pub(crate) catalog: Option<PathBuf>,
 }
 
+/// Mutual TLS between cluster members; all three or none.
+#[derive(Args, Clone)]
+pub(crate) struct ClusterTlsArgs {
+    /// PEM certificate of this member, issued by --cluster-tls-ca.
+    #[arg(long, requires_all = ["cluster_tls_key", "cluster_tls_ca"])]
+    pub(crate) cluster_tls_cert: Option<PathBuf>,
+    /// PEM private key of --cluster-tls-cert.
+    #[arg(long, requires_all = ["cluster_tls_cert", "cluster_tls_ca"])]
+    pub(crate) cluster_tls_key: Option<PathBuf>,
+    /// PEM certificate of the CA every member's certificate must come from.
+    #[arg(long, requires_all = ["cluster_tls_cert", "cluster_tls_key"])]
+    pub(crate) cluster_tls_ca: Option<PathBuf>,
+}
+
+impl ClusterTlsArgs {
+    pub(crate) fn load(&self) -> anyhow::Result<Option<glaux_proto::ClusterTls>> {
+        match (&self.cluster_tls_ca, &self.cluster_tls_cert, &self.cluster_tls_key) {
+            (Some(ca), Some(cert), Some(key)) => {
+                Ok(Some(glaux_proto::ClusterTls::load(ca, cert, key).map_err(anyhow::Error::msg)?))
+            }
+            _ => Ok(None),
+        }
+    }
+}
+
 #[derive(Args, Clone)]
 pub(crate) struct SecretArgs {
     /// File holding the cluster secret shared by the scheduler and its executors.
@@ -209,6 +234,8 @@ pub(crate) struct SchedulerArgs {
     #[command(flatten)]
     pub(crate) secret: SecretArgs,
     #[command(flatten)]
+    pub(crate) cluster_tls: ClusterTlsArgs,
+    #[command(flatten)]
     pub(crate) doors: DoorArgs,
 }
 
@@ -232,6 +259,8 @@ pub(crate) struct ExecutorArgs {
     pub(crate) storage: StorageArgs,
     #[command(flatten)]
     pub(crate) secret: SecretArgs,
+    #[command(flatten)]
+    pub(crate) cluster_tls: ClusterTlsArgs,
 }
 
 #[derive(Args)]

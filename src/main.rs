@@ -53,13 +53,16 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             let storage = args.storage.config()?;
             let mut private = args.doors.private_files().to_vec();
             private.push(("cluster secret file", args.secret.cluster_secret_file.as_deref()));
+            private.push(("cluster TLS key", args.cluster_tls.cluster_tls_key.as_deref()));
             args.storage.guard_private_files(&storage, &private)?;
             let secret = args.secret.load(&args.storage, true)?;
             let mut config = SchedulerConfig::new(secret)
                 .with_bind(args.flight_sql_addr)
                 .with_storage(storage)
-                .with_catalog_path(args.storage.catalog_path());
-            let tls_default = args.doors.tls_cert.is_some().then(|| SocketAddr::from(([127, 0, 0, 1], 50052)));
+                .with_catalog_path(args.storage.catalog_path())
+                .with_cluster_tls(args.cluster_tls.load()?);
+            let own_port = args.doors.tls_cert.is_some() || args.cluster_tls.cluster_tls_cert.is_some();
+            let tls_default = own_port.then(|| SocketAddr::from(([127, 0, 0, 1], 50052)));
             if let Some(addr) = args.cluster_addr.or(tls_default) {
                 config = config.with_cluster_bind(addr);
             }
@@ -78,14 +81,18 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             let storage = args.storage.config()?;
             args.storage.guard_private_files(
                 &storage,
-                &[("cluster secret file", args.secret.cluster_secret_file.as_deref())],
+                &[
+                    ("cluster secret file", args.secret.cluster_secret_file.as_deref()),
+                    ("cluster TLS key", args.cluster_tls.cluster_tls_key.as_deref()),
+                ],
             )?;
             let secret = args.secret.load(&args.storage, false)?;
             let mut config = ExecutorConfig::new(args.scheduler, secret)
                 .with_bind(args.bind)
                 .with_advertise_host(args.advertise_host)
                 .with_storage(storage)
-                .with_memory_limit(args.memory_mib << 20);
+                .with_memory_limit(args.memory_mib << 20)
+                .with_tls(args.cluster_tls.load()?);
             if let Some(slots) = args.task_slots {
                 config = config.with_task_slots(slots);
             }

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use glaux_proto::{ClusterSecret, ExecutorId};
+use glaux_proto::{ClusterSecret, ClusterTls, ExecutorId};
 use glaux_storage::StorageConfig;
 
 #[derive(Clone, Debug)]
@@ -23,6 +23,8 @@ pub struct ExecutorConfig {
     pub storage: StorageConfig,
     /// Installed tasks whose output nobody read within this time are dropped.
     pub task_ttl: Duration,
+    /// Mutual TLS with the other members (`None`: in the clear, guarded by the secret alone).
+    pub tls: Option<ClusterTls>,
 }
 
 impl ExecutorConfig {
@@ -37,6 +39,7 @@ impl ExecutorConfig {
             memory_limit_bytes: 2 << 30,
             storage: StorageConfig::default(),
             task_ttl: Duration::from_secs(600),
+            tls: None,
         }
     }
 
@@ -57,6 +60,11 @@ impl ExecutorConfig {
 
     pub fn with_storage(mut self, storage: StorageConfig) -> Self {
         self.storage = storage;
+        self
+    }
+
+    pub fn with_tls(mut self, tls: Option<ClusterTls>) -> Self {
+        self.tls = tls;
         self
     }
 

@@ -42,7 +42,7 @@ impl Executor {
         let host = config.advertise_host.clone().unwrap_or_else(|| addr.ip().to_string());
         let endpoint = ExecutorAddr::parse(&format!("{host}:{}", addr.port())).map_err(ExecutorError::Config)?;
 
-        let channels = Arc::new(ClusterChannels::new(config.secret.clone()));
+        let channels = Arc::new(ClusterChannels::new(config.secret.clone()).with_tls(config.tls.clone()));
         let tasks = Arc::new(TaskTable::new(config.task_ttl));
         let outputs = Arc::clone(&tasks);
         let local = LocalOutputs::new(
@@ -61,8 +61,13 @@ impl Executor {
         let shutdown = CancellationToken::new();
         let mut running = JoinSet::new();
         let stop = shutdown.clone();
+        let mut builder = Server::builder();
+        if let Some(tls) = &config.tls {
+            builder =
+                builder.tls_config(tls.server()).map_err(|e| ExecutorError::Config(format!("cluster TLS: {e}")))?;
+        }
         running.spawn(async move {
-            let served = Server::builder()
+            let served = builder
                 .add_service(InterceptedService::new(flight, verify.clone()))
                 .add_service(InterceptedService::new(control, verify))
                 // Small responses go out at once: without TCP_NODELAY, Nagle and delayed ACKs add

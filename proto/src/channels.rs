@@ -9,6 +9,7 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::auth::{ClusterAuth, ClusterSecret};
+use crate::cluster_tls::ClusterTls;
 use crate::generated::executor_control_client::ExecutorControlClient;
 use crate::generated::scheduler_cluster_client::SchedulerClusterClient;
 use crate::ids::ExecutorAddr;
@@ -34,12 +35,19 @@ pub type FlightClient = FlightServiceClient<InterceptedService<Channel, ClusterA
 #[derive(Debug)]
 pub struct ClusterChannels {
     secret: ClusterSecret,
+    /// With cluster TLS, every channel is TLS with this member's certificate.
+    tls: Option<ClusterTls>,
     channels: Mutex<HashMap<String, Channel>>,
 }
 
 impl ClusterChannels {
     pub fn new(secret: ClusterSecret) -> Self {
-        Self { secret, channels: Mutex::new(HashMap::new()) }
+        Self { secret, tls: None, channels: Mutex::new(HashMap::new()) }
+    }
+
+    /// Channels over mutual TLS (`None`: in the clear).
+    pub fn with_tls(self, tls: Option<ClusterTls>) -> Self {
+        Self { tls, ..self }
     }
 
     fn channel(&self, endpoint: &str) -> Result<Channel, tonic::transport::Error> {
@@ -47,7 +55,12 @@ impl ClusterChannels {
         if let Some(channel) = channels.get(endpoint) {
             return Ok(channel.clone());
         }
-        let channel = Endpoint::from_shared(format!("http://{endpoint}"))?
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let mut builder = Endpoint::from_shared(format!("{scheme}://{endpoint}"))?;
+        if let Some(tls) = &self.tls {
+            builder = builder.tls_config(tls.client())?;
+        }
+        let channel = builder
             .connect_timeout(Duration::from_secs(5))
             .tcp_nodelay(true)
             .initial_stream_window_size(STREAM_WINDOW_BYTES)

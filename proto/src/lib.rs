@@ -15,6 +15,7 @@
 
 mod auth;
 mod channels;
+mod cluster_tls;
 mod codec;
 mod ids;
 mod local_outputs;
@@ -35,6 +36,7 @@ pub mod generated {
 
 pub use auth::{ClusterAuth, ClusterSecret};
 pub use channels::{ClusterChannels, FlightClient, MAX_MESSAGE_BYTES};
+pub use cluster_tls::ClusterTls;
 pub use codec::{EncodedPlan, GlauxCodec, decode_plan, encode_plan};
 pub use ids::{ExecutorAddr, ExecutorId, QueryId, StageId, TaskId};
 pub use local_outputs::{LocalOutputs, TaskOutputRead};

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use glaux_proto::ClusterSecret;
+use glaux_proto::{ClusterSecret, ClusterTls};
 use glaux_storage::StorageConfig;
 
 use crate::client_auth::Users;
@@ -42,6 +42,9 @@ pub struct SchedulerConfig {
     /// Take passwords without TLS on a non-loopback address (`--allow-insecure-auth`): off, so
     /// that passwords never cross a network in the clear unless someone says so.
     pub allow_insecure_auth: bool,
+    /// Mutual TLS with the executors: with it, executors join on a port of their own that
+    /// requires a certificate from the cluster's CA.
+    pub cluster_tls: Option<ClusterTls>,
     /// Connections, request rates and statements at once.
     pub limits: DoorLimits,
 }
@@ -62,6 +65,7 @@ impl SchedulerConfig {
             tls: None,
             cluster_bind: None,
             allow_insecure_auth: false,
+            cluster_tls: None,
             limits: DoorLimits::default(),
         }
     }
@@ -88,6 +92,11 @@ impl SchedulerConfig {
     /// Let passwords cross a non-loopback address without TLS.
     pub fn with_insecure_auth(mut self, allow: bool) -> Self {
         self.allow_insecure_auth = allow;
+        self
+    }
+
+    pub fn with_cluster_tls(mut self, tls: Option<ClusterTls>) -> Self {
+        self.cluster_tls = tls;
         self
     }
 

@@ -64,16 +64,17 @@ impl Scheduler {
             ));
         }
         let (listener, addr) = bind(config.bind).await?;
-        // Executors join on the clients' port, unless that port speaks TLS or they are told
-        // otherwise (cluster calls carry the cluster secret; the executors' side has no TLS yet).
-        let cluster_listener = match (config.cluster_bind, &config.tls) {
+        // Executors join on the clients' port, unless either side speaks TLS (the clients' with the
+        // clients' certificate, the cluster's with mutual TLS) or they are told otherwise.
+        let own_port = config.tls.is_some() || config.cluster_tls.is_some();
+        let cluster_listener = match (config.cluster_bind, own_port) {
             (Some(cluster_bind), _) => Some(bind(cluster_bind).await?),
-            (None, Some(_)) => Some(bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?),
-            (None, None) => None,
+            (None, true) => Some(bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?),
+            (None, false) => None,
         };
         let cluster_addr = cluster_listener.as_ref().map_or(addr, |(_, addr)| *addr);
         let postgres_tls = config.tls.as_ref().map(crate::tls::TlsIdentity::acceptor).transpose()?;
-        let channels = Arc::new(ClusterChannels::new(config.secret.clone()));
+        let channels = Arc::new(ClusterChannels::new(config.secret.clone()).with_tls(config.cluster_tls.clone()));
         let cluster = Arc::new(ClusterState::new(config.executor_timeout));
         let (abandoned, cancelled) = mpsc::unbounded_channel();
         let lake = open_lake(&config)?;
@@ -124,7 +125,13 @@ impl Scheduler {
                 tracing::info!(%cluster_addr, "executors join on their own port");
                 running.spawn(serve(router, listener, flight_gate, stop.clone()));
                 let cluster_gate = ConnectionGate::new(config.limits.max_connections);
-                let cluster_router = Server::builder().add_service(cluster_service);
+                let mut cluster_builder = Server::builder();
+                if let Some(tls) = &config.cluster_tls {
+                    cluster_builder = cluster_builder
+                        .tls_config(tls.server())
+                        .map_err(|e| SchedulerError::Config(format!("cluster TLS: {e}")))?;
+                }
+                let cluster_router = cluster_builder.add_service(cluster_service);
                 running.spawn(serve(cluster_router, cluster_listener, cluster_gate, stop))
             }
         };

@@ -401,3 +401,118 @@ async fn every_statement_leaves_one_audit_line_without_its_text() -> TestResult 
     assert!(!text.contains("hunter2-literal"), "statement text never reaches the log");
     Ok(())
 }
+
+/// A CA, and a certificate it issued for localhost and 127.0.0.1 (PEM: CA, certificate, key).
+fn cluster_ca() -> Result<(String, String, String), Box<dyn std::error::Error>> {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate()?;
+    let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key)?;
+    let issuer = Issuer::new(ca_params, ca_key);
+    let member_key = KeyPair::generate()?;
+    let member = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])?
+        .signed_by(&member_key, &issuer)?;
+    Ok((ca.pem(), member.pem(), member_key.serialize_pem()))
+}
+
+/// A free loopback port (bound and released).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+}
+
+/// With cluster TLS, scheduler and executors (real processes) talk over mutual TLS, and nothing
+/// without a certificate from the cluster's CA can join or call, even with the cluster secret.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_members_need_a_certificate_from_the_cluster_ca() -> TestResult {
+    use glaux_proto::generated::executor_control_client::ExecutorControlClient;
+    use glaux_proto::generated::scheduler_cluster_client::SchedulerClusterClient;
+    use glaux_proto::generated::{CancelQueryRequest, ExecutorRegistration, RegisterExecutorRequest};
+    use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
+
+    let warehouse = tempfile::tempdir()?;
+    let lake = write_lake(warehouse.path());
+    let warehouse_arg = warehouse.path().display().to_string();
+    let keys = tempfile::tempdir()?;
+    let (ca, cert, key) = cluster_ca()?;
+    let (_, rogue_cert, rogue_key) = cluster_ca()?;
+    let file = |name: &str, text: &str| {
+        let path = keys.path().join(name);
+        std::fs::write(&path, text).map(|()| path.display().to_string())
+    };
+    let (ca_file, cert_file, key_file) = (file("ca.pem", &ca)?, file("member.pem", &cert)?, file("member.key", &key)?);
+    let tls = ["--cluster-tls-ca", &ca_file, "--cluster-tls-cert", &cert_file, "--cluster-tls-key", &key_file];
+    let secret_text = "00112233445566778899aabbccddeeff";
+    let secret = [("GLAUX_CLUSTER_SECRET", secret_text)];
+    let cluster_addr = format!("127.0.0.1:{}", free_port());
+    let mut args = vec!["scheduler", "--flight-sql-addr", "127.0.0.1:0", "--warehouse", &warehouse_arg];
+    args.extend(["--cluster-addr", &cluster_addr]);
+    args.extend(tls);
+    let (_scheduler, addr) = spawn_until(&args, &secret, "Flight SQL on ").await;
+    let mut args = vec!["executor", "--scheduler", &cluster_addr, "--warehouse", &warehouse_arg];
+    args.extend(tls);
+    let (_executor, executor_addr) = spawn_until(&args, &secret, "serving on ").await;
+
+    // The cluster works over mutual TLS.
+    let ddl = lake_ddl(&format!("{}/", lake.display())).join(";\n");
+    assert!(shell(&addr, &ddl).await.status.success());
+    let mut answered = None;
+    for _ in 0..50 {
+        let output = shell(&addr, "SELECT count(*) AS n FROM sales WHERE region = 'eu'").await;
+        if output.status.success() {
+            answered = Some(String::from_utf8_lossy(&output.stdout).to_string());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let answered = answered.ok_or("the cluster did not answer over mutual TLS")?;
+    assert!(answered.contains("6000"), "{answered}");
+
+    // Anyone else, even with the secret: in the clear, with TLS but no certificate, or with a
+    // certificate from another CA.
+    let auth = glaux_proto::ClusterAuth::attach(glaux_proto::ClusterSecret::try_new(secret_text)?);
+    let registration = RegisterExecutorRequest {
+        executor: Some(ExecutorRegistration {
+            executor_id: "rogue".into(),
+            endpoint: "127.0.0.1:1".into(),
+            task_slots: 8,
+            memory_limit_bytes: 0,
+        }),
+    };
+    let trust = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&ca));
+    let attempts = [
+        ("in the clear", format!("http://{cluster_addr}"), None),
+        ("without a certificate", format!("https://{cluster_addr}"), Some(trust.clone())),
+        (
+            "with another CA's certificate",
+            format!("https://{cluster_addr}"),
+            Some(trust.clone().identity(Identity::from_pem(&rogue_cert, &rogue_key))),
+        ),
+    ];
+    for (how, url, tls) in attempts {
+        let mut endpoint = Endpoint::from_shared(url)?.connect_timeout(Duration::from_secs(5));
+        if let Some(tls) = tls {
+            endpoint = endpoint.tls_config(tls)?;
+        }
+        let refused = match endpoint.connect().await {
+            Err(_) => true,
+            Ok(channel) => SchedulerClusterClient::with_interceptor(channel, auth.clone())
+                .register_executor(registration.clone())
+                .await
+                .is_err(),
+        };
+        assert!(refused, "a member {how} joined the cluster");
+        // The executors' port refuses them the same way.
+        let url = format!("http://{executor_addr}");
+        if let Ok(channel) = Endpoint::from_shared(url)?.connect().await {
+            let call = ExecutorControlClient::with_interceptor(channel, auth.clone())
+                .cancel_query(CancelQueryRequest { query_id: "q".into() })
+                .await;
+            assert!(call.is_err(), "an executor answered a call {how}");
+        }
+    }
+    // And the cluster still answers.
+    let output = shell(&addr, "SELECT count(*) FROM regions").await;
+    assert!(output.status.success() && String::from_utf8_lossy(&output.stdout).contains('4'));
+    Ok(())
+}
