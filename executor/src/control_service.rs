@@ -19,15 +19,19 @@ use glaux_proto::generated::{
     CancelQueryRequest, CancelQueryResponse, LaunchTasksRequest, LaunchTasksResponse, QueryProgressRequest,
     QueryProgressResponse,
 };
-use glaux_proto::{EncodedPlan, QueryId, StageId, TaskId, TaskStats, collect_task_stats, decode_plan, task_report};
+use glaux_proto::{
+    EncodedPlan, QueryId, StageId, TaskId, TaskStats, TokenPurpose, collect_task_stats, decode_plan, task_report,
+};
 use tonic::{Request, Response, Status};
 
 use crate::error::ExecutorError;
+use crate::task_key::TokenKey;
 use crate::task_table::{InstalledTask, TaskKey, TaskTable};
 
 pub struct ControlService {
     pub tasks: Arc<TaskTable>,
     pub session: SessionContext,
+    pub task_key: TokenKey,
 }
 
 impl ControlService {
@@ -71,6 +75,8 @@ impl ExecutorControl for ControlService {
         // Decode every task before installing any, so a bad request installs nothing.
         let mut decoded = Vec::new();
         for task in request.into_inner().tasks {
+            // Only tasks the scheduler signed, each for exactly itself, run here.
+            self.task_key.check(&task.run_token, TokenPurpose::Run, &task.query_id, task.stage_id, task.task_id)?;
             // Scans bind their object stores when decoded: decode in the task's counting context.
             let (ctx, bytes_read) = self.counting_context(task.dynamic_filters)?;
             let key = TaskKey {

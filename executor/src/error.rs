@@ -21,6 +21,9 @@ pub enum ExecutorError {
     Session(DataFusionError),
     #[error("{0}")]
     Config(String),
+    /// A task or task output asked for without a valid token from the scheduler.
+    #[error("task {query}/{stage}/{task}: {source}")]
+    Token { query: String, stage: u32, task: u32, source: glaux_proto::TokenError },
 }
 
 impl From<ExecutorError> for tonic::Status {
@@ -37,6 +40,7 @@ impl From<ExecutorError> for tonic::Status {
                 tonic::Status::not_found(message)
             }
             ExecutorError::Execute(error) => glaux_proto::status_of(&error),
+            ExecutorError::Token { .. } => tonic::Status::permission_denied(message),
         }
     }
 }

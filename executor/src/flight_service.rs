@@ -26,24 +26,35 @@ use arrow_flight::{
 use futures::{Stream, StreamExt, TryStreamExt, stream};
 use glaux_proto::generated::TaskOutputTicket;
 use glaux_proto::{
-    QueryId, StageId, TaskId, TaskOutputRead, TaskStats, collect_task_stats, contain_panics, status_of, with_trailer,
+    QueryId, StageId, TaskId, TaskOutputRead, TaskStats, TokenPurpose, collect_task_stats, contain_panics, status_of,
+    with_trailer,
 };
 use prost::Message;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::error::ExecutorError;
+use crate::task_key::TokenKey;
 use crate::task_table::{BufferCell, Buffered, InstalledTask, TaskKey, TaskTable};
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
 pub struct ExecutorFlight {
     pub tasks: Arc<TaskTable>,
+    pub task_key: TokenKey,
 }
 
 impl ExecutorFlight {
     async fn task_output(&self, ticket: Ticket) -> Result<BoxStream<FlightData>, ExecutorError> {
         let ticket = TaskOutputTicket::decode(ticket.ticket)
             .map_err(|e| ExecutorError::MalformedRequest(format!("ticket: {e}")))?;
+        // Only a holder of this task's read token gets its output.
+        self.task_key.check(
+            &ticket.read_token,
+            TokenPurpose::Read,
+            &ticket.query_id,
+            ticket.stage_id,
+            ticket.task_id,
+        )?;
         let compress = ticket.compress;
         let TaskOutputRead { batches, trailer } = open_output(&self.tasks, ticket)?;
         let schema = batches.schema();

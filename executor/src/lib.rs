@@ -14,6 +14,7 @@ mod flight_service;
 mod registration;
 mod server;
 mod session;
+mod task_key;
 mod task_table;
 
 pub use config::ExecutorConfig;

@@ -7,6 +7,7 @@ use glaux_proto::ClusterChannels;
 use glaux_proto::generated::{ExecutorRegistration, HeartbeatRequest, RegisterExecutorRequest};
 use tokio_util::sync::CancellationToken;
 
+use crate::task_key::TokenKey;
 use crate::task_table::TaskTable;
 
 const FIRST_RETRY: Duration = Duration::from_millis(100);
@@ -17,6 +18,8 @@ pub struct Membership {
     pub scheduler: String,
     pub registration: ExecutorRegistration,
     pub tasks: Arc<TaskTable>,
+    /// Where the scheduler's task-token key goes once registered.
+    pub task_key: TokenKey,
 }
 
 impl Membership {
@@ -35,6 +38,7 @@ impl Membership {
             };
             match result {
                 Ok(response) => {
+                    self.task_key.set(response.task_key);
                     tracing::info!(
                         executor = %self.registration.executor_id,
                         scheduler = %self.scheduler,

@@ -22,6 +22,7 @@ use crate::error::ExecutorError;
 use crate::flight_service::{ExecutorFlight, open_output};
 use crate::registration::Membership;
 use crate::session::{ExecutorMemory, executor_session};
+use crate::task_key::TokenKey;
 use crate::task_table::TaskTable;
 
 /// A running executor. Dropping it (or [`Executor::shutdown`]) stops serving and leaves the cluster.
@@ -50,12 +51,17 @@ impl Executor {
             Arc::new(move |ticket| open_output(&outputs, ticket).map_err(|e| DataFusionError::External(Box::new(e)))),
         );
         let (session, memory) = executor_session(&config, Arc::clone(&channels), local)?;
-        let flight = ExecutorFlight { tasks: Arc::clone(&tasks) };
+        let task_key = TokenKey::default();
+        let flight = ExecutorFlight { tasks: Arc::clone(&tasks), task_key: task_key.clone() };
         let flight = FlightServiceServer::new(flight)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
-        let control = ExecutorControlServer::new(ControlService { tasks: Arc::clone(&tasks), session })
-            .max_decoding_message_size(MAX_MESSAGE_BYTES);
+        let control = ExecutorControlServer::new(ControlService {
+            tasks: Arc::clone(&tasks),
+            session,
+            task_key: task_key.clone(),
+        })
+        .max_decoding_message_size(MAX_MESSAGE_BYTES);
         let verify = ClusterAuth::verify(config.secret.clone());
 
         let shutdown = CancellationToken::new();
@@ -91,6 +97,7 @@ impl Executor {
                 memory_limit_bytes: config.memory_limit_bytes as u64,
             },
             tasks: Arc::clone(&tasks),
+            task_key,
         };
         running.spawn(membership.run(shutdown.clone()));
         tracing::info!(executor = %config.id, %endpoint, slots = config.task_slots, "executor serving");

@@ -75,6 +75,7 @@ fn encode_reader(reader: &StageReaderExec) -> Result<StageReaderNode> {
         endpoint: o.executor.to_string(),
         task_id: o.task.0,
         partition: o.partition,
+        read_token: o.read_token.to_vec(),
     };
     Ok(StageReaderNode {
         query_id: reader.query().to_string(),
@@ -94,7 +95,7 @@ fn decode_reader(node: StageReaderNode) -> Result<StageReaderExec> {
     let source = |o: TaskOutputLocation| {
         let executor =
             ExecutorAddr::parse(&o.endpoint).map_err(|e| exec_datafusion_err!("malformed stage reader: {e}"))?;
-        Ok(TaskOutput { executor, task: TaskId(o.task_id), partition: o.partition })
+        Ok(TaskOutput { executor, task: TaskId(o.task_id), partition: o.partition, read_token: o.read_token.into() })
     };
     let partitions = node
         .partitions

@@ -26,6 +26,7 @@ mod stats;
 mod task_error;
 mod task_metrics;
 mod task_rerun;
+mod task_token;
 mod trailer;
 
 /// Code generated from `proto/glaux.proto` by `build.rs`.
@@ -47,4 +48,5 @@ pub use stats::{QueryProgress, QueryStats, TaskReport, TaskStats, format_bytes};
 pub use task_error::{TaskError, TaskFailure, find_cause, lost_executor_words, status_of};
 pub use task_metrics::{collect_task_stats, task_report};
 pub use task_rerun::{RerunHandle, RerunResult, TaskRerun};
+pub use task_token::{TOKEN_LIFETIME, TaskSigner, TaskVerifier, TokenError, TokenPurpose};
 pub use trailer::with_trailer;

@@ -42,6 +42,8 @@ pub struct TaskOutput {
     pub executor: ExecutorAddr,
     pub task: TaskId,
     pub partition: u32,
+    /// The scheduler's READ token for this task's output (see `task_token.rs`).
+    pub read_token: bytes::Bytes,
 }
 
 #[derive(Debug)]
@@ -298,6 +300,7 @@ async fn open_task_output(context: &SourceContext, output: &TaskOutput) -> Resul
         task_id: output.task.0,
         partition: output.partition,
         compress: worth_compressing(&output.executor),
+        read_token: output.read_token.to_vec(),
     };
     let (task, executor) = (output.task, output.executor.clone());
     // Every failure names where it happened, keeping its kind.

@@ -119,6 +119,8 @@ impl ClusterState {
 pub struct ClusterService {
     pub state: Arc<ClusterState>,
     pub heartbeat_interval: Duration,
+    /// The scheduler's public key for task tokens, handed to each executor that registers.
+    pub task_key: Vec<u8>,
 }
 
 /// Task slots an executor may claim at most.
@@ -145,6 +147,7 @@ impl SchedulerCluster for ClusterService {
         });
         Ok(Response::new(RegisterExecutorResponse {
             heartbeat_interval_ms: self.heartbeat_interval.as_millis() as u64,
+            task_key: self.task_key.clone(),
         }))
     }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use arrow_flight::flight_service_server::FlightServiceServer;
 use glaux_proto::generated::scheduler_cluster_server::SchedulerClusterServer;
-use glaux_proto::{ClusterAuth, ClusterChannels, MAX_MESSAGE_BYTES};
+use glaux_proto::{ClusterAuth, ClusterChannels, MAX_MESSAGE_BYTES, TaskSigner};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -32,6 +32,7 @@ pub struct Scheduler {
     cluster_addr: SocketAddr,
     postgres_addr: Option<SocketAddr>,
     cluster: Arc<ClusterState>,
+    signer: Arc<TaskSigner>,
     shutdown: CancellationToken,
     running: JoinSet<()>,
 }
@@ -79,7 +80,8 @@ impl Scheduler {
         let (abandoned, cancelled) = mpsc::unbounded_channel();
         let lake = open_lake(&config)?;
         let ctx = scheduler_session(&config, Arc::clone(&channels), Arc::clone(lake.catalog()))?;
-        let queries = QueryRunner::new(Arc::clone(&cluster), Arc::clone(&channels), abandoned);
+        let signer = Arc::new(TaskSigner::generate().map_err(|e| SchedulerError::Config(format!("task key: {e}")))?);
+        let queries = QueryRunner::new(Arc::clone(&cluster), Arc::clone(&channels), abandoned, Arc::clone(&signer));
         let admins = match &config.users {
             Some(users) => Admins::Named(users.admins().clone()),
             None => Admins::Everyone,
@@ -105,6 +107,7 @@ impl Scheduler {
         let cluster_service = SchedulerClusterServer::new(ClusterService {
             state: Arc::clone(&cluster),
             heartbeat_interval: config.heartbeat_interval,
+            task_key: signer.public_key(),
         });
 
         let shutdown = CancellationToken::new();
@@ -149,7 +152,7 @@ impl Scheduler {
         running.spawn(cancel_abandoned(cancelled, Arc::clone(&channels)));
         running.spawn(expire_executors(Arc::clone(&cluster), channels, config.heartbeat_interval));
         tracing::info!(%addr, tls = config.tls.is_some(), "scheduler serving Flight SQL");
-        Ok(Self { addr, cluster_addr, postgres_addr, cluster, shutdown, running })
+        Ok(Self { addr, cluster_addr, postgres_addr, cluster, signer, shutdown, running })
     }
 
     /// Where executors join: the Flight SQL port, or with TLS a port of their own.
@@ -169,6 +172,11 @@ impl Scheduler {
 
     pub fn cluster(&self) -> &Arc<ClusterState> {
         &self.cluster
+    }
+
+    /// The key this scheduler signs its task tokens with (for tools and tests that act as it).
+    pub fn task_signer(&self) -> &Arc<TaskSigner> {
+        &self.signer
     }
 
     pub fn shutdown(&self) {

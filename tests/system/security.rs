@@ -32,13 +32,21 @@ async fn executors_and_scheduler_reject_callers_without_the_cluster_secret() -> 
             plan_partitions: vec![],
             dynamic_filters: false,
             analyze: false,
+            run_token: Vec::new(),
         }],
     };
 
     // No credential.
     let status = ExecutorControlClient::new(channel.clone()).launch_tasks(launch.clone()).await.unwrap_err();
     assert_eq!(status.code(), Code::Unauthenticated, "{status}");
-    let ticket = TaskOutputTicket { query_id: "q".into(), stage_id: 1, task_id: 0, partition: 0, compress: false };
+    let ticket = TaskOutputTicket {
+        query_id: "q".into(),
+        stage_id: 1,
+        task_id: 0,
+        partition: 0,
+        compress: false,
+        read_token: Vec::new(),
+    };
     let status = FlightServiceClient::new(channel.clone())
         .do_get(Ticket { ticket: ticket.encode_to_vec().into() })
         .await
@@ -53,11 +61,11 @@ async fn executors_and_scheduler_reject_callers_without_the_cluster_secret() -> 
         .unwrap_err();
     assert_eq!(status.code(), Code::Unauthenticated, "{status}");
 
-    // The right one gets through to plan decoding, which refuses garbage without harm.
+    // The right secret alone is not enough: a task runs only with the scheduler's token for it.
     let right = ClusterAuth::attach(cluster.secret.clone());
     let status =
         ExecutorControlClient::with_interceptor(channel.clone(), right).launch_tasks(launch).await.unwrap_err();
-    assert_eq!(status.code(), Code::InvalidArgument, "{status}");
+    assert_eq!(status.code(), Code::PermissionDenied, "{status}");
 
     // Nobody joins the cluster without the secret either.
     let scheduler = Channel::from_shared(format!("http://{}", cluster.url()))?.connect().await?;
@@ -196,5 +204,97 @@ async fn clients_speak_tls_to_both_doors_when_it_is_configured() -> TestResult {
     assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "4", "{}", text(&output));
     let output = psql("disable").await?;
     assert!(!output.status.success() && text(&output).contains("only TLS"), "{}", text(&output));
+    Ok(())
+}
+
+/// Per-task tokens: an executor runs only tasks the scheduler signed for exactly themselves, and
+/// serves a task's output only with that task's read token; forged, expired, other-task and
+/// other-purpose tokens are refused, even with the cluster secret.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn executors_need_the_schedulers_token_for_each_task() -> TestResult {
+    use glaux_proto::generated::TaskTokenClaims;
+    use glaux_proto::{QueryId, StageId, TaskId, TaskSigner, TokenPurpose};
+
+    let cluster = TestCluster::builder().executors(2).start().await?;
+    let (_, mut client) = cluster.with_lake().await?;
+    let signer = cluster.scheduler.task_signer();
+    let channel = Channel::from_shared(format!("http://{}", cluster.executors[0].endpoint()))?.connect().await?;
+    let auth = ClusterAuth::attach(cluster.secret.clone());
+    let query = QueryId::from("q-token".to_string());
+    let launch = |token: Vec<u8>| LaunchTasksRequest {
+        tasks: vec![TaskDefinition {
+            query_id: query.to_string(),
+            stage_id: 1,
+            task_id: 0,
+            partitions: vec![0],
+            plan: b"not even a plan".to_vec(),
+            scan_codecs: vec![],
+            reads_per_partition: 1,
+            plan_partitions: vec![],
+            dynamic_filters: false,
+            analyze: false,
+            run_token: token,
+        }],
+    };
+    let expired = signer.sign_claims(&TaskTokenClaims {
+        purpose: TokenPurpose::Run as u32,
+        query_id: query.to_string(),
+        stage_id: 1,
+        task_id: 0,
+        expires_unix_ms: 1,
+    });
+    let refused = [
+        ("no token", Vec::new(), "no task token"),
+        (
+            "a forged token",
+            TaskSigner::generate()?.sign(TokenPurpose::Run, &query, StageId(1), TaskId(0)),
+            "not signed",
+        ),
+        ("another task's token", signer.sign(TokenPurpose::Run, &query, StageId(1), TaskId(1)), "another task"),
+        ("an expired token", expired, "expired"),
+        ("a read token", signer.sign(TokenPurpose::Read, &query, StageId(1), TaskId(0)), "another purpose"),
+    ];
+    for (what, token, says) in refused {
+        let status = ExecutorControlClient::with_interceptor(channel.clone(), auth.clone())
+            .launch_tasks(launch(token))
+            .await
+            .expect_err(what);
+        assert_eq!(status.code(), Code::PermissionDenied, "{what}: {status}");
+        assert!(status.message().contains(says), "{what}: {status}");
+    }
+    // The scheduler's token for this very task gets through to plan decoding, which refuses garbage.
+    let token = signer.sign(TokenPurpose::Run, &query, StageId(1), TaskId(0));
+    let status = ExecutorControlClient::with_interceptor(channel.clone(), auth.clone())
+        .launch_tasks(launch(token))
+        .await
+        .expect_err("garbage plan");
+    assert_eq!(status.code(), Code::InvalidArgument, "{status}");
+
+    // Task output: only with that task's read token.
+    let ticket = |token: Vec<u8>| TaskOutputTicket {
+        query_id: query.to_string(),
+        stage_id: 1,
+        task_id: 0,
+        partition: 0,
+        compress: false,
+        read_token: token,
+    };
+    let flight = || FlightServiceClient::with_interceptor(channel.clone(), auth.clone());
+    for (what, token) in [
+        ("no token", Vec::new()),
+        ("another task's", signer.sign(TokenPurpose::Read, &query, StageId(1), TaskId(1))),
+        ("a run token", signer.sign(TokenPurpose::Run, &query, StageId(1), TaskId(0))),
+        ("a forged one", TaskSigner::generate()?.sign(TokenPurpose::Read, &query, StageId(1), TaskId(0))),
+    ] {
+        let status = flight().do_get(Ticket { ticket: ticket(token).encode_to_vec().into() }).await.expect_err(what);
+        assert_eq!(status.code(), Code::PermissionDenied, "{what}: {status}");
+    }
+    let token = signer.sign(TokenPurpose::Read, &query, StageId(1), TaskId(0));
+    let status = flight().do_get(Ticket { ticket: ticket(token).encode_to_vec().into() }).await.expect_err("none");
+    assert_eq!(status.code(), Code::NotFound, "the right token gets as far as the (absent) task: {status}");
+
+    // Queries, with their stages reading each other across both executors, still run.
+    let output = client.query("SELECT region, count(*) FROM sales GROUP BY region ORDER BY region").await?;
+    assert_eq!(rows_of(&output.batches), vec!["apac | 6000", "eu | 6000", "us | 6000"]);
     Ok(())
 }

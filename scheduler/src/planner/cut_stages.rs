@@ -38,7 +38,7 @@ use datafusion::physical_plan::sorts::sort::SortExec;
 use datafusion::physical_plan::sorts::sort_preserving_merge::SortPreservingMergeExec;
 use datafusion::physical_plan::work_table::WorkTableExec;
 use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties, replace_children_if_necessary};
-use glaux_proto::{QueryId, StageId, StageReaderExec, TaskOutput};
+use glaux_proto::{QueryId, StageId, StageReaderExec, TaskId, TaskOutput, TaskSigner, TokenPurpose};
 
 use super::assign_tasks::assign_tasks;
 use super::scan_files::scan_files;
@@ -51,8 +51,9 @@ pub fn cut_stages(
     query: &QueryId,
     plan: Arc<dyn ExecutionPlan>,
     executors: &[ExecutorInfo],
+    signer: &TaskSigner,
 ) -> Result<(Arc<dyn ExecutionPlan>, Vec<Stage>)> {
-    let mut cutter = Cutter { query, executors, stages: Vec::new() };
+    let mut cutter = Cutter { query, executors, signer, stages: Vec::new() };
     let root = cutter.scheduler_part(plan)?;
     Ok((root, cutter.stages))
 }
@@ -60,6 +61,8 @@ pub fn cut_stages(
 struct Cutter<'a> {
     query: &'a QueryId,
     executors: &'a [ExecutorInfo],
+    /// Signs the read token of every task output a reader fetches.
+    signer: &'a TaskSigner,
     stages: Vec<Stage>,
 }
 
@@ -189,13 +192,24 @@ impl Cutter<'_> {
     fn reader(&self, id: StageId) -> Arc<dyn ExecutionPlan> {
         let stage = &self.stages[id.0 as usize - 1];
         let count = stage.plan.output_partitioning().partition_count();
+        let tokens: std::collections::HashMap<TaskId, bytes::Bytes> = stage
+            .tasks
+            .iter()
+            .map(|task| (task.id, self.signer.sign(TokenPurpose::Read, self.query, id, task.id).into()))
+            .collect();
+        let token = |task: TaskId| tokens.get(&task).cloned().unwrap_or_default();
         let partitions: Vec<Vec<TaskOutput>> = match stage.exchange {
             Exchange::Shuffle => (0..count as u32)
                 .map(|bucket| {
                     stage
                         .tasks
                         .iter()
-                        .map(|task| TaskOutput { executor: task.executor.clone(), task: task.id, partition: bucket })
+                        .map(|task| TaskOutput {
+                            executor: task.executor.clone(),
+                            task: task.id,
+                            partition: bucket,
+                            read_token: token(task.id),
+                        })
                         .collect()
                 })
                 .collect(),
@@ -204,7 +218,12 @@ impl Cutter<'_> {
                 for task in &stage.tasks {
                     for &partition in &task.partitions {
                         if let Some(owner) = owners.get_mut(partition as usize) {
-                            owner.push(TaskOutput { executor: task.executor.clone(), task: task.id, partition });
+                            owner.push(TaskOutput {
+                                executor: task.executor.clone(),
+                                task: task.id,
+                                partition,
+                                read_token: token(task.id),
+                            });
                         }
                     }
                 }

@@ -46,6 +46,8 @@ pub struct DistributedPlan {
     pub stages: Vec<Stage>,
     /// The partitions and files chosen by each scan of a partitioned table.
     pub scans: Vec<TableScanReport>,
+    /// Signs its tasks' run tokens (and, re-run, again).
+    pub signer: Arc<glaux_proto::TaskSigner>,
 }
 
 impl DistributedPlan {

@@ -5,13 +5,19 @@ use std::collections::BTreeMap;
 
 use datafusion::common::Result;
 use glaux_proto::generated::{LaunchTasksRequest, TaskDefinition};
-use glaux_proto::{ClusterChannels, ExecutorAddr, QueryId, TaskError, encode_plan};
+use glaux_proto::{ClusterChannels, ExecutorAddr, QueryId, TaskError, TokenPurpose, encode_plan};
 
 use crate::error::SchedulerError;
 use crate::planner::{DistributedPlan, Stage, Task, TaskPlan, task_plan};
 
 /// What an executor needs to run one task of a stage.
-pub(super) fn task_definition(query: &QueryId, stage: &Stage, task: &Task, analyze: bool) -> Result<TaskDefinition> {
+pub(super) fn task_definition(
+    distributed: &DistributedPlan,
+    stage: &Stage,
+    task: &Task,
+    analyze: bool,
+) -> Result<TaskDefinition> {
+    let query = &distributed.query;
     let TaskPlan { plan, plan_partitions, dynamic_filters } = task_plan(stage, task)?;
     let encoded = encode_plan(plan)?;
     let (partitions, reads_per_partition) = stage.served_partitions(task);
@@ -26,6 +32,7 @@ pub(super) fn task_definition(query: &QueryId, stage: &Stage, task: &Task, analy
         plan_partitions,
         dynamic_filters,
         analyze,
+        run_token: distributed.signer.sign(TokenPurpose::Run, query, stage.id, task.id),
     })
 }
 
@@ -38,7 +45,7 @@ pub(super) async fn launch(
     let mut requests: BTreeMap<ExecutorAddr, Vec<TaskDefinition>> = BTreeMap::new();
     for stage in &plan.stages {
         for task in &stage.tasks {
-            let definition = task_definition(&plan.query, stage, task, analyze).map_err(SchedulerError::plan)?;
+            let definition = task_definition(plan, stage, task, analyze).map_err(SchedulerError::plan)?;
             requests.entry(task.executor.clone()).or_default().push(definition);
         }
     }

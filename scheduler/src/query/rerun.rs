@@ -126,7 +126,7 @@ fn relaunch(
             .min_by_key(|e| load(&e.addr))
             .ok_or("no executor is left to run it")?
             .addr;
-        let definition = task_definition(&plan.query, stage, task, analyze).map_err(|e| e.to_string())?;
+        let definition = task_definition(&plan, stage, task, analyze).map_err(|e| e.to_string())?;
         executors.lock().unwrap_or_else(|e| e.into_inner()).push(target.clone());
         let launch = launch_on(&channels, &plan.query, target.clone(), vec![definition]);
         match tokio::time::timeout(RELAUNCH_TIMEOUT, launch).await {

@@ -14,7 +14,7 @@ use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::{ExecutionPlan, execute_stream};
 use futures::{StreamExt, TryStreamExt, stream};
 use glaux_catalog::{PruningReport, TableScanReport};
-use glaux_proto::{ClusterChannels, QueryId, RerunHandle};
+use glaux_proto::{ClusterChannels, QueryId, RerunHandle, TaskSigner};
 use tokio::sync::mpsc;
 
 use super::QueryResult;
@@ -34,6 +34,8 @@ pub struct QueryRunner {
     cluster: Arc<ClusterState>,
     channels: Arc<ClusterChannels>,
     abandoned: mpsc::UnboundedSender<Abandoned>,
+    /// The scheduler's key for task tokens.
+    signer: Arc<TaskSigner>,
 }
 
 impl QueryRunner {
@@ -41,8 +43,9 @@ impl QueryRunner {
         cluster: Arc<ClusterState>,
         channels: Arc<ClusterChannels>,
         abandoned: mpsc::UnboundedSender<Abandoned>,
+        signer: Arc<TaskSigner>,
     ) -> Self {
-        Self { cluster, channels, abandoned }
+        Self { cluster, channels, abandoned, signer }
     }
 
     /// Runs `plan` across the cluster. If an executor turns out to be unreachable before the
@@ -113,7 +116,7 @@ impl QueryRunner {
     ) -> Result<DistributedPlan, SchedulerError> {
         let executors = self.cluster.alive();
         let (physical, scans) = physical_plan(state, plan, &executors).await?;
-        distributed_plan(query, physical, &executors, scans)
+        distributed_plan(query, physical, &executors, scans, &self.signer)
     }
 
     async fn start(
@@ -127,7 +130,7 @@ impl QueryRunner {
         let started = Instant::now();
         let executors = self.cluster.alive();
         let (physical, scans) = physical_plan(state, plan, &executors).await?;
-        let distributed = distributed_plan(query.clone(), physical, &executors, scans)?;
+        let distributed = distributed_plan(query.clone(), physical, &executors, scans, &self.signer)?;
         if !distributed.stages.is_empty() && executors.is_empty() {
             return Err(SchedulerError::NoExecutors { query });
         }
@@ -204,7 +207,8 @@ fn distributed_plan(
     physical: Arc<dyn ExecutionPlan>,
     executors: &[ExecutorInfo],
     scans: Vec<TableScanReport>,
+    signer: &Arc<TaskSigner>,
 ) -> Result<DistributedPlan, SchedulerError> {
-    let (root, stages) = cut_stages(&query, physical, executors).map_err(SchedulerError::plan)?;
-    Ok(DistributedPlan { query, root, stages, scans })
+    let (root, stages) = cut_stages(&query, physical, executors, signer).map_err(SchedulerError::plan)?;
+    Ok(DistributedPlan { query, root, stages, scans, signer: Arc::clone(signer) })
 }
