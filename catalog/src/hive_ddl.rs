@@ -431,6 +431,28 @@ fn table_format(serde: Option<&str>, stored_as: Option<&str>) -> Result<Option<T
 mod tests {
     use super::*;
 
+    proptest::proptest! {
+        /// Any text, and any one-byte change to a valid statement, is parsed or refused: never a
+        /// panic.
+        #[test]
+        fn any_text_is_parsed_or_refused(text in "\\PC{0,200}") {
+            let _ = parse_hive_create_table(&text);
+        }
+
+        #[test]
+        fn mutated_ddl_is_parsed_or_refused(at in 0usize..400, byte in proptest::num::u8::ANY) {
+            let valid = "CREATE EXTERNAL TABLE IF NOT EXISTS db.t (a int, b array<struct<x:string,y:map<string,\
+                         decimal(10,2)>>>, c varchar(3)) PARTITIONED BY (d string) ROW FORMAT SERDE \
+                         'org.openx.data.jsonserde.JsonSerDe' LOCATION 's3://b/t/' TBLPROPERTIES ('k'='v')";
+            let mut bytes = valid.as_bytes().to_vec();
+            let at = at % bytes.len();
+            bytes[at] = byte;
+            let _ = parse_hive_create_table(&String::from_utf8_lossy(&bytes));
+            bytes.truncate(at);
+            let _ = parse_hive_create_table(&String::from_utf8_lossy(&bytes));
+        }
+    }
+
     #[test]
     fn type_nesting_is_bounded() {
         let nested = |depth: usize| {

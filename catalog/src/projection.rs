@@ -493,6 +493,32 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        /// Whatever value a query injects, the partition it names is one directory below the
+        /// template's fixed prefix, or the query is refused.
+        #[test]
+        fn injected_values_stay_in_their_place(value in "\\PC{0,12}") {
+            let table = table(
+                &[
+                    ("projection.enabled", "true"),
+                    ("projection.device.type", "injected"),
+                    ("storage.location.template", "s3://lake/events/device=${device}/"),
+                ],
+                &[("device", DataType::Utf8)],
+            );
+            let projection = Projection::of(&table).unwrap().unwrap();
+            let state = SessionContext::new().state();
+            let f = filter(&table, &[col("device").eq(lit(value.clone()))]);
+            if let Ok(partitions) = projection.partitions(&f, &state) {
+                for partition in partitions {
+                    let rest = partition.location.strip_prefix("s3://lake/events/device=").unwrap();
+                    proptest::prop_assert_eq!(rest.matches('/').count(), 1, "{}", partition.location);
+                    proptest::prop_assert!(!partition.location.contains(".."), "{}", partition.location);
+                }
+            }
+        }
+    }
+
     #[test]
     fn enum_integer_and_injected_columns_combine() {
         let table = table(

@@ -131,3 +131,212 @@ async fn errors_carry_the_grpc_code_of_their_kind() -> TestResult {
     }
     Ok(())
 }
+
+/// This process's resident memory, in bytes (Linux).
+fn resident_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kb = status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.split_whitespace().next());
+    kb.and_then(|v| v.parse::<u64>().ok()).unwrap_or(0) * 1024
+}
+
+/// `bytes` with a few of them changed, or cut short: a valid message made invalid.
+fn mutate(rng: &mut rand::rngs::StdRng, bytes: &[u8]) -> Vec<u8> {
+    use rand::Rng;
+    let mut mutated = bytes.to_vec();
+    for _ in 0..rng.random_range(1..4) {
+        if mutated.is_empty() {
+            break;
+        }
+        let at = rng.random_range(0..mutated.len());
+        mutated[at] = rng.random();
+    }
+    if rng.random_bool(0.3) {
+        mutated.truncate(rng.random_range(0..=mutated.len()));
+    }
+    mutated
+}
+
+fn random_bytes(rng: &mut rand::rngs::StdRng, most: usize) -> Vec<u8> {
+    use rand::Rng;
+    let length = rng.random_range(0..most);
+    (0..length).map(|_| rng.random()).collect()
+}
+
+/// Writes `bytes` on a fresh connection to `addr` and hangs up (reading a little of any answer).
+async fn send_raw(addr: std::net::SocketAddr, bytes: &[u8]) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let exchange = async {
+        let mut socket = tokio::net::TcpStream::connect(addr).await?;
+        socket.write_all(bytes).await?;
+        socket.shutdown().await?;
+        let mut answer = [0u8; 256];
+        let _ = socket.read(&mut answer).await;
+        Ok::<_, std::io::Error>(())
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), exchange).await;
+}
+
+/// A PostgreSQL frontend message: type byte, length, body.
+fn pg_message(kind: u8, body: &[u8]) -> Vec<u8> {
+    let mut message = vec![kind];
+    message.extend_from_slice(&(body.len() as u32 + 4).to_be_bytes());
+    message.extend_from_slice(body);
+    message
+}
+
+/// 10,000 generated malformed or mutated requests against the Flight SQL port, the PostgreSQL
+/// port and an executor's port (random bytes, HTTP/2 garbage, mutated startup and query messages,
+/// huge lengths, mutated Flight SQL commands, tickets, statement handles and task plans): no
+/// server dies, memory stays bounded, and a well-formed client is served after each batch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ten_thousand_malformed_requests_harm_nothing() -> TestResult {
+    use arrow_flight::flight_service_client::FlightServiceClient;
+    use arrow_flight::sql::{CommandStatementQuery, ProstMessageExt, TicketStatementQuery};
+    use arrow_flight::{FlightDescriptor, Ticket};
+    use glaux_proto::generated::executor_control_client::ExecutorControlClient;
+    use glaux_proto::generated::{LaunchTasksRequest, TaskDefinition, TaskOutputTicket};
+    use glaux_proto::{QueryId, StageId, TaskId, TokenPurpose};
+    use prost::Message;
+    use rand::{Rng, SeedableRng};
+
+    let limits = glaux_scheduler::DoorLimits {
+        requests_per_second: 1_000_000,
+        max_connections: 4096,
+        ..glaux_scheduler::DoorLimits::default()
+    };
+    let cluster = TestCluster::builder().executors(1).postgres().limits(limits).start().await?;
+    let (_, mut client) = cluster.with_lake().await?;
+    let flight_addr = cluster.scheduler.addr();
+    let pg_addr = cluster.scheduler.postgres_addr().ok_or("no PostgreSQL port")?;
+    let executor_addr: std::net::SocketAddr = cluster.executors[0].endpoint().as_str().parse()?;
+    let flight = Channel::from_shared(format!("http://{flight_addr}"))?.connect().await?;
+    let executor = Channel::from_shared(format!("http://{executor_addr}"))?.connect().await?;
+    let auth = glaux_proto::ClusterAuth::attach(cluster.secret.clone());
+    let signer = std::sync::Arc::clone(cluster.scheduler.task_signer());
+
+    // Valid messages to mutate.
+    let statement = CommandStatementQuery { query: "SELECT count(*) FROM sales".into(), transaction_id: None };
+    let command = statement.as_any().encode_to_vec();
+    let info = FlightServiceClient::new(flight.clone())
+        .get_flight_info(FlightDescriptor::new_cmd(command.clone()))
+        .await?
+        .into_inner();
+    let ticket = info.endpoint.first().and_then(|e| e.ticket.clone()).ok_or("no ticket")?.ticket.to_vec();
+    let reference = datafusion::prelude::SessionContext::new();
+    let plan = reference.sql("SELECT 1 AS x, 'a' AS y").await?.create_physical_plan().await?;
+    let encoded = glaux_proto::encode_plan(plan)?;
+    let mut startup = Vec::new();
+    startup.extend_from_slice(&196_608u32.to_be_bytes());
+    startup.extend_from_slice(b"user\0ana\0database\0default\0\0");
+    let startup = [((startup.len() + 4) as u32).to_be_bytes().to_vec(), startup].concat();
+    let query = pg_message(b'Q', b"SELECT count(*) FROM sales\0");
+
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0x61_75_78);
+    let before = resident_bytes();
+    let mut peak = before;
+    for batch in 0..10 {
+        for i in 0..1000 {
+            match i % 10 {
+                0 => send_raw(flight_addr, &random_bytes(&mut rng, 512)).await,
+                1 => send_raw(pg_addr, &random_bytes(&mut rng, 512)).await,
+                2 => send_raw(executor_addr, &random_bytes(&mut rng, 512)).await,
+                3 => {
+                    // HTTP/2's preface, then garbage frames (some with huge lengths).
+                    let mut bytes = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+                    bytes.extend_from_slice(&[0xff, 0xff, 0xff, rng.random(), 0, 0, 0, 0, 1]);
+                    bytes.extend(random_bytes(&mut rng, 256));
+                    let target = if rng.random_bool(0.5) { flight_addr } else { executor_addr };
+                    send_raw(target, &bytes).await;
+                }
+                4 => {
+                    // A mutated startup, then a mutated query.
+                    let bytes = [mutate(&mut rng, &startup), mutate(&mut rng, &query)].concat();
+                    send_raw(pg_addr, &bytes).await;
+                }
+                5 => {
+                    // A valid startup, then a message claiming a huge length.
+                    let kind = *[b'Q', b'P', b'B', b'p', b'X'].get(rng.random_range(0..5)).unwrap_or(&b'Q');
+                    let mut bytes = startup.clone();
+                    bytes.push(kind);
+                    bytes.extend_from_slice(&rng.random_range(0x1000_0000u32..=u32::MAX).to_be_bytes());
+                    bytes.extend(random_bytes(&mut rng, 64));
+                    send_raw(pg_addr, &bytes).await;
+                }
+                6 => {
+                    let command = mutate(&mut rng, &command);
+                    let _ = FlightServiceClient::new(flight.clone())
+                        .get_flight_info(FlightDescriptor::new_cmd(command))
+                        .await;
+                }
+                7 => {
+                    // A mutated ticket, or a ticket whose statement handle is mutated.
+                    let bytes = if rng.random_bool(0.5) {
+                        mutate(&mut rng, &ticket)
+                    } else {
+                        let handle = mutate(&mut rng, &ticket[ticket.len().saturating_sub(40)..]);
+                        TicketStatementQuery { statement_handle: handle.into() }.as_any().encode_to_vec()
+                    };
+                    let _ = FlightServiceClient::new(flight.clone()).do_get(Ticket { ticket: bytes.into() }).await;
+                }
+                8 => {
+                    // A task with a valid token and a mutated plan, on the executor.
+                    let query = QueryId::from(format!("fuzz-{batch}-{i}"));
+                    let run_token = signer.sign(TokenPurpose::Run, &query, StageId(1), TaskId(0));
+                    let task = TaskDefinition {
+                        query_id: query.to_string(),
+                        stage_id: 1,
+                        task_id: 0,
+                        partitions: vec![0],
+                        plan: mutate(&mut rng, &encoded.bytes),
+                        scan_codecs: vec![],
+                        reads_per_partition: 1,
+                        plan_partitions: vec![],
+                        dynamic_filters: false,
+                        analyze: false,
+                        run_token,
+                    };
+                    let _ = ExecutorControlClient::with_interceptor(executor.clone(), auth.clone())
+                        .launch_tasks(LaunchTasksRequest { tasks: vec![task] })
+                        .await;
+                    let _ = ExecutorControlClient::with_interceptor(executor.clone(), auth.clone())
+                        .cancel_query(glaux_proto::generated::CancelQueryRequest { query_id: query.to_string() })
+                        .await;
+                }
+                _ => {
+                    let valid = TaskOutputTicket {
+                        query_id: "q".into(),
+                        stage_id: 1,
+                        task_id: 0,
+                        partition: 0,
+                        compress: true,
+                        read_token: signer.sign(
+                            TokenPurpose::Read,
+                            &QueryId::from("q".to_string()),
+                            StageId(1),
+                            TaskId(0),
+                        ),
+                    };
+                    let bytes = mutate(&mut rng, &valid.encode_to_vec());
+                    let _ = FlightServiceClient::with_interceptor(executor.clone(), auth.clone())
+                        .do_get(Ticket { ticket: bytes.into() })
+                        .await;
+                }
+            }
+        }
+        // After each batch: every door serves a well-formed client.
+        let output = client.query("SELECT count(*) FROM sales").await?;
+        assert_eq!(rows_of(&output.batches), vec!["18000"], "after batch {batch}");
+        let psql = crate::postgres::psql(pg_addr.port(), None, &["-At", "-c", "SELECT count(*) FROM regions"]).await;
+        assert_eq!(
+            String::from_utf8_lossy(&psql.stdout).trim(),
+            "4",
+            "after batch {batch}: {}",
+            crate::postgres::text(&psql)
+        );
+        peak = peak.max(resident_bytes());
+    }
+    // Memory stayed bounded: nothing a bad request sent was kept.
+    let grown = peak.saturating_sub(before);
+    assert!(grown < 512 << 20, "resident memory grew by {} MiB", grown >> 20);
+    Ok(())
+}

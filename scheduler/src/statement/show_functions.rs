@@ -167,4 +167,33 @@ mod tests {
         assert!(like(&name, &"%".repeat(1_000_000)));
         assert!(started.elapsed() < std::time::Duration::from_secs(2), "{:?}", started.elapsed());
     }
+
+    /// LIKE by its definition: a table of which name prefixes match which pattern prefixes.
+    fn like_by_definition(name: &str, pattern: &str) -> bool {
+        let name: Vec<char> = name.chars().map(|c| c.to_ascii_lowercase()).collect();
+        let pattern: Vec<char> = pattern.chars().map(|c| c.to_ascii_lowercase()).collect();
+        // matches[i][j]: name[..i] matches pattern[..j].
+        let mut matches = vec![vec![false; pattern.len() + 1]; name.len() + 1];
+        matches[0][0] = true;
+        for j in 1..=pattern.len() {
+            matches[0][j] = matches[0][j - 1] && matches!(pattern[j - 1], '%' | '*');
+        }
+        for i in 1..=name.len() {
+            for j in 1..=pattern.len() {
+                matches[i][j] = match pattern[j - 1] {
+                    '%' | '*' => matches[i - 1][j] || matches[i][j - 1],
+                    '_' => matches[i - 1][j - 1],
+                    c => c == name[i - 1] && matches[i - 1][j - 1],
+                };
+            }
+        }
+        matches[name.len()][pattern.len()]
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn like_agrees_with_its_definition(name in "[abA_%]{0,12}", pattern in "[ab_%*A]{0,10}") {
+            proptest::prop_assert_eq!(like(&name, &pattern), like_by_definition(&name, &pattern));
+        }
+    }
 }
