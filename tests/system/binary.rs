@@ -511,6 +511,37 @@ async fn cluster_members_need_a_certificate_from_the_cluster_ca() -> TestResult 
             assert!(call.is_err(), "an executor answered a call {how}");
         }
     }
+    // Even a member's certificate and the secret run nothing on the executor process without the
+    // scheduler's token for the task: a forged one is refused.
+    let member = trust.identity(Identity::from_pem(&cert, &key));
+    let channel = Endpoint::from_shared(format!("https://{executor_addr}"))?.tls_config(member)?.connect().await?;
+    let query = glaux_proto::QueryId::from("forged".to_string());
+    let forged = glaux_proto::TaskSigner::generate()?.sign(
+        glaux_proto::TokenPurpose::Run,
+        &query,
+        glaux_proto::StageId(1),
+        glaux_proto::TaskId(0),
+    );
+    let task = glaux_proto::generated::TaskDefinition {
+        query_id: query.to_string(),
+        stage_id: 1,
+        task_id: 0,
+        partitions: vec![0],
+        plan: Vec::new(),
+        scan_codecs: Vec::new(),
+        reads_per_partition: 1,
+        plan_partitions: Vec::new(),
+        dynamic_filters: false,
+        analyze: false,
+        run_token: forged,
+    };
+    let status = ExecutorControlClient::with_interceptor(channel, auth.clone())
+        .launch_tasks(glaux_proto::generated::LaunchTasksRequest { tasks: vec![task] })
+        .await
+        .expect_err("a forged token ran a task");
+    assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status}");
+    assert!(status.message().contains("not signed"), "{status}");
+
     // And the cluster still answers.
     let output = shell(&addr, "SELECT count(*) FROM regions").await;
     assert!(output.status.success() && String::from_utf8_lossy(&output.stdout).contains('4'));

@@ -151,6 +151,12 @@ async fn metadata_calls_drivers_make_are_answered() -> TestResult {
     let batches = fetch(&mut client, info).await?;
     assert_eq!(batches.iter().map(RecordBatch::num_rows).sum::<usize>(), 3);
 
+    // The read-only flag says what the server does: it is not read-only, and takes DDL.
+    let info = client.get_sql_info(vec![SqlInfo::FlightSqlServerReadOnly]).await?;
+    let said = rows_of(&fetch(&mut client, info).await?);
+    assert!(said.len() == 1 && said[0].contains("false"), "{said:?}");
+    client.execute_update("CREATE DATABASE read_only_check".to_string(), None).await?;
+
     let info = client.get_xdbc_type_info(CommandGetXdbcTypeInfo { data_type: None }).await?;
     let types = fetch(&mut client, info).await?;
     let names: Vec<String> = types

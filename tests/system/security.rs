@@ -82,6 +82,23 @@ async fn executors_and_scheduler_reject_callers_without_the_cluster_secret() -> 
     assert_eq!(status.code(), Code::Unauthenticated, "{status}");
     assert_eq!(cluster.scheduler.cluster().alive().len(), 1);
 
+    // A member's word on its task slots is bounded: a huge claim cannot draw every task.
+    let scheduler = Channel::from_shared(format!("http://{}", cluster.url()))?.connect().await?;
+    let greedy = RegisterExecutorRequest {
+        executor: Some(ExecutorRegistration {
+            executor_id: "greedy".into(),
+            endpoint: "127.0.0.1:1".into(),
+            task_slots: u32::MAX,
+            memory_limit_bytes: 0,
+        }),
+    };
+    SchedulerClusterClient::with_interceptor(scheduler, ClusterAuth::attach(cluster.secret.clone()))
+        .register_executor(greedy)
+        .await?;
+    let slots = cluster.scheduler.cluster().alive().iter().find(|e| e.id.to_string() == "greedy").map(|e| e.task_slots);
+    assert_eq!(slots, Some(1024));
+    cluster.scheduler.cluster().remove(&glaux_proto::ExecutorAddr::parse("127.0.0.1:1")?);
+
     // And the cluster still answers queries.
     let mut client = cluster.client().await;
     assert_eq!(rows_of(&client.query("SELECT 40 + 2").await?.batches), vec!["42"]);
