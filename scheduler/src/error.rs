@@ -239,7 +239,9 @@ fn catalog_kind(error: &CatalogError) -> ErrorKind {
 fn location_kind(error: &LocationError) -> ErrorKind {
     match error {
         LocationError::Invalid(_) | LocationError::Missing(_) => ErrorKind::InvalidStatement,
-        LocationError::OutsideRoots { .. } | LocationError::Private(_) => ErrorKind::PermissionDenied,
+        LocationError::OutsideRoots { .. } | LocationError::Private(_) | LocationError::UnconfiguredBucket { .. } => {
+            ErrorKind::PermissionDenied
+        }
         LocationError::UnsupportedScheme { .. } => ErrorKind::Unsupported,
     }
 }

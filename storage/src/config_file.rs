@@ -5,6 +5,7 @@
 //! ```toml
 //! [s3]                                   # buckets no store claims
 //! region = "eu-west-1"
+//! buckets = ["lake"]                     # optional: only these (and the stores') buckets
 //!
 //! [stores.onprem]
 //! endpoint = "http://minio.internal:9000"
@@ -41,7 +42,8 @@ struct Section {
     session_token: Option<String>,
     session_token_env: Option<String>,
     virtual_hosted_style: Option<bool>,
-    /// Only in `[stores.NAME]`.
+    /// In `[stores.NAME]`: the buckets it serves. In `[s3]`: if given, the only buckets the
+    /// default settings serve (no other bucket may be read).
     buckets: Option<Vec<String>>,
 }
 
@@ -79,9 +81,14 @@ impl StorageConfig {
     /// section and setting is wrong, and never echo a value.
     pub fn with_config_file(mut self, text: &str) -> Result<Self, String> {
         let file: File = toml::from_str(text).map_err(|e| format!("storage config: {}", e.message()))?;
-        if let Some(s3) = file.s3 {
-            if s3.buckets.is_some() {
-                return Err("[s3] holds the default settings; list buckets under [stores.NAME]".into());
+        if let Some(mut s3) = file.s3 {
+            if let Some(buckets) = s3.buckets.take() {
+                if buckets.is_empty() {
+                    return Err(
+                        "[s3] buckets is empty: list the buckets the default settings serve, or leave it out".into()
+                    );
+                }
+                self.default_buckets = Some(buckets);
             }
             self.s3 = s3.over(&self.s3, "s3")?;
         }
@@ -138,12 +145,19 @@ mod tests {
         let (name, default) = config.s3_for("elsewhere");
         assert_eq!((name, default.access_key_id.as_deref()), ("default", Some("default-key")));
         assert!(!format!("{config:?}").contains("s3cr3t"));
+        // Without `[s3] buckets`, any bucket; with it, only those and the stores' buckets.
+        assert!(config.check_location("s3://elsewhere/t/").is_ok());
+        let confined = text.replace("region = \"eu-west-1\"\n", "region = \"eu-west-1\"\nbuckets = [\"lake\"]\n");
+        let config = StorageConfig::default().with_config_file(&confined).unwrap();
+        assert!(config.check_location("s3://lake/t/").is_ok() && config.check_location("s3://raw/t/").is_ok());
+        let error = config.check_location("s3://elsewhere/t/").unwrap_err();
+        assert!(matches!(error, crate::LocationError::UnconfiguredBucket { .. }), "{error}");
 
         for (bad, expected) in [
             ("[stores.x]\nendpoint = \"http://a\"", "lists no buckets"),
             ("[stores.x]\nbuckets = [\"b\"]\n[stores.y]\nbuckets = [\"b\"]", "claimed by both"),
             ("[s3]\nendpoin = \"x\"", "unknown field"),
-            ("[s3]\nbuckets = [\"b\"]", "[stores.NAME]"),
+            ("[s3]\nbuckets = []", "buckets is empty"),
         ] {
             let error = StorageConfig::default().with_config_file(bad).err().unwrap_or_default();
             assert!(error.contains(expected), "{bad}: {error}");

@@ -70,6 +70,9 @@ pub struct StorageConfig {
     /// Settings for buckets no named store claims.
     pub s3: S3Config,
     pub stores: Vec<NamedStore>,
+    /// If set (`[s3] buckets` in the storage config), the only buckets the default settings
+    /// serve: other buckets are neither declared nor read.
+    pub default_buckets: Option<Vec<String>>,
 }
 
 impl StorageConfig {
@@ -89,6 +92,13 @@ impl StorageConfig {
         self
     }
 
+    /// True if this deployment may read `bucket`: a named store's, or any the default settings
+    /// serve (every bucket unless `[s3] buckets` lists them).
+    pub fn serves_bucket(&self, bucket: &str) -> bool {
+        self.stores.iter().any(|s| s.buckets.iter().any(|b| b == bucket))
+            || self.default_buckets.as_ref().is_none_or(|buckets| buckets.iter().any(|b| b == bucket))
+    }
+
     /// The store that serves `bucket`: its name (`default` for the default settings) and settings.
     pub fn s3_for(&self, bucket: &str) -> (&str, &S3Config) {
         match self.stores.iter().find(|s| s.buckets.iter().any(|b| b == bucket)) {
@@ -104,8 +114,15 @@ impl StorageConfig {
         let url = parse_location(location)?;
         match url.scheme() {
             "s3" | "s3a" => {
-                if url.host_str().is_none_or(str::is_empty) {
+                let bucket = url.host_str().unwrap_or_default();
+                if bucket.is_empty() {
                     return Err(LocationError::Invalid(format!("location {location} names no bucket")));
+                }
+                if !self.serves_bucket(bucket) {
+                    return Err(LocationError::UnconfiguredBucket {
+                        location: location.to_string(),
+                        bucket: bucket.to_string(),
+                    });
                 }
                 Ok(url)
             }
@@ -163,6 +180,9 @@ pub enum LocationError {
         "location {location} is outside the configured warehouse roots ({roots}); local tables must live under one of them"
     )]
     OutsideRoots { location: String, roots: String },
+    /// A bucket the storage config does not serve (`[s3] buckets` confines the defaults).
+    #[error("location {location} is in bucket {bucket}, which this deployment does not serve (see [s3] buckets)")]
+    UnconfiguredBucket { location: String, bucket: String },
     #[error("unsupported location scheme '{scheme}://' in {location}: use s3:// or file://")]
     UnsupportedScheme { location: String, scheme: String },
     /// A location in (or linked into) Glaux's own directory.
@@ -227,6 +247,12 @@ impl LakeObjectStores {
             "file" => Ok(Arc::new(RootedLocalStore::new(self.config.local_roots.clone()))),
             "s3" | "s3a" => {
                 let bucket = url.host_str().unwrap_or_default();
+                if !self.config.serves_bucket(bucket) {
+                    return Err(DataFusionError::External(Box::new(LocationError::UnconfiguredBucket {
+                        location: url.to_string(),
+                        bucket: bucket.to_string(),
+                    })));
+                }
                 let (name, s3) = self.config.s3_for(bucket);
                 let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
                 if let Some(endpoint) = &s3.endpoint {
