@@ -10,7 +10,7 @@
 //! Statements other than reads are checked by their families (`Family::authorize`).
 
 use std::borrow::Cow;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use arrow::datatypes::{Schema, SchemaRef};
 use async_trait::async_trait;
@@ -31,6 +31,9 @@ pub struct GrantedCatalogs {
     inner: Arc<dyn CatalogProviderList>,
     access: Arc<Access>,
     pg_tables: Arc<PgCatalogStaticTables>,
+    /// This view's `pg_catalog`, made once: its tables number objects (OIDs) as they are first
+    /// met, so every `pg_catalog` table a statement joins must come from the same one.
+    pg_catalog: Arc<OnceLock<Arc<dyn SchemaProvider>>>,
 }
 
 impl GrantedCatalogs {
@@ -39,7 +42,7 @@ impl GrantedCatalogs {
         access: Arc<Access>,
         pg_tables: Arc<PgCatalogStaticTables>,
     ) -> Arc<dyn CatalogProviderList> {
-        Arc::new(Self { inner, access, pg_tables })
+        Arc::new(Self { inner, access, pg_tables, pg_catalog: Arc::default() })
     }
 }
 
@@ -62,6 +65,7 @@ impl CatalogProviderList for GrantedCatalogs {
             inner: Arc::clone(&self.inner),
             access: Arc::clone(&self.access),
             pg_tables: Arc::clone(&self.pg_tables),
+            pg_catalog: Arc::clone(&self.pg_catalog),
         });
         Some(Arc::new(GrantedCatalog { inner, access: Arc::clone(&self.access), everything: me }))
     }
@@ -83,13 +87,16 @@ impl CatalogProvider for GrantedCatalog {
     fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
         if name == PG_CATALOG {
             let granted = self.everything.downcast_ref::<GrantedCatalogs>()?;
+            if let Some(made) = granted.pg_catalog.get() {
+                return Some(Arc::clone(made));
+            }
             let provider = PgCatalogSchemaProvider::try_new(
                 Arc::clone(&self.everything),
                 Arc::clone(&granted.pg_tables),
                 EmptyContextProvider,
             )
             .ok()?;
-            return Some(Arc::new(provider));
+            return Some(Arc::clone(granted.pg_catalog.get_or_init(|| Arc::new(provider))));
         }
         let inner = self.inner.schema(name)?;
         Some(Arc::new(GrantedSchema { database: name.to_string(), inner, access: Arc::clone(&self.access) }))

@@ -84,6 +84,15 @@ async fn grants_decide_what_each_user_may_read_change_and_see_on_both_doors() ->
     assert_eq!(described, vec!["id", "qty"]);
     let (ok, said) = psql_as(port, "bob", "SELECT amount FROM sales LIMIT 1").await;
     assert!(!ok && said.contains("42501") && said.contains("column amount"), "{said}");
+    assert_eq!(rows_of(&bob.query("SHOW COLUMNS FROM sales").await?.batches), vec!["id", "qty"]);
+    let (_, said) = psql_as(
+        port,
+        "bob",
+        "SELECT attname FROM pg_catalog.pg_attribute a JOIN pg_catalog.pg_class c \
+         ON a.attrelid = c.oid WHERE c.relname = 'sales' AND a.attnum > 0 ORDER BY attnum",
+    )
+    .await;
+    assert_eq!(said.lines().collect::<Vec<_>>(), vec!["id", "qty"], "pg_attribute shows bob his columns only");
 
     // DDL needs its privileges: DROP, CREATE on the database and a location grant.
     denied(&mut ana, "DROP TABLE sales", "DROP privilege on table default.sales").await;
@@ -124,6 +133,24 @@ async fn grants_decide_what_each_user_may_read_change_and_see_on_both_doors() ->
     denied(&mut bob, "EXECUTE mine USING 1", "belongs to another user").await;
     denied(&mut bob, "PREPARE mine FROM SELECT 1", "belongs to another user").await;
     denied(&mut bob, "DEALLOCATE PREPARE mine", "belongs to another user").await;
+
+    // The same rules on the PostgreSQL door (SQLSTATE 42501 for each refusal).
+    for (user, sql, naming) in [
+        ("ana", "DROP TABLE sales", "DROP privilege on table default.sales"),
+        ("ana", "MSCK REPAIR TABLE sales", "ALTER privilege on table default.sales"),
+        ("ana", "CREATE DATABASE mine", "only an admin"),
+        ("bob", "CREATE ROLE auditors", "only an admin"),
+        ("ana", "GRANT DROP ON TABLE sales TO USER bob", "may not grant DROP"),
+        ("bob", "SELECT * FROM regions", "table default.regions"),
+        ("bob", "EXECUTE mine USING 1", "belongs to another user"),
+        ("bob", "DEALLOCATE PREPARE mine", "belongs to another user"),
+        ("ana", "SHOW GRANTS FOR USER bob", "only an admin"),
+    ] {
+        let (ok, said) = psql_as(port, user, sql).await;
+        assert!(!ok && said.contains("42501") && said.contains(naming), "{user}: {sql}: {said}");
+    }
+    let (ok, said) = psql_as(port, "ana", "GRANT SELECT ON TABLE sales TO USER bob").await;
+    assert!(ok, "a grant option works on this door too: {said}");
 
     // Revoked, it is gone at once.
     root.query("REVOKE SELECT ON TABLE sales FROM USER ana").await?;
