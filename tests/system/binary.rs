@@ -450,15 +450,32 @@ async fn cluster_members_need_a_certificate_from_the_cluster_ca() -> TestResult 
     args.extend(tls);
     let (_scheduler, addr) = spawn_until(&args, &secret, "Flight SQL on ").await;
     let mut args = vec!["executor", "--scheduler", &cluster_addr, "--warehouse", &warehouse_arg];
+    args.extend(["--task-slots", "2"]);
     args.extend(tls);
     let (_executor, executor_addr) = spawn_until(&args, &secret, "serving on ").await;
+    let (_second, second_addr) = spawn_until(&args, &secret, "serving on ").await;
 
-    // The cluster works over mutual TLS.
+    // The cluster works over mutual TLS, executors reading each other's output too (a shuffle
+    // for the grouping, then a join against it).
     let ddl = lake_ddl(&format!("{}/", lake.display())).join(";\n");
     assert!(shell(&addr, &ddl).await.status.success());
+    let shuffled = "SELECT s.region, s.n FROM (SELECT region, count(*) AS n FROM sales GROUP BY region) s \
+                    JOIN regions r ON s.region = r.name WHERE s.region = 'eu'";
+    // Both executors have joined once the plan puts tasks on each.
+    let mut planned_on_both = false;
+    for _ in 0..50 {
+        let explain = shell(&addr, &format!("EXPLAIN {shuffled}")).await;
+        let text = String::from_utf8_lossy(&explain.stdout);
+        if text.contains(&executor_addr) && text.contains(&second_addr) {
+            planned_on_both = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(planned_on_both, "the plan never used both executors");
     let mut answered = None;
     for _ in 0..50 {
-        let output = shell(&addr, "SELECT count(*) AS n FROM sales WHERE region = 'eu'").await;
+        let output = shell(&addr, shuffled).await;
         if output.status.success() {
             answered = Some(String::from_utf8_lossy(&output.stdout).to_string());
             break;
