@@ -21,6 +21,7 @@
 mod crawler;
 mod definitions;
 mod error;
+mod grant_rows;
 mod grants;
 mod hive_ddl;
 mod lake;

@@ -8,7 +8,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::definitions::{Partition, TableDef};
 use crate::error::{CatalogError, Result};
-use crate::grants::{Grant, Grantee, Privilege, Securable};
+use crate::grant_rows::GrantRow;
+use crate::grants::{Grant, Grantee};
 use crate::store::{Catalog, PreparedStatement};
 
 /// The catalog in SQLite. One scheduler owns the file: partitions are cached in memory and the
@@ -74,63 +75,6 @@ const SCHEMA: &str = "
 /// Partition values as stored: a JSON array of strings (the primary key).
 fn values_key(values: &[String]) -> String {
     serde_json::to_string(values).unwrap_or_default()
-}
-
-/// A grant as stored: '' where a part does not apply.
-struct GrantRow {
-    privilege: String,
-    kind: String,
-    database: String,
-    table: String,
-    column: String,
-    location: String,
-    grantee_kind: String,
-    grantee: String,
-    grant_option: bool,
-}
-
-impl GrantRow {
-    fn of(grant: &Grant) -> Self {
-        let (database, table, column, location) = match &grant.on {
-            Securable::Database(database) => (database.clone(), String::new(), String::new(), String::new()),
-            Securable::Table { database, table, column } => {
-                (database.clone(), table.clone(), column.clone().unwrap_or_default(), String::new())
-            }
-            Securable::Location(prefix) => (String::new(), String::new(), String::new(), prefix.clone()),
-        };
-        Self {
-            privilege: grant.privilege.name().to_string(),
-            kind: grant.on.kind().to_string(),
-            database,
-            table,
-            column,
-            location,
-            grantee_kind: grant.to.kind().to_string(),
-            grantee: grant.to.name().to_string(),
-            grant_option: grant.grant_option,
-        }
-    }
-
-    fn grant(self) -> Result<Grant> {
-        let unreadable = || CatalogError::Store(format!("a grant is unreadable: {} on {}", self.privilege, self.kind));
-        let privilege = Privilege::parse(&self.privilege).ok_or_else(unreadable)?;
-        let on = match self.kind.as_str() {
-            "DATABASE" => Securable::Database(self.database.clone()),
-            "TABLE" => Securable::Table {
-                database: self.database.clone(),
-                table: self.table.clone(),
-                column: Some(self.column.clone()).filter(|c| !c.is_empty()),
-            },
-            "LOCATION" => Securable::Location(self.location.clone()),
-            _ => return Err(unreadable()),
-        };
-        let to = match self.grantee_kind.as_str() {
-            "USER" => Grantee::User(self.grantee.clone()),
-            "ROLE" => Grantee::Role(self.grantee.clone()),
-            _ => return Err(unreadable()),
-        };
-        Ok(Grant { privilege, on, to, grant_option: self.grant_option })
-    }
 }
 
 impl SqliteCatalog {
@@ -290,22 +234,13 @@ impl Catalog for SqliteCatalog {
             return Err(CatalogError::UnknownRole(role.clone()));
         }
         let row = GrantRow::of(grant);
+        let [privilege, kind, database, table, column, location, grantee_kind, grantee] = row.key();
         self.lock()
             .execute(
                 "INSERT INTO grants (privilege, object_kind, database, table_name, column_name, location, \
                  grantee_kind, grantee, grant_option) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
                  ON CONFLICT DO UPDATE SET grant_option = excluded.grant_option",
-                params![
-                    row.privilege,
-                    row.kind,
-                    row.database,
-                    row.table,
-                    row.column,
-                    row.location,
-                    row.grantee_kind,
-                    row.grantee,
-                    grant.grant_option
-                ],
+                params![privilege, kind, database, table, column, location, grantee_kind, grantee, grant.grant_option],
             )
             .map_err(sql_error)?;
         Ok(())
@@ -318,16 +253,7 @@ impl Catalog for SqliteCatalog {
             .execute(
                 "DELETE FROM grants WHERE privilege = ?1 AND object_kind = ?2 AND database = ?3 AND table_name = ?4 \
                  AND column_name = ?5 AND location = ?6 AND grantee_kind = ?7 AND grantee = ?8",
-                params![
-                    row.privilege,
-                    row.kind,
-                    row.database,
-                    row.table,
-                    row.column,
-                    row.location,
-                    row.grantee_kind,
-                    row.grantee
-                ],
+                row.key(),
             )
             .map_err(sql_error)?;
         Ok(deleted > 0)

@@ -1,0 +1,76 @@
+//! Grants as the SQLite catalog stores them: one row per privilege, object and grantee, with
+//! '' where a part of the object does not apply.
+
+use crate::error::{CatalogError, Result};
+use crate::grants::{Grant, Grantee, Privilege, Securable};
+
+/// A grant as stored: '' where a part does not apply.
+pub(crate) struct GrantRow {
+    pub(crate) privilege: String,
+    pub(crate) kind: String,
+    pub(crate) database: String,
+    pub(crate) table: String,
+    pub(crate) column: String,
+    pub(crate) location: String,
+    pub(crate) grantee_kind: String,
+    pub(crate) grantee: String,
+    pub(crate) grant_option: bool,
+}
+
+impl GrantRow {
+    /// The columns that identify a grant, in the `grants` table's key order.
+    pub(crate) fn key(&self) -> [&String; 8] {
+        [
+            &self.privilege,
+            &self.kind,
+            &self.database,
+            &self.table,
+            &self.column,
+            &self.location,
+            &self.grantee_kind,
+            &self.grantee,
+        ]
+    }
+
+    pub(crate) fn of(grant: &Grant) -> Self {
+        let (database, table, column, location) = match &grant.on {
+            Securable::Database(database) => (database.clone(), String::new(), String::new(), String::new()),
+            Securable::Table { database, table, column } => {
+                (database.clone(), table.clone(), column.clone().unwrap_or_default(), String::new())
+            }
+            Securable::Location(prefix) => (String::new(), String::new(), String::new(), prefix.clone()),
+        };
+        Self {
+            privilege: grant.privilege.name().to_string(),
+            kind: grant.on.kind().to_string(),
+            database,
+            table,
+            column,
+            location,
+            grantee_kind: grant.to.kind().to_string(),
+            grantee: grant.to.name().to_string(),
+            grant_option: grant.grant_option,
+        }
+    }
+
+    pub(crate) fn grant(self) -> Result<Grant> {
+        let unreadable = || CatalogError::Store(format!("a grant is unreadable: {} on {}", self.privilege, self.kind));
+        let privilege = Privilege::parse(&self.privilege).ok_or_else(unreadable)?;
+        let on = match self.kind.as_str() {
+            "DATABASE" => Securable::Database(self.database.clone()),
+            "TABLE" => Securable::Table {
+                database: self.database.clone(),
+                table: self.table.clone(),
+                column: Some(self.column.clone()).filter(|c| !c.is_empty()),
+            },
+            "LOCATION" => Securable::Location(self.location.clone()),
+            _ => return Err(unreadable()),
+        };
+        let to = match self.grantee_kind.as_str() {
+            "USER" => Grantee::User(self.grantee.clone()),
+            "ROLE" => Grantee::Role(self.grantee.clone()),
+            _ => return Err(unreadable()),
+        };
+        Ok(Grant { privilege, on, to, grant_option: self.grant_option })
+    }
+}
