@@ -51,6 +51,8 @@ pub enum Admins {
 pub struct PlannedStatement {
     statement: Statement,
     session: ClientSession,
+    /// The user's rights it was authorized with; it runs with the same.
+    access: Arc<Access>,
 }
 
 impl PlannedStatement {
@@ -113,11 +115,11 @@ impl QueryEngine {
         // What the statement was, once recognized: for the audit line of a refusal.
         let mut recognized = None;
         let planned = contained("while planning", async {
-            let ctx = self.context(session)?;
+            let ctx = self.context(session, self.access(session)?);
             let statement = Statement::recognize(sql, &ctx).await?;
             recognized = Some(audited(session, &statement));
             statement.family().authorize(&ctx)?;
-            Ok(PlannedStatement { statement, session: session.clone() })
+            Ok(PlannedStatement { statement, session: session.clone(), access: ctx.access })
         })
         .await;
         if let Err(error) = &planned {
@@ -149,7 +151,7 @@ impl QueryEngine {
             }
         };
         let result = contained("while running", async {
-            let ctx = self.context(&planned.session)?;
+            let ctx = self.context(&planned.session, Arc::clone(&planned.access));
             planned.statement.family().run(&ctx, QueryId::random(), progress).await
         })
         .await;
@@ -192,10 +194,9 @@ impl QueryEngine {
         self.run(planned, progress).await
     }
 
-    fn context<'a>(&'a self, session: &'a ClientSession) -> Result<Context<'a>, SchedulerError> {
-        let access = self.access(session)?;
+    fn context<'a>(&'a self, session: &'a ClientSession, access: Arc<Access>) -> Context<'a> {
         let state = self.state(session, &access);
-        Ok(Context { state, session, lake: &self.lake, queries: &self.queries, access })
+        Context { state, session, lake: &self.lake, queries: &self.queries, access }
     }
 
     /// The planning state for a client: DataFusion's, with the client's database as default,
