@@ -11,7 +11,9 @@ use datafusion::datasource::file_format::file_compression_type::FileCompressionT
 use datafusion::datasource::physical_plan::{FileScanConfig, FileScanConfigBuilder};
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::execution::TaskContext;
-use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_expr::expressions::Column;
+use datafusion::physical_plan::{ExecutionPlan, Partitioning};
 use datafusion_proto::bytes::{
     physical_plan_from_bytes_with_proto_converter, physical_plan_to_bytes_with_proto_converter,
 };
@@ -21,7 +23,9 @@ use datafusion_proto::physical_plan::{
 use prost::Message;
 
 use crate::generated::glaux_node::Node;
-use crate::generated::{GlauxNode, PartitionSubsetNode, ReaderPartition, StageReaderNode, TaskOutputLocation};
+use crate::generated::{
+    GlauxNode, HashColumn, PartitionSubsetNode, ReaderPartition, StageReaderNode, TaskOutputLocation,
+};
 use crate::ids::{ExecutorAddr, QueryId, StageId, TaskId};
 use crate::partition_subset::PartitionSubsetExec;
 use crate::stage_reader::{StageReaderExec, TaskOutput, reader_from_parts};
@@ -77,6 +81,18 @@ fn encode_reader(reader: &StageReaderExec) -> Result<StageReaderNode> {
         partition: o.partition,
         read_token: o.read_token.to_vec(),
     };
+    // Hash partitioning travels when it is by plain columns (as DataFusion's shuffles are); a
+    // reader partitioned by anything else decodes as unknown partitioning.
+    let hash_columns = match reader.properties().output_partitioning() {
+        Partitioning::Hash(exprs, _) => exprs
+            .iter()
+            .map(|e| {
+                e.downcast_ref::<Column>().map(|c| HashColumn { name: c.name().to_string(), index: c.index() as u32 })
+            })
+            .collect::<Option<Vec<_>>>()
+            .unwrap_or_default(),
+        _ => Vec::new(),
+    };
     Ok(StageReaderNode {
         query_id: reader.query().to_string(),
         stage_id: reader.stage().0,
@@ -86,6 +102,7 @@ fn encode_reader(reader: &StageReaderExec) -> Result<StageReaderNode> {
             .iter()
             .map(|sources| ReaderPartition { sources: sources.iter().map(location).collect() })
             .collect(),
+        hash_columns,
     })
 }
 
@@ -102,7 +119,19 @@ fn decode_reader(node: StageReaderNode) -> Result<StageReaderExec> {
         .into_iter()
         .map(|p| p.sources.into_iter().map(source).collect::<Result<Vec<_>>>())
         .collect::<Result<Vec<_>>>()?;
-    reader_from_parts(QueryId::from(node.query_id), StageId(node.stage_id), Arc::new(schema), partitions)
+    let mut hash = Vec::with_capacity(node.hash_columns.len());
+    for HashColumn { name, index } in node.hash_columns {
+        if schema.fields().get(index as usize).is_none_or(|f| *f.name() != name) {
+            return Err(exec_datafusion_err!("malformed stage reader: no column {name} at {index}"));
+        }
+        hash.push(Arc::new(Column::new(&name, index as usize)) as Arc<dyn PhysicalExpr>);
+    }
+    let partitioning = if hash.is_empty() {
+        Partitioning::UnknownPartitioning(partitions.len())
+    } else {
+        Partitioning::Hash(hash, partitions.len())
+    };
+    reader_from_parts(QueryId::from(node.query_id), StageId(node.stage_id), Arc::new(schema), partitioning, partitions)
 }
 
 /// A plan fragment on the wire.
@@ -154,4 +183,53 @@ pub fn decode_plan(encoded: &EncodedPlan, ctx: &TaskContext) -> Result<Arc<dyn E
 
 fn file_scan(plan: &Arc<dyn ExecutionPlan>) -> Option<&FileScanConfig> {
     plan.downcast_ref::<DataSourceExec>()?.data_source().downcast_ref::<FileScanConfig>()
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow::datatypes::{DataType, Field};
+    use datafusion::physical_expr::EquivalenceProperties;
+
+    use super::*;
+
+    fn reader(partitioning: Partitioning) -> StageReaderExec {
+        let schema =
+            Arc::new(Schema::new(vec![Field::new("k", DataType::Utf8, true), Field::new("v", DataType::Int64, true)]));
+        let output = |task: u32, partition: u32| TaskOutput {
+            executor: ExecutorAddr::parse("127.0.0.1:1").unwrap(),
+            task: TaskId(task),
+            partition,
+            read_token: bytes::Bytes::from_static(b"token"),
+        };
+        let partitions = (0..4).map(|p| vec![output(0, p), output(1, p)]).collect();
+        StageReaderExec::new(
+            QueryId::from("q".to_string()),
+            StageId(1),
+            EquivalenceProperties::new(schema),
+            partitioning,
+            partitions,
+        )
+    }
+
+    /// The partitioning contract crosses the wire: a reader hash-partitioned by a column is so on
+    /// the executor too, and so is its subset for one task (union inputs stay interleavable).
+    #[test]
+    fn readers_keep_their_hash_partitioning_through_subsets_and_the_wire() {
+        let by_k = Partitioning::Hash(vec![Arc::new(Column::new("k", 0)) as Arc<dyn PhysicalExpr>], 4);
+        let decoded = decode_reader(encode_reader(&reader(by_k.clone())).unwrap()).unwrap();
+        assert_eq!(decoded.properties().output_partitioning(), &by_k);
+        assert_eq!(decoded.partitions()[2][1].read_token.as_ref(), b"token");
+        let subset = decoded.subset(&[1, 3]).unwrap();
+        let Partitioning::Hash(exprs, 2) = subset.properties().output_partitioning() else {
+            panic!("{:?}", subset.properties().output_partitioning())
+        };
+        assert_eq!(exprs.len(), 1);
+        let unknown = decode_reader(encode_reader(&reader(Partitioning::UnknownPartitioning(4))).unwrap()).unwrap();
+        // (Unknown partitionings never compare equal, not even to themselves.)
+        assert!(matches!(unknown.properties().output_partitioning(), Partitioning::UnknownPartitioning(4)));
+        // A column that is not in the schema is a malformed plan, not a panic.
+        let mut node = encode_reader(&reader(by_k)).unwrap();
+        node.hash_columns[0].index = 7;
+        assert!(decode_reader(node).is_err());
+    }
 }

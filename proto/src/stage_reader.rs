@@ -100,7 +100,15 @@ impl StageReaderExec {
             return internal_err!("stage {} reader has no partitions {partitions:?}", self.stage);
         };
         let eq_properties = self.properties.eq_properties.clone();
-        let partitioning = Partitioning::UnknownPartitioning(chosen.len());
+        // A task's plan narrows every partition-wise input by the same partitions, in the same
+        // order: its partition `i` holds the same hash bucket on every input, so a hash-partitioned
+        // reader stays hash-partitioned (by the same expressions) over the buckets it keeps. Nodes
+        // that need their inputs partitioned alike (a union's `InterleaveExec`, a partitioned hash
+        // join) keep that contract inside the task.
+        let partitioning = match self.properties.output_partitioning() {
+            Partitioning::Hash(exprs, _) => Partitioning::Hash(exprs.clone(), chosen.len()),
+            _ => Partitioning::UnknownPartitioning(chosen.len()),
+        };
         Ok(Self::new(self.query.clone(), self.stage, eq_properties, partitioning, chosen))
     }
 }
@@ -378,12 +386,12 @@ pub(crate) fn reader_from_parts(
     query: QueryId,
     stage: StageId,
     schema: SchemaRef,
+    partitioning: Partitioning,
     partitions: Vec<Vec<TaskOutput>>,
 ) -> Result<StageReaderExec> {
     if partitions.is_empty() {
         return exec_err!("a stage reader needs at least one partition");
     }
-    let partitioning = Partitioning::UnknownPartitioning(partitions.len());
     Ok(StageReaderExec::new(query, stage, EquivalenceProperties::new(schema), partitioning, partitions))
 }
 

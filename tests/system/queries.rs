@@ -22,6 +22,11 @@ const QUERIES: &[&str] = &[
     "SELECT 1 + 1 AS two, 'x' AS x",
     "SELECT * FROM (VALUES (1, 'a'), (2, 'b')) AS t(n, s) ORDER BY n",
     "SELECT count(*) FROM sales WHERE region IN ('eu', 'apac') AND day >= '2024-01-02'",
+    // A union of shuffled aggregations: DataFusion interleaves its inputs, which must stay
+    // hash-partitioned alike inside every task (TPC-DS q33, q56, q60 have this shape).
+    "SELECT item, sum(q) FROM (SELECT item, sum(qty) AS q FROM sales WHERE region = 'eu' GROUP BY item \
+     UNION ALL SELECT item, sum(qty) AS q FROM sales WHERE region = 'us' GROUP BY item \
+     UNION ALL SELECT item, sum(qty) AS q FROM sales WHERE region = 'apac' GROUP BY item) GROUP BY item ORDER BY item",
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
