@@ -9,13 +9,14 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Instant;
 
+use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use datafusion::catalog::CatalogProviderList;
 use datafusion::common::DataFusionError;
 use datafusion::execution::{SessionState, SessionStateBuilder};
 use datafusion::prelude::SessionContext;
 use datafusion_pg_catalog::pg_catalog::PgCatalogStaticTables;
-use futures::{FutureExt, StreamExt};
+use futures::{FutureExt, Stream, StreamExt};
 use glaux_catalog::{Access, Lake};
 use glaux_proto::{QueryId, contain_panics, panic_message};
 
@@ -142,6 +143,7 @@ impl QueryEngine {
     /// dropped; without one free, it is refused before it starts.
     pub async fn run(&self, planned: PlannedStatement, progress: &ProgressSlot) -> Result<QueryResult, SchedulerError> {
         let started = Instant::now();
+        let announced = planned.schema();
         let audited = audited(&planned.session, &planned.statement);
         let permit = match self.statements.enter(planned.session.user.as_deref()) {
             Ok(permit) => permit,
@@ -165,6 +167,10 @@ impl QueryEngine {
         let batches = contain_panics(result.batches, |message| {
             DataFusionError::External(Box::new(SchedulerError::Panicked { during: "while running", message }))
         });
+        // Clients were told the statement's schema when it was planned (Flight SQL's `FlightInfo`,
+        // PostgreSQL's describe); the rows carry exactly that schema.
+        let batches = conformed(batches, &result.schema, &announced);
+        result.schema = announced;
         // The audit line is written when the result is dropped, with how it ended.
         let audit = Arc::new(AuditOnDrop::new(audited, started, result.stats.clone()));
         let on_error = Arc::clone(&audit);
@@ -252,4 +258,24 @@ fn tables_named(sql: &str, state: &SessionState, database: &str) -> Vec<String> 
     tables.sort();
     tables.dedup();
     tables
+}
+
+/// `batches` relabelled with the schema clients were announced, where the plan that ran differs
+/// from it only in nullability or metadata (DataFusion's physical plans can know a column is
+/// never null where the logical plan could not, as for `grouping(a) + grouping(b)`).
+fn conformed(
+    batches: impl Stream<Item = Result<RecordBatch, DataFusionError>> + Send + 'static,
+    produced: &SchemaRef,
+    announced: &SchemaRef,
+) -> std::pin::Pin<Box<dyn Stream<Item = Result<RecordBatch, DataFusionError>> + Send>> {
+    let same_types = produced.fields().len() == announced.fields().len()
+        && produced.fields().iter().zip(announced.fields()).all(|(p, a)| p.data_type() == a.data_type());
+    if produced == announced || !same_types {
+        return Box::pin(batches);
+    }
+    let announced = Arc::clone(announced);
+    Box::pin(batches.map(move |batch| {
+        let batch = batch?;
+        Ok(RecordBatch::try_new(Arc::clone(&announced), batch.columns().to_vec())?)
+    }))
 }

@@ -226,3 +226,31 @@ async fn metadata_calls_drivers_make_are_answered() -> TestResult {
     assert_eq!(rows_of(&fetch(&mut client, info).await?), vec!["42"]);
     Ok(())
 }
+
+/// The schema a `FlightInfo` announces is the schema its stream carries, field for field
+/// (nullability too: ADBC refuses a stream that differs), also where the plan that runs knows more
+/// than the plan that was described (`grouping(a) + grouping(b)` is never null; TPC-DS q70, q86).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn streams_carry_the_schema_their_flight_info_announced() -> TestResult {
+    let cluster = TestCluster::builder().executors(2).start().await?;
+    let _lake = cluster.with_lake().await?;
+    let mut client = flight_sql_client(&cluster).await;
+    for sql in [
+        "SELECT sum(qty) AS total, region, day, grouping(region) + grouping(day) AS lochierarchy, \
+         rank() OVER (PARTITION BY grouping(region) + grouping(day), CASE WHEN grouping(day) = 0 THEN region END \
+         ORDER BY sum(qty) DESC) AS rank_within_parent FROM sales GROUP BY ROLLUP(region, day) \
+         ORDER BY lochierarchy DESC, rank_within_parent LIMIT 100",
+        "SELECT count(DISTINCT id) AS orders, sum(amount) AS total FROM sales s WHERE EXISTS \
+         (SELECT 1 FROM sales s2 WHERE s.id = s2.id AND s.region <> s2.region) AND NOT EXISTS \
+         (SELECT 1 FROM regions r WHERE r.name = s.region AND NOT r.active)",
+        "SELECT region, count(*) FROM sales GROUP BY region",
+    ] {
+        let info = client.execute(sql.to_string(), None).await?;
+        let announced = info.clone().try_decode_schema()?;
+        let ticket = info.endpoint.first().and_then(|e| e.ticket.clone()).ok_or("no ticket")?;
+        let batches: Vec<RecordBatch> = client.do_get(ticket).await?.try_collect().await?;
+        let carried = batches.first().map(RecordBatch::schema).ok_or("no batch")?;
+        assert_eq!(carried.as_ref(), &announced, "{sql}");
+    }
+    Ok(())
+}
