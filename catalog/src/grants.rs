@@ -307,6 +307,15 @@ impl Access {
         }
     }
 
+    /// `Ok` if the user may read some columns of the table (it is theirs to see), else the
+    /// permission error naming it.
+    pub fn require_readable(&self, database: &str, table: &str) -> Result<()> {
+        if self.readable_columns(database, table) == Columns::None {
+            return self.require_table(Privilege::Select, database, table);
+        }
+        Ok(())
+    }
+
     /// `Ok` if `privilege` on the database is granted, else the permission error naming it.
     pub fn require_database(&self, privilege: Privilege, database: &str) -> Result<()> {
         if self.allows_database(privilege, database) {

@@ -194,7 +194,7 @@ async fn ten_thousand_malformed_requests_harm_nothing() -> TestResult {
     use arrow_flight::sql::{CommandStatementQuery, ProstMessageExt, TicketStatementQuery};
     use arrow_flight::{FlightDescriptor, Ticket};
     use glaux_proto::generated::executor_control_client::ExecutorControlClient;
-    use glaux_proto::generated::{LaunchTasksRequest, TaskDefinition, TaskOutputTicket};
+    use glaux_proto::generated::{LaunchTasksRequest, TaskOutputTicket};
     use glaux_proto::{QueryId, StageId, TaskId, TokenPurpose};
     use prost::Message;
     use rand::{Rng, SeedableRng};
@@ -282,19 +282,7 @@ async fn ten_thousand_malformed_requests_harm_nothing() -> TestResult {
                     // A task with a valid token and a mutated plan, on the executor.
                     let query = QueryId::from(format!("fuzz-{batch}-{i}"));
                     let run_token = signer.sign(TokenPurpose::Run, &query, StageId(1), TaskId(0));
-                    let task = TaskDefinition {
-                        query_id: query.to_string(),
-                        stage_id: 1,
-                        task_id: 0,
-                        partitions: vec![0],
-                        plan: mutate(&mut rng, &encoded.bytes),
-                        scan_codecs: vec![],
-                        reads_per_partition: 1,
-                        plan_partitions: vec![],
-                        dynamic_filters: false,
-                        analyze: false,
-                        run_token,
-                    };
+                    let task = task_definition(query.as_str(), mutate(&mut rng, &encoded.bytes), run_token);
                     let _ = ExecutorControlClient::with_interceptor(executor.clone(), auth.clone())
                         .launch_tasks(LaunchTasksRequest { tasks: vec![task] })
                         .await;

@@ -539,19 +539,7 @@ async fn cluster_members_need_a_certificate_from_the_cluster_ca() -> TestResult 
         glaux_proto::StageId(1),
         glaux_proto::TaskId(0),
     );
-    let task = glaux_proto::generated::TaskDefinition {
-        query_id: query.to_string(),
-        stage_id: 1,
-        task_id: 0,
-        partitions: vec![0],
-        plan: Vec::new(),
-        scan_codecs: Vec::new(),
-        reads_per_partition: 1,
-        plan_partitions: Vec::new(),
-        dynamic_filters: false,
-        analyze: false,
-        run_token: forged,
-    };
+    let task = task_definition(query.as_str(), Vec::new(), forged);
     let status = ExecutorControlClient::with_interceptor(channel, auth.clone())
         .launch_tasks(glaux_proto::generated::LaunchTasksRequest { tasks: vec![task] })
         .await

@@ -377,3 +377,21 @@ fn has_top_level_order_by(sql: &str) -> bool {
     }
     false
 }
+
+/// A one-partition task (task 0 of stage 1 of `query`) as the scheduler would send it, with this
+/// plan and run token: for tests that call an executor as the scheduler (or as an impostor).
+pub fn task_definition(query: &str, plan: Vec<u8>, run_token: Vec<u8>) -> glaux_proto::generated::TaskDefinition {
+    glaux_proto::generated::TaskDefinition {
+        query_id: query.to_string(),
+        stage_id: 1,
+        task_id: 0,
+        partitions: vec![0],
+        plan,
+        scan_codecs: vec![],
+        reads_per_partition: 1,
+        plan_partitions: vec![],
+        dynamic_filters: false,
+        analyze: false,
+        run_token,
+    }
+}

@@ -5,9 +5,7 @@ use arrow_flight::Ticket;
 use arrow_flight::flight_service_client::FlightServiceClient;
 use glaux_proto::generated::executor_control_client::ExecutorControlClient;
 use glaux_proto::generated::scheduler_cluster_client::SchedulerClusterClient;
-use glaux_proto::generated::{
-    ExecutorRegistration, LaunchTasksRequest, RegisterExecutorRequest, TaskDefinition, TaskOutputTicket,
-};
+use glaux_proto::generated::{ExecutorRegistration, LaunchTasksRequest, RegisterExecutorRequest, TaskOutputTicket};
 use glaux_proto::{ClusterAuth, ClusterSecret};
 use prost::Message;
 use tonic::Code;
@@ -20,21 +18,7 @@ async fn executors_and_scheduler_reject_callers_without_the_cluster_secret() -> 
     let cluster = TestCluster::builder().executors(1).start().await?;
     let executor = format!("http://{}", cluster.executors[0].endpoint());
     let channel = Channel::from_shared(executor)?.connect().await?;
-    let launch = LaunchTasksRequest {
-        tasks: vec![TaskDefinition {
-            query_id: "q".into(),
-            stage_id: 1,
-            task_id: 0,
-            partitions: vec![0],
-            plan: b"not even a plan".to_vec(),
-            scan_codecs: vec![],
-            reads_per_partition: 1,
-            plan_partitions: vec![],
-            dynamic_filters: false,
-            analyze: false,
-            run_token: Vec::new(),
-        }],
-    };
+    let launch = LaunchTasksRequest { tasks: vec![task_definition("q", b"not even a plan".to_vec(), Vec::new())] };
 
     // No credential.
     let status = ExecutorControlClient::new(channel.clone()).launch_tasks(launch.clone()).await.unwrap_err();
@@ -239,19 +223,7 @@ async fn executors_need_the_schedulers_token_for_each_task() -> TestResult {
     let auth = ClusterAuth::attach(cluster.secret.clone());
     let query = QueryId::from("q-token".to_string());
     let launch = |token: Vec<u8>| LaunchTasksRequest {
-        tasks: vec![TaskDefinition {
-            query_id: query.to_string(),
-            stage_id: 1,
-            task_id: 0,
-            partitions: vec![0],
-            plan: b"not even a plan".to_vec(),
-            scan_codecs: vec![],
-            reads_per_partition: 1,
-            plan_partitions: vec![],
-            dynamic_filters: false,
-            analyze: false,
-            run_token: token,
-        }],
+        tasks: vec![task_definition(query.as_str(), b"not even a plan".to_vec(), token)],
     };
     let expired = signer.sign_claims(&TaskTokenClaims {
         purpose: TokenPurpose::Run as u32,

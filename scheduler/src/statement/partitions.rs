@@ -152,14 +152,10 @@ impl Family for Partitions {
     }
 
     fn authorize(&self, ctx: &Context<'_>) -> Result<(), SchedulerError> {
-        use glaux_catalog::{Columns, Privilege};
+        use glaux_catalog::Privilege;
         let access = &ctx.access;
         match self {
-            Self::Show(table) => {
-                if access.readable_columns(&table.database, &table.name) == Columns::None {
-                    access.require_table(Privilege::Select, &table.database, &table.name)?;
-                }
-            }
+            Self::Show(table) => access.require_readable(&table.database, &table.name)?,
             Self::Repair(table) | Self::Drop { table, .. } => {
                 access.require_table(Privilege::Alter, &table.database, &table.name)?;
             }

@@ -33,15 +33,7 @@ impl Family for ShowCreateTable {
     }
 
     fn authorize(&self, ctx: &Context<'_>) -> Result<(), SchedulerError> {
-        let table = &self.0;
-        if ctx.access.readable_columns(&table.database, &table.name) == glaux_catalog::Columns::None {
-            return Err(ctx
-                .access
-                .require_table(glaux_catalog::Privilege::Select, &table.database, &table.name)
-                .err()
-                .map_or_else(|| SchedulerError::Internal("a denied table was allowed".into()), SchedulerError::from));
-        }
-        Ok(())
+        Ok(ctx.access.require_readable(&self.0.database, &self.0.name)?)
     }
 
     async fn run(
