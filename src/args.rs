@@ -396,19 +396,22 @@ pub(crate) fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `glaux bench`: TPC-H on a standalone cluster and on single-process DataFusion.
+/// `glaux bench`: TPC-H or TPC-DS on a standalone cluster and on single-process DataFusion.
 #[derive(Args)]
 pub(crate) struct BenchArgs {
-    /// TPC-H scale factor.
+    /// Which benchmark: the 22 TPC-H queries or the 99 TPC-DS queries.
+    #[arg(long, value_enum, default_value_t = Suite::Tpch)]
+    pub(crate) suite: Suite,
+    /// Scale factor.
     #[arg(long, default_value_t = 1.0)]
     pub(crate) sf: f64,
-    /// Where the generated data lives (generated once) [default: <warehouse>/tpch/sf<SF>]
+    /// Where the generated data lives (generated once) [default: <warehouse>/<suite>/sf<SF>]
     #[arg(long)]
     pub(crate) data: Option<PathBuf>,
     /// Timed runs of each query on each engine, after one warm-up run.
     #[arg(long, default_value_t = 3)]
     pub(crate) iterations: usize,
-    /// Only these queries (1-22, repeatable).
+    /// Only these queries (1-22 or 1-99, repeatable).
     #[arg(long)]
     pub(crate) query: Vec<usize>,
     /// Round trips for the latency measurements.
@@ -423,4 +426,10 @@ pub(crate) struct BenchArgs {
     pub(crate) reference_without_join_filters: bool,
     #[command(flatten)]
     pub(crate) cluster: StandaloneArgs,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Suite {
+    Tpch,
+    Tpcds,
 }

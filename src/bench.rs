@@ -1,23 +1,32 @@
-//! `glaux bench`: TPC-H on a standalone Glaux cluster and on single-process DataFusion, side by
-//! side on the same files and settings, plus Flight SQL round-trip latency.
+//! `glaux bench`: TPC-H or TPC-DS on a standalone Glaux cluster and on single-process DataFusion,
+//! side by side on the same files and settings, plus Flight SQL round-trip latency.
 
 use anyhow::Context;
 use datafusion::prelude::{SessionConfig, SessionContext};
-use glaux_bench::{runner, tpch};
+use glaux_bench::{runner, tpcds, tpch};
 use glaux_client::GlauxClient;
 
-use crate::args::BenchArgs;
+use crate::args::{BenchArgs, Suite};
 use crate::standalone::start_standalone;
 
 pub async fn run(mut args: BenchArgs) -> anyhow::Result<bool> {
     // A bench cluster of its own: any free port, and a catalog apart from the user's.
     args.cluster.flight_sql_addr = "127.0.0.1:0".parse()?;
     let home = args.cluster.storage.home().to_path_buf();
-    let data = args.data.clone().unwrap_or_else(|| home.join(format!("tpch/sf{}", args.sf)));
-    if !data.join("lineitem").exists() {
-        eprintln!("Generating TPC-H SF {} in {} ...", args.sf, data.display());
-        let parts = (args.sf.ceil() as i32).clamp(1, 64) * 4;
-        tpch::generate(&data, args.sf, parts).context("generating TPC-H data")?;
+    let (name, tables, queries): (&str, &[&str], &[&str]) = match args.suite {
+        Suite::Tpch => ("TPC-H", &tpch::TABLES, &tpch::QUERIES),
+        Suite::Tpcds => ("TPC-DS", &tpcds::TABLES, &tpcds::QUERIES),
+    };
+    let suite = if args.suite == Suite::Tpch { "tpch" } else { "tpcds" };
+    let data = args.data.clone().unwrap_or_else(|| home.join(format!("{suite}/sf{}", args.sf)));
+    // The last table is written last: its presence says the data is complete.
+    if !data.join(tables[tables.len() - 1]).exists() {
+        eprintln!("Generating {name} SF {} in {} ...", args.sf, data.display());
+        match args.suite {
+            Suite::Tpch => tpch::generate(&data, args.sf, (args.sf.ceil() as i32).clamp(1, 64) * 4),
+            Suite::Tpcds => tpcds::generate(&data, args.sf),
+        }
+        .with_context(|| format!("generating {name} data"))?;
     }
     let catalog = home.join(".glaux/bench-catalog.sqlite");
     let _ = std::fs::remove_file(&catalog);
@@ -36,18 +45,22 @@ pub async fn run(mut args: BenchArgs) -> anyhow::Result<bool> {
     }
     let reference = SessionContext::new_with_config(config);
     let location = format!("{}/", data.canonicalize()?.display());
-    for ddl in tpch::ddl(&location) {
+    let ddl = match args.suite {
+        Suite::Tpch => tpch::ddl(&location),
+        Suite::Tpcds => tpcds::ddl(&location),
+    };
+    for ddl in ddl {
         client.query(&ddl).await?;
         reference.sql(&ddl).await?.collect().await?;
     }
-    let queries: Vec<(String, String)> = tpch::QUERIES
+    let queries: Vec<(String, String)> = queries
         .iter()
         .enumerate()
         .filter(|(i, _)| args.query.is_empty() || args.query.contains(&(i + 1)))
         .map(|(i, sql)| (format!("q{}", i + 1), sql.to_string()))
         .collect();
     eprintln!(
-        "TPC-H SF {} on {} executors ({slots} task slots) vs DataFusion (target_partitions {slots}), {} runs each",
+        "{name} SF {} on {} executors ({slots} task slots) vs DataFusion (target_partitions {slots}), {} runs each",
         args.sf, args.cluster.executors, args.iterations
     );
     let timings = runner::compare(&mut client, &reference, &queries, args.iterations).await;
@@ -56,18 +69,20 @@ pub async fn run(mut args: BenchArgs) -> anyhow::Result<bool> {
     // Latency: the smallest query, and a lookup in one partition of a partitioned table.
     let select_one =
         runner::latency(&mut client, "SELECT 1", args.latency_iterations).await.map_err(anyhow::Error::msg)?;
-    let nations = data.join("nation_by_region");
-    if !nations.exists() {
-        let copy = format!(
-            "COPY (SELECT * FROM nation) TO '{}/' STORED AS PARQUET PARTITIONED BY (n_regionkey)",
-            nations.display()
-        );
+    let (lookup_sql, lookup_name) = lookup_table(args.suite);
+    let by_key = data.join(lookup_name);
+    if !by_key.exists() {
+        let copy = match args.suite {
+            Suite::Tpch => "SELECT * FROM nation",
+            Suite::Tpcds => "SELECT * FROM date_dim",
+        };
+        let key = if args.suite == Suite::Tpch { "n_regionkey" } else { "d_year" };
+        let copy = format!("COPY ({copy}) TO '{}/' STORED AS PARQUET PARTITIONED BY ({key})", by_key.display());
         reference.sql(&copy).await?.collect().await?;
     }
     client
-        .query(&format!("CREATE EXTERNAL TABLE nation_by_region LOCATION '{}/'", nations.canonicalize()?.display()))
+        .query(&format!("CREATE EXTERNAL TABLE {lookup_name} LOCATION '{}/'", by_key.canonicalize()?.display()))
         .await?;
-    let lookup_sql = "SELECT n_name FROM nation_by_region WHERE n_regionkey = '3' AND n_nationkey = 7";
     let lookup = runner::latency(&mut client, lookup_sql, args.latency_iterations).await.map_err(anyhow::Error::msg)?;
     println!("latency over Flight SQL ({} round trips each):", args.latency_iterations);
     println!("  SELECT 1                  p50 {:.2} ms, p99 {:.2} ms", select_one.0, select_one.1);
@@ -75,7 +90,7 @@ pub async fn run(mut args: BenchArgs) -> anyhow::Result<bool> {
 
     if let Some(path) = &args.json {
         let report = serde_json::json!({
-            "benchmark": "tpch",
+            "benchmark": suite,
             "scale_factor": args.sf,
             "executors": args.cluster.executors,
             "task_slots": slots,
@@ -90,4 +105,16 @@ pub async fn run(mut args: BenchArgs) -> anyhow::Result<bool> {
             .with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(timings.iter().all(|t| t.error.is_none()))
+}
+
+/// A lookup in one partition of a small partitioned table, for the latency measurement.
+fn lookup_table(suite: Suite) -> (&'static str, &'static str) {
+    match suite {
+        Suite::Tpch => {
+            ("SELECT n_name FROM nation_by_region WHERE n_regionkey = '3' AND n_nationkey = 7", "nation_by_region")
+        }
+        Suite::Tpcds => {
+            ("SELECT d_date FROM date_dim_by_year WHERE d_year = '2000' AND d_date_sk = 2451545", "date_dim_by_year")
+        }
+    }
 }

@@ -1,5 +1,7 @@
-//! Glaux benchmarks: TPC-H data and queries, and the runner that times them on Glaux and on
-//! single-process DataFusion side by side (`glaux bench`); the TPC-H system test shares the data.
+//! Glaux benchmarks: TPC-H and TPC-DS data and queries, and the runner that times them on Glaux and on
+//! single-process DataFusion side by side (`glaux bench`); the TPC-H and TPC-DS system tests share the data.
 
+mod parquet_out;
 pub mod runner;
+pub mod tpcds;
 pub mod tpch;

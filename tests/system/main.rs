@@ -20,4 +20,5 @@ mod pruning;
 mod queries;
 mod s3;
 mod security;
+mod tpcds;
 mod tpch;

@@ -51,7 +51,7 @@ async fn distributed_results_match_datafusion() -> TestResult {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn explain_draws_the_stage_tree_with_exchanges() -> TestResult {
     let cluster = TestCluster::builder().start().await?;
-    let (_, mut client) = cluster.with_lake().await?;
+    let (lake, mut client) = cluster.with_lake().await?;
     let sql = "SELECT region, sum(qty) FROM sales GROUP BY region";
     let output = client.query(&format!("EXPLAIN {sql}")).await?;
     let text = rows_of(&output.batches).join("\n");
@@ -62,6 +62,13 @@ async fn explain_draws_the_stage_tree_with_exchanges() -> TestResult {
     assert!(executors.starts_with("2: gather of 4 partitions, 2 tasks on 2 executors"), "{text}");
     assert!(text.contains("    Stage 1: shuffle into 4 partitions, 2 tasks on 2 executors, files: 18"), "{text}");
     assert!(text.contains("StageReaderExec: stage=1, partitions=4, each merging 2 tasks"), "{text}");
+    // The scan's 18 files in its 4 groups (one per partition) are summarized, not listed, unless
+    // VERBOSE; the bytes are the files' sizes on disk.
+    let bytes: u64 = sales_files().iter().map(|(path, _)| file_size(&lake.join("sales").join(path))).sum();
+    let summary = format!("files: 18 ({}) in 4 groups", glaux_proto::format_bytes(bytes));
+    assert!(text.contains(&summary) && !text.contains(".parquet"), "{summary} not in\n{text}");
+    let verbose = rows_of(&client.query(&format!("EXPLAIN VERBOSE {sql}")).await?.batches).join("\n");
+    assert!(verbose.matches(".parquet").count() >= 18 && !verbose.contains("files: 18 ("), "{verbose}");
     let result = client.query(sql).await?;
     assert_eq!(result.rows(), 3);
     // Through the same stages, no rows at all (TPC-H Q11 at SF 10 is such a query).
@@ -71,6 +78,10 @@ async fn explain_draws_the_stage_tree_with_exchanges() -> TestResult {
     assert_eq!((stats.stages, stats.tasks), (2, 4));
     assert!(stats.scan.bytes_scanned > 0, "the scan's bytes reach the client through both stages");
     Ok(())
+}
+
+fn file_size(path: &std::path::Path) -> u64 {
+    std::fs::metadata(path).map_or_else(|e| panic!("{}: {e}", path.display()), |m| m.len())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

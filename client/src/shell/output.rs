@@ -57,6 +57,7 @@ pub fn write_result(
 ) -> std::io::Result<()> {
     let failed = |e: arrow::error::ArrowError| std::io::Error::other(format!("cannot display the result: {e}"));
     match format {
+        OutputFormat::Aligned if is_plan(schema) => write_plans(out, batches),
         OutputFormat::Aligned => {
             let table = pretty_format_batches_with_schema(schema.clone(), batches).map_err(failed)?;
             writeln!(out, "{table}")
@@ -72,6 +73,27 @@ pub fn write_result(
         }
         OutputFormat::Vertical => write_vertical(out, schema, batches),
     }
+}
+
+/// `EXPLAIN`'s answer: (plan_type, plan) rows, shown as plain text rather than in a table whose
+/// borders would wrap every line of the plan.
+fn is_plan(schema: &SchemaRef) -> bool {
+    let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+    names == ["plan_type", "plan"]
+}
+
+fn write_plans(out: &mut dyn Write, batches: &[RecordBatch]) -> std::io::Result<()> {
+    for batch in batches {
+        text_rows(batch, |row| {
+            let [kind, plan] = [&row[0], &row[1]].map(|v| v.as_deref().unwrap_or(""));
+            writeln!(out, "{kind}:")?;
+            for line in plan.lines() {
+                writeln!(out, "  {line}")?;
+            }
+            writeln!(out)
+        })?;
+    }
+    Ok(())
 }
 
 fn text_rows(
@@ -174,5 +196,18 @@ mod tests {
         assert!(render(OutputFormat::Aligned).contains("| 1  | a, \"b\""));
         assert_eq!(OutputFormat::parse("JSON"), Some(OutputFormat::Json));
         assert_eq!(OutputFormat::parse("xml"), None);
+    }
+
+    #[test]
+    fn a_plan_prints_as_plain_text() {
+        let batch = RecordBatch::try_from_iter([
+            ("plan_type", Arc::new(StringArray::from(vec!["logical_plan"])) as _),
+            ("plan", Arc::new(StringArray::from(vec!["Projection: a\n  TableScan: t"])) as _),
+        ])
+        .expect("batch");
+        let mut out = Vec::new();
+        write_result(&mut out, OutputFormat::Aligned, &batch.schema(), &[batch]).expect("write");
+        let text = String::from_utf8(out).expect("utf-8");
+        assert_eq!(text, "logical_plan:\n  Projection: a\n    TableScan: t\n\n");
     }
 }

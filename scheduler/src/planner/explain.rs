@@ -9,19 +9,24 @@ use glaux_proto::{ExecutorAddr, StageId, StageReaderExec, TaskReport, format_byt
 
 use super::{DistributedPlan, Exchange, Stage};
 
+mod file_groups;
+use file_groups::{summarized, summarized_text};
+
 /// The scans' partition pruning, then stage 0 (the scheduler's) with the stages it reads nested
 /// below it, each with its exchange, tasks and plan.
-pub fn render_distributed_plan(plan: &DistributedPlan) -> String {
-    render(plan, None)
+/// Unless `verbose`, each scan's file groups are summarized (`files: 33 (3.10 MB) in 4 groups`)
+/// instead of listing every path.
+pub fn render_distributed_plan(plan: &DistributedPlan, verbose: bool) -> String {
+    render(plan, None, verbose)
 }
 
 /// `EXPLAIN ANALYZE`: the same tree after running it, with stage 0's operators' metrics and each
 /// task's rows, compute time, spills, bytes scanned and plan with metrics, as its executor reported.
-pub fn render_analyzed_plan(plan: &DistributedPlan, reports: &[TaskReport]) -> String {
-    render(plan, Some(reports))
+pub fn render_analyzed_plan(plan: &DistributedPlan, reports: &[TaskReport], verbose: bool) -> String {
+    render(plan, Some(reports), verbose)
 }
 
-fn render(plan: &DistributedPlan, reports: Option<&[TaskReport]>) -> String {
+fn render(plan: &DistributedPlan, reports: Option<&[TaskReport]>, verbose: bool) -> String {
     let mut out = String::new();
     for scan in &plan.scans {
         let total = scan.partitions_total.map_or_else(|| "?".to_string(), |t| t.to_string());
@@ -40,14 +45,23 @@ fn render(plan: &DistributedPlan, reports: Option<&[TaskReport]>) -> String {
         Some(_) => DisplayableExecutionPlan::with_metrics(plan.root.as_ref()).indent(true).to_string(),
         None => displayable(plan.root.as_ref()).indent(true).to_string(),
     };
-    indent(&mut out, 1, &root);
+    indent(&mut out, 1, &summarized(&plan.root, root, verbose));
+    let shown = Shown { plan, reports, verbose };
     for input in read_stages(&plan.root) {
-        render_stage(&mut out, plan, input, 1, reports);
+        render_stage(&mut out, &shown, input, 1);
     }
     out
 }
 
-fn render_stage(out: &mut String, plan: &DistributedPlan, id: StageId, depth: usize, reports: Option<&[TaskReport]>) {
+/// What a stage tree is drawn from.
+struct Shown<'a> {
+    plan: &'a DistributedPlan,
+    reports: Option<&'a [TaskReport]>,
+    verbose: bool,
+}
+
+fn render_stage(out: &mut String, shown: &Shown, id: StageId, depth: usize) {
+    let Shown { plan, reports, verbose } = *shown;
     let Some(stage) = plan.stages.iter().find(|s| s.id == id) else { return };
     let mut executors: Vec<&ExecutorAddr> = stage.tasks.iter().map(|t| &t.executor).collect();
     executors.sort_unstable();
@@ -88,16 +102,18 @@ fn render_stage(out: &mut String, plan: &DistributedPlan, id: StageId, depth: us
                     human_bytes(r.bytes_scanned)
                 );
                 indent(out, depth + 2, &line);
-                indent(out, depth + 2, &r.plan);
+                let text = if verbose { r.plan.clone() } else { summarized_text(&r.plan) };
+                indent(out, depth + 2, &text);
             }
             None => indent(out, depth + 2, "(no report: the task did not finish)"),
         }
     }
     if reports.is_none() {
-        indent(out, depth + 1, &displayable(stage.plan.as_ref()).indent(true).to_string());
+        let text = displayable(stage.plan.as_ref()).indent(true).to_string();
+        indent(out, depth + 1, &summarized(&stage.plan, text, verbose));
     }
     for input in read_stages(&stage.plan) {
-        render_stage(out, plan, input, depth + 1, reports);
+        render_stage(out, shown, input, depth + 1);
     }
 }
 

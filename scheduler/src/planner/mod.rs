@@ -17,11 +17,13 @@
 //!
 //! `cut_stages` cuts at exchanges (see there for the rules), `assign_tasks` spreads each stage's
 //! partitions over executors, `restrict_to_task` gives each task a plan naming only its files, and
-//! `render_distributed_plan` draws the tree for `EXPLAIN`.
+//! `render_distributed_plan` draws the tree for `EXPLAIN`; `invariants` checks the contracts between
+//! stages on every plan before it runs.
 
 mod assign_tasks;
 mod cut_stages;
 mod explain;
+mod invariants;
 mod restrict_to_task;
 mod scan_files;
 
@@ -51,6 +53,19 @@ pub struct DistributedPlan {
 }
 
 impl DistributedPlan {
+    /// Cuts `plan` into stages for `executors` and checks the contracts between them.
+    pub fn cut(
+        query: QueryId,
+        plan: Arc<dyn ExecutionPlan>,
+        executors: &[crate::cluster::ExecutorInfo],
+        scans: Vec<TableScanReport>,
+        signer: &Arc<glaux_proto::TaskSigner>,
+    ) -> Result<Self, CutError> {
+        let (root, stages) = cut_stages(&query, plan, executors, signer)?;
+        invariants::check(&root, &stages).map_err(CutError::Broken)?;
+        Ok(Self { query, root, stages, scans, signer: Arc::clone(signer) })
+    }
+
     /// Executors this plan runs tasks on, each once.
     pub fn executors(&self) -> Vec<ExecutorAddr> {
         let mut executors: Vec<ExecutorAddr> =
@@ -59,6 +74,15 @@ impl DistributedPlan {
         executors.dedup();
         executors
     }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CutError {
+    #[error(transparent)]
+    Plan(#[from] datafusion::error::DataFusionError),
+    /// A contract between stages does not hold: a bug in Glaux, reported rather than run.
+    #[error("the distributed plan is inconsistent: {0}")]
+    Broken(String),
 }
 
 /// How a stage's output reaches its consumer.

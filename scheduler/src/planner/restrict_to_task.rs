@@ -38,6 +38,14 @@ pub struct TaskPlan {
 /// The plan one task of `stage` runs. A shuffle task runs the stage's repartition over its share
 /// of the input.
 pub fn task_plan(stage: &Stage, task: &Task) -> Result<TaskPlan> {
+    let plan = unchecked_task_plan(stage, task)?;
+    match super::invariants::check_task(stage, &plan.plan) {
+        Ok(()) => Ok(plan),
+        Err(broken) => internal_err!("task {} of stage {}: {broken}", task.id, stage.id),
+    }
+}
+
+fn unchecked_task_plan(stage: &Stage, task: &Task) -> Result<TaskPlan> {
     let (served, _) = stage.served_partitions(task);
     if stage.exchange != Exchange::Shuffle {
         return Ok(match narrowed(&stage.plan, &task.partitions)? {

@@ -24,7 +24,7 @@ use super::rerun::{MAX_RERUNS_PER_SOURCE, Reruns};
 use super::stats::{ProgressProbe, ProgressSlot, QueryStatsHandle};
 use crate::cluster::{ClusterState, ExecutorInfo};
 use crate::error::{ErrorKind, SchedulerError};
-use crate::planner::{DistributedPlan, cut_stages};
+use crate::planner::{CutError, DistributedPlan};
 
 /// How often a query is planned and started when executors turn out to be lost.
 const MAX_ATTEMPTS: usize = 3;
@@ -209,6 +209,8 @@ fn distributed_plan(
     scans: Vec<TableScanReport>,
     signer: &Arc<TaskSigner>,
 ) -> Result<DistributedPlan, SchedulerError> {
-    let (root, stages) = cut_stages(&query, physical, executors, signer).map_err(SchedulerError::plan)?;
-    Ok(DistributedPlan { query, root, stages, scans, signer: Arc::clone(signer) })
+    DistributedPlan::cut(query, physical, executors, scans, signer).map_err(|e| match e {
+        CutError::Plan(e) => SchedulerError::plan(e),
+        CutError::Broken(broken) => SchedulerError::Internal(broken),
+    })
 }

@@ -20,6 +20,8 @@ use crate::query::{ProgressSlot, QueryResult};
 pub(crate) struct Explain {
     plan: LogicalPlan,
     analyze: bool,
+    /// `EXPLAIN VERBOSE`: every file of every scan, not a summary of the file groups.
+    verbose: bool,
     parameters: SchemaRef,
 }
 
@@ -28,8 +30,8 @@ impl Explain {
         &self.plan
     }
 
-    pub fn try_new(plan: LogicalPlan, analyze: bool) -> Result<Self, SchedulerError> {
-        Ok(Self { parameters: parameter_schema(&plan)?, plan, analyze })
+    pub fn try_new(plan: LogicalPlan, analyze: bool, verbose: bool) -> Result<Self, SchedulerError> {
+        Ok(Self { parameters: parameter_schema(&plan)?, plan, analyze, verbose })
     }
 
     fn result(&self, query: QueryId, types: Vec<&str>, plans: Vec<String>) -> Result<QueryResult, SchedulerError> {
@@ -57,7 +59,7 @@ impl Explain {
             stats.tasks,
             glaux_proto::format_bytes(stats.scan.bytes_scanned)
         );
-        let text = summary + &render_analyzed_plan(distributed, &stats.scan.reports);
+        let text = summary + &render_analyzed_plan(distributed, &stats.scan.reports, self.verbose);
         self.result(query, vec!["Plan with Metrics"], vec![text])
     }
 }
@@ -91,7 +93,7 @@ impl Family for Explain {
         }
         let distributed = ctx.queries.explain(&ctx.state, query.clone(), &self.plan).await?;
         let logical = ctx.state.optimize(&self.plan).map_err(SchedulerError::plan)?.display_indent().to_string();
-        let plans = vec![logical, render_distributed_plan(&distributed)];
+        let plans = vec![logical, render_distributed_plan(&distributed, self.verbose)];
         self.result(query, vec!["logical_plan", "distributed_plan"], plans)
     }
 }

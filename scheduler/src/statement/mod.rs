@@ -234,10 +234,11 @@ impl Statement {
     fn planned(plan: LogicalPlan) -> Result<Statement, SchedulerError> {
         Ok(match plan {
             LogicalPlan::Explain(explain) => {
-                Statement::Explain(Explain::try_new(Arc::unwrap_or_clone(explain.plan), false)?)
+                let verbose = explain.verbose;
+                Statement::Explain(Explain::try_new(Arc::unwrap_or_clone(explain.plan), false, verbose)?)
             }
             LogicalPlan::Analyze(analyze) => {
-                Statement::Explain(Explain::try_new(Arc::unwrap_or_clone(analyze.input), true)?)
+                Statement::Explain(Explain::try_new(Arc::unwrap_or_clone(analyze.input), true, analyze.verbose)?)
             }
             LogicalPlan::Ddl(DdlStatement::CreateExternalTable(create)) => {
                 Statement::CreateTable(CreateTable::DataFusion(create))
