@@ -11,8 +11,13 @@ use serde::Serialize;
 #[derive(Debug, Serialize)]
 pub struct QueryTiming {
     pub name: String,
+    /// Timed runs, after the first.
     pub glaux_ms: Vec<f64>,
     pub datafusion_ms: Vec<f64>,
+    /// The first run of each engine: cold caches (executors' Parquet metadata, DataFusion's
+    /// statistics and metadata caches), though the files may be in the OS page cache.
+    pub glaux_first_ms: Option<f64>,
+    pub datafusion_first_ms: Option<f64>,
     /// Rows Glaux returned; equal to DataFusion's unless `error` says otherwise.
     pub rows: usize,
     pub bytes_scanned: u64,
@@ -61,6 +66,8 @@ pub async fn compare(
             name: name.clone(),
             glaux_ms: Vec::new(),
             datafusion_ms: Vec::new(),
+            glaux_first_ms: None,
+            datafusion_first_ms: None,
             rows: 0,
             bytes_scanned: 0,
             error: None,
@@ -70,8 +77,9 @@ pub async fn compare(
             let started = Instant::now();
             match client.query(sql).await {
                 Ok(output) => {
-                    if run > 0 {
-                        timing.glaux_ms.push(ms(started.elapsed()));
+                    match run {
+                        0 => timing.glaux_first_ms = Some(ms(started.elapsed())),
+                        _ => timing.glaux_ms.push(ms(started.elapsed())),
                     }
                     timing.rows = output.rows();
                     timing.bytes_scanned = output.stats.map_or(0, |s| s.scan.bytes_scanned);
@@ -88,8 +96,9 @@ pub async fn compare(
             };
             match result {
                 Ok(batches) => {
-                    if run > 0 {
-                        timing.datafusion_ms.push(ms(started.elapsed()));
+                    match run {
+                        0 => timing.datafusion_first_ms = Some(ms(started.elapsed())),
+                        _ => timing.datafusion_ms.push(ms(started.elapsed())),
                     }
                     datafusion_rows = batches.iter().map(|b| b.num_rows()).sum();
                 }
@@ -113,7 +122,8 @@ pub async fn compare(
     timings
 }
 
-/// The per-query table with totals and the Glaux/DataFusion ratio.
+/// The per-query table (warm medians) with totals and the Glaux/DataFusion ratio, then the
+/// totals of the first (cold) runs.
 pub fn render(timings: &[QueryTiming]) -> String {
     let mut out = format!("{:<8} {:>12} {:>15} {:>7} {:>8}\n", "query", "glaux ms", "datafusion ms", "ratio", "rows");
     let (mut glaux_total, mut datafusion_total) = (0.0, 0.0);
@@ -131,6 +141,12 @@ pub fn render(timings: &[QueryTiming]) -> String {
     }
     let ratio = if datafusion_total > 0.0 { glaux_total / datafusion_total } else { f64::NAN };
     out.push_str(&format!("{:<8} {glaux_total:>12.1} {datafusion_total:>15.1} {ratio:>7.2}\n", "total"));
+    let ok = timings.iter().filter(|t| t.error.is_none());
+    let (glaux_cold, datafusion_cold) = ok.fold((0.0, 0.0), |(g, d), t| {
+        (g + t.glaux_first_ms.unwrap_or(0.0), d + t.datafusion_first_ms.unwrap_or(0.0))
+    });
+    let ratio = if datafusion_cold > 0.0 { glaux_cold / datafusion_cold } else { f64::NAN };
+    out.push_str(&format!("{:<8} {glaux_cold:>12.1} {datafusion_cold:>15.1} {ratio:>7.2}\n", "cold"));
     out
 }
 
