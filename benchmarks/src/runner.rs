@@ -142,9 +142,8 @@ pub fn render(timings: &[QueryTiming]) -> String {
     let ratio = if datafusion_total > 0.0 { glaux_total / datafusion_total } else { f64::NAN };
     out.push_str(&format!("{:<8} {glaux_total:>12.1} {datafusion_total:>15.1} {ratio:>7.2}\n", "total"));
     let ok = timings.iter().filter(|t| t.error.is_none());
-    let (glaux_cold, datafusion_cold) = ok.fold((0.0, 0.0), |(g, d), t| {
-        (g + t.glaux_first_ms.unwrap_or(0.0), d + t.datafusion_first_ms.unwrap_or(0.0))
-    });
+    let (glaux_cold, datafusion_cold) = ok
+        .fold((0.0, 0.0), |(g, d), t| (g + t.glaux_first_ms.unwrap_or(0.0), d + t.datafusion_first_ms.unwrap_or(0.0)));
     let ratio = if datafusion_cold > 0.0 { glaux_cold / datafusion_cold } else { f64::NAN };
     out.push_str(&format!("{:<8} {glaux_cold:>12.1} {datafusion_cold:>15.1} {ratio:>7.2}\n", "cold"));
     out

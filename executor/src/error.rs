@@ -28,7 +28,7 @@ pub enum ExecutorError {
 
 impl From<ExecutorError> for tonic::Status {
     fn from(error: ExecutorError) -> Self {
-        let message = error.to_string();
+        let message = glaux_proto::status_message(error.to_string());
         match error {
             ExecutorError::Bind { .. } | ExecutorError::Session(_) | ExecutorError::Config(_) => {
                 tonic::Status::internal(message)

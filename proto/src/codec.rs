@@ -28,6 +28,7 @@ use crate::generated::{
 };
 use crate::ids::{ExecutorAddr, QueryId, StageId, TaskId};
 use crate::partition_subset::PartitionSubsetExec;
+use crate::reader_properties;
 use crate::stage_reader::{StageReaderExec, TaskOutput, reader_from_parts};
 
 /// Encodes Glaux's own plan nodes inside datafusion-proto plans.
@@ -93,6 +94,7 @@ fn encode_reader(reader: &StageReaderExec) -> Result<StageReaderNode> {
             .unwrap_or_default(),
         _ => Vec::new(),
     };
+    let (orderings, equivalences) = reader_properties::encode(reader.properties().equivalence_properties());
     Ok(StageReaderNode {
         query_id: reader.query().to_string(),
         stage_id: reader.stage().0,
@@ -103,7 +105,14 @@ fn encode_reader(reader: &StageReaderExec) -> Result<StageReaderNode> {
             .map(|sources| ReaderPartition { sources: sources.iter().map(location).collect() })
             .collect(),
         hash_columns,
+        orderings,
+        equivalences,
     })
+}
+
+/// `reader` as an executor decodes it from the plan it is sent.
+pub fn reader_as_sent(reader: &StageReaderExec) -> Result<StageReaderExec> {
+    decode_reader(encode_reader(reader)?)
 }
 
 fn decode_reader(node: StageReaderNode) -> Result<StageReaderExec> {
@@ -131,7 +140,8 @@ fn decode_reader(node: StageReaderNode) -> Result<StageReaderExec> {
     } else {
         Partitioning::Hash(hash, partitions.len())
     };
-    reader_from_parts(QueryId::from(node.query_id), StageId(node.stage_id), Arc::new(schema), partitioning, partitions)
+    let properties = reader_properties::decode(Arc::new(schema), node.orderings, node.equivalences)?;
+    reader_from_parts(QueryId::from(node.query_id), StageId(node.stage_id), properties, partitioning, partitions)
 }
 
 /// A plan fragment on the wire.

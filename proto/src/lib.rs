@@ -21,6 +21,7 @@ mod ids;
 mod local_outputs;
 mod panics;
 mod partition_subset;
+mod reader_properties;
 mod stage_reader;
 mod stats;
 mod task_error;
@@ -38,14 +39,16 @@ pub mod generated {
 pub use auth::{ClusterAuth, ClusterSecret};
 pub use channels::{ClusterChannels, FlightClient, MAX_MESSAGE_BYTES};
 pub use cluster_tls::ClusterTls;
-pub use codec::{EncodedPlan, GlauxCodec, decode_plan, encode_plan};
+pub use codec::{EncodedPlan, GlauxCodec, decode_plan, encode_plan, reader_as_sent};
 pub use ids::{ExecutorAddr, ExecutorId, QueryId, StageId, TaskId};
 pub use local_outputs::{LocalOutputs, TaskOutputRead};
 pub use panics::{contain_panics, panic_message};
 pub use partition_subset::PartitionSubsetExec;
 pub use stage_reader::{StageReaderExec, TaskOutput};
 pub use stats::{QueryProgress, QueryStats, TaskReport, TaskStats, format_bytes};
-pub use task_error::{TaskError, TaskFailure, find_cause, lost_executor_words, status_of};
+pub use task_error::{
+    MAX_STATUS_MESSAGE_BYTES, TaskError, TaskFailure, find_cause, lost_executor_words, status_message, status_of,
+};
 pub use task_metrics::{collect_task_stats, task_report};
 pub use task_rerun::{RerunHandle, RerunResult, TaskRerun};
 pub use task_token::{TOKEN_LIFETIME, TaskSigner, TaskVerifier, TokenError, TokenPurpose};

@@ -385,14 +385,14 @@ fn worth_compressing(executor: &ExecutorAddr) -> bool {
 pub(crate) fn reader_from_parts(
     query: QueryId,
     stage: StageId,
-    schema: SchemaRef,
+    properties: EquivalenceProperties,
     partitioning: Partitioning,
     partitions: Vec<Vec<TaskOutput>>,
 ) -> Result<StageReaderExec> {
     if partitions.is_empty() {
         return exec_err!("a stage reader needs at least one partition");
     }
-    Ok(StageReaderExec::new(query, stage, EquivalenceProperties::new(schema), partitioning, partitions))
+    Ok(StageReaderExec::new(query, stage, properties, partitioning, partitions))
 }
 
 #[cfg(test)]

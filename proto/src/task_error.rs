@@ -123,7 +123,23 @@ pub fn status_of(error: &DataFusionError) -> tonic::Status {
         TaskFailure::Cancelled => (WireKind::Cancelled, String::new(), tonic::Code::Cancelled),
     };
     let detail = FailureDetail { kind: kind as i32, executor };
-    tonic::Status::with_details(code, error.to_string(), detail.encode_to_vec().into())
+    tonic::Status::with_details(code, status_message(error.to_string()), detail.encode_to_vec().into())
+}
+
+/// The longest status message sent: it travels in an HTTP/2 header (trailer), and a longer one
+/// than the peer accepts breaks the whole connection instead of reporting the error.
+pub const MAX_STATUS_MESSAGE_BYTES: usize = 4096;
+
+/// `message`, cut to [`MAX_STATUS_MESSAGE_BYTES`] at a character boundary, saying how much was cut.
+pub fn status_message(message: String) -> String {
+    if message.len() <= MAX_STATUS_MESSAGE_BYTES {
+        return message;
+    }
+    let mut end = MAX_STATUS_MESSAGE_BYTES - 64;
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{} ... ({} more bytes)", &message[..end], message.len() - end)
 }
 
 /// The failure a status's details carry, if they are a well-formed [`FailureDetail`].
@@ -138,6 +154,20 @@ fn failure_detail(status: &tonic::Status) -> Option<TaskFailure> {
         WireKind::ResourcesExhausted => TaskFailure::ResourcesExhausted,
         WireKind::Cancelled => TaskFailure::Cancelled,
     })
+}
+
+#[cfg(test)]
+mod status_message_tests {
+    use super::{MAX_STATUS_MESSAGE_BYTES, status_message};
+
+    #[test]
+    fn long_messages_are_cut_at_a_character_boundary() {
+        assert_eq!(status_message("short".into()), "short");
+        let long = "é".repeat(10_000);
+        let cut = status_message(long.clone());
+        assert!(cut.len() <= MAX_STATUS_MESSAGE_BYTES, "{}", cut.len());
+        assert!(cut.ends_with(" more bytes)") && long.starts_with(cut.split(" ... (").next().unwrap_or("")));
+    }
 }
 
 #[cfg(test)]

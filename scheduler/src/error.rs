@@ -158,7 +158,7 @@ impl SchedulerError {
 
 impl From<SchedulerError> for tonic::Status {
     fn from(error: SchedulerError) -> Self {
-        tonic::Status::new(error.kind().grpc_code(), error.to_string())
+        tonic::Status::new(error.kind().grpc_code(), glaux_proto::status_message(error.to_string()))
     }
 }
 

@@ -46,6 +46,17 @@ async fn bad_requests_get_clear_errors_and_harm_nothing() -> TestResult {
     .await;
     assert_error(&mut client, "COPY sales TO '/tmp/x.parquet'", &["not supported"]).await;
     assert_still_serving(&mut client).await;
+    // Errors whose text would be huge (here it quotes a 100 kB value, while planning and on the
+    // executors) arrive cut to a bounded length: a gRPC status travels in an HTTP/2 trailer, and
+    // an oversized one broke the connection ("h2 protocol error") instead of reporting the error.
+    for sql in
+        ["SELECT CAST(repeat('y', 100000) AS INT)", "SELECT CAST(concat(item, repeat('x', 100000)) AS INT) FROM sales"]
+    {
+        let error = client.query(sql).await.expect_err("a failed cast").to_string();
+        assert!(error.contains("Cannot cast") && error.contains("more bytes)"), "{}", &error[..error.len().min(300)]);
+        assert!(error.len() < 2 * glaux_proto::MAX_STATUS_MESSAGE_BYTES, "{} bytes", error.len());
+        assert_still_serving(&mut client).await;
+    }
 
     // A statement that hits a bug (a panic, injected) while planning or while producing its
     // rows fails alone.

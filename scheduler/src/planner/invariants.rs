@@ -12,12 +12,12 @@
 
 use std::sync::Arc;
 
-use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::config::ConfigOptions;
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_optimizer::sanity_checker::SanityCheckPlan;
-use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties, Partitioning};
-use glaux_proto::{StageId, StageReaderExec};
+use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties, Partitioning, displayable};
+use glaux_proto::{StageId, StageReaderExec, reader_as_sent};
 
 use super::{Exchange, Stage};
 
@@ -30,13 +30,27 @@ pub(super) fn check(root: &Arc<dyn ExecutionPlan>, stages: &[Stage]) -> Result<(
     check_fragment(root, "stage 0", stages)
 }
 
-/// The plan one task of `stage` runs.
+/// The plan one task of `stage` runs: it writes the stage's schema, satisfies its operators'
+/// input requirements, and is the same plan once its readers are as the executor decodes them
+/// (what a reader knows of its rows decides how operators above it are built).
 pub(super) fn check_task(stage: &Stage, plan: &Arc<dyn ExecutionPlan>) -> Result<(), String> {
     let (written, stage_writes) = (plan.schema(), stage.plan.schema());
     if written.fields() != stage_writes.fields() {
         return Err(format!("writes {written:?}, but its stage writes {stage_writes:?}"));
     }
-    sanity_check(plan, "the task's plan")
+    sanity_check(plan, "the task's plan")?;
+    let sent = Arc::clone(plan)
+        .transform_up(|node| match node.downcast_ref::<StageReaderExec>() {
+            Some(reader) => Ok(Transformed::yes(Arc::new(reader_as_sent(reader)?) as Arc<dyn ExecutionPlan>)),
+            None => Ok(Transformed::no(node)),
+        })
+        .map_err(|e| format!("the task's plan cannot be rebuilt as an executor decodes it: {e}"))?
+        .data;
+    let (planned, decoded) = (displayable(plan.as_ref()).indent(true), displayable(sent.as_ref()).indent(true));
+    if planned.to_string() != decoded.to_string() {
+        return Err(format!("an executor would decode the task's plan\n{planned}as\n{decoded}"));
+    }
+    Ok(())
 }
 
 /// `plan`'s readers against the stages before it, and its operators' input requirements.
