@@ -33,7 +33,7 @@ pub(crate) enum Command {
     Crawl(CrawlArgs),
     /// A standalone cluster over a generated events lake, with the shell open on it.
     Demo(StandaloneArgs),
-    /// TPC-H on a standalone cluster and on single-process DataFusion side by side, and Flight
+    /// TPC-H or TPC-DS on a standalone cluster and on single-process DataFusion side by side, and Flight
     /// SQL latency; prints medians and the Glaux/DataFusion ratio.
     Bench(BenchArgs),
     /// Reads a password from stdin and prints its Argon2id hash, for a `--users` file line

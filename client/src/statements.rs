@@ -1,7 +1,9 @@
 //! Splitting SQL text into statements.
 
 /// Splits at `;` outside quotes and comments. Empty statements are dropped; the `;` is not kept.
-/// The second value is the unterminated rest (text after the last `;`), trimmed.
+/// The second value is the unterminated rest (text after the last `;`), without leading white
+/// space but with its trailing line break: the next line read is appended to it, and `FROM t`
+/// then `JOIN u` must not become `tJOIN u`.
 pub fn split_statements(text: &str) -> (Vec<String>, String) {
     let mut statements = Vec::new();
     let mut current = String::new();
@@ -42,7 +44,7 @@ pub fn split_statements(text: &str) -> (Vec<String>, String) {
         }
         current.push(c);
     }
-    let rest = if has_code(&current) { current.trim().to_string() } else { String::new() };
+    let rest = if has_code(&current) { current.trim_start().to_string() } else { String::new() };
     (statements, rest)
 }
 
@@ -65,5 +67,20 @@ mod tests {
         let (statements, rest) = split_statements("  ;  -- only a comment\n");
         assert!(statements.is_empty());
         assert!(rest.is_empty());
+    }
+
+    #[test]
+    fn a_statement_over_several_lines_keeps_its_line_breaks() {
+        // As the shell feeds a script: line by line, each time with what was left over.
+        let mut buffer = String::new();
+        let mut statements = Vec::new();
+        for line in "SELECT 1; SELECT a\nFROM t\nJOIN u ON a = b;".lines() {
+            buffer.push_str(line);
+            buffer.push('\n');
+            let (done, rest) = split_statements(&buffer);
+            statements.extend(done);
+            buffer = rest;
+        }
+        assert_eq!(statements, vec!["SELECT 1", "SELECT a\nFROM t\nJOIN u ON a = b"]);
     }
 }

@@ -19,7 +19,12 @@ pub(super) fn summarized(plan: &Arc<dyn ExecutionPlan>, mut text: String, verbos
         let groups = &config.file_groups;
         let listing = format!("file_groups={}", Listing(groups));
         let files: usize = groups.iter().map(FileGroup::len).sum();
-        let bytes: u64 = groups.iter().flat_map(|g| g.iter()).map(|f| f.object_meta.size).sum();
+        // A file cut into byte ranges counts each range's bytes, not the whole file per range.
+        let bytes: u64 = groups
+            .iter()
+            .flat_map(|g| g.iter())
+            .map(|f| f.range.as_ref().map_or(f.object_meta.size, |r| r.end.saturating_sub(r.start) as u64))
+            .sum();
         text = text.replacen(&listing, &summary(files, Some(bytes), groups.len()), 1);
     }
     text
