@@ -13,12 +13,8 @@ pub async fn run(mut args: BenchArgs) -> anyhow::Result<bool> {
     // A bench cluster of its own: any free port, and a catalog apart from the user's.
     args.cluster.flight_sql_addr = "127.0.0.1:0".parse()?;
     let home = args.cluster.storage.home().to_path_buf();
-    let (name, tables, queries): (&str, &[&str], &[&str]) = match args.suite {
-        Suite::Tpch => ("TPC-H", &tpch::TABLES, &tpch::QUERIES),
-        Suite::Tpcds => ("TPC-DS", &tpcds::TABLES, &tpcds::QUERIES),
-    };
-    let suite = if args.suite == Suite::Tpch { "tpch" } else { "tpcds" };
-    let data = args.data.clone().unwrap_or_else(|| home.join(format!("{suite}/sf{}", args.sf)));
+    let SuiteSpec { name, dir, tables, queries, ddl, lookup } = spec(args.suite);
+    let data = args.data.clone().unwrap_or_else(|| home.join(format!("{dir}/sf{}", args.sf)));
     // The last table is written last: its presence says the data is complete.
     if !data.join(tables[tables.len() - 1]).exists() {
         eprintln!("Generating {name} SF {} in {} ...", args.sf, data.display());
@@ -45,11 +41,7 @@ pub async fn run(mut args: BenchArgs) -> anyhow::Result<bool> {
     }
     let reference = SessionContext::new_with_config(config);
     let location = format!("{}/", data.canonicalize()?.display());
-    let ddl = match args.suite {
-        Suite::Tpch => tpch::ddl(&location),
-        Suite::Tpcds => tpcds::ddl(&location),
-    };
-    for ddl in ddl {
+    for ddl in ddl(&location) {
         client.query(&ddl).await?;
         reference.sql(&ddl).await?.collect().await?;
     }
@@ -69,28 +61,27 @@ pub async fn run(mut args: BenchArgs) -> anyhow::Result<bool> {
     // Latency: the smallest query, and a lookup in one partition of a partitioned table.
     let select_one =
         runner::latency(&mut client, "SELECT 1", args.latency_iterations).await.map_err(anyhow::Error::msg)?;
-    let (lookup_sql, lookup_name) = lookup_table(args.suite);
-    let by_key = data.join(lookup_name);
+    let by_key = data.join(lookup.table);
     if !by_key.exists() {
-        let copy = match args.suite {
-            Suite::Tpch => "SELECT * FROM nation",
-            Suite::Tpcds => "SELECT * FROM date_dim",
-        };
-        let key = if args.suite == Suite::Tpch { "n_regionkey" } else { "d_year" };
-        let copy = format!("COPY ({copy}) TO '{}/' STORED AS PARQUET PARTITIONED BY ({key})", by_key.display());
+        let copy = format!(
+            "COPY (SELECT * FROM {}) TO '{}/' STORED AS PARQUET PARTITIONED BY ({})",
+            lookup.source,
+            by_key.display(),
+            lookup.key
+        );
         reference.sql(&copy).await?.collect().await?;
     }
     client
-        .query(&format!("CREATE EXTERNAL TABLE {lookup_name} LOCATION '{}/'", by_key.canonicalize()?.display()))
+        .query(&format!("CREATE EXTERNAL TABLE {} LOCATION '{}/'", lookup.table, by_key.canonicalize()?.display()))
         .await?;
-    let lookup = runner::latency(&mut client, lookup_sql, args.latency_iterations).await.map_err(anyhow::Error::msg)?;
+    let lookup = runner::latency(&mut client, lookup.sql, args.latency_iterations).await.map_err(anyhow::Error::msg)?;
     println!("latency over Flight SQL ({} round trips each):", args.latency_iterations);
     println!("  SELECT 1                  p50 {:.2} ms, p99 {:.2} ms", select_one.0, select_one.1);
     println!("  one-partition lookup      p50 {:.2} ms, p99 {:.2} ms", lookup.0, lookup.1);
 
     if let Some(path) = &args.json {
         let report = serde_json::json!({
-            "benchmark": suite,
+            "benchmark": dir,
             "scale_factor": args.sf,
             "executors": args.cluster.executors,
             "task_slots": slots,
@@ -107,14 +98,52 @@ pub async fn run(mut args: BenchArgs) -> anyhow::Result<bool> {
     Ok(timings.iter().all(|t| t.error.is_none()))
 }
 
-/// A lookup in one partition of a small partitioned table, for the latency measurement.
-fn lookup_table(suite: Suite) -> (&'static str, &'static str) {
+/// What differs between the suites.
+struct SuiteSpec {
+    name: &'static str,
+    /// Where its data goes under the warehouse, and its name in the JSON report.
+    dir: &'static str,
+    tables: &'static [&'static str],
+    queries: &'static [&'static str],
+    ddl: fn(&str) -> Vec<String>,
+    lookup: Lookup,
+}
+
+/// A lookup in one partition of a small table copied partitioned, for the latency measurement.
+struct Lookup {
+    source: &'static str,
+    key: &'static str,
+    table: &'static str,
+    sql: &'static str,
+}
+
+fn spec(suite: Suite) -> SuiteSpec {
     match suite {
-        Suite::Tpch => {
-            ("SELECT n_name FROM nation_by_region WHERE n_regionkey = '3' AND n_nationkey = 7", "nation_by_region")
-        }
-        Suite::Tpcds => {
-            ("SELECT d_date FROM date_dim_by_year WHERE d_year = '2000' AND d_date_sk = 2451545", "date_dim_by_year")
-        }
+        Suite::Tpch => SuiteSpec {
+            name: "TPC-H",
+            dir: "tpch",
+            tables: &tpch::TABLES,
+            queries: &tpch::QUERIES,
+            ddl: tpch::ddl,
+            lookup: Lookup {
+                source: "nation",
+                key: "n_regionkey",
+                table: "nation_by_region",
+                sql: "SELECT n_name FROM nation_by_region WHERE n_regionkey = '3' AND n_nationkey = 7",
+            },
+        },
+        Suite::Tpcds => SuiteSpec {
+            name: "TPC-DS",
+            dir: "tpcds",
+            tables: &tpcds::TABLES,
+            queries: &tpcds::QUERIES,
+            ddl: tpcds::ddl,
+            lookup: Lookup {
+                source: "date_dim",
+                key: "d_year",
+                table: "date_dim_by_year",
+                sql: "SELECT d_date FROM date_dim_by_year WHERE d_year = '2000' AND d_date_sk = 2451545",
+            },
+        },
     }
 }

@@ -10,22 +10,36 @@ use crate::harness::*;
 async fn tpch_queries_match_datafusion_on_2_and_3_executors() -> TestResult {
     let data = tempfile::tempdir()?;
     tpch::generate(data.path(), 0.01, 2)?;
-    let location = format!("{}/", data.path().display());
+    let ddl = tpch::ddl(&format!("{}/", data.path().display()));
+    suite_matches_datafusion("TPC-H", data.path(), &ddl, &tpch::QUERIES, &ROWS_AT_SF_001).await
+}
+
+/// Declares the suite's tables (`ddl`, over files in `data`) on single-node DataFusion and on
+/// clusters of 2 and of 3 executors, and runs every query on both; fails listing each query
+/// whose rows differ or that failed.
+pub async fn suite_matches_datafusion(
+    suite: &str,
+    data: &std::path::Path,
+    ddl: &[String],
+    queries: &[&str],
+    rows: &[usize],
+) -> TestResult {
     let reference = datafusion::prelude::SessionContext::new();
-    for ddl in tpch::ddl(&location) {
-        reference.sql(&ddl).await?.collect().await?;
+    for statement in ddl {
+        reference.sql(statement).await?.collect().await?;
     }
     for executors in [2, 3] {
-        let cluster = TestCluster::builder().executors(executors).warehouse(data.path()).start().await?;
+        let cluster = TestCluster::builder().executors(executors).warehouse(data).start().await?;
         let mut client = cluster.client().await;
-        for ddl in tpch::ddl(&location) {
-            client.query(&ddl).await?;
+        for statement in ddl {
+            client.query(statement).await?;
         }
-        let failures = run_all(&mut client, &reference, &tpch::QUERIES, &ROWS_AT_SF_001).await?;
+        let failures = run_all(&mut client, &reference, queries, rows).await?;
         assert!(
             failures.is_empty(),
-            "{} of 22 TPC-H queries failed on {executors} executors:\n{}",
+            "{} of {} {suite} queries failed on {executors} executors:\n{}",
             failures.len(),
+            queries.len(),
             failures.join("\n")
         );
     }
@@ -38,7 +52,7 @@ const ROWS_AT_SF_001: [usize; 22] = [4, 4, 10, 5, 5, 1, 4, 2, 173, 20, 359, 2, 3
 /// Runs `queries` on the cluster and the reference (query `i` is named Q`i+1`); what differed or
 /// failed. The reference must give `rows[i]` rows, so that a query both sides answer wrongly in the
 /// same way (an empty answer, say) cannot pass unnoticed.
-pub async fn run_all(
+async fn run_all(
     client: &mut glaux_client::GlauxClient,
     reference: &datafusion::prelude::SessionContext,
     queries: &[&str],
