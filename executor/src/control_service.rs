@@ -149,13 +149,20 @@ impl ExecutorControl for ControlService {
         &self,
         request: Request<QueryProgressRequest>,
     ) -> Result<Response<QueryProgressResponse>, Status> {
-        let query = QueryId::from(request.into_inner().query_id);
+        let request = request.into_inner();
+        let query = QueryId::from(request.query_id);
         let mut progress = QueryProgressResponse::default();
-        for task in self.tasks.tasks_of(&query) {
+        for (key, task) in self.tasks.tasks_of(&query) {
+            let (done, rows) = (u32::from(task.finished()), task.rows_out.load(Ordering::Relaxed));
             progress.tasks += 1;
-            progress.tasks_done += u32::from(task.finished());
-            progress.rows_out += task.rows_out.load(Ordering::Relaxed);
+            progress.tasks_done += done;
+            progress.rows_out += rows;
             progress.bytes_scanned += task.bytes_read.load(Ordering::Relaxed);
+            if request.stage_id == Some(key.stage.0) {
+                progress.stage_tasks += 1;
+                progress.stage_tasks_done += done;
+                progress.stage_rows_out += rows;
+            }
         }
         Ok(Response::new(progress))
     }

@@ -21,6 +21,11 @@ pub enum ExecutorError {
     Session(DataFusionError),
     #[error("{0}")]
     Config(String),
+    /// A stage output asked for without the cluster credential.
+    #[error(
+        "this executor serves callers without the cluster credential only the result endpoints a scheduler gave them"
+    )]
+    MembersOnly,
     /// A task or task output asked for without a valid token from the scheduler.
     #[error("task {query}/{stage}/{task}: {source}")]
     Token { query: String, stage: u32, task: u32, source: glaux_proto::TokenError },
@@ -41,6 +46,7 @@ impl From<ExecutorError> for tonic::Status {
             }
             ExecutorError::Execute(error) => glaux_proto::status_of(&error),
             ExecutorError::Token { .. } => tonic::Status::permission_denied(message),
+            ExecutorError::MembersOnly => tonic::Status::unauthenticated(message),
         }
     }
 }

@@ -21,13 +21,15 @@ use arrow_flight::error::FlightError;
 use arrow_flight::flight_service_server::FlightService;
 use arrow_flight::{
     Action, ActionType, Criteria, Empty, FlightData, FlightDescriptor, FlightInfo, HandshakeRequest, HandshakeResponse,
-    PollInfo, PutResult, SchemaResult, Ticket,
+    IpcMessage, PollInfo, PutResult, SchemaResult, Ticket,
 };
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use futures::{Stream, StreamExt, TryStreamExt, stream};
 use glaux_proto::generated::TaskOutputTicket;
 use glaux_proto::{
-    QueryId, StageId, TaskId, TaskOutputRead, TaskStats, TokenPurpose, collect_task_stats, contain_panics, status_of,
-    with_trailer,
+    Outsider, QueryId, StageId, TaskId, TaskOutputRead, TaskStats, TokenPurpose, collect_task_stats, contain_panics,
+    status_of, with_trailer,
 };
 use prost::Message;
 use tonic::{Request, Response, Status, Streaming};
@@ -44,30 +46,78 @@ pub struct ExecutorFlight {
 }
 
 impl ExecutorFlight {
-    async fn task_output(&self, ticket: Ticket) -> Result<BoxStream<FlightData>, ExecutorError> {
+    /// One output partition of a task: for a cluster member (a stage reader), or for a client
+    /// holding a result endpoint's ticket (`outsider`: it came without the cluster credential).
+    async fn task_output(&self, ticket: Ticket, outsider: bool) -> Result<BoxStream<FlightData>, ExecutorError> {
         let ticket = TaskOutputTicket::decode(ticket.ticket)
             .map_err(|e| ExecutorError::MalformedRequest(format!("ticket: {e}")))?;
+        // A result endpoint's ticket says what its client was told; anything else is a member's.
+        let for_client = !ticket.client_schema.is_empty();
+        if outsider && !for_client {
+            return Err(ExecutorError::MembersOnly);
+        }
         // Only a holder of this task's read token gets its output.
-        self.task_key.check(
-            &ticket.read_token,
-            TokenPurpose::Read,
-            &ticket.query_id,
-            ticket.stage_id,
-            ticket.task_id,
-        )?;
+        let purpose = if for_client { TokenPurpose::ClientRead } else { TokenPurpose::Read };
+        self.task_key.check(&ticket.read_token, purpose, &ticket.query_id, ticket.stage_id, ticket.task_id)?;
         let compress = ticket.compress;
+        let client_schema = for_client.then(|| client_schema(&ticket.client_schema)).transpose()?;
         let TaskOutputRead { batches, trailer } = open_output(&self.tasks, ticket)?;
-        let schema = batches.schema();
-        // A failure reaches the reader with its kind (a lost executor, exhausted memory).
-        let batches = batches.map_err(|e| FlightError::Tonic(Box::new(status_of(&e))));
-        // Dictionaries stay dictionaries between cluster members: the consumer's schema expects them.
-        let data =
-            with_trailer(schema, batches, false, compress, move || trailer().to_json().into()).map_err(|e| match e {
-                FlightError::Tonic(status) => *status,
-                other => Status::internal(other.to_string()),
-            });
-        Ok(Box::pin(data))
+        let data = match client_schema {
+            // A client gets exactly the schema it was announced, plain arrays, and an empty
+            // trailer (the query's statistics are the scheduler's to report).
+            Some(schema) => {
+                let to = Arc::clone(&schema);
+                let batches = batches
+                    .map(move |batch| batch.and_then(|b| conform(b, &to)))
+                    .map_err(|e| FlightError::Tonic(Box::new(status_of(&e))));
+                with_trailer(schema, batches, true, compress, move || {
+                    trailer();
+                    bytes::Bytes::new()
+                })
+                .boxed()
+            }
+            None => {
+                let schema = batches.schema();
+                // A failure reaches the reader with its kind (a lost executor, exhausted memory).
+                let batches = batches.map_err(|e| FlightError::Tonic(Box::new(status_of(&e))));
+                // Dictionaries stay dictionaries between cluster members: the consumer's schema expects them.
+                with_trailer(schema, batches, false, compress, move || trailer().to_json().into()).boxed()
+            }
+        };
+        Ok(Box::pin(data.map_err(|e| match e {
+            FlightError::Tonic(status) => *status,
+            other => Status::internal(other.to_string()),
+        })))
     }
+}
+
+/// The schema a result endpoint's ticket announces.
+fn client_schema(ipc: &[u8]) -> Result<SchemaRef, ExecutorError> {
+    let schema = Schema::try_from(IpcMessage(ipc.to_vec().into()))
+        .map_err(|e| ExecutorError::MalformedRequest(format!("the ticket's client schema: {e}")))?;
+    Ok(Arc::new(schema))
+}
+
+/// `batch` as `schema` says: each column cast to its announced type (dictionaries and views
+/// become plain arrays), under the announced names and nullability.
+fn conform(batch: RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, DataFusionError> {
+    if batch.num_columns() != schema.fields().len() {
+        return Err(DataFusionError::Execution(format!(
+            "the result endpoint's ticket announces {} columns; the task produces {}",
+            schema.fields().len(),
+            batch.num_columns()
+        )));
+    }
+    let columns = batch
+        .columns()
+        .iter()
+        .zip(schema.fields())
+        .map(|(column, field)| match column.data_type() == field.data_type() {
+            true => Ok(Arc::clone(column)),
+            false => arrow::compute::cast(column, field.data_type()),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
 }
 
 /// Starts one read of an installed task's output partition: for Flight's `DoGet`, and for readers
@@ -189,7 +239,8 @@ impl FlightService for ExecutorFlight {
     type DoExchangeStream = BoxStream<FlightData>;
 
     async fn do_get(&self, request: Request<Ticket>) -> Result<Response<Self::DoGetStream>, Status> {
-        Ok(Response::new(self.task_output(request.into_inner()).await?))
+        let outsider = request.extensions().get::<Outsider>().is_some();
+        Ok(Response::new(self.task_output(request.into_inner(), outsider).await?))
     }
 
     async fn handshake(

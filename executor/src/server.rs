@@ -63,6 +63,9 @@ impl Executor {
         })
         .max_decoding_message_size(MAX_MESSAGE_BYTES);
         let verify = ClusterAuth::verify(config.secret.clone());
+        // Flight also serves clients the result endpoints a scheduler gave them (`DoGet` with a
+        // client-read token); everything else still needs the cluster credential.
+        let mark = ClusterAuth::mark(config.secret.clone());
 
         let shutdown = CancellationToken::new();
         let mut running = JoinSet::new();
@@ -74,7 +77,7 @@ impl Executor {
         }
         running.spawn(async move {
             let served = builder
-                .add_service(InterceptedService::new(flight, verify.clone()))
+                .add_service(InterceptedService::new(flight, mark))
                 .add_service(InterceptedService::new(control, verify))
                 // Small responses go out at once: without TCP_NODELAY, Nagle and delayed ACKs add
                 // ~40 ms to every request/response exchange.

@@ -149,8 +149,12 @@ impl TaskTable {
     }
 
     /// The installed tasks of `query`.
-    pub fn tasks_of(&self, query: &QueryId) -> Vec<Arc<InstalledTask>> {
-        self.lock().iter().filter(|(key, _)| &key.query == query).map(|(_, task)| Arc::clone(task)).collect()
+    pub fn tasks_of(&self, query: &QueryId) -> Vec<(TaskKey, Arc<InstalledTask>)> {
+        self.lock()
+            .iter()
+            .filter(|(key, _)| &key.query == query)
+            .map(|(key, task)| (key.clone(), Arc::clone(task)))
+            .collect()
     }
 
     /// Cancels (if still running) and forgets every task of `query`; returns them.

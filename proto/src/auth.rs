@@ -73,7 +73,14 @@ pub struct ClusterAuth {
 enum Mode {
     Attach,
     Verify,
+    Mark,
 }
+
+/// Marks a request that came without the cluster credential, on a service that also serves
+/// clients (an executor's Flight `DoGet`, for a result endpoint's ticket): the service must then
+/// accept only what a client may do.
+#[derive(Clone, Copy, Debug)]
+pub struct Outsider;
 
 impl ClusterAuth {
     pub fn attach(secret: ClusterSecret) -> Self {
@@ -82,6 +89,12 @@ impl ClusterAuth {
 
     pub fn verify(secret: ClusterSecret) -> Self {
         Self { secret, mode: Mode::Verify }
+    }
+
+    /// Like [`ClusterAuth::verify`], except that a call without any credential passes, marked
+    /// [`Outsider`]; a wrong credential is still refused.
+    pub fn mark(secret: ClusterSecret) -> Self {
+        Self { secret, mode: Mode::Mark }
     }
 }
 
@@ -94,9 +107,13 @@ impl Interceptor for ClusterAuth {
                 request.metadata_mut().insert(HEADER, value);
                 Ok(request)
             }
-            Mode::Verify => match request.metadata().get(HEADER) {
+            Mode::Verify | Mode::Mark => match request.metadata().get(HEADER) {
                 Some(v) if self.secret.matches(v.as_bytes()) => Ok(request),
                 Some(_) => Err(Status::unauthenticated("wrong cluster credential")),
+                None if matches!(self.mode, Mode::Mark) => {
+                    request.extensions_mut().insert(Outsider);
+                    Ok(request)
+                }
                 None => Err(Status::unauthenticated(
                     "this endpoint serves only members of its Glaux cluster (no cluster credential)",
                 )),
@@ -121,5 +138,17 @@ mod tests {
         let other = ClusterAuth::attach(ClusterSecret::generate()).call(Request::new(())).unwrap();
         assert!(verify.call(other).is_err());
         assert!(ClusterSecret::try_new("short").is_err());
+    }
+
+    #[test]
+    fn marking_lets_outsiders_through_marked_but_never_a_wrong_credential() {
+        let secret = ClusterSecret::generate();
+        let mut mark = ClusterAuth::mark(secret.clone());
+        let member = mark.call(ClusterAuth::attach(secret).call(Request::new(())).unwrap()).unwrap();
+        assert!(member.extensions().get::<Outsider>().is_none());
+        let outsider = mark.call(Request::new(())).unwrap();
+        assert!(outsider.extensions().get::<Outsider>().is_some());
+        let wrong = ClusterAuth::attach(ClusterSecret::generate()).call(Request::new(())).unwrap();
+        assert!(mark.call(wrong).is_err());
     }
 }

@@ -76,6 +76,11 @@ impl ClusterChannels {
     }
 
     /// Forgets the channel to an executor that went away, so a new one at that address starts fresh.
+    /// Members talk over mutual TLS, so only holders of a member's certificate reach an executor.
+    pub fn mutual_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
     pub fn forget(&self, executor: &ExecutorAddr) {
         self.channels.lock().unwrap_or_else(|e| e.into_inner()).remove(executor.as_str());
     }

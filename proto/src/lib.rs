@@ -36,7 +36,7 @@ pub mod generated {
     tonic::include_proto!("glaux");
 }
 
-pub use auth::{ClusterAuth, ClusterSecret};
+pub use auth::{ClusterAuth, ClusterSecret, Outsider};
 pub use channels::{ClusterChannels, FlightClient, MAX_MESSAGE_BYTES};
 pub use cluster_tls::ClusterTls;
 pub use codec::{EncodedPlan, GlauxCodec, decode_plan, encode_plan, reader_as_sent};

@@ -309,6 +309,7 @@ async fn open_task_output(context: &SourceContext, output: &TaskOutput) -> Resul
         partition: output.partition,
         compress: worth_compressing(&output.executor),
         read_token: output.read_token.to_vec(),
+        client_schema: Vec::new(),
     };
     let (task, executor) = (output.task, output.executor.clone());
     // Every failure names where it happened, keeping its kind.

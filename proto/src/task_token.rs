@@ -19,7 +19,10 @@ pub const TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TokenPurpose {
     Run = 1,
+    /// Reading a task's output, by a cluster member (a stage reader).
     Read = 2,
+    /// Reading a task's output by a client, from a result endpoint (no cluster credential).
+    ClientRead = 3,
 }
 
 /// Why a token is refused.

@@ -24,8 +24,8 @@ use crate::access::GrantedCatalogs;
 use crate::audit::{AuditOnDrop, Audited};
 use crate::client_session::ClientSession;
 use crate::error::{SchedulerError, execution_kind};
-use crate::limits::StatementGate;
-use crate::query::{ProgressSlot, QueryResult, QueryRunner};
+use crate::limits::{StatementGate, StatementPermit};
+use crate::query::{AtExecutors, ProgressSlot, QueryResult, QueryRunner};
 use crate::statement::{Context, Effect, Statement};
 
 pub struct QueryEngine {
@@ -145,48 +145,47 @@ impl QueryEngine {
         let started = Instant::now();
         let announced = planned.schema();
         let audited = audited(&planned.session, &planned.statement);
-        let permit = match self.statements.enter(planned.session.user.as_deref()) {
-            Ok(permit) => permit,
-            Err(error) => {
-                audited.refused(error.kind(), started);
-                return Err(error);
-            }
-        };
+        let permit = self.enter(&planned, &audited, started)?;
         let result = contained("while running", async {
             let ctx = self.context(&planned.session, Arc::clone(&planned.access));
             planned.statement.family().run(&ctx, QueryId::random(), progress).await
         })
         .await;
-        let mut result = match result {
-            Ok(result) => result,
-            Err(error) => {
-                audited.refused(error.kind(), started);
-                return Err(error);
-            }
-        };
-        let batches = contain_panics(result.batches, |message| {
-            DataFusionError::External(Box::new(SchedulerError::Panicked { during: "while running", message }))
-        });
+        let mut result = result.inspect_err(|error| audited.refused(error.kind(), started))?;
         // Clients were told the statement's schema when it was planned (Flight SQL's `FlightInfo`,
         // PostgreSQL's describe); the rows carry exactly that schema.
-        let batches = conformed(batches, &result.schema, &announced);
+        result.batches = conformed(result.batches, &result.schema, &announced);
         result.schema = announced;
-        // The audit line is written when the result is dropped, with how it ended.
-        let audit = Arc::new(AuditOnDrop::new(audited, started, result.stats.clone()));
-        let on_error = Arc::clone(&audit);
-        let batches = batches.inspect(move |item| {
-            let _held = &permit;
-            if let Err(error) = item {
-                on_error.end(Err(execution_kind(error)));
-            }
-        });
-        let at_end = futures::stream::once(async move {
-            audit.end(Ok(()));
-            None
+        Ok(held(result, audited, started, permit))
+    }
+
+    /// Launches a query for its client to read its result from the executors, if its final stage
+    /// is a plain gather (see `query/endpoints.rs`); `None`, with nothing started, for any other
+    /// statement. The returned result has no rows and ends when the client has read them all:
+    /// until then it holds the statement's place among its user's, and then writes its audit line.
+    pub async fn run_at_executors(&self, planned: PlannedStatement) -> Result<Option<AtExecutors>, SchedulerError> {
+        let started = Instant::now();
+        let audited = audited(&planned.session, &planned.statement);
+        let permit = self.enter(&planned, &audited, started)?;
+        let launched = contained("while running", async {
+            let ctx = self.context(&planned.session, Arc::clone(&planned.access));
+            planned.statement.family().run_at_executors(&ctx, QueryId::random()).await
         })
-        .filter_map(std::future::ready);
-        result.batches = Box::pin(batches.chain(at_end));
-        Ok(result)
+        .await;
+        let launched = launched.inspect_err(|error| audited.refused(error.kind(), started))?;
+        Ok(launched.map(|at| AtExecutors { result: held(at.result, audited, started, permit), ..at }))
+    }
+
+    /// A place among the statement's user's running statements, or its refusal (audited).
+    fn enter(
+        &self,
+        planned: &PlannedStatement,
+        audited: &Audited,
+        started: Instant,
+    ) -> Result<StatementPermit, SchedulerError> {
+        self.statements
+            .enter(planned.session.user.as_deref())
+            .inspect_err(|error| audited.refused(error.kind(), started))
     }
 
     /// Plans and runs `sql` in `session`.
@@ -217,6 +216,29 @@ impl QueryEngine {
             GrantedCatalogs::wrap(Arc::clone(state.catalog_list()), Arc::clone(access), Arc::clone(&self.pg_tables));
         SessionStateBuilder::new_from_existing(state).with_catalog_list(catalogs).build()
     }
+}
+
+/// `result` holding `permit` until it is dropped, its batches ending with an error, not a panic,
+/// if producing one hits a bug, and its audit line written when it is dropped, with how it ended.
+fn held(mut result: QueryResult, audited: Audited, started: Instant, permit: StatementPermit) -> QueryResult {
+    let batches = contain_panics(result.batches, |message| {
+        DataFusionError::External(Box::new(SchedulerError::Panicked { during: "while running", message }))
+    });
+    let audit = Arc::new(AuditOnDrop::new(audited, started, result.stats.clone()));
+    let on_error = Arc::clone(&audit);
+    let batches = batches.inspect(move |item| {
+        let _held = &permit;
+        if let Err(error) = item {
+            on_error.end(Err(execution_kind(error)));
+        }
+    });
+    let at_end = futures::stream::once(async move {
+        audit.end(Ok(()));
+        None
+    })
+    .filter_map(std::future::ready);
+    result.batches = Box::pin(batches.chain(at_end));
+    result
 }
 
 /// Runs `work`, turning a panic (a bug) into an error for this statement alone.

@@ -15,12 +15,15 @@
 //! - `planner`: cutting DataFusion's physical plan into stages ([`DistributedPlan`], [`Stage`],
 //!   [`Task`]) and assigning their tasks to executors.
 //! - `cluster`: which executors are alive ([`ClusterState`]), fed by registrations and heartbeats.
+//! - `background`: work the server owns beyond a request (a result its client reads from the
+//!   executors, followed until read).
 //! - `session`: the DataFusion session everything plans in (catalog from `glaux-catalog`,
 //!   Glaux's functions, Parquet options).
 //! - [`SchedulerError`] with its [`ErrorKind`]: the one mapping to gRPC and SQLSTATE.
 
 mod access;
 mod audit;
+mod background;
 mod client_auth;
 mod client_session;
 mod client_types;
@@ -44,6 +47,7 @@ pub use client_auth::{Users, hash_password};
 pub use cluster::{ClusterState, ExecutorInfo};
 pub use config::SchedulerConfig;
 pub use error::{ErrorKind, SchedulerError};
+pub use flight_sql::ENDPOINTS_HEADER;
 pub use limits::DoorLimits;
 pub use planner::{DistributedPlan, Stage, Task};
 pub use server::Scheduler;

@@ -16,6 +16,7 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 
+use crate::background::Background;
 use crate::client_auth::ClientGuard;
 use crate::cluster::{ClusterService, ClusterState};
 use crate::config::SchedulerConfig;
@@ -93,7 +94,10 @@ impl Scheduler {
         };
         let postgres_addr = postgres.as_ref().map(|(_, addr)| *addr);
         let postgres_engine = Arc::clone(&engine);
-        let front_door = FlightSqlFrontDoor::new(engine, config.users.clone());
+        let (background, background_work) = Background::new();
+        // Executors serve clients in plain gRPC: a client that connects over TLS reads through here.
+        let front_door =
+            FlightSqlFrontDoor::new(engine, config.users.clone(), config.tls.is_none().then_some(background));
         let flight_sql = FlightServiceServer::new(front_door)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES);
@@ -150,6 +154,7 @@ impl Scheduler {
             running.spawn(crate::postgres::serve(listener, door));
         }
         running.spawn(cancel_abandoned(cancelled, Arc::clone(&channels)));
+        running.spawn(background_work);
         running.spawn(expire_executors(Arc::clone(&cluster), channels, config.heartbeat_interval));
         tracing::info!(%addr, tls = config.tls.is_some(), "scheduler serving Flight SQL");
         Ok(Self { addr, cluster_addr, postgres_addr, cluster, signer, shutdown, running })

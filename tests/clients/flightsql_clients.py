@@ -8,6 +8,8 @@ and checks, each with the right password and a wrong one:
   dialect Superset uses): list schemas, tables and columns, run a query;
 - `pyarrow.flight` (`authenticate_basic_token`, then Flight SQL commands by hand);
 - ADBC with a user name and password;
+- large results read from the executors (`x-glaux-endpoints: executors`): pyarrow.flight reading
+  each endpoint at its location in parallel, and ADBC's partitioned execution;
 then ADBC and `pyarrow.flight` again over TLS (`--tls-cert`/`--tls-key`, a self-signed certificate
 made by openssl), and that neither gets through without it.
 Results are compared with pyarrow's own computation over the same files.
@@ -36,7 +38,9 @@ trips = pa.table({
     "city": pa.array([["oslo", "lima", "pune"][i % 3] for i in range(500)]),
     "fare": pa.array([round(3.5 + (i * 7 % 40) / 4, 2) for i in range(500)], pa.float64()),
 })
-pq.write_table(trips, os.path.join(trips_dir, "part-0.parquet"), row_group_size=100)
+# Four files, so that a plain scan has several partitions (and result endpoints) to spread.
+for part in range(4):
+    pq.write_table(trips.slice(part * 125, 125), os.path.join(trips_dir, f"part-{part}.parquet"), row_group_size=100)
 
 password = "tr0ub4dor&3"
 hashed = subprocess.run([glaux, "hash-password"], input=password + "\n", capture_output=True, text=True, check=True)
@@ -174,6 +178,43 @@ try:
     expect_error("pyarrow.flight malformed command",
                  lambda: client.get_flight_info(flight.FlightDescriptor.for_command(b"\\x0agarbage"), options),
                  ["unsupported", "Unimplemented", "decode", "Invalid", "invalid"])
+    # A large result read from the executors: one endpoint per gathered partition, each at an
+    # executor's address, read in parallel by clients holding only the ticket.
+    endpoints = flight.FlightCallOptions(headers=[header, (b"x-glaux-endpoints", b"executors")])
+    statement = flightsql_pb2.CommandStatementQuery(query="SELECT trip_id, city, fare FROM trips")
+    info = client.get_flight_info(command(statement), endpoints)
+    locations = [str(e.locations[0].uri, "utf-8") if e.locations else "" for e in info.endpoints]
+    check("result endpoints on the executors", len(locations) >= 2 and all(l.startswith("grpc+tcp://127.0.0.1:") for l in locations)
+          and f"grpc+tcp://{address}" not in locations, f"{locations}")
+    parts = [None] * len(info.endpoints)
+
+    def read(i, endpoint):
+        parts[i] = flight.FlightClient(endpoint.locations[0]).do_get(endpoint.ticket).read_all()
+
+    readers = [threading.Thread(target=read, args=(i, e)) for i, e in enumerate(info.endpoints)]
+    [r.start() for r in readers]
+    [r.join() for r in readers]
+    got = pa.concat_tables([p for p in parts if p is not None]).sort_by("trip_id") if all(parts) else None
+    check("pyarrow.flight reads every endpoint in parallel", got is not None and got.equals(trips.select(["trip_id", "city", "fare"])),
+          f"{got}")
+    expect_error("an endpoint's ticket on the scheduler",
+                 lambda: client.do_get(info.endpoints[0].ticket, options).read_all(),
+                 ["unsupported", "Unimplemented", "decode", "Invalid", "invalid"])
+    with adbc.connect(f"grpc://{address}", db_kwargs={"username": "ana", "password": password,
+                                                      "adbc.flight.sql.rpc.call_header.x-glaux-endpoints": "executors"}) as conn:
+        with conn.cursor() as cur:
+            partitions, _ = cur.adbc_execute_partitions("SELECT trip_id, fare FROM trips WHERE fare > 5")
+            tables = []
+            for partition in partitions:
+                cur.adbc_read_partition(partition)
+                tables.append(cur.fetch_arrow_table())
+            got = pa.concat_tables(tables).sort_by("trip_id")
+            want = trips.filter(pa.compute.greater(trips["fare"], 5)).select(["trip_id", "fare"])
+            check("ADBC partitioned execution reads the executors", len(partitions) >= 2 and got.equals(want),
+                  f"{len(partitions)} partitions, {got.num_rows} rows of {want.num_rows}")
+            cur.execute("SELECT trip_id, fare FROM trips")
+            check("ADBC reads every endpoint of a plain execute", sorted(r[0] for r in cur.fetchall()) == list(range(500)))
+
     # The server serves on after every refusal above.
     info = client.get_flight_info(command(flightsql_pb2.CommandStatementQuery(query="SELECT count(*) AS n FROM trips")), options)
     check("served after bad requests", client.do_get(info.endpoints[0].ticket, options).read_all().column("n").to_pylist() == [500])
@@ -208,6 +249,12 @@ try:
     options = flight.FlightCallOptions(headers=[header])
     info = client.get_flight_info(flight.FlightDescriptor.for_command(wrapped.SerializeToString()), options)
     check("pyarrow.flight over TLS", client.do_get(info.endpoints[0].ticket, options).read_all().column("n").to_pylist() == [500])
+    # Executors serve clients in plain gRPC: over TLS, results come through the scheduler.
+    endpoints = flight.FlightCallOptions(headers=[header, (b"x-glaux-endpoints", b"executors")])
+    wrapped.Pack(flightsql_pb2.CommandStatementQuery(query="SELECT trip_id FROM trips"))
+    info = client.get_flight_info(flight.FlightDescriptor.for_command(wrapped.SerializeToString()), endpoints)
+    check("over TLS, results come through the scheduler", [list(e.locations) for e in info.endpoints] == [[]]
+          and client.do_get(info.endpoints[0].ticket, options).read_all().num_rows == 500, f"{info.endpoints}")
     expect_error("pyarrow.flight without the certificate's root",
                  lambda: flight.FlightClient(f"grpc+tls://localhost:{port}").authenticate_basic_token("ana", password),
                  ["Unavailable", "certificate", "handshake", "SSL", "ssl", "Could not finish writing"])

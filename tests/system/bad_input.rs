@@ -314,6 +314,7 @@ async fn ten_thousand_malformed_requests_harm_nothing() -> TestResult {
                             StageId(1),
                             TaskId(0),
                         ),
+                        client_schema: Vec::new(),
                     };
                     let bytes = mutate(&mut rng, &valid.encode_to_vec());
                     let _ = FlightServiceClient::with_interceptor(executor.clone(), auth.clone())

@@ -18,6 +18,7 @@ mod partitions;
 mod postgres;
 mod pruning;
 mod queries;
+mod result_endpoints;
 mod s3;
 mod security;
 mod tpcds;

@@ -30,6 +30,7 @@ async fn executors_and_scheduler_reject_callers_without_the_cluster_secret() -> 
         partition: 0,
         compress: false,
         read_token: Vec::new(),
+        client_schema: Vec::new(),
     };
     let status = FlightServiceClient::new(channel.clone())
         .do_get(Ticket { ticket: ticket.encode_to_vec().into() })
@@ -267,12 +268,14 @@ async fn executors_need_the_schedulers_token_for_each_task() -> TestResult {
         partition: 0,
         compress: false,
         read_token: token,
+        client_schema: Vec::new(),
     };
     let flight = || FlightServiceClient::with_interceptor(channel.clone(), auth.clone());
     for (what, token) in [
         ("no token", Vec::new()),
         ("another task's", signer.sign(TokenPurpose::Read, &query, StageId(1), TaskId(1))),
         ("a run token", signer.sign(TokenPurpose::Run, &query, StageId(1), TaskId(0))),
+        ("a client's read token", signer.sign(TokenPurpose::ClientRead, &query, StageId(1), TaskId(0))),
         ("a forged one", TaskSigner::generate()?.sign(TokenPurpose::Read, &query, StageId(1), TaskId(0))),
     ] {
         let status = flight().do_get(Ticket { ticket: ticket(token).encode_to_vec().into() }).await.expect_err(what);

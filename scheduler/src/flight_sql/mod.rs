@@ -2,11 +2,13 @@
 //! `QueryEngine`. Statements (`statements.rs`) and prepared statements' parameters
 //! (`prepared.rs`) travel in the handles the client holds; `cancel.rs` knows the statements a
 //! `DoGet` runs, for `CancelFlightInfo` and progress; `metadata.rs` answers the catalog and
-//! server-info calls drivers make.
+//! server-info calls drivers make; `result_endpoints.rs` lets a client read a large result from
+//! the executors.
 
 mod cancel;
 mod metadata;
 mod prepared;
+mod result_endpoints;
 mod statements;
 
 use std::pin::Pin;
@@ -34,10 +36,13 @@ use glaux_proto::generated::StatementHandle;
 use prost::Message;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::background::Background;
 use crate::client_auth::Users;
 use crate::client_types::client_schema;
 use crate::engine::QueryEngine;
 use cancel::RunningStatements;
+pub use result_endpoints::ENDPOINTS_HEADER;
+use result_endpoints::ExecutorEndpoints;
 use statements::{
     batch_stream, decode_handle, execute_update, flight_info, handle_session, request_session, request_user,
     statement_handle_of, statement_id,
@@ -60,11 +65,23 @@ pub struct FlightSqlFrontDoor {
     bound: Arc<prepared::BoundParameters>,
     /// Who may connect; `None`: anyone (the scheduler then serves on loopback only).
     users: Option<Arc<Users>>,
+    /// Serving results from the executors; `None` when clients connect over TLS (executors serve
+    /// clients in plain gRPC only, and a client that chose TLS must not be sent elsewhere without).
+    executors: Option<ExecutorEndpoints>,
 }
 
 impl FlightSqlFrontDoor {
-    pub fn new(engine: Arc<QueryEngine>, users: Option<Arc<Users>>) -> Self {
-        Self { engine, running: Arc::default(), bound: Arc::default(), users }
+    /// A door; with `background`, clients may ask to read large results from the executors.
+    pub fn new(engine: Arc<QueryEngine>, users: Option<Arc<Users>>, background: Option<Background>) -> Self {
+        let running: Arc<RunningStatements> = Arc::default();
+        let executors = background.map(|background| ExecutorEndpoints { running: Arc::clone(&running), background });
+        Self { engine, running, bound: Arc::default(), users, executors }
+    }
+
+    /// Where the request's client may read a query's result: from the executors if it asks and
+    /// this door allows it.
+    fn result_endpoints<T>(&self, request: &Request<T>) -> Result<Option<&ExecutorEndpoints>, Status> {
+        Ok(if result_endpoints::requested(request)? { self.executors.as_ref() } else { None })
     }
 
     /// A prepared statement's handle with the parameters bound to it, whichever handle the client
@@ -137,7 +154,9 @@ impl FlightSqlService for FlightSqlFrontDoor {
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
         let session = request_session(&request);
-        let info = flight_info(&self.engine, &query.query, Vec::new(), &session, request.into_inner()).await?;
+        let executors = self.result_endpoints(&request)?;
+        let info =
+            flight_info(&self.engine, &query.query, Vec::new(), &session, request.into_inner(), executors).await?;
         Ok(Response::new(info))
     }
 
@@ -150,7 +169,9 @@ impl FlightSqlService for FlightSqlFrontDoor {
         let handle =
             self.with_bound_parameters(decode_handle(&query.prepared_statement_handle)?, caller.user.as_deref());
         let session = handle_session(&handle, &caller)?;
-        let info = flight_info(&self.engine, &handle.sql, handle.parameters, &session, request.into_inner()).await?;
+        let executors = self.result_endpoints(&request)?;
+        let descriptor = request.into_inner();
+        let info = flight_info(&self.engine, &handle.sql, handle.parameters, &session, descriptor, executors).await?;
         Ok(Response::new(info))
     }
 
@@ -435,6 +456,8 @@ impl FlightSqlService for FlightSqlFrontDoor {
             let Some(ticket) = endpoint.ticket else { continue };
             if let Some(handle) = statement_handle_of(&ticket) {
                 cancelled |= self.running.cancel(&handle.id);
+            } else if let Some(query) = result_endpoints::query_of(&ticket) {
+                cancelled |= self.running.cancel(&query);
             }
         }
         let status = if cancelled { CancelStatus::Cancelled } else { CancelStatus::NotCancellable };

@@ -20,6 +20,7 @@ use tonic::{Request, Status};
 
 use super::cancel::{Running, RunningStatements};
 use super::prepared;
+use super::result_endpoints::ExecutorEndpoints;
 use crate::audit::Door;
 use crate::client_auth::AuthenticatedUser;
 use crate::client_session::ClientSession;
@@ -80,12 +81,16 @@ pub(super) fn decode_handle(handle: &[u8]) -> Result<StatementHandle, Status> {
 /// Plans a statement; one that changes the catalog or the session runs now. After `USE`, the
 /// `FlightInfo`'s `app_metadata` is `{"database": "..."}` for the client to send back in
 /// [`DATABASE_HEADER`].
+///
+/// With `executors`, a query whose result the client may read from the executors starts now and
+/// its `FlightInfo` lists their endpoints (`result_endpoints.rs`).
 pub(super) async fn flight_info(
     engine: &QueryEngine,
     sql: &str,
     parameters: Vec<u8>,
     session: &ClientSession,
     descriptor: FlightDescriptor,
+    executors: Option<&ExecutorEndpoints>,
 ) -> Result<FlightInfo, Status> {
     let planned = engine.plan(sql, session).await?;
     let (schema, effect) = (planned.schema(), planned.effect());
@@ -96,7 +101,13 @@ pub(super) async fn flight_info(
         parameters,
         ..Default::default()
     };
-    if effect != Effect::Reads {
+    if effect == Effect::Reads {
+        if let Some(executors) = executors
+            && let Some(info) = executors.launch(engine, planned, &schema, descriptor.clone()).await?
+        {
+            return Ok(info);
+        }
+    } else {
         let lines = run_to_text(engine, planned).await?;
         handle.executed = true;
         if let [field] = schema.fields().as_ref() {

@@ -8,7 +8,9 @@
 //! - `guard.rs`: ending a query's tasks when its stream ends or is dropped.
 //! - `stats.rs`: the statistics and progress of a running query.
 //! - `rerun.rs`: running a lost storage-only task of the final gather again elsewhere.
+//! - `endpoints.rs`: a result its client reads from the executors (a plain final gather).
 
+mod endpoints;
 mod guard;
 mod launch;
 mod rerun;
@@ -24,6 +26,7 @@ use datafusion::common::Result as DfResult;
 use futures::{Stream, stream};
 use glaux_proto::QueryId;
 
+pub use endpoints::AtExecutors;
 pub use guard::cancel_abandoned;
 pub use run::QueryRunner;
 pub use stats::{ProgressProbe, ProgressSlot, QueryStatsHandle};

@@ -31,11 +31,11 @@ const MAX_ATTEMPTS: usize = 3;
 
 /// Runs queries on the cluster.
 pub struct QueryRunner {
-    cluster: Arc<ClusterState>,
-    channels: Arc<ClusterChannels>,
-    abandoned: mpsc::UnboundedSender<Abandoned>,
+    pub(super) cluster: Arc<ClusterState>,
+    pub(super) channels: Arc<ClusterChannels>,
+    pub(super) abandoned: mpsc::UnboundedSender<Abandoned>,
     /// The scheduler's key for task tokens.
-    signer: Arc<TaskSigner>,
+    pub(super) signer: Arc<TaskSigner>,
 }
 
 impl QueryRunner {
@@ -187,7 +187,7 @@ impl QueryRunner {
 
 /// DataFusion's physical plan for the executors alive, and what its scans of partitioned tables
 /// selected.
-async fn physical_plan(
+pub(super) async fn physical_plan(
     state: &SessionState,
     plan: &LogicalPlan,
     executors: &[ExecutorInfo],
@@ -202,7 +202,7 @@ async fn physical_plan(
     Ok((physical, report.scans()))
 }
 
-fn distributed_plan(
+pub(super) fn distributed_plan(
     query: QueryId,
     physical: Arc<dyn ExecutionPlan>,
     executors: &[ExecutorInfo],

@@ -101,7 +101,7 @@ impl ProgressProbe {
         let executors = self.executors.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let calls = executors.into_iter().map(|executor| async move {
             let mut client = self.channels.executor_control(&executor).ok()?;
-            let request = QueryProgressRequest { query_id: self.query.to_string() };
+            let request = QueryProgressRequest { query_id: self.query.to_string(), stage_id: None };
             let answer = tokio::time::timeout(PROGRESS_TIMEOUT, client.query_progress(request)).await.ok()?.ok()?;
             Some(answer.into_inner())
         });

@@ -45,7 +45,7 @@ use glaux_proto::QueryId;
 
 use crate::client_session::ClientSession;
 use crate::error::SchedulerError;
-use crate::query::{ProgressSlot, QueryResult, QueryRunner};
+use crate::query::{AtExecutors, ProgressSlot, QueryResult, QueryRunner};
 
 use catalog_ddl::CatalogDdl;
 use create_table::CreateTable;
@@ -109,6 +109,16 @@ pub(crate) trait Family: Send + Sync {
         query: QueryId,
         progress: &ProgressSlot,
     ) -> Result<QueryResult, SchedulerError>;
+
+    /// Launches it for its result to be read from the executors, if it is a query whose final
+    /// stage is a plain gather; `None` (nothing started) for every other statement.
+    async fn run_at_executors(
+        &self,
+        _ctx: &Context<'_>,
+        _query: QueryId,
+    ) -> Result<Option<AtExecutors>, SchedulerError> {
+        Ok(None)
+    }
 }
 
 /// A client's statement, recognized and planned.

@@ -13,7 +13,7 @@ use glaux_proto::QueryId;
 use super::placeholders::parameter_schema;
 use super::{Context, Family};
 use crate::error::SchedulerError;
-use crate::query::{ProgressSlot, QueryResult};
+use crate::query::{AtExecutors, ProgressSlot, QueryResult};
 
 pub(crate) struct Query {
     plan: LogicalPlan,
@@ -60,5 +60,12 @@ impl Family for Query {
         let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
         let batches = df.collect().await.map_err(|source| SchedulerError::Execute { query: query.clone(), source })?;
         Ok(QueryResult::finished(query, schema, batches))
+    }
+
+    async fn run_at_executors(&self, ctx: &Context<'_>, query: QueryId) -> Result<Option<AtExecutors>, SchedulerError> {
+        if matches!(self.plan, LogicalPlan::DescribeTable(_)) {
+            return Ok(None);
+        }
+        ctx.queries.run_at_executors(&ctx.state, query, &self.plan).await
     }
 }
