@@ -159,3 +159,36 @@ async fn a_result_read_from_the_executors_holds_its_place_until_cancelled() -> T
     }
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_lost_executor_ends_a_result_read_from_the_executors() -> TestResult {
+    let limits = glaux_scheduler::DoorLimits { statements_per_user: 1, ..Default::default() };
+    let mut cluster = TestCluster::builder().limits(limits).heartbeat(Duration::from_millis(100)).start().await?;
+    cluster.with_lake().await?;
+    let mut client = flight_sql(&cluster, "executors").await;
+    let info = client.execute("SELECT id, item FROM sales".to_string(), None).await?;
+    let lost = cluster.executors.remove(0);
+    let address = format!("grpc+tcp://{}", lost.endpoint());
+    assert!(locations(&info).contains(&address), "{:?}", locations(&info));
+    let mut lost = lost;
+    lost.shutdown();
+    lost.stopped().await;
+
+    // Once the cluster drops it, the query ends on the survivor and the user's place is free.
+    executors_idle(&cluster, Duration::from_secs(10)).await?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let info = loop {
+        match client.execute("SELECT id FROM sales".to_string(), None).await {
+            Ok(info) => break info,
+            Err(e) if std::time::Instant::now() < deadline => {
+                assert!(e.to_string().contains("the most at once"), "{e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => return Err(format!("the place was not freed: {e}").into()),
+        }
+    };
+    // The next query runs on the survivor alone.
+    let survivor = format!("grpc+tcp://{}", cluster.executors[0].endpoint());
+    assert!(locations(&info).iter().all(|l| l == &survivor), "{:?}", locations(&info));
+    Ok(())
+}

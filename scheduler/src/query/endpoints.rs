@@ -29,6 +29,7 @@ use super::guard::{QueryGuard, guarded};
 use super::launch::launch;
 use super::run::{QueryRunner, distributed_plan, physical_plan};
 use super::stats::QueryStatsHandle;
+use crate::cluster::ClusterState;
 use crate::error::{ErrorKind, SchedulerError};
 
 /// How long a query whose results are read from the executors may sit with nothing read and
@@ -124,7 +125,14 @@ impl QueryRunner {
             late: Arc::default(),
             reruns: Arc::default(),
         };
-        let watch = Watch { channels: Arc::clone(&self.channels), members, query: query.clone(), stage, tasks };
+        let watch = Watch {
+            cluster: Arc::clone(&self.cluster),
+            channels: Arc::clone(&self.channels),
+            members,
+            query: query.clone(),
+            stage,
+            tasks,
+        };
         let rows = Arc::clone(&stats.rows);
         let read = stream::once(async move { rows.store(watch.until_read().await, Ordering::Relaxed) });
         let batches = RecordBatchStreamAdapter::new(Arc::clone(&schema), read.filter_map(|()| async { None }));
@@ -147,6 +155,7 @@ fn gathered(root: &Arc<dyn ExecutionPlan>) -> Option<&StageReaderExec> {
 
 /// Follows how far a client has read a query's result from its executors.
 struct Watch {
+    cluster: Arc<ClusterState>,
     channels: Arc<ClusterChannels>,
     members: Arc<Mutex<Vec<ExecutorAddr>>>,
     query: QueryId,
@@ -167,14 +176,20 @@ struct Look {
 }
 
 impl Watch {
-    /// Returns (with the rows sent) once the client has read every endpoint, or when nothing has
-    /// moved for [`IDLE_LIMIT`].
+    /// Returns (with the rows sent) once the client has read every endpoint, when nothing has
+    /// moved for [`IDLE_LIMIT`], or when one of the query's executors is lost (the client's reads
+    /// from it fail; nothing re-runs a task whose output a client reads).
     async fn until_read(self) -> u64 {
-        let (mut wait, mut last, mut since) = (Duration::from_millis(10), None, Instant::now());
+        let (mut wait, mut last, mut since, mut rows) = (Duration::from_millis(10), None, Instant::now(), 0);
         loop {
             tokio::time::sleep(wait).await;
             wait = (wait * 2).min(POLL_LIMIT);
+            if let Some(lost) = self.lost() {
+                tracing::info!(query = %self.query, executor = %lost, "executor lost while its client read the result: ending the query");
+                return rows;
+            }
             let look = self.look().await;
+            rows = rows.max(look.rows);
             if look.read {
                 return look.rows;
             }
@@ -185,6 +200,13 @@ impl Watch {
                 return look.rows;
             }
         }
+    }
+
+    /// A member of the query the cluster no longer counts alive.
+    fn lost(&self) -> Option<ExecutorAddr> {
+        let alive: Vec<ExecutorAddr> = self.cluster.alive().into_iter().map(|e| e.addr).collect();
+        let members = self.members.lock().unwrap_or_else(|e| e.into_inner());
+        members.iter().find(|m| !alive.contains(m)).cloned()
     }
 
     async fn look(&self) -> Look {

@@ -130,7 +130,9 @@ impl QueryRunner {
         let started = Instant::now();
         let executors = self.cluster.alive();
         let (physical, scans) = physical_plan(state, plan, &executors).await?;
+        let planned = started.elapsed();
         let distributed = distributed_plan(query.clone(), physical, &executors, scans, &self.signer)?;
+        let cut = started.elapsed();
         if !distributed.stages.is_empty() && executors.is_empty() {
             return Err(SchedulerError::NoExecutors { query });
         }
@@ -142,7 +144,7 @@ impl QueryRunner {
             channels: Arc::clone(&self.channels),
         };
         launch(&self.channels, &distributed, analyze).await?;
-        tracing::debug!(%query, stages = distributed.stages.len(), "query launched");
+        tracing::debug!(%query, stages = distributed.stages.len(), ?planned, ?cut, launched = ?started.elapsed(), "query launched");
 
         let distributed = Arc::new(distributed);
         let reruns = Reruns::new(
