@@ -420,8 +420,8 @@ pub(crate) struct BenchArgs {
     /// Also write the report as JSON here.
     #[arg(long)]
     pub(crate) json: Option<PathBuf>,
-    /// Run DataFusion without hash-join dynamic filters, to see what they are worth to it (they
-    /// cannot cross Glaux's shuffles).
+    /// Run DataFusion without hash-join dynamic filters, to see what they are worth to it (only
+    /// broadcast-build joins' filters cross Glaux's shuffles).
     #[arg(long)]
     pub(crate) reference_without_join_filters: bool,
     #[command(flatten)]

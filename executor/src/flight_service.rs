@@ -137,6 +137,11 @@ pub fn open_output(tasks: &Arc<TaskTable>, ticket: TaskOutputTicket) -> Result<T
     let Some(index) = task.plan_partition(partition) else {
         return Err(ExecutorError::UnknownPartition { query: key.query, stage: key.stage, task: key.task, partition });
     };
+    // A member's reader sends the values of join filters pushed into this task's scans; they
+    // apply before the task runs (a client's ticket carries none that count).
+    if ticket.client_schema.is_empty() && !ticket.dynamic_filters.is_empty() {
+        glaux_proto::apply_dynamic_filters(&task.plan, &ticket.dynamic_filters, &task.context);
+    }
     let batches = match task.buffer(partition) {
         None => task.plan.execute(index, Arc::clone(&task.context))?,
         Some(buffer) => broadcast(&task, index, buffer)?,

@@ -22,6 +22,7 @@ use datafusion_proto::physical_plan::{
 };
 use prost::Message;
 
+use crate::dynamic_filters;
 use crate::generated::glaux_node::Node;
 use crate::generated::{
     GlauxNode, HashColumn, PartitionSubsetNode, ReaderPartition, StageReaderNode, TaskOutputLocation,
@@ -40,12 +41,12 @@ impl PhysicalExtensionCodec for GlauxCodec {
         &self,
         buf: &[u8],
         inputs: &[Arc<dyn ExecutionPlan>],
-        _ctx: &TaskContext,
+        ctx: &TaskContext,
         _proto_converter: &dyn PhysicalProtoConverterExtension,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let node = GlauxNode::decode(buf).map_err(|e| exec_datafusion_err!("malformed Glaux plan node: {e}"))?;
         match (node.node, inputs) {
-            (Some(Node::StageReader(node)), []) => Ok(Arc::new(decode_reader(node)?)),
+            (Some(Node::StageReader(node)), []) => Ok(Arc::new(decode_reader(node, ctx)?)),
             (Some(Node::PartitionSubset(node)), [input]) => {
                 Ok(Arc::new(PartitionSubsetExec::try_new(Arc::clone(input), node.partitions)?))
             }
@@ -107,15 +108,16 @@ fn encode_reader(reader: &StageReaderExec) -> Result<StageReaderNode> {
         hash_columns,
         orderings,
         equivalences,
+        dynamic_filters: reader.dynamic_filters().iter().map(dynamic_filters::encode).collect::<Result<_>>()?,
     })
 }
 
 /// `reader` as an executor decodes it from the plan it is sent.
 pub fn reader_as_sent(reader: &StageReaderExec) -> Result<StageReaderExec> {
-    decode_reader(encode_reader(reader)?)
+    decode_reader(encode_reader(reader)?, &TaskContext::default())
 }
 
-fn decode_reader(node: StageReaderNode) -> Result<StageReaderExec> {
+fn decode_reader(node: StageReaderNode, ctx: &TaskContext) -> Result<StageReaderExec> {
     let schema = Schema::try_from(IpcMessage(node.schema.into()))
         .map_err(|e| exec_datafusion_err!("malformed stage schema: {e}"))?;
     let source = |o: TaskOutputLocation| {
@@ -141,7 +143,10 @@ fn decode_reader(node: StageReaderNode) -> Result<StageReaderExec> {
         Partitioning::Hash(hash, partitions.len())
     };
     let properties = reader_properties::decode(Arc::new(schema), node.orderings, node.equivalences)?;
-    reader_from_parts(QueryId::from(node.query_id), StageId(node.stage_id), properties, partitioning, partitions)
+    let filters = node.dynamic_filters.iter().map(|f| dynamic_filters::decode(f, ctx)).collect::<Result<_>>()?;
+    let reader =
+        reader_from_parts(QueryId::from(node.query_id), StageId(node.stage_id), properties, partitioning, partitions)?;
+    Ok(reader.with_dynamic_filters(filters))
 }
 
 /// A plan fragment on the wire.
@@ -188,7 +193,7 @@ pub fn decode_plan(encoded: &EncodedPlan, ctx: &TaskContext) -> Result<Arc<dyn E
         let config = FileScanConfigBuilder::from(config.clone()).with_file_compression_type(codec).build();
         Ok(Transformed::yes(Arc::new(DataSourceExec::new(Arc::new(config))) as Arc<dyn ExecutionPlan>))
     })?;
-    Ok(restored.data)
+    dynamic_filters::share_producers(restored.data)
 }
 
 fn file_scan(plan: &Arc<dyn ExecutionPlan>) -> Option<&FileScanConfig> {
@@ -226,7 +231,7 @@ mod tests {
     #[test]
     fn readers_keep_their_hash_partitioning_through_subsets_and_the_wire() {
         let by_k = Partitioning::Hash(vec![Arc::new(Column::new("k", 0)) as Arc<dyn PhysicalExpr>], 4);
-        let decoded = decode_reader(encode_reader(&reader(by_k.clone())).unwrap()).unwrap();
+        let decoded = decode_reader(encode_reader(&reader(by_k.clone())).unwrap(), &TaskContext::default()).unwrap();
         assert_eq!(decoded.properties().output_partitioning(), &by_k);
         assert_eq!(decoded.partitions()[2][1].read_token.as_ref(), b"token");
         let subset = decoded.subset(&[1, 3]).unwrap();
@@ -234,12 +239,16 @@ mod tests {
             panic!("{:?}", subset.properties().output_partitioning())
         };
         assert_eq!(exprs.len(), 1);
-        let unknown = decode_reader(encode_reader(&reader(Partitioning::UnknownPartitioning(4))).unwrap()).unwrap();
+        let unknown = decode_reader(
+            encode_reader(&reader(Partitioning::UnknownPartitioning(4))).unwrap(),
+            &TaskContext::default(),
+        )
+        .unwrap();
         // (Unknown partitionings never compare equal, not even to themselves.)
         assert!(matches!(unknown.properties().output_partitioning(), Partitioning::UnknownPartitioning(4)));
         // A column that is not in the schema is a malformed plan, not a panic.
         let mut node = encode_reader(&reader(by_k)).unwrap();
         node.hash_columns[0].index = 7;
-        assert!(decode_reader(node).is_err());
+        assert!(decode_reader(node, &TaskContext::default()).is_err());
     }
 }

@@ -7,6 +7,8 @@
 //! - [`StageReaderExec`]: the exchange node that reads a stage's task outputs over Arrow Flight, and
 //!   [`PartitionSubsetExec`], the share of a shuffle stage's partitions one task runs;
 //! - [`GlauxCodec`], [`encode_plan`], [`decode_plan`]: plan fragments on the wire;
+//! - [`ForwardedFilter`] and [`apply_dynamic_filters`]: broadcast joins' dynamic filters sent
+//!   across exchanges to the scans below them;
 //! - [`TaskRerun`]: how a reader on the scheduler asks for a lost task to run again;
 //! - [`TaskError`] / [`status_of`]: failures by kind (a lost executor, exhausted memory), carried
 //!   in gRPC status details so they keep their kind across stages;
@@ -17,6 +19,7 @@ mod auth;
 mod channels;
 mod cluster_tls;
 mod codec;
+mod dynamic_filters;
 mod ids;
 mod local_outputs;
 mod panics;
@@ -40,6 +43,7 @@ pub use auth::{ClusterAuth, ClusterSecret, Outsider};
 pub use channels::{ClusterChannels, FlightClient, MAX_MESSAGE_BYTES};
 pub use cluster_tls::ClusterTls;
 pub use codec::{EncodedPlan, GlauxCodec, decode_plan, encode_plan, reader_as_sent};
+pub use dynamic_filters::{ForwardedFilter, apply as apply_dynamic_filters, filter_ids, produced_filters};
 pub use ids::{ExecutorAddr, ExecutorId, QueryId, StageId, TaskId};
 pub use local_outputs::{LocalOutputs, TaskOutputRead};
 pub use panics::{contain_panics, panic_message};

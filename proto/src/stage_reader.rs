@@ -28,6 +28,7 @@ use futures::{StreamExt, TryStreamExt, stream};
 use prost::Message;
 
 use crate::channels::ClusterChannels;
+use crate::dynamic_filters::ForwardedFilter;
 use crate::generated::TaskOutputTicket;
 use crate::ids::{ExecutorAddr, QueryId, StageId, TaskId};
 use crate::local_outputs::{LocalOutputs, TaskOutputRead};
@@ -54,6 +55,8 @@ pub struct StageReaderExec {
     partitions: Vec<Vec<TaskOutput>>,
     properties: Arc<PlanProperties>,
     metrics: ExecutionPlanMetricsSet,
+    /// Dynamic join filters pushed into the stage it reads, whose values it sends (`dynamic_filters.rs`).
+    dynamic_filters: Arc<Vec<ForwardedFilter>>,
 }
 
 impl StageReaderExec {
@@ -77,7 +80,24 @@ impl StageReaderExec {
         let properties =
             PlanProperties::new(eq_properties, partitioning, EmissionType::Incremental, Boundedness::Bounded)
                 .with_scheduling_type(SchedulingType::Cooperative);
-        Self { query, stage, partitions, properties: Arc::new(properties), metrics: ExecutionPlanMetricsSet::new() }
+        Self {
+            query,
+            stage,
+            partitions,
+            properties: Arc::new(properties),
+            metrics: ExecutionPlanMetricsSet::new(),
+            dynamic_filters: Arc::default(),
+        }
+    }
+
+    /// This reader forwarding `filters`' values to the stage it reads.
+    pub fn with_dynamic_filters(self, filters: Vec<ForwardedFilter>) -> Self {
+        Self { dynamic_filters: Arc::new(filters), ..self }
+    }
+
+    /// The dynamic join filters whose values it forwards.
+    pub fn dynamic_filters(&self) -> &[ForwardedFilter] {
+        &self.dynamic_filters
     }
 
     pub fn query(&self) -> &QueryId {
@@ -109,7 +129,8 @@ impl StageReaderExec {
             Partitioning::Hash(exprs, _) => Partitioning::Hash(exprs.clone(), chosen.len()),
             _ => Partitioning::UnknownPartitioning(chosen.len()),
         };
-        Ok(Self::new(self.query.clone(), self.stage, eq_properties, partitioning, chosen))
+        let subset = Self::new(self.query.clone(), self.stage, eq_properties, partitioning, chosen);
+        Ok(Self { dynamic_filters: Arc::clone(&self.dynamic_filters), ..subset })
     }
 }
 
@@ -173,10 +194,16 @@ impl ExecutionPlan for StageReaderExec {
         vec![]
     }
 
+    /// Its forwarded filters: a join above sees that its filter has a consumer.
     fn apply_expressions(
         &self,
-        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
+        f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
     ) -> Result<TreeNodeRecursion> {
+        for forwarded in self.dynamic_filters.iter() {
+            if f(&forwarded.filter)? == TreeNodeRecursion::Stop {
+                return Ok(TreeNodeRecursion::Stop);
+            }
+        }
         Ok(TreeNodeRecursion::Continue)
     }
 
@@ -206,6 +233,7 @@ impl ExecutionPlan for StageReaderExec {
             local: context.session_config().get_extension::<LocalOutputs>(),
             schema: self.schema(),
             counters: Arc::new(TrailerCounters::new(&self.metrics, partition)),
+            filters: Arc::clone(&self.dynamic_filters),
         };
         let rerun = context.session_config().get_extension::<RerunHandle>();
         let streams =
@@ -225,6 +253,7 @@ struct SourceContext {
     local: Option<Arc<LocalOutputs>>,
     schema: SchemaRef,
     counters: Arc<TrailerCounters>,
+    filters: Arc<Vec<ForwardedFilter>>,
 }
 
 type SourceStream = futures::stream::BoxStream<'static, Result<RecordBatch, TaskError>>;
@@ -301,7 +330,7 @@ fn read_task_output(
 
 /// Opens one task output: taken from this executor when it lives here, over Flight otherwise.
 async fn open_task_output(context: &SourceContext, output: &TaskOutput) -> Result<SourceStream, TaskError> {
-    let SourceContext { query, stage, channels, local, schema, counters } = context.clone();
+    let SourceContext { query, stage, channels, local, schema, counters, filters } = context.clone();
     let ticket = TaskOutputTicket {
         query_id: query.to_string(),
         stage_id: stage.0,
@@ -310,6 +339,9 @@ async fn open_task_output(context: &SourceContext, output: &TaskOutput) -> Resul
         compress: worth_compressing(&output.executor),
         read_token: output.read_token.to_vec(),
         client_schema: Vec::new(),
+        // Opened once the operators above have what they wait for (a join its table), so its
+        // filters are complete now if ever.
+        dynamic_filters: crate::dynamic_filters::values(&filters),
     };
     let (task, executor) = (output.task, output.executor.clone());
     // Every failure names where it happened, keeping its kind.
@@ -380,6 +412,18 @@ fn worth_compressing(executor: &ExecutorAddr) -> bool {
     let host = executor.host();
     let loopback = host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
     !loopback
+}
+
+/// `reader` forwarding `filters` instead of its own.
+pub(crate) fn reader_with_filters(reader: &StageReaderExec, filters: Vec<ForwardedFilter>) -> StageReaderExec {
+    StageReaderExec {
+        query: reader.query.clone(),
+        stage: reader.stage,
+        partitions: reader.partitions.clone(),
+        properties: Arc::clone(&reader.properties),
+        metrics: ExecutionPlanMetricsSet::new(),
+        dynamic_filters: Arc::new(filters),
+    }
 }
 
 /// Used by the codec: rebuilds a reader from its wire form.

@@ -315,6 +315,7 @@ async fn ten_thousand_malformed_requests_harm_nothing() -> TestResult {
                             TaskId(0),
                         ),
                         client_schema: Vec::new(),
+                        dynamic_filters: Vec::new(),
                     };
                     let bytes = mutate(&mut rng, &valid.encode_to_vec());
                     let _ = FlightServiceClient::with_interceptor(executor.clone(), auth.clone())

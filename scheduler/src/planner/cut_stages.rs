@@ -19,6 +19,7 @@
 //! cannot have their partitions split across tasks: a stage holding a `CollectLeft` hash join or a
 //! nested-loop join that emits the unmatched rows of its build side runs as a single task.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use datafusion::common::JoinType;
@@ -38,7 +39,10 @@ use datafusion::physical_plan::sorts::sort::SortExec;
 use datafusion::physical_plan::sorts::sort_preserving_merge::SortPreservingMergeExec;
 use datafusion::physical_plan::work_table::WorkTableExec;
 use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties, replace_children_if_necessary};
-use glaux_proto::{QueryId, StageId, StageReaderExec, TaskId, TaskOutput, TaskSigner, TokenPurpose};
+use glaux_proto::{
+    ForwardedFilter, QueryId, StageId, StageReaderExec, TaskId, TaskOutput, TaskSigner, TokenPurpose, filter_ids,
+    produced_filters,
+};
 
 use super::assign_tasks::assign_tasks;
 use super::scan_files::scan_files;
@@ -53,7 +57,8 @@ pub fn cut_stages(
     executors: &[ExecutorInfo],
     signer: &TaskSigner,
 ) -> Result<(Arc<dyn ExecutionPlan>, Vec<Stage>)> {
-    let mut cutter = Cutter { query, executors, signer, stages: Vec::new() };
+    let produced = produced_filters(&plan);
+    let mut cutter = Cutter { query, executors, signer, stages: Vec::new(), produced };
     let root = cutter.scheduler_part(plan)?;
     Ok((root, cutter.stages))
 }
@@ -64,6 +69,8 @@ struct Cutter<'a> {
     /// Signs the read token of every task output a reader fetches.
     signer: &'a TaskSigner,
     stages: Vec<Stage>,
+    /// The dynamic filters of the plan's broadcast-build joins, by expression id.
+    produced: HashMap<u64, ForwardedFilter>,
 }
 
 impl Cutter<'_> {
@@ -230,13 +237,25 @@ impl Cutter<'_> {
                 owners
             }
         };
-        Arc::new(StageReaderExec::new(
+        let reader = StageReaderExec::new(
             self.query.clone(),
             id,
             stage.plan.equivalence_properties().clone(),
             stage.plan.output_partitioning().clone(),
             partitions,
-        ))
+        );
+        Arc::new(reader.with_dynamic_filters(self.forwarded(&stage.plan)))
+    }
+
+    /// The filters of joins outside `stage_plan` that were pushed into it (or into a stage it
+    /// reads): the reader of the stage sends their values when it opens the stage's outputs.
+    fn forwarded(&self, stage_plan: &Arc<dyn ExecutionPlan>) -> Vec<ForwardedFilter> {
+        let own = produced_filters(stage_plan);
+        filter_ids(stage_plan)
+            .into_iter()
+            .filter(|id| !own.contains_key(id))
+            .filter_map(|id| self.produced.get(&id).cloned())
+            .collect()
     }
 }
 

@@ -94,6 +94,7 @@ impl QueryRunner {
                     compress: false,
                     read_token: self.signer.sign(TokenPurpose::ClientRead, &query, stage, output.task),
                     client_schema: Vec::new(),
+                    dynamic_filters: Vec::new(),
                 },
             })
             .collect();

@@ -63,7 +63,8 @@ pub fn scheduler_session(
         .with_extension(channels);
     // A join whose smaller side is estimated below these sizes broadcasts it to every task of the
     // larger side instead of shuffling both: the larger side stays where it is read, and the
-    // join's dynamic filter prunes its scan (a filter cannot cross a shuffle). DataFusion's
+    // join's dynamic filter prunes its scan, in its stage or across shuffles below (a partitioned
+    // join's filter covers only its task's partitions and stays in its task). DataFusion's
     // single-process defaults (1 MiB, 128 Ki rows) weigh an in-memory repartition, far cheaper
     // than moving rows between executors.
     session.options_mut().optimizer.hash_join_single_partition_threshold = 32 * 1024 * 1024;

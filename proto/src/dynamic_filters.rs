@@ -1,0 +1,224 @@
+//! Dynamic join filters across exchanges.
+//!
+//! In one process, a hash join that has built its table updates a `DynamicFilterPhysicalExpr`
+//! that DataFusion pushed into the scans of its probe side, which then skip what cannot match.
+//! Cut into stages, such a scan often lies in another stage, run by another task, maybe on
+//! another executor, each with its own decoded copy of the filter (the same expression id). So:
+//! - the planner gives each [`StageReaderExec`](crate::StageReaderExec) the filters of
+//!   broadcast-build (`CollectLeft`) joins that were pushed into the stage it reads, or into a
+//!   stage below that ([`ForwardedFilter`]); the reader shows them as its expressions, so the join
+//!   above it knows its filter has a consumer and computes it;
+//! - when the reader opens a producing task's output (which happens once the join above has built
+//!   its table and polls its probe side), it sends the values of those of its filters that are
+//!   complete in the ticket ([`values`]);
+//! - the producing task applies them to every copy of the filter in its plan before it runs
+//!   ([`apply`]): its scans skip row groups and rows, and its own readers pass the values on.
+//!
+//! Only broadcast-build joins' filters travel: every task of the join's stage builds the same
+//! table, so the first reader to arrive sends what all would, and one value serves every consumer
+//! of a shuffle. A partitioned join's filter covers only its task's partitions and stays home.
+//! A filter is an optimization: one that cannot be sent or read is skipped, never an error.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow::datatypes::{Schema, SchemaRef};
+use arrow::ipc::writer::IpcWriteOptions;
+use arrow_flight::{IpcMessage, SchemaAsIpc};
+use datafusion::common::Result;
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+use datafusion::execution::TaskContext;
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_expr::expressions::DynamicFilterPhysicalExpr;
+use datafusion::physical_expr::utils::{conjunction, split_conjunction};
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::joins::{HashJoinExec, PartitionMode};
+use datafusion_proto::physical_plan::from_proto::parse_physical_expr;
+use datafusion_proto::physical_plan::to_proto::serialize_physical_expr;
+use datafusion_proto::protobuf::PhysicalExprNode;
+use futures::FutureExt;
+use prost::Message;
+
+use crate::codec::GlauxCodec;
+use crate::generated::DynamicFilterValue;
+use crate::stage_reader::{StageReaderExec, reader_with_filters};
+
+/// A dynamic filter a stage reader forwards: the join's own filter expression (in terms of the
+/// join's probe-side input) and that input's schema.
+#[derive(Clone, Debug)]
+pub struct ForwardedFilter {
+    pub filter: Arc<dyn PhysicalExpr>,
+    pub probe_schema: SchemaRef,
+}
+
+impl ForwardedFilter {
+    pub fn id(&self) -> Option<u64> {
+        self.filter.expression_id()
+    }
+}
+
+/// The filters broadcast-build hash joins in `plan` produce, by expression id.
+pub fn produced_filters(plan: &Arc<dyn ExecutionPlan>) -> HashMap<u64, ForwardedFilter> {
+    let mut produced = HashMap::new();
+    // The closure never fails, so neither does the walk.
+    let _ = plan.apply(|node| {
+        if let Some(join) = node.downcast_ref::<HashJoinExec>()
+            && *join.partition_mode() == PartitionMode::CollectLeft
+        {
+            for filter in node.dynamic_expressions_produced() {
+                if let Some(id) = filter.expression_id() {
+                    produced.insert(id, ForwardedFilter { filter, probe_schema: join.right().schema() });
+                }
+            }
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    produced
+}
+
+/// The expression ids of the dynamic filters anywhere in `plan`'s expressions (a stage reader's
+/// forwarded filters among them).
+pub fn filter_ids(plan: &Arc<dyn ExecutionPlan>) -> Vec<u64> {
+    let mut ids = Vec::new();
+    let _ = plan.apply(|node| {
+        node.apply_expressions(&mut |root| {
+            root.apply(|expr| {
+                if expr.is::<DynamicFilterPhysicalExpr>() {
+                    ids.extend(expr.expression_id());
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })
+        })
+    });
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
+/// The values of `filters` that are complete, for a ticket.
+pub fn values(filters: &[ForwardedFilter]) -> Vec<DynamicFilterValue> {
+    filters.iter().filter_map(value).collect()
+}
+
+fn value(forwarded: &ForwardedFilter) -> Option<DynamicFilterValue> {
+    let filter = forwarded.filter.downcast_ref::<DynamicFilterPhysicalExpr>()?;
+    filter.wait_complete().now_or_never()?;
+    let current = filter.current().ok()?;
+    // Conjuncts that do not serialize (a lookup into the join's hash table) are left out: what
+    // remains lets through at least what the whole filter would.
+    let conjuncts: Vec<Vec<u8>> = split_conjunction(&current)
+        .into_iter()
+        .filter_map(|c| serialize_physical_expr(c, &GlauxCodec).ok())
+        .map(|node| node.encode_to_vec())
+        .collect();
+    if conjuncts.is_empty() {
+        return None;
+    }
+    // A forwarded filter is its join's own (or a copy of it): its children are the join's keys.
+    let children = forwarded
+        .filter
+        .children()
+        .into_iter()
+        .map(|c| serialize_physical_expr(c, &GlauxCodec).ok().map(|n| n.encode_to_vec()))
+        .collect::<Option<Vec<_>>>()?;
+    let schema = schema_ipc(&forwarded.probe_schema).ok()?;
+    Some(DynamicFilterValue { id: forwarded.id()?, conjuncts, schema, children })
+}
+
+/// Completes, with the values a reader sent, every copy in `plan` of the filters they name that
+/// is not complete yet. Values that do not decode are skipped.
+pub fn apply(plan: &Arc<dyn ExecutionPlan>, values: &[DynamicFilterValue], ctx: &TaskContext) {
+    for value in values {
+        let Some((expr, children)) = decode_value(value, ctx) else {
+            tracing::debug!(filter = value.id, "a dynamic filter's value does not decode; skipped");
+            continue;
+        };
+        let _ = plan.apply(|node| {
+            node.apply_expressions(&mut |root| {
+                root.apply(|e| {
+                    if e.expression_id() == Some(value.id) {
+                        complete(e, &expr, &children);
+                    }
+                    Ok(TreeNodeRecursion::Continue)
+                })
+            })
+        });
+    }
+}
+
+/// Completes the copy `copy` of a filter with `expr`, in terms of the filter's `children`.
+///
+/// A copy pushed through other operators shows other children (its scan's columns) and shares
+/// its state with every copy derived from it; `update` would store `expr` rewritten into this
+/// copy's children, which the others would then read as if it were in the join's terms. So the
+/// update goes through a twin that maps the join's children onto themselves: the state holds
+/// `expr` as the join itself would have stored it, and every copy maps it onto its own children.
+fn complete(copy: &Arc<dyn PhysicalExpr>, expr: &Arc<dyn PhysicalExpr>, children: &[Arc<dyn PhysicalExpr>]) {
+    let Some(filter) = copy.downcast_ref::<DynamicFilterPhysicalExpr>() else { return };
+    if filter.wait_complete().now_or_never().is_some() || filter.children().len() != children.len() {
+        return;
+    }
+    let Ok(twin) = Arc::clone(copy).with_new_children(children.to_vec()) else { return };
+    let Some(twin) = twin.downcast_ref::<DynamicFilterPhysicalExpr>() else { return };
+    if twin.update(Arc::clone(expr)).is_ok() {
+        twin.mark_complete();
+    }
+}
+
+/// A filter's value and the children it is in terms of.
+type Decoded = (Arc<dyn PhysicalExpr>, Vec<Arc<dyn PhysicalExpr>>);
+
+fn decode_value(value: &DynamicFilterValue, ctx: &TaskContext) -> Option<Decoded> {
+    let schema = Schema::try_from(IpcMessage(value.schema.clone().into())).ok()?;
+    let decode = |bytes: &Vec<u8>| {
+        let node = PhysicalExprNode::decode(bytes.as_slice()).ok()?;
+        parse_physical_expr(&node, ctx, &schema, &GlauxCodec).ok()
+    };
+    let conjuncts = value.conjuncts.iter().map(decode).collect::<Option<Vec<_>>>()?;
+    let children = value.children.iter().map(decode).collect::<Option<Vec<_>>>()?;
+    Some((conjunction(conjuncts), children))
+}
+
+/// `plan` (a task's, as decoded) with its readers forwarding the very filters its joins produce
+/// (decoded apart, they would be copies the joins never update).
+pub(crate) fn share_producers(plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>> {
+    let produced = produced_filters(&plan);
+    if produced.is_empty() {
+        return Ok(plan);
+    }
+    let shared = plan.transform_up(|node| {
+        let Some(reader) = node.downcast_ref::<StageReaderExec>() else { return Ok(Transformed::no(node)) };
+        if !reader.dynamic_filters().iter().any(|f| f.id().is_some_and(|id| produced.contains_key(&id))) {
+            return Ok(Transformed::no(node));
+        }
+        let filters = reader
+            .dynamic_filters()
+            .iter()
+            .map(|f| f.id().and_then(|id| produced.get(&id)).unwrap_or(f).clone())
+            .collect();
+        let reader = reader_with_filters(reader, filters);
+        Ok(Transformed::yes(Arc::new(reader) as Arc<dyn ExecutionPlan>))
+    })?;
+    Ok(shared.data)
+}
+
+/// A forwarded filter as a reader's plan node carries it.
+pub(crate) fn encode(forwarded: &ForwardedFilter) -> Result<crate::generated::ReaderDynamicFilter> {
+    Ok(crate::generated::ReaderDynamicFilter {
+        filter: serialize_physical_expr(&forwarded.filter, &GlauxCodec)?.encode_to_vec(),
+        probe_schema: schema_ipc(&forwarded.probe_schema)?,
+    })
+}
+
+pub(crate) fn decode(node: &crate::generated::ReaderDynamicFilter, ctx: &TaskContext) -> Result<ForwardedFilter> {
+    let schema = Schema::try_from(IpcMessage(node.probe_schema.clone().into()))?;
+    let filter = PhysicalExprNode::decode(node.filter.as_slice())
+        .map_err(|e| datafusion::common::exec_datafusion_err!("malformed dynamic filter: {e}"))?;
+    let filter = parse_physical_expr(&filter, ctx, &schema, &GlauxCodec)?;
+    Ok(ForwardedFilter { filter, probe_schema: Arc::new(schema) })
+}
+
+fn schema_ipc(schema: &Schema) -> Result<Vec<u8>> {
+    let IpcMessage(bytes) = SchemaAsIpc::new(schema, &IpcWriteOptions::default()).try_into()?;
+    Ok(bytes.to_vec())
+}
