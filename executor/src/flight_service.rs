@@ -25,12 +25,11 @@ use arrow_flight::{
 };
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::{Schema, SchemaRef};
-use datafusion::physical_plan::filter::batch_filter;
 use futures::{Stream, StreamExt, TryStreamExt, stream};
 use glaux_proto::generated::TaskOutputTicket;
 use glaux_proto::{
     Outsider, QueryId, StageId, TaskId, TaskOutputRead, TaskStats, TokenPurpose, collect_task_stats, contain_panics,
-    output_filter, status_of, with_trailer,
+    status_of, with_trailer,
 };
 use prost::Message;
 use tonic::{Request, Response, Status, Streaming};
@@ -148,16 +147,6 @@ pub fn open_output(tasks: &Arc<TaskTable>, ticket: TaskOutputTicket) -> Result<T
         Some(buffer) => broadcast(&task, index, buffer)?,
     };
     let schema = batches.schema();
-    // The consuming partition's piece of a partitioned join's filter: rows failing it match
-    // nothing there, so they are not sent.
-    let member = ticket.client_schema.is_empty();
-    let batches = match output_filter(&ticket.output_filter, &schema, &task.context).filter(|_| member) {
-        Some(predicate) => Box::pin(RecordBatchStreamAdapter::new(
-            Arc::clone(&schema),
-            batches.map(move |batch| batch.and_then(|b| batch_filter(&b, &predicate))),
-        )),
-        None => batches,
-    };
     let rows = Arc::new(AtomicU64::new(0));
     let (counted, task_rows) = (Arc::clone(&rows), Arc::clone(&task.rows_out));
     let batches = batches.inspect_ok(move |b| {

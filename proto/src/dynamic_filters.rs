@@ -14,12 +14,9 @@
 //! - the producing task applies them to every copy of the filter in its plan before it runs
 //!   ([`apply`]): its scans skip row groups and rows, and its own readers pass the values on.
 //!
-//! Only broadcast-build joins' filters travel that way: every task of the join's stage builds
-//! the same table, so the first reader to arrive sends what all would, and one value serves every
-//! consumer of a shuffle. A partitioned join's filter covers only its task's partitions: when the
-//! join's probe input is a stage reader, each reader partition sends the filter's piece for its
-//! own partition ([`PartitionFilter`]), and the producing task drops the rows of that output
-//! partition that fail it before they are sent ([`output_filter`]); its scans still read them.
+//! Only broadcast-build joins' filters travel: every task of the join's stage builds the same
+//! table, so the first reader to arrive sends what all would, and one value serves every consumer
+//! of a shuffle. A partitioned join's filter covers only its task's partitions and stays home.
 //! A filter is an optimization: one that cannot be sent or read is skipped, never an error.
 
 use std::collections::HashMap;
@@ -29,15 +26,13 @@ use arrow::datatypes::{Schema, SchemaRef};
 use arrow::ipc::writer::IpcWriteOptions;
 use arrow_flight::{IpcMessage, SchemaAsIpc};
 use datafusion::common::Result;
-use datafusion::common::ScalarValue;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::execution::TaskContext;
-use datafusion::logical_expr::Operator;
 use datafusion::physical_expr::PhysicalExpr;
-use datafusion::physical_expr::expressions::{BinaryExpr, CaseExpr, Column, DynamicFilterPhysicalExpr, Literal};
+use datafusion::physical_expr::expressions::DynamicFilterPhysicalExpr;
 use datafusion::physical_expr::utils::{conjunction, split_conjunction};
+use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::joins::{HashJoinExec, PartitionMode};
-use datafusion::physical_plan::{ExecutionPlan, replace_children_if_necessary};
 use datafusion_proto::physical_plan::from_proto::parse_physical_expr;
 use datafusion_proto::physical_plan::to_proto::serialize_physical_expr;
 use datafusion_proto::protobuf::PhysicalExprNode;
@@ -60,84 +55,6 @@ impl ForwardedFilter {
     pub fn id(&self) -> Option<u64> {
         self.filter.expression_id()
     }
-}
-
-/// A partitioned hash join's dynamic filter, as the stage reader that is its probe input holds it.
-#[derive(Clone, Debug)]
-pub struct PartitionFilter {
-    pub filter: Arc<dyn PhysicalExpr>,
-    /// The join's partitions (the reader's, in the task's plan).
-    pub partitions: usize,
-}
-
-impl PartitionFilter {
-    /// The conjuncts that serialize of the filter's piece for `partition`, once complete: rows of
-    /// that partition failing it match no build row. DataFusion routes a partitioned filter with
-    /// `CASE hash(keys) % partitions WHEN p THEN filter_p ... ELSE ...`, `partitions` being the
-    /// plan's (the task's) own count; only a piece read off that form (or the whole filter of a
-    /// one-partition plan) is sent, never the routing itself, which would route by the task's
-    /// count instead of the shuffle's.
-    pub fn piece(&self, partition: usize) -> Option<Vec<Vec<u8>>> {
-        let filter = self.filter.downcast_ref::<DynamicFilterPhysicalExpr>()?;
-        filter.wait_complete().now_or_never()?;
-        let current = filter.current().ok()?;
-        let piece = if self.partitions == 1 { current } else { case_piece(&current, partition, self.partitions)? };
-        let conjuncts: Vec<Vec<u8>> = split_conjunction(&piece)
-            .into_iter()
-            .filter_map(|c| serialize_physical_expr(c, &GlauxCodec).ok())
-            .map(|node| node.encode_to_vec())
-            .collect();
-        (!conjuncts.is_empty()).then_some(conjuncts)
-    }
-}
-
-/// The branch of `CASE <hash> % partitions WHEN partition THEN piece ... ELSE <literal> END` for
-/// `partition` (the literal when it has none).
-fn case_piece(expr: &Arc<dyn PhysicalExpr>, partition: usize, partitions: usize) -> Option<Arc<dyn PhysicalExpr>> {
-    let case = expr.downcast_ref::<CaseExpr>()?;
-    let routing = case.expr()?.downcast_ref::<BinaryExpr>()?;
-    let count = routing.right().downcast_ref::<Literal>()?;
-    if *routing.op() != Operator::Modulo || count.value() != &ScalarValue::UInt64(Some(partitions as u64)) {
-        return None;
-    }
-    let wanted = ScalarValue::UInt64(Some(partition as u64));
-    for (when, then) in case.when_then_expr() {
-        if when.downcast_ref::<Literal>().is_some_and(|l| l.value() == &wanted) {
-            return Some(Arc::clone(then));
-        }
-    }
-    case.else_expr().filter(|e| e.is::<Literal>()).cloned()
-}
-
-/// The predicate a member's ticket asks a task's output partition to pass (`PartitionFilter`),
-/// over the task's output `schema`; `None` if there is none or it does not decode.
-pub fn output_filter(conjuncts: &[Vec<u8>], schema: &Schema, ctx: &TaskContext) -> Option<Arc<dyn PhysicalExpr>> {
-    if conjuncts.is_empty() {
-        return None;
-    }
-    let decoded = conjuncts
-        .iter()
-        .map(|bytes| {
-            let node = PhysicalExprNode::decode(bytes.as_slice()).ok()?;
-            parse_physical_expr(&node, ctx, schema, &GlauxCodec).ok()
-        })
-        .collect::<Option<Vec<_>>>();
-    // Every column must be the output's column of that name at that index: a predicate over
-    // another schema would drop rows it should keep.
-    let predicate = decoded.map(conjunction).filter(|predicate| {
-        let mut fits = true;
-        let _ = predicate.apply(|e| {
-            if let Some(column) = e.downcast_ref::<Column>() {
-                fits &= schema.fields().get(column.index()).is_some_and(|f| f.name() == column.name());
-            }
-            Ok(TreeNodeRecursion::Continue)
-        });
-        fits
-    });
-    if predicate.is_none() {
-        tracing::debug!("a partition filter does not fit this task's output; the partition is sent whole");
-    }
-    predicate
 }
 
 /// The filters broadcast-build hash joins in `plan` produce, by expression id.
@@ -264,14 +181,12 @@ fn decode_value(value: &DynamicFilterValue, ctx: &TaskContext) -> Option<Decoded
 
 /// `plan` (a task's, as decoded) with its readers forwarding the very filters its joins produce
 /// (decoded apart, they would be copies the joins never update).
-///
-/// Also gives a partitioned join's filter to the stage reader that is the join's probe input.
 pub(crate) fn share_producers(plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>> {
     let produced = produced_filters(&plan);
+    if produced.is_empty() {
+        return Ok(plan);
+    }
     let shared = plan.transform_up(|node| {
-        if let Some(join) = node.downcast_ref::<HashJoinExec>() {
-            return probe_reader_with_filter(join, &node);
-        }
         let Some(reader) = node.downcast_ref::<StageReaderExec>() else { return Ok(Transformed::no(node)) };
         if !reader.dynamic_filters().iter().any(|f| f.id().is_some_and(|id| produced.contains_key(&id))) {
             return Ok(Transformed::no(node));
@@ -285,26 +200,6 @@ pub(crate) fn share_producers(plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn Ex
         Ok(Transformed::yes(Arc::new(reader) as Arc<dyn ExecutionPlan>))
     })?;
     Ok(shared.data)
-}
-
-/// `node` (the partitioned `join`) with its probe-input reader holding the join's filter.
-fn probe_reader_with_filter(
-    join: &HashJoinExec,
-    node: &Arc<dyn ExecutionPlan>,
-) -> Result<Transformed<Arc<dyn ExecutionPlan>>> {
-    let (Some(reader), [filter]) =
-        (join.right().downcast_ref::<StageReaderExec>(), &node.dynamic_expressions_produced()[..])
-    else {
-        return Ok(Transformed::no(Arc::clone(node)));
-    };
-    if *join.partition_mode() != PartitionMode::Partitioned {
-        return Ok(Transformed::no(Arc::clone(node)));
-    }
-    let partitions = reader.partitions().len();
-    let reader = reader_with_filters(reader, reader.dynamic_filters().to_vec())
-        .with_partition_filter(PartitionFilter { filter: Arc::clone(filter), partitions });
-    let children = vec![Arc::clone(join.left()), Arc::new(reader) as Arc<dyn ExecutionPlan>];
-    Ok(Transformed::yes(replace_children_if_necessary(Arc::clone(node), children)?))
 }
 
 /// A forwarded filter as a reader's plan node carries it.

@@ -43,9 +43,7 @@ pub use auth::{ClusterAuth, ClusterSecret, Outsider};
 pub use channels::{ClusterChannels, FlightClient, MAX_MESSAGE_BYTES};
 pub use cluster_tls::ClusterTls;
 pub use codec::{EncodedPlan, GlauxCodec, decode_plan, encode_plan, reader_as_sent};
-pub use dynamic_filters::{
-    ForwardedFilter, PartitionFilter, apply as apply_dynamic_filters, filter_ids, output_filter, produced_filters,
-};
+pub use dynamic_filters::{ForwardedFilter, apply as apply_dynamic_filters, filter_ids, produced_filters};
 pub use ids::{ExecutorAddr, ExecutorId, QueryId, StageId, TaskId};
 pub use local_outputs::{LocalOutputs, TaskOutputRead};
 pub use panics::{contain_panics, panic_message};

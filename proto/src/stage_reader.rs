@@ -28,7 +28,7 @@ use futures::{StreamExt, TryStreamExt, stream};
 use prost::Message;
 
 use crate::channels::ClusterChannels;
-use crate::dynamic_filters::{ForwardedFilter, PartitionFilter};
+use crate::dynamic_filters::ForwardedFilter;
 use crate::generated::TaskOutputTicket;
 use crate::ids::{ExecutorAddr, QueryId, StageId, TaskId};
 use crate::local_outputs::{LocalOutputs, TaskOutputRead};
@@ -57,9 +57,6 @@ pub struct StageReaderExec {
     metrics: ExecutionPlanMetricsSet,
     /// Dynamic join filters pushed into the stage it reads, whose values it sends (`dynamic_filters.rs`).
     dynamic_filters: Arc<Vec<ForwardedFilter>>,
-    /// The dynamic filter of the partitioned join whose probe input it is, whose piece for each
-    /// of its partitions it sends to the outputs that partition reads.
-    partition_filter: Option<PartitionFilter>,
 }
 
 impl StageReaderExec {
@@ -90,7 +87,6 @@ impl StageReaderExec {
             properties: Arc::new(properties),
             metrics: ExecutionPlanMetricsSet::new(),
             dynamic_filters: Arc::default(),
-            partition_filter: None,
         }
     }
 
@@ -102,11 +98,6 @@ impl StageReaderExec {
     /// The dynamic join filters whose values it forwards.
     pub fn dynamic_filters(&self) -> &[ForwardedFilter] {
         &self.dynamic_filters
-    }
-
-    /// This reader as the probe input of the partitioned join whose filter `filter` is.
-    pub fn with_partition_filter(self, filter: PartitionFilter) -> Self {
-        Self { partition_filter: Some(filter), ..self }
     }
 
     pub fn query(&self) -> &QueryId {
@@ -139,7 +130,7 @@ impl StageReaderExec {
             _ => Partitioning::UnknownPartitioning(chosen.len()),
         };
         let subset = Self::new(self.query.clone(), self.stage, eq_properties, partitioning, chosen);
-        Ok(Self { dynamic_filters: Arc::clone(&self.dynamic_filters), partition_filter: None, ..subset })
+        Ok(Self { dynamic_filters: Arc::clone(&self.dynamic_filters), ..subset })
     }
 }
 
@@ -208,9 +199,8 @@ impl ExecutionPlan for StageReaderExec {
         &self,
         f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
     ) -> Result<TreeNodeRecursion> {
-        let partition_filter = self.partition_filter.iter().map(|p| &p.filter);
-        for filter in self.dynamic_filters.iter().map(|f| &f.filter).chain(partition_filter) {
-            if f(filter)? == TreeNodeRecursion::Stop {
+        for forwarded in self.dynamic_filters.iter() {
+            if f(&forwarded.filter)? == TreeNodeRecursion::Stop {
                 return Ok(TreeNodeRecursion::Stop);
             }
         }
@@ -244,7 +234,6 @@ impl ExecutionPlan for StageReaderExec {
             schema: self.schema(),
             counters: Arc::new(TrailerCounters::new(&self.metrics, partition)),
             filters: Arc::clone(&self.dynamic_filters),
-            partition_filter: self.partition_filter.clone().map(|filter| (filter, partition)),
         };
         let rerun = context.session_config().get_extension::<RerunHandle>();
         let streams =
@@ -265,8 +254,6 @@ struct SourceContext {
     schema: SchemaRef,
     counters: Arc<TrailerCounters>,
     filters: Arc<Vec<ForwardedFilter>>,
-    /// The partitioned join's filter, and which of its partitions this reader partition feeds.
-    partition_filter: Option<(PartitionFilter, usize)>,
 }
 
 type SourceStream = futures::stream::BoxStream<'static, Result<RecordBatch, TaskError>>;
@@ -343,7 +330,7 @@ fn read_task_output(
 
 /// Opens one task output: taken from this executor when it lives here, over Flight otherwise.
 async fn open_task_output(context: &SourceContext, output: &TaskOutput) -> Result<SourceStream, TaskError> {
-    let SourceContext { query, stage, channels, local, schema, counters, filters, partition_filter } = context.clone();
+    let SourceContext { query, stage, channels, local, schema, counters, filters } = context.clone();
     let ticket = TaskOutputTicket {
         query_id: query.to_string(),
         stage_id: stage.0,
@@ -355,7 +342,6 @@ async fn open_task_output(context: &SourceContext, output: &TaskOutput) -> Resul
         // Opened once the operators above have what they wait for (a join its table), so its
         // filters are complete now if ever.
         dynamic_filters: crate::dynamic_filters::values(&filters),
-        output_filter: partition_filter.and_then(|(filter, partition)| filter.piece(partition)).unwrap_or_default(),
     };
     let (task, executor) = (output.task, output.executor.clone());
     // Every failure names where it happened, keeping its kind.
@@ -437,7 +423,6 @@ pub(crate) fn reader_with_filters(reader: &StageReaderExec, filters: Vec<Forward
         properties: Arc::clone(&reader.properties),
         metrics: ExecutionPlanMetricsSet::new(),
         dynamic_filters: Arc::new(filters),
-        partition_filter: reader.partition_filter.clone(),
     }
 }
 

@@ -316,7 +316,6 @@ async fn ten_thousand_malformed_requests_harm_nothing() -> TestResult {
                         ),
                         client_schema: Vec::new(),
                         dynamic_filters: Vec::new(),
-                        output_filter: Vec::new(),
                     };
                     let bytes = mutate(&mut rng, &valid.encode_to_vec());
                     let _ = FlightServiceClient::with_interceptor(executor.clone(), auth.clone())

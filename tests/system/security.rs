@@ -32,7 +32,6 @@ async fn executors_and_scheduler_reject_callers_without_the_cluster_secret() -> 
         read_token: Vec::new(),
         client_schema: Vec::new(),
         dynamic_filters: Vec::new(),
-        output_filter: Vec::new(),
     };
     let status = FlightServiceClient::new(channel.clone())
         .do_get(Ticket { ticket: ticket.encode_to_vec().into() })
@@ -272,7 +271,6 @@ async fn executors_need_the_schedulers_token_for_each_task() -> TestResult {
         read_token: token,
         client_schema: Vec::new(),
         dynamic_filters: Vec::new(),
-        output_filter: Vec::new(),
     };
     let flight = || FlightServiceClient::with_interceptor(channel.clone(), auth.clone());
     for (what, token) in [

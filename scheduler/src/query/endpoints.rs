@@ -95,7 +95,6 @@ impl QueryRunner {
                     read_token: self.signer.sign(TokenPurpose::ClientRead, &query, stage, output.task),
                     client_schema: Vec::new(),
                     dynamic_filters: Vec::new(),
-                    output_filter: Vec::new(),
                 },
             })
             .collect();
