@@ -41,7 +41,7 @@ use prost::Message;
 
 use crate::codec::GlauxCodec;
 use crate::generated::DynamicFilterValue;
-use crate::stage_reader::{StageReaderExec, reader_with_filters};
+use crate::stage_reader::StageReaderExec;
 
 /// A dynamic filter a stage reader forwards: the join's own filter expression (in terms of the
 /// join's probe-side input) and that input's schema.
@@ -196,7 +196,7 @@ pub(crate) fn share_producers(plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn Ex
             .iter()
             .map(|f| f.id().and_then(|id| produced.get(&id)).unwrap_or(f).clone())
             .collect();
-        let reader = reader_with_filters(reader, filters);
+        let reader = reader.clone().with_dynamic_filters(filters);
         Ok(Transformed::yes(Arc::new(reader) as Arc<dyn ExecutionPlan>))
     })?;
     Ok(shared.data)

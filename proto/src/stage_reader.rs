@@ -47,7 +47,7 @@ pub struct TaskOutput {
     pub read_token: bytes::Bytes,
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct StageReaderExec {
     query: QueryId,
     stage: StageId,
@@ -412,18 +412,6 @@ fn worth_compressing(executor: &ExecutorAddr) -> bool {
     let host = executor.host();
     let loopback = host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
     !loopback
-}
-
-/// `reader` forwarding `filters` instead of its own.
-pub(crate) fn reader_with_filters(reader: &StageReaderExec, filters: Vec<ForwardedFilter>) -> StageReaderExec {
-    StageReaderExec {
-        query: reader.query.clone(),
-        stage: reader.stage,
-        partitions: reader.partitions.clone(),
-        properties: Arc::clone(&reader.properties),
-        metrics: ExecutionPlanMetricsSet::new(),
-        dynamic_filters: Arc::new(filters),
-    }
 }
 
 /// Used by the codec: rebuilds a reader from its wire form.
