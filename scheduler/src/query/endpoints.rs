@@ -25,7 +25,7 @@ use glaux_proto::generated::{QueryProgressRequest, TaskOutputTicket};
 use glaux_proto::{ClusterChannels, ExecutorAddr, QueryId, StageId, StageReaderExec, TokenPurpose};
 
 use super::QueryResult;
-use super::guard::{QueryGuard, guarded};
+use super::guard::guarded;
 use super::launch::launch;
 use super::run::{QueryRunner, distributed_plan, physical_plan};
 use super::stats::QueryStatsHandle;
@@ -101,13 +101,7 @@ impl QueryRunner {
         if endpoints.is_empty() {
             return Ok(None);
         }
-        let members = Arc::new(Mutex::new(distributed.executors()));
-        let guard = QueryGuard {
-            query: query.clone(),
-            executors: Arc::clone(&members),
-            abandoned: self.abandoned.clone(),
-            channels: Arc::clone(&self.channels),
-        };
+        let (members, guard) = self.guard(&distributed);
         if let Err(error) = launch(&self.channels, &distributed, false).await {
             let ErrorKind::LostExecutor { executor } = error.kind() else { return Err(error) };
             self.cluster.remove(&executor);

@@ -14,7 +14,7 @@ use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::{ExecutionPlan, execute_stream};
 use futures::{StreamExt, TryStreamExt, stream};
 use glaux_catalog::{PruningReport, TableScanReport};
-use glaux_proto::{ClusterChannels, QueryId, RerunHandle, TaskSigner};
+use glaux_proto::{ClusterChannels, ExecutorAddr, QueryId, RerunHandle, TaskSigner};
 use tokio::sync::mpsc;
 
 use super::QueryResult;
@@ -136,13 +136,7 @@ impl QueryRunner {
         if !distributed.stages.is_empty() && executors.is_empty() {
             return Err(SchedulerError::NoExecutors { query });
         }
-        let members = Arc::new(Mutex::new(distributed.executors()));
-        let guard = QueryGuard {
-            query: query.clone(),
-            executors: Arc::clone(&members),
-            abandoned: self.abandoned.clone(),
-            channels: Arc::clone(&self.channels),
-        };
+        let (members, guard) = self.guard(&distributed);
         launch(&self.channels, &distributed, analyze).await?;
         tracing::debug!(%query, stages = distributed.stages.len(), ?planned, ?cut, launched = ?started.elapsed(), "query launched");
 
@@ -184,6 +178,21 @@ impl QueryRunner {
             rows.fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
         });
         Ok(QueryResult { query, schema, batches: Box::pin(batches), stats })
+    }
+}
+
+impl QueryRunner {
+    /// The executors with tasks of `distributed` (a re-run may add one), and the guard that ends
+    /// the query on them.
+    pub(super) fn guard(&self, distributed: &DistributedPlan) -> (Arc<Mutex<Vec<ExecutorAddr>>>, QueryGuard) {
+        let members = Arc::new(Mutex::new(distributed.executors()));
+        let guard = QueryGuard {
+            query: distributed.query.clone(),
+            executors: Arc::clone(&members),
+            abandoned: self.abandoned.clone(),
+            channels: Arc::clone(&self.channels),
+        };
+        (members, guard)
     }
 }
 
