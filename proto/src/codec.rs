@@ -74,9 +74,7 @@ impl PhysicalExtensionCodec for GlauxCodec {
 
 fn encode_reader(reader: &StageReaderExec) -> Result<StageReaderNode> {
     let schema = reader.schema();
-    let IpcMessage(schema) = SchemaAsIpc::new(&schema, &IpcWriteOptions::default())
-        .try_into()
-        .map_err(|e| exec_datafusion_err!("encoding stage schema: {e}"))?;
+    let schema = schema_ipc(&schema).map_err(|e| exec_datafusion_err!("encoding stage schema: {e}"))?;
     let location = |o: &TaskOutput| TaskOutputLocation {
         endpoint: o.executor.to_string(),
         task_id: o.task.0,
@@ -99,7 +97,7 @@ fn encode_reader(reader: &StageReaderExec) -> Result<StageReaderNode> {
     Ok(StageReaderNode {
         query_id: reader.query().to_string(),
         stage_id: reader.stage().0,
-        schema: schema.to_vec(),
+        schema,
         partitions: reader
             .partitions()
             .iter()
@@ -110,6 +108,12 @@ fn encode_reader(reader: &StageReaderExec) -> Result<StageReaderNode> {
         equivalences,
         dynamic_filters: reader.dynamic_filters().iter().map(dynamic_filters::encode).collect::<Result<_>>()?,
     })
+}
+
+/// `schema` as an Arrow IPC schema message.
+pub(crate) fn schema_ipc(schema: &Schema) -> Result<Vec<u8>> {
+    let IpcMessage(bytes) = SchemaAsIpc::new(schema, &IpcWriteOptions::default()).try_into()?;
+    Ok(bytes.to_vec())
 }
 
 /// `reader` as an executor decodes it from the plan it is sent.

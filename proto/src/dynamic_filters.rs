@@ -23,8 +23,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::datatypes::{Schema, SchemaRef};
-use arrow::ipc::writer::IpcWriteOptions;
-use arrow_flight::{IpcMessage, SchemaAsIpc};
+use arrow_flight::IpcMessage;
 use datafusion::common::Result;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::execution::TaskContext;
@@ -39,7 +38,7 @@ use datafusion_proto::protobuf::PhysicalExprNode;
 use futures::FutureExt;
 use prost::Message;
 
-use crate::codec::GlauxCodec;
+use crate::codec::{GlauxCodec, schema_ipc};
 use crate::generated::DynamicFilterValue;
 use crate::stage_reader::StageReaderExec;
 
@@ -216,9 +215,4 @@ pub(crate) fn decode(node: &crate::generated::ReaderDynamicFilter, ctx: &TaskCon
         .map_err(|e| datafusion::common::exec_datafusion_err!("malformed dynamic filter: {e}"))?;
     let filter = parse_physical_expr(&filter, ctx, &schema, &GlauxCodec)?;
     Ok(ForwardedFilter { filter, probe_schema: Arc::new(schema) })
-}
-
-fn schema_ipc(schema: &Schema) -> Result<Vec<u8>> {
-    let IpcMessage(bytes) = SchemaAsIpc::new(schema, &IpcWriteOptions::default()).try_into()?;
-    Ok(bytes.to_vec())
 }
