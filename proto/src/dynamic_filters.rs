@@ -8,9 +8,10 @@
 //!   broadcast-build (`CollectLeft`) joins that were pushed into the stage it reads, or into a
 //!   stage below that ([`ForwardedFilter`]); the reader shows them as its expressions, so the join
 //!   above it knows its filter has a consumer and computes it;
-//! - when the reader opens a producing task's output (which happens once the join above has built
-//!   its table and polls its probe side), it sends the values of those of its filters that are
-//!   complete in the ticket ([`values`]);
+//! - the reader opens a producing task's output only once the filters produced in its own plan are
+//!   complete ([`completed`]: an operator such as `CoalescePartitionsExec` starts its inputs at
+//!   once, before the joins above have built their tables), and sends the values of those of its
+//!   filters that are complete in the ticket ([`values`]);
 //! - the producing task applies them to every copy of the filter in its plan before it runs
 //!   ([`apply`]): its scans skip row groups and rows, and its own readers pass the values on.
 //!
@@ -48,6 +49,10 @@ use crate::stage_reader::StageReaderExec;
 pub struct ForwardedFilter {
     pub filter: Arc<dyn PhysicalExpr>,
     pub probe_schema: SchemaRef,
+    /// `filter` is the producing join's own, in the plan that runs the reader: it completes when
+    /// that join has built its table. A decoded copy whose join runs in another stage completes
+    /// only if a ticket brought its value.
+    pub produced_here: bool,
 }
 
 impl ForwardedFilter {
@@ -66,7 +71,10 @@ pub fn produced_filters(plan: &Arc<dyn ExecutionPlan>) -> HashMap<u64, Forwarded
         {
             for filter in node.dynamic_expressions_produced() {
                 if let Some(id) = filter.expression_id() {
-                    produced.insert(id, ForwardedFilter { filter, probe_schema: join.right().schema() });
+                    produced.insert(
+                        id,
+                        ForwardedFilter { filter, probe_schema: join.right().schema(), produced_here: true },
+                    );
                 }
             }
         }
@@ -92,6 +100,17 @@ pub fn filter_ids(plan: &Arc<dyn ExecutionPlan>) -> Vec<u64> {
     ids.sort_unstable();
     ids.dedup();
     ids
+}
+
+/// Waits until every one of `filters` produced in the reader's own plan is complete: each join
+/// producing one has built its table. (The others are complete already if ever: their values
+/// came with the ticket that opened this task.)
+pub async fn completed(filters: &[ForwardedFilter]) {
+    for forwarded in filters.iter().filter(|f| f.produced_here) {
+        if let Some(filter) = forwarded.filter.downcast_ref::<DynamicFilterPhysicalExpr>() {
+            filter.wait_complete().await;
+        }
+    }
 }
 
 /// The values of `filters` that are complete, for a ticket.
@@ -214,5 +233,5 @@ pub(crate) fn decode(node: &crate::generated::ReaderDynamicFilter, ctx: &TaskCon
     let filter = PhysicalExprNode::decode(node.filter.as_slice())
         .map_err(|e| datafusion::common::exec_datafusion_err!("malformed dynamic filter: {e}"))?;
     let filter = parse_physical_expr(&filter, ctx, &schema, &GlauxCodec)?;
-    Ok(ForwardedFilter { filter, probe_schema: Arc::new(schema) })
+    Ok(ForwardedFilter { filter, probe_schema: Arc::new(schema), produced_here: false })
 }

@@ -234,6 +234,7 @@ impl ExecutionPlan for StageReaderExec {
             schema: self.schema(),
             counters: Arc::new(TrailerCounters::new(&self.metrics, partition)),
             filters: Arc::clone(&self.dynamic_filters),
+            await_filters: context.session_config().options().optimizer.enable_join_dynamic_filter_pushdown,
         };
         let rerun = context.session_config().get_extension::<RerunHandle>();
         let streams =
@@ -254,6 +255,12 @@ struct SourceContext {
     schema: SchemaRef,
     counters: Arc<TrailerCounters>,
     filters: Arc<Vec<ForwardedFilter>>,
+    /// The task's joins complete their filters (dynamic filters are on in its session), so a
+    /// task output opens only once the filters it is sent have their values. Operators such as
+    /// `CoalescePartitionsExec` start their inputs at once, before the joins above have built
+    /// their tables; waiting here is what lets the filter reach a join's build side below them.
+    /// The producing joins never wait on this reader: its rows feed their probe sides.
+    await_filters: bool,
 }
 
 type SourceStream = futures::stream::BoxStream<'static, Result<RecordBatch, TaskError>>;
@@ -330,7 +337,10 @@ fn read_task_output(
 
 /// Opens one task output: taken from this executor when it lives here, over Flight otherwise.
 async fn open_task_output(context: &SourceContext, output: &TaskOutput) -> Result<SourceStream, TaskError> {
-    let SourceContext { query, stage, channels, local, schema, counters, filters } = context.clone();
+    let SourceContext { query, stage, channels, local, schema, counters, filters, await_filters } = context.clone();
+    if await_filters {
+        crate::dynamic_filters::completed(&filters).await;
+    }
     let ticket = TaskOutputTicket {
         query_id: query.to_string(),
         stage_id: stage.0,
@@ -339,8 +349,6 @@ async fn open_task_output(context: &SourceContext, output: &TaskOutput) -> Resul
         compress: worth_compressing(&output.executor),
         read_token: output.read_token.to_vec(),
         client_schema: Vec::new(),
-        // Opened once the operators above have what they wait for (a join its table), so its
-        // filters are complete now if ever.
         dynamic_filters: crate::dynamic_filters::values(&filters),
     };
     let (task, executor) = (output.task, output.executor.clone());

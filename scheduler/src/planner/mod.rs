@@ -25,6 +25,7 @@ mod cut_stages;
 mod explain;
 mod invariants;
 mod restrict_to_task;
+mod row_group_cuts;
 mod scan_files;
 
 use std::sync::Arc;
@@ -36,6 +37,7 @@ use glaux_proto::{ExecutorAddr, QueryId, StageId, TaskId};
 pub use cut_stages::cut_stages;
 pub use explain::{render_analyzed_plan, render_distributed_plan};
 pub use restrict_to_task::{TaskPlan, task_plan};
+pub use row_group_cuts::cut_at_row_groups;
 
 /// A query cut into stages.
 #[derive(Debug)]

@@ -24,7 +24,7 @@ use super::rerun::{MAX_RERUNS_PER_SOURCE, Reruns};
 use super::stats::{ProgressProbe, ProgressSlot, QueryStatsHandle};
 use crate::cluster::{ClusterState, ExecutorInfo};
 use crate::error::{ErrorKind, SchedulerError};
-use crate::planner::{CutError, DistributedPlan};
+use crate::planner::{CutError, DistributedPlan, cut_at_row_groups};
 
 /// How often a query is planned and started when executors turn out to be lost.
 const MAX_ATTEMPTS: usize = 3;
@@ -210,6 +210,11 @@ pub(super) async fn physical_plan(
     state.config_mut().set_extension(Arc::clone(&report));
     // Optimizing folds constants: a cast of a bad literal fails here.
     let physical = state.create_physical_plan(plan).await.map_err(|e| crate::trino::planning_error(e, "", &state))?;
+    let physical = cut_at_row_groups(physical, &state).await.map_err(SchedulerError::plan)?;
+    if tracing::enabled!(tracing::Level::TRACE) {
+        let shown = datafusion::physical_plan::displayable(physical.as_ref()).set_show_statistics(true).indent(true);
+        tracing::trace!(plan = %shown, "physical plan with DataFusion's estimates");
+    }
     Ok((physical, report.scans()))
 }
 
