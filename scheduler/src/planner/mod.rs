@@ -15,10 +15,11 @@
 //!         DataSourceExec(parquet)           <- partitions balanced over executors by bytes
 //! ```
 //!
-//! `cut_stages` cuts at exchanges (see there for the rules), `assign_tasks` spreads each stage's
-//! partitions over executors, `restrict_to_task` gives each task a plan naming only its files, and
-//! `render_distributed_plan` draws the tree for `EXPLAIN`; `invariants` checks the contracts between
-//! stages on every plan before it runs.
+//! Before cutting, `cut_at_row_groups` moves DataFusion's byte-range cuts inside Parquet files to
+//! row-group starts, so partitions read equal work. `cut_stages` cuts at exchanges (see there for
+//! the rules), `assign_tasks` spreads each stage's partitions over executors, `restrict_to_task`
+//! gives each task a plan naming only its files, and `render_distributed_plan` draws the tree for
+//! `EXPLAIN`; `invariants` checks the contracts between stages on every plan before it runs.
 
 mod assign_tasks;
 mod cut_stages;
