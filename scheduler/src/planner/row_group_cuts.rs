@@ -31,11 +31,12 @@ use datafusion::physical_plan::ExecutionPlan;
 
 /// `plan` with every cut inside a Parquet file moved to the nearest row-group start.
 pub async fn cut_at_row_groups(plan: Arc<dyn ExecutionPlan>, state: &SessionState) -> Result<Arc<dyn ExecutionPlan>> {
-    let mut cut_files: Vec<(ObjectStoreUrl, ObjectMeta)> = Vec::new();
+    // By location: a table read twice (a self-join) has its footers read once.
+    let mut cut_files: HashMap<Path, (ObjectStoreUrl, ObjectMeta)> = HashMap::new();
     plan.apply(|node| {
         if let Some(config) = parquet_scan(node.as_ref()) {
             for meta in cut_files_of(config) {
-                cut_files.push((config.object_store_url.clone(), meta));
+                cut_files.insert(meta.location.clone(), (config.object_store_url.clone(), meta));
             }
         }
         Ok(TreeNodeRecursion::Continue)
@@ -76,9 +77,12 @@ fn cut_files_of(config: &FileScanConfig) -> Vec<ObjectMeta> {
 
 /// Where each row group of each file starts (the offset DataFusion tests against a range: its
 /// first column's dictionary page, else its first data page), ascending.
-async fn row_group_starts(files: &[(ObjectStoreUrl, ObjectMeta)], state: &SessionState) -> HashMap<Path, Vec<u64>> {
+async fn row_group_starts(
+    files: &HashMap<Path, (ObjectStoreUrl, ObjectMeta)>,
+    state: &SessionState,
+) -> HashMap<Path, Vec<u64>> {
     let cache = state.runtime_env().cache_manager.get_file_metadata_cache();
-    let reads = files.iter().map(|(url, meta)| {
+    let reads = files.values().map(|(url, meta)| {
         let cache = Arc::clone(&cache);
         async move {
             let store = state.runtime_env().object_store(url)?;
