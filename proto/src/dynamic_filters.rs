@@ -20,7 +20,7 @@
 //! of a shuffle. A partitioned join's filter covers only its task's partitions and stays home.
 //! A filter is an optimization: one that cannot be sent or read is skipped, never an error.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use arrow::datatypes::{Schema, SchemaRef};
@@ -31,14 +31,16 @@ use datafusion::execution::TaskContext;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::expressions::DynamicFilterPhysicalExpr;
 use datafusion::physical_expr::utils::{conjunction, split_conjunction};
-use datafusion::physical_plan::ExecutionPlan;
-use datafusion::physical_plan::joins::{HashJoinExec, PartitionMode};
+use datafusion::physical_plan::execution_plan::ReplaceChildrenOptions;
+use datafusion::physical_plan::{ChildrenPropertiesMode, ExecutionPlan};
+use datafusion::physical_plan::joins::{HashJoinExec, HashTableLookupExpr, PartitionMode};
 use datafusion_proto::physical_plan::from_proto::parse_physical_expr;
 use datafusion_proto::physical_plan::to_proto::serialize_physical_expr;
 use datafusion_proto::protobuf::PhysicalExprNode;
 use futures::FutureExt;
 use prost::Message;
 
+use crate::build_keys::{BuildKeys, BuildKeysExec};
 use crate::codec::{GlauxCodec, schema_ipc};
 use crate::generated::DynamicFilterValue;
 use crate::stage_reader::StageReaderExec;
@@ -53,6 +55,9 @@ pub struct ForwardedFilter {
     /// that join has built its table. A decoded copy whose join runs in another stage completes
     /// only if a ticket brought its value.
     pub produced_here: bool,
+    /// The distinct keys of the producing join's build side, when this task runs that join and
+    /// they are few: sent as `IN` lists in place of the hash-table lookup that cannot travel.
+    pub build_keys: Option<Arc<BuildKeys>>,
 }
 
 impl ForwardedFilter {
@@ -73,7 +78,12 @@ pub fn produced_filters(plan: &Arc<dyn ExecutionPlan>) -> HashMap<u64, Forwarded
                 if let Some(id) = filter.expression_id() {
                     produced.insert(
                         id,
-                        ForwardedFilter { filter, probe_schema: join.right().schema(), produced_here: true },
+                        ForwardedFilter {
+                            filter,
+                            probe_schema: join.right().schema(),
+                            produced_here: true,
+                            build_keys: None,
+                        },
                     );
                 }
             }
@@ -122,21 +132,32 @@ fn value(forwarded: &ForwardedFilter) -> Option<DynamicFilterValue> {
     let filter = forwarded.filter.downcast_ref::<DynamicFilterPhysicalExpr>()?;
     filter.wait_complete().now_or_never()?;
     let current = filter.current().ok()?;
-    // Conjuncts that do not serialize (a lookup into the join's hash table) are left out: what
-    // remains lets through at least what the whole filter would.
-    let conjuncts: Vec<Vec<u8>> = split_conjunction(&current)
-        .into_iter()
+    // A lookup into the join's hash table cannot travel (it would serialize as `true`), nor can
+    // a conjunct that does not serialize: both are left out, in favour of the build keys as IN
+    // lists when this task kept them. What remains lets through at least what the whole filter
+    // would.
+    let (lookups, parts): (Vec<_>, Vec<_>) =
+        split_conjunction(&current).into_iter().partition(|c| c.is::<HashTableLookupExpr>());
+    let mut conjuncts: Vec<Vec<u8>> = parts
+        .iter()
         .filter_map(|c| serialize_physical_expr(c, &GlauxCodec).ok())
         .map(|node| node.encode_to_vec())
         .collect();
+    // A forwarded filter is its join's own (or a copy of it): its children are the join's keys.
+    let keys = forwarded.filter.children().into_iter().cloned().collect::<Vec<_>>();
+    if (!lookups.is_empty() || conjuncts.len() < parts.len())
+        && let Some(build_keys) = &forwarded.build_keys
+    {
+        let lists = build_keys.in_lists(&keys, &forwarded.probe_schema);
+        conjuncts.extend(
+            lists.iter().filter_map(|l| serialize_physical_expr(l, &GlauxCodec).ok()).map(|n| n.encode_to_vec()),
+        );
+    }
     if conjuncts.is_empty() {
         return None;
     }
-    // A forwarded filter is its join's own (or a copy of it): its children are the join's keys.
-    let children = forwarded
-        .filter
-        .children()
-        .into_iter()
+    let children = keys
+        .iter()
         .map(|c| serialize_physical_expr(c, &GlauxCodec).ok().map(|n| n.encode_to_vec()))
         .collect::<Option<Vec<_>>>()?;
     let schema = schema_ipc(&forwarded.probe_schema).ok()?;
@@ -198,12 +219,33 @@ fn decode_value(value: &DynamicFilterValue, ctx: &TaskContext) -> Option<Decoded
 }
 
 /// `plan` (a task's, as decoded) with its readers forwarding the very filters its joins produce
-/// (decoded apart, they would be copies the joins never update).
+/// (decoded apart, they would be copies the joins never update), and each of those joins keeping
+/// its build keys for them ([`BuildKeysExec`]).
 pub(crate) fn share_producers(plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>> {
     let produced = produced_filters(&plan);
-    if produced.is_empty() {
+    let forwarded: HashSet<u64> = reader_filter_ids(&plan).into_iter().filter(|id| produced.contains_key(id)).collect();
+    if forwarded.is_empty() {
         return Ok(plan);
     }
+    let mut build_keys = HashMap::new();
+    let plan = plan
+        .transform_up(|node| {
+            let Some(join) = node.downcast_ref::<HashJoinExec>() else { return Ok(Transformed::no(node)) };
+            let Some(id) = forwarded_id(&node, &forwarded) else { return Ok(Transformed::no(node)) };
+            let keys = Arc::new(BuildKeys::new(join.on().iter().map(|(left, _)| Arc::clone(left)).collect()));
+            let left = Arc::new(BuildKeysExec::new(Arc::clone(join.left()), Arc::clone(&keys)));
+            build_keys.insert(id, keys);
+            // The new build side shows its input's properties: nothing to recompute.
+            let options = ReplaceChildrenOptions::new(ChildrenPropertiesMode::Keep);
+            let joined = Arc::clone(&node).replace_children(vec![left, Arc::clone(join.right())], options)?;
+            Ok(Transformed::yes(joined))
+        })?
+        .data;
+    // Rebuilt joins keep their filters; found again, they come with their keys.
+    let produced: HashMap<u64, ForwardedFilter> = produced_filters(&plan)
+        .into_iter()
+        .map(|(id, filter)| (id, ForwardedFilter { build_keys: build_keys.get(&id).cloned(), ..filter }))
+        .collect();
     let shared = plan.transform_up(|node| {
         let Some(reader) = node.downcast_ref::<StageReaderExec>() else { return Ok(Transformed::no(node)) };
         if !reader.dynamic_filters().iter().any(|f| f.id().is_some_and(|id| produced.contains_key(&id))) {
@@ -220,6 +262,27 @@ pub(crate) fn share_producers(plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn Ex
     Ok(shared.data)
 }
 
+/// The ids of the filters `plan`'s stage readers forward.
+fn reader_filter_ids(plan: &Arc<dyn ExecutionPlan>) -> Vec<u64> {
+    let mut ids = Vec::new();
+    let _ = plan.apply(|node| {
+        if let Some(reader) = node.downcast_ref::<StageReaderExec>() {
+            ids.extend(reader.dynamic_filters().iter().filter_map(ForwardedFilter::id));
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    ids
+}
+
+/// The id of the filter a broadcast join `node` produces, when it is one of `forwarded`.
+fn forwarded_id(node: &Arc<dyn ExecutionPlan>, forwarded: &HashSet<u64>) -> Option<u64> {
+    let join = node.downcast_ref::<HashJoinExec>()?;
+    if *join.partition_mode() != PartitionMode::CollectLeft {
+        return None;
+    }
+    node.dynamic_expressions_produced().into_iter().filter_map(|f| f.expression_id()).find(|id| forwarded.contains(id))
+}
+
 /// A forwarded filter as a reader's plan node carries it.
 pub(crate) fn encode(forwarded: &ForwardedFilter) -> Result<crate::generated::ReaderDynamicFilter> {
     Ok(crate::generated::ReaderDynamicFilter {
@@ -233,5 +296,5 @@ pub(crate) fn decode(node: &crate::generated::ReaderDynamicFilter, ctx: &TaskCon
     let filter = PhysicalExprNode::decode(node.filter.as_slice())
         .map_err(|e| datafusion::common::exec_datafusion_err!("malformed dynamic filter: {e}"))?;
     let filter = parse_physical_expr(&filter, ctx, &schema, &GlauxCodec)?;
-    Ok(ForwardedFilter { filter, probe_schema: Arc::new(schema), produced_here: false })
+    Ok(ForwardedFilter { filter, probe_schema: Arc::new(schema), produced_here: false, build_keys: None })
 }

@@ -16,6 +16,7 @@
 //! - [`TaskStats`] and [`with_trailer`]: the statistics that travel after the last batch of a stream.
 
 mod auth;
+mod build_keys;
 mod channels;
 mod cluster_tls;
 mod codec;

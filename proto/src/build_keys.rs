@@ -1,0 +1,243 @@
+//! `BuildKeysExec`: passes a broadcast join's build side through, keeping its distinct keys
+//! when they are few, so the join's filter can travel as an `IN` list.
+//!
+//! A hash join's dynamic filter is its keys' bounds and a lookup into its hash table. Only the
+//! bounds serialize, so a filter sent to another stage's scans (see `dynamic_filters.rs`) lost
+//! the lookup, and with it all it prunes when the build keys are spread over the probe keys'
+//! range (TPC-DS q72: a dimension filtered on a non-key column, its surviving keys anywhere
+//! between the smallest and the largest). DataFusion itself turns a build side of at most 150
+//! keys into an `IN` list, in every filter; raising that for all joins made local joins slower.
+//! This node raises it only for what travels: an executor puts it under a broadcast join whose
+//! filter a stage reader of the same task forwards, and the reader adds one `IN` list per key to
+//! the value it sends ([`BuildKeys::in_lists`]).
+//!
+//! Bounded: it stops keeping keys (for good) after [`MAX_ROWS`] build rows, [`MAX_KEYS`] distinct
+//! keys or [`MAX_BYTES`] of them, and costs nothing more than a pass-through from then on.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::Schema;
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::common::{Result, ScalarValue, internal_err};
+use datafusion::execution::TaskContext;
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_expr::expressions::{InListExpr, lit};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties, SendableRecordBatchStream};
+use futures::{Stream, StreamExt};
+
+/// Build rows looked at before giving up: more rows than this rarely have few distinct keys,
+/// and turning each into a scalar costs.
+pub const MAX_ROWS: usize = 65_536;
+/// Distinct keys (of each key column) an `IN` list may hold.
+pub const MAX_KEYS: usize = 4_096;
+/// Bytes the kept keys may take.
+pub const MAX_BYTES: usize = 1 << 20;
+
+/// The distinct keys of one build side, shared between the node that sees its rows and the
+/// reader that sends its filter.
+#[derive(Debug)]
+pub struct BuildKeys {
+    /// The join's build-side key expressions, in terms of the build side's schema.
+    on: Vec<Arc<dyn PhysicalExpr>>,
+    state: Mutex<KeysState>,
+}
+
+#[derive(Debug)]
+enum KeysState {
+    Collecting { keys: Vec<HashSet<ScalarValue>>, rows: usize, bytes: usize },
+    /// Every build row was seen.
+    Complete(Vec<HashSet<ScalarValue>>),
+    GaveUp,
+}
+
+impl BuildKeys {
+    pub fn new(on: Vec<Arc<dyn PhysicalExpr>>) -> Self {
+        let keys = vec![HashSet::new(); on.len()];
+        Self { on, state: Mutex::new(KeysState::Collecting { keys, rows: 0, bytes: 0 }) }
+    }
+
+    fn state(&self) -> MutexGuard<'_, KeysState> {
+        // A panic while holding the lock leaves at worst a partial set in `Collecting`, which is
+        // never read as complete.
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn add(&self, batch: &RecordBatch) {
+        let mut state = self.state();
+        let KeysState::Collecting { keys, rows, bytes } = &mut *state else { return };
+        *rows += batch.num_rows();
+        if *rows > MAX_ROWS || self.add_batch(batch, keys, bytes).is_none() {
+            *state = KeysState::GaveUp;
+        }
+    }
+
+    /// `None` when a bound is passed or a key cannot be read.
+    fn add_batch(&self, batch: &RecordBatch, keys: &mut [HashSet<ScalarValue>], bytes: &mut usize) -> Option<()> {
+        for (expr, set) in self.on.iter().zip(keys.iter_mut()) {
+            let column = expr.evaluate(batch).ok()?.into_array(batch.num_rows()).ok()?;
+            for row in 0..column.len() {
+                // A null key matches nothing in an equi-join.
+                if column.is_null(row) {
+                    continue;
+                }
+                let value = ScalarValue::try_from_array(&column, row).ok()?;
+                if !set.contains(&value) {
+                    *bytes += value.size();
+                    set.insert(value);
+                    if set.len() > MAX_KEYS || *bytes > MAX_BYTES {
+                        return None;
+                    }
+                }
+            }
+        }
+        Some(())
+    }
+
+    fn finish(&self) {
+        let mut state = self.state();
+        if let KeysState::Collecting { keys, .. } = &mut *state {
+            *state = KeysState::Complete(std::mem::take(keys));
+        }
+    }
+
+    fn give_up(&self) {
+        *self.state() = KeysState::GaveUp;
+    }
+
+    /// `probe_keys[i] IN (distinct build keys of column i)` for each key column, in terms of
+    /// `probe_schema`, once every build row was seen and the keys stayed within bounds. Each list
+    /// lets through at least the rows the join can match.
+    pub fn in_lists(&self, probe_keys: &[Arc<dyn PhysicalExpr>], probe_schema: &Schema) -> Vec<Arc<dyn PhysicalExpr>> {
+        let state = self.state();
+        let KeysState::Complete(keys) = &*state else { return Vec::new() };
+        if keys.len() != probe_keys.len() {
+            return Vec::new();
+        }
+        probe_keys
+            .iter()
+            .zip(keys)
+            .filter_map(|(probe, set)| {
+                let list = set.iter().map(|value| lit(value.clone()) as Arc<dyn PhysicalExpr>).collect();
+                let in_list = InListExpr::try_new(Arc::clone(probe), list, false, probe_schema).ok()?;
+                Some(Arc::new(in_list) as Arc<dyn PhysicalExpr>)
+            })
+            .collect()
+    }
+}
+
+/// Passes its input through, showing every row to a [`BuildKeys`].
+#[derive(Debug)]
+pub struct BuildKeysExec {
+    input: Arc<dyn ExecutionPlan>,
+    keys: Arc<BuildKeys>,
+}
+
+impl BuildKeysExec {
+    pub fn new(input: Arc<dyn ExecutionPlan>, keys: Arc<BuildKeys>) -> Self {
+        Self { input, keys }
+    }
+}
+
+impl DisplayAs for BuildKeysExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "BuildKeysExec")
+    }
+}
+
+impl ExecutionPlan for BuildKeysExec {
+    fn name(&self) -> &str {
+        "BuildKeysExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        self.input.properties()
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![&self.input]
+    }
+
+    fn apply_expressions(
+        &self,
+        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
+    ) -> Result<TreeNodeRecursion> {
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    #[allow(deprecated)] // DataFusion 55 still requires this deprecated method of every node
+    fn with_new_children(self: Arc<Self>, children: Vec<Arc<dyn ExecutionPlan>>) -> Result<Arc<dyn ExecutionPlan>> {
+        let [input] = <[_; 1]>::try_from(children).or_else(|_| internal_err!("BuildKeysExec has one input"))?;
+        Ok(Arc::new(Self { input, keys: Arc::clone(&self.keys) }))
+    }
+
+    fn execute(&self, partition: usize, context: Arc<TaskContext>) -> Result<SendableRecordBatchStream> {
+        if partition != 0 || self.input.properties().partitioning.partition_count() != 1 {
+            // A broadcast join's build side is one partition; any other shape keeps no keys.
+            self.keys.give_up();
+        }
+        let input = self.input.execute(partition, context)?;
+        let schema = input.schema();
+        let stream = KeysStream { input, keys: Arc::clone(&self.keys) };
+        Ok(Box::pin(RecordBatchStreamAdapter::new(schema, stream)))
+    }
+}
+
+struct KeysStream {
+    input: SendableRecordBatchStream,
+    keys: Arc<BuildKeys>,
+}
+
+impl Stream for KeysStream {
+    type Item = Result<RecordBatch>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let polled = self.input.poll_next_unpin(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(batch))) => self.keys.add(batch),
+            Poll::Ready(Some(Err(_))) => self.keys.give_up(),
+            Poll::Ready(None) => self.keys.finish(),
+            Poll::Pending => {}
+        }
+        polled
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::Int32Array;
+    use arrow::datatypes::{DataType, Field};
+    use datafusion::physical_expr::expressions::col;
+
+    fn batch(values: Vec<Option<i32>>) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![Field::new("k", DataType::Int32, true)]));
+        RecordBatch::try_new(schema, vec![Arc::new(Int32Array::from(values))]).unwrap()
+    }
+
+    #[test]
+    fn keeps_distinct_keys_until_complete_and_gives_up_past_a_bound() {
+        let b = batch(vec![Some(3), Some(1), Some(3), None]);
+        let on = vec![col("k", &b.schema()).unwrap()];
+        let keys = BuildKeys::new(on.clone());
+        keys.add(&b);
+        assert!(keys.in_lists(&on, &b.schema()).is_empty(), "no list before the build side ended");
+        keys.finish();
+        let lists = keys.in_lists(&on, &b.schema());
+        assert_eq!(lists.len(), 1);
+        let list = lists[0].downcast_ref::<InListExpr>().unwrap();
+        let mut values: Vec<String> = list.list().iter().map(|e| e.to_string()).collect();
+        values.sort();
+        assert_eq!(values, ["1", "3"]);
+
+        let many = BuildKeys::new(on.clone());
+        many.add(&batch((0..=MAX_KEYS as i32).map(Some).collect()));
+        many.finish();
+        assert!(many.in_lists(&on, &b.schema()).is_empty());
+    }
+}
