@@ -28,7 +28,9 @@ use datafusion::execution::TaskContext;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::expressions::{InListExpr, lit};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties, SendableRecordBatchStream};
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties, SendableRecordBatchStream,
+};
 use futures::{Stream, StreamExt};
 
 /// Build rows looked at before giving up: more rows than this rarely have few distinct keys,
@@ -50,7 +52,11 @@ pub struct BuildKeys {
 
 #[derive(Debug)]
 enum KeysState {
-    Collecting { keys: Vec<HashSet<ScalarValue>>, rows: usize, bytes: usize },
+    Collecting {
+        keys: Vec<HashSet<ScalarValue>>,
+        rows: usize,
+        bytes: usize,
+    },
     /// Every build row was seen.
     Complete(Vec<HashSet<ScalarValue>>),
     GaveUp,

@@ -17,9 +17,12 @@ use datafusion::physical_plan::{ExecutionPlan, Partitioning};
 use datafusion_proto::bytes::{
     physical_plan_from_bytes_with_proto_converter, physical_plan_to_bytes_with_proto_converter,
 };
+use datafusion_proto::physical_plan::from_proto::parse_physical_expr;
+use datafusion_proto::physical_plan::to_proto::serialize_physical_expr;
 use datafusion_proto::physical_plan::{
     DeduplicatingProtoConverter, PhysicalExtensionCodec, PhysicalProtoConverterExtension,
 };
+use datafusion_proto::protobuf::PhysicalExprNode;
 use prost::Message;
 
 use crate::dynamic_filters;
@@ -107,6 +110,11 @@ fn encode_reader(reader: &StageReaderExec) -> Result<StageReaderNode> {
         orderings,
         equivalences,
         dynamic_filters: reader.dynamic_filters().iter().map(dynamic_filters::encode).collect::<Result<_>>()?,
+        join_filters: reader
+            .join_filters()
+            .iter()
+            .map(|f| Ok(serialize_physical_expr(f, &GlauxCodec)?.encode_to_vec()))
+            .collect::<Result<_>>()?,
     })
 }
 
@@ -146,11 +154,20 @@ fn decode_reader(node: StageReaderNode, ctx: &TaskContext) -> Result<StageReader
     } else {
         Partitioning::Hash(hash, partitions.len())
     };
+    let join_filters = node
+        .join_filters
+        .iter()
+        .map(|bytes| {
+            let expr = PhysicalExprNode::decode(bytes.as_slice())
+                .map_err(|e| exec_datafusion_err!("malformed join filter: {e}"))?;
+            parse_physical_expr(&expr, ctx, &schema, &GlauxCodec)
+        })
+        .collect::<Result<_>>()?;
     let properties = reader_properties::decode(Arc::new(schema), node.orderings, node.equivalences)?;
     let filters = node.dynamic_filters.iter().map(|f| dynamic_filters::decode(f, ctx)).collect::<Result<_>>()?;
     let reader =
         reader_from_parts(QueryId::from(node.query_id), StageId(node.stage_id), properties, partitioning, partitions)?;
-    Ok(reader.with_dynamic_filters(filters))
+    Ok(reader.with_dynamic_filters(filters).with_join_filters(join_filters))
 }
 
 /// A plan fragment on the wire.

@@ -32,8 +32,8 @@ use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::expressions::DynamicFilterPhysicalExpr;
 use datafusion::physical_expr::utils::{conjunction, split_conjunction};
 use datafusion::physical_plan::execution_plan::ReplaceChildrenOptions;
-use datafusion::physical_plan::{ChildrenPropertiesMode, ExecutionPlan};
 use datafusion::physical_plan::joins::{HashJoinExec, HashTableLookupExpr, PartitionMode};
+use datafusion::physical_plan::{ChildrenPropertiesMode, ExecutionPlan};
 use datafusion_proto::physical_plan::from_proto::parse_physical_expr;
 use datafusion_proto::physical_plan::to_proto::serialize_physical_expr;
 use datafusion_proto::protobuf::PhysicalExprNode;
@@ -218,16 +218,51 @@ fn decode_value(value: &DynamicFilterValue, ctx: &TaskContext) -> Option<Decoded
     Some((conjunction(conjuncts), children))
 }
 
-/// `plan` (a task's, as decoded) with its readers forwarding the very filters its joins produce
-/// (decoded apart, they would be copies the joins never update), and each of those joins keeping
-/// its build keys for them ([`BuildKeysExec`]).
+/// `plan` (a task's, as decoded) with its readers forwarding and applying the very filters its
+/// joins produce (decoded apart, they would be copies the joins never update), and each
+/// broadcast join whose filter a reader forwards keeping its build keys ([`BuildKeysExec`]).
 pub(crate) fn share_producers(plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>> {
+    let (plan, build_keys) = keep_build_keys(plan)?;
+    let produced: HashMap<u64, ForwardedFilter> = produced_filters(&plan)
+        .into_iter()
+        .map(|(id, filter)| (id, ForwardedFilter { build_keys: build_keys.get(&id).cloned(), ..filter }))
+        .collect();
+    let partitioned = partitioned_join_filters(&plan);
+    let shared = plan.transform_up(|node| {
+        let Some(reader) = node.downcast_ref::<StageReaderExec>() else { return Ok(Transformed::no(node)) };
+        let forwards = reader.dynamic_filters().iter().any(|f| f.id().is_some_and(|id| produced.contains_key(&id)));
+        if !forwards && reader.join_filters().is_empty() {
+            return Ok(Transformed::no(node));
+        }
+        let filters = reader
+            .dynamic_filters()
+            .iter()
+            .map(|f| f.id().and_then(|id| produced.get(&id)).unwrap_or(f).clone())
+            .collect();
+        // A join filter whose join is not in this plan would never complete: left out.
+        let join_filters = reader
+            .join_filters()
+            .iter()
+            .filter_map(|copy| {
+                let own = partitioned.get(&copy.expression_id()?)?;
+                Arc::clone(own).with_new_children(copy.children().into_iter().cloned().collect()).ok()
+            })
+            .collect();
+        let reader = reader.clone().with_dynamic_filters(filters).with_join_filters(join_filters);
+        Ok(Transformed::yes(Arc::new(reader) as Arc<dyn ExecutionPlan>))
+    })?;
+    Ok(shared.data)
+}
+
+/// `plan` with a [`BuildKeysExec`] under each broadcast join whose filter one of its readers
+/// forwards, and the keys each keeps, by filter id. (Rebuilt joins keep their filters.)
+fn keep_build_keys(plan: Arc<dyn ExecutionPlan>) -> Result<(Arc<dyn ExecutionPlan>, HashMap<u64, Arc<BuildKeys>>)> {
     let produced = produced_filters(&plan);
     let forwarded: HashSet<u64> = reader_filter_ids(&plan).into_iter().filter(|id| produced.contains_key(id)).collect();
-    if forwarded.is_empty() {
-        return Ok(plan);
-    }
     let mut build_keys = HashMap::new();
+    if forwarded.is_empty() {
+        return Ok((plan, build_keys));
+    }
     let plan = plan
         .transform_up(|node| {
             let Some(join) = node.downcast_ref::<HashJoinExec>() else { return Ok(Transformed::no(node)) };
@@ -241,25 +276,20 @@ pub(crate) fn share_producers(plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn Ex
             Ok(Transformed::yes(joined))
         })?
         .data;
-    // Rebuilt joins keep their filters; found again, they come with their keys.
-    let produced: HashMap<u64, ForwardedFilter> = produced_filters(&plan)
-        .into_iter()
-        .map(|(id, filter)| (id, ForwardedFilter { build_keys: build_keys.get(&id).cloned(), ..filter }))
-        .collect();
-    let shared = plan.transform_up(|node| {
-        let Some(reader) = node.downcast_ref::<StageReaderExec>() else { return Ok(Transformed::no(node)) };
-        if !reader.dynamic_filters().iter().any(|f| f.id().is_some_and(|id| produced.contains_key(&id))) {
-            return Ok(Transformed::no(node));
+    Ok((plan, build_keys))
+}
+
+/// The filters partitioned hash joins in `plan` produce, by expression id.
+fn partitioned_join_filters(plan: &Arc<dyn ExecutionPlan>) -> HashMap<u64, Arc<dyn PhysicalExpr>> {
+    let mut filters = HashMap::new();
+    let _ = plan.apply(|node| {
+        if node.downcast_ref::<HashJoinExec>().is_some_and(|j| *j.partition_mode() == PartitionMode::Partitioned) {
+            filters
+                .extend(node.dynamic_expressions_produced().into_iter().filter_map(|f| Some((f.expression_id()?, f))));
         }
-        let filters = reader
-            .dynamic_filters()
-            .iter()
-            .map(|f| f.id().and_then(|id| produced.get(&id)).unwrap_or(f).clone())
-            .collect();
-        let reader = reader.clone().with_dynamic_filters(filters);
-        Ok(Transformed::yes(Arc::new(reader) as Arc<dyn ExecutionPlan>))
-    })?;
-    Ok(shared.data)
+        Ok(TreeNodeRecursion::Continue)
+    });
+    filters
 }
 
 /// The ids of the filters `plan`'s stage readers forward.

@@ -22,6 +22,7 @@ mod cluster_tls;
 mod codec;
 mod dynamic_filters;
 mod ids;
+mod join_filter_shares;
 mod local_outputs;
 mod panics;
 mod partition_subset;

@@ -57,6 +57,8 @@ pub struct StageReaderExec {
     metrics: ExecutionPlanMetricsSet,
     /// Dynamic join filters pushed into the stage it reads, whose values it sends (`dynamic_filters.rs`).
     dynamic_filters: Arc<Vec<ForwardedFilter>>,
+    /// Partitioned joins' filters it applies to its own rows (`join_filter_shares.rs`).
+    join_filters: Arc<Vec<Arc<dyn PhysicalExpr>>>,
 }
 
 impl StageReaderExec {
@@ -87,6 +89,7 @@ impl StageReaderExec {
             properties: Arc::new(properties),
             metrics: ExecutionPlanMetricsSet::new(),
             dynamic_filters: Arc::default(),
+            join_filters: Arc::default(),
         }
     }
 
@@ -98,6 +101,16 @@ impl StageReaderExec {
     /// The dynamic join filters whose values it forwards.
     pub fn dynamic_filters(&self) -> &[ForwardedFilter] {
         &self.dynamic_filters
+    }
+
+    /// This reader dropping the rows that `filters` (partitioned joins' filters, in terms of its
+    /// schema, from joins its partitions feed partition by partition) reject.
+    pub fn with_join_filters(self, filters: Vec<Arc<dyn PhysicalExpr>>) -> Self {
+        Self { join_filters: Arc::new(filters), ..self }
+    }
+
+    pub fn join_filters(&self) -> &[Arc<dyn PhysicalExpr>] {
+        &self.join_filters
     }
 
     pub fn query(&self) -> &QueryId {
@@ -130,7 +143,11 @@ impl StageReaderExec {
             _ => Partitioning::UnknownPartitioning(chosen.len()),
         };
         let subset = Self::new(self.query.clone(), self.stage, eq_properties, partitioning, chosen);
-        Ok(Self { dynamic_filters: Arc::clone(&self.dynamic_filters), ..subset })
+        Ok(Self {
+            dynamic_filters: Arc::clone(&self.dynamic_filters),
+            join_filters: Arc::clone(&self.join_filters),
+            ..subset
+        })
     }
 }
 
@@ -141,14 +158,20 @@ impl DisplayAs for StageReaderExec {
         executors.dedup();
         let sources = self.partitions.iter().map(Vec::len).max().unwrap_or(0);
         match t {
-            DisplayFormatType::Default | DisplayFormatType::Verbose => write!(
-                f,
-                "StageReaderExec: stage={}, partitions={}, {}, executors={}",
-                self.stage,
-                self.partitions.len(),
-                if sources > 1 { format!("each merging {sources} tasks") } else { "one task each".into() },
-                executors.len()
-            ),
+            DisplayFormatType::Default | DisplayFormatType::Verbose => {
+                write!(
+                    f,
+                    "StageReaderExec: stage={}, partitions={}, {}, executors={}",
+                    self.stage,
+                    self.partitions.len(),
+                    if sources > 1 { format!("each merging {sources} tasks") } else { "one task each".into() },
+                    executors.len()
+                )?;
+                match self.join_filters.len() {
+                    0 => Ok(()),
+                    n => write!(f, ", join filters={n}"),
+                }
+            }
             DisplayFormatType::TreeRender => write!(f, "stage: {}", self.stage),
         }
     }
@@ -194,13 +217,13 @@ impl ExecutionPlan for StageReaderExec {
         vec![]
     }
 
-    /// Its forwarded filters: a join above sees that its filter has a consumer.
+    /// Its forwarded and applied filters: a join above sees that its filter has a consumer.
     fn apply_expressions(
         &self,
         f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
     ) -> Result<TreeNodeRecursion> {
-        for forwarded in self.dynamic_filters.iter() {
-            if f(&forwarded.filter)? == TreeNodeRecursion::Stop {
+        for filter in self.dynamic_filters.iter().map(|forwarded| &forwarded.filter).chain(self.join_filters.iter()) {
+            if f(filter)? == TreeNodeRecursion::Stop {
                 return Ok(TreeNodeRecursion::Stop);
             }
         }
@@ -241,7 +264,13 @@ impl ExecutionPlan for StageReaderExec {
             sources.into_iter().map(|source| read_task_output(source_context.clone(), source, rerun.clone()).boxed());
         // A shuffle partition reads every producing task at once, whichever has data first.
         let batches = stream::select_all(streams);
-        Ok(make_cooperative(Box::pin(RecordBatchStreamAdapter::new(self.schema(), batches))))
+        let mut output: SendableRecordBatchStream = Box::pin(RecordBatchStreamAdapter::new(self.schema(), batches));
+        if !self.join_filters.is_empty() {
+            let dropped = MetricBuilder::new(&self.metrics).counter("join_filter_rows_dropped", partition);
+            let filters = self.join_filters.to_vec();
+            output = crate::join_filter_shares::filtered(output, filters, partition, self.partitions.len(), dropped);
+        }
+        Ok(make_cooperative(output))
     }
 }
 

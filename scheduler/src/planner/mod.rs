@@ -18,10 +18,12 @@
 //! Before cutting, `cut_at_row_groups` moves DataFusion's byte-range cuts inside Parquet files to
 //! row-group starts, so partitions read equal work. `cut_stages` cuts at exchanges (see there for
 //! the rules), `assign_tasks` spreads each stage's partitions over executors, `restrict_to_task`
-//! gives each task a plan naming only its files, and `render_distributed_plan` draws the tree for
+//! gives each task a plan naming only its files, `attach_join_filters` gives the readers under a
+//! partitioned join its dynamic filter, and `render_distributed_plan` draws the tree for
 //! `EXPLAIN`; `invariants` checks the contracts between stages on every plan before it runs.
 
 mod assign_tasks;
+mod attach_join_filters;
 mod cut_stages;
 mod explain;
 mod invariants;
@@ -34,6 +36,8 @@ use std::sync::Arc;
 use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties};
 use glaux_catalog::TableScanReport;
 use glaux_proto::{ExecutorAddr, QueryId, StageId, TaskId};
+
+use attach_join_filters::attach_join_filters;
 
 pub use cut_stages::cut_stages;
 pub use explain::{render_analyzed_plan, render_distributed_plan};
@@ -64,7 +68,11 @@ impl DistributedPlan {
         scans: Vec<TableScanReport>,
         signer: &Arc<glaux_proto::TaskSigner>,
     ) -> Result<Self, CutError> {
-        let (root, stages) = cut_stages(&query, plan, executors, signer)?;
+        let (root, mut stages) = cut_stages(&query, plan, executors, signer)?;
+        for stage in &mut stages {
+            stage.plan = attach_join_filters(Arc::clone(&stage.plan))?;
+        }
+        let root = attach_join_filters(root)?;
         invariants::check(&root, &stages).map_err(CutError::Broken)?;
         Ok(Self { query, root, stages, scans, signer: Arc::clone(signer) })
     }

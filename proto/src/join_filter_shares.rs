@@ -1,0 +1,178 @@
+//! Partitioned joins' dynamic filters, applied where a stage reader hands rows to them.
+//!
+//! A partitioned hash join builds one table per partition, and DataFusion makes its filter route
+//! each probe row to its partition's share: `CASE hash(key) % n WHEN 0 THEN f0 WHEN 1 THEN f1 ...`.
+//! In one process that filter reaches the scans, whose rows feed every partition. Cut into stages,
+//! those scans run in other tasks, and a task of the join's stage runs only some partitions
+//! (renumbered from 0, so the routing would send rows to the wrong share), so the filter cannot go
+//! there. It can go to the join's own task: the planner gives each stage reader below such a join
+//! (in the join's stage, through nodes that keep partition `i` as partition `i`) the join's filter
+//! in the reader's columns, and partition `i` of the reader drops the rows that share `i`
+//! rejects, taking the `CASE`'s branch for `i` rather than routing. The join then builds and probes
+//! only rows that can match (TPC-H q18: orders whose keys the `IN` subquery kept).
+//!
+//! A filter is an optimization: one not complete yet, or of a shape not known here, lets every
+//! row through.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use arrow::array::{AsArray, RecordBatch};
+use arrow::compute::filter_record_batch;
+use arrow::datatypes::DataType;
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::common::{Result, ScalarValue};
+use datafusion::logical_expr::Operator;
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_expr::expressions::{BinaryExpr, CaseExpr, DynamicFilterPhysicalExpr, Literal};
+use datafusion::physical_plan::SendableRecordBatchStream;
+use datafusion::physical_plan::joins::HashExpr;
+use datafusion::physical_plan::metrics::Count;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use futures::{FutureExt, Stream, StreamExt};
+
+/// The share of `filter` (a partitioned join's, complete) that partition `partition` of
+/// `partitions` must pass; `None` if not known.
+pub(crate) fn share(
+    filter: &Arc<dyn PhysicalExpr>,
+    partition: usize,
+    partitions: usize,
+) -> Option<Arc<dyn PhysicalExpr>> {
+    let dynamic = filter.downcast_ref::<DynamicFilterPhysicalExpr>()?;
+    let current = dynamic.current().ok()?;
+    if let Some(case) = current.downcast_ref::<CaseExpr>()
+        && case.expr().is_some_and(is_hash_routing)
+    {
+        let branch = case.when_then_expr().iter().find(|(when, _)| is_partition(when, partition));
+        return match branch {
+            Some((_, then)) => Some(Arc::clone(then)),
+            None => case.else_expr().cloned(),
+        };
+    }
+    // One partition routes every row to its own share; otherwise a filter without routing in it
+    // (every share alike, or the only non-empty share, which lets through more than an empty
+    // share's `false` would) holds for every partition.
+    if partitions == 1 || !routes(&current) { Some(current) } else { None }
+}
+
+/// `hash(keys) % n`, as DataFusion routes a probe row to a partition's share.
+fn is_hash_routing(expr: &Arc<dyn PhysicalExpr>) -> bool {
+    expr.downcast_ref::<BinaryExpr>()
+        .is_some_and(|modulo| *modulo.op() == Operator::Modulo && modulo.left().is::<HashExpr>())
+}
+
+fn is_partition(when: &Arc<dyn PhysicalExpr>, partition: usize) -> bool {
+    when.downcast_ref::<Literal>().is_some_and(|l| *l.value() == ScalarValue::UInt64(Some(partition as u64)))
+}
+
+/// Whether a routing `CASE` (hash or range) is anywhere in `expr`.
+fn routes(expr: &Arc<dyn PhysicalExpr>) -> bool {
+    let mut found = false;
+    let _ = expr.apply(|e| {
+        found = e.is::<CaseExpr>();
+        Ok(if found { TreeNodeRecursion::Stop } else { TreeNodeRecursion::Continue })
+    });
+    found
+}
+
+/// `input` (partition `partition` of `partitions` of a reader) without the rows `filters` reject;
+/// `dropped` counts them.
+pub(crate) fn filtered(
+    input: SendableRecordBatchStream,
+    filters: Vec<Arc<dyn PhysicalExpr>>,
+    partition: usize,
+    partitions: usize,
+    dropped: Count,
+) -> SendableRecordBatchStream {
+    let schema = input.schema();
+    let shares = filters.into_iter().map(|filter| Share::Waiting(filter)).collect();
+    let stream = SharesStream { input, shares, partition, partitions, dropped };
+    Box::pin(RecordBatchStreamAdapter::new(schema, stream))
+}
+
+enum Share {
+    /// The join has not built its tables yet.
+    Waiting(Arc<dyn PhysicalExpr>),
+    Known(Arc<dyn PhysicalExpr>),
+    /// Complete, but of a shape not known here.
+    Unknown,
+}
+
+struct SharesStream {
+    input: SendableRecordBatchStream,
+    shares: Vec<Share>,
+    partition: usize,
+    partitions: usize,
+    dropped: Count,
+}
+
+impl SharesStream {
+    fn drop_rejected(&mut self, mut batch: RecordBatch) -> Result<RecordBatch> {
+        for share in self.shares.iter_mut() {
+            if let Share::Waiting(filter) = share
+                && let Some(dynamic) = filter.downcast_ref::<DynamicFilterPhysicalExpr>()
+                && dynamic.wait_complete().now_or_never().is_some()
+            {
+                *share = self::share(filter, self.partition, self.partitions).map_or(Share::Unknown, Share::Known);
+            }
+            let Share::Known(expr) = share else { continue };
+            let rows = batch.num_rows();
+            let mask = expr.evaluate(&batch)?.into_array(rows)?;
+            if *mask.data_type() != DataType::Boolean {
+                *share = Share::Unknown;
+                continue;
+            }
+            batch = filter_record_batch(&batch, mask.as_boolean())?;
+            self.dropped.add(rows - batch.num_rows());
+        }
+        Ok(batch)
+    }
+}
+
+impl Stream for SharesStream {
+    type Item = Result<RecordBatch>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        loop {
+            return match self.input.poll_next_unpin(cx) {
+                Poll::Ready(Some(Ok(batch))) => match self.drop_rejected(batch) {
+                    // Every row dropped: read on rather than pass an empty batch up.
+                    Ok(batch) if batch.num_rows() == 0 => continue,
+                    result => Poll::Ready(Some(result)),
+                },
+                other => other,
+            };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::datatypes::{Field, Schema};
+    use datafusion::physical_expr::expressions::{col, lit};
+    use datafusion::physical_plan::joins::SeededRandomState;
+
+    #[test]
+    fn a_partition_takes_its_own_branch_of_the_routing() {
+        let schema = Schema::new(vec![Field::new("k", DataType::Int64, true)]);
+        let k = col("k", &schema).unwrap();
+        let hash: Arc<dyn PhysicalExpr> =
+            Arc::new(HashExpr::new(vec![Arc::clone(&k)], SeededRandomState::with_seed(1), "h".into()));
+        let routing = Arc::new(BinaryExpr::new(hash, Operator::Modulo, lit(ScalarValue::UInt64(Some(2)))));
+        let share_1 = lit(ScalarValue::Boolean(Some(true)));
+        let case = CaseExpr::try_new(
+            Some(routing),
+            vec![(lit(ScalarValue::UInt64(Some(1))), Arc::clone(&share_1))],
+            Some(lit(ScalarValue::Boolean(Some(false)))),
+        )
+        .unwrap();
+        let filter = Arc::new(DynamicFilterPhysicalExpr::new(vec![Arc::clone(&k)], lit(true)));
+        filter.update(Arc::new(case)).unwrap();
+        let filter: Arc<dyn PhysicalExpr> = filter;
+        assert_eq!(share(&filter, 1, 2).unwrap().to_string(), "true");
+        // Partition 0 built nothing: the `ELSE` drops all its rows.
+        assert_eq!(share(&filter, 0, 2).unwrap().to_string(), "false");
+    }
+}
