@@ -227,7 +227,7 @@ pub(crate) fn share_producers(plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn Ex
         .into_iter()
         .map(|(id, filter)| (id, ForwardedFilter { build_keys: build_keys.get(&id).cloned(), ..filter }))
         .collect();
-    let partitioned = partitioned_join_filters(&plan);
+    let joins = join_filters(&plan);
     let shared = plan.transform_up(|node| {
         let Some(reader) = node.downcast_ref::<StageReaderExec>() else { return Ok(Transformed::no(node)) };
         let forwards = reader.dynamic_filters().iter().any(|f| f.id().is_some_and(|id| produced.contains_key(&id)));
@@ -244,7 +244,7 @@ pub(crate) fn share_producers(plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn Ex
             .join_filters()
             .iter()
             .filter_map(|copy| {
-                let own = partitioned.get(&copy.expression_id()?)?;
+                let own = joins.get(&copy.expression_id()?)?;
                 Arc::clone(own).with_new_children(copy.children().into_iter().cloned().collect()).ok()
             })
             .collect();
@@ -279,11 +279,11 @@ fn keep_build_keys(plan: Arc<dyn ExecutionPlan>) -> Result<(Arc<dyn ExecutionPla
     Ok((plan, build_keys))
 }
 
-/// The filters partitioned hash joins in `plan` produce, by expression id.
-fn partitioned_join_filters(plan: &Arc<dyn ExecutionPlan>) -> HashMap<u64, Arc<dyn PhysicalExpr>> {
+/// The filters hash joins in `plan` produce, by expression id.
+fn join_filters(plan: &Arc<dyn ExecutionPlan>) -> HashMap<u64, Arc<dyn PhysicalExpr>> {
     let mut filters = HashMap::new();
     let _ = plan.apply(|node| {
-        if node.downcast_ref::<HashJoinExec>().is_some_and(|j| *j.partition_mode() == PartitionMode::Partitioned) {
+        if node.is::<HashJoinExec>() {
             filters
                 .extend(node.dynamic_expressions_produced().into_iter().filter_map(|f| Some((f.expression_id()?, f))));
         }

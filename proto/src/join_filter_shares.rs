@@ -11,6 +11,11 @@
 //! rejects, taking the `CASE`'s branch for `i` rather than routing. The join then builds and probes
 //! only rows that can match (TPC-H q18: orders whose keys the `IN` subquery kept).
 //!
+//! A broadcast join's filter (no routing: one table serves every partition) goes to the readers
+//! under it the same way, whole: what crosses to the scans of other stages is only its bounds and
+//! small key sets, the reader also has the lookup into the join's hash table (TPC-H q7: the
+//! orders of the customers of two nations, dropped before a partitioned join builds on them).
+//!
 //! A filter is an optimization: one not complete yet, or of a shape not known here, lets every
 //! row through.
 

@@ -1,8 +1,10 @@
-//! Giving the stage readers below a partitioned hash join that join's dynamic filter.
+//! Giving the stage readers below a hash join that join's dynamic filter.
 //!
-//! DataFusion pushed the filter down to the scans, which now run in other stages where it cannot
-//! be applied (see `glaux_proto`'s `join_filter_shares.rs`); the reader that hands those rows to
-//! the join can. Here the filter is pushed once more, from the join's probe side down to the
+//! DataFusion pushed the filter down to the scans, which now run in other stages. There a
+//! partitioned join's filter cannot be applied at all, and a broadcast join's only in part (its
+//! bounds and small key sets travel, its hash table does not): see `glaux_proto`'s
+//! `join_filter_shares.rs` and `dynamic_filters.rs`. The reader that hands those rows to the join
+//! can apply all of it. Here the filter is pushed once more, from the join's probe side down to the
 //! readers of the join's own stage, with DataFusion's own rules for each node in between
 //! (`gather_filters_for_pushdown`: a projection renames, a join passes it to the side with its
 //! columns), and only through nodes whose partition `i` is made of their inputs' partitions `i`,
@@ -16,21 +18,19 @@ use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::config::ConfigOptions;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::filter_pushdown::{FilterPushdownPhase, PushedDown};
-use datafusion::physical_plan::joins::{HashJoinExec, PartitionMode};
+use datafusion::physical_plan::joins::HashJoinExec;
 use datafusion::physical_plan::repartition::RepartitionExec;
 use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties};
 use glaux_proto::StageReaderExec;
 
-/// `plan` (a stage's fragment) with each of its readers under a partitioned join carrying that
-/// join's filter in the reader's columns.
+/// `plan` (a stage's fragment) with each of its readers on the probe side of a hash join carrying
+/// that join's filter in the reader's columns.
 pub fn attach_join_filters(plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>> {
     let config = ConfigOptions::default();
     // Reader nodes by address (they are not rebuilt until the rewrite below), with their filters.
     let mut found: HashMap<usize, Vec<Arc<dyn PhysicalExpr>>> = HashMap::new();
     plan.apply(|node| {
-        if let Some(join) = node.downcast_ref::<HashJoinExec>()
-            && *join.partition_mode() == PartitionMode::Partitioned
-        {
+        if let Some(join) = node.downcast_ref::<HashJoinExec>() {
             for filter in node.dynamic_expressions_produced() {
                 push_down(join.right(), filter, &config, &mut found)?;
             }

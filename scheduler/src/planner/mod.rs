@@ -19,7 +19,7 @@
 //! row-group starts, so partitions read equal work. `cut_stages` cuts at exchanges (see there for
 //! the rules), `assign_tasks` spreads each stage's partitions over executors, `restrict_to_task`
 //! gives each task a plan naming only its files, `attach_join_filters` gives the readers under a
-//! partitioned join its dynamic filter, and `render_distributed_plan` draws the tree for
+//! hash join its dynamic filter, and `render_distributed_plan` draws the tree for
 //! `EXPLAIN`; `invariants` checks the contracts between stages on every plan before it runs.
 
 mod assign_tasks;
