@@ -67,8 +67,9 @@ impl DistributedPlan {
         executors: &[crate::cluster::ExecutorInfo],
         scans: Vec<TableScanReport>,
         signer: &Arc<glaux_proto::TaskSigner>,
+        inline_build_bytes: u64,
     ) -> Result<Self, CutError> {
-        let (root, mut stages) = cut_stages(&query, plan, executors, signer)?;
+        let (root, mut stages) = cut_stages(&query, plan, executors, signer, inline_build_bytes)?;
         for stage in &mut stages {
             stage.plan = attach_join_filters(Arc::clone(&stage.plan))?;
         }
