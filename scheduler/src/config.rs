@@ -47,15 +47,7 @@ pub struct SchedulerConfig {
     pub cluster_tls: Option<ClusterTls>,
     /// Connections, request rates and statements at once.
     pub limits: DoorLimits,
-    /// A broadcast join's build side that scans at most this many bytes of files (and moves no
-    /// rows between executors below it) is read by every task of the join's stage itself rather
-    /// than by a stage of its own: a few MB read twice cost less than a stage between them.
-    /// 0: every build side is a stage.
-    pub inline_build_bytes: u64,
 }
-
-/// See [`SchedulerConfig::inline_build_bytes`].
-pub const DEFAULT_INLINE_BUILD_BYTES: u64 = 8 << 20;
 
 impl SchedulerConfig {
     pub fn new(secret: ClusterSecret) -> Self {
@@ -75,7 +67,6 @@ impl SchedulerConfig {
             allow_insecure_auth: false,
             cluster_tls: None,
             limits: DoorLimits::default(),
-            inline_build_bytes: DEFAULT_INLINE_BUILD_BYTES,
         }
     }
 
@@ -135,11 +126,6 @@ impl SchedulerConfig {
     }
 
     /// Heartbeat interval; executors are dropped after missing about five in a row.
-    pub fn with_inline_build_bytes(mut self, bytes: u64) -> Self {
-        self.inline_build_bytes = bytes;
-        self
-    }
-
     pub fn with_heartbeat(mut self, interval: Duration) -> Self {
         self.heartbeat_interval = interval;
         self.executor_timeout = interval * 5;

@@ -82,8 +82,7 @@ impl Scheduler {
         let lake = open_lake(&config)?;
         let ctx = scheduler_session(&config, Arc::clone(&channels), Arc::clone(lake.catalog()))?;
         let signer = Arc::new(TaskSigner::generate().map_err(|e| SchedulerError::Config(format!("task key: {e}")))?);
-        let queries = QueryRunner::new(Arc::clone(&cluster), Arc::clone(&channels), abandoned, Arc::clone(&signer))
-            .with_inline_build_bytes(config.inline_build_bytes);
+        let queries = QueryRunner::new(Arc::clone(&cluster), Arc::clone(&channels), abandoned, Arc::clone(&signer));
         let admins = match &config.users {
             Some(users) => Admins::Named(users.admins().clone()),
             None => Admins::Everyone,

@@ -42,7 +42,6 @@ pub struct TestClusterBuilder {
     postgres: bool,
     tls: Option<glaux_scheduler::TlsIdentity>,
     limits: Option<glaux_scheduler::DoorLimits>,
-    inline_build_bytes: u64,
 }
 
 impl TestCluster {
@@ -50,9 +49,6 @@ impl TestCluster {
         TestClusterBuilder {
             warehouse: None,
             catalog: None,
-            // Every build side a stage of its own, so tests exercise the exchanges; tests of
-            // inlined build sides say so.
-            inline_build_bytes: 0,
             executors: 2,
             task_slots: 2,
             heartbeat: Duration::from_millis(200),
@@ -91,13 +87,6 @@ impl TestCluster {
 }
 
 impl TestClusterBuilder {
-    /// Build sides scanning at most this many bytes are read by the tasks that join them (0,
-    /// every build side a stage of its own, unless told).
-    pub fn inline_build_bytes(mut self, bytes: u64) -> Self {
-        self.inline_build_bytes = bytes;
-        self
-    }
-
     /// Memory each executor's tasks may hold (512 MiB unless told).
     pub fn executor_memory(mut self, bytes: usize) -> Self {
         self.executor_memory = bytes;
@@ -179,7 +168,6 @@ impl TestClusterBuilder {
         let secret = ClusterSecret::generate();
         let mut config =
             SchedulerConfig::new(secret.clone()).with_storage(storage.clone()).with_heartbeat(self.heartbeat);
-        config = config.with_inline_build_bytes(self.inline_build_bytes);
         if let Some(catalog) = &self.catalog {
             config = config.with_catalog_path(catalog);
         }

@@ -16,8 +16,7 @@ async fn tpch_queries_match_datafusion_on_2_and_3_executors() -> TestResult {
 
 /// Declares the suite's tables (`ddl`, over files in `data`) on single-node DataFusion and on
 /// clusters of 2 and of 3 executors, and runs every query on both; fails listing each query
-/// whose rows differ or that failed. On 2 executors every build side is a stage of its own; on
-/// 3, small ones are read where they are joined (the scheduler's default).
+/// whose rows differ or that failed.
 pub async fn suite_matches_datafusion(
     suite: &str,
     data: &std::path::Path,
@@ -30,9 +29,7 @@ pub async fn suite_matches_datafusion(
         reference.sql(statement).await?.collect().await?;
     }
     for executors in [2, 3] {
-        let inline = if executors == 3 { glaux_scheduler::DEFAULT_INLINE_BUILD_BYTES } else { 0 };
-        let cluster =
-            TestCluster::builder().executors(executors).inline_build_bytes(inline).warehouse(data).start().await?;
+        let cluster = TestCluster::builder().executors(executors).warehouse(data).start().await?;
         let mut client = cluster.client().await;
         for statement in ddl {
             client.query(statement).await?;

@@ -64,7 +64,7 @@ fn partition_bytes(scans: &[FileScanConfig], partitions: usize) -> Vec<u64> {
     vec![total / partitions.max(1) as u64; partitions]
 }
 
-pub(super) fn scan_bytes(scan: &FileScanConfig) -> u64 {
+fn scan_bytes(scan: &FileScanConfig) -> u64 {
     scan.file_groups.iter().flat_map(|g| g.files()).map(file_bytes).sum()
 }
 

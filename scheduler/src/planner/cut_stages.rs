@@ -44,7 +44,7 @@ use glaux_proto::{
     produced_filters,
 };
 
-use super::assign_tasks::{assign_tasks, scan_bytes};
+use super::assign_tasks::assign_tasks;
 use super::scan_files::scan_files;
 use super::{Exchange, Stage};
 use crate::cluster::ExecutorInfo;
@@ -56,10 +56,9 @@ pub fn cut_stages(
     plan: Arc<dyn ExecutionPlan>,
     executors: &[ExecutorInfo],
     signer: &TaskSigner,
-    inline_build_bytes: u64,
 ) -> Result<(Arc<dyn ExecutionPlan>, Vec<Stage>)> {
     let produced = produced_filters(&plan);
-    let mut cutter = Cutter { query, executors, signer, stages: Vec::new(), produced, inline_build_bytes };
+    let mut cutter = Cutter { query, executors, signer, stages: Vec::new(), produced };
     let root = cutter.scheduler_part(plan)?;
     Ok((root, cutter.stages))
 }
@@ -72,8 +71,6 @@ struct Cutter<'a> {
     stages: Vec<Stage>,
     /// The dynamic filters of the plan's broadcast-build joins, by expression id.
     produced: HashMap<u64, ForwardedFilter>,
-    /// Gathered subtrees scanning at most this many bytes stay in their consumer's stage.
-    inline_build_bytes: u64,
 }
 
 impl Cutter<'_> {
@@ -146,7 +143,7 @@ impl Cutter<'_> {
             .into_iter()
             .map(|child| {
                 let child = Arc::clone(child);
-                if gather && scan_files(&child).is_some() && !self.inlined(&child) {
+                if gather && scan_files(&child).is_some() {
                     let (reader, stage) = self.gather_stage(child)?;
                     gathered.extend(stage);
                     Ok(reader)
@@ -156,20 +153,6 @@ impl Cutter<'_> {
             })
             .collect::<Result<Vec<_>>>()?;
         replace_children_if_necessary(plan, children)
-    }
-
-    /// Whether a gathered subtree stays in its consumer's stage, read by each of its tasks: it
-    /// scans few bytes, and has no exchange (nor anything that must run once) of its own.
-    fn inlined(&self, gathered: &Arc<dyn ExecutionPlan>) -> bool {
-        let Some(scans) = scan_files(gathered) else { return false };
-        let bytes: u64 = scans.iter().map(scan_bytes).sum();
-        let mut exchange = false;
-        // The closure never fails, so neither does the walk.
-        let _ = gathered.apply(|node| {
-            exchange = node.is::<RepartitionExec>() || is_gather(node.as_ref());
-            Ok(if exchange { TreeNodeRecursion::Stop } else { TreeNodeRecursion::Continue })
-        });
-        bytes <= self.inline_build_bytes && !exchange && !needs_single_task(gathered) && !must_stay_local(gathered)
     }
 
     /// Assigns the stage's tasks and records it. Stages it gathers become broadcasts if it has

@@ -67,9 +67,8 @@ impl DistributedPlan {
         executors: &[crate::cluster::ExecutorInfo],
         scans: Vec<TableScanReport>,
         signer: &Arc<glaux_proto::TaskSigner>,
-        inline_build_bytes: u64,
     ) -> Result<Self, CutError> {
-        let (root, mut stages) = cut_stages(&query, plan, executors, signer, inline_build_bytes)?;
+        let (root, mut stages) = cut_stages(&query, plan, executors, signer)?;
         for stage in &mut stages {
             stage.plan = attach_join_filters(Arc::clone(&stage.plan))?;
         }

@@ -74,8 +74,7 @@ impl QueryRunner {
         let started = Instant::now();
         let executors = self.cluster.alive();
         let (physical, scans) = physical_plan(state, plan, &executors).await?;
-        let distributed =
-            distributed_plan(query.clone(), physical, &executors, scans, &self.signer, self.inline_build_bytes)?;
+        let distributed = distributed_plan(query.clone(), physical, &executors, scans, &self.signer)?;
         let Some(reader) = gathered(&distributed.root) else { return Ok(None) };
         let stage = reader.stage();
         let Some(tasks) = distributed.stages.iter().find(|s| s.id == stage).map(|s| s.tasks.len()) else {

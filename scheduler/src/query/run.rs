@@ -36,8 +36,6 @@ pub struct QueryRunner {
     pub(super) abandoned: mpsc::UnboundedSender<Abandoned>,
     /// The scheduler's key for task tokens.
     pub(super) signer: Arc<TaskSigner>,
-    /// See `SchedulerConfig::inline_build_bytes`.
-    pub(super) inline_build_bytes: u64,
 }
 
 impl QueryRunner {
@@ -47,11 +45,7 @@ impl QueryRunner {
         abandoned: mpsc::UnboundedSender<Abandoned>,
         signer: Arc<TaskSigner>,
     ) -> Self {
-        Self { cluster, channels, abandoned, signer, inline_build_bytes: 0 }
-    }
-
-    pub fn with_inline_build_bytes(self, bytes: u64) -> Self {
-        Self { inline_build_bytes: bytes, ..self }
+        Self { cluster, channels, abandoned, signer }
     }
 
     /// Runs `plan` across the cluster. If an executor turns out to be unreachable before the
@@ -122,7 +116,7 @@ impl QueryRunner {
     ) -> Result<DistributedPlan, SchedulerError> {
         let executors = self.cluster.alive();
         let (physical, scans) = physical_plan(state, plan, &executors).await?;
-        distributed_plan(query, physical, &executors, scans, &self.signer, self.inline_build_bytes)
+        distributed_plan(query, physical, &executors, scans, &self.signer)
     }
 
     async fn start(
@@ -137,8 +131,7 @@ impl QueryRunner {
         let executors = self.cluster.alive();
         let (physical, scans) = physical_plan(state, plan, &executors).await?;
         let planned = started.elapsed();
-        let distributed =
-            distributed_plan(query.clone(), physical, &executors, scans, &self.signer, self.inline_build_bytes)?;
+        let distributed = distributed_plan(query.clone(), physical, &executors, scans, &self.signer)?;
         let cut = started.elapsed();
         if !distributed.stages.is_empty() && executors.is_empty() {
             return Err(SchedulerError::NoExecutors { query });
@@ -231,9 +224,8 @@ pub(super) fn distributed_plan(
     executors: &[ExecutorInfo],
     scans: Vec<TableScanReport>,
     signer: &Arc<TaskSigner>,
-    inline_build_bytes: u64,
 ) -> Result<DistributedPlan, SchedulerError> {
-    DistributedPlan::cut(query, physical, executors, scans, signer, inline_build_bytes).map_err(|e| match e {
+    DistributedPlan::cut(query, physical, executors, scans, signer).map_err(|e| match e {
         CutError::Plan(e) => SchedulerError::plan(e),
         CutError::Broken(broken) => SchedulerError::Internal(broken),
     })
