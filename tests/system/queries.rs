@@ -219,7 +219,7 @@ async fn partitioned_join_filters_drop_rows_where_the_join_reads_them() -> TestR
     let cluster = TestCluster::builder().start().await?;
     let (lake, mut client) = cluster.with_lake().await?;
     let reference = reference_context(&lake).await;
-    let sql = "SELECT s.region, count(*), sum(s.amount) FROM (SELECT id FROM sales WHERE qty = 7 AND region = 'eu') p \
+    let sql = "SELECT s.region, count(*), sum(s.qty) FROM (SELECT id FROM sales WHERE qty = 7 AND region = 'eu') p \
                JOIN sales s ON s.id = p.id GROUP BY s.region";
     let explain = rows_of(&client.query(&format!("EXPLAIN {sql}")).await?.batches).join("\n");
     assert!(explain.contains("mode=Partitioned") && explain.contains("join filters=1"), "{explain}");
