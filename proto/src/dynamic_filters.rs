@@ -254,9 +254,12 @@ pub(crate) fn share_producers(plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn Ex
     Ok(shared.data)
 }
 
+/// The build keys each broadcast join keeps for its filter, by filter id.
+type KeysByFilter = HashMap<u64, Arc<BuildKeys>>;
+
 /// `plan` with a [`BuildKeysExec`] under each broadcast join whose filter one of its readers
 /// forwards, and the keys each keeps, by filter id. (Rebuilt joins keep their filters.)
-fn keep_build_keys(plan: Arc<dyn ExecutionPlan>) -> Result<(Arc<dyn ExecutionPlan>, HashMap<u64, Arc<BuildKeys>>)> {
+fn keep_build_keys(plan: Arc<dyn ExecutionPlan>) -> Result<(Arc<dyn ExecutionPlan>, KeysByFilter)> {
     let produced = produced_filters(&plan);
     let forwarded: HashSet<u64> = reader_filter_ids(&plan).into_iter().filter(|id| produced.contains_key(id)).collect();
     let mut build_keys = HashMap::new();

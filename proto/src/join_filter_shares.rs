@@ -91,7 +91,7 @@ pub(crate) fn filtered(
     dropped: Count,
 ) -> SendableRecordBatchStream {
     let schema = input.schema();
-    let shares = filters.into_iter().map(|filter| Share::Waiting(filter)).collect();
+    let shares = filters.into_iter().map(Share::Waiting).collect();
     let stream = SharesStream { input, shares, partition, partitions, dropped };
     Box::pin(RecordBatchStreamAdapter::new(schema, stream))
 }
