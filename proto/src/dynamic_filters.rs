@@ -17,7 +17,10 @@
 //!
 //! Only broadcast-build joins' filters travel: every task of the join's stage builds the same
 //! table, so the first reader to arrive sends what all would, and one value serves every consumer
-//! of a shuffle. A partitioned join's filter covers only its task's partitions and stays home.
+//! of a shuffle. A partitioned join's filter covers only its task's partitions and stays home,
+//! applied by the readers under the join (`join_filter_shares.rs`), as every join's filter is.
+//! The lookup into a join's hash table cannot travel; in its place go the build side's keys as
+//! `IN` lists when there are few (`build_keys.rs`).
 //! A filter is an optimization: one that cannot be sent or read is skipped, never an error.
 
 use std::collections::{HashMap, HashSet};

@@ -8,7 +8,9 @@
 //!   [`PartitionSubsetExec`], the share of a shuffle stage's partitions one task runs;
 //! - [`GlauxCodec`], [`encode_plan`], [`decode_plan`]: plan fragments on the wire;
 //! - [`ForwardedFilter`] and [`apply_dynamic_filters`]: broadcast joins' dynamic filters sent
-//!   across exchanges to the scans below them;
+//!   across exchanges to the scans below them (with their build keys as `IN` lists when few);
+//!   every hash join's filter is also applied by the stage readers under it in its own task
+//!   ([`StageReaderExec::with_join_filters`]);
 //! - [`TaskRerun`]: how a reader on the scheduler asks for a lost task to run again;
 //! - [`TaskError`] / [`status_of`]: failures by kind (a lost executor, exhausted memory), carried
 //!   in gRPC status details so they keep their kind across stages;
