@@ -149,21 +149,33 @@ async fn a_limit_that_stops_reading_early_still_reports_data_scanned() -> TestRe
     Ok(())
 }
 
+/// Writes a one-file table `name` of `ids` in the lake, declares it on the cluster and on a
+/// reference DataFusion over the same lake, and returns the reference.
+async fn declare_ids(
+    lake: &std::path::Path,
+    client: &mut glaux_client::GlauxClient,
+    name: &str,
+    ids: Vec<i64>,
+) -> Result<datafusion::prelude::SessionContext, Box<dyn std::error::Error>> {
+    let batch = RecordBatch::try_new(
+        Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, false)])),
+        vec![Arc::new(Int64Array::from(ids))],
+    )?;
+    write_parquet(&lake.join(format!("{name}/{name}.parquet")), &batch);
+    let ddl = format!("CREATE EXTERNAL TABLE {name} STORED AS PARQUET LOCATION '{}/{name}/'", lake.display());
+    client.query(&ddl).await?;
+    let reference = reference_context(lake).await;
+    reference.sql(&ddl).await?.collect().await?;
+    Ok(reference)
+}
+
 /// A broadcast join's dynamic filter reaches the scan below a shuffle: the aggregation's input
 /// stage reads only the row groups that can hold the picked ids, as it would in one process.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn join_filters_cross_shuffles_to_the_scans_below() -> TestResult {
     let cluster = TestCluster::builder().start().await?;
     let (lake, mut client) = cluster.with_lake().await?;
-    let picks = RecordBatch::try_new(
-        Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, false)])),
-        vec![Arc::new(Int64Array::from(vec![5, 6]))],
-    )?;
-    write_parquet(&lake.join("picks/picks.parquet"), &picks);
-    let ddl = format!("CREATE EXTERNAL TABLE picks STORED AS PARQUET LOCATION '{}/picks/'", lake.display());
-    client.query(&ddl).await?;
-    let reference = reference_context(&lake).await;
-    reference.sql(&ddl).await?.collect().await?;
+    let reference = declare_ids(&lake, &mut client, "picks", vec![5, 6]).await?;
 
     let sql = "SELECT t.id, t.total FROM (SELECT id, sum(qty) AS total FROM sales GROUP BY id) t \
                JOIN picks p ON t.id = p.id";
@@ -186,15 +198,7 @@ async fn join_filters_cross_shuffles_to_the_scans_below() -> TestResult {
 async fn join_filters_cross_shuffles_as_the_build_keys() -> TestResult {
     let cluster = TestCluster::builder().start().await?;
     let (lake, mut client) = cluster.with_lake().await?;
-    let spread = RecordBatch::try_new(
-        Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, false)])),
-        vec![Arc::new(Int64Array::from((0..300).map(|k| k * 60 + 7).collect::<Vec<i64>>()))],
-    )?;
-    write_parquet(&lake.join("spread/spread.parquet"), &spread);
-    let ddl = format!("CREATE EXTERNAL TABLE spread STORED AS PARQUET LOCATION '{}/spread/'", lake.display());
-    client.query(&ddl).await?;
-    let reference = reference_context(&lake).await;
-    reference.sql(&ddl).await?.collect().await?;
+    let reference = declare_ids(&lake, &mut client, "spread", (0..300).map(|k| k * 60 + 7).collect()).await?;
 
     let sql = "SELECT t.id, t.total FROM (SELECT id, sum(qty) AS total FROM sales GROUP BY id) t \
                JOIN spread p ON t.id = p.id";
