@@ -57,7 +57,7 @@ pub struct StageReaderExec {
     metrics: ExecutionPlanMetricsSet,
     /// Dynamic join filters pushed into the stage it reads, whose values it sends (`dynamic_filters.rs`).
     dynamic_filters: Arc<Vec<ForwardedFilter>>,
-    /// Partitioned joins' filters it applies to its own rows (`join_filter_shares.rs`).
+    /// Filters of the hash joins above it in its own stage, applied to its rows (`join_filter_shares.rs`).
     join_filters: Arc<Vec<Arc<dyn PhysicalExpr>>>,
 }
 
@@ -103,8 +103,8 @@ impl StageReaderExec {
         &self.dynamic_filters
     }
 
-    /// This reader dropping the rows that `filters` (partitioned joins' filters, in terms of its
-    /// schema, from joins its partitions feed partition by partition) reject.
+    /// This reader dropping the rows that `filters` (hash joins' filters, in terms of its schema,
+    /// from joins its partitions feed partition by partition) reject.
     pub fn with_join_filters(self, filters: Vec<Arc<dyn PhysicalExpr>>) -> Self {
         Self { join_filters: Arc::new(filters), ..self }
     }
