@@ -123,7 +123,11 @@ impl SharesStream {
             }
             let Share::Known(expr) = share else { continue };
             let rows = batch.num_rows();
-            let mask = expr.evaluate(&batch)?.into_array(rows)?;
+            // An optimization: a share that cannot be evaluated lets every row through from now on.
+            let Some(mask) = expr.evaluate(&batch).and_then(|m| m.into_array(rows)).ok() else {
+                *share = Share::Unknown;
+                continue;
+            };
             if *mask.data_type() != DataType::Boolean {
                 *share = Share::Unknown;
                 continue;
