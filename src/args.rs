@@ -72,6 +72,11 @@ pub(crate) struct DoorArgs {
     /// Statements the scheduler runs at once in all.
     #[arg(long, default_value_t = glaux_scheduler::DoorLimits::default().statements)]
     pub(crate) max_statements: usize,
+    /// Seconds the scheduler answers a table prefix's listing from the last one (0: every query
+    /// lists). Files written by other programs show up after this; statements that change the
+    /// catalog (e.g. MSCK REPAIR TABLE) list afresh at once.
+    #[arg(long, default_value_t = glaux_scheduler::DEFAULT_LISTING_CACHE_TTL.as_secs())]
+    pub(crate) listing_cache_seconds: u64,
 }
 
 impl DoorArgs {
@@ -93,7 +98,10 @@ impl DoorArgs {
             statements_per_user: self.max_statements_per_user,
             statements: self.max_statements,
         };
-        Ok(config.with_insecure_auth(self.allow_insecure_auth).with_limits(limits))
+        Ok(config
+            .with_insecure_auth(self.allow_insecure_auth)
+            .with_limits(limits)
+            .with_listing_cache_ttl(std::time::Duration::from_secs(self.listing_cache_seconds)))
     }
 
     /// The files of these doors that must stay unreadable by tables.

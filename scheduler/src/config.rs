@@ -47,7 +47,15 @@ pub struct SchedulerConfig {
     pub cluster_tls: Option<ClusterTls>,
     /// Connections, request rates and statements at once.
     pub limits: DoorLimits,
+    /// How long the scheduler answers a prefix's listing from the last one (zero: every query
+    /// lists). Statements that change the catalog, and Glaux's own writes, forget every listing.
+    pub listing_cache_ttl: Duration,
 }
+
+/// The default [`SchedulerConfig::listing_cache_ttl`]: long enough for a dashboard's burst of
+/// queries over the same tables, short enough that files written by other programs show up
+/// within seconds.
+pub const DEFAULT_LISTING_CACHE_TTL: Duration = Duration::from_secs(5);
 
 impl SchedulerConfig {
     pub fn new(secret: ClusterSecret) -> Self {
@@ -67,7 +75,14 @@ impl SchedulerConfig {
             allow_insecure_auth: false,
             cluster_tls: None,
             limits: DoorLimits::default(),
+            listing_cache_ttl: DEFAULT_LISTING_CACHE_TTL,
         }
+    }
+
+    /// Answers listings from the last one of the same prefix for `ttl` (zero: never).
+    pub fn with_listing_cache_ttl(mut self, ttl: Duration) -> Self {
+        self.listing_cache_ttl = ttl;
+        self
     }
 
     /// Serves Flight SQL and PostgreSQL clients over TLS with this identity.

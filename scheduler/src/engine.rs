@@ -19,6 +19,7 @@ use datafusion_pg_catalog::pg_catalog::PgCatalogStaticTables;
 use futures::{FutureExt, Stream, StreamExt};
 use glaux_catalog::{Access, Lake};
 use glaux_proto::{QueryId, contain_panics, panic_message};
+use glaux_storage::ListingCache;
 
 use crate::access::GrantedCatalogs;
 use crate::audit::{AuditOnDrop, Audited};
@@ -120,6 +121,7 @@ impl QueryEngine {
             let statement = Statement::recognize(sql, &ctx).await?;
             recognized = Some(audited(session, &statement));
             statement.family().authorize(&ctx)?;
+            tracing::debug!(planned = ?started.elapsed(), "statement planned");
             Ok(PlannedStatement { statement, session: session.clone(), access: ctx.access })
         })
         .await;
@@ -146,11 +148,20 @@ impl QueryEngine {
         let announced = planned.schema();
         let audited = audited(&planned.session, &planned.statement);
         let permit = self.enter(&planned, &audited, started)?;
+        // A statement that changes the catalog (and any files under it) lists afresh, and so
+        // do the queries after it.
+        let changes = planned.effect() != Effect::Reads;
+        if changes {
+            self.forget_listings();
+        }
         let result = contained("while running", async {
             let ctx = self.context(&planned.session, Arc::clone(&planned.access));
             planned.statement.family().run(&ctx, QueryId::random(), progress).await
         })
         .await;
+        if changes {
+            self.forget_listings();
+        }
         let mut result = result.inspect_err(|error| audited.refused(error.kind(), started))?;
         // Clients were told the statement's schema when it was planned (Flight SQL's `FlightInfo`,
         // PostgreSQL's describe); the rows carry exactly that schema.
@@ -174,6 +185,13 @@ impl QueryEngine {
         .await;
         let launched = launched.inspect_err(|error| audited.refused(error.kind(), started))?;
         Ok(launched.map(|at| AtExecutors { result: held(at.result, audited, started, permit), ..at }))
+    }
+
+    /// Empties the scheduler's listing cache, if it has one.
+    fn forget_listings(&self) {
+        if let Some(cache) = self.ctx.state_ref().read().config().get_extension::<ListingCache>() {
+            cache.invalidate();
+        }
     }
 
     /// A place among the statement's user's running statements, or its refusal (audited).

@@ -45,7 +45,7 @@ mod trino;
 pub use audit::AUDIT_TARGET;
 pub use client_auth::{Users, hash_password};
 pub use cluster::{ClusterState, ExecutorInfo};
-pub use config::SchedulerConfig;
+pub use config::{DEFAULT_LISTING_CACHE_TTL, SchedulerConfig};
 pub use error::{ErrorKind, SchedulerError};
 pub use flight_sql::ENDPOINTS_HEADER;
 pub use limits::DoorLimits;

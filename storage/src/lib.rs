@@ -7,11 +7,14 @@
 //!   that config: one S3 client per bucket, and a local file system confined to the roots.
 //!
 //! - [`CountingStores`]: wraps a registry to count the bytes read through it ("data scanned").
+//! - [`ListingCache`]: listings kept for a short TTL by the stores of a registry that has one
+//!   (the scheduler's).
 //!
 //! Both sides build their stores from their own config; no credential ever travels in a plan.
 
 mod config_file;
 mod counting;
+mod listing_cache;
 mod rooted;
 
 use std::collections::HashMap;
@@ -26,6 +29,7 @@ use object_store::aws::AmazonS3Builder;
 use url::Url;
 
 pub use counting::CountingStores;
+pub use listing_cache::ListingCache;
 pub use rooted::{PRIVATE_DIR, RootedLocalStore};
 
 /// How to reach S3 or an S3-compatible store. Unset fields fall back to the standard `AWS_*`
@@ -231,11 +235,18 @@ fn plan_error(message: String) -> DataFusionError {
 pub struct LakeObjectStores {
     config: StorageConfig,
     stores: RwLock<HashMap<String, Arc<dyn ObjectStore>>>,
+    listings: Option<Arc<ListingCache>>,
 }
 
 impl LakeObjectStores {
     pub fn new(config: StorageConfig) -> Self {
-        Self { config, stores: RwLock::new(HashMap::new()) }
+        Self { config, stores: RwLock::new(HashMap::new()), listings: None }
+    }
+
+    /// The stores it creates answer listings from `cache` while they are fresh.
+    pub fn with_listing_cache(mut self, cache: Arc<ListingCache>) -> Self {
+        self.listings = Some(cache);
+        self
     }
 
     fn key(url: &Url) -> String {
@@ -296,7 +307,10 @@ impl ObjectStoreRegistry for LakeObjectStores {
         if let Some(store) = self.stores.read().unwrap_or_else(|e| e.into_inner()).get(&key) {
             return Ok(Arc::clone(store));
         }
-        let store = self.create(url)?;
+        let mut store = self.create(url)?;
+        if let Some(cache) = &self.listings {
+            store = cache.wrap(key.clone(), store);
+        }
         let mut stores = self.stores.write().unwrap_or_else(|e| e.into_inner());
         Ok(Arc::clone(stores.entry(key).or_insert(store)))
     }

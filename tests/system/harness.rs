@@ -42,6 +42,7 @@ pub struct TestClusterBuilder {
     postgres: bool,
     tls: Option<glaux_scheduler::TlsIdentity>,
     limits: Option<glaux_scheduler::DoorLimits>,
+    listing_cache_ttl: Option<Duration>,
 }
 
 impl TestCluster {
@@ -59,6 +60,7 @@ impl TestCluster {
             postgres: false,
             tls: None,
             limits: None,
+            listing_cache_ttl: None,
         }
     }
 
@@ -144,6 +146,12 @@ impl TestClusterBuilder {
         self
     }
 
+    /// How long the scheduler keeps listings (its default unless told).
+    pub fn listing_cache_ttl(mut self, ttl: Duration) -> Self {
+        self.listing_cache_ttl = Some(ttl);
+        self
+    }
+
     /// Storage config file text (named stores), applied after [`Self::s3`].
     pub fn storage_file(mut self, text: &str) -> Self {
         self.storage_file = Some(text.to_string());
@@ -182,6 +190,9 @@ impl TestClusterBuilder {
         }
         if let Some(limits) = self.limits {
             config = config.with_limits(limits);
+        }
+        if let Some(ttl) = self.listing_cache_ttl {
+            config = config.with_listing_cache_ttl(ttl);
         }
         let scheduler = Scheduler::start(config).await?;
         let mut executors = Vec::new();

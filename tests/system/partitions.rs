@@ -1,6 +1,10 @@
 //! Partitions: discovered by `MSCK REPAIR TABLE`, added and dropped by `ALTER TABLE`, or projected
 //! from table properties; chosen from a query's predicates before anything is listed.
 
+use std::time::Duration;
+
+use glaux_client::GlauxClient;
+
 use crate::harness::*;
 
 fn json_lines(rows: impl IntoIterator<Item = (i64, &'static str)>) -> String {
@@ -9,7 +13,8 @@ fn json_lines(rows: impl IntoIterator<Item = (i64, &'static str)>) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn msck_add_and_drop_partitions_on_a_multi_level_layout() -> TestResult {
-    let cluster = TestCluster::builder().start().await?;
+    // A cluster that lists on every query (the default keeps listings for seconds: see below).
+    let cluster = TestCluster::builder().listing_cache_ttl(Duration::ZERO).start().await?;
     let lake = cluster.warehouse().to_path_buf();
     let mut client = cluster.client().await;
     // Keys written in another case than declared, integer values, and two things MSCK must pass
@@ -72,7 +77,7 @@ async fn msck_add_and_drop_partitions_on_a_multi_level_layout() -> TestResult {
         assert_eq!((stats.partitions_read, stats.partitions_total), (partitions, 4), "{predicate}");
     }
     // Files written into a registered partition, or into an unpartitioned table, are read by
-    // the next query: listings are not cached.
+    // the next query: this cluster keeps no listings.
     std::fs::write(logs.join("Year=2023/Month=6/Day=2/part-1.json"), json_lines([(100, "late")]))?;
     let output = client.query("SELECT count(*) FROM logs WHERE day = 2").await?;
     assert_eq!(rows_of(&output.batches), vec!["11"]);
@@ -257,5 +262,65 @@ async fn use_chooses_the_database_of_unqualified_names() -> TestResult {
     assert_eq!(client.database(), "web");
     client.query("USE \"default\"").await?;
     assert_eq!(rows_of(&client.query("SELECT count(*) FROM regions").await?.batches), vec!["4"]);
+    Ok(())
+}
+
+async fn count(client: &mut GlauxClient, table: &str) -> Result<Vec<String>, Box<dyn std::error::Error>> {
+    Ok(rows_of(&client.query(&format!("SELECT count(*) FROM {table}")).await?.batches))
+}
+
+/// Listings are kept for the scheduler's TTL: a file another program writes into a listed prefix
+/// shows up when the listing expires, or at once after a statement that changes the catalog;
+/// with a TTL of zero every query lists.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn listings_are_kept_for_their_ttl_and_forgotten_by_catalog_changes() -> TestResult {
+    let cached = TestCluster::builder().executors(1).listing_cache_ttl(Duration::from_secs(3600)).start().await?;
+    let listing = TestCluster::builder()
+        .executors(1)
+        .listing_cache_ttl(Duration::ZERO)
+        .warehouse(cached.warehouse())
+        .start()
+        .await?;
+    let logs = cached.warehouse().join("logs");
+    let day = logs.join("day=1");
+    std::fs::create_dir_all(&day)?;
+    std::fs::write(day.join("part-0.json"), json_lines((0..10).map(|i| (i, "a"))))?;
+    let flat = cached.warehouse().join("flat");
+    std::fs::create_dir_all(&flat)?;
+    std::fs::write(flat.join("part-0.json"), json_lines((0..10).map(|i| (i, "a"))))?;
+    let (mut a, mut b) = (cached.client().await, listing.client().await);
+    for client in [&mut a, &mut b] {
+        client
+            .query(&format!(
+                "CREATE EXTERNAL TABLE logs (n bigint, s string) PARTITIONED BY (day int) \
+                 ROW FORMAT SERDE 'org.openx.data.jsonserde.JsonSerDe' LOCATION '{}/'",
+                logs.display()
+            ))
+            .await?;
+        client
+            .query(&format!(
+                "CREATE EXTERNAL TABLE flat (n bigint, s string) \
+                 ROW FORMAT SERDE 'org.openx.data.jsonserde.JsonSerDe' LOCATION '{}/'",
+                flat.display()
+            ))
+            .await?;
+    }
+    for table in ["logs", "flat"] {
+        assert_eq!(count(&mut a, table).await?, ["10"]);
+    }
+
+    // Another program adds a file to each table.
+    std::fs::write(day.join("part-1.json"), json_lines((10..15).map(|i| (i, "b"))))?;
+    std::fs::write(flat.join("part-1.json"), json_lines((10..15).map(|i| (i, "b"))))?;
+    for table in ["logs", "flat"] {
+        assert_eq!(count(&mut a, table).await?, ["10"], "{table}: the kept listing answers");
+        assert_eq!(count(&mut b, table).await?, ["15"], "{table}: without a cache every query lists");
+    }
+
+    // A statement that changes the catalog forgets every listing.
+    a.query("ALTER TABLE logs ADD IF NOT EXISTS PARTITION (day = 1)").await?;
+    for table in ["logs", "flat"] {
+        assert_eq!(count(&mut a, table).await?, ["15"], "{table}: listed afresh");
+    }
     Ok(())
 }

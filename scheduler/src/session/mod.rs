@@ -14,7 +14,7 @@ use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use glaux_proto::ClusterChannels;
-use glaux_storage::LakeObjectStores;
+use glaux_storage::{LakeObjectStores, ListingCache};
 
 use datafusion::common::config::TableParquetOptions;
 
@@ -32,6 +32,9 @@ pub fn open_lake(config: &SchedulerConfig) -> Result<Lake, SchedulerError> {
     Ok(Lake::try_new(Arc::new(catalog), config.storage.clone())?)
 }
 
+/// What the scheduler's listing cache may hold, estimated (about 200,000 files' listings).
+const LISTING_CACHE_BYTES: usize = 32 << 20;
+
 pub fn scheduler_session(
     config: &SchedulerConfig,
     channels: Arc<ClusterChannels>,
@@ -40,6 +43,14 @@ pub fn scheduler_session(
     // Tables are listed on every query, as Athena does: DataFusion's cache of listings would hide
     // files written after a table's first query.
     let caches = CacheManagerConfig::default().with_list_files_cache_limit(0);
+    // Listings are kept by the stores instead, for a short TTL and per bucket (DataFusion's cache
+    // keys listings by path alone, and keeps them until the table is dropped).
+    let mut stores = LakeObjectStores::new(config.storage.clone());
+    let listings = (!config.listing_cache_ttl.is_zero())
+        .then(|| Arc::new(ListingCache::new(config.listing_cache_ttl, LISTING_CACHE_BYTES)));
+    if let Some(cache) = &listings {
+        stores = stores.with_listing_cache(Arc::clone(cache));
+    }
     // The final stage's sorts and aggregations spill beyond the scheduler's memory limit; the
     // error for a query that cannot fit names the operators holding the most.
     let pool = TrackConsumersPool::new(
@@ -49,7 +60,7 @@ pub fn scheduler_session(
     let runtime = RuntimeEnvBuilder::new()
         .with_memory_pool(Arc::new(pool))
         .with_cache_manager(caches)
-        .with_object_store_registry(Arc::new(LakeObjectStores::new(config.storage.clone())))
+        .with_object_store_registry(Arc::new(stores))
         .build_arc()
         .map_err(|e| SchedulerError::Config(format!("the scheduler's runtime: {e}")))?;
     let mut session = SessionConfig::new()
@@ -61,6 +72,9 @@ pub fn scheduler_session(
         // repartitioning inside a stage would only add copies.
         .with_round_robin_repartition(false)
         .with_extension(channels);
+    if let Some(cache) = listings {
+        session = session.with_extension(cache);
+    }
     // A join whose smaller side is estimated below these sizes broadcasts it to every task of the
     // larger side instead of shuffling both: the larger side stays where it is read, and the
     // join's dynamic filter prunes its scan, in its stage or across shuffles below (a partitioned
