@@ -11,7 +11,7 @@ use datafusion::logical_expr::CreateExternalTable;
 use glaux_storage::{LocationError, StorageConfig};
 
 use crate::crawler::Crawler;
-use crate::definitions::{ColumnDef, TableDef, TableFormat};
+use crate::definitions::{ColumnDef, Partition, TableDef, TableFormat};
 use crate::error::{CatalogError, Result};
 use crate::hive_ddl::HiveTable;
 use crate::projection::Projection;
@@ -194,9 +194,42 @@ impl Lake {
             None if !definition.partition_keys.is_empty() => crawler.discover_partitions(&definition).await?.partitions,
             None => Vec::new(),
         };
-        self.catalog.create_table(&definition, replace)?;
-        self.catalog.add_partitions(&definition.database, &definition.name, &partitions, true)?;
+        self.catalog.create_table(&definition, &partitions, replace)?;
         Ok(())
+    }
+
+    /// Registers a table whose files a statement of Glaux's wrote, with its partitions, in one
+    /// step. `definition`'s location was checked when the statement was planned.
+    pub fn register_written_table(&self, definition: &TableDef, partitions: &[Partition]) -> Result<()> {
+        refuse_credentials(&definition.properties)?;
+        table_provider(definition, &self.catalog, &Default::default())?;
+        self.catalog.create_table(definition, partitions, false)
+    }
+
+    /// The name a new table gets (`None` if it exists and `if_not_exists`), refused if its
+    /// database is unknown or it exists.
+    pub fn name_new_table(
+        &self,
+        name: TableReference,
+        if_not_exists: bool,
+        database: &str,
+    ) -> Result<Option<(String, String)>> {
+        self.new_table_name(name, if_not_exists, false, database)
+    }
+
+    /// Where a table written without a location goes: `<first warehouse root>/<db>/<table>/`.
+    pub fn default_location(&self, database: &str, table: &str) -> Result<String> {
+        match self.storage.local_roots().first() {
+            Some(root) => {
+                let path = root.join(database).join(table);
+                let url = url::Url::from_directory_path(&path)
+                    .map_err(|()| CatalogError::Invalid(format!("{} is not an absolute path", path.display())))?;
+                Ok(url.to_string())
+            }
+            None => Err(CatalogError::Invalid(
+                "no warehouse root to write the table under: give it an external_location".into(),
+            )),
+        }
     }
 
     /// Checks a location against the storage rules (a local one must exist), and ends a local

@@ -351,7 +351,7 @@ impl Catalog for SqliteCatalog {
             .transpose()
     }
 
-    fn create_table(&self, table: &TableDef, replace: bool) -> Result<()> {
+    fn create_table(&self, table: &TableDef, partitions: &[Partition], replace: bool) -> Result<()> {
         let definition = serde_json::to_string(table)
             .map_err(|e| CatalogError::Store(format!("encoding table {}: {e}", table.name)))?;
         let verb = if replace { "INSERT OR REPLACE" } else { "INSERT" };
@@ -370,6 +370,24 @@ impl Catalog for SqliteCatalog {
         );
         match inserted {
             Ok(_) => {
+                {
+                    let mut insert = transaction
+                        .prepare(
+                            "INSERT OR IGNORE INTO partitions (database, table_name, partition_values, location) \
+                             VALUES (?1, ?2, ?3, ?4)",
+                        )
+                        .map_err(sql_error)?;
+                    for partition in partitions {
+                        insert
+                            .execute(params![
+                                table.database,
+                                table.name,
+                                values_key(&partition.values),
+                                partition.location
+                            ])
+                            .map_err(sql_error)?;
+                    }
+                }
                 transaction.commit().map_err(sql_error)?;
                 self.forget_partitions(&table.database, Some(&table.name));
                 Ok(())
@@ -499,9 +517,9 @@ mod tests {
         {
             let catalog = SqliteCatalog::open(&path).unwrap();
             catalog.create_database("sales").unwrap();
-            catalog.create_table(&table("sales", "orders"), false).unwrap();
-            assert!(catalog.create_table(&table("sales", "orders"), false).is_err());
-            catalog.create_table(&table("sales", "orders"), true).unwrap();
+            catalog.create_table(&table("sales", "orders"), &[], false).unwrap();
+            assert!(catalog.create_table(&table("sales", "orders"), &[], false).is_err());
+            catalog.create_table(&table("sales", "orders"), &[], true).unwrap();
         }
         let catalog = SqliteCatalog::open(&path).unwrap();
         assert_eq!(catalog.databases().unwrap(), vec!["sales"]);

@@ -17,8 +17,9 @@ pub trait Catalog: Debug + Send + Sync {
     fn drop_database(&self, name: &str, cascade: bool) -> Result<()>;
     fn tables(&self, database: &str) -> Result<Vec<String>>;
     fn table(&self, database: &str, name: &str) -> Result<Option<TableDef>>;
-    /// Stores a table, replacing one of the same name if `replace`.
-    fn create_table(&self, table: &TableDef, replace: bool) -> Result<()>;
+    /// Stores a table with its partitions, in one step (readers see the table with all of them
+    /// or not at all), replacing one of the same name if `replace`.
+    fn create_table(&self, table: &TableDef, partitions: &[Partition], replace: bool) -> Result<()>;
     /// Returns whether there was such a table. Its partitions go with it.
     fn drop_table(&self, database: &str, name: &str) -> Result<bool>;
     /// The table's registered partitions, ordered by their values. Read on every query of the

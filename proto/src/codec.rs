@@ -28,12 +28,13 @@ use prost::Message;
 use crate::dynamic_filters;
 use crate::generated::glaux_node::Node;
 use crate::generated::{
-    GlauxNode, HashColumn, PartitionSubsetNode, ReaderPartition, StageReaderNode, TaskOutputLocation,
+    GlauxNode, HashColumn, PartitionSubsetNode, ReaderPartition, StageReaderNode, TableWriteNode, TaskOutputLocation,
 };
 use crate::ids::{ExecutorAddr, QueryId, StageId, TaskId};
 use crate::partition_subset::PartitionSubsetExec;
 use crate::reader_properties;
 use crate::stage_reader::{StageReaderExec, TaskOutput, reader_from_parts};
+use crate::table_write::{TableWriteExec, WriteCompression, WriteFormat, WriteSpec};
 
 /// Encodes Glaux's own plan nodes inside datafusion-proto plans.
 #[derive(Debug, Default)]
@@ -53,6 +54,9 @@ impl PhysicalExtensionCodec for GlauxCodec {
             (Some(Node::PartitionSubset(node)), [input]) => {
                 Ok(Arc::new(PartitionSubsetExec::try_new(Arc::clone(input), node.partitions)?))
             }
+            (Some(Node::TableWrite(node)), [input]) => {
+                Ok(Arc::new(TableWriteExec::try_new(Arc::clone(input), decode_write(node)?)?))
+            }
             (None, _) => exec_err!("empty Glaux plan node"),
             (Some(_), inputs) => exec_err!("Glaux plan node with {} inputs", inputs.len()),
         }
@@ -68,11 +72,41 @@ impl PhysicalExtensionCodec for GlauxCodec {
             Node::StageReader(encode_reader(reader)?)
         } else if let Some(subset) = node.downcast_ref::<PartitionSubsetExec>() {
             Node::PartitionSubset(PartitionSubsetNode { partitions: subset.partitions().to_vec() })
+        } else if let Some(write) = node.downcast_ref::<TableWriteExec>() {
+            Node::TableWrite(encode_write(write.spec()))
         } else {
             return internal_err!("GlauxCodec cannot encode {}", node.name());
         };
         GlauxNode { node: Some(node) }.encode(buf).map_err(|e| exec_datafusion_err!("encoding a Glaux plan node: {e}"))
     }
+}
+
+fn encode_write(spec: &WriteSpec) -> TableWriteNode {
+    let (format, delimiter) = match spec.format {
+        WriteFormat::Parquet => ("parquet", 0),
+        WriteFormat::Json => ("json", 0),
+        WriteFormat::Text { delimiter } => ("text", u32::from(delimiter)),
+    };
+    TableWriteNode {
+        staging: spec.staging.clone(),
+        format: format.into(),
+        delimiter,
+        compression: spec.compression.name().into(),
+        partition_columns: spec.partition_columns.clone(),
+    }
+}
+
+fn decode_write(node: TableWriteNode) -> Result<WriteSpec> {
+    let format = match (node.format.as_str(), u8::try_from(node.delimiter)) {
+        ("parquet", _) => WriteFormat::Parquet,
+        ("json", _) => WriteFormat::Json,
+        ("text", Ok(delimiter)) => WriteFormat::Text { delimiter },
+        (format, _) => return exec_err!("unknown write format {format:?} (delimiter {})", node.delimiter),
+    };
+    let Some(compression) = WriteCompression::parse(&node.compression) else {
+        return exec_err!("unknown write compression {:?}", node.compression);
+    };
+    Ok(WriteSpec { staging: node.staging, format, compression, partition_columns: node.partition_columns })
 }
 
 fn encode_reader(reader: &StageReaderExec) -> Result<StageReaderNode> {

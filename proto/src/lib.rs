@@ -31,6 +31,7 @@ mod partition_subset;
 mod reader_properties;
 mod stage_reader;
 mod stats;
+mod table_write;
 mod task_error;
 mod task_metrics;
 mod task_rerun;
@@ -54,6 +55,7 @@ pub use panics::{contain_panics, panic_message};
 pub use partition_subset::PartitionSubsetExec;
 pub use stage_reader::{StageReaderExec, TaskOutput};
 pub use stats::{QueryProgress, QueryStats, TaskReport, TaskStats, format_bytes};
+pub use table_write::{NULL_PARTITION, TableWriteExec, WriteCompression, WriteFormat, WriteSpec, write_report_schema};
 pub use task_error::{
     MAX_STATUS_MESSAGE_BYTES, TaskError, TaskFailure, find_cause, lost_executor_words, status_message, status_of,
 };

@@ -41,6 +41,7 @@ mod session;
 mod statement;
 mod tls;
 mod trino;
+mod write;
 
 pub use audit::AUDIT_TARGET;
 pub use client_auth::{Users, hash_password};

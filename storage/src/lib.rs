@@ -91,6 +91,11 @@ impl StorageConfig {
         Ok(self)
     }
 
+    /// The directories `file://` tables may live under; the first holds Glaux's own files.
+    pub fn local_roots(&self) -> &[PathBuf] {
+        &self.local_roots
+    }
+
     pub fn with_s3(mut self, s3: S3Config) -> Self {
         self.s3 = s3;
         self

@@ -24,7 +24,7 @@ use futures::{StreamExt, TryStreamExt, stream};
 use object_store::path::Path;
 use object_store::{
     CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore, PutMultipartOptions,
-    PutOptions, PutPayload, PutResult, Result,
+    PutOptions, PutPayload, PutResult, RenameOptions, Result,
 };
 
 /// What one cached object costs beyond its path and tags (the `ObjectMeta` itself).
@@ -199,6 +199,12 @@ impl ObjectStore for CachedListings {
 
     async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> Result<()> {
         let result = self.inner.copy_opts(from, to, options).await;
+        self.cache.invalidate();
+        result
+    }
+
+    async fn rename_opts(&self, from: &Path, to: &Path, options: RenameOptions) -> Result<()> {
+        let result = self.inner.rename_opts(from, to, options).await;
         self.cache.invalidate();
         result
     }

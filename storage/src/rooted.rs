@@ -18,7 +18,7 @@ use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::{
     CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore, PutMultipartOptions,
-    PutOptions, PutPayload, PutResult, Result,
+    PutOptions, PutPayload, PutResult, RenameOptions, Result,
 };
 
 use crate::resolve_existing_prefix;
@@ -178,6 +178,13 @@ impl ObjectStore for RootedLocalStore {
         let from = self.checked(from).await?;
         let to = self.checked(to).await?;
         self.inner.copy_opts(&from, &to, options).await
+    }
+
+    /// A rename within the file system (atomic there), not a copy and a delete.
+    async fn rename_opts(&self, from: &Path, to: &Path, options: RenameOptions) -> Result<()> {
+        let from = self.checked(from).await?;
+        let to = self.checked(to).await?;
+        self.inner.rename_opts(&from, &to, options).await
     }
 }
 

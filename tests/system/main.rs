@@ -23,3 +23,4 @@ mod s3;
 mod security;
 mod tpcds;
 mod tpch;
+mod writes;

@@ -11,10 +11,11 @@ use std::time::Instant;
 
 use datafusion::execution::SessionState;
 use datafusion::logical_expr::LogicalPlan;
+use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
 use datafusion::physical_plan::{ExecutionPlan, execute_stream};
 use futures::{StreamExt, TryStreamExt, stream};
 use glaux_catalog::{PruningReport, TableScanReport};
-use glaux_proto::{ClusterChannels, ExecutorAddr, QueryId, RerunHandle, TaskSigner};
+use glaux_proto::{ClusterChannels, ExecutorAddr, QueryId, RerunHandle, TableWriteExec, TaskSigner, WriteSpec};
 use tokio::sync::mpsc;
 
 use super::QueryResult;
@@ -59,10 +60,35 @@ impl QueryRunner {
         plan: &LogicalPlan,
         progress: &ProgressSlot,
     ) -> Result<QueryResult, SchedulerError> {
+        self.run_as(state, query, plan, None, progress).await
+    }
+
+    /// Runs `plan` with its result written as `write` says, by the tasks of its last executor
+    /// stage (`TableWriteExec`); the result is one row per written partition of the plan: the
+    /// directory it wrote under the staging location, and its rows. Re-runs as [`Self::run`].
+    pub async fn run_write(
+        &self,
+        state: &SessionState,
+        query: QueryId,
+        plan: &LogicalPlan,
+        write: &WriteSpec,
+        progress: &ProgressSlot,
+    ) -> Result<QueryResult, SchedulerError> {
+        self.run_as(state, query, plan, Some(write), progress).await
+    }
+
+    async fn run_as(
+        &self,
+        state: &SessionState,
+        query: QueryId,
+        plan: &LogicalPlan,
+        write: Option<&WriteSpec>,
+        progress: &ProgressSlot,
+    ) -> Result<QueryResult, SchedulerError> {
         let (mut query, mut attempt) = (query, 1);
         loop {
             let retry = attempt < MAX_ATTEMPTS;
-            let lost = match self.start(state, query.clone(), plan, false, progress).await {
+            let lost = match self.start(state, query.clone(), plan, write, false, progress).await {
                 Err(error) => match error.kind() {
                     ErrorKind::LostExecutor { executor } if retry => executor,
                     _ => return Err(error),
@@ -104,7 +130,7 @@ impl QueryRunner {
         query: QueryId,
         plan: &LogicalPlan,
     ) -> Result<QueryResult, SchedulerError> {
-        self.start(state, query, plan, true, &ProgressSlot::default()).await
+        self.start(state, query, plan, None, true, &ProgressSlot::default()).await
     }
 
     /// The stages `plan` would run as, without running it (`EXPLAIN`).
@@ -124,12 +150,18 @@ impl QueryRunner {
         state: &SessionState,
         query: QueryId,
         plan: &LogicalPlan,
+        write: Option<&WriteSpec>,
         analyze: bool,
         progress: &ProgressSlot,
     ) -> Result<QueryResult, SchedulerError> {
         let started = Instant::now();
         let executors = self.cluster.alive();
-        let (physical, scans) = physical_plan(state, plan, &executors).await?;
+        let (mut physical, scans) = physical_plan(state, plan, &executors).await?;
+        if let Some(write) = write {
+            // Each partition writes its own files; the reports are gathered here.
+            let writer = TableWriteExec::try_new(physical, write.clone()).map_err(SchedulerError::plan)?;
+            physical = Arc::new(CoalescePartitionsExec::new(Arc::new(writer)));
+        }
         let planned = started.elapsed();
         let distributed = distributed_plan(query.clone(), physical, &executors, scans, &self.signer)?;
         let cut = started.elapsed();

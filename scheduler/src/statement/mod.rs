@@ -22,6 +22,7 @@
 
 mod catalog_ddl;
 mod create_table;
+mod create_table_as;
 mod explain;
 mod grants;
 mod partitions;
@@ -49,6 +50,7 @@ use crate::query::{AtExecutors, ProgressSlot, QueryResult, QueryRunner};
 
 use catalog_ddl::CatalogDdl;
 use create_table::CreateTable;
+use create_table_as::CreateTableAs;
 use explain::Explain;
 use grants::Authorization;
 use partitions::Partitions;
@@ -126,6 +128,7 @@ pub(crate) enum Statement {
     Query(Query),
     Explain(Explain),
     CreateTable(CreateTable),
+    CreateTableAs(Box<CreateTableAs>),
     CatalogDdl(CatalogDdl),
     ShowCreateTable(ShowCreateTable),
     ShowFunctions(ShowFunctions),
@@ -162,6 +165,7 @@ impl Statement {
             Self::Query(_) => "query",
             Self::Explain(_) => "explain",
             Self::CreateTable(_) => "create_table",
+            Self::CreateTableAs(_) => "create_table_as",
             Self::CatalogDdl(_) => "catalog_ddl",
             Self::ShowCreateTable(_) => "show_create_table",
             Self::ShowFunctions(_) => "show_functions",
@@ -180,6 +184,11 @@ impl Statement {
             Self::ShowCreateTable(show) => vec![show.table()],
             Self::Partitions(partitions) => vec![partitions.table()],
             Self::CreateTable(create) => vec![create.table(database)],
+            Self::CreateTableAs(create) => {
+                let mut objects = tables_read(create.plan(), database);
+                objects.push(create.table(database));
+                objects
+            }
             _ => Vec::new(),
         };
         objects.sort();
@@ -192,6 +201,7 @@ impl Statement {
             Self::Query(s) => s,
             Self::Explain(s) => s,
             Self::CreateTable(s) => s,
+            Self::CreateTableAs(s) => s.as_ref(),
             Self::CatalogDdl(s) => s,
             Self::ShowCreateTable(s) => s,
             Self::ShowFunctions(s) => s,
@@ -204,6 +214,12 @@ impl Statement {
 
     /// Recognizes `sql` and plans it.
     pub async fn recognize(sql: &str, ctx: &Context<'_>) -> Result<Statement, SchedulerError> {
+        // Athena's CTAS: its query is planned here like any query, and read as the user may.
+        if let Some(parsed) = create_table_as::parse(sql) {
+            let parsed = parsed?;
+            let plan = plan_sql::plan_sql(&parsed.query, ctx).await?;
+            return Ok(Statement::CreateTableAs(Box::new(CreateTableAs::try_new(parsed, plan)?)));
+        }
         if let Some(words) = Words::of(sql) {
             // `EXECUTE` is its prepared statement with the values in place of its parameters.
             if let Some(executed) = prepared::execute(&words, ctx) {

@@ -1,0 +1,279 @@
+//! Publishing what a write's tasks staged.
+//!
+//! A statement that writes (`CREATE TABLE AS`, ...) runs its query with a `TableWriteExec` on top
+//! (`query/run.rs`): each partition writes files into a directory of its own under the
+//! statement's staging location, `<table location>_glaux_staging/<query id>/`, and reports that
+//! directory. Names starting with `_` are side files to every reader (Hive's, Athena's, Glaux's), and
+//! no table is registered over its files yet, so nothing staged is visible.
+//!
+//! [`StagedWrite::publish`] then renames each reported file to its place in the table
+//! (`<location>[k=v/...]/<query id>_<file name>`: unique per statement and task attempt), and
+//! [`StagedWrite::discard`] removes the staging location, and on failure every file it had moved.
+//! Directories no partition reported (an attempt run again) are never published.
+
+use std::sync::Arc;
+
+use arrow::array::{AsArray, RecordBatch};
+use arrow::datatypes::UInt64Type;
+use datafusion::datasource::listing::ListingTableUrl;
+use datafusion::execution::SessionState;
+use futures::{StreamExt, TryStreamExt, stream};
+use glaux_proto::QueryId;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt};
+
+use crate::error::SchedulerError;
+
+/// The directory under a table's location where statements stage their files.
+pub(crate) const STAGING_DIR: &str = "_glaux_staging";
+
+/// How many objects are renamed or deleted at once.
+const CONCURRENCY: usize = 16;
+
+/// What a write published.
+#[derive(Debug, Default)]
+pub(crate) struct Published {
+    pub rows: u64,
+    pub files: usize,
+    pub bytes: u64,
+    /// Each partition that received files, once: its values (in partition-column order) and
+    /// its directory under the location (`k=v/...`, as written in paths).
+    pub partitions: Vec<(Vec<String>, String)>,
+}
+
+/// One statement's staged files under a location.
+pub(crate) struct StagedWrite {
+    store: Arc<dyn ObjectStore>,
+    location: ListingTableUrl,
+    staging: ListingTableUrl,
+    query: QueryId,
+    partition_columns: Vec<String>,
+    /// Files moved into the location so far (removed again if the write fails).
+    moved: Vec<Path>,
+    /// Discarded (or published and cleaned): nothing is left to remove when it is dropped.
+    done: bool,
+}
+
+impl StagedWrite {
+    /// A write of `query` under `location` (a URL ending in `/`).
+    pub fn new(
+        state: &SessionState,
+        location: &str,
+        query: &QueryId,
+        partition_columns: Vec<String>,
+    ) -> Result<Self, SchedulerError> {
+        let location = ListingTableUrl::parse(location).map_err(SchedulerError::plan)?;
+        let staging = ListingTableUrl::parse(format!("{}{STAGING_DIR}/{query}/", location.as_str()))
+            .map_err(SchedulerError::plan)?;
+        let store = state.runtime_env().object_store(location.object_store()).map_err(SchedulerError::plan)?;
+        Ok(Self { store, location, staging, query: query.clone(), partition_columns, moved: Vec::new(), done: false })
+    }
+
+    /// Where the tasks write: a URL ending in `/`.
+    pub fn staging_url(&self) -> String {
+        self.staging.as_str().to_string()
+    }
+
+    /// Whether anything but staged files lies under the location.
+    pub async fn location_is_empty(&self) -> Result<bool, SchedulerError> {
+        let mut listed = self.store.list(Some(self.location.prefix()));
+        while let Some(meta) = listed.next().await {
+            match meta {
+                Ok(meta) if !is_staged(&meta.location, self.location.prefix()) => return Ok(false),
+                Ok(_) => {}
+                Err(object_store::Error::NotFound { .. }) => return Ok(true),
+                Err(e) => return Err(storage_error(e)),
+            }
+        }
+        Ok(true)
+    }
+
+    /// Moves the files of the directories the write's partitions reported (`reports`, as
+    /// `TableWriteExec` returns them) into the location.
+    pub async fn publish(&mut self, reports: &[RecordBatch]) -> Result<Published, SchedulerError> {
+        let mut published = Published::default();
+        let mut directories = Vec::new();
+        for batch in reports {
+            let (Some(names), Some(rows)) =
+                (batch.column(0).as_string_opt::<i32>(), batch.column(1).as_primitive_opt::<UInt64Type>())
+            else {
+                return Err(SchedulerError::Internal("a write's report has the wrong columns".into()));
+            };
+            for (name, rows) in names.iter().zip(rows.iter()) {
+                directories.push(name.unwrap_or_default().to_string());
+                published.rows += rows.unwrap_or_default();
+            }
+        }
+        let mut moves = Vec::new();
+        for directory in directories {
+            let url = ListingTableUrl::parse(&directory).map_err(SchedulerError::plan)?;
+            // Reports come from executors: only directories under this statement's staging
+            // location are published.
+            if url.object_store() != self.staging.object_store()
+                || url.prefix().prefix_match(self.staging.prefix()).is_none()
+            {
+                return Err(SchedulerError::Internal(format!(
+                    "a write reported {directory}, outside its staging location"
+                )));
+            }
+            let files: Vec<_> = self.store.list(Some(url.prefix())).try_collect().await.map_err(storage_error)?;
+            for file in files {
+                let Some(relative) = file.location.prefix_match(url.prefix()) else { continue };
+                let parts: Vec<String> = relative.map(|p| p.as_ref().to_string()).collect();
+                let Some((name, directories)) = parts.split_last() else { continue };
+                let values = self.partition_values(directories, &file.location)?;
+                let mut target = self.location.prefix().clone();
+                for directory in directories {
+                    target = target.join(directory.as_str());
+                }
+                let target = target.join(format!("{}_{name}", self.query));
+                published.files += 1;
+                published.bytes += file.size;
+                if !values.is_empty() && !published.partitions.iter().any(|(v, _)| v == &values) {
+                    published.partitions.push((values, directories.join("/")));
+                }
+                moves.push((file.location, target));
+            }
+        }
+        let store = Arc::clone(&self.store);
+        let mut renames = stream::iter(moves)
+            .map(|(from, to)| {
+                let store = Arc::clone(&store);
+                async move { store.rename(&from, &to).await.map(|()| to) }
+            })
+            .buffer_unordered(CONCURRENCY);
+        let mut failed = None;
+        while let Some(renamed) = renames.next().await {
+            match renamed {
+                Ok(to) => self.moved.push(to),
+                Err(e) => failed = failed.or(Some(storage_error(e))),
+            }
+        }
+        match failed {
+            Some(error) => Err(error),
+            None => Ok(published),
+        }
+    }
+
+    /// The values of `directories` (`k=v` for each partition column, in order).
+    fn partition_values(&self, directories: &[String], file: &Path) -> Result<Vec<String>, SchedulerError> {
+        if directories.len() != self.partition_columns.len() {
+            return Err(SchedulerError::Internal(format!(
+                "a written file at {file} is not under one directory per partition column"
+            )));
+        }
+        directories
+            .iter()
+            .zip(&self.partition_columns)
+            .map(|(directory, column)| {
+                let decoded = percent_decoded(directory);
+                match decoded.split_once('=') {
+                    Some((key, value)) if key == column => Ok(value.to_string()),
+                    _ => Err(SchedulerError::Internal(format!("a written file at {file} is not under {column}=..."))),
+                }
+            })
+            .collect()
+    }
+
+    /// Removes the staging location, and, unless the write was published, every file it moved.
+    pub async fn discard(&mut self, published: bool) {
+        self.done = true;
+        let moved = if published { Vec::new() } else { std::mem::take(&mut self.moved) };
+        remove(Arc::clone(&self.store), self.staging.clone(), moved, self.query.clone()).await;
+    }
+}
+
+/// A write dropped before it finished (its statement was cancelled, or its client went away)
+/// removes its files in the background.
+impl Drop for StagedWrite {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        let (store, staging, moved) = (Arc::clone(&self.store), self.staging.clone(), std::mem::take(&mut self.moved));
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            tracing::info!(query = %self.query, "a write ended before it finished; removing its files");
+            runtime.spawn(remove(store, staging, moved, self.query.clone()));
+        }
+    }
+}
+
+/// Deletes `moved` and everything under `staging` (on a local file system, its directories too).
+async fn remove(store: Arc<dyn ObjectStore>, staging: ListingTableUrl, mut doomed: Vec<Path>, query: QueryId) {
+    match store.list(Some(staging.prefix())).try_collect::<Vec<_>>().await {
+        Ok(staged) => doomed.extend(staged.into_iter().map(|m| m.location)),
+        Err(object_store::Error::NotFound { .. }) => {}
+        Err(e) => tracing::warn!(%query, error = %e, "listing a write's staging location to remove it"),
+    }
+    let deleted = store.delete_stream(stream::iter(doomed.into_iter().map(Ok)).boxed());
+    let failures: Vec<_> = deleted.filter_map(|r| async move { r.err() }).collect().await;
+    for failure in failures.iter().filter(|e| !matches!(e, object_store::Error::NotFound { .. })) {
+        tracing::warn!(%query, error = %failure, "removing a write's file");
+    }
+    // Object stores have no directories; a file system keeps the empty ones.
+    if let Some(dir) = url::Url::parse(staging.as_str()).ok().and_then(|u| u.to_file_path().ok()) {
+        if let Err(e) = tokio::fs::remove_dir_all(&dir).await
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(%query, error = %e, "removing a write's staging directory");
+        }
+        // `_glaux_staging` itself, unless another statement stages there too.
+        if let Some(parent) = dir.parent() {
+            let _ = tokio::fs::remove_dir(parent).await;
+        }
+    }
+}
+
+/// Whether `file` is under `<location>_glaux_staging/`.
+fn is_staged(file: &Path, location: &Path) -> bool {
+    file.prefix_match(location).and_then(|mut parts| parts.next()).is_some_and(|first| first.as_ref() == STAGING_DIR)
+}
+
+/// A path segment with its `%XX` escapes decoded (object_store escapes characters it does not
+/// allow in a segment).
+fn percent_decoded(segment: &str) -> String {
+    let bytes = segment.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(byte)) => {
+                decoded.push(byte);
+                i += 3;
+            }
+            (byte, _) => {
+                decoded.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&decoded).into_owned()
+}
+
+fn storage_error(error: object_store::Error) -> SchedulerError {
+    SchedulerError::plan(datafusion::error::DataFusionError::ObjectStore(Box::new(error)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segments_are_decoded() {
+        assert_eq!(percent_decoded("k=a%2Fb%25"), "k=a/b%");
+        assert_eq!(percent_decoded("k=100%"), "k=100%");
+        assert_eq!(percent_decoded("k=%zz"), "k=%zz");
+    }
+
+    #[test]
+    fn staged_files_are_told_apart() {
+        let location = Path::from("wh/t");
+        assert!(is_staged(&Path::from("wh/t/_glaux_staging/q/0-x/a.parquet"), &location));
+        assert!(!is_staged(&Path::from("wh/t/k=1/a.parquet"), &location));
+        assert!(!is_staged(&Path::from("wh/other/_glaux_staging/a"), &location));
+    }
+}
