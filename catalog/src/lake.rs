@@ -200,10 +200,12 @@ impl Lake {
 
     /// Registers a table whose files a statement of Glaux's wrote, with its partitions, in one
     /// step. `definition`'s location was checked when the statement was planned.
-    pub fn register_written_table(&self, definition: &TableDef, partitions: &[Partition]) -> Result<()> {
+    /// `write` is the write's id in the catalog's journal: its files become the table's in the
+    /// same step.
+    pub fn register_written_table(&self, definition: &TableDef, partitions: &[Partition], write: &str) -> Result<()> {
         refuse_credentials(&definition.properties)?;
         table_provider(definition, &self.catalog, &Default::default())?;
-        self.catalog.create_table(definition, partitions, false)
+        self.catalog.create_written_table(definition, partitions, write)
     }
 
     /// The name a new table gets (`None` if it exists and `if_not_exists`), refused if its

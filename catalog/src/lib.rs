@@ -33,6 +33,7 @@ mod projection;
 mod providers;
 mod show_create;
 mod sqlite;
+mod sqlite_writes;
 mod store;
 
 pub use definitions::{ColumnDef, Partition, TableDef, TableFormat, is_side_file};
@@ -47,7 +48,7 @@ pub use projection::Projection;
 pub use providers::{LakeCatalogProvider, listing_options, table_provider};
 pub use show_create::show_create_table;
 pub use sqlite::SqliteCatalog;
-pub use store::{Catalog, PreparedStatement};
+pub use store::{Catalog, PendingWrite, PreparedStatement};
 
 /// The catalog every table lives in, as clients name it (`glaux.db.t`).
 pub const DEFAULT_CATALOG: &str = "glaux";

@@ -10,7 +10,7 @@ use crate::definitions::{Partition, TableDef};
 use crate::error::{CatalogError, Result};
 use crate::grant_rows::GrantRow;
 use crate::grants::{Grant, Grantee};
-use crate::store::{Catalog, PreparedStatement};
+use crate::store::{Catalog, PendingWrite, PreparedStatement};
 
 /// The catalog in SQLite. One scheduler owns the file: partitions are cached in memory and the
 /// cache is kept current by this value's own writes.
@@ -43,6 +43,13 @@ const SCHEMA: &str = "
         partition_values TEXT NOT NULL,
         location TEXT NOT NULL,
         PRIMARY KEY (database, table_name, partition_values)
+    );
+    -- Writes in flight (`sqlite_writes.rs`): where each stages its files, and the files it is
+    -- moving into tables; what a crash left is removed at the next start.
+    CREATE TABLE IF NOT EXISTS writes (
+        id TEXT PRIMARY KEY,
+        staging TEXT NOT NULL,
+        targets TEXT NOT NULL
     );
     CREATE TABLE IF NOT EXISTS prepared_statements (
         name TEXT PRIMARY KEY,
@@ -352,51 +359,27 @@ impl Catalog for SqliteCatalog {
     }
 
     fn create_table(&self, table: &TableDef, partitions: &[Partition], replace: bool) -> Result<()> {
-        let definition = serde_json::to_string(table)
-            .map_err(|e| CatalogError::Store(format!("encoding table {}: {e}", table.name)))?;
-        let verb = if replace { "INSERT OR REPLACE" } else { "INSERT" };
-        let mut connection = self.lock();
-        let transaction = connection.transaction().map_err(sql_error)?;
-        // A replaced table starts without partitions: its keys or location may have changed.
-        transaction
-            .execute(
-                "DELETE FROM partitions WHERE database = ?1 AND table_name = ?2",
-                params![table.database, table.name],
-            )
-            .map_err(sql_error)?;
-        let inserted = transaction.execute(
-            &format!("{verb} INTO tables (database, name, definition) VALUES (?1, ?2, ?3)"),
-            params![table.database, table.name, definition],
-        );
-        match inserted {
-            Ok(_) => {
-                {
-                    let mut insert = transaction
-                        .prepare(
-                            "INSERT OR IGNORE INTO partitions (database, table_name, partition_values, location) \
-                             VALUES (?1, ?2, ?3, ?4)",
-                        )
-                        .map_err(sql_error)?;
-                    for partition in partitions {
-                        insert
-                            .execute(params![
-                                table.database,
-                                table.name,
-                                values_key(&partition.values),
-                                partition.location
-                            ])
-                            .map_err(sql_error)?;
-                    }
-                }
-                transaction.commit().map_err(sql_error)?;
-                self.forget_partitions(&table.database, Some(&table.name));
-                Ok(())
-            }
-            Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::ConstraintViolation => {
-                Err(CatalogError::TableExists { database: table.database.clone(), table: table.name.clone() })
-            }
-            Err(e) => Err(sql_error(e)),
-        }
+        self.store_table(table, partitions, replace, None)
+    }
+
+    fn create_written_table(&self, table: &TableDef, partitions: &[Partition], write: &str) -> Result<()> {
+        self.store_table(table, partitions, false, Some(write))
+    }
+
+    fn begin_write(&self, write: &PendingWrite) -> Result<()> {
+        crate::sqlite_writes::begin(&self.lock(), write)
+    }
+
+    fn record_write_targets(&self, id: &str, targets: &[String]) -> Result<()> {
+        crate::sqlite_writes::record_targets(&self.lock(), id, targets)
+    }
+
+    fn end_write(&self, id: &str) -> Result<()> {
+        crate::sqlite_writes::end(&self.lock(), id)
+    }
+
+    fn pending_writes(&self) -> Result<Vec<PendingWrite>> {
+        crate::sqlite_writes::pending(&self.lock())
     }
 
     fn drop_table(&self, database: &str, name: &str) -> Result<bool> {
@@ -489,6 +472,67 @@ impl Catalog for SqliteCatalog {
         transaction.commit().map_err(sql_error)?;
         self.forget_partitions(database, Some(table));
         Ok(dropped)
+    }
+}
+
+impl SqliteCatalog {
+    /// Stores a table and its partitions in one transaction; with `write`, that write's files
+    /// become the table's in the same step (its record keeps only its staging location).
+    fn store_table(
+        &self,
+        table: &TableDef,
+        partitions: &[Partition],
+        replace: bool,
+        write: Option<&str>,
+    ) -> Result<()> {
+        let definition = serde_json::to_string(table)
+            .map_err(|e| CatalogError::Store(format!("encoding table {}: {e}", table.name)))?;
+        let verb = if replace { "INSERT OR REPLACE" } else { "INSERT" };
+        let mut connection = self.lock();
+        let transaction = connection.transaction().map_err(sql_error)?;
+        // A replaced table starts without partitions: its keys or location may have changed.
+        transaction
+            .execute(
+                "DELETE FROM partitions WHERE database = ?1 AND table_name = ?2",
+                params![table.database, table.name],
+            )
+            .map_err(sql_error)?;
+        let inserted = transaction.execute(
+            &format!("{verb} INTO tables (database, name, definition) VALUES (?1, ?2, ?3)"),
+            params![table.database, table.name, definition],
+        );
+        match inserted {
+            Ok(_) => {
+                {
+                    let mut insert = transaction
+                        .prepare(
+                            "INSERT OR IGNORE INTO partitions (database, table_name, partition_values, location) \
+                             VALUES (?1, ?2, ?3, ?4)",
+                        )
+                        .map_err(sql_error)?;
+                    for partition in partitions {
+                        insert
+                            .execute(params![
+                                table.database,
+                                table.name,
+                                values_key(&partition.values),
+                                partition.location
+                            ])
+                            .map_err(sql_error)?;
+                    }
+                }
+                if let Some(write) = write {
+                    crate::sqlite_writes::published(&transaction, write)?;
+                }
+                transaction.commit().map_err(sql_error)?;
+                self.forget_partitions(&table.database, Some(&table.name));
+                Ok(())
+            }
+            Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::ConstraintViolation => {
+                Err(CatalogError::TableExists { database: table.database.clone(), table: table.name.clone() })
+            }
+            Err(e) => Err(sql_error(e)),
+        }
     }
 }
 

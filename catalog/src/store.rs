@@ -20,6 +20,19 @@ pub trait Catalog: Debug + Send + Sync {
     /// Stores a table with its partitions, in one step (readers see the table with all of them
     /// or not at all), replacing one of the same name if `replace`.
     fn create_table(&self, table: &TableDef, partitions: &[Partition], replace: bool) -> Result<()>;
+    /// Stores a new table whose files `write` wrote, with its partitions, and marks that write's
+    /// files as the table's, in one step.
+    fn create_written_table(&self, table: &TableDef, partitions: &[Partition], write: &str) -> Result<()>;
+    /// Records a write starting: until [`Self::end_write`], what it staged is removed at the next
+    /// start if the process dies.
+    fn begin_write(&self, write: &PendingWrite) -> Result<()>;
+    /// Records the files a write is about to move into a table (removed at the next start unless
+    /// the table is stored first).
+    fn record_write_targets(&self, id: &str, targets: &[String]) -> Result<()>;
+    /// Forgets a write whose staged files are gone.
+    fn end_write(&self, id: &str) -> Result<()>;
+    /// Writes begun and not ended: what a process that died left behind.
+    fn pending_writes(&self) -> Result<Vec<PendingWrite>>;
     /// Returns whether there was such a table. Its partitions go with it.
     fn drop_table(&self, database: &str, name: &str) -> Result<bool>;
     /// The table's registered partitions, ordered by their values. Read on every query of the
@@ -67,4 +80,13 @@ pub trait Catalog: Debug + Send + Sync {
 pub struct PreparedStatement {
     pub statement: String,
     pub owner: String,
+}
+
+/// A write in flight: its staging location (a URL ending in `/`) and the object URLs it is moving
+/// into a table (empty once the table holds them).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PendingWrite {
+    pub id: String,
+    pub staging: String,
+    pub targets: Vec<String>,
 }

@@ -81,6 +81,13 @@ impl Scheduler {
         let (abandoned, cancelled) = mpsc::unbounded_channel();
         let lake = open_lake(&config)?;
         let ctx = scheduler_session(&config, Arc::clone(&channels), Arc::clone(lake.catalog()))?;
+        // What writes left when the last scheduler on this catalog died: taken before any new
+        // write begins, removed in the background.
+        let unfinished = lake.catalog().pending_writes()?;
+        let recovery = {
+            let (state, catalog) = (ctx.state(), Arc::clone(lake.catalog()));
+            async move { crate::write::recover(&state, &catalog, unfinished).await }
+        };
         let signer = Arc::new(TaskSigner::generate().map_err(|e| SchedulerError::Config(format!("task key: {e}")))?);
         let queries = QueryRunner::new(Arc::clone(&cluster), Arc::clone(&channels), abandoned, Arc::clone(&signer));
         let admins = match &config.users {
@@ -155,6 +162,7 @@ impl Scheduler {
         }
         running.spawn(cancel_abandoned(cancelled, Arc::clone(&channels)));
         running.spawn(background_work);
+        running.spawn(recovery);
         running.spawn(expire_executors(Arc::clone(&cluster), channels, config.heartbeat_interval));
         tracing::info!(%addr, tls = config.tls.is_some(), "scheduler serving Flight SQL");
         Ok(Self { addr, cluster_addr, postgres_addr, cluster, signer, shutdown, running })

@@ -18,6 +18,7 @@ use arrow::datatypes::UInt64Type;
 use datafusion::datasource::listing::ListingTableUrl;
 use datafusion::execution::SessionState;
 use futures::{StreamExt, TryStreamExt, stream};
+use glaux_catalog::{Catalog, PendingWrite};
 use glaux_proto::QueryId;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
@@ -44,6 +45,7 @@ pub(crate) struct Published {
 /// One statement's staged files under a location.
 pub(crate) struct StagedWrite {
     store: Arc<dyn ObjectStore>,
+    catalog: Arc<dyn Catalog>,
     location: ListingTableUrl,
     staging: ListingTableUrl,
     query: QueryId,
@@ -56,8 +58,12 @@ pub(crate) struct StagedWrite {
 
 impl StagedWrite {
     /// A write of `query` under `location` (a URL ending in `/`).
-    pub fn new(
+    ///
+    /// It is recorded in the catalog's journal of writes first: if the scheduler dies before it
+    /// ends, the next start removes what it staged or moved ([`recover`]).
+    pub fn begin(
         state: &SessionState,
+        catalog: &Arc<dyn Catalog>,
         location: &str,
         query: &QueryId,
         partition_columns: Vec<String>,
@@ -66,7 +72,23 @@ impl StagedWrite {
         let staging = ListingTableUrl::parse(format!("{}{STAGING_DIR}/{query}/", location.as_str()))
             .map_err(SchedulerError::plan)?;
         let store = state.runtime_env().object_store(location.object_store()).map_err(SchedulerError::plan)?;
-        Ok(Self { store, location, staging, query: query.clone(), partition_columns, moved: Vec::new(), done: false })
+        let record = PendingWrite { id: query.to_string(), staging: staging.as_str().to_string(), targets: Vec::new() };
+        catalog.begin_write(&record)?;
+        Ok(Self {
+            store,
+            catalog: Arc::clone(catalog),
+            location,
+            staging,
+            query: query.clone(),
+            partition_columns,
+            moved: Vec::new(),
+            done: false,
+        })
+    }
+
+    /// Its id in the catalog's journal of writes.
+    pub fn id(&self) -> String {
+        self.query.to_string()
     }
 
     /// Where the tasks write: a URL ending in `/`.
@@ -135,6 +157,11 @@ impl StagedWrite {
                 moves.push((file.location, target));
             }
         }
+        // Journaled before any file moves: a crash from here until the table is stored leaves
+        // files the next start removes.
+        let object_store = self.location.object_store();
+        let targets: Vec<String> = moves.iter().map(|(_, to)| format!("{}{to}", object_store.as_str())).collect();
+        self.catalog.record_write_targets(&self.id(), &targets)?;
         let store = Arc::clone(&self.store);
         let mut renames = stream::iter(moves)
             .map(|(from, to)| {
@@ -179,7 +206,8 @@ impl StagedWrite {
     pub async fn discard(&mut self, published: bool) {
         self.done = true;
         let moved = if published { Vec::new() } else { std::mem::take(&mut self.moved) };
-        remove(Arc::clone(&self.store), self.staging.clone(), moved, self.query.clone()).await;
+        remove(Arc::clone(&self.store), Arc::clone(&self.catalog), self.staging.clone(), moved, self.query.clone())
+            .await;
     }
 }
 
@@ -190,25 +218,80 @@ impl Drop for StagedWrite {
         if self.done {
             return;
         }
-        let (store, staging, moved) = (Arc::clone(&self.store), self.staging.clone(), std::mem::take(&mut self.moved));
+        let (store, catalog) = (Arc::clone(&self.store), Arc::clone(&self.catalog));
+        let (staging, moved) = (self.staging.clone(), std::mem::take(&mut self.moved));
+        // Detached on purpose: the statement that owned the write is gone, and its files must
+        // go too; the journal covers a scheduler that stops before this ends.
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             tracing::info!(query = %self.query, "a write ended before it finished; removing its files");
-            runtime.spawn(remove(store, staging, moved, self.query.clone()));
+            runtime.spawn(remove(store, catalog, staging, moved, self.query.clone()));
         }
     }
 }
 
-/// Deletes `moved` and everything under `staging` (on a local file system, its directories too).
-async fn remove(store: Arc<dyn ObjectStore>, staging: ListingTableUrl, mut doomed: Vec<Path>, query: QueryId) {
+/// Deletes `moved` and everything under `staging` (on a local file system, its directories too),
+/// then forgets the write in the catalog's journal.
+async fn remove(
+    store: Arc<dyn ObjectStore>,
+    catalog: Arc<dyn Catalog>,
+    staging: ListingTableUrl,
+    doomed: Vec<Path>,
+    query: QueryId,
+) {
+    if delete_staged(&store, &staging, doomed, &query).await
+        && let Err(e) = catalog.end_write(&query.to_string())
+    {
+        tracing::warn!(%query, error = %e, "forgetting a finished write");
+    }
+}
+
+/// Removes what a write left when the scheduler died: for each write the catalog's journal still
+/// holds, the files it was moving into a table that was never stored, and its staging location.
+pub(crate) async fn recover(state: &SessionState, catalog: &Arc<dyn Catalog>, unfinished: Vec<PendingWrite>) {
+    for write in unfinished {
+        let query = QueryId::from(write.id.clone());
+        let store = ListingTableUrl::parse(&write.staging)
+            .and_then(|staging| Ok((state.runtime_env().object_store(staging.object_store())?, staging)));
+        let (store, staging) = match store {
+            Ok(found) => found,
+            Err(e) => {
+                tracing::warn!(%query, error = %e, staging = %write.staging, "cannot reach what an unfinished write left");
+                continue;
+            }
+        };
+        let doomed: Vec<Path> = write
+            .targets
+            .iter()
+            .filter_map(|target| ListingTableUrl::parse(target).ok())
+            .filter(|url| url.object_store() == staging.object_store())
+            .map(|url| url.prefix().clone())
+            .collect();
+        tracing::info!(%query, files = doomed.len(), staging = %write.staging, "removing what an unfinished write left");
+        remove(store, Arc::clone(catalog), staging, doomed, query).await;
+    }
+}
+
+/// Deletes `doomed` and everything under `staging`; whether nothing failed.
+async fn delete_staged(
+    store: &Arc<dyn ObjectStore>,
+    staging: &ListingTableUrl,
+    mut doomed: Vec<Path>,
+    query: &QueryId,
+) -> bool {
+    let mut clean = true;
     match store.list(Some(staging.prefix())).try_collect::<Vec<_>>().await {
         Ok(staged) => doomed.extend(staged.into_iter().map(|m| m.location)),
         Err(object_store::Error::NotFound { .. }) => {}
-        Err(e) => tracing::warn!(%query, error = %e, "listing a write's staging location to remove it"),
+        Err(e) => {
+            tracing::warn!(%query, error = %e, "listing a write's staging location to remove it");
+            clean = false;
+        }
     }
     let deleted = store.delete_stream(stream::iter(doomed.into_iter().map(Ok)).boxed());
     let failures: Vec<_> = deleted.filter_map(|r| async move { r.err() }).collect().await;
     for failure in failures.iter().filter(|e| !matches!(e, object_store::Error::NotFound { .. })) {
         tracing::warn!(%query, error = %failure, "removing a write's file");
+        clean = false;
     }
     // Object stores have no directories; a file system keeps the empty ones.
     if let Some(dir) = url::Url::parse(staging.as_str()).ok().and_then(|u| u.to_file_path().ok()) {
@@ -222,6 +305,7 @@ async fn remove(store: Arc<dyn ObjectStore>, staging: ListingTableUrl, mut doome
             let _ = tokio::fs::remove_dir(parent).await;
         }
     }
+    clean
 }
 
 /// Whether `file` is under `<location>_glaux_staging/`.

@@ -13,7 +13,7 @@ use crate::harness::*;
 const GLAUX: &str = env!("CARGO_BIN_EXE_glaux");
 
 /// Spawns `glaux args...` and returns it with the address it printed after `marker`.
-async fn spawn_until(args: &[&str], envs: &[(&str, &str)], marker: &str) -> (Child, String) {
+pub(crate) async fn spawn_until(args: &[&str], envs: &[(&str, &str)], marker: &str) -> (Child, String) {
     let mut child = Command::new(GLAUX)
         .args(args)
         .envs(envs.iter().copied())

@@ -248,3 +248,55 @@ async fn create_table_as_writes_to_s3_and_a_failed_one_leaves_nothing_there() ->
     assert!(client.query("SELECT * FROM s3_bad").await.is_err());
     Ok(())
 }
+
+/// The real binary killed while a CTAS stages its files: nothing is registered, and the next start
+/// on the same catalog removes what the write left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_killed_scheduler_leaves_no_table_and_the_next_start_removes_its_files() -> TestResult {
+    use std::time::{Duration, Instant};
+
+    use crate::binary::spawn_until;
+
+    let warehouse = tempfile::tempdir()?;
+    let lake = write_lake(warehouse.path());
+    let root = warehouse.path().display().to_string();
+    let args = ["standalone", "--executors", "2", "--flight-sql-addr", "127.0.0.1:0", "--warehouse", &root];
+    let (mut first, addr) = spawn_until(&args, &[], "Flight SQL on ").await;
+    let mut client = GlauxClient::connect(&addr).await?;
+    for ddl in lake_ddl(&format!("{}/", lake.display())) {
+        client.query(&ddl).await?;
+    }
+    // 324 million rows as plain JSON lines: files appear at once, and it is still writing when
+    // the scheduler dies.
+    let mut slow = tokio::task::JoinSet::new();
+    slow.spawn(async move {
+        client
+            .query(
+                "CREATE TABLE huge WITH (format = 'JSON', write_compression = 'NONE') AS \
+                 SELECT a.id AS a, b.id AS b FROM sales a CROSS JOIN sales b",
+            )
+            .await
+    });
+    let location = warehouse.path().join("default/huge");
+    let started = Instant::now();
+    while files_under(&location).is_empty() {
+        assert!(started.elapsed() < Duration::from_secs(60), "the write staged nothing");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    first.kill().await?;
+    let died = slow.join_next().await.expect("the statement's task")?;
+    assert!(died.is_err(), "the statement died with its scheduler");
+    let left = files_under(&location);
+    assert!(!left.is_empty() && left.iter().all(|f| f.starts_with("_glaux_staging/")), "{left:?}");
+
+    let (mut second, addr) = spawn_until(&args, &[], "Flight SQL on ").await;
+    let started = Instant::now();
+    while !files_under(&location).is_empty() {
+        assert!(started.elapsed() < Duration::from_secs(30), "{:?} is still there", files_under(&location));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut client = GlauxClient::connect(&addr).await?;
+    assert!(client.query("SELECT count(*) FROM huge").await.is_err(), "no table was registered");
+    second.kill().await?;
+    Ok(())
+}

@@ -410,9 +410,11 @@ impl Family for CreateTableAs {
             None => ctx.lake.default_location(&database, &name)?,
         };
         let definition = self.definition(database, name, location.clone());
-        let mut staged = StagedWrite::new(&ctx.state, &location, &query, self.partitioned_by.clone())?;
+        let mut staged =
+            StagedWrite::begin(&ctx.state, ctx.lake.catalog(), &location, &query, self.partitioned_by.clone())?;
         // Athena's rule: a new table's files are the only ones at its location.
         if !staged.location_is_empty().await? {
+            staged.discard(false).await;
             return Err(SchedulerError::refused(
                 ErrorKind::Unsupported,
                 format!(
@@ -421,7 +423,9 @@ impl Family for CreateTableAs {
             ));
         }
         if !self.with_data {
-            ctx.lake.register_written_table(&definition, &[])?;
+            let registered = ctx.lake.register_written_table(&definition, &[], &staged.id());
+            staged.discard(registered.is_ok()).await;
+            registered?;
             return rows_written(query, 0);
         }
         let spec = WriteSpec {
@@ -447,7 +451,7 @@ impl Family for CreateTableAs {
                     location: format!("{location}{directory}/"),
                 })
                 .collect();
-            ctx.lake.register_written_table(&definition, &partitions)?;
+            ctx.lake.register_written_table(&definition, &partitions, &staged.id())?;
             Ok::<_, SchedulerError>((published.rows, result.stats))
         }
         .await;

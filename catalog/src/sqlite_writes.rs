@@ -1,0 +1,97 @@
+//! The catalog's journal of writes in flight (table `writes`): a write is recorded before it
+//! stages anything, its targets before it moves files into a table, and it is forgotten once its
+//! staging location is gone. The table's registration clears the targets in the same
+//! transaction, so a record with targets always names files no table holds yet.
+
+use rusqlite::{Connection, params};
+
+use crate::error::{CatalogError, Result};
+use crate::store::PendingWrite;
+
+fn sql_error(e: rusqlite::Error) -> CatalogError {
+    CatalogError::from(e)
+}
+
+fn targets_json(targets: &[String]) -> String {
+    serde_json::to_string(targets).unwrap_or_else(|_| "[]".into())
+}
+
+pub(crate) fn begin(connection: &Connection, write: &PendingWrite) -> Result<()> {
+    connection
+        .execute(
+            "INSERT INTO writes (id, staging, targets) VALUES (?1, ?2, ?3)",
+            params![write.id, write.staging, targets_json(&write.targets)],
+        )
+        .map_err(sql_error)?;
+    Ok(())
+}
+
+pub(crate) fn record_targets(connection: &Connection, id: &str, targets: &[String]) -> Result<()> {
+    let updated = connection
+        .execute("UPDATE writes SET targets = ?2 WHERE id = ?1", params![id, targets_json(targets)])
+        .map_err(sql_error)?;
+    if updated == 0 {
+        return Err(CatalogError::Store(format!("no write {id} is in flight")));
+    }
+    Ok(())
+}
+
+/// Inside the transaction that stores the written table: its files are no write's to undo.
+pub(crate) fn published(connection: &Connection, id: &str) -> Result<()> {
+    connection.execute("UPDATE writes SET targets = '[]' WHERE id = ?1", params![id]).map_err(sql_error)?;
+    Ok(())
+}
+
+pub(crate) fn end(connection: &Connection, id: &str) -> Result<()> {
+    connection.execute("DELETE FROM writes WHERE id = ?1", params![id]).map_err(sql_error)?;
+    Ok(())
+}
+
+pub(crate) fn pending(connection: &Connection) -> Result<Vec<PendingWrite>> {
+    let mut query = connection.prepare("SELECT id, staging, targets FROM writes ORDER BY id").map_err(sql_error)?;
+    let rows = query
+        .query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?, row.get::<_, String>(2)?)))
+        .map_err(sql_error)?;
+    let mut writes = Vec::new();
+    for row in rows {
+        let (id, staging, targets) = row.map_err(sql_error)?;
+        let targets = serde_json::from_str(&targets)
+            .map_err(|e| CatalogError::Store(format!("write {id}'s targets are unreadable: {e}")))?;
+        writes.push(PendingWrite { id, staging, targets });
+    }
+    Ok(writes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::definitions::{TableDef, TableFormat};
+    use crate::sqlite::SqliteCatalog;
+    use crate::store::Catalog;
+
+    #[test]
+    fn a_written_table_takes_its_writes_files_in_the_same_step() {
+        let catalog = SqliteCatalog::in_memory().unwrap();
+        catalog.create_database("db").unwrap();
+        let write = PendingWrite { id: "q1".into(), staging: "file:///w/t/_glaux_staging/q1/".into(), targets: vec![] };
+        catalog.begin_write(&write).unwrap();
+        assert!(catalog.begin_write(&write).is_err(), "one record per write");
+        let targets = vec!["file:///w/t/q1_a.parquet".to_string()];
+        catalog.record_write_targets("q1", &targets).unwrap();
+        assert_eq!(catalog.pending_writes().unwrap(), [PendingWrite { targets, ..write.clone() }]);
+        let table = TableDef {
+            database: "db".into(),
+            name: "t".into(),
+            locations: vec!["file:///w/t/".into()],
+            format: TableFormat::Parquet,
+            columns: vec![],
+            partition_keys: vec![],
+            properties: Default::default(),
+        };
+        catalog.create_written_table(&table, &[], "q1").unwrap();
+        assert_eq!(catalog.pending_writes().unwrap(), [write], "the table holds the files; staging remains");
+        catalog.end_write("q1").unwrap();
+        assert!(catalog.pending_writes().unwrap().is_empty());
+        assert!(catalog.record_write_targets("q1", &[]).is_err());
+    }
+}
