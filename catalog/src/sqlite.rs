@@ -80,7 +80,7 @@ const SCHEMA: &str = "
 ";
 
 /// Partition values as stored: a JSON array of strings (the primary key).
-fn values_key(values: &[String]) -> String {
+pub(crate) fn values_key(values: &[String]) -> String {
     serde_json::to_string(values).unwrap_or_default()
 }
 
@@ -115,12 +115,12 @@ impl SqliteCatalog {
         Ok(Self { connection: Mutex::new(connection), partitions: Mutex::default() })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
+    pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.connection.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Forgets cached partitions of one table, or of every table of a database (`table` None).
-    fn forget_partitions(&self, database: &str, table: Option<&str>) {
+    pub(crate) fn forget_partitions(&self, database: &str, table: Option<&str>) {
         let mut cache = self.partitions.lock().unwrap_or_else(|e| e.into_inner());
         cache.retain(|(db, t), _| db != database || table.is_some_and(|table| t != table));
     }
@@ -366,6 +366,10 @@ impl Catalog for SqliteCatalog {
         self.store_table(table, partitions, false, Some(write))
     }
 
+    fn add_written_partitions(&self, database: &str, table: &str, partitions: &[Partition], write: &str) -> Result<()> {
+        self.add_partitions_of_write(database, table, partitions, write)
+    }
+
     fn begin_write(&self, write: &PendingWrite) -> Result<()> {
         crate::sqlite_writes::begin(&self.lock(), write)
     }
@@ -472,67 +476,6 @@ impl Catalog for SqliteCatalog {
         transaction.commit().map_err(sql_error)?;
         self.forget_partitions(database, Some(table));
         Ok(dropped)
-    }
-}
-
-impl SqliteCatalog {
-    /// Stores a table and its partitions in one transaction; with `write`, that write's files
-    /// become the table's in the same step (its record keeps only its staging location).
-    fn store_table(
-        &self,
-        table: &TableDef,
-        partitions: &[Partition],
-        replace: bool,
-        write: Option<&str>,
-    ) -> Result<()> {
-        let definition = serde_json::to_string(table)
-            .map_err(|e| CatalogError::Store(format!("encoding table {}: {e}", table.name)))?;
-        let verb = if replace { "INSERT OR REPLACE" } else { "INSERT" };
-        let mut connection = self.lock();
-        let transaction = connection.transaction().map_err(sql_error)?;
-        // A replaced table starts without partitions: its keys or location may have changed.
-        transaction
-            .execute(
-                "DELETE FROM partitions WHERE database = ?1 AND table_name = ?2",
-                params![table.database, table.name],
-            )
-            .map_err(sql_error)?;
-        let inserted = transaction.execute(
-            &format!("{verb} INTO tables (database, name, definition) VALUES (?1, ?2, ?3)"),
-            params![table.database, table.name, definition],
-        );
-        match inserted {
-            Ok(_) => {
-                {
-                    let mut insert = transaction
-                        .prepare(
-                            "INSERT OR IGNORE INTO partitions (database, table_name, partition_values, location) \
-                             VALUES (?1, ?2, ?3, ?4)",
-                        )
-                        .map_err(sql_error)?;
-                    for partition in partitions {
-                        insert
-                            .execute(params![
-                                table.database,
-                                table.name,
-                                values_key(&partition.values),
-                                partition.location
-                            ])
-                            .map_err(sql_error)?;
-                    }
-                }
-                if let Some(write) = write {
-                    crate::sqlite_writes::published(&transaction, write)?;
-                }
-                transaction.commit().map_err(sql_error)?;
-                self.forget_partitions(&table.database, Some(&table.name));
-                Ok(())
-            }
-            Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::ConstraintViolation => {
-                Err(CatalogError::TableExists { database: table.database.clone(), table: table.name.clone() })
-            }
-            Err(e) => Err(sql_error(e)),
-        }
     }
 }
 

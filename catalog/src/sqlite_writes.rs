@@ -5,7 +5,9 @@
 
 use rusqlite::{Connection, params};
 
+use crate::definitions::{Partition, TableDef};
 use crate::error::{CatalogError, Result};
+use crate::sqlite::{SqliteCatalog, values_key};
 use crate::store::PendingWrite;
 
 fn sql_error(e: rusqlite::Error) -> CatalogError {
@@ -60,6 +62,97 @@ pub(crate) fn pending(connection: &Connection) -> Result<Vec<PendingWrite>> {
         writes.push(PendingWrite { id, staging, targets });
     }
     Ok(writes)
+}
+
+impl SqliteCatalog {
+    /// Stores a table and its partitions in one transaction; with `write`, that write's files
+    /// become the table's in the same step (its record keeps only its staging location).
+    pub(crate) fn store_table(
+        &self,
+        table: &TableDef,
+        partitions: &[Partition],
+        replace: bool,
+        write: Option<&str>,
+    ) -> Result<()> {
+        let definition = serde_json::to_string(table)
+            .map_err(|e| CatalogError::Store(format!("encoding table {}: {e}", table.name)))?;
+        let verb = if replace { "INSERT OR REPLACE" } else { "INSERT" };
+        let mut connection = self.lock();
+        let transaction = connection.transaction().map_err(sql_error)?;
+        // A replaced table starts without partitions: its keys or location may have changed.
+        transaction
+            .execute(
+                "DELETE FROM partitions WHERE database = ?1 AND table_name = ?2",
+                params![table.database, table.name],
+            )
+            .map_err(sql_error)?;
+        let inserted = transaction.execute(
+            &format!("{verb} INTO tables (database, name, definition) VALUES (?1, ?2, ?3)"),
+            params![table.database, table.name, definition],
+        );
+        match inserted {
+            Ok(_) => {
+                {
+                    let mut insert = transaction
+                        .prepare(
+                            "INSERT OR IGNORE INTO partitions (database, table_name, partition_values, location) \
+                             VALUES (?1, ?2, ?3, ?4)",
+                        )
+                        .map_err(sql_error)?;
+                    for partition in partitions {
+                        insert
+                            .execute(params![
+                                table.database,
+                                table.name,
+                                values_key(&partition.values),
+                                partition.location
+                            ])
+                            .map_err(sql_error)?;
+                    }
+                }
+                if let Some(write) = write {
+                    published(&transaction, write)?;
+                }
+                transaction.commit().map_err(sql_error)?;
+                self.forget_partitions(&table.database, Some(&table.name));
+                Ok(())
+            }
+            Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::ConstraintViolation => {
+                Err(CatalogError::TableExists { database: table.database.clone(), table: table.name.clone() })
+            }
+            Err(e) => Err(sql_error(e)),
+        }
+    }
+
+    /// Registers the new partitions a write's files went into and marks its files as the
+    /// table's, in one transaction.
+    pub(crate) fn add_partitions_of_write(
+        &self,
+        database: &str,
+        table: &str,
+        partitions: &[Partition],
+        write: &str,
+    ) -> Result<()> {
+        let mut connection = self.lock();
+        let transaction = connection.transaction().map_err(sql_error)?;
+        {
+            let mut insert = transaction
+                .prepare(
+                    "INSERT OR IGNORE INTO partitions (database, table_name, partition_values, location) \
+                     VALUES (?1, ?2, ?3, ?4)",
+                )
+                .map_err(sql_error)?;
+            for partition in partitions {
+                insert
+                    .execute(params![database, table, values_key(&partition.values), partition.location])
+                    .map_err(sql_error)?;
+            }
+        }
+        published(&transaction, write)?;
+        transaction.commit().map_err(sql_error)?;
+        self.forget_partitions(database, Some(table));
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -23,6 +23,9 @@ pub trait Catalog: Debug + Send + Sync {
     /// Stores a new table whose files `write` wrote, with its partitions, and marks that write's
     /// files as the table's, in one step.
     fn create_written_table(&self, table: &TableDef, partitions: &[Partition], write: &str) -> Result<()>;
+    /// Registers the partitions (new ones; registered ones are kept) whose directories a write's
+    /// files went into, and marks that write's files as the table's, in one step.
+    fn add_written_partitions(&self, database: &str, table: &str, partitions: &[Partition], write: &str) -> Result<()>;
     /// Records a write starting: until [`Self::end_write`], what it staged is removed at the next
     /// start if the process dies.
     fn begin_write(&self, write: &PendingWrite) -> Result<()>;

@@ -84,6 +84,7 @@ impl Scheduler {
         // What writes left when the last scheduler on this catalog died: taken before any new
         // write begins, removed in the background.
         let unfinished = lake.catalog().pending_writes()?;
+        crate::write::hide_unfinished(&ctx.state(), &unfinished);
         let recovery = {
             let (state, catalog) = (ctx.state(), Arc::clone(lake.catalog()));
             async move { crate::write::recover(&state, &catalog, unfinished).await }

@@ -11,6 +11,7 @@
 //! [`StagedWrite::discard`] removes the staging location, and on failure every file it had moved.
 //! Directories no partition reported (an attempt run again) are never published.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow::array::{AsArray, RecordBatch};
@@ -18,12 +19,13 @@ use arrow::datatypes::UInt64Type;
 use datafusion::datasource::listing::ListingTableUrl;
 use datafusion::execution::SessionState;
 use futures::{StreamExt, TryStreamExt, stream};
-use glaux_catalog::{Catalog, PendingWrite};
+use glaux_catalog::{Catalog, Partition, PendingWrite};
 use glaux_proto::QueryId;
+use glaux_storage::{ListingCache, Visibility};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 
-use crate::error::SchedulerError;
+use crate::error::{ErrorKind, SchedulerError};
 
 /// The directory under a table's location where statements stage their files.
 pub(crate) const STAGING_DIR: &str = "_glaux_staging";
@@ -46,6 +48,10 @@ pub(crate) struct Published {
 pub(crate) struct StagedWrite {
     store: Arc<dyn ObjectStore>,
     catalog: Arc<dyn Catalog>,
+    /// What the scheduler's listings show: moved files stay hidden until the write commits.
+    visibility: Option<Arc<Visibility>>,
+    /// Partitions the table has already, by values: their files go to their own location.
+    registered: HashMap<Vec<String>, ListingTableUrl>,
     location: ListingTableUrl,
     staging: ListingTableUrl,
     query: QueryId,
@@ -73,10 +79,13 @@ impl StagedWrite {
             .map_err(SchedulerError::plan)?;
         let store = state.runtime_env().object_store(location.object_store()).map_err(SchedulerError::plan)?;
         let record = PendingWrite { id: query.to_string(), staging: staging.as_str().to_string(), targets: Vec::new() };
+        let visibility = state.config().get_extension::<ListingCache>().map(|c| Arc::clone(c.visibility()));
         catalog.begin_write(&record)?;
         Ok(Self {
             store,
             catalog: Arc::clone(catalog),
+            visibility,
+            registered: HashMap::new(),
             location,
             staging,
             query: query.clone(),
@@ -84,6 +93,15 @@ impl StagedWrite {
             moved: Vec::new(),
             done: false,
         })
+    }
+
+    /// Files of partitions the table has already (`(values, location)`) go to their location.
+    pub fn with_registered_partitions(mut self, partitions: &[Partition]) -> Result<Self, SchedulerError> {
+        for partition in partitions {
+            let url = ListingTableUrl::parse(&partition.location).map_err(SchedulerError::plan)?;
+            self.registered.insert(partition.values.clone(), url);
+        }
+        Ok(self)
     }
 
     /// Its id in the catalog's journal of writes.
@@ -144,16 +162,24 @@ impl StagedWrite {
                 let parts: Vec<String> = relative.map(|p| p.as_ref().to_string()).collect();
                 let Some((name, directories)) = parts.split_last() else { continue };
                 let values = self.partition_values(directories, &file.location)?;
-                let mut target = self.location.prefix().clone();
-                for directory in directories {
-                    target = target.join(directory.as_str());
-                }
+                let target = match self.registered.get(&values) {
+                    Some(partition) if partition.object_store() != self.location.object_store() => {
+                        return Err(SchedulerError::refused(
+                            ErrorKind::Unsupported,
+                            format!("partition at {partition} is in another store than the table's location"),
+                        ));
+                    }
+                    Some(partition) => partition.prefix().clone(),
+                    None => {
+                        if !values.is_empty() && !published.partitions.iter().any(|(v, _)| v == &values) {
+                            published.partitions.push((values, directories.join("/")));
+                        }
+                        directories.iter().fold(self.location.prefix().clone(), |path, d| path.join(d.as_str()))
+                    }
+                };
                 let target = target.join(format!("{}_{name}", self.query));
                 published.files += 1;
                 published.bytes += file.size;
-                if !values.is_empty() && !published.partitions.iter().any(|(v, _)| v == &values) {
-                    published.partitions.push((values, directories.join("/")));
-                }
                 moves.push((file.location, target));
             }
         }
@@ -162,6 +188,9 @@ impl StagedWrite {
         let object_store = self.location.object_store();
         let targets: Vec<String> = moves.iter().map(|(_, to)| format!("{}{to}", object_store.as_str())).collect();
         self.catalog.record_write_targets(&self.id(), &targets)?;
+        if let Some(visibility) = &self.visibility {
+            visibility.hide(&self.id(), targets);
+        }
         let store = Arc::clone(&self.store);
         let mut renames = stream::iter(moves)
             .map(|(from, to)| {
@@ -180,6 +209,20 @@ impl StagedWrite {
             Some(error) => Err(error),
             None => Ok(published),
         }
+    }
+
+    /// Makes the published files visible: `register` (storing the table or its new partitions,
+    /// which marks the files as the table's in the journal) runs while no query plans, and the
+    /// files are shown at once after it.
+    pub async fn commit(
+        &mut self,
+        register: impl FnOnce() -> Result<(), SchedulerError>,
+    ) -> Result<(), SchedulerError> {
+        let Some(visibility) = self.visibility.clone() else { return register() };
+        let _committing = visibility.committing().await;
+        register()?;
+        visibility.reveal(&self.id());
+        Ok(())
     }
 
     /// The values of `directories` (`k=v` for each partition column, in order).
@@ -206,8 +249,8 @@ impl StagedWrite {
     pub async fn discard(&mut self, published: bool) {
         self.done = true;
         let moved = if published { Vec::new() } else { std::mem::take(&mut self.moved) };
-        remove(Arc::clone(&self.store), Arc::clone(&self.catalog), self.staging.clone(), moved, self.query.clone())
-            .await;
+        let parts = (Arc::clone(&self.store), Arc::clone(&self.catalog), self.visibility.clone());
+        remove(parts, self.staging.clone(), moved, self.query.clone()).await;
     }
 }
 
@@ -218,36 +261,41 @@ impl Drop for StagedWrite {
         if self.done {
             return;
         }
-        let (store, catalog) = (Arc::clone(&self.store), Arc::clone(&self.catalog));
+        let parts = (Arc::clone(&self.store), Arc::clone(&self.catalog), self.visibility.clone());
         let (staging, moved) = (self.staging.clone(), std::mem::take(&mut self.moved));
         // Detached on purpose: the statement that owned the write is gone, and its files must
         // go too; the journal covers a scheduler that stops before this ends.
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             tracing::info!(query = %self.query, "a write ended before it finished; removing its files");
-            runtime.spawn(remove(store, catalog, staging, moved, self.query.clone()));
+            runtime.spawn(remove(parts, staging, moved, self.query.clone()));
         }
     }
 }
 
 /// Deletes `moved` and everything under `staging` (on a local file system, its directories too),
 /// then forgets the write in the catalog's journal.
-async fn remove(
-    store: Arc<dyn ObjectStore>,
-    catalog: Arc<dyn Catalog>,
-    staging: ListingTableUrl,
-    doomed: Vec<Path>,
-    query: QueryId,
-) {
-    if delete_staged(&store, &staging, doomed, &query).await
-        && let Err(e) = catalog.end_write(&query.to_string())
-    {
+async fn remove(parts: Parts, staging: ListingTableUrl, doomed: Vec<Path>, query: QueryId) {
+    let (store, catalog, visibility) = parts;
+    let clean = delete_staged(&store, &staging, doomed, &query).await;
+    // Files it moved are gone, or the table holds them (and they were shown when it committed).
+    if let Some(visibility) = visibility {
+        visibility.reveal(&query.to_string());
+    }
+    if clean && let Err(e) = catalog.end_write(&query.to_string()) {
         tracing::warn!(%query, error = %e, "forgetting a finished write");
     }
 }
 
+/// What removing a write's files needs: the store, the catalog's journal, the listings' view.
+type Parts = (Arc<dyn ObjectStore>, Arc<dyn Catalog>, Option<Arc<Visibility>>);
+
 /// Removes what a write left when the scheduler died: for each write the catalog's journal still
 /// holds, the files it was moving into a table that was never stored, and its staging location.
+///
+/// The files a write was moving are hidden from listings at once ([`hide_unfinished`]), before
+/// the scheduler serves; this removes them in the background.
 pub(crate) async fn recover(state: &SessionState, catalog: &Arc<dyn Catalog>, unfinished: Vec<PendingWrite>) {
+    let visibility = state.config().get_extension::<ListingCache>().map(|c| Arc::clone(c.visibility()));
     for write in unfinished {
         let query = QueryId::from(write.id.clone());
         let store = ListingTableUrl::parse(&write.staging)
@@ -267,7 +315,16 @@ pub(crate) async fn recover(state: &SessionState, catalog: &Arc<dyn Catalog>, un
             .map(|url| url.prefix().clone())
             .collect();
         tracing::info!(%query, files = doomed.len(), staging = %write.staging, "removing what an unfinished write left");
-        remove(store, Arc::clone(catalog), staging, doomed, query).await;
+        remove((store, Arc::clone(catalog), visibility.clone()), staging, doomed, query).await;
+    }
+}
+
+/// Hides the files unfinished writes were moving into tables, until [`recover`] removes them.
+pub(crate) fn hide_unfinished(state: &SessionState, unfinished: &[PendingWrite]) {
+    if let Some(cache) = state.config().get_extension::<ListingCache>() {
+        for write in unfinished {
+            cache.visibility().hide(&write.id, write.targets.iter().cloned());
+        }
     }
 }
 
@@ -359,5 +416,57 @@ mod tests {
         assert!(is_staged(&Path::from("wh/t/_glaux_staging/q/0-x/a.parquet"), &location));
         assert!(!is_staged(&Path::from("wh/t/k=1/a.parquet"), &location));
         assert!(!is_staged(&Path::from("wh/other/_glaux_staging/a"), &location));
+    }
+
+    /// Moved files stay out of the scheduler's listings until the write commits, and appear
+    /// then, all at once; a journal record keeps them until the table holds them.
+    #[tokio::test]
+    async fn published_files_are_hidden_until_the_commit() {
+        use arrow::array::{StringArray, UInt64Array};
+        use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+        use datafusion::prelude::{SessionConfig, SessionContext};
+        use glaux_catalog::SqliteCatalog;
+        use glaux_storage::{LakeObjectStores, StorageConfig};
+
+        let root = tempfile::tempdir().unwrap();
+        let storage = StorageConfig::default().with_local_roots(&[root.path().to_path_buf()]).unwrap();
+        let cache = Arc::new(ListingCache::new(std::time::Duration::ZERO, 1 << 20));
+        let stores = LakeObjectStores::new(storage).with_listing_cache(Arc::clone(&cache));
+        let runtime = RuntimeEnvBuilder::new().with_object_store_registry(Arc::new(stores)).build_arc().unwrap();
+        let state = SessionContext::new_with_config_rt(SessionConfig::new().with_extension(cache), runtime).state();
+        let catalog: Arc<dyn Catalog> = Arc::new(SqliteCatalog::in_memory().unwrap());
+        let location = url::Url::from_directory_path(root.path().join("t")).unwrap().to_string();
+        let query = QueryId::random();
+
+        let mut write = StagedWrite::begin(&state, &catalog, &location, &query, Vec::new()).unwrap();
+        let task_dir = format!("{}0-attempt/", write.staging_url());
+        let staged = url::Url::parse(&task_dir).unwrap().to_file_path().unwrap();
+        std::fs::create_dir_all(&staged).unwrap();
+        std::fs::write(staged.join("part.json"), "{}\n").unwrap();
+        let report = RecordBatch::try_new(
+            glaux_proto::write_report_schema(),
+            vec![Arc::new(StringArray::from(vec![task_dir])), Arc::new(UInt64Array::from(vec![1u64]))],
+        )
+        .unwrap();
+
+        let listed = |state: &SessionState| {
+            let location = ListingTableUrl::parse(&location).unwrap();
+            let store = state.runtime_env().object_store(location.object_store()).unwrap();
+            async move {
+                let listed: Vec<_> = store.list(Some(location.prefix())).try_collect().await.unwrap();
+                listed.into_iter().map(|m| m.location.filename().unwrap_or_default().to_string()).collect::<Vec<_>>()
+            }
+        };
+        let published = write.publish(&[report]).await.unwrap();
+        assert_eq!((published.rows, published.files), (1, 1));
+        assert!(root.path().join("t").join(format!("{query}_part.json")).exists(), "moved into the table");
+        assert_eq!(listed(&state).await, Vec::<String>::new(), "hidden before the commit");
+        assert_eq!(catalog.pending_writes().unwrap()[0].targets.len(), 1, "journaled before the move");
+
+        write.commit(|| Ok(())).await.unwrap();
+        assert_eq!(listed(&state).await, [format!("{query}_part.json")], "shown by the commit");
+        write.discard(true).await;
+        assert!(!root.path().join("t").join(STAGING_DIR).exists());
+        assert!(catalog.pending_writes().unwrap().is_empty(), "the write is over");
     }
 }

@@ -8,7 +8,9 @@
 //! Glaux itself) and every [`ListingCache::invalidate`] (the scheduler calls it around each
 //! statement that changes the catalog) empties the cache, and a listing that started before an
 //! invalidation is never stored after it. Entries are bounded in bytes: a listing larger than the
-//! whole budget is not kept, and the oldest entries go first when the budget is full.
+//! whole budget is not kept, and the oldest entries go first when the budget is full. With a TTL
+//! of zero nothing is kept. Listings never show the files a write keeps hidden until it commits
+//! ([`Visibility`]).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -17,6 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::Visibility;
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::BoxStream;
@@ -38,6 +41,7 @@ pub struct ListingCache {
     /// started.
     generation: AtomicU64,
     entries: Mutex<Entries>,
+    visibility: Arc<Visibility>,
 }
 
 #[derive(Default)]
@@ -62,7 +66,13 @@ impl fmt::Debug for ListingCache {
 impl ListingCache {
     /// A cache keeping listings for `ttl`, in at most `max_bytes` (estimated).
     pub fn new(ttl: Duration, max_bytes: usize) -> Self {
-        Self { ttl, max_bytes, generation: AtomicU64::new(0), entries: Mutex::default() }
+        let visibility = Arc::default();
+        Self { ttl, max_bytes, generation: AtomicU64::new(0), entries: Mutex::default(), visibility }
+    }
+
+    /// The files writes keep out of the listings of stores wrapped by this cache.
+    pub fn visibility(&self) -> &Arc<Visibility> {
+        &self.visibility
     }
 
     pub fn ttl(&self) -> Duration {
@@ -98,6 +108,9 @@ impl ListingCache {
     }
 
     fn put(&self, key: (String, String), generation: u64, objects: Arc<Vec<ObjectMeta>>, at: Instant) {
+        if self.ttl.is_zero() {
+            return;
+        }
         let bytes = objects.iter().map(meta_bytes).sum::<usize>() + key.0.len() + key.1.len();
         if bytes > self.max_bytes {
             return;
@@ -173,8 +186,11 @@ impl ObjectStore for CachedListings {
 
     fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
         let key = (self.store_key.clone(), prefix.map(|p| p.to_string()).unwrap_or_default());
+        let (visibility, store_key) = (Arc::clone(&self.cache.visibility), self.store_key.clone());
+        let shown = move |meta: &ObjectMeta| !visibility.is_hidden(&store_key, &meta.location);
         if let Some(objects) = self.cache.get(&key) {
-            return stream::iter((0..objects.len()).map(move |i| Ok(objects[i].clone()))).boxed();
+            let objects: Vec<ObjectMeta> = objects.iter().filter(|m| shown(m)).cloned().collect();
+            return stream::iter(objects.into_iter().map(Ok)).boxed();
         }
         let (cache, generation, started) =
             (Arc::clone(&self.cache), self.cache.generation.load(Ordering::SeqCst), Instant::now());
@@ -184,7 +200,8 @@ impl ObjectStore for CachedListings {
                 Ok(objects) => {
                     let objects = Arc::new(objects);
                     cache.put(key, generation, Arc::clone(&objects), started);
-                    stream::iter((0..objects.len()).map(move |i| Ok(objects[i].clone()))).left_stream()
+                    let objects: Vec<ObjectMeta> = objects.iter().filter(|m| shown(m)).cloned().collect();
+                    stream::iter(objects.into_iter().map(Ok)).left_stream()
                 }
                 Err(error) => stream::iter([Err(error)]).right_stream(),
             }
@@ -250,6 +267,23 @@ mod tests {
         // Two buckets with the same prefix are two listings.
         let other = cache.wrap("memory://other".into(), Arc::new(InMemory::new()));
         assert!(names(other.as_ref(), "t").await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn hidden_files_are_left_out_of_listings_until_revealed() {
+        let inner: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        for name in ["t/a.parquet", "t/b.parquet"] {
+            inner.put(&Path::from(name), PutPayload::from_static(b"x")).await.unwrap();
+        }
+        for ttl in [Duration::ZERO, Duration::from_secs(3600)] {
+            let cache = Arc::new(ListingCache::new(ttl, 1 << 20));
+            let store = cache.wrap("memory://".into(), Arc::clone(&inner));
+            cache.visibility().hide("w1", ["memory:///t/b.parquet".to_string()]);
+            assert_eq!(names(store.as_ref(), "t").await, ["t/a.parquet"]);
+            assert_eq!(names(store.as_ref(), "t").await, ["t/a.parquet"], "from the cache too");
+            cache.visibility().reveal("w1");
+            assert_eq!(names(store.as_ref(), "t").await, ["t/a.parquet", "t/b.parquet"]);
+        }
     }
 
     #[tokio::test]

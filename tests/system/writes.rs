@@ -300,3 +300,74 @@ async fn a_killed_scheduler_leaves_no_table_and_the_next_start_removes_its_files
     second.kill().await?;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn insert_into_adds_files_and_partitions_and_touches_nothing_else() -> TestResult {
+    let cluster = TestCluster::builder().start().await?;
+    let (lake, mut client) = cluster.with_lake().await?;
+    let reference = reference_context(&lake).await;
+    let warehouse = cluster.warehouse().to_path_buf();
+
+    // A partitioned Parquet table with one partition, then rows for new and existing partitions.
+    client
+        .query("CREATE TABLE events WITH (partitioned_by = ARRAY['region']) AS SELECT id, qty, region FROM sales WHERE region = 'eu'")
+        .await?;
+    let before = files_under(&warehouse.join("default/events"));
+    let inserted = client.query("INSERT INTO events SELECT id, qty, region FROM sales WHERE region <> 'eu'").await?;
+    let others = (REGIONS.len() - 1) * DAYS.len() * FILES_PER_PARTITION * ROWS_PER_FILE;
+    assert_eq!(rows_of(&inserted.batches), [others.to_string()]);
+    client.query("INSERT INTO events VALUES (999999, 5, 'eu'), (1000000, 6, 'mars')").await?;
+    client.query("INSERT INTO events (region, id) VALUES ('eu', 7)").await?;
+    let after = files_under(&warehouse.join("default/events"));
+    assert!(before.iter().all(|f| after.contains(f)), "files already there stay");
+    assert!(!after.iter().any(|f| f.contains("_glaux_staging")), "{after:?}");
+    let partitions = rows_of(&client.query("SHOW PARTITIONS events").await?.batches);
+    assert_eq!(partitions.len(), REGIONS.len() + 1, "{partitions:?}");
+    assert_same_rows(
+        &mut client,
+        "SELECT region, count(*), count(qty), sum(qty), max(id) FROM events GROUP BY region",
+        &reference,
+        "SELECT region, count(*), count(qty), sum(qty), max(id) FROM \
+         (SELECT id, qty, region FROM sales UNION ALL SELECT * FROM (VALUES (999999, 5, 'eu'), (1000000, 6, 'mars'), \
+         (7, NULL, 'eu')) AS v(id, qty, region)) GROUP BY region",
+    )
+    .await;
+
+    // An unpartitioned JSON table whose first file another program wrote.
+    let logs = warehouse.join("logs");
+    std::fs::create_dir_all(&logs)?;
+    std::fs::write(logs.join("theirs"), "{\"n\": 1, \"s\": \"a\"}\n{\"n\": 2, \"s\": \"b\"}\n")?;
+    client
+        .query(&format!(
+            "CREATE EXTERNAL TABLE logs (n bigint, s string) ROW FORMAT SERDE 'org.openx.data.jsonserde.JsonSerDe' \
+             LOCATION '{}/'",
+            logs.display()
+        ))
+        .await?;
+    client.query("INSERT INTO logs VALUES (3, 'c'), (4, NULL)").await?;
+    client.query("INSERT INTO logs SELECT id, item FROM sales WHERE id < 3").await?;
+    assert_eq!(std::fs::read_to_string(logs.join("theirs"))?, "{\"n\": 1, \"s\": \"a\"}\n{\"n\": 2, \"s\": \"b\"}\n");
+    reference_reads(
+        &reference,
+        &format!("CREATE EXTERNAL TABLE df_logs (n BIGINT, s VARCHAR) STORED AS JSON LOCATION '{}/'", logs.display()),
+    )
+    .await;
+    let all = "SELECT n, s FROM {} ORDER BY n, s";
+    assert_same_rows(&mut client, &all.replace("{}", "logs"), &reference, &all.replace("{}", "df_logs")).await;
+    assert_eq!(rows_of(&client.query("SELECT count(*), sum(n) FROM logs").await?.batches), ["7 | 13"]);
+
+    // A failed INSERT changes nothing; bad statements are clear errors.
+    let files = files_under(&warehouse.join("default/events"));
+    assert!(client.query("INSERT INTO events SELECT id, CAST(item AS INT), region FROM sales").await.is_err());
+    assert_eq!(files_under(&warehouse.join("default/events")), files);
+    for (sql, message) in [
+        ("INSERT OVERWRITE events SELECT id, qty, region FROM sales", "OVERWRITE"),
+        ("INSERT INTO nowhere VALUES (1)", "nowhere"),
+        ("INSERT INTO events VALUES (1, 2)", "expected 3"),
+    ] {
+        let error = client.query(sql).await.expect_err(sql);
+        assert!(error.to_string().contains(message), "{sql}: {error}");
+    }
+    assert_eq!(files_under(&warehouse.join("default/events")), files);
+    Ok(())
+}

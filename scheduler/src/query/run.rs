@@ -16,6 +16,7 @@ use datafusion::physical_plan::{ExecutionPlan, execute_stream};
 use futures::{StreamExt, TryStreamExt, stream};
 use glaux_catalog::{PruningReport, TableScanReport};
 use glaux_proto::{ClusterChannels, ExecutorAddr, QueryId, RerunHandle, TableWriteExec, TaskSigner, WriteSpec};
+use glaux_storage::ListingCache;
 use tokio::sync::mpsc;
 
 use super::QueryResult;
@@ -240,8 +241,15 @@ pub(super) async fn physical_plan(
     state.config_mut().options_mut().execution.target_partitions = slots.max(1);
     let report = Arc::new(PruningReport::default());
     state.config_mut().set_extension(Arc::clone(&report));
-    // Optimizing folds constants: a cast of a bad literal fails here.
+    // Optimizing folds constants: a cast of a bad literal fails here. Scans list their files
+    // here: no write commits meanwhile, so the plan holds all of a write's files or none.
+    let visibility = state.config().get_extension::<ListingCache>().map(|c| Arc::clone(c.visibility()));
+    let planning = match &visibility {
+        Some(visibility) => Some(visibility.planning().await),
+        None => None,
+    };
     let physical = state.create_physical_plan(plan).await.map_err(|e| crate::trino::planning_error(e, "", &state))?;
+    drop(planning);
     let physical = cut_at_row_groups(physical, &state).await.map_err(SchedulerError::plan)?;
     if tracing::enabled!(tracing::Level::TRACE) {
         let shown = datafusion::physical_plan::displayable(physical.as_ref()).set_show_statistics(true).indent(true);

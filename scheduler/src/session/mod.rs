@@ -45,12 +45,9 @@ pub fn scheduler_session(
     let caches = CacheManagerConfig::default().with_list_files_cache_limit(0);
     // Listings are kept by the stores instead, for a short TTL and per bucket (DataFusion's cache
     // keys listings by path alone, and keeps them until the table is dropped).
-    let mut stores = LakeObjectStores::new(config.storage.clone());
-    let listings = (!config.listing_cache_ttl.is_zero())
-        .then(|| Arc::new(ListingCache::new(config.listing_cache_ttl, LISTING_CACHE_BYTES)));
-    if let Some(cache) = &listings {
-        stores = stores.with_listing_cache(Arc::clone(cache));
-    }
+    // With a TTL of zero it keeps nothing, and still hides the files of writes in flight.
+    let listings = Arc::new(ListingCache::new(config.listing_cache_ttl, LISTING_CACHE_BYTES));
+    let stores = LakeObjectStores::new(config.storage.clone()).with_listing_cache(Arc::clone(&listings));
     // The final stage's sorts and aggregations spill beyond the scheduler's memory limit; the
     // error for a query that cannot fit names the operators holding the most.
     let pool = TrackConsumersPool::new(
@@ -72,9 +69,7 @@ pub fn scheduler_session(
         // repartitioning inside a stage would only add copies.
         .with_round_robin_repartition(false)
         .with_extension(channels);
-    if let Some(cache) = listings {
-        session = session.with_extension(cache);
-    }
+    session = session.with_extension(listings);
     // A join whose smaller side is estimated below these sizes broadcasts it to every task of the
     // larger side instead of shuffling both: the larger side stays where it is read, and the
     // join's dynamic filter prunes its scan, in its stage or across shuffles below (a partitioned

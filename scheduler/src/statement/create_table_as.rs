@@ -361,11 +361,11 @@ impl CreateTableAs {
 }
 
 /// What a write statement returns: the rows it wrote, as Trino reports them.
-fn rows_schema() -> SchemaRef {
+pub(super) fn rows_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![Field::new("rows", DataType::Int64, false)]))
 }
 
-fn rows_written(query: QueryId, rows: u64) -> Result<QueryResult, SchedulerError> {
+pub(super) fn rows_written(query: QueryId, rows: u64) -> Result<QueryResult, SchedulerError> {
     let batch = RecordBatch::try_new(rows_schema(), vec![Arc::new(Int64Array::from(vec![rows as i64]))])
         .map_err(|e| SchedulerError::plan(e.into()))?;
     Ok(QueryResult::finished(query, rows_schema(), vec![batch]))
@@ -451,7 +451,8 @@ impl Family for CreateTableAs {
                     location: format!("{location}{directory}/"),
                 })
                 .collect();
-            ctx.lake.register_written_table(&definition, &partitions, &staged.id())?;
+            let id = staged.id();
+            staged.commit(|| Ok(ctx.lake.register_written_table(&definition, &partitions, &id)?)).await?;
             Ok::<_, SchedulerError>((published.rows, result.stats))
         }
         .await;

@@ -25,6 +25,7 @@ mod create_table;
 mod create_table_as;
 mod explain;
 mod grants;
+mod insert;
 mod partitions;
 mod placeholders;
 mod plan_sql;
@@ -53,6 +54,7 @@ use create_table::CreateTable;
 use create_table_as::CreateTableAs;
 use explain::Explain;
 use grants::Authorization;
+use insert::Insert;
 use partitions::Partitions;
 use prepared::Prepared;
 use query::Query;
@@ -129,6 +131,7 @@ pub(crate) enum Statement {
     Explain(Explain),
     CreateTable(CreateTable),
     CreateTableAs(Box<CreateTableAs>),
+    Insert(Box<Insert>),
     CatalogDdl(CatalogDdl),
     ShowCreateTable(ShowCreateTable),
     ShowFunctions(ShowFunctions),
@@ -166,6 +169,7 @@ impl Statement {
             Self::Explain(_) => "explain",
             Self::CreateTable(_) => "create_table",
             Self::CreateTableAs(_) => "create_table_as",
+            Self::Insert(_) => "insert",
             Self::CatalogDdl(_) => "catalog_ddl",
             Self::ShowCreateTable(_) => "show_create_table",
             Self::ShowFunctions(_) => "show_functions",
@@ -184,6 +188,11 @@ impl Statement {
             Self::ShowCreateTable(show) => vec![show.table()],
             Self::Partitions(partitions) => vec![partitions.table()],
             Self::CreateTable(create) => vec![create.table(database)],
+            Self::Insert(insert) => {
+                let mut objects = tables_read(insert.plan(), database);
+                objects.push(insert.table());
+                objects
+            }
             Self::CreateTableAs(create) => {
                 let mut objects = tables_read(create.plan(), database);
                 objects.push(create.table(database));
@@ -202,6 +211,7 @@ impl Statement {
             Self::Explain(s) => s,
             Self::CreateTable(s) => s,
             Self::CreateTableAs(s) => s.as_ref(),
+            Self::Insert(s) => s.as_ref(),
             Self::CatalogDdl(s) => s,
             Self::ShowCreateTable(s) => s,
             Self::ShowFunctions(s) => s,
@@ -221,6 +231,10 @@ impl Statement {
             return Ok(Statement::CreateTableAs(Box::new(CreateTableAs::try_new(parsed, plan)?)));
         }
         if let Some(words) = Words::of(sql) {
+            if words.words().starts_with(&["INSERT"]) {
+                let plan = plan_sql::plan_insert(sql, ctx).await?;
+                return Ok(Statement::Insert(Box::new(Insert::try_new(plan, &ctx.session.database)?)));
+            }
             // `EXECUTE` is its prepared statement with the values in place of its parameters.
             if let Some(executed) = prepared::execute(&words, ctx) {
                 return Box::pin(Self::recognize(&executed?, ctx)).await;

@@ -18,6 +18,15 @@ use crate::trino::{closest_names, planning_error};
 
 /// Parses and plans `sql` without running it.
 pub(super) async fn plan_sql(sql: &str, ctx: &Context<'_>) -> Result<LogicalPlan, SchedulerError> {
+    plan(sql, ctx, false).await
+}
+
+/// Plans an `INSERT` (DataFusion's DML plan; its family runs it).
+pub(super) async fn plan_insert(sql: &str, ctx: &Context<'_>) -> Result<LogicalPlan, SchedulerError> {
+    plan(sql, ctx, true).await
+}
+
+async fn plan(sql: &str, ctx: &Context<'_>, allow_dml: bool) -> Result<LogicalPlan, SchedulerError> {
     let sql = number_question_marks(sql);
     let state = &ctx.state;
     crate::trino::check_quotes(&sql).map_err(|message| SchedulerError::refused(ErrorKind::Parse, message))?;
@@ -36,7 +45,7 @@ pub(super) async fn plan_sql(sql: &str, ctx: &Context<'_>) -> Result<LogicalPlan
     // What the plan would do beyond reading and DDL; `verify_plan` fails for nothing else.
     SQLOptions::new()
         .with_allow_ddl(true)
-        .with_allow_dml(false)
+        .with_allow_dml(allow_dml)
         .with_allow_statements(false)
         .verify_plan(&plan)
         .map_err(|e| SchedulerError::refused(ErrorKind::Unsupported, e.to_string()))?;
