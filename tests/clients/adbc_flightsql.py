@@ -14,6 +14,7 @@ import threading
 
 import adbc_driver_flightsql.dbapi as flightsql
 import pyarrow as pa
+import pyarrow.compute  # noqa: F401 (pa.compute)
 import pyarrow.parquet as pq
 
 glaux, work = sys.argv[1], sys.argv[2]
@@ -119,6 +120,21 @@ try:
                   repaired == ["Repair: Added partition to metastore sales_hive:region=mars"], f"{repaired}")
             cur.execute("SELECT count(*) FROM web.sales_hive")
             check("the repaired partition is read", cur.fetchall() == [(4000,)])
+
+        # CREATE TABLE AS and INSERT INTO through ADBC; pyarrow reads the files Glaux wrote.
+        with conn.cursor() as cur:
+            cur.execute("CREATE TABLE by_item WITH (write_compression = 'ZSTD', partitioned_by = ARRAY['item']) "
+                        "AS SELECT id, qty, item FROM sales WHERE region <> 'eu'")
+            check("CTAS reports the rows it wrote", cur.fetchall() == [(2000,)])
+            cur.execute("INSERT INTO by_item VALUES (1, 2, 'kiwi')")
+            check("INSERT reports the rows it wrote", cur.fetchall() == [(1,)])
+            written = pq.read_table(os.path.join(warehouse, "default", "by_item"), partitioning="hive")
+            source = everything.filter(pa.compute.not_equal(everything["region"], "eu"))
+            expected = sorted((r["id"], r["qty"], r["item"]) for r in source.to_pylist()) + [(1, 2, "kiwi")]
+            actual = sorted((r["id"], r["qty"], str(r["item"])) for r in written.to_pylist())
+            check("pyarrow reads the rows Glaux wrote", actual == sorted(expected), f"{len(actual)} rows")
+            cur.execute("SELECT count(*), sum(qty) FROM by_item")
+            check("Glaux reads them too", cur.fetchall() == [(2001, sum(r[1] for r in expected))])
 
         # The session's database travels in a header any Flight SQL client can set.
         header = {"adbc.flight.sql.rpc.call_header.x-glaux-database": "web"}

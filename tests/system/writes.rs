@@ -191,6 +191,8 @@ async fn a_failed_create_table_as_leaves_no_table_and_no_file() -> TestResult {
         ("CREATE TABLE t WITH (external_location = 'file:///etc/glaux/') AS SELECT 1 AS x", "/etc"),
         ("CREATE TABLE t WITH (bucket_count = 4) AS SELECT 1 AS x", "not supported"),
         ("CREATE TABLE nodb.t AS SELECT 1 AS x", "nodb"),
+        ("EXPLAIN CREATE TABLE t AS SELECT 1 AS x", "EXPLAIN its query"),
+        ("EXPLAIN ANALYZE INSERT INTO sales SELECT * FROM sales", "EXPLAIN its query"),
     ] {
         let error = client.query(sql).await.expect_err(sql);
         assert!(error.to_string().contains(message), "{sql}: {error}");
