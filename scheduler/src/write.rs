@@ -18,14 +18,16 @@ use arrow::array::{AsArray, RecordBatch};
 use arrow::datatypes::UInt64Type;
 use datafusion::datasource::listing::ListingTableUrl;
 use datafusion::execution::SessionState;
+use datafusion::logical_expr::LogicalPlan;
 use futures::{StreamExt, TryStreamExt, stream};
 use glaux_catalog::{Catalog, Partition, PendingWrite};
-use glaux_proto::QueryId;
+use glaux_proto::{QueryId, WriteCompression, WriteFormat, WriteSpec};
 use glaux_storage::{ListingCache, Visibility};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 
 use crate::error::{ErrorKind, SchedulerError};
+use crate::query::{ProgressSlot, QueryRunner, QueryStatsHandle};
 
 /// The directory under a table's location where statements stage their files.
 pub(crate) const STAGING_DIR: &str = "_glaux_staging";
@@ -223,6 +225,51 @@ impl StagedWrite {
         register()?;
         visibility.reveal(&self.id());
         Ok(())
+    }
+
+    /// Runs `plan` with its rows written into this write's staging location in `format`,
+    /// publishes the files, and commits with `register` (given the new partitions, it stores
+    /// what the catalog must know; it marks the files published in the journal). The write is
+    /// discarded either way. Returns the rows written and the query's statistics.
+    pub async fn run(
+        mut self,
+        queries: &QueryRunner,
+        state: &SessionState,
+        plan: &LogicalPlan,
+        (format, compression): (WriteFormat, WriteCompression),
+        progress: &ProgressSlot,
+        register: impl FnOnce(&[Partition]) -> Result<(), SchedulerError>,
+    ) -> Result<(u64, QueryStatsHandle), SchedulerError> {
+        let spec = WriteSpec {
+            staging: self.staging_url(),
+            format,
+            compression,
+            partition_columns: self.partition_columns.clone(),
+        };
+        let written = async {
+            let result = queries.run_write(state, self.query.clone(), plan, &spec, progress).await?;
+            let failed = result.query.clone();
+            let reports: Vec<RecordBatch> = result
+                .batches
+                .try_collect()
+                .await
+                .map_err(|source| SchedulerError::Execute { query: failed, source })?;
+            let published = self.publish(&reports).await?;
+            let location = self.location.as_str().to_string();
+            let partitions: Vec<Partition> = published
+                .partitions
+                .iter()
+                .map(|(values, directory)| Partition {
+                    values: values.clone(),
+                    location: format!("{location}{directory}/"),
+                })
+                .collect();
+            self.commit(|| register(&partitions)).await?;
+            Ok((published.rows, result.stats))
+        }
+        .await;
+        self.discard(written.is_ok()).await;
+        written
     }
 
     /// The values of `directories` (`k=v` for each partition column, in order).

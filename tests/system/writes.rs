@@ -373,3 +373,55 @@ async fn insert_into_adds_files_and_partitions_and_touches_nothing_else() -> Tes
     assert_eq!(files_under(&warehouse.join("default/events")), files);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn unload_writes_files_another_table_can_be_declared_over() -> TestResult {
+    let cluster = TestCluster::builder().start().await?;
+    let (lake, mut client) = cluster.with_lake().await?;
+    let reference = reference_context(&lake).await;
+    let out = cluster.warehouse().join("unloaded");
+    let unloaded = client
+        .query(&format!(
+            "UNLOAD (SELECT id, item, region FROM sales WHERE qty > 20) TO '{}' \
+             WITH (format = 'PARQUET', compression = 'GZIP', partitioned_by = ARRAY['region'])",
+            out.display()
+        ))
+        .await?;
+    let expected = rows_of(&reference.sql("SELECT count(*) FROM sales WHERE qty > 20").await?.collect().await?);
+    assert_eq!(rows_of(&unloaded.batches), expected);
+    assert!(files_under(&out).iter().all(|f| f.starts_with("region=") && f.ends_with(".parquet")));
+    assert!(
+        client.query("SHOW TABLES").await.is_ok_and(|t| !rows_of(&t.batches).iter().any(|r| r.contains("unloaded")))
+    );
+    client
+        .query(&format!(
+            "CREATE EXTERNAL TABLE unloaded (id bigint, item string) PARTITIONED BY (region string) \
+             STORED AS PARQUET LOCATION '{}/'",
+            out.display()
+        ))
+        .await?;
+    let per_region = "SELECT region, count(*), count(item), sum(id) FROM {} GROUP BY region";
+    assert_same_rows(
+        &mut client,
+        &per_region.replace("{}", "unloaded"),
+        &reference,
+        &per_region.replace("{}", "(SELECT * FROM sales WHERE qty > 20)"),
+    )
+    .await;
+
+    // The destination must be empty; properties are UNLOAD's.
+    let again = format!("UNLOAD (SELECT 1 AS x) TO '{}'", out.display());
+    assert!(client.query(&again).await.expect_err("not empty").to_string().contains("not empty"));
+    let other = cluster.warehouse().join("other");
+    for (sql, message) in [
+        (format!("UNLOAD (SELECT 1 AS x) TO '{}' WITH (external_location = 'x')", other.display()), "UNLOAD"),
+        (format!("UNLOAD (SELECT 1 AS x) TO '{}' WITH (format = 'AVRO')", other.display()), "AVRO"),
+        ("UNLOAD (SELECT 1 AS x) TO 'file:///etc/x/'".to_string(), "/etc"),
+        ("UNLOAD SELECT 1 TO 'x'".to_string(), "parentheses"),
+    ] {
+        let error = client.query(&sql).await.expect_err(&sql);
+        assert!(error.to_string().contains(message), "{sql}: {error}");
+    }
+    assert!(files_under(&other).is_empty());
+    Ok(())
+}

@@ -20,8 +20,7 @@ use datafusion::common::TableReference;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
-use futures::TryStreamExt;
-use glaux_catalog::{COMPRESSION, ColumnDef, FILE_EXTENSION, Partition, Privilege, TableDef, TableFormat};
+use glaux_catalog::{COMPRESSION, ColumnDef, FILE_EXTENSION, Privilege, TableDef, TableFormat};
 use glaux_proto::{QueryId, WriteCompression, WriteFormat, WriteSpec};
 
 use super::{Context, Family};
@@ -134,7 +133,7 @@ pub(super) fn parse(sql: &str) -> Option<Result<Parsed, SchedulerError>> {
 }
 
 /// `key = value, ...)` after `WITH (`.
-fn read_properties(tokens: &[TokenWithSpan], i: &mut usize) -> Result<Vec<(String, Value)>, SchedulerError> {
+pub(super) fn read_properties(tokens: &[TokenWithSpan], i: &mut usize) -> Result<Vec<(String, Value)>, SchedulerError> {
     let token = |i: usize| tokens.get(i).map(|t| &t.token);
     let mut properties = Vec::new();
     loop {
@@ -200,7 +199,7 @@ fn shown(token: Option<&Token>) -> String {
 }
 
 /// The byte offset of a tokenizer location (1-based line and character column).
-fn byte_offset(sql: &str, line: u64, column: u64) -> usize {
+pub(super) fn byte_offset(sql: &str, line: u64, column: u64) -> usize {
     let mut offset = 0;
     for (n, text) in sql.split_inclusive('\n').enumerate() {
         if n as u64 + 1 == line {
@@ -211,20 +210,35 @@ fn byte_offset(sql: &str, line: u64, column: u64) -> usize {
     sql.len()
 }
 
-impl CreateTableAs {
-    /// Checks the properties against the planned query.
-    pub(super) fn try_new(parsed: Parsed, plan: LogicalPlan) -> Result<Self, SchedulerError> {
+/// The write properties CTAS and UNLOAD share, checked against the planned query.
+pub(super) struct WriteOptions {
+    pub format: WriteFormat,
+    pub compression: WriteCompression,
+    /// `external_location` (CTAS only).
+    pub location: Option<String>,
+    pub partitioned_by: Vec<String>,
+}
+
+impl WriteOptions {
+    /// From `properties`; the codec is `compression_key` (`write_compression` for CTAS,
+    /// `compression` for UNLOAD), and `statement` names the statement in errors.
+    pub(super) fn read(
+        properties: Vec<(String, Value)>,
+        plan: &LogicalPlan,
+        compression_key: &str,
+        statement: &str,
+    ) -> Result<Self, SchedulerError> {
         let (mut format, mut compression, mut location, mut partitioned_by, mut delimiter) =
             (None, None, None, Vec::new(), None);
-        for (key, value) in parsed.properties {
+        for (key, value) in properties {
             match (key.as_str(), value) {
                 ("format", Value::Text(f)) => format = Some(f.to_ascii_uppercase()),
-                ("write_compression", Value::Text(c)) => {
+                (key, Value::Text(c)) if key == compression_key => {
                     compression = Some(WriteCompression::parse(&c).ok_or_else(|| {
-                        unsupported(format!("write_compression '{c}' is not one of SNAPPY, ZSTD, GZIP, LZ4, NONE"))
+                        unsupported(format!("{key} '{c}' is not one of SNAPPY, ZSTD, GZIP, LZ4, NONE"))
                     })?)
                 }
-                ("external_location" | "location", Value::Text(l)) => {
+                ("external_location" | "location", Value::Text(l)) if statement == "CREATE TABLE AS" => {
                     location = Some(if l.ends_with('/') { l } else { format!("{l}/") })
                 }
                 ("partitioned_by", Value::Array(columns)) => {
@@ -235,9 +249,7 @@ impl CreateTableAs {
                     return Err(unsupported("bucketed_by and bucket_count are not supported yet"));
                 }
                 (key, value) => {
-                    return Err(unsupported(format!(
-                        "table property {key} = {value:?} is not supported in CREATE TABLE AS"
-                    )));
+                    return Err(unsupported(format!("property {key} = {value:?} is not supported in {statement}")));
                 }
             }
         }
@@ -259,6 +271,9 @@ impl CreateTableAs {
             WriteFormat::Parquet => WriteCompression::Snappy,
             _ => WriteCompression::Gzip,
         });
+        WriteSpec { staging: String::new(), format: format.clone(), compression, partition_columns: Vec::new() }
+            .check()
+            .map_err(|e| unsupported(e.to_string()))?;
         let fields: Vec<String> = plan.schema().fields().iter().map(|f| f.name().clone()).collect();
         for column in &partitioned_by {
             if !fields.contains(column) {
@@ -275,6 +290,15 @@ impl CreateTableAs {
                 partitioned_by.join(", ")
             )));
         }
+        Ok(Self { format, compression, location, partitioned_by })
+    }
+}
+
+impl CreateTableAs {
+    /// Checks the properties against the planned query.
+    pub(super) fn try_new(parsed: Parsed, plan: LogicalPlan) -> Result<Self, SchedulerError> {
+        let options = WriteOptions::read(parsed.properties, &plan, "write_compression", "CREATE TABLE AS")?;
+        let WriteOptions { format, compression, location, partitioned_by } = options;
         Ok(Self {
             name: parsed.name,
             if_not_exists: parsed.if_not_exists,
@@ -428,35 +452,12 @@ impl Family for CreateTableAs {
             registered?;
             return rows_written(query, 0);
         }
-        let spec = WriteSpec {
-            staging: staged.staging_url(),
-            format: self.format.clone(),
-            compression: self.compression,
-            partition_columns: self.partitioned_by.clone(),
-        };
-        let written = async {
-            let result = ctx.queries.run_write(&ctx.state, query.clone(), &self.plan, &spec, progress).await?;
-            let failed = result.query.clone();
-            let reports: Vec<RecordBatch> = result
-                .batches
-                .try_collect()
-                .await
-                .map_err(|source| SchedulerError::Execute { query: failed, source })?;
-            let published = staged.publish(&reports).await?;
-            let partitions: Vec<Partition> = published
-                .partitions
-                .iter()
-                .map(|(values, directory)| Partition {
-                    values: values.clone(),
-                    location: format!("{location}{directory}/"),
-                })
-                .collect();
-            let id = staged.id();
-            staged.commit(|| Ok(ctx.lake.register_written_table(&definition, &partitions, &id)?)).await?;
-            Ok::<_, SchedulerError>((published.rows, result.stats))
-        }
-        .await;
-        staged.discard(written.is_ok()).await;
+        let id = query.to_string();
+        let written = staged
+            .run(ctx.queries, &ctx.state, &self.plan, (self.format.clone(), self.compression), progress, |partitions| {
+                Ok(ctx.lake.register_written_table(&definition, partitions, &id)?)
+            })
+            .await;
         let (rows, stats) = written?;
         let mut result = rows_written(query, rows)?;
         result.stats = stats;

@@ -33,6 +33,7 @@ mod prepared;
 mod query;
 mod show;
 mod show_functions;
+mod unload;
 mod use_database;
 mod words;
 
@@ -60,6 +61,7 @@ use prepared::Prepared;
 use query::Query;
 use show::ShowCreateTable;
 use show_functions::ShowFunctions;
+use unload::Unload;
 use use_database::UseDatabase;
 use words::Words;
 
@@ -132,6 +134,7 @@ pub(crate) enum Statement {
     CreateTable(CreateTable),
     CreateTableAs(Box<CreateTableAs>),
     Insert(Box<Insert>),
+    Unload(Box<Unload>),
     CatalogDdl(CatalogDdl),
     ShowCreateTable(ShowCreateTable),
     ShowFunctions(ShowFunctions),
@@ -170,6 +173,7 @@ impl Statement {
             Self::CreateTable(_) => "create_table",
             Self::CreateTableAs(_) => "create_table_as",
             Self::Insert(_) => "insert",
+            Self::Unload(_) => "unload",
             Self::CatalogDdl(_) => "catalog_ddl",
             Self::ShowCreateTable(_) => "show_create_table",
             Self::ShowFunctions(_) => "show_functions",
@@ -188,6 +192,7 @@ impl Statement {
             Self::ShowCreateTable(show) => vec![show.table()],
             Self::Partitions(partitions) => vec![partitions.table()],
             Self::CreateTable(create) => vec![create.table(database)],
+            Self::Unload(unload) => tables_read(unload.plan(), database),
             Self::Insert(insert) => {
                 let mut objects = tables_read(insert.plan(), database);
                 objects.push(insert.table());
@@ -212,6 +217,7 @@ impl Statement {
             Self::CreateTable(s) => s,
             Self::CreateTableAs(s) => s.as_ref(),
             Self::Insert(s) => s.as_ref(),
+            Self::Unload(s) => s.as_ref(),
             Self::CatalogDdl(s) => s,
             Self::ShowCreateTable(s) => s,
             Self::ShowFunctions(s) => s,
@@ -224,6 +230,11 @@ impl Statement {
 
     /// Recognizes `sql` and plans it.
     pub async fn recognize(sql: &str, ctx: &Context<'_>) -> Result<Statement, SchedulerError> {
+        if let Some(parsed) = unload::parse(sql) {
+            let parsed = parsed?;
+            let plan = plan_sql::plan_sql(&parsed.query, ctx).await?;
+            return Ok(Statement::Unload(Box::new(Unload::try_new(parsed, plan)?)));
+        }
         // Athena's CTAS: its query is planned here like any query, and read as the user may.
         if let Some(parsed) = create_table_as::parse(sql) {
             let parsed = parsed?;
