@@ -27,7 +27,7 @@ use crate::client_session::ClientSession;
 use crate::error::{SchedulerError, execution_kind};
 use crate::limits::{StatementGate, StatementPermit};
 use crate::query::{AtExecutors, ProgressSlot, QueryResult, QueryRunner};
-use crate::statement::{Context, Effect, Statement};
+use crate::statement::{Context, Effect, IngestTarget, Statement};
 
 pub struct QueryEngine {
     ctx: SessionContext,
@@ -192,6 +192,22 @@ impl QueryEngine {
         if let Some(cache) = self.ctx.state_ref().read().config().get_extension::<ListingCache>() {
             cache.invalidate();
         }
+    }
+
+    /// Writes a client's batches into a table (Flight SQL bulk ingest); the rows written. It
+    /// holds a place among the user's statements while it runs.
+    pub async fn ingest(
+        &self,
+        session: &ClientSession,
+        target: IngestTarget,
+        rows: datafusion::physical_plan::SendableRecordBatchStream,
+    ) -> Result<u64, SchedulerError> {
+        let _permit = self.statements.enter(session.user.as_deref())?;
+        let ctx = self.context(session, self.access(session)?);
+        let result =
+            contained("while ingesting", crate::statement::ingest(&ctx, target, rows, QueryId::random())).await;
+        self.forget_listings();
+        result
     }
 
     /// A place among the statement's user's running statements, or its refusal (audited).

@@ -19,9 +19,12 @@ use arrow::datatypes::UInt64Type;
 use datafusion::datasource::listing::ListingTableUrl;
 use datafusion::execution::SessionState;
 use datafusion::logical_expr::LogicalPlan;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
+use datafusion::physical_plan::{ExecutionPlan, SendableRecordBatchStream};
 use futures::{StreamExt, TryStreamExt, stream};
 use glaux_catalog::{Catalog, Partition, PendingWrite};
-use glaux_proto::{QueryId, WriteCompression, WriteFormat, WriteSpec};
+use glaux_proto::{QueryId, TableWriteExec, WriteCompression, WriteFormat, WriteSpec};
 use glaux_storage::{ListingCache, Visibility};
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
@@ -272,6 +275,51 @@ impl StagedWrite {
         written
     }
 
+    /// Writes `rows` (one stream, from a client) here, on the scheduler, then publishes and
+    /// commits as [`Self::run`] does.
+    pub async fn run_local(
+        mut self,
+        state: &SessionState,
+        rows: SendableRecordBatchStream,
+        (format, compression): (WriteFormat, WriteCompression),
+        register: impl FnOnce(&[Partition]) -> Result<(), SchedulerError>,
+    ) -> Result<u64, SchedulerError> {
+        let spec = WriteSpec {
+            staging: self.staging_url(),
+            format,
+            compression,
+            partition_columns: self.partition_columns.clone(),
+        };
+        let written = async {
+            let source = OneStream { schema: rows.schema(), rows: std::sync::Mutex::new(Some(rows)) };
+            let source =
+                StreamingTableExec::try_new(source.schema.clone(), vec![Arc::new(source)], None, [], false, None)
+                    .map_err(SchedulerError::plan)?;
+            let writer = TableWriteExec::try_new(Arc::new(source), spec).map_err(SchedulerError::plan)?;
+            let reports: Vec<RecordBatch> = writer
+                .execute(0, state.task_ctx())
+                .map_err(SchedulerError::plan)?
+                .try_collect()
+                .await
+                .map_err(SchedulerError::plan)?;
+            let published = self.publish(&reports).await?;
+            let location = self.location.as_str().to_string();
+            let partitions: Vec<Partition> = published
+                .partitions
+                .iter()
+                .map(|(values, directory)| Partition {
+                    values: values.clone(),
+                    location: format!("{location}{directory}/"),
+                })
+                .collect();
+            self.commit(|| register(&partitions)).await?;
+            Ok(published.rows)
+        }
+        .await;
+        self.discard(written.is_ok()).await;
+        written
+    }
+
     /// The values of `directories` (`k=v` for each partition column, in order).
     fn partition_values(&self, directories: &[String], file: &Path) -> Result<Vec<String>, SchedulerError> {
         if directories.len() != self.partition_columns.len() {
@@ -444,6 +492,29 @@ fn percent_decoded(segment: &str) -> String {
 
 fn storage_error(error: object_store::Error) -> SchedulerError {
     SchedulerError::plan(datafusion::error::DataFusionError::ObjectStore(Box::new(error)))
+}
+
+/// A client's stream of rows as a source of one partition, read once.
+struct OneStream {
+    schema: arrow::datatypes::SchemaRef,
+    rows: std::sync::Mutex<Option<SendableRecordBatchStream>>,
+}
+
+impl std::fmt::Debug for OneStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OneStream")
+    }
+}
+
+impl PartitionStream for OneStream {
+    fn schema(&self) -> &arrow::datatypes::SchemaRef {
+        &self.schema
+    }
+
+    fn execute(&self, _ctx: Arc<datafusion::execution::TaskContext>) -> SendableRecordBatchStream {
+        let taken = self.rows.lock().unwrap_or_else(|e| e.into_inner()).take();
+        taken.unwrap_or_else(|| Box::pin(RecordBatchStreamAdapter::new(Arc::clone(&self.schema), stream::empty())))
+    }
 }
 
 #[cfg(test)]

@@ -136,6 +136,32 @@ try:
             cur.execute("SELECT count(*), sum(qty) FROM by_item")
             check("Glaux reads them too", cur.fetchall() == [(2001, sum(r[1] for r in expected))])
 
+        # Bulk ingest: Arrow batches appended to the partitioned table (a new partition among
+        # them), and a new table created from them.
+        with conn.cursor() as cur:
+            batch = pa.table({"id": [5001, 5002, 5003], "qty": [1, 2, 3], "item": ["plum", "kiwi", "plum"]})
+            appended = cur.adbc_ingest("by_item", batch, mode="append")
+            check("adbc_ingest append reports its rows", appended == 3, f"{appended}")
+            cur.execute("SELECT item, count(*) FROM by_item WHERE item IN ('plum', 'kiwi') GROUP BY item ORDER BY item")
+            check("appended rows are read, in a new partition too", cur.fetchall() == [("kiwi", 2), ("plum", 2)])
+            created = cur.adbc_ingest("ingested", everything, mode="create")
+            check("adbc_ingest create reports its rows", created == everything.num_rows, f"{created}")
+            cur.execute("SELECT count(*), sum(qty) FROM ingested")
+            check("the created table holds the batches",
+                  cur.fetchall() == [(everything.num_rows, pa.compute.sum(everything["qty"]).as_py())])
+            written = pq.read_table(os.path.join(warehouse, "default", "ingested"))
+            check("pyarrow reads the ingested files", written.num_rows == everything.num_rows, f"{written.num_rows}")
+            try:
+                cur.adbc_ingest("ingested", everything, mode="replace")
+                check("ingest replace is refused for Hive tables", False)
+            except Exception as e:
+                check("ingest replace is refused for Hive tables", "replace" in str(e), str(e))
+            try:
+                cur.adbc_ingest("ingested", pa.table({"nope": [1]}), mode="append")
+                check("a column the table lacks is refused", False)
+            except Exception as e:
+                check("a column the table lacks is refused", "nope" in str(e), str(e))
+
         # The session's database travels in a header any Flight SQL client can set.
         header = {"adbc.flight.sql.rpc.call_header.x-glaux-database": "web"}
         with flightsql.connect(f"grpc://{address}", db_kwargs=header) as web, web.cursor() as cur:

@@ -11,7 +11,9 @@ use arrow::array::{AsArray, RecordBatch, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow_flight::encode::FlightDataEncoderBuilder;
 use arrow_flight::error::FlightError;
-use arrow_flight::sql::{Any, CommandPreparedStatementQuery, ProstMessageExt, TicketStatementQuery};
+use arrow_flight::sql::{
+    Any, CommandPreparedStatementQuery, CommandStatementIngest, ProstMessageExt, TicketStatementQuery,
+};
 use arrow_flight::{FlightData, FlightDescriptor, FlightEndpoint, FlightInfo, Ticket};
 use futures::{Stream, StreamExt, TryStreamExt, stream};
 use glaux_proto::generated::StatementHandle;
@@ -28,7 +30,7 @@ use crate::client_types::{client_schema, to_client_batch};
 use crate::engine::{PlannedStatement, QueryEngine};
 use crate::error::SchedulerError;
 use crate::query::ProgressSlot;
-use crate::statement::Effect;
+use crate::statement::{Effect, IfExists, IngestTarget};
 
 /// The request header naming the client's current database (set by clients after `USE`; any
 /// Flight SQL client can send it, e.g. ADBC's `adbc.flight.sql.rpc.call_header.x-glaux-database`).
@@ -159,14 +161,21 @@ async fn run_to_text(engine: &QueryEngine, planned: PlannedStatement) -> Result<
     Ok(lines)
 }
 
-/// Plans and runs `sql` to its end (`DoPut` updates, which report no rows): rows it returns are
-/// read and dropped as they come, never gathered.
-pub(super) async fn execute_update(engine: &QueryEngine, sql: &str, session: &ClientSession) -> Result<(), Status> {
+/// Plans and runs `sql` to its end (`DoPut` updates): rows it returns are read and dropped as
+/// they come, never gathered. The count is what a write (`INSERT`, `CREATE TABLE AS`, `UNLOAD`)
+/// says it wrote, 0 for any other statement.
+pub(super) async fn execute_update(engine: &QueryEngine, sql: &str, session: &ClientSession) -> Result<i64, Status> {
     let mut result = engine.run(engine.plan(sql, session).await?, &ProgressSlot::default()).await?;
+    let writes =
+        matches!(result.schema.fields().as_ref(), [f] if f.name() == "rows" && f.data_type() == &DataType::Int64);
+    let mut written = 0i64;
     while let Some(batch) = result.batches.next().await {
-        batch.map_err(|source| SchedulerError::Execute { query: result.query.clone(), source })?;
+        let batch = batch.map_err(|source| SchedulerError::Execute { query: result.query.clone(), source })?;
+        if writes && let Some(rows) = batch.column(0).as_primitive_opt::<arrow::datatypes::Int64Type>() {
+            written += rows.iter().flatten().sum::<i64>();
+        }
     }
-    Ok(())
+    Ok(written)
 }
 
 /// `DoGet` of a statement: its text result if it ran at `GetFlightInfo`, else its result
@@ -244,4 +253,45 @@ pub(super) fn batch_stream(batch: RecordBatch) -> DoGetStream {
         .build(stream::iter([Ok(batch)]))
         .map_err(|e| Status::internal(e.to_string()));
     Box::pin(data)
+}
+
+/// Where an ingest command writes. Temporary tables and transactions are refused (Glaux has
+/// neither); so is another catalog than Glaux's.
+pub(super) fn ingest_target(command: &CommandStatementIngest) -> Result<IngestTarget, Status> {
+    use arrow_flight::sql::{TableExistsOption, TableNotExistOption};
+    let refused = |what: &str| Status::invalid_argument(format!("bulk ingest: {what} is not supported"));
+    if command.temporary {
+        return Err(refused("a temporary table"));
+    }
+    if command.transaction_id.is_some() {
+        return Err(refused("a transaction"));
+    }
+    if command.catalog.as_deref().is_some_and(|c| c != glaux_catalog::DEFAULT_CATALOG) {
+        return Err(refused("a catalog other than glaux"));
+    }
+    let options = command.table_definition_options.unwrap_or_default();
+    let if_exists = match TableExistsOption::try_from(options.if_exists) {
+        Ok(TableExistsOption::Append) => IfExists::Append,
+        Ok(TableExistsOption::Replace) => IfExists::Replace,
+        _ => IfExists::Fail,
+    };
+    let create = matches!(TableNotExistOption::try_from(options.if_not_exist), Ok(TableNotExistOption::Create));
+    Ok(IngestTarget { database: command.schema.clone(), table: command.table.clone(), if_exists, create })
+}
+
+/// The client's batches as a stream of rows (its schema read from its first message).
+pub(super) async fn ingested_rows(
+    data: arrow_flight::sql::server::PeekableFlightDataStream,
+) -> Result<datafusion::physical_plan::SendableRecordBatchStream, Status> {
+    let mut batches = arrow_flight::decode::FlightRecordBatchStream::new_from_flight_data(
+        data.map_err(|status| FlightError::Tonic(Box::new(status))),
+    );
+    let first = batches.next().await.transpose().map_err(|e| Status::invalid_argument(format!("bulk ingest: {e}")))?;
+    let Some(schema) = first.as_ref().map(RecordBatch::schema).or_else(|| batches.schema().cloned()) else {
+        return Err(Status::invalid_argument("bulk ingest: the stream has no schema"));
+    };
+    let rows = stream::iter(first.map(Ok))
+        .chain(batches)
+        .map(|batch| batch.map_err(|e| datafusion::error::DataFusionError::External(Box::new(e))));
+    Ok(Box::pin(datafusion::physical_plan::stream::RecordBatchStreamAdapter::new(schema, rows)))
 }

@@ -65,7 +65,7 @@ impl Insert {
 }
 
 /// How a table's files are written: its format, codec and delimiter.
-fn write_format(table: &TableDef) -> Result<(WriteFormat, WriteCompression), SchedulerError> {
+pub(super) fn write_format(table: &TableDef) -> Result<(WriteFormat, WriteCompression), SchedulerError> {
     let text_codec = match table.properties.get(COMPRESSION).map(|c| c.to_ascii_lowercase()).as_deref() {
         None | Some("" | "uncompressed") => WriteCompression::None,
         Some("gzip") => WriteCompression::Gzip,
