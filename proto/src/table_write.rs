@@ -240,6 +240,41 @@ fn partition_values_as_text(
     Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
 }
 
+/// How many partitions one writer (a partition of a task) may write: each is an open file with
+/// its buffers until the writer ends (Athena allows 100 per statement).
+pub const MAX_PARTITIONS_PER_WRITER: usize = 1_000;
+
+/// The partition-value combinations a writer has written.
+#[derive(Default)]
+struct PartitionsSeen(std::collections::HashSet<Vec<String>>);
+
+impl PartitionsSeen {
+    /// Counts `batch`'s partitions; beyond [`MAX_PARTITIONS_PER_WRITER`] the write fails.
+    fn add(&mut self, batch: &RecordBatch, columns: &[String]) -> Result<()> {
+        if columns.is_empty() {
+            return Ok(());
+        }
+        let texts = columns
+            .iter()
+            .map(|c| batch.column_by_name(c).and_then(|a| a.as_any().downcast_ref::<StringArray>()))
+            .collect::<Option<Vec<_>>>();
+        let Some(texts) = texts else { return internal_err!("partition columns are not text") };
+        let keys: std::collections::HashSet<Vec<&str>> =
+            (0..batch.num_rows()).map(|row| texts.iter().map(|t| t.value(row)).collect()).collect();
+        for key in keys {
+            let key: Vec<String> = key.into_iter().map(str::to_string).collect();
+            if self.0.len() >= MAX_PARTITIONS_PER_WRITER && !self.0.contains(&key) {
+                return exec_err!(
+                    "the write would create more than {MAX_PARTITIONS_PER_WRITER} partitions from one task; \
+                     partition by fewer distinct values (or write in several statements)"
+                );
+            }
+            self.0.insert(key);
+        }
+        Ok(())
+    }
+}
+
 impl DisplayAs for TableWriteExec {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
         write!(f, "TableWriteExec: format={:?}, compression={}", self.spec.format, self.spec.compression.name())?;
@@ -298,7 +333,12 @@ impl ExecutionPlan for TableWriteExec {
             .collect();
         let schema: SchemaRef = Arc::new(Schema::new(fields));
         let (columns, texts) = (self.spec.partition_columns.clone(), Arc::clone(&schema));
-        let batches = input.map(move |batch| partition_values_as_text(batch?, &columns, &texts));
+        let mut seen = PartitionsSeen::default();
+        let batches = input.map(move |batch| {
+            let batch = partition_values_as_text(batch?, &columns, &texts)?;
+            seen.add(&batch, &columns)?;
+            Ok(batch)
+        });
         let input: SendableRecordBatchStream = Box::pin(RecordBatchStreamAdapter::new(Arc::clone(&schema), batches));
         // A directory per partition and attempt: a partition run again never writes into the
         // directory of its earlier attempt.

@@ -170,6 +170,15 @@ async fn a_failed_create_table_as_leaves_no_table_and_no_file() -> TestResult {
     assert!(client.query("SELECT * FROM bad").await.is_err(), "no table was registered");
     assert_eq!(files_under(&warehouse.join("default/bad")), Vec::<String>::new(), "every written file is removed");
 
+    // Too many partitions from one task: a clear error, and nothing left (each would be an
+    // open file until the task ends).
+    let error = client
+        .query("CREATE TABLE many WITH (partitioned_by = ARRAY['p']) AS SELECT id, CAST(id AS VARCHAR) AS p FROM sales")
+        .await
+        .expect_err("18,000 partitions");
+    assert!(error.to_string().contains("more than 1000 partitions"), "{error}");
+    assert_eq!(files_under(&warehouse.join("default/many")), Vec::<String>::new());
+
     // A location that holds files already is refused, and they are left alone.
     let taken = warehouse.join("taken");
     std::fs::create_dir_all(&taken)?;
