@@ -80,6 +80,36 @@ const SCHEMA: &str = "
 ";
 
 /// Partition values as stored: a JSON array of strings (the primary key).
+/// Inserts partitions in `transaction`; one registered already is skipped if `if_not_exists`,
+/// else an error. How many were added.
+pub(crate) fn insert_partitions(
+    transaction: &Connection,
+    database: &str,
+    table: &str,
+    partitions: &[Partition],
+    if_not_exists: bool,
+) -> Result<usize> {
+    let mut insert = transaction
+        .prepare(
+            "INSERT OR IGNORE INTO partitions (database, table_name, partition_values, location) VALUES (?1, ?2, ?3, ?4)",
+        )
+        .map_err(sql_error)?;
+    let mut added = 0;
+    for partition in partitions {
+        let inserted = insert
+            .execute(params![database, table, values_key(&partition.values), partition.location])
+            .map_err(sql_error)?;
+        if inserted == 0 && !if_not_exists {
+            return Err(CatalogError::PartitionExists(format!(
+                "partition ({}) of {database}.{table} already exists; use ADD IF NOT EXISTS",
+                partition.values.join(", ")
+            )));
+        }
+        added += inserted;
+    }
+    Ok(added)
+}
+
 pub(crate) fn values_key(values: &[String]) -> String {
     serde_json::to_string(values).unwrap_or_default()
 }
@@ -428,27 +458,7 @@ impl Catalog for SqliteCatalog {
     ) -> Result<usize> {
         let mut connection = self.lock();
         let transaction = connection.transaction().map_err(sql_error)?;
-        let mut added = 0;
-        {
-            let mut insert = transaction
-                .prepare(
-                    "INSERT OR IGNORE INTO partitions (database, table_name, partition_values, location) \
-                     VALUES (?1, ?2, ?3, ?4)",
-                )
-                .map_err(sql_error)?;
-            for partition in partitions {
-                let inserted = insert
-                    .execute(params![database, table, values_key(&partition.values), partition.location])
-                    .map_err(sql_error)?;
-                if inserted == 0 && !if_not_exists {
-                    return Err(CatalogError::PartitionExists(format!(
-                        "partition ({}) of {database}.{table} already exists; use ADD IF NOT EXISTS",
-                        partition.values.join(", ")
-                    )));
-                }
-                added += inserted;
-            }
-        }
+        let added = insert_partitions(&transaction, database, table, partitions, if_not_exists)?;
         transaction.commit().map_err(sql_error)?;
         self.forget_partitions(database, Some(table));
         Ok(added)

@@ -7,7 +7,7 @@ use rusqlite::{Connection, params};
 
 use crate::definitions::{Partition, TableDef};
 use crate::error::{CatalogError, Result};
-use crate::sqlite::{SqliteCatalog, values_key};
+use crate::sqlite::{SqliteCatalog, insert_partitions};
 use crate::store::PendingWrite;
 
 fn sql_error(e: rusqlite::Error) -> CatalogError {
@@ -92,24 +92,7 @@ impl SqliteCatalog {
         );
         match inserted {
             Ok(_) => {
-                {
-                    let mut insert = transaction
-                        .prepare(
-                            "INSERT OR IGNORE INTO partitions (database, table_name, partition_values, location) \
-                             VALUES (?1, ?2, ?3, ?4)",
-                        )
-                        .map_err(sql_error)?;
-                    for partition in partitions {
-                        insert
-                            .execute(params![
-                                table.database,
-                                table.name,
-                                values_key(&partition.values),
-                                partition.location
-                            ])
-                            .map_err(sql_error)?;
-                    }
-                }
+                insert_partitions(&transaction, &table.database, &table.name, partitions, true)?;
                 if let Some(write) = write {
                     published(&transaction, write)?;
                 }
@@ -135,19 +118,7 @@ impl SqliteCatalog {
     ) -> Result<()> {
         let mut connection = self.lock();
         let transaction = connection.transaction().map_err(sql_error)?;
-        {
-            let mut insert = transaction
-                .prepare(
-                    "INSERT OR IGNORE INTO partitions (database, table_name, partition_values, location) \
-                     VALUES (?1, ?2, ?3, ?4)",
-                )
-                .map_err(sql_error)?;
-            for partition in partitions {
-                insert
-                    .execute(params![database, table, values_key(&partition.values), partition.location])
-                    .map_err(sql_error)?;
-            }
-        }
+        insert_partitions(&transaction, database, table, partitions, true)?;
         published(&transaction, write)?;
         transaction.commit().map_err(sql_error)?;
         self.forget_partitions(database, Some(table));

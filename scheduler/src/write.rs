@@ -133,6 +133,19 @@ impl StagedWrite {
         Ok(true)
     }
 
+    /// Refuses the write (and removes its journal record) unless the location holds nothing but
+    /// staged files: Athena's rule for a new table's and an UNLOAD's location.
+    pub async fn require_empty_location(&mut self, statement: &str) -> Result<(), SchedulerError> {
+        if self.location_is_empty().await? {
+            return Ok(());
+        }
+        self.discard(false).await;
+        Err(SchedulerError::refused(
+            ErrorKind::Unsupported,
+            format!("the location {} is not empty: {statement} writes only into an empty location", self.location),
+        ))
+    }
+
     /// Moves the files of the directories the write's partitions reported (`reports`, as
     /// `TableWriteExec` returns them) into the location.
     pub async fn publish(&mut self, reports: &[RecordBatch]) -> Result<Published, SchedulerError> {
@@ -216,6 +229,27 @@ impl StagedWrite {
         }
     }
 
+    /// Publishes what `reports` name and commits with `register` (given the new partitions);
+    /// the rows written.
+    async fn publish_and_commit(
+        &mut self,
+        reports: &[RecordBatch],
+        register: impl FnOnce(&[Partition]) -> Result<(), SchedulerError>,
+    ) -> Result<u64, SchedulerError> {
+        let published = self.publish(reports).await?;
+        let location = self.location.as_str().to_string();
+        let partitions: Vec<Partition> = published
+            .partitions
+            .iter()
+            .map(|(values, directory)| Partition {
+                values: values.clone(),
+                location: format!("{location}{directory}/"),
+            })
+            .collect();
+        self.commit(|| register(&partitions)).await?;
+        Ok(published.rows)
+    }
+
     /// Makes the published files visible: `register` (storing the table or its new partitions,
     /// which marks the files as the table's in the journal) runs while no query plans, and the
     /// files are shown at once after it.
@@ -257,18 +291,7 @@ impl StagedWrite {
                 .try_collect()
                 .await
                 .map_err(|source| SchedulerError::Execute { query: failed, source })?;
-            let published = self.publish(&reports).await?;
-            let location = self.location.as_str().to_string();
-            let partitions: Vec<Partition> = published
-                .partitions
-                .iter()
-                .map(|(values, directory)| Partition {
-                    values: values.clone(),
-                    location: format!("{location}{directory}/"),
-                })
-                .collect();
-            self.commit(|| register(&partitions)).await?;
-            Ok((published.rows, result.stats))
+            Ok((self.publish_and_commit(&reports, register).await?, result.stats))
         }
         .await;
         self.discard(written.is_ok()).await;
@@ -302,18 +325,7 @@ impl StagedWrite {
                 .try_collect()
                 .await
                 .map_err(SchedulerError::plan)?;
-            let published = self.publish(&reports).await?;
-            let location = self.location.as_str().to_string();
-            let partitions: Vec<Partition> = published
-                .partitions
-                .iter()
-                .map(|(values, directory)| Partition {
-                    values: values.clone(),
-                    location: format!("{location}{directory}/"),
-                })
-                .collect();
-            self.commit(|| register(&partitions)).await?;
-            Ok(published.rows)
+            self.publish_and_commit(&reports, register).await
         }
         .await;
         self.discard(written.is_ok()).await;

@@ -395,6 +395,16 @@ pub(super) fn rows_written(query: QueryId, rows: u64) -> Result<QueryResult, Sch
     Ok(QueryResult::finished(query, rows_schema(), vec![batch]))
 }
 
+/// A write's result: the rows it wrote, with its query's statistics.
+pub(super) fn written_result(
+    query: QueryId,
+    (rows, stats): (u64, crate::query::QueryStatsHandle),
+) -> Result<QueryResult, SchedulerError> {
+    let mut result = rows_written(query, rows)?;
+    result.stats = stats;
+    Ok(result)
+}
+
 #[async_trait]
 impl Family for CreateTableAs {
     fn schema(&self) -> SchemaRef {
@@ -437,15 +447,7 @@ impl Family for CreateTableAs {
         let mut staged =
             StagedWrite::begin(&ctx.state, ctx.lake.catalog(), &location, &query, self.partitioned_by.clone())?;
         // Athena's rule: a new table's files are the only ones at its location.
-        if !staged.location_is_empty().await? {
-            staged.discard(false).await;
-            return Err(SchedulerError::refused(
-                ErrorKind::Unsupported,
-                format!(
-                    "the location {location} of the new table is not empty: CREATE TABLE AS writes only into an empty location"
-                ),
-            ));
-        }
+        staged.require_empty_location("CREATE TABLE AS").await?;
         if !self.with_data {
             let registered = ctx.lake.register_written_table(&definition, &[], &staged.id());
             staged.discard(registered.is_ok()).await;
@@ -458,10 +460,7 @@ impl Family for CreateTableAs {
                 Ok(ctx.lake.register_written_table(&definition, partitions, &id)?)
             })
             .await;
-        let (rows, stats) = written?;
-        let mut result = rows_written(query, rows)?;
-        result.stats = stats;
-        Ok(result)
+        written_result(query, written?)
     }
 }
 

@@ -98,10 +98,7 @@ pub(crate) async fn ingest(
                 properties: Default::default(),
             };
             let mut staged = StagedWrite::begin(&ctx.state, catalog, &location, &query, Vec::new())?;
-            if !staged.location_is_empty().await? {
-                staged.discard(false).await;
-                return Err(unsupported(format!("the new table's location {location} is not empty")));
-            }
+            staged.require_empty_location("a new table (bulk ingest)").await?;
             let format = (WriteFormat::Parquet, WriteCompression::Snappy);
             staged
                 .run_local(&ctx.state, rows, format, |_| Ok(ctx.lake.register_written_table(&definition, &[], &id)?))

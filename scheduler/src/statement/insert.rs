@@ -14,11 +14,10 @@ use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
 use datafusion::logical_expr::dml::InsertOp;
 use datafusion::logical_expr::{DmlStatement, LogicalPlan, WriteOp};
-use futures::TryStreamExt;
-use glaux_catalog::{COMPRESSION, DEFAULT_CATALOG, Partition, Privilege, Projection, TableDef, TableFormat};
-use glaux_proto::{QueryId, WriteCompression, WriteFormat, WriteSpec};
+use glaux_catalog::{COMPRESSION, DEFAULT_CATALOG, Privilege, Projection, TableDef, TableFormat};
+use glaux_proto::{QueryId, WriteCompression, WriteFormat};
 
-use super::create_table_as::{rows_schema, rows_written};
+use super::create_table_as::{rows_schema, written_result};
 use super::{Context, Family};
 use crate::error::{ErrorKind, SchedulerError};
 use crate::query::{ProgressSlot, QueryResult};
@@ -122,38 +121,14 @@ impl Family for Insert {
         let location = if location.ends_with('/') { location.clone() } else { format!("{location}/") };
         let partition_columns: Vec<String> = definition.partition_keys.iter().map(|k| k.name.clone()).collect();
         let registered = ctx.lake.catalog().partitions(&self.database, &self.table)?;
-        let mut staged =
-            StagedWrite::begin(&ctx.state, ctx.lake.catalog(), &location, &query, partition_columns.clone())?
-                .with_registered_partitions(&registered)?;
-        let spec = WriteSpec { staging: staged.staging_url(), format, compression, partition_columns };
-        let written = async {
-            let result = ctx.queries.run_write(&ctx.state, query.clone(), &self.input, &spec, progress).await?;
-            let failed = result.query.clone();
-            let reports: Vec<_> = result
-                .batches
-                .try_collect()
-                .await
-                .map_err(|source| SchedulerError::Execute { query: failed, source })?;
-            let published = staged.publish(&reports).await?;
-            let partitions: Vec<Partition> = published
-                .partitions
-                .iter()
-                .map(|(values, directory)| Partition {
-                    values: values.clone(),
-                    location: format!("{location}{directory}/"),
-                })
-                .collect();
-            let (id, catalog) = (staged.id(), ctx.lake.catalog());
-            staged
-                .commit(|| Ok(catalog.add_written_partitions(&self.database, &self.table, &partitions, &id)?))
-                .await?;
-            Ok::<_, SchedulerError>((published.rows, result.stats))
-        }
-        .await;
-        staged.discard(written.is_ok()).await;
-        let (rows, stats) = written?;
-        let mut result = rows_written(query, rows)?;
-        result.stats = stats;
-        Ok(result)
+        let staged = StagedWrite::begin(&ctx.state, ctx.lake.catalog(), &location, &query, partition_columns)?
+            .with_registered_partitions(&registered)?;
+        let (catalog, id) = (ctx.lake.catalog(), query.to_string());
+        let written = staged
+            .run(ctx.queries, &ctx.state, &self.input, (format, compression), progress, |partitions| {
+                Ok(catalog.add_written_partitions(&self.database, &self.table, partitions, &id)?)
+            })
+            .await?;
+        written_result(query, written)
     }
 }

@@ -12,7 +12,7 @@ use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
 use glaux_proto::QueryId;
 
-use super::create_table_as::{Value, WriteOptions, byte_offset, read_properties, rows_schema, rows_written};
+use super::create_table_as::{Value, WriteOptions, byte_offset, read_properties, rows_schema, written_result};
 use super::{Context, Family};
 use crate::error::{ErrorKind, SchedulerError};
 use crate::query::{ProgressSlot, QueryResult};
@@ -144,26 +144,14 @@ impl Family for Unload {
             &query,
             self.options.partitioned_by.clone(),
         )?;
-        if !staged.location_is_empty().await? {
-            staged.discard(false).await;
-            return Err(SchedulerError::refused(
-                ErrorKind::Unsupported,
-                format!(
-                    "the UNLOAD location {} is not empty: UNLOAD writes only into an empty location",
-                    self.location
-                ),
-            ));
-        }
+        staged.require_empty_location("UNLOAD").await?;
         let (catalog, id) = (ctx.lake.catalog(), query.to_string());
         let format = (self.options.format.clone(), self.options.compression);
         // Nothing to register: the files are the result once the journal lets them be.
         let written = staged
             .run(ctx.queries, &ctx.state, &self.plan, format, progress, |_| Ok(catalog.record_write_targets(&id, &[])?))
             .await;
-        let (rows, stats) = written?;
-        let mut result = rows_written(query, rows)?;
-        result.stats = stats;
-        Ok(result)
+        written_result(query, written?)
     }
 }
 
