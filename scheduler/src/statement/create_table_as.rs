@@ -3,7 +3,7 @@
 //! The SELECT runs on the cluster with every partition of its last executor stage writing its own
 //! files (`TableWriteExec`) into the statement's staging location; the scheduler then moves the
 //! reported files into the table's location and registers the table with its partitions in one
-//! catalog step (`write.rs`). A failed or cancelled statement leaves no table and no file.
+//! catalog step (`write/`). A failed or cancelled statement leaves no table and no file.
 //!
 //! Properties (Athena's): `format` ('PARQUET' by default, 'JSON', 'TEXTFILE' or 'CSV'),
 //! `write_compression` (SNAPPY for Parquet by default, ZSTD, GZIP, LZ4, NONE), `external_location`
@@ -57,11 +57,11 @@ pub(crate) struct CreateTableAs {
     plan: LogicalPlan,
 }
 
-fn refused(message: impl Into<String>) -> SchedulerError {
+pub(super) fn refused(message: impl Into<String>) -> SchedulerError {
     SchedulerError::refused(ErrorKind::Parse, message.into())
 }
 
-fn unsupported(message: impl Into<String>) -> SchedulerError {
+pub(super) fn unsupported(message: impl Into<String>) -> SchedulerError {
     SchedulerError::refused(ErrorKind::Unsupported, message.into())
 }
 

@@ -1,6 +1,6 @@
 //! Bulk ingest (Flight SQL `CommandStatementIngest`, ADBC's `adbc_ingest`): a client's Arrow
 //! batches appended to a Hive table, or written as a new Parquet table, published atomically as
-//! `INSERT INTO` and `CREATE TABLE AS` are (`write.rs`). The rows come through the scheduler (a
+//! `INSERT INTO` and `CREATE TABLE AS` are (`write/`). The rows come through the scheduler (a
 //! client sends them there) and are written by it as they arrive.
 
 use std::sync::Arc;
@@ -15,6 +15,7 @@ use glaux_catalog::{CatalogError, ColumnDef, Privilege, Projection, TableDef, Ta
 use glaux_proto::{QueryId, WriteCompression, WriteFormat};
 
 use super::Context;
+use super::create_table_as::unsupported;
 use super::insert::write_format;
 use crate::error::{ErrorKind, SchedulerError};
 use crate::write::StagedWrite;
@@ -36,10 +37,6 @@ pub struct IngestTarget {
     pub if_exists: IfExists,
     /// Create the table if it does not exist (else that is an error).
     pub create: bool,
-}
-
-fn unsupported(message: impl Into<String>) -> SchedulerError {
-    SchedulerError::refused(ErrorKind::Unsupported, message.into())
 }
 
 /// Writes `rows` into `target`; the rows written.

@@ -2,7 +2,7 @@
 //!
 //! DataFusion plans the statement (the rows cast to the table's columns, in the table's order,
 //! partition keys last); the rows are written by the tasks of the query's last executor stage,
-//! as a CTAS writes them (`write.rs`), in the table's format. Files of a partition the table has
+//! as a CTAS writes them (`write/`), in the table's format. Files of a partition the table has
 //! go to that partition's location; new partitions go under the table's location and are
 //! registered. The new files stay hidden from every query until the write commits, when they
 //! and the new partitions appear at once. Files already there (another engine's too) are never
@@ -17,9 +17,9 @@ use datafusion::logical_expr::{DmlStatement, LogicalPlan, WriteOp};
 use glaux_catalog::{COMPRESSION, DEFAULT_CATALOG, Privilege, Projection, TableDef, TableFormat};
 use glaux_proto::{QueryId, WriteCompression, WriteFormat};
 
-use super::create_table_as::{rows_schema, written_result};
+use super::create_table_as::{rows_schema, unsupported, written_result};
 use super::{Context, Family};
-use crate::error::{ErrorKind, SchedulerError};
+use crate::error::SchedulerError;
 use crate::query::{ProgressSlot, QueryResult};
 use crate::write::StagedWrite;
 
@@ -28,10 +28,6 @@ pub(crate) struct Insert {
     table: String,
     /// The rows to write, in the table's columns.
     input: LogicalPlan,
-}
-
-fn unsupported(message: impl Into<String>) -> SchedulerError {
-    SchedulerError::refused(ErrorKind::Unsupported, message.into())
 }
 
 impl Insert {

@@ -3,7 +3,7 @@
 //!
 //! The location must be empty, as Athena requires (a warehouse-root path or a configured bucket,
 //! and the user needs `LOCATION` on it). The rows are written and published as a CTAS writes them
-//! (`write.rs`): a failed or cancelled UNLOAD leaves nothing there.
+//! (`write/`): a failed or cancelled UNLOAD leaves nothing there.
 
 use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
@@ -12,9 +12,9 @@ use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
 use glaux_proto::QueryId;
 
-use super::create_table_as::{Value, WriteOptions, byte_offset, read_properties, rows_schema, written_result};
+use super::create_table_as::{Value, WriteOptions, byte_offset, read_properties, refused, rows_schema, written_result};
 use super::{Context, Family};
-use crate::error::{ErrorKind, SchedulerError};
+use crate::error::SchedulerError;
 use crate::query::{ProgressSlot, QueryResult};
 use crate::write::StagedWrite;
 
@@ -30,10 +30,6 @@ pub(crate) struct Unload {
     location: String,
     options: WriteOptions,
     plan: LogicalPlan,
-}
-
-fn refused(message: impl Into<String>) -> SchedulerError {
-    SchedulerError::refused(ErrorKind::Parse, message.into())
 }
 
 /// Reads `sql` as an UNLOAD: `None` if it does not start with the word UNLOAD.
