@@ -21,6 +21,7 @@
 mod crawler;
 mod definitions;
 mod error;
+mod file_set;
 mod grant_rows;
 mod grants;
 mod hive_ddl;
@@ -38,11 +39,12 @@ mod store;
 
 pub use definitions::{ColumnDef, Partition, TableDef, TableFormat, is_side_file};
 pub use error::{CatalogError, Result};
+pub use file_set::{FileOfPartition, FileSetTable};
 pub use grants::{Access, Columns, Grant, Grantee, Privilege, Securable, location_prefix};
 pub use hive_ddl::{COMPRESSION, FILE_EXTENSION, HiveTable, is_create_external_table, parse_hive_create_table};
 pub use lake::Lake;
 pub use lake_table::{PruningReport, TableScanReport};
-pub use partition_filter::{HIVE_NULL_PARTITION, typed_value};
+pub use partition_filter::{HIVE_NULL_PARTITION, PartitionFilter, typed_value, uses_only};
 pub use partitions::{PartitionSpec, add_partitions, drop_partitions, repair_table, show_partitions};
 pub use projection::Projection;
 pub use providers::{LakeCatalogProvider, listing_options, table_provider};

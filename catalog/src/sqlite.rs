@@ -49,7 +49,8 @@ const SCHEMA: &str = "
     CREATE TABLE IF NOT EXISTS writes (
         id TEXT PRIMARY KEY,
         staging TEXT NOT NULL,
-        targets TEXT NOT NULL
+        targets TEXT NOT NULL,
+        retired TEXT NOT NULL DEFAULT '[]'
     );
     CREATE TABLE IF NOT EXISTS prepared_statements (
         name TEXT PRIMARY KEY,
@@ -131,6 +132,7 @@ impl SqliteCatalog {
 
     fn init(connection: Connection) -> Result<Self> {
         connection.execute_batch(SCHEMA).map_err(sql_error)?;
+        crate::sqlite_writes::migrate(&connection)?;
         // Catalogs from before prepared statements had owners: theirs belong to nobody in
         // particular (admins may replace or drop them).
         let has_owner = connection
@@ -404,8 +406,8 @@ impl Catalog for SqliteCatalog {
         crate::sqlite_writes::begin(&self.lock(), write)
     }
 
-    fn record_write_targets(&self, id: &str, targets: &[String]) -> Result<()> {
-        crate::sqlite_writes::record_targets(&self.lock(), id, targets)
+    fn record_write_targets(&self, id: &str, targets: &[String], retired: &[String]) -> Result<()> {
+        crate::sqlite_writes::record_targets(&self.lock(), id, targets, retired)
     }
 
     fn end_write(&self, id: &str) -> Result<()> {

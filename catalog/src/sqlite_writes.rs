@@ -1,7 +1,8 @@
 //! The catalog's journal of writes in flight (table `writes`): a write is recorded before it
-//! stages anything, its targets before it moves files into a table, and it is forgotten once its
-//! staging location is gone. The table's registration clears the targets in the same
-//! transaction, so a record with targets always names files no table holds yet.
+//! stages anything, its targets (and the files it replaces) before it moves files into a table,
+//! and it is forgotten once its staging location (and what it replaced) is gone. The table's
+//! registration clears the targets in the same transaction, so a record with targets always
+//! names files no table holds yet, and one without names replaced files nothing may read.
 
 use rusqlite::{Connection, params};
 
@@ -28,9 +29,26 @@ pub(crate) fn begin(connection: &Connection, write: &PendingWrite) -> Result<()>
     Ok(())
 }
 
-pub(crate) fn record_targets(connection: &Connection, id: &str, targets: &[String]) -> Result<()> {
+/// Adds the `retired` column to a journal made before it existed.
+pub(crate) fn migrate(connection: &Connection) -> Result<()> {
+    let has_retired = connection
+        .prepare("SELECT 1 FROM pragma_table_info('writes') WHERE name = 'retired'")
+        .and_then(|mut s| s.exists([]))
+        .map_err(sql_error)?;
+    if !has_retired {
+        connection
+            .execute_batch("ALTER TABLE writes ADD COLUMN retired TEXT NOT NULL DEFAULT '[]'")
+            .map_err(sql_error)?;
+    }
+    Ok(())
+}
+
+pub(crate) fn record_targets(connection: &Connection, id: &str, targets: &[String], retired: &[String]) -> Result<()> {
     let updated = connection
-        .execute("UPDATE writes SET targets = ?2 WHERE id = ?1", params![id, targets_json(targets)])
+        .execute(
+            "UPDATE writes SET targets = ?2, retired = ?3 WHERE id = ?1",
+            params![id, targets_json(targets), targets_json(retired)],
+        )
         .map_err(sql_error)?;
     if updated == 0 {
         return Err(CatalogError::Store(format!("no write {id} is in flight")));
@@ -50,16 +68,22 @@ pub(crate) fn end(connection: &Connection, id: &str) -> Result<()> {
 }
 
 pub(crate) fn pending(connection: &Connection) -> Result<Vec<PendingWrite>> {
-    let mut query = connection.prepare("SELECT id, staging, targets FROM writes ORDER BY id").map_err(sql_error)?;
+    let mut query =
+        connection.prepare("SELECT id, staging, targets, retired FROM writes ORDER BY id").map_err(sql_error)?;
     let rows = query
-        .query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?, row.get::<_, String>(2)?)))
+        .query_map([], |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?, row.get::<_, String>(2)?, row.get::<_, String>(3)?))
+        })
         .map_err(sql_error)?;
     let mut writes = Vec::new();
     for row in rows {
-        let (id, staging, targets) = row.map_err(sql_error)?;
-        let targets = serde_json::from_str(&targets)
-            .map_err(|e| CatalogError::Store(format!("write {id}'s targets are unreadable: {e}")))?;
-        writes.push(PendingWrite { id, staging, targets });
+        let (id, staging, targets, retired) = row.map_err(sql_error)?;
+        let list = |text: &str| {
+            serde_json::from_str(text)
+                .map_err(|e| CatalogError::Store(format!("write {id}'s journal record is unreadable: {e}")))
+        };
+        let (targets, retired) = (list(&targets)?, list(&retired)?);
+        writes.push(PendingWrite { id, staging, targets, retired });
     }
     Ok(writes)
 }
@@ -137,12 +161,16 @@ mod tests {
     fn a_written_table_takes_its_writes_files_in_the_same_step() {
         let catalog = SqliteCatalog::in_memory().unwrap();
         catalog.create_database("db").unwrap();
-        let write = PendingWrite { id: "q1".into(), staging: "file:///w/t/_glaux_staging/q1/".into(), targets: vec![] };
+        let write =
+            PendingWrite { id: "q1".into(), staging: "file:///w/t/_glaux_staging/q1/".into(), ..Default::default() };
         catalog.begin_write(&write).unwrap();
         assert!(catalog.begin_write(&write).is_err(), "one record per write");
         let targets = vec!["file:///w/t/q1_a.parquet".to_string()];
-        catalog.record_write_targets("q1", &targets).unwrap();
-        assert_eq!(catalog.pending_writes().unwrap(), [PendingWrite { targets, ..write.clone() }]);
+        let retired = vec!["file:///w/t/old.parquet".to_string()];
+        catalog.record_write_targets("q1", &targets, &retired).unwrap();
+        let recorded = PendingWrite { targets, retired: retired.clone(), ..write.clone() };
+        assert_eq!(catalog.pending_writes().unwrap(), [recorded]);
+        assert!(!catalog.pending_writes().unwrap()[0].committed());
         let table = TableDef {
             database: "db".into(),
             name: "t".into(),
@@ -153,9 +181,11 @@ mod tests {
             properties: Default::default(),
         };
         catalog.create_written_table(&table, &[], "q1").unwrap();
-        assert_eq!(catalog.pending_writes().unwrap(), [write], "the table holds the files; staging remains");
+        let committed = PendingWrite { retired, ..write };
+        assert_eq!(catalog.pending_writes().unwrap(), [committed], "the table holds the files; the rest remains");
+        assert!(catalog.pending_writes().unwrap()[0].committed());
         catalog.end_write("q1").unwrap();
         assert!(catalog.pending_writes().unwrap().is_empty());
-        assert!(catalog.record_write_targets("q1", &[]).is_err());
+        assert!(catalog.record_write_targets("q1", &[], &[]).is_err());
     }
 }

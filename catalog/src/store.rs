@@ -30,8 +30,9 @@ pub trait Catalog: Debug + Send + Sync {
     /// start if the process dies.
     fn begin_write(&self, write: &PendingWrite) -> Result<()>;
     /// Records the files a write is about to move into a table (removed at the next start unless
-    /// the table is stored first).
-    fn record_write_targets(&self, id: &str, targets: &[String]) -> Result<()>;
+    /// the table is stored first), and the table's files it replaces (`retired`: removed at the
+    /// next start once the table holds the new ones, kept otherwise).
+    fn record_write_targets(&self, id: &str, targets: &[String], retired: &[String]) -> Result<()>;
     /// Forgets a write whose staged files are gone.
     fn end_write(&self, id: &str) -> Result<()>;
     /// Writes begun and not ended: what a process that died left behind.
@@ -85,11 +86,21 @@ pub struct PreparedStatement {
     pub owner: String,
 }
 
-/// A write in flight: its staging location (a URL ending in `/`) and the object URLs it is moving
-/// into a table (empty once the table holds them).
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A write in flight: its staging location (a URL ending in `/`), the object URLs it is moving
+/// into a table (empty once the table holds them), and the table's files it replaces (to delete
+/// once the table holds the new ones).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PendingWrite {
     pub id: String,
     pub staging: String,
     pub targets: Vec<String>,
+    pub retired: Vec<String>,
+}
+
+impl PendingWrite {
+    /// Whether the table took the write's files: what it replaces is to be deleted. Until
+    /// then, its own files are the ones to remove.
+    pub fn committed(&self) -> bool {
+        self.targets.is_empty()
+    }
 }

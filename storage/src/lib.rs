@@ -32,7 +32,7 @@ use url::Url;
 pub use counting::CountingStores;
 pub use listing_cache::ListingCache;
 pub use rooted::{PRIVATE_DIR, RootedLocalStore};
-pub use visibility::Visibility;
+pub use visibility::{InUse, Visibility};
 
 /// How to reach S3 or an S3-compatible store. Unset fields fall back to the standard `AWS_*`
 /// environment variables (`AWS_ENDPOINT_URL`, `AWS_REGION`, `AWS_ACCESS_KEY_ID`, ...).

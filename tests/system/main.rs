@@ -14,6 +14,7 @@ mod grants;
 mod hardening;
 mod harness;
 mod membership;
+mod optimize;
 mod partitions;
 mod postgres;
 mod pruning;

@@ -73,8 +73,8 @@ impl QueryRunner {
         }
         let started = Instant::now();
         let executors = self.cluster.alive();
-        let (physical, scans) = physical_plan(state, plan, &executors).await?;
-        let distributed = distributed_plan(query.clone(), physical, &executors, scans, &self.signer)?;
+        let planned = physical_plan(state, plan, &executors).await?;
+        let distributed = distributed_plan(query.clone(), planned.physical, &executors, planned.scans, &self.signer)?;
         let Some(reader) = gathered(&distributed.root) else { return Ok(None) };
         let stage = reader.stage();
         let Some(tasks) = distributed.stages.iter().find(|s| s.id == stage).map(|s| s.tasks.len()) else {
@@ -101,7 +101,7 @@ impl QueryRunner {
         if endpoints.is_empty() {
             return Ok(None);
         }
-        let (members, guard) = self.guard(&distributed);
+        let (members, guard) = self.guard(&distributed, planned.in_use);
         if let Err(error) = launch(&self.channels, &distributed, false).await {
             let ErrorKind::LostExecutor { executor } = error.kind() else { return Err(error) };
             self.cluster.remove(&executor);

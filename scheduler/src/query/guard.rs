@@ -30,6 +30,8 @@ pub(super) struct QueryGuard {
     pub executors: Arc<Mutex<Vec<ExecutorAddr>>>,
     pub abandoned: mpsc::UnboundedSender<Abandoned>,
     pub channels: Arc<ClusterChannels>,
+    /// Keeps the files the query was planned with while it runs.
+    pub _in_use: Option<glaux_storage::InUse>,
 }
 
 impl QueryGuard {

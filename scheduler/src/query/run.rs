@@ -16,7 +16,7 @@ use datafusion::physical_plan::{ExecutionPlan, execute_stream};
 use futures::{StreamExt, TryStreamExt, stream};
 use glaux_catalog::{PruningReport, TableScanReport};
 use glaux_proto::{ClusterChannels, ExecutorAddr, QueryId, RerunHandle, TableWriteExec, TaskSigner, WriteSpec};
-use glaux_storage::ListingCache;
+use glaux_storage::{InUse, ListingCache};
 use tokio::sync::mpsc;
 
 use super::QueryResult;
@@ -142,8 +142,8 @@ impl QueryRunner {
         plan: &LogicalPlan,
     ) -> Result<DistributedPlan, SchedulerError> {
         let executors = self.cluster.alive();
-        let (physical, scans) = physical_plan(state, plan, &executors).await?;
-        distributed_plan(query, physical, &executors, scans, &self.signer)
+        let planned = physical_plan(state, plan, &executors).await?;
+        distributed_plan(query, planned.physical, &executors, planned.scans, &self.signer)
     }
 
     async fn start(
@@ -157,7 +157,7 @@ impl QueryRunner {
     ) -> Result<QueryResult, SchedulerError> {
         let started = Instant::now();
         let executors = self.cluster.alive();
-        let (mut physical, scans) = physical_plan(state, plan, &executors).await?;
+        let Planned { mut physical, scans, in_use } = physical_plan(state, plan, &executors).await?;
         if let Some(write) = write {
             // Each partition writes its own files; the reports are gathered here.
             let writer = TableWriteExec::try_new(physical, write.clone()).map_err(SchedulerError::plan)?;
@@ -169,7 +169,7 @@ impl QueryRunner {
         if !distributed.stages.is_empty() && executors.is_empty() {
             return Err(SchedulerError::NoExecutors { query });
         }
-        let (members, guard) = self.guard(&distributed);
+        let (members, guard) = self.guard(&distributed, in_use);
         launch(&self.channels, &distributed, analyze).await?;
         tracing::debug!(%query, stages = distributed.stages.len(), ?planned, ?cut, launched = ?started.elapsed(), "query launched");
 
@@ -217,10 +217,15 @@ impl QueryRunner {
 impl QueryRunner {
     /// The executors with tasks of `distributed` (a re-run may add one), and the guard that ends
     /// the query on them.
-    pub(super) fn guard(&self, distributed: &DistributedPlan) -> (Arc<Mutex<Vec<ExecutorAddr>>>, QueryGuard) {
+    pub(super) fn guard(
+        &self,
+        distributed: &DistributedPlan,
+        in_use: Option<InUse>,
+    ) -> (Arc<Mutex<Vec<ExecutorAddr>>>, QueryGuard) {
         let members = Arc::new(Mutex::new(distributed.executors()));
         let guard = QueryGuard {
             query: distributed.query.clone(),
+            _in_use: in_use,
             executors: Arc::clone(&members),
             abandoned: self.abandoned.clone(),
             channels: Arc::clone(&self.channels),
@@ -235,7 +240,7 @@ pub(super) async fn physical_plan(
     state: &SessionState,
     plan: &LogicalPlan,
     executors: &[ExecutorInfo],
-) -> Result<(Arc<dyn ExecutionPlan>, Vec<TableScanReport>), SchedulerError> {
+) -> Result<Planned, SchedulerError> {
     let mut state = state.clone();
     let slots: usize = executors.iter().map(|e| e.task_slots as usize).sum();
     state.config_mut().options_mut().execution.target_partitions = slots.max(1);
@@ -249,13 +254,22 @@ pub(super) async fn physical_plan(
         None => None,
     };
     let physical = state.create_physical_plan(plan).await.map_err(|e| crate::trino::planning_error(e, "", &state))?;
+    // Files a later commit replaces are kept until the query ends.
+    let in_use = visibility.as_ref().map(|v| v.in_use());
     drop(planning);
     let physical = cut_at_row_groups(physical, &state).await.map_err(SchedulerError::plan)?;
     if tracing::enabled!(tracing::Level::TRACE) {
         let shown = datafusion::physical_plan::displayable(physical.as_ref()).set_show_statistics(true).indent(true);
         tracing::trace!(plan = %shown, "physical plan with DataFusion's estimates");
     }
-    Ok((physical, report.scans()))
+    Ok(Planned { physical, scans: report.scans(), in_use })
+}
+
+/// A query's physical plan, what its scans selected, and its hold on the files it lists.
+pub(super) struct Planned {
+    pub physical: Arc<dyn ExecutionPlan>,
+    pub scans: Vec<TableScanReport>,
+    pub in_use: Option<InUse>,
 }
 
 pub(super) fn distributed_plan(

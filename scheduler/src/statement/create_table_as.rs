@@ -450,7 +450,7 @@ impl Family for CreateTableAs {
         staged.require_empty_location("CREATE TABLE AS").await?;
         if !self.with_data {
             let registered = ctx.lake.register_written_table(&definition, &[], &staged.id());
-            staged.discard(registered.is_ok()).await;
+            staged.discard().await;
             registered?;
             return rows_written(query, 0);
         }

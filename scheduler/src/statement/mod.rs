@@ -16,6 +16,7 @@
 //! | `catalog_ddl.rs` | `CREATE`/`DROP DATABASE` and `SCHEMA`, `DROP TABLE`, views |
 //! | `show.rs` | `SHOW DATABASES`/`SCHEMAS`/`TABLES`/`COLUMNS`, `SHOW CREATE TABLE` |
 //! | `show_functions.rs` | `SHOW FUNCTIONS [LIKE]` |
+//! | `optimize.rs` | `ALTER TABLE ... EXECUTE optimize` (compaction) |
 //! | `partitions.rs` | `MSCK REPAIR TABLE`, `ALTER TABLE ADD/DROP PARTITION`, `SHOW PARTITIONS` |
 //! | `use_database.rs` | `USE` |
 //! | `prepared.rs` | `PREPARE`, `EXECUTE`, `DEALLOCATE PREPARE` |
@@ -27,6 +28,7 @@ mod explain;
 mod grants;
 mod ingest;
 mod insert;
+mod optimize;
 mod partitions;
 mod placeholders;
 mod plan_sql;
@@ -58,6 +60,7 @@ use explain::Explain;
 use grants::Authorization;
 pub(crate) use ingest::{IfExists, IngestTarget, ingest};
 use insert::Insert;
+use optimize::Optimize;
 use partitions::Partitions;
 use prepared::Prepared;
 use query::Query;
@@ -137,6 +140,7 @@ pub(crate) enum Statement {
     CreateTableAs(Box<CreateTableAs>),
     Insert(Box<Insert>),
     Unload(Box<Unload>),
+    Optimize(Box<Optimize>),
     CatalogDdl(CatalogDdl),
     ShowCreateTable(ShowCreateTable),
     ShowFunctions(ShowFunctions),
@@ -156,10 +160,11 @@ enum Recognized {
 type Recognizer = fn(&Words<'_>, &Context<'_>) -> Option<Result<Recognized, SchedulerError>>;
 
 /// The Athena statements DataFusion does not parse, tried in turn on a statement's words.
-const RECOGNIZERS: [Recognizer; 7] = [
+const RECOGNIZERS: [Recognizer; 8] = [
     grants::recognize,
     show::recognize,
     show_functions::recognize,
+    optimize::recognize,
     partitions::recognize,
     use_database::recognize,
     prepared::recognize,
@@ -176,6 +181,7 @@ impl Statement {
             Self::CreateTableAs(_) => "create_table_as",
             Self::Insert(_) => "insert",
             Self::Unload(_) => "unload",
+            Self::Optimize(_) => "optimize",
             Self::CatalogDdl(_) => "catalog_ddl",
             Self::ShowCreateTable(_) => "show_create_table",
             Self::ShowFunctions(_) => "show_functions",
@@ -195,6 +201,7 @@ impl Statement {
             Self::Partitions(partitions) => vec![partitions.table()],
             Self::CreateTable(create) => vec![create.table(database)],
             Self::Unload(unload) => tables_read(unload.plan(), database),
+            Self::Optimize(optimize) => vec![optimize.table(database)],
             Self::Insert(insert) => {
                 let mut objects = tables_read(insert.plan(), database);
                 objects.push(insert.table());
@@ -220,6 +227,7 @@ impl Statement {
             Self::CreateTableAs(s) => s.as_ref(),
             Self::Insert(s) => s.as_ref(),
             Self::Unload(s) => s.as_ref(),
+            Self::Optimize(s) => s.as_ref(),
             Self::CatalogDdl(s) => s,
             Self::ShowCreateTable(s) => s,
             Self::ShowFunctions(s) => s,

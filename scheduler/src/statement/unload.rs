@@ -145,7 +145,9 @@ impl Family for Unload {
         let format = (self.options.format.clone(), self.options.compression);
         // Nothing to register: the files are the result once the journal lets them be.
         let written = staged
-            .run(ctx.queries, &ctx.state, &self.plan, format, progress, |_| Ok(catalog.record_write_targets(&id, &[])?))
+            .run(ctx.queries, &ctx.state, &self.plan, format, progress, |_| {
+                Ok(catalog.record_write_targets(&id, &[], &[])?)
+            })
             .await;
         written_result(query, written?)
     }

@@ -3,6 +3,7 @@
 //! the scheduler died) at the next start.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use datafusion::datasource::listing::ListingTableUrl;
 use datafusion::execution::SessionState;
@@ -18,20 +19,39 @@ use object_store::path::Path;
 pub(super) async fn remove(parts: Parts, staging: ListingTableUrl, doomed: Vec<Path>, query: QueryId) {
     let (store, catalog, visibility) = parts;
     let clean = delete_staged(&store, &staging, doomed, &query).await;
-    // Files it moved are gone, or the table holds them (and they were shown when it committed).
+    // Files it moved are gone, or the table holds them (and they were shown when it committed);
+    // files it replaced are gone.
     if let Some(visibility) = visibility {
-        visibility.reveal(&query.to_string());
+        visibility.forget(&query.to_string());
     }
     if clean && let Err(e) = catalog.end_write(&query.to_string()) {
         tracing::warn!(%query, error = %e, "forgetting a finished write");
     }
 }
 
+/// How long files a write replaced are kept for the queries planned before it: after that they
+/// are deleted even if such a query still runs (it fails reading them).
+const RETIRED_KEPT_AT_MOST: Duration = Duration::from_secs(3600);
+
+/// Removes what a committed write staged and, once no query planned before its commit (epochs
+/// before `epoch`) runs, the files it replaced.
+pub(super) async fn retire(parts: Parts, staging: ListingTableUrl, retired: Vec<Path>, epoch: u64, query: QueryId) {
+    if let Some(visibility) = &parts.2 {
+        let unused = visibility.unused_before(epoch);
+        if tokio::time::timeout(RETIRED_KEPT_AT_MOST, unused).await.is_err() {
+            tracing::warn!(%query, "queries still read files a write replaced an hour ago; deleting them");
+        }
+    }
+    tracing::debug!(%query, files = retired.len(), "deleting the files a write replaced");
+    remove(parts, staging, retired, query).await;
+}
+
 /// What removing a write's files needs: the store, the catalog's journal, the listings' view.
 pub(super) type Parts = (Arc<dyn ObjectStore>, Arc<dyn Catalog>, Option<Arc<Visibility>>);
 
 /// Removes what a write left when the scheduler died: for each write the catalog's journal still
-/// holds, the files it was moving into a table that was never stored, and its staging location.
+/// holds, its staging location and either the files it was moving into a table that never took
+/// them or, if the table took them, the files they replace.
 ///
 /// The files a write was moving are hidden from listings at once ([`hide_unfinished`]), before
 /// the scheduler serves; this removes them in the background.
@@ -48,8 +68,7 @@ pub(crate) async fn recover(state: &SessionState, catalog: &Arc<dyn Catalog>, un
                 continue;
             }
         };
-        let doomed: Vec<Path> = write
-            .targets
+        let doomed: Vec<Path> = doomed(&write)
             .iter()
             .filter_map(|target| ListingTableUrl::parse(target).ok())
             .filter(|url| url.object_store() == staging.object_store())
@@ -64,9 +83,14 @@ pub(crate) async fn recover(state: &SessionState, catalog: &Arc<dyn Catalog>, un
 pub(crate) fn hide_unfinished(state: &SessionState, unfinished: &[PendingWrite]) {
     if let Some(cache) = state.config().get_extension::<ListingCache>() {
         for write in unfinished {
-            cache.visibility().hide(&write.id, write.targets.iter().cloned());
+            cache.visibility().hide(&write.id, doomed(write).iter().cloned());
         }
     }
+}
+
+/// The object URLs an unfinished write leaves to delete.
+fn doomed(write: &PendingWrite) -> &[String] {
+    if write.committed() { &write.retired } else { &write.targets }
 }
 
 /// Deletes `doomed` and everything under `staging`; whether nothing failed.

@@ -10,6 +10,10 @@
 //! (`<location>[k=v/...]/<query id>_<file name>`: unique per statement and task attempt), and
 //! [`StagedWrite::discard`] removes the staging location, and on failure every file it had moved.
 //! Directories no partition reported (an attempt run again) are never published.
+//!
+//! A write that replaces files (`OPTIMIZE`) names them first ([`StagedWrite::replacing`]): its
+//! commit hides them in the same step that shows the new files, and they are deleted once the
+//! queries planned before the commit have ended (`cleanup.rs`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -34,8 +38,8 @@ use crate::query::{ProgressSlot, QueryRunner, QueryStatsHandle};
 
 mod cleanup;
 
-use cleanup::remove;
 pub(crate) use cleanup::{hide_unfinished, recover};
+use cleanup::{remove, retire};
 
 /// The directory under a table's location where statements stage their files.
 pub(crate) const STAGING_DIR: &str = "_glaux_staging";
@@ -68,6 +72,9 @@ pub(crate) struct StagedWrite {
     partition_columns: Vec<String>,
     /// Files moved into the location so far (removed again if the write fails).
     moved: Vec<Path>,
+    /// The table's files it replaces, and once it committed, the epoch whose queries may read them.
+    retired: Vec<Path>,
+    committed: Option<u64>,
     /// Discarded (or published and cleaned): nothing is left to remove when it is dropped.
     done: bool,
 }
@@ -88,7 +95,8 @@ impl StagedWrite {
         let staging = ListingTableUrl::parse(format!("{}{STAGING_DIR}/{query}/", location.as_str()))
             .map_err(SchedulerError::plan)?;
         let store = state.runtime_env().object_store(location.object_store()).map_err(SchedulerError::plan)?;
-        let record = PendingWrite { id: query.to_string(), staging: staging.as_str().to_string(), targets: Vec::new() };
+        let record =
+            PendingWrite { id: query.to_string(), staging: staging.as_str().to_string(), ..Default::default() };
         let visibility = state.config().get_extension::<ListingCache>().map(|c| Arc::clone(c.visibility()));
         catalog.begin_write(&record)?;
         Ok(Self {
@@ -101,8 +109,31 @@ impl StagedWrite {
             query: query.clone(),
             partition_columns,
             moved: Vec::new(),
+            retired: Vec::new(),
+            committed: None,
             done: false,
         })
+    }
+
+    /// The write replaces `files` (in its location's store): they disappear for readers when it
+    /// commits. Refused if another write is replacing any of them.
+    pub fn replacing(mut self, files: Vec<Path>) -> Result<Self, SchedulerError> {
+        if let Some(visibility) = &self.visibility {
+            let urls: Vec<String> = files.iter().map(|f| self.object_url(f)).collect();
+            if let Err(taken) = visibility.claim(&self.id(), &urls) {
+                return Err(SchedulerError::refused(
+                    ErrorKind::Unsupported,
+                    format!("another statement is rewriting {taken}; try again when it has finished"),
+                ));
+            }
+        }
+        self.retired = files;
+        Ok(self)
+    }
+
+    /// `path`'s object URL in the location's store.
+    fn object_url(&self, path: &Path) -> String {
+        format!("{}{path}", self.location.object_store().as_str())
     }
 
     /// Files of partitions the table has already (`(values, location)`) go to their location.
@@ -144,7 +175,7 @@ impl StagedWrite {
         if self.location_is_empty().await? {
             return Ok(());
         }
-        self.discard(false).await;
+        self.discard().await;
         Err(SchedulerError::refused(
             ErrorKind::Unsupported,
             format!("the location {} is not empty: {statement} writes only into an empty location", self.location),
@@ -208,9 +239,9 @@ impl StagedWrite {
         }
         // Journaled before any file moves: a crash from here until the table is stored leaves
         // files the next start removes.
-        let object_store = self.location.object_store();
-        let targets: Vec<String> = moves.iter().map(|(_, to)| format!("{}{to}", object_store.as_str())).collect();
-        self.catalog.record_write_targets(&self.id(), &targets)?;
+        let targets: Vec<String> = moves.iter().map(|(_, to)| self.object_url(to)).collect();
+        let retired: Vec<String> = self.retired.iter().map(|f| self.object_url(f)).collect();
+        self.catalog.record_write_targets(&self.id(), &targets, &retired)?;
         if let Some(visibility) = &self.visibility {
             visibility.hide(&self.id(), targets);
         }
@@ -257,15 +288,22 @@ impl StagedWrite {
 
     /// Makes the published files visible: `register` (storing the table or its new partitions,
     /// which marks the files as the table's in the journal) runs while no query plans, and the
-    /// files are shown at once after it.
+    /// files are shown (and the files it replaces hidden) at once after it.
     pub async fn commit(
         &mut self,
         register: impl FnOnce() -> Result<(), SchedulerError>,
     ) -> Result<(), SchedulerError> {
-        let Some(visibility) = self.visibility.clone() else { return register() };
+        let Some(visibility) = self.visibility.clone() else {
+            register()?;
+            self.committed = Some(0);
+            return Ok(());
+        };
         let _committing = visibility.committing().await;
         register()?;
         visibility.reveal(&self.id());
+        let retired: Vec<String> = self.retired.iter().map(|f| self.object_url(f)).collect();
+        // Epoch 0 has no queries before it: a write that replaces nothing waits for none.
+        self.committed = Some(if retired.is_empty() { 0 } else { visibility.retire(&self.id(), retired) });
         Ok(())
     }
 
@@ -299,7 +337,7 @@ impl StagedWrite {
             Ok((self.publish_and_commit(&reports, register).await?, result.stats))
         }
         .await;
-        self.discard(written.is_ok()).await;
+        self.discard().await;
         written
     }
 
@@ -333,7 +371,7 @@ impl StagedWrite {
             self.publish_and_commit(&reports, register).await
         }
         .await;
-        self.discard(written.is_ok()).await;
+        self.discard().await;
         written
     }
 
@@ -357,12 +395,30 @@ impl StagedWrite {
             .collect()
     }
 
-    /// Removes the staging location, and, unless the write was published, every file it moved.
-    pub async fn discard(&mut self, published: bool) {
+    /// Removes the staging location, and, unless the write committed, every file it moved. What
+    /// a committed write replaced is removed in the background once no query reads it.
+    pub async fn discard(&mut self) {
         self.done = true;
-        let moved = if published { Vec::new() } else { std::mem::take(&mut self.moved) };
+        match self.committed {
+            Some(epoch) if !self.retired.is_empty() => return self.retire_in_background(epoch),
+            Some(_) => self.moved.clear(),
+            None => {}
+        }
+        let moved = std::mem::take(&mut self.moved);
         let parts = (Arc::clone(&self.store), Arc::clone(&self.catalog), self.visibility.clone());
         remove(parts, self.staging.clone(), moved, self.query.clone()).await;
+    }
+
+    /// Removes the staging location and, once the queries of epochs before `epoch` ended, the
+    /// files the write replaced.
+    fn retire_in_background(&mut self, epoch: u64) {
+        let parts = (Arc::clone(&self.store), Arc::clone(&self.catalog), self.visibility.clone());
+        let retired = std::mem::take(&mut self.retired);
+        // Detached on purpose: the statement is answered; the journal covers a scheduler that
+        // stops before this ends (the next start deletes what the write replaced).
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(retire(parts, self.staging.clone(), retired, epoch, self.query.clone()));
+        }
     }
 }
 
@@ -371,6 +427,10 @@ impl StagedWrite {
 impl Drop for StagedWrite {
     fn drop(&mut self) {
         if self.done {
+            return;
+        }
+        if let Some(epoch) = self.committed {
+            self.retire_in_background(epoch);
             return;
         }
         let parts = (Arc::clone(&self.store), Arc::clone(&self.catalog), self.visibility.clone());
@@ -507,7 +567,7 @@ mod tests {
 
         write.commit(|| Ok(())).await.unwrap();
         assert_eq!(listed(&state).await, [format!("{query}_part.json")], "shown by the commit");
-        write.discard(true).await;
+        write.discard().await;
         assert!(!root.path().join("t").join(STAGING_DIR).exists());
         assert!(catalog.pending_writes().unwrap().is_empty(), "the write is over");
     }
