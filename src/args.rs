@@ -77,6 +77,10 @@ pub(crate) struct DoorArgs {
     /// catalog (e.g. MSCK REPAIR TABLE) list afresh at once.
     #[arg(long, default_value_t = glaux_scheduler::DEFAULT_LISTING_CACHE_TTL.as_secs())]
     pub(crate) listing_cache_seconds: u64,
+    /// Bytes each written file aims at (CTAS, INSERT, UNLOAD, OPTIMIZE): a writer starts a new
+    /// file once its files hold about this much (0: one file per partition and writer).
+    #[arg(long, default_value_t = glaux_scheduler::DEFAULT_TARGET_FILE_SIZE)]
+    pub(crate) target_file_size: u64,
 }
 
 impl DoorArgs {
@@ -101,7 +105,8 @@ impl DoorArgs {
         Ok(config
             .with_insecure_auth(self.allow_insecure_auth)
             .with_limits(limits)
-            .with_listing_cache_ttl(std::time::Duration::from_secs(self.listing_cache_seconds)))
+            .with_listing_cache_ttl(std::time::Duration::from_secs(self.listing_cache_seconds))
+            .with_target_file_size(self.target_file_size))
     }
 
     /// The files of these doors that must stay unreadable by tables.
@@ -407,7 +412,8 @@ pub(crate) fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
 /// `glaux bench`: TPC-H or TPC-DS on a standalone cluster and on single-process DataFusion.
 #[derive(Args)]
 pub(crate) struct BenchArgs {
-    /// Which benchmark: the 22 TPC-H queries or the 99 TPC-DS queries.
+    /// Which benchmark: the 22 TPC-H queries, the 99 TPC-DS queries, or the write experiments
+    /// (CTAS vs DataFusion's COPY, gzipped JSON vs Parquet, small files vs OPTIMIZE) on TPC-H data.
     #[arg(long, value_enum, default_value_t = Suite::Tpch)]
     pub(crate) suite: Suite,
     /// Scale factor.
@@ -440,4 +446,5 @@ pub(crate) struct BenchArgs {
 pub(crate) enum Suite {
     Tpch,
     Tpcds,
+    Writes,
 }

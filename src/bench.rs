@@ -3,7 +3,7 @@
 
 use anyhow::Context;
 use datafusion::prelude::{SessionConfig, SessionContext};
-use glaux_bench::{runner, tpcds, tpch};
+use glaux_bench::{runner, tpcds, tpch, writes};
 use glaux_client::GlauxClient;
 
 use crate::args::{BenchArgs, Suite};
@@ -19,7 +19,7 @@ pub async fn run(mut args: BenchArgs) -> anyhow::Result<bool> {
     if !data.join(tables[tables.len() - 1]).exists() {
         eprintln!("Generating {name} SF {} in {} ...", args.sf, data.display());
         match args.suite {
-            Suite::Tpch => tpch::generate(&data, args.sf, (args.sf.ceil() as i32).clamp(1, 64) * 4),
+            Suite::Tpch | Suite::Writes => tpch::generate(&data, args.sf, (args.sf.ceil() as i32).clamp(1, 64) * 4),
             Suite::Tpcds => tpcds::generate(&data, args.sf),
         }
         .with_context(|| format!("generating {name} data"))?;
@@ -44,6 +44,9 @@ pub async fn run(mut args: BenchArgs) -> anyhow::Result<bool> {
     for ddl in ddl(&location) {
         client.query(&ddl).await?;
         reference.sql(&ddl).await?.collect().await?;
+    }
+    if args.suite == Suite::Writes {
+        return write_experiments(&args, &mut client, &reference, &data, &home).await;
     }
     let queries: Vec<(String, String)> = queries
         .iter()
@@ -98,6 +101,39 @@ pub async fn run(mut args: BenchArgs) -> anyhow::Result<bool> {
     Ok(timings.iter().all(|t| t.error.is_none()))
 }
 
+/// The write experiments (`glaux_bench::writes`), in a scratch directory under the warehouse.
+async fn write_experiments(
+    args: &BenchArgs,
+    client: &mut GlauxClient,
+    reference: &SessionContext,
+    data: &std::path::Path,
+    home: &std::path::Path,
+) -> anyhow::Result<bool> {
+    let scratch = home.join(format!("bench-writes/sf{}", args.sf));
+    eprintln!(
+        "TPC-H SF {} writes on {} executors, {} runs each, in {}",
+        args.sf,
+        args.cluster.executors,
+        args.iterations,
+        scratch.display()
+    );
+    let timings =
+        writes::run(client, reference, data, &scratch, args.iterations).await.map_err(|e| anyhow::anyhow!(e))?;
+    println!("{}", writes::render(&timings));
+    if let Some(path) = &args.json {
+        let report = serde_json::json!({
+            "benchmark": "writes",
+            "scale_factor": args.sf,
+            "executors": args.cluster.executors,
+            "iterations": args.iterations,
+            "writes": timings,
+        });
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(true)
+}
+
 /// What differs between the suites.
 struct SuiteSpec {
     name: &'static str,
@@ -119,7 +155,7 @@ struct Lookup {
 
 fn spec(suite: Suite) -> SuiteSpec {
     match suite {
-        Suite::Tpch => SuiteSpec {
+        Suite::Tpch | Suite::Writes => SuiteSpec {
             name: "TPC-H",
             dir: "tpch",
             tables: &tpch::TABLES,

@@ -93,6 +93,7 @@ fn encode_write(spec: &WriteSpec) -> TableWriteNode {
         delimiter,
         compression: spec.compression.name().into(),
         partition_columns: spec.partition_columns.clone(),
+        target_file_bytes: spec.target_file_bytes,
     }
 }
 
@@ -106,7 +107,13 @@ fn decode_write(node: TableWriteNode) -> Result<WriteSpec> {
     let Some(compression) = WriteCompression::parse(&node.compression) else {
         return exec_err!("unknown write compression {:?}", node.compression);
     };
-    Ok(WriteSpec { staging: node.staging, format, compression, partition_columns: node.partition_columns })
+    Ok(WriteSpec {
+        staging: node.staging,
+        format,
+        compression,
+        partition_columns: node.partition_columns,
+        target_file_bytes: node.target_file_bytes,
+    })
 }
 
 fn encode_reader(reader: &StageReaderExec) -> Result<StageReaderNode> {

@@ -8,9 +8,16 @@
 //! Nothing here is visible to readers; the scheduler commits the directories the successful
 //! partitions report (`scheduler/src/write/`), so a partition that ran twice (a re-run attempt)
 //! leaves only files nobody commits, which go with the staging location.
+//!
+//! Files are sized toward the spec's target: a writer feeds the sink a run of batches, and when
+//! the Arrow bytes fed would fill a file of the target size it ends the run (its files close) and
+//! starts the next with new files. How many Arrow bytes make a file's byte is measured on each
+//! run's files (listed when it ends), so the next run is sized from what the format and codec
+//! really did with these rows.
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use arrow::array::{ArrayRef, RecordBatch, StringArray, UInt64Array};
 use arrow::compute::cast;
@@ -35,7 +42,7 @@ use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, PlanProperties, SendableRecordBatchStream,
 };
-use futures::{StreamExt, stream};
+use futures::{StreamExt, TryStreamExt, stream};
 
 /// The value Hive writes in a path for a null partition value.
 pub const NULL_PARTITION: &str = "__HIVE_DEFAULT_PARTITION__";
@@ -97,6 +104,9 @@ pub struct WriteSpec {
     /// Columns of the input whose values name directories instead of being stored (the last
     /// columns of the input, in directory order).
     pub partition_columns: Vec<String>,
+    /// The size a writer's files aim at: once its files hold about this much, it starts new ones
+    /// (0: one file per partition and writer).
+    pub target_file_bytes: u64,
 }
 
 impl WriteSpec {
@@ -275,6 +285,77 @@ impl PartitionsSeen {
     }
 }
 
+/// A writer's file size target, and its estimate of the Arrow bytes that make one byte of file.
+#[derive(Clone, Copy)]
+struct Target {
+    bytes: u64,
+    arrow_per_byte: f64,
+}
+
+/// Before a write has measured its files: Parquet keeps about a quarter of what Arrow holds (it
+/// encodes and compresses), text about as much (numbers as digits, names repeated; a codec
+/// shrinks it again).
+fn first_guess(format: &WriteFormat) -> f64 {
+    match format {
+        WriteFormat::Parquet => 4.0,
+        WriteFormat::Json | WriteFormat::Text { .. } => 1.0,
+    }
+}
+
+/// Writes `input` with `sink` in runs of about a file of `target.bytes` each (one run if the
+/// target is 0); the rows written.
+async fn write_in_runs(
+    sink: Arc<dyn DataSink>,
+    input: SendableRecordBatchStream,
+    context: &Arc<TaskContext>,
+    (store, directory): (Arc<dyn datafusion::object_store::ObjectStore>, &ListingTableUrl),
+    mut target: Target,
+) -> Result<u64> {
+    let schema = input.schema();
+    let input = Arc::new(tokio::sync::Mutex::new(input));
+    let (mut rows, mut on_disk) = (0u64, 0u64);
+    loop {
+        let budget = if target.bytes == 0 { f64::INFINITY } else { target.bytes as f64 * target.arrow_per_byte };
+        let Some(first) = input.lock().await.next().await else { return Ok(rows) };
+        let first = first?;
+        let fed = Arc::new(AtomicU64::new(first.get_array_memory_size() as u64));
+        let ended = Arc::new(AtomicBool::new(false));
+        let state = (Arc::clone(&input), Arc::clone(&fed), Arc::clone(&ended));
+        let rest = stream::unfold(state, move |(input, fed, ended)| async move {
+            if fed.load(Ordering::Relaxed) as f64 >= budget {
+                return None;
+            }
+            let next = input.lock().await.next().await;
+            match next {
+                None => {
+                    ended.store(true, Ordering::Relaxed);
+                    None
+                }
+                Some(batch) => {
+                    if let Ok(batch) = &batch {
+                        fed.fetch_add(batch.get_array_memory_size() as u64, Ordering::Relaxed);
+                    }
+                    Some((batch, (input, fed, ended)))
+                }
+            }
+        });
+        let run = stream::once(std::future::ready(Ok(first))).chain(rest);
+        rows += sink.write_all(Box::pin(RecordBatchStreamAdapter::new(Arc::clone(&schema), run)), context).await?;
+        if ended.load(Ordering::Relaxed) || target.bytes == 0 {
+            return Ok(rows);
+        }
+        // What this run's files took, per Arrow byte fed: the next run's measure.
+        let listed: Vec<_> = store.list(Some(directory.prefix())).try_collect().await?;
+        let total: u64 = listed.iter().map(|m| m.size).sum();
+        let written = total.saturating_sub(on_disk);
+        on_disk = total;
+        if written > 0 {
+            let measured = fed.load(Ordering::Relaxed) as f64 / written as f64;
+            target.arrow_per_byte = measured.clamp(1.0 / 16.0, 256.0);
+        }
+    }
+}
+
 impl DisplayAs for TableWriteExec {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
         write!(f, "TableWriteExec: format={:?}, compression={}", self.spec.format, self.spec.compression.name())?;
@@ -358,8 +439,11 @@ impl ExecutionPlan for TableWriteExec {
             context.window_functions().clone(),
             context.runtime_env(),
         ));
+        let store = context.runtime_env().object_store(directory.object_store())?;
+        let target = Target { bytes: self.spec.target_file_bytes, arrow_per_byte: first_guess(&self.spec.format) };
+        let written_to = directory.clone();
         let written = stream::once(async move {
-            let rows = sink.write_all(input, &context).await?;
+            let rows = write_in_runs(sink, input, &context, (store, &written_to), target).await?;
             let report = RecordBatch::try_new(
                 write_report_schema(),
                 vec![Arc::new(StringArray::from(vec![directory.to_string()])), Arc::new(UInt64Array::from(vec![rows]))],

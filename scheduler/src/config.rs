@@ -50,7 +50,15 @@ pub struct SchedulerConfig {
     /// How long the scheduler answers a prefix's listing from the last one (zero: every query
     /// lists). Statements that change the catalog, and Glaux's own writes, forget every listing.
     pub listing_cache_ttl: Duration,
+    /// The size written files aim at (`CREATE TABLE AS`, `INSERT`, `UNLOAD`, `OPTIMIZE`): each
+    /// writer starts a new file once its files hold about this much (0: one file per partition
+    /// and writer).
+    pub target_file_size: u64,
 }
+
+/// The default [`SchedulerConfig::target_file_size`]: 128 MiB, the size Athena's and Trino's
+/// advice aims Parquet files at (large enough to read quickly, small enough to spread).
+pub const DEFAULT_TARGET_FILE_SIZE: u64 = 128 << 20;
 
 /// The default [`SchedulerConfig::listing_cache_ttl`]: long enough for a dashboard's burst of
 /// queries over the same tables, short enough that files written by other programs show up
@@ -76,7 +84,14 @@ impl SchedulerConfig {
             cluster_tls: None,
             limits: DoorLimits::default(),
             listing_cache_ttl: DEFAULT_LISTING_CACHE_TTL,
+            target_file_size: DEFAULT_TARGET_FILE_SIZE,
         }
+    }
+
+    /// Written files aim at `bytes` each (0: one file per partition and writer).
+    pub fn with_target_file_size(mut self, bytes: u64) -> Self {
+        self.target_file_size = bytes;
+        self
     }
 
     /// Answers listings from the last one of the same prefix for `ttl` (zero: never).

@@ -43,6 +43,7 @@ pub struct TestClusterBuilder {
     tls: Option<glaux_scheduler::TlsIdentity>,
     limits: Option<glaux_scheduler::DoorLimits>,
     listing_cache_ttl: Option<Duration>,
+    target_file_size: Option<u64>,
 }
 
 impl TestCluster {
@@ -61,6 +62,7 @@ impl TestCluster {
             tls: None,
             limits: None,
             listing_cache_ttl: None,
+            target_file_size: None,
         }
     }
 
@@ -147,6 +149,11 @@ impl TestClusterBuilder {
     }
 
     /// How long the scheduler keeps listings (its default unless told).
+    pub fn target_file_size(mut self, bytes: u64) -> Self {
+        self.target_file_size = Some(bytes);
+        self
+    }
+
     pub fn listing_cache_ttl(mut self, ttl: Duration) -> Self {
         self.listing_cache_ttl = Some(ttl);
         self
@@ -190,6 +197,9 @@ impl TestClusterBuilder {
         }
         if let Some(limits) = self.limits {
             config = config.with_limits(limits);
+        }
+        if let Some(bytes) = self.target_file_size {
+            config = config.with_target_file_size(bytes);
         }
         if let Some(ttl) = self.listing_cache_ttl {
             config = config.with_listing_cache_ttl(ttl);

@@ -24,4 +24,5 @@ mod s3;
 mod security;
 mod tpcds;
 mod tpch;
+mod write_cancel;
 mod writes;

@@ -495,3 +495,28 @@ async fn a_killed_executor_never_leaves_a_partial_write() -> TestResult {
     }
     Ok(())
 }
+
+/// Writers start new files as theirs reach the target size, in every format.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn written_files_are_sized_toward_the_target() -> TestResult {
+    const TARGET: u64 = 64 * 1024;
+    let cluster = TestCluster::builder().target_file_size(TARGET).start().await?;
+    let (lake, mut client) = cluster.with_lake().await?;
+    let reference = reference_context(&lake).await;
+    let check = "SELECT count(*), sum(id), count(item), max(ts) FROM {}";
+    for (table, format) in [("sized_json", "JSON', write_compression = 'NONE"), ("sized_parquet", "PARQUET")] {
+        client.query(&format!("CREATE TABLE {table} WITH (format = '{format}') AS SELECT * FROM sales")).await?;
+        let location = cluster.warehouse().join("default").join(table);
+        let sizes: Vec<u64> = files_under(&location)
+            .iter()
+            .map(|f| std::fs::metadata(location.join(f)).map(|m| m.len()).unwrap_or(0))
+            .collect();
+        let total: u64 = sizes.iter().sum();
+        // A file holds at least one batch (up to 1,000 rows here), so it may pass the target by
+        // one; the files together are many, not one per writer.
+        assert!(sizes.iter().all(|&s| s <= 4 * TARGET), "{table}: {sizes:?}");
+        assert!(sizes.len() as u64 >= total / (2 * TARGET) && sizes.len() >= 4, "{table}: {sizes:?}");
+        assert_same_rows(&mut client, &check.replace("{}", table), &reference, &check.replace("{}", "sales")).await;
+    }
+    Ok(())
+}

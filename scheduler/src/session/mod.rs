@@ -70,6 +70,7 @@ pub fn scheduler_session(
         .with_round_robin_repartition(false)
         .with_extension(channels);
     session = session.with_extension(listings);
+    session = session.with_extension(Arc::new(crate::write::TargetFileSize(config.target_file_size)));
     // A join whose smaller side is estimated below these sizes broadcasts it to every task of the
     // larger side instead of shuffling both: the larger side stays where it is read, and the
     // join's dynamic filter prunes its scan, in its stage or across shuffles below (a partitioned

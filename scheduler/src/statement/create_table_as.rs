@@ -271,9 +271,14 @@ impl WriteOptions {
             WriteFormat::Parquet => WriteCompression::Snappy,
             _ => WriteCompression::Gzip,
         });
-        WriteSpec { staging: String::new(), format: format.clone(), compression, partition_columns: Vec::new() }
-            .check()
-            .map_err(|e| unsupported(e.to_string()))?;
+        let spec = WriteSpec {
+            staging: String::new(),
+            format: format.clone(),
+            compression,
+            partition_columns: Vec::new(),
+            target_file_bytes: 0,
+        };
+        spec.check().map_err(|e| unsupported(e.to_string()))?;
         let fields: Vec<String> = plan.schema().fields().iter().map(|f| f.name().clone()).collect();
         for column in &partitioned_by {
             if !fields.contains(column) {

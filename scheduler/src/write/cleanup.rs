@@ -29,6 +29,35 @@ pub(super) async fn remove(parts: Parts, staging: ListingTableUrl, doomed: Vec<P
     }
 }
 
+/// When a failed write's staging location is swept again: its other tasks may still be ending
+/// (an executor finishing a file as its input ends), after the first removal.
+const SWEEPS: [Duration; 4] =
+    [Duration::from_secs(1), Duration::from_secs(3), Duration::from_secs(10), Duration::from_secs(30)];
+
+/// Removes what a write that did not commit left: `moved` and its staging location.
+pub(super) async fn remove_failed(parts: &Parts, staging: &ListingTableUrl, moved: Vec<Path>, query: &QueryId) {
+    let (store, _, visibility) = parts;
+    delete_staged(store, staging, moved, query).await;
+    if let Some(visibility) = visibility {
+        visibility.forget(&query.to_string());
+    }
+}
+
+/// Sweeps a failed write's staging location again at each of [`SWEEPS`] (files its tasks
+/// finished after [`remove_failed`]), then forgets its journal record (until then a restart
+/// removes them too).
+pub(super) async fn sweep_failed(parts: Parts, staging: ListingTableUrl, query: QueryId) {
+    let (store, catalog, _) = parts;
+    let mut clean = false;
+    for delay in SWEEPS {
+        tokio::time::sleep(delay).await;
+        clean = delete_staged(&store, &staging, Vec::new(), &query).await;
+    }
+    if clean && let Err(e) = catalog.end_write(&query.to_string()) {
+        tracing::warn!(%query, error = %e, "forgetting a failed write");
+    }
+}
+
 /// How long files a write replaced are kept for the queries planned before it: after that they
 /// are deleted even if such a query still runs (it fails reading them).
 const RETIRED_KEPT_AT_MOST: Duration = Duration::from_secs(3600);

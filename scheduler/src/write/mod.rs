@@ -39,10 +39,19 @@ use crate::query::{ProgressSlot, QueryRunner, QueryStatsHandle};
 mod cleanup;
 
 pub(crate) use cleanup::{hide_unfinished, recover};
-use cleanup::{remove, retire};
+use cleanup::{remove, remove_failed, retire, sweep_failed};
 
 /// The directory under a table's location where statements stage their files.
 pub(crate) const STAGING_DIR: &str = "_glaux_staging";
+
+/// The size written files aim at (`SchedulerConfig::target_file_size`), in the session's config.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TargetFileSize(pub u64);
+
+/// The target for a write planned in `state`.
+fn target_file_bytes(state: &SessionState) -> u64 {
+    state.config().get_extension::<TargetFileSize>().map_or(0, |t| t.0)
+}
 
 /// How many objects are renamed or deleted at once.
 const CONCURRENCY: usize = 16;
@@ -325,6 +334,7 @@ impl StagedWrite {
             format,
             compression,
             partition_columns: self.partition_columns.clone(),
+            target_file_bytes: target_file_bytes(state),
         };
         let written = async {
             let result = queries.run_write(state, self.query.clone(), plan, &spec, progress).await?;
@@ -355,6 +365,7 @@ impl StagedWrite {
             format,
             compression,
             partition_columns: self.partition_columns.clone(),
+            target_file_bytes: target_file_bytes(state),
         };
         let written = async {
             let source = OneStream { schema: rows.schema(), rows: std::sync::Mutex::new(Some(rows)) };
@@ -395,18 +406,23 @@ impl StagedWrite {
             .collect()
     }
 
-    /// Removes the staging location, and, unless the write committed, every file it moved. What
-    /// a committed write replaced is removed in the background once no query reads it.
+    /// Removes the staging location, and, unless the write committed, every file it moved (and
+    /// sweeps the staging location again in the background, for tasks still ending). What a
+    /// committed write replaced is removed in the background once no query reads it.
     pub async fn discard(&mut self) {
         self.done = true;
-        match self.committed {
-            Some(epoch) if !self.retired.is_empty() => return self.retire_in_background(epoch),
-            Some(_) => self.moved.clear(),
-            None => {}
-        }
-        let moved = std::mem::take(&mut self.moved);
         let parts = (Arc::clone(&self.store), Arc::clone(&self.catalog), self.visibility.clone());
-        remove(parts, self.staging.clone(), moved, self.query.clone()).await;
+        match self.committed {
+            Some(epoch) if !self.retired.is_empty() => self.retire_in_background(epoch),
+            Some(_) => remove(parts, self.staging.clone(), Vec::new(), self.query.clone()).await,
+            None => {
+                let moved = std::mem::take(&mut self.moved);
+                remove_failed(&parts, &self.staging, moved, &self.query).await;
+                // The statement's error is answered while later sweeps wait; the journal
+                // covers a scheduler that stops meanwhile.
+                spawn_detached(sweep_failed(parts, self.staging.clone(), self.query.clone()));
+            }
+        }
     }
 
     /// Removes the staging location and, once the queries of epochs before `epoch` ended, the
@@ -414,11 +430,9 @@ impl StagedWrite {
     fn retire_in_background(&mut self, epoch: u64) {
         let parts = (Arc::clone(&self.store), Arc::clone(&self.catalog), self.visibility.clone());
         let retired = std::mem::take(&mut self.retired);
-        // Detached on purpose: the statement is answered; the journal covers a scheduler that
-        // stops before this ends (the next start deletes what the write replaced).
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(retire(parts, self.staging.clone(), retired, epoch, self.query.clone()));
-        }
+        // The statement is answered; the journal covers a scheduler that stops before this ends
+        // (the next start deletes what the write replaced).
+        spawn_detached(retire(parts, self.staging.clone(), retired, epoch, self.query.clone()));
     }
 }
 
@@ -435,12 +449,23 @@ impl Drop for StagedWrite {
         }
         let parts = (Arc::clone(&self.store), Arc::clone(&self.catalog), self.visibility.clone());
         let (staging, moved) = (self.staging.clone(), std::mem::take(&mut self.moved));
-        // Detached on purpose: the statement that owned the write is gone, and its files must
-        // go too; the journal covers a scheduler that stops before this ends.
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            tracing::info!(query = %self.query, "a write ended before it finished; removing its files");
-            runtime.spawn(remove(parts, staging, moved, self.query.clone()));
-        }
+        // The statement that owned the write is gone, and its files must go too; the journal
+        // covers a scheduler that stops before this ends.
+        tracing::info!(query = %self.query, "a write ended before it finished; removing its files");
+        let query = self.query.clone();
+        spawn_detached(async move {
+            remove_failed(&parts, &staging, moved, &query).await;
+            sweep_failed(parts, staging, query).await;
+        });
+    }
+}
+
+/// Runs `cleanup` on its own, past the statement that started it: a write's files must go even
+/// when its statement is gone. Detached on purpose; every such cleanup is journaled first, so
+/// a scheduler that stops (or has no runtime left) removes the files at its next start.
+fn spawn_detached(cleanup: impl std::future::Future<Output = ()> + Send + 'static) {
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        drop(runtime.spawn(cleanup));
     }
 }
 
