@@ -16,6 +16,7 @@
 //! - `aggregates`: `count_if`, `max_by`/`min_by`, `map_agg`, `histogram`, `checksum`,
 //!   `geometric_mean`, `approx_percentile` (one percentage or an array of them), and Trino's names
 //!   for DataFusion's (`arbitrary`, `every`).
+//! - `hive_bucket`: the bucket Hive's bucketing puts values in (`bucketed_by` writes use it).
 //! - `types`: Arrow types under Trino's names (for `typeof` and error messages).
 //! - `udf`: the small frame each scalar function is written in.
 
@@ -24,6 +25,7 @@ mod approx_percentile;
 mod arrays;
 mod conditional;
 mod datetime;
+mod hive_bucket;
 mod json;
 mod math;
 mod strings;
@@ -35,6 +37,7 @@ use datafusion::logical_expr::{AggregateUDF, ScalarUDF};
 use datafusion::prelude::SessionContext;
 
 pub use datetime::{joda_to_strftime, mysql_to_strftime};
+pub use hive_bucket::MAX_BUCKETS;
 pub use try_eval::TryRule;
 pub use types::trino_type_name;
 
@@ -48,6 +51,7 @@ pub fn scalar_functions() -> Vec<ScalarUDF> {
     functions.extend(conditional::functions());
     functions.extend(math::functions());
     functions.extend(try_eval::functions());
+    functions.extend(hive_bucket::functions());
     functions
 }
 

@@ -5,6 +5,7 @@
 mod athena_ddl;
 mod bad_input;
 mod binary;
+mod bucketing;
 mod cancel;
 mod catalog;
 mod conformance;

@@ -159,6 +159,16 @@ impl QueryRunner {
         let executors = self.cluster.alive();
         let Planned { mut physical, scans, in_use } = physical_plan(state, plan, &executors).await?;
         if let Some(write) = write {
+            if let Some(bucket) = crate::write::bucket_column(write) {
+                // One writer holds each bucket: the rows are shuffled by it.
+                let bucket = datafusion::physical_expr::expressions::col(bucket, &physical.schema())
+                    .map_err(SchedulerError::plan)?;
+                let writers = executors.iter().map(|e| e.task_slots as usize).sum::<usize>().max(1);
+                let shuffle = datafusion::physical_plan::Partitioning::Hash(vec![bucket], writers);
+                let shuffled = datafusion::physical_plan::repartition::RepartitionExec::try_new(physical, shuffle)
+                    .map_err(SchedulerError::plan)?;
+                physical = Arc::new(shuffled);
+            }
             // Each partition writes its own files; the reports are gathered here.
             let writer = TableWriteExec::try_new(physical, write.clone()).map_err(SchedulerError::plan)?;
             physical = Arc::new(CoalescePartitionsExec::new(Arc::new(writer)));

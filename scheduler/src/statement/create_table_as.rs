@@ -23,6 +23,7 @@ use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
 use glaux_catalog::{COMPRESSION, ColumnDef, FILE_EXTENSION, Privilege, TableDef, TableFormat};
 use glaux_proto::{QueryId, WriteCompression, WriteFormat, WriteSpec};
 
+use super::bucketing::Bucketing;
 use super::{Context, Family};
 use crate::error::{ErrorKind, SchedulerError};
 use crate::query::{ProgressSlot, QueryResult};
@@ -54,6 +55,7 @@ pub(crate) struct CreateTableAs {
     format: WriteFormat,
     compression: WriteCompression,
     partitioned_by: Vec<String>,
+    bucketing: Option<Bucketing>,
     plan: LogicalPlan,
 }
 
@@ -217,6 +219,8 @@ pub(super) struct WriteOptions {
     /// `external_location` (CTAS only).
     pub location: Option<String>,
     pub partitioned_by: Vec<String>,
+    /// `bucketed_by` and `bucket_count` (CTAS only).
+    pub bucketing: Option<Bucketing>,
 }
 
 impl WriteOptions {
@@ -230,6 +234,7 @@ impl WriteOptions {
     ) -> Result<Self, SchedulerError> {
         let (mut format, mut compression, mut location, mut partitioned_by, mut delimiter) =
             (None, None, None, Vec::new(), None);
+        let (mut bucketed_by, mut bucket_count) = (None, None);
         for (key, value) in properties {
             match (key.as_str(), value) {
                 ("format", Value::Text(f)) => format = Some(f.to_ascii_uppercase()),
@@ -245,9 +250,8 @@ impl WriteOptions {
                     partitioned_by = columns.iter().map(|c| c.to_ascii_lowercase()).collect()
                 }
                 ("field_delimiter", Value::Text(d)) => delimiter = Some(d),
-                ("bucketed_by" | "bucket_count", _) => {
-                    return Err(unsupported("bucketed_by and bucket_count are not supported yet"));
-                }
+                ("bucketed_by", value) if statement == "CREATE TABLE AS" => bucketed_by = Some(value),
+                ("bucket_count", value) if statement == "CREATE TABLE AS" => bucket_count = Some(value),
                 (key, value) => {
                     return Err(unsupported(format!("property {key} = {value:?} is not supported in {statement}")));
                 }
@@ -295,7 +299,11 @@ impl WriteOptions {
                 partitioned_by.join(", ")
             )));
         }
-        Ok(Self { format, compression, location, partitioned_by })
+        let bucketing = Bucketing::read(bucketed_by, bucket_count)?;
+        if let Some(bucketing) = &bucketing {
+            bucketing.check(plan, &partitioned_by)?;
+        }
+        Ok(Self { format, compression, location, partitioned_by, bucketing })
     }
 }
 
@@ -303,8 +311,9 @@ impl CreateTableAs {
     /// Checks the properties against the planned query.
     pub(super) fn try_new(parsed: Parsed, plan: LogicalPlan) -> Result<Self, SchedulerError> {
         let options = WriteOptions::read(parsed.properties, &plan, "write_compression", "CREATE TABLE AS")?;
-        let WriteOptions { format, compression, location, partitioned_by } = options;
+        let WriteOptions { format, compression, location, partitioned_by, bucketing } = options;
         Ok(Self {
+            bucketing,
             name: parsed.name,
             if_not_exists: parsed.if_not_exists,
             with_data: parsed.with_data,
@@ -377,7 +386,7 @@ impl CreateTableAs {
                 .iter()
                 .filter_map(|key| schema.field_with_unqualified_name(key).ok().map(|f| column(f)))
                 .collect(),
-            properties: properties.into_iter().collect(),
+            properties: properties.into_iter().chain(self.bucketing.iter().flat_map(Bucketing::properties)).collect(),
         }
     }
 
@@ -450,7 +459,8 @@ impl Family for CreateTableAs {
         };
         let definition = self.definition(database, name, location.clone());
         let mut staged =
-            StagedWrite::begin(&ctx.state, ctx.lake.catalog(), &location, &query, self.partitioned_by.clone())?;
+            StagedWrite::begin(&ctx.state, ctx.lake.catalog(), &location, &query, self.partitioned_by.clone())?
+                .bucketed(self.bucketing.is_some());
         // Athena's rule: a new table's files are the only ones at its location.
         staged.require_empty_location("CREATE TABLE AS").await?;
         if !self.with_data {
@@ -460,8 +470,12 @@ impl Family for CreateTableAs {
             return rows_written(query, 0);
         }
         let id = query.to_string();
+        let plan = match &self.bucketing {
+            Some(bucketing) => bucketing.plan(&self.plan, &self.partitioned_by, &ctx.state)?,
+            None => self.plan.clone(),
+        };
         let written = staged
-            .run(ctx.queries, &ctx.state, &self.plan, (self.format.clone(), self.compression), progress, |partitions| {
+            .run(ctx.queries, &ctx.state, &plan, (self.format.clone(), self.compression), progress, |partitions| {
                 Ok(ctx.lake.register_written_table(&definition, partitions, &id)?)
             })
             .await;

@@ -65,6 +65,7 @@ pub(crate) async fn ingest(
                     target.table
                 )));
             }
+            super::bucketing::refuse_bucketed(&definition, "ingest")?;
             let format = write_format(&definition)?;
             let rows = conformed(rows, table_schema(&definition)?)?;
             let location = table_location(&definition)?;

@@ -110,6 +110,7 @@ impl Family for Insert {
         if Projection::of(&definition).map_err(SchedulerError::plan)?.is_some() {
             return Err(unsupported(format!("{} projects its partitions: INSERT cannot write it", self.table())));
         }
+        super::bucketing::refuse_bucketed(&definition, "INSERT INTO")?;
         let (format, compression) = write_format(&definition)?;
         let Some(location) = definition.locations.first() else {
             return Err(unsupported(format!("{} has no location", self.table())));

@@ -21,6 +21,7 @@
 //! | `use_database.rs` | `USE` |
 //! | `prepared.rs` | `PREPARE`, `EXECUTE`, `DEALLOCATE PREPARE` |
 
+mod bucketing;
 mod catalog_ddl;
 mod create_table;
 mod create_table_as;

@@ -279,6 +279,7 @@ impl Family for Optimize {
         if Projection::of(&table).map_err(SchedulerError::plan)?.is_some() {
             return Err(unsupported(format!("{name} projects its partitions: optimize cannot rewrite it")));
         }
+        super::bucketing::refuse_bucketed(&table, "optimize")?;
         let format = write_format(&table)?;
         let location = match table.locations.as_slice() {
             [location] => ListingTableUrl::parse(location).map_err(SchedulerError::plan)?,

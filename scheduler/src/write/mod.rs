@@ -41,6 +41,15 @@ mod cleanup;
 pub(crate) use cleanup::{hide_unfinished, recover};
 use cleanup::{remove, remove_failed, retire, sweep_failed};
 
+/// The column a bucketed write's rows carry their bucket in (`statement/bucketing.rs`): written
+/// as the first partition directory, published as the start of the file's name.
+pub(crate) const BUCKET_COLUMN: &str = "__bucket";
+
+/// The column a write's rows are shuffled by before its writers: its bucket, if bucketed.
+pub(crate) fn bucket_column(spec: &WriteSpec) -> Option<&str> {
+    spec.partition_columns.first().map(String::as_str).filter(|c| *c == BUCKET_COLUMN)
+}
+
 /// The directory under a table's location where statements stage their files.
 pub(crate) const STAGING_DIR: &str = "_glaux_staging";
 
@@ -79,6 +88,8 @@ pub(crate) struct StagedWrite {
     staging: ListingTableUrl,
     query: QueryId,
     partition_columns: Vec<String>,
+    /// Whether its rows carry their bucket before the partition columns.
+    bucketed: bool,
     /// Files moved into the location so far (removed again if the write fails).
     moved: Vec<Path>,
     /// The table's files it replaces, and once it committed, the epoch whose queries may read them.
@@ -117,11 +128,33 @@ impl StagedWrite {
             staging,
             query: query.clone(),
             partition_columns,
+            bucketed: false,
             moved: Vec::new(),
             retired: Vec::new(),
             committed: None,
             done: false,
         })
+    }
+
+    /// Its rows carry their bucket ([`BUCKET_COLUMN`]) before the partition columns: each
+    /// writer's file of a bucket is named after it.
+    pub fn bucketed(mut self, bucketed: bool) -> Self {
+        self.bucketed = bucketed;
+        self
+    }
+
+    /// What the tasks write, where: the location's format and codec, its partition columns
+    /// (after the bucket, if bucketed), files sized toward the target (one per bucket, if
+    /// bucketed).
+    fn spec(&self, state: &SessionState, (format, compression): (WriteFormat, WriteCompression)) -> WriteSpec {
+        let bucket = self.bucketed.then(|| BUCKET_COLUMN.to_string());
+        WriteSpec {
+            staging: self.staging_url(),
+            format,
+            compression,
+            partition_columns: bucket.into_iter().chain(self.partition_columns.iter().cloned()).collect(),
+            target_file_bytes: if self.bucketed { 0 } else { target_file_bytes(state) },
+        }
     }
 
     /// The write replaces `files` (in its location's store): they disappear for readers when it
@@ -223,7 +256,21 @@ impl StagedWrite {
             for file in files {
                 let Some(relative) = file.location.prefix_match(url.prefix()) else { continue };
                 let parts: Vec<String> = relative.map(|p| p.as_ref().to_string()).collect();
-                let Some((name, directories)) = parts.split_last() else { continue };
+                let Some((name, mut directories)) = parts.split_last() else { continue };
+                // A bucket's file is named after it, as Hive names it (`000005_0`).
+                let mut name = format!("{}_{name}", self.query);
+                if self.bucketed {
+                    let bucket = directories.first().map(|d| percent_decoded(d));
+                    let bucket = bucket.as_deref().and_then(|d| d.strip_prefix(BUCKET_COLUMN)?.strip_prefix('='));
+                    let Some(bucket) = bucket.and_then(|b| b.parse::<u32>().ok()) else {
+                        return Err(SchedulerError::Internal(format!(
+                            "a bucketed file at {} has no bucket",
+                            file.location
+                        )));
+                    };
+                    name = format!("{bucket:06}_0_{name}");
+                    directories = &directories[1..];
+                }
                 let values = self.partition_values(directories, &file.location)?;
                 let target = match self.registered.get(&values) {
                     Some(partition) if partition.object_store() != self.location.object_store() => {
@@ -240,7 +287,7 @@ impl StagedWrite {
                         directories.iter().fold(self.location.prefix().clone(), |path, d| path.join(d.as_str()))
                     }
                 };
-                let target = target.join(format!("{}_{name}", self.query));
+                let target = target.join(name);
                 published.files += 1;
                 published.bytes += file.size;
                 moves.push((file.location, target));
@@ -325,17 +372,11 @@ impl StagedWrite {
         queries: &QueryRunner,
         state: &SessionState,
         plan: &LogicalPlan,
-        (format, compression): (WriteFormat, WriteCompression),
+        format: (WriteFormat, WriteCompression),
         progress: &ProgressSlot,
         register: impl FnOnce(&[Partition]) -> Result<(), SchedulerError>,
     ) -> Result<(u64, QueryStatsHandle), SchedulerError> {
-        let spec = WriteSpec {
-            staging: self.staging_url(),
-            format,
-            compression,
-            partition_columns: self.partition_columns.clone(),
-            target_file_bytes: target_file_bytes(state),
-        };
+        let spec = self.spec(state, format);
         let written = async {
             let result = queries.run_write(state, self.query.clone(), plan, &spec, progress).await?;
             let failed = result.query.clone();
@@ -357,16 +398,10 @@ impl StagedWrite {
         mut self,
         state: &SessionState,
         rows: SendableRecordBatchStream,
-        (format, compression): (WriteFormat, WriteCompression),
+        format: (WriteFormat, WriteCompression),
         register: impl FnOnce(&[Partition]) -> Result<(), SchedulerError>,
     ) -> Result<u64, SchedulerError> {
-        let spec = WriteSpec {
-            staging: self.staging_url(),
-            format,
-            compression,
-            partition_columns: self.partition_columns.clone(),
-            target_file_bytes: target_file_bytes(state),
-        };
+        let spec = self.spec(state, format);
         let written = async {
             let source = OneStream { schema: rows.schema(), rows: std::sync::Mutex::new(Some(rows)) };
             let source =
