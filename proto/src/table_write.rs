@@ -10,16 +10,16 @@
 //! leaves only files nobody commits, which go with the staging location.
 //!
 //! Files are sized toward the spec's target: a writer feeds the sink a run of batches, and when
-//! the Arrow bytes fed would fill a file of the target size it ends the run (its files close) and
-//! starts the next with new files. How many Arrow bytes make a file's byte is measured on each
-//! run's files (listed when it ends), so the next run is sized from what the format and codec
+//! the values' bytes fed would fill a file of the target size it ends the run (its files close)
+//! and starts the next with new files. How many value bytes make a file's byte is measured on
+//! each run's files (listed when it ends), so the next run is sized from what the format and codec
 //! really did with these rows.
 
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use arrow::array::{ArrayRef, RecordBatch, StringArray, UInt64Array};
+use arrow::array::{Array, ArrayRef, RecordBatch, StringArray, UInt64Array};
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::file_options::csv_writer::CsvWriterOptions;
@@ -239,13 +239,23 @@ fn partition_values_as_text(
     for name in partition_columns {
         let index = batch.schema().index_of(name)?;
         let text = cast(&columns[index], &DataType::Utf8)?;
-        let Some(text) = text.as_any().downcast_ref::<StringArray>() else {
+        let Some(strings) = text.as_any().downcast_ref::<StringArray>() else {
             return internal_err!("partition column {name} did not cast to text");
         };
-        // Hive writes null and empty values alike as its null partition.
-        let text: StringArray =
-            text.iter().map(|v| Some(v.filter(|v| !v.is_empty()).unwrap_or(NULL_PARTITION))).collect();
-        columns[index] = Arc::new(text);
+        // Hive writes null and empty values alike as its null partition (rebuilt only when a
+        // batch has one: most have none).
+        let offsets = strings.value_offsets();
+        let any_empty = offsets.windows(2).any(|w| w[0] == w[1]);
+        columns[index] = if strings.null_count() == 0 && !any_empty {
+            text
+        } else {
+            Arc::new(
+                strings
+                    .iter()
+                    .map(|v| Some(v.filter(|v| !v.is_empty()).unwrap_or(NULL_PARTITION)))
+                    .collect::<StringArray>(),
+            )
+        };
     }
     Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
 }
@@ -269,8 +279,14 @@ impl PartitionsSeen {
             .map(|c| batch.column_by_name(c).and_then(|a| a.as_any().downcast_ref::<StringArray>()))
             .collect::<Option<Vec<_>>>();
         let Some(texts) = texts else { return internal_err!("partition columns are not text") };
-        let keys: std::collections::HashSet<Vec<&str>> =
-            (0..batch.num_rows()).map(|row| texts.iter().map(|t| t.value(row)).collect()).collect();
+        // One column (the usual case) without a vector per row.
+        let keys: std::collections::HashSet<Vec<&str>> = match texts.as_slice() {
+            [only] => {
+                let values: std::collections::HashSet<&str> = only.iter().flatten().collect();
+                values.into_iter().map(|v| vec![v]).collect()
+            }
+            _ => (0..batch.num_rows()).map(|row| texts.iter().map(|t| t.value(row)).collect()).collect(),
+        };
         for key in keys {
             let key: Vec<String> = key.into_iter().map(str::to_string).collect();
             if self.0.len() >= MAX_PARTITIONS_PER_WRITER && !self.0.contains(&key) {
@@ -285,14 +301,45 @@ impl PartitionsSeen {
     }
 }
 
-/// A writer's file size target, and its estimate of the Arrow bytes that make one byte of file.
+/// The bytes of the values `batch` holds: fixed-width values at their width, strings and binaries
+/// at their length (what Arrow's memory size would count many times over where batches share
+/// buffers, as string views read from Parquet do).
+fn logical_bytes(batch: &RecordBatch) -> u64 {
+    use arrow::array::AsArray;
+    batch
+        .columns()
+        .iter()
+        .map(|column| {
+            let rows = column.len() as u64;
+            match column.data_type() {
+                DataType::Utf8View => column.as_string_view().views().iter().map(|v| u64::from(*v as u32) + 4).sum(),
+                DataType::BinaryView => column.as_binary_view().views().iter().map(|v| u64::from(*v as u32) + 4).sum(),
+                DataType::Utf8 => {
+                    let offsets = column.as_string::<i32>().value_offsets();
+                    (offsets[offsets.len() - 1] - offsets[0]) as u64 + 4 * rows
+                }
+                DataType::LargeUtf8 => {
+                    let offsets = column.as_string::<i64>().value_offsets();
+                    (offsets[offsets.len() - 1] - offsets[0]) as u64 + 8 * rows
+                }
+                DataType::Boolean => rows.div_ceil(8),
+                other => match other.primitive_width() {
+                    Some(width) => rows * width as u64,
+                    None => column.to_data().get_slice_memory_size().map_or(0, |b| b as u64),
+                },
+            }
+        })
+        .sum()
+}
+
+/// A writer's file size target, and its estimate of the value bytes that make one byte of file.
 #[derive(Clone, Copy)]
 struct Target {
     bytes: u64,
-    arrow_per_byte: f64,
+    values_per_byte: f64,
 }
 
-/// Before a write has measured its files: Parquet keeps about a quarter of what Arrow holds (it
+/// Before a write has measured its files: Parquet keeps about a quarter of the values' bytes (it
 /// encodes and compresses), text about as much (numbers as digits, names repeated; a codec
 /// shrinks it again).
 fn first_guess(format: &WriteFormat) -> f64 {
@@ -315,10 +362,10 @@ async fn write_in_runs(
     let input = Arc::new(tokio::sync::Mutex::new(input));
     let (mut rows, mut on_disk) = (0u64, 0u64);
     loop {
-        let budget = if target.bytes == 0 { f64::INFINITY } else { target.bytes as f64 * target.arrow_per_byte };
+        let budget = if target.bytes == 0 { f64::INFINITY } else { target.bytes as f64 * target.values_per_byte };
         let Some(first) = input.lock().await.next().await else { return Ok(rows) };
         let first = first?;
-        let fed = Arc::new(AtomicU64::new(first.get_array_memory_size() as u64));
+        let fed = Arc::new(AtomicU64::new(logical_bytes(&first)));
         let ended = Arc::new(AtomicBool::new(false));
         let state = (Arc::clone(&input), Arc::clone(&fed), Arc::clone(&ended));
         let rest = stream::unfold(state, move |(input, fed, ended)| async move {
@@ -333,7 +380,7 @@ async fn write_in_runs(
                 }
                 Some(batch) => {
                     if let Ok(batch) = &batch {
-                        fed.fetch_add(batch.get_array_memory_size() as u64, Ordering::Relaxed);
+                        fed.fetch_add(logical_bytes(batch), Ordering::Relaxed);
                     }
                     Some((batch, (input, fed, ended)))
                 }
@@ -344,14 +391,14 @@ async fn write_in_runs(
         if ended.load(Ordering::Relaxed) || target.bytes == 0 {
             return Ok(rows);
         }
-        // What this run's files took, per Arrow byte fed: the next run's measure.
+        // Value bytes fed per byte of this run's files: the next run's measure.
         let listed: Vec<_> = store.list(Some(directory.prefix())).try_collect().await?;
         let total: u64 = listed.iter().map(|m| m.size).sum();
         let written = total.saturating_sub(on_disk);
         on_disk = total;
         if written > 0 {
             let measured = fed.load(Ordering::Relaxed) as f64 / written as f64;
-            target.arrow_per_byte = measured.clamp(1.0 / 16.0, 256.0);
+            target.values_per_byte = measured.clamp(1.0 / 16.0, 256.0);
         }
     }
 }
@@ -440,7 +487,7 @@ impl ExecutionPlan for TableWriteExec {
             context.runtime_env(),
         ));
         let store = context.runtime_env().object_store(directory.object_store())?;
-        let target = Target { bytes: self.spec.target_file_bytes, arrow_per_byte: first_guess(&self.spec.format) };
+        let target = Target { bytes: self.spec.target_file_bytes, values_per_byte: first_guess(&self.spec.format) };
         let written_to = directory.clone();
         let written = stream::once(async move {
             let rows = write_in_runs(sink, input, &context, (store, &written_to), target).await?;

@@ -247,3 +247,48 @@ async fn a_scheduler_killed_before_deleting_replaced_files_deletes_them_at_the_n
     second.kill().await?;
     Ok(())
 }
+
+/// On S3: tiny objects become one, the old ones are deleted, every row is there once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn optimize_compacts_tiny_objects_on_s3() -> TestResult {
+    use futures::TryStreamExt;
+    use object_store::ObjectStoreExt;
+    use object_store::path::Path as ObjectPath;
+
+    use crate::s3::{BUCKET, parquet_bytes, run_prefix, s3_config, test_bucket};
+
+    let s3 = s3_config();
+    let bucket = test_bucket(&s3)?;
+    let prefix = run_prefix();
+    for n in 0..40 {
+        let path = ObjectPath::from(format!("{prefix}/events/day=a/part-{n:02}.parquet"));
+        bucket.put(&path, parquet_bytes(&tiny_batch(n * 10, 10)).into()).await?;
+    }
+    let cluster = TestCluster::builder().s3(s3).start().await?;
+    let mut client = cluster.client().await;
+    client
+        .query(&format!(
+            "CREATE EXTERNAL TABLE events (id BIGINT, name STRING) PARTITIONED BY (day STRING) \
+             STORED AS PARQUET LOCATION 's3://{BUCKET}/{prefix}/events/'"
+        ))
+        .await?;
+    client.query("MSCK REPAIR TABLE events").await?;
+    let expected = [format!("400 | {}", (0..400).sum::<i64>())];
+    assert_eq!(rows_of(&client.query("SELECT count(*), sum(id) FROM events").await?.batches), expected);
+    let rewritten = client.query("ALTER TABLE events EXECUTE optimize (file_size_threshold => '1MB')").await?;
+    assert_eq!(rows_of(&rewritten.batches), ["400"]);
+    assert_eq!(rows_of(&client.query("SELECT count(*), sum(id) FROM events").await?.batches), expected);
+    let under = ObjectPath::from(format!("{prefix}/events"));
+    let mut objects = Vec::new();
+    for _ in 0..200 {
+        let listed: Vec<_> = bucket.list(Some(&under)).try_collect().await?;
+        objects = listed.into_iter().map(|m| m.location.to_string()).collect();
+        if objects.len() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(objects.len(), 1, "one object is left: {objects:?}");
+    assert!(objects[0].starts_with(&format!("{prefix}/events/day=a/")) && objects[0].ends_with(".parquet"));
+    Ok(())
+}

@@ -27,7 +27,7 @@ pub fn s3_config() -> glaux_storage::S3Config {
     }
 }
 
-fn parquet_bytes(batch: &arrow::array::RecordBatch) -> Vec<u8> {
+pub fn parquet_bytes(batch: &arrow::array::RecordBatch) -> Vec<u8> {
     let mut bytes = Vec::new();
     let mut writer = ArrowWriter::try_new(&mut bytes, batch.schema(), Some(writer_properties())).expect("writer");
     writer.write(batch).expect("write");
