@@ -437,67 +437,6 @@ async fn unload_writes_files_another_table_can_be_declared_over() -> TestResult 
     Ok(())
 }
 
-/// An executor killed while a CTAS writes: the statement either completes on the survivors with
-/// every row exactly once, or fails leaving no table and no file. Never a partial table.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_killed_executor_never_leaves_a_partial_write() -> TestResult {
-    use std::time::{Duration, Instant};
-
-    use crate::binary::spawn_until;
-
-    let warehouse = tempfile::tempdir()?;
-    let lake = write_lake(warehouse.path());
-    let root = warehouse.path().display().to_string();
-    let secret = [("GLAUX_CLUSTER_SECRET", "0123456789abcdef0123456789abcdef")];
-    let scheduler_args = ["scheduler", "--flight-sql-addr", "127.0.0.1:0", "--warehouse", &root];
-    let (_scheduler, addr) = spawn_until(&scheduler_args, &secret, "Flight SQL on ").await;
-    let mut executors = Vec::new();
-    for _ in 0..3 {
-        let args = ["executor", "--scheduler", &addr, "--warehouse", &root, "--task-slots", "1"];
-        executors.push(spawn_until(&args, &secret, "serving on ").await);
-    }
-    let mut client = GlauxClient::connect(&addr).await?;
-    for ddl in lake_ddl(&format!("{}/", lake.display())) {
-        client.query(&ddl).await?;
-    }
-    let total = REGIONS.len() * DAYS.len() * FILES_PER_PARTITION * ROWS_PER_FILE * 300;
-    let mut writing = tokio::task::JoinSet::new();
-    writing.spawn(async move {
-        let written = client
-            .query(
-                "CREATE TABLE pairs WITH (format = 'JSON', write_compression = 'NONE') AS \
-                 SELECT a.id AS a, b.id AS b FROM sales a CROSS JOIN (SELECT id FROM sales WHERE id < 300) b",
-            )
-            .await;
-        (client, written)
-    });
-    let location = warehouse.path().join("default/pairs");
-    let started = Instant::now();
-    while files_under(&location).is_empty() {
-        assert!(started.elapsed() < Duration::from_secs(60), "the write staged nothing");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let (mut killed, _) = executors.remove(0);
-    killed.kill().await?;
-    let (mut client, written) = writing.join_next().await.expect("the statement's task")?;
-    match written {
-        Ok(written) => {
-            assert_eq!(rows_of(&written.batches), [total.to_string()]);
-            let counted = client.query("SELECT count(*), sum(a), sum(b) FROM pairs").await?;
-            let ids = (REGIONS.len() * DAYS.len() * FILES_PER_PARTITION * ROWS_PER_FILE) as u64;
-            let (sum_a, sum_b) = (300 * ids * (ids - 1) / 2, ids * 300 * 299 / 2);
-            assert_eq!(rows_of(&counted.batches), [format!("{total} | {sum_a} | {sum_b}")], "every row exactly once");
-            assert!(files_under(&location).iter().all(|f| !f.starts_with("_glaux_staging")));
-        }
-        Err(error) => {
-            assert!(error.to_string().contains("lost executor"), "{error}");
-            assert!(client.query("SELECT count(*) FROM pairs").await.is_err(), "no table");
-            assert_eq!(files_under(&location), Vec::<String>::new(), "no file");
-        }
-    }
-    Ok(())
-}
-
 /// Writers start new files as theirs reach the target size, in every format.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn written_files_are_sized_toward_the_target() -> TestResult {
