@@ -12,8 +12,7 @@ use datafusion::common::{Result, ScalarValue, plan_err, project_schema};
 use datafusion::config::TableParquetOptions;
 use datafusion::datasource::TableType;
 use datafusion::datasource::listing::{ListingOptions, PartitionedFile};
-use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder};
-use datafusion::datasource::table_schema::TableSchema;
+use datafusion::datasource::physical_plan::FileGroup;
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::ExecutionPlan;
@@ -21,6 +20,7 @@ use datafusion::physical_plan::empty::EmptyExec;
 use object_store::ObjectMeta;
 
 use crate::definitions::TableDef;
+use crate::lake_table::file_scan;
 use crate::providers::listing_options;
 
 /// A table's file and the values (as written in its partition's path) of its partition.
@@ -99,14 +99,7 @@ impl TableProvider for FileSetTable {
                 FileGroup::new(files.collect())
             })
             .collect();
-        let source = self.options.format.file_source(
-            TableSchema::builder(Arc::clone(&self.file_schema)).with_table_partition_cols(self.keys.clone()).build(),
-        );
-        let config = FileScanConfigBuilder::new(self.store.clone(), source)
-            .with_file_groups(groups)
-            .with_projection_indices(projection.cloned())?
-            .with_limit(limit)
-            .build();
-        self.options.format.create_physical_plan(state, config).await
+        let table = (&self.options, Arc::clone(&self.file_schema), self.keys.clone());
+        file_scan(state, table, self.store.clone(), groups, projection, limit).await
     }
 }

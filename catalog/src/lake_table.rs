@@ -151,6 +151,27 @@ impl LakeTable {
     }
 }
 
+/// DataFusion's scan of `groups` (each a partition of the scan) of a table's files: read with its
+/// `options`' format, its file columns, then its partition columns (values from each file).
+pub(crate) async fn file_scan(
+    state: &dyn Session,
+    (options, file_schema, partition_fields): (&ListingOptions, SchemaRef, Vec<FieldRef>),
+    store_url: datafusion::execution::object_store::ObjectStoreUrl,
+    groups: Vec<FileGroup>,
+    projection: Option<&Vec<usize>>,
+    limit: Option<usize>,
+) -> Result<Arc<dyn ExecutionPlan>> {
+    let source = options
+        .format
+        .file_source(TableSchema::builder(file_schema).with_table_partition_cols(partition_fields).build());
+    let config = FileScanConfigBuilder::new(store_url, source)
+        .with_file_groups(groups)
+        .with_projection_indices(projection.cloned())?
+        .with_limit(limit)
+        .build();
+    options.format.create_physical_plan(state, config).await
+}
+
 #[async_trait]
 impl TableProvider for LakeTable {
     fn schema(&self) -> SchemaRef {
@@ -203,16 +224,9 @@ impl TableProvider for LakeTable {
             return Ok(Arc::new(EmptyExec::new(project_schema(&self.schema, projection)?)));
         };
         let partition_fields: Vec<FieldRef> = self.keys.iter().map(|k| Arc::new(k.clone())).collect();
-        let source = self.options.format.file_source(
-            TableSchema::builder(Arc::clone(&self.file_schema)).with_table_partition_cols(partition_fields).build(),
-        );
         let groups = FileGroup::new(files).split_files(state.config().target_partitions().max(1));
-        let config = FileScanConfigBuilder::new(store_url, source)
-            .with_file_groups(groups)
-            .with_projection_indices(projection.cloned())?
-            .with_limit(limit)
-            .build();
-        self.options.format.create_physical_plan(state, config).await
+        let table = (&self.options, Arc::clone(&self.file_schema), partition_fields);
+        file_scan(state, table, store_url, groups, projection, limit).await
     }
 
     /// Predicates on partition columns alone are decided exactly when partitions are chosen.

@@ -24,6 +24,19 @@ fn tiny_batch(first: i64, rows: i64) -> RecordBatch {
     RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(ids)), Arc::new(names)]).expect("a valid batch")
 }
 
+/// Declares `table` (`id`, `name`, partitioned by `day`) over Parquet files at `location`
+/// (ending without `/`) and registers its partitions.
+async fn declare(client: &mut glaux_client::GlauxClient, table: &str, location: &str) -> TestResult {
+    client
+        .query(&format!(
+            "CREATE EXTERNAL TABLE {table} (id BIGINT, name STRING) PARTITIONED BY (day STRING) \
+             STORED AS PARQUET LOCATION '{location}/'"
+        ))
+        .await?;
+    client.query(&format!("MSCK REPAIR TABLE {table}")).await?;
+    Ok(())
+}
+
 /// The Parquet files directly in `dir`, sorted.
 fn parquet_files(dir: &Path) -> Vec<String> {
     let mut files: Vec<String> = std::fs::read_dir(dir)
@@ -66,14 +79,7 @@ async fn optimize_compacts_500_tiny_files_atomically_for_readers() -> TestResult
         let named = (start..start + rows).filter(|i| i % 11 != 0).count();
         expected.push(format!("{day} | {rows} | {} | {named}", (start..start + rows).sum::<i64>()));
     }
-    client
-        .query(&format!(
-            "CREATE EXTERNAL TABLE events (id BIGINT, name STRING) PARTITIONED BY (day STRING) \
-             STORED AS PARQUET LOCATION '{}/'",
-            table.display()
-        ))
-        .await?;
-    client.query("MSCK REPAIR TABLE events").await?;
+    declare(&mut client, "events", &table.display().to_string()).await?;
     let per_day = "SELECT day, count(*), sum(id), count(name) FROM events GROUP BY day ORDER BY day";
     assert_eq!(rows_of(&client.query(per_day).await?.batches), expected);
     let before_b = parquet_files(&table.join("day=b"));
@@ -162,14 +168,7 @@ async fn optimize_refuses_what_it_cannot_do_and_a_failed_one_changes_nothing() -
     }
     // A corrupt file among the small ones: the rewrite cannot read it.
     std::fs::write(table.join("day=x/part-9.parquet"), b"PAR1 not really parquet")?;
-    client
-        .query(&format!(
-            "CREATE EXTERNAL TABLE logs (id BIGINT, name STRING) PARTITIONED BY (day STRING) \
-             STORED AS PARQUET LOCATION '{}/'",
-            table.display()
-        ))
-        .await?;
-    client.query("MSCK REPAIR TABLE logs").await?;
+    declare(&mut client, "logs", &table.display().to_string()).await?;
     let before = parquet_files(&table.join("day=x"));
 
     let refusals = [
@@ -211,14 +210,7 @@ async fn a_scheduler_killed_before_deleting_replaced_files_deletes_them_at_the_n
     let args = ["standalone", "--executors", "2", "--flight-sql-addr", "127.0.0.1:0", "--warehouse", &root];
     let (mut first, addr) = spawn_until(&args, &[], "Flight SQL on ").await;
     let mut client = glaux_client::GlauxClient::connect(&addr).await?;
-    client
-        .query(&format!(
-            "CREATE EXTERNAL TABLE events (id BIGINT, name STRING) PARTITIONED BY (day STRING) \
-             STORED AS PARQUET LOCATION '{}/'",
-            table.display()
-        ))
-        .await?;
-    client.query("MSCK REPAIR TABLE events").await?;
+    declare(&mut client, "events", &table.display().to_string()).await?;
     let slow = "SELECT count(*) FROM events x, events y, events z, events w WHERE x.id + y.id + z.id + w.id = -1";
     let info = client.submit(slow).await?;
     let (mut slow_reader, endpoint) = (glaux_client::GlauxClient::connect(&addr).await?, info.endpoint[0].clone());
@@ -266,13 +258,7 @@ async fn optimize_compacts_tiny_objects_on_s3() -> TestResult {
     }
     let cluster = TestCluster::builder().s3(s3).start().await?;
     let mut client = cluster.client().await;
-    client
-        .query(&format!(
-            "CREATE EXTERNAL TABLE events (id BIGINT, name STRING) PARTITIONED BY (day STRING) \
-             STORED AS PARQUET LOCATION 's3://{BUCKET}/{prefix}/events/'"
-        ))
-        .await?;
-    client.query("MSCK REPAIR TABLE events").await?;
+    declare(&mut client, "events", &format!("s3://{BUCKET}/{prefix}/events")).await?;
     let expected = [format!("400 | {}", (0..400).sum::<i64>())];
     assert_eq!(rows_of(&client.query("SELECT count(*), sum(id) FROM events").await?.batches), expected);
     let rewritten = client.query("ALTER TABLE events EXECUTE optimize (file_size_threshold => '1MB')").await?;
