@@ -14,18 +14,11 @@ use glaux_storage::{ListingCache, Visibility};
 use object_store::ObjectStore;
 use object_store::path::Path;
 
-/// Deletes `moved` and everything under `staging` (on a local file system, its directories too),
-/// then forgets the write in the catalog's journal.
+/// Deletes `doomed` and everything under `staging` (on a local file system, its directories
+/// too), then forgets the write in the catalog's journal.
 pub(super) async fn remove(parts: Parts, staging: ListingTableUrl, doomed: Vec<Path>, query: QueryId) {
-    let (store, catalog, visibility) = parts;
-    let clean = delete_staged(&store, &staging, doomed, &query).await;
-    // Files it moved are gone, or the table holds them (and they were shown when it committed);
-    // files it replaced are gone.
-    if let Some(visibility) = visibility {
-        visibility.forget(&query.to_string());
-    }
-    if clean && let Err(e) = catalog.end_write(&query.to_string()) {
-        tracing::warn!(%query, error = %e, "forgetting a finished write");
+    if remove_failed(&parts, &staging, doomed, &query).await {
+        end_write(&parts.1, &query);
     }
 }
 
@@ -34,27 +27,42 @@ pub(super) async fn remove(parts: Parts, staging: ListingTableUrl, doomed: Vec<P
 const SWEEPS: [Duration; 4] =
     [Duration::from_secs(1), Duration::from_secs(3), Duration::from_secs(10), Duration::from_secs(30)];
 
-/// Removes what a write that did not commit left: `moved` and its staging location.
-pub(super) async fn remove_failed(parts: &Parts, staging: &ListingTableUrl, moved: Vec<Path>, query: &QueryId) {
+/// Deletes `doomed` (files it moved, or files it replaced) and its staging location, and shows
+/// what it hid; whether nothing failed. Its journal record stays.
+pub(super) async fn remove_failed(
+    parts: &Parts,
+    staging: &ListingTableUrl,
+    doomed: Vec<Path>,
+    query: &QueryId,
+) -> bool {
     let (store, _, visibility) = parts;
-    delete_staged(store, staging, moved, query).await;
+    let clean = delete_staged(store, staging, doomed, query).await;
+    // Files it moved are gone, or the table holds them (and they were shown when it committed);
+    // files it replaced are gone.
     if let Some(visibility) = visibility {
         visibility.forget(&query.to_string());
     }
+    clean
 }
 
 /// Sweeps a failed write's staging location again at each of [`SWEEPS`] (files its tasks
 /// finished after [`remove_failed`]), then forgets its journal record (until then a restart
 /// removes them too).
 pub(super) async fn sweep_failed(parts: Parts, staging: ListingTableUrl, query: QueryId) {
-    let (store, catalog, _) = parts;
     let mut clean = false;
     for delay in SWEEPS {
         tokio::time::sleep(delay).await;
-        clean = delete_staged(&store, &staging, Vec::new(), &query).await;
+        clean = delete_staged(&parts.0, &staging, Vec::new(), &query).await;
     }
-    if clean && let Err(e) = catalog.end_write(&query.to_string()) {
-        tracing::warn!(%query, error = %e, "forgetting a failed write");
+    if clean {
+        end_write(&parts.1, &query);
+    }
+}
+
+/// Forgets a write whose files are all where they belong.
+fn end_write(catalog: &Arc<dyn Catalog>, query: &QueryId) {
+    if let Err(e) = catalog.end_write(&query.to_string()) {
+        tracing::warn!(%query, error = %e, "forgetting a finished write");
     }
 }
 
