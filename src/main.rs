@@ -178,6 +178,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
+    glaux_proto::use_ring_for_tls();
     match run(Cli::parse()).await {
         Ok(true) => std::process::ExitCode::SUCCESS,
         Ok(false) => std::process::ExitCode::FAILURE,

@@ -47,6 +47,14 @@ impl Crawler<'_> {
             .collect())
     }
 
+    /// Whether a location holds a Delta table: a `_delta_log/` with at least one object.
+    pub async fn has_delta_log(&self, location: &str) -> Result<bool> {
+        let url = ListingTableUrl::parse(format!("{}/_delta_log/", location.trim_end_matches('/')))?;
+        let store = self.session.runtime_env().object_store(&url)?;
+        let first = store.list(Some(url.prefix())).next().await;
+        Ok(matches!(first, Some(Ok(_))))
+    }
+
     /// A location's file format, from the extensions of its files. Records the extension (so
     /// `_SUCCESS` and other side files are skipped), codec and format options in `properties`.
     pub async fn infer_format(&self, location: &str, properties: &mut BTreeMap<String, String>) -> Result<TableFormat> {

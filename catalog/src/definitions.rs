@@ -41,6 +41,8 @@ pub enum TableFormat {
     Parquet,
     Json,
     Csv,
+    /// A Delta Lake table: Parquet files and the transaction log that says which are the table's.
+    Delta,
 }
 
 impl TableFormat {
@@ -50,9 +52,10 @@ impl TableFormat {
             "PARQUET" => Ok(Self::Parquet),
             "JSON" | "NDJSON" => Ok(Self::Json),
             "CSV" => Ok(Self::Csv),
-            other => {
-                Err(CatalogError::Unsupported(format!("STORED AS {other} is not supported: use PARQUET, JSON or CSV")))
-            }
+            "DELTA" => Ok(Self::Delta),
+            other => Err(CatalogError::Unsupported(format!(
+                "STORED AS {other} is not supported: use PARQUET, JSON, CSV or DELTA"
+            ))),
         }
     }
 }

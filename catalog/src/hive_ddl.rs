@@ -351,6 +351,16 @@ pub fn parse_hive_create_table(sql: &str) -> Result<HiveTable> {
         }
     }
     let location = location.ok_or_else(|| error("CREATE EXTERNAL TABLE needs a LOCATION"))?;
+    if crate::delta::is_delta(&properties)? {
+        if !columns.is_empty() || !partition_keys.is_empty() || serde.is_some() || stored_as.is_some() {
+            return Err(unsupported(
+                "a Delta table's columns, partitions and format come from its transaction log: declare it with \
+                 LOCATION and TBLPROPERTIES ('table_type' = 'DELTA') only",
+            ));
+        }
+        let format = Some(TableFormat::Delta);
+        return Ok(HiveTable { if_not_exists, name, columns, partition_keys, format, location, properties });
+    }
     let format = table_format(serde.as_deref(), stored_as.as_deref())?;
     let serde_properties: BTreeMap<String, String> = serde_properties.into_iter().collect();
     if format.is_some_and(|f| f != TableFormat::Parquet) {

@@ -68,6 +68,13 @@ impl Lake {
             return Ok(());
         };
         let format = TableFormat::from_stored_as(&create.file_type)?;
+        if format == TableFormat::Delta {
+            let [location] = create.locations.as_slice() else {
+                return Err(CatalogError::Invalid("a Delta table has exactly one LOCATION".into()));
+            };
+            let properties = create.options.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            return self.register_delta_table(session, (database, table), location, properties).await;
+        }
         let mut locations = Vec::new();
         for location in &create.locations {
             locations.push(self.checked_location(location)?);
@@ -122,8 +129,13 @@ impl Lake {
         let mut properties = hive.properties.clone();
         let format = match hive.format {
             Some(format) => format,
+            // The crawler recognizes a Delta table by its log, as Glue's does.
+            None if Crawler { session }.has_delta_log(&location).await? => TableFormat::Delta,
             None => Crawler { session }.infer_format(&location, &mut properties).await?,
         };
+        if format == TableFormat::Delta {
+            return self.register_delta_table(session, (database, table), &location, properties).await;
+        }
         let definition = TableDef {
             database,
             name: table,
@@ -134,6 +146,34 @@ impl Lake {
             properties,
         };
         self.store_table(session, definition, false).await
+    }
+
+    /// Registers the Delta table at `location` as `database.table`: its columns and partition
+    /// keys as its log says now (queries read them from the log each time).
+    async fn register_delta_table(
+        &self,
+        session: &dyn Session,
+        (database, table): (String, String),
+        location: &str,
+        mut properties: std::collections::BTreeMap<String, String>,
+    ) -> Result<()> {
+        refuse_credentials(&properties)?;
+        let location = self.checked_location(location)?;
+        let delta = crate::delta::open(session.runtime_env(), &location, crate::delta::Snapshot::Latest).await?;
+        let (columns, partition_keys) = crate::delta::definition_parts(&delta)?;
+        properties.retain(|k, _| !k.eq_ignore_ascii_case(crate::delta::TABLE_TYPE));
+        properties.insert(crate::delta::TABLE_TYPE.into(), "DELTA".into());
+        let definition = TableDef {
+            database,
+            name: table,
+            locations: vec![location],
+            format: TableFormat::Delta,
+            columns,
+            partition_keys,
+            properties,
+        };
+        self.catalog.create_table(&definition, &[], false)?;
+        Ok(())
     }
 
     /// The database and name for a new table, or `None` if it exists and `IF NOT EXISTS` says to

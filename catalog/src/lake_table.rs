@@ -52,7 +52,7 @@ impl PruningReport {
         self.scans.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    fn record(&self, scan: TableScanReport) {
+    pub(crate) fn record(&self, scan: TableScanReport) {
         self.scans.lock().unwrap_or_else(|e| e.into_inner()).push(scan);
     }
 }

@@ -20,6 +20,7 @@
 
 mod crawler;
 mod definitions;
+mod delta;
 mod error;
 mod file_set;
 mod grant_rows;
@@ -38,6 +39,13 @@ mod sqlite_writes;
 mod store;
 
 pub use definitions::{ColumnDef, Partition, TableDef, TableFormat, is_side_file};
+pub use delta::{
+    DeltaTableProvider, NameSuffix, NewFile, Snapshot as DeltaSnapshot, TABLE_TYPE, is_delta, snapshot_name, split_name,
+};
+/// Delta Lake tables' logs: opening a snapshot, committing written files.
+pub mod delta_log {
+    pub use crate::delta::{append, open};
+}
 pub use error::{CatalogError, Result};
 pub use file_set::{FileOfPartition, FileSetTable};
 pub use grants::{Access, Columns, Grant, Grantee, Privilege, Securable, location_prefix};

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use datafusion::catalog::Session;
 
 use crate::crawler::Crawler;
-use crate::definitions::{Partition, TableDef};
+use crate::definitions::{Partition, TableDef, TableFormat};
 use crate::error::{CatalogError, Result};
 use crate::lake::Lake;
 use crate::partition_filter::value_fits;
@@ -19,9 +19,21 @@ fn not_partitioned(table: &TableDef) -> CatalogError {
     CatalogError::Invalid(format!("table {}.{} is not partitioned", table.database, table.name))
 }
 
+/// A Delta table's partitions are its log's: nothing registers or forgets them.
+fn refuse_delta(table: &TableDef, statement: &str) -> Result<()> {
+    if table.format == TableFormat::Delta {
+        return Err(CatalogError::Unsupported(format!(
+            "{statement} does not apply to the Delta table {}.{}: its partitions are the ones its transaction log lists",
+            table.database, table.name
+        )));
+    }
+    Ok(())
+}
+
 /// `MSCK REPAIR TABLE`: registers the partitions found in the layout that the catalog lacks.
 /// Returns Athena's report lines.
 pub async fn repair_table(lake: &Lake, session: &dyn Session, table: &TableDef) -> Result<Vec<String>> {
+    refuse_delta(table, "MSCK REPAIR TABLE")?;
     if table.partition_keys.is_empty() {
         return Err(not_partitioned(table));
     }
@@ -47,6 +59,7 @@ pub fn add_partitions(
     if_not_exists: bool,
     clauses: &[(PartitionSpec, Option<String>)],
 ) -> Result<()> {
+    refuse_delta(table, "ALTER TABLE ADD PARTITION")?;
     let mut partitions = Vec::with_capacity(clauses.len());
     for (spec, location) in clauses {
         let values = spec_values(table, spec)?;
@@ -67,15 +80,20 @@ pub fn add_partitions(
 
 /// `ALTER TABLE DROP PARTITION`: forgets the partitions (their files stay where they are).
 pub fn drop_partitions(lake: &Lake, table: &TableDef, if_exists: bool, specs: &[PartitionSpec]) -> Result<()> {
+    refuse_delta(table, "ALTER TABLE DROP PARTITION")?;
     let values = specs.iter().map(|spec| spec_values(table, spec)).collect::<Result<Vec<_>>>()?;
     lake.catalog().drop_partitions(&table.database, &table.name, &values, if_exists)?;
     Ok(())
 }
 
-/// `SHOW PARTITIONS`: the registered partitions as `k=v/...`, in order.
-pub fn show_partitions(lake: &Lake, table: &TableDef) -> Result<Vec<String>> {
+/// `SHOW PARTITIONS`: the registered partitions (a Delta table's: those of its current files)
+/// as `k=v/...`, in order.
+pub async fn show_partitions(lake: &Lake, session: &dyn Session, table: &TableDef) -> Result<Vec<String>> {
     if table.partition_keys.is_empty() {
         return Err(not_partitioned(table));
+    }
+    if table.format == TableFormat::Delta {
+        return crate::delta::partitions(session.runtime_env(), table).await;
     }
     if Projection::of(table)?.is_some() {
         return Err(CatalogError::Invalid(format!(

@@ -11,14 +11,19 @@ use datafusion::arrow::datatypes::{Field, Schema};
 use datafusion::catalog::{CatalogProvider, SchemaProvider, TableProvider};
 use datafusion::common::config::TableParquetOptions;
 use datafusion::common::{DataFusionError, Result, plan_err};
+use datafusion::datasource::empty::EmptyTable;
 use datafusion::datasource::file_format::FileFormat;
 use datafusion::datasource::file_format::csv::CsvFormat;
 use datafusion::datasource::file_format::file_compression_type::FileCompressionType;
 use datafusion::datasource::file_format::json::JsonFormat;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
+use datafusion::execution::runtime_env::RuntimeEnv;
 
 use crate::definitions::{TableDef, TableFormat};
+use crate::delta::{
+    DeltaTableProvider, NameSuffix, Snapshot as DeltaSnapshot, history_table, properties_table, split_name,
+};
 use crate::hive_ddl::{COMPRESSION, FILE_EXTENSION};
 use crate::lake_table::LakeTable;
 use crate::lowercase_columns::LowercaseColumns;
@@ -27,6 +32,8 @@ use crate::store::Catalog;
 #[derive(Debug)]
 struct Shared {
     catalog: Arc<dyn Catalog>,
+    /// The object stores Delta tables' logs are read through.
+    runtime: Arc<RuntimeEnv>,
     /// Parquet reading options of the session (pushdown, page index), applied to every table.
     parquet: TableParquetOptions,
     views: RwLock<HashMap<(String, String), Arc<dyn TableProvider>>>,
@@ -44,8 +51,9 @@ pub struct LakeCatalogProvider {
 const SYSTEM_SCHEMAS: [&str; 1] = ["pg_catalog"];
 
 impl LakeCatalogProvider {
-    pub fn new(catalog: Arc<dyn Catalog>, parquet: TableParquetOptions) -> Self {
-        Self { shared: Arc::new(Shared { catalog, parquet, views: RwLock::default() }), system: RwLock::default() }
+    pub fn new(catalog: Arc<dyn Catalog>, parquet: TableParquetOptions, runtime: Arc<RuntimeEnv>) -> Self {
+        let shared = Shared { catalog, runtime, parquet, views: RwLock::default() };
+        Self { shared: Arc::new(shared), system: RwLock::default() }
     }
 }
 
@@ -56,7 +64,7 @@ pub fn listing_options(table: &TableDef, parquet: &TableParquetOptions) -> Resul
         None => FileCompressionType::UNCOMPRESSED,
     };
     let format: Arc<dyn FileFormat> = match table.format {
-        TableFormat::Parquet => Arc::new(ParquetFormat::default().with_options(parquet.clone())),
+        TableFormat::Parquet | TableFormat::Delta => Arc::new(ParquetFormat::default().with_options(parquet.clone())),
         TableFormat::Json => Arc::new(JsonFormat::default().with_file_compression_type(compression)),
         TableFormat::Csv => {
             let header = table.properties.get("format.has_header").is_some_and(|v| v == "true");
@@ -81,12 +89,22 @@ pub fn listing_options(table: &TableDef, parquet: &TableParquetOptions) -> Resul
 
 /// Builds the provider that scans `table`. No I/O: the schema comes from the definition.
 /// A partitioned table reads the partitions the catalog (or its projection) gives; an
-/// unpartitioned one lists its location on every query, as Athena does.
+/// unpartitioned one lists its location on every query, as Athena does. A Delta table is read
+/// from its log ([`delta_provider`]); here it is an empty table of the catalog's columns.
 pub fn table_provider(
     table: &TableDef,
     catalog: &Arc<dyn Catalog>,
     parquet: &TableParquetOptions,
 ) -> Result<Arc<dyn TableProvider>> {
+    if table.format == TableFormat::Delta {
+        let fields = table
+            .columns
+            .iter()
+            .chain(&table.partition_keys)
+            .map(|c| Ok(Field::new(&c.name, c.arrow_type()?, true)))
+            .collect::<Result<Vec<_>>>()?;
+        return Ok(Arc::new(EmptyTable::new(Arc::new(Schema::new(fields)))));
+    }
     let fields =
         table.columns.iter().map(|c| Ok(Field::new(&c.name, c.arrow_type()?, true))).collect::<Result<Vec<_>>>()?;
     let file_schema = Arc::new(Schema::new(fields));
@@ -177,7 +195,19 @@ impl SchemaProvider for LakeSchemaProvider {
         if let Some(view) = self.view(name) {
             return Ok(Some(view));
         }
-        match self.shared.catalog.table(&self.database, name)? {
+        let (base, suffix) = split_name(name);
+        match self.shared.catalog.table(&self.database, base)? {
+            Some(table) if table.format == TableFormat::Delta => {
+                Ok(Some(delta_provider(&table, suffix, &self.shared).await?))
+            }
+            Some(_) if suffix.is_some() => plan_err!(
+                "{}.{base} is not a Delta table: {} needs a transactional table ('table_type' = 'DELTA')",
+                self.database,
+                match suffix {
+                    Some(NameSuffix::At(_)) => "time travel (FOR VERSION | TIMESTAMP AS OF)",
+                    _ => "a $history or $properties table",
+                }
+            ),
             Some(table) => Ok(Some(table_provider(&table, &self.shared.catalog, &self.shared.parquet)?)),
             None => Ok(None),
         }
@@ -200,6 +230,37 @@ impl SchemaProvider for LakeSchemaProvider {
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        self.view(name).is_some() || matches!(self.shared.catalog.table(&self.database, name), Ok(Some(_)))
+        self.view(name).is_some()
+            || matches!(self.shared.catalog.table(&self.database, split_name(name).0), Ok(Some(_)))
     }
+}
+
+/// A Delta table as a query names it: a snapshot of it (the latest, or one it travels to), or
+/// one of its metadata tables; columns and partitions come from its log.
+async fn delta_provider(
+    table: &TableDef,
+    suffix: Option<NameSuffix>,
+    shared: &Shared,
+) -> Result<Arc<dyn TableProvider>> {
+    let Some(location) = table.locations.first() else {
+        return plan_err!("the Delta table {}.{} has no location", table.database, table.name);
+    };
+    let snapshot = match suffix {
+        Some(NameSuffix::At(snapshot)) => snapshot,
+        _ => DeltaSnapshot::Latest,
+    };
+    let delta = crate::delta::open(&shared.runtime, location, snapshot).await?;
+    Ok(match suffix {
+        Some(NameSuffix::History) => Arc::new(history_table(&delta).await?),
+        Some(NameSuffix::Properties) => Arc::new(properties_table(&delta)?),
+        _ => {
+            let name = format!("{}.{}", table.database, table.name);
+            LowercaseColumns::wrap(Arc::new(DeltaTableProvider::try_new(
+                name,
+                location.clone(),
+                delta,
+                &shared.parquet,
+            )?))
+        }
+    })
 }

@@ -35,6 +35,15 @@ fn literal(text: &str) -> String {
 }
 
 pub fn show_create_table(table: &TableDef) -> String {
+    if table.format == TableFormat::Delta {
+        // As Athena shows a Delta table: its columns and partitions are the log's.
+        return format!(
+            "CREATE EXTERNAL TABLE {}.{}\nLOCATION {}\nTBLPROPERTIES ('table_type' = 'DELTA')",
+            quote(&table.database),
+            quote(&table.name),
+            literal(table.locations.first().map_or("", String::as_str))
+        );
+    }
     let columns: Vec<String> = table
         .columns
         .iter()
@@ -50,6 +59,7 @@ pub fn show_create_table(table: &TableDef) -> String {
             TableFormat::Parquet => "PARQUET",
             TableFormat::Json => "JSON",
             TableFormat::Csv => "CSV",
+            TableFormat::Delta => "PARQUET",
         }
     );
     if !table.partition_keys.is_empty() {

@@ -137,6 +137,7 @@ impl GlauxClient {
             .connect_timeout(Duration::from_secs(5))
             .tcp_nodelay(true);
         if tls {
+            glaux_proto::use_ring_for_tls();
             let mut config = ClientTlsConfig::new().with_native_roots();
             if let Some(pem) = &options.tls_ca {
                 config = config.ca_certificate(Certificate::from_pem(pem));

@@ -41,6 +41,7 @@ impl ClusterTls {
         if !(key.contains("-----BEGIN") && key.contains("PRIVATE KEY")) {
             return Err("the cluster key file holds no PEM private key".into());
         }
+        use_ring_for_tls();
         Ok(Self { ca_pem, cert_pem, key_pem })
     }
 
@@ -63,4 +64,12 @@ impl ClusterTls {
             .ca_certificate(Certificate::from_pem(&self.ca_pem))
             .identity(Identity::from_pem(&self.cert_pem, &self.key_pem))
     }
+}
+
+/// Makes ring rustls' process-wide crypto provider. Both ring and aws-lc-rs are compiled in (the
+/// latter by the HTTP client under `deltalake-core`), and rustls then refuses to guess for the
+/// configurations that do not name their provider (tonic's). Call before any TLS; idempotent.
+pub fn use_ring_for_tls() {
+    // An error means a provider is installed already: ring, by an earlier call.
+    let _ = tokio_rustls::rustls::crypto::ring::default_provider().install_default();
 }

@@ -46,7 +46,7 @@ pub mod generated {
 
 pub use auth::{ClusterAuth, ClusterSecret, Outsider};
 pub use channels::{ClusterChannels, FlightClient, MAX_MESSAGE_BYTES};
-pub use cluster_tls::ClusterTls;
+pub use cluster_tls::{ClusterTls, use_ring_for_tls};
 pub use codec::{EncodedPlan, GlauxCodec, decode_plan, encode_plan, reader_as_sent};
 pub use dynamic_filters::{ForwardedFilter, apply as apply_dynamic_filters, filter_ids, produced_filters};
 pub use ids::{ExecutorAddr, ExecutorId, QueryId, StageId, TaskId};

@@ -20,7 +20,7 @@ use datafusion::logical_expr::{Expr, LogicalPlan, TableProviderFilterPushDown, T
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
 use datafusion_pg_catalog::pg_catalog::{PgCatalogSchemaProvider, PgCatalogStaticTables};
-use glaux_catalog::{Access, Columns, DEFAULT_CATALOG, Privilege};
+use glaux_catalog::{Access, Columns, DEFAULT_CATALOG, NameSuffix, Privilege};
 
 /// The schemas that are the engine's own, shown to everyone.
 const PG_CATALOG: &str = "pg_catalog";
@@ -129,15 +129,30 @@ impl SchemaProvider for GrantedSchema {
     }
 
     async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>, DataFusionError> {
-        let Some(table) = self.inner.table(name).await? else { return Ok(None) };
-        match self.access.readable_columns(&self.database, name) {
-            Columns::All => Ok(Some(table)),
-            Columns::Only(columns) => Ok(Some(Arc::new(SomeColumns::new(table, &columns)))),
-            Columns::None => Err(DataFusionError::from(self.access.denied(
+        // A Delta table's snapshots and metadata tables (`t$history`) are read as the table is.
+        // Checked before the table is built: building a Delta table reads its log.
+        let (base, suffix) = glaux_catalog::split_name(name);
+        let metadata = matches!(suffix, Some(NameSuffix::History | NameSuffix::Properties));
+        let columns = self.access.readable_columns(&self.database, base);
+        if columns == Columns::None && !self.inner.table_exist(name) {
+            return Ok(None);
+        }
+        let table = match columns {
+            Columns::None => None,
+            _ => match self.inner.table(name).await? {
+                Some(table) => Some(table),
+                None => return Ok(None),
+            },
+        };
+        match (columns, table) {
+            (Columns::All, Some(table)) => Ok(Some(table)),
+            (Columns::Only(_), Some(table)) if metadata => Ok(Some(table)),
+            (Columns::Only(columns), Some(table)) => Ok(Some(Arc::new(SomeColumns::new(table, &columns)))),
+            (_, _) => Err(DataFusionError::from(self.access.denied(
                 Privilege::Select,
                 &glaux_catalog::Securable::Table {
                     database: self.database.clone(),
-                    table: name.to_string(),
+                    table: base.to_string(),
                     column: None,
                 },
             ))),

@@ -38,6 +38,7 @@ impl TlsIdentity {
 
     /// A checked identity from PEM text: at least one certificate, a private key rustls accepts.
     pub fn from_pem(cert_pem: Vec<u8>, key_pem: Vec<u8>) -> Result<Self, SchedulerError> {
+        glaux_proto::use_ring_for_tls();
         let identity = Self { cert_pem, key_pem };
         identity.rustls_config()?;
         Ok(identity)

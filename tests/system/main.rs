@@ -9,6 +9,7 @@ mod bucketing;
 mod cancel;
 mod catalog;
 mod conformance;
+mod delta;
 mod events;
 mod flight_sql;
 mod grants;

@@ -89,7 +89,7 @@ pub fn scheduler_session(
     parquet.pruning = true;
     let parquet = TableParquetOptions { global: parquet.clone(), ..Default::default() };
     let ctx = SessionContext::new_with_config_rt(session, runtime);
-    ctx.register_catalog(DEFAULT_CATALOG, Arc::new(LakeCatalogProvider::new(catalog, parquet)));
+    ctx.register_catalog(DEFAULT_CATALOG, Arc::new(LakeCatalogProvider::new(catalog, parquet, ctx.runtime_env())));
     // pg_catalog and the functions PostgreSQL clients' catalog queries call (psql's \d, JDBC's
     // DatabaseMetaData); they read only the scheduler's catalog, so such queries run here.
     datafusion_pg_catalog::setup_pg_catalog(

@@ -250,6 +250,12 @@ impl WriteOptions {
                     partitioned_by = columns.iter().map(|c| c.to_ascii_lowercase()).collect()
                 }
                 ("field_delimiter", Value::Text(d)) => delimiter = Some(d),
+                ("table_type", Value::Text(kind)) => {
+                    let properties = [(glaux_catalog::TABLE_TYPE.to_string(), kind)].into_iter().collect();
+                    if glaux_catalog::is_delta(&properties)? {
+                        return Err(unsupported(format!("{statement} of a Delta table is not supported yet")));
+                    }
+                }
                 ("bucketed_by", value) if statement == "CREATE TABLE AS" => bucketed_by = Some(value),
                 ("bucket_count", value) if statement == "CREATE TABLE AS" => bucket_count = Some(value),
                 (key, value) => {

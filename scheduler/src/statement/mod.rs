@@ -293,6 +293,8 @@ impl Statement {
             Ok(plan) => Self::planned(plan),
             Err(datafusion_error) if is_create_external_table(sql) => match parse_hive_create_table(sql) {
                 Ok(table) => Ok(Statement::CreateTable(CreateTable::Hive(table))),
+                // The statement reads as Athena DDL and asks for what Glaux does not do: that alone.
+                Err(unsupported @ glaux_catalog::CatalogError::Unsupported(_)) => Err(unsupported.into()),
                 Err(hive_error) => {
                     let hive_error = SchedulerError::from(hive_error);
                     let message = format!(

@@ -179,7 +179,9 @@ impl Family for Partitions {
             Self::Repair(table) => {
                 QueryResult::text(query, self.schema(), repair_table(ctx.lake, &ctx.state, table).await?)
             }
-            Self::Show(table) => QueryResult::text(query, self.schema(), show_partitions(ctx.lake, table)?),
+            Self::Show(table) => {
+                QueryResult::text(query, self.schema(), show_partitions(ctx.lake, &ctx.state, table).await?)
+            }
             Self::Add { table, if_not_exists, partitions } => {
                 add_partitions(ctx.lake, table, *if_not_exists, partitions)?;
                 Ok(QueryResult::empty(query))

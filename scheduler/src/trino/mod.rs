@@ -4,7 +4,8 @@
 //! 1. `check_quotes`: typographic quotes (`‘Watches’`, pasted from a document) are refused
 //!    with their position, before they turn into a confusing parse error.
 //! 2. `type_syntax`: Trino's type syntax (`ARRAY(bigint)`, `ROW(x integer)`, `VARBINARY`),
-//!    rewritten token by token into what the SQL parser reads.
+//!    rewritten token by token into what the SQL parser reads; `time_travel`: `t FOR VERSION |
+//!    TIMESTAMP AS OF x` into the name of that snapshot of a Delta table (`"t$version=3"`).
 //! 3. After parsing, the AST rewrites: `CROSS JOIN UNNEST(...) [WITH ORDINALITY] AS t(x)`
 //!    (`rewrite_unnest`), `TABLESAMPLE` (`rewrite_tablesample`), `AT TIME ZONE` on a timestamp
 //!    without a zone (`rewrite_at_time_zone`), casts of `ROW(...)` to named rows
@@ -23,6 +24,7 @@ mod rewrite_at_time_zone;
 mod rewrite_row_cast;
 mod rewrite_tablesample;
 mod rewrite_unnest;
+mod time_travel;
 mod trino_casts;
 mod type_syntax;
 mod types;
@@ -47,6 +49,7 @@ pub fn check_quotes(sql: &str) -> std::result::Result<(), String> {
 /// [`check_quotes`]).
 pub async fn parse(state: &SessionState, sql: &str) -> Result<Statement> {
     let sql = type_syntax::rewrite(sql);
+    let sql = time_travel::rewrite(state, &sql).await?;
     let dialect = state.config().options().sql_parser.dialect;
     let mut statement = state.sql_to_statement(&sql, &dialect)?;
     if let Statement::Statement(statement) = &mut statement {

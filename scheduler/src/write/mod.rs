@@ -74,6 +74,8 @@ pub(crate) struct Published {
     /// Each partition that received files, once: its values (in partition-column order) and
     /// its directory under the location (`k=v/...`, as written in paths).
     pub partitions: Vec<(Vec<String>, String)>,
+    /// Each file where it now is, with its size and partition values.
+    pub placed: Vec<glaux_catalog::NewFile>,
 }
 
 /// One statement's staged files under a location.
@@ -282,7 +284,7 @@ impl StagedWrite {
                     Some(partition) => partition.prefix().clone(),
                     None => {
                         if !values.is_empty() && !published.partitions.iter().any(|(v, _)| v == &values) {
-                            published.partitions.push((values, directories.join("/")));
+                            published.partitions.push((values.clone(), directories.join("/")));
                         }
                         directories.iter().fold(self.location.prefix().clone(), |path, d| path.join(d.as_str()))
                     }
@@ -290,6 +292,7 @@ impl StagedWrite {
                 let target = target.join(name);
                 published.files += 1;
                 published.bytes += file.size;
+                published.placed.push(glaux_catalog::NewFile { path: target.clone(), size: file.size, values });
                 moves.push((file.location, target));
             }
         }
@@ -386,6 +389,39 @@ impl StagedWrite {
                 .await
                 .map_err(|source| SchedulerError::Execute { query: failed, source })?;
             Ok((self.publish_and_commit(&reports, register).await?, result.stats))
+        }
+        .await;
+        self.discard().await;
+        written
+    }
+
+    /// Runs `plan` into this write as [`Self::run`] does, for a table whose own log says which
+    /// files are its (Delta): once the files are in place the journal keeps them, then `log`
+    /// commits them to the table's log. A crash between the two leaves files no version names
+    /// (what VACUUM removes), never a version naming deleted files; a `log` that fails removes them.
+    pub async fn run_logged(
+        mut self,
+        queries: &QueryRunner,
+        state: &SessionState,
+        plan: &LogicalPlan,
+        format: (WriteFormat, WriteCompression),
+        progress: &ProgressSlot,
+        log: impl AsyncFnOnce(&Published) -> Result<(), SchedulerError>,
+    ) -> Result<(u64, QueryStatsHandle), SchedulerError> {
+        let spec = self.spec(state, format);
+        let written = async {
+            let result = queries.run_write(state, self.query.clone(), plan, &spec, progress).await?;
+            let failed = result.query.clone();
+            let reports: Vec<RecordBatch> = result
+                .batches
+                .try_collect()
+                .await
+                .map_err(|source| SchedulerError::Execute { query: failed, source })?;
+            let published = self.publish(&reports).await?;
+            self.catalog.record_write_targets(&self.id(), &[], &[])?;
+            log(&published).await?;
+            self.commit(|| Ok(())).await?;
+            Ok((published.rows, result.stats))
         }
         .await;
         self.discard().await;

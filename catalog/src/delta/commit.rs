@@ -1,0 +1,193 @@
+//! Writing a Delta table's log: the files a statement wrote become one new version, with the
+//! statistics readers skip files by, committed with `deltalake-core`'s conflict checks.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef};
+use datafusion::arrow::datatypes::{DataType, Schema};
+use datafusion::common::ScalarValue;
+use datafusion::datasource::physical_plan::parquet::metadata::DFParquetMetadata;
+use datafusion::execution::runtime_env::RuntimeEnv;
+use deltalake_core::DeltaTable;
+use deltalake_core::kernel::Action;
+use deltalake_core::kernel::Add;
+use deltalake_core::kernel::transaction::CommitBuilder;
+use deltalake_core::protocol::{DeltaOperation, SaveMode};
+use object_store::path::Path;
+use object_store::{ObjectMeta, ObjectStore};
+use parquet::arrow::arrow_reader::statistics::StatisticsConverter;
+use parquet::arrow::parquet_to_arrow_schema;
+use serde_json::{Map, Value};
+
+use super::{delta_error, store_and_path};
+use crate::error::{CatalogError, Result};
+use crate::partition_filter::HIVE_NULL_PARTITION;
+
+/// A file a statement wrote under a Delta table's location.
+#[derive(Clone, Debug)]
+pub struct NewFile {
+    /// Its path in the location's store.
+    pub path: Path,
+    pub size: u64,
+    /// Its partition's values, in the table's partition-column order, as written in its path.
+    pub values: Vec<String>,
+}
+
+/// Longest string kept as a minimum or maximum (what Spark and delta-rs keep; a longer maximum
+/// is left out rather than truncated below the truth).
+const MAX_STRING_STAT: usize = 32;
+
+/// Commits `files` to the Delta table `table` (loaded at the version the statement read) as one
+/// `WRITE` in append mode. Returns the new version. A concurrent commit that conflicts is an
+/// error; appends do not conflict with each other.
+pub async fn append(runtime: &RuntimeEnv, location: &str, table: &DeltaTable, files: &[NewFile]) -> Result<u64> {
+    let (store_url, _, table_path) = store_and_path(location)?;
+    let store = runtime.object_store(&store_url)?;
+    let state = table.snapshot().map_err(|e| delta_error(location, e))?;
+    let keys: Vec<String> = state.metadata().partition_columns().to_vec();
+    let schema = state.snapshot().arrow_schema();
+    let mut actions = Vec::with_capacity(files.len());
+    for file in files {
+        actions.push(Action::Add(add(&store, &table_path, &schema, &keys, file).await?));
+    }
+    let operation = DeltaOperation::Write {
+        mode: SaveMode::Append,
+        partition_by: (!keys.is_empty()).then_some(keys),
+        predicate: None,
+    };
+    let committed = CommitBuilder::default()
+        .with_actions(actions)
+        .build(Some(state), table.log_store(), operation)
+        .await
+        .map_err(|e| CatalogError::Invalid(format!("committing to the Delta table at {location}: {e}")))?;
+    Ok(committed.version())
+}
+
+/// The `add` action of one written file: its path relative to the table, partition values, and
+/// statistics read from its footer.
+async fn add(
+    store: &Arc<dyn ObjectStore>,
+    table_path: &Path,
+    schema: &Schema,
+    keys: &[String],
+    file: &NewFile,
+) -> Result<Add> {
+    let Some(relative) = file.path.prefix_match(table_path) else {
+        return Err(CatalogError::Invalid(format!("written file {} is outside the table at {table_path}", file.path)));
+    };
+    let relative: Vec<String> = relative.map(|part| part.as_ref().to_string()).collect();
+    let partition_values: HashMap<String, Option<String>> = keys
+        .iter()
+        .zip(&file.values)
+        .map(|(key, value)| (key.clone(), (value != HIVE_NULL_PARTITION).then(|| value.clone())))
+        .collect();
+    let stats = file_stats(store, file, schema, keys).await?;
+    Ok(Add {
+        path: relative.join("/"),
+        partition_values,
+        size: i64::try_from(file.size).unwrap_or(i64::MAX),
+        modification_time: chrono::Utc::now().timestamp_millis(),
+        data_change: true,
+        stats: Some(stats.to_string()),
+        ..Default::default()
+    })
+}
+
+/// `numRecords`, and `minValues` / `maxValues` / `nullCount` of the data columns whose bounds
+/// every reader reads alike (integers, strings, dates), from the file's footer.
+async fn file_stats(store: &Arc<dyn ObjectStore>, file: &NewFile, schema: &Schema, keys: &[String]) -> Result<Value> {
+    let unreadable = |e: &dyn std::fmt::Display| {
+        CatalogError::Invalid(format!("reading the footer of written file {}: {e}", file.path))
+    };
+    let meta = ObjectMeta {
+        location: file.path.clone(),
+        last_modified: chrono::Utc::now(),
+        size: file.size,
+        e_tag: None,
+        version: None,
+    };
+    let parquet = DFParquetMetadata::new(store.as_ref(), &meta).fetch_metadata().await.map_err(|e| unreadable(&e))?;
+    let descriptor = parquet.file_metadata().schema_descr();
+    let arrow = parquet_to_arrow_schema(descriptor, parquet.file_metadata().key_value_metadata())
+        .map_err(|e| unreadable(&e))?;
+    let groups = parquet.row_groups();
+    let rows: i64 = groups.iter().map(|g| g.num_rows()).sum();
+    let (mut min, mut max, mut nulls) = (Map::new(), Map::new(), Map::new());
+    for field in schema.fields().iter().filter(|f| !keys.contains(f.name())) {
+        let Ok(converter) = StatisticsConverter::try_new(field.name(), &arrow, descriptor) else {
+            continue;
+        };
+        if let Ok(counts) = converter.row_group_null_counts(groups.iter())
+            && counts.null_count() == 0
+        {
+            let total: u64 = counts.values().iter().sum();
+            nulls.insert(field.name().clone(), Value::from(total));
+        }
+        if !matches!(
+            field.data_type(),
+            DataType::Int8
+                | DataType::Int16
+                | DataType::Int32
+                | DataType::Int64
+                | DataType::Utf8
+                | DataType::LargeUtf8
+                | DataType::Utf8View
+                | DataType::Date32
+        ) {
+            continue;
+        }
+        let (Ok(mins), Ok(maxes)) = (converter.row_group_mins(groups.iter()), converter.row_group_maxes(groups.iter()))
+        else {
+            continue;
+        };
+        if let Some(value) = bound(&mins, true).and_then(|v| json(&v, true)) {
+            min.insert(field.name().clone(), value);
+        }
+        if let Some(value) = bound(&maxes, false).and_then(|v| json(&v, false)) {
+            max.insert(field.name().clone(), value);
+        }
+    }
+    Ok(serde_json::json!({ "numRecords": rows, "minValues": min, "maxValues": max, "nullCount": nulls }))
+}
+
+/// The least (or greatest) of the row groups' bounds; `None` if any row group has none (a
+/// bound that ignores a row group would be wrong).
+fn bound(values: &ArrayRef, least: bool) -> Option<ScalarValue> {
+    if values.is_empty() || values.null_count() > 0 {
+        return None;
+    }
+    let mut best: Option<ScalarValue> = None;
+    for i in 0..values.len() {
+        let value = ScalarValue::try_from_array(values, i).ok()?;
+        best = match best {
+            None => Some(value),
+            Some(current) => {
+                let better = if least { value < current } else { value > current };
+                Some(if better { value } else { current })
+            }
+        };
+    }
+    best
+}
+
+/// A bound as the log writes it; long strings only as minimums (a prefix is still a lower bound).
+fn json(value: &ScalarValue, least: bool) -> Option<Value> {
+    match value {
+        ScalarValue::Int8(Some(v)) => Some(Value::from(*v)),
+        ScalarValue::Int16(Some(v)) => Some(Value::from(*v)),
+        ScalarValue::Int32(Some(v)) => Some(Value::from(*v)),
+        ScalarValue::Int64(Some(v)) => Some(Value::from(*v)),
+        ScalarValue::Utf8(Some(s)) | ScalarValue::LargeUtf8(Some(s)) | ScalarValue::Utf8View(Some(s)) => {
+            if s.chars().count() <= MAX_STRING_STAT {
+                Some(Value::from(s.clone()))
+            } else if least {
+                Some(Value::from(s.chars().take(MAX_STRING_STAT).collect::<String>()))
+            } else {
+                None
+            }
+        }
+        ScalarValue::Date32(Some(_)) => Some(Value::from(value.to_string())),
+        _ => None,
+    }
+}

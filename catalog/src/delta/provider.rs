@@ -1,0 +1,184 @@
+//! [`DeltaTableProvider`]: one snapshot of a Delta table as a DataFusion table.
+//!
+//! At scan time the snapshot's files (from the log, with their partition values and statistics)
+//! are pruned by the query's predicates — partition values count as exact bounds, so one
+//! pruning decides partitions and data skipping alike — and what is left becomes an ordinary
+//! Parquet scan whose rows carry their file's partition values. The scan's pieces are what the
+//! scheduler spreads over executor tasks, as for any other table. What was chosen goes to the
+//! query's [`PruningReport`].
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use std::collections::HashSet;
+
+use datafusion::arrow::datatypes::{FieldRef, Schema, SchemaRef};
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::pruning::PrunableStatistics;
+use datafusion::common::{DataFusionError, Result, ScalarValue, ToDFSchema, plan_err, project_schema};
+use datafusion::config::TableParquetOptions;
+use datafusion::datasource::TableType;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{ListingOptions, PartitionedFile};
+use datafusion::datasource::physical_plan::FileGroup;
+use datafusion::logical_expr::utils::conjunction;
+use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
+use datafusion::physical_optimizer::pruning::PruningPredicateBuilder;
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::empty::EmptyExec;
+use deltalake_core::DeltaTable;
+use deltalake_core::kernel::LogicalFileView;
+use futures::TryStreamExt;
+use object_store::ObjectMeta;
+use object_store::path::Path;
+
+use super::stats::file_statistics;
+use super::store_and_path;
+use crate::lake_table::{PruningReport, TableScanReport, file_scan};
+
+#[derive(Debug)]
+pub struct DeltaTableProvider {
+    /// `database.table`.
+    name: String,
+    location: String,
+    table: DeltaTable,
+    file_schema: SchemaRef,
+    keys: Vec<FieldRef>,
+    /// Data columns, then partition keys.
+    schema: SchemaRef,
+    options: ListingOptions,
+}
+
+impl DeltaTableProvider {
+    /// The loaded snapshot of `table` (at `location`) as the table `name`. Tables whose files
+    /// Glaux cannot read as they are (column mapping) are refused here, by name.
+    pub fn try_new(name: String, location: String, table: DeltaTable, parquet: &TableParquetOptions) -> Result<Self> {
+        let state = table.snapshot().map_err(external)?;
+        if let Some(mode) = state.metadata().configuration().get("delta.columnMapping.mode")
+            && mode != "none"
+        {
+            return plan_err!("the Delta table {name} uses column mapping ({mode}), which Glaux cannot read yet");
+        }
+        let logical = state.snapshot().arrow_schema();
+        let key_names: Vec<String> = state.metadata().partition_columns().to_vec();
+        let mut keys = Vec::new();
+        for key in &key_names {
+            keys.push(Arc::new(logical.field_with_name(key)?.clone().with_nullable(true)));
+        }
+        let file_fields: Vec<FieldRef> =
+            logical.fields().iter().filter(|f| !key_names.contains(f.name())).cloned().collect();
+        let file_schema = Arc::new(Schema::new(file_fields.clone()));
+        let schema = Arc::new(Schema::new(file_fields.into_iter().chain(keys.iter().cloned()).collect::<Vec<_>>()));
+        let options = ListingOptions::new(Arc::new(ParquetFormat::default().with_options(parquet.clone())))
+            .with_file_extension("");
+        Ok(Self { name, location, table, file_schema, keys, schema, options })
+    }
+
+    /// One file of the snapshot with its partition values and statistics over the table's schema.
+    fn file(&self, table_path: &Path, view: &LogicalFileView) -> Result<PartitionedFile> {
+        let relative = view.path();
+        if relative.contains("://") {
+            return plan_err!(
+                "the Delta table {} has a file outside its location ({relative}), which Glaux cannot read yet",
+                self.name
+            );
+        }
+        if view.deletion_vector_descriptor().is_some() {
+            return plan_err!(
+                "the Delta table {} has deletion vectors, which Glaux cannot read yet ({relative})",
+                self.name
+            );
+        }
+        let raw = view.partition_values_map();
+        let first_key = self.file_schema.fields().len();
+        let mut values = Vec::with_capacity(self.keys.len());
+        for (i, key) in self.keys.iter().enumerate() {
+            let value = match raw.get(key.name()).cloned().flatten() {
+                Some(text) if !text.is_empty() => ScalarValue::try_from_string(text, key.data_type())?,
+                _ => ScalarValue::try_from(key.data_type())?,
+            };
+            values.push((first_key + i, value));
+        }
+        let size = u64::try_from(view.size()).unwrap_or_default();
+        let location = Path::from_iter(table_path.parts().chain(Path::from(relative.as_ref()).parts()));
+        let meta = ObjectMeta {
+            location,
+            last_modified: view.modification_datetime().unwrap_or_default(),
+            size,
+            e_tag: None,
+            version: None,
+        };
+        let statistics = file_statistics(&self.schema, view.stats().as_deref(), &values, size);
+        Ok(PartitionedFile::new_from_meta(meta)
+            .with_partition_values(values.into_iter().map(|(_, v)| v).collect())
+            .with_statistics(Arc::new(statistics)))
+    }
+}
+
+fn external(error: deltalake_core::DeltaTableError) -> DataFusionError {
+    DataFusionError::External(Box::new(error))
+}
+
+#[async_trait]
+impl TableProvider for DeltaTableProvider {
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let (store_url, _, table_path) = store_and_path(&self.location)?;
+        let views: Vec<LogicalFileView> =
+            self.table.get_active_add_actions_by_predicate(None).try_collect().await.map_err(external)?;
+        let mut files = views.iter().map(|view| self.file(&table_path, view)).collect::<Result<Vec<_>>>()?;
+        let partitions_total = partitions(&files);
+        // A predicate that does not convert (or prune) keeps every file: the rows are checked.
+        let pruning = conjunction(filters.iter().cloned())
+            .and_then(|p| state.create_physical_expr(p, &self.schema.clone().to_dfschema().ok()?).ok())
+            .and_then(|p| PruningPredicateBuilder::new().with_file_schema(Arc::clone(&self.schema)).build(p));
+        if let Some(pruning) = pruning
+            && !files.is_empty()
+        {
+            let statistics = files.iter().map(|f| f.statistics.clone().unwrap_or_default()).collect();
+            let keep = pruning.prune(&PrunableStatistics::new(statistics, Arc::clone(&self.schema)))?;
+            let mut keep = keep.into_iter();
+            files.retain(|_| keep.next().unwrap_or(true));
+        }
+        if let Some(report) = state.config().get_extension::<PruningReport>() {
+            report.record(TableScanReport {
+                table: self.name.clone(),
+                partitions: partitions(&files),
+                partitions_total: Some(partitions_total),
+                files: files.len(),
+                bytes: files.iter().map(|f| f.object_meta.size).sum(),
+                projected: false,
+            });
+        }
+        if files.is_empty() {
+            return Ok(Arc::new(EmptyExec::new(project_schema(&self.schema, projection)?)));
+        }
+        let groups = FileGroup::new(files).split_files(state.config().target_partitions().max(1));
+        let table = (&self.options, Arc::clone(&self.file_schema), self.keys.clone());
+        file_scan(state, table, store_url, groups, projection, limit).await
+    }
+
+    /// Every predicate prunes files (partition values and statistics) and is checked again on
+    /// the rows.
+    fn supports_filters_pushdown(&self, filters: &[&Expr]) -> Result<Vec<TableProviderFilterPushDown>> {
+        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+    }
+}
+
+/// How many partitions (distinct partition values) `files` span.
+fn partitions(files: &[PartitionedFile]) -> usize {
+    files.iter().map(|f| &f.partition_values).collect::<HashSet<_>>().len()
+}

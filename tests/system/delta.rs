@@ -1,0 +1,214 @@
+//! Delta Lake tables written by another engine (the `deltalake` package from PyPI, delta-rs)
+//! read by Glaux: every version's rows and the history compared with what that package reads,
+//! partitions and file statistics pruning before anything is read, locally and on S3.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+
+use glaux_client::GlauxClient;
+use object_store::ObjectStore;
+
+use crate::harness::*;
+use crate::s3::{BUCKET, run_prefix, s3_config, test_bucket};
+
+/// What the `deltalake` package read back from the table it wrote.
+struct Written {
+    /// Rows of each version as `id | name | qty | day`, by id.
+    versions: BTreeMap<u64, Vec<String>>,
+    /// `(version, operation)`, oldest first.
+    history: Vec<(u64, String)>,
+}
+
+/// Runs `delta_rs.py` (see that script): `write` makes the table at `uri`, `read` reads it.
+fn delta_rs(mode: &str, uri: &str, storage_options: Option<&serde_json::Value>) -> Written {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/system/delta_rs.py");
+    let mut command = Command::new("python3");
+    command.arg(script).arg(mode).arg(uri);
+    if let Some(options) = storage_options {
+        command.arg(options.to_string());
+    }
+    let output = command.output().expect("python3 runs (pip install deltalake pyarrow; .ci/run does)");
+    assert!(output.status.success(), "delta_rs.py {mode} failed: {}", String::from_utf8_lossy(&output.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).expect("delta_rs.py prints JSON");
+    let versions = json["versions"]
+        .as_object()
+        .expect("versions")
+        .iter()
+        .map(|(v, rows)| {
+            let rows = rows.as_array().expect("rows").iter().map(|r| r.as_str().expect("row").to_string()).collect();
+            (v.parse().expect("version"), rows)
+        })
+        .collect();
+    let history = json["history"]
+        .as_array()
+        .expect("history")
+        .iter()
+        .map(|entry| (entry[0].as_u64().expect("version"), entry[1].as_str().expect("operation").to_string()))
+        .collect();
+    Written { versions, history }
+}
+
+/// Glaux appends two rows (one in a new partition, one in the null partition) and delta-rs reads
+/// them back in a new version whose history says WRITE; Glaux reads it as delta-rs does.
+async fn assert_insert_reads_back(client: &mut GlauxClient, uri: &str, options: Option<&serde_json::Value>) {
+    let before = delta_rs("read", uri, options);
+    let inserted =
+        rows(client, "INSERT INTO reviews VALUES (20, 'joy', 200, '2024-02-01'), (21, NULL, 210, NULL)").await;
+    assert_eq!(inserted, ["2"]);
+    let after = delta_rs("read", uri, options);
+    let latest = before.versions.keys().last().copied().unwrap_or_default();
+    let mut expected = before.versions[&latest].clone();
+    expected.extend(["20 | joy | 200 | 2024-02-01".to_string(), "21 | NULL | 210 | NULL".to_string()]);
+    expected.sort_by_key(|row| row.split(" | ").next().and_then(|id| id.parse::<i64>().ok()));
+    assert_eq!(after.versions.get(&(latest + 1)), Some(&expected), "delta-rs reads Glaux's append");
+    assert_eq!(after.history.last(), Some(&(latest + 1, "WRITE".to_string())));
+    assert_versions_and_history(client, "reviews", &after).await;
+    // The log's statistics of the new files prune as delta-rs's do.
+    let output = client.query("SELECT name FROM reviews WHERE id = 20").await.expect("runs");
+    assert_eq!(rows_of(&output.batches), ["joy"]);
+    assert_eq!(output.stats.map(|s| s.files_planned), Some(1));
+}
+
+async fn rows(client: &mut GlauxClient, sql: &str) -> Vec<String> {
+    rows_of(&client.query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}")).batches)
+}
+
+async fn error_of(client: &mut GlauxClient, sql: &str) -> String {
+    client.query(sql).await.err().unwrap_or_else(|| panic!("{sql} ran")).to_string()
+}
+
+/// Every version read through Glaux (the latest plainly, each one by time travel) equals what
+/// the `deltalake` package reads, and so does the history.
+async fn assert_versions_and_history(client: &mut GlauxClient, table: &str, written: &Written) {
+    let select = format!("SELECT id, name, qty, day FROM {table}");
+    let latest = written.versions.values().last().expect("a version");
+    assert_eq!(&rows(client, &format!("{select} ORDER BY id")).await, latest, "latest version of {table}");
+    for (version, expected) in &written.versions {
+        let sql = format!("{select} FOR VERSION AS OF {version} ORDER BY id");
+        assert_eq!(&rows(client, &sql).await, expected, "version {version} of {table}");
+    }
+    let history = rows(client, &format!("SELECT version, operation FROM \"{table}$history\" ORDER BY version")).await;
+    let expected: Vec<String> = written.history.iter().map(|(v, op)| format!("{v} | {op}")).collect();
+    assert_eq!(history, expected, "history of {table}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_delta_table_written_by_delta_rs_reads_at_every_version_with_pruning() -> TestResult {
+    let cluster = TestCluster::builder().executors(2).start().await?;
+    let location = cluster.warehouse().join("reviews");
+    let uri = location.display().to_string();
+    let written = delta_rs("write", &uri, None);
+    let mut client = cluster.client().await;
+    client
+        .query(&format!(
+            "CREATE EXTERNAL TABLE reviews LOCATION '{}' TBLPROPERTIES ('table_type' = 'DELTA')",
+            location.display()
+        ))
+        .await?;
+    assert_versions_and_history(&mut client, "reviews", &written).await;
+
+    // Columns and partition keys come from the log.
+    let columns = rows(&mut client, "DESCRIBE reviews").await;
+    assert_eq!(columns, ["id | Int64 | YES", "name | Utf8 | YES", "qty | Int64 | YES", "day | Utf8 | YES"]);
+    let partitions = rows(&mut client, "SHOW PARTITIONS reviews").await;
+    assert_eq!(
+        partitions,
+        ["day=2024-01-01", "day=2024-01-02", "day=2024-01-03", "day=2024-01-04", "day=__HIVE_DEFAULT_PARTITION__"]
+    );
+    let show = rows(&mut client, "SHOW CREATE TABLE reviews").await.join("\n");
+    assert!(show.contains("TBLPROPERTIES ('table_type' = 'DELTA')"), "{show}");
+
+    // A partition predicate reads one partition's files; a predicate on a data column reads the
+    // files whose statistics can hold it (id 8 is in one file of the five).
+    let output = client.query("SELECT sum(qty) FROM reviews WHERE day = '2024-01-03'").await?;
+    assert_eq!(rows_of(&output.batches), ["120"]);
+    let stats = output.stats.ok_or("no statistics")?;
+    assert_eq!((stats.partitions_read, stats.partitions_total), (1, 5), "{stats:?}");
+    let output = client.query("SELECT name FROM reviews WHERE id = 8").await?;
+    assert_eq!(rows_of(&output.batches), ["hal"]);
+    let stats = output.stats.ok_or("no statistics")?;
+    assert_eq!(stats.files_planned, 1, "{stats:?}");
+    let nulls = rows(&mut client, "SELECT id FROM reviews WHERE day IS NULL").await;
+    assert_eq!(nulls, ["6"]);
+    let explain = rows(&mut client, "EXPLAIN SELECT count(*) FROM reviews WHERE qty > 45").await.join("\n");
+    assert!(explain.contains("Stage 1") && explain.contains("DataSourceExec"), "scanned by executor tasks: {explain}");
+
+    // Time travel by timestamp: now is the latest version; before the first commit there is none.
+    let now =
+        rows(&mut client, "SELECT count(*) FROM reviews FOR TIMESTAMP AS OF current_timestamp r WHERE r.qty > 0").await;
+    assert_eq!(now, [written.versions.values().last().map_or(0, Vec::len).to_string()]);
+    let error =
+        error_of(&mut client, "SELECT * FROM reviews FOR TIMESTAMP AS OF TIMESTAMP '2001-01-01 00:00:00'").await;
+    assert!(error.contains("no version committed at or before"), "{error}");
+    let error = error_of(&mut client, "SELECT * FROM reviews FOR VERSION AS OF 99").await;
+    assert!(error.contains("has no version 99"), "{error}");
+    let properties = rows(&mut client, "SELECT key FROM \"reviews$properties\"").await;
+    assert!(properties.contains(&"delta.minReaderVersion".to_string()), "{properties:?}");
+
+    assert_insert_reads_back(&mut client, &uri, None).await;
+
+    // The crawler knows a Delta table by its log, without the property.
+    client.query(&format!("CREATE EXTERNAL TABLE crawled LOCATION '{}'", location.display())).await?;
+    assert_eq!(rows(&mut client, "SELECT count(*) FROM crawled").await, ["9"]);
+
+    // What does not apply is refused, by name.
+    for (sql, expected) in [
+        ("MSCK REPAIR TABLE reviews", "its partitions are the ones its transaction log lists"),
+        ("SELECT * FROM \"reviews$nothing\"", "not found"),
+        (
+            "CREATE EXTERNAL TABLE ice LOCATION '/tmp' TBLPROPERTIES ('table_type' = 'ICEBERG')",
+            "Iceberg tables are not supported yet",
+        ),
+        ("CREATE TABLE ice WITH (table_type = 'ICEBERG') AS SELECT 1 AS x", "Iceberg tables are not supported yet"),
+        (
+            "CREATE EXTERNAL TABLE cols (id bigint) LOCATION '/tmp' TBLPROPERTIES ('table_type' = 'DELTA')",
+            "come from its transaction log",
+        ),
+    ] {
+        let error = error_of(&mut client, sql).await;
+        assert!(error.contains(expected), "{sql}: {error}");
+    }
+    // A table that is not a Delta table has no versions.
+    let (_, mut lake_client) = cluster.with_lake().await?;
+    let error = error_of(&mut lake_client, "SELECT * FROM sales FOR VERSION AS OF 1").await;
+    assert!(error.contains("is not a Delta table"), "{error}");
+    let empty = cluster.warehouse().join("not_delta");
+    std::fs::create_dir_all(&empty)?;
+    let sql = format!("CREATE EXTERNAL TABLE nd LOCATION '{}' TBLPROPERTIES ('table_type' = 'DELTA')", empty.display());
+    let error = error_of(&mut client, &sql).await;
+    assert!(error.contains("no Delta table at"), "{error}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_delta_table_in_s3_reads_at_every_version() -> TestResult {
+    let s3 = s3_config();
+    let prefix = run_prefix();
+    let options = serde_json::json!({
+        "AWS_ENDPOINT_URL": s3.endpoint.clone().unwrap_or_default(),
+        "AWS_ACCESS_KEY_ID": s3.access_key_id.clone().unwrap_or_default(),
+        "AWS_SECRET_ACCESS_KEY": s3.secret_access_key.clone().unwrap_or_default(),
+        "AWS_REGION": "us-east-1",
+        "AWS_ALLOW_HTTP": "true",
+        // One writer here: delta-rs may commit without a lock.
+        "AWS_S3_ALLOW_UNSAFE_RENAME": "true",
+    });
+    let uri = format!("s3://{BUCKET}/{prefix}/reviews");
+    let written = delta_rs("write", &uri, Some(&options));
+    let cluster = TestCluster::builder().s3(s3.clone()).start().await?;
+    let mut client = cluster.client().await;
+    client
+        .query(&format!("CREATE EXTERNAL TABLE reviews LOCATION '{uri}/' TBLPROPERTIES ('table_type' = 'DELTA')"))
+        .await?;
+    assert_versions_and_history(&mut client, "reviews", &written).await;
+    let output = client.query("SELECT sum(qty) FROM reviews WHERE day = '2024-01-02'").await?;
+    assert_eq!(rows_of(&output.batches), ["71"]);
+    let stats = output.stats.ok_or("no statistics")?;
+    assert!(stats.scan.bytes_scanned > 0, "data scanned is reported: {stats:?}");
+    assert_insert_reads_back(&mut client, &uri, Some(&options)).await;
+    let bucket = test_bucket(&s3)?;
+    let log = bucket.list_with_delimiter(Some(&format!("{prefix}/reviews/_delta_log").into())).await?;
+    assert!(log.objects.len() >= written.versions.len(), "the log is in S3: {:?}", log.objects);
+    Ok(())
+}

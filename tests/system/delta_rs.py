@@ -1,0 +1,59 @@
+"""The `deltalake` package (delta-rs, PyPI) writing and reading Delta tables, independently of
+Glaux: what the Glaux tests compare with.
+
+    python3 delta_rs.py write <table uri> [<storage options as JSON>]
+    python3 delta_rs.py read <table uri> [<storage options as JSON>]
+
+`write` creates the table: version 0 (partitioned by day, one row in a null partition), 1
+appends, 2 deletes id 2, 3 replaces the 2024-01-01 partition, 4 updates qty where id = 4.
+Both print what the package reads back as JSON: each version's rows and the history. Rows are
+printed as the Glaux tests render `SELECT id, name, qty, day ... ORDER BY id`:
+`id | name | qty | day`, NULL for a null.
+"""
+
+import json
+import os
+import sys
+
+import pyarrow as pa
+from deltalake import DeltaTable, write_deltalake
+
+mode, uri = sys.argv[1], sys.argv[2]
+options = json.loads(sys.argv[3]) if len(sys.argv) > 3 else None
+schema = pa.schema([("id", pa.int64()), ("name", pa.string()), ("qty", pa.int64()), ("day", pa.string())])
+
+
+def rows(ids, names, qtys, days):
+    return pa.table({"id": ids, "name": names, "qty": qtys, "day": days}, schema=schema)
+
+
+if mode == "write":
+    write_deltalake(
+        uri,
+        rows([1, 2, 3, 4, 5, 6], ["ann", "bob", None, "dan", "eve", "fay"], [10, 20, 30, 40, 50, 60],
+             ["2024-01-01", "2024-01-01", "2024-01-02", "2024-01-02", "2024-01-03", None]),
+        partition_by=["day"],
+        storage_options=options,
+    )
+    write_deltalake(uri, rows([7, 8], ["gus", "hal"], [70, 80], ["2024-01-03", "2024-01-04"]), mode="append",
+                    storage_options=options)
+    DeltaTable(uri, storage_options=options).delete("id = 2")
+    write_deltalake(uri, rows([9], ["ivy"], [90], ["2024-01-01"]), mode="overwrite",
+                    predicate="day = '2024-01-01'", storage_options=options)
+    DeltaTable(uri, storage_options=options).update(predicate="id = 4", updates={"qty": "41"})
+
+
+def render(value):
+    return "NULL" if value is None else str(value)
+
+
+table = DeltaTable(uri, storage_options=options)
+versions = {}
+for version in range(table.version() + 1):
+    at = DeltaTable(uri, version=version, storage_options=options).to_pyarrow_table().sort_by("id")
+    versions[version] = [" | ".join(render(row[c]) for c in ["id", "name", "qty", "day"]) for row in at.to_pylist()]
+history = sorted([entry["version"], entry["operation"]] for entry in table.history())
+print(json.dumps({"versions": versions, "history": history}), flush=True)
+# delta-rs's runtime can abort at interpreter exit ("terminate called without an active
+# exception"): leave without tearing it down.
+os._exit(0)
