@@ -148,6 +148,12 @@ impl Lake {
         self.store_table(session, definition, false).await
     }
 
+    /// Registers the Delta table a statement of Glaux's created at `location` as
+    /// `database.table` (named with [`Self::name_new_table`]).
+    pub async fn register_delta(&self, session: &dyn Session, table: (String, String), location: &str) -> Result<()> {
+        self.register_delta_table(session, table, location, Default::default()).await
+    }
+
     /// Registers the Delta table at `location` as `database.table`: its columns and partition
     /// keys as its log says now (queries read them from the log each time).
     async fn register_delta_table(

@@ -66,18 +66,3 @@ async fn bucketed_create_table_as_writes_one_file_per_bucket_named_as_hive_names
     assert_eq!(rows_of(&buckets.batches), ["2 | 0 | 1"]);
     Ok(())
 }
-
-/// `sql` on Glaux and `reference_sql` on DataFusion return the same rows (as multisets).
-async fn assert_same_as_datafusion_pair(
-    client: &mut glaux_client::GlauxClient,
-    reference: &SessionContext,
-    sql: &str,
-    reference_sql: &str,
-) {
-    let mut actual = rows_of(&client.query(sql).await.expect("Glaux runs it").batches);
-    let mut expected = rows_of(&reference.sql(reference_sql).await.expect("plans").collect().await.expect("runs"));
-    actual.sort();
-    expected.sort();
-    assert!(!expected.is_empty());
-    assert_eq!(actual, expected, "{sql}");
-}

@@ -207,8 +207,101 @@ async fn a_delta_table_in_s3_reads_at_every_version() -> TestResult {
     let stats = output.stats.ok_or("no statistics")?;
     assert!(stats.scan.bytes_scanned > 0, "data scanned is reported: {stats:?}");
     assert_insert_reads_back(&mut client, &uri, Some(&options)).await;
+    // A Delta table created in S3 by Glaux, read by delta-rs.
+    let copy = format!("s3://{BUCKET}/{prefix}/copy/");
+    let sql = format!("CREATE TABLE copy WITH (table_type = 'DELTA', location = '{copy}') AS SELECT * FROM reviews");
+    client.query(&sql).await?;
+    let read = delta_rs("read", &copy, Some(&options));
+    let latest = rows(&mut client, "SELECT id, name, qty, day FROM reviews ORDER BY id").await;
+    assert_eq!(read.versions.get(&0), Some(&latest));
     let bucket = test_bucket(&s3)?;
     let log = bucket.list_with_delimiter(Some(&format!("{prefix}/reviews/_delta_log").into())).await?;
     assert!(log.objects.len() >= written.versions.len(), "the log is in S3: {:?}", log.objects);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_clients_appending_at_once_both_land_in_versions_of_their_own() -> TestResult {
+    let cluster = TestCluster::builder().start().await?;
+    let location = cluster.warehouse().join("events");
+    let uri = location.display().to_string();
+    let written = delta_rs("write", &uri, None);
+    let mut client = cluster.client().await;
+    client
+        .query(&format!("CREATE EXTERNAL TABLE reviews LOCATION '{uri}' TBLPROPERTIES ('table_type' = 'DELTA')"))
+        .await?;
+    const EACH: i64 = 6;
+    let append = |first: i64| {
+        let cluster = &cluster;
+        async move {
+            let mut client = cluster.client().await;
+            for id in first..first + EACH {
+                let sql = format!("INSERT INTO reviews VALUES ({id}, 'c', {id}, '2024-03-0{}')", id % 3 + 1);
+                client.query(&sql).await.map_err(|e| format!("{sql}: {e}"))?;
+            }
+            Ok::<_, String>(())
+        }
+    };
+    let (a, b) = tokio::join!(append(100), append(200));
+    a?;
+    b?;
+    let before = written.versions.values().last().map_or(0, Vec::len) as i64;
+    let count = rows(&mut client, "SELECT count(*), count(DISTINCT id) FROM reviews WHERE id >= 100").await;
+    assert_eq!(count, [format!("{0} | {0}", 2 * EACH)]);
+    assert_eq!(rows(&mut client, "SELECT count(*) FROM reviews").await, [(before + 2 * EACH).to_string()]);
+    // One version per statement, none lost, and delta-rs reads the same table.
+    let after = delta_rs("read", &uri, None);
+    let latest = written.versions.keys().last().copied().unwrap_or_default();
+    assert_eq!(after.versions.keys().last().copied(), Some(latest + 2 * EACH as u64));
+    assert_eq!(after.versions.values().last().map(Vec::len), Some((before + 2 * EACH) as usize));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn create_table_as_makes_a_delta_table_any_delta_reader_reads() -> TestResult {
+    let cluster = TestCluster::builder().executors(2).start().await?;
+    let (lake, mut client) = cluster.with_lake().await?;
+    let reference = reference_context(&lake).await;
+    let ctas = "CREATE TABLE sales_delta WITH (table_type = 'DELTA', partitioning = ARRAY['region']) AS \
+                SELECT id, item, qty, amount, ts, day, region FROM sales";
+    let written = rows(&mut client, ctas).await;
+    let total = rows_of(&reference.sql("SELECT count(*) FROM sales").await?.collect().await?);
+    assert_eq!(written, total);
+    let check = "SELECT region, day, count(*), count(item), sum(qty), round(sum(amount), 2), min(ts), max(id) FROM {} \
+                 GROUP BY region, day";
+    let (delta, sales) = (check.replace("{}", "sales_delta"), check.replace("{}", "sales"));
+    assert_same_as_datafusion_pair(&mut client, &reference, &delta, &sales).await;
+    // Version 0 holds the rows; the table is partitioned by region in its log; delta-rs reads
+    // the same rows (ids and quantities summed there).
+    let history = rows(&mut client, "SELECT version, operation FROM \"sales_delta$history\"").await;
+    assert_eq!(history, ["0 | CREATE TABLE"]);
+    assert_eq!(rows(&mut client, "SHOW PARTITIONS sales_delta").await, ["region=apac", "region=eu", "region=us"]);
+    let location = cluster.warehouse().join("default/sales_delta");
+    let script = "import sys, json, pyarrow.compute as pc; from deltalake import DeltaTable; \
+                  t = DeltaTable(sys.argv[1]).to_pyarrow_table(); \
+                  print(json.dumps([t.num_rows, pc.sum(t['id']).as_py(), pc.sum(t['qty']).as_py()]), flush=True); \
+                  import os; os._exit(0)";
+    let output = Command::new("python3").args(["-c", script]).arg(&location).output()?;
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let read: Vec<i64> = serde_json::from_slice(&output.stdout)?;
+    let expected = rows_of(&reference.sql("SELECT count(*), sum(id), sum(qty) FROM sales").await?.collect().await?);
+    assert_eq!(vec![read.iter().map(i64::to_string).collect::<Vec<_>>().join(" | ")], expected);
+
+    // WITH NO DATA makes an empty version 0 that INSERT fills.
+    client.query("CREATE TABLE few WITH (table_type = 'DELTA') AS SELECT id, item FROM sales WITH NO DATA").await?;
+    assert_eq!(rows(&mut client, "SELECT count(*) FROM few").await, ["0"]);
+    assert_eq!(rows(&mut client, "INSERT INTO few SELECT id, item FROM sales WHERE id < 10").await, ["10"]);
+    assert_eq!(rows(&mut client, "SELECT count(*), sum(id) FROM few").await, ["10 | 45"]);
+    let history = rows(&mut client, "SELECT version, operation FROM \"few$history\" ORDER BY version").await;
+    assert_eq!(history, ["0 | CREATE TABLE", "1 | WRITE"]);
+    // A Delta table is Parquet, never bucketed; its location must be empty.
+    for (sql, expected) in [
+        ("CREATE TABLE j WITH (table_type = 'DELTA', format = 'JSON') AS SELECT 1 AS x", "a Delta table is Parquet"),
+        ("CREATE TABLE again WITH (table_type = 'DELTA', location = '{few}') AS SELECT 1 AS x", "is not empty"),
+    ] {
+        let sql = sql.replace("{few}", &cluster.warehouse().join("default/few").display().to_string());
+        let error = error_of(&mut client, &sql).await;
+        assert!(error.contains(expected), "{sql}: {error}");
+    }
     Ok(())
 }

@@ -416,3 +416,18 @@ pub fn task_definition(query: &str, plan: Vec<u8>, run_token: Vec<u8>) -> glaux_
         run_token,
     }
 }
+
+/// `sql` on Glaux and `reference_sql` on DataFusion return the same rows (as multisets).
+pub async fn assert_same_as_datafusion_pair(
+    client: &mut GlauxClient,
+    reference: &SessionContext,
+    sql: &str,
+    reference_sql: &str,
+) {
+    let mut actual = rows_of(&client.query(sql).await.expect("Glaux runs it").batches);
+    let mut expected = rows_of(&reference.sql(reference_sql).await.expect("plans").collect().await.expect("runs"));
+    actual.sort();
+    expected.sort();
+    assert!(!expected.is_empty());
+    assert_eq!(actual, expected, "{sql}");
+}

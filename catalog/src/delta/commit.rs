@@ -12,7 +12,10 @@ use datafusion::execution::runtime_env::RuntimeEnv;
 use deltalake_core::DeltaTable;
 use deltalake_core::kernel::Action;
 use deltalake_core::kernel::Add;
+use deltalake_core::kernel::engine::arrow_conversion::TryFromArrow;
 use deltalake_core::kernel::transaction::CommitBuilder;
+use deltalake_core::kernel::{DataType as KernelType, StructField};
+use deltalake_core::operations::create::CreateBuilder;
 use deltalake_core::protocol::{DeltaOperation, SaveMode};
 use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStore};
@@ -62,6 +65,41 @@ pub async fn append(runtime: &RuntimeEnv, location: &str, table: &DeltaTable, fi
         .await
         .map_err(|e| CatalogError::Invalid(format!("committing to the Delta table at {location}: {e}")))?;
     Ok(committed.version())
+}
+
+/// Creates the Delta table at `location` (with no log yet) as version 0: `schema`'s columns
+/// (all nullable: Glaux's writes do not check `NOT NULL`), partitioned by `keys`, holding `files`.
+/// Returns the version.
+pub async fn create(
+    runtime: &RuntimeEnv,
+    location: &str,
+    name: &str,
+    schema: &Schema,
+    keys: &[String],
+    files: &[NewFile],
+) -> Result<u64> {
+    let (store_url, _, table_path) = store_and_path(location)?;
+    let store = runtime.object_store(&store_url)?;
+    let mut columns = Vec::with_capacity(schema.fields().len());
+    for field in schema.fields() {
+        let data_type = KernelType::try_from_arrow(field.data_type())
+            .map_err(|e| CatalogError::Unsupported(format!("column {} cannot be a Delta column: {e}", field.name())))?;
+        columns.push(StructField::new(field.name(), data_type, true));
+    }
+    let mut actions = Vec::with_capacity(files.len());
+    for file in files {
+        actions.push(Action::Add(add(&store, &table_path, schema, keys, file).await?));
+    }
+    let table = CreateBuilder::new()
+        .with_log_store(super::log_store(runtime, location)?)
+        .with_table_name(name)
+        .with_columns(columns)
+        .with_partition_columns(keys.iter().cloned())
+        .with_actions(actions)
+        .with_save_mode(SaveMode::ErrorIfExists)
+        .await
+        .map_err(|e| CatalogError::Invalid(format!("creating the Delta table at {location}: {e}")))?;
+    Ok(table.version().unwrap_or_default())
 }
 
 /// The `add` action of one written file: its path relative to the table, partition values, and

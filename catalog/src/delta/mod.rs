@@ -32,7 +32,7 @@ use object_store::path::Path;
 use object_store::prefix::PrefixStore;
 use url::Url;
 
-pub use commit::{NewFile, append};
+pub use commit::{NewFile, append, create};
 pub use history::{history_table, properties_table};
 pub use provider::DeltaTableProvider;
 

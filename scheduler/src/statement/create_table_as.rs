@@ -56,6 +56,8 @@ pub(crate) struct CreateTableAs {
     compression: WriteCompression,
     partitioned_by: Vec<String>,
     bucketing: Option<Bucketing>,
+    /// A Delta table (`table_type = 'DELTA'`).
+    delta: bool,
     plan: LogicalPlan,
 }
 
@@ -221,6 +223,8 @@ pub(super) struct WriteOptions {
     pub partitioned_by: Vec<String>,
     /// `bucketed_by` and `bucket_count` (CTAS only).
     pub bucketing: Option<Bucketing>,
+    /// `table_type = 'DELTA'` (CTAS only).
+    pub delta: bool,
 }
 
 impl WriteOptions {
@@ -234,7 +238,7 @@ impl WriteOptions {
     ) -> Result<Self, SchedulerError> {
         let (mut format, mut compression, mut location, mut partitioned_by, mut delimiter) =
             (None, None, None, Vec::new(), None);
-        let (mut bucketed_by, mut bucket_count) = (None, None);
+        let (mut bucketed_by, mut bucket_count, mut delta) = (None, None, false);
         for (key, value) in properties {
             match (key.as_str(), value) {
                 ("format", Value::Text(f)) => format = Some(f.to_ascii_uppercase()),
@@ -250,11 +254,13 @@ impl WriteOptions {
                     partitioned_by = columns.iter().map(|c| c.to_ascii_lowercase()).collect()
                 }
                 ("field_delimiter", Value::Text(d)) => delimiter = Some(d),
-                ("table_type", Value::Text(kind)) => {
+                ("table_type", Value::Text(kind)) if statement == "CREATE TABLE AS" => {
                     let properties = [(glaux_catalog::TABLE_TYPE.to_string(), kind)].into_iter().collect();
-                    if glaux_catalog::is_delta(&properties)? {
-                        return Err(unsupported(format!("{statement} of a Delta table is not supported yet")));
-                    }
+                    delta = glaux_catalog::is_delta(&properties)?;
+                }
+                // Athena's name for it on transactional tables.
+                ("partitioning", Value::Array(columns)) if statement == "CREATE TABLE AS" => {
+                    partitioned_by = columns.iter().map(|c| c.to_ascii_lowercase()).collect()
                 }
                 ("bucketed_by", value) if statement == "CREATE TABLE AS" => bucketed_by = Some(value),
                 ("bucket_count", value) if statement == "CREATE TABLE AS" => bucket_count = Some(value),
@@ -268,6 +274,9 @@ impl WriteOptions {
             Some([byte]) => Ok(*byte),
             Some(_) => Err(unsupported("field_delimiter must be one character")),
         };
+        if delta && (format.as_deref().is_some_and(|f| f != "PARQUET") || bucketed_by.is_some()) {
+            return Err(unsupported("a Delta table is Parquet files, not bucketed: drop format and bucketed_by"));
+        }
         let format = match format.as_deref() {
             None | Some("PARQUET") => WriteFormat::Parquet,
             Some("JSON") => WriteFormat::Json,
@@ -309,7 +318,7 @@ impl WriteOptions {
         if let Some(bucketing) = &bucketing {
             bucketing.check(plan, &partitioned_by)?;
         }
-        Ok(Self { format, compression, location, partitioned_by, bucketing })
+        Ok(Self { format, compression, location, partitioned_by, bucketing, delta })
     }
 }
 
@@ -317,9 +326,10 @@ impl CreateTableAs {
     /// Checks the properties against the planned query.
     pub(super) fn try_new(parsed: Parsed, plan: LogicalPlan) -> Result<Self, SchedulerError> {
         let options = WriteOptions::read(parsed.properties, &plan, "write_compression", "CREATE TABLE AS")?;
-        let WriteOptions { format, compression, location, partitioned_by, bucketing } = options;
+        let WriteOptions { format, compression, location, partitioned_by, bucketing, delta } = options;
         Ok(Self {
             bucketing,
+            delta,
             name: parsed.name,
             if_not_exists: parsed.if_not_exists,
             with_data: parsed.with_data,
@@ -463,6 +473,16 @@ impl Family for CreateTableAs {
             }
             None => ctx.lake.default_location(&database, &name)?,
         };
+        if self.delta {
+            let location = if location.ends_with('/') { location } else { format!("{location}/") };
+            let table = (database, name, location);
+            let (plan, keys) = (&self.plan, &self.partitioned_by);
+            return match super::delta::create_table_as(ctx, &query, table, plan, keys, self.with_data, progress).await?
+            {
+                Some(written) => written_result(query, written),
+                None => rows_written(query, 0),
+            };
+        }
         let definition = self.definition(database, name, location.clone());
         let mut staged =
             StagedWrite::begin(&ctx.state, ctx.lake.catalog(), &location, &query, self.partitioned_by.clone())?

@@ -14,9 +14,7 @@ use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
 use datafusion::logical_expr::dml::InsertOp;
 use datafusion::logical_expr::{DmlStatement, LogicalPlan, WriteOp};
-use glaux_catalog::{
-    COMPRESSION, DEFAULT_CATALOG, DeltaSnapshot, Privilege, Projection, TableDef, TableFormat, delta_log,
-};
+use glaux_catalog::{COMPRESSION, DEFAULT_CATALOG, Privilege, Projection, TableDef, TableFormat};
 use glaux_proto::{QueryId, WriteCompression, WriteFormat};
 
 use super::create_table_as::{rows_schema, unsupported, written_result};
@@ -116,7 +114,8 @@ impl Family for Insert {
     ) -> Result<QueryResult, SchedulerError> {
         let definition = ctx.lake.table(&[self.database.clone(), self.table.clone()], &self.database)?;
         if definition.format == TableFormat::Delta {
-            return self.run_delta(ctx, query, progress, &definition).await;
+            let written = super::delta::insert(ctx, &query, &definition, &self.input, progress).await?;
+            return written_result(query, written);
         }
         if Projection::of(&definition).map_err(SchedulerError::plan)?.is_some() {
             return Err(unsupported(format!("{} projects its partitions: INSERT cannot write it", self.table())));
@@ -140,34 +139,3 @@ impl Family for Insert {
         written_result(query, written)
     }
 }
-
-impl Insert {
-    /// `INSERT INTO` a Delta table: the executors write Parquet files under its location, which
-    /// become the table's in one `WRITE` commit to its log (appends never conflict).
-    async fn run_delta(
-        &self,
-        ctx: &Context<'_>,
-        query: QueryId,
-        progress: &ProgressSlot,
-        definition: &TableDef,
-    ) -> Result<QueryResult, SchedulerError> {
-        let Some(location) = definition.locations.first() else {
-            return Err(unsupported(format!("{} has no location", self.table())));
-        };
-        let location = if location.ends_with('/') { location.clone() } else { format!("{location}/") };
-        let runtime = ctx.state.runtime_env();
-        let table = delta_log::open(runtime, &location, DeltaSnapshot::Latest).await?;
-        let keys: Vec<String> = definition.partition_keys.iter().map(|k| k.name.clone()).collect();
-        let staged = StagedWrite::begin(&ctx.state, ctx.lake.catalog(), &location, &query, keys)?;
-        let written = staged
-            .run_logged(ctx.queries, &ctx.state, &self.input, DELTA_FILES, progress, async |published| {
-                delta_log::append(runtime, &location, &table, &published.placed).await?;
-                Ok(())
-            })
-            .await?;
-        written_result(query, written)
-    }
-}
-
-/// How a Delta table's files are written.
-const DELTA_FILES: (WriteFormat, WriteCompression) = (WriteFormat::Parquet, WriteCompression::Snappy);

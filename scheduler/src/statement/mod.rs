@@ -25,6 +25,7 @@ mod bucketing;
 mod catalog_ddl;
 mod create_table;
 mod create_table_as;
+mod delta;
 mod explain;
 mod grants;
 mod ingest;
