@@ -1,7 +1,7 @@
 //! Writing a Delta table's log: the files a statement wrote become one new version, with the
 //! statistics readers skip files by, committed with `deltalake-core`'s conflict checks.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef};
@@ -17,6 +17,7 @@ use deltalake_core::kernel::transaction::CommitBuilder;
 use deltalake_core::kernel::{DataType as KernelType, StructField};
 use deltalake_core::operations::create::CreateBuilder;
 use deltalake_core::protocol::{DeltaOperation, SaveMode};
+use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStore};
 use parquet::arrow::arrow_reader::statistics::StatisticsConverter;
@@ -58,6 +59,51 @@ pub async fn append(runtime: &RuntimeEnv, location: &str, table: &DeltaTable, fi
         mode: SaveMode::Append,
         partition_by: (!keys.is_empty()).then_some(keys),
         predicate: None,
+    };
+    let committed = CommitBuilder::default()
+        .with_actions(actions)
+        .build(Some(state), table.log_store(), operation)
+        .await
+        .map_err(|e| CatalogError::Invalid(format!("committing to the Delta table at {location}: {e}")))?;
+    Ok(committed.version())
+}
+
+/// What a rewrite of files does, as the log records it.
+#[derive(Clone, Debug)]
+pub enum Rewrite {
+    Delete { predicate: Option<String> },
+    Update { predicate: Option<String> },
+}
+
+/// Commits a rewrite: the `removed` files (relative paths, of the snapshot `table` read) leave
+/// the table and `added` join it, in one version. A concurrent commit that removed or rewrote
+/// any of them makes this one fail (`deltalake-core`'s conflict checks), with nothing changed.
+pub async fn rewrite(
+    runtime: &RuntimeEnv,
+    location: &str,
+    table: &DeltaTable,
+    removed: &HashSet<String>,
+    added: &[NewFile],
+    operation: Rewrite,
+) -> Result<u64> {
+    let (store_url, _, table_path) = store_and_path(location)?;
+    let store = runtime.object_store(&store_url)?;
+    let state = table.snapshot().map_err(|e| delta_error(location, e))?;
+    let keys: Vec<String> = state.metadata().partition_columns().to_vec();
+    let schema = state.snapshot().arrow_schema();
+    let views: Vec<_> =
+        table.get_active_add_actions_by_predicate(None).try_collect().await.map_err(|e| delta_error(location, e))?;
+    let mut actions: Vec<Action> = views
+        .iter()
+        .filter(|view| removed.contains(view.path().as_ref()))
+        .map(|view| Action::Remove(view.remove_action(true)))
+        .collect();
+    for file in added {
+        actions.push(Action::Add(add(&store, &table_path, &schema, &keys, file).await?));
+    }
+    let operation = match operation {
+        Rewrite::Delete { predicate } => DeltaOperation::Delete { predicate },
+        Rewrite::Update { predicate } => DeltaOperation::Update { predicate },
     };
     let committed = CommitBuilder::default()
         .with_actions(actions)

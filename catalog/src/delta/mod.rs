@@ -32,9 +32,9 @@ use object_store::path::Path;
 use object_store::prefix::PrefixStore;
 use url::Url;
 
-pub use commit::{NewFile, append, create};
+pub use commit::{NewFile, Rewrite, append, create, rewrite};
 pub use history::{history_table, properties_table};
-pub use provider::DeltaTableProvider;
+pub use provider::{DeltaTableProvider, FILE_COLUMN};
 
 use crate::definitions::{ColumnDef, TableDef};
 use crate::error::{CatalogError, Result};

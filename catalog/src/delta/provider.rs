@@ -12,7 +12,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use std::collections::HashSet;
 
-use datafusion::arrow::datatypes::{FieldRef, Schema, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Schema, SchemaRef};
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::pruning::PrunableStatistics;
 use datafusion::common::{DataFusionError, Result, ScalarValue, ToDFSchema, plan_err, project_schema};
@@ -44,10 +44,18 @@ pub struct DeltaTableProvider {
     table: DeltaTable,
     file_schema: SchemaRef,
     keys: Vec<FieldRef>,
-    /// Data columns, then partition keys.
+    /// Data columns, then partition keys (then [`FILE_COLUMN`], if asked for).
     schema: SchemaRef,
     options: ListingOptions,
+    /// Rows carry the path of their file (relative to the table) in [`FILE_COLUMN`].
+    file_column: bool,
+    /// Only these files (relative paths) are scanned.
+    only: Option<HashSet<String>>,
 }
+
+/// The column that names each row's file, for statements that rewrite files
+/// ([`DeltaTableProvider::with_file_column`]).
+pub const FILE_COLUMN: &str = "__glaux_delta_file";
 
 impl DeltaTableProvider {
     /// The loaded snapshot of `table` (at `location`) as the table `name`. Tables whose files
@@ -71,7 +79,36 @@ impl DeltaTableProvider {
         let schema = Arc::new(Schema::new(file_fields.into_iter().chain(keys.iter().cloned()).collect::<Vec<_>>()));
         let options = ListingOptions::new(Arc::new(ParquetFormat::default().with_options(parquet.clone())))
             .with_file_extension("");
-        Ok(Self { name, location, table, file_schema, keys, schema, options })
+        Ok(Self { name, location, table, file_schema, keys, schema, options, file_column: false, only: None })
+    }
+
+    /// Rows carry their file's path (relative to the table, as the log names it) in a last
+    /// column, [`FILE_COLUMN`].
+    pub fn with_file_column(mut self) -> Self {
+        let file = Arc::new(Field::new(FILE_COLUMN, DataType::Utf8, false));
+        let mut fields: Vec<FieldRef> = self.schema.fields().iter().cloned().collect();
+        fields.push(Arc::clone(&file));
+        self.keys.push(file);
+        self.schema = Arc::new(Schema::new(fields));
+        self.file_column = true;
+        self
+    }
+
+    /// Scans only `files` (relative paths, as [`FILE_COLUMN`] names them).
+    pub fn restricted_to(mut self, files: HashSet<String>) -> Self {
+        self.only = Some(files);
+        self
+    }
+
+    /// The table's columns (data columns, then partition keys), without [`FILE_COLUMN`].
+    pub fn schema_without_file_column(&self) -> SchemaRef {
+        let fields = self.schema.fields().iter().filter(|f| f.name() != FILE_COLUMN).cloned().collect::<Vec<_>>();
+        Arc::new(Schema::new(fields))
+    }
+
+    /// The snapshot this provider reads.
+    pub fn table(&self) -> &DeltaTable {
+        &self.table
     }
 
     /// One file of the snapshot with its partition values and statistics over the table's schema.
@@ -92,12 +129,16 @@ impl DeltaTableProvider {
         let raw = view.partition_values_map();
         let first_key = self.file_schema.fields().len();
         let mut values = Vec::with_capacity(self.keys.len());
-        for (i, key) in self.keys.iter().enumerate() {
+        let table_keys = self.keys.len() - usize::from(self.file_column);
+        for (i, key) in self.keys.iter().take(table_keys).enumerate() {
             let value = match raw.get(key.name()).cloned().flatten() {
                 Some(text) if !text.is_empty() => ScalarValue::try_from_string(text, key.data_type())?,
                 _ => ScalarValue::try_from(key.data_type())?,
             };
             values.push((first_key + i, value));
+        }
+        if self.file_column {
+            values.push((first_key + table_keys, ScalarValue::Utf8(Some(relative.to_string()))));
         }
         let size = u64::try_from(view.size()).unwrap_or_default();
         let location = Path::from_iter(table_path.parts().chain(Path::from(relative.as_ref()).parts()));
@@ -139,7 +180,8 @@ impl TableProvider for DeltaTableProvider {
         let (store_url, _, table_path) = store_and_path(&self.location)?;
         let views: Vec<LogicalFileView> =
             self.table.get_active_add_actions_by_predicate(None).try_collect().await.map_err(external)?;
-        let mut files = views.iter().map(|view| self.file(&table_path, view)).collect::<Result<Vec<_>>>()?;
+        let chosen = views.iter().filter(|v| self.only.as_ref().is_none_or(|only| only.contains(v.path().as_ref())));
+        let mut files = chosen.map(|view| self.file(&table_path, view)).collect::<Result<Vec<_>>>()?;
         let partitions_total = partitions(&files);
         // A predicate that does not convert (or prune) keeps every file: the rows are checked.
         let pruning = conjunction(filters.iter().cloned())

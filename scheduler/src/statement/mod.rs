@@ -26,6 +26,7 @@ mod catalog_ddl;
 mod create_table;
 mod create_table_as;
 mod delta;
+mod delta_dml;
 mod explain;
 mod grants;
 mod ingest;
@@ -58,6 +59,7 @@ use crate::query::{AtExecutors, ProgressSlot, QueryResult, QueryRunner};
 use catalog_ddl::CatalogDdl;
 use create_table::CreateTable;
 use create_table_as::CreateTableAs;
+use delta_dml::DeltaDml;
 use explain::Explain;
 use grants::Authorization;
 pub(crate) use ingest::{IfExists, IngestTarget, ingest};
@@ -141,6 +143,8 @@ pub(crate) enum Statement {
     CreateTable(CreateTable),
     CreateTableAs(Box<CreateTableAs>),
     Insert(Box<Insert>),
+    /// `DELETE` or `UPDATE` (of a Delta table).
+    Rewrite(Box<DeltaDml>),
     Unload(Box<Unload>),
     Optimize(Box<Optimize>),
     CatalogDdl(CatalogDdl),
@@ -182,6 +186,8 @@ impl Statement {
             Self::CreateTable(_) => "create_table",
             Self::CreateTableAs(_) => "create_table_as",
             Self::Insert(_) => "insert",
+            Self::Rewrite(dml) if dml.is_update() => "update",
+            Self::Rewrite(_) => "delete",
             Self::Unload(_) => "unload",
             Self::Optimize(_) => "optimize",
             Self::CatalogDdl(_) => "catalog_ddl",
@@ -204,6 +210,7 @@ impl Statement {
             Self::CreateTable(create) => vec![create.table(database)],
             Self::Unload(unload) => tables_read(unload.plan(), database),
             Self::Optimize(optimize) => vec![optimize.table(database)],
+            Self::Rewrite(dml) => vec![dml.table()],
             Self::Insert(insert) => {
                 let mut objects = tables_read(insert.plan(), database);
                 objects.push(insert.table());
@@ -228,6 +235,7 @@ impl Statement {
             Self::CreateTable(s) => s,
             Self::CreateTableAs(s) => s.as_ref(),
             Self::Insert(s) => s.as_ref(),
+            Self::Rewrite(s) => s.as_ref(),
             Self::Unload(s) => s.as_ref(),
             Self::Optimize(s) => s.as_ref(),
             Self::CatalogDdl(s) => s,
@@ -266,6 +274,10 @@ impl Statement {
                         "EXPLAIN of CREATE TABLE AS or INSERT is not supported yet: EXPLAIN its query".to_string(),
                     ));
                 }
+            }
+            if matches!(words.words().first(), Some(&"DELETE" | &"UPDATE")) {
+                let plan = plan_sql::plan_insert(sql, ctx).await?;
+                return Ok(Statement::Rewrite(Box::new(DeltaDml::try_new(plan, &ctx.session.database)?)));
             }
             if words.words().starts_with(&["INSERT"]) {
                 let plan = plan_sql::plan_insert(sql, ctx).await?;

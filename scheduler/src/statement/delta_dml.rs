@@ -1,0 +1,223 @@
+//! `DELETE FROM t [WHERE p]` and `UPDATE t SET c = e, ... [WHERE p]` on Delta tables, by
+//! copy-on-write, both passes on the executors:
+//! 1. the rows `p` matches are counted per file (the scan names each row's file): the files to
+//!    rewrite, and the rows affected;
+//! 2. those files are read again and written anew without the deleted rows (or with the updated
+//!    values), and one commit removes the old files and adds the new ones (a concurrent commit
+//!    that rewrote any of them makes this one fail, with nothing changed).
+//!
+//! DataFusion plans the statement (the predicate, and for `UPDATE` each column's new value, cast
+//! to its type); Hive tables are refused, as Athena refuses them.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use arrow::array::{AsArray, RecordBatch};
+use arrow::datatypes::{Int64Type, SchemaRef};
+use async_trait::async_trait;
+use datafusion::common::{Column, TableReference};
+use datafusion::config::TableParquetOptions;
+use datafusion::datasource::provider_as_source;
+use datafusion::functions_aggregate::count::count;
+use datafusion::logical_expr::{DmlStatement, Expr, LogicalPlan, LogicalPlanBuilder, WriteOp, col, lit, when};
+use futures::TryStreamExt;
+use glaux_catalog::{DEFAULT_CATALOG, DeltaSnapshot, DeltaTableProvider, Privilege, TableFormat, delta_log};
+use glaux_proto::{QueryId, WriteCompression, WriteFormat};
+
+use super::create_table_as::{rows_schema, unsupported, written_result};
+use super::{Context, Family};
+use crate::error::SchedulerError;
+use crate::query::{ProgressSlot, QueryResult};
+use crate::write::StagedWrite;
+
+/// How a Delta table's files are written.
+const FILES: (WriteFormat, WriteCompression) = (WriteFormat::Parquet, WriteCompression::Snappy);
+
+pub(crate) struct DeltaDml {
+    reference: TableReference,
+    database: String,
+    table: String,
+    predicate: Option<Expr>,
+    /// `UPDATE`: each column's value after the update (for the rows the predicate matches).
+    assignments: Option<Vec<Expr>>,
+}
+
+impl DeltaDml {
+    /// From DataFusion's plan of a `DELETE` or `UPDATE`.
+    pub(super) fn try_new(plan: LogicalPlan, database: &str) -> Result<Self, SchedulerError> {
+        let LogicalPlan::Dml(DmlStatement { table_name, op, input, .. }) = plan else {
+            return Err(unsupported("not a DELETE or UPDATE"));
+        };
+        let (assignments, below) = match (op, Arc::unwrap_or_clone(input)) {
+            (WriteOp::Delete, input) => (None, input),
+            (WriteOp::Update, LogicalPlan::Projection(projection)) => {
+                (Some(projection.expr), Arc::unwrap_or_clone(projection.input))
+            }
+            (op, _) => return Err(unsupported(format!("{} is not a DELETE or UPDATE", op.name()))),
+        };
+        let predicate = match below {
+            LogicalPlan::Filter(filter) => Some(filter.predicate),
+            LogicalPlan::TableScan(_) => None,
+            other => return Err(unsupported(format!("cannot rewrite rows read by {}", other.display()))),
+        };
+        let name = table_name.clone().resolve(DEFAULT_CATALOG, database);
+        Ok(Self {
+            reference: table_name,
+            database: name.schema.to_string(),
+            table: name.table.to_string(),
+            predicate,
+            assignments,
+        })
+    }
+
+    /// The table rewritten, `db.t`.
+    pub fn table(&self) -> String {
+        format!("{}.{}", self.database, self.table)
+    }
+
+    /// Whether it is an `UPDATE` (not a `DELETE`).
+    pub fn is_update(&self) -> bool {
+        self.assignments.is_some()
+    }
+
+    fn statement(&self) -> &'static str {
+        if self.is_update() { "UPDATE" } else { "DELETE" }
+    }
+
+    /// The snapshot's scan, each row with its file, as the statement's table.
+    fn scan(&self, provider: DeltaTableProvider) -> Result<LogicalPlanBuilder, SchedulerError> {
+        LogicalPlanBuilder::scan(self.reference.clone(), provider_as_source(Arc::new(provider)), None)
+            .map_err(SchedulerError::plan)
+    }
+}
+
+#[async_trait]
+impl Family for DeltaDml {
+    fn schema(&self) -> SchemaRef {
+        rows_schema()
+    }
+
+    fn authorize(&self, ctx: &Context<'_>) -> Result<(), SchedulerError> {
+        let privilege = if self.assignments.is_some() { Privilege::Update } else { Privilege::Delete };
+        ctx.access.require_table(privilege, &self.database, &self.table)?;
+        Ok(())
+    }
+
+    async fn run(
+        &self,
+        ctx: &Context<'_>,
+        query: QueryId,
+        progress: &ProgressSlot,
+    ) -> Result<QueryResult, SchedulerError> {
+        let definition = ctx.lake.table(&[self.database.clone(), self.table.clone()], &self.database)?;
+        if definition.format != TableFormat::Delta {
+            return Err(unsupported(format!(
+                "{} works on Delta tables ('table_type' = 'DELTA'); {} is not one",
+                self.statement(),
+                self.table()
+            )));
+        }
+        let Some(location) = definition.locations.first() else {
+            return Err(unsupported(format!("{} has no location", self.table())));
+        };
+        let location = if location.ends_with('/') { location.clone() } else { format!("{location}/") };
+        let runtime = ctx.state.runtime_env();
+        let snapshot = delta_log::open(runtime, &location, DeltaSnapshot::Latest).await?;
+        let parquet =
+            TableParquetOptions { global: ctx.state.config_options().execution.parquet.clone(), ..Default::default() };
+        let provider = DeltaTableProvider::try_new(self.table(), location.clone(), snapshot.clone(), &parquet)
+            .map_err(SchedulerError::plan)?
+            .with_file_column();
+        let columns: Vec<Expr> = provider
+            .schema_without_file_column()
+            .fields()
+            .iter()
+            .map(|f| Expr::Column(Column::new(Some(self.reference.clone()), f.name())))
+            .collect();
+
+        // 1. The rows matched, per file.
+        let file = col(Column::new(Some(self.reference.clone()), delta_log::FILE_COLUMN));
+        let mut matched = self.scan(provider)?;
+        if let Some(predicate) = &self.predicate {
+            matched = matched.filter(predicate.clone()).map_err(SchedulerError::plan)?;
+        }
+        let matched = matched
+            .aggregate(vec![file], vec![count(lit(1))])
+            .and_then(LogicalPlanBuilder::build)
+            .map_err(SchedulerError::plan)?;
+        let counted = ctx.queries.run(&ctx.state, QueryId::random(), &matched, &ProgressSlot::default()).await?;
+        let failed = counted.query.clone();
+        let batches: Vec<RecordBatch> =
+            counted.batches.try_collect().await.map_err(|source| SchedulerError::Execute { query: failed, source })?;
+        let (mut touched, mut affected) = (HashSet::new(), 0u64);
+        for batch in &batches {
+            let (Some(files), Some(counts)) =
+                (batch.column(0).as_string_opt::<i32>(), batch.column(1).as_primitive_opt::<Int64Type>())
+            else {
+                return Err(SchedulerError::Internal("the count of matched rows has the wrong columns".into()));
+            };
+            for (file, count) in files.iter().zip(counts.iter()) {
+                touched.insert(file.unwrap_or_default().to_string());
+                affected += count.unwrap_or_default().max(0) as u64;
+            }
+        }
+        if touched.is_empty() {
+            return written_result(query, (0, counted.stats));
+        }
+
+        // 2. Those files again, without the deleted rows or with the new values.
+        let provider = DeltaTableProvider::try_new(self.table(), location.clone(), snapshot.clone(), &parquet)
+            .map_err(SchedulerError::plan)?
+            .with_file_column()
+            .restricted_to(touched.clone());
+        let matches = |predicate: &Expr| Expr::IsTrue(Box::new(predicate.clone()));
+        let rewritten = match (&self.assignments, &self.predicate) {
+            (None, Some(predicate)) => self
+                .scan(provider)?
+                .filter(Expr::Not(Box::new(matches(predicate))))
+                .and_then(|plan| plan.project(columns.clone())),
+            (None, None) => self.scan(provider)?.filter(lit(false)).and_then(|plan| plan.project(columns.clone())),
+            (Some(assignments), predicate) => {
+                let values: Vec<Expr> = assignments
+                    .iter()
+                    .zip(&columns)
+                    .map(|(assigned, column)| {
+                        let name = column.schema_name().to_string();
+                        let name = name.rsplit('.').next().unwrap_or(&name).to_string();
+                        let value = match predicate {
+                            Some(p) => when(matches(p), strip_alias(assigned)).otherwise(column.clone()),
+                            None => Ok(strip_alias(assigned)),
+                        };
+                        value.map(|v| v.alias(name))
+                    })
+                    .collect::<datafusion::common::Result<_>>()
+                    .map_err(SchedulerError::plan)?;
+                self.scan(provider)?.project(values)
+            }
+        }
+        .and_then(LogicalPlanBuilder::build)
+        .map_err(SchedulerError::plan)?;
+        let keys: Vec<String> = definition.partition_keys.iter().map(|k| k.name.clone()).collect();
+        let staged = StagedWrite::begin(&ctx.state, ctx.lake.catalog(), &location, &query, keys)?;
+        let described = self.predicate.as_ref().map(ToString::to_string);
+        let operation = match self.assignments {
+            Some(_) => delta_log::Rewrite::Update { predicate: described },
+            None => delta_log::Rewrite::Delete { predicate: described },
+        };
+        let (_, stats) = staged
+            .run_logged(ctx.queries, &ctx.state, &rewritten, FILES, progress, async |published| {
+                delta_log::rewrite(runtime, &location, &snapshot, &touched, &published.placed, operation).await?;
+                Ok(())
+            })
+            .await?;
+        written_result(query, (affected, stats))
+    }
+}
+
+/// An expression without the alias DataFusion's `UPDATE` plan gives it.
+fn strip_alias(expr: &Expr) -> Expr {
+    match expr {
+        Expr::Alias(alias) => (*alias.expr).clone(),
+        other => other.clone(),
+    }
+}
