@@ -391,3 +391,47 @@ async fn concurrent_updates_of_the_same_rows_never_lose_one() -> TestResult {
     assert_eq!(rows(&mut client, "SELECT count(*) FROM reviews WHERE id = 4").await, ["1"]);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn optimize_bin_packs_small_files_into_one_version_that_changes_no_rows() -> TestResult {
+    let cluster = TestCluster::builder().executors(2).start().await?;
+    let location = cluster.warehouse().join("clicks");
+    let uri = location.display().to_string();
+    let written = delta_rs("small", &uri, None);
+    let mut client = cluster.client().await;
+    client
+        .query(&format!("CREATE EXTERNAL TABLE clicks LOCATION '{uri}' TBLPROPERTIES ('table_type' = 'DELTA')"))
+        .await?;
+    let all = "SELECT id, name, qty, day FROM clicks ORDER BY id";
+    let before = rows(&mut client, all).await;
+    assert_eq!(Some(&before), written.versions.values().last());
+    let files = |sql: &'static str| {
+        let cluster = &cluster;
+        async move {
+            let output = cluster.client().await.query(sql).await.expect("runs");
+            output.stats.map(|s| s.files_planned).unwrap_or_default()
+        }
+    };
+    assert_eq!(files("SELECT count(*) FROM clicks WHERE qty >= 0").await, 200);
+    // One partition first (Athena's syntax), then the rest (Trino's).
+    let rewritten = rows(&mut client, "OPTIMIZE clicks REWRITE DATA USING BIN_PACK WHERE day = '2024-05-01'").await;
+    assert_eq!(rewritten, ["100"]);
+    assert_eq!(files("SELECT count(*) FROM clicks WHERE day = '2024-05-01' AND qty >= 0").await, 1);
+    assert_eq!(files("SELECT count(*) FROM clicks WHERE day = '2024-05-02' AND qty >= 0").await, 100);
+    assert_eq!(rows(&mut client, "ALTER TABLE clicks EXECUTE optimize").await, ["100"]);
+    assert_eq!(files("SELECT count(*) FROM clicks WHERE qty >= 0").await, 2);
+    assert_eq!(rows(&mut client, all).await, before, "the same rows");
+    // Nothing small left: nothing to do, no version.
+    assert_eq!(rows(&mut client, "ALTER TABLE clicks EXECUTE optimize").await, ["0"]);
+    let read = delta_rs("latest", &uri, None);
+    assert_eq!(read.versions.values().last(), Some(&before), "delta-rs reads the same rows");
+    let operations: Vec<&str> = read.history.iter().rev().take(3).map(|(_, op)| op.as_str()).collect();
+    assert_eq!(operations, ["OPTIMIZE", "OPTIMIZE", "WRITE"]);
+    // The version before holds the old files, which stay until a VACUUM.
+    let latest = read.versions.keys().last().copied().unwrap_or_default();
+    let old = format!("SELECT id, name, qty, day FROM clicks FOR VERSION AS OF {} ORDER BY id", latest - 2);
+    assert_eq!(rows(&mut client, &old).await, before);
+    let error = error_of(&mut client, "OPTIMIZE clicks REWRITE DATA USING BIN_PACK WHERE qty > 3").await;
+    assert!(error.contains("only the partition columns"), "{error}");
+    Ok(())
+}

@@ -3,10 +3,13 @@ Glaux: what the Glaux tests compare with.
 
     python3 delta_rs.py write <table uri> [<storage options as JSON>]
     python3 delta_rs.py read <table uri> [<storage options as JSON>]
+    python3 delta_rs.py small <table uri>
+    python3 delta_rs.py latest <table uri>
 
 `write` creates the table: version 0 (partitioned by day, one row in a null partition), 1
 appends, 2 deletes id 2, 3 replaces the 2024-01-01 partition, 4 updates qty where id = 4.
-Both print what the package reads back as JSON: each version's rows and the history. Rows are
+`small` makes 200 one-row files over two partitions. `small` and `latest` print only the
+latest version's rows; all print what the package reads back as JSON: each version's rows and the history. Rows are
 printed as the Glaux tests render `SELECT id, name, qty, day ... ORDER BY id`:
 `id | name | qty | day`, NULL for a null.
 """
@@ -27,6 +30,12 @@ def rows(ids, names, qtys, days):
     return pa.table({"id": ids, "name": names, "qty": qtys, "day": days}, schema=schema)
 
 
+if mode == "small":
+    # 200 one-row appends over two partitions: 200 small files (only the latest version printed).
+    for i in range(200):
+        day = "2024-05-01" if i % 2 else "2024-05-02"
+        write_deltalake(uri, rows([i], [f"n{i}"], [i], [day]), mode="append", partition_by=["day"],
+                        storage_options=options)
 if mode == "write":
     write_deltalake(
         uri,
@@ -49,7 +58,8 @@ def render(value):
 
 table = DeltaTable(uri, storage_options=options)
 versions = {}
-for version in range(table.version() + 1):
+first = table.version() if mode in ("small", "latest") else 0
+for version in range(first, table.version() + 1):
     at = DeltaTable(uri, version=version, storage_options=options).to_pyarrow_table().sort_by("id")
     versions[version] = [" | ".join(render(row[c]) for c in ["id", "name", "qty", "day"]) for row in at.to_pylist()]
 history = sorted([entry["version"], entry["operation"]] for entry in table.history())

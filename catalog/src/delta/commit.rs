@@ -71,8 +71,17 @@ pub async fn append(runtime: &RuntimeEnv, location: &str, table: &DeltaTable, fi
 /// What a rewrite of files does, as the log records it.
 #[derive(Clone, Debug)]
 pub enum Rewrite {
-    Delete { predicate: Option<String> },
-    Update { predicate: Option<String> },
+    Delete {
+        predicate: Option<String>,
+    },
+    Update {
+        predicate: Option<String>,
+    },
+    /// The same rows in fewer files: no data changes (streaming readers skip it).
+    Optimize {
+        predicate: Option<String>,
+        target_size: u64,
+    },
 }
 
 /// Commits a rewrite: the `removed` files (relative paths, of the snapshot `table` read) leave
@@ -93,17 +102,22 @@ pub async fn rewrite(
     let schema = state.snapshot().arrow_schema();
     let views: Vec<_> =
         table.get_active_add_actions_by_predicate(None).try_collect().await.map_err(|e| delta_error(location, e))?;
+    let data_change = !matches!(operation, Rewrite::Optimize { .. });
     let mut actions: Vec<Action> = views
         .iter()
         .filter(|view| removed.contains(view.path().as_ref()))
-        .map(|view| Action::Remove(view.remove_action(true)))
+        .map(|view| Action::Remove(view.remove_action(data_change)))
         .collect();
     for file in added {
-        actions.push(Action::Add(add(&store, &table_path, &schema, &keys, file).await?));
+        let add = Add { data_change, ..add(&store, &table_path, &schema, &keys, file).await? };
+        actions.push(Action::Add(add));
     }
     let operation = match operation {
         Rewrite::Delete { predicate } => DeltaOperation::Delete { predicate },
         Rewrite::Update { predicate } => DeltaOperation::Update { predicate },
+        Rewrite::Optimize { predicate, target_size } => {
+            DeltaOperation::Optimize { predicate, target_size: i64::try_from(target_size).unwrap_or(i64::MAX) }
+        }
     };
     let committed = CommitBuilder::default()
         .with_actions(actions)

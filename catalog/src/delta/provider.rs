@@ -51,6 +51,8 @@ pub struct DeltaTableProvider {
     file_column: bool,
     /// Only these files (relative paths) are scanned.
     only: Option<HashSet<String>>,
+    /// The scan's partitions, as given (each a group of relative paths), not split by size.
+    groups: Option<Vec<Vec<String>>>,
 }
 
 /// The column that names each row's file, for statements that rewrite files
@@ -79,7 +81,18 @@ impl DeltaTableProvider {
         let schema = Arc::new(Schema::new(file_fields.into_iter().chain(keys.iter().cloned()).collect::<Vec<_>>()));
         let options = ListingOptions::new(Arc::new(ParquetFormat::default().with_options(parquet.clone())))
             .with_file_extension("");
-        Ok(Self { name, location, table, file_schema, keys, schema, options, file_column: false, only: None })
+        Ok(Self {
+            name,
+            location,
+            table,
+            file_schema,
+            keys,
+            schema,
+            options,
+            file_column: false,
+            only: None,
+            groups: None,
+        })
     }
 
     /// Rows carry their file's path (relative to the table, as the log names it) in a last
@@ -100,10 +113,53 @@ impl DeltaTableProvider {
         self
     }
 
+    /// Scans only the files of `groups` (relative paths), each group one partition of the scan,
+    /// kept whole: one task reads it (what a compaction writes as one file).
+    pub fn grouped(mut self, groups: Vec<Vec<String>>) -> Self {
+        self.only = Some(groups.iter().flatten().cloned().collect());
+        self.groups = Some(groups);
+        self
+    }
+
     /// The table's columns (data columns, then partition keys), without [`FILE_COLUMN`].
     pub fn schema_without_file_column(&self) -> SchemaRef {
         let fields = self.schema.fields().iter().filter(|f| f.name() != FILE_COLUMN).cloned().collect::<Vec<_>>();
         Arc::new(Schema::new(fields))
+    }
+
+    /// The snapshot's files the `filters` may hold rows of (partition values and log statistics
+    /// decide; a filter that does not convert keeps every file), each with its partition values
+    /// (and its path, with [`Self::with_file_column`]). Recorded in the query's [`PruningReport`].
+    pub async fn candidates(&self, state: &dyn Session, filters: &[Expr]) -> Result<Vec<PartitionedFile>> {
+        let (_, _, table_path) = store_and_path(&self.location)?;
+        let views: Vec<LogicalFileView> =
+            self.table.get_active_add_actions_by_predicate(None).try_collect().await.map_err(external)?;
+        let chosen = views.iter().filter(|v| self.only.as_ref().is_none_or(|only| only.contains(v.path().as_ref())));
+        let mut files = chosen.map(|view| self.file(&table_path, view)).collect::<Result<Vec<_>>>()?;
+        let partitions_total = partitions(&files);
+        // A predicate that does not convert (or prune) keeps every file: the rows are checked.
+        let pruning = conjunction(filters.iter().cloned())
+            .and_then(|p| state.create_physical_expr(p, &self.schema.clone().to_dfschema().ok()?).ok())
+            .and_then(|p| PruningPredicateBuilder::new().with_file_schema(Arc::clone(&self.schema)).build(p));
+        if let Some(pruning) = pruning
+            && !files.is_empty()
+        {
+            let statistics = files.iter().map(|f| f.statistics.clone().unwrap_or_default()).collect();
+            let keep = pruning.prune(&PrunableStatistics::new(statistics, Arc::clone(&self.schema)))?;
+            let mut keep = keep.into_iter();
+            files.retain(|_| keep.next().unwrap_or(true));
+        }
+        if let Some(report) = state.config().get_extension::<PruningReport>() {
+            report.record(TableScanReport {
+                table: self.name.clone(),
+                partitions: partitions(&files),
+                partitions_total: Some(partitions_total),
+                files: files.len(),
+                bytes: files.iter().map(|f| f.object_meta.size).sum(),
+                projected: false,
+            });
+        }
+        Ok(files)
     }
 
     /// The snapshot this provider reads.
@@ -177,38 +233,20 @@ impl TableProvider for DeltaTableProvider {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let (store_url, _, table_path) = store_and_path(&self.location)?;
-        let views: Vec<LogicalFileView> =
-            self.table.get_active_add_actions_by_predicate(None).try_collect().await.map_err(external)?;
-        let chosen = views.iter().filter(|v| self.only.as_ref().is_none_or(|only| only.contains(v.path().as_ref())));
-        let mut files = chosen.map(|view| self.file(&table_path, view)).collect::<Result<Vec<_>>>()?;
-        let partitions_total = partitions(&files);
-        // A predicate that does not convert (or prune) keeps every file: the rows are checked.
-        let pruning = conjunction(filters.iter().cloned())
-            .and_then(|p| state.create_physical_expr(p, &self.schema.clone().to_dfschema().ok()?).ok())
-            .and_then(|p| PruningPredicateBuilder::new().with_file_schema(Arc::clone(&self.schema)).build(p));
-        if let Some(pruning) = pruning
-            && !files.is_empty()
-        {
-            let statistics = files.iter().map(|f| f.statistics.clone().unwrap_or_default()).collect();
-            let keep = pruning.prune(&PrunableStatistics::new(statistics, Arc::clone(&self.schema)))?;
-            let mut keep = keep.into_iter();
-            files.retain(|_| keep.next().unwrap_or(true));
-        }
-        if let Some(report) = state.config().get_extension::<PruningReport>() {
-            report.record(TableScanReport {
-                table: self.name.clone(),
-                partitions: partitions(&files),
-                partitions_total: Some(partitions_total),
-                files: files.len(),
-                bytes: files.iter().map(|f| f.object_meta.size).sum(),
-                projected: false,
-            });
-        }
+        let (store_url, _, _) = store_and_path(&self.location)?;
+        let files = self.candidates(state, filters).await?;
         if files.is_empty() {
             return Ok(Arc::new(EmptyExec::new(project_schema(&self.schema, projection)?)));
         }
-        let groups = FileGroup::new(files).split_files(state.config().target_partitions().max(1));
+        let groups = match &self.groups {
+            Some(groups) => {
+                let mut by_path: std::collections::HashMap<String, PartitionedFile> =
+                    files.into_iter().filter_map(|f| Some((relative_path(&f, &self.location)?, f))).collect();
+                let groups = groups.iter().map(|g| g.iter().filter_map(|p| by_path.remove(p)).collect::<Vec<_>>());
+                groups.filter(|g| !g.is_empty()).map(FileGroup::new).collect()
+            }
+            None => FileGroup::new(files).split_files(state.config().target_partitions().max(1)),
+        };
         let table = (&self.options, Arc::clone(&self.file_schema), self.keys.clone());
         file_scan(state, table, store_url, groups, projection, limit).await
     }
@@ -223,4 +261,12 @@ impl TableProvider for DeltaTableProvider {
 /// How many partitions (distinct partition values) `files` span.
 fn partitions(files: &[PartitionedFile]) -> usize {
     files.iter().map(|f| &f.partition_values).collect::<HashSet<_>>().len()
+}
+
+/// A scanned file's path relative to the table at `location`, as the log names it.
+fn relative_path(file: &PartitionedFile, location: &str) -> Option<String> {
+    let (_, _, table_path) = store_and_path(location).ok()?;
+    let parts: Vec<String> =
+        file.object_meta.location.prefix_match(&table_path)?.map(|p| p.as_ref().to_string()).collect();
+    Some(parts.join("/"))
 }

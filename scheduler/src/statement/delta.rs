@@ -2,8 +2,14 @@
 //! with `table_type = 'DELTA'`): the executors write Parquet files under the table's location
 //! (`StagedWrite::run_logged`), and one commit to the table's log makes them its version.
 
-use datafusion::logical_expr::LogicalPlan;
-use glaux_catalog::{DeltaSnapshot, TableDef, delta_log};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use datafusion::common::ScalarValue;
+use datafusion::config::TableParquetOptions;
+use datafusion::datasource::provider_as_source;
+use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder, col};
+use glaux_catalog::{DeltaSnapshot, DeltaTableProvider, TableDef, delta_log};
 use glaux_proto::{QueryId, WriteCompression, WriteFormat};
 
 use super::Context;
@@ -75,4 +81,92 @@ pub(super) async fn create_table_as(
         })
         .await?;
     Ok(Some(written))
+}
+
+/// `OPTIMIZE` of the Delta table `definition`: in each partition `predicate` (on partition
+/// columns only, unqualified) chooses, the files under `threshold` bytes, where a partition has
+/// two or more, are read by the executors and written anew as files of about the target size;
+/// one `OPTIMIZE` commit (no data change) removes them and adds the new ones. A concurrent
+/// rewrite of any of them makes it fail with nothing changed. The rows rewritten.
+pub(super) async fn optimize(
+    ctx: &Context<'_>,
+    query: &QueryId,
+    definition: &TableDef,
+    predicate: Option<Expr>,
+    threshold: u64,
+    progress: &ProgressSlot,
+) -> Result<Option<(u64, QueryStatsHandle)>, SchedulerError> {
+    let Some(location) = definition.locations.first() else {
+        return Err(unsupported(format!("{}.{} has no location", definition.database, definition.name)));
+    };
+    let location = if location.ends_with('/') { location.clone() } else { format!("{location}/") };
+    let runtime = ctx.state.runtime_env();
+    let snapshot = delta_log::open(runtime, &location, DeltaSnapshot::Latest).await?;
+    let name = format!("{}.{}", definition.database, definition.name);
+    let parquet =
+        TableParquetOptions { global: ctx.state.config_options().execution.parquet.clone(), ..Default::default() };
+    let provider = DeltaTableProvider::try_new(name.clone(), location.clone(), snapshot.clone(), &parquet)
+        .map_err(SchedulerError::plan)?
+        .with_file_column();
+    let columns: Vec<Expr> = provider.schema_without_file_column().fields().iter().map(|f| col(f.name())).collect();
+    let files = provider.candidates(&ctx.state, predicate.as_slice()).await.map_err(SchedulerError::plan)?;
+    // Small files by partition (the partition values before the file's own path), in groups of
+    // about the threshold: each group one task, one new file.
+    let mut partitions: HashMap<Vec<ScalarValue>, Vec<(String, u64)>> = HashMap::new();
+    for file in files.iter().filter(|f| f.object_meta.size < threshold) {
+        let Some((ScalarValue::Utf8(Some(path)), values)) = file.partition_values.split_last() else { continue };
+        partitions.entry(values.to_vec()).or_default().push((path.clone(), file.object_meta.size));
+    }
+    let groups: Vec<Vec<String>> =
+        partitions.into_values().filter(|small| small.len() >= 2).flat_map(|small| packed(small, threshold)).collect();
+    let touched: HashSet<String> = groups.iter().flatten().cloned().collect();
+    if touched.is_empty() {
+        return Ok(None);
+    }
+    let provider = DeltaTableProvider::try_new(name, location.clone(), snapshot.clone(), &parquet)
+        .map_err(SchedulerError::plan)?
+        .with_file_column()
+        .grouped(groups);
+    let plan = LogicalPlanBuilder::scan("t", provider_as_source(Arc::new(provider)), None)
+        .and_then(|scan| scan.project(columns))
+        .and_then(LogicalPlanBuilder::build)
+        .map_err(SchedulerError::plan)?;
+    let keys: Vec<String> = definition.partition_keys.iter().map(|k| k.name.clone()).collect();
+    // Each group stays one scan partition: no repartitioning of the scan.
+    let mut state = ctx.state.clone();
+    state.config_mut().options_mut().optimizer.enable_round_robin_repartition = false;
+    state.config_mut().options_mut().optimizer.repartition_file_scans = false;
+    let staged = StagedWrite::begin(&state, ctx.lake.catalog(), &location, query, keys)?;
+    let operation =
+        delta_log::Rewrite::Optimize { predicate: predicate.map(|p| p.to_string()), target_size: threshold };
+    let written = staged
+        .run_logged(ctx.queries, &state, &plan, FILES, progress, async |published| {
+            delta_log::rewrite(runtime, &location, &snapshot, &touched, &published.placed, operation).await?;
+            Ok(())
+        })
+        .await?;
+    Ok(Some(written))
+}
+
+/// One partition's small files (path, size) in name order, in groups of about `target` bytes
+/// together; a last group of one file joins the one before (alone it would only be copied).
+fn packed(mut files: Vec<(String, u64)>, target: u64) -> Vec<Vec<String>> {
+    files.sort();
+    let mut groups: Vec<(Vec<String>, u64)> = Vec::new();
+    for (path, size) in files {
+        match groups.last_mut() {
+            Some((group, total)) if *total + size <= target => {
+                group.push(path);
+                *total += size;
+            }
+            _ => groups.push((vec![path], size)),
+        }
+    }
+    if groups.len() >= 2 && groups.last().is_some_and(|(g, _)| g.len() == 1) {
+        let (last, _) = groups.pop().unwrap_or_default();
+        if let Some((group, _)) = groups.last_mut() {
+            group.extend(last);
+        }
+    }
+    groups.into_iter().map(|(group, _)| group).filter(|g| g.len() >= 2).collect()
 }

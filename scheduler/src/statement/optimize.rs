@@ -21,8 +21,8 @@ use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::tokenizer::{Location, Token, Tokenizer};
 use futures::TryStreamExt;
 use glaux_catalog::{
-    FileOfPartition, FileSetTable, Partition, PartitionFilter, Privilege, Projection, TableDef, is_side_file,
-    listing_options, uses_only,
+    FileOfPartition, FileSetTable, Partition, PartitionFilter, Privilege, Projection, TableDef, TableFormat,
+    is_side_file, listing_options, uses_only,
 };
 use glaux_proto::QueryId;
 use object_store::ObjectMeta;
@@ -49,6 +49,20 @@ pub(crate) struct Optimize {
 
 pub(super) fn recognize(words: &Words<'_>, _ctx: &Context<'_>) -> Option<Result<Recognized, SchedulerError>> {
     let w = words.words();
+    if w.first() == Some(&"OPTIMIZE") {
+        // Athena's form: `OPTIMIZE t REWRITE DATA USING BIN_PACK [WHERE ...]`.
+        let (name, end) = words.name_at(1)?;
+        if w.get(end..end + 4) != Some(&["REWRITE", "DATA", "USING", "BIN_PACK"][..]) {
+            return Some(Err(refused("OPTIMIZE t REWRITE DATA USING BIN_PACK [WHERE <partition predicate>]")));
+        }
+        let predicate = match words.part(end + 4) {
+            None => Ok(None),
+            Some(Part::Word(w)) if w == "WHERE" => text_after_where(words.sql).map(Some),
+            Some(_) => Err(refused("OPTIMIZE ... USING BIN_PACK ends there or with a WHERE clause")),
+        };
+        let optimize = predicate.map(|predicate| Optimize { name, threshold: DEFAULT_THRESHOLD, predicate });
+        return Some(optimize.map(|o| Recognized::Statement(Statement::Optimize(Box::new(o)))));
+    }
     if !w.starts_with(&["ALTER", "TABLE"]) {
         return None;
     }
@@ -157,10 +171,9 @@ impl Optimize {
         }
     }
 
-    /// The registered partitions the `WHERE` clause chooses (all without one).
-    async fn chosen(&self, ctx: &Context<'_>, table: &TableDef) -> Result<Vec<Partition>, SchedulerError> {
-        let registered = ctx.lake.catalog().partitions(&table.database, &table.name)?;
-        let Some(predicate) = &self.predicate else { return Ok(registered.to_vec()) };
+    /// The `WHERE` clause, planned, checked to use only partition columns.
+    async fn partition_predicate(&self, ctx: &Context<'_>, table: &TableDef) -> Result<Expr, SchedulerError> {
+        let predicate = self.predicate.as_deref().unwrap_or("true");
         if table.partition_keys.is_empty() {
             return Err(unsupported(format!(
                 "{}.{} is not partitioned: optimize takes no WHERE clause",
@@ -177,6 +190,17 @@ impl Optimize {
                 keys.join(", ")
             )));
         }
+        Ok(predicate)
+    }
+
+    /// The registered partitions the `WHERE` clause chooses (all without one).
+    async fn chosen(&self, ctx: &Context<'_>, table: &TableDef) -> Result<Vec<Partition>, SchedulerError> {
+        let registered = ctx.lake.catalog().partitions(&table.database, &table.name)?;
+        if self.predicate.is_none() {
+            return Ok(registered.to_vec());
+        }
+        let predicate = self.partition_predicate(ctx, table).await?;
+        let keys: Vec<&str> = table.partition_keys.iter().map(|k| k.name.as_str()).collect();
         let fields = table
             .partition_keys
             .iter()
@@ -192,6 +216,17 @@ impl Optimize {
         let keep = filter.select(&ctx.state, &columns, &texts).map_err(SchedulerError::plan)?;
         Ok(registered.iter().zip(keep).filter(|(_, keep)| *keep).map(|(p, _)| p.clone()).collect())
     }
+}
+
+/// `expr` with its columns unqualified (as a table's own scan names them).
+fn unqualified(expr: Expr) -> Result<Expr, SchedulerError> {
+    use datafusion::common::tree_node::{Transformed, TreeNode};
+    expr.transform(|e| match e {
+        Expr::Column(c) => Ok(Transformed::yes(Expr::Column(datafusion::common::Column::new_unqualified(c.name)))),
+        other => Ok(Transformed::no(other)),
+    })
+    .map(|t| t.data)
+    .map_err(SchedulerError::plan)
 }
 
 /// The predicate of the plan's filter.
@@ -276,6 +311,16 @@ impl Family for Optimize {
     ) -> Result<QueryResult, SchedulerError> {
         let table = ctx.lake.table(&self.name, &ctx.session.database)?;
         let name = format!("{}.{}", table.database, table.name);
+        if table.format == TableFormat::Delta {
+            let predicate = match &self.predicate {
+                Some(_) => Some(unqualified(self.partition_predicate(ctx, &table).await?)?),
+                None => None,
+            };
+            return match super::delta::optimize(ctx, &query, &table, predicate, self.threshold, progress).await? {
+                Some(written) => written_result(query, written),
+                None => rows_written(query, 0),
+            };
+        }
         if Projection::of(&table).map_err(SchedulerError::plan)?.is_some() {
             return Err(unsupported(format!("{name} projects its partitions: optimize cannot rewrite it")));
         }
