@@ -24,6 +24,8 @@ use crate::error::{CatalogError, Result};
 /// A parsed Hive `CREATE EXTERNAL TABLE`.
 #[derive(Debug, PartialEq)]
 pub struct HiveTable {
+    /// `CREATE TABLE` (a new Delta table), not `CREATE EXTERNAL TABLE` (existing files).
+    pub creates: bool,
     pub if_not_exists: bool,
     /// The name as written: `[db.]table`, lowercased unless quoted.
     pub name: Vec<String>,
@@ -163,10 +165,24 @@ impl Tokens {
 
     /// `(name type [COMMENT '..'], ...)`
     fn columns(&mut self) -> Result<Vec<(String, DataType)>> {
+        self.columns_or_names(false)
+    }
+
+    /// `(name type, ...)`; with `names`, an entry may be a bare name (of a declared column, as
+    /// Athena's `CREATE TABLE` partitions: `PARTITIONED BY (day)`), typed `Null` here.
+    fn columns_or_names(&mut self, names: bool) -> Result<Vec<(String, DataType)>> {
         self.expect(Token::LParen)?;
         let mut columns = Vec::new();
         loop {
             let name = self.identifier()?;
+            if names && matches!(self.peek(), Some(Token::Comma | Token::RParen)) {
+                columns.push((name, DataType::Null));
+                if self.peek() == Some(&Token::Comma) {
+                    self.at += 1;
+                    continue;
+                }
+                break;
+            }
             let data_type = self.hive_type()?;
             if self.keyword("COMMENT") {
                 self.string()?;
@@ -270,15 +286,20 @@ impl Tokens {
     }
 }
 
-/// True if `sql` starts with `CREATE EXTERNAL TABLE`.
+/// True if `sql` starts with `CREATE EXTERNAL TABLE`, or is a `CREATE TABLE` with
+/// `TBLPROPERTIES` (Athena's DDL for a new transactional table).
 pub fn is_create_external_table(sql: &str) -> bool {
-    Tokens::new(sql).is_ok_and(|mut t| t.keyword("CREATE") && t.keyword("EXTERNAL") && t.keyword("TABLE"))
+    Tokens::new(sql).is_ok_and(|mut t| {
+        t.keyword("CREATE")
+            && (t.keyword("EXTERNAL") || sql.to_ascii_uppercase().contains("TBLPROPERTIES"))
+            && t.keyword("TABLE")
+    })
 }
 
 pub fn parse_hive_create_table(sql: &str) -> Result<HiveTable> {
     let mut t = Tokens::new(sql)?;
     t.expect_keyword("CREATE")?;
-    t.expect_keyword("EXTERNAL")?;
+    let creates = !t.keyword("EXTERNAL");
     t.expect_keyword("TABLE")?;
     let if_not_exists = t.keyword("IF");
     if if_not_exists {
@@ -304,7 +325,7 @@ pub fn parse_hive_create_table(sql: &str) -> Result<HiveTable> {
     while t.peek().is_some() {
         if t.keyword("PARTITIONED") {
             t.expect_keyword("BY")?;
-            partition_keys = t.columns()?;
+            partition_keys = t.columns_or_names(creates)?;
         } else if t.keyword("ROW") {
             t.expect_keyword("FORMAT")?;
             if t.keyword("SERDE") {
@@ -350,16 +371,56 @@ pub fn parse_hive_create_table(sql: &str) -> Result<HiveTable> {
             return Err(unsupported(format!("CREATE EXTERNAL TABLE ... {clause} is not supported")));
         }
     }
-    let location = location.ok_or_else(|| error("CREATE EXTERNAL TABLE needs a LOCATION"))?;
-    if crate::delta::is_delta(&properties)? {
-        if !columns.is_empty() || !partition_keys.is_empty() || serde.is_some() || stored_as.is_some() {
+    // A new table without one goes under the warehouse, as a CTAS's does.
+    let location = match location {
+        Some(location) => location,
+        None if creates => String::new(),
+        None => return Err(error("CREATE EXTERNAL TABLE needs a LOCATION")),
+    };
+    let delta = crate::delta::is_delta(&properties)?;
+    if creates && !delta {
+        return Err(unsupported(
+            "CREATE TABLE with TBLPROPERTIES creates Delta tables ('table_type' = 'DELTA'); declare files \
+             that exist with CREATE EXTERNAL TABLE",
+        ));
+    }
+    if delta {
+        if serde.is_some() || stored_as.is_some() {
+            return Err(unsupported("a Delta table is Parquet files: drop ROW FORMAT and STORED AS"));
+        }
+        if !creates && (!columns.is_empty() || !partition_keys.is_empty()) {
             return Err(unsupported(
                 "a Delta table's columns, partitions and format come from its transaction log: declare it with \
-                 LOCATION and TBLPROPERTIES ('table_type' = 'DELTA') only",
+                 LOCATION and TBLPROPERTIES ('table_type' = 'DELTA') only (CREATE TABLE with columns creates one)",
             ));
         }
+        if creates && columns.is_empty() {
+            return Err(error("CREATE TABLE of a Delta table needs its columns"));
+        }
+        // Partitions named by name alone are declared columns, moved to the end.
+        let mut columns = columns;
+        let mut keys = Vec::with_capacity(partition_keys.len());
+        for (key, data_type) in partition_keys {
+            if data_type != DataType::Null {
+                keys.push((key, data_type));
+                continue;
+            }
+            let Some(at) = columns.iter().position(|(c, _)| *c == key) else {
+                return Err(error(format!("partition column {key} is not a declared column")));
+            };
+            keys.push(columns.remove(at));
+        }
         let format = Some(TableFormat::Delta);
-        return Ok(HiveTable { if_not_exists, name, columns, partition_keys, format, location, properties });
+        return Ok(HiveTable {
+            creates,
+            if_not_exists,
+            name,
+            columns,
+            partition_keys: keys,
+            format,
+            location,
+            properties,
+        });
     }
     let format = table_format(serde.as_deref(), stored_as.as_deref())?;
     let serde_properties: BTreeMap<String, String> = serde_properties.into_iter().collect();
@@ -388,7 +449,7 @@ pub fn parse_hive_create_table(sql: &str) -> Result<HiveTable> {
             Some(n) => return Err(unsupported(format!("skip.header.line.count = {n} is not supported (0 or 1)"))),
         }
     }
-    Ok(HiveTable { if_not_exists, name, columns, partition_keys, format, location, properties })
+    Ok(HiveTable { creates, if_not_exists, name, columns, partition_keys, format, location, properties })
 }
 
 /// The table property naming the file extension to read (`""`: every file).

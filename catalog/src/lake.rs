@@ -124,6 +124,9 @@ impl Lake {
         let Some((database, table)) = self.new_table_name(name, hive.if_not_exists, false, database)? else {
             return Ok(());
         };
+        if hive.creates {
+            return self.create_delta_table(session, (database, table), hive).await;
+        }
         let column = |(name, data_type): &(String, DataType)| ColumnDef::new(name, data_type);
         let location = self.checked_location(&hive.location)?;
         let mut properties = hive.properties.clone();
@@ -146,6 +149,31 @@ impl Lake {
             properties,
         };
         self.store_table(session, definition, false).await
+    }
+
+    /// `CREATE TABLE t (columns) [PARTITIONED BY ...] [LOCATION '...'] TBLPROPERTIES
+    /// ('table_type' = 'DELTA')`: an empty Delta table (version 0) at the location (the
+    /// warehouse's `<db>/<t>/` without one), registered from its log.
+    async fn create_delta_table(&self, session: &dyn Session, table: (String, String), hive: &HiveTable) -> Result<()> {
+        refuse_credentials(&hive.properties)?;
+        let location = match hive.location.as_str() {
+            "" => self.default_location(&table.0, &table.1)?,
+            given => {
+                let url = self.storage.check_location(given)?.to_string();
+                if url.ends_with('/') { url } else { format!("{url}/") }
+            }
+        };
+        let fields: Vec<datafusion::arrow::datatypes::Field> = hive
+            .columns
+            .iter()
+            .chain(&hive.partition_keys)
+            .map(|(name, data_type)| datafusion::arrow::datatypes::Field::new(name, data_type.clone(), true))
+            .collect();
+        let schema = datafusion::arrow::datatypes::Schema::new(fields);
+        let keys: Vec<String> = hive.partition_keys.iter().map(|(k, _)| k.clone()).collect();
+        crate::delta::create(session.runtime_env(), &location, &table.1, &schema, &keys, &[]).await?;
+        let properties = hive.properties.clone();
+        self.register_delta_table(session, table, &location, properties).await
     }
 
     /// Registers the Delta table a statement of Glaux's created at `location` as

@@ -435,3 +435,54 @@ async fn optimize_bin_packs_small_files_into_one_version_that_changes_no_rows() 
     assert!(error.contains("only the partition columns"), "{error}");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn create_table_with_columns_makes_an_empty_delta_table() -> TestResult {
+    let cluster = TestCluster::builder().start().await?;
+    let mut client = cluster.client().await;
+    // Athena's form: partitions named among the columns; and Hive's: declared with their type.
+    client
+        .query(
+            "CREATE TABLE events (id bigint, kind string, day date) PARTITIONED BY (day) \
+             TBLPROPERTIES ('table_type' = 'DELTA')",
+        )
+        .await?;
+    let location = cluster.warehouse().join("elsewhere");
+    client
+        .query(&format!(
+            "CREATE TABLE other (id int) PARTITIONED BY (region string) LOCATION '{}' \
+             TBLPROPERTIES ('table_type' = 'DELTA')",
+            location.display()
+        ))
+        .await?;
+    assert_eq!(
+        rows(&mut client, "DESCRIBE events").await,
+        ["id | Int64 | YES", "kind | Utf8 | YES", "day | Date32 | YES"]
+    );
+    assert_eq!(rows(&mut client, "SELECT count(*) FROM events").await, ["0"]);
+    assert_eq!(rows(&mut client, "INSERT INTO events VALUES (1, 'a', DATE '2024-06-01'), (2, 'b', NULL)").await, ["2"]);
+    assert_eq!(rows(&mut client, "SHOW PARTITIONS events").await, ["day=2024-06-01", "day=__HIVE_DEFAULT_PARTITION__"]);
+    assert_eq!(rows(&mut client, "INSERT INTO other VALUES (7, 'eu')").await, ["1"]);
+    // delta-rs reads both.
+    let script = "import sys, json; from deltalake import DeltaTable; \
+                  t = [DeltaTable(u) for u in sys.argv[1:]]; \
+                  print(json.dumps([[x.version(), x.metadata().partition_columns, x.to_pyarrow_table().num_rows] for x in t]), flush=True); \
+                  import os; os._exit(0)";
+    let events = cluster.warehouse().join("default/events");
+    let output = Command::new("python3").args(["-c", script]).arg(&events).arg(&location).output()?;
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let read: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+    assert_eq!(read, serde_json::json!([[1, ["day"], 2], [1, ["region"], 1]]));
+    for (sql, expected) in [
+        ("CREATE TABLE events (id bigint) TBLPROPERTIES ('table_type' = 'DELTA')", "already exists"),
+        ("CREATE TABLE h (id bigint) TBLPROPERTIES ('format' = 'parquet')", "creates Delta tables"),
+        (
+            "CREATE TABLE p (id bigint) PARTITIONED BY (nope) TBLPROPERTIES ('table_type' = 'DELTA')",
+            "not a declared column",
+        ),
+    ] {
+        let error = error_of(&mut client, sql).await;
+        assert!(error.contains(expected), "{sql}: {error}");
+    }
+    Ok(())
+}

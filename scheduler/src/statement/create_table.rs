@@ -52,7 +52,9 @@ impl Family for CreateTable {
                     [.., database, _] => Some(database.clone()),
                     _ => None,
                 };
-                (database, vec![table.location.clone()])
+                // A new Delta table without a LOCATION goes under the warehouse, as a CTAS's does.
+                let locations = Some(table.location.clone()).filter(|l| !l.is_empty()).into_iter().collect();
+                (database, locations)
             }
         };
         let database = database.unwrap_or_else(|| ctx.session.database.clone());
