@@ -486,3 +486,54 @@ async fn create_table_with_columns_makes_an_empty_delta_table() -> TestResult {
     }
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn vacuum_deletes_what_no_version_in_its_retention_needs() -> TestResult {
+    let cluster = TestCluster::builder().start().await?;
+    let mut client = cluster.client().await;
+    client
+        .query("CREATE TABLE kept (id bigint, day string) PARTITIONED BY (day) TBLPROPERTIES ('table_type' = 'DELTA')")
+        .await?;
+    for id in 0..4 {
+        client.query(&format!("INSERT INTO kept VALUES ({id}, 'd{}')", id % 2)).await?;
+    }
+    client.query("ALTER TABLE kept EXECUTE optimize").await?;
+    let location = cluster.warehouse().join("default/kept");
+    let parquet_files = || -> usize {
+        let mut count = 0;
+        for day in ["day=d0", "day=d1"] {
+            count += std::fs::read_dir(location.join(day)).map_or(0, |d| d.count());
+        }
+        count
+    };
+    assert_eq!(parquet_files(), 6, "4 written, 2 compacted, none deleted");
+    // Delta's safety: the default retention (7 days) keeps them; a shorter one is refused until
+    // the table's own Delta retention is lowered.
+    assert_eq!(rows(&mut client, "VACUUM kept").await, ["0"]);
+    client.query("ALTER TABLE kept SET TBLPROPERTIES ('vacuum_max_snapshot_age_seconds' = '0')").await?;
+    let error = error_of(&mut client, "VACUUM kept").await;
+    assert!(error.contains("minimum retention for vacuum is configured to be greater than 168 hours"), "{error}");
+    assert_eq!(parquet_files(), 6);
+    client
+        .query("ALTER TABLE kept SET TBLPROPERTIES ('delta.deletedFileRetentionDuration' = 'interval 0 seconds')")
+        .await?;
+    assert_eq!(rows(&mut client, "VACUUM kept").await, ["4"]);
+    assert_eq!(parquet_files(), 2);
+    assert_eq!(rows(&mut client, "SELECT count(*), sum(id) FROM kept").await, ["4 | 6"]);
+    let properties = rows(&mut client, "SELECT key, value FROM \"kept$properties\" WHERE key LIKE 'vacuum%'").await;
+    assert_eq!(properties, ["vacuum_max_snapshot_age_seconds | 0"]);
+    // The version before OPTIMIZE named the deleted files: time travel there now fails.
+    assert!(client.query("SELECT count(*) FROM kept FOR VERSION AS OF 4").await.is_err());
+    for (sql, expected) in [
+        ("ALTER TABLE kept SET TBLPROPERTIES ('vacuum_max_snapshot_age_seconds' = 'soon')", "number of seconds"),
+        ("ALTER TABLE kept SET TBLPROPERTIES ('aws.secret_key' = 'x')", "looks like a credential"),
+        ("ALTER TABLE kept SET TBLPROPERTIES 'k' = 'v'", "SET TBLPROPERTIES takes"),
+    ] {
+        let error = error_of(&mut client, sql).await;
+        assert!(error.contains(expected), "{sql}: {error}");
+    }
+    let (_, mut lake_client) = cluster.with_lake().await?;
+    let error = error_of(&mut lake_client, "VACUUM sales").await;
+    assert!(error.contains("works on Delta tables"), "{error}");
+    Ok(())
+}

@@ -15,6 +15,7 @@
 
 mod commit;
 mod history;
+mod maintenance;
 mod provider;
 mod stats;
 
@@ -34,6 +35,7 @@ use url::Url;
 
 pub use commit::{NewFile, Rewrite, append, create, rewrite};
 pub use history::{history_table, properties_table};
+pub use maintenance::{VACUUM_AGE, set_properties, vacuum};
 pub use provider::{DeltaTableProvider, FILE_COLUMN};
 
 use crate::definitions::{ColumnDef, TableDef};

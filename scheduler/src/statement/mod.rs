@@ -27,6 +27,7 @@ mod create_table;
 mod create_table_as;
 mod delta;
 mod delta_dml;
+mod delta_maintenance;
 mod explain;
 mod grants;
 mod ingest;
@@ -60,6 +61,7 @@ use catalog_ddl::CatalogDdl;
 use create_table::CreateTable;
 use create_table_as::CreateTableAs;
 use delta_dml::DeltaDml;
+use delta_maintenance::DeltaMaintenance;
 use explain::Explain;
 use grants::Authorization;
 pub(crate) use ingest::{IfExists, IngestTarget, ingest};
@@ -145,6 +147,8 @@ pub(crate) enum Statement {
     Insert(Box<Insert>),
     /// `DELETE` or `UPDATE` (of a Delta table).
     Rewrite(Box<DeltaDml>),
+    /// `VACUUM`, `ALTER TABLE SET TBLPROPERTIES` (of a Delta table).
+    DeltaMaintenance(Box<DeltaMaintenance>),
     Unload(Box<Unload>),
     Optimize(Box<Optimize>),
     CatalogDdl(CatalogDdl),
@@ -166,8 +170,9 @@ enum Recognized {
 type Recognizer = fn(&Words<'_>, &Context<'_>) -> Option<Result<Recognized, SchedulerError>>;
 
 /// The Athena statements DataFusion does not parse, tried in turn on a statement's words.
-const RECOGNIZERS: [Recognizer; 8] = [
+const RECOGNIZERS: [Recognizer; 9] = [
     grants::recognize,
+    delta_maintenance::recognize,
     show::recognize,
     show_functions::recognize,
     optimize::recognize,
@@ -188,6 +193,7 @@ impl Statement {
             Self::Insert(_) => "insert",
             Self::Rewrite(dml) if dml.is_update() => "update",
             Self::Rewrite(_) => "delete",
+            Self::DeltaMaintenance(_) => "delta_maintenance",
             Self::Unload(_) => "unload",
             Self::Optimize(_) => "optimize",
             Self::CatalogDdl(_) => "catalog_ddl",
@@ -211,6 +217,7 @@ impl Statement {
             Self::Unload(unload) => tables_read(unload.plan(), database),
             Self::Optimize(optimize) => vec![optimize.table(database)],
             Self::Rewrite(dml) => vec![dml.table()],
+            Self::DeltaMaintenance(maintenance) => vec![maintenance.table(database)],
             Self::Insert(insert) => {
                 let mut objects = tables_read(insert.plan(), database);
                 objects.push(insert.table());
@@ -236,6 +243,7 @@ impl Statement {
             Self::CreateTableAs(s) => s.as_ref(),
             Self::Insert(s) => s.as_ref(),
             Self::Rewrite(s) => s.as_ref(),
+            Self::DeltaMaintenance(s) => s.as_ref(),
             Self::Unload(s) => s.as_ref(),
             Self::Optimize(s) => s.as_ref(),
             Self::CatalogDdl(s) => s,
