@@ -187,7 +187,13 @@ impl ObjectStore for CachedListings {
     fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
         let key = (self.store_key.clone(), prefix.map(|p| p.to_string()).unwrap_or_default());
         let (visibility, store_key) = (Arc::clone(&self.cache.visibility), self.store_key.clone());
-        let shown = move |meta: &ObjectMeta| !visibility.is_hidden(&store_key, &meta.location);
+        // Hidden when the listing began stays hidden in it: a write's replaced files are deleted
+        // and forgotten while a slow listing that still names them may be in flight.
+        let hidden_at_start = visibility.hidden_now(&store_key);
+        let shown = move |meta: &ObjectMeta| {
+            !visibility.is_hidden(&store_key, &meta.location)
+                && (hidden_at_start.is_empty() || !hidden_at_start.contains(&format!("{store_key}/{}", meta.location)))
+        };
         if let Some(objects) = self.cache.get(&key) {
             let objects: Vec<ObjectMeta> = objects.iter().filter(|m| shown(m)).cloned().collect();
             return stream::iter(objects.into_iter().map(Ok)).boxed();

@@ -84,6 +84,16 @@ impl Visibility {
         self.lock().values().any(|objects| objects.contains(&url))
     }
 
+    /// The objects (URLs) of the store `store_key` hidden now: what a listing that starts now
+    /// keeps hidden even if they are shown (or forgotten, once deleted) before it ends.
+    pub fn hidden_now(&self, store_key: &str) -> HashSet<String> {
+        if !self.any.load(Ordering::SeqCst) {
+            return HashSet::new();
+        }
+        let prefix = format!("{store_key}/");
+        self.lock().values().flatten().filter(|url| url.starts_with(&prefix)).cloned().collect()
+    }
+
     /// Held by a query from its first listing to its finished plan.
     pub async fn planning(&self) -> RwLockReadGuard<'_, ()> {
         self.gate.read().await

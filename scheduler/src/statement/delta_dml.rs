@@ -128,12 +128,10 @@ impl Family for DeltaDml {
         let provider = DeltaTableProvider::try_new(self.table(), location.clone(), snapshot.clone(), &parquet)
             .map_err(SchedulerError::plan)?
             .with_file_column();
-        let columns: Vec<Expr> = provider
-            .schema_without_file_column()
-            .fields()
-            .iter()
-            .map(|f| Expr::Column(Column::new(Some(self.reference.clone()), f.name())))
-            .collect();
+        let names: Vec<String> =
+            provider.schema_without_file_column().fields().iter().map(|f| f.name().clone()).collect();
+        let columns: Vec<Expr> =
+            names.iter().map(|name| Expr::Column(Column::new(Some(self.reference.clone()), name))).collect();
 
         // 1. The rows matched, per file.
         let file = col(Column::new(Some(self.reference.clone()), delta_log::FILE_COLUMN));
@@ -180,10 +178,8 @@ impl Family for DeltaDml {
             (Some(assignments), predicate) => {
                 let values: Vec<Expr> = assignments
                     .iter()
-                    .zip(&columns)
-                    .map(|(assigned, column)| {
-                        let name = column.schema_name().to_string();
-                        let name = name.rsplit('.').next().unwrap_or(&name).to_string();
+                    .zip(columns.iter().zip(&names))
+                    .map(|(assigned, (column, name))| {
                         let value = match predicate {
                             Some(p) => when(matches(p), strip_alias(assigned)).otherwise(column.clone()),
                             None => Ok(strip_alias(assigned)),

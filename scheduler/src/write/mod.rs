@@ -37,6 +37,7 @@ use crate::error::{ErrorKind, SchedulerError};
 use crate::query::{ProgressSlot, QueryRunner, QueryStatsHandle};
 
 mod cleanup;
+mod logged;
 
 pub(crate) use cleanup::{hide_unfinished, recover};
 use cleanup::{remove, remove_failed, retire, sweep_failed};
@@ -379,53 +380,30 @@ impl StagedWrite {
         progress: &ProgressSlot,
         register: impl FnOnce(&[Partition]) -> Result<(), SchedulerError>,
     ) -> Result<(u64, QueryStatsHandle), SchedulerError> {
-        let spec = self.spec(state, format);
         let written = async {
-            let result = queries.run_write(state, self.query.clone(), plan, &spec, progress).await?;
-            let failed = result.query.clone();
-            let reports: Vec<RecordBatch> = result
-                .batches
-                .try_collect()
-                .await
-                .map_err(|source| SchedulerError::Execute { query: failed, source })?;
-            Ok((self.publish_and_commit(&reports, register).await?, result.stats))
+            let (reports, stats) = self.reports(queries, state, plan, format, progress).await?;
+            Ok((self.publish_and_commit(&reports, register).await?, stats))
         }
         .await;
         self.discard().await;
         written
     }
 
-    /// Runs `plan` into this write as [`Self::run`] does, for a table whose own log says which
-    /// files are its (Delta): once the files are in place the journal keeps them, then `log`
-    /// commits them to the table's log. A crash between the two leaves files no version names
-    /// (what VACUUM removes), never a version naming deleted files; a `log` that fails removes them.
-    pub async fn run_logged(
-        mut self,
+    /// Runs `plan` with its rows written into the staging location: the writers' reports.
+    async fn reports(
+        &self,
         queries: &QueryRunner,
         state: &SessionState,
         plan: &LogicalPlan,
         format: (WriteFormat, WriteCompression),
         progress: &ProgressSlot,
-        log: impl AsyncFnOnce(&Published) -> Result<(), SchedulerError>,
-    ) -> Result<(u64, QueryStatsHandle), SchedulerError> {
+    ) -> Result<(Vec<RecordBatch>, QueryStatsHandle), SchedulerError> {
         let spec = self.spec(state, format);
-        let written = async {
-            let result = queries.run_write(state, self.query.clone(), plan, &spec, progress).await?;
-            let failed = result.query.clone();
-            let reports: Vec<RecordBatch> = result
-                .batches
-                .try_collect()
-                .await
-                .map_err(|source| SchedulerError::Execute { query: failed, source })?;
-            let published = self.publish(&reports).await?;
-            self.catalog.record_write_targets(&self.id(), &[], &[])?;
-            log(&published).await?;
-            self.commit(|| Ok(())).await?;
-            Ok((published.rows, result.stats))
-        }
-        .await;
-        self.discard().await;
-        written
+        let result = queries.run_write(state, self.query.clone(), plan, &spec, progress).await?;
+        let failed = result.query.clone();
+        let reports =
+            result.batches.try_collect().await.map_err(|source| SchedulerError::Execute { query: failed, source })?;
+        Ok((reports, result.stats))
     }
 
     /// Writes `rows` (one stream, from a client) here, on the scheduler, then publishes and
