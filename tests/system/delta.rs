@@ -70,6 +70,22 @@ async fn assert_insert_reads_back(client: &mut GlauxClient, uri: &str, options: 
     assert_eq!(output.stats.map(|s| s.files_planned), Some(1));
 }
 
+/// A table delta-rs writes (`delta_rs.py` `mode`) under the warehouse's `dir`, declared in Glaux as
+/// `name`: its location's URI, what delta-rs read, and the client that declared it.
+async fn delta_rs_table(
+    cluster: &TestCluster,
+    mode: &str,
+    dir: &str,
+    name: &str,
+) -> Result<(String, Written, GlauxClient), Box<dyn std::error::Error>> {
+    let uri = cluster.warehouse().join(dir).display().to_string();
+    let written = delta_rs(mode, &uri, None);
+    let mut client = cluster.client().await;
+    let sql = format!("CREATE EXTERNAL TABLE {name} LOCATION '{uri}' TBLPROPERTIES ('table_type' = 'DELTA')");
+    client.query(&sql).await?;
+    Ok((uri, written, client))
+}
+
 async fn rows(client: &mut GlauxClient, sql: &str) -> Vec<String> {
     rows_of(&client.query(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}")).batches)
 }
@@ -223,13 +239,7 @@ async fn a_delta_table_in_s3_reads_at_every_version() -> TestResult {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_clients_appending_at_once_both_land_in_versions_of_their_own() -> TestResult {
     let cluster = TestCluster::builder().start().await?;
-    let location = cluster.warehouse().join("events");
-    let uri = location.display().to_string();
-    let written = delta_rs("write", &uri, None);
-    let mut client = cluster.client().await;
-    client
-        .query(&format!("CREATE EXTERNAL TABLE reviews LOCATION '{uri}' TBLPROPERTIES ('table_type' = 'DELTA')"))
-        .await?;
+    let (uri, written, mut client) = delta_rs_table(&cluster, "write", "events", "reviews").await?;
     const EACH: i64 = 6;
     let append = |first: i64| {
         let cluster = &cluster;
@@ -309,13 +319,7 @@ async fn create_table_as_makes_a_delta_table_any_delta_reader_reads() -> TestRes
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn delete_and_update_rewrite_files_and_delta_rs_reads_the_result() -> TestResult {
     let cluster = TestCluster::builder().executors(2).start().await?;
-    let location = cluster.warehouse().join("reviews");
-    let uri = location.display().to_string();
-    let written = delta_rs("write", &uri, None);
-    let mut client = cluster.client().await;
-    client
-        .query(&format!("CREATE EXTERNAL TABLE reviews LOCATION '{uri}' TBLPROPERTIES ('table_type' = 'DELTA')"))
-        .await?;
+    let (uri, written, mut client) = delta_rs_table(&cluster, "write", "reviews", "reviews").await?;
     let mut expected = written.versions.values().last().cloned().unwrap_or_default();
     // Version 4 holds ids 3..=9 (see delta_rs.py). A GDPR erasure: two customers' rows.
     assert_eq!(rows(&mut client, "DELETE FROM reviews WHERE id IN (3, 8)").await, ["2"]);
@@ -363,13 +367,7 @@ async fn delete_and_update_rewrite_files_and_delta_rs_reads_the_result() -> Test
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_updates_of_the_same_rows_never_lose_one() -> TestResult {
     let cluster = TestCluster::builder().start().await?;
-    let location = cluster.warehouse().join("reviews");
-    let uri = location.display().to_string();
-    delta_rs("write", &uri, None);
-    let mut client = cluster.client().await;
-    client
-        .query(&format!("CREATE EXTERNAL TABLE reviews LOCATION '{uri}' TBLPROPERTIES ('table_type' = 'DELTA')"))
-        .await?;
+    let (_, _, mut client) = delta_rs_table(&cluster, "write", "reviews", "reviews").await?;
     let start: i64 = rows(&mut client, "SELECT qty FROM reviews WHERE id = 4").await.join("").parse()?;
     // Eight clients each add one to the same row at once: every success must show, and every
     // failure must say it lost to a concurrent commit.
@@ -395,13 +393,7 @@ async fn concurrent_updates_of_the_same_rows_never_lose_one() -> TestResult {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn optimize_bin_packs_small_files_into_one_version_that_changes_no_rows() -> TestResult {
     let cluster = TestCluster::builder().executors(2).start().await?;
-    let location = cluster.warehouse().join("clicks");
-    let uri = location.display().to_string();
-    let written = delta_rs("small", &uri, None);
-    let mut client = cluster.client().await;
-    client
-        .query(&format!("CREATE EXTERNAL TABLE clicks LOCATION '{uri}' TBLPROPERTIES ('table_type' = 'DELTA')"))
-        .await?;
+    let (uri, written, mut client) = delta_rs_table(&cluster, "small", "clicks", "clicks").await?;
     let all = "SELECT id, name, qty, day FROM clicks ORDER BY id";
     let before = rows(&mut client, all).await;
     assert_eq!(Some(&before), written.versions.values().last());

@@ -19,7 +19,15 @@ use crate::query::{ProgressSlot, QueryStatsHandle};
 use crate::write::StagedWrite;
 
 /// How a Delta table's files are written.
-const FILES: (WriteFormat, WriteCompression) = (WriteFormat::Parquet, WriteCompression::Snappy);
+pub(super) const FILES: (WriteFormat, WriteCompression) = (WriteFormat::Parquet, WriteCompression::Snappy);
+
+/// A Delta table's location, ending in '/' (the root its log's paths are relative to).
+pub(super) fn location(definition: &TableDef) -> Result<String, SchedulerError> {
+    let Some(location) = definition.locations.first() else {
+        return Err(unsupported(format!("{}.{} has no location", definition.database, definition.name)));
+    };
+    Ok(if location.ends_with('/') { location.clone() } else { format!("{location}/") })
+}
 
 /// `INSERT INTO` the Delta table `definition`: one `WRITE` (append) commit; appends never
 /// conflict, so a concurrent commit makes `deltalake-core` commit again on top of it.
@@ -30,10 +38,7 @@ pub(super) async fn insert(
     input: &LogicalPlan,
     progress: &ProgressSlot,
 ) -> Result<(u64, QueryStatsHandle), SchedulerError> {
-    let Some(location) = definition.locations.first() else {
-        return Err(unsupported(format!("{}.{} has no location", definition.database, definition.name)));
-    };
-    let location = if location.ends_with('/') { location.clone() } else { format!("{location}/") };
+    let location = location(definition)?;
     let runtime = ctx.state.runtime_env();
     let table = delta_log::open(runtime, &location, DeltaSnapshot::Latest).await?;
     let keys: Vec<String> = definition.partition_keys.iter().map(|k| k.name.clone()).collect();
@@ -96,10 +101,7 @@ pub(super) async fn optimize(
     threshold: u64,
     progress: &ProgressSlot,
 ) -> Result<Option<(u64, QueryStatsHandle)>, SchedulerError> {
-    let Some(location) = definition.locations.first() else {
-        return Err(unsupported(format!("{}.{} has no location", definition.database, definition.name)));
-    };
-    let location = if location.ends_with('/') { location.clone() } else { format!("{location}/") };
+    let location = location(definition)?;
     let runtime = ctx.state.runtime_env();
     let snapshot = delta_log::open(runtime, &location, DeltaSnapshot::Latest).await?;
     let name = format!("{}.{}", definition.database, definition.name);

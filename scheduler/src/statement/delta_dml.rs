@@ -22,16 +22,14 @@ use datafusion::functions_aggregate::count::count;
 use datafusion::logical_expr::{DmlStatement, Expr, LogicalPlan, LogicalPlanBuilder, WriteOp, col, lit, when};
 use futures::TryStreamExt;
 use glaux_catalog::{DEFAULT_CATALOG, DeltaSnapshot, DeltaTableProvider, Privilege, TableFormat, delta_log};
-use glaux_proto::{QueryId, WriteCompression, WriteFormat};
+use glaux_proto::QueryId;
 
 use super::create_table_as::{rows_schema, unsupported, written_result};
+use super::delta::FILES;
 use super::{Context, Family};
 use crate::error::SchedulerError;
 use crate::query::{ProgressSlot, QueryResult};
 use crate::write::StagedWrite;
-
-/// How a Delta table's files are written.
-const FILES: (WriteFormat, WriteCompression) = (WriteFormat::Parquet, WriteCompression::Snappy);
 
 pub(crate) struct DeltaDml {
     reference: TableReference,
@@ -117,10 +115,7 @@ impl Family for DeltaDml {
                 self.table()
             )));
         }
-        let Some(location) = definition.locations.first() else {
-            return Err(unsupported(format!("{} has no location", self.table())));
-        };
-        let location = if location.ends_with('/') { location.clone() } else { format!("{location}/") };
+        let location = super::delta::location(&definition)?;
         let runtime = ctx.state.runtime_env();
         let snapshot = delta_log::open(runtime, &location, DeltaSnapshot::Latest).await?;
         let parquet =

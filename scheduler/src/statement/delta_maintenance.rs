@@ -94,8 +94,7 @@ impl DeltaMaintenance {
                 table.database, table.name
             )));
         }
-        let location = table.locations.first().cloned().unwrap_or_default();
-        let location = if location.ends_with('/') { location } else { format!("{location}/") };
+        let location = super::delta::location(&table)?;
         Ok((table, location))
     }
 }
