@@ -7,10 +7,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
-use datafusion::arrow::datatypes::{Field, Schema};
+use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
 use datafusion::catalog::{CatalogProvider, SchemaProvider, TableProvider};
 use datafusion::common::config::TableParquetOptions;
 use datafusion::common::{DataFusionError, Result, plan_err};
+use datafusion::datasource::TableType;
 use datafusion::datasource::empty::EmptyTable;
 use datafusion::datasource::file_format::FileFormat;
 use datafusion::datasource::file_format::csv::CsvFormat;
@@ -249,7 +250,16 @@ async fn delta_provider(
         Some(NameSuffix::At(snapshot)) => snapshot,
         _ => DeltaSnapshot::Latest,
     };
-    let delta = crate::delta::open(&shared.runtime, location, snapshot).await?;
+    let delta = match crate::delta::open(&shared.runtime, location, snapshot).await {
+        Ok(delta) => delta,
+        // Named plainly (as metadata listings name every table), a table whose log cannot be
+        // read shows its catalog columns, and reading it fails with why.
+        Err(error) if suffix.is_none() => {
+            let schema = table_provider(table, &shared.catalog, &shared.parquet)?.schema();
+            return Ok(Arc::new(UnreadableTable { schema, error: error.to_string() }));
+        }
+        Err(error) => return Err(error.into()),
+    };
     Ok(match suffix {
         Some(NameSuffix::History) => Arc::new(history_table(&delta).await?),
         Some(NameSuffix::Properties) => Arc::new(properties_table(&delta)?),
@@ -263,4 +273,32 @@ async fn delta_provider(
             )?))
         }
     })
+}
+
+/// A Delta table whose log cannot be read now: its catalog columns, and scans that fail with why.
+#[derive(Debug)]
+struct UnreadableTable {
+    schema: SchemaRef,
+    error: String,
+}
+
+#[async_trait]
+impl TableProvider for UnreadableTable {
+    fn schema(&self) -> SchemaRef {
+        Arc::clone(&self.schema)
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn datafusion::catalog::Session,
+        _projection: Option<&Vec<usize>>,
+        _filters: &[datafusion::logical_expr::Expr],
+        _limit: Option<usize>,
+    ) -> Result<Arc<dyn datafusion::physical_plan::ExecutionPlan>> {
+        plan_err!("{}", self.error)
+    }
 }

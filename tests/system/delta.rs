@@ -465,6 +465,14 @@ async fn create_table_with_columns_makes_an_empty_delta_table() -> TestResult {
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let read: serde_json::Value = serde_json::from_slice(&output.stdout)?;
     assert_eq!(read, serde_json::json!([[1, ["day"], 2], [1, ["region"], 1]]));
+    // A table whose log is gone: the other tables still list with their columns; reading it
+    // says why it cannot be read.
+    std::fs::remove_dir_all(&location)?;
+    let listed = rows(&mut client, "SELECT DISTINCT table_name FROM information_schema.columns ORDER BY 1").await;
+    assert_eq!(listed, ["events", "other"]);
+    let error = error_of(&mut client, "SELECT * FROM other").await;
+    assert!(error.contains("Delta"), "{error}");
+    assert_eq!(rows(&mut client, "SELECT count(*) FROM events").await, ["2"]);
     for (sql, expected) in [
         ("CREATE TABLE events (id bigint) TBLPROPERTIES ('table_type' = 'DELTA')", "already exists"),
         ("CREATE TABLE h (id bigint) TBLPROPERTIES ('format' = 'parquet')", "creates Delta tables"),
