@@ -45,6 +45,7 @@ pub use delta::{
 /// Delta Lake tables' logs: opening a snapshot, committing written files.
 pub mod delta_log {
     pub use crate::delta::{FILE_COLUMN, Rewrite, VACUUM_AGE, append, create, open, rewrite, set_properties, vacuum};
+    pub use deltalake_core::DeltaTable;
 }
 pub use error::{CatalogError, Result};
 pub use file_set::{FileOfPartition, FileSetTable};

@@ -233,7 +233,7 @@ impl TableProvider for DeltaTableProvider {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let (store_url, _, _) = store_and_path(&self.location)?;
+        let (store_url, _, table_path) = store_and_path(&self.location)?;
         let files = self.candidates(state, filters).await?;
         if files.is_empty() {
             return Ok(Arc::new(EmptyExec::new(project_schema(&self.schema, projection)?)));
@@ -241,7 +241,7 @@ impl TableProvider for DeltaTableProvider {
         let groups = match &self.groups {
             Some(groups) => {
                 let mut by_path: std::collections::HashMap<String, PartitionedFile> =
-                    files.into_iter().filter_map(|f| Some((relative_path(&f, &self.location)?, f))).collect();
+                    files.into_iter().filter_map(|f| Some((relative_path(&f, &table_path)?, f))).collect();
                 let groups = groups.iter().map(|g| g.iter().filter_map(|p| by_path.remove(p)).collect::<Vec<_>>());
                 groups.filter(|g| !g.is_empty()).map(FileGroup::new).collect()
             }
@@ -263,10 +263,9 @@ fn partitions(files: &[PartitionedFile]) -> usize {
     files.iter().map(|f| &f.partition_values).collect::<HashSet<_>>().len()
 }
 
-/// A scanned file's path relative to the table at `location`, as the log names it.
-fn relative_path(file: &PartitionedFile, location: &str) -> Option<String> {
-    let (_, _, table_path) = store_and_path(location).ok()?;
+/// A scanned file's path relative to the table's path in its store, as the log names it.
+fn relative_path(file: &PartitionedFile, table_path: &Path) -> Option<String> {
     let parts: Vec<String> =
-        file.object_meta.location.prefix_match(&table_path)?.map(|p| p.as_ref().to_string()).collect();
+        file.object_meta.location.prefix_match(table_path)?.map(|p| p.as_ref().to_string()).collect();
     Some(parts.join("/"))
 }

@@ -9,6 +9,7 @@ use datafusion::common::ScalarValue;
 use datafusion::config::TableParquetOptions;
 use datafusion::datasource::provider_as_source;
 use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder, col};
+use glaux_catalog::delta_log::DeltaTable;
 use glaux_catalog::{DeltaSnapshot, DeltaTableProvider, TableDef, delta_log};
 use glaux_proto::{QueryId, WriteCompression, WriteFormat};
 
@@ -20,6 +21,20 @@ use crate::write::StagedWrite;
 
 /// How a Delta table's files are written.
 pub(super) const FILES: (WriteFormat, WriteCompression) = (WriteFormat::Parquet, WriteCompression::Snappy);
+
+/// The snapshot `snapshot` of the Delta table `name` at `location` as a statement that rewrites
+/// its files scans it: each row names its file ([`delta_log::FILE_COLUMN`]).
+pub(super) fn rewriting_scan(
+    ctx: &Context<'_>,
+    name: String,
+    location: &str,
+    snapshot: &DeltaTable,
+) -> Result<DeltaTableProvider, SchedulerError> {
+    let parquet =
+        TableParquetOptions { global: ctx.state.config_options().execution.parquet.clone(), ..Default::default() };
+    let provider = DeltaTableProvider::try_new(name, location.to_string(), snapshot.clone(), &parquet);
+    Ok(provider.map_err(SchedulerError::plan)?.with_file_column())
+}
 
 /// A Delta table's location, ending in '/' (the root its log's paths are relative to).
 pub(super) fn location(definition: &TableDef) -> Result<String, SchedulerError> {
@@ -105,11 +120,7 @@ pub(super) async fn optimize(
     let runtime = ctx.state.runtime_env();
     let snapshot = delta_log::open(runtime, &location, DeltaSnapshot::Latest).await?;
     let name = format!("{}.{}", definition.database, definition.name);
-    let parquet =
-        TableParquetOptions { global: ctx.state.config_options().execution.parquet.clone(), ..Default::default() };
-    let provider = DeltaTableProvider::try_new(name.clone(), location.clone(), snapshot.clone(), &parquet)
-        .map_err(SchedulerError::plan)?
-        .with_file_column();
+    let provider = rewriting_scan(ctx, name.clone(), &location, &snapshot)?;
     let columns: Vec<Expr> = provider.schema_without_file_column().fields().iter().map(|f| col(f.name())).collect();
     let files = provider.candidates(&ctx.state, predicate.as_slice()).await.map_err(SchedulerError::plan)?;
     // Small files by partition (the partition values before the file's own path), in groups of
@@ -125,10 +136,7 @@ pub(super) async fn optimize(
     if touched.is_empty() {
         return Ok(None);
     }
-    let provider = DeltaTableProvider::try_new(name, location.clone(), snapshot.clone(), &parquet)
-        .map_err(SchedulerError::plan)?
-        .with_file_column()
-        .grouped(groups);
+    let provider = rewriting_scan(ctx, name, &location, &snapshot)?.grouped(groups);
     let plan = LogicalPlanBuilder::scan("t", provider_as_source(Arc::new(provider)), None)
         .and_then(|scan| scan.project(columns))
         .and_then(LogicalPlanBuilder::build)

@@ -16,7 +16,6 @@ use arrow::array::{AsArray, RecordBatch};
 use arrow::datatypes::{Int64Type, SchemaRef};
 use async_trait::async_trait;
 use datafusion::common::{Column, TableReference};
-use datafusion::config::TableParquetOptions;
 use datafusion::datasource::provider_as_source;
 use datafusion::functions_aggregate::count::count;
 use datafusion::logical_expr::{DmlStatement, Expr, LogicalPlan, LogicalPlanBuilder, WriteOp, col, lit, when};
@@ -25,7 +24,7 @@ use glaux_catalog::{DEFAULT_CATALOG, DeltaSnapshot, DeltaTableProvider, Privileg
 use glaux_proto::QueryId;
 
 use super::create_table_as::{rows_schema, unsupported, written_result};
-use super::delta::FILES;
+use super::delta::{FILES, rewriting_scan};
 use super::{Context, Family};
 use crate::error::SchedulerError;
 use crate::query::{ProgressSlot, QueryResult};
@@ -118,11 +117,7 @@ impl Family for DeltaDml {
         let location = super::delta::location(&definition)?;
         let runtime = ctx.state.runtime_env();
         let snapshot = delta_log::open(runtime, &location, DeltaSnapshot::Latest).await?;
-        let parquet =
-            TableParquetOptions { global: ctx.state.config_options().execution.parquet.clone(), ..Default::default() };
-        let provider = DeltaTableProvider::try_new(self.table(), location.clone(), snapshot.clone(), &parquet)
-            .map_err(SchedulerError::plan)?
-            .with_file_column();
+        let provider = rewriting_scan(ctx, self.table(), &location, &snapshot)?;
         let names: Vec<String> =
             provider.schema_without_file_column().fields().iter().map(|f| f.name().clone()).collect();
         let columns: Vec<Expr> =
@@ -159,10 +154,7 @@ impl Family for DeltaDml {
         }
 
         // 2. Those files again, without the deleted rows or with the new values.
-        let provider = DeltaTableProvider::try_new(self.table(), location.clone(), snapshot.clone(), &parquet)
-            .map_err(SchedulerError::plan)?
-            .with_file_column()
-            .restricted_to(touched.clone());
+        let provider = rewriting_scan(ctx, self.table(), &location, &snapshot)?.restricted_to(touched.clone());
         let matches = |predicate: &Expr| Expr::IsTrue(Box::new(predicate.clone()));
         let rewritten = match (&self.assignments, &self.predicate) {
             (None, Some(predicate)) => self
