@@ -10,6 +10,7 @@
 //! - `json`: `json_extract_scalar`, `json_extract`, `json_parse`, ... over JSON text.
 //! - `datetime`: fields, `date_trunc`/`date_add`/`date_diff`, MySQL and Joda patterns, ISO 8601.
 //! - `strings`: `split`, regular expressions, URLs, UTF-8 and hex.
+//! - `hashes`: `sha2(x, bits)` (Spark's and Hive's, for hashing rows).
 //! - `arrays`: `element_at`, `contains`, `sequence`, `slice`.
 //! - `conditional`: `if`, `typeof`; `try_eval`: `try`.
 //! - `math`: `truncate`, `rand(n)`, `width_bucket`, ...
@@ -25,6 +26,7 @@ mod approx_percentile;
 mod arrays;
 mod conditional;
 mod datetime;
+mod hashes;
 mod hive_bucket;
 mod json;
 mod math;
@@ -47,6 +49,7 @@ pub fn scalar_functions() -> Vec<ScalarUDF> {
     functions.extend(json::functions());
     functions.extend(datetime::functions());
     functions.extend(strings::functions());
+    functions.extend(hashes::functions());
     functions.extend(arrays::functions());
     functions.extend(conditional::functions());
     functions.extend(math::functions());

@@ -33,6 +33,7 @@ use crate::generated::{
 use crate::ids::{ExecutorAddr, QueryId, StageId, TaskId};
 use crate::partition_subset::PartitionSubsetExec;
 use crate::reader_properties;
+use crate::row_index::RowIndexConverter;
 use crate::stage_reader::{StageReaderExec, TaskOutput, reader_from_parts};
 use crate::table_write::{TableWriteExec, WriteCompression, WriteFormat, WriteSpec};
 
@@ -233,8 +234,8 @@ pub fn encode_plan(plan: Arc<dyn ExecutionPlan>) -> Result<EncodedPlan> {
     })?;
     // Deduplicated, so an expression two nodes share (a join's dynamic filter and the scan it
     // filters) is still one expression after decoding.
-    let bytes =
-        physical_plan_to_bytes_with_proto_converter(plan, &GlauxCodec, &DeduplicatingProtoConverter {})?.to_vec();
+    // `file_row_index()` is written as the call, not the scan's virtual column (see row_index).
+    let bytes = physical_plan_to_bytes_with_proto_converter(plan, &GlauxCodec, &RowIndexConverter)?.to_vec();
     Ok(EncodedPlan { bytes, scan_codecs })
 }
 

@@ -29,6 +29,7 @@ mod local_outputs;
 mod panics;
 mod partition_subset;
 mod reader_properties;
+mod row_index;
 mod stage_reader;
 mod stats;
 mod table_write;

@@ -16,7 +16,7 @@ use deltalake_core::kernel::engine::arrow_conversion::TryFromArrow;
 use deltalake_core::kernel::transaction::CommitBuilder;
 use deltalake_core::kernel::{DataType as KernelType, StructField};
 use deltalake_core::operations::create::CreateBuilder;
-use deltalake_core::protocol::{DeltaOperation, SaveMode};
+use deltalake_core::protocol::{DeltaOperation, MergePredicate, SaveMode};
 use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStore};
@@ -77,6 +77,13 @@ pub enum Rewrite {
     Update {
         predicate: Option<String>,
     },
+    /// `MERGE`: its `ON` condition, and each `WHEN` clause's action (`update`, `delete`,
+    /// `insert`) and condition, matched clauses then not matched ones. It read the whole table.
+    Merge {
+        on: String,
+        matched: Vec<(String, Option<String>)>,
+        not_matched: Vec<(String, Option<String>)>,
+    },
     /// The same rows in fewer files: no data changes (streaming readers skip it).
     Optimize {
         predicate: Option<String>,
@@ -115,6 +122,18 @@ pub async fn rewrite(
     let operation = match operation {
         Rewrite::Delete { predicate } => DeltaOperation::Delete { predicate },
         Rewrite::Update { predicate } => DeltaOperation::Update { predicate },
+        Rewrite::Merge { on, matched, not_matched } => {
+            let clauses = |clauses: Vec<(String, Option<String>)>| {
+                clauses.into_iter().map(|(action_type, predicate)| MergePredicate { action_type, predicate }).collect()
+            };
+            DeltaOperation::Merge {
+                predicate: None,
+                merge_predicate: Some(on),
+                matched_predicates: clauses(matched),
+                not_matched_predicates: clauses(not_matched),
+                not_matched_by_source_predicates: Vec::new(),
+            }
+        }
         Rewrite::Optimize { predicate, target_size } => {
             DeltaOperation::Optimize { predicate, target_size: i64::try_from(target_size).unwrap_or(i64::MAX) }
         }

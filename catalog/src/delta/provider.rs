@@ -36,7 +36,7 @@ use super::stats::file_statistics;
 use super::store_and_path;
 use crate::lake_table::{PruningReport, TableScanReport, file_scan};
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct DeltaTableProvider {
     /// `database.table`.
     name: String,

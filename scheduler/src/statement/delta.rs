@@ -5,12 +5,15 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use arrow::array::RecordBatch;
+
 use datafusion::common::ScalarValue;
 use datafusion::config::TableParquetOptions;
 use datafusion::datasource::provider_as_source;
 use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder, col};
+use futures::TryStreamExt;
 use glaux_catalog::delta_log::DeltaTable;
-use glaux_catalog::{DeltaSnapshot, DeltaTableProvider, TableDef, delta_log};
+use glaux_catalog::{DeltaSnapshot, DeltaTableProvider, TableDef, TableFormat, delta_log};
 use glaux_proto::{QueryId, WriteCompression, WriteFormat};
 
 use super::Context;
@@ -34,6 +37,37 @@ pub(super) fn rewriting_scan(
         TableParquetOptions { global: ctx.state.config_options().execution.parquet.clone(), ..Default::default() };
     let provider = DeltaTableProvider::try_new(name, location.to_string(), snapshot.clone(), &parquet);
     Ok(provider.map_err(SchedulerError::plan)?.with_file_column())
+}
+
+/// The Delta table `database.table` a statement (`DELETE`, `UPDATE`, `MERGE`) rewrites: its
+/// definition, location and latest snapshot. Other tables are refused, as Athena refuses them.
+pub(super) async fn rewritten_table(
+    ctx: &Context<'_>,
+    database: &str,
+    table: &str,
+    statement: &str,
+) -> Result<(TableDef, String, DeltaTable), SchedulerError> {
+    let definition = ctx.lake.table(&[database.to_string(), table.to_string()], database)?;
+    if definition.format != TableFormat::Delta {
+        return Err(unsupported(format!(
+            "{statement} works on Delta tables ('table_type' = 'DELTA'); {database}.{table} is not one"
+        )));
+    }
+    let location = location(&definition)?;
+    let snapshot = delta_log::open(ctx.state.runtime_env(), &location, DeltaSnapshot::Latest).await?;
+    Ok((definition, location, snapshot))
+}
+
+/// Runs a statement's inner query (one pass of a rewrite) and collects its rows.
+pub(super) async fn collect(
+    ctx: &Context<'_>,
+    plan: &LogicalPlan,
+) -> Result<(Vec<RecordBatch>, QueryStatsHandle), SchedulerError> {
+    let result = ctx.queries.run(&ctx.state, QueryId::random(), plan, &ProgressSlot::default()).await?;
+    let failed = result.query.clone();
+    let batches =
+        result.batches.try_collect().await.map_err(|source| SchedulerError::Execute { query: failed, source })?;
+    Ok((batches, result.stats))
 }
 
 /// A Delta table's location, ending in '/' (the root its log's paths are relative to).

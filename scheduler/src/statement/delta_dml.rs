@@ -12,19 +12,18 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use arrow::array::{AsArray, RecordBatch};
+use arrow::array::AsArray;
 use arrow::datatypes::{Int64Type, SchemaRef};
 use async_trait::async_trait;
 use datafusion::common::{Column, TableReference};
 use datafusion::datasource::provider_as_source;
 use datafusion::functions_aggregate::count::count;
 use datafusion::logical_expr::{DmlStatement, Expr, LogicalPlan, LogicalPlanBuilder, WriteOp, col, lit, when};
-use futures::TryStreamExt;
-use glaux_catalog::{DEFAULT_CATALOG, DeltaSnapshot, DeltaTableProvider, Privilege, TableFormat, delta_log};
+use glaux_catalog::{DEFAULT_CATALOG, DeltaTableProvider, Privilege, delta_log};
 use glaux_proto::QueryId;
 
 use super::create_table_as::{rows_schema, unsupported, written_result};
-use super::delta::{FILES, rewriting_scan};
+use super::delta::{FILES, collect, rewriting_scan, rewritten_table};
 use super::{Context, Family};
 use crate::error::SchedulerError;
 use crate::query::{ProgressSlot, QueryResult};
@@ -106,17 +105,9 @@ impl Family for DeltaDml {
         query: QueryId,
         progress: &ProgressSlot,
     ) -> Result<QueryResult, SchedulerError> {
-        let definition = ctx.lake.table(&[self.database.clone(), self.table.clone()], &self.database)?;
-        if definition.format != TableFormat::Delta {
-            return Err(unsupported(format!(
-                "{} works on Delta tables ('table_type' = 'DELTA'); {} is not one",
-                self.statement(),
-                self.table()
-            )));
-        }
-        let location = super::delta::location(&definition)?;
+        let (definition, location, snapshot) =
+            rewritten_table(ctx, &self.database, &self.table, self.statement()).await?;
         let runtime = ctx.state.runtime_env();
-        let snapshot = delta_log::open(runtime, &location, DeltaSnapshot::Latest).await?;
         let provider = rewriting_scan(ctx, self.table(), &location, &snapshot)?;
         let names: Vec<String> =
             provider.schema_without_file_column().fields().iter().map(|f| f.name().clone()).collect();
@@ -133,10 +124,7 @@ impl Family for DeltaDml {
             .aggregate(vec![file], vec![count(lit(1))])
             .and_then(LogicalPlanBuilder::build)
             .map_err(SchedulerError::plan)?;
-        let counted = ctx.queries.run(&ctx.state, QueryId::random(), &matched, &ProgressSlot::default()).await?;
-        let failed = counted.query.clone();
-        let batches: Vec<RecordBatch> =
-            counted.batches.try_collect().await.map_err(|source| SchedulerError::Execute { query: failed, source })?;
+        let (batches, counted) = collect(ctx, &matched).await?;
         let (mut touched, mut affected) = (HashSet::new(), 0u64);
         for batch in &batches {
             let (Some(files), Some(counts)) =
@@ -150,7 +138,7 @@ impl Family for DeltaDml {
             }
         }
         if touched.is_empty() {
-            return written_result(query, (0, counted.stats));
+            return written_result(query, (0, counted));
         }
 
         // 2. Those files again, without the deleted rows or with the new values.

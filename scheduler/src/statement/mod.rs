@@ -28,6 +28,7 @@ mod create_table_as;
 mod delta;
 mod delta_dml;
 mod delta_maintenance;
+mod delta_merge;
 mod explain;
 mod grants;
 mod ingest;
@@ -62,6 +63,7 @@ use create_table::CreateTable;
 use create_table_as::CreateTableAs;
 use delta_dml::DeltaDml;
 use delta_maintenance::DeltaMaintenance;
+use delta_merge::DeltaMerge;
 use explain::Explain;
 use grants::Authorization;
 pub(crate) use ingest::{IfExists, IngestTarget, ingest};
@@ -147,6 +149,8 @@ pub(crate) enum Statement {
     Insert(Box<Insert>),
     /// `DELETE` or `UPDATE` (of a Delta table).
     Rewrite(Box<DeltaDml>),
+    /// `MERGE` (into a Delta table).
+    Merge(Box<DeltaMerge>),
     /// `VACUUM`, `ALTER TABLE SET TBLPROPERTIES` (of a Delta table).
     DeltaMaintenance(Box<DeltaMaintenance>),
     Unload(Box<Unload>),
@@ -193,6 +197,7 @@ impl Statement {
             Self::Insert(_) => "insert",
             Self::Rewrite(dml) if dml.is_update() => "update",
             Self::Rewrite(_) => "delete",
+            Self::Merge(_) => "merge",
             Self::DeltaMaintenance(_) => "delta_maintenance",
             Self::Unload(_) => "unload",
             Self::Optimize(_) => "optimize",
@@ -217,6 +222,11 @@ impl Statement {
             Self::Unload(unload) => tables_read(unload.plan(), database),
             Self::Optimize(optimize) => vec![optimize.table(database)],
             Self::Rewrite(dml) => vec![dml.table()],
+            Self::Merge(merge) => {
+                let mut objects = tables_read(merge.source(), database);
+                objects.push(merge.table());
+                objects
+            }
             Self::DeltaMaintenance(maintenance) => vec![maintenance.table(database)],
             Self::Insert(insert) => {
                 let mut objects = tables_read(insert.plan(), database);
@@ -243,6 +253,7 @@ impl Statement {
             Self::CreateTableAs(s) => s.as_ref(),
             Self::Insert(s) => s.as_ref(),
             Self::Rewrite(s) => s.as_ref(),
+            Self::Merge(s) => s.as_ref(),
             Self::DeltaMaintenance(s) => s.as_ref(),
             Self::Unload(s) => s.as_ref(),
             Self::Optimize(s) => s.as_ref(),
@@ -274,14 +285,23 @@ impl Statement {
             let all = words.words();
             let options = all.iter().skip(1).take_while(|w| matches!(**w, "ANALYZE" | "VERBOSE")).count();
             let explained: Vec<&str> = all.iter().skip(1 + options).take(2).copied().collect();
-            if all.first() == Some(&"EXPLAIN") && matches!(explained.as_slice(), ["INSERT", _] | ["CREATE", "TABLE"]) {
+            if all.first() == Some(&"EXPLAIN")
+                && matches!(explained.as_slice(), ["INSERT" | "DELETE" | "UPDATE" | "MERGE", _] | ["CREATE", "TABLE"])
+            {
                 let written = words.after_words(1 + options).unwrap_or_default();
-                if explained[0] == "INSERT" || create_table_as::parse(written).is_some() {
+                if explained[0] != "CREATE" || create_table_as::parse(written).is_some() {
                     return Err(SchedulerError::refused(
                         ErrorKind::Unsupported,
-                        "EXPLAIN of CREATE TABLE AS or INSERT is not supported yet: EXPLAIN its query".to_string(),
+                        format!(
+                            "EXPLAIN of {} is not supported yet: EXPLAIN its query",
+                            if explained[0] == "CREATE" { "CREATE TABLE AS" } else { explained[0] }
+                        ),
                     ));
                 }
+            }
+            if words.words().first() == Some(&"MERGE") {
+                let plan = plan_sql::plan_insert(sql, ctx).await?;
+                return Ok(Statement::Merge(Box::new(DeltaMerge::try_new(plan, &ctx.session.database)?)));
             }
             if matches!(words.words().first(), Some(&"DELETE" | &"UPDATE")) {
                 let plan = plan_sql::plan_insert(sql, ctx).await?;
