@@ -52,7 +52,7 @@ fn unsupported(message: impl Into<String>) -> CatalogError {
 /// that neither this parser nor the Arrow code after it runs out of stack.
 pub const MAX_TYPE_DEPTH: usize = 32;
 
-struct Tokens {
+pub(crate) struct Tokens {
     tokens: Vec<Token>,
     at: usize,
     /// Types open around the one being read.
@@ -60,7 +60,7 @@ struct Tokens {
 }
 
 impl Tokens {
-    fn new(sql: &str) -> Result<Self> {
+    pub(crate) fn new(sql: &str) -> Result<Self> {
         let tokens = Tokenizer::new(&HiveDialect {}, sql)
             .tokenize()
             .map_err(|e| error(format!("cannot read the statement: {e}")))?
@@ -72,21 +72,21 @@ impl Tokens {
         Ok(Self { tokens, at: 0, depth: 0 })
     }
 
-    fn peek(&self) -> Option<&Token> {
+    pub(crate) fn peek(&self) -> Option<&Token> {
         self.tokens.get(self.at)
     }
 
-    fn next(&mut self) -> Option<Token> {
+    pub(crate) fn next(&mut self) -> Option<Token> {
         let token = self.tokens.get(self.at).cloned();
         self.at += 1;
         token
     }
 
-    fn peek_keyword(&self, keyword: &str) -> bool {
+    pub(crate) fn peek_keyword(&self, keyword: &str) -> bool {
         matches!(self.peek(), Some(Token::Word(w)) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case(keyword))
     }
 
-    fn keyword(&mut self, keyword: &str) -> bool {
+    pub(crate) fn keyword(&mut self, keyword: &str) -> bool {
         let found = self.peek_keyword(keyword);
         if found {
             self.at += 1;
@@ -94,11 +94,11 @@ impl Tokens {
         found
     }
 
-    fn expect_keyword(&mut self, keyword: &str) -> Result<()> {
+    pub(crate) fn expect_keyword(&mut self, keyword: &str) -> Result<()> {
         if self.keyword(keyword) { Ok(()) } else { Err(self.unexpected(keyword)) }
     }
 
-    fn expect(&mut self, token: Token) -> Result<()> {
+    pub(crate) fn expect(&mut self, token: Token) -> Result<()> {
         if self.peek() == Some(&token) {
             self.at += 1;
             Ok(())
@@ -107,7 +107,7 @@ impl Tokens {
         }
     }
 
-    fn unexpected(&self, wanted: &str) -> CatalogError {
+    pub(crate) fn unexpected(&self, wanted: &str) -> CatalogError {
         match self.peek() {
             Some(token) => error(format!("expected {wanted}, found {token}")),
             None => error(format!("expected {wanted}, found the end of the statement")),
@@ -125,7 +125,7 @@ impl Tokens {
     }
 
     /// An identifier, lowercased unless quoted.
-    fn identifier(&mut self) -> Result<String> {
+    pub(crate) fn identifier(&mut self) -> Result<String> {
         match self.next() {
             Some(Token::Word(w)) if w.quote_style.is_some() => Ok(w.value),
             Some(Token::Word(w)) => Ok(w.value.to_ascii_lowercase()),
@@ -164,7 +164,7 @@ impl Tokens {
     }
 
     /// `(name type [COMMENT '..'], ...)`
-    fn columns(&mut self) -> Result<Vec<(String, DataType)>> {
+    pub(crate) fn columns(&mut self) -> Result<Vec<(String, DataType)>> {
         self.columns_or_names(false)
     }
 
@@ -197,7 +197,7 @@ impl Tokens {
         Ok(columns)
     }
 
-    fn hive_type(&mut self) -> Result<DataType> {
+    pub(crate) fn hive_type(&mut self) -> Result<DataType> {
         if self.depth >= MAX_TYPE_DEPTH {
             return Err(error(format!("types nest at most {MAX_TYPE_DEPTH} deep")));
         }

@@ -182,6 +182,16 @@ impl Lake {
         self.register_delta_table(session, table, location, Default::default()).await
     }
 
+    /// After its log changed its columns: the Delta table `definition`'s columns and partition
+    /// keys as its log says now (for catalog listings; queries read the log each time).
+    pub async fn refresh_delta(&self, session: &dyn Session, definition: &TableDef) -> Result<()> {
+        let location = definition.locations.first().cloned().unwrap_or_default();
+        let delta = crate::delta::open(session.runtime_env(), &location, crate::delta::Snapshot::Latest).await?;
+        let (columns, partition_keys) = crate::delta::definition_parts(&delta)?;
+        let refreshed = TableDef { columns, partition_keys, ..definition.clone() };
+        self.catalog.create_table(&refreshed, &[], true)
+    }
+
     /// Registers the Delta table at `location` as `database.table`: its columns and partition
     /// keys as its log says now (queries read them from the log each time).
     async fn register_delta_table(

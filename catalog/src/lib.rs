@@ -18,6 +18,7 @@
 //! Invariant: this crate knows nothing of front doors, clusters or queries; what it reads from
 //! storage it reads through the DataFusion session it is given.
 
+mod alter_columns;
 mod crawler;
 mod definitions;
 mod delta;
@@ -44,9 +45,12 @@ pub use delta::{
 };
 /// Delta Lake tables' logs: opening a snapshot, committing written files.
 pub mod delta_log {
-    pub use crate::delta::{FILE_COLUMN, Rewrite, VACUUM_AGE, append, create, open, rewrite, set_properties, vacuum};
+    pub use crate::delta::{
+        FILE_COLUMN, Rewrite, VACUUM_AGE, add_columns, append, create, open, rewrite, set_properties, vacuum,
+    };
     pub use deltalake_core::DeltaTable;
 }
+pub use alter_columns::{ColumnChange, parse_alter_columns};
 pub use error::{CatalogError, Result};
 pub use file_set::{FileOfPartition, FileSetTable};
 pub use grants::{Access, Columns, Grant, Grantee, Privilege, Securable, location_prefix};

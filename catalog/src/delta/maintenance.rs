@@ -1,9 +1,13 @@
-//! Keeping a Delta table: its properties (`ALTER TABLE ... SET TBLPROPERTIES`) and `VACUUM`.
+//! Keeping a Delta table: its properties (`ALTER TABLE ... SET TBLPROPERTIES`), its columns
+//! (`ALTER TABLE ... ADD COLUMNS`) and `VACUUM`.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
+use datafusion::arrow::datatypes::DataType;
 use datafusion::execution::runtime_env::RuntimeEnv;
+use deltalake_core::kernel::engine::arrow_conversion::TryFromArrow;
+use deltalake_core::kernel::{DataType as KernelType, StructField};
 
 use super::{Snapshot, delta_error, open};
 use crate::error::{CatalogError, Result};
@@ -57,4 +61,27 @@ pub async fn vacuum(runtime: &RuntimeEnv, location: &str) -> Result<usize> {
         ))
     })?;
     Ok(metrics.files_deleted.len())
+}
+
+/// `ALTER TABLE ADD COLUMNS`: `columns` (nullable, NULL in the rows already written) after the
+/// table's others, as one `ADD COLUMN` version. Returns the version.
+pub async fn add_columns(runtime: &RuntimeEnv, location: &str, columns: &[(String, DataType)]) -> Result<u64> {
+    let table = open(runtime, location, Snapshot::Latest).await?;
+    let state = table.snapshot().map_err(|e| delta_error(location, e))?;
+    let schema = state.snapshot().arrow_schema();
+    let mut fields = Vec::with_capacity(columns.len());
+    for (name, data_type) in columns {
+        if schema.fields().iter().any(|f| f.name().eq_ignore_ascii_case(name)) {
+            return Err(CatalogError::Invalid(format!("column {name} already exists")));
+        }
+        let data_type = KernelType::try_from_arrow(data_type)
+            .map_err(|e| CatalogError::Unsupported(format!("column {name} cannot be a Delta column: {e}")))?;
+        fields.push(StructField::new(name, data_type, true));
+    }
+    let table = table
+        .add_columns()
+        .with_fields(fields)
+        .await
+        .map_err(|e| CatalogError::Invalid(format!("adding columns to the Delta table at {location}: {e}")))?;
+    Ok(table.version().unwrap_or_default())
 }

@@ -35,7 +35,7 @@ use url::Url;
 
 pub use commit::{NewFile, Rewrite, append, create, rewrite};
 pub use history::{history_table, properties_table};
-pub use maintenance::{VACUUM_AGE, set_properties, vacuum};
+pub use maintenance::{VACUUM_AGE, add_columns, set_properties, vacuum};
 pub use provider::{DeltaTableProvider, FILE_COLUMN};
 
 use crate::definitions::{ColumnDef, TableDef};

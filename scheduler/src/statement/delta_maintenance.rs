@@ -1,6 +1,7 @@
-//! Keeping Delta tables: `VACUUM t` (deletes the files no recent version needs) and
+//! Keeping Delta tables: `VACUUM t` (deletes the files no recent version needs),
 //! `ALTER TABLE t SET TBLPROPERTIES ('k' = 'v', ...)` (one version setting them; among them
-//! `vacuum_max_snapshot_age_seconds`, the retention `VACUUM` keeps).
+//! `vacuum_max_snapshot_age_seconds`, the retention `VACUUM` keeps) and `ALTER TABLE t ADD
+//! COLUMNS (...)` (Athena's and Trino's column changes are read by `glaux_catalog`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -8,7 +9,7 @@ use std::sync::Arc;
 use arrow::array::{Int64Array, RecordBatch};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use async_trait::async_trait;
-use glaux_catalog::{Privilege, TableDef, TableFormat, delta_log};
+use glaux_catalog::{ColumnChange, Privilege, TableDef, TableFormat, delta_log, parse_alter_columns};
 use glaux_proto::QueryId;
 
 use super::create_table_as::{refused, unsupported};
@@ -20,6 +21,7 @@ use crate::query::{ProgressSlot, QueryResult};
 pub(crate) enum DeltaMaintenance {
     Vacuum { name: Vec<String> },
     SetProperties { name: Vec<String>, properties: HashMap<String, String> },
+    Columns { name: Vec<String>, change: ColumnChange },
 }
 
 pub(super) fn recognize(words: &Words<'_>, _ctx: &Context<'_>) -> Option<Result<Recognized, SchedulerError>> {
@@ -31,6 +33,17 @@ pub(super) fn recognize(words: &Words<'_>, _ctx: &Context<'_>) -> Option<Result<
         }
         Ok(DeltaMaintenance::Vacuum { name })
     } else if w.starts_with(&["ALTER", "TABLE"]) {
+        if let Some(parsed) = parse_alter_columns(words.after_words(0)?) {
+            return Some(match parsed {
+                Ok((name, change)) => {
+                    Ok(Recognized::Statement(Statement::DeltaMaintenance(Box::new(DeltaMaintenance::Columns {
+                        name,
+                        change,
+                    }))))
+                }
+                Err(error) => Err(error.into()),
+            });
+        }
         let (name, end) = words.name_at(2)?;
         if w.get(end..end + 2) != Some(&["SET", "TBLPROPERTIES"][..]) {
             return None;
@@ -69,7 +82,7 @@ fn properties(words: &Words<'_>, mut i: usize) -> Result<HashMap<String, String>
 impl DeltaMaintenance {
     fn name(&self) -> &[String] {
         match self {
-            Self::Vacuum { name } | Self::SetProperties { name, .. } => name,
+            Self::Vacuum { name } | Self::SetProperties { name, .. } | Self::Columns { name, .. } => name,
         }
     }
 
@@ -87,6 +100,9 @@ impl DeltaMaintenance {
         let statement = match self {
             Self::Vacuum { .. } => "VACUUM",
             Self::SetProperties { .. } => "ALTER TABLE SET TBLPROPERTIES",
+            Self::Columns { change: ColumnChange::Add(_), .. } => "ALTER TABLE ADD COLUMNS",
+            Self::Columns { change: ColumnChange::Rename { .. }, .. } => "ALTER TABLE CHANGE COLUMN",
+            Self::Columns { change: ColumnChange::Drop(_), .. } => "ALTER TABLE DROP COLUMN",
         };
         if table.format != TableFormat::Delta {
             return Err(unsupported(format!(
@@ -104,7 +120,7 @@ impl Family for DeltaMaintenance {
     fn schema(&self) -> SchemaRef {
         match self {
             Self::Vacuum { .. } => Arc::new(Schema::new(vec![Field::new("files_deleted", DataType::Int64, false)])),
-            Self::SetProperties { .. } => Arc::new(Schema::empty()),
+            Self::SetProperties { .. } | Self::Columns { .. } => Arc::new(Schema::empty()),
         }
     }
 
@@ -112,7 +128,7 @@ impl Family for DeltaMaintenance {
         match self {
             // It deletes files: it runs when its result is fetched, like a write.
             Self::Vacuum { .. } => Effect::Reads,
-            Self::SetProperties { .. } => Effect::ChangesCatalog,
+            Self::SetProperties { .. } | Self::Columns { .. } => Effect::ChangesCatalog,
         }
     }
 
@@ -120,7 +136,7 @@ impl Family for DeltaMaintenance {
         let table = ctx.lake.table(self.name(), &ctx.session.database)?;
         let privilege = match self {
             Self::Vacuum { .. } => Privilege::Delete,
-            Self::SetProperties { .. } => Privilege::Alter,
+            Self::SetProperties { .. } | Self::Columns { .. } => Privilege::Alter,
         };
         ctx.access.require_table(privilege, &table.database, &table.name)?;
         Ok(())
@@ -132,7 +148,7 @@ impl Family for DeltaMaintenance {
         query: QueryId,
         _progress: &ProgressSlot,
     ) -> Result<QueryResult, SchedulerError> {
-        let (_, location) = self.delta_table(ctx)?;
+        let (table, location) = self.delta_table(ctx)?;
         let runtime = ctx.state.runtime_env();
         match self {
             Self::Vacuum { .. } => {
@@ -146,6 +162,17 @@ impl Family for DeltaMaintenance {
                 delta_log::set_properties(runtime, &location, properties.clone()).await?;
                 Ok(QueryResult::finished(query, self.schema(), Vec::new()))
             }
+            Self::Columns { change: ColumnChange::Add(columns), .. } => {
+                delta_log::add_columns(runtime, &location, columns).await?;
+                ctx.lake.refresh_delta(&ctx.state, &table).await?;
+                Ok(QueryResult::finished(query, self.schema(), Vec::new()))
+            }
+            // Renaming or dropping a column without rewriting every file needs Delta's column
+            // mapping (files name columns by physical names the log maps), not yet written here.
+            Self::Columns { .. } => Err(unsupported(
+                "renaming or dropping a column of a Delta table is not supported yet (it needs Delta's \
+                 column mapping); ALTER TABLE ADD COLUMNS is",
+            )),
         }
     }
 }
