@@ -17,7 +17,7 @@ use arrow::array::{Int64Array, RecordBatch};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use async_trait::async_trait;
 use datafusion::common::TableReference;
-use datafusion::logical_expr::LogicalPlan;
+use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder};
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
 use glaux_catalog::{COMPRESSION, ColumnDef, FILE_EXTENSION, Privilege, TableDef, TableFormat};
@@ -308,7 +308,10 @@ impl WriteOptions {
             }
         }
         let last = &fields[fields.len().saturating_sub(partitioned_by.len())..];
-        if !partitioned_by.is_empty() && (last != partitioned_by.as_slice() || fields.len() == partitioned_by.len()) {
+        // A Delta table's partition columns may be anywhere in the query (Athena's rule for
+        // its transactional tables): its CTAS moves them last.
+        let misplaced = last != partitioned_by.as_slice() && !delta;
+        if !partitioned_by.is_empty() && (misplaced || fields.len() == partitioned_by.len()) {
             return Err(unsupported(format!(
                 "partition columns {} must be the last columns of the query, in that order, after at least one other",
                 partitioned_by.join(", ")
@@ -322,11 +325,22 @@ impl WriteOptions {
     }
 }
 
+/// `plan` with the columns `keys` last, in that order.
+fn partition_columns_last(plan: LogicalPlan, keys: &[String]) -> Result<LogicalPlan, SchedulerError> {
+    let columns = plan.schema().columns();
+    let (others, mut last): (Vec<_>, Vec<_>) = columns.into_iter().partition(|c| !keys.contains(&c.name));
+    last.sort_by_key(|c| keys.iter().position(|k| *k == c.name));
+    let ordered: Vec<Expr> = others.into_iter().chain(last).map(Expr::Column).collect();
+    LogicalPlanBuilder::from(plan).project(ordered).and_then(LogicalPlanBuilder::build).map_err(SchedulerError::plan)
+}
+
 impl CreateTableAs {
     /// Checks the properties against the planned query.
     pub(super) fn try_new(parsed: Parsed, plan: LogicalPlan) -> Result<Self, SchedulerError> {
         let options = WriteOptions::read(parsed.properties, &plan, "write_compression", "CREATE TABLE AS")?;
         let WriteOptions { format, compression, location, partitioned_by, bucketing, delta } = options;
+        let reorder = delta && !partitioned_by.is_empty();
+        let plan = if reorder { partition_columns_last(plan, &partitioned_by)? } else { plan };
         Ok(Self {
             bucketing,
             delta,
@@ -465,11 +479,13 @@ impl Family for CreateTableAs {
         };
         let location = match &self.location {
             Some(location) => {
-                ctx.lake
+                let url = ctx
+                    .lake
                     .storage()
                     .check_location(location)
                     .map_err(|e| SchedulerError::from(glaux_catalog::CatalogError::from(e)))?;
-                location.clone()
+                // A Delta table's log names it by URL (a local path as file://).
+                if self.delta { url.to_string() } else { location.clone() }
             }
             None => ctx.lake.default_location(&database, &name)?,
         };
