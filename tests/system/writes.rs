@@ -9,7 +9,7 @@ use glaux_client::GlauxClient;
 use crate::harness::*;
 
 /// Every file under `dir`, relative to it, sorted.
-fn files_under(dir: &Path) -> Vec<String> {
+pub(crate) fn files_under(dir: &Path) -> Vec<String> {
     fn walk(dir: &Path, base: &Path, files: &mut Vec<String>) {
         for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
             let path = entry.path();
