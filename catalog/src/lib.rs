@@ -46,7 +46,8 @@ pub use delta::{
 /// Delta Lake tables' logs: opening a snapshot, committing written files.
 pub mod delta_log {
     pub use crate::delta::{
-        FILE_COLUMN, Rewrite, VACUUM_AGE, add_columns, append, create, open, rewrite, set_properties, vacuum,
+        FILE_COLUMN, Rewrite, VACUUM_AGE, add_columns, append, create, drop_column, open, physical_names,
+        rename_column, rewrite, set_properties, vacuum,
     };
     pub use deltalake_core::DeltaTable;
 }

@@ -23,7 +23,7 @@ async fn target(client: &mut GlauxClient) {
     assert_eq!(rows(client, sql).await, ["6"]);
 }
 
-const ALL: &str = "SELECT id, qty, note, region FROM t ORDER BY id NULLS LAST";
+const ALL: &str = "SELECT id, qty, note, region FROM t ORDER BY id NULLS LAST, qty";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn merge_acts_on_each_row_with_the_first_clause_that_holds() -> TestResult {

@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef};
-use datafusion::arrow::datatypes::{DataType, Schema};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::ScalarValue;
 use datafusion::datasource::physical_plan::parquet::metadata::DFParquetMetadata;
 use datafusion::execution::runtime_env::RuntimeEnv;
@@ -17,6 +17,7 @@ use deltalake_core::kernel::transaction::CommitBuilder;
 use deltalake_core::kernel::{DataType as KernelType, StructField};
 use deltalake_core::operations::create::CreateBuilder;
 use deltalake_core::protocol::{DeltaOperation, MergePredicate, SaveMode};
+use deltalake_core::table::state::DeltaTableState;
 use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStore};
@@ -49,8 +50,8 @@ pub async fn append(runtime: &RuntimeEnv, location: &str, table: &DeltaTable, fi
     let (store_url, _, table_path) = store_and_path(location)?;
     let store = runtime.object_store(&store_url)?;
     let state = table.snapshot().map_err(|e| delta_error(location, e))?;
-    let keys: Vec<String> = state.metadata().partition_columns().to_vec();
-    let schema = state.snapshot().arrow_schema();
+    writable(state, location, false)?;
+    let (schema, keys) = physical(state)?;
     let mut actions = Vec::with_capacity(files.len());
     for file in files {
         actions.push(Action::Add(add(&store, &table_path, &schema, &keys, file).await?));
@@ -66,6 +67,48 @@ pub async fn append(runtime: &RuntimeEnv, location: &str, table: &DeltaTable, fi
         .await
         .map_err(|e| CatalogError::Invalid(format!("committing to the Delta table at {location}: {e}")))?;
     Ok(committed.version())
+}
+
+/// The snapshot's columns and partition keys as its files name them (column mapping).
+fn physical(state: &DeltaTableState) -> Result<(SchemaRef, Vec<String>)> {
+    let names = super::physical_names(state)?;
+    let logical = state.snapshot().arrow_schema();
+    let fields: Vec<Field> =
+        logical.fields().iter().zip(&names).map(|(f, (_, name))| f.as_ref().clone().with_name(name)).collect();
+    let keys = state.metadata().partition_columns().iter();
+    let keys = keys.map(|k| names.iter().find(|(l, _)| l == k).map_or_else(|| k.clone(), |(_, p)| p.clone()));
+    Ok((Arc::new(Schema::new(fields)), keys.collect()))
+}
+
+/// Refuses to write a table whose rules Glaux's writes do not keep: `CHECK` constraints,
+/// invariants and generated columns (it does not compute or check them), and for rewrites, the
+/// change data feed (it writes no change files).
+fn writable(state: &DeltaTableState, location: &str, rewrites: bool) -> Result<()> {
+    let refused = |what: &str| {
+        Err(CatalogError::Unsupported(format!(
+            "the Delta table at {location} has {what}, which Glaux's writes do not keep yet"
+        )))
+    };
+    let configuration = state.metadata().configuration();
+    if configuration.keys().any(|k| k.starts_with("delta.constraints.")) {
+        return refused("CHECK constraints");
+    }
+    if rewrites && configuration.get("delta.enableChangeDataFeed").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
+        return refused("the change data feed enabled");
+    }
+    for field in state.snapshot().schema().fields() {
+        let keys: Vec<&String> = field.metadata().keys().collect();
+        if keys.iter().any(|k| k.as_str() == "delta.generationExpression") {
+            return refused(&format!("a generated column ({})", field.name()));
+        }
+        if keys.iter().any(|k| k.as_str() == "delta.invariants") {
+            return refused(&format!("an invariant on column {}", field.name()));
+        }
+        if keys.iter().any(|k| k.starts_with("delta.identity.")) {
+            return refused(&format!("an identity column ({})", field.name()));
+        }
+    }
+    Ok(())
 }
 
 /// What a rewrite of files does, as the log records it.
@@ -105,8 +148,8 @@ pub async fn rewrite(
     let (store_url, _, table_path) = store_and_path(location)?;
     let store = runtime.object_store(&store_url)?;
     let state = table.snapshot().map_err(|e| delta_error(location, e))?;
-    let keys: Vec<String> = state.metadata().partition_columns().to_vec();
-    let schema = state.snapshot().arrow_schema();
+    writable(state, location, !matches!(operation, Rewrite::Optimize { .. }))?;
+    let (schema, keys) = physical(state)?;
     let views: Vec<_> =
         table.get_active_add_actions_by_predicate(None).try_collect().await.map_err(|e| delta_error(location, e))?;
     let data_change = !matches!(operation, Rewrite::Optimize { .. });

@@ -16,6 +16,7 @@
 mod commit;
 mod history;
 mod maintenance;
+mod mapping;
 mod provider;
 mod stats;
 
@@ -35,7 +36,8 @@ use url::Url;
 
 pub use commit::{NewFile, Rewrite, append, create, rewrite};
 pub use history::{history_table, properties_table};
-pub use maintenance::{VACUUM_AGE, add_columns, set_properties, vacuum};
+pub use maintenance::{VACUUM_AGE, add_columns, drop_column, rename_column, set_properties, vacuum};
+pub use mapping::physical_names;
 pub use provider::{DeltaTableProvider, FILE_COLUMN};
 
 use crate::definitions::{ColumnDef, TableDef};

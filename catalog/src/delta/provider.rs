@@ -23,9 +23,12 @@ use datafusion::datasource::listing::{ListingOptions, PartitionedFile};
 use datafusion::datasource::physical_plan::FileGroup;
 use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_optimizer::pruning::PruningPredicateBuilder;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
+use datafusion::physical_plan::projection::ProjectionExec;
 use deltalake_core::DeltaTable;
 use deltalake_core::kernel::LogicalFileView;
 use futures::TryStreamExt;
@@ -33,7 +36,7 @@ use object_store::ObjectMeta;
 use object_store::path::Path;
 
 use super::stats::file_statistics;
-use super::store_and_path;
+use super::{mapping, store_and_path};
 use crate::lake_table::{PruningReport, TableScanReport, file_scan};
 
 #[derive(Clone, Debug)]
@@ -46,6 +49,8 @@ pub struct DeltaTableProvider {
     keys: Vec<FieldRef>,
     /// Data columns, then partition keys (then [`FILE_COLUMN`], if asked for).
     schema: SchemaRef,
+    /// The names the files (and the log's statistics and partition values) give those columns.
+    physical_names: Vec<String>,
     options: ListingOptions,
     /// Rows carry the path of their file (relative to the table) in [`FILE_COLUMN`].
     file_column: bool,
@@ -60,25 +65,35 @@ pub struct DeltaTableProvider {
 pub const FILE_COLUMN: &str = "__glaux_delta_file";
 
 impl DeltaTableProvider {
-    /// The loaded snapshot of `table` (at `location`) as the table `name`. Tables whose files
-    /// Glaux cannot read as they are (column mapping) are refused here, by name.
+    /// The loaded snapshot of `table` (at `location`) as the table `name`, its columns named as
+    /// the table names them (under column mapping, its files name them otherwise).
     pub fn try_new(name: String, location: String, table: DeltaTable, parquet: &TableParquetOptions) -> Result<Self> {
         let state = table.snapshot().map_err(external)?;
-        if let Some(mode) = state.metadata().configuration().get("delta.columnMapping.mode")
-            && mode != "none"
-        {
-            return plan_err!("the Delta table {name} uses column mapping ({mode}), which Glaux cannot read yet");
-        }
-        let logical = state.snapshot().arrow_schema();
+        let mapped = mapping::is_mapped(state.metadata().configuration())?;
+        // Without the log's field metadata (column mapping ids and names): the table's columns
+        // are plain columns to a query, whose projections then pass through the scan.
+        let original = state.snapshot().arrow_schema();
+        let fields = original.fields().iter().map(|f| f.as_ref().clone().with_metadata(Default::default()));
+        let logical = Schema::new(fields.collect::<Vec<_>>());
+        // Under column mapping the files name columns by their physical names.
+        let physical = mapping::physical_schema(&original, mapped)?;
         let key_names: Vec<String> = state.metadata().partition_columns().to_vec();
+        let is_key = |f: &FieldRef| key_names.contains(f.name());
         let mut keys = Vec::new();
+        let mut key_fields = Vec::new();
         for key in &key_names {
-            keys.push(Arc::new(logical.field_with_name(key)?.clone().with_nullable(true)));
+            let (i, field) = logical.fields().find(key).ok_or_else(|| {
+                DataFusionError::Plan(format!("the Delta table {name} has no partition column {key}"))
+            })?;
+            key_fields.push(Arc::new(field.as_ref().clone().with_nullable(true)));
+            keys.push(Arc::new(physical.field(i).clone().with_nullable(true)));
         }
-        let file_fields: Vec<FieldRef> =
-            logical.fields().iter().filter(|f| !key_names.contains(f.name())).cloned().collect();
-        let file_schema = Arc::new(Schema::new(file_fields.clone()));
-        let schema = Arc::new(Schema::new(file_fields.into_iter().chain(keys.iter().cloned()).collect::<Vec<_>>()));
+        let data: Vec<usize> = (0..logical.fields().len()).filter(|i| !is_key(&logical.fields()[*i])).collect();
+        let file_schema = Arc::new(Schema::new(data.iter().map(|i| physical.fields()[*i].clone()).collect::<Vec<_>>()));
+        let logical_data = data.iter().map(|i| logical.fields()[*i].clone());
+        let schema = Arc::new(Schema::new(logical_data.chain(key_fields).collect::<Vec<_>>()));
+        let physical_names =
+            file_schema.fields().iter().chain(keys.iter()).map(|f| f.name().clone()).collect::<Vec<_>>();
         let options = ListingOptions::new(Arc::new(ParquetFormat::default().with_options(parquet.clone())))
             .with_file_extension("");
         Ok(Self {
@@ -88,11 +103,19 @@ impl DeltaTableProvider {
             file_schema,
             keys,
             schema,
+            physical_names,
             options,
             file_column: false,
             only: None,
             groups: None,
         })
+    }
+
+    /// The table's columns as its files name them (the same as [`TableProvider::schema`]
+    /// without column mapping).
+    fn physical_schema(&self) -> SchemaRef {
+        let fields = self.schema.fields().iter().zip(&self.physical_names);
+        Arc::new(Schema::new(fields.map(|(f, name)| f.as_ref().clone().with_name(name)).collect::<Vec<_>>()))
     }
 
     /// Rows carry their file's path (relative to the table, as the log names it) in a last
@@ -103,6 +126,7 @@ impl DeltaTableProvider {
         fields.push(Arc::clone(&file));
         self.keys.push(file);
         self.schema = Arc::new(Schema::new(fields));
+        self.physical_names.push(FILE_COLUMN.to_string());
         self.file_column = true;
         self
     }
@@ -205,7 +229,7 @@ impl DeltaTableProvider {
             e_tag: None,
             version: None,
         };
-        let statistics = file_statistics(&self.schema, view.stats().as_deref(), &values, size);
+        let statistics = file_statistics(&self.physical_schema(), view.stats().as_deref(), &values, size);
         Ok(PartitionedFile::new_from_meta(meta)
             .with_partition_values(values.into_iter().map(|(_, v)| v).collect())
             .with_statistics(Arc::new(statistics)))
@@ -248,7 +272,25 @@ impl TableProvider for DeltaTableProvider {
             None => FileGroup::new(files).split_files(state.config().target_partitions().max(1)),
         };
         let table = (&self.options, Arc::clone(&self.file_schema), self.keys.clone());
-        file_scan(state, table, store_url, groups, projection, limit).await
+        let scan = file_scan(state, table, store_url, groups, projection, limit).await?;
+        // Under column mapping, the columns as the table names them.
+        let logical = project_schema(&self.schema, projection)?;
+        if scan.schema().fields().iter().zip(logical.fields()).all(|(p, l)| p.name() == l.name()) {
+            return Ok(scan);
+        }
+        let renamed: Vec<(Arc<dyn PhysicalExpr>, String)> = logical
+            .fields()
+            .iter()
+            .enumerate()
+            .map(|(i, field)| {
+                let column = Column::new(scan.schema().field(i).name(), i);
+                (Arc::new(column) as Arc<dyn PhysicalExpr>, field.name().clone())
+            })
+            .collect();
+        // Into the scan itself, so what later reads the scan's files (`file_row_index()`) still
+        // finds it right under its own projection.
+        let renaming = ProjectionExec::try_new(renamed, Arc::clone(&scan))?;
+        Ok(scan.try_swapping_with_projection(&renaming)?.unwrap_or_else(|| Arc::new(renaming)))
     }
 
     /// Every predicate prunes files (partition values and statistics) and is checked again on

@@ -7,9 +7,11 @@ use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 
-use datafusion::common::ScalarValue;
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::{Column, ScalarValue};
 use datafusion::config::TableParquetOptions;
 use datafusion::datasource::provider_as_source;
+use datafusion::execution::SessionState;
 use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder, col};
 use futures::TryStreamExt;
 use glaux_catalog::delta_log::DeltaTable;
@@ -70,6 +72,59 @@ pub(super) async fn collect(
     Ok((batches, result.stats))
 }
 
+/// Begins writing `plan`'s rows into the Delta table `snapshot` (of `definition`, at `location`):
+/// the staged write, partitioned by the table's keys, and the plan, both with the columns named
+/// as the table's files name them (they differ under column mapping).
+pub(super) fn begin_write(
+    (ctx, state): (&Context<'_>, &SessionState),
+    query: &QueryId,
+    (definition, location, snapshot): (&TableDef, &str, &DeltaTable),
+    plan: &LogicalPlan,
+) -> Result<(StagedWrite, LogicalPlan), SchedulerError> {
+    let names = delta_log::physical_names(snapshot.snapshot().map_err(|e| SchedulerError::plan(e.into()))?)?;
+    let physical = |logical: &str| {
+        names.iter().find(|(l, _)| l == logical).map_or_else(|| logical.to_string(), |(_, p)| p.clone())
+    };
+    let keys: Vec<String> = definition.partition_keys.iter().map(|k| physical(&k.name)).collect();
+    let staged = StagedWrite::begin(state, ctx.lake.catalog(), location, query, keys)?;
+    if names.iter().all(|(l, p)| l == p) {
+        return Ok((staged, plan.clone()));
+    }
+    let renamed: Vec<Expr> = plan
+        .schema()
+        .columns()
+        .into_iter()
+        .map(|c| {
+            let name = physical(&c.name);
+            Expr::Column(c).alias(name)
+        })
+        .collect();
+    let plan = LogicalPlanBuilder::from(plan.clone()).project(renamed).and_then(LogicalPlanBuilder::build);
+    Ok((staged, plan.map_err(SchedulerError::plan)?))
+}
+
+/// `predicate` as the log records it: SQL over the table's columns (unqualified), which
+/// `deltalake-core` reads back to check concurrent commits against; `None` (the whole table was
+/// read) if it does not unparse.
+pub(super) fn logged_predicate(predicate: &Expr) -> Option<String> {
+    let unqualified = predicate
+        .clone()
+        .transform(|e| {
+            Ok(match e {
+                Expr::Column(c) => Transformed::yes(Expr::Column(Column::new_unqualified(c.name))),
+                other => Transformed::no(other),
+            })
+        })
+        .ok()?
+        .data;
+    datafusion::sql::unparser::expr_to_sql(&unqualified).ok().map(|sql| sql.to_string())
+}
+
+/// `expr` as SQL (as DataFusion shows it if it does not unparse), for the log's history.
+pub(super) fn sql_text(expr: &Expr) -> String {
+    datafusion::sql::unparser::expr_to_sql(expr).map_or_else(|_| expr.to_string(), |sql| sql.to_string())
+}
+
 /// A Delta table's location, ending in '/' (the root its log's paths are relative to).
 pub(super) fn location(definition: &TableDef) -> Result<String, SchedulerError> {
     let Some(location) = definition.locations.first() else {
@@ -90,10 +145,9 @@ pub(super) async fn insert(
     let location = location(definition)?;
     let runtime = ctx.state.runtime_env();
     let table = delta_log::open(runtime, &location, DeltaSnapshot::Latest).await?;
-    let keys: Vec<String> = definition.partition_keys.iter().map(|k| k.name.clone()).collect();
-    let staged = StagedWrite::begin(&ctx.state, ctx.lake.catalog(), &location, query, keys)?;
+    let (staged, input) = begin_write((ctx, &ctx.state), query, (definition, &location, &table), input)?;
     staged
-        .run_logged(ctx.queries, &ctx.state, input, FILES, progress, async |published| {
+        .run_logged(ctx.queries, &ctx.state, &input, FILES, progress, async |published| {
             delta_log::append(runtime, &location, &table, &published.placed).await?;
             Ok(())
         })
@@ -175,14 +229,15 @@ pub(super) async fn optimize(
         .and_then(|scan| scan.project(columns))
         .and_then(LogicalPlanBuilder::build)
         .map_err(SchedulerError::plan)?;
-    let keys: Vec<String> = definition.partition_keys.iter().map(|k| k.name.clone()).collect();
     // Each group stays one scan partition: no repartitioning of the scan.
     let mut state = ctx.state.clone();
     state.config_mut().options_mut().optimizer.enable_round_robin_repartition = false;
     state.config_mut().options_mut().optimizer.repartition_file_scans = false;
-    let staged = StagedWrite::begin(&state, ctx.lake.catalog(), &location, query, keys)?;
-    let operation =
-        delta_log::Rewrite::Optimize { predicate: predicate.map(|p| p.to_string()), target_size: threshold };
+    let (staged, plan) = begin_write((ctx, &state), query, (definition, &location, &snapshot), &plan)?;
+    let operation = delta_log::Rewrite::Optimize {
+        predicate: predicate.as_ref().and_then(logged_predicate),
+        target_size: threshold,
+    };
     let written = staged
         .run_logged(ctx.queries, &state, &plan, FILES, progress, async |published| {
             delta_log::rewrite(runtime, &location, &snapshot, &touched, &published.placed, operation).await?;

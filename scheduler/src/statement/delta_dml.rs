@@ -23,11 +23,10 @@ use glaux_catalog::{DEFAULT_CATALOG, DeltaTableProvider, Privilege, delta_log};
 use glaux_proto::QueryId;
 
 use super::create_table_as::{rows_schema, unsupported, written_result};
-use super::delta::{FILES, collect, rewriting_scan, rewritten_table};
+use super::delta::{FILES, begin_write, collect, logged_predicate, rewriting_scan, rewritten_table};
 use super::{Context, Family};
 use crate::error::SchedulerError;
 use crate::query::{ProgressSlot, QueryResult};
-use crate::write::StagedWrite;
 
 pub(crate) struct DeltaDml {
     reference: TableReference,
@@ -168,9 +167,9 @@ impl Family for DeltaDml {
         }
         .and_then(LogicalPlanBuilder::build)
         .map_err(SchedulerError::plan)?;
-        let keys: Vec<String> = definition.partition_keys.iter().map(|k| k.name.clone()).collect();
-        let staged = StagedWrite::begin(&ctx.state, ctx.lake.catalog(), &location, &query, keys)?;
-        let described = self.predicate.as_ref().map(ToString::to_string);
+        let table = (&definition, location.as_str(), &snapshot);
+        let (staged, rewritten) = begin_write((ctx, &ctx.state), &query, table, &rewritten)?;
+        let described = self.predicate.as_ref().and_then(logged_predicate);
         let operation = match self.assignments {
             Some(_) => delta_log::Rewrite::Update { predicate: described },
             None => delta_log::Rewrite::Delete { predicate: described },

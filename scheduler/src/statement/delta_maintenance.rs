@@ -162,17 +162,19 @@ impl Family for DeltaMaintenance {
                 delta_log::set_properties(runtime, &location, properties.clone()).await?;
                 Ok(QueryResult::finished(query, self.schema(), Vec::new()))
             }
-            Self::Columns { change: ColumnChange::Add(columns), .. } => {
-                delta_log::add_columns(runtime, &location, columns).await?;
+            // Renaming or dropping changes only the log: column mapping (turned on the first
+            // time) keeps the files' names.
+            Self::Columns { change, .. } => {
+                match change {
+                    ColumnChange::Add(columns) => delta_log::add_columns(runtime, &location, columns).await?,
+                    ColumnChange::Rename { old, new, data_type } => {
+                        delta_log::rename_column(runtime, &location, old, new, data_type.as_ref()).await?
+                    }
+                    ColumnChange::Drop(column) => delta_log::drop_column(runtime, &location, column).await?,
+                };
                 ctx.lake.refresh_delta(&ctx.state, &table).await?;
                 Ok(QueryResult::finished(query, self.schema(), Vec::new()))
             }
-            // Renaming or dropping a column without rewriting every file needs Delta's column
-            // mapping (files name columns by physical names the log maps), not yet written here.
-            Self::Columns { .. } => Err(unsupported(
-                "renaming or dropping a column of a Delta table is not supported yet (it needs Delta's \
-                 column mapping); ALTER TABLE ADD COLUMNS is",
-            )),
         }
     }
 }

@@ -31,11 +31,10 @@ use glaux_catalog::{DeltaTableProvider, Privilege, delta_log};
 use glaux_proto::QueryId;
 
 use super::create_table_as::{rows_schema, unsupported, written_result};
-use super::delta::{FILES, collect, rewriting_scan, rewritten_table};
+use super::delta::{FILES, begin_write, collect, rewriting_scan, rewritten_table, sql_text};
 use super::{Context, Family};
 use crate::error::{ErrorKind, SchedulerError};
 use crate::query::{ProgressSlot, QueryResult};
-use crate::write::StagedWrite;
 
 /// The source's marker column: set on every source row, so it is null after an outer join only
 /// where no source row matched.
@@ -237,12 +236,12 @@ impl DeltaMerge {
                         MergeIntoAction::Delete => "delete",
                         MergeIntoAction::Insert { .. } => "insert",
                     };
-                    (action.to_string(), clause.predicate.as_ref().map(ToString::to_string))
+                    (action.to_string(), clause.predicate.as_ref().map(sql_text))
                 })
                 .collect()
         };
         delta_log::Rewrite::Merge {
-            on: self.on.to_string(),
+            on: sql_text(&self.on),
             matched: described(&self.matched),
             not_matched: described(&self.not_matched),
         }
@@ -350,8 +349,8 @@ impl Family for DeltaMerge {
         }
         let Some(written) = written else { return written_result(query, (0, counted)) };
         let plan = written.build().map_err(SchedulerError::plan)?;
-        let keys: Vec<String> = definition.partition_keys.iter().map(|k| k.name.clone()).collect();
-        let staged = StagedWrite::begin(&ctx.state, ctx.lake.catalog(), &location, &query, keys)?;
+        let table = (&definition, location.as_str(), &snapshot);
+        let (staged, plan) = begin_write((ctx, &ctx.state), &query, table, &plan)?;
         let operation = self.operation();
         let (_, stats) = staged
             .run_logged(ctx.queries, &ctx.state, &plan, FILES, progress, async |published| {
