@@ -46,7 +46,7 @@ pub use delta::{
 /// Delta Lake tables' logs: opening a snapshot, committing written files.
 pub mod delta_log {
     pub use crate::delta::{
-        FILE_COLUMN, Rewrite, VACUUM_AGE, add_columns, append, create, drop_column, open, physical_names,
+        FILE_COLUMN, ROW_COLUMN, Rewrite, VACUUM_AGE, add_columns, append, create, drop_column, open, physical_names,
         rename_column, rewrite, set_properties, vacuum,
     };
     pub use deltalake_core::DeltaTable;

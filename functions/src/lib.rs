@@ -10,6 +10,7 @@
 //! - `json`: `json_extract_scalar`, `json_extract`, `json_parse`, ... over JSON text.
 //! - `datetime`: fields, `date_trunc`/`date_add`/`date_diff`, MySQL and Joda patterns, ISO 8601.
 //! - `strings`: `split`, regular expressions, URLs, UTF-8 and hex.
+//! - `deletion_vectors`: `glaux_delta_deleted`, the rows a Delta deletion vector deletes.
 //! - `hashes`: `sha2(x, bits)` (Spark's and Hive's, for hashing rows).
 //! - `arrays`: `element_at`, `contains`, `sequence`, `slice`.
 //! - `conditional`: `if`, `typeof`; `try_eval`: `try`.
@@ -26,6 +27,7 @@ mod approx_percentile;
 mod arrays;
 mod conditional;
 mod datetime;
+mod deletion_vectors;
 mod hashes;
 mod hive_bucket;
 mod json;
@@ -39,6 +41,7 @@ use datafusion::logical_expr::{AggregateUDF, ScalarUDF};
 use datafusion::prelude::SessionContext;
 
 pub use datetime::{joda_to_strftime, mysql_to_strftime};
+pub use deletion_vectors::{deletion_vector_type, deletion_vector_value};
 pub use hive_bucket::MAX_BUCKETS;
 pub use try_eval::TryRule;
 pub use types::trino_type_name;
@@ -50,6 +53,7 @@ pub fn scalar_functions() -> Vec<ScalarUDF> {
     functions.extend(datetime::functions());
     functions.extend(strings::functions());
     functions.extend(hashes::functions());
+    functions.extend(deletion_vectors::functions());
     functions.extend(arrays::functions());
     functions.extend(conditional::functions());
     functions.extend(math::functions());

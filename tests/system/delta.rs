@@ -537,3 +537,30 @@ async fn vacuum_deletes_what_no_version_in_its_retention_needs() -> TestResult {
     assert!(error.contains("works on Delta tables"), "{error}");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rows_a_deletion_vector_deletes_are_not_read_and_rewrites_drop_them() -> TestResult {
+    let cluster = TestCluster::builder().executors(2).start().await?;
+    let uri = cluster.warehouse().join("dv").display().to_string();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/system/delta_rs.py");
+    let output = Command::new("python3").arg(script).args(["dv", &uri]).output()?;
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let read: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+    let expected = ["0", "1", "3", "4", "6", "7", "8", "9"];
+    let by_delta_rs: Vec<String> = read["ids"].as_array().ok_or("ids")?.iter().map(|v| v.to_string()).collect();
+    assert_eq!(by_delta_rs, expected, "delta-rs applies the deletion vector");
+    let mut client = cluster.client().await;
+    client.query(&format!("CREATE EXTERNAL TABLE dv LOCATION '{uri}' TBLPROPERTIES ('table_type' = 'DELTA')")).await?;
+    assert_eq!(rows(&mut client, "SELECT id FROM dv ORDER BY id").await, expected);
+    // Counted from the rows, not from the log's row count (which includes the deleted rows).
+    assert_eq!(rows(&mut client, "SELECT count(*), sum(qty) FROM dv").await, ["8 | 380"]);
+    assert_eq!(rows(&mut client, "SELECT id FROM dv WHERE id BETWEEN 2 AND 6 ORDER BY id LIMIT 2").await, ["3", "4"]);
+    assert_eq!(rows(&mut client, "SELECT id FROM dv FOR VERSION AS OF 0 WHERE id = 2").await, ["2"]);
+    // Rewriting the file keeps the deleted rows deleted; MERGE names rows under the vector.
+    assert_eq!(rows(&mut client, "UPDATE dv SET name = 'seven' WHERE id = 7").await, ["1"]);
+    let merge = "MERGE INTO dv USING (SELECT 8 AS id) s ON dv.id = s.id WHEN MATCHED THEN DELETE";
+    assert_eq!(rows(&mut client, merge).await, ["1"]);
+    let after = rows(&mut client, "SELECT id, name FROM dv ORDER BY id").await;
+    assert_eq!(after, ["0 | n0", "1 | n1", "3 | n3", "4 | n4", "6 | n6", "7 | seven", "9 | n9"]);
+    Ok(())
+}

@@ -18,6 +18,7 @@ mod history;
 mod maintenance;
 mod mapping;
 mod provider;
+mod scan;
 mod stats;
 
 use std::collections::BTreeMap;
@@ -39,6 +40,7 @@ pub use history::{history_table, properties_table};
 pub use maintenance::{VACUUM_AGE, add_columns, drop_column, rename_column, set_properties, vacuum};
 pub use mapping::physical_names;
 pub use provider::{DeltaTableProvider, FILE_COLUMN};
+pub use scan::ROW_COLUMN;
 
 use crate::definitions::{ColumnDef, TableDef};
 use crate::error::{CatalogError, Result};

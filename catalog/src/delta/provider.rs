@@ -15,7 +15,9 @@ use std::collections::HashSet;
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Schema, SchemaRef};
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::pruning::PrunableStatistics;
-use datafusion::common::{DataFusionError, Result, ScalarValue, ToDFSchema, plan_err, project_schema};
+use datafusion::common::{
+    DataFusionError, Result, ScalarValue, ToDFSchema, plan_datafusion_err, plan_err, project_schema,
+};
 use datafusion::config::TableParquetOptions;
 use datafusion::datasource::TableType;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
@@ -23,18 +25,18 @@ use datafusion::datasource::listing::{ListingOptions, PartitionedFile};
 use datafusion::datasource::physical_plan::FileGroup;
 use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
-use datafusion::physical_expr::PhysicalExpr;
-use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_optimizer::pruning::PruningPredicateBuilder;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
-use datafusion::physical_plan::projection::ProjectionExec;
+use delta_kernel::actions::deletion_vector::DeletionVectorDescriptor as KernelVector;
 use deltalake_core::DeltaTable;
-use deltalake_core::kernel::LogicalFileView;
+use deltalake_core::kernel::{DeletionVectorDescriptor, LogicalFileView};
 use futures::TryStreamExt;
+use glaux_functions::{deletion_vector_type, deletion_vector_value};
 use object_store::ObjectMeta;
 use object_store::path::Path;
 
+use super::scan::{DELETION_VECTOR_COLUMN, ROW_COLUMN, Shape};
 use super::stats::file_statistics;
 use super::{mapping, store_and_path};
 use crate::lake_table::{PruningReport, TableScanReport, file_scan};
@@ -49,8 +51,12 @@ pub struct DeltaTableProvider {
     keys: Vec<FieldRef>,
     /// Data columns, then partition keys (then [`FILE_COLUMN`], if asked for).
     schema: SchemaRef,
-    /// The names the files (and the log's statistics and partition values) give those columns.
+    /// The names the files (and the log's statistics and partition values) give those columns
+    /// ([`ROW_COLUMN`], read from no file, has none).
     physical_names: Vec<String>,
+    /// The table may have deletion vectors (its protocol allows them): the scan carries each
+    /// file's and leaves out the rows it deletes.
+    deletion_vectors: bool,
     options: ListingOptions,
     /// Rows carry the path of their file (relative to the table) in [`FILE_COLUMN`].
     file_column: bool,
@@ -94,6 +100,10 @@ impl DeltaTableProvider {
         let schema = Arc::new(Schema::new(logical_data.chain(key_fields).collect::<Vec<_>>()));
         let physical_names =
             file_schema.fields().iter().chain(keys.iter()).map(|f| f.name().clone()).collect::<Vec<_>>();
+        let protocol = serde_json::to_value(state.protocol()).map_err(|e| DataFusionError::External(Box::new(e)))?;
+        let listed =
+            |features: &str| protocol[features].as_array().is_some_and(|f| f.iter().any(|f| f == "deletionVectors"));
+        let deletion_vectors = listed("readerFeatures") || listed("writerFeatures");
         let options = ListingOptions::new(Arc::new(ParquetFormat::default().with_options(parquet.clone())))
             .with_file_extension("");
         Ok(Self {
@@ -104,6 +114,7 @@ impl DeltaTableProvider {
             keys,
             schema,
             physical_names,
+            deletion_vectors,
             options,
             file_column: false,
             only: None,
@@ -111,11 +122,17 @@ impl DeltaTableProvider {
         })
     }
 
-    /// The table's columns as its files name them (the same as [`TableProvider::schema`]
-    /// without column mapping).
-    fn physical_schema(&self) -> SchemaRef {
+    /// The Parquet scan's table columns: the table's as its files name them (they differ under
+    /// column mapping), then the deletion vector column; `logical` keeps the table's names.
+    fn scan_schema(&self, logical: bool) -> SchemaRef {
         let fields = self.schema.fields().iter().zip(&self.physical_names);
-        Arc::new(Schema::new(fields.map(|(f, name)| f.as_ref().clone().with_name(name)).collect::<Vec<_>>()))
+        let mut fields: Vec<Field> = fields
+            .map(|(f, name)| if logical { f.as_ref().clone() } else { f.as_ref().clone().with_name(name) })
+            .collect();
+        if self.deletion_vectors {
+            fields.push(Field::new(DELETION_VECTOR_COLUMN, deletion_vector_type(), true));
+        }
+        Arc::new(Schema::new(fields))
     }
 
     /// Rows carry their file's path (relative to the table, as the log names it) in a last
@@ -128,6 +145,15 @@ impl DeltaTableProvider {
         self.schema = Arc::new(Schema::new(fields));
         self.physical_names.push(FILE_COLUMN.to_string());
         self.file_column = true;
+        self
+    }
+
+    /// Rows carry their position in their file (0-based) in a last column, [`ROW_COLUMN`] (after
+    /// [`FILE_COLUMN`]: ask for that first).
+    pub fn with_row_column(mut self) -> Self {
+        let mut fields: Vec<FieldRef> = self.schema.fields().iter().cloned().collect();
+        fields.push(Arc::new(Field::new(ROW_COLUMN, DataType::Int64, true)));
+        self.schema = Arc::new(Schema::new(fields));
         self
     }
 
@@ -145,9 +171,11 @@ impl DeltaTableProvider {
         self
     }
 
-    /// The table's columns (data columns, then partition keys), without [`FILE_COLUMN`].
+    /// The table's columns (data columns, then partition keys), without [`FILE_COLUMN`] and
+    /// [`ROW_COLUMN`].
     pub fn schema_without_file_column(&self) -> SchemaRef {
-        let fields = self.schema.fields().iter().filter(|f| f.name() != FILE_COLUMN).cloned().collect::<Vec<_>>();
+        let fields = self.schema.fields().iter().filter(|f| f.name() != FILE_COLUMN && f.name() != ROW_COLUMN);
+        let fields = fields.cloned().collect::<Vec<_>>();
         Arc::new(Schema::new(fields))
     }
 
@@ -159,19 +187,30 @@ impl DeltaTableProvider {
         let views: Vec<LogicalFileView> =
             self.table.get_active_add_actions_by_predicate(None).try_collect().await.map_err(external)?;
         let chosen = views.iter().filter(|v| self.only.as_ref().is_none_or(|only| only.contains(v.path().as_ref())));
-        let mut files = chosen.map(|view| self.file(&table_path, view)).collect::<Result<Vec<_>>>()?;
+        let mut files = Vec::new();
+        let mut vectors = Vec::new();
+        for view in chosen {
+            files.push(self.file(&table_path, view)?);
+            vectors.push(view.deletion_vector_descriptor());
+        }
         let partitions_total = partitions(&files);
         // A predicate that does not convert (or prune) keeps every file: the rows are checked.
+        // The statistics are over the scan's columns, under the table's names.
+        let schema = self.scan_schema(true);
         let pruning = conjunction(filters.iter().cloned())
             .and_then(|p| state.create_physical_expr(p, &self.schema.clone().to_dfschema().ok()?).ok())
-            .and_then(|p| PruningPredicateBuilder::new().with_file_schema(Arc::clone(&self.schema)).build(p));
+            .and_then(|p| PruningPredicateBuilder::new().with_file_schema(Arc::clone(&schema)).build(p));
         if let Some(pruning) = pruning
             && !files.is_empty()
         {
             let statistics = files.iter().map(|f| f.statistics.clone().unwrap_or_default()).collect();
-            let keep = pruning.prune(&PrunableStatistics::new(statistics, Arc::clone(&self.schema)))?;
-            let mut keep = keep.into_iter();
+            let keep = pruning.prune(&PrunableStatistics::new(statistics, schema))?;
+            let (mut keep, mut again) = (keep.clone().into_iter(), keep.into_iter());
             files.retain(|_| keep.next().unwrap_or(true));
+            vectors.retain(|_| again.next().unwrap_or(true));
+        }
+        if self.deletion_vectors {
+            self.with_deletion_vectors(&mut files, vectors).await?;
         }
         if let Some(report) = state.config().get_extension::<PruningReport>() {
             report.record(TableScanReport {
@@ -186,6 +225,47 @@ impl DeltaTableProvider {
         Ok(files)
     }
 
+    /// Gives each file whose rows a deletion vector deletes that vector, read from the log
+    /// (inline) or its file, as the value of its deletion vector column.
+    async fn with_deletion_vectors(
+        &self,
+        files: &mut [PartitionedFile],
+        vectors: Vec<Option<DeletionVectorDescriptor>>,
+    ) -> Result<()> {
+        let wanted: Vec<(usize, DeletionVectorDescriptor)> =
+            vectors.into_iter().enumerate().filter_map(|(i, v)| Some((i, v?))).collect();
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        let (_, url, _) = store_and_path(&self.location)?;
+        let engine = self.table.log_store().engine(None);
+        // The kernel reads them with blocking calls.
+        let read = tokio::task::spawn_blocking(move || {
+            wanted
+                .into_iter()
+                .map(|(i, vector)| {
+                    let vector = KernelVector::try_from(vector)
+                        .map_err(|e| deltalake_core::DeltaTableError::Generic(e.to_string()))?;
+                    let bitmap = vector
+                        .read(engine.storage_handler(), &url)
+                        .map_err(|e| deltalake_core::DeltaTableError::Generic(e.to_string()))?;
+                    let mut bytes = Vec::with_capacity(bitmap.serialized_size());
+                    bitmap
+                        .serialize_into(&mut bytes)
+                        .map_err(|e| deltalake_core::DeltaTableError::Generic(e.to_string()))?;
+                    Ok((i, bytes))
+                })
+                .collect::<std::result::Result<Vec<_>, deltalake_core::DeltaTableError>>()
+        });
+        let read = read.await.map_err(|e| DataFusionError::External(Box::new(e)))?;
+        for (i, bytes) in read.map_err(|e| plan_datafusion_err!("reading a deletion vector of {}: {e}", self.name))? {
+            if let Some(value) = files[i].partition_values.last_mut() {
+                *value = deletion_vector_value(Some(bytes));
+            }
+        }
+        Ok(())
+    }
+
     /// The snapshot this provider reads.
     pub fn table(&self) -> &DeltaTable {
         &self.table
@@ -197,12 +277,6 @@ impl DeltaTableProvider {
         if relative.contains("://") {
             return plan_err!(
                 "the Delta table {} has a file outside its location ({relative}), which Glaux cannot read yet",
-                self.name
-            );
-        }
-        if view.deletion_vector_descriptor().is_some() {
-            return plan_err!(
-                "the Delta table {} has deletion vectors, which Glaux cannot read yet ({relative})",
                 self.name
             );
         }
@@ -220,6 +294,9 @@ impl DeltaTableProvider {
         if self.file_column {
             values.push((first_key + table_keys, ScalarValue::Utf8(Some(relative.to_string()))));
         }
+        if self.deletion_vectors {
+            values.push((first_key + self.keys.len(), deletion_vector_value(None)));
+        }
         let size = u64::try_from(view.size()).unwrap_or_default();
         let location = Path::from_iter(table_path.parts().chain(Path::from(relative.as_ref()).parts()));
         let meta = ObjectMeta {
@@ -229,7 +306,7 @@ impl DeltaTableProvider {
             e_tag: None,
             version: None,
         };
-        let statistics = file_statistics(&self.physical_schema(), view.stats().as_deref(), &values, size);
+        let statistics = file_statistics(&self.scan_schema(false), view.stats().as_deref(), &values, size);
         Ok(PartitionedFile::new_from_meta(meta)
             .with_partition_values(values.into_iter().map(|(_, v)| v).collect())
             .with_statistics(Arc::new(statistics)))
@@ -271,26 +348,24 @@ impl TableProvider for DeltaTableProvider {
             }
             None => FileGroup::new(files).split_files(state.config().target_partitions().max(1)),
         };
-        let table = (&self.options, Arc::clone(&self.file_schema), self.keys.clone());
-        let scan = file_scan(state, table, store_url, groups, projection, limit).await?;
-        // Under column mapping, the columns as the table names them.
-        let logical = project_schema(&self.schema, projection)?;
-        if scan.schema().fields().iter().zip(logical.fields()).all(|(p, l)| p.name() == l.name()) {
-            return Ok(scan);
+        let requested: Vec<usize> = match projection {
+            Some(projection) => projection.clone(),
+            None => (0..self.schema.fields().len()).collect(),
+        };
+        let mut keys = self.keys.clone();
+        if self.deletion_vectors {
+            keys.push(Arc::new(Field::new(DELETION_VECTOR_COLUMN, deletion_vector_type(), true)));
         }
-        let renamed: Vec<(Arc<dyn PhysicalExpr>, String)> = logical
-            .fields()
-            .iter()
-            .enumerate()
-            .map(|(i, field)| {
-                let column = Column::new(scan.schema().field(i).name(), i);
-                (Arc::new(column) as Arc<dyn PhysicalExpr>, field.name().clone())
-            })
-            .collect();
-        // Into the scan itself, so what later reads the scan's files (`file_row_index()`) still
-        // finds it right under its own projection.
-        let renaming = ProjectionExec::try_new(renamed, Arc::clone(&scan))?;
-        Ok(scan.try_swapping_with_projection(&renaming)?.unwrap_or_else(|| Arc::new(renaming)))
+        let table = (&self.options, Arc::clone(&self.file_schema), keys);
+        let shape =
+            Shape { table: &self.schema, physical: &self.physical_names, deletion_vectors: self.deletion_vectors };
+        if shape.is_plain(&requested) {
+            return file_scan(state, table, store_url, groups, Some(&requested), limit).await;
+        }
+        // Rows a deletion vector deletes are left out above the scan: it cannot stop early.
+        let limit = if self.deletion_vectors { None } else { limit };
+        let scan = file_scan(state, table, store_url, groups, Some(&shape.scanned(&requested)), limit).await?;
+        shape.wrap(state, scan, &requested)
     }
 
     /// Every predicate prunes files (partition values and statistics) and is checked again on

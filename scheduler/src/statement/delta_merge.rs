@@ -2,7 +2,8 @@
 //! [AND p] THEN INSERT ...` on Delta tables, with Trino's semantics: the first `WHEN` clause whose
 //! condition holds acts on a row; a target row that two source rows would change is an error.
 //! Copy-on-write, both passes on the executors:
-//! 1. the target's rows (each named by its file and its position in the file) joined with the
+//! 1. the target's rows (each named by its file and its position in the file, the provider's
+//!    `FILE_COLUMN` and `ROW_COLUMN`) joined with the
 //!    source: per file, the target rows a `WHEN MATCHED` clause acts on (any acted on twice is the
 //!    error, before anything is written), and the source rows a `WHEN NOT MATCHED` clause inserts;
 //! 2. the files with acted-on rows are read again, joined with the source, and written anew
@@ -16,10 +17,8 @@ use std::sync::Arc;
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::{DataType, Int64Type, SchemaRef};
 use async_trait::async_trait;
-use datafusion::catalog::TableProvider;
 use datafusion::common::{Column, JoinType, ScalarValue, TableReference};
 use datafusion::datasource::provider_as_source;
-use datafusion::functions::core::expr_fn::file_row_index;
 use datafusion::functions_aggregate::count::count;
 use datafusion::functions_aggregate::min_max::max;
 use datafusion::functions_aggregate::sum::sum;
@@ -39,8 +38,6 @@ use crate::query::{ProgressSlot, QueryResult};
 /// The source's marker column: set on every source row, so it is null after an outer join only
 /// where no source row matched.
 const SOURCE_ROW: &str = "__glaux_merge_source";
-/// A target row's position in its file.
-const TARGET_ROW: &str = "__glaux_merge_row";
 
 pub(crate) struct DeltaMerge {
     reference: TableReference,
@@ -130,11 +127,7 @@ impl DeltaMerge {
     /// (target, source) pairs acted on, and the most pairs of one target row.
     fn counted(&self, provider: DeltaTableProvider) -> Result<LogicalPlan, SchedulerError> {
         let file = self.target_column(delta_log::FILE_COLUMN);
-        let mut target_columns: Vec<Expr> =
-            provider.schema().fields().iter().map(|f| self.target_column(f.name())).collect();
-        target_columns.push(file_row_index().alias(TARGET_ROW));
-        let target = self.scan(provider)?.project(target_columns).and_then(LogicalPlanBuilder::build);
-        let target = target.map_err(SchedulerError::plan)?;
+        let target = self.scan(provider.with_row_column())?.build().map_err(SchedulerError::plan)?;
         let matched = Expr::IsNotNull(Box::new(file.clone()));
         let inserted = self.not_matched.iter().map(Self::holds).reduce(or).unwrap_or(lit(false));
         let acts = or(and(matched.clone(), self.acted_on()), and(Expr::Not(Box::new(matched)), inserted));
@@ -142,7 +135,10 @@ impl DeltaMerge {
         LogicalPlanBuilder::from(self.source.clone())
             .join_on(target, join, [self.on_holds()])
             .and_then(|plan| plan.filter(acts))
-            .and_then(|plan| plan.aggregate(vec![file.clone(), col(TARGET_ROW)], vec![count(lit(1)).alias("pairs")]))
+            .and_then(|plan| {
+                let row = self.target_column(delta_log::ROW_COLUMN);
+                plan.aggregate(vec![file.clone(), row], vec![count(lit(1)).alias("pairs")])
+            })
             .and_then(|plan| {
                 let pairs = col("pairs");
                 plan.aggregate(vec![file], vec![count(lit(1)), sum(pairs.clone()), max(pairs)])
