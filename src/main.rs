@@ -17,8 +17,11 @@ use glaux_executor::{Executor, ExecutorConfig};
 use glaux_scheduler::{Scheduler, SchedulerConfig};
 
 fn init_logging(default: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("GLAUX_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    // The Delta kernel logs every snapshot it builds at info: a line per query naming a Delta
+    // table is noise in a server's log (GLAUX_LOG can ask for it).
+    let filter = tracing_subscriber::EnvFilter::try_from_env("GLAUX_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!("{default},buoyant_kernel=warn,deltalake_core=warn"))
+    });
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 }
 

@@ -118,9 +118,10 @@ impl DeltaMerge {
         self.matched.iter().map(Self::holds).reduce(or).unwrap_or(lit(false))
     }
 
-    /// The `on` condition, true only (a null is no match).
+    /// The `on` condition (a join matches only where it is true, not null). As it is written,
+    /// so the join finds its equality keys (a hash join, not a loop over all pairs).
     fn on_holds(&self) -> Expr {
-        Expr::IsTrue(Box::new(self.on.clone()))
+        self.on.clone()
     }
 
     /// Pass 1: per target file (null for the source rows inserted), the target rows acted on, the
