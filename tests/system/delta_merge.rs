@@ -162,3 +162,40 @@ async fn a_killed_scheduler_leaves_a_delta_table_at_its_version() -> TestResult 
     second.kill().await?;
     Ok(())
 }
+
+/// A `DELETE` cancelled by its client while its first pass runs (a semi join with 324 million
+/// candidate rows): the statement ends cancelled, the executors stop, the table keeps its version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cancelled_delete_stops_and_leaves_a_delta_table_at_its_version() -> TestResult {
+    use futures::StreamExt;
+
+    let cluster = TestCluster::builder().executors(2).start().await?;
+    let (_, mut client) = cluster.with_lake().await?;
+    let created = "CREATE TABLE pairs WITH (table_type = 'DELTA') AS SELECT id AS a, id AS b FROM sales";
+    assert_eq!(rows(&mut client, created).await, ["18000"]);
+    let sql = "DELETE FROM pairs WHERE a IN (SELECT x.id * y.id + x.qty FROM sales x CROSS JOIN sales y)";
+    let info = client.submit(sql).await?;
+    let (mut reader, endpoint) = (cluster.client().await, info.endpoint[0].clone());
+    let mut reading = tokio::task::JoinSet::new();
+    reading.spawn(async move {
+        let mut stream = reader.fetch(&endpoint).await.map_err(|e| e.to_string())?;
+        while let Some(message) = stream.next().await {
+            message.map_err(|e| e.to_string())?;
+        }
+        Ok::<_, String>(())
+    });
+    let started = Instant::now();
+    while cluster.executors.iter().all(|e| e.installed_tasks() == 0) {
+        assert!(started.elapsed() < Duration::from_secs(30), "the DELETE never reached the executors");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(client.cancel(info).await?, "the DELETE was running");
+    let outcome = tokio::time::timeout(Duration::from_secs(10), reading.join_next()).await?.ok_or("no reader")??;
+    let error = outcome.expect_err("a cancelled DELETE ends with an error");
+    assert!(error.contains("cancelled"), "{error}");
+    executors_idle(&cluster, Duration::from_secs(10)).await?;
+    assert_eq!(rows(&mut client, "SELECT count(*) FROM \"pairs$history\"").await, ["1"]);
+    assert_eq!(rows(&mut client, "SELECT count(*) FROM pairs").await, ["18000"]);
+    Ok(())
+}
