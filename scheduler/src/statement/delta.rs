@@ -60,12 +60,13 @@ pub(super) async fn rewritten_table(
     Ok((definition, location, snapshot))
 }
 
-/// Runs a statement's inner query (one pass of a rewrite) and collects its rows.
+/// Runs a statement's inner query (one pass of a rewrite) in `state` and collects its rows.
 pub(super) async fn collect(
     ctx: &Context<'_>,
+    state: &SessionState,
     plan: &LogicalPlan,
 ) -> Result<(Vec<RecordBatch>, QueryStatsHandle), SchedulerError> {
-    let result = ctx.queries.run(&ctx.state, QueryId::random(), plan, &ProgressSlot::default()).await?;
+    let result = ctx.queries.run(state, QueryId::random(), plan, &ProgressSlot::default()).await?;
     let failed = result.query.clone();
     let batches =
         result.batches.try_collect().await.map_err(|source| SchedulerError::Execute { query: failed, source })?;
@@ -123,6 +124,14 @@ pub(super) fn logged_predicate(predicate: &Expr) -> Option<String> {
 /// `expr` as SQL (as DataFusion shows it if it does not unparse), for the log's history.
 pub(super) fn sql_text(expr: &Expr) -> String {
     datafusion::sql::unparser::expr_to_sql(expr).map_or_else(|_| expr.to_string(), |sql| sql.to_string())
+}
+
+/// The session a `MERGE`'s joins run in: sort-merge joins, which spill to disk when the
+/// executors' memory pools are full, where a hash join would have to hold the whole source.
+pub(super) fn spilling(state: &SessionState) -> SessionState {
+    let mut state = state.clone();
+    state.config_mut().options_mut().optimizer.prefer_hash_join = false;
+    state
 }
 
 /// A Delta table's location, ending in '/' (the root its log's paths are relative to).

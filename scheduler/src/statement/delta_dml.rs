@@ -123,7 +123,7 @@ impl Family for DeltaDml {
             .aggregate(vec![file], vec![count(lit(1))])
             .and_then(LogicalPlanBuilder::build)
             .map_err(SchedulerError::plan)?;
-        let (batches, counted) = collect(ctx, &matched).await?;
+        let (batches, counted) = collect(ctx, &ctx.state, &matched).await?;
         let (mut touched, mut affected) = (HashSet::new(), 0u64);
         for batch in &batches {
             let (Some(files), Some(counts)) =

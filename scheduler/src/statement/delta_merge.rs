@@ -30,7 +30,7 @@ use glaux_catalog::{DeltaTableProvider, Privilege, delta_log};
 use glaux_proto::QueryId;
 
 use super::create_table_as::{rows_schema, unsupported, written_result};
-use super::delta::{FILES, begin_write, collect, rewriting_scan, rewritten_table, sql_text};
+use super::delta::{FILES, begin_write, collect, rewriting_scan, rewritten_table, spilling, sql_text};
 use super::{Context, Family};
 use crate::error::{ErrorKind, SchedulerError};
 use crate::query::{ProgressSlot, QueryResult};
@@ -296,7 +296,8 @@ impl Family for DeltaMerge {
             .collect();
 
         // 1. The rows acted on, per file; a target row acted on twice is an error.
-        let (batches, counted) = collect(ctx, &self.counted(provider.clone())?).await?;
+        let state = spilling(&ctx.state);
+        let (batches, counted) = collect(ctx, &state, &self.counted(provider.clone())?).await?;
         let (mut touched, mut affected, mut inserts) = (HashSet::new(), 0u64, 0u64);
         for batch in &batches {
             let (Some(files), Some(targets), Some(pairs), Some(most)) = (
@@ -347,10 +348,10 @@ impl Family for DeltaMerge {
         let Some(written) = written else { return written_result(query, (0, counted)) };
         let plan = written.build().map_err(SchedulerError::plan)?;
         let table = (&definition, location.as_str(), &snapshot);
-        let (staged, plan) = begin_write((ctx, &ctx.state), &query, table, &plan)?;
+        let (staged, plan) = begin_write((ctx, &state), &query, table, &plan)?;
         let operation = self.operation();
         let (_, stats) = staged
-            .run_logged(ctx.queries, &ctx.state, &plan, FILES, progress, async |published| {
+            .run_logged(ctx.queries, &state, &plan, FILES, progress, async |published| {
                 delta_log::rewrite(runtime, &location, &snapshot, &touched, &published.placed, operation).await?;
                 Ok(())
             })
