@@ -127,7 +127,18 @@ async fn a_killed_scheduler_leaves_a_delta_table_at_its_version() -> TestResult 
     let warehouse = tempfile::tempdir()?;
     let lake = write_lake(warehouse.path());
     let root = warehouse.path().display().to_string();
-    let args = ["standalone", "--executors", "2", "--flight-sql-addr", "127.0.0.1:0", "--warehouse", &root];
+    // Files of about 1 MB: the writers close (and stage) their first files within moments.
+    let args = [
+        "standalone",
+        "--executors",
+        "2",
+        "--flight-sql-addr",
+        "127.0.0.1:0",
+        "--warehouse",
+        &root,
+        "--target-file-size",
+        "1000000",
+    ];
     let (mut first, addr) = spawn_until(&args, &[], "Flight SQL on ").await;
     let mut client = GlauxClient::connect(&addr).await?;
     for ddl in lake_ddl(&format!("{}/", lake.display())) {
