@@ -44,6 +44,8 @@ pub(crate) struct DeltaMerge {
     database: String,
     table: String,
     source: LogicalPlan,
+    /// The `ON` condition, joined on as written (a join matches only where it is true), so the
+    /// join finds its equality keys rather than looping over all pairs.
     on: Expr,
     /// `WHEN MATCHED` clauses, in order.
     matched: Vec<MergeIntoClause>,
@@ -118,12 +120,6 @@ impl DeltaMerge {
         self.matched.iter().map(Self::holds).reduce(or).unwrap_or(lit(false))
     }
 
-    /// The `on` condition (a join matches only where it is true, not null). As it is written,
-    /// so the join finds its equality keys (a hash join, not a loop over all pairs).
-    fn on_holds(&self) -> Expr {
-        self.on.clone()
-    }
-
     /// Pass 1: per target file (null for the source rows inserted), the target rows acted on, the
     /// (target, source) pairs acted on, and the most pairs of one target row.
     fn counted(&self, provider: DeltaTableProvider) -> Result<LogicalPlan, SchedulerError> {
@@ -134,7 +130,7 @@ impl DeltaMerge {
         let acts = or(and(matched.clone(), self.acted_on()), and(Expr::Not(Box::new(matched)), inserted));
         let join = if self.not_matched.is_empty() { JoinType::Inner } else { JoinType::Left };
         LogicalPlanBuilder::from(self.source.clone())
-            .join_on(target, join, [self.on_holds()])
+            .join_on(target, join, [self.on.clone()])
             .and_then(|plan| plan.filter(acts))
             .and_then(|plan| {
                 let row = self.target_column(delta_log::ROW_COLUMN);
@@ -158,7 +154,7 @@ impl DeltaMerge {
         let matched = Expr::IsNotNull(Box::new(col(SOURCE_ROW)));
         let acts = |clause: &MergeIntoClause| and(matched.clone(), Self::holds(clause));
         // Each target row joins at most one source row a clause acts on (pass 1 checked).
-        let condition = and(self.on_holds(), self.acted_on());
+        let condition = and(self.on.clone(), self.acted_on());
         let mut keep = Vec::new();
         let mut values: Vec<Vec<(Expr, Expr)>> = vec![Vec::new(); columns.len()];
         for clause in &self.matched {
@@ -216,7 +212,7 @@ impl DeltaMerge {
             .collect();
         let inserts = self.not_matched.iter().map(Self::holds).reduce(or).unwrap_or(lit(false));
         LogicalPlanBuilder::from(self.source.clone())
-            .join_on(target, JoinType::LeftAnti, [self.on_holds()])
+            .join_on(target, JoinType::LeftAnti, [self.on.clone()])
             .and_then(|plan| plan.filter(inserts))
             .and_then(|plan| plan.project(projected))
             .map_err(SchedulerError::plan)
