@@ -210,3 +210,25 @@ async fn a_cancelled_delete_stops_and_leaves_a_delta_table_at_its_version() -> T
     assert_eq!(rows(&mut client, "SELECT count(*) FROM pairs").await, ["18000"]);
     Ok(())
 }
+
+/// A `MERGE` of 3.5 million source rows into 3 million target rows on executors whose tasks may
+/// hold 32 MiB: its joins spill rather than fail or grow the process; the rows are the ones
+/// computed here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_merge_larger_than_the_executors_memory_spills_and_completes() -> TestResult {
+    let cluster = TestCluster::builder().executors(2).executor_memory(32 << 20).start().await?;
+    let mut client = cluster.client().await;
+    let created = "CREATE TABLE big WITH (table_type = 'DELTA') AS \
+                   SELECT value AS id, value * 2 AS v FROM generate_series(1, 3000000)";
+    assert_eq!(rows(&mut client, created).await, ["3000000"]);
+    let merge = "MERGE INTO big t USING (SELECT value AS id FROM generate_series(1, 3500000)) s ON t.id = s.id \
+                 WHEN MATCHED AND s.id % 3 = 0 THEN DELETE \
+                 WHEN MATCHED THEN UPDATE SET v = t.v + 1 \
+                 WHEN NOT MATCHED THEN INSERT (id, v) VALUES (s.id, 0)";
+    assert_eq!(rows(&mut client, merge).await, ["3500000"]);
+    let kept: i64 = (1..=3_000_000i64).filter(|id| id % 3 != 0).map(|id| 2 * id + 1).sum();
+    let expected = format!("2500000 | {kept} | 3500000");
+    let sql = "SELECT count(*), sum(v), max(id) FROM big";
+    assert_eq!(rows(&mut client, sql).await, [expected]);
+    Ok(())
+}
