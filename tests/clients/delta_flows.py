@@ -237,6 +237,14 @@ def flow(cur, tag, root, options):
                                                                 mapped.column("item").to_pylist())) == expected_items)
     check(f"{tag}: delta-rs sees the column dropped", "review_date" not in DeltaTable(
         uri, storage_options=options).schema().to_arrow().names)
+    # A column added to the mapped table gets a physical name of its own.
+    adbc(cur, f"ALTER TABLE {t} ADD COLUMN review_date string")
+    got = adbc(cur, f"SELECT count(review_date), count(*) FROM {t}")
+    check(f"{tag}: a re-added column does not read the dropped one's data", got == [(0, len(expected_items))],
+          f"{got}")
+    ops = history(uri, options)[7:]
+    check(f"{tag}: history of the column changes",
+          ops == ["UPDATE FIELD METADATA", "UPDATE FIELD METADATA", "UPDATE", "ADD COLUMN"], f"{ops}")
 
     # 7. SCD type 2: the customer dimension, loaded from v1, then v2 merged in on a row hash.
     d = f"dim_customer_{tag}"

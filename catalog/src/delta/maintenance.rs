@@ -87,7 +87,7 @@ pub async fn add_columns(runtime: &RuntimeEnv, location: &str, columns: &[(Strin
     if mapping::is_mapped(state.metadata().configuration())? {
         let change = mapping::add_fields(state, fields.clone())?;
         let parameters = serde_json::json!({ "columns": columns.iter().map(|(c, _)| c).collect::<Vec<_>>() });
-        return commit_schema(&table, location, change, fields, parameters).await;
+        return commit_schema(&table, location, change, DeltaOperation::AddColumn { fields }, parameters).await;
     }
     let table = table
         .add_columns()
@@ -131,7 +131,8 @@ pub async fn rename_column(
             .collect())
     })?;
     let parameters = serde_json::json!({ "oldColumnPath": old, "newColumnPath": new });
-    commit_schema(&table, location, change, field_of(state, old), parameters).await
+    let operation = DeltaOperation::UpdateFieldMetadata { fields: field_of(state, old) };
+    commit_schema(&table, location, change, operation, parameters).await
 }
 
 /// `ALTER TABLE DROP COLUMN c`: the column leaves the table from the next version on (its files
@@ -152,7 +153,8 @@ pub async fn drop_column(runtime: &RuntimeEnv, location: &str, column: &str) -> 
     let change =
         mapping::change_schema(state, |fields| Ok(fields.into_iter().filter(|f| f.name() != column).collect()))?;
     let parameters = serde_json::json!({ "columns": [column] });
-    commit_schema(&table, location, change, field_of(state, column), parameters).await
+    let operation = DeltaOperation::UpdateFieldMetadata { fields: field_of(state, column) };
+    commit_schema(&table, location, change, operation, parameters).await
 }
 
 fn refuse_partition_column(keys: &[String], column: &str, done: &str) -> Result<()> {
@@ -171,7 +173,7 @@ async fn commit_schema(
     table: &DeltaTable,
     location: &str,
     change: mapping::SchemaChange,
-    fields: Vec<StructField>,
+    operation: DeltaOperation,
     parameters: serde_json::Value,
 ) -> Result<u64> {
     let state = table.snapshot().map_err(|e| delta_error(location, e))?;
@@ -180,7 +182,7 @@ async fn commit_schema(
     let committed = CommitBuilder::default()
         .with_actions(actions)
         .with_app_metadata(HashMap::from([("operationParameters".to_string(), parameters)]))
-        .build(Some(state), table.log_store(), DeltaOperation::UpdateFieldMetadata { fields })
+        .build(Some(state), table.log_store(), operation)
         .await
         .map_err(|e| CatalogError::Invalid(format!("changing the columns of the Delta table at {location}: {e}")))?;
     Ok(committed.version())
