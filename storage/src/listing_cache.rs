@@ -9,7 +9,8 @@
 //! statement that changes the catalog) empties the cache, and a listing that started before an
 //! invalidation is never stored after it. Entries are bounded in bytes: a listing larger than the
 //! whole budget is not kept, and the oldest entries go first when the budget is full. With a TTL
-//! of zero nothing is kept. Listings never show the files a write keeps hidden until it commits
+//! of zero nothing is kept. A Delta transaction log (`_delta_log/`) is never kept: its listing
+//! names the table's latest version, which another program may have committed a moment ago. Listings never show the files a write keeps hidden until it commits
 //! ([`Visibility`]).
 
 use std::collections::HashMap;
@@ -29,6 +30,9 @@ use object_store::{
     CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore, PutMultipartOptions,
     PutOptions, PutPayload, PutResult, RenameOptions, Result,
 };
+
+/// The directory of a Delta table's transaction log.
+const TRANSACTION_LOG: &str = "_delta_log";
 
 /// What one cached object costs beyond its path and tags (the `ObjectMeta` itself).
 const ENTRY_OVERHEAD: usize = std::mem::size_of::<ObjectMeta>();
@@ -194,6 +198,10 @@ impl ObjectStore for CachedListings {
             !visibility.is_hidden(&store_key, &meta.location)
                 && (hidden_at_start.is_empty() || !hidden_at_start.contains(&format!("{store_key}/{}", meta.location)))
         };
+        // A transaction log's listing says which version is the latest: always listed anew.
+        if prefix.is_some_and(|p| p.parts().any(|part| part.as_ref() == TRANSACTION_LOG)) {
+            return self.inner.list(prefix).try_filter(move |m| std::future::ready(shown(m))).boxed();
+        }
         if let Some(objects) = self.cache.get(&key) {
             let objects: Vec<ObjectMeta> = objects.iter().filter(|m| shown(m)).cloned().collect();
             return stream::iter(objects.into_iter().map(Ok)).boxed();
@@ -273,6 +281,23 @@ mod tests {
         // Two buckets with the same prefix are two listings.
         let other = cache.wrap("memory://other".into(), Arc::new(InMemory::new()));
         assert!(names(other.as_ref(), "t").await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_delta_log_is_always_listed_anew() {
+        let inner: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let log = |v: u32| Path::from(format!("t/_delta_log/{v:020}.json"));
+        inner.put(&log(0), PutPayload::from_static(b"{}")).await.unwrap();
+        let cache = Arc::new(ListingCache::new(Duration::from_secs(3600), 1 << 20));
+        let store = cache.wrap("memory://".into(), Arc::clone(&inner));
+        assert_eq!(names(store.as_ref(), "t/_delta_log").await.len(), 1);
+        // Committed by another program: the next listing names it.
+        inner.put(&log(1), PutPayload::from_static(b"{}")).await.unwrap();
+        assert_eq!(names(store.as_ref(), "t/_delta_log").await.len(), 2);
+        let offset = log(0);
+        let after: Vec<ObjectMeta> =
+            store.list_with_offset(Some(&Path::from("t/_delta_log")), &offset).try_collect().await.unwrap();
+        assert_eq!(after.iter().map(|m| m.location.clone()).collect::<Vec<_>>(), [log(1)]);
     }
 
     #[tokio::test]

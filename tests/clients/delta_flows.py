@@ -10,7 +10,8 @@ Needs GLAUX_TEST_S3_ENDPOINT, GLAUX_TEST_S3_ACCESS_KEY_ID and GLAUX_TEST_S3_SECR
 from Parquet; a bad UPDATE undone by a MERGE from the version before it (time travel); a GDPR
 erasure by MERGE ... DELETE of a list of customers (and Trino's error when a target row matches
 two source rows); an SCD type 2 load by MERGE keyed on sha2(concat(...), 512) closing old rows and
-inserting new ones; columns added, renamed and dropped. Every answer is compared with rows computed here
+inserting new ones; columns added, renamed and dropped; 200 small appends compacted by OPTIMIZE
+and their old files removed by VACUUM. Every answer is compared with rows computed here
 from the data the test wrote, and the tables Glaux wrote are read back with the `deltalake`
 package (rows and history).
 """
@@ -25,6 +26,7 @@ import threading
 import adbc_driver_flightsql.dbapi as flightsql
 import pyarrow as pa
 import pyarrow.compute  # noqa: F401 (pa.compute)
+import pyarrow.fs
 import pyarrow.parquet as pq
 from deltalake import DeltaTable, QueryBuilder
 
@@ -294,14 +296,73 @@ def flow(cur, tag, root, options):
     check(f"{tag}: dimension history", history(duri, options) == ["CREATE TABLE", "MERGE"], history(duri, options))
 
 
+
+def storage(root, options):
+    if options is None:
+        return pyarrow.fs.LocalFileSystem()
+    return pyarrow.fs.S3FileSystem(access_key=options["AWS_ACCESS_KEY_ID"], secret_key=options["AWS_SECRET_ACCESS_KEY"],
+                                   endpoint_override=options["AWS_ENDPOINT_URL"], region="us-east-1")
+
+
+def strip_scheme(uri):
+    return uri.removeprefix("s3://")
+
+
+def compaction(cur, tag, root, options):
+    """200 small appends (a stream's files) compacted by OPTIMIZE, the old files removed by VACUUM."""
+    c = f"clicks_{tag}"
+    uri = f"{root}/{c}"
+    ok, _, err = psql(f"CREATE TABLE {c} (id bigint, qty bigint, day string) PARTITIONED BY (day) "
+                      f"LOCATION '{uri}/' TBLPROPERTIES ('table_type' = 'DELTA')")
+    check(f"{tag}: clicks table created", ok, err)
+    for i in range(200):
+        adbc(cur, f"INSERT INTO {c} VALUES ({i}, {i * 7 % 13}, 'd{i % 2}'), ({i + 1000}, 1, 'd{i % 2}')")
+    expected = [(f"d{d}", 200, sum(i * 7 % 13 + 1 for i in range(d, 200, 2))) for d in (0, 1)]
+    by_day = f"SELECT day, count(*), sum(qty) FROM {c} GROUP BY day ORDER BY day"
+    check(f"{tag}: 200 small appends", len(DeltaTable(uri, storage_options=options).file_uris()) == 200)
+    # Versions 99 and 199 are checkpoints (every 100 versions), so readers replay few commits.
+    logs = [f.base_name for f in storage(root, options).get_file_info(
+        pyarrow.fs.FileSelector(f"{strip_scheme(uri)}/_delta_log"))]
+    checkpoints = sorted(f for f in logs if f.endswith(".checkpoint.parquet"))
+    check(f"{tag}: checkpoints every 100 versions", checkpoints == [f"{v:020d}.checkpoint.parquet" for v in (99, 199)],
+          f"{checkpoints}")
+    ok, rows, err = psql(f"OPTIMIZE {c} REWRITE DATA USING BIN_PACK")
+    check(f"{tag}: OPTIMIZE rewrote the 200 files' rows", ok and rows == [["400"]], f"{rows} {err}")
+    table = DeltaTable(uri, storage_options=options)
+    check(f"{tag}: one file per partition left", len(table.file_uris()) == 2, f"{table.file_uris()}")
+    check(f"{tag}: compacted rows as written", adbc(cur, by_day) == expected, f"{adbc(cur, by_day)}")
+    read = table.to_pyarrow_table().group_by("day").aggregate([("qty", "count"), ("qty", "sum")])
+    read = sorted(zip(read.column("day").to_pylist(), read.column("qty_count").to_pylist(),
+                      read.column("qty_sum").to_pylist()))
+    check(f"{tag}: delta-rs reads the compacted rows", read == expected, f"{read}")
+    # The data files on storage, listed with pyarrow's filesystems.
+    def data_files():
+        listed = storage(root, options).get_file_info(pyarrow.fs.FileSelector(strip_scheme(uri), recursive=True))
+        return sum(1 for f in listed if f.base_name.endswith(".parquet") and "_delta_log" not in f.path)
+    check(f"{tag}: the 200 old files are still on storage", data_files() == 202, f"{data_files()}")
+    ok, rows, err = psql(f"VACUUM {c}")
+    check(f"{tag}: VACUUM within Delta's 7-day safety deletes nothing", ok and rows == [["0"]], f"{rows} {err}")
+    adbc(cur, f"ALTER TABLE {c} SET TBLPROPERTIES ('vacuum_max_snapshot_age_seconds' = '0', "
+              f"'delta.deletedFileRetentionDuration' = 'interval 0 seconds')")
+    got = adbc(cur, f"VACUUM {c}")
+    check(f"{tag}: VACUUM deleted the 200 old files", got == [(200,)], f"{got}")
+    check(f"{tag}: only the 2 compacted files are left", data_files() == 2, f"{data_files()}")
+    check(f"{tag}: rows after VACUUM", adbc(cur, by_day) == expected, f"{adbc(cur, by_day)}")
+    ops = history(uri, options)
+    check(f"{tag}: clicks history", ops[0] == "CREATE TABLE" and ops[1:201] == ["WRITE"] * 200 and ops[201:] == [
+        "OPTIMIZE", "SET TBLPROPERTIES", "VACUUM START", "VACUUM END"], f"{ops[201:]}")
+
+
 try:
     with flightsql.connect(f"grpc://{flight}") as conn:
         with conn.cursor() as cur:
             for name in ("reviews", "customers_v1", "customers_v2"):
                 adbc(cur, f"CREATE EXTERNAL TABLE {name}{'_raw' if name == 'reviews' else ''} "
                           f"STORED AS PARQUET LOCATION '{os.path.join(raw, name)}/'")
-            flow(cur, "local", os.path.join(warehouse, "lake"), None)
-            flow(cur, "s3", f"s3://glaux-test/flows-{secrets.token_hex(6)}", s3)
+            for tag, root, options in (("local", os.path.join(warehouse, "lake"), None),
+                                       ("s3", f"s3://glaux-test/flows-{secrets.token_hex(6)}", s3)):
+                flow(cur, tag, root, options)
+                compaction(cur, tag, root, options)
 finally:
     server.terminate()
     server.wait(timeout=30)

@@ -13,15 +13,15 @@ use crate::harness::*;
 use crate::s3::{BUCKET, run_prefix, s3_config, test_bucket};
 
 /// What the `deltalake` package read back from the table it wrote.
-struct Written {
+pub(crate) struct Written {
     /// Rows of each version as `id | name | qty | day`, by id.
-    versions: BTreeMap<u64, Vec<String>>,
+    pub(crate) versions: BTreeMap<u64, Vec<String>>,
     /// `(version, operation)`, oldest first.
-    history: Vec<(u64, String)>,
+    pub(crate) history: Vec<(u64, String)>,
 }
 
 /// Runs `delta_rs.py` (see that script): `write` makes the table at `uri`, `read` reads it.
-fn delta_rs(mode: &str, uri: &str, storage_options: Option<&serde_json::Value>) -> Written {
+pub(crate) fn delta_rs(mode: &str, uri: &str, storage_options: Option<&serde_json::Value>) -> Written {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/system/delta_rs.py");
     let mut command = Command::new("python3");
     command.arg(script).arg(mode).arg(uri);

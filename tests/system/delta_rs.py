@@ -6,12 +6,13 @@ Glaux: what the Glaux tests compare with.
     python3 delta_rs.py small <table uri>
     python3 delta_rs.py latest <table uri>
     python3 delta_rs.py dv <table uri>
+    python3 delta_rs.py append <table uri>
 
 `write` creates the table: version 0 (partitioned by day, one row in a null partition), 1
 appends, 2 deletes id 2, 3 replaces the 2024-01-01 partition, 4 updates qty where id = 4.
 `small` makes 200 one-row files over two partitions. `dv` writes a table whose version 1 has a deletion
-vector (see there) and prints only the ids delta-rs reads. `small` and `latest` print only the
-latest version's rows; all print what the package reads back as JSON: each version's rows and the history. Rows are
+vector (see there) and prints only the ids delta-rs reads. `append` appends id 100 to an existing
+table. `small`, `latest` and `append` print only the latest version's rows; all print what the package reads back as JSON: each version's rows and the history. Rows are
 printed as the Glaux tests render `SELECT id, name, qty, day ... ORDER BY id`:
 `id | name | qty | day`, NULL for a null.
 """
@@ -52,6 +53,9 @@ if mode == "write":
     write_deltalake(uri, rows([9], ["ivy"], [90], ["2024-01-01"]), mode="overwrite",
                     predicate="day = '2024-01-01'", storage_options=options)
     DeltaTable(uri, storage_options=options).update(predicate="id = 4", updates={"qty": "41"})
+
+if mode == "append":
+    write_deltalake(uri, rows([100], ["ext"], [1], ["2024-01-01"]), mode="append", storage_options=options)
 
 
 if mode == "dv":
@@ -101,7 +105,7 @@ def render(value):
 
 table = DeltaTable(uri, storage_options=options)
 versions = {}
-first = table.version() if mode in ("small", "latest") else 0
+first = table.version() if mode in ("small", "latest", "append") else 0
 for version in range(first, table.version() + 1):
     at = DeltaTable(uri, version=version, storage_options=options).to_pyarrow_table().sort_by("id")
     versions[version] = [" | ".join(render(row[c]) for c in ["id", "name", "qty", "day"]) for row in at.to_pylist()]

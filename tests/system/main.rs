@@ -10,6 +10,7 @@ mod cancel;
 mod catalog;
 mod conformance;
 mod delta;
+mod delta_log;
 mod delta_merge;
 mod events;
 mod flight_sql;

@@ -13,7 +13,7 @@ use deltalake_core::DeltaTable;
 use deltalake_core::kernel::Action;
 use deltalake_core::kernel::Add;
 use deltalake_core::kernel::engine::arrow_conversion::TryFromArrow;
-use deltalake_core::kernel::transaction::CommitBuilder;
+use deltalake_core::kernel::transaction::{CommitBuilder, CommitProperties};
 use deltalake_core::kernel::{DataType as KernelType, StructField};
 use deltalake_core::operations::create::CreateBuilder;
 use deltalake_core::protocol::{DeltaOperation, MergePredicate, SaveMode};
@@ -61,12 +61,20 @@ pub async fn append(runtime: &RuntimeEnv, location: &str, table: &DeltaTable, fi
         partition_by: (!keys.is_empty()).then_some(keys),
         predicate: None,
     };
-    let committed = CommitBuilder::default()
+    let committed = committer()
         .with_actions(actions)
         .build(Some(state), table.log_store(), operation)
         .await
         .map_err(|e| CatalogError::Invalid(format!("committing to the Delta table at {location}: {e}")))?;
     Ok(committed.version())
+}
+
+/// Commits as `deltalake-core`'s own operations commit: a checkpoint every
+/// `delta.checkpointInterval` versions (100 unless set), so opening a table reads a bounded
+/// number of log files, and log files past `delta.logRetentionDuration` (30 days) cleaned up
+/// then, unless `delta.enableExpiredLogCleanup` is false.
+pub(super) fn committer() -> CommitBuilder {
+    CommitBuilder::from(CommitProperties::default())
 }
 
 /// The snapshot's columns and partition keys as its files name them (column mapping).
@@ -181,7 +189,7 @@ pub async fn rewrite(
             DeltaOperation::Optimize { predicate, target_size: i64::try_from(target_size).unwrap_or(i64::MAX) }
         }
     };
-    let committed = CommitBuilder::default()
+    let committed = committer()
         .with_actions(actions)
         .build(Some(state), table.log_store(), operation)
         .await

@@ -11,7 +11,6 @@ use deltalake_core::kernel::{DataType as KernelType, StructField};
 
 use deltalake_core::DeltaTable;
 use deltalake_core::kernel::Action;
-use deltalake_core::kernel::transaction::CommitBuilder;
 use deltalake_core::protocol::DeltaOperation;
 
 use super::{Snapshot, delta_error, mapping, open};
@@ -179,7 +178,7 @@ async fn commit_schema(
     let state = table.snapshot().map_err(|e| delta_error(location, e))?;
     let mut actions = vec![Action::Metadata(change.metadata)];
     actions.extend(change.protocol.map(Action::Protocol));
-    let committed = CommitBuilder::default()
+    let committed = super::commit::committer()
         .with_actions(actions)
         .with_app_metadata(HashMap::from([("operationParameters".to_string(), parameters)]))
         .build(Some(state), table.log_store(), operation)

@@ -4,7 +4,8 @@
 //!
 //! - [`open`]: a table's log at its latest version, a version, or a point in time, through the
 //!   object store the session has for its location (the same store, credentials and roots as
-//!   every other read).
+//!   every other read); the latest from the last one read plus the commits since
+//!   (`snapshots.rs`).
 //! - [`DeltaTableProvider`] (`provider.rs`): the files of one snapshot, pruned by the query's
 //!   predicates on partition values and on the file statistics the log keeps, then scanned.
 //! - `history.rs`: `"t$history"` and `"t$properties"`, as Trino shows them.
@@ -19,6 +20,7 @@ mod maintenance;
 mod mapping;
 mod provider;
 mod scan;
+mod snapshots;
 mod stats;
 
 use std::collections::BTreeMap;
@@ -87,9 +89,17 @@ pub(crate) fn log_store(runtime: &RuntimeEnv, location: &str) -> Result<LogStore
 
 /// The Delta table at `location` at the snapshot asked for.
 pub async fn open(runtime: &RuntimeEnv, location: &str, snapshot: Snapshot) -> Result<DeltaTable> {
-    let mut table = DeltaTable::new(log_store(runtime, location)?);
+    let store = log_store(runtime, location)?;
+    if let Snapshot::Latest = snapshot
+        && let Some(mut table) = snapshots::recent(location, &store).await
+        && table.update_incremental(None).await.is_ok()
+    {
+        snapshots::keep(location, &table);
+        return Ok(table);
+    }
+    let mut table = DeltaTable::new(store);
     let loaded = match snapshot {
-        Snapshot::Latest => table.load().await,
+        Snapshot::Latest => table.load().await.inspect(|()| snapshots::keep(location, &table)),
         Snapshot::Version(version) => table.load_version(version as Version).await,
         Snapshot::AsOf(millis) => match chrono::DateTime::from_timestamp_millis(millis) {
             Some(at) => table.load_with_datetime(at).await,
