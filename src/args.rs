@@ -47,6 +47,10 @@ pub(crate) struct DoorArgs {
     /// Also serve the PostgreSQL wire protocol here (for JDBC, ODBC and psql), e.g. 127.0.0.1:5432.
     #[arg(long)]
     pub(crate) postgres_addr: Option<SocketAddr>,
+    /// Also serve HTTP here: Athena's API (boto3, PyAthena), e.g. 127.0.0.1:8080. Loopback only,
+    /// and without --users, for now: requests are not yet verified against access keys.
+    #[arg(long)]
+    pub(crate) http_addr: Option<SocketAddr>,
     /// File of Flight SQL users, one `name:argon2-hash` per line (`glaux hash-password`). Without
     /// it clients need no password, and the scheduler serves on loopback addresses only.
     #[arg(long, env = "GLAUX_USERS_FILE")]
@@ -92,6 +96,9 @@ impl DoorArgs {
         }
         if let Some(addr) = self.postgres_addr {
             config = config.with_postgres(addr);
+        }
+        if let Some(addr) = self.http_addr {
+            config = config.with_http(addr);
         }
         if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
             config = config.with_tls(glaux_scheduler::TlsIdentity::load(cert, key)?);

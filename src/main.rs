@@ -42,6 +42,10 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             if let Some(addr) = cluster.scheduler.postgres_addr() {
                 println!("Glaux standalone: PostgreSQL on {addr}.");
             }
+            if let Some(addr) = cluster.scheduler.http_addr() {
+                let scheme = if args.doors.tls_cert.is_some() { "https" } else { "http" };
+                println!("Glaux standalone: Athena API on {scheme}://{addr}.");
+            }
             println!(
                 "Glaux standalone: Flight SQL on {} with {} executors ({}). Ctrl-C stops.",
                 cluster.scheduler.addr(),
@@ -72,6 +76,10 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             let mut scheduler = Scheduler::start(args.doors.apply(config)?).await?;
             if let Some(addr) = scheduler.postgres_addr() {
                 println!("Glaux scheduler: PostgreSQL on {addr}.");
+            }
+            if let Some(addr) = scheduler.http_addr() {
+                let scheme = if args.doors.tls_cert.is_some() { "https" } else { "http" };
+                println!("Glaux scheduler: Athena API on {scheme}://{addr}.");
             }
             if scheduler.cluster_addr() != scheduler.addr() {
                 println!("Glaux scheduler: executors join on {}.", scheduler.cluster_addr());

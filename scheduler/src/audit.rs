@@ -19,6 +19,8 @@ pub const AUDIT_TARGET: &str = "glaux::audit";
 pub enum Door {
     FlightSql,
     Postgres,
+    /// Athena's API (HTTP).
+    Athena,
     /// In-process callers (tests, `glaux bench`).
     #[default]
     Internal,
@@ -29,6 +31,7 @@ impl Door {
         match self {
             Door::FlightSql => "flight_sql",
             Door::Postgres => "postgres",
+            Door::Athena => "athena",
             Door::Internal => "internal",
         }
     }

@@ -33,6 +33,8 @@ pub struct SchedulerConfig {
     pub users: Option<Arc<Users>>,
     /// Where PostgreSQL clients connect (`None`: no PostgreSQL port).
     pub postgres: Option<SocketAddr>,
+    /// Where HTTP clients (Athena's API) connect (`None`: no HTTP port).
+    pub http: Option<SocketAddr>,
     /// TLS for the client doors (Flight SQL and PostgreSQL); `None` serves them in the clear.
     pub tls: Option<TlsIdentity>,
     /// Where executors join, when not on the Flight SQL port. With TLS, executors always join on
@@ -78,6 +80,7 @@ impl SchedulerConfig {
             catalog_path: None,
             users: None,
             postgres: None,
+            http: None,
             tls: None,
             cluster_bind: None,
             allow_insecure_auth: false,
@@ -115,6 +118,12 @@ impl SchedulerConfig {
     /// Also serves the PostgreSQL wire protocol at `addr`.
     pub fn with_postgres(mut self, addr: SocketAddr) -> Self {
         self.postgres = Some(addr);
+        self
+    }
+
+    /// Also serves HTTP (Athena's API) at `addr`.
+    pub fn with_http(mut self, addr: SocketAddr) -> Self {
+        self.http = Some(addr);
         self
     }
 

@@ -24,7 +24,7 @@ use glaux_storage::ListingCache;
 use crate::access::GrantedCatalogs;
 use crate::audit::{AuditOnDrop, Audited};
 use crate::client_session::ClientSession;
-use crate::error::{SchedulerError, execution_kind};
+use crate::error::{ErrorKind, SchedulerError, execution_kind};
 use crate::limits::{StatementGate, StatementPermit};
 use crate::query::{AtExecutors, ProgressSlot, QueryResult, QueryRunner};
 use crate::statement::{Context, Effect, IngestTarget, Statement};
@@ -68,6 +68,11 @@ impl PlannedStatement {
         self.statement.family().parameters()
     }
 
+    /// What kind of statement it is (`query`, `insert`, `create_table`, ...).
+    pub fn kind(&self) -> &'static str {
+        self.statement.kind()
+    }
+
     /// When it runs, and what it changes.
     pub fn effect(&self) -> Effect {
         self.statement.family().effect()
@@ -97,6 +102,28 @@ impl QueryEngine {
             // A door that authenticates always names the user; without one, nothing is allowed.
             (Admins::Named(_), None) => Access::of("", false, self.lake.catalog().as_ref())?,
         }))
+    }
+
+    /// The store and path to write a statement's result file at `location` (Athena's API writes
+    /// each result there), checked as every written location is: within the storage roots and
+    /// buckets, and granted to `session`'s user.
+    pub fn result_store(
+        &self,
+        session: &ClientSession,
+        location: &str,
+    ) -> Result<(Arc<dyn object_store::ObjectStore>, object_store::path::Path), SchedulerError> {
+        self.access(session)?.require_location(location)?;
+        let url = self
+            .lake
+            .storage()
+            .check_location(location)
+            .map_err(|e| SchedulerError::from(glaux_catalog::CatalogError::from(e)))?;
+        let store_url = datafusion::execution::object_store::ObjectStoreUrl::parse(&url[..url::Position::BeforePath])
+            .map_err(SchedulerError::plan)?;
+        let store = self.ctx.runtime_env().object_store(&store_url).map_err(SchedulerError::plan)?;
+        let path = object_store::path::Path::from_url_path(url.path())
+            .map_err(|e| SchedulerError::refused(ErrorKind::InvalidStatement, format!("{location}: {e}")))?;
+        Ok((store, path))
     }
 
     /// Whether a database exists (a PostgreSQL connection names one at startup).

@@ -22,6 +22,7 @@
 //! - [`SchedulerError`] with its [`ErrorKind`]: the one mapping to gRPC and SQLSTATE.
 
 mod access;
+mod athena;
 mod audit;
 mod background;
 mod client_auth;

@@ -32,6 +32,7 @@ pub struct Scheduler {
     addr: SocketAddr,
     cluster_addr: SocketAddr,
     postgres_addr: Option<SocketAddr>,
+    http_addr: Option<SocketAddr>,
     cluster: Arc<ClusterState>,
     signer: Arc<TaskSigner>,
     shutdown: CancellationToken,
@@ -48,6 +49,20 @@ impl Scheduler {
                 "refusing to serve PostgreSQL clients on {postgres} without authentication: configure users \
                  (--users FILE) or bind a loopback address"
             )));
+        }
+        if let Some(http) = config.http {
+            if config.users.is_some() {
+                return Err(SchedulerError::Config(
+                    "the HTTP door (Athena's API) does not serve configured users yet: it will verify AWS \
+                     signatures against access keys Glaux issues to them; run without --http-addr or without --users"
+                        .into(),
+                ));
+            }
+            if !http.ip().is_loopback() {
+                return Err(SchedulerError::Config(format!(
+                    "refusing to serve Athena's API on {http} without authentication: bind a loopback address"
+                )));
+            }
         }
         if config.users.is_none() && !config.bind.ip().is_loopback() {
             return Err(SchedulerError::Config(format!(
@@ -102,6 +117,12 @@ impl Scheduler {
         };
         let postgres_addr = postgres.as_ref().map(|(_, addr)| *addr);
         let postgres_engine = Arc::clone(&engine);
+        let http = match config.http {
+            Some(addr) => Some(bind(addr).await?),
+            None => None,
+        };
+        let http_addr = http.as_ref().map(|(_, addr)| *addr);
+        let executions = Arc::new(crate::athena::Executions::new(Arc::clone(&engine)));
         let (background, background_work) = Background::new();
         // Executors serve clients in plain gRPC: a client that connects over TLS reads through here.
         let front_door =
@@ -161,12 +182,19 @@ impl Scheduler {
             };
             running.spawn(crate::postgres::serve(listener, door));
         }
+        if let Some((listener, addr)) = http {
+            tracing::info!(%addr, tls = config.tls.is_some(), "serving Athena's API over HTTP");
+            let tls = config.tls.as_ref().map(crate::tls::TlsIdentity::acceptor).transpose()?;
+            let door = crate::athena::AthenaDoor { executions };
+            let gate = ConnectionGate::new(config.limits.max_connections);
+            running.spawn(crate::athena::serve(listener, door, tls, gate, shutdown.clone()));
+        }
         running.spawn(cancel_abandoned(cancelled, Arc::clone(&channels)));
         running.spawn(background_work);
         running.spawn(recovery);
         running.spawn(expire_executors(Arc::clone(&cluster), channels, config.heartbeat_interval));
         tracing::info!(%addr, tls = config.tls.is_some(), "scheduler serving Flight SQL");
-        Ok(Self { addr, cluster_addr, postgres_addr, cluster, signer, shutdown, running })
+        Ok(Self { addr, cluster_addr, postgres_addr, http_addr, cluster, signer, shutdown, running })
     }
 
     /// Where executors join: the Flight SQL port, or with TLS a port of their own.
@@ -177,6 +205,11 @@ impl Scheduler {
     /// Where PostgreSQL clients connect, if the scheduler serves them.
     pub fn postgres_addr(&self) -> Option<SocketAddr> {
         self.postgres_addr
+    }
+
+    /// Where Athena's API is served, if it is.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http_addr
     }
 
     /// Where Flight SQL clients connect.

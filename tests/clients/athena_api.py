@@ -1,0 +1,235 @@
+"""Athena's API on Glaux through boto3's `athena` client (endpoint_url pointed at `glaux
+standalone --http-addr`), as scripts and notebooks call Athena: start, poll, page results, DDL and
+writes, a failing query, a stopped query, listing, idempotency, refusals; results written as CSV
+to a local output location and to S3 (SeaweedFS), read back here with Python's csv module.
+
+Usage: athena_api.py GLAUX_BINARY WORK_DIR   (S3 from GLAUX_TEST_S3_* as in delta_flows.py)
+"""
+import csv
+import http.client
+import io
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import boto3
+import botocore
+import pyarrow as pa
+import pyarrow.fs
+import pyarrow.parquet as pq
+
+glaux, work = sys.argv[1], sys.argv[2]
+warehouse = os.path.join(work, "warehouse")
+results = os.path.join(warehouse, "athena-results")
+os.makedirs(os.path.join(warehouse, "events"), exist_ok=True)
+os.makedirs(results, exist_ok=True)
+s3 = {
+    "endpoint": os.environ["GLAUX_TEST_S3_ENDPOINT"],
+    "key": os.environ["GLAUX_TEST_S3_ACCESS_KEY_ID"],
+    "secret": os.environ["GLAUX_TEST_S3_SECRET_ACCESS_KEY"],
+}
+
+KINDS = ["click", "view", "buy"]
+events = pa.table({
+    "id": pa.array(range(300), pa.int64()),
+    "kind": [KINDS[i % 3] for i in range(300)],
+    "amount": [float(i % 7) * 1.5 for i in range(300)],
+    "note": [None if i % 10 == 0 else f'n"{i}",x' for i in range(300)],
+})
+pq.write_table(events, os.path.join(warehouse, "events", "part-0.parquet"))
+
+server = subprocess.Popen(
+    [glaux, "standalone", "--executors", "2", "--flight-sql-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
+     "--warehouse", warehouse, "--s3-endpoint", s3["endpoint"], "--s3-region", "us-east-1"],
+    stdout=subprocess.PIPE, text=True,
+    env={**os.environ, "GLAUX_LOG": "warn", "AWS_ACCESS_KEY_ID": s3["key"], "AWS_SECRET_ACCESS_KEY": s3["secret"],
+         "AWS_ALLOW_HTTP": "true"},
+)
+endpoint = None
+for line in server.stdout:
+    if "Athena API on " in line:
+        endpoint = line.split("Athena API on ")[1].split()[0].rstrip(".")
+    if "Flight SQL on " in line:
+        break
+if endpoint is None:
+    sys.exit("glaux standalone did not serve Athena's API")
+threading.Thread(target=lambda: [None for _ in server.stdout], daemon=True).start()
+
+passed, failed = 0, 0
+
+
+def check(name, condition, detail=""):
+    global passed, failed
+    if condition:
+        passed += 1
+        print(f"ok   {name}")
+    else:
+        failed += 1
+        print(f"FAIL {name} {detail}")
+
+
+athena = boto3.client("athena", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="AKIDGLAUXTEST",
+                      aws_secret_access_key="not-checked-without-users")
+OUT = {"OutputLocation": results + "/"}
+
+
+def start(sql, out=None, **extra):
+    return athena.start_query_execution(QueryString=sql, ResultConfiguration=out or OUT, **extra)["QueryExecutionId"]
+
+
+def wait(qid, timeout=60):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        execution = athena.get_query_execution(QueryExecutionId=qid)["QueryExecution"]
+        if execution["Status"]["State"] in ("SUCCEEDED", "FAILED", "CANCELLED"):
+            return execution
+        time.sleep(0.05)
+    raise TimeoutError(qid)
+
+
+def all_rows(qid, page=None):
+    wait(qid)
+    pages = athena.get_paginator("get_query_results").paginate(
+        QueryExecutionId=qid, PaginationConfig={"PageSize": page} if page else {})
+    rows, meta, count = [], None, 0
+    for result in pages:
+        count += 1
+        meta = meta or result["ResultSet"]["ResultSetMetadata"]["ColumnInfo"]
+        rows += [[d.get("VarCharValue") for d in r["Data"]] for r in result["ResultSet"]["Rows"]]
+    return rows, meta, count
+
+
+def error_of(call):
+    try:
+        call()
+    except botocore.exceptions.ClientError as error:
+        return error.response["Error"]["Code"], error.response["Error"]["Message"]
+    return None, None
+
+
+try:
+    # DDL through the API.
+    ddl = wait(start(f"CREATE EXTERNAL TABLE events (id bigint, kind string, amount double, note string) "
+                     f"STORED AS PARQUET LOCATION '{warehouse}/events/'"))
+    check("DDL succeeds as DDL", ddl["Status"]["State"] == "SUCCEEDED" and ddl["StatementType"] == "DDL",
+          f"{ddl['Status']} {ddl.get('StatementType')}")
+
+    # A query: state, statistics, paged results with the header row first, Athena's types.
+    sql = "SELECT kind, count(*) AS n, sum(amount) AS total FROM events GROUP BY kind ORDER BY kind"
+    qid = start(sql, QueryExecutionContext={"Database": "default", "Catalog": "AwsDataCatalog"})
+    execution = wait(qid)
+    check("query succeeds", execution["Status"]["State"] == "SUCCEEDED", f"{execution['Status']}")
+    check("query is DML/SELECT", (execution["StatementType"], execution["SubstatementType"]) == ("DML", "SELECT"))
+    check("data scanned is reported", execution["Statistics"]["DataScannedInBytes"] > 0, f"{execution['Statistics']}")
+    check("output location names the result file", execution["ResultConfiguration"]["OutputLocation"]
+          == f"{results}/{qid}.csv", execution["ResultConfiguration"])
+    expected = [["kind", "n", "total"]]
+    for kind in sorted(KINDS):
+        amounts = [a for k, a in zip(events.column("kind").to_pylist(), events.column("amount").to_pylist()) if k == kind]
+        expected.append([kind, str(len(amounts)), str(sum(amounts))])
+    rows, meta, pages = all_rows(qid, page=2)
+    check("results paged two rows at a time, header first", rows == expected and pages == 2, f"{rows} {pages}")
+    check("column types as Athena names them", [c["Type"] for c in meta] == ["varchar", "bigint", "double"],
+          f"{meta}")
+    with open(f"{results}/{qid}.csv", newline="") as f:
+        on_disk = list(csv.reader(f))
+    check("the output location holds the same rows as CSV", on_disk == expected, f"{on_disk}")
+
+    # NULLs, quotes and commas survive; 2,500 rows come in pages of 1,000.
+    rows, _, _ = all_rows(start("SELECT id, note FROM events ORDER BY id"))
+    notes = events.column("note").to_pylist()
+    check("NULL is no value, quotes and commas kept",
+          rows[1:] == [[str(i), notes[i]] for i in range(300)], f"{rows[:3]}")
+    big = start("SELECT value AS v FROM generate_series(1, 2500) ORDER BY value")
+    wait(big)
+    rows, _, pages = all_rows(big)
+    check("2,500 rows in three pages", rows == [["v"]] + [[str(v)] for v in range(1, 2501)] and pages == 3,
+          f"{len(rows)} {pages}")
+
+    # A write reports its update count.
+    ctas = wait(start(f"CREATE TABLE big_kinds AS SELECT * FROM events WHERE amount > 3"))
+    count = athena.get_query_results(QueryExecutionId=ctas["QueryExecutionId"])["UpdateCount"]
+    check("CTAS is DML with its update count", ctas["SubstatementType"] == "CREATE_TABLE_AS_SELECT" and
+          count == sum(1 for a in events.column("amount").to_pylist() if a > 3), f"{count} {ctas['Status']}")
+
+    # A failing query.
+    bad = wait(start("SELECT * FROM no_such_table"))
+    check("a bad query fails with its reason", bad["Status"]["State"] == "FAILED" and
+          "no_such_table" in bad["Status"].get("StateChangeReason", ""), f"{bad['Status']}")
+    code, message = error_of(lambda: athena.get_query_results(QueryExecutionId=bad["QueryExecutionId"]))
+    check("its results are refused as Athena refuses them", code == "InvalidRequestException" and
+          "FAILED" in message, f"{code} {message}")
+
+    # Stopping a long query: CANCELLED, and no result file.
+    slow = start("SELECT sum(a.id * b.id + c.id - d.id) FROM events a CROSS JOIN events b CROSS JOIN events c "
+                 "CROSS JOIN events d")
+    time.sleep(1.0)
+    athena.stop_query_execution(QueryExecutionId=slow)
+    stopped = wait(slow, timeout=20)
+    check("a stopped query is CANCELLED", stopped["Status"]["State"] == "CANCELLED", f"{stopped['Status']}")
+    check("a stopped query leaves no result file", not os.path.exists(f"{results}/{slow}.csv"))
+
+    # Listing, batch get, idempotency.
+    listed = [i for page in athena.get_paginator("list_query_executions").paginate(WorkGroup="primary")
+              for i in page["QueryExecutionIds"]]
+    check("every execution is listed, newest first", listed[0] == slow and qid in listed and len(listed) == 7,
+          f"{len(listed)}")
+    batch = athena.batch_get_query_execution(QueryExecutionIds=[qid, "no-such-id"])
+    check("batch get finds one and names the other", [e["QueryExecutionId"] for e in batch["QueryExecutions"]]
+          == [qid] and batch["UnprocessedQueryExecutionIds"][0]["QueryExecutionId"] == "no-such-id")
+    token = "request-token-0123456789-0123456789"
+    first = start("SELECT 1", ClientRequestToken=token)
+    check("the same ClientRequestToken starts one execution", start("SELECT 1", ClientRequestToken=token) == first)
+
+    # Refusals, by name.
+    code, message = error_of(lambda: athena.start_query_execution(QueryString="SELECT 1"))
+    check("no output location is Athena's error", code == "InvalidRequestException" and
+          "No output location provided" in message, f"{code} {message}")
+    code, message = error_of(lambda: start("SELECT 1", WorkGroup="analysts"))
+    check("an unknown workgroup is refused", code == "InvalidRequestException" and "analysts" in message, message)
+    code, message = error_of(lambda: start("SELECT 1", ExecutionParameters=["1"]))
+    check("execution parameters are refused, not ignored", code == "InvalidRequestException" and
+          "execution parameters" in message, message)
+    code, message = error_of(lambda: start("SELECT 1", out={"OutputLocation": "/etc/"}))
+    check("an output location outside the roots is refused", code == "InvalidRequestException", f"{code} {message}")
+    code, message = error_of(lambda: athena.list_work_groups())
+    check("an action not served yet says so", code == "InvalidRequestException" and "ListWorkGroups" in message,
+          message)
+    code, _ = error_of(lambda: athena.get_query_execution(QueryExecutionId="nope"))
+    check("an unknown execution id is refused", code == "InvalidRequestException")
+    host = endpoint.removeprefix("http://")
+    for headers, body, status, kind in [
+        ({"X-Amz-Target": "AmazonAthena.NoSuchAction", "Authorization":
+          "AWS4-HMAC-SHA256 Credential=AK/20260101/us-east-1/athena/aws4_request, SignedHeaders=host, Signature=00"},
+         "{}", 400, "UnknownOperationException"),
+        ({"X-Amz-Target": "AmazonAthena.ListQueryExecutions"}, "{}", 403, "MissingAuthenticationTokenException"),
+        ({"X-Amz-Target": "AmazonAthena.ListQueryExecutions", "Authorization":
+          "AWS4-HMAC-SHA256 Credential=AK/20260101/us-east-1/athena/aws4_request, SignedHeaders=host, Signature=00"},
+         "{not json", 400, "SerializationException"),
+    ]:
+        connection = http.client.HTTPConnection(host, timeout=10)
+        connection.request("POST", "/", body=body, headers={**headers, "Content-Type": "application/x-amz-json-1.1"})
+        response = connection.getresponse()
+        answer = response.read().decode()
+        check(f"a raw request gets {kind}", response.status == status and kind in answer, f"{response.status} {answer}")
+
+    # Results written to S3.
+    bucket_out = f"s3://glaux-test/athena-{os.getpid()}/"
+    s3_query = start("SELECT kind, count(*) AS n FROM events GROUP BY kind ORDER BY kind",
+                     out={"OutputLocation": bucket_out})
+    done = wait(s3_query)
+    fs = pyarrow.fs.S3FileSystem(access_key=s3["key"], secret_key=s3["secret"], endpoint_override=s3["endpoint"],
+                                 region="us-east-1")
+    with fs.open_input_stream(f"glaux-test/athena-{os.getpid()}/{s3_query}.csv") as f:
+        in_s3 = list(csv.reader(io.StringIO(f.read().decode())))
+    check("results written to S3", done["Status"]["State"] == "SUCCEEDED" and in_s3 == [["kind", "n"]] + [
+        [k, "100"] for k in sorted(KINDS)], f"{in_s3} {done['Status']}")
+    check("the server still serves", wait(start("SELECT 1"))["Status"]["State"] == "SUCCEEDED")
+finally:
+    server.terminate()
+    server.wait(timeout=30)
+
+print(f"athena api: {passed} passed, {failed} failed")
+sys.exit(1 if failed else 0)
