@@ -39,6 +39,31 @@ pub(crate) enum Command {
     /// Reads a password from stdin and prints its Argon2id hash, for a `--users` file line
     /// `name:hash`.
     HashPassword,
+    /// Access keys for Athena's API: `create USER` issues one (its secret is printed once),
+    /// `delete ID` revokes one. Kept in the scheduler's catalog.
+    AccessKey(AccessKeyArgs),
+}
+
+#[derive(Args)]
+pub(crate) struct AccessKeyArgs {
+    #[command(subcommand)]
+    pub(crate) action: AccessKeyAction,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum AccessKeyAction {
+    /// Issues an access key for USER (a user of the scheduler's --users file).
+    Create {
+        user: String,
+        #[command(flatten)]
+        storage: StorageArgs,
+    },
+    /// Revokes the access key ID.
+    Delete {
+        id: String,
+        #[command(flatten)]
+        storage: StorageArgs,
+    },
 }
 
 /// How clients reach the scheduler: the PostgreSQL port, users, TLS.
@@ -47,8 +72,8 @@ pub(crate) struct DoorArgs {
     /// Also serve the PostgreSQL wire protocol here (for JDBC, ODBC and psql), e.g. 127.0.0.1:5432.
     #[arg(long)]
     pub(crate) postgres_addr: Option<SocketAddr>,
-    /// Also serve HTTP here: Athena's API (boto3, PyAthena), e.g. 127.0.0.1:8080. Loopback only,
-    /// and without --users, for now: requests are not yet verified against access keys.
+    /// Also serve HTTP here: Athena's API (boto3, PyAthena), e.g. 127.0.0.1:8080. With --users,
+    /// requests are signed with access keys (`glaux access-key create USER`).
     #[arg(long)]
     pub(crate) http_addr: Option<SocketAddr>,
     /// File of Flight SQL users, one `name:argon2-hash` per line (`glaux hash-password`). Without

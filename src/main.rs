@@ -5,7 +5,7 @@ mod bench;
 mod demo;
 mod standalone;
 
-use args::{Cli, Command, history_file, table_name_for};
+use args::{AccessKeyAction, Cli, Command, history_file, table_name_for};
 use standalone::start_standalone;
 
 use std::net::SocketAddr;
@@ -162,6 +162,26 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                 bail!("empty password");
             }
             println!("{}", glaux_scheduler::hash_password(&password).map_err(anyhow::Error::msg)?);
+            Ok(true)
+        }
+        Command::AccessKey(args) => {
+            match args.action {
+                AccessKeyAction::Create { user, storage } => {
+                    let catalog = storage.catalog_path();
+                    let key = glaux_scheduler::issue_access_key(&catalog, &user)?;
+                    println!("Access key for {user} (catalog {}):", catalog.display());
+                    println!("aws_access_key_id = {}", key.id);
+                    println!("aws_secret_access_key = {}", key.secret);
+                    println!("The secret is not shown again.");
+                }
+                AccessKeyAction::Delete { id, storage } => {
+                    let catalog = storage.catalog_path();
+                    if !glaux_scheduler::revoke_access_key(&catalog, &id)? {
+                        bail!("no access key {id} in {}", catalog.display());
+                    }
+                    println!("Access key {id} revoked.");
+                }
+            }
             Ok(true)
         }
         Command::Bench(args) => {

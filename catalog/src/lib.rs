@@ -36,6 +36,7 @@ mod projection;
 mod providers;
 mod show_create;
 mod sqlite;
+mod sqlite_keys;
 mod sqlite_writes;
 mod store;
 
@@ -64,6 +65,7 @@ pub use projection::Projection;
 pub use providers::{LakeCatalogProvider, listing_options, table_provider};
 pub use show_create::show_create_table;
 pub use sqlite::SqliteCatalog;
+pub use sqlite_keys::AccessKey;
 pub use store::{Catalog, PendingWrite, PreparedStatement};
 
 /// The catalog every table lives in, as clients name it (`glaux.db.t`).

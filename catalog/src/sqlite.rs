@@ -10,6 +10,7 @@ use crate::definitions::{Partition, TableDef};
 use crate::error::{CatalogError, Result};
 use crate::grant_rows::GrantRow;
 use crate::grants::{Grant, Grantee};
+use crate::sqlite_keys::AccessKey;
 use crate::store::{Catalog, PendingWrite, PreparedStatement};
 
 /// The catalog in SQLite. One scheduler owns the file: partitions are cached in memory and the
@@ -133,6 +134,7 @@ impl SqliteCatalog {
     fn init(connection: Connection) -> Result<Self> {
         connection.execute_batch(SCHEMA).map_err(sql_error)?;
         crate::sqlite_writes::migrate(&connection)?;
+        crate::sqlite_keys::migrate(&connection)?;
         // Catalogs from before prepared statements had owners: theirs belong to nobody in
         // particular (admins may replace or drop them).
         let has_owner = connection
@@ -186,6 +188,18 @@ impl SqliteCatalog {
 }
 
 impl Catalog for SqliteCatalog {
+    fn create_access_key(&self, key: &AccessKey) -> Result<()> {
+        crate::sqlite_keys::create(&self.lock(), key)
+    }
+
+    fn access_key(&self, id: &str) -> Result<Option<AccessKey>> {
+        crate::sqlite_keys::get(&self.lock(), id)
+    }
+
+    fn delete_access_key(&self, id: &str) -> Result<bool> {
+        crate::sqlite_keys::delete(&self.lock(), id)
+    }
+
     fn prepared_statement(&self, name: &str) -> Result<Option<PreparedStatement>> {
         self.lock()
             .query_row("SELECT statement, owner FROM prepared_statements WHERE name = ?1", params![name], |row| {

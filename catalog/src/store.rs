@@ -6,6 +6,7 @@ use std::sync::Arc;
 use crate::definitions::{Partition, TableDef};
 use crate::error::Result;
 use crate::grants::Grant;
+use crate::sqlite_keys::AccessKey;
 
 /// Durable storage of databases and tables. Names are stored as given (already normalized by the
 /// SQL planner). Implementations must be safe to call from any thread.
@@ -77,6 +78,12 @@ pub trait Catalog: Debug + Send + Sync {
     fn revoke(&self, grant: &Grant) -> Result<bool>;
     /// Every grant, sorted.
     fn grants(&self) -> Result<Vec<Grant>>;
+
+    /// Stores a new access key (Athena's API); its id must be new.
+    fn create_access_key(&self, key: &AccessKey) -> Result<()>;
+    fn access_key(&self, id: &str) -> Result<Option<AccessKey>>;
+    /// Returns whether there was such a key.
+    fn delete_access_key(&self, id: &str) -> Result<bool>;
 }
 
 /// A prepared statement as the catalog keeps it.

@@ -45,7 +45,7 @@ pub mod generated {
     tonic::include_proto!("glaux");
 }
 
-pub use auth::{ClusterAuth, ClusterSecret, Outsider};
+pub use auth::{ClusterAuth, ClusterSecret, Outsider, constant_time_eq};
 pub use channels::{ClusterChannels, FlightClient, MAX_MESSAGE_BYTES};
 pub use cluster_tls::{ClusterTls, use_ring_for_tls};
 pub use codec::{EncodedPlan, GlauxCodec, decode_plan, encode_plan, reader_as_sent};

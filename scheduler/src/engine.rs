@@ -126,6 +126,11 @@ impl QueryEngine {
         Ok((store, path))
     }
 
+    /// The access key `id` (Athena's API signs requests with one), if Glaux issued it.
+    pub fn access_key(&self, id: &str) -> Result<Option<glaux_catalog::AccessKey>, SchedulerError> {
+        Ok(self.lake.catalog().access_key(id)?)
+    }
+
     /// Whether a database exists (a PostgreSQL connection names one at startup).
     pub fn database_exists(&self, name: &str) -> Result<bool, SchedulerError> {
         Ok(self.lake.catalog().database_exists(name)?)

@@ -44,6 +44,7 @@ mod tls;
 mod trino;
 mod write;
 
+pub use athena::{issue_access_key, revoke_access_key};
 pub use audit::AUDIT_TARGET;
 pub use client_auth::{Users, hash_password};
 pub use cluster::{ClusterState, ExecutorInfo};

@@ -50,19 +50,14 @@ impl Scheduler {
                  (--users FILE) or bind a loopback address"
             )));
         }
-        if let Some(http) = config.http {
-            if config.users.is_some() {
-                return Err(SchedulerError::Config(
-                    "the HTTP door (Athena's API) does not serve configured users yet: it will verify AWS \
-                     signatures against access keys Glaux issues to them; run without --http-addr or without --users"
-                        .into(),
-                ));
-            }
-            if !http.ip().is_loopback() {
-                return Err(SchedulerError::Config(format!(
-                    "refusing to serve Athena's API on {http} without authentication: bind a loopback address"
-                )));
-            }
+        if let Some(http) = config.http
+            && config.users.is_none()
+            && !http.ip().is_loopback()
+        {
+            return Err(SchedulerError::Config(format!(
+                "refusing to serve Athena's API on {http} without authentication: configure users (--users FILE) \
+                 and their access keys (glaux access-key create USER) or bind a loopback address"
+            )));
         }
         if config.users.is_none() && !config.bind.ip().is_loopback() {
             return Err(SchedulerError::Config(format!(
@@ -72,7 +67,7 @@ impl Scheduler {
             )));
         }
         let clients_on_network =
-            !config.bind.ip().is_loopback() || config.postgres.is_some_and(|a| !a.ip().is_loopback());
+            [Some(config.bind), config.postgres, config.http].iter().flatten().any(|a| !a.ip().is_loopback());
         if config.users.is_some() && config.tls.is_none() && clients_on_network && !config.allow_insecure_auth {
             return Err(SchedulerError::Config(
                 "refusing to take passwords in the clear on a non-loopback address: configure TLS (--tls-cert and \
@@ -123,6 +118,7 @@ impl Scheduler {
         };
         let http_addr = http.as_ref().map(|(_, addr)| *addr);
         let executions = Arc::new(crate::athena::Executions::new(Arc::clone(&engine)));
+        let http_engine = Arc::clone(&engine);
         let (background, background_work) = Background::new();
         // Executors serve clients in plain gRPC: a client that connects over TLS reads through here.
         let front_door =
@@ -185,7 +181,7 @@ impl Scheduler {
         if let Some((listener, addr)) = http {
             tracing::info!(%addr, tls = config.tls.is_some(), "serving Athena's API over HTTP");
             let tls = config.tls.as_ref().map(crate::tls::TlsIdentity::acceptor).transpose()?;
-            let door = crate::athena::AthenaDoor { executions };
+            let door = crate::athena::AthenaDoor { executions, engine: http_engine, users: config.users.clone() };
             let gate = ConnectionGate::new(config.limits.max_connections);
             running.spawn(crate::athena::serve(listener, door, tls, gate, shutdown.clone()));
         }

@@ -231,5 +231,110 @@ finally:
     server.terminate()
     server.wait(timeout=30)
 
+
+def run(*args, stdin=None):
+    out = subprocess.run([glaux, *args], input=stdin, capture_output=True, text=True, timeout=60)
+    if out.returncode != 0:
+        sys.exit(f"glaux {args[0]} failed: {out.stderr}")
+    return out.stdout
+
+
+def sigv4_headers(host, body, key, secret, when):
+    """A request signed by hand (Signature Version 4), at time `when`."""
+    import datetime
+    import hashlib
+    import hmac
+    stamp = when.strftime("%Y%m%dT%H%M%SZ")
+    day = stamp[:8]
+    headers = {"content-type": "application/x-amz-json-1.1", "host": host, "x-amz-date": stamp,
+               "x-amz-target": "AmazonAthena.ListQueryExecutions"}
+    names = sorted(headers)
+    canonical = "\n".join(["POST", "/", "", *[f"{n}:{headers[n]}" for n in names], "", ";".join(names),
+                           hashlib.sha256(body.encode()).hexdigest()])
+    scope = f"{day}/us-east-1/athena/aws4_request"
+    to_sign = "\n".join(["AWS4-HMAC-SHA256", stamp, scope, hashlib.sha256(canonical.encode()).hexdigest()])
+    signing = f"AWS4{secret}".encode()
+    for part in (day, "us-east-1", "athena", "aws4_request"):
+        signing = hmac.new(signing, part.encode(), hashlib.sha256).digest()
+    signature = hmac.new(signing, to_sign.encode(), hashlib.sha256).hexdigest()
+    headers["authorization"] = (f"AWS4-HMAC-SHA256 Credential={key}/{scope}, SignedHeaders={';'.join(names)}, "
+                                f"Signature={signature}")
+    return headers
+
+
+# With users: every request is signed by an access key Glaux issued, checked against its secret,
+# and runs as its user under their grants.
+catalog = os.path.join(work, "users-catalog.sqlite")
+hashed = run("hash-password", stdin="correct horse\n").strip()
+users_file = os.path.join(work, "users")
+with open(users_file, "w") as f:
+    f.write(f"root:{hashed}:admin\nanalyst:{hashed}\n")
+os.chmod(users_file, 0o600)
+
+
+def key_of(user):
+    printed = run("access-key", "create", user, "--catalog", catalog, "--warehouse", warehouse)
+    fields = dict(line.split(" = ") for line in printed.splitlines() if " = " in line)
+    return fields["aws_access_key_id"], fields["aws_secret_access_key"]
+
+
+(root_key, root_secret), (analyst_key, analyst_secret) = key_of("root"), key_of("analyst")
+check("an issued secret is printed once, never the same", root_secret != analyst_secret and len(root_secret) == 40)
+server = subprocess.Popen(
+    [glaux, "standalone", "--executors", "1", "--flight-sql-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
+     "--warehouse", warehouse, "--catalog", catalog, "--users", users_file],
+    stdout=subprocess.PIPE, text=True, env={**os.environ, "GLAUX_LOG": "warn"})
+endpoint = None
+for line in server.stdout:
+    if "Athena API on " in line:
+        endpoint = line.split("Athena API on ")[1].split()[0].rstrip(".")
+    if "Flight SQL on " in line:
+        break
+threading.Thread(target=lambda: [None for _ in server.stdout], daemon=True).start()
+try:
+    def client(key, secret):
+        return boto3.client("athena", endpoint_url=endpoint, region_name="eu-west-1", aws_access_key_id=key,
+                            aws_secret_access_key=secret)
+
+    athena = client(root_key, root_secret)
+    wait(start(f"CREATE EXTERNAL TABLE events (id bigint, kind string, amount double, note string) "
+               f"STORED AS PARQUET LOCATION '{warehouse}/events/'"))
+    rows, _, _ = all_rows(start("SELECT count(*) AS n FROM events"))
+    check("a signed request runs as its key's user", rows == [["n"], ["300"]], f"{rows}")
+    athena = client(analyst_key, analyst_secret)
+    code, message = error_of(lambda: start("SELECT 1"))
+    check("the output location needs the user's LOCATION grant", code == "InvalidRequestException" and
+          "LOCATION" in message, f"{code} {message}")
+    athena = client(root_key, root_secret)
+    wait(start(f"GRANT LOCATION '{results}/' TO USER analyst"))
+    athena = client(analyst_key, analyst_secret)
+    denied = wait(start("SELECT count(*) FROM events"))
+    check("grants apply to the key's user", denied["Status"]["State"] == "FAILED" and
+          "denied" in denied["Status"].get("StateChangeReason", "").lower(), f"{denied['Status']}")
+    athena = client(analyst_key, root_secret)
+    code, message = error_of(lambda: athena.list_query_executions())
+    check("a wrong secret is refused", code == "InvalidSignatureException", f"{code} {message}")
+    athena = client("GLAKNOSUCHKEY0000000", root_secret)
+    code, message = error_of(lambda: athena.list_query_executions())
+    check("an unknown key is refused", code == "UnrecognizedClientException", f"{code} {message}")
+    import datetime
+    host = endpoint.removeprefix("http://")
+    for label, when, status in [("now", datetime.datetime.now(datetime.timezone.utc), 200),
+                                ("20 minutes ago", datetime.datetime.now(datetime.timezone.utc)
+                                 - datetime.timedelta(minutes=20), 400)]:
+        connection = http.client.HTTPConnection(host, timeout=10)
+        connection.request("POST", "/", body="{}", headers=sigv4_headers(host, "{}", root_key, root_secret, when))
+        response = connection.getresponse()
+        answer = response.read().decode()
+        check(f"a request signed by hand {label}: {status}", response.status == status and
+              (status == 200 or "InvalidSignatureException" in answer), f"{response.status} {answer}")
+    run("access-key", "delete", analyst_key, "--catalog", catalog, "--warehouse", warehouse)
+    athena = client(analyst_key, analyst_secret)
+    code, _ = error_of(lambda: athena.list_query_executions())
+    check("a revoked key is refused", code == "UnrecognizedClientException", code)
+finally:
+    server.terminate()
+    server.wait(timeout=30)
+
 print(f"athena api: {passed} passed, {failed} failed")
 sys.exit(1 if failed else 0)

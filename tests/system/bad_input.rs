@@ -187,6 +187,22 @@ async fn send_raw(addr: std::net::SocketAddr, bytes: &[u8]) {
     let _ = tokio::time::timeout(std::time::Duration::from_secs(2), exchange).await;
 }
 
+/// Writes `bytes` on a fresh connection to `addr` and reads the whole answer (as text).
+async fn raw_answer(addr: std::net::SocketAddr, bytes: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let exchange = async {
+        let mut socket = tokio::net::TcpStream::connect(addr).await?;
+        socket.write_all(bytes).await?;
+        let mut answer = Vec::new();
+        socket.read_to_end(&mut answer).await?;
+        Ok::<_, std::io::Error>(String::from_utf8_lossy(&answer).to_string())
+    };
+    match tokio::time::timeout(std::time::Duration::from_secs(10), exchange).await {
+        Ok(Ok(answer)) => answer,
+        other => format!("no answer: {other:?}"),
+    }
+}
+
 /// A PostgreSQL frontend message: type byte, length, body.
 fn pg_message(kind: u8, body: &[u8]) -> Vec<u8> {
     let mut message = vec![kind];
@@ -215,10 +231,24 @@ async fn ten_thousand_malformed_requests_harm_nothing() -> TestResult {
         max_connections: 4096,
         ..glaux_scheduler::DoorLimits::default()
     };
-    let cluster = TestCluster::builder().executors(1).postgres().limits(limits).start().await?;
+    let cluster = TestCluster::builder().executors(1).postgres().http().limits(limits).start().await?;
     let (_, mut client) = cluster.with_lake().await?;
     let flight_addr = cluster.scheduler.addr();
     let pg_addr = cluster.scheduler.postgres_addr().ok_or("no PostgreSQL port")?;
+    let http_addr = cluster.scheduler.http_addr().ok_or("no HTTP port")?;
+    let athena = |target: &str, body: &str| {
+        format!(
+            "POST / HTTP/1.1\r\nHost: {http_addr}\r\nX-Amz-Target: AmazonAthena.{target}\r\nContent-Type: \
+             application/x-amz-json-1.1\r\nAuthorization: AWS4-HMAC-SHA256 Credential=AK/20260101/us-east-1/athena/\
+             aws4_request, SignedHeaders=host, Signature=00\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes()
+    };
+    let start = athena(
+        "StartQueryExecution",
+        r#"{"QueryString": "SELECT 1", "ResultConfiguration": {"OutputLocation": "/x/"}}"#,
+    );
     let executor_addr: std::net::SocketAddr = cluster.executors[0].endpoint().as_str().parse()?;
     let flight = Channel::from_shared(format!("http://{flight_addr}"))?.connect().await?;
     let executor = Channel::from_shared(format!("http://{executor_addr}"))?.connect().await?;
@@ -249,6 +279,7 @@ async fn ten_thousand_malformed_requests_harm_nothing() -> TestResult {
         for i in 0..1000 {
             match i % 10 {
                 0 => send_raw(flight_addr, &random_bytes(&mut rng, 512)).await,
+                1 if rng.random_bool(0.5) => send_raw(http_addr, &random_bytes(&mut rng, 512)).await,
                 1 => send_raw(pg_addr, &random_bytes(&mut rng, 512)).await,
                 2 => send_raw(executor_addr, &random_bytes(&mut rng, 512)).await,
                 3 => {
@@ -259,6 +290,7 @@ async fn ten_thousand_malformed_requests_harm_nothing() -> TestResult {
                     let target = if rng.random_bool(0.5) { flight_addr } else { executor_addr };
                     send_raw(target, &bytes).await;
                 }
+                4 if rng.random_bool(0.5) => send_raw(http_addr, &mutate(&mut rng, &start)).await,
                 4 => {
                     // A mutated startup, then a mutated query.
                     let bytes = [mutate(&mut rng, &startup), mutate(&mut rng, &query)].concat();
@@ -333,6 +365,11 @@ async fn ten_thousand_malformed_requests_harm_nothing() -> TestResult {
             "4",
             "after batch {batch}: {}",
             crate::postgres::text(&psql)
+        );
+        let listed = raw_answer(http_addr, &athena("ListQueryExecutions", "{}")).await;
+        assert!(
+            listed.starts_with("HTTP/1.1 200") && listed.contains("QueryExecutionIds"),
+            "after batch {batch}: {listed}"
         );
         peak = peak.max(resident_bytes());
     }

@@ -40,6 +40,7 @@ pub struct TestClusterBuilder {
     executor_memory: usize,
     users: Option<std::sync::Arc<glaux_scheduler::Users>>,
     postgres: bool,
+    http: bool,
     tls: Option<glaux_scheduler::TlsIdentity>,
     limits: Option<glaux_scheduler::DoorLimits>,
     listing_cache_ttl: Option<Duration>,
@@ -59,6 +60,7 @@ impl TestCluster {
             executor_memory: 512 << 20,
             users: None,
             postgres: false,
+            http: false,
             tls: None,
             limits: None,
             listing_cache_ttl: None,
@@ -125,6 +127,12 @@ impl TestClusterBuilder {
     }
 
     /// Also serve PostgreSQL clients (on a free loopback port).
+    /// Also serve Athena's API over HTTP (on a free loopback port).
+    pub fn http(mut self) -> Self {
+        self.http = true;
+        self
+    }
+
     pub fn postgres(mut self) -> Self {
         self.postgres = true;
         self
@@ -191,6 +199,9 @@ impl TestClusterBuilder {
         }
         if self.postgres {
             config = config.with_postgres(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
+        }
+        if self.http {
+            config = config.with_http(std::net::SocketAddr::from(([127, 0, 0, 1], 0)));
         }
         if let Some(tls) = self.tls {
             config = config.with_tls(tls);

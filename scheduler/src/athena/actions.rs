@@ -54,11 +54,12 @@ const MAX_READ: u64 = 64 << 20;
 pub(super) async fn dispatch(
     door: &AthenaDoor,
     peer: Option<SocketAddr>,
+    user: Option<String>,
     action: &str,
     request: &Value,
 ) -> Result<Value, ApiError> {
     match action {
-        "StartQueryExecution" => start(door, peer, request),
+        "StartQueryExecution" => start(door, peer, user, request),
         "GetQueryExecution" => {
             let execution = find(door, text(request, "QueryExecutionId")?)?;
             Ok(json!({ "QueryExecution": described(&execution) }))
@@ -118,7 +119,12 @@ fn workgroup(request: &Value) -> Result<(), ApiError> {
     }
 }
 
-fn start(door: &AthenaDoor, peer: Option<SocketAddr>, request: &Value) -> Result<Value, ApiError> {
+fn start(
+    door: &AthenaDoor,
+    peer: Option<SocketAddr>,
+    user: Option<String>,
+    request: &Value,
+) -> Result<Value, ApiError> {
     let sql = text(request, "QueryString")?;
     if sql.len() > 262_144 {
         return Err(ApiError::invalid("QueryString is longer than 262144 bytes"));
@@ -148,7 +154,8 @@ fn start(door: &AthenaDoor, peer: Option<SocketAddr>, request: &Value) -> Result
     if !["AwsDataCatalog", "glaux"].iter().any(|c| c.eq_ignore_ascii_case(catalog)) {
         return Err(ApiError::invalid(format!("Catalog {catalog} is not found (Glaux has one: AwsDataCatalog)")));
     }
-    let session = ClientSession::new(Some(database), Vec::new()).sent_by(Door::Athena, peer.map(|p| p.ip()));
+    let session =
+        ClientSession::new(Some(database), Vec::new()).for_user(user).sent_by(Door::Athena, peer.map(|p| p.ip()));
     let id = door.executions.start(Request {
         sql: sql.to_string(),
         database: database.to_string(),

@@ -8,14 +8,16 @@
 //! that file, `StopQueryExecution`, `ListQueryExecutions`). Every other action of Athena's API is
 //! refused by name, and anything else is `UnknownOperationException`.
 //!
-//! Requests must be signed (AWS Signature Version 4); without `--users` the door serves loopback
-//! only and takes any access key as the implicit admin, as the other doors take any user name.
-//! With users the door does not start yet: it will verify signatures against access keys Glaux
-//! issues to them.
+//! Requests must be signed (AWS Signature Version 4, `sigv4.rs`): with `--users`, by an access key
+//! Glaux issued to one of them (`glaux access-key create USER`), checked against its secret in
+//! the catalog, and the statement runs as that user under their grants; without users the door
+//! serves loopback only and takes any access key as the implicit admin, as the other doors take
+//! any user name.
 
 mod actions;
 mod executions;
 mod results;
+mod sigv4;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -37,6 +39,9 @@ use tower::ServiceExt;
 
 pub(crate) use executions::Executions;
 
+use glaux_catalog::Catalog;
+
+use crate::error::SchedulerError;
 use crate::limits::ConnectionGate;
 
 /// Statement kinds whose one-row result is the rows they wrote (Athena's `UpdateCount`).
@@ -48,6 +53,9 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 /// What the HTTP door serves with.
 pub(crate) struct AthenaDoor {
     pub executions: Arc<Executions>,
+    pub engine: Arc<crate::engine::QueryEngine>,
+    /// With users, every request must be signed with one of their access keys.
+    pub users: Option<Arc<crate::client_auth::Users>>,
 }
 
 /// The client's address, put on each request by the connection that read it.
@@ -66,7 +74,7 @@ impl ApiError {
         Self { status: StatusCode::BAD_REQUEST, kind: "InvalidRequestException", message: message.into() }
     }
 
-    fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
+    pub(super) fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
         Self { status, kind, message: message.into() }
     }
 }
@@ -166,7 +174,11 @@ async fn answer(
     let Some(action) = target.strip_prefix("AmazonAthena.") else {
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "UnknownOperationException", "unknown operation"));
     };
-    let key = access_key(headers)?;
+    let auth = sigv4::authorization(headers)?;
+    let user = match &door.users {
+        None => None,
+        Some(users) => Some(signer(door, users, &auth, headers, body)?),
+    };
     let request: Value = if body.is_empty() {
         json!({})
     } else {
@@ -176,25 +188,53 @@ async fn answer(
     if !request.is_object() {
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "SerializationException", "the request is not an object"));
     }
-    tracing::debug!(action, access_key = key, "Athena API request");
-    actions::dispatch(door, peer, action, &request).await
+    tracing::debug!(action, access_key = auth.key, "Athena API request");
+    actions::dispatch(door, peer, user, action, &request).await
 }
 
-/// The access key id a request is signed with (`Authorization: AWS4-HMAC-SHA256
-/// Credential=<key>/<date>/<region>/athena/aws4_request, ...`).
-fn access_key(headers: &HeaderMap) -> Result<&str, ApiError> {
-    let missing =
-        || ApiError::new(StatusCode::FORBIDDEN, "MissingAuthenticationTokenException", "Missing Authentication Token");
-    let authorization = headers.get("authorization").and_then(|v| v.to_str().ok()).ok_or_else(missing)?;
-    let credential = authorization
-        .strip_prefix("AWS4-HMAC-SHA256 ")
-        .and_then(|rest| rest.split(',').map(str::trim).find_map(|part| part.strip_prefix("Credential=")))
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "IncompleteSignatureException",
-                "Authorization header requires 'Credential' (AWS Signature Version 4)",
-            )
-        })?;
-    Ok(credential.split('/').next().unwrap_or_default())
+/// The user whose access key signed the request, once its signature is checked.
+fn signer(
+    door: &AthenaDoor,
+    users: &crate::client_auth::Users,
+    auth: &sigv4::Authorization<'_>,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<String, ApiError> {
+    let unknown = || {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "UnrecognizedClientException",
+            "The security token included in the request is invalid.",
+        )
+    };
+    let key = door.engine.access_key(auth.key).map_err(ApiError::from)?.ok_or_else(unknown)?;
+    if !users.names().any(|name| name == key.user) {
+        return Err(unknown());
+    }
+    sigv4::verify(auth, &key.secret, headers, "/", body)?;
+    Ok(key.user)
+}
+
+/// Issues an access key for `user` in the catalog at `catalog` (`glaux access-key create`).
+pub fn issue_access_key(catalog: &std::path::Path, user: &str) -> Result<glaux_catalog::AccessKey, SchedulerError> {
+    if user.is_empty() {
+        return Err(SchedulerError::Config("an access key needs a user".into()));
+    }
+    const ID_CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    const SECRET_CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let pick = |chars: &[u8], n: usize| -> String {
+        (0..n).map(|_| char::from(chars[rand::random_range(0..chars.len())])).collect()
+    };
+    let key = glaux_catalog::AccessKey {
+        id: format!("GLAK{}", pick(ID_CHARS, 16)),
+        user: user.to_string(),
+        secret: pick(SECRET_CHARS, 40),
+    };
+    glaux_catalog::SqliteCatalog::open(catalog)?.create_access_key(&key)?;
+    Ok(key)
+}
+
+/// Revokes an access key (`glaux access-key delete`); whether there was one.
+pub fn revoke_access_key(catalog: &std::path::Path, id: &str) -> Result<bool, SchedulerError> {
+    Ok(glaux_catalog::SqliteCatalog::open(catalog)?.delete_access_key(id)?)
 }
