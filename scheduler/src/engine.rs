@@ -126,6 +126,40 @@ impl QueryEngine {
         Ok((store, path))
     }
 
+    /// The databases `session`'s user may see, sorted (Athena's `ListDatabases`).
+    pub fn visible_databases(&self, session: &ClientSession) -> Result<Vec<String>, SchedulerError> {
+        let Some(catalog) = self.catalogs(session)?.catalog(glaux_catalog::DEFAULT_CATALOG) else {
+            return Ok(Vec::new());
+        };
+        let mut names: Vec<String> = catalog
+            .schema_names()
+            .into_iter()
+            .filter(|name| self.lake.catalog().database_exists(name).unwrap_or(false))
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    /// The definitions of the tables of `database` `session`'s user may see, sorted by name
+    /// (Athena's `ListTableMetadata`).
+    pub fn visible_tables(
+        &self,
+        session: &ClientSession,
+        database: &str,
+    ) -> Result<Vec<glaux_catalog::TableDef>, SchedulerError> {
+        let catalog = self.catalogs(session)?.catalog(glaux_catalog::DEFAULT_CATALOG);
+        let Some(schema) = catalog.and_then(|c| c.schema(database)) else { return Ok(Vec::new()) };
+        let mut names = schema.table_names();
+        names.sort();
+        let mut tables = Vec::new();
+        for name in names {
+            if let Some(table) = self.lake.catalog().table(database, &name)? {
+                tables.push(table);
+            }
+        }
+        Ok(tables)
+    }
+
     /// The access key `id` (Athena's API signs requests with one), if Glaux issued it.
     pub fn access_key(&self, id: &str) -> Result<Option<glaux_catalog::AccessKey>, SchedulerError> {
         Ok(self.lake.catalog().access_key(id)?)

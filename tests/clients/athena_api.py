@@ -183,6 +183,29 @@ try:
     first = start("SELECT 1", ClientRequestToken=token)
     check("the same ClientRequestToken starts one execution", start("SELECT 1", ClientRequestToken=token) == first)
 
+    # The catalog's metadata, as Athena's API shows it.
+    catalogs = athena.list_data_catalogs()["DataCatalogsSummary"]
+    check("one data catalog, AwsDataCatalog", catalogs == [{"CatalogName": "AwsDataCatalog", "Type": "GLUE"}],
+          f"{catalogs}")
+    databases = [d["Name"] for d in athena.list_databases(CatalogName="AwsDataCatalog")["DatabaseList"]]
+    check("ListDatabases", "default" in databases, f"{databases}")
+    check("GetDatabase", athena.get_database(CatalogName="AwsDataCatalog", DatabaseName="default")["Database"]["Name"]
+          == "default")
+    code, _ = error_of(lambda: athena.get_database(CatalogName="AwsDataCatalog", DatabaseName="nope"))
+    check("an unknown database is a MetadataException", code == "MetadataException", code)
+    tables = athena.list_table_metadata(CatalogName="AwsDataCatalog", DatabaseName="default")["TableMetadataList"]
+    check("ListTableMetadata lists the tables", {"events", "big_kinds"} <= {t["Name"] for t in tables},
+          f"{[t['Name'] for t in tables]}")
+    only = athena.list_table_metadata(CatalogName="AwsDataCatalog", DatabaseName="default", Expression="ev*")
+    check("an Expression filters tables", [t["Name"] for t in only["TableMetadataList"]] == ["events"])
+    events_meta = athena.get_table_metadata(CatalogName="AwsDataCatalog", DatabaseName="default",
+                                            TableName="events")["TableMetadata"]
+    check("GetTableMetadata's columns and types", [(c["Name"], c["Type"]) for c in events_meta["Columns"]] == [
+        ("id", "bigint"), ("kind", "string"), ("amount", "double"), ("note", "string")], f"{events_meta}")
+    code, _ = error_of(lambda: athena.get_table_metadata(CatalogName="AwsDataCatalog", DatabaseName="default",
+                                                          TableName="nope"))
+    check("an unknown table is a MetadataException", code == "MetadataException", code)
+
     # Refusals, by name.
     code, message = error_of(lambda: athena.start_query_execution(QueryString="SELECT 1"))
     check("no output location is Athena's error", code == "InvalidRequestException" and
@@ -311,6 +334,13 @@ try:
     denied = wait(start("SELECT count(*) FROM events"))
     check("grants apply to the key's user", denied["Status"]["State"] == "FAILED" and
           "denied" in denied["Status"].get("StateChangeReason", "").lower(), f"{denied['Status']}")
+    code, _ = error_of(lambda: athena.list_table_metadata(CatalogName="AwsDataCatalog", DatabaseName="default"))
+    databases = athena.list_databases(CatalogName="AwsDataCatalog")["DatabaseList"]
+    check("metadata shows only what grants let the user see", code == "MetadataException" and databases == [],
+          f"{code} {databases}")
+    athena = client(root_key, root_secret)
+    listed = athena.list_table_metadata(CatalogName="AwsDataCatalog", DatabaseName="default")["TableMetadataList"]
+    check("an admin's metadata shows the table", [t["Name"] for t in listed] == ["events"], f"{listed}")
     athena = client(analyst_key, root_secret)
     code, message = error_of(lambda: athena.list_query_executions())
     check("a wrong secret is refused", code == "InvalidSignatureException", f"{code} {message}")

@@ -8,18 +8,12 @@ use object_store::{GetOptions, GetRange, ObjectStoreExt};
 use serde_json::{Value, json};
 
 use super::executions::{Execution, Request, State};
-use super::{ApiError, AthenaDoor, WRITES, results};
+use super::{ApiError, AthenaDoor, WRITES, metadata, results};
 use crate::audit::Door;
 use crate::client_session::ClientSession;
 
 /// Actions of Athena's API not served yet: refused by name.
-const NOT_YET: [&str; 24] = [
-    "ListDataCatalogs",
-    "GetDataCatalog",
-    "ListDatabases",
-    "GetDatabase",
-    "ListTableMetadata",
-    "GetTableMetadata",
+const NOT_YET: [&str; 18] = [
     "GetQueryRuntimeStatistics",
     "CreateWorkGroup",
     "GetWorkGroup",
@@ -74,6 +68,18 @@ pub(super) async fn dispatch(
             Ok(json!({}))
         }
         "ListQueryExecutions" => list(door, request),
+        "ListDataCatalogs" => metadata::list_data_catalogs(request),
+        "GetDataCatalog" => metadata::get_data_catalog(request),
+        "ListDatabases" | "GetDatabase" | "ListTableMetadata" | "GetTableMetadata" => {
+            let session = ClientSession::default().for_user(user).sent_by(Door::Athena, peer.map(|p| p.ip()));
+            let engine = &door.engine;
+            match action {
+                "ListDatabases" => metadata::list_databases(engine, &session, request),
+                "GetDatabase" => metadata::get_database(engine, &session, request),
+                "ListTableMetadata" => metadata::list_table_metadata(engine, &session, request),
+                _ => metadata::get_table_metadata(engine, &session, request),
+            }
+        }
         _ if NOT_YET.contains(&action) => {
             Err(ApiError::invalid(format!("Glaux's Athena API does not serve {action} yet")))
         }
@@ -151,7 +157,7 @@ fn start(
     };
     let database = optional(request, &["QueryExecutionContext", "Database"])?.unwrap_or("default");
     let catalog = optional(request, &["QueryExecutionContext", "Catalog"])?.unwrap_or("AwsDataCatalog");
-    if !["AwsDataCatalog", "glaux"].iter().any(|c| c.eq_ignore_ascii_case(catalog)) {
+    if !metadata::is_catalog(catalog) {
         return Err(ApiError::invalid(format!("Catalog {catalog} is not found (Glaux has one: AwsDataCatalog)")));
     }
     let session =

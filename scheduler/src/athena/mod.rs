@@ -5,8 +5,9 @@
 //! Served so far: the query executions (`executions.rs`: `StartQueryExecution` runs the
 //! statement in the background and writes its result as CSV to the output location the request
 //! names, `results.rs`; `GetQueryExecution`, `BatchGetQueryExecution`, `GetQueryResults` paging
-//! that file, `StopQueryExecution`, `ListQueryExecutions`). Every other action of Athena's API is
-//! refused by name, and anything else is `UnknownOperationException`.
+//! that file, `StopQueryExecution`, `ListQueryExecutions`) and the catalog's metadata
+//! (`metadata.rs`). Every other action of Athena's API is refused by name, and anything else is
+//! `UnknownOperationException`.
 //!
 //! Requests must be signed (AWS Signature Version 4, `sigv4.rs`): with `--users`, by an access key
 //! Glaux issued to one of them (`glaux access-key create USER`), checked against its secret in
@@ -16,6 +17,7 @@
 
 mod actions;
 mod executions;
+mod metadata;
 mod results;
 mod sigv4;
 
