@@ -1,5 +1,5 @@
-"""Athena's API on Glaux through boto3's `athena` client (endpoint_url pointed at `glaux
-standalone --http-addr`), as scripts and notebooks call Athena: start, poll, page results, DDL and
+"""Athena's API on Glaux through boto3's `athena` client and PyAthena's DB-API cursor
+(endpoint_url pointed at `glaux standalone --http-addr`), as scripts and notebooks call Athena: start, poll, page results, DDL and
 writes, a failing query, a stopped query, listing, idempotency, refusals; results written as CSV
 to a local output location and to S3 (SeaweedFS), read back here with Python's csv module.
 
@@ -182,6 +182,17 @@ try:
     token = "request-token-0123456789-0123456789"
     first = start("SELECT 1", ClientRequestToken=token)
     check("the same ClientRequestToken starts one execution", start("SELECT 1", ClientRequestToken=token) == first)
+
+    # PyAthena's DB-API cursor (what Superset and many BI tools use): typed rows and descriptions.
+    import pyathena
+    cursor = pyathena.connect(s3_staging_dir=results + "/", region_name="us-east-1", endpoint_url=endpoint,
+                              aws_access_key_id="AKIDGLAUXTEST", aws_secret_access_key="x").cursor()
+    cursor.execute("SELECT kind, count(*) AS n, sum(amount) AS total FROM events GROUP BY kind ORDER BY kind")
+    typed = [(kind, int(n), float(total)) for kind, n, total in expected[1:]]
+    check("PyAthena reads typed rows", cursor.fetchall() == typed and [d[1] for d in cursor.description] == [
+        "varchar", "bigint", "double"], f"{cursor.description}")
+    cursor.execute("SELECT id, note FROM events WHERE id < %(n)s ORDER BY id", {"n": 3})
+    check("PyAthena: parameters, NULL and quotes", cursor.fetchall() == [(i, notes[i]) for i in range(3)])
 
     # The catalog's metadata, as Athena's API shows it.
     catalogs = athena.list_data_catalogs()["DataCatalogsSummary"]
