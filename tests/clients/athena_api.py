@@ -129,6 +129,9 @@ try:
     for kind in sorted(KINDS):
         amounts = [a for k, a in zip(events.column("kind").to_pylist(), events.column("amount").to_pylist()) if k == kind]
         expected.append([kind, str(len(amounts)), str(sum(amounts))])
+    runtime = athena.get_query_runtime_statistics(QueryExecutionId=qid)["QueryRuntimeStatistics"]
+    check("runtime statistics: output rows and bytes read", runtime["Rows"]["OutputRows"] == 3 and
+          runtime["Rows"]["InputBytes"] == execution["Statistics"]["DataScannedInBytes"], f"{runtime}")
     rows, meta, pages = all_rows(qid, page=2)
     check("results paged two rows at a time, header first", rows == expected and pages == 2, f"{rows} {pages}")
     check("column types as Athena names them", [c["Type"] for c in meta] == ["varchar", "bigint", "double"],

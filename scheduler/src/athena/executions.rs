@@ -67,6 +67,8 @@ pub(super) struct Status {
     /// Rows a write wrote, read from its one-row result.
     pub update_count: Option<u64>,
     pub bytes_scanned: u64,
+    /// Rows written to the result file.
+    pub rows: u64,
     pub planning_ms: u64,
     pub engine_ms: u64,
 }
@@ -178,6 +180,7 @@ impl Executions {
                 columns: Vec::new(),
                 update_count: None,
                 bytes_scanned: 0,
+                rows: 0,
                 planning_ms: 0,
                 engine_ms: 0,
             }),
@@ -261,11 +264,12 @@ async fn run(engine: &QueryEngine, execution: &Execution) {
         Err(error) => return execution.end(State::Failed, Some(error.to_string())),
     };
     let mut writer = BufWriter::new(Arc::clone(&execution.store), execution.path.clone());
-    let mut update_count = None;
-    let outcome = write(execution, kind, &schema, result.batches, &mut writer, &mut update_count).await;
+    let (mut update_count, mut rows) = (None, 0);
+    let outcome = write(execution, kind, &schema, result.batches, &mut writer, (&mut update_count, &mut rows)).await;
     let stats = result.stats.snapshot();
     execution.update(|s| {
         s.update_count = update_count;
+        s.rows = rows;
         s.bytes_scanned = stats.scan.bytes_scanned;
         s.engine_ms = started.elapsed().as_millis() as u64;
     });
@@ -288,7 +292,7 @@ async fn write(
         Box<dyn futures::Stream<Item = datafusion::error::Result<arrow::array::RecordBatch>> + Send>,
     >,
     writer: &mut BufWriter,
-    update_count: &mut Option<u64>,
+    (update_count, rows): (&mut Option<u64>, &mut u64),
 ) -> Result<(), String> {
     let failed = |e: std::io::Error| format!("writing {}: {e}", execution.output);
     let mut chunk = Vec::new();
@@ -305,6 +309,7 @@ async fn write(
             *update_count = rows.and_then(|r| u64::try_from(r.value(0)).ok());
         }
         results::encode(&batch, &mut chunk).map_err(|e| e.to_string())?;
+        *rows += batch.num_rows() as u64;
         if chunk.len() >= WRITE_CHUNK {
             writer.write_all(&chunk).await.map_err(failed)?;
             chunk.clear();
