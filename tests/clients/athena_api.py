@@ -40,22 +40,28 @@ events = pa.table({
 })
 pq.write_table(events, os.path.join(warehouse, "events", "part-0.parquet"))
 
-server = subprocess.Popen(
-    [glaux, "standalone", "--executors", "2", "--flight-sql-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
-     "--warehouse", warehouse, "--s3-endpoint", s3["endpoint"], "--s3-region", "us-east-1"],
-    stdout=subprocess.PIPE, text=True,
-    env={**os.environ, "GLAUX_LOG": "warn", "AWS_ACCESS_KEY_ID": s3["key"], "AWS_SECRET_ACCESS_KEY": s3["secret"],
-         "AWS_ALLOW_HTTP": "true"},
-)
-endpoint = None
-for line in server.stdout:
-    if "Athena API on " in line:
-        endpoint = line.split("Athena API on ")[1].split()[0].rstrip(".")
-    if "Flight SQL on " in line:
-        break
-if endpoint is None:
-    sys.exit("glaux standalone did not serve Athena's API")
-threading.Thread(target=lambda: [None for _ in server.stdout], daemon=True).start()
+
+def standalone(*flags, env=None):
+    """Starts `glaux standalone` with Athena's API on a free port: the process and its endpoint."""
+    process = subprocess.Popen(
+        [glaux, "standalone", "--flight-sql-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
+         "--warehouse", warehouse, *flags],
+        stdout=subprocess.PIPE, text=True, env={**os.environ, "GLAUX_LOG": "warn", **(env or {})})
+    found = None
+    for line in process.stdout:
+        if "Athena API on " in line:
+            found = line.split("Athena API on ")[1].split()[0].rstrip(".")
+        if "Flight SQL on " in line:
+            break
+    if found is None:
+        sys.exit("glaux standalone did not serve Athena's API")
+    threading.Thread(target=lambda: [None for _ in process.stdout], daemon=True).start()
+    return process, found
+
+
+server, endpoint = standalone("--executors", "2", "--s3-endpoint", s3["endpoint"], "--s3-region", "us-east-1",
+                              env={"AWS_ACCESS_KEY_ID": s3["key"], "AWS_SECRET_ACCESS_KEY": s3["secret"],
+                                   "AWS_ALLOW_HTTP": "true"})
 
 passed, failed = 0, 0
 
@@ -317,17 +323,7 @@ def key_of(user):
 
 (root_key, root_secret), (analyst_key, analyst_secret) = key_of("root"), key_of("analyst")
 check("an issued secret is printed once, never the same", root_secret != analyst_secret and len(root_secret) == 40)
-server = subprocess.Popen(
-    [glaux, "standalone", "--executors", "1", "--flight-sql-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
-     "--warehouse", warehouse, "--catalog", catalog, "--users", users_file],
-    stdout=subprocess.PIPE, text=True, env={**os.environ, "GLAUX_LOG": "warn"})
-endpoint = None
-for line in server.stdout:
-    if "Athena API on " in line:
-        endpoint = line.split("Athena API on ")[1].split()[0].rstrip(".")
-    if "Flight SQL on " in line:
-        break
-threading.Thread(target=lambda: [None for _ in server.stdout], daemon=True).start()
+server, endpoint = standalone("--executors", "1", "--catalog", catalog, "--users", users_file)
 try:
     def client(key, secret):
         return boto3.client("athena", endpoint_url=endpoint, region_name="eu-west-1", aws_access_key_id=key,

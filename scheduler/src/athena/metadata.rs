@@ -81,12 +81,22 @@ pub(super) fn list_databases(
 }
 
 pub(super) fn get_database(engine: &QueryEngine, session: &ClientSession, request: &Value) -> Result<Value, ApiError> {
+    let name = visible_database(engine, session, request)?;
+    Ok(json!({ "Database": database(name) }))
+}
+
+/// The request's `CatalogName` and `DatabaseName`, if the user may see that database.
+fn visible_database<'a>(
+    engine: &QueryEngine,
+    session: &ClientSession,
+    request: &'a Value,
+) -> Result<&'a str, ApiError> {
     catalog_of(request, "CatalogName")?;
     let name = required(request, "DatabaseName")?;
     if !engine.visible_databases(session)?.iter().any(|d| d == name) {
         return Err(metadata_error(format!("Database {name} is not found")));
     }
-    Ok(json!({ "Database": database(name) }))
+    Ok(name)
 }
 
 /// A Glue/Hive type name, as Athena's metadata shows columns.
@@ -152,11 +162,7 @@ pub(super) fn list_table_metadata(
     session: &ClientSession,
     request: &Value,
 ) -> Result<Value, ApiError> {
-    catalog_of(request, "CatalogName")?;
-    let database = required(request, "DatabaseName")?;
-    if !engine.visible_databases(session)?.iter().any(|d| d == database) {
-        return Err(metadata_error(format!("Database {database} is not found")));
-    }
+    let database = visible_database(engine, session, request)?;
     // `Expression`: a regular expression in Athena; here `*` and `.*` match any run of characters.
     let pattern = request.get("Expression").and_then(Value::as_str);
     let tables = engine.visible_tables(session, database)?;
