@@ -180,7 +180,7 @@ impl Scheduler {
         }
         if let Some((listener, addr)) = http {
             tracing::info!(%addr, tls = config.tls.is_some(), "serving Athena's API over HTTP");
-            let tls = config.tls.as_ref().map(crate::tls::TlsIdentity::acceptor).transpose()?;
+            let tls = config.tls.as_ref().map(crate::tls::TlsIdentity::http_acceptor).transpose()?;
             let door = crate::athena::AthenaDoor { executions, engine: http_engine, users: config.users.clone() };
             let gate = ConnectionGate::new(config.limits.max_connections);
             running.spawn(crate::athena::serve(listener, door, tls, gate, shutdown.clone()));

@@ -58,6 +58,13 @@ impl TlsIdentity {
         Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
     }
 
+    /// The acceptor of the HTTP door (Athena's API): HTTP/1.1 only.
+    pub(crate) fn http_acceptor(&self) -> Result<tokio_rustls::TlsAcceptor, SchedulerError> {
+        let mut config = self.rustls_config()?;
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+    }
+
     fn rustls_config(&self) -> Result<rustls::ServerConfig, SchedulerError> {
         let invalid = |message: String| SchedulerError::Config(format!("TLS: {message}"));
         let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&self.cert_pem)

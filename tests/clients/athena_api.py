@@ -376,5 +376,22 @@ finally:
     server.terminate()
     server.wait(timeout=30)
 
+# Over TLS: the same certificate as the other doors; boto3 trusts it and runs a query.
+cert, key = os.path.join(work, "cert.pem"), os.path.join(work, "key.pem")
+subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                "-keyout", key, "-out", cert, "-days", "2", "-subj", "/CN=localhost", "-addext",
+                "subjectAltName=DNS:localhost,IP:127.0.0.1"], check=True, capture_output=True)
+os.chmod(key, 0o600)
+server, endpoint = standalone("--executors", "1", "--tls-cert", cert, "--tls-key", key)
+try:
+    check("the door says https with a certificate", endpoint.startswith("https://"), endpoint)
+    athena = boto3.client("athena", endpoint_url=endpoint, region_name="us-east-1", verify=cert,
+                          aws_access_key_id="AKIDGLAUXTEST", aws_secret_access_key="x")
+    rows, _, _ = all_rows(start("SELECT 40 + 2 AS answer"))
+    check("boto3 over TLS", rows == [["answer"], ["42"]], f"{rows}")
+finally:
+    server.terminate()
+    server.wait(timeout=30)
+
 print(f"athena api: {passed} passed, {failed} failed")
 sys.exit(1 if failed else 0)
