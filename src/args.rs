@@ -110,6 +110,12 @@ pub(crate) struct DoorArgs {
     /// file once its files hold about this much (0: one file per partition and writer).
     #[arg(long, default_value_t = glaux_scheduler::DEFAULT_TARGET_FILE_SIZE)]
     pub(crate) target_file_size: u64,
+    /// Days the query history (`system.runtime.queries`) keeps a finished statement's record.
+    #[arg(long, default_value_t = glaux_scheduler::history::Retention::default().days)]
+    pub(crate) history_days: u32,
+    /// Finished statements' records the query history keeps at most (the oldest go first).
+    #[arg(long, default_value_t = glaux_scheduler::history::Retention::default().count)]
+    pub(crate) history_max: usize,
 }
 
 impl DoorArgs {
@@ -138,7 +144,8 @@ impl DoorArgs {
             .with_insecure_auth(self.allow_insecure_auth)
             .with_limits(limits)
             .with_listing_cache_ttl(std::time::Duration::from_secs(self.listing_cache_seconds))
-            .with_target_file_size(self.target_file_size))
+            .with_target_file_size(self.target_file_size)
+            .with_history(glaux_scheduler::history::Retention { days: self.history_days, count: self.history_max }))
     }
 
     /// The files of these doors that must stay unreadable by tables.

@@ -36,7 +36,9 @@ mod projection;
 mod providers;
 mod show_create;
 mod sqlite;
+mod sqlite_history;
 mod sqlite_keys;
+mod sqlite_workgroups;
 mod sqlite_writes;
 mod store;
 
@@ -66,6 +68,11 @@ pub use providers::{LakeCatalogProvider, listing_options, table_provider};
 pub use show_create::show_create_table;
 pub use sqlite::SqliteCatalog;
 pub use sqlite_keys::AccessKey;
+pub use sqlite_workgroups::{PRIMARY as PRIMARY_WORKGROUP, WorkGroup, WorkGroupSettings};
+/// The query history's records and states.
+pub mod history {
+    pub use crate::sqlite_history::{CANCELLED, FAILED, QUEUED, QueryFilter, QueryRecord, RUNNING, SUCCEEDED};
+}
 pub use store::{Catalog, PendingWrite, PreparedStatement};
 
 /// The catalog every table lives in, as clients name it (`glaux.db.t`).

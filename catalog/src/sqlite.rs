@@ -10,7 +10,9 @@ use crate::definitions::{Partition, TableDef};
 use crate::error::{CatalogError, Result};
 use crate::grant_rows::GrantRow;
 use crate::grants::{Grant, Grantee};
+use crate::sqlite_history::{QueryFilter, QueryRecord};
 use crate::sqlite_keys::AccessKey;
+use crate::sqlite_workgroups::WorkGroup;
 use crate::store::{Catalog, PendingWrite, PreparedStatement};
 
 /// The catalog in SQLite. One scheduler owns the file: partitions are cached in memory and the
@@ -135,6 +137,11 @@ impl SqliteCatalog {
         connection.execute_batch(SCHEMA).map_err(sql_error)?;
         crate::sqlite_writes::migrate(&connection)?;
         crate::sqlite_keys::migrate(&connection)?;
+        crate::sqlite_history::migrate(&connection)?;
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        crate::sqlite_workgroups::migrate(&connection, now_ms)?;
         // Catalogs from before prepared statements had owners: theirs belong to nobody in
         // particular (admins may replace or drop them).
         let has_owner = connection
@@ -198,6 +205,38 @@ impl Catalog for SqliteCatalog {
 
     fn delete_access_key(&self, id: &str) -> Result<bool> {
         crate::sqlite_keys::delete(&self.lock(), id)
+    }
+
+    fn record_queries(&self, records: &[QueryRecord]) -> Result<()> {
+        crate::sqlite_history::record(&mut self.lock(), records)
+    }
+
+    fn queries(&self, filter: &QueryFilter) -> Result<Vec<QueryRecord>> {
+        crate::sqlite_history::read(&self.lock(), filter)
+    }
+
+    fn fail_unfinished_queries(&self, reason: &str, now_ms: i64) -> Result<usize> {
+        crate::sqlite_history::fail_unfinished(&self.lock(), reason, now_ms)
+    }
+
+    fn prune_queries(&self, before_ms: i64, keep: usize) -> Result<usize> {
+        crate::sqlite_history::prune(&self.lock(), before_ms, keep)
+    }
+
+    fn workgroups(&self) -> Result<Vec<WorkGroup>> {
+        crate::sqlite_workgroups::list(&self.lock())
+    }
+
+    fn workgroup(&self, name: &str) -> Result<Option<WorkGroup>> {
+        crate::sqlite_workgroups::get(&self.lock(), name)
+    }
+
+    fn put_workgroup(&self, workgroup: &WorkGroup, replace: bool) -> Result<bool> {
+        crate::sqlite_workgroups::put(&self.lock(), workgroup, replace)
+    }
+
+    fn delete_workgroup(&self, name: &str) -> Result<bool> {
+        crate::sqlite_workgroups::delete(&self.lock(), name)
     }
 
     fn prepared_statement(&self, name: &str) -> Result<Option<PreparedStatement>> {

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use crate::definitions::{Partition, TableDef};
 use crate::error::Result;
 use crate::grants::Grant;
+use crate::sqlite_history::{QueryFilter, QueryRecord};
 use crate::sqlite_keys::AccessKey;
+use crate::sqlite_workgroups::WorkGroup;
 
 /// Durable storage of databases and tables. Names are stored as given (already normalized by the
 /// SQL planner). Implementations must be safe to call from any thread.
@@ -84,6 +86,24 @@ pub trait Catalog: Debug + Send + Sync {
     fn access_key(&self, id: &str) -> Result<Option<AccessKey>>;
     /// Returns whether there was such a key.
     fn delete_access_key(&self, id: &str) -> Result<bool>;
+
+    /// Writes statements' history records (one with a known id replaces it).
+    fn record_queries(&self, records: &[QueryRecord]) -> Result<()>;
+    /// History records, newest first.
+    fn queries(&self, filter: &QueryFilter) -> Result<Vec<QueryRecord>>;
+    /// Marks every unfinished record failed with `reason`; how many.
+    fn fail_unfinished_queries(&self, reason: &str, now_ms: i64) -> Result<usize>;
+    /// Deletes finished records submitted before `before_ms` and the oldest beyond `keep`.
+    fn prune_queries(&self, before_ms: i64, keep: usize) -> Result<usize>;
+
+    /// Every workgroup, by name (`primary` always among them).
+    fn workgroups(&self) -> Result<Vec<WorkGroup>>;
+    fn workgroup(&self, name: &str) -> Result<Option<WorkGroup>>;
+    /// Creates a workgroup, or with `replace` replaces the one of its name; false if one
+    /// existed and was not replaced.
+    fn put_workgroup(&self, workgroup: &WorkGroup, replace: bool) -> Result<bool>;
+    /// Deletes a workgroup other than `primary`; whether there was one.
+    fn delete_workgroup(&self, name: &str) -> Result<bool>;
 }
 
 /// A prepared statement as the catalog keeps it.

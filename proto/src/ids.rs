@@ -9,13 +9,23 @@ use rand::Rng;
 pub struct QueryId(String);
 
 impl QueryId {
-    /// A fresh random id (16 hex digits).
+    /// A fresh random id, shaped as Athena's query execution ids are (a version 4 UUID): one id
+    /// names a statement in every door, its history record and Athena's API.
     pub fn random() -> Self {
-        Self(format!("{:016x}", rand::rng().random::<u64>()))
+        let bytes: [u8; 16] = rand::rng().random();
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        Self(format!("{}-{}-4{}-a{}-{}", &hex[..8], &hex[8..12], &hex[13..16], &hex[17..20], &hex[20..32]))
     }
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// Its first 16 hex digits: what names the files a statement writes (`<short>_<name>`), as
+    /// unique as the old ids and short, since some statements carry file names in every row
+    /// (a `MERGE` sorts its target's rows with the file each came from).
+    pub fn short(&self) -> String {
+        self.0.chars().filter(|c| *c != '-').take(16).collect()
     }
 }
 

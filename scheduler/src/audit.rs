@@ -5,10 +5,11 @@
 //! anything, passwords included.
 
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use crate::error::ErrorKind;
+use crate::history::Tracked;
 use crate::query::QueryStatsHandle;
 
 /// The `tracing` target of audit lines (`GLAUX_LOG=glaux::audit=info` shows only them).
@@ -85,16 +86,18 @@ pub struct AuditOnDrop {
     started: Instant,
     stats: QueryStatsHandle,
     /// `None` while it runs; the outcome once the result ended.
-    ended: Mutex<Option<Result<(), ErrorKind>>>,
+    ended: Mutex<Option<Result<(), (ErrorKind, String)>>>,
+    /// Its history record, ended with the audit line.
+    tracked: Arc<Tracked>,
 }
 
 impl AuditOnDrop {
-    pub fn new(audited: Audited, started: Instant, stats: QueryStatsHandle) -> Self {
-        Self { audited, started, stats, ended: Mutex::new(None) }
+    pub fn new(audited: Audited, started: Instant, stats: QueryStatsHandle, tracked: Arc<Tracked>) -> Self {
+        Self { audited, started, stats, ended: Mutex::new(None), tracked }
     }
 
-    /// The result ended (`Ok`), or failed with this error.
-    pub fn end(&self, outcome: Result<(), ErrorKind>) {
+    /// The result ended (`Ok`), or failed with this error (its kind and message).
+    pub fn end(&self, outcome: Result<(), (ErrorKind, String)>) {
         let mut ended = self.ended.lock().unwrap_or_else(|e| e.into_inner());
         if ended.is_none() {
             *ended = Some(outcome);
@@ -108,9 +111,10 @@ impl Drop for AuditOnDrop {
         let ended = self.ended.get_mut().unwrap_or_else(|e| e.into_inner()).take();
         let (outcome, error) = match &ended {
             Some(Ok(())) => ("finished", None),
-            Some(Err(error)) => ("failed", Some(error)),
+            Some(Err((error, _))) => ("failed", Some(error)),
             None => ("abandoned", None),
         };
         self.audited.line(outcome, error, self.started, stats.rows, stats.scan.bytes_scanned);
+        self.tracked.end(ended.map(|ended| ended.map_err(|(_, message)| message)), Some(&stats));
     }
 }

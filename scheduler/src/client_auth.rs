@@ -86,6 +86,8 @@ pub struct Users {
     hashes: BTreeMap<String, String>,
     /// Users the users file names as administrators (`name:hash:admin`).
     admins: BTreeSet<String>,
+    /// Users' default workgroups (`name:hash:workgroup=NAME`).
+    workgroups: BTreeMap<String, String>,
     tokens: Mutex<HashMap<String, (String, Instant)>>,
     /// Digests of Basic credentials verified recently, to their user.
     verified: Mutex<HashMap<[u8; 32], (String, Instant)>>,
@@ -107,11 +109,13 @@ impl fmt::Debug for Users {
 }
 
 impl Users {
-    /// Reads `name:hash[:admin]` lines (`#` starts a comment). Every hash must be a valid PHC
-    /// string; `:admin` makes the user an administrator.
+    /// Reads `name:hash[:admin][:workgroup=NAME]` lines (`#` starts a comment). Every hash must
+    /// be a valid PHC string; `:admin` makes the user an administrator; `:workgroup=NAME` is the
+    /// workgroup the user's statements run in unless their client names another.
     pub fn parse(text: &str) -> Result<Self, String> {
         let mut hashes = BTreeMap::new();
         let mut admins = BTreeSet::new();
+        let mut workgroups = BTreeMap::new();
         for (number, line) in text.lines().enumerate() {
             let line = line.trim();
             if line.is_empty() || line.starts_with('#') {
@@ -120,10 +124,8 @@ impl Users {
             let Some((name, rest)) = line.split_once(':') else {
                 return Err(format!("line {}: expected `user:password-hash`", number + 1));
             };
-            let (hash, role) = match rest.split_once(':') {
-                Some((hash, role)) => (hash.trim(), Some(role.trim())),
-                None => (rest.trim(), None),
-            };
+            let mut fields = rest.split(':');
+            let hash = fields.next().unwrap_or_default().trim();
             let name = name.trim();
             if name.is_empty() {
                 return Err(format!("line {}: empty user name", number + 1));
@@ -134,13 +136,16 @@ impl Users {
                     number + 1
                 )
             })?;
-            match role {
-                None => {}
-                Some("admin") => {
+            for field in fields.map(str::trim) {
+                if field == "admin" {
                     admins.insert(name.to_string());
-                }
-                Some(other) => {
-                    return Err(format!("line {}: unknown role '{other}' for {name} (only `admin`)", number + 1));
+                } else if let Some(workgroup) = field.strip_prefix("workgroup=").filter(|w| !w.is_empty()) {
+                    workgroups.insert(name.to_string(), workgroup.to_string());
+                } else {
+                    return Err(format!(
+                        "line {}: unknown attribute '{field}' for {name} (`admin` or `workgroup=NAME`)",
+                        number + 1
+                    ));
                 }
             }
             hashes.insert(name.to_string(), hash.to_string());
@@ -152,6 +157,7 @@ impl Users {
         Ok(Self {
             hashes,
             admins,
+            workgroups,
             tokens: Mutex::default(),
             verified: Mutex::default(),
             failures: Mutex::default(),
@@ -171,6 +177,11 @@ impl Users {
     /// The users the users file names administrators.
     pub fn admins(&self) -> &BTreeSet<String> {
         &self.admins
+    }
+
+    /// The users the users file gives a default workgroup, and theirs.
+    pub fn default_workgroups(&self) -> &BTreeMap<String, String> {
+        &self.workgroups
     }
 
     /// True if the users file names `user` an administrator.
@@ -427,6 +438,11 @@ mod tests {
         assert!(users.authorize(None, None).await.is_err());
         assert!(Users::parse("ana:plaintext").is_err(), "a password in clear is refused");
         assert!(Users::parse(&format!("ana:{hash}:owner")).is_err(), "an unknown role is refused");
+        let defaults =
+            Users::parse(&format!("ana:{hash}:workgroup=bi\nroot:{hash}:admin:workgroup=ops")).expect("parse");
+        assert_eq!(defaults.default_workgroups().get("ana").map(String::as_str), Some("bi"));
+        assert!(defaults.is_admin("root") && defaults.default_workgroups()["root"] == "ops");
+        assert!(Users::parse(&format!("ana:{hash}:workgroup=")).is_err(), "a workgroup needs a name");
         assert!(Users::parse("# nobody\n").is_err());
 
         // Debug shows names, never hashes, tokens or digests.

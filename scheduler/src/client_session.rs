@@ -7,6 +7,9 @@ use glaux_catalog::DEFAULT_DATABASE;
 
 use crate::audit::{Caller, Door};
 
+/// The workgroup that always exists, where statements run unless told otherwise.
+pub const PRIMARY_WORKGROUP: &str = "primary";
+
 /// Who is asking (the user the door authenticated), the database `USE` chose, and the values a
 /// prepared statement's placeholders (`$1`, `?`) are bound to.
 #[derive(Clone, Debug, PartialEq)]
@@ -17,13 +20,21 @@ pub struct ClientSession {
     pub caller: Caller,
     pub database: String,
     pub parameters: Vec<ScalarValue>,
+    /// The workgroup its statements run in; empty: its user's default (`QueryEngine::in_workgroup`).
+    pub workgroup: String,
 }
 
 impl ClientSession {
     /// A session in `database`; none (or an empty name) is the default database.
     pub fn new(database: Option<&str>, parameters: Vec<ScalarValue>) -> Self {
         let database = database.filter(|d| !d.is_empty()).unwrap_or(DEFAULT_DATABASE);
-        Self { user: None, caller: Caller::default(), database: database.to_string(), parameters }
+        Self {
+            user: None,
+            caller: Caller::default(),
+            database: database.to_string(),
+            parameters,
+            workgroup: String::new(),
+        }
     }
 
     /// The same session, for the user a door authenticated.

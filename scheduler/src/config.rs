@@ -52,6 +52,8 @@ pub struct SchedulerConfig {
     /// How long the scheduler answers a prefix's listing from the last one (zero: every query
     /// lists). Statements that change the catalog, and Glaux's own writes, forget every listing.
     pub listing_cache_ttl: Duration,
+    /// How long the query history keeps statements' records.
+    pub history: crate::history::Retention,
     /// The size written files aim at (`CREATE TABLE AS`, `INSERT`, `UNLOAD`, `OPTIMIZE`): each
     /// writer starts a new file once its files hold about this much (0: one file per partition
     /// and writer).
@@ -87,6 +89,7 @@ impl SchedulerConfig {
             cluster_tls: None,
             limits: DoorLimits::default(),
             listing_cache_ttl: DEFAULT_LISTING_CACHE_TTL,
+            history: crate::history::Retention::default(),
             target_file_size: DEFAULT_TARGET_FILE_SIZE,
         }
     }
@@ -98,6 +101,11 @@ impl SchedulerConfig {
     }
 
     /// Answers listings from the last one of the same prefix for `ttl` (zero: never).
+    pub fn with_history(mut self, retention: crate::history::Retention) -> Self {
+        self.history = retention;
+        self
+    }
+
     pub fn with_listing_cache_ttl(mut self, ttl: Duration) -> Self {
         self.listing_cache_ttl = ttl;
         self

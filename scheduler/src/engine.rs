@@ -4,7 +4,7 @@
 //! into its protocol. A panic while planning or running one statement is that statement's
 //! error, whichever door it came through.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Instant;
@@ -13,21 +13,27 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use datafusion::catalog::CatalogProviderList;
 use datafusion::common::DataFusionError;
-use datafusion::execution::{SessionState, SessionStateBuilder};
+use datafusion::execution::{FunctionRegistry, SessionState, SessionStateBuilder};
 use datafusion::prelude::SessionContext;
 use datafusion_pg_catalog::pg_catalog::PgCatalogStaticTables;
 use futures::{FutureExt, Stream, StreamExt};
+use glaux_catalog::history::{CANCELLED, FAILED, QueryRecord};
 use glaux_catalog::{Access, Lake};
 use glaux_proto::{QueryId, contain_panics, panic_message};
 use glaux_storage::ListingCache;
+use tokio::sync::OwnedSemaphorePermit;
 
 use crate::access::GrantedCatalogs;
 use crate::audit::{AuditOnDrop, Audited};
 use crate::client_session::ClientSession;
+use crate::client_session::PRIMARY_WORKGROUP;
 use crate::error::{ErrorKind, SchedulerError, execution_kind};
+use crate::history::{History, Tracked, epoch_ms};
 use crate::limits::{StatementGate, StatementPermit};
 use crate::query::{AtExecutors, ProgressSlot, QueryResult, QueryRunner};
 use crate::statement::{Context, Effect, IngestTarget, Statement};
+use crate::system_tables::WithSystem;
+use crate::workgroups::{Limits, WorkGroups};
 
 pub struct QueryEngine {
     ctx: SessionContext,
@@ -38,6 +44,11 @@ pub struct QueryEngine {
     admins: Admins,
     /// pg_catalog's fixed tables, shared by every user's view of pg_catalog.
     pg_tables: Arc<PgCatalogStaticTables>,
+    history: Arc<History>,
+    functions: OurFunctions,
+    workgroups: WorkGroups,
+    /// Users' default workgroups (from the users file).
+    default_workgroups: BTreeMap<String, String>,
 }
 
 /// Who administers the cluster.
@@ -55,6 +66,8 @@ pub struct PlannedStatement {
     session: ClientSession,
     /// The user's rights it was authorized with; it runs with the same.
     access: Arc<Access>,
+    /// Its history record so far (submitted and planned).
+    record: QueryRecord,
 }
 
 impl PlannedStatement {
@@ -77,6 +90,22 @@ impl PlannedStatement {
     pub fn effect(&self) -> Effect {
         self.statement.family().effect()
     }
+
+    /// Its id: the query's, and its history record's.
+    pub fn id(&self) -> QueryId {
+        QueryId::from(self.record.id.clone())
+    }
+
+    /// How long it took to plan.
+    pub fn planning_ms(&self) -> u64 {
+        self.record.planning_ms
+    }
+
+    /// The same statement, writing its result to `location` (recorded in its history).
+    pub fn with_output_location(mut self, location: String) -> Self {
+        self.record.output_location = Some(location);
+        self
+    }
 }
 
 impl QueryEngine {
@@ -86,10 +115,69 @@ impl QueryEngine {
         queries: QueryRunner,
         statements: StatementGate,
         admins: Admins,
+        history: Arc<History>,
+        default_workgroups: BTreeMap<String, String>,
     ) -> Result<Self, SchedulerError> {
         let pg_tables =
             PgCatalogStaticTables::try_new().map_err(|e| SchedulerError::Config(format!("pg_catalog tables: {e}")))?;
-        Ok(Self { ctx, lake, queries, statements, admins, pg_tables: Arc::new(pg_tables) })
+        let functions = OurFunctions::of(&ctx.state());
+        let workgroups = WorkGroups::new(Arc::clone(lake.catalog()));
+        Ok(Self {
+            ctx,
+            lake,
+            queries,
+            statements,
+            admins,
+            pg_tables: Arc::new(pg_tables),
+            history,
+            functions,
+            workgroups,
+            default_workgroups,
+        })
+    }
+
+    /// Every statement's history.
+    pub fn history(&self) -> &Arc<History> {
+        &self.history
+    }
+
+    /// `session` in the workgroup it runs in: the one its door named, else its user's default
+    /// (from the users file), else `primary`.
+    pub fn in_workgroup(&self, session: &ClientSession) -> ClientSession {
+        let mut session = session.clone();
+        if session.workgroup.is_empty() {
+            let default = session.user.as_ref().and_then(|user| self.default_workgroups.get(user));
+            session.workgroup = default.map_or(PRIMARY_WORKGROUP, String::as_str).to_string();
+        }
+        session
+    }
+
+    /// The catalog's store (Athena's API keeps workgroups there).
+    pub(crate) fn lake_catalog(&self) -> &Arc<dyn glaux_catalog::Catalog> {
+        self.lake.catalog()
+    }
+
+    /// The workgroup `name`, if it exists and is enabled.
+    pub fn workgroup(&self, name: &str) -> Result<glaux_catalog::WorkGroup, SchedulerError> {
+        self.workgroups.resolve(name)
+    }
+
+    /// Records statement `id` submitted, waiting to plan (Athena's API runs statements in the
+    /// background).
+    pub fn record_queued(&self, id: &QueryId, sql: &str, session: &ClientSession) {
+        self.history.record(new_record(id, sql, session));
+    }
+
+    /// Records statement `id`, stopped by its client before it planned.
+    pub fn record_cancelled(&self, id: &QueryId, sql: &str, session: &ClientSession, reason: &str) {
+        self.history.record(crate::history::ended(new_record(id, sql, session), CANCELLED, reason.to_string()));
+    }
+
+    /// Whose history records `session`'s user may read: `None` for an administrator (everyone's),
+    /// else the user's own.
+    pub fn history_of(&self, session: &ClientSession) -> Result<Option<String>, SchedulerError> {
+        let access = self.access(session)?;
+        Ok((!access.is_admin()).then(|| session.user.clone().unwrap_or_default()))
     }
 
     /// What `session`'s user may do, from the catalog's grants as they are now.
@@ -179,19 +267,35 @@ impl QueryEngine {
 
     /// Recognizes and plans `sql` in `session`, and checks that its user may run it.
     pub async fn plan(&self, sql: &str, session: &ClientSession) -> Result<PlannedStatement, SchedulerError> {
+        self.plan_as(QueryId::random(), sql, session).await
+    }
+
+    /// [`plan`](Self::plan), for a statement whose id its door chose (Athena's API answers with
+    /// it before planning). A statement that does not plan is recorded in the history as failed.
+    pub async fn plan_as(
+        &self,
+        id: QueryId,
+        sql: &str,
+        session: &ClientSession,
+    ) -> Result<PlannedStatement, SchedulerError> {
         let started = Instant::now();
+        let session = &self.in_workgroup(session);
+        let mut record = new_record(&id, sql, session);
         // What the statement was, once recognized: for the audit line of a refusal.
         let mut recognized = None;
         let planned = contained("while planning", async {
             let ctx = self.context(session, self.access(session)?);
             let statement = Statement::recognize(sql, &ctx).await?;
             recognized = Some(audited(session, &statement));
+            record.kind = statement.kind().to_string();
             statement.family().authorize(&ctx)?;
             tracing::debug!(planned = ?started.elapsed(), "statement planned");
-            Ok(PlannedStatement { statement, session: session.clone(), access: ctx.access })
+            Ok((statement, ctx.access))
         })
         .await;
+        record.planning_ms = started.elapsed().as_millis() as u64;
         if let Err(error) = &planned {
+            self.history.record(crate::history::ended(record.clone(), FAILED, error.to_string()));
             let audited = recognized.unwrap_or_else(|| Audited {
                 user: session.user.clone(),
                 caller: session.caller.clone(),
@@ -200,7 +304,8 @@ impl QueryEngine {
             });
             audited.refused(error.kind(), started);
         }
-        planned
+        let (statement, access) = planned?;
+        Ok(PlannedStatement { statement, session: session.clone(), access, record })
     }
 
     /// Runs a planned statement; its query's progress appears in `progress` once it is launched
@@ -213,44 +318,68 @@ impl QueryEngine {
         let started = Instant::now();
         let announced = planned.schema();
         let audited = audited(&planned.session, &planned.statement);
-        let permit = self.enter(&planned, &audited, started)?;
+        let tracked = Tracked::new(&self.history, planned.record.clone());
+        let refused = |error: &SchedulerError| {
+            audited.refused(error.kind(), started);
+            tracked.end(Some(Err(error.to_string())), None);
+        };
+        let workgroup = self.workgroups.resolve(&planned.session.workgroup).inspect_err(refused)?;
+        let permit = self.enter(&planned).inspect_err(refused)?;
+        let place = self.workgroups.admit(&workgroup, || tracked.queued()).await;
+        tracked.running(started.elapsed());
+        progress.admit();
+        let limits = Limits::of(&workgroup);
         // A statement that changes the catalog (and any files under it) lists afresh, and so
         // do the queries after it.
         let changes = planned.effect() != Effect::Reads;
         if changes {
             self.forget_listings();
         }
-        let result = contained("while running", async {
-            let ctx = self.context(&planned.session, Arc::clone(&planned.access));
-            planned.statement.family().run(&ctx, QueryId::random(), progress).await
-        })
-        .await;
+        let result = limits
+            .within(contained("while running", async {
+                let ctx = self.context(&planned.session, Arc::clone(&planned.access));
+                planned.statement.family().run(&ctx, planned.id(), progress).await
+            }))
+            .await;
         if changes {
             self.forget_listings();
         }
-        let mut result = result.inspect_err(|error| audited.refused(error.kind(), started))?;
+        let mut result = result.inspect_err(refused)?;
         // Clients were told the statement's schema when it was planned (Flight SQL's `FlightInfo`,
         // PostgreSQL's describe); the rows carry exactly that schema.
         result.batches = conformed(result.batches, &result.schema, &announced);
+        result.batches = limits.enforce(result.batches, progress.clone(), result.stats.clone());
         result.schema = announced;
-        Ok(held(result, audited, started, permit))
+        Ok(held(result, audited, started, (permit, place), tracked))
     }
 
     /// Launches a query for its client to read its result from the executors, if its final stage
-    /// is a plain gather (see `query/endpoints.rs`); `None`, with nothing started, for any other
-    /// statement. The returned result has no rows and ends when the client has read them all:
-    /// until then it holds the statement's place among its user's, and then writes its audit line.
+    /// is a plain gather (see `query/endpoints.rs`) and its workgroup sets no concurrency limit,
+    /// timeout or cutoff (which the scheduler enforces on results it runs); `None`, with nothing
+    /// started (nor recorded), for any other statement. The returned result has no rows and ends
+    /// when the client has read them all: until then it holds the statement's place among its
+    /// user's, and then writes its audit line and history record.
     pub async fn run_at_executors(&self, planned: PlannedStatement) -> Result<Option<AtExecutors>, SchedulerError> {
         let started = Instant::now();
         let audited = audited(&planned.session, &planned.statement);
-        let permit = self.enter(&planned, &audited, started)?;
+        let refused = |error: &SchedulerError| {
+            audited.refused(error.kind(), started);
+            self.history.record(crate::history::ended(planned.record.clone(), FAILED, error.to_string()));
+        };
+        let workgroup = self.workgroups.resolve(&planned.session.workgroup).inspect_err(refused)?;
+        if Limits::of(&workgroup).any() || workgroup.settings.max_concurrent.is_some() {
+            return Ok(None);
+        }
+        let permit = self.enter(&planned).inspect_err(refused)?;
         let launched = contained("while running", async {
             let ctx = self.context(&planned.session, Arc::clone(&planned.access));
-            planned.statement.family().run_at_executors(&ctx, QueryId::random()).await
+            planned.statement.family().run_at_executors(&ctx, planned.id()).await
         })
         .await;
-        let launched = launched.inspect_err(|error| audited.refused(error.kind(), started))?;
-        Ok(launched.map(|at| AtExecutors { result: held(at.result, audited, started, permit), ..at }))
+        let Some(launched) = launched.inspect_err(refused)? else { return Ok(None) };
+        let tracked = Tracked::new(&self.history, planned.record.clone());
+        tracked.running(started.elapsed());
+        Ok(Some(AtExecutors { result: held(launched.result, audited, started, (permit, None), tracked), ..launched }))
     }
 
     /// Empties the scheduler's listing cache, if it has one.
@@ -268,24 +397,33 @@ impl QueryEngine {
         target: IngestTarget,
         rows: datafusion::physical_plan::SendableRecordBatchStream,
     ) -> Result<u64, SchedulerError> {
-        let _permit = self.statements.enter(session.user.as_deref())?;
-        let ctx = self.context(session, self.access(session)?);
-        let result =
-            contained("while ingesting", crate::statement::ingest(&ctx, target, rows, QueryId::random())).await;
+        let id = QueryId::random();
+        let session = &self.in_workgroup(session);
+        let database = target.database.as_deref().unwrap_or(&session.database);
+        let mut record = new_record(&id, &format!("-- bulk ingest into {database}.{}", target.table), session);
+        record.database = database.to_string();
+        record.kind = "ingest".into();
+        let tracked = Tracked::new(&self.history, record);
+        let result = async {
+            let workgroup = self.workgroups.resolve(&session.workgroup)?;
+            let _permit = self.statements.enter(session.user.as_deref())?;
+            let queued = Instant::now();
+            let _place = self.workgroups.admit(&workgroup, || tracked.queued()).await;
+            tracked.running(queued.elapsed());
+            let ctx = self.context(session, self.access(session)?);
+            let limits = Limits::of(&workgroup);
+            limits.within(contained("while ingesting", crate::statement::ingest(&ctx, target, rows, id))).await
+        }
+        .await;
         self.forget_listings();
+        let stats = result.as_ref().ok().map(|&rows| glaux_proto::QueryStats { rows, ..Default::default() });
+        tracked.end(Some(result.as_ref().map(|_| ()).map_err(ToString::to_string)), stats.as_ref());
         result
     }
 
-    /// A place among the statement's user's running statements, or its refusal (audited).
-    fn enter(
-        &self,
-        planned: &PlannedStatement,
-        audited: &Audited,
-        started: Instant,
-    ) -> Result<StatementPermit, SchedulerError> {
-        self.statements
-            .enter(planned.session.user.as_deref())
-            .inspect_err(|error| audited.refused(error.kind(), started))
+    /// A place among the statement's user's running statements.
+    fn enter(&self, planned: &PlannedStatement) -> Result<StatementPermit, SchedulerError> {
+        self.statements.enter(planned.session.user.as_deref())
     }
 
     /// Plans and runs `sql` in `session`.
@@ -309,27 +447,71 @@ impl QueryEngine {
     fn state(&self, session: &ClientSession, access: &Arc<Access>) -> SessionState {
         let mut state = self.ctx.state();
         state.config_mut().options_mut().catalog.default_schema = session.database.clone();
-        if access.is_admin() {
-            return state;
-        }
-        let catalogs =
-            GrantedCatalogs::wrap(Arc::clone(state.catalog_list()), Arc::clone(access), Arc::clone(&self.pg_tables));
-        SessionStateBuilder::new_from_existing(state).with_catalog_list(catalogs).build()
+        let all = Arc::clone(state.catalog_list());
+        let history = Arc::clone(&self.history);
+        let catalogs = if access.is_admin() {
+            WithSystem::wrap(all, history, None)
+        } else {
+            let granted = GrantedCatalogs::wrap(all, Arc::clone(access), Arc::clone(&self.pg_tables));
+            WithSystem::wrap(granted, history, Some(session.user.clone().unwrap_or_default()))
+        };
+        with_catalogs(state, catalogs, &self.functions)
+    }
+}
+
+/// `state` with `catalogs` in place of its own. Rebuilding a state registers its functions
+/// anew in no fixed order, so a DataFusion function whose alias is the name of one of Glaux's
+/// (`map_extract`'s `element_at`) could take that name back: Glaux's are registered again last,
+/// as when the session was made.
+fn with_catalogs(state: SessionState, catalogs: Arc<dyn CatalogProviderList>, ours: &OurFunctions) -> SessionState {
+    let mut rebuilt = SessionStateBuilder::new_from_existing(state).with_catalog_list(catalogs).build();
+    for function in &ours.scalars {
+        let _ = rebuilt.register_udf(Arc::clone(function));
+    }
+    for function in &ours.aggregates {
+        let _ = rebuilt.register_udaf(Arc::clone(function));
+    }
+    rebuilt
+}
+
+/// Glaux's own functions, as registered in the scheduler's session.
+struct OurFunctions {
+    scalars: Vec<Arc<datafusion::logical_expr::ScalarUDF>>,
+    aggregates: Vec<Arc<datafusion::logical_expr::AggregateUDF>>,
+}
+
+impl OurFunctions {
+    fn of(state: &SessionState) -> Self {
+        let scalars = glaux_functions::scalar_functions()
+            .iter()
+            .filter_map(|f| state.scalar_functions().get(f.name()).cloned())
+            .collect();
+        let aggregates = glaux_functions::aggregate_functions()
+            .iter()
+            .filter_map(|f| state.aggregate_functions().get(f.name()).cloned())
+            .collect();
+        Self { scalars, aggregates }
     }
 }
 
 /// `result` holding `permit` until it is dropped, its batches ending with an error, not a panic,
 /// if producing one hits a bug, and its audit line written when it is dropped, with how it ended.
-fn held(mut result: QueryResult, audited: Audited, started: Instant, permit: StatementPermit) -> QueryResult {
+fn held(
+    mut result: QueryResult,
+    audited: Audited,
+    started: Instant,
+    permit: (StatementPermit, Option<OwnedSemaphorePermit>),
+    tracked: Arc<Tracked>,
+) -> QueryResult {
     let batches = contain_panics(result.batches, |message| {
         DataFusionError::External(Box::new(SchedulerError::Panicked { during: "while running", message }))
     });
-    let audit = Arc::new(AuditOnDrop::new(audited, started, result.stats.clone()));
+    let audit = Arc::new(AuditOnDrop::new(audited, started, result.stats.clone(), tracked));
     let on_error = Arc::clone(&audit);
     let batches = batches.inspect(move |item| {
         let _held = &permit;
         if let Err(error) = item {
-            on_error.end(Err(execution_kind(error)));
+            on_error.end(Err((execution_kind(error), error.to_string())));
         }
     });
     let at_end = futures::stream::once(async move {
@@ -339,6 +521,21 @@ fn held(mut result: QueryResult, audited: Audited, started: Instant, permit: Sta
     .filter_map(std::future::ready);
     result.batches = Box::pin(batches.chain(at_end));
     result
+}
+
+/// The history record of statement `id`, submitted now.
+fn new_record(id: &QueryId, sql: &str, session: &ClientSession) -> QueryRecord {
+    QueryRecord {
+        id: id.to_string(),
+        user: session.user.clone().unwrap_or_default(),
+        door: session.caller.door.name().to_string(),
+        workgroup: session.workgroup.clone(),
+        database: session.database.clone(),
+        sql: sql.to_string(),
+        state: glaux_catalog::history::QUEUED.into(),
+        submitted_ms: epoch_ms(std::time::SystemTime::now()),
+        ..Default::default()
+    }
 }
 
 /// Runs `work`, turning a panic (a bug) into an error for this statement alone.

@@ -33,6 +33,7 @@ mod config;
 mod engine;
 mod error;
 mod flight_sql;
+pub mod history;
 mod limits;
 mod planner;
 mod postgres;
@@ -40,8 +41,10 @@ mod query;
 mod server;
 mod session;
 mod statement;
+mod system_tables;
 mod tls;
 mod trino;
+mod workgroups;
 mod write;
 
 pub use athena::{issue_access_key, revoke_access_key};

@@ -23,6 +23,7 @@ use crate::config::SchedulerConfig;
 use crate::engine::{Admins, QueryEngine};
 use crate::error::SchedulerError;
 use crate::flight_sql::FlightSqlFrontDoor;
+use crate::history::History;
 use crate::limits::{ConnectionGate, RateLimiter, StatementGate, gated};
 use crate::query::{QueryRunner, cancel_abandoned};
 use crate::session::{open_lake, scheduler_session};
@@ -105,7 +106,10 @@ impl Scheduler {
             Some(users) => Admins::Named(users.admins().clone()),
             None => Admins::Everyone,
         };
-        let engine = Arc::new(QueryEngine::new(ctx, lake, queries, StatementGate::new(&config.limits), admins)?);
+        let (history, history_writer) = History::open(Arc::clone(lake.catalog()), config.history)?;
+        let default_workgroups = config.users.as_ref().map(|u| u.default_workgroups().clone()).unwrap_or_default();
+        let gate = StatementGate::new(&config.limits);
+        let engine = Arc::new(QueryEngine::new(ctx, lake, queries, gate, admins, history, default_workgroups)?);
         let postgres = match config.postgres {
             Some(addr) => Some(bind(addr).await?),
             None => None,
@@ -187,6 +191,7 @@ impl Scheduler {
         }
         running.spawn(cancel_abandoned(cancelled, Arc::clone(&channels)));
         running.spawn(background_work);
+        running.spawn(history_writer);
         running.spawn(recovery);
         running.spawn(expire_executors(Arc::clone(&cluster), channels, config.heartbeat_interval));
         tracing::info!(%addr, tls = config.tls.is_some(), "scheduler serving Flight SQL");

@@ -237,8 +237,8 @@ try:
           "execution parameters" in message, message)
     code, message = error_of(lambda: start("SELECT 1", out={"OutputLocation": "/etc/"}))
     check("an output location outside the roots is refused", code == "InvalidRequestException", f"{code} {message}")
-    code, message = error_of(lambda: athena.list_work_groups())
-    check("an action not served yet says so", code == "InvalidRequestException" and "ListWorkGroups" in message,
+    code, message = error_of(lambda: athena.list_engine_versions())
+    check("an action not served yet says so", code == "InvalidRequestException" and "ListEngineVersions" in message,
           message)
     code, _ = error_of(lambda: athena.get_query_execution(QueryExecutionId="nope"))
     check("an unknown execution id is refused", code == "InvalidRequestException")

@@ -2,23 +2,18 @@
 //! as Athena's.
 
 use std::net::SocketAddr;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use object_store::{GetOptions, GetRange, ObjectStoreExt};
 use serde_json::{Value, json};
 
 use super::executions::{Execution, Request, State};
-use super::{ApiError, AthenaDoor, WRITES, metadata, results};
+use super::{ApiError, AthenaDoor, WRITES, described, metadata, results, workgroups};
 use crate::audit::Door;
-use crate::client_session::ClientSession;
+use crate::client_session::{ClientSession, PRIMARY_WORKGROUP};
 
 /// Actions of Athena's API not served yet: refused by name.
-const NOT_YET: [&str; 17] = [
-    "CreateWorkGroup",
-    "GetWorkGroup",
-    "UpdateWorkGroup",
-    "DeleteWorkGroup",
-    "ListWorkGroups",
+const NOT_YET: [&str; 12] = [
     "CreatePreparedStatement",
     "GetPreparedStatement",
     "ListPreparedStatements",
@@ -33,12 +28,8 @@ const NOT_YET: [&str; 17] = [
     "ListEngineVersions",
 ];
 
-/// The one workgroup so far.
-const PRIMARY: &str = "primary";
 /// Rows `GetQueryResults` returns at most per page (Athena's limit), and by default.
 const MAX_RESULTS: usize = 1000;
-/// Executions `ListQueryExecutions` returns at most per page.
-const MAX_LISTED: usize = 50;
 /// Bytes of the result file read first for a page; doubled while a row does not fit, up to
 /// [`MAX_READ`].
 const FIRST_READ: u64 = 1 << 20;
@@ -51,38 +42,37 @@ pub(super) async fn dispatch(
     action: &str,
     request: &Value,
 ) -> Result<Value, ApiError> {
+    let session = ClientSession::default().for_user(user).sent_by(Door::Athena, peer.map(|p| p.ip()));
+    let engine = &door.engine;
     match action {
-        "StartQueryExecution" => start(door, peer, user, request),
-        "GetQueryExecution" => {
-            let execution = find(door, text(request, "QueryExecutionId")?)?;
-            Ok(json!({ "QueryExecution": described(&execution) }))
-        }
-        "BatchGetQueryExecution" => Ok(batch_get(door, request)?),
-        "GetQueryResults" => results_page(door, request).await,
+        "StartQueryExecution" => start(door, session, request),
+        "GetQueryExecution" => described::get(door, &session, request).await,
+        "BatchGetQueryExecution" => described::batch_get(door, &session, request).await,
+        "GetQueryResults" => results_page(door, &session, request).await,
         "StopQueryExecution" => {
-            let id = text(request, "QueryExecutionId")?;
-            if !door.executions.stop(id) {
-                return Err(unknown_execution(id));
-            }
+            let execution = described::find(door, &session, text(request, "QueryExecutionId")?)?;
+            door.executions.stop(&execution.id);
             Ok(json!({}))
         }
-        "ListQueryExecutions" => list(door, request),
+        "ListQueryExecutions" => described::list(door, &session, request).await,
         "GetQueryRuntimeStatistics" => {
-            let execution = find(door, text(request, "QueryExecutionId")?)?;
+            let execution = described::find(door, &session, text(request, "QueryExecutionId")?)?;
             Ok(json!({ "QueryRuntimeStatistics": runtime_statistics(&execution) }))
         }
+        "CreateWorkGroup"
+        | "GetWorkGroup"
+        | "UpdateWorkGroup"
+        | "DeleteWorkGroup"
+        | "ListWorkGroups"
+        | "TagResource"
+        | "UntagResource"
+        | "ListTagsForResource" => workgroups::dispatch(door, &session, action, request).await,
         "ListDataCatalogs" => metadata::list_data_catalogs(request),
         "GetDataCatalog" => metadata::get_data_catalog(request),
-        "ListDatabases" | "GetDatabase" | "ListTableMetadata" | "GetTableMetadata" => {
-            let session = ClientSession::default().for_user(user).sent_by(Door::Athena, peer.map(|p| p.ip()));
-            let engine = &door.engine;
-            match action {
-                "ListDatabases" => metadata::list_databases(engine, &session, request),
-                "GetDatabase" => metadata::get_database(engine, &session, request),
-                "ListTableMetadata" => metadata::list_table_metadata(engine, &session, request),
-                _ => metadata::get_table_metadata(engine, &session, request),
-            }
-        }
+        "ListDatabases" => metadata::list_databases(engine, &session, request),
+        "GetDatabase" => metadata::get_database(engine, &session, request),
+        "ListTableMetadata" => metadata::list_table_metadata(engine, &session, request),
+        "GetTableMetadata" => metadata::get_table_metadata(engine, &session, request),
         _ if NOT_YET.contains(&action) => {
             Err(ApiError::invalid(format!("Glaux's Athena API does not serve {action} yet")))
         }
@@ -94,7 +84,7 @@ pub(super) async fn dispatch(
     }
 }
 
-fn text<'a>(request: &'a Value, field: &str) -> Result<&'a str, ApiError> {
+pub(super) fn text<'a>(request: &'a Value, field: &str) -> Result<&'a str, ApiError> {
     match request.get(field) {
         Some(Value::String(value)) if !value.is_empty() => Ok(value),
         Some(_) => Err(ApiError::invalid(format!("{field} must be a non-empty string"))),
@@ -102,7 +92,7 @@ fn text<'a>(request: &'a Value, field: &str) -> Result<&'a str, ApiError> {
     }
 }
 
-fn optional<'a>(request: &'a Value, path: &[&str]) -> Result<Option<&'a str>, ApiError> {
+pub(super) fn optional<'a>(request: &'a Value, path: &[&str]) -> Result<Option<&'a str>, ApiError> {
     let mut at = request;
     for field in path {
         match at.get(field) {
@@ -113,32 +103,22 @@ fn optional<'a>(request: &'a Value, path: &[&str]) -> Result<Option<&'a str>, Ap
     at.as_str().map(Some).ok_or_else(|| ApiError::invalid(format!("{} must be a string", path.join("."))))
 }
 
-fn unknown_execution(id: &str) -> ApiError {
+pub(super) fn unknown_execution(id: &str) -> ApiError {
     ApiError::invalid(format!("QueryExecution {id} was not found"))
 }
 
-fn find(door: &AthenaDoor, id: &str) -> Result<std::sync::Arc<Execution>, ApiError> {
-    door.executions.get(id).ok_or_else(|| unknown_execution(id))
+/// The workgroup a request names (`primary` if none), which must exist and be enabled.
+pub(super) fn workgroup(door: &AthenaDoor, request: &Value) -> Result<glaux_catalog::WorkGroup, ApiError> {
+    let name = optional(request, &["WorkGroup"])?.unwrap_or(PRIMARY_WORKGROUP);
+    Ok(door.engine.workgroup(name)?)
 }
 
-fn workgroup(request: &Value) -> Result<(), ApiError> {
-    match optional(request, &["WorkGroup"])? {
-        None | Some(PRIMARY) => Ok(()),
-        Some(other) => Err(ApiError::invalid(format!("WorkGroup {other} is not found."))),
-    }
-}
-
-fn start(
-    door: &AthenaDoor,
-    peer: Option<SocketAddr>,
-    user: Option<String>,
-    request: &Value,
-) -> Result<Value, ApiError> {
+fn start(door: &AthenaDoor, session: ClientSession, request: &Value) -> Result<Value, ApiError> {
     let sql = text(request, "QueryString")?;
     if sql.len() > 262_144 {
         return Err(ApiError::invalid("QueryString is longer than 262144 bytes"));
     }
-    workgroup(request)?;
+    let workgroup = workgroup(door, request)?;
     // What Glaux does not do yet is refused, not ignored.
     for (field, what) in [("ExecutionParameters", "execution parameters"), ("ResultReuseConfiguration", "result reuse")]
     {
@@ -152,7 +132,11 @@ fn start(
             return Err(ApiError::invalid(format!("Glaux's Athena API does not support ResultConfiguration.{field}")));
         }
     }
-    let Some(output_dir) = optional(request, &["ResultConfiguration", "OutputLocation"])? else {
+    // The workgroup's output location: the default, or with its configuration enforced, the one.
+    let requested = optional(request, &["ResultConfiguration", "OutputLocation"])?;
+    let configured = workgroup.settings.output_location.as_deref();
+    let chosen = if workgroup.settings.enforce { configured.or(requested) } else { requested.or(configured) };
+    let Some(output_dir) = chosen else {
         return Err(ApiError::invalid(
             "No output location provided. An output location is required either through the Workgroup result \
              configuration setting or as an API input.",
@@ -163,8 +147,7 @@ fn start(
     if !metadata::is_catalog(catalog) {
         return Err(ApiError::invalid(format!("Catalog {catalog} is not found (Glaux has one: AwsDataCatalog)")));
     }
-    let session =
-        ClientSession::new(Some(database), Vec::new()).for_user(user).sent_by(Door::Athena, peer.map(|p| p.ip()));
+    let session = ClientSession { database: database.to_string(), workgroup: workgroup.name.clone(), ..session };
     let id = door.executions.start(Request {
         sql: sql.to_string(),
         database: database.to_string(),
@@ -179,65 +162,6 @@ fn start(
 /// `ResultReuseConfiguration` with reuse turned off asks for what Glaux does.
 fn disabled_reuse(field: &str, value: &Value) -> bool {
     field == "ResultReuseConfiguration" && value["ResultReuseByAgeConfiguration"]["Enabled"] != json!(true)
-}
-
-fn seconds(time: SystemTime) -> f64 {
-    time.duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
-}
-
-/// Athena's statement type and subtype of a statement kind.
-fn statement_type(kind: &str) -> (&'static str, &'static str) {
-    match kind {
-        "query" => ("DML", "SELECT"),
-        "insert" => ("DML", "INSERT"),
-        "create_table_as" => ("DML", "CREATE_TABLE_AS_SELECT"),
-        "update" => ("DML", "UPDATE"),
-        "delete" => ("DML", "DELETE"),
-        "merge" => ("DML", "MERGE_INTO"),
-        "unload" => ("DML", "UNLOAD"),
-        "explain" => ("UTILITY", "EXPLAIN"),
-        "show_create_table" => ("UTILITY", "SHOW_CREATE_TABLE"),
-        "show_functions" => ("UTILITY", "SHOW_FUNCTIONS"),
-        "use" | "prepared_statement" | "" => ("UTILITY", "UNKNOWN"),
-        _ => ("DDL", "UNKNOWN"),
-    }
-}
-
-/// A `QueryExecution` as Athena describes one.
-fn described(execution: &Execution) -> Value {
-    let status = execution.status();
-    let (kind, subtype) = statement_type(status.kind);
-    let mut described_status = json!({
-        "State": status.state.name(),
-        "SubmissionDateTime": seconds(execution.submitted),
-    });
-    if let Some(completed) = status.completed {
-        described_status["CompletionDateTime"] = json!(seconds(completed));
-    }
-    if let Some(reason) = &status.reason {
-        described_status["StateChangeReason"] = json!(reason);
-    }
-    let total = status.completed.and_then(|c| c.duration_since(execution.submitted).ok()).map(|d| d.as_millis());
-    json!({
-        "QueryExecutionId": execution.id,
-        "Query": execution.sql,
-        "StatementType": kind,
-        "SubstatementType": subtype,
-        "ResultConfiguration": { "OutputLocation": execution.output },
-        "ResultReuseConfiguration": { "ResultReuseByAgeConfiguration": { "Enabled": false } },
-        "QueryExecutionContext": { "Database": execution.database, "Catalog": execution.catalog },
-        "Status": described_status,
-        "Statistics": {
-            "EngineExecutionTimeInMillis": status.engine_ms,
-            "DataScannedInBytes": status.bytes_scanned,
-            "TotalExecutionTimeInMillis": total.unwrap_or_default(),
-            "QueryQueueTimeInMillis": 0,
-            "QueryPlanningTimeInMillis": status.planning_ms,
-            "ResultReuseInformation": { "ReusedPreviousResult": false },
-        },
-        "WorkGroup": PRIMARY,
-        "EngineVersion": { "SelectedEngineVersion": "AUTO", "EffectiveEngineVersion": "Glaux" },
-    })
 }
 
 /// `GetQueryRuntimeStatistics`: the timeline and the rows and bytes read and written.
@@ -256,27 +180,6 @@ fn runtime_statistics(execution: &Execution) -> Value {
     })
 }
 
-fn batch_get(door: &AthenaDoor, request: &Value) -> Result<Value, ApiError> {
-    let ids = request
-        .get("QueryExecutionIds")
-        .and_then(Value::as_array)
-        .ok_or_else(|| ApiError::invalid("QueryExecutionIds is required: a list of 1 to 50 query execution ids"))?;
-    if ids.is_empty() || ids.len() > MAX_LISTED {
-        return Err(ApiError::invalid("QueryExecutionIds must name 1 to 50 query execution ids"));
-    }
-    let (mut found, mut missing) = (Vec::new(), Vec::new());
-    for id in ids {
-        let id = id.as_str().unwrap_or_default();
-        match door.executions.get(id) {
-            Some(execution) => found.push(described(&execution)),
-            None => missing.push(json!({
-                "QueryExecutionId": id, "ErrorCode": "INVALID_INPUT", "ErrorMessage": "not found"
-            })),
-        }
-    }
-    Ok(json!({ "QueryExecutions": found, "UnprocessedQueryExecutionIds": missing }))
-}
-
 /// A page token: a position in a list or a file, as decimal text.
 fn position(request: &Value) -> Result<u64, ApiError> {
     match optional(request, &["NextToken"])? {
@@ -285,7 +188,7 @@ fn position(request: &Value) -> Result<u64, ApiError> {
     }
 }
 
-fn page_size(request: &Value, max: usize) -> Result<usize, ApiError> {
+pub(super) fn page_size(request: &Value, max: usize) -> Result<usize, ApiError> {
     match request.get("MaxResults") {
         None | Some(Value::Null) => Ok(max),
         Some(value) => match value.as_u64() {
@@ -295,20 +198,8 @@ fn page_size(request: &Value, max: usize) -> Result<usize, ApiError> {
     }
 }
 
-fn list(door: &AthenaDoor, request: &Value) -> Result<Value, ApiError> {
-    workgroup(request)?;
-    let (from, size) = (position(request)? as usize, page_size(request, MAX_LISTED)?);
-    let ids = door.executions.ids();
-    let page: Vec<&String> = ids.iter().skip(from).take(size).collect();
-    let mut answer = json!({ "QueryExecutionIds": page });
-    if from + size < ids.len() {
-        answer["NextToken"] = json!((from + size).to_string());
-    }
-    Ok(answer)
-}
-
-async fn results_page(door: &AthenaDoor, request: &Value) -> Result<Value, ApiError> {
-    let execution = find(door, text(request, "QueryExecutionId")?)?;
+async fn results_page(door: &AthenaDoor, session: &ClientSession, request: &Value) -> Result<Value, ApiError> {
+    let execution = described::find(door, session, text(request, "QueryExecutionId")?)?;
     let status = execution.status();
     match status.state {
         State::Succeeded => {}

@@ -9,7 +9,8 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
+use glaux_proto::QueryId;
 use object_store::ObjectStore;
 use object_store::buffered::BufWriter;
 use object_store::path::Path;
@@ -50,7 +51,7 @@ impl State {
         }
     }
 
-    fn finished(self) -> bool {
+    pub(super) fn finished(self) -> bool {
         matches!(self, State::Succeeded | State::Failed | State::Cancelled)
     }
 }
@@ -86,11 +87,18 @@ pub(super) struct Execution {
     pub path: Path,
     status: Mutex<Status>,
     stop: CancellationToken,
+    /// Its query's progress, and whether its workgroup admitted it.
+    progress: ProgressSlot,
 }
 
 impl Execution {
+    /// Its status: QUEUED while it plans and waits for its workgroup, RUNNING once admitted.
     pub(super) fn status(&self) -> Status {
-        self.status.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        let mut status = self.status.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if status.state == State::Queued && self.progress.admitted() {
+            status.state = State::Running;
+        }
+        status
     }
 
     fn update(&self, change: impl FnOnce(&mut Status)) {
@@ -147,11 +155,6 @@ impl Executions {
         self.kept().by_id.get(id).cloned()
     }
 
-    /// Ids, newest first.
-    pub(super) fn ids(&self) -> Vec<String> {
-        self.kept().order.iter().rev().cloned().collect()
-    }
-
     /// Starts `request` in the background; its id (the earlier one for a token seen before).
     pub(super) fn start(self: &Arc<Self>, request: Request) -> Result<String, SchedulerError> {
         if let Some(token) = &request.token
@@ -159,7 +162,7 @@ impl Executions {
         {
             return Ok(id.clone());
         }
-        let id = execution_id();
+        let id = QueryId::random().to_string();
         let output = format!("{}/{id}.csv", request.output_dir.trim_end_matches('/'));
         let (store, path) = self.engine.result_store(&request.session, &output)?;
         let execution = Arc::new(Execution {
@@ -185,6 +188,7 @@ impl Executions {
                 engine_ms: 0,
             }),
             stop: CancellationToken::new(),
+            progress: ProgressSlot::default(),
         });
         {
             let mut kept = self.kept();
@@ -195,18 +199,26 @@ impl Executions {
             }
             forget_oldest(&mut kept);
         }
+        self.engine.record_queued(&QueryId::from(id.clone()), &execution.sql, &execution.session);
         let engine = Arc::clone(&self.engine);
         let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
         while running.try_join_next().is_some() {}
-        running.spawn(async move { run(&engine, &execution).await });
+        running.spawn(async move {
+            let ran = std::panic::AssertUnwindSafe(run(&engine, &execution)).catch_unwind().await;
+            if let Err(panic) = ran {
+                let message = glaux_proto::panic_message(panic.as_ref());
+                tracing::error!(%message, "an execution of Athena's API hit a bug");
+                execution.end(State::Failed, Some(format!("Glaux hit a bug: {message}")));
+            }
+        });
         Ok(id)
     }
 
     /// Stops an execution that has not finished (a finished one stays as it ended).
-    pub(super) fn stop(&self, id: &str) -> bool {
-        let Some(execution) = self.get(id) else { return false };
-        execution.stop.cancel();
-        true
+    pub(super) fn stop(&self, id: &str) {
+        if let Some(execution) = self.get(id) {
+            execution.stop.cancel();
+        }
     }
 }
 
@@ -226,37 +238,31 @@ fn forget_oldest(kept: &mut Kept) {
     }
 }
 
-/// An id shaped like Athena's (a random UUID).
-fn execution_id() -> String {
-    let bytes: [u8; 16] = rand::random();
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!("{}-{}-4{}-a{}-{}", &hex[..8], &hex[8..12], &hex[13..16], &hex[17..20], &hex[20..32])
-}
-
 /// Plans and runs the statement, writing its rows to its result file.
 async fn run(engine: &QueryEngine, execution: &Execution) {
     let started = Instant::now();
-    execution.update(|s| s.state = State::Running);
     let stop = &execution.stop;
     let cancelled = || execution.end(State::Cancelled, Some(CANCELLED.into()));
+    let id = QueryId::from(execution.id.clone());
     let planned = tokio::select! {
-        planned = engine.plan(&execution.sql, &execution.session) => planned,
-        () = stop.cancelled() => return cancelled(),
+        planned = engine.plan_as(id.clone(), &execution.sql, &execution.session) => planned,
+        () = stop.cancelled() => {
+            engine.record_cancelled(&id, &execution.sql, &execution.session, CANCELLED);
+            return cancelled();
+        }
     };
     let planned = match planned {
-        Ok(planned) => planned,
+        Ok(planned) => planned.with_output_location(execution.output.clone()),
         Err(error) => return execution.end(State::Failed, Some(error.to_string())),
     };
-    let (kind, schema) = (planned.kind(), planned.schema());
-    let planning_ms = started.elapsed().as_millis() as u64;
+    let (kind, schema, planning_ms) = (planned.kind(), planned.schema(), planned.planning_ms());
     execution.update(|s| {
         s.kind = kind;
         s.columns = results::column_info(&schema);
         s.planning_ms = planning_ms;
     });
-    let progress = ProgressSlot::default();
     let result = tokio::select! {
-        result = engine.run(planned, &progress) => result,
+        result = engine.run(planned, &execution.progress) => result,
         () = stop.cancelled() => return cancelled(),
     };
     let result = match result {
@@ -264,8 +270,9 @@ async fn run(engine: &QueryEngine, execution: &Execution) {
         Err(error) => return execution.end(State::Failed, Some(error.to_string())),
     };
     let mut writer = BufWriter::new(Arc::clone(&execution.store), execution.path.clone());
-    let (mut update_count, mut rows) = (None, 0);
-    let outcome = write(execution, kind, &schema, result.batches, &mut writer, (&mut update_count, &mut rows)).await;
+    let (mut update_count, mut rows, mut completing) = (None, 0, false);
+    let counts = (&mut update_count, &mut rows, &mut completing);
+    let outcome = write(execution, kind, &schema, result.batches, &mut writer, counts).await;
     let stats = result.stats.snapshot();
     execution.update(|s| {
         s.update_count = update_count;
@@ -276,7 +283,11 @@ async fn run(engine: &QueryEngine, execution: &Execution) {
     match outcome {
         Ok(()) => execution.end(State::Succeeded, None),
         Err(reason) => {
-            let _ = writer.abort().await;
+            // An upload that failed to complete cannot be aborted (it is gone, or left to the
+            // store's expiry of incomplete uploads).
+            if !completing {
+                let _ = writer.abort().await;
+            }
             execution.end(if execution.stop.is_cancelled() { State::Cancelled } else { State::Failed }, Some(reason));
         }
     }
@@ -292,7 +303,7 @@ async fn write(
         Box<dyn futures::Stream<Item = datafusion::error::Result<arrow::array::RecordBatch>> + Send>,
     >,
     writer: &mut BufWriter,
-    (update_count, rows): (&mut Option<u64>, &mut u64),
+    (update_count, rows, completing): (&mut Option<u64>, &mut u64, &mut bool),
 ) -> Result<(), String> {
     let failed = |e: std::io::Error| format!("writing {}: {e}", execution.output);
     let mut chunk = Vec::new();
@@ -319,5 +330,6 @@ async fn write(
     if execution.stop.is_cancelled() {
         return Err(CANCELLED.into());
     }
+    *completing = true;
     writer.shutdown().await.map_err(failed)
 }

@@ -16,10 +16,12 @@
 //! any user name.
 
 mod actions;
+mod described;
 mod executions;
 mod metadata;
 mod results;
 mod sigv4;
+mod workgroups;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -84,6 +86,12 @@ impl ApiError {
 impl From<crate::error::SchedulerError> for ApiError {
     fn from(error: crate::error::SchedulerError) -> Self {
         Self::invalid(error.to_string())
+    }
+}
+
+impl From<glaux_catalog::CatalogError> for ApiError {
+    fn from(error: glaux_catalog::CatalogError) -> Self {
+        crate::error::SchedulerError::from(error).into()
     }
 }
 

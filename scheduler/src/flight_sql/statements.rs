@@ -38,12 +38,18 @@ pub const DATABASE_HEADER: &str = "x-glaux-database";
 
 pub(super) type DoGetStream = Pin<Box<dyn Stream<Item = Result<FlightData, Status>> + Send + 'static>>;
 
-/// The session a request runs in: its user, its database header (or the default database).
+/// The request header naming the workgroup the client's statements run in (else its user's
+/// default, else `primary`).
+pub const WORKGROUP_HEADER: &str = "x-glaux-workgroup";
+
+/// The session a request runs in: its user, its database header (or the default database), its
+/// workgroup header.
 pub(super) fn request_session<T>(request: &Request<T>) -> ClientSession {
-    let database = request.metadata().get(DATABASE_HEADER).and_then(|v| v.to_str().ok());
-    ClientSession::new(database, Vec::new())
+    let header = |name| request.metadata().get(name).and_then(|v| v.to_str().ok());
+    let session = ClientSession::new(header(DATABASE_HEADER), Vec::new())
         .for_user(request_user(request))
-        .sent_by(Door::FlightSql, request.remote_addr().map(|a| a.ip()))
+        .sent_by(Door::FlightSql, request.remote_addr().map(|a| a.ip()));
+    ClientSession { workgroup: header(WORKGROUP_HEADER).unwrap_or_default().to_string(), ..session }
 }
 
 /// The user the request's credentials proved (`None` without configured users).

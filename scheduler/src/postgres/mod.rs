@@ -174,7 +174,28 @@ fn engine_error(error: SchedulerError) -> PgWireError {
 /// The session a connection's statements run in: its database (see `startup.rs`) and `values`
 /// bound to its placeholders.
 fn session_of<C: ClientInfo>(client: &C, values: Vec<datafusion::common::ScalarValue>) -> ClientSession {
-    ClientSession::new(client.metadata().get(DATABASE_KEY).map(String::as_str), values)
+    let session = ClientSession::new(client.metadata().get(DATABASE_KEY).map(String::as_str), values)
         .for_user(client.metadata().get(USER_KEY).cloned())
-        .sent_by(crate::audit::Door::Postgres, Some(client.socket_addr().ip()))
+        .sent_by(crate::audit::Door::Postgres, Some(client.socket_addr().ip()));
+    ClientSession { workgroup: startup_workgroup(client.metadata()).unwrap_or_default(), ..session }
+}
+
+/// The workgroup a connection named at startup: a `workgroup` parameter, or in `options` (what
+/// libpq's `PGOPTIONS` and JDBC's `options` send) `-c workgroup=NAME`.
+fn startup_workgroup(metadata: &std::collections::HashMap<String, String>) -> Option<String> {
+    if let Some(workgroup) = metadata.get("workgroup") {
+        return Some(workgroup.clone());
+    }
+    let options = metadata.get("options")?;
+    let mut words = options.split_whitespace();
+    while let Some(word) = words.next() {
+        let setting = match word {
+            "-c" => words.next()?,
+            other => other.strip_prefix("-c").or_else(|| other.strip_prefix("--")).unwrap_or(other),
+        };
+        if let Some(name) = setting.strip_prefix("workgroup=") {
+            return Some(name.to_string());
+        }
+    }
+    None
 }

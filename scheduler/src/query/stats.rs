@@ -68,17 +68,30 @@ impl QueryStatsHandle {
     }
 }
 
-/// Where a running statement's progress probe appears once its query is launched.
+/// Where a running statement's progress probe appears once its query is launched, and whether
+/// its workgroup admitted it (it no longer waits for a place).
 #[derive(Clone, Default)]
-pub struct ProgressSlot(Arc<Mutex<Option<ProgressProbe>>>);
+pub struct ProgressSlot {
+    probe: Arc<Mutex<Option<ProgressProbe>>>,
+    admitted: Arc<std::sync::atomic::AtomicBool>,
+}
 
 impl ProgressSlot {
     pub(super) fn set(&self, probe: ProgressProbe) {
-        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(probe);
+        *self.probe.lock().unwrap_or_else(|e| e.into_inner()) = Some(probe);
     }
 
     pub fn get(&self) -> Option<ProgressProbe> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.probe.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub(crate) fn admit(&self) {
+        self.admitted.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the statement runs (its workgroup admitted it).
+    pub fn admitted(&self) -> bool {
+        self.admitted.load(Ordering::Relaxed)
     }
 }
 

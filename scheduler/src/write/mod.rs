@@ -261,7 +261,7 @@ impl StagedWrite {
                 let parts: Vec<String> = relative.map(|p| p.as_ref().to_string()).collect();
                 let Some((name, mut directories)) = parts.split_last() else { continue };
                 // A bucket's file is named after it, as Hive names it (`000005_0`).
-                let mut name = format!("{}_{name}", self.query);
+                let mut name = format!("{}_{name}", self.query.short());
                 if self.bucketed {
                     let bucket = directories.first().map(|d| percent_decoded(d));
                     let bucket = bucket.as_deref().and_then(|d| d.strip_prefix(BUCKET_COLUMN)?.strip_prefix('='));

@@ -1,0 +1,253 @@
+"""Workgroups through real clients: boto3's workgroup calls (create, get, update, delete, list,
+tags) on `glaux standalone`, and what a workgroup does to the statements run in it, whichever door
+sent them: its enforced output location, a concurrency limit of 1 that queues a second query, a
+statement timeout that fires, a data scanned cutoff that stops a query; Flight SQL (ADBC, with
+the `x-glaux-workgroup` header) and PostgreSQL (psql, a user's default workgroup and
+`PGOPTIONS=-c workgroup=...`) clients run in the workgroup they name.
+
+Usage: workgroups.py GLAUX_BINARY WORK_DIR
+"""
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import adbc_driver_flightsql.dbapi as flightsql
+import boto3
+import botocore
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+glaux, work = sys.argv[1], sys.argv[2]
+warehouse = os.path.join(work, "warehouse")
+results = os.path.join(warehouse, "results")
+bi_results = os.path.join(warehouse, "bi-results")
+catalog = os.path.join(work, "catalog.sqlite")
+for directory in ("events", "blobs", "results", "bi-results"):
+    os.makedirs(os.path.join(warehouse, directory), exist_ok=True)
+pq.write_table(pa.table({"id": pa.array(range(300), pa.int64())}), os.path.join(warehouse, "events", "part-0.parquet"))
+# 60 MB that do not compress: a scan of it passes a 10 MB cutoff.
+blobs = [os.urandom(3000).hex() for _ in range(10_000)]
+pq.write_table(pa.table({"s": blobs}), os.path.join(warehouse, "blobs", "part-0.parquet"), compression="none",
+               row_group_size=500)
+
+passed, failed = 0, 0
+
+
+def check(name, condition, detail=""):
+    global passed, failed
+    if condition:
+        passed += 1
+        print(f"ok   {name}")
+    else:
+        failed += 1
+        print(f"FAIL {name} {detail}")
+
+
+def run(*args, stdin=None):
+    out = subprocess.run([glaux, *args], input=stdin, capture_output=True, text=True, timeout=60)
+    if out.returncode != 0:
+        sys.exit(f"glaux {args[0]} failed: {out.stderr}")
+    return out.stdout
+
+
+password = "correct horse"
+hashed = run("hash-password", stdin=password + "\n").strip()
+users_file = os.path.join(work, "users")
+with open(users_file, "w") as f:
+    f.write(f"root:{hashed}:admin\nanalyst:{hashed}:workgroup=bi\n")
+os.chmod(users_file, 0o600)
+
+
+def key_of(user):
+    printed = run("access-key", "create", user, "--catalog", catalog, "--warehouse", warehouse)
+    fields = dict(line.split(" = ") for line in printed.splitlines() if " = " in line)
+    return fields["aws_access_key_id"], fields["aws_secret_access_key"]
+
+
+keys = {"root": key_of("root"), "analyst": key_of("analyst")}
+server = subprocess.Popen(
+    [glaux, "standalone", "--executors", "2", "--flight-sql-addr", "127.0.0.1:0", "--postgres-addr", "127.0.0.1:0",
+     "--http-addr", "127.0.0.1:0", "--warehouse", warehouse, "--catalog", catalog, "--users", users_file],
+    stdout=subprocess.PIPE, text=True, env={**os.environ, "GLAUX_LOG": "warn"})
+doors = {}
+for line in server.stdout:
+    for door, marker in (("athena", "Athena API on "), ("postgres", "PostgreSQL on "), ("flight", "Flight SQL on ")):
+        if marker in line:
+            doors[door] = line.split(marker)[1].split()[0].rstrip(".")
+    if "flight" in doors:
+        break
+if len(doors) != 3:
+    sys.exit(f"glaux standalone did not serve every door: {doors}")
+threading.Thread(target=lambda: [None for _ in server.stdout], daemon=True).start()
+
+
+def athena(user):
+    key, secret = keys[user]
+    return boto3.client("athena", endpoint_url=doors["athena"], region_name="us-east-1", aws_access_key_id=key,
+                        aws_secret_access_key=secret)
+
+
+def error_of(call):
+    try:
+        call()
+    except botocore.exceptions.ClientError as error:
+        return error.response["Error"]["Code"], error.response["Error"]["Message"]
+    return None, None
+
+
+def start(client, sql, workgroup="primary", out=results):
+    return client.start_query_execution(QueryString=sql, WorkGroup=workgroup,
+                                        ResultConfiguration={"OutputLocation": out + "/"})["QueryExecutionId"]
+
+
+def wait(client, qid, states=("SUCCEEDED", "FAILED", "CANCELLED"), timeout=60):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        execution = client.get_query_execution(QueryExecutionId=qid)["QueryExecution"]
+        if execution["Status"]["State"] in states:
+            return execution
+        time.sleep(0.05)
+    raise TimeoutError(f"{qid} never reached {states}")
+
+
+def adbc(user, workgroup=None):
+    kwargs = {"username": user, "password": password}
+    if workgroup:
+        kwargs["adbc.flight.sql.rpc.call_header.x-glaux-workgroup"] = workgroup
+    return flightsql.connect(f"grpc://{doors['flight']}", db_kwargs=kwargs)
+
+
+def rows_of(conn, sql):
+    cursor = conn.cursor()
+    cursor.execute(sql)
+    return cursor.fetchall()
+
+
+def psql(user, sql, options=None):
+    host, port = doors["postgres"].rsplit(":", 1)
+    env = {**os.environ, "PGPASSWORD": password, "PGCONNECT_TIMEOUT": "10"}
+    if options:
+        env["PGOPTIONS"] = options
+    out = subprocess.run(["psql", "-h", host, "-p", port, "-U", user, "-d", "default", "-X", "-qAt", "-c", sql],
+                         capture_output=True, text=True, timeout=60, env=env)
+    return out.returncode == 0, out.stdout.strip(), out.stderr
+
+
+SLOW = ("SELECT sum(a.id * b.id + c.id - d.id) FROM events a CROSS JOIN events b CROSS JOIN events c "
+        "CROSS JOIN events d")
+
+try:
+    root = athena("root")
+    with adbc("root") as conn:
+        for table, columns in (("events", "id bigint"), ("blobs", "s string")):
+            rows_of(conn, f"CREATE EXTERNAL TABLE {table} ({columns}) STORED AS PARQUET "
+                          f"LOCATION '{warehouse}/{table}/'")
+            rows_of(conn, f"GRANT SELECT ON TABLE {table} TO USER analyst")
+        rows_of(conn, f"GRANT LOCATION '{warehouse}/' TO USER analyst")
+
+    # The workgroup calls.
+    names = [w["Name"] for w in root.list_work_groups()["WorkGroups"]]
+    check("primary exists", names == ["primary"], f"{names}")
+    root.create_work_group(
+        Name="bi", Description="dashboards",
+        Configuration={"ResultConfiguration": {"OutputLocation": bi_results + "/"},
+                       "EnforceWorkGroupConfiguration": True, "BytesScannedCutoffPerQuery": 10_000_000},
+        Tags=[{"Key": "glaux:max-concurrent-queries", "Value": "1"}, {"Key": "team", "Value": "bi"}])
+    bi = root.get_work_group(WorkGroup="bi")["WorkGroup"]
+    check("GetWorkGroup shows its configuration", bi["State"] == "ENABLED" and bi["Description"] == "dashboards" and
+          bi["Configuration"]["ResultConfiguration"]["OutputLocation"] == bi_results + "/" and
+          bi["Configuration"]["BytesScannedCutoffPerQuery"] == 10_000_000 and
+          bi["Configuration"]["EnforceWorkGroupConfiguration"] is True, f"{bi}")
+    check("ListWorkGroups lists both", [w["Name"] for w in root.list_work_groups()["WorkGroups"]] == ["bi", "primary"])
+    tags = root.list_tags_for_resource(ResourceARN="arn:aws:athena:us-east-1:000000000000:workgroup/bi")["Tags"]
+    check("its tags", {t["Key"]: t["Value"] for t in tags} == {"glaux:max-concurrent-queries": "1", "team": "bi"},
+          f"{tags}")
+    code, message = error_of(lambda: athena("analyst").create_work_group(Name="mine"))
+    check("only an administrator creates workgroups", code == "InvalidRequestException" and "administrator" in message,
+          f"{code} {message}")
+    code, message = error_of(lambda: root.create_work_group(Name="x", Tags=[{"Key": "glaux:nope", "Value": "1"}]))
+    check("an unknown glaux: tag is refused", code == "InvalidRequestException" and "glaux:nope" in message, message)
+    code, message = error_of(lambda: root.create_work_group(
+        Name="x", Configuration={"PublishCloudWatchMetricsEnabled": True}))
+    check("CloudWatch metrics are refused, not ignored", code == "InvalidRequestException" and
+          "PublishCloudWatchMetricsEnabled" in message, message)
+    code, message = error_of(lambda: root.create_work_group(Name="bi"))
+    check("a workgroup is created once", code == "InvalidRequestException" and "already" in message, message)
+    code, message = error_of(lambda: root.delete_work_group(WorkGroup="primary"))
+    check("primary cannot be deleted", code == "InvalidRequestException", message)
+
+    # Its enforced output location beats the request's.
+    enforced = wait(root, start(root, "SELECT count(*) FROM events", "bi", out=results))
+    check("an enforced output location is where the result goes", enforced["Status"]["State"] == "SUCCEEDED" and
+          enforced["ResultConfiguration"]["OutputLocation"] == f"{bi_results}/{enforced['QueryExecutionId']}.csv" and
+          os.path.exists(f"{bi_results}/{enforced['QueryExecutionId']}.csv"), f"{enforced}")
+
+    # A concurrency limit of 1: a second statement waits, first in first out.
+    slow = start(root, SLOW, "bi")
+    wait(root, slow, states=("RUNNING",))
+    second = start(root, "SELECT count(*) AS n FROM events", "bi")
+    time.sleep(1.0)
+    queued = root.get_query_execution(QueryExecutionId=second)["QueryExecution"]["Status"]["State"]
+    primary = wait(root, start(root, "SELECT 1"))["Status"]["State"]
+    root.stop_query_execution(QueryExecutionId=slow)
+    done = wait(root, second)
+    check("a second statement waits QUEUED behind the first", queued == "QUEUED", queued)
+    check("another workgroup's statement does not wait", primary == "SUCCEEDED", primary)
+    check("the queued statement runs once the first ends, its queue time recorded",
+          done["Status"]["State"] == "SUCCEEDED" and done["Statistics"]["QueryQueueTimeInMillis"] >= 900,
+          f"{done['Status']} {done['Statistics']}")
+
+    # The data scanned cutoff stops a query that would read more.
+    cut = wait(root, start(root, "SELECT sum(length(s)) FROM blobs", "bi"))
+    check("a cutoff stops a query with Athena's reason", cut["Status"]["State"] == "FAILED" and
+          "Bytes scanned limit was exceeded" in cut["Status"].get("StateChangeReason", ""), f"{cut['Status']}")
+    whole = wait(root, start(root, "SELECT sum(length(s)) AS n FROM blobs"))
+    check("the same query runs whole in primary", whole["Status"]["State"] == "SUCCEEDED" and
+          whole["Statistics"]["DataScannedInBytes"] > 50_000_000, f"{whole['Statistics']}")
+
+    # A statement timeout.
+    root.create_work_group(Name="quick", Tags=[{"Key": "glaux:query-timeout-seconds", "Value": "2"}])
+    began = time.time()
+    timed = wait(root, start(root, SLOW, "quick"))
+    check("a timeout stops a statement", timed["Status"]["State"] == "FAILED" and
+          "timeout" in timed["Status"].get("StateChangeReason", "").lower() and time.time() - began < 30,
+          f"{timed['Status']}")
+
+    # Disabled, updated, deleted.
+    root.update_work_group(WorkGroup="quick", State="DISABLED")
+    code, message = error_of(lambda: start(root, "SELECT 1", "quick"))
+    check("a disabled workgroup runs nothing", code == "InvalidRequestException" and "disabled" in message, message)
+    root.update_work_group(WorkGroup="bi", ConfigurationUpdates={"RemoveBytesScannedCutoffPerQuery": True})
+    check("an update removes the cutoff",
+          "BytesScannedCutoffPerQuery" not in root.get_work_group(WorkGroup="bi")["WorkGroup"]["Configuration"])
+    root.delete_work_group(WorkGroup="quick")
+    code, _ = error_of(lambda: root.get_work_group(WorkGroup="quick"))
+    check("a deleted workgroup is gone", code == "InvalidRequestException", code)
+
+    # Other doors: a user's default workgroup, a named one, and an unknown one.
+    ok, out, err = psql("analyst", "SELECT 7 AS seven")
+    ok2, out2, err2 = psql("analyst", "SELECT 8 AS eight", options="-c workgroup=primary")
+    ok3, out3, err3 = psql("analyst", "SELECT 9 AS nine", options="-c workgroup=nope")
+    check("psql runs in the user's default workgroup or the one it names", ok and ok2, f"{err} {err2}")
+    check("an unknown workgroup is refused", not ok3 and "nope" in err3, err3)
+    with adbc("root", workgroup="bi") as conn:
+        rows_of(conn, "SELECT 10")
+    with adbc("root") as conn:
+        history = rows_of(conn, "SELECT query, workgroup, queued_time_ms FROM system.runtime.queries "
+                                "WHERE query IN ('SELECT 7 AS seven', 'SELECT 8 AS eight', 'SELECT 10', "
+                                "'SELECT count(*) AS n FROM events')")
+    where = {q: w for q, w, _ in history}
+    check("each door's statements run in their workgroup", where == {
+        "SELECT 7 AS seven": "bi", "SELECT 8 AS eight": "primary", "SELECT 10": "bi", "SELECT count(*) AS n FROM events": "bi"},
+          f"{history}")
+    check("the history records the queue time", any(q.startswith("SELECT count") and t >= 900 for q, _, t in history),
+          f"{history}")
+    check("the server still serves", wait(root, start(root, "SELECT 1"))["Status"]["State"] == "SUCCEEDED")
+finally:
+    server.terminate()
+    server.wait(timeout=30)
+
+print(f"workgroups: {passed} passed, {failed} failed")
+sys.exit(1 if failed else 0)
