@@ -83,6 +83,10 @@ pub struct QueryFilter {
     pub id: Option<String>,
     pub user: Option<String>,
     pub workgroup: Option<String>,
+    /// Records of exactly this statement text, in this database, in this state.
+    pub sql: Option<String>,
+    pub database: Option<String>,
+    pub state: Option<String>,
     /// Only records submitted before this one (`(submitted_ms, id)`): the next page.
     pub before: Option<(i64, String)>,
     pub limit: usize,
@@ -173,12 +177,26 @@ pub(crate) fn read(connection: &Connection, filter: &QueryFilter) -> Result<Vec<
             "SELECT {COLUMNS} FROM queries \
              WHERE (?1 IS NULL OR id = ?1) AND (?2 IS NULL OR user_name = ?2) AND (?3 IS NULL OR workgroup = ?3) \
                AND (submitted_ms < ?4 OR (submitted_ms = ?4 AND (?5 = '' OR id < ?5))) \
+               AND (?7 IS NULL OR sql = ?7) AND (?8 IS NULL OR database = ?8) AND (?9 IS NULL OR state = ?9) \
              ORDER BY submitted_ms DESC, id DESC LIMIT ?6"
         ))
         .map_err(sql_error)?;
     let limit = i64::try_from(filter.limit).unwrap_or(i64::MAX);
     let rows = statement
-        .query_map(params![filter.id, filter.user, filter.workgroup, before_ms, before_id, limit], from_row)
+        .query_map(
+            params![
+                filter.id,
+                filter.user,
+                filter.workgroup,
+                before_ms,
+                before_id,
+                limit,
+                filter.sql,
+                filter.database,
+                filter.state
+            ],
+            from_row,
+        )
         .map_err(sql_error)?;
     rows.collect::<rusqlite::Result<Vec<_>>>().map_err(sql_error)
 }

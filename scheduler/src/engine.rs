@@ -17,11 +17,10 @@ use datafusion::execution::{FunctionRegistry, SessionState, SessionStateBuilder}
 use datafusion::prelude::SessionContext;
 use datafusion_pg_catalog::pg_catalog::PgCatalogStaticTables;
 use futures::{FutureExt, Stream, StreamExt};
-use glaux_catalog::history::{CANCELLED, FAILED, QueryRecord};
+use glaux_catalog::history::{CANCELLED, FAILED, QueryFilter, QueryRecord, SUCCEEDED};
 use glaux_catalog::{Access, Lake};
 use glaux_proto::{QueryId, contain_panics, panic_message};
 use glaux_storage::ListingCache;
-use tokio::sync::OwnedSemaphorePermit;
 
 use crate::access::GrantedCatalogs;
 use crate::audit::{AuditOnDrop, Audited};
@@ -31,6 +30,7 @@ use crate::error::{ErrorKind, SchedulerError, execution_kind};
 use crate::history::{History, Tracked, epoch_ms};
 use crate::limits::{StatementGate, StatementPermit};
 use crate::query::{AtExecutors, ProgressSlot, QueryResult, QueryRunner};
+use crate::reuse::{ChangeMark, Changes};
 use crate::statement::{Context, Effect, IngestTarget, Statement};
 use crate::system_tables::WithSystem;
 use crate::workgroups::{Limits, WorkGroups};
@@ -49,6 +49,8 @@ pub struct QueryEngine {
     workgroups: WorkGroups,
     /// Users' default workgroups (from the users file).
     default_workgroups: BTreeMap<String, String>,
+    /// When tables last changed through this scheduler (for result reuse).
+    changes: Arc<Changes>,
 }
 
 /// Who administers the cluster.
@@ -133,6 +135,7 @@ impl QueryEngine {
             functions,
             workgroups,
             default_workgroups,
+            changes: Arc::new(Changes::new()),
         })
     }
 
@@ -160,6 +163,51 @@ impl QueryEngine {
     /// The workgroup `name`, if it exists and is enabled.
     pub fn workgroup(&self, name: &str) -> Result<glaux_catalog::WorkGroup, SchedulerError> {
         self.workgroups.resolve(name)
+    }
+
+    /// The most recent result of the same query (same SQL, database, workgroup and user) that
+    /// ended within `max_age` and that no change to a table it reads (through Glaux) has made
+    /// stale; `None` for statements other than queries.
+    pub async fn reusable(
+        &self,
+        planned: &PlannedStatement,
+        max_age: std::time::Duration,
+    ) -> Result<Option<QueryRecord>, SchedulerError> {
+        if planned.kind() != "query" {
+            return Ok(None);
+        }
+        let record = &planned.record;
+        let filter = QueryFilter {
+            user: Some(record.user.clone()),
+            workgroup: Some(record.workgroup.clone()),
+            sql: Some(record.sql.clone()),
+            database: Some(record.database.clone()),
+            state: Some(SUCCEEDED.to_string()),
+            limit: 20,
+            ..Default::default()
+        };
+        let oldest = epoch_ms(std::time::SystemTime::now()) - i64::try_from(max_age.as_millis()).unwrap_or(i64::MAX);
+        let changed = self.changes.last(&planned.statement.objects(&planned.session.database));
+        let recent = self.history.read(filter).await?.into_iter().find(|previous| {
+            previous.output_location.is_some()
+                && previous.ended_ms.is_some_and(|ended| ended >= oldest)
+                && previous.started_ms.is_some_and(|started| started > changed)
+        });
+        Ok(recent)
+    }
+
+    /// Records `planned` as answered by `previous`'s result, without running.
+    pub fn record_reused(&self, planned: &PlannedStatement, previous: &QueryRecord) {
+        let now = epoch_ms(std::time::SystemTime::now());
+        self.history.record(QueryRecord {
+            state: SUCCEEDED.into(),
+            started_ms: Some(now),
+            ended_ms: Some(now),
+            rows: previous.rows,
+            output_location: previous.output_location.clone(),
+            reused: true,
+            ..planned.record.clone()
+        });
     }
 
     /// Records statement `id` submitted, waiting to plan (Athena's API runs statements in the
@@ -335,6 +383,13 @@ impl QueryEngine {
         if changes {
             self.forget_listings();
         }
+        // What a statement that may change data changes is stale for result reuse from its
+        // start to its end.
+        let mark = (!planned.statement.only_reads()).then(|| {
+            let objects = planned.statement.objects(&planned.session.database);
+            self.changes.mark(&objects);
+            ChangeMark { changes: Arc::clone(&self.changes), objects }
+        });
         let result = limits
             .within(contained("while running", async {
                 let ctx = self.context(&planned.session, Arc::clone(&planned.access));
@@ -350,7 +405,7 @@ impl QueryEngine {
         result.batches = conformed(result.batches, &result.schema, &announced);
         result.batches = limits.enforce(result.batches, progress.clone(), result.stats.clone());
         result.schema = announced;
-        Ok(held(result, audited, started, (permit, place), tracked))
+        Ok(held(result, audited, started, (permit, place, mark), tracked))
     }
 
     /// Launches a query for its client to read its result from the executors, if its final stage
@@ -379,7 +434,7 @@ impl QueryEngine {
         let Some(launched) = launched.inspect_err(refused)? else { return Ok(None) };
         let tracked = Tracked::new(&self.history, planned.record.clone());
         tracked.running(started.elapsed());
-        Ok(Some(AtExecutors { result: held(launched.result, audited, started, (permit, None), tracked), ..launched }))
+        Ok(Some(AtExecutors { result: held(launched.result, audited, started, permit, tracked), ..launched }))
     }
 
     /// Empties the scheduler's listing cache, if it has one.
@@ -404,6 +459,9 @@ impl QueryEngine {
         record.database = database.to_string();
         record.kind = "ingest".into();
         let tracked = Tracked::new(&self.history, record);
+        let objects = vec![format!("{database}.{}", target.table)];
+        self.changes.mark(&objects);
+        let _mark = ChangeMark { changes: Arc::clone(&self.changes), objects };
         let result = async {
             let workgroup = self.workgroups.resolve(&session.workgroup)?;
             let _permit = self.statements.enter(session.user.as_deref())?;
@@ -494,13 +552,14 @@ impl OurFunctions {
     }
 }
 
-/// `result` holding `permit` until it is dropped, its batches ending with an error, not a panic,
+/// `result` holding `permit` (its places among running statements, and what marks its changes)
+/// until it is dropped, its batches ending with an error, not a panic,
 /// if producing one hits a bug, and its audit line written when it is dropped, with how it ended.
 fn held(
     mut result: QueryResult,
     audited: Audited,
     started: Instant,
-    permit: (StatementPermit, Option<OwnedSemaphorePermit>),
+    permit: impl Send + 'static,
     tracked: Arc<Tracked>,
 ) -> QueryResult {
     let batches = contain_panics(result.batches, |message| {

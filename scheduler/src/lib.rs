@@ -38,6 +38,7 @@ mod limits;
 mod planner;
 mod postgres;
 mod query;
+mod reuse;
 mod server;
 mod session;
 mod statement;

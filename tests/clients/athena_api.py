@@ -232,9 +232,13 @@ try:
           "No output location provided" in message, f"{code} {message}")
     code, message = error_of(lambda: start("SELECT 1", WorkGroup="analysts"))
     check("an unknown workgroup is refused", code == "InvalidRequestException" and "analysts" in message, message)
-    code, message = error_of(lambda: start("SELECT 1", ExecutionParameters=["1"]))
-    check("execution parameters are refused, not ignored", code == "InvalidRequestException" and
-          "execution parameters" in message, message)
+    rows, _, _ = all_rows(start("SELECT id, kind FROM events WHERE id < ? AND kind = ? ORDER BY id",
+                                ExecutionParameters=["7", "'view'"]))
+    check("execution parameters fill the placeholders", rows == [["id", "kind"], ["1", "view"], ["4", "view"]],
+          f"{rows}")
+    code, message = error_of(lambda: start("SELECT ?", ExecutionParameters=["now()"]))
+    check("a parameter that is not a literal is refused", code == "InvalidRequestException" and "now()" in message,
+          message)
     code, message = error_of(lambda: start("SELECT 1", out={"OutputLocation": "/etc/"}))
     check("an output location outside the roots is refused", code == "InvalidRequestException", f"{code} {message}")
     code, message = error_of(lambda: athena.list_engine_versions())

@@ -226,6 +226,46 @@ try:
     code, _ = error_of(lambda: root.get_work_group(WorkGroup="quick"))
     check("a deleted workgroup is gone", code == "InvalidRequestException", code)
 
+    # Result reuse: the same query returns the stored result without a scan, until a write
+    # through Glaux changes a table it reads.
+    reuse = {"ResultReuseByAgeConfiguration": {"Enabled": True, "MaxAgeInMinutes": 60}}
+    count_sql = "SELECT count(*) AS n, sum(id) AS total FROM events"
+
+    def counted(**extra):
+        execution = wait(root, root.start_query_execution(
+            QueryString=count_sql, ResultConfiguration={"OutputLocation": results + "/"}, **extra)["QueryExecutionId"])
+        rows = root.get_query_results(QueryExecutionId=execution["QueryExecutionId"])["ResultSet"]["Rows"]
+        values = [[d.get("VarCharValue") for d in r["Data"]] for r in rows]
+        return execution, values
+
+    first, first_rows = counted(ResultReuseConfiguration=reuse)
+    again, again_rows = counted(ResultReuseConfiguration=reuse)
+    check("a query runs the first time", first["Statistics"]["ResultReuseInformation"]["ReusedPreviousResult"] is False
+          and first["Statistics"]["DataScannedInBytes"] > 0 and first_rows == [["n", "total"], ["300", "44850"]],
+          f"{first['Statistics']} {first_rows}")
+    check("the same query reuses its result without a scan",
+          again["Statistics"]["ResultReuseInformation"]["ReusedPreviousResult"] is True and
+          again["Statistics"]["DataScannedInBytes"] == 0 and again_rows == first_rows and
+          again["ResultConfiguration"]["OutputLocation"] == first["ResultConfiguration"]["OutputLocation"],
+          f"{again['Statistics']} {again_rows}")
+    unused, _ = counted(ResultReuseConfiguration={"ResultReuseByAgeConfiguration": {"Enabled": False}})
+    check("reuse off runs it", unused["Statistics"]["ResultReuseInformation"]["ReusedPreviousResult"] is False)
+    wait(root, start(root, "INSERT INTO events VALUES (1000)"))
+    after, after_rows = counted(ResultReuseConfiguration=reuse)
+    check("a write through Glaux makes the stored result stale",
+          after["Statistics"]["ResultReuseInformation"]["ReusedPreviousResult"] is False and
+          after_rows == [["n", "total"], ["301", "45850"]], f"{after['Statistics']} {after_rows}")
+    root.create_work_group(Name="cached", Tags=[{"Key": "glaux:result-reuse-max-age-minutes", "Value": "5"}])
+    by_default = [counted(WorkGroup="cached")[0] for _ in range(2)]
+    check("a workgroup's default reuse", [e["Statistics"]["ResultReuseInformation"]["ReusedPreviousResult"]
+                                          for e in by_default] == [False, True], f"{by_default}")
+    with adbc("root") as conn:
+        recorded = rows_of(conn, "SELECT query_id, reused_previous_result, data_scanned_bytes FROM "
+                                 f"system.runtime.queries WHERE query_id IN ('{first['QueryExecutionId']}', "
+                                 f"'{again['QueryExecutionId']}') ORDER BY created")
+    check("the history marks the reused result", [(r[1], r[2] > 0) for r in recorded] == [(False, True), (True, False)],
+          f"{recorded}")
+
     # Other doors: a user's default workgroup, a named one, and an unknown one.
     ok, out, err = psql("analyst", "SELECT 7 AS seven")
     ok2, out2, err2 = psql("analyst", "SELECT 8 AS eight", options="-c workgroup=primary")

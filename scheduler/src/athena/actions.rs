@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::time::SystemTime;
 
+use datafusion::common::ScalarValue;
 use object_store::{GetOptions, GetRange, ObjectStoreExt};
 use serde_json::{Value, json};
 
@@ -119,13 +120,12 @@ fn start(door: &AthenaDoor, session: ClientSession, request: &Value) -> Result<V
         return Err(ApiError::invalid("QueryString is longer than 262144 bytes"));
     }
     let workgroup = workgroup(door, request)?;
-    // What Glaux does not do yet is refused, not ignored.
-    for (field, what) in [("ExecutionParameters", "execution parameters"), ("ResultReuseConfiguration", "result reuse")]
-    {
-        if request.get(field).is_some_and(|v| !v.is_null() && v != &json!([]) && !disabled_reuse(field, v)) {
-            return Err(ApiError::invalid(format!("Glaux's Athena API does not support {what} yet ({field})")));
-        }
-    }
+    let parameters = execution_parameters(request.get("ExecutionParameters"))?;
+    // Result reuse: as the request asks, else as its workgroup does by default.
+    let reuse = match request.get("ResultReuseConfiguration") {
+        None | Some(Value::Null) => workgroup.settings.reuse_max_age_minutes,
+        Some(configuration) => reuse_minutes(configuration)?,
+    };
     let configuration = request.get("ResultConfiguration");
     for field in ["EncryptionConfiguration", "ExpectedBucketOwner", "AclConfiguration"] {
         if configuration.is_some_and(|c| c.get(field).is_some()) {
@@ -147,7 +147,8 @@ fn start(door: &AthenaDoor, session: ClientSession, request: &Value) -> Result<V
     if !metadata::is_catalog(catalog) {
         return Err(ApiError::invalid(format!("Catalog {catalog} is not found (Glaux has one: AwsDataCatalog)")));
     }
-    let session = ClientSession { database: database.to_string(), workgroup: workgroup.name.clone(), ..session };
+    let session =
+        ClientSession { database: database.to_string(), workgroup: workgroup.name.clone(), parameters, ..session };
     let id = door.executions.start(Request {
         sql: sql.to_string(),
         database: database.to_string(),
@@ -155,13 +156,64 @@ fn start(door: &AthenaDoor, session: ClientSession, request: &Value) -> Result<V
         output_dir: output_dir.to_string(),
         token: optional(request, &["ClientRequestToken"])?.map(str::to_string),
         session,
+        reuse: reuse.map(|minutes| std::time::Duration::from_secs(u64::from(minutes) * 60)),
     })?;
     Ok(json!({ "QueryExecutionId": id }))
 }
 
-/// `ResultReuseConfiguration` with reuse turned off asks for what Glaux does.
-fn disabled_reuse(field: &str, value: &Value) -> bool {
-    field == "ResultReuseConfiguration" && value["ResultReuseByAgeConfiguration"]["Enabled"] != json!(true)
+/// `ResultReuseConfiguration`'s maximum age in minutes (Athena's default 60), or `None` when
+/// reuse is off.
+fn reuse_minutes(configuration: &Value) -> Result<Option<u32>, ApiError> {
+    let by_age = &configuration["ResultReuseByAgeConfiguration"];
+    match by_age.get("Enabled").and_then(Value::as_bool) {
+        Some(false) => Ok(None),
+        Some(true) => match by_age.get("MaxAgeInMinutes") {
+            None | Some(Value::Null) => Ok(Some(60)),
+            Some(minutes) => minutes
+                .as_u64()
+                .and_then(|m| u32::try_from(m).ok())
+                .filter(|m| *m <= 10_080)
+                .map(Some)
+                .ok_or_else(|| ApiError::invalid("MaxAgeInMinutes must be between 0 and 10080")),
+        },
+        None => Err(ApiError::invalid("ResultReuseByAgeConfiguration.Enabled is required")),
+    }
+}
+
+/// `ExecutionParameters`: the values of the statement's placeholders (`?`), in order, each
+/// written as a SQL literal (`'text'`, `42`, `1.5`, `true`, `NULL`).
+fn execution_parameters(parameters: Option<&Value>) -> Result<Vec<ScalarValue>, ApiError> {
+    let Some(parameters) = parameters.filter(|p| !p.is_null()) else { return Ok(Vec::new()) };
+    let list = parameters.as_array().ok_or_else(|| ApiError::invalid("ExecutionParameters must be a list"))?;
+    list.iter()
+        .map(|value| {
+            let text = value.as_str().ok_or_else(|| ApiError::invalid("ExecutionParameters must be strings"))?;
+            literal(text.trim()).ok_or_else(|| {
+                ApiError::invalid(format!(
+                    "execution parameter {text} is not a literal Glaux reads ('text', a number, true, false or NULL)"
+                ))
+            })
+        })
+        .collect()
+}
+
+fn literal(text: &str) -> Option<ScalarValue> {
+    if let Some(quoted) = text.strip_prefix('\'').and_then(|t| t.strip_suffix('\'')) {
+        let inner = quoted.replace("''", "'");
+        // A lone quote inside is not a literal.
+        return (inner.matches('\'').count() * 2 == quoted.matches('\'').count())
+            .then_some(ScalarValue::Utf8(Some(inner)));
+    }
+    match text.to_ascii_lowercase().as_str() {
+        "null" => return Some(ScalarValue::Null),
+        "true" => return Some(ScalarValue::Boolean(Some(true))),
+        "false" => return Some(ScalarValue::Boolean(Some(false))),
+        _ => {}
+    }
+    if let Ok(n) = text.parse::<i64>() {
+        return Some(ScalarValue::Int64(Some(n)));
+    }
+    text.parse::<f64>().ok().filter(|f| f.is_finite()).map(|f| ScalarValue::Float64(Some(f)))
 }
 
 /// `GetQueryRuntimeStatistics`: the timeline and the rows and bytes read and written.
@@ -218,9 +270,10 @@ async fn results_page(door: &AthenaDoor, session: &ClientSession, request: &Valu
         }
     }
     let (from, size) = (position(request)?, page_size(request, MAX_RESULTS)?);
-    let meta = execution
+    let file = execution.result_file();
+    let meta = file
         .store
-        .head(&execution.path)
+        .head(&file.path)
         .await
         .map_err(|e| ApiError::invalid(format!("the result of {} cannot be read: {e}", execution.id)))?;
     if from > meta.size {
@@ -232,7 +285,7 @@ async fn results_page(door: &AthenaDoor, session: &ClientSession, request: &Valu
         let options = GetOptions { range: Some(GetRange::Bounded(from..end)), ..Default::default() };
         let unreadable =
             |e: object_store::Error| ApiError::invalid(format!("the result of {} cannot be read: {e}", execution.id));
-        let bytes = execution.store.get_opts(&execution.path, options).await.map_err(unreadable)?;
+        let bytes = file.store.get_opts(&file.path, options).await.map_err(unreadable)?;
         let bytes = bytes.bytes().await.map_err(unreadable)?;
         (rows, used) = results::decode(&bytes, size, end == meta.size).map_err(ApiError::invalid)?;
         if used > 0 || end == meta.size {

@@ -48,7 +48,7 @@ impl View {
             reason: status.reason,
             submitted_ms: epoch_ms(execution.submitted),
             completed_ms: status.completed.map(epoch_ms),
-            output: Some(execution.output.clone()),
+            output: Some(execution.result_file().output),
             database: execution.database.clone(),
             catalog: execution.catalog.clone(),
             workgroup: execution.session.workgroup.clone(),
@@ -56,7 +56,7 @@ impl View {
             planning_ms: status.planning_ms,
             engine_ms: status.engine_ms,
             queue_ms: 0,
-            reused: false,
+            reused: status.reused.is_some(),
         }
     }
 
@@ -217,7 +217,7 @@ pub(super) async fn list(door: &AthenaDoor, session: &ClientSession, request: &V
         }
     };
     let user = door.engine.history_of(session)?;
-    let filter = QueryFilter { user, workgroup: Some(workgroup), before, limit: size + 1, id: None };
+    let filter = QueryFilter { user, workgroup: Some(workgroup), before, limit: size + 1, ..Default::default() };
     let mut records = door.engine.history().read(filter).await?;
     let more = records.len() > size;
     records.truncate(size);

@@ -7,13 +7,13 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use futures::{FutureExt, StreamExt};
 use glaux_proto::QueryId;
-use object_store::ObjectStore;
 use object_store::buffered::BufWriter;
 use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt};
 use serde_json::Value;
 use tokio::io::AsyncWriteExt;
 use tokio::task::JoinSet;
@@ -72,6 +72,16 @@ pub(super) struct Status {
     pub rows: u64,
     pub planning_ms: u64,
     pub engine_ms: u64,
+    /// The earlier result it returned instead of running.
+    pub reused: Option<ResultFile>,
+}
+
+/// A result file: its location as clients see it, its store and its path there.
+#[derive(Clone, Debug)]
+pub(super) struct ResultFile {
+    pub output: String,
+    pub store: Arc<dyn ObjectStore>,
+    pub path: Path,
 }
 
 pub(super) struct Execution {
@@ -89,9 +99,19 @@ pub(super) struct Execution {
     stop: CancellationToken,
     /// Its query's progress, and whether its workgroup admitted it.
     progress: ProgressSlot,
+    reuse: Option<Duration>,
 }
 
 impl Execution {
+    /// Where its result is: its own file, or the earlier one it reused.
+    pub(super) fn result_file(&self) -> ResultFile {
+        self.status().reused.unwrap_or_else(|| ResultFile {
+            output: self.output.clone(),
+            store: Arc::clone(&self.store),
+            path: self.path.clone(),
+        })
+    }
+
     /// Its status: QUEUED while it plans and waits for its workgroup, RUNNING once admitted.
     pub(super) fn status(&self) -> Status {
         let mut status = self.status.lock().unwrap_or_else(|e| e.into_inner()).clone();
@@ -124,6 +144,8 @@ pub(super) struct Request {
     pub catalog: String,
     pub output_dir: String,
     pub token: Option<String>,
+    /// Reuse a result at most this old.
+    pub reuse: Option<Duration>,
     pub session: ClientSession,
 }
 
@@ -186,9 +208,11 @@ impl Executions {
                 rows: 0,
                 planning_ms: 0,
                 engine_ms: 0,
+                reused: None,
             }),
             stop: CancellationToken::new(),
             progress: ProgressSlot::default(),
+            reuse: request.reuse,
         });
         {
             let mut kept = self.kept();
@@ -261,6 +285,12 @@ async fn run(engine: &QueryEngine, execution: &Execution) {
         s.columns = results::column_info(&schema);
         s.planning_ms = planning_ms;
     });
+    if let Some(max_age) = execution.reuse
+        && let Some(reused) = reuse(engine, execution, &planned, max_age).await
+    {
+        execution.update(|s| s.reused = Some(reused));
+        return execution.end(State::Succeeded, None);
+    }
     let result = tokio::select! {
         result = engine.run(planned, &execution.progress) => result,
         () = stop.cancelled() => return cancelled(),
@@ -291,6 +321,24 @@ async fn run(engine: &QueryEngine, execution: &Execution) {
             execution.end(if execution.stop.is_cancelled() { State::Cancelled } else { State::Failed }, Some(reason));
         }
     }
+}
+
+/// The result of an earlier run of the same query, if one is fresh and still readable: recorded
+/// as this execution's.
+async fn reuse(
+    engine: &QueryEngine,
+    execution: &Execution,
+    planned: &crate::engine::PlannedStatement,
+    max_age: Duration,
+) -> Option<ResultFile> {
+    let previous = engine.reusable(planned, max_age).await.ok()??;
+    let output = previous.output_location.clone()?;
+    // Read as this user may read it now, and only if it is still there.
+    let (store, path) = engine.result_store(&execution.session, &output).ok()?;
+    store.head(&path).await.ok()?;
+    engine.record_reused(planned, &previous);
+    execution.update(|s| s.rows = previous.rows);
+    Some(ResultFile { output, store, path })
 }
 
 /// Writes the header and every row to `writer` and completes the upload; stops (unfinished)

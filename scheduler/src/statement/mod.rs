@@ -211,6 +211,12 @@ impl Statement {
         }
     }
 
+    /// Whether it only reads (its result may be reused while what it reads does not change).
+    /// Any other statement may change data: the tables it names, or if it names none, any.
+    pub fn only_reads(&self) -> bool {
+        matches!(self, Self::Query(_) | Self::ShowCreateTable(_) | Self::ShowFunctions(_) | Self::UseDatabase(_))
+    }
+
     /// The tables (`db.t`) it reads or changes, names resolved in `database`, for the audit log.
     pub fn objects(&self, database: &str) -> Vec<String> {
         let mut objects = match self {
