@@ -38,6 +38,7 @@ mod show_create;
 mod sqlite;
 mod sqlite_history;
 mod sqlite_keys;
+mod sqlite_saved;
 mod sqlite_workgroups;
 mod sqlite_writes;
 mod store;
@@ -73,7 +74,7 @@ pub use sqlite_workgroups::{PRIMARY as PRIMARY_WORKGROUP, WorkGroup, WorkGroupSe
 pub mod history {
     pub use crate::sqlite_history::{CANCELLED, FAILED, QUEUED, QueryFilter, QueryRecord, RUNNING, SUCCEEDED};
 }
-pub use store::{Catalog, PendingWrite, PreparedStatement};
+pub use store::{Catalog, NamedQuery, PendingWrite, PreparedStatement};
 
 /// The catalog every table lives in, as clients name it (`glaux.db.t`).
 pub const DEFAULT_CATALOG: &str = "glaux";

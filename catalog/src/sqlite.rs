@@ -13,7 +13,7 @@ use crate::grants::{Grant, Grantee};
 use crate::sqlite_history::{QueryFilter, QueryRecord};
 use crate::sqlite_keys::AccessKey;
 use crate::sqlite_workgroups::WorkGroup;
-use crate::store::{Catalog, PendingWrite, PreparedStatement};
+use crate::store::{Catalog, NamedQuery, PendingWrite, PreparedStatement};
 
 /// The catalog in SQLite. One scheduler owns the file: partitions are cached in memory and the
 /// cache is kept current by this value's own writes.
@@ -153,6 +153,7 @@ impl SqliteCatalog {
                 .execute_batch("ALTER TABLE prepared_statements ADD COLUMN owner TEXT NOT NULL DEFAULT ''")
                 .map_err(sql_error)?;
         }
+        crate::sqlite_saved::migrate(&connection)?;
         Ok(Self { connection: Mutex::new(connection), partitions: Mutex::default() })
     }
 
@@ -240,23 +241,31 @@ impl Catalog for SqliteCatalog {
     }
 
     fn prepared_statement(&self, name: &str) -> Result<Option<PreparedStatement>> {
-        self.lock()
-            .query_row("SELECT statement, owner FROM prepared_statements WHERE name = ?1", params![name], |row| {
-                Ok(PreparedStatement { statement: row.get(0)?, owner: row.get(1)? })
-            })
-            .optional()
-            .map_err(sql_error)
+        crate::sqlite_saved::prepared_statement(&self.lock(), name)
     }
 
-    fn prepare_statement(&self, name: &str, statement: &str, owner: &str) -> Result<()> {
-        self.lock()
-            .execute(
-                "INSERT INTO prepared_statements (name, statement, owner) VALUES (?1, ?2, ?3) \
-                 ON CONFLICT (name) DO UPDATE SET statement = excluded.statement, owner = excluded.owner",
-                params![name, statement, owner],
-            )
-            .map_err(sql_error)?;
-        Ok(())
+    fn prepare_statement(&self, name: &str, prepared: &PreparedStatement) -> Result<()> {
+        crate::sqlite_saved::prepare(&self.lock(), name, prepared)
+    }
+
+    fn prepared_statements(&self) -> Result<Vec<(String, PreparedStatement)>> {
+        crate::sqlite_saved::prepared_statements(&self.lock())
+    }
+
+    fn put_named_query(&self, query: &NamedQuery) -> Result<()> {
+        crate::sqlite_saved::put_named(&self.lock(), query)
+    }
+
+    fn named_query(&self, id: &str) -> Result<Option<NamedQuery>> {
+        crate::sqlite_saved::named_query(&self.lock(), id)
+    }
+
+    fn named_queries(&self) -> Result<Vec<NamedQuery>> {
+        crate::sqlite_saved::named_queries(&self.lock())
+    }
+
+    fn delete_named_query(&self, id: &str) -> Result<bool> {
+        crate::sqlite_saved::delete_named(&self.lock(), id)
     }
 
     fn deallocate_statement(&self, name: &str) -> Result<bool> {

@@ -60,7 +60,9 @@ pub trait Catalog: Debug + Send + Sync {
     /// (`""` when the cluster has no users).
     fn prepared_statement(&self, name: &str) -> Result<Option<PreparedStatement>>;
     /// Stores a prepared statement, replacing one of the same name.
-    fn prepare_statement(&self, name: &str, statement: &str, owner: &str) -> Result<()>;
+    fn prepare_statement(&self, name: &str, prepared: &PreparedStatement) -> Result<()>;
+    /// Every prepared statement, by name.
+    fn prepared_statements(&self) -> Result<Vec<(String, PreparedStatement)>>;
     /// Forgets a prepared statement; returns whether there was one.
     fn deallocate_statement(&self, name: &str) -> Result<bool>;
 
@@ -104,12 +106,36 @@ pub trait Catalog: Debug + Send + Sync {
     fn put_workgroup(&self, workgroup: &WorkGroup, replace: bool) -> Result<bool>;
     /// Deletes a workgroup other than `primary`; whether there was one.
     fn delete_workgroup(&self, name: &str) -> Result<bool>;
+
+    /// Stores a named query (replacing the one of its id).
+    fn put_named_query(&self, query: &NamedQuery) -> Result<()>;
+    fn named_query(&self, id: &str) -> Result<Option<NamedQuery>>;
+    /// Every named query, by name then id.
+    fn named_queries(&self) -> Result<Vec<NamedQuery>>;
+    fn delete_named_query(&self, id: &str) -> Result<bool>;
 }
 
 /// A prepared statement as the catalog keeps it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PreparedStatement {
     pub statement: String,
+    pub owner: String,
+    /// The workgroup it was prepared in, and what its author says it does (Athena's API).
+    pub workgroup: String,
+    pub description: String,
+    /// When it was last prepared, in milliseconds since the Unix epoch.
+    pub updated_ms: i64,
+}
+
+/// A saved query (Athena's named queries): SQL kept under a name, not run.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NamedQuery {
+    pub id: String,
+    pub name: String,
+    pub description: String,
+    pub database: String,
+    pub query: String,
+    pub workgroup: String,
     pub owner: String,
 }
 

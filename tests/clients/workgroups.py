@@ -266,6 +266,52 @@ try:
     check("the history marks the reused result", [(r[1], r[2] > 0) for r in recorded] == [(False, True), (True, False)],
           f"{recorded}")
 
+    # Prepared statements and named queries.
+    root.create_prepared_statement(StatementName="by_id", WorkGroup="primary", Description="one id",
+                                   QueryStatement="SELECT id FROM events WHERE id = ?")
+    got = root.get_prepared_statement(StatementName="by_id", WorkGroup="primary")["PreparedStatement"]
+    check("GetPreparedStatement", (got["QueryStatement"], got["Description"], got["WorkGroupName"]) ==
+          ("SELECT id FROM events WHERE id = ?", "one id", "primary"), f"{got}")
+
+    def rows_of_execution(**request):
+        execution = wait(root, root.start_query_execution(ResultConfiguration={"OutputLocation": results + "/"},
+                                                          **request)["QueryExecutionId"])
+        rows = root.get_query_results(QueryExecutionId=execution["QueryExecutionId"])["ResultSet"]["Rows"]
+        return [[d.get("VarCharValue") for d in r["Data"]] for r in rows]
+
+    check("EXECUTE ... USING runs it", rows_of_execution(QueryString="EXECUTE by_id USING 5") == [["id"], ["5"]])
+    check("EXECUTE with ExecutionParameters runs it",
+          rows_of_execution(QueryString="EXECUTE by_id", ExecutionParameters=["6"]) == [["id"], ["6"]])
+    listed = [p["StatementName"] for p in root.list_prepared_statements(WorkGroup="primary")["PreparedStatements"]]
+    elsewhere = root.list_prepared_statements(WorkGroup="bi")["PreparedStatements"]
+    check("ListPreparedStatements lists the workgroup's", listed == ["by_id"] and elsewhere == [], f"{listed}")
+    code, message = error_of(lambda: root.create_prepared_statement(StatementName="by_id", WorkGroup="primary",
+                                                                    QueryStatement="SELECT 1"))
+    check("a prepared statement is created once", code == "InvalidRequestException" and "exists" in message, message)
+    root.update_prepared_statement(StatementName="by_id", WorkGroup="primary",
+                                   QueryStatement="SELECT id * 10 AS id FROM events WHERE id = ?")
+    check("UpdatePreparedStatement replaces it",
+          rows_of_execution(QueryString="EXECUTE by_id USING 7") == [["id"], ["70"]])
+    code, _ = error_of(lambda: athena("analyst").get_prepared_statement(StatementName="by_id", WorkGroup="primary"))
+    check("another user's prepared statement is not shown", code == "ResourceNotFoundException", code)
+    root.delete_prepared_statement(StatementName="by_id", WorkGroup="primary")
+    code, _ = error_of(lambda: root.get_prepared_statement(StatementName="by_id", WorkGroup="primary"))
+    check("DeletePreparedStatement", code == "ResourceNotFoundException", code)
+    named = root.create_named_query(Name="daily", Database="default", QueryString="SELECT count(*) FROM events",
+                                    Description="count", WorkGroup="primary")["NamedQueryId"]
+    got = root.get_named_query(NamedQueryId=named)["NamedQuery"]
+    check("GetNamedQuery", (got["Name"], got["Database"], got["QueryString"], got["Description"]) ==
+          ("daily", "default", "SELECT count(*) FROM events", "count"), f"{got}")
+    check("ListNamedQueries", root.list_named_queries(WorkGroup="primary")["NamedQueryIds"] == [named] and
+          athena("analyst").list_named_queries(WorkGroup="primary")["NamedQueryIds"] == [])
+    root.update_named_query(NamedQueryId=named, Name="daily", QueryString="SELECT 1")
+    batch = root.batch_get_named_query(NamedQueryIds=[named, "nope"])
+    check("UpdateNamedQuery and BatchGetNamedQuery", [q["QueryString"] for q in batch["NamedQueries"]] == ["SELECT 1"]
+          and batch["UnprocessedNamedQueryIds"][0]["NamedQueryId"] == "nope", f"{batch}")
+    root.delete_named_query(NamedQueryId=named)
+    code, _ = error_of(lambda: root.get_named_query(NamedQueryId=named))
+    check("DeleteNamedQuery", code == "InvalidRequestException", code)
+
     # Other doors: a user's default workgroup, a named one, and an unknown one.
     ok, out, err = psql("analyst", "SELECT 7 AS seven")
     ok2, out2, err2 = psql("analyst", "SELECT 8 AS eight", options="-c workgroup=primary")

@@ -9,25 +9,12 @@ use object_store::{GetOptions, GetRange, ObjectStoreExt};
 use serde_json::{Value, json};
 
 use super::executions::{Execution, Request, State};
-use super::{ApiError, AthenaDoor, WRITES, described, metadata, results, workgroups};
+use super::{ApiError, AthenaDoor, WRITES, described, metadata, results, saved, workgroups};
 use crate::audit::Door;
 use crate::client_session::{ClientSession, PRIMARY_WORKGROUP};
 
 /// Actions of Athena's API not served yet: refused by name.
-const NOT_YET: [&str; 12] = [
-    "CreatePreparedStatement",
-    "GetPreparedStatement",
-    "ListPreparedStatements",
-    "DeletePreparedStatement",
-    "BatchGetPreparedStatement",
-    "UpdatePreparedStatement",
-    "CreateNamedQuery",
-    "GetNamedQuery",
-    "ListNamedQueries",
-    "BatchGetNamedQuery",
-    "DeleteNamedQuery",
-    "ListEngineVersions",
-];
+const NOT_YET: [&str; 1] = ["ListEngineVersions"];
 
 /// Rows `GetQueryResults` returns at most per page (Athena's limit), and by default.
 const MAX_RESULTS: usize = 1000;
@@ -68,6 +55,18 @@ pub(super) async fn dispatch(
         | "TagResource"
         | "UntagResource"
         | "ListTagsForResource" => workgroups::dispatch(door, &session, action, request).await,
+        "CreatePreparedStatement"
+        | "GetPreparedStatement"
+        | "BatchGetPreparedStatement"
+        | "ListPreparedStatements"
+        | "UpdatePreparedStatement"
+        | "DeletePreparedStatement"
+        | "CreateNamedQuery"
+        | "GetNamedQuery"
+        | "BatchGetNamedQuery"
+        | "ListNamedQueries"
+        | "UpdateNamedQuery"
+        | "DeleteNamedQuery" => saved::dispatch(door, &session, action, request).await,
         "ListDataCatalogs" => metadata::list_data_catalogs(request),
         "GetDataCatalog" => metadata::get_data_catalog(request),
         "ListDatabases" => metadata::list_databases(engine, &session, request),

@@ -20,6 +20,7 @@ mod described;
 mod executions;
 mod metadata;
 mod results;
+mod saved;
 mod sigv4;
 mod workgroups;
 

@@ -65,7 +65,8 @@ pub(super) fn recognize(words: &Words<'_>, _ctx: &Context<'_>) -> Option<Result<
 /// parameters; `None` if the words are not an `EXECUTE`.
 pub(super) fn execute(words: &Words<'_>, ctx: &Context<'_>) -> Option<Result<String, SchedulerError>> {
     let values = match words.words().as_slice() {
-        ["EXECUTE", _] => Vec::new(),
+        // Without USING, the values its client bound (Athena's `ExecutionParameters`).
+        ["EXECUTE", _] => ctx.session.parameters.iter().map(sql_literal).collect(),
         ["EXECUTE", _, "USING", ..] => using_values(words.after_words(3)?)?,
         _ => return None,
     };
@@ -79,6 +80,18 @@ pub(super) fn execute(words: &Words<'_>, ctx: &Context<'_>) -> Option<Result<Str
         Ok(None) => Err(not_found(&name)),
         Err(error) => Err(error.into()),
     })
+}
+
+/// `value` written as SQL.
+fn sql_literal(value: &datafusion::common::ScalarValue) -> String {
+    use datafusion::common::ScalarValue;
+    match value {
+        _ if value.is_null() => "NULL".to_string(),
+        ScalarValue::Utf8(Some(text)) | ScalarValue::LargeUtf8(Some(text)) | ScalarValue::Utf8View(Some(text)) => {
+            format!("'{}'", text.replace('\'', "''"))
+        }
+        other => other.to_string(),
+    }
 }
 
 /// `a, f(b, c), 'x,y'`: the comma-separated SQL values of `EXECUTE ... USING`.
@@ -125,7 +138,14 @@ impl Family for Prepared {
         let catalog = ctx.lake.catalog();
         match self {
             Self::Prepare { name, statement } => {
-                catalog.prepare_statement(name, statement, ctx.access.user().unwrap_or_default())?
+                let prepared = PreparedStatement {
+                    statement: statement.clone(),
+                    owner: ctx.access.user().unwrap_or_default().to_string(),
+                    workgroup: ctx.session.workgroup.clone(),
+                    description: String::new(),
+                    updated_ms: crate::history::epoch_ms(std::time::SystemTime::now()),
+                };
+                catalog.prepare_statement(name, &prepared)?
             }
             Self::Deallocate(name) => {
                 if !catalog.deallocate_statement(name)? {
