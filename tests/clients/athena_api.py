@@ -107,6 +107,38 @@ def all_rows(qid, page=None):
     return rows, meta, count
 
 
+def metadata_columns(data):
+    """(name, type) of each column in Athena's `.csv.metadata` (Protocol Buffers: field 4 holds a
+    column, whose field 4 is its name and 6 its type), decoded here by hand."""
+    def fields(data):
+        at = 0
+        while at < len(data):
+            key, at = varint(data, at)
+            if key & 7 == 2:
+                size, at = varint(data, at)
+                yield key >> 3, data[at:at + size]
+                at += size
+            else:
+                value, at = varint(data, at)
+                yield key >> 3, value
+
+    def varint(data, at):
+        value, shift = 0, 0
+        while True:
+            byte = data[at]
+            value |= (byte & 0x7F) << shift
+            at, shift = at + 1, shift + 7
+            if byte < 0x80:
+                return value, at
+
+    columns = []
+    for number, column in fields(data):
+        if number == 4:
+            parts = dict(fields(column))
+            columns.append((parts[4].decode(), parts[6].decode()))
+    return columns
+
+
 def error_of(call):
     try:
         call()
@@ -145,6 +177,10 @@ try:
     with open(f"{results}/{qid}.csv", newline="") as f:
         on_disk = list(csv.reader(f))
     check("the output location holds the same rows as CSV", on_disk == expected, f"{on_disk}")
+    with open(f"{results}/{qid}.csv.metadata", "rb") as f:
+        described = metadata_columns(f.read())
+    check("beside it, .csv.metadata as Athena writes it (its columns)", described == [
+        (c["Name"], c["Type"]) for c in meta], f"{described}")
 
     # NULLs, quotes and commas survive; 2,500 rows come in pages of 1,000.
     rows, _, _ = all_rows(start("SELECT id, note FROM events ORDER BY id"))

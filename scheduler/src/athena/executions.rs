@@ -310,6 +310,16 @@ async fn run(engine: &QueryEngine, execution: &Execution) {
         s.bytes_scanned = stats.scan.bytes_scanned;
         s.engine_ms = started.elapsed().as_millis() as u64;
     });
+    // Beside the result, its columns as Athena writes them (`<id>.csv.metadata`).
+    let outcome = match outcome {
+        Ok(()) => {
+            let metadata = results::metadata_file(&execution.id, &execution.status().columns);
+            let path = Path::from(format!("{}.metadata", execution.path));
+            let written = execution.store.put(&path, metadata.into()).await;
+            written.map(drop).map_err(|e| format!("writing {}.metadata: {e}", execution.output))
+        }
+        Err(reason) => Err(reason),
+    };
     match outcome {
         Ok(()) => execution.end(State::Succeeded, None),
         Err(reason) => {
