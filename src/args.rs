@@ -328,6 +328,9 @@ pub(crate) struct ShellArgs {
     /// How results print: aligned, csv, tsv, json (lines) or vertical.
     #[arg(long, default_value = "aligned", value_parser = parse_format)]
     pub(crate) format: glaux_client::OutputFormat,
+    /// Run statements in this workgroup (default: the user's, else `primary`).
+    #[arg(long)]
+    pub(crate) workgroup: Option<String>,
 }
 
 pub(crate) fn parse_format(name: &str) -> Result<glaux_client::OutputFormat, String> {

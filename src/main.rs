@@ -113,7 +113,12 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
         }
         Command::Shell(args) => {
             init_logging("warn");
-            let client = args.client.connect().await?;
+            let mut client = args.client.connect().await?;
+            // The shell's statements show as the shell's in the query history.
+            client.set_header(glaux_client::CLIENT_HEADER, "shell");
+            if let Some(workgroup) = &args.workgroup {
+                client.set_header(glaux_client::WORKGROUP_HEADER, workgroup);
+            }
             let options =
                 ShellOptions { command: args.command, file: args.file, history: history_file(), format: args.format };
             Ok(Shell::new(client, options).run().await?)

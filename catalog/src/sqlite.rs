@@ -142,17 +142,6 @@ impl SqliteCatalog {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
         crate::sqlite_workgroups::migrate(&connection, now_ms)?;
-        // Catalogs from before prepared statements had owners: theirs belong to nobody in
-        // particular (admins may replace or drop them).
-        let has_owner = connection
-            .prepare("SELECT 1 FROM pragma_table_info('prepared_statements') WHERE name = 'owner'")
-            .and_then(|mut s| s.exists([]))
-            .map_err(sql_error)?;
-        if !has_owner {
-            connection
-                .execute_batch("ALTER TABLE prepared_statements ADD COLUMN owner TEXT NOT NULL DEFAULT ''")
-                .map_err(sql_error)?;
-        }
         crate::sqlite_saved::migrate(&connection)?;
         Ok(Self { connection: Mutex::new(connection), partitions: Mutex::default() })
     }

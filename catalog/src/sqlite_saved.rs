@@ -22,11 +22,13 @@ fn sql_error(e: rusqlite::Error) -> CatalogError {
     CatalogError::from(e)
 }
 
-/// Adds what catalogs from before had not: named queries, and prepared statements' workgroup,
-/// description and time.
+/// Adds what catalogs from before had not: named queries, and prepared statements' owner (those
+/// of catalogs from before owners belong to nobody in particular: admins may replace or drop
+/// them), workgroup, description and time.
 pub(crate) fn migrate(connection: &Connection) -> Result<()> {
     connection.execute_batch(SCHEMA).map_err(sql_error)?;
     for (column, definition) in [
+        ("owner", "TEXT NOT NULL DEFAULT ''"),
         ("workgroup", "TEXT NOT NULL DEFAULT 'primary'"),
         ("description", "TEXT NOT NULL DEFAULT ''"),
         ("updated_ms", "INTEGER NOT NULL DEFAULT 0"),

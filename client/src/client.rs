@@ -74,10 +74,16 @@ impl QueryOutput {
 pub struct GlauxClient {
     sql: FlightSqlServiceClient<Channel>,
     database: String,
+    /// Headers every call carries (`set_header`), raw Flight calls included.
+    headers: Vec<(tonic::metadata::AsciiMetadataKey, tonic::metadata::AsciiMetadataValue)>,
 }
 
 /// The header that carries the client's current database (see `USE`).
 pub const DATABASE_HEADER: &str = "x-glaux-database";
+/// The header naming the workgroup statements run in.
+pub const WORKGROUP_HEADER: &str = "x-glaux-workgroup";
+/// The header naming the kind of client (the shell sends `shell`; the history shows it).
+pub const CLIENT_HEADER: &str = "x-glaux-client";
 
 /// How to reach a scheduler beyond its address.
 #[derive(Clone, Default)]
@@ -152,7 +158,8 @@ impl GlauxClient {
                 if tls { ", speaking TLS" } else { "" }
             ))
         })?;
-        let mut client = Self { sql: FlightSqlServiceClient::new(channel), database: "default".into() };
+        let mut client =
+            Self { sql: FlightSqlServiceClient::new(channel), database: "default".into(), headers: Vec::new() };
         if !tls {
             // A TLS server answers a plaintext client with bytes HTTP/2 cannot read, so the first
             // call fails in the client's own transport (a status it made, with the error it came
@@ -241,7 +248,19 @@ impl GlauxClient {
         if let Some(value) = self.sql.token().and_then(|token| format!("Bearer {token}").parse().ok()) {
             request.metadata_mut().insert("authorization", value);
         }
+        for (key, value) in &self.headers {
+            request.metadata_mut().insert(key.clone(), value.clone());
+        }
         request
+    }
+
+    /// Sends `name: value` with every later call (e.g. [`WORKGROUP_HEADER`]); a value that is
+    /// not a valid header value is not sent.
+    pub fn set_header(&mut self, name: &str, value: &str) {
+        if let (Ok(key), Ok(parsed)) = (name.parse(), value.parse()) {
+            self.headers.push((key, parsed));
+            self.sql.set_header(name, value);
+        }
     }
 
     /// Runs one statement to completion.

@@ -9,7 +9,9 @@ mod client;
 mod shell;
 mod statements;
 
-pub use client::{ClientError, ConnectOptions, GlauxClient, QueryOutput};
+pub use client::{
+    CLIENT_HEADER, ClientError, ConnectOptions, DATABASE_HEADER, GlauxClient, QueryOutput, WORKGROUP_HEADER,
+};
 pub use glaux_proto::QueryStats;
 pub use shell::{OutputFormat, Shell, ShellOptions};
 pub use statements::split_statements;

@@ -19,6 +19,8 @@ pub const AUDIT_TARGET: &str = "glaux::audit";
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Door {
     FlightSql,
+    /// `glaux shell` (over Flight SQL, saying so in a header).
+    Shell,
     Postgres,
     /// Athena's API (HTTP).
     Athena,
@@ -31,6 +33,7 @@ impl Door {
     pub fn name(self) -> &'static str {
         match self {
             Door::FlightSql => "flight_sql",
+            Door::Shell => "shell",
             Door::Postgres => "postgres",
             Door::Athena => "athena",
             Door::Internal => "internal",

@@ -17,7 +17,7 @@ use datafusion::execution::{FunctionRegistry, SessionState, SessionStateBuilder}
 use datafusion::prelude::SessionContext;
 use datafusion_pg_catalog::pg_catalog::PgCatalogStaticTables;
 use futures::{FutureExt, Stream, StreamExt};
-use glaux_catalog::history::{CANCELLED, FAILED, QueryFilter, QueryRecord, SUCCEEDED};
+use glaux_catalog::history::{FAILED, QueryRecord};
 use glaux_catalog::{Access, Lake};
 use glaux_proto::{QueryId, contain_panics, panic_message};
 use glaux_storage::ListingCache;
@@ -25,15 +25,18 @@ use glaux_storage::ListingCache;
 use crate::access::GrantedCatalogs;
 use crate::audit::{AuditOnDrop, Audited};
 use crate::client_session::ClientSession;
-use crate::client_session::PRIMARY_WORKGROUP;
 use crate::error::{ErrorKind, SchedulerError, execution_kind};
-use crate::history::{History, Tracked, epoch_ms};
+use crate::history::{History, Tracked};
 use crate::limits::{StatementGate, StatementPermit};
 use crate::query::{AtExecutors, ProgressSlot, QueryResult, QueryRunner};
 use crate::reuse::{ChangeMark, Changes};
 use crate::statement::{Context, Effect, IngestTarget, Statement};
 use crate::system_tables::WithSystem;
 use crate::workgroups::{Limits, WorkGroups};
+
+mod records;
+
+use records::new_record;
 
 pub struct QueryEngine {
     ctx: SessionContext,
@@ -137,95 +140,6 @@ impl QueryEngine {
             default_workgroups,
             changes: Arc::new(Changes::new()),
         })
-    }
-
-    /// Every statement's history.
-    pub fn history(&self) -> &Arc<History> {
-        &self.history
-    }
-
-    /// `session` in the workgroup it runs in: the one its door named, else its user's default
-    /// (from the users file), else `primary`.
-    pub fn in_workgroup(&self, session: &ClientSession) -> ClientSession {
-        let mut session = session.clone();
-        if session.workgroup.is_empty() {
-            let default = session.user.as_ref().and_then(|user| self.default_workgroups.get(user));
-            session.workgroup = default.map_or(PRIMARY_WORKGROUP, String::as_str).to_string();
-        }
-        session
-    }
-
-    /// The catalog's store (Athena's API keeps workgroups there).
-    pub(crate) fn lake_catalog(&self) -> &Arc<dyn glaux_catalog::Catalog> {
-        self.lake.catalog()
-    }
-
-    /// The workgroup `name`, if it exists and is enabled.
-    pub fn workgroup(&self, name: &str) -> Result<glaux_catalog::WorkGroup, SchedulerError> {
-        self.workgroups.resolve(name)
-    }
-
-    /// The most recent result of the same query (same SQL, database, workgroup and user) that
-    /// ended within `max_age` and that no change to a table it reads (through Glaux) has made
-    /// stale; `None` for statements other than queries.
-    pub async fn reusable(
-        &self,
-        planned: &PlannedStatement,
-        max_age: std::time::Duration,
-    ) -> Result<Option<QueryRecord>, SchedulerError> {
-        if planned.kind() != "query" {
-            return Ok(None);
-        }
-        let record = &planned.record;
-        let filter = QueryFilter {
-            user: Some(record.user.clone()),
-            workgroup: Some(record.workgroup.clone()),
-            sql: Some(record.sql.clone()),
-            database: Some(record.database.clone()),
-            state: Some(SUCCEEDED.to_string()),
-            limit: 20,
-            ..Default::default()
-        };
-        let oldest = epoch_ms(std::time::SystemTime::now()) - i64::try_from(max_age.as_millis()).unwrap_or(i64::MAX);
-        let changed = self.changes.last(&planned.statement.objects(&planned.session.database));
-        let recent = self.history.read(filter).await?.into_iter().find(|previous| {
-            previous.output_location.is_some()
-                && previous.ended_ms.is_some_and(|ended| ended >= oldest)
-                && previous.started_ms.is_some_and(|started| started > changed)
-        });
-        Ok(recent)
-    }
-
-    /// Records `planned` as answered by `previous`'s result, without running.
-    pub fn record_reused(&self, planned: &PlannedStatement, previous: &QueryRecord) {
-        let now = epoch_ms(std::time::SystemTime::now());
-        self.history.record(QueryRecord {
-            state: SUCCEEDED.into(),
-            started_ms: Some(now),
-            ended_ms: Some(now),
-            rows: previous.rows,
-            output_location: previous.output_location.clone(),
-            reused: true,
-            ..planned.record.clone()
-        });
-    }
-
-    /// Records statement `id` submitted, waiting to plan (Athena's API runs statements in the
-    /// background).
-    pub fn record_queued(&self, id: &QueryId, sql: &str, session: &ClientSession) {
-        self.history.record(new_record(id, sql, session));
-    }
-
-    /// Records statement `id`, stopped by its client before it planned.
-    pub fn record_cancelled(&self, id: &QueryId, sql: &str, session: &ClientSession, reason: &str) {
-        self.history.record(crate::history::ended(new_record(id, sql, session), CANCELLED, reason.to_string()));
-    }
-
-    /// Whose history records `session`'s user may read: `None` for an administrator (everyone's),
-    /// else the user's own.
-    pub fn history_of(&self, session: &ClientSession) -> Result<Option<String>, SchedulerError> {
-        let access = self.access(session)?;
-        Ok((!access.is_admin()).then(|| session.user.clone().unwrap_or_default()))
     }
 
     /// What `session`'s user may do, from the catalog's grants as they are now.
@@ -580,21 +494,6 @@ fn held(
     .filter_map(std::future::ready);
     result.batches = Box::pin(batches.chain(at_end));
     result
-}
-
-/// The history record of statement `id`, submitted now.
-fn new_record(id: &QueryId, sql: &str, session: &ClientSession) -> QueryRecord {
-    QueryRecord {
-        id: id.to_string(),
-        user: session.user.clone().unwrap_or_default(),
-        door: session.caller.door.name().to_string(),
-        workgroup: session.workgroup.clone(),
-        database: session.database.clone(),
-        sql: sql.to_string(),
-        state: glaux_catalog::history::QUEUED.into(),
-        submitted_ms: epoch_ms(std::time::SystemTime::now()),
-        ..Default::default()
-    }
 }
 
 /// Runs `work`, turning a panic (a bug) into an error for this statement alone.

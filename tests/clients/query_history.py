@@ -136,6 +136,9 @@ try:
             refused = None
         except Exception as error:  # the driver's error type varies by version
             refused = str(error)
+    shell = subprocess.run([glaux, "shell", "--host", doors["flight"], "-u", "root", "-c", "SELECT 11 AS eleven"],
+                           capture_output=True, text=True, timeout=60, env={**os.environ, "GLAUX_PASSWORD": password})
+    check("the shell runs a statement", shell.returncode == 0 and "11" in shell.stdout, shell.stderr)
     ok, out, err = psql(doors, "root", "SELECT 42")
     check("psql runs a statement", ok and out == "42", f"{out} {err}")
     api = athena(doors, "root")
@@ -159,6 +162,9 @@ try:
     pg = by_query.get('SELECT 42 AS "?column?"')
     check("a PostgreSQL statement is recorded", pg is not None and pg[1:4] == ("root", "postgres", "SUCCEEDED"),
           f"{pg}")
+    from_shell = by_query.get("SELECT 11 AS eleven")
+    check("a shell statement is recorded as the shell's", from_shell is not None and
+          from_shell[1:4] == ("root", "shell", "SUCCEEDED"), f"{from_shell}")
     api_record = [r for r in history if r[0] == api_id]
     check("an API statement is recorded under its execution id, with its output location",
           len(api_record) == 1 and api_record[0][2:4] == ("athena", "SUCCEEDED") and
@@ -203,6 +209,18 @@ try:
     killed = api.get_query_execution(QueryExecutionId=slow)["QueryExecution"]
     check("a statement killed by the restart shows FAILED", killed["Status"]["State"] == "FAILED" and
           killed["Status"].get("StateChangeReason") == "scheduler restarted", f"{killed['Status']}")
+    paged = api.get_query_results(QueryExecutionId=api_id)["ResultSet"]
+    rows = sorted([d.get("VarCharValue") for d in r["Data"]] for r in paged["Rows"][1:])
+    check("an earlier run's result still pages, its columns from .csv.metadata",
+          rows == [["a", "100"], ["b", "100"], ["c", "100"]] and
+          [c["Type"] for c in paged["ResultSetMetadata"]["ColumnInfo"]] == ["varchar", "bigint"], f"{paged}")
+    try:
+        api.get_query_results(QueryExecutionId=count[0])
+        refused = None
+    except botocore.exceptions.ClientError as error:
+        refused = error.response["Error"]["Message"]
+    check("a Flight SQL statement has no result file to page", refused is not None and "another door" in refused,
+          f"{refused}")
     with adbc(doors, "root") as root:
         after = rows_of(root, HISTORY)
     check("the history survives a restart", [r[0] for r in history] == [r[0] for r in after][:len(history)] and

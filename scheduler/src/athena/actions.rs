@@ -5,10 +5,12 @@ use std::net::SocketAddr;
 use std::time::SystemTime;
 
 use datafusion::common::ScalarValue;
+use glaux_catalog::history::{QueryFilter, SUCCEEDED};
+use object_store::path::Path;
 use object_store::{GetOptions, GetRange, ObjectStoreExt};
 use serde_json::{Value, json};
 
-use super::executions::{Execution, Request, State};
+use super::executions::{Execution, Request, ResultFile, State};
 use super::{ApiError, AthenaDoor, WRITES, described, metadata, results, saved, workgroups};
 use crate::audit::Door;
 use crate::client_session::{ClientSession, PRIMARY_WORKGROUP};
@@ -249,32 +251,62 @@ pub(super) fn page_size(request: &Value, max: usize) -> Result<usize, ApiError> 
     }
 }
 
-async fn results_page(door: &AthenaDoor, session: &ClientSession, request: &Value) -> Result<Value, ApiError> {
-    let execution = described::find(door, session, text(request, "QueryExecutionId")?)?;
-    let status = execution.status();
-    match status.state {
-        State::Succeeded => {}
-        State::Queued | State::Running => {
-            return Err(ApiError::invalid(format!(
-                "Query has not yet finished. Current state: {}",
-                status.state.name()
-            )));
-        }
-        State::Failed | State::Cancelled => {
-            let reason = status.reason.unwrap_or_default();
-            return Err(ApiError::invalid(format!(
-                "Query did not finish successfully. Final query state: {}. {reason}",
-                status.state.name()
-            )));
-        }
+/// What `GetQueryResults` pages: a result file, its columns, and what the statement was.
+struct Paged {
+    id: String,
+    file: ResultFile,
+    kind: String,
+    columns: Vec<Value>,
+    update_count: Option<u64>,
+}
+
+fn unfinished(state: &str, reason: Option<String>) -> ApiError {
+    if state == "QUEUED" || state == "RUNNING" {
+        return ApiError::invalid(format!("Query has not yet finished. Current state: {state}"));
     }
+    let reason = reason.unwrap_or_default();
+    ApiError::invalid(format!("Query did not finish successfully. Final query state: {state}. {reason}"))
+}
+
+/// The result of an execution this scheduler ran, or one from the history whose file and
+/// `.csv.metadata` are still at its output location (an execution of an earlier run).
+async fn paged(door: &AthenaDoor, session: &ClientSession, id: &str) -> Result<Paged, ApiError> {
+    if let Ok(execution) = described::find(door, session, id) {
+        let status = execution.status();
+        if status.state != State::Succeeded {
+            return Err(unfinished(status.state.name(), status.reason));
+        }
+        let file = execution.result_file();
+        let (kind, columns, update_count) = (status.kind.to_string(), status.columns, status.update_count);
+        return Ok(Paged { id: id.to_string(), file, kind, columns, update_count });
+    }
+    let only = door.engine.history_of(session)?;
+    let filter = QueryFilter { id: Some(id.to_string()), user: only, limit: 1, ..Default::default() };
+    let record = door.engine.history().read(filter).await?.into_iter().next().ok_or_else(|| unknown_execution(id))?;
+    if record.state != SUCCEEDED {
+        return Err(unfinished(&record.state, record.reason));
+    }
+    let output = record.output_location.ok_or_else(|| {
+        ApiError::invalid(format!("{id} ran through another door: its result was sent to its client, not written"))
+    })?;
+    let (store, path) = door.engine.result_store(session, &output)?;
+    let unreadable = |e: object_store::Error| ApiError::invalid(format!("the result of {id} cannot be read: {e}"));
+    let metadata = store.get(&Path::from(format!("{path}.metadata"))).await.map_err(unreadable)?;
+    let metadata = metadata.bytes().await.map_err(unreadable)?;
+    let columns = results::metadata_columns(&metadata).map_err(ApiError::invalid)?;
+    let file = ResultFile { output, store, path };
+    Ok(Paged { id: id.to_string(), file, kind: record.kind, columns, update_count: None })
+}
+
+async fn results_page(door: &AthenaDoor, session: &ClientSession, request: &Value) -> Result<Value, ApiError> {
+    let Paged { id, file, kind, columns, update_count } =
+        paged(door, session, text(request, "QueryExecutionId")?).await?;
     let (from, size) = (position(request)?, page_size(request, MAX_RESULTS)?);
-    let file = execution.result_file();
     let meta = file
         .store
         .head(&file.path)
         .await
-        .map_err(|e| ApiError::invalid(format!("the result of {} cannot be read: {e}", execution.id)))?;
+        .map_err(|e| ApiError::invalid(format!("the result of {id} cannot be read: {e}")))?;
     if from > meta.size {
         return Err(ApiError::invalid("NextToken is not a token Glaux gave"));
     }
@@ -282,8 +314,7 @@ async fn results_page(door: &AthenaDoor, session: &ClientSession, request: &Valu
     while from < meta.size && read <= MAX_READ {
         let end = (from + read).min(meta.size);
         let options = GetOptions { range: Some(GetRange::Bounded(from..end)), ..Default::default() };
-        let unreadable =
-            |e: object_store::Error| ApiError::invalid(format!("the result of {} cannot be read: {e}", execution.id));
+        let unreadable = |e: object_store::Error| ApiError::invalid(format!("the result of {id} cannot be read: {e}"));
         let bytes = file.store.get_opts(&file.path, options).await.map_err(unreadable)?;
         let bytes = bytes.bytes().await.map_err(unreadable)?;
         (rows, used) = results::decode(&bytes, size, end == meta.size).map_err(ApiError::invalid)?;
@@ -303,9 +334,13 @@ async fn results_page(door: &AthenaDoor, session: &ClientSession, request: &Valu
             json!({ "Data": values })
         })
         .collect();
+    // A write's one row is the rows it wrote (read back from its file for an earlier run's).
+    let written = || data.get(1)?["Data"][0]["VarCharValue"].as_str()?.parse().ok();
+    let update_count =
+        if WRITES.contains(&kind.as_str()) { update_count.or_else(written).unwrap_or_default() } else { 0 };
     let mut answer = json!({
-        "UpdateCount": if WRITES.contains(&status.kind) { status.update_count.unwrap_or_default() } else { 0 },
-        "ResultSet": { "Rows": data, "ResultSetMetadata": { "ColumnInfo": status.columns } },
+        "UpdateCount": update_count,
+        "ResultSet": { "Rows": data, "ResultSetMetadata": { "ColumnInfo": columns } },
     });
     let next = from + used as u64;
     if next < meta.size {

@@ -206,6 +206,75 @@ pub(super) fn metadata_file(query: &str, columns: &[Value]) -> Vec<u8> {
     file
 }
 
+/// The columns a `.csv.metadata` file describes, as `ColumnInfo` (see [`metadata_file`]).
+pub(super) fn metadata_columns(file: &[u8]) -> Result<Vec<Value>, String> {
+    let unreadable = || "a .csv.metadata file Glaux cannot read".to_string();
+    let mut columns = Vec::new();
+    for (number, value) in fields(file).ok_or_else(unreadable)? {
+        let Field::Bytes(column) = value else { continue };
+        if number != 4 {
+            continue;
+        }
+        let mut info = json!({ "CatalogName": "", "SchemaName": "", "TableName": "", "Name": "", "Label": "",
+            "Type": "", "Precision": 0, "Scale": 0, "Nullable": "UNKNOWN", "CaseSensitive": false });
+        for (number, value) in fields(column).ok_or_else(unreadable)? {
+            let names = ["", "CatalogName", "SchemaName", "TableName", "Name", "Label", "Type"];
+            match (number, value) {
+                (1..=6, Field::Bytes(text)) => {
+                    info[names[number as usize]] = json!(String::from_utf8_lossy(text));
+                }
+                (7, Field::Number(n)) => info["Precision"] = json!(n),
+                (8, Field::Number(n)) => info["Scale"] = json!(n),
+                (9, Field::Number(n)) => {
+                    info["Nullable"] = json!(["", "NOT_NULL", "NULLABLE"].get(n as usize).unwrap_or(&"UNKNOWN"))
+                }
+                (10, Field::Number(n)) => info["CaseSensitive"] = json!(n != 0),
+                _ => {}
+            }
+        }
+        columns.push(info);
+    }
+    Ok(columns)
+}
+
+enum Field<'a> {
+    Number(u64),
+    Bytes(&'a [u8]),
+}
+
+/// The fields of a Protocol Buffers message (varints and length-delimited ones only); `None` if
+/// it is not one.
+fn fields(mut data: &[u8]) -> Option<Vec<(u64, Field<'_>)>> {
+    fn varint(data: &mut &[u8]) -> Option<u64> {
+        let mut value = 0u64;
+        for shift in (0..64).step_by(7) {
+            let (&byte, rest) = data.split_first()?;
+            *data = rest;
+            value |= u64::from(byte & 0x7f) << shift;
+            if byte < 0x80 {
+                return Some(value);
+            }
+        }
+        None
+    }
+    let mut fields = Vec::new();
+    while !data.is_empty() {
+        let key = varint(&mut data)?;
+        let value = match key & 7 {
+            0 => Field::Number(varint(&mut data)?),
+            2 => {
+                let size = usize::try_from(varint(&mut data)?).ok()?;
+                let (bytes, rest) = (data.get(..size)?, data.get(size..)?);
+                data = rest;
+                Field::Bytes(bytes)
+            }
+            _ => return None,
+        };
+        fields.push((key >> 3, value));
+    }
+    Some(fields)
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -221,7 +290,9 @@ mod tests {
         let athena = b"\x0a\x1b20190423_125128_00001_ehtur\x22\x19\x0a\x04hive\x22\x03ary\x2a\x03ary\x32\x05arrayH\x03";
         let column = json!({ "CatalogName": "hive", "SchemaName": "", "TableName": "", "Name": "ary", "Label": "ary",
             "Type": "array", "Precision": 0, "Scale": 0, "Nullable": "UNKNOWN", "CaseSensitive": false });
-        assert_eq!(metadata_file("20190423_125128_00001_ehtur", &[column]), athena.to_vec());
+        assert_eq!(metadata_file("20190423_125128_00001_ehtur", std::slice::from_ref(&column)), athena.to_vec());
+        assert_eq!(metadata_columns(athena).unwrap(), [column]);
+        assert!(metadata_columns(b"\x0a\xff").is_err(), "a cut file is refused");
     }
 
     #[test]

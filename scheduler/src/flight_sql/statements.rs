@@ -38,6 +38,10 @@ pub const DATABASE_HEADER: &str = "x-glaux-database";
 
 pub(super) type DoGetStream = Pin<Box<dyn Stream<Item = Result<FlightData, Status>> + Send + 'static>>;
 
+/// The request header naming the kind of client: `shell` is `glaux shell` (a label for the
+/// history and the audit log; it grants nothing).
+pub const CLIENT_HEADER: &str = "x-glaux-client";
+
 /// The request header naming the workgroup the client's statements run in (else its user's
 /// default, else `primary`).
 pub const WORKGROUP_HEADER: &str = "x-glaux-workgroup";
@@ -46,9 +50,10 @@ pub const WORKGROUP_HEADER: &str = "x-glaux-workgroup";
 /// workgroup header.
 pub(super) fn request_session<T>(request: &Request<T>) -> ClientSession {
     let header = |name| request.metadata().get(name).and_then(|v| v.to_str().ok());
+    let door = if header(CLIENT_HEADER) == Some("shell") { Door::Shell } else { Door::FlightSql };
     let session = ClientSession::new(header(DATABASE_HEADER), Vec::new())
         .for_user(request_user(request))
-        .sent_by(Door::FlightSql, request.remote_addr().map(|a| a.ip()));
+        .sent_by(door, request.remote_addr().map(|a| a.ip()));
     ClientSession { workgroup: header(WORKGROUP_HEADER).unwrap_or_default().to_string(), ..session }
 }
 
