@@ -54,6 +54,8 @@ pub struct QueryEngine {
     default_workgroups: BTreeMap<String, String>,
     /// When tables last changed through this scheduler (for result reuse).
     changes: Arc<Changes>,
+    /// The planning state of administrators' statements (before their database is set).
+    admin_state: SessionState,
 }
 
 /// Who administers the cluster.
@@ -126,6 +128,10 @@ impl QueryEngine {
         let pg_tables =
             PgCatalogStaticTables::try_new().map_err(|e| SchedulerError::Config(format!("pg_catalog tables: {e}")))?;
         let functions = OurFunctions::of(&ctx.state());
+        // An administrator sees every catalog and all of the history: that state is made once
+        // (rebuilding one per statement costs as much as planning a small query).
+        let everything = WithSystem::wrap(Arc::clone(ctx.state().catalog_list()), Arc::clone(&history), None);
+        let admin_state = with_catalogs(ctx.state(), everything, &functions);
         let workgroups = WorkGroups::new(Arc::clone(lake.catalog()));
         Ok(Self {
             ctx,
@@ -139,6 +145,7 @@ impl QueryEngine {
             workgroups,
             default_workgroups,
             changes: Arc::new(Changes::new()),
+            admin_state,
         })
     }
 
@@ -417,16 +424,18 @@ impl QueryEngine {
     /// The planning state for a client: DataFusion's, with the client's database as default,
     /// and the catalog as the client's user may see it.
     fn state(&self, session: &ClientSession, access: &Arc<Access>) -> SessionState {
+        if access.is_admin() {
+            let mut state = self.admin_state.clone();
+            state.config_mut().options_mut().catalog.default_schema = session.database.clone();
+            state.mark_start_execution();
+            return state;
+        }
         let mut state = self.ctx.state();
         state.config_mut().options_mut().catalog.default_schema = session.database.clone();
-        let all = Arc::clone(state.catalog_list());
-        let history = Arc::clone(&self.history);
-        let catalogs = if access.is_admin() {
-            WithSystem::wrap(all, history, None)
-        } else {
-            let granted = GrantedCatalogs::wrap(all, Arc::clone(access), Arc::clone(&self.pg_tables));
-            WithSystem::wrap(granted, history, Some(session.user.clone().unwrap_or_default()))
-        };
+        let granted =
+            GrantedCatalogs::wrap(Arc::clone(state.catalog_list()), Arc::clone(access), Arc::clone(&self.pg_tables));
+        let catalogs =
+            WithSystem::wrap(granted, Arc::clone(&self.history), Some(session.user.clone().unwrap_or_default()));
         with_catalogs(state, catalogs, &self.functions)
     }
 }

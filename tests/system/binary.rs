@@ -388,7 +388,7 @@ async fn every_statement_leaves_one_audit_line_without_its_text() -> TestResult 
     let text = std::fs::read_to_string(&log)?;
     let audit: Vec<&str> = text.lines().filter(|l| l.contains("glaux::audit")).collect();
     let find = |parts: &[&str]| audit.iter().find(|l| parts.iter().all(|p| l.contains(p))).copied();
-    let read = find(&["user=\"ana\"", "door=\"flight_sql\"", "objects=default.sales", "outcome=\"finished\""])
+    let read = find(&["user=\"ana\"", "door=\"shell\"", "objects=default.sales", "outcome=\"finished\""])
         .ok_or(format!("no audit line for ana's read in:\n{}", audit.join("\n")))?;
     assert!(
         read.contains("client=127.0.0.1") && read.contains("statement") && read.contains("bytes_scanned="),
