@@ -16,6 +16,32 @@ use glaux_storage::{S3Config, StorageConfig};
 pub(crate) struct Cli {
     #[command(subcommand)]
     pub(crate) command: Command,
+    /// How log lines are written to stderr: `text` for people, `json` (one object per line, with
+    /// the statement's `query_id` in its span) for log collectors.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "GLAUX_LOG_FORMAT")]
+    pub(crate) log_format: LogFormat,
+    /// A TOML file setting any role's flags: top-level keys for every role, `[scheduler]`,
+    /// `[executor]`, ... for one (flags beat the environment, which beats the file).
+    #[arg(long, global = true, env = "GLAUX_CONFIG")]
+    pub(crate) config: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum ConfigAction {
+    /// Prints ROLE's effective configuration (`--config`/`GLAUX_CONFIG`, the environment and
+    /// these flags), each value with where it came from, secrets redacted.
+    Show {
+        role: String,
+        /// The role's flags, as they would be given to it.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        flags: Vec<String>,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -31,6 +57,17 @@ pub(crate) enum Command {
     /// Declares a table over a location, inferring its format, columns and partition keys, and
     /// prints what it found.
     Crawl(CrawlArgs),
+    /// GETs a plain-HTTP URL (an `/health` or `/ready`) and fails unless it answers 2xx: a
+    /// container's health check.
+    Probe {
+        #[arg(default_value = crate::probe::DEFAULT_URL, env = "GLAUX_PROBE_URL")]
+        url: String,
+    },
+    /// The configuration files and flags make: `glaux config show ROLE [FLAGS]`.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
     /// A standalone cluster over a generated events lake, with the shell open on it.
     Demo(StandaloneArgs),
     /// TPC-H or TPC-DS on a standalone cluster and on single-process DataFusion side by side, and Flight
@@ -73,7 +110,8 @@ pub(crate) struct DoorArgs {
     #[arg(long)]
     pub(crate) postgres_addr: Option<SocketAddr>,
     /// Also serve HTTP here: Athena's API (boto3, PyAthena), e.g. 127.0.0.1:8080. With --users,
-    /// requests are signed with access keys (`glaux access-key create USER`).
+    /// requests are signed with access keys (`glaux access-key create USER`). The same port serves
+    /// `/metrics` (Prometheus), `/health` and `/ready` (probes) without credentials.
     #[arg(long)]
     pub(crate) http_addr: Option<SocketAddr>,
     /// File of Flight SQL users, one `name:argon2-hash` per line (`glaux hash-password`). Without
@@ -302,6 +340,10 @@ pub(crate) struct ExecutorArgs {
     /// Host name other cluster members use to reach this executor (default: the bind address).
     #[arg(long)]
     pub(crate) advertise_host: Option<String>,
+    /// Also serve plain HTTP here: `/metrics` (Prometheus), `/health` and `/ready` (probes),
+    /// e.g. 127.0.0.1:9101. Nothing else is served on it.
+    #[arg(long)]
+    pub(crate) http_addr: Option<SocketAddr>,
     #[arg(long)]
     pub(crate) task_slots: Option<usize>,
     /// Memory for running tasks, in MiB.

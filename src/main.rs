@@ -2,10 +2,12 @@
 
 mod args;
 mod bench;
+mod config_file;
 mod demo;
+mod probe;
 mod standalone;
 
-use args::{AccessKeyAction, Cli, Command, history_file, table_name_for};
+use args::{AccessKeyAction, Cli, Command, ConfigAction, LogFormat, history_file, table_name_for};
 use standalone::start_standalone;
 
 use std::net::SocketAddr;
@@ -16,13 +18,17 @@ use glaux_client::{GlauxClient, Shell, ShellOptions};
 use glaux_executor::{Executor, ExecutorConfig};
 use glaux_scheduler::{Scheduler, SchedulerConfig};
 
-fn init_logging(default: &str) {
+fn init_logging(default: &str, format: LogFormat) {
     // The Delta kernel logs every snapshot it builds at info: a line per query naming a Delta
     // table is noise in a server's log (GLAUX_LOG can ask for it).
     let filter = tracing_subscriber::EnvFilter::try_from_env("GLAUX_LOG").unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new(format!("{default},buoyant_kernel=warn,deltalake_core=warn"))
     });
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let lines = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => lines.init(),
+        LogFormat::Json => lines.json().init(),
+    }
 }
 
 /// Runs until Ctrl-C or until `stopped` completes (the server failed).
@@ -35,6 +41,7 @@ async fn until_ctrl_c(stopped: impl std::future::Future<Output = ()>) -> anyhow:
 }
 
 async fn run(cli: Cli) -> anyhow::Result<bool> {
+    let init_logging = |default| init_logging(default, cli.log_format);
     match cli.command {
         Command::Standalone(args) => {
             init_logging("info");
@@ -101,6 +108,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             let mut config = ExecutorConfig::new(args.scheduler, secret)
                 .with_bind(args.bind)
                 .with_advertise_host(args.advertise_host)
+                .with_http(args.http_addr)
                 .with_storage(storage)
                 .with_memory_limit(args.memory_mib << 20)
                 .with_tls(args.cluster_tls.load()?);
@@ -109,6 +117,9 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             }
             let mut executor = Executor::start(config).await?;
             println!("Glaux executor {}: serving on {}. Ctrl-C stops.", executor.id(), executor.endpoint());
+            if let Some(addr) = executor.http_addr() {
+                println!("Metrics and probes: http://{addr}/metrics, /health, /ready");
+            }
             until_ctrl_c(executor.stopped()).await
         }
         Command::Shell(args) => {
@@ -189,6 +200,11 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             }
             Ok(true)
         }
+        Command::Probe { url } => probe::probe(&url).await,
+        Command::Config { action: ConfigAction::Show { role, flags } } => {
+            print!("{}", config_file::show(cli.config.as_deref(), &role, &flags)?);
+            Ok(true)
+        }
         Command::Bench(args) => {
             init_logging("warn");
             bench::run(args).await
@@ -215,7 +231,14 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     glaux_proto::use_ring_for_tls();
-    match run(Cli::parse()).await {
+    let configured = match config_file::apply(std::env::args_os().collect()) {
+        Ok(configured) => configured,
+        Err(error) => {
+            eprintln!("glaux: {error:#}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    match run(Cli::parse_from(configured.argv)).await {
         Ok(true) => std::process::ExitCode::SUCCESS,
         Ok(false) => std::process::ExitCode::FAILURE,
         Err(error) => {

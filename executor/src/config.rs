@@ -25,6 +25,8 @@ pub struct ExecutorConfig {
     pub task_ttl: Duration,
     /// Mutual TLS with the other members (`None`: in the clear, guarded by the secret alone).
     pub tls: Option<ClusterTls>,
+    /// Where to serve `/metrics`, `/health` and `/ready` over plain HTTP (`None`: not served).
+    pub http: Option<SocketAddr>,
 }
 
 impl ExecutorConfig {
@@ -40,6 +42,7 @@ impl ExecutorConfig {
             storage: StorageConfig::default(),
             task_ttl: Duration::from_secs(600),
             tls: None,
+            http: None,
         }
     }
 
@@ -65,6 +68,11 @@ impl ExecutorConfig {
 
     pub fn with_tls(mut self, tls: Option<ClusterTls>) -> Self {
         self.tls = tls;
+        self
+    }
+
+    pub fn with_http(mut self, http: Option<SocketAddr>) -> Self {
+        self.http = http;
         self
     }
 

@@ -36,7 +36,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::error::ExecutorError;
 use crate::task_key::TokenKey;
-use crate::task_table::{BufferCell, Buffered, InstalledTask, TaskKey, TaskTable};
+use crate::task_table::{BufferCell, Buffered, InstalledTask, TaskCounters, TaskKey, TaskTable};
 
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
 
@@ -84,6 +84,12 @@ impl ExecutorFlight {
                 with_trailer(schema, batches, false, compress, move || trailer().to_json().into()).boxed()
             }
         };
+        let table = Arc::clone(&self.tasks);
+        let data = data.inspect_ok(move |message| {
+            let counters = &table.counters;
+            let sent = if for_client { &counters.bytes_sent_clients } else { &counters.bytes_sent_members };
+            TaskCounters::add(sent, (message.data_header.len() + message.data_body.len()) as u64);
+        });
         Ok(Box::pin(data.map_err(|e| match e {
             FlightError::Tonic(status) => *status,
             other => Status::internal(other.to_string()),
@@ -156,6 +162,8 @@ pub fn open_output(tasks: &Arc<TaskTable>, ticket: TaskOutputTicket) -> Result<T
     let batches = contain_panics(batches, |message| {
         DataFusionError::Execution(format!("the executor hit a bug while running this task: {message}"))
     });
+    let table = Arc::clone(tasks);
+    let batches = batches.inspect_err(move |_| TaskCounters::add(&table.counters.failed_outputs, 1));
     let batches = until_cancelled(batches, task.cancel.clone());
     let tasks = Arc::clone(tasks);
     let plan = Arc::clone(&task.plan);
@@ -166,11 +174,16 @@ pub fn open_output(tasks: &Arc<TaskTable>, ticket: TaskOutputTicket) -> Result<T
         let mut stats = if tasks.finish_partition(&key, partition) {
             let mut stats = collect_task_stats(&plan);
             stats.bytes_scanned += bytes_read.load(Ordering::Relaxed);
+            let counters = &tasks.counters;
+            TaskCounters::add(&counters.finished, 1);
+            TaskCounters::add(&counters.bytes_scanned, stats.bytes_scanned);
+            TaskCounters::add(&counters.spilled_bytes, crate::metrics::spilled_bytes(plan.as_ref()));
             stats
         } else {
             TaskStats::default()
         };
         stats.output_rows = rows.load(Ordering::Relaxed);
+        TaskCounters::add(&tasks.counters.rows_sent, stats.output_rows);
         stats
     };
     Ok(TaskOutputRead { batches: Box::pin(RecordBatchStreamAdapter::new(schema, batches)), trailer: Box::new(trailer) })

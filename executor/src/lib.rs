@@ -11,6 +11,7 @@ mod config;
 mod control_service;
 mod error;
 mod flight_service;
+mod metrics;
 mod registration;
 mod server;
 mod session;

@@ -20,6 +20,8 @@ pub struct Membership {
     pub tasks: Arc<TaskTable>,
     /// Where the scheduler's task-token key goes once registered.
     pub task_key: TokenKey,
+    /// Whether the scheduler knows this executor (registered, and its last heartbeat answered).
+    pub registered: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Membership {
@@ -39,6 +41,7 @@ impl Membership {
             match result {
                 Ok(response) => {
                     self.task_key.set(response.task_key);
+                    self.registered.store(true, std::sync::atomic::Ordering::Relaxed);
                     tracing::info!(
                         executor = %self.registration.executor_id,
                         scheduler = %self.scheduler,
@@ -78,10 +81,19 @@ impl Membership {
                 Ok(mut client) => client.heartbeat(request).await.map(|r| r.into_inner()),
                 Err(e) => Err(tonic::Status::unavailable(e.to_string())),
             };
+            let answered = response.is_ok();
             match response {
-                Ok(r) if r.reregister => interval = self.register().await,
+                Ok(r) if r.reregister => {
+                    self.registered.store(false, std::sync::atomic::Ordering::Relaxed);
+                    interval = self.register().await;
+                }
                 Ok(_) => {}
                 Err(status) => tracing::warn!(scheduler = %self.scheduler, "heartbeat failed: {}", status.message()),
+            }
+            if !answered {
+                self.registered.store(false, std::sync::atomic::Ordering::Relaxed);
+            } else if !self.registered.load(std::sync::atomic::Ordering::Relaxed) {
+                self.registered.store(true, std::sync::atomic::Ordering::Relaxed);
             }
         }
     }

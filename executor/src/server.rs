@@ -1,6 +1,13 @@
 //! `Executor`: binds, serves Flight and task control, and keeps its cluster membership.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::sync::Semaphore;
+use tower::ServiceExt;
 
 use arrow_flight::flight_service_server::FlightServiceServer;
 use datafusion::error::DataFusionError;
@@ -20,6 +27,7 @@ use crate::config::ExecutorConfig;
 use crate::control_service::ControlService;
 use crate::error::ExecutorError;
 use crate::flight_service::{ExecutorFlight, open_output};
+use crate::metrics::Sources;
 use crate::registration::Membership;
 use crate::session::{ExecutorMemory, executor_session};
 use crate::task_key::TokenKey;
@@ -29,6 +37,7 @@ use crate::task_table::TaskTable;
 pub struct Executor {
     id: ExecutorId,
     endpoint: ExecutorAddr,
+    http_addr: Option<SocketAddr>,
     tasks: Arc<TaskTable>,
     memory: Arc<ExecutorMemory>,
     shutdown: CancellationToken,
@@ -51,6 +60,8 @@ impl Executor {
             Arc::new(move |ticket| open_output(&outputs, ticket).map_err(|e| DataFusionError::External(Box::new(e)))),
         );
         let (session, memory) = executor_session(&config, Arc::clone(&channels), local)?;
+        let runtime = session.runtime_env();
+        let registered = Arc::new(AtomicBool::new(false));
         let task_key = TokenKey::default();
         let flight = ExecutorFlight { tasks: Arc::clone(&tasks), task_key: task_key.clone() };
         let flight = FlightServiceServer::new(flight)
@@ -75,8 +86,12 @@ impl Executor {
             builder =
                 builder.tls_config(tls.server()).map_err(|e| ExecutorError::Config(format!("cluster TLS: {e}")))?;
         }
+        // The standard gRPC health service, unauthenticated as probes are: "" is SERVING while
+        // the process serves (readiness is `/ready`).
+        let (_health, health) = tonic_health::server::health_reporter();
         running.spawn(async move {
             let served = builder
+                .add_service(health)
                 .add_service(InterceptedService::new(flight, mark))
                 .add_service(InterceptedService::new(control, verify))
                 // Small responses go out at once: without TCP_NODELAY, Nagle and delayed ACKs add
@@ -90,6 +105,28 @@ impl Executor {
                 tracing::error!("executor server failed: {e}");
             }
         });
+        let http_addr = match config.http {
+            None => None,
+            Some(bind) => {
+                let sources = Sources {
+                    tasks: Arc::clone(&tasks),
+                    memory: Arc::clone(&memory),
+                    memory_limit: config.memory_limit_bytes,
+                    task_slots: config.task_slots,
+                    runtime,
+                    channels: Arc::clone(&channels),
+                    registered: Arc::clone(&registered),
+                };
+                let router =
+                    crate::metrics::router(sources).map_err(|e| ExecutorError::Config(format!("metrics: {e}")))?;
+                let listener =
+                    TcpListener::bind(bind).await.map_err(|source| ExecutorError::Bind { addr: bind, source })?;
+                let addr = listener.local_addr().map_err(|source| ExecutorError::Bind { addr: bind, source })?;
+                tracing::info!(%addr, "serving metrics and probes over HTTP");
+                running.spawn(serve_http(listener, router, shutdown.clone()));
+                Some(addr)
+            }
+        };
         let membership = Membership {
             channels,
             scheduler: strip_scheme(&config.scheduler).to_string(),
@@ -101,10 +138,11 @@ impl Executor {
             },
             tasks: Arc::clone(&tasks),
             task_key,
+            registered,
         };
         running.spawn(membership.run(shutdown.clone()));
         tracing::info!(executor = %config.id, %endpoint, slots = config.task_slots, "executor serving");
-        Ok(Self { id: config.id, endpoint, tasks, memory, shutdown, running })
+        Ok(Self { id: config.id, endpoint, http_addr, tasks, memory, shutdown, running })
     }
 
     pub fn id(&self) -> &ExecutorId {
@@ -114,6 +152,11 @@ impl Executor {
     /// `host:port` where this executor serves Flight.
     pub fn endpoint(&self) -> &ExecutorAddr {
         &self.endpoint
+    }
+
+    /// Where `/metrics`, `/health` and `/ready` are served, if they are.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http_addr
     }
 
     /// Tasks installed and not yet finished, cancelled or expired.
@@ -144,6 +187,36 @@ impl Executor {
 impl Drop for Executor {
     fn drop(&mut self) {
         self.shutdown.cancel();
+    }
+}
+
+/// Connections the metrics port holds open at most (scrapers and probes need a few).
+const HTTP_CONNECTIONS: usize = 32;
+/// How long a client of the metrics port may take to send a request's headers.
+const HTTP_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves `router` over plain HTTP/1 until `stop`, refusing connections beyond [`HTTP_CONNECTIONS`].
+async fn serve_http(listener: TcpListener, router: axum::Router, stop: CancellationToken) {
+    let places = Arc::new(Semaphore::new(HTTP_CONNECTIONS));
+    let mut connections = JoinSet::new();
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = stop.cancelled() => return,
+        };
+        while connections.try_join_next().is_some() {}
+        let Ok((stream, _)) = accepted else { continue };
+        let Ok(place) = Arc::clone(&places).try_acquire_owned() else { continue };
+        let router = router.clone();
+        connections.spawn(async move {
+            let _place = place;
+            let service = hyper::service::service_fn(move |request| router.clone().oneshot(request));
+            let _ = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HTTP_HEADER_TIMEOUT)
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
     }
 }
 

@@ -107,15 +107,39 @@ impl InstalledTask {
     }
 }
 
+/// What this executor's tasks did since it started (read by `/metrics`).
+#[derive(Debug, Default)]
+pub struct TaskCounters {
+    pub installed: AtomicU64,
+    /// Task output streams that ended in an error (not a cancellation).
+    pub failed_outputs: AtomicU64,
+    /// Tasks whose every output was read to its end.
+    pub finished: AtomicU64,
+    pub bytes_scanned: AtomicU64,
+    pub spilled_bytes: AtomicU64,
+    pub rows_sent: AtomicU64,
+    /// Bytes of Arrow data (IPC headers and bodies) sent to other members, and to clients
+    /// reading result endpoints.
+    pub bytes_sent_members: AtomicU64,
+    pub bytes_sent_clients: AtomicU64,
+}
+
+impl TaskCounters {
+    pub fn add(counter: &AtomicU64, value: u64) {
+        counter.fetch_add(value, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 #[derive(Debug)]
 pub struct TaskTable {
     tasks: Mutex<HashMap<TaskKey, Arc<InstalledTask>>>,
     ttl: Duration,
+    pub counters: TaskCounters,
 }
 
 impl TaskTable {
     pub fn new(ttl: Duration) -> Self {
-        Self { tasks: Mutex::new(HashMap::new()), ttl }
+        Self { tasks: Mutex::new(HashMap::new()), ttl, counters: TaskCounters::default() }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<TaskKey, Arc<InstalledTask>>> {
@@ -123,6 +147,7 @@ impl TaskTable {
     }
 
     pub fn install(&self, key: TaskKey, task: InstalledTask) {
+        TaskCounters::add(&self.counters.installed, 1);
         self.lock().insert(key, Arc::new(task));
     }
 

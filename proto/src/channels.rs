@@ -38,11 +38,22 @@ pub struct ClusterChannels {
     /// With cluster TLS, every channel is TLS with this member's certificate.
     tls: Option<ClusterTls>,
     channels: Mutex<HashMap<String, Channel>>,
+    /// Bytes of Arrow data this member read from other members' task outputs (for its metrics).
+    received: std::sync::atomic::AtomicU64,
 }
 
 impl ClusterChannels {
     pub fn new(secret: ClusterSecret) -> Self {
-        Self { secret, tls: None, channels: Mutex::new(HashMap::new()) }
+        Self { secret, tls: None, channels: Mutex::new(HashMap::new()), received: Default::default() }
+    }
+
+    /// Bytes of Arrow data (IPC messages' headers and bodies) read from other members so far.
+    pub fn bytes_received(&self) -> u64 {
+        self.received.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub(crate) fn count_received(&self, bytes: usize) {
+        self.received.fetch_add(bytes as u64, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Channels over mutual TLS (`None`: in the clear).

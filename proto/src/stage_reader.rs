@@ -405,8 +405,10 @@ async fn open_task_output(context: &SourceContext, output: &TaskOutput) -> Resul
         .do_get(Ticket { ticket: ticket.encode_to_vec().into() })
         .await
         .map_err(|status| TaskError::from_status(&executor, &status).context(&place))?;
-    let messages =
-        response.into_inner().map_err(move |status| arrow_flight::error::FlightError::Tonic(Box::new(status)));
+    let messages = response
+        .into_inner()
+        .inspect_ok(move |message| channels.count_received(message.data_header.len() + message.data_body.len()))
+        .map_err(move |status| arrow_flight::error::FlightError::Tonic(Box::new(status)));
     Ok(decode_batches(FlightDataDecoder::new(messages), schema, counters, executor, place).boxed())
 }
 

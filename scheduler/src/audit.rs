@@ -1,5 +1,5 @@
 //! The audit log: one structured line per statement, on its own `tracing` target
-//! ([`AUDIT_TARGET`]), whichever door it came through: who (user, client address), where (door),
+//! ([`AUDIT_TARGET`]), whichever door it came through: its id, who (user, client address), where (door),
 //! what (statement kind, objects it touches), how it ended (outcome, error kind), how long it took,
 //! the rows it returned and the bytes it scanned. Never the statement's text: literals may hold
 //! anything, passwords included.
@@ -51,6 +51,8 @@ pub struct Caller {
 /// What one statement is, for its audit line.
 #[derive(Clone, Debug)]
 pub struct Audited {
+    /// The statement's id (its history record's, and Athena's execution id).
+    pub query: String,
     pub user: Option<String>,
     pub caller: Caller,
     pub kind: &'static str,
@@ -67,6 +69,7 @@ impl Audited {
         let kind = error.map(|kind| format!("{kind:?}"));
         tracing::info!(
             target: AUDIT_TARGET,
+            query_id = %self.query,
             user = self.user.as_deref().unwrap_or("-"),
             client = %self.caller.address.map_or_else(|| "-".to_string(), |a| a.to_string()),
             door = self.caller.door.name(),

@@ -326,10 +326,16 @@ fn strip_scheme<'a>(value: &'a str, scheme: &str) -> Option<&'a str> {
     given.eq_ignore_ascii_case(scheme).then_some(rest)
 }
 
-/// `(user, password)` from `Basic base64(user:password)`.
+/// `(user, password)` from `Basic base64(user:password)`, padded or not: Go's Flight client
+/// (under ADBC's driver) sends it without padding.
 fn basic_credentials(value: &str) -> Option<(String, String)> {
+    use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+    const EITHER: GeneralPurpose = GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+    );
     let encoded = strip_scheme(value, "Basic")?;
-    let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).ok()?;
+    let decoded = EITHER.decode(encoded.trim()).ok()?;
     let text = String::from_utf8(decoded).ok()?;
     let (user, password) = text.split_once(':')?;
     Some((user.to_string(), password.to_string()))
@@ -364,6 +370,7 @@ pub struct ClientGuard<S> {
     pub inner: S,
     pub users: Option<Arc<Users>>,
     pub rates: Arc<RateLimiter>,
+    pub metrics: Arc<crate::metrics::SchedulerMetrics>,
 }
 
 impl<S: tonic::server::NamedService> tonic::server::NamedService for ClientGuard<S> {
@@ -395,7 +402,7 @@ where
             let response = tonic::Status::from(error).into_http();
             return Box::pin(async move { Ok(response) });
         }
-        let users = self.users.clone();
+        let (users, metrics) = (self.users.clone(), Arc::clone(&self.metrics));
         // The inner service is ready now; the clone takes its place for the next call.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
@@ -405,7 +412,12 @@ where
                     Ok(user) => {
                         request.extensions_mut().insert(AuthenticatedUser(user));
                     }
-                    Err(error) => return Ok(tonic::Status::from(error).into_http()),
+                    Err(error) => {
+                        if error == AuthError::Wrong {
+                            metrics.failed_login("flight_sql");
+                        }
+                        return Ok(tonic::Status::from(error).into_http());
+                    }
                 }
             }
             inner.call(request).await
@@ -434,6 +446,11 @@ mod tests {
         assert_eq!(user, "ana");
         assert_eq!(users.authorize(Some(&format!("Bearer {token}")), None).await.expect("token"), "ana");
         assert_eq!(users.authorize(Some(&basic("ana", "s3cret")), None).await.expect("basic"), "ana");
+        // Unpadded base64, as Go's Flight client (ADBC's driver) sends it: "ana:s3cret!" is 11 bytes.
+        let unpadded = format!("Basic {}", base64::engine::general_purpose::STANDARD_NO_PAD.encode("ana:s3cret!"));
+        assert_eq!(users.handshake(Some(&unpadded), None).await.unwrap_err(), AuthError::Wrong);
+        let unpadded = format!("Basic {}", base64::engine::general_purpose::STANDARD_NO_PAD.encode("ana:s3cret"));
+        assert_eq!(users.handshake(Some(&unpadded), None).await.expect("unpadded").0, "ana");
         assert_eq!(users.authorize(Some("Bearer 00"), None).await.unwrap_err(), AuthError::UnknownToken);
         assert!(users.authorize(None, None).await.is_err());
         assert!(Users::parse("ana:plaintext").is_err(), "a password in clear is refused");

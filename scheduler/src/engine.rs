@@ -21,6 +21,7 @@ use glaux_catalog::history::{FAILED, QueryRecord};
 use glaux_catalog::{Access, Lake};
 use glaux_proto::{QueryId, contain_panics, panic_message};
 use glaux_storage::ListingCache;
+use tracing::Instrument;
 
 use crate::access::GrantedCatalogs;
 use crate::audit::{AuditOnDrop, Audited};
@@ -28,6 +29,7 @@ use crate::client_session::ClientSession;
 use crate::error::{ErrorKind, SchedulerError, execution_kind};
 use crate::history::{History, Tracked};
 use crate::limits::{StatementGate, StatementPermit};
+use crate::metrics::SchedulerMetrics;
 use crate::query::{AtExecutors, ProgressSlot, QueryResult, QueryRunner};
 use crate::reuse::{ChangeMark, Changes};
 use crate::statement::{Context, Effect, IngestTarget, Statement};
@@ -56,6 +58,7 @@ pub struct QueryEngine {
     changes: Arc<Changes>,
     /// The planning state of administrators' statements (before their database is set).
     admin_state: SessionState,
+    metrics: Arc<SchedulerMetrics>,
 }
 
 /// Who administers the cluster.
@@ -125,6 +128,7 @@ impl QueryEngine {
         history: Arc<History>,
         default_workgroups: BTreeMap<String, String>,
     ) -> Result<Self, SchedulerError> {
+        let metrics = Arc::clone(queries.metrics());
         let pg_tables =
             PgCatalogStaticTables::try_new().map_err(|e| SchedulerError::Config(format!("pg_catalog tables: {e}")))?;
         let functions = OurFunctions::of(&ctx.state());
@@ -146,7 +150,13 @@ impl QueryEngine {
             default_workgroups,
             changes: Arc::new(Changes::new()),
             admin_state,
+            metrics,
         })
+    }
+
+    /// What `/metrics` reports (the doors count failed logins into it).
+    pub fn metrics(&self) -> &Arc<SchedulerMetrics> {
+        &self.metrics
     }
 
     /// What `session`'s user may do, from the catalog's grants as they are now.
@@ -252,20 +262,23 @@ impl QueryEngine {
         let mut record = new_record(&id, sql, session);
         // What the statement was, once recognized: for the audit line of a refusal.
         let mut recognized = None;
+        let span = tracing::info_span!("statement", query_id = %id);
         let planned = contained("while planning", async {
             let ctx = self.context(session, self.access(session)?);
             let statement = Statement::recognize(sql, &ctx).await?;
-            recognized = Some(audited(session, &statement));
+            recognized = Some(audited(&id, session, &statement));
             record.kind = statement.kind().to_string();
             statement.family().authorize(&ctx)?;
             tracing::debug!(planned = ?started.elapsed(), "statement planned");
             Ok((statement, ctx.access))
         })
+        .instrument(span)
         .await;
         record.planning_ms = started.elapsed().as_millis() as u64;
         if let Err(error) = &planned {
             self.history.record(crate::history::ended(record.clone(), FAILED, error.to_string()));
             let audited = recognized.unwrap_or_else(|| Audited {
+                query: id.to_string(),
                 user: session.user.clone(),
                 caller: session.caller.clone(),
                 kind: "unplanned",
@@ -286,7 +299,7 @@ impl QueryEngine {
     pub async fn run(&self, planned: PlannedStatement, progress: &ProgressSlot) -> Result<QueryResult, SchedulerError> {
         let started = Instant::now();
         let announced = planned.schema();
-        let audited = audited(&planned.session, &planned.statement);
+        let audited = audited(&planned.id(), &planned.session, &planned.statement);
         let tracked = Tracked::new(&self.history, planned.record.clone());
         let refused = |error: &SchedulerError| {
             audited.refused(error.kind(), started);
@@ -311,11 +324,13 @@ impl QueryEngine {
             self.changes.mark(&objects);
             ChangeMark { changes: Arc::clone(&self.changes), objects }
         });
+        let span = tracing::info_span!("statement", query_id = %planned.id());
         let result = limits
             .within(contained("while running", async {
                 let ctx = self.context(&planned.session, Arc::clone(&planned.access));
                 planned.statement.family().run(&ctx, planned.id(), progress).await
             }))
+            .instrument(span)
             .await;
         if changes {
             self.forget_listings();
@@ -337,7 +352,7 @@ impl QueryEngine {
     /// user's, and then writes its audit line and history record.
     pub async fn run_at_executors(&self, planned: PlannedStatement) -> Result<Option<AtExecutors>, SchedulerError> {
         let started = Instant::now();
-        let audited = audited(&planned.session, &planned.statement);
+        let audited = audited(&planned.id(), &planned.session, &planned.statement);
         let refused = |error: &SchedulerError| {
             audited.refused(error.kind(), started);
             self.history.record(crate::history::ended(planned.record.clone(), FAILED, error.to_string()));
@@ -521,8 +536,9 @@ async fn contained<T>(
 }
 
 /// What a statement is, for its audit line.
-fn audited(session: &ClientSession, statement: &Statement) -> Audited {
+fn audited(id: &QueryId, session: &ClientSession, statement: &Statement) -> Audited {
     Audited {
+        query: id.to_string(),
         user: session.user.clone(),
         caller: session.caller.clone(),
         kind: statement.kind(),

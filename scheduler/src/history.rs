@@ -19,6 +19,7 @@ use glaux_proto::QueryStats;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::SchedulerError;
+use crate::metrics::SchedulerMetrics;
 
 /// How often old records are pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(600);
@@ -51,6 +52,8 @@ enum Message {
 pub struct History {
     catalog: Arc<dyn Catalog>,
     sender: mpsc::UnboundedSender<Message>,
+    /// Counts each statement as its record ends.
+    metrics: Arc<SchedulerMetrics>,
 }
 
 /// Milliseconds since the Unix epoch.
@@ -65,6 +68,7 @@ impl History {
     pub fn open(
         catalog: Arc<dyn Catalog>,
         retention: Retention,
+        metrics: Arc<SchedulerMetrics>,
     ) -> Result<(Arc<Self>, impl Future<Output = ()> + Send + 'static), SchedulerError> {
         let failed = catalog.fail_unfinished_queries(RESTARTED, epoch_ms(SystemTime::now()))?;
         if failed > 0 {
@@ -73,11 +77,14 @@ impl History {
         prune(catalog.as_ref(), retention);
         let (sender, receiver) = mpsc::unbounded_channel();
         let writer = write(Arc::clone(&catalog), receiver, retention);
-        Ok((Arc::new(Self { catalog, sender }), writer))
+        Ok((Arc::new(Self { catalog, sender, metrics }), writer))
     }
 
     /// Sends `record` to be written (replacing an earlier record of the same id).
     pub fn record(&self, record: QueryRecord) {
+        if record.finished() {
+            self.metrics.ended(&record);
+        }
         // Without a writer the scheduler is stopping: the record is lost, as at a kill.
         let _ = self.sender.send(Message::Record(Box::new(record)));
     }

@@ -161,6 +161,11 @@ impl ConnectionGate {
     pub fn max(&self) -> usize {
         self.max
     }
+
+    /// Connections holding a place now.
+    pub fn open(&self) -> usize {
+        self.max.saturating_sub(self.open.available_permits())
+    }
 }
 
 /// A connection holding its place in a [`ConnectionGate`] until it closes.

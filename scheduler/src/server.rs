@@ -25,6 +25,8 @@ use crate::error::SchedulerError;
 use crate::flight_sql::FlightSqlFrontDoor;
 use crate::history::History;
 use crate::limits::{ConnectionGate, RateLimiter, StatementGate, gated};
+use crate::metrics::{Sampled, SchedulerMetrics};
+use crate::ops::Ops;
 use crate::query::{QueryRunner, cancel_abandoned};
 use crate::session::{open_lake, scheduler_session};
 
@@ -101,14 +103,24 @@ impl Scheduler {
             async move { crate::write::recover(&state, &catalog, unfinished).await }
         };
         let signer = Arc::new(TaskSigner::generate().map_err(|e| SchedulerError::Config(format!("task key: {e}")))?);
-        let queries = QueryRunner::new(Arc::clone(&cluster), Arc::clone(&channels), abandoned, Arc::clone(&signer));
+        let metrics = Arc::new(SchedulerMetrics::new());
+        let listings = ctx.state().config().get_extension::<glaux_storage::ListingCache>();
+        let queries = QueryRunner::new(
+            Arc::clone(&cluster),
+            Arc::clone(&channels),
+            abandoned,
+            Arc::clone(&signer),
+            Arc::clone(&metrics),
+        );
         let admins = match &config.users {
             Some(users) => Admins::Named(users.admins().clone()),
             None => Admins::Everyone,
         };
-        let (history, history_writer) = History::open(Arc::clone(lake.catalog()), config.history)?;
+        let (history, history_writer) =
+            History::open(Arc::clone(lake.catalog()), config.history, Arc::clone(&metrics))?;
         let default_workgroups = config.users.as_ref().map(|u| u.default_workgroups().clone()).unwrap_or_default();
         let gate = StatementGate::new(&config.limits);
+        let catalog = Arc::clone(lake.catalog());
         let engine = Arc::new(QueryEngine::new(ctx, lake, queries, gate, admins, history, default_workgroups)?);
         let postgres = match config.postgres {
             Some(addr) => Some(bind(addr).await?),
@@ -152,9 +164,18 @@ impl Scheduler {
             builder = builder.tls_config(tls.tonic()).map_err(|e| SchedulerError::Config(format!("TLS: {e}")))?;
         }
         let rates = Arc::new(RateLimiter::new(config.limits.requests_per_second));
-        let guarded = ClientGuard { inner: flight_sql, users: config.users.clone(), rates: Arc::clone(&rates) };
-        let router = builder.add_service(guarded);
+        let guarded = ClientGuard {
+            inner: flight_sql,
+            users: config.users.clone(),
+            rates: Arc::clone(&rates),
+            metrics: Arc::clone(&metrics),
+        };
+        // The standard gRPC health service on each gRPC port, unauthenticated as probes are: ""
+        // is SERVING while the process serves (readiness, with executors, is `/ready`).
+        let (_health, health) = tonic_health::server::health_reporter();
+        let router = builder.add_service(health.clone()).add_service(guarded);
         let flight_gate = ConnectionGate::new(config.limits.max_connections);
+        let mut gates = vec![("flight_sql", flight_gate.clone())];
         match cluster_listener {
             None => running.spawn(serve(router.add_service(cluster_service), listener, flight_gate, stop)),
             Some((cluster_listener, cluster_addr)) => {
@@ -167,17 +188,19 @@ impl Scheduler {
                         .tls_config(tls.server())
                         .map_err(|e| SchedulerError::Config(format!("cluster TLS: {e}")))?;
                 }
-                let cluster_router = cluster_builder.add_service(cluster_service);
+                let cluster_router = cluster_builder.add_service(health).add_service(cluster_service);
                 running.spawn(serve(cluster_router, cluster_listener, cluster_gate, stop))
             }
         };
         if let Some((listener, addr)) = postgres {
             tracing::info!(%addr, tls = postgres_tls.is_some(), "serving PostgreSQL clients");
+            let connections = ConnectionGate::new(config.limits.max_connections);
+            gates.push(("postgres", connections.clone()));
             let door = crate::postgres::PostgresDoor {
                 engine: postgres_engine,
                 users: config.users.clone(),
                 tls: postgres_tls,
-                connections: ConnectionGate::new(config.limits.max_connections),
+                connections,
                 rates,
             };
             running.spawn(crate::postgres::serve(listener, door));
@@ -187,13 +210,17 @@ impl Scheduler {
             let tls = config.tls.as_ref().map(crate::tls::TlsIdentity::http_acceptor).transpose()?;
             let door = crate::athena::AthenaDoor { executions, engine: http_engine, users: config.users.clone() };
             let gate = ConnectionGate::new(config.limits.max_connections);
-            running.spawn(crate::athena::serve(listener, door, tls, gate, shutdown.clone()));
+            gates.push(("http", gate.clone()));
+            let sampled = Sampled { cluster: Arc::clone(&cluster), gates, listings, channels: Arc::clone(&channels) };
+            let ops = Ops { metrics: Arc::clone(&metrics), sampled, catalog };
+            let router = crate::athena::router(door).merge(crate::ops::router(ops));
+            running.spawn(crate::http::serve(listener, router, tls, gate, shutdown.clone()));
         }
         running.spawn(cancel_abandoned(cancelled, Arc::clone(&channels)));
         running.spawn(background_work);
         running.spawn(history_writer);
         running.spawn(recovery);
-        running.spawn(expire_executors(Arc::clone(&cluster), channels, config.heartbeat_interval));
+        running.spawn(expire_executors(Arc::clone(&cluster), channels, config.heartbeat_interval, metrics));
         tracing::info!(%addr, tls = config.tls.is_some(), "scheduler serving Flight SQL");
         Ok(Self { addr, cluster_addr, postgres_addr, http_addr, cluster, signer, shutdown, running })
     }
@@ -275,10 +302,17 @@ async fn serve<L>(
     }
 }
 
-async fn expire_executors(cluster: Arc<ClusterState>, channels: Arc<ClusterChannels>, interval: std::time::Duration) {
+async fn expire_executors(
+    cluster: Arc<ClusterState>,
+    channels: Arc<ClusterChannels>,
+    interval: std::time::Duration,
+    metrics: Arc<SchedulerMetrics>,
+) {
     loop {
         tokio::time::sleep(interval).await;
-        for executor in cluster.expire() {
+        let expired = cluster.expire();
+        metrics.executors_lost(expired.len());
+        for executor in expired {
             channels.forget(&executor.addr);
         }
     }

@@ -46,6 +46,9 @@ pub struct ListingCache {
     generation: AtomicU64,
     entries: Mutex<Entries>,
     visibility: Arc<Visibility>,
+    /// Listings answered from the cache, and listings that went to the store (for metrics).
+    hits: AtomicU64,
+    misses: AtomicU64,
 }
 
 #[derive(Default)]
@@ -71,7 +74,13 @@ impl ListingCache {
     /// A cache keeping listings for `ttl`, in at most `max_bytes` (estimated).
     pub fn new(ttl: Duration, max_bytes: usize) -> Self {
         let visibility = Arc::default();
-        Self { ttl, max_bytes, generation: AtomicU64::new(0), entries: Mutex::default(), visibility }
+        let (hits, misses) = (AtomicU64::new(0), AtomicU64::new(0));
+        Self { ttl, max_bytes, generation: AtomicU64::new(0), entries: Mutex::default(), visibility, hits, misses }
+    }
+
+    /// Listings answered from the cache so far, and listings that were not.
+    pub fn hits_and_misses(&self) -> (u64, u64) {
+        (self.hits.load(Ordering::Relaxed), self.misses.load(Ordering::Relaxed))
     }
 
     /// The files writes keep out of the listings of stores wrapped by this cache.
@@ -100,6 +109,13 @@ impl ListingCache {
     }
 
     fn get(&self, key: &(String, String)) -> Option<Arc<Vec<ObjectMeta>>> {
+        let found = self.fresh(key);
+        let counter = if found.is_some() { &self.hits } else { &self.misses };
+        counter.fetch_add(1, Ordering::Relaxed);
+        found
+    }
+
+    fn fresh(&self, key: &(String, String)) -> Option<Arc<Vec<ObjectMeta>>> {
         let mut entries = self.lock();
         let listing = entries.listings.get(key)?;
         if listing.at.elapsed() < self.ttl {

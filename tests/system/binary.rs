@@ -10,7 +10,7 @@ use tokio::process::{Child, Command};
 
 use crate::harness::*;
 
-const GLAUX: &str = env!("CARGO_BIN_EXE_glaux");
+pub(crate) const GLAUX: &str = env!("CARGO_BIN_EXE_glaux");
 
 /// Spawns `glaux args...` and returns it with the address it printed after `marker`.
 pub(crate) async fn spawn_until(args: &[&str], envs: &[(&str, &str)], marker: &str) -> (Child, String) {
@@ -38,7 +38,7 @@ pub(crate) async fn spawn_until(args: &[&str], envs: &[(&str, &str)], marker: &s
     (child, addr)
 }
 
-async fn shell(host: &str, sql: &str) -> std::process::Output {
+pub(crate) async fn shell(host: &str, sql: &str) -> std::process::Output {
     Command::new(GLAUX).args(["shell", "--host", host, "-c", sql]).output().await.expect("run glaux shell")
 }
 

@@ -18,6 +18,7 @@ mod grants;
 mod hardening;
 mod harness;
 mod membership;
+mod operations;
 mod optimize;
 mod partitions;
 mod postgres;

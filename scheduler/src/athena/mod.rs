@@ -26,7 +26,6 @@ mod workgroups;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -34,26 +33,16 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use http::{HeaderMap, StatusCode};
-use hyper_util::rt::{TokioIo, TokioTimer};
 use serde_json::{Value, json};
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpListener;
-use tokio::task::JoinSet;
-use tokio_util::sync::CancellationToken;
-use tower::ServiceExt;
 
 pub(crate) use executions::Executions;
 
 use glaux_catalog::Catalog;
 
 use crate::error::SchedulerError;
-use crate::limits::ConnectionGate;
 
 /// Statement kinds whose one-row result is the rows they wrote (Athena's `UpdateCount`).
 const WRITES: [&str; 6] = ["insert", "create_table_as", "update", "delete", "merge", "unload"];
-
-/// How long a client may take to send a request's headers.
-const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What the HTTP door serves with.
 pub(crate) struct AthenaDoor {
@@ -62,10 +51,6 @@ pub(crate) struct AthenaDoor {
     /// With users, every request must be signed with one of their access keys.
     pub users: Option<Arc<crate::client_auth::Users>>,
 }
-
-/// The client's address, put on each request by the connection that read it.
-#[derive(Clone, Copy)]
-struct Peer(SocketAddr);
 
 /// An Athena error: its type (`InvalidRequestException`, ...), HTTP status and message.
 pub(super) struct ApiError {
@@ -112,59 +97,14 @@ fn reply(status: StatusCode, body: &Value) -> Response {
         .into_response()
 }
 
-fn router(door: Arc<AthenaDoor>) -> Router {
-    Router::new().route("/", post(handle)).with_state(door)
-}
-
-/// Serves the door on `listener` until `stop`; over TLS when `tls` is set. Connections beyond
-/// the gate's limit are closed at once.
-pub(crate) async fn serve(
-    listener: TcpListener,
-    door: AthenaDoor,
-    tls: Option<tokio_rustls::TlsAcceptor>,
-    gate: ConnectionGate,
-    stop: CancellationToken,
-) {
-    let router = router(Arc::new(door));
-    let mut connections = JoinSet::new();
-    loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            () = stop.cancelled() => return,
-        };
-        while connections.try_join_next().is_some() {}
-        let Ok((stream, peer)) = accepted else { continue };
-        let Some(permit) = gate.admit() else { continue };
-        let (router, tls) = (router.clone(), tls.clone());
-        connections.spawn(async move {
-            let _permit = permit;
-            match tls {
-                None => connection(stream, router, peer).await,
-                Some(acceptor) => {
-                    if let Ok(Ok(stream)) = tokio::time::timeout(HEADER_TIMEOUT, acceptor.accept(stream)).await {
-                        connection(stream, router, peer).await;
-                    }
-                }
-            }
-        });
-    }
-}
-
-async fn connection<I: AsyncRead + AsyncWrite + Unpin + Send + 'static>(io: I, router: Router, peer: SocketAddr) {
-    let service = hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
-        request.extensions_mut().insert(Peer(peer));
-        router.clone().oneshot(request)
-    });
-    let _ = hyper::server::conn::http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_TIMEOUT)
-        .serve_connection(TokioIo::new(io), service)
-        .await;
+/// Athena's API: `POST /`.
+pub(crate) fn router(door: AthenaDoor) -> Router {
+    Router::new().route("/", post(handle)).with_state(Arc::new(door))
 }
 
 async fn handle(
     State(door): State<Arc<AthenaDoor>>,
-    peer: Option<axum::Extension<Peer>>,
+    peer: Option<axum::Extension<crate::http::Peer>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -188,7 +128,9 @@ async fn answer(
     let auth = sigv4::authorization(headers)?;
     let user = match &door.users {
         None => None,
-        Some(users) => Some(signer(door, users, &auth, headers, body)?),
+        Some(users) => Some(signer(door, users, &auth, headers, body).inspect_err(|_| {
+            door.engine.metrics().failed_login("athena");
+        })?),
     };
     let request: Value = if body.is_empty() {
         json!({})

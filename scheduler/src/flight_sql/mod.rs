@@ -138,7 +138,11 @@ impl FlightSqlService for FlightSqlFrontDoor {
         };
         let authorization = request.metadata().get("authorization").and_then(|v| v.to_str().ok());
         let client = request.remote_addr().map(|a| a.ip());
-        let (user, token) = users.handshake(authorization, client).await?;
+        let (user, token) = users.handshake(authorization, client).await.inspect_err(|error| {
+            if *error == crate::client_auth::AuthError::Wrong {
+                self.engine.metrics().failed_login("flight_sql");
+            }
+        })?;
         tracing::debug!(%user, "client authenticated");
         let payload = token.clone().into_bytes().into();
         let mut response =

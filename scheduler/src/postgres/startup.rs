@@ -99,7 +99,10 @@ impl StartupHandler for Startup {
                     Ok(()) => {
                         client.metadata_mut().insert(USER_KEY.to_string(), user);
                     }
-                    Err(AuthError::Wrong) => return Err(PgWireError::InvalidPassword(user)),
+                    Err(AuthError::Wrong) => {
+                        self.engine.metrics().failed_login("postgres");
+                        return Err(PgWireError::InvalidPassword(user));
+                    }
                     Err(other) => return Err(user_error("28000", other.to_string())),
                 }
                 self.finish(client).await?;

@@ -26,7 +26,6 @@ use glaux_proto::{ClusterChannels, ExecutorAddr, QueryId, StageId, StageReaderEx
 
 use super::QueryResult;
 use super::guard::guarded;
-use super::launch::launch;
 use super::run::{QueryRunner, distributed_plan, physical_plan};
 use super::stats::QueryStatsHandle;
 use crate::cluster::ClusterState;
@@ -102,7 +101,7 @@ impl QueryRunner {
             return Ok(None);
         }
         let (members, guard) = self.guard(&distributed, planned.in_use);
-        if let Err(error) = launch(&self.channels, &distributed, false).await {
+        if let Err(error) = self.launch(&distributed, false).await {
             let ErrorKind::LostExecutor { executor } = error.kind() else { return Err(error) };
             self.cluster.remove(&executor);
             self.channels.forget(&executor);

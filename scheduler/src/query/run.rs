@@ -38,6 +38,7 @@ pub struct QueryRunner {
     pub(super) abandoned: mpsc::UnboundedSender<Abandoned>,
     /// The scheduler's key for task tokens.
     pub(super) signer: Arc<TaskSigner>,
+    pub(super) metrics: Arc<crate::metrics::SchedulerMetrics>,
 }
 
 impl QueryRunner {
@@ -46,8 +47,24 @@ impl QueryRunner {
         channels: Arc<ClusterChannels>,
         abandoned: mpsc::UnboundedSender<Abandoned>,
         signer: Arc<TaskSigner>,
+        metrics: Arc<crate::metrics::SchedulerMetrics>,
     ) -> Self {
-        Self { cluster, channels, abandoned, signer }
+        Self { cluster, channels, abandoned, signer, metrics }
+    }
+
+    /// The scheduler's metrics, which this counts launched tasks into.
+    pub fn metrics(&self) -> &Arc<crate::metrics::SchedulerMetrics> {
+        &self.metrics
+    }
+
+    /// Installs every task of `plan` on its executor (counted in the metrics).
+    pub(super) async fn launch(&self, plan: &DistributedPlan, analyze: bool) -> Result<(), SchedulerError> {
+        let launched = launch(&self.channels, plan, analyze).await;
+        match &launched {
+            Ok(()) => self.metrics.tasks_launched(plan.stages.iter().map(|s| s.tasks.len()).sum()),
+            Err(_) => self.metrics.task_launch_failed(),
+        }
+        launched
     }
 
     /// Runs `plan` across the cluster. If an executor turns out to be unreachable before the
@@ -180,7 +197,7 @@ impl QueryRunner {
             return Err(SchedulerError::NoExecutors { query });
         }
         let (members, guard) = self.guard(&distributed, in_use);
-        launch(&self.channels, &distributed, analyze).await?;
+        self.launch(&distributed, analyze).await?;
         tracing::debug!(%query, stages = distributed.stages.len(), ?planned, ?cut, launched = ?started.elapsed(), "query launched");
 
         let distributed = Arc::new(distributed);
