@@ -90,11 +90,7 @@ impl Membership {
                 Ok(_) => {}
                 Err(status) => tracing::warn!(scheduler = %self.scheduler, "heartbeat failed: {}", status.message()),
             }
-            if !answered {
-                self.registered.store(false, std::sync::atomic::Ordering::Relaxed);
-            } else if !self.registered.load(std::sync::atomic::Ordering::Relaxed) {
-                self.registered.store(true, std::sync::atomic::Ordering::Relaxed);
-            }
+            self.registered.store(answered, std::sync::atomic::Ordering::Relaxed);
         }
     }
 }

@@ -464,7 +464,12 @@ fn md5(args: &[ArrayRef], rows: usize, return_type: &DataType) -> Result<ArrayRe
             ];
             delegate_values(&datafusion::functions::crypto::digest(), arguments, rows, return_type)
         }
-        DataType::Utf8 => delegate(&datafusion::functions::crypto::md5(), args, rows, return_type),
+        // DataFusion's md5 answers in its own string type (Utf8View in 55), not necessarily ours.
+        DataType::Utf8 => {
+            let md5 = datafusion::functions::crypto::md5();
+            let native = md5.return_type(&[DataType::Utf8])?;
+            Ok(arrow::compute::cast(&delegate(&md5, args, rows, &native)?, return_type)?)
+        }
         other => no_form("md5", std::slice::from_ref(other), "(varbinary)"),
     }
 }
