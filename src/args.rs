@@ -319,6 +319,10 @@ pub(crate) struct SchedulerArgs {
     /// 127.0.0.1:50052 with TLS, since executors do not speak TLS to the scheduler.
     #[arg(long)]
     pub(crate) cluster_addr: Option<SocketAddr>,
+    /// On SIGTERM, how long to wait for running work (statements on a scheduler, tasks on an
+    /// executor) before stopping anyway, in seconds. Ctrl-C stops at once.
+    #[arg(long, default_value_t = 60)]
+    pub(crate) drain_timeout: u64,
     #[command(flatten)]
     pub(crate) storage: StorageArgs,
     #[command(flatten)]
@@ -349,6 +353,10 @@ pub(crate) struct ExecutorArgs {
     /// Memory for running tasks, in MiB.
     #[arg(long, default_value_t = 2048)]
     pub(crate) memory_mib: usize,
+    /// On SIGTERM, how long to wait for running work (statements on a scheduler, tasks on an
+    /// executor) before stopping anyway, in seconds. Ctrl-C stops at once.
+    #[arg(long, default_value_t = 60)]
+    pub(crate) drain_timeout: u64,
     #[command(flatten)]
     pub(crate) storage: StorageArgs,
     #[command(flatten)]

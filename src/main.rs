@@ -6,11 +6,14 @@ mod config_file;
 mod demo;
 mod probe;
 mod standalone;
+mod stop;
 
 use args::{AccessKeyAction, Cli, Command, ConfigAction, LogFormat, history_file, table_name_for};
 use standalone::start_standalone;
+use stop::Stop;
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use anyhow::bail;
 use clap::Parser;
@@ -29,15 +32,6 @@ fn init_logging(default: &str, format: LogFormat) {
         LogFormat::Text => lines.init(),
         LogFormat::Json => lines.json().init(),
     }
-}
-
-/// Runs until Ctrl-C or until `stopped` completes (the server failed).
-async fn until_ctrl_c(stopped: impl std::future::Future<Output = ()>) -> anyhow::Result<bool> {
-    tokio::select! {
-        result = tokio::signal::ctrl_c() => result?,
-        () = stopped => {}
-    }
-    Ok(true)
 }
 
 async fn run(cli: Cli) -> anyhow::Result<bool> {
@@ -92,7 +86,19 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                 println!("Glaux scheduler: executors join on {}.", scheduler.cluster_addr());
             }
             println!("Glaux scheduler: Flight SQL on {} ({}). Ctrl-C stops.", scheduler.addr(), args.doors.describe());
-            until_ctrl_c(scheduler.stopped()).await
+            if let Stop::Terminate = stop::until_stop(scheduler.stopped()).await? {
+                let timeout = Duration::from_secs(args.drain_timeout);
+                match stop::unless_forced(scheduler.drain(timeout)).await? {
+                    Some(drained) => tracing::info!(
+                        running = drained.running,
+                        cancelled = drained.cancelled,
+                        "stopped after the running statements"
+                    ),
+                    None => tracing::warn!("stopped at once: a second signal came while draining"),
+                }
+            }
+            scheduler.shutdown();
+            Ok(true)
         }
         Command::Executor(args) => {
             init_logging("info");
@@ -120,7 +126,15 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             if let Some(addr) = executor.http_addr() {
                 println!("Metrics and probes: http://{addr}/metrics, /health, /ready");
             }
-            until_ctrl_c(executor.stopped()).await
+            if let Stop::Terminate = stop::until_stop(executor.stopped()).await? {
+                match stop::unless_forced(executor.drain(Duration::from_secs(args.drain_timeout))).await? {
+                    Some(0) => tracing::info!("left the cluster after its tasks ended"),
+                    Some(left) => tracing::warn!(tasks = left, "left the cluster at the drain timeout"),
+                    None => tracing::warn!("stopped at once: a second signal came while draining"),
+                }
+            }
+            executor.shutdown();
+            Ok(true)
         }
         Command::Shell(args) => {
             init_logging("warn");

@@ -205,8 +205,8 @@ impl Catalog for SqliteCatalog {
         crate::sqlite_history::read(&self.lock(), filter)
     }
 
-    fn fail_unfinished_queries(&self, reason: &str, now_ms: i64) -> Result<usize> {
-        crate::sqlite_history::fail_unfinished(&self.lock(), reason, now_ms)
+    fn end_unfinished_queries(&self, state: &str, reason: &str, now_ms: i64) -> Result<usize> {
+        crate::sqlite_history::end_unfinished(&self.lock(), state, reason, now_ms)
     }
 
     fn prune_queries(&self, before_ms: i64, keep: usize) -> Result<usize> {

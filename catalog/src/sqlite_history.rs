@@ -203,11 +203,11 @@ pub(crate) fn read(connection: &Connection, filter: &QueryFilter) -> Result<Vec<
 
 /// Marks every unfinished record failed with `reason` (at a start: what ran when the scheduler
 /// stopped did not finish); how many.
-pub(crate) fn fail_unfinished(connection: &Connection, reason: &str, now_ms: i64) -> Result<usize> {
+pub(crate) fn end_unfinished(connection: &Connection, state: &str, reason: &str, now_ms: i64) -> Result<usize> {
     connection
         .execute(
             "UPDATE queries SET state = ?1, reason = ?2, ended_ms = ?3 WHERE state IN (?4, ?5)",
-            params![FAILED, reason, now_ms, QUEUED, RUNNING],
+            params![state, reason, now_ms, QUEUED, RUNNING],
         )
         .map_err(sql_error)
 }
@@ -264,7 +264,7 @@ mod tests {
         let next = QueryFilter { before: Some((4, "q4".into())), ..ann };
         assert_eq!(read(&connection, &next).unwrap()[0].id, "q2");
 
-        assert_eq!(fail_unfinished(&connection, "scheduler restarted", 99).unwrap(), 1);
+        assert_eq!(end_unfinished(&connection, FAILED, "scheduler restarted", 99).unwrap(), 1);
         let q4 = read(&connection, &QueryFilter { id: Some("q4".into()), limit: 1, ..Default::default() }).unwrap();
         assert_eq!(
             (q4[0].state.as_str(), q4[0].reason.as_deref(), q4[0].ended_ms),

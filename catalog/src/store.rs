@@ -93,8 +93,8 @@ pub trait Catalog: Debug + Send + Sync {
     fn record_queries(&self, records: &[QueryRecord]) -> Result<()>;
     /// History records, newest first.
     fn queries(&self, filter: &QueryFilter) -> Result<Vec<QueryRecord>>;
-    /// Marks every unfinished record failed with `reason`; how many.
-    fn fail_unfinished_queries(&self, reason: &str, now_ms: i64) -> Result<usize>;
+    /// Ends every unfinished (queued or running) record in `state` with `reason`; how many.
+    fn end_unfinished_queries(&self, state: &str, reason: &str, now_ms: i64) -> Result<usize>;
     /// Deletes finished records submitted before `before_ms` and the oldest beyond `keep`.
     fn prune_queries(&self, before_ms: i64, keep: usize) -> Result<usize>;
 

@@ -38,6 +38,7 @@ pub(crate) struct Sources {
     pub channels: Arc<ClusterChannels>,
     /// Set once the scheduler accepted its registration.
     pub registered: Arc<AtomicBool>,
+    pub drain: Arc<crate::registration::DrainState>,
 }
 
 /// How a counter or a gauge is read from the sources.
@@ -74,13 +75,16 @@ impl Metrics {
                 s.channels.bytes_received()
             }),
         ];
-        let sampled: [(&str, &str, ReadLevel); 8] = [
+        let sampled: [(&str, &str, ReadLevel); 9] = [
             ("tasks_installed", "Tasks installed and not yet ended", |s| s.tasks.len() as i64),
             ("task_slots", "Task output partitions that may run at once", |s| s.task_slots as i64),
             ("memory_reserved_bytes", "Bytes of the memory pool running tasks hold", |s| s.memory.reserved() as i64),
             ("memory_limit_bytes", "The memory pool's limit", |s| s.memory_limit as i64),
             ("spill_files_bytes", "Bytes in spill files now", |s| s.runtime.disk_manager.used_disk_space() as i64),
             ("registered", "1 once registered with the scheduler", |s| i64::from(s.registered.load(Ordering::Relaxed))),
+            ("draining", "1 once stopping (SIGTERM): no new query is planned here", |s| {
+                i64::from(s.drain.is_draining())
+            }),
             ("file_metadata_cache_entries", "Parquet footers and page indexes kept", |s| {
                 s.runtime.cache_manager.get_file_metadata_cache().len() as i64
             }),
@@ -139,7 +143,9 @@ async fn metrics(State(served): State<Arc<Served>>) -> Response {
 }
 
 async fn ready(State(served): State<Arc<Served>>) -> Response {
-    if served.sources.registered.load(Ordering::Relaxed) {
+    if served.sources.drain.is_draining() {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready: draining\n").into_response()
+    } else if served.sources.registered.load(Ordering::Relaxed) {
         "ready\n".into_response()
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "not ready: not registered with the scheduler\n").into_response()

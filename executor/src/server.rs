@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -28,7 +28,7 @@ use crate::control_service::ControlService;
 use crate::error::ExecutorError;
 use crate::flight_service::{ExecutorFlight, open_output};
 use crate::metrics::Sources;
-use crate::registration::Membership;
+use crate::registration::{DrainState, Membership};
 use crate::session::{ExecutorMemory, executor_session};
 use crate::task_key::TokenKey;
 use crate::task_table::TaskTable;
@@ -40,9 +40,21 @@ pub struct Executor {
     http_addr: Option<SocketAddr>,
     tasks: Arc<TaskTable>,
     memory: Arc<ExecutorMemory>,
+    membership: Leaving,
     shutdown: CancellationToken,
     running: JoinSet<()>,
 }
+
+/// What a draining executor needs to wait for its turn to leave, and to leave.
+struct Leaving {
+    drain: Arc<DrainState>,
+    registered: Arc<AtomicBool>,
+    channels: Arc<ClusterChannels>,
+    scheduler: String,
+}
+
+/// How often a draining executor looks whether it may leave.
+const DRAIN_POLL: Duration = Duration::from_millis(50);
 
 impl Executor {
     pub async fn start(config: ExecutorConfig) -> Result<Self, ExecutorError> {
@@ -62,6 +74,7 @@ impl Executor {
         let (session, memory) = executor_session(&config, Arc::clone(&channels), local)?;
         let runtime = session.runtime_env();
         let registered = Arc::new(AtomicBool::new(false));
+        let drain = Arc::new(DrainState::default());
         let task_key = TokenKey::default();
         let flight = ExecutorFlight { tasks: Arc::clone(&tasks), task_key: task_key.clone() };
         let flight = FlightServiceServer::new(flight)
@@ -116,6 +129,7 @@ impl Executor {
                     runtime,
                     channels: Arc::clone(&channels),
                     registered: Arc::clone(&registered),
+                    drain: Arc::clone(&drain),
                 };
                 let router =
                     crate::metrics::router(sources).map_err(|e| ExecutorError::Config(format!("metrics: {e}")))?;
@@ -127,9 +141,16 @@ impl Executor {
                 Some(addr)
             }
         };
+        let scheduler = strip_scheme(&config.scheduler).to_string();
+        let leaving = Leaving {
+            drain: Arc::clone(&drain),
+            registered: Arc::clone(&registered),
+            channels: Arc::clone(&channels),
+            scheduler: scheduler.clone(),
+        };
         let membership = Membership {
             channels,
-            scheduler: strip_scheme(&config.scheduler).to_string(),
+            scheduler,
             registration: ExecutorRegistration {
                 executor_id: config.id.to_string(),
                 endpoint: endpoint.to_string(),
@@ -139,10 +160,11 @@ impl Executor {
             tasks: Arc::clone(&tasks),
             task_key,
             registered,
+            drain,
         };
         running.spawn(membership.run(shutdown.clone()));
         tracing::info!(executor = %config.id, %endpoint, slots = config.task_slots, "executor serving");
-        Ok(Self { id: config.id, endpoint, http_addr, tasks, memory, shutdown, running })
+        Ok(Self { id: config.id, endpoint, http_addr, tasks, memory, membership: leaving, shutdown, running })
     }
 
     pub fn id(&self) -> &ExecutorId {
@@ -176,6 +198,31 @@ impl Executor {
 
     pub fn shutdown(&self) {
         self.shutdown.cancel();
+    }
+
+    /// A graceful stop's first part (SIGTERM): the scheduler is told to plan no new query here;
+    /// once it has placed the queries it was planning, and every task installed here has ended
+    /// (its query ended), or at `timeout`, the executor leaves the cluster. Returns the tasks
+    /// still installed when it left (0 unless the timeout cut them off). It still serves until
+    /// [`Self::shutdown`].
+    pub async fn drain(&self, timeout: Duration) -> usize {
+        let leaving = &self.membership;
+        leaving.drain.begin();
+        tracing::info!(tasks = self.tasks.len(), ?timeout, "draining: no new query is planned here");
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let placed = leaving.drain.placements_done() || !leaving.registered.load(Ordering::Relaxed);
+            if placed && self.tasks.is_empty() {
+                break;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!(tasks = self.tasks.len(), "drain timeout: leaving with tasks still installed");
+                break;
+            }
+            tokio::time::sleep(DRAIN_POLL).await;
+        }
+        Membership::leave(&leaving.channels, &leaving.scheduler, self.id.as_str()).await;
+        self.tasks.len()
     }
 
     /// Waits until the executor stops (after [`Executor::shutdown`], or if its server fails).

@@ -203,6 +203,10 @@ impl TaskTable {
     pub fn len(&self) -> usize {
         self.lock().len()
     }
+
+    pub fn is_empty(&self) -> bool {
+        self.lock().is_empty()
+    }
 }
 
 #[cfg(test)]

@@ -121,6 +121,6 @@ impl Drop for AuditOnDrop {
             None => ("abandoned", None),
         };
         self.audited.line(outcome, error, self.started, stats.rows, stats.scan.bytes_scanned);
-        self.tracked.end(ended.map(|ended| ended.map_err(|(_, message)| message)), Some(&stats));
+        self.tracked.end(ended, Some(&stats));
     }
 }

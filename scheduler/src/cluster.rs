@@ -22,6 +22,10 @@ pub struct ExecutorInfo {
 struct Member {
     info: ExecutorInfo,
     last_seen: Instant,
+    /// It is stopping: no new query is planned on it.
+    draining: bool,
+    /// Placements (queries being planned and launched) that include it.
+    pending: u32,
 }
 
 /// Alive executors, ordered by id so that planning is deterministic.
@@ -49,7 +53,8 @@ impl ClusterState {
         let count = {
             let mut members = self.lock();
             tracing::info!(executor = %info.id, addr = %info.addr, slots = info.task_slots, "executor joined");
-            members.insert(info.id.clone(), Member { info, last_seen: Instant::now() });
+            let member = Member { info, last_seen: Instant::now(), draining: false, pending: 0 };
+            members.insert(member.info.id.clone(), member);
             members.len()
         };
         self.publish(count);
@@ -57,12 +62,32 @@ impl ClusterState {
 
     /// Returns false if the executor is unknown (it must register again).
     pub fn heartbeat(&self, id: &ExecutorId) -> bool {
-        match self.lock().get_mut(id) {
-            Some(member) => {
-                member.last_seen = Instant::now();
-                true
-            }
-            None => false,
+        self.beat(id, false).is_some()
+    }
+
+    /// A heartbeat, `draining` or not: the placements that may still put tasks on the executor,
+    /// or `None` if it is unknown (it must register again). Draining is for good: the executor
+    /// registers anew (as a new process) to take tasks again.
+    pub fn beat(&self, id: &ExecutorId, draining: bool) -> Option<u32> {
+        let mut members = self.lock();
+        let member = members.get_mut(id)?;
+        member.last_seen = Instant::now();
+        if draining && !member.draining {
+            member.draining = true;
+            tracing::info!(executor = %member.info.id, addr = %member.info.addr, "executor draining: no new query is planned on it");
+        }
+        Some(member.pending)
+    }
+
+    /// The executor left the cluster on its own (after draining).
+    pub fn leave(&self, id: &ExecutorId) {
+        let (left, count) = {
+            let mut members = self.lock();
+            (members.remove(id), members.len())
+        };
+        if let Some(member) = left {
+            tracing::info!(executor = %member.info.id, addr = %member.info.addr, "executor left the cluster");
+            self.publish(count);
         }
     }
 
@@ -103,8 +128,35 @@ impl ClusterState {
         removed
     }
 
+    /// Every member, draining or not (what a running query may still read from).
     pub fn alive(&self) -> Vec<ExecutorInfo> {
         self.lock().values().map(|m| m.info.clone()).collect()
+    }
+
+    /// Members that take new work (not draining).
+    pub fn schedulable(&self) -> Vec<ExecutorInfo> {
+        self.lock().values().filter(|m| !m.draining).map(|m| m.info.clone()).collect()
+    }
+
+    /// Members draining now.
+    pub fn draining(&self) -> usize {
+        self.lock().values().filter(|m| m.draining).count()
+    }
+
+    /// The members that take new work, held for a query until its tasks are installed (drop the
+    /// placement then): a draining executor does not leave while a placement made before it
+    /// drained may still put tasks on it.
+    pub fn place(self: &Arc<Self>) -> Placement {
+        let mut members = self.lock();
+        let executors: Vec<ExecutorInfo> = members
+            .values_mut()
+            .filter(|m| !m.draining)
+            .map(|m| {
+                m.pending += 1;
+                m.info.clone()
+            })
+            .collect();
+        Placement { cluster: Arc::clone(self), executors }
     }
 
     /// Waits until at least `n` executors are alive.
@@ -112,6 +164,23 @@ impl ClusterState {
         let mut alive = self.alive.subscribe();
         // The sender lives as long as `self`, so this cannot fail while we borrow it.
         let _ = alive.wait_for(|count| *count >= n).await;
+    }
+}
+
+/// Executors chosen for one query's tasks (see [`ClusterState::place`]).
+pub struct Placement {
+    cluster: Arc<ClusterState>,
+    pub executors: Vec<ExecutorInfo>,
+}
+
+impl Drop for Placement {
+    fn drop(&mut self) {
+        let mut members = self.cluster.lock();
+        for info in &self.executors {
+            if let Some(member) = members.get_mut(&info.id) {
+                member.pending = member.pending.saturating_sub(1);
+            }
+        }
     }
 }
 
@@ -152,9 +221,14 @@ impl SchedulerCluster for ClusterService {
     }
 
     async fn heartbeat(&self, request: Request<HeartbeatRequest>) -> Result<Response<HeartbeatResponse>, Status> {
-        let id = ExecutorId::from(request.into_inner().executor_id);
-        let known = self.state.heartbeat(&id);
-        Ok(Response::new(HeartbeatResponse { reregister: !known }))
+        let request = request.into_inner();
+        let id = ExecutorId::from(request.executor_id);
+        if request.leaving {
+            self.state.leave(&id);
+            return Ok(Response::new(HeartbeatResponse { reregister: false, pending_placements: 0 }));
+        }
+        let pending = self.state.beat(&id, request.draining);
+        Ok(Response::new(HeartbeatResponse { reregister: pending.is_none(), pending_placements: pending.unwrap_or(0) }))
     }
 }
 
@@ -173,5 +247,34 @@ mod tests {
         assert_eq!(state.expire().len(), 1);
         assert!(state.alive().is_empty());
         assert!(!state.heartbeat(&id));
+    }
+
+    #[test]
+    fn a_draining_executor_takes_no_new_placement_and_counts_the_earlier_ones() {
+        let state = Arc::new(ClusterState::new(Duration::from_secs(60)));
+        let (a, b) = (ExecutorId::from("a".to_string()), ExecutorId::from("b".to_string()));
+        state.register(ExecutorInfo {
+            id: a.clone(),
+            addr: ExecutorAddr::parse("127.0.0.1:1").unwrap(),
+            task_slots: 1,
+        });
+        state.register(ExecutorInfo {
+            id: b.clone(),
+            addr: ExecutorAddr::parse("127.0.0.1:2").unwrap(),
+            task_slots: 1,
+        });
+        let before = state.place();
+        assert_eq!(before.executors.len(), 2);
+        assert_eq!(state.beat(&a, true), Some(1), "the placement made before it drained");
+        let after = state.place();
+        assert_eq!(after.executors.iter().map(|e| &e.id).collect::<Vec<_>>(), vec![&b]);
+        assert_eq!(state.schedulable().len(), 1);
+        assert_eq!(state.alive().len(), 2, "a draining executor still serves running queries");
+        drop(before);
+        assert_eq!(state.beat(&a, false), Some(0), "draining is for good; nothing pending");
+        assert_eq!(state.schedulable().len(), 1);
+        state.leave(&a);
+        assert_eq!(state.alive().len(), 1);
+        assert_eq!(state.beat(&a, true), None, "a member that left registers anew");
     }
 }

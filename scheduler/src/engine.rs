@@ -303,11 +303,13 @@ impl QueryEngine {
         let tracked = Tracked::new(&self.history, planned.record.clone());
         let refused = |error: &SchedulerError| {
             audited.refused(error.kind(), started);
-            tracked.end(Some(Err(error.to_string())), None);
+            tracked.failed(error);
         };
         let workgroup = self.workgroups.resolve(&planned.session.workgroup).inspect_err(refused)?;
         let permit = self.enter(&planned).inspect_err(refused)?;
-        let place = self.workgroups.admit(&workgroup, || tracked.queued()).await;
+        let stopping = self.statements.stopping();
+        let place = stopping.bound(async { Ok(self.workgroups.admit(&workgroup, || tracked.queued()).await) }).await;
+        let place = place.inspect_err(refused)?;
         tracked.running(started.elapsed());
         progress.admit();
         let limits = Limits::of(&workgroup);
@@ -325,11 +327,11 @@ impl QueryEngine {
             ChangeMark { changes: Arc::clone(&self.changes), objects }
         });
         let span = tracing::info_span!("statement", query_id = %planned.id());
-        let result = limits
-            .within(contained("while running", async {
+        let result = stopping
+            .bound(limits.within(contained("while running", async {
                 let ctx = self.context(&planned.session, Arc::clone(&planned.access));
                 planned.statement.family().run(&ctx, planned.id(), progress).await
-            }))
+            })))
             .instrument(span)
             .await;
         if changes {
@@ -340,6 +342,7 @@ impl QueryEngine {
         // PostgreSQL's describe); the rows carry exactly that schema.
         result.batches = conformed(result.batches, &result.schema, &announced);
         result.batches = limits.enforce(result.batches, progress.clone(), result.stats.clone());
+        result.batches = stopping.bound_stream(result.batches);
         result.schema = announced;
         Ok(held(result, audited, started, (permit, place, mark), tracked))
     }
@@ -370,7 +373,9 @@ impl QueryEngine {
         let Some(launched) = launched.inspect_err(refused)? else { return Ok(None) };
         let tracked = Tracked::new(&self.history, planned.record.clone());
         tracked.running(started.elapsed());
-        Ok(Some(AtExecutors { result: held(launched.result, audited, started, permit, tracked), ..launched }))
+        let mut result = launched.result;
+        result.batches = self.statements.stopping().bound_stream(result.batches);
+        Ok(Some(AtExecutors { result: held(result, audited, started, permit, tracked), ..launched }))
     }
 
     /// Empties the scheduler's listing cache, if it has one.
@@ -407,11 +412,11 @@ impl QueryEngine {
             let ctx = self.context(session, self.access(session)?);
             let limits = Limits::of(&workgroup);
             limits.within(contained("while ingesting", crate::statement::ingest(&ctx, target, rows, id))).await
-        }
-        .await;
+        };
+        let result = self.statements.stopping().bound(result).await;
         self.forget_listings();
         let stats = result.as_ref().ok().map(|&rows| glaux_proto::QueryStats { rows, ..Default::default() });
-        tracked.end(Some(result.as_ref().map(|_| ()).map_err(ToString::to_string)), stats.as_ref());
+        tracked.end(Some(result.as_ref().map(|_| ()).map_err(|e| (e.kind(), e.to_string()))), stats.as_ref());
         result
     }
 

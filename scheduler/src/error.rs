@@ -40,6 +40,8 @@ pub enum ErrorKind {
     },
     /// The query needs executors and none is alive.
     NoExecutors,
+    /// The scheduler is stopping: it starts no new statement (try again, or another scheduler).
+    ShuttingDown,
     Cancelled,
     /// The query did not fit in memory.
     ResourceLimit,
@@ -61,7 +63,7 @@ impl ErrorKind {
             Self::AlreadyExists => Code::AlreadyExists,
             Self::Unsupported => Code::Unimplemented,
             Self::PermissionDenied => Code::PermissionDenied,
-            Self::NoExecutors => Code::Unavailable,
+            Self::NoExecutors | Self::ShuttingDown => Code::Unavailable,
             Self::Cancelled => Code::Cancelled,
             Self::ResourceLimit | Self::Limit => Code::ResourceExhausted,
             Self::Catalog | Self::Execution | Self::LostExecutor { .. } | Self::Internal => Code::Internal,
@@ -84,6 +86,7 @@ impl ErrorKind {
             Self::ResourceLimit => "53200",                              // out_of_memory
             Self::Limit => "53400",                                      // configuration_limit_exceeded
             Self::NoExecutors => "57P03",                                // cannot_connect_now
+            Self::ShuttingDown => "57P01",                               // admin_shutdown
             Self::LostExecutor { .. } => "58000",                        // system_error (outside the database proper)
             Self::MalformedRequest => "08P01",                           // protocol_violation
             Self::Catalog | Self::Execution | Self::Internal => "XX000", // internal_error

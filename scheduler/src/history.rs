@@ -18,7 +18,7 @@ use glaux_catalog::history::{CANCELLED, FAILED, QUEUED, QueryFilter, QueryRecord
 use glaux_proto::QueryStats;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::error::SchedulerError;
+use crate::error::{ErrorKind, SchedulerError};
 use crate::metrics::SchedulerMetrics;
 
 /// How often old records are pruned.
@@ -70,7 +70,7 @@ impl History {
         retention: Retention,
         metrics: Arc<SchedulerMetrics>,
     ) -> Result<(Arc<Self>, impl Future<Output = ()> + Send + 'static), SchedulerError> {
-        let failed = catalog.fail_unfinished_queries(RESTARTED, epoch_ms(SystemTime::now()))?;
+        let failed = catalog.end_unfinished_queries(FAILED, RESTARTED, epoch_ms(SystemTime::now()))?;
         if failed > 0 {
             tracing::warn!(statements = failed, "statements running when the scheduler stopped are marked failed");
         }
@@ -89,12 +89,27 @@ impl History {
         let _ = self.sender.send(Message::Record(Box::new(record)));
     }
 
-    /// Records matching `filter`, newest first, including every one sent before this call.
-    pub async fn read(&self, filter: QueryFilter) -> Result<Vec<QueryRecord>, SchedulerError> {
+    /// Waits until every record sent before this call is written.
+    pub async fn flush(&self) {
         let (done, written) = oneshot::channel();
         if self.sender.send(Message::Flush(done)).is_ok() {
             let _ = written.await;
         }
+    }
+
+    /// Marks the records of statements still unfinished CANCELLED with `reason` (the scheduler
+    /// stops without waiting for them); how many.
+    pub async fn cancel_unfinished(&self, reason: &str) -> Result<usize, SchedulerError> {
+        self.flush().await;
+        let (catalog, reason) = (Arc::clone(&self.catalog), reason.to_string());
+        let now = epoch_ms(SystemTime::now());
+        let ended = tokio::task::spawn_blocking(move || catalog.end_unfinished_queries(CANCELLED, &reason, now));
+        Ok(ended.await.map_err(|e| SchedulerError::Config(format!("ending the query history: {e}")))??)
+    }
+
+    /// Records matching `filter`, newest first, including every one sent before this call.
+    pub async fn read(&self, filter: QueryFilter) -> Result<Vec<QueryRecord>, SchedulerError> {
+        self.flush().await;
         let catalog = Arc::clone(&self.catalog);
         let read = tokio::task::spawn_blocking(move || catalog.queries(&filter));
         Ok(read.await.map_err(|e| SchedulerError::Config(format!("reading the query history: {e}")))??)
@@ -190,16 +205,18 @@ impl Tracked {
         self.history.record(record.clone());
     }
 
-    /// The statement ended: succeeded (`Ok`), failed with a reason, or was abandoned (`None`:
-    /// cancelled, or its client went away). Only the first end counts.
-    pub fn end(&self, outcome: Option<Result<(), String>>, stats: Option<&QueryStats>) {
+    /// The statement ended: succeeded (`Ok`), failed with a reason (`Err`; a cancellation's error
+    /// is recorded as CANCELLED), or was abandoned (`None`: cancelled, or its client went away).
+    /// Only the first end counts.
+    pub fn end(&self, outcome: Option<Result<(), (ErrorKind, String)>>, stats: Option<&QueryStats>) {
         let mut record = self.record();
         if record.finished() {
             return;
         }
         let (state, reason) = match outcome {
             Some(Ok(())) => (SUCCEEDED, None),
-            Some(Err(reason)) => (FAILED, Some(reason)),
+            Some(Err((ErrorKind::Cancelled, reason))) => (CANCELLED, Some(reason)),
+            Some(Err((_, reason))) => (FAILED, Some(reason)),
             None => (CANCELLED, Some(ABANDONED.to_string())),
         };
         record.state = state.into();
@@ -213,6 +230,11 @@ impl Tracked {
             record.tasks_rerun = stats.tasks_rerun;
         }
         self.history.record(record.clone());
+    }
+
+    /// The statement failed (or was cancelled) with `error`.
+    pub fn failed(&self, error: &SchedulerError) {
+        self.end(Some(Err((error.kind(), error.to_string()))), None);
     }
 }
 

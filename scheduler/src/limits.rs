@@ -15,6 +15,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic::transport::server::Connected;
 
 use crate::error::{ErrorKind, SchedulerError};
+use crate::stopping::Stopping;
 
 /// The limits of a scheduler's doors (`SchedulerConfig::limits`).
 #[derive(Clone, Debug, PartialEq)]
@@ -86,6 +87,8 @@ pub struct StatementGate {
     all: Arc<Semaphore>,
     total: usize,
     running: Arc<Mutex<HashMap<String, usize>>>,
+    /// Once closing, no statement enters.
+    stopping: Stopping,
 }
 
 /// A running statement's place; dropping it (when the statement's result is dropped) frees it.
@@ -115,12 +118,26 @@ impl StatementGate {
             all: Arc::new(Semaphore::new(limits.statements.max(1))),
             total: limits.statements.max(1),
             running: Arc::default(),
+            stopping: Stopping::default(),
         }
+    }
+
+    /// The scheduler's stop, which this gate obeys.
+    pub fn stopping(&self) -> &Stopping {
+        &self.stopping
+    }
+
+    /// Statements holding a place now (running, or queued in their workgroup).
+    pub fn running(&self) -> usize {
+        self.total.saturating_sub(self.all.available_permits())
     }
 
     /// A place for one more statement of `user` (`None`: the implicit user of a scheduler without
     /// users), or the limit it would pass.
     pub fn enter(&self, user: Option<&str>) -> Result<StatementPermit, SchedulerError> {
+        if self.stopping.is_closing() {
+            return Err(Stopping::refusal());
+        }
         let user = user.unwrap_or_default().to_string();
         let all = Arc::clone(&self.all).try_acquire_owned().map_err(|_| {
             SchedulerError::refused(

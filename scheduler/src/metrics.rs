@@ -41,6 +41,7 @@ pub struct SchedulerMetrics {
     executors_lost: IntCounter,
     failed_logins: IntCounterVec,
     executors: IntGauge,
+    executors_draining: IntGauge,
     task_slots: IntGauge,
     connections: IntGaugeVec,
     listing_hits: IntCounter,
@@ -134,6 +135,7 @@ impl SchedulerMetrics {
                 &["door"],
             ),
             executors: gauge(&r, "executors", "Executors alive"),
+            executors_draining: gauge(&r, "executors_draining", "Executors alive that take no new query (stopping)"),
             task_slots: gauge(&r, "executor_task_slots", "Task slots of the executors alive"),
             connections: {
                 let metric =
@@ -207,6 +209,7 @@ impl SchedulerMetrics {
     pub(crate) fn render(&self, sampled: &Sampled) -> String {
         let alive = sampled.cluster.alive();
         self.executors.set(alive.len() as i64);
+        self.executors_draining.set(sampled.cluster.draining() as i64);
         self.task_slots.set(alive.iter().map(|e| i64::from(e.task_slots)).sum());
         for (door, gate) in &sampled.gates {
             self.connections.with_label_values(&[*door]).set(gate.open() as i64);

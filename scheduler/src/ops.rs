@@ -22,6 +22,8 @@ pub(crate) struct Ops {
     pub metrics: Arc<SchedulerMetrics>,
     pub sampled: Sampled,
     pub catalog: Arc<dyn Catalog>,
+    /// The scheduler's stop: a stopping scheduler is not ready.
+    pub closing: crate::stopping::Stopping,
 }
 
 pub(crate) fn router(ops: Ops) -> Router {
@@ -47,9 +49,12 @@ async fn ready(State(ops): State<Arc<Ops>>) -> Response {
         Ok(Err(_)) => return not_ready("the catalog does not answer".into()),
         Err(_) => return not_ready(format!("the catalog did not answer within {} s", CATALOG_PROBE.as_secs())),
     }
-    let executors = ops.sampled.cluster.alive().len();
+    if ops.closing.is_closing() {
+        return not_ready("the scheduler is stopping".into());
+    }
+    let executors = ops.sampled.cluster.schedulable().len();
     if executors == 0 {
-        return not_ready("no executor has joined".into());
+        return not_ready("no executor has joined (or every one is draining)".into());
     }
     format!("ready: {executors} executor(s)\n").into_response()
 }

@@ -38,6 +38,7 @@ pub struct Scheduler {
     http_addr: Option<SocketAddr>,
     cluster: Arc<ClusterState>,
     signer: Arc<TaskSigner>,
+    engine: Arc<QueryEngine>,
     shutdown: CancellationToken,
     running: JoinSet<()>,
 }
@@ -120,8 +121,10 @@ impl Scheduler {
             History::open(Arc::clone(lake.catalog()), config.history, Arc::clone(&metrics))?;
         let default_workgroups = config.users.as_ref().map(|u| u.default_workgroups().clone()).unwrap_or_default();
         let gate = StatementGate::new(&config.limits);
+        let stopping = gate.stopping().clone();
         let catalog = Arc::clone(lake.catalog());
         let engine = Arc::new(QueryEngine::new(ctx, lake, queries, gate, admins, history, default_workgroups)?);
+        let drain_engine = Arc::clone(&engine);
         let postgres = match config.postgres {
             Some(addr) => Some(bind(addr).await?),
             None => None,
@@ -212,7 +215,7 @@ impl Scheduler {
             let gate = ConnectionGate::new(config.limits.max_connections);
             gates.push(("http", gate.clone()));
             let sampled = Sampled { cluster: Arc::clone(&cluster), gates, listings, channels: Arc::clone(&channels) };
-            let ops = Ops { metrics: Arc::clone(&metrics), sampled, catalog };
+            let ops = Ops { metrics: Arc::clone(&metrics), sampled, catalog, closing: stopping };
             let router = crate::athena::router(door).merge(crate::ops::router(ops));
             running.spawn(crate::http::serve(listener, router, tls, gate, shutdown.clone()));
         }
@@ -222,7 +225,17 @@ impl Scheduler {
         running.spawn(recovery);
         running.spawn(expire_executors(Arc::clone(&cluster), channels, config.heartbeat_interval, metrics));
         tracing::info!(%addr, tls = config.tls.is_some(), "scheduler serving Flight SQL");
-        Ok(Self { addr, cluster_addr, postgres_addr, http_addr, cluster, signer, shutdown, running })
+        Ok(Self {
+            addr,
+            cluster_addr,
+            postgres_addr,
+            http_addr,
+            cluster,
+            signer,
+            engine: drain_engine,
+            shutdown,
+            running,
+        })
     }
 
     /// Where executors join: the Flight SQL port, or with TLS a port of their own.
@@ -256,6 +269,13 @@ impl Scheduler {
 
     pub fn shutdown(&self) {
         self.shutdown.cancel();
+    }
+
+    /// A graceful stop's first part (SIGTERM): no new statement starts, running ones get up to
+    /// `timeout` to end, then the rest are cancelled and recorded CANCELLED. The scheduler still
+    /// serves (results of running statements stream on); [`Self::shutdown`] stops it.
+    pub async fn drain(&self, timeout: std::time::Duration) -> crate::stopping::Drained {
+        crate::stopping::drain(self.engine.statements(), self.engine.history(), timeout).await
     }
 
     /// Waits until the scheduler stops serving.

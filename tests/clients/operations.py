@@ -10,8 +10,6 @@ Usage: operations.py GLAUX_BINARY WORK_DIR
 import os
 import subprocess
 import sys
-import threading
-import time
 import urllib.error
 import urllib.request
 
@@ -22,7 +20,8 @@ import grpc
 import pyarrow as pa
 import pyarrow.parquet as pq
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from prometheus_client.parser import text_string_to_metric_families
+
+from harness import Checks, Glaux, get, scrape, total, value, wait_until
 
 glaux, work = sys.argv[1], sys.argv[2]
 warehouse = os.path.join(work, "warehouse")
@@ -33,24 +32,9 @@ events_file = os.path.join(warehouse, "events", "part-0.parquet")
 pq.write_table(pa.table({"id": pa.array(range(ROWS), pa.int64()), "kind": [["a", "b", "c"][i % 3] for i in range(ROWS)]}),
                events_file)
 
-passed, failed = 0, 0
-
-
-def check(name, condition, detail=""):
-    global passed, failed
-    if condition:
-        passed += 1
-        print(f"ok   {name}")
-    else:
-        failed += 1
-        print(f"FAIL {name} {detail}")
-
-
-def glaux_output(*args, stdin=None):
-    out = subprocess.run([glaux, *args], input=stdin, capture_output=True, text=True, timeout=60)
-    if out.returncode != 0:
-        sys.exit(f"glaux {args[0]} failed: {out.stderr}")
-    return out.stdout
+check = Checks()
+glaux_binary = Glaux(glaux)
+glaux_output = glaux_binary.output
 
 
 # "root:" and this are 19 bytes: ADBC (Go) sends them as unpadded base64, which must be understood.
@@ -63,69 +47,17 @@ os.chmod(users_file, 0o600)
 printed = glaux_output("access-key", "create", "root", "--catalog", catalog, "--warehouse", warehouse)
 key = dict(line.split(" = ") for line in printed.splitlines() if " = " in line)
 
-processes = []
 
 
 def start(args, markers):
     """Starts `glaux ARGS` and waits for the lines naming its addresses (`markers`: name -> text)."""
-    process = subprocess.Popen([glaux, *args], stdout=subprocess.PIPE, text=True,
-                               env={**os.environ, "GLAUX_LOG": "warn"})
-    processes.append(process)
-    found = {}
-    for line in process.stdout:
-        for name, marker in markers.items():
-            if marker in line:
-                found[name] = line.split(marker)[1].split()[0].rstrip(".,")
-        if len(found) == len(markers):
-            break
-    if len(found) != len(markers):
-        sys.exit(f"glaux {args[0]} did not print {markers}: {found}")
-    threading.Thread(target=lambda: [None for _ in process.stdout], daemon=True).start()
-    return found
-
-
-def get(url):
-    """(status, body) of a GET."""
-    try:
-        with urllib.request.urlopen(url, timeout=10) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode()
-
-
-def scrape(http):
-    """{(name, sorted label items): value} of every sample at http://HTTP/metrics."""
-    status, text = get(f"http://{http}/metrics")
-    if status != 200:
-        sys.exit(f"/metrics answered {status}: {text}")
-    samples = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-    return samples, text
-
-
-def value(samples, name, **labels):
-    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
-
-
-def total(samples, name):
-    return sum(v for (n, _), v in samples.items() if n == name)
+    return glaux_binary.start(args, markers)[0]
 
 
 def grpc_health(address):
     with grpc.insecure_channel(address) as channel:
         response = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=10)
         return response.status
-
-
-def wait_until(condition, timeout=20):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if condition():
-            return True
-        time.sleep(0.1)
-    return False
 
 
 try:
@@ -278,13 +210,6 @@ try:
     check("the scheduler still serves", get(f"http://{http}/health")[0] == 200)
     conn.close()
 finally:
-    for process in processes:
-        process.terminate()
-    for process in processes:
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
+    glaux_binary.stop_all()
 
-print(f"{passed} passed, {failed} failed")
-sys.exit(1 if failed else 0)
+check.exit()

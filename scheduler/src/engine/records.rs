@@ -17,6 +17,11 @@ impl QueryEngine {
         &self.history
     }
 
+    /// The gate every statement passes (and the scheduler's stop, which it obeys).
+    pub(crate) fn statements(&self) -> &crate::limits::StatementGate {
+        &self.statements
+    }
+
     /// `session` in the workgroup it runs in: the one its door named, else its user's default
     /// (from the users file), else `primary`.
     pub fn in_workgroup(&self, session: &ClientSession) -> ClientSession {

@@ -71,7 +71,8 @@ impl QueryRunner {
             return Ok(None);
         }
         let started = Instant::now();
-        let executors = self.cluster.alive();
+        let placement = self.cluster.place();
+        let executors = placement.executors.clone();
         let planned = physical_plan(state, plan, &executors).await?;
         let distributed = distributed_plan(query.clone(), planned.physical, &executors, planned.scans, &self.signer)?;
         let Some(reader) = gathered(&distributed.root) else { return Ok(None) };

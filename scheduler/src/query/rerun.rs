@@ -119,13 +119,16 @@ fn relaunch(
         let load = |executor: &ExecutorAddr| {
             plan.stages.iter().flat_map(|s| &s.tasks).filter(|t| t.executor == *executor).count()
         };
-        let target = cluster
-            .alive()
-            .into_iter()
+        // Held until the task is installed, as a query's first placement is.
+        let placement = cluster.place();
+        let target = placement
+            .executors
+            .iter()
             .filter(|e| e.addr != lost)
             .min_by_key(|e| load(&e.addr))
             .ok_or("no executor is left to run it")?
-            .addr;
+            .addr
+            .clone();
         let definition = task_definition(&plan, stage, task, analyze).map_err(|e| e.to_string())?;
         executors.lock().unwrap_or_else(|e| e.into_inner()).push(target.clone());
         let launch = launch_on(&channels, &plan.query, target.clone(), vec![definition]);

@@ -158,7 +158,7 @@ impl QueryRunner {
         query: QueryId,
         plan: &LogicalPlan,
     ) -> Result<DistributedPlan, SchedulerError> {
-        let executors = self.cluster.alive();
+        let executors = self.cluster.schedulable();
         let planned = physical_plan(state, plan, &executors).await?;
         distributed_plan(query, planned.physical, &executors, planned.scans, &self.signer)
     }
@@ -173,7 +173,9 @@ impl QueryRunner {
         progress: &ProgressSlot,
     ) -> Result<QueryResult, SchedulerError> {
         let started = Instant::now();
-        let executors = self.cluster.alive();
+        // Held until the tasks are installed: an executor draining meanwhile waits for them.
+        let placement = self.cluster.place();
+        let executors = placement.executors.clone();
         let Planned { mut physical, scans, in_use } = physical_plan(state, plan, &executors).await?;
         if let Some(write) = write {
             if let Some(bucket) = crate::write::bucket_column(write) {
@@ -198,6 +200,7 @@ impl QueryRunner {
         }
         let (members, guard) = self.guard(&distributed, in_use);
         self.launch(&distributed, analyze).await?;
+        drop(placement);
         tracing::debug!(%query, stages = distributed.stages.len(), ?planned, ?cut, launched = ?started.elapsed(), "query launched");
 
         let distributed = Arc::new(distributed);
