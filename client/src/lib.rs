@@ -13,5 +13,5 @@ pub use client::{
     CLIENT_HEADER, ClientError, ConnectOptions, DATABASE_HEADER, GlauxClient, QueryOutput, WORKGROUP_HEADER,
 };
 pub use glaux_proto::QueryStats;
-pub use shell::{OutputFormat, Shell, ShellOptions};
+pub use shell::{OutputFormat, Shell, ShellOptions, write_result};
 pub use statements::split_statements;

@@ -14,7 +14,17 @@ pub(crate) const GLAUX: &str = env!("CARGO_BIN_EXE_glaux");
 
 /// Spawns `glaux args...` and returns it with the address it printed after `marker`.
 pub(crate) async fn spawn_until(args: &[&str], envs: &[(&str, &str)], marker: &str) -> (Child, String) {
-    let mut child = Command::new(GLAUX)
+    spawn_in(Command::new(GLAUX), args, envs, marker).await
+}
+
+/// [`spawn_until`], with `glaux` started by `command` (`ip netns exec NS glaux`, say).
+pub(crate) async fn spawn_in(
+    mut command: Command,
+    args: &[&str],
+    envs: &[(&str, &str)],
+    marker: &str,
+) -> (Child, String) {
+    let mut child = command
         .args(args)
         .envs(envs.iter().copied())
         .env("GLAUX_LOG", "warn")
@@ -35,6 +45,8 @@ pub(crate) async fn spawn_until(args: &[&str], envs: &[(&str, &str)], marker: &s
         panic!("glaux exited without printing '{marker}'");
     };
     let addr = tokio::time::timeout(Duration::from_secs(60), find).await.expect("glaux started in time");
+    // The pipe stays open with the child: a line printed later must not meet a closed pipe.
+    child.stdout = Some(lines.into_inner().into_inner());
     (child, addr)
 }
 
@@ -404,6 +416,11 @@ async fn every_statement_leaves_one_audit_line_without_its_text() -> TestResult 
 
 /// A CA, and a certificate it issued for localhost and 127.0.0.1 (PEM: CA, certificate, key).
 fn cluster_ca() -> Result<(String, String, String), Box<dyn std::error::Error>> {
+    ca_and_member(&["localhost", "127.0.0.1"])
+}
+
+/// A CA, and a certificate it issued for `names` (PEM: CA, certificate, key).
+pub(crate) fn ca_and_member(names: &[&str]) -> Result<(String, String, String), Box<dyn std::error::Error>> {
     use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
     let ca_key = KeyPair::generate()?;
     let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
@@ -411,8 +428,8 @@ fn cluster_ca() -> Result<(String, String, String), Box<dyn std::error::Error>> 
     let ca = ca_params.self_signed(&ca_key)?;
     let issuer = Issuer::new(ca_params, ca_key);
     let member_key = KeyPair::generate()?;
-    let member = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])?
-        .signed_by(&member_key, &issuer)?;
+    let names: Vec<String> = names.iter().map(ToString::to_string).collect();
+    let member = CertificateParams::new(names)?.signed_by(&member_key, &issuer)?;
     Ok((ca.pem(), member.pem(), member_key.serialize_pem()))
 }
 

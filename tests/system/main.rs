@@ -17,6 +17,7 @@ mod flight_sql;
 mod grants;
 mod hardening;
 mod harness;
+mod hosts;
 mod membership;
 mod operations;
 mod optimize;

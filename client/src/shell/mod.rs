@@ -19,7 +19,7 @@ use rustyline::Editor;
 use rustyline::error::ReadlineError;
 use rustyline::history::DefaultHistory;
 
-pub use output::OutputFormat;
+pub use output::{OutputFormat, write_result};
 
 use crate::client::{ClientError, GlauxClient, QueryOutput};
 use crate::statements::split_statements;
