@@ -87,6 +87,8 @@ pub struct QueryFilter {
     pub sql: Option<String>,
     pub database: Option<String>,
     pub state: Option<String>,
+    /// Records of statements that came through this door (`flight_sql`, `postgres`, ...).
+    pub door: Option<String>,
     /// Only records submitted before this one (`(submitted_ms, id)`): the next page.
     pub before: Option<(i64, String)>,
     pub limit: usize,
@@ -178,6 +180,7 @@ pub(crate) fn read(connection: &Connection, filter: &QueryFilter) -> Result<Vec<
              WHERE (?1 IS NULL OR id = ?1) AND (?2 IS NULL OR user_name = ?2) AND (?3 IS NULL OR workgroup = ?3) \
                AND (submitted_ms < ?4 OR (submitted_ms = ?4 AND (?5 = '' OR id < ?5))) \
                AND (?7 IS NULL OR sql = ?7) AND (?8 IS NULL OR database = ?8) AND (?9 IS NULL OR state = ?9) \
+               AND (?10 IS NULL OR door = ?10) \
              ORDER BY submitted_ms DESC, id DESC LIMIT ?6"
         ))
         .map_err(sql_error)?;
@@ -193,7 +196,8 @@ pub(crate) fn read(connection: &Connection, filter: &QueryFilter) -> Result<Vec<
                 limit,
                 filter.sql,
                 filter.database,
-                filter.state
+                filter.state,
+                filter.door
             ],
             from_row,
         )

@@ -24,6 +24,8 @@ pub enum Door {
     Postgres,
     /// Athena's API (HTTP).
     Athena,
+    /// The web console (`/ui`).
+    Console,
     /// In-process callers (tests, `glaux bench`).
     #[default]
     Internal,
@@ -36,6 +38,7 @@ impl Door {
             Door::Shell => "shell",
             Door::Postgres => "postgres",
             Door::Athena => "athena",
+            Door::Console => "console",
             Door::Internal => "internal",
         }
     }

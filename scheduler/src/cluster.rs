@@ -18,6 +18,18 @@ pub struct ExecutorInfo {
     pub task_slots: u32,
 }
 
+/// A member as the console shows it.
+#[derive(Clone, Debug)]
+pub struct MemberView {
+    pub info: ExecutorInfo,
+    pub draining: bool,
+    /// Tasks installed on it at its last heartbeat.
+    pub running_tasks: u32,
+    pub memory_limit: u64,
+    /// Milliseconds since its last heartbeat.
+    pub last_seen_ms: u64,
+}
+
 #[derive(Debug)]
 struct Member {
     info: ExecutorInfo,
@@ -26,6 +38,8 @@ struct Member {
     draining: bool,
     /// Placements (queries being planned and launched) that include it.
     pending: u32,
+    running_tasks: u32,
+    memory_limit: u64,
 }
 
 /// Alive executors, ordered by id so that planning is deterministic.
@@ -50,10 +64,16 @@ impl ClusterState {
     }
 
     pub fn register(&self, info: ExecutorInfo) {
+        self.register_with_memory(info, 0);
+    }
+
+    /// Registers an executor whose tasks may hold `memory_limit` bytes.
+    pub fn register_with_memory(&self, info: ExecutorInfo, memory_limit: u64) {
         let count = {
             let mut members = self.lock();
             tracing::info!(executor = %info.id, addr = %info.addr, slots = info.task_slots, "executor joined");
-            let member = Member { info, last_seen: Instant::now(), draining: false, pending: 0 };
+            let member =
+                Member { info, last_seen: Instant::now(), draining: false, pending: 0, running_tasks: 0, memory_limit };
             members.insert(member.info.id.clone(), member);
             members.len()
         };
@@ -62,16 +82,17 @@ impl ClusterState {
 
     /// Returns false if the executor is unknown (it must register again).
     pub fn heartbeat(&self, id: &ExecutorId) -> bool {
-        self.beat(id, false).is_some()
+        self.beat(id, false, 0).is_some()
     }
 
     /// A heartbeat, `draining` or not: the placements that may still put tasks on the executor,
     /// or `None` if it is unknown (it must register again). Draining is for good: the executor
     /// registers anew (as a new process) to take tasks again.
-    pub fn beat(&self, id: &ExecutorId, draining: bool) -> Option<u32> {
+    pub fn beat(&self, id: &ExecutorId, draining: bool, running_tasks: u32) -> Option<u32> {
         let mut members = self.lock();
         let member = members.get_mut(id)?;
         member.last_seen = Instant::now();
+        member.running_tasks = running_tasks;
         if draining && !member.draining {
             member.draining = true;
             tracing::info!(executor = %member.info.id, addr = %member.info.addr, "executor draining: no new query is planned on it");
@@ -136,6 +157,20 @@ impl ClusterState {
     /// Members that take new work (not draining).
     pub fn schedulable(&self) -> Vec<ExecutorInfo> {
         self.lock().values().filter(|m| !m.draining).map(|m| m.info.clone()).collect()
+    }
+
+    /// Every member with what its heartbeats said.
+    pub fn members(&self) -> Vec<MemberView> {
+        self.lock()
+            .values()
+            .map(|m| MemberView {
+                info: m.info.clone(),
+                draining: m.draining,
+                running_tasks: m.running_tasks,
+                memory_limit: m.memory_limit,
+                last_seen_ms: m.last_seen.elapsed().as_millis() as u64,
+            })
+            .collect()
     }
 
     /// Members draining now.
@@ -207,13 +242,14 @@ impl SchedulerCluster for ClusterService {
             return Err(Status::invalid_argument("an executor id is required"));
         }
         let addr = ExecutorAddr::parse(&registration.endpoint).map_err(Status::invalid_argument)?;
-        self.state.register(ExecutorInfo {
+        let info = ExecutorInfo {
             id: ExecutorId::from(registration.executor_id),
             addr,
             // An executor's word bounds how many tasks it is given at once; a huge number would
             // let one member draw every task of every query.
             task_slots: registration.task_slots.clamp(1, MAX_TASK_SLOTS),
-        });
+        };
+        self.state.register_with_memory(info, registration.memory_limit_bytes);
         Ok(Response::new(RegisterExecutorResponse {
             heartbeat_interval_ms: self.heartbeat_interval.as_millis() as u64,
             task_key: self.task_key.clone(),
@@ -227,7 +263,7 @@ impl SchedulerCluster for ClusterService {
             self.state.leave(&id);
             return Ok(Response::new(HeartbeatResponse { reregister: false, pending_placements: 0 }));
         }
-        let pending = self.state.beat(&id, request.draining);
+        let pending = self.state.beat(&id, request.draining, request.running_tasks);
         Ok(Response::new(HeartbeatResponse { reregister: pending.is_none(), pending_placements: pending.unwrap_or(0) }))
     }
 }
@@ -265,16 +301,16 @@ mod tests {
         });
         let before = state.place();
         assert_eq!(before.executors.len(), 2);
-        assert_eq!(state.beat(&a, true), Some(1), "the placement made before it drained");
+        assert_eq!(state.beat(&a, true, 0), Some(1), "the placement made before it drained");
         let after = state.place();
         assert_eq!(after.executors.iter().map(|e| &e.id).collect::<Vec<_>>(), vec![&b]);
         assert_eq!(state.schedulable().len(), 1);
         assert_eq!(state.alive().len(), 2, "a draining executor still serves running queries");
         drop(before);
-        assert_eq!(state.beat(&a, false), Some(0), "draining is for good; nothing pending");
+        assert_eq!(state.beat(&a, false, 0), Some(0), "draining is for good; nothing pending");
         assert_eq!(state.schedulable().len(), 1);
         state.leave(&a);
         assert_eq!(state.alive().len(), 1);
-        assert_eq!(state.beat(&a, true), None, "a member that left registers anew");
+        assert_eq!(state.beat(&a, true, 0), None, "a member that left registers anew");
     }
 }

@@ -36,6 +36,7 @@ use crate::statement::{Context, Effect, IngestTarget, Statement};
 use crate::system_tables::WithSystem;
 use crate::workgroups::{Limits, WorkGroups};
 
+mod browse;
 mod records;
 
 use records::new_record;

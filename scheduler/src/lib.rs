@@ -30,6 +30,7 @@ mod client_session;
 mod client_types;
 mod cluster;
 mod config;
+mod console;
 mod engine;
 mod error;
 mod flight_sql;

@@ -138,6 +138,7 @@ impl Scheduler {
         let http_addr = http.as_ref().map(|(_, addr)| *addr);
         let executions = Arc::new(crate::athena::Executions::new(Arc::clone(&engine)));
         let http_engine = Arc::clone(&engine);
+        let console_engine = Arc::clone(&engine);
         let (background, background_work) = Background::new();
         // Executors serve clients in plain gRPC: a client that connects over TLS reads through here.
         let front_door =
@@ -216,7 +217,14 @@ impl Scheduler {
             gates.push(("http", gate.clone()));
             let sampled = Sampled { cluster: Arc::clone(&cluster), gates, listings, channels: Arc::clone(&channels) };
             let ops = Ops { metrics: Arc::clone(&metrics), sampled, catalog, closing: stopping };
-            let router = crate::athena::router(door).merge(crate::ops::router(ops));
+            let console = crate::console::Console::new(
+                Arc::clone(&console_engine),
+                config.users.clone(),
+                Arc::clone(&cluster),
+                config.tls.is_some(),
+            );
+            let router =
+                crate::athena::router(door).merge(crate::ops::router(ops)).merge(crate::console::router(console));
             running.spawn(crate::http::serve(listener, router, tls, gate, shutdown.clone()));
         }
         running.spawn(cancel_abandoned(cancelled, Arc::clone(&channels)));
