@@ -127,6 +127,13 @@ where
     for ddl in lake_ddl(&format!("{}/", lake.display())) {
         client.query(&ddl).await?;
     }
+    // The executors print their address before they register: wait until a query runs (on a
+    // loaded machine registration can lag the first statement).
+    let started = Instant::now();
+    while client.query("SELECT count(*) FROM sales").await.is_err() {
+        assert!(started.elapsed() < Duration::from_secs(60), "the executors never joined");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let total = REGIONS.len() * DAYS.len() * FILES_PER_PARTITION * ROWS_PER_FILE * 300;
     let sql = format!(
         "CREATE TABLE pairs WITH (format = 'JSON', write_compression = 'NONE', external_location = '{location}') AS \
