@@ -97,14 +97,18 @@ pub(super) async fn start(
     Ok(json_reply(StatusCode::OK, &json!({ "id": id })))
 }
 
+/// The run `id` of the request's user (another user's is as unknown as none).
+fn run_of(console: &Console, headers: &HeaderMap, id: &str) -> Result<Arc<super::runs::Run>, Refused> {
+    let session = console.authorized(headers)?;
+    console.runs.get(id, &session.user).ok_or_else(|| refusal(StatusCode::NOT_FOUND, "no such statement"))
+}
+
 pub(super) async fn statement(
     State(console): Shared,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, Refused> {
-    let session = console.authorized(&headers)?;
-    let run =
-        console.runs.get(&id, &session.user).ok_or_else(|| refusal(StatusCode::NOT_FOUND, "no such statement"))?;
+    let run = run_of(&console, &headers, &id)?;
     Ok(json_reply(StatusCode::OK, &run.describe().await))
 }
 
@@ -113,9 +117,7 @@ pub(super) async fn cancel(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, Refused> {
-    let session = console.authorized(&headers)?;
-    let run =
-        console.runs.get(&id, &session.user).ok_or_else(|| refusal(StatusCode::NOT_FOUND, "no such statement"))?;
+    let run = run_of(&console, &headers, &id)?;
     run.cancel();
     Ok(json_reply(StatusCode::OK, &json!({})))
 }
