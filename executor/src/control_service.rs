@@ -129,7 +129,9 @@ impl ExecutorControl for ControlService {
         let cancelled = self.tasks.cancel_query(&query);
         // Every task of the query reports here, once, for itself (finished or not).
         let mut stats = TaskStats::default();
+        let mut task_progress = Vec::with_capacity(cancelled.len());
         for (key, task) in &cancelled {
+            task_progress.push(task.progress(key));
             let bytes = task.bytes_read.load(Ordering::Relaxed);
             let mut own = collect_task_stats(&task.plan);
             own.bytes_scanned += bytes;
@@ -142,7 +144,11 @@ impl ExecutorControl for ControlService {
         if !cancelled.is_empty() {
             tracing::debug!(%query, cancelled = cancelled.len(), "query cancelled");
         }
-        Ok(Response::new(CancelQueryResponse { cancelled_tasks: cancelled.len() as u32, stats: stats.to_json() }))
+        Ok(Response::new(CancelQueryResponse {
+            cancelled_tasks: cancelled.len() as u32,
+            stats: stats.to_json(),
+            task_progress,
+        }))
     }
 
     async fn query_progress(
@@ -162,6 +168,9 @@ impl ExecutorControl for ControlService {
                 progress.stage_tasks += 1;
                 progress.stage_tasks_done += done;
                 progress.stage_rows_out += rows;
+            }
+            if request.tasks {
+                progress.task_progress.push(task.progress(&key));
             }
         }
         Ok(Response::new(progress))

@@ -154,16 +154,27 @@ pub fn open_output(tasks: &Arc<TaskTable>, ticket: TaskOutputTicket) -> Result<T
     };
     let schema = batches.schema();
     let rows = Arc::new(AtomicU64::new(0));
-    let (counted, task_rows) = (Arc::clone(&rows), Arc::clone(&task.rows_out));
+    let (counted, task_rows, task_bytes) = (Arc::clone(&rows), Arc::clone(&task.rows_out), Arc::clone(&task.bytes_out));
     let batches = batches.inspect_ok(move |b| {
         counted.fetch_add(b.num_rows() as u64, Ordering::Relaxed);
         task_rows.fetch_add(b.num_rows() as u64, Ordering::Relaxed);
+        // The bytes the batch's arrays reference (not the capacity of buffers it shares).
+        let bytes: usize = b
+            .columns()
+            .iter()
+            .map(|c| datafusion::arrow::array::Array::to_data(c.as_ref()).get_slice_memory_size().unwrap_or(0))
+            .sum();
+        task_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
     });
     let batches = contain_panics(batches, |message| {
         DataFusionError::Execution(format!("the executor hit a bug while running this task: {message}"))
     });
     let table = Arc::clone(tasks);
-    let batches = batches.inspect_err(move |_| TaskCounters::add(&table.counters.failed_outputs, 1));
+    let failure = Arc::clone(&task.failure);
+    let batches = batches.inspect_err(move |e| {
+        TaskCounters::add(&table.counters.failed_outputs, 1);
+        let _ = failure.set(glaux_proto::status_message(e.to_string()));
+    });
     let batches = until_cancelled(batches, task.cancel.clone());
     let tasks = Arc::clone(tasks);
     let plan = Arc::clone(&task.plan);

@@ -20,6 +20,8 @@ pub struct Membership {
     pub scheduler: String,
     pub registration: ExecutorRegistration,
     pub tasks: Arc<TaskTable>,
+    /// Its pool's use goes in every heartbeat.
+    pub memory: Arc<crate::session::ExecutorMemory>,
     /// Where the scheduler's task-token key goes once registered.
     pub task_key: TokenKey,
     /// Whether the scheduler knows this executor (registered, and its last heartbeat answered).
@@ -96,8 +98,13 @@ impl Membership {
     /// Tells the scheduler this executor leaves now (best effort: a scheduler that does not hear
     /// it drops the executor when its heartbeats stop).
     pub async fn leave(channels: &ClusterChannels, scheduler: &str, executor_id: &str) {
-        let request =
-            HeartbeatRequest { executor_id: executor_id.to_string(), running_tasks: 0, draining: true, leaving: true };
+        let request = HeartbeatRequest {
+            executor_id: executor_id.to_string(),
+            running_tasks: 0,
+            draining: true,
+            leaving: true,
+            memory_used_bytes: 0,
+        };
         let told = async {
             match channels.scheduler(scheduler) {
                 Ok(mut client) => client.heartbeat(request).await.map(|_| ()).map_err(|s| s.message().to_string()),
@@ -135,6 +142,8 @@ impl Membership {
                 running_tasks: self.tasks.len() as u32,
                 draining: self.drain.is_draining(),
                 leaving: false,
+                memory_used_bytes: datafusion::execution::memory_pool::MemoryPool::reserved(self.memory.as_ref())
+                    as u64,
             };
             let draining = request.draining;
             let response = match self.channels.scheduler(&self.scheduler) {

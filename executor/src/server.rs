@@ -158,6 +158,7 @@ impl Executor {
                 memory_limit_bytes: config.memory_limit_bytes as u64,
             },
             tasks: Arc::clone(&tasks),
+            memory: Arc::clone(&memory),
             task_key,
             registered,
             drain,

@@ -1,7 +1,7 @@
 //! `TaskTable`: the tasks installed on this executor, until their output has been read.
 
 use std::collections::HashMap;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -9,6 +9,7 @@ use datafusion::arrow::array::RecordBatch;
 use datafusion::execution::TaskContext;
 use datafusion::execution::memory_pool::MemoryReservation;
 use datafusion::physical_plan::ExecutionPlan;
+use glaux_proto::generated::TaskProgress;
 use glaux_proto::{QueryId, StageId, TaskId};
 use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
@@ -52,9 +53,14 @@ pub struct InstalledTask {
     buffers: HashMap<u32, BufferCell>,
     /// `EXPLAIN ANALYZE`: the last read's trailer carries the task's report.
     pub analyze: bool,
-    /// Rows sent by all reads so far.
+    /// Rows sent by all reads so far, and their Arrow bytes.
     pub rows_out: Arc<AtomicU64>,
+    pub bytes_out: Arc<AtomicU64>,
+    /// Why a read failed first (for a query's page).
+    pub failure: Arc<std::sync::OnceLock<String>>,
     installed_at: Instant,
+    /// When its last expected read ended.
+    finished_at: std::sync::OnceLock<Instant>,
 }
 
 impl InstalledTask {
@@ -82,7 +88,10 @@ impl InstalledTask {
             buffers,
             analyze: false,
             rows_out: Arc::default(),
+            bytes_out: Arc::default(),
+            failure: Arc::default(),
             installed_at: Instant::now(),
+            finished_at: std::sync::OnceLock::new(),
         }
     }
 
@@ -99,6 +108,25 @@ impl InstalledTask {
     /// Every output partition has been read as often as it is consumed.
     pub fn finished(&self) -> bool {
         self.unread.lock().unwrap_or_else(|e| e.into_inner()).is_empty()
+    }
+
+    /// The task as it stands now, for a query's page.
+    pub fn progress(&self, key: &TaskKey) -> TaskProgress {
+        let work = glaux_proto::operator_work(&self.plan);
+        let until = self.finished_at.get().copied().unwrap_or_else(Instant::now);
+        TaskProgress {
+            stage_id: key.stage.0,
+            task_id: key.task.0,
+            rows_out: self.rows_out.load(Ordering::Relaxed),
+            bytes_out: self.bytes_out.load(Ordering::Relaxed),
+            bytes_scanned: self.bytes_read.load(Ordering::Relaxed),
+            compute_ms: work.compute_ms,
+            spill_count: work.spill_count,
+            spilled_bytes: work.spilled_bytes,
+            elapsed_ms: until.saturating_duration_since(self.installed_at).as_millis() as u64,
+            done: self.finished(),
+            error: self.failure.get().cloned().unwrap_or_default(),
+        }
     }
 
     /// Where a broadcast partition's batches are kept; `None` for a partition read once.
@@ -168,6 +196,9 @@ impl TaskTable {
                 if *left == 0 {
                     unread.remove(&partition);
                 }
+            }
+            if unread.is_empty() {
+                let _ = task.finished_at.set(Instant::now());
             }
             unread.is_empty()
         })

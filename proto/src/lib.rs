@@ -60,7 +60,7 @@ pub use table_write::{NULL_PARTITION, TableWriteExec, WriteCompression, WriteFor
 pub use task_error::{
     MAX_STATUS_MESSAGE_BYTES, TaskError, TaskFailure, find_cause, lost_executor_words, status_message, status_of,
 };
-pub use task_metrics::{collect_task_stats, task_report};
+pub use task_metrics::{OperatorWork, collect_task_stats, operator_work, task_report};
 pub use task_rerun::{RerunHandle, RerunResult, TaskRerun};
 pub use task_token::{TOKEN_LIFETIME, TaskSigner, TaskVerifier, TokenError, TokenPurpose};
 pub use trailer::with_trailer;

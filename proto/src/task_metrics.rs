@@ -61,18 +61,44 @@ pub fn task_report(
     output_rows: u64,
     bytes_scanned: u64,
 ) -> TaskReport {
-    let mut report = TaskReport { stage, task, output_rows, bytes_scanned, ..Default::default() };
-    let mut nodes = vec![Arc::clone(plan)];
-    while let Some(node) = nodes.pop() {
-        if let Some(metrics) = node.metrics() {
-            report.compute_ms += metrics.elapsed_compute().unwrap_or(0) as u64 / 1_000_000;
-            report.spill_count += metrics.spill_count().unwrap_or(0) as u64;
-            report.spilled_bytes += metrics.spilled_bytes().unwrap_or(0) as u64;
-        }
-        nodes.extend(node.children().into_iter().cloned());
-    }
+    let work = operator_work(plan);
+    let mut report = TaskReport {
+        stage,
+        task,
+        output_rows,
+        bytes_scanned,
+        compute_ms: work.compute_ms,
+        spill_count: work.spill_count,
+        spilled_bytes: work.spilled_bytes,
+        ..Default::default()
+    };
     report.plan = datafusion::physical_plan::display::DisplayableExecutionPlan::with_metrics(plan.as_ref())
         .indent(true)
         .to_string();
     report
+}
+
+/// What a task's operators have done so far (their metrics count while they run).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OperatorWork {
+    /// CPU time its operators report (`elapsed_compute`), summed.
+    pub compute_ms: u64,
+    pub spill_count: u64,
+    pub spilled_bytes: u64,
+}
+
+/// Sums the compute time and spills of every operator of `plan` (the stages it reads excluded:
+/// their readers report no work of their own).
+pub fn operator_work(plan: &Arc<dyn ExecutionPlan>) -> OperatorWork {
+    let mut work = OperatorWork::default();
+    let mut nodes = vec![Arc::clone(plan)];
+    while let Some(node) = nodes.pop() {
+        if let Some(metrics) = node.metrics() {
+            work.compute_ms += metrics.elapsed_compute().unwrap_or(0) as u64 / 1_000_000;
+            work.spill_count += metrics.spill_count().unwrap_or(0) as u64;
+            work.spilled_bytes += metrics.spilled_bytes().unwrap_or(0) as u64;
+        }
+        nodes.extend(node.children().into_iter().cloned());
+    }
+    work
 }

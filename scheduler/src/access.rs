@@ -96,7 +96,8 @@ impl CatalogProvider for GrantedCatalog {
                 EmptyContextProvider,
             )
             .ok()?;
-            return Some(Arc::clone(granted.pg_catalog.get_or_init(|| Arc::new(provider))));
+            let shaped = crate::session::ShapedPgCatalog::new(Arc::new(provider));
+            return Some(Arc::clone(granted.pg_catalog.get_or_init(|| Arc::new(shaped))));
         }
         let inner = self.inner.schema(name)?;
         Some(Arc::new(GrantedSchema { database: name.to_string(), inner, access: Arc::clone(&self.access) }))

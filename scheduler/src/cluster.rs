@@ -26,6 +26,8 @@ pub struct MemberView {
     /// Tasks installed on it at its last heartbeat.
     pub running_tasks: u32,
     pub memory_limit: u64,
+    /// Bytes of its memory pool its tasks held at its last heartbeat.
+    pub memory_used: u64,
     /// Milliseconds since its last heartbeat.
     pub last_seen_ms: u64,
 }
@@ -40,6 +42,16 @@ struct Member {
     pending: u32,
     running_tasks: u32,
     memory_limit: u64,
+    memory_used: u64,
+}
+
+/// What an executor's heartbeat says of it.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Beat {
+    /// It is stopping (for good: it registers anew, as a new process, to take tasks again).
+    pub draining: bool,
+    pub running_tasks: u32,
+    pub memory_used: u64,
 }
 
 /// Alive executors, ordered by id so that planning is deterministic.
@@ -72,8 +84,15 @@ impl ClusterState {
         let count = {
             let mut members = self.lock();
             tracing::info!(executor = %info.id, addr = %info.addr, slots = info.task_slots, "executor joined");
-            let member =
-                Member { info, last_seen: Instant::now(), draining: false, pending: 0, running_tasks: 0, memory_limit };
+            let member = Member {
+                info,
+                last_seen: Instant::now(),
+                draining: false,
+                pending: 0,
+                running_tasks: 0,
+                memory_limit,
+                memory_used: 0,
+            };
             members.insert(member.info.id.clone(), member);
             members.len()
         };
@@ -82,18 +101,18 @@ impl ClusterState {
 
     /// Returns false if the executor is unknown (it must register again).
     pub fn heartbeat(&self, id: &ExecutorId) -> bool {
-        self.beat(id, false, 0).is_some()
+        self.beat(id, Beat::default()).is_some()
     }
 
-    /// A heartbeat, `draining` or not: the placements that may still put tasks on the executor,
-    /// or `None` if it is unknown (it must register again). Draining is for good: the executor
-    /// registers anew (as a new process) to take tasks again.
-    pub fn beat(&self, id: &ExecutorId, draining: bool, running_tasks: u32) -> Option<u32> {
+    /// A heartbeat: the placements that may still put tasks on the executor, or `None` if it is
+    /// unknown (it must register again).
+    pub fn beat(&self, id: &ExecutorId, beat: Beat) -> Option<u32> {
         let mut members = self.lock();
         let member = members.get_mut(id)?;
         member.last_seen = Instant::now();
-        member.running_tasks = running_tasks;
-        if draining && !member.draining {
+        member.running_tasks = beat.running_tasks;
+        member.memory_used = beat.memory_used;
+        if beat.draining && !member.draining {
             member.draining = true;
             tracing::info!(executor = %member.info.id, addr = %member.info.addr, "executor draining: no new query is planned on it");
         }
@@ -168,6 +187,7 @@ impl ClusterState {
                 draining: m.draining,
                 running_tasks: m.running_tasks,
                 memory_limit: m.memory_limit,
+                memory_used: m.memory_used,
                 last_seen_ms: m.last_seen.elapsed().as_millis() as u64,
             })
             .collect()
@@ -263,7 +283,12 @@ impl SchedulerCluster for ClusterService {
             self.state.leave(&id);
             return Ok(Response::new(HeartbeatResponse { reregister: false, pending_placements: 0 }));
         }
-        let pending = self.state.beat(&id, request.draining, request.running_tasks);
+        let beat = Beat {
+            draining: request.draining,
+            running_tasks: request.running_tasks,
+            memory_used: request.memory_used_bytes,
+        };
+        let pending = self.state.beat(&id, beat);
         Ok(Response::new(HeartbeatResponse { reregister: pending.is_none(), pending_placements: pending.unwrap_or(0) }))
     }
 }
@@ -301,16 +326,24 @@ mod tests {
         });
         let before = state.place();
         assert_eq!(before.executors.len(), 2);
-        assert_eq!(state.beat(&a, true, 0), Some(1), "the placement made before it drained");
+        assert_eq!(
+            state.beat(&a, Beat { draining: true, ..Beat::default() }),
+            Some(1),
+            "the placement made before it drained"
+        );
         let after = state.place();
         assert_eq!(after.executors.iter().map(|e| &e.id).collect::<Vec<_>>(), vec![&b]);
         assert_eq!(state.schedulable().len(), 1);
         assert_eq!(state.alive().len(), 2, "a draining executor still serves running queries");
         drop(before);
-        assert_eq!(state.beat(&a, false, 0), Some(0), "draining is for good; nothing pending");
+        assert_eq!(state.beat(&a, Beat::default()), Some(0), "draining is for good; nothing pending");
         assert_eq!(state.schedulable().len(), 1);
         state.leave(&a);
         assert_eq!(state.alive().len(), 1);
-        assert_eq!(state.beat(&a, true, 0), None, "a member that left registers anew");
+        assert_eq!(
+            state.beat(&a, Beat { draining: true, ..Beat::default() }),
+            None,
+            "a member that left registers anew"
+        );
     }
 }

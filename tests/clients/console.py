@@ -14,6 +14,7 @@ Usage: console.py GLAUX_BINARY WORK_DIR [SCREENSHOT_DIR]
 import http.client
 import json
 import os
+import re
 import sys
 import time
 
@@ -42,11 +43,8 @@ pq.write_table(pa.table({"name": ["ana"], "salary": [1]}), os.path.join(warehous
 
 check = Checks()
 glaux_binary = Glaux(glaux)
-users_file = os.path.join(work, "users")
-with open(users_file, "w") as f:
-    for user, password, role in (("root", "root-password", ":admin"), ("ana", "ana-password", "")):
-        f.write(f"{user}:{glaux_binary.output('hash-password', stdin=password + chr(10)).strip()}{role}\n")
-os.chmod(users_file, 0o600)
+users_file = glaux_binary.users_file(os.path.join(work, "users"),
+                                    (("root", "root-password", True), ("ana", "ana-password", False)))
 
 browser = None
 try:
@@ -96,6 +94,18 @@ try:
                 for row in by_id("results").find_elements(By.CSS_SELECTOR, "tbody tr")]
         return by_id("status").text, by_id("error").text, rows
 
+    def stage_table(name):
+        """The table `name`'s rows, each {column: cell}, read at once (a running query's table is
+        redrawn as its numbers change)."""
+        return browser.execute_script(
+            "const table = document.getElementById(arguments[0]);"
+            "const header = [...table.querySelectorAll('th')].map((th) => th.textContent);"
+            "return [...table.querySelectorAll('tbody tr')].map((tr) =>"
+            "  Object.fromEntries([...tr.cells].map((td, i) => [header[i], td.textContent])));", name)
+
+    def cpu_ms(stages):
+        return sum(int(stage["CPU"].split()[0]) for stage in stages)
+
     def nav(page):
         by_id(f"nav-{page}").click()
         wait.until(lambda _: browser.find_element(By.CSS_SELECTOR, f"section#{page}").is_displayed())
@@ -136,6 +146,15 @@ try:
     browser.find_element(By.CSS_SELECTOR, "#editor details summary").click()
     check("... and the stages it ran as", "Stage" in by_id("stages").text and "executors" in by_id("stages").text,
           by_id("stages").text[:200])
+    stages = stage_table("stage-table")
+    planned_tasks = len(re.findall(r"task \d+ on ", by_id("stages").text))
+    check("... each stage with its tasks done, their executors, rows, bytes and time",
+          stages and all(s["tasks done"].split("/")[0] == s["tasks done"].split("/")[1] for s in stages)
+          and sum(int(s["tasks done"].split("/")[1]) for s in stages) == planned_tasks
+          and all(re.search(r"127\.0\.0\.1:\d+ ×\d", s["executors (tasks)"]) for s in stages)
+          and sum(int(s["rows out"]) for s in stages) > 0
+          and any(s["scanned"] != "0 B" for s in stages) and all(s["errors"] == "" for s in stages),
+          f"{stages} vs {planned_tasks} tasks planned")
     shot("editor")
     status, error, _ = run("SELECT * FROM salaries")
     check("a table beyond the user's grants is refused in the console too",
@@ -144,13 +163,20 @@ try:
     # Cancel a slow query.
     editor = by_id("sql")
     editor.clear()
-    editor.send_keys("SELECT sum(a.id + b.id + c.id) FROM events a, events b, events c")
+    editor.send_keys("SELECT sum(length(repeat(a.kind, 50)) + b.id) FROM events a, events b")
     by_id("run").click()
     wait.until(lambda _: "RUNNING" in by_id("status").text)
-    time.sleep(0.5)
+    wait.until(lambda _: "RUNNING" in by_id("status").text and cpu_ms(stage_table("stage-table")) > 0)
+    before = cpu_ms(stage_table("stage-table"))
+    time.sleep(2)
+    live = stage_table("stage-table")
+    check("while a query runs, its stages' numbers change live",
+          "RUNNING" in by_id("status").text and cpu_ms(live) > before
+          and any(s["tasks done"].split("/")[0] != s["tasks done"].split("/")[1] for s in live), f"{before} {live}")
     by_id("cancel").click()
     wait.until(lambda _: by_id("run").is_enabled() and "RUNNING" not in by_id("status").text)
     check("a running query is cancelled", by_id("status").text.startswith("CANCELLED"), by_id("status").text)
+    check("... and its stages keep what they last reported", len(stage_table("stage-table")) == len(live))
 
     # The history, filtered; a query's page.
     nav("history")
@@ -182,6 +208,7 @@ try:
     check("... and its stage tree (stages, tasks per executor)",
           "Stage 1" in by_id("query-stages").text and "task 0 on" in by_id("query-stages").text,
           by_id("query-stages").text[:300])
+    check("... with each stage's numbers", stage_table("query-stage-table") == stages, stage_table("query-stage-table"))
     shot("query")
 
     # Executors and catalog.
@@ -189,6 +216,10 @@ try:
     wait.until(lambda _: len(by_id("executors-table").find_elements(By.CSS_SELECTOR, "tbody tr")) == 2)
     check("the executors page lists both executors with their slots",
           all(" 1 " in f" {r.text} " for r in by_id("executors-table").find_elements(By.CSS_SELECTOR, "tbody tr")))
+    executors = stage_table("executors-table")
+    check("... and the memory their tasks hold, of their limit", len(executors) == 2 and all(
+        re.fullmatch(r"\d+(\.\d+)? [KMG]?B", e["memory used"]) and e["memory limit"] == "536.87 MB"
+        for e in executors), executors)
     shot("executors")
     nav("catalog")
     wait.until(lambda _: "default" in by_id("catalog-databases").text)

@@ -9,8 +9,6 @@ import time
 import urllib.error
 import urllib.request
 
-from prometheus_client.parser import text_string_to_metric_families
-
 
 class Checks:
     """Named checks: each prints ok/FAIL as it runs; `exit` prints the tally and exits with it."""
@@ -67,6 +65,15 @@ class Glaux:
         threading.Thread(target=lambda: [None for _ in process.stdout], daemon=True).start()
         return found, process
 
+    def users_file(self, path, users):
+        """Writes a `--users` file at `path` for `users`: (name, password, administrator?)."""
+        with open(path, "w") as f:
+            for user, password, admin in users:
+                hashed = self.output("hash-password", stdin=password + "\n").strip()
+                f.write(f"{user}:{hashed}{':admin' if admin else ''}\n")
+        os.chmod(path, 0o600)
+        return path
+
     def stop_all(self):
         for process in self.processes:
             if process.poll() is None:
@@ -88,6 +95,8 @@ def get(url):
 
 def scrape(http):
     """({(name, sorted label items): value} of every sample at http://HTTP/metrics, the text)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
     status, text = get(f"http://{http}/metrics")
     if status != 200:
         sys.exit(f"/metrics answered {status}: {text}")

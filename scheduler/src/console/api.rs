@@ -198,7 +198,8 @@ pub(super) async fn executors(State(console): Shared, headers: HeaderMap) -> Res
         .map(|m| {
             json!({ "id": m.info.id.to_string(), "address": m.info.addr.to_string(), "slots": m.info.task_slots,
                     "running_tasks": m.running_tasks, "memory_limit_bytes": m.memory_limit,
-                    "memory_limit": glaux_proto::format_bytes(m.memory_limit), "draining": m.draining,
+                    "memory_limit": glaux_proto::format_bytes(m.memory_limit), "memory_used_bytes": m.memory_used,
+                    "memory_used": glaux_proto::format_bytes(m.memory_used), "draining": m.draining,
                     "last_heartbeat_ms": m.last_seen_ms })
         })
         .collect();

@@ -77,11 +77,11 @@ function fillTable(table, columns, rows, link) {
   }
 }
 
-function summary(run) {
+function summary(run, withState = true) {
   const seconds = (run.elapsed_ms / 1000).toFixed(2);
-  let text = `${run.state} · Run time: ${seconds} s · Data scanned: ${run.data_scanned}`;
+  let text = (withState ? `${run.state} · ` : "") + `Run time: ${seconds} s · Data scanned: ${run.data_scanned}`;
   if (run.state === "SUCCEEDED") {
-    text += ` · ${run.rows_returned} rows` + (run.truncated ? " (first 1000 shown)" : "");
+    text += ` · ${run.rows_returned} rows` + (run.truncated ? ` (first ${run.rows.length} shown)` : "");
   }
   return text;
 }
@@ -91,9 +91,21 @@ function progressText(progress) {
   return `tasks ${progress.tasks_done}/${progress.tasks} in ${progress.stages} stages · rows produced ${progress.rows}`;
 }
 
+// A query's stages as their tasks last reported (live while it runs).
+function fillStages(table, run) {
+  const stages = run.stage_progress || [];
+  const rows = stages.map((s) => [String(s.stage), `${s.tasks_done}/${s.tasks}`,
+    Object.entries(s.executors).map(([executor, n]) => `${executor} ×${n}`).join(", "),
+    String(s.rows), s.bytes_out_text, s.bytes_scanned_text, `${s.compute_ms} ms`, `${s.elapsed_ms} ms`,
+    s.spill_count ? `${s.spilled_text} (${s.spill_count})` : "0", s.errors.join("; ")]);
+  fillTable(table, ["stage", "tasks done", "executors (tasks)", "rows out", "bytes out", "scanned", "CPU",
+    "time", "spilled", "errors"], rows);
+}
+
 async function runStatement() {
   $("error").textContent = "";
   $("results").replaceChildren();
+  $("stage-table").replaceChildren();
   $("stages").textContent = "";
   let started;
   try {
@@ -108,6 +120,7 @@ async function runStatement() {
   for (;;) {
     const run = await api("GET", "statements/" + started.id);
     $("status").textContent = summary(run) + (run.progress ? " · " + progressText(run.progress) : "");
+    fillStages($("stage-table"), run);
     if (run.state !== "RUNNING") {
       if (run.error) $("error").textContent = run.error;
       fillTable($("results"), run.columns, run.rows);
@@ -127,6 +140,7 @@ async function openQuery(id) {
   for (const field of ["query-state", "query-summary", "query-progress", "query-sql", "query-error", "query-stages"]) {
     $(field).textContent = "";
   }
+  $("query-stage-table").replaceChildren();
   let run;
   try {
     run = await api("GET", "statements/" + id);
@@ -146,11 +160,12 @@ async function openQuery(id) {
     return;
   }
   $("query-state").textContent = run.state;
-  $("query-summary").textContent = summary(run);
+  $("query-summary").textContent = summary(run, false);
   $("query-progress").textContent = progressText(run.progress);
   $("query-sql").textContent = run.sql;
   $("query-error").textContent = run.error || "";
   $("query-stages").textContent = run.stages || "(ran on the scheduler alone)";
+  fillStages($("query-stage-table"), run);
   if (run.state === "RUNNING" && !$("query").hidden) {
     setTimeout(() => { if (!$("query").hidden && $("query-id").textContent === id) openQuery(id); }, 500);
   }
@@ -170,9 +185,9 @@ async function loadHistory(event) {
 async function loadExecutors() {
   const answer = await api("GET", "executors");
   const rows = answer.executors.map((e) => [e.id, e.address, String(e.slots), String(e.running_tasks),
-    e.memory_limit, e.draining ? "draining" : "active", `${e.last_heartbeat_ms} ms ago`]);
-  fillTable($("executors-table"), ["executor", "address", "slots", "running tasks", "memory limit", "state",
-    "last heartbeat"], rows);
+    e.memory_used, e.memory_limit, e.draining ? "draining" : "active", `${e.last_heartbeat_ms} ms ago`]);
+  fillTable($("executors-table"), ["executor", "address", "slots", "running tasks", "memory used", "memory limit",
+    "state", "last heartbeat"], rows);
 }
 
 function listInto(list, names, open) {

@@ -1,5 +1,7 @@
 //! Statements the console runs in the background, so the page can poll their progress and cancel
-//! them: each keeps its first [`MAX_ROWS`] rows as text for the results table.
+//! them: each keeps its first [`MAX_ROWS`] rows as text for the results table (at most
+//! [`MAX_KEPT_BYTES`] of text, each value cut at [`MAX_CELL_CHARS`]), and its stages as their
+//! tasks last reported.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -14,12 +16,18 @@ use tokio_util::sync::CancellationToken;
 
 use crate::client_session::ClientSession;
 use crate::engine::QueryEngine;
-use crate::query::ProgressSlot;
+use crate::query::{ProgressSlot, StageProgress, by_stage};
 
 /// Rows of a result the console keeps (and shows).
 pub const MAX_ROWS: usize = 1000;
-/// Runs remembered at most; the oldest finished ones are forgotten first.
-const MAX_RUNS: usize = 1000;
+/// Text kept of a result at most (fewer rows are kept if they are wide).
+const MAX_KEPT_BYTES: usize = 1 << 20;
+/// Characters of a value shown; longer ones are cut and marked.
+const MAX_CELL_CHARS: usize = 2000;
+/// Runs remembered at most, and per user; the oldest finished ones are forgotten first. With
+/// [`MAX_KEPT_BYTES`] this bounds what the console holds (256 MiB of rows at worst).
+const MAX_RUNS: usize = 256;
+const MAX_RUNS_PER_USER: usize = 32;
 
 /// One statement the console runs.
 pub struct Run {
@@ -45,6 +53,12 @@ struct RunState {
     error: Option<String>,
     /// The stages it ran as, once launched (`EXPLAIN`'s rendering).
     stages: Option<String>,
+    /// Its stages' tasks summed, as last reported (live while it runs, final once it ended).
+    stage_progress: Vec<StageProgress>,
+    /// `stage_progress` is what the tasks reported as they ended.
+    stages_ended: bool,
+    /// Bytes of text in `rows`.
+    kept_bytes: usize,
 }
 
 #[derive(Default)]
@@ -67,8 +81,14 @@ impl Runs {
         });
         {
             let mut runs = self.runs.lock().unwrap_or_else(|e| e.into_inner());
+            let finished = |r: &Arc<Run>| r.lock().state != "RUNNING";
+            if runs.iter().filter(|r| r.owner == run.owner).count() >= MAX_RUNS_PER_USER
+                && let Some(at) = runs.iter().position(|r| r.owner == run.owner && finished(r))
+            {
+                runs.remove(at);
+            }
             if runs.len() >= MAX_RUNS
-                && let Some(at) = runs.iter().position(|r| r.lock().state != "RUNNING")
+                && let Some(at) = runs.iter().position(finished)
             {
                 runs.remove(at);
             }
@@ -126,24 +146,37 @@ impl Run {
             let batch = batch.map_err(|e| Some(e.to_string()))?;
             let mut state = self.lock();
             state.rows_returned += batch.num_rows() as u64;
-            keep_rows(&mut state.rows, &batch);
+            let RunState { rows, kept_bytes, .. } = &mut *state;
+            keep_rows(rows, kept_bytes, &batch);
         }
         let stats = result.stats.snapshot();
-        self.lock().data_scanned = stats.scan.bytes_scanned;
+        let ended = by_stage(&result.stats.ended_tasks());
+        let mut state = self.lock();
+        state.data_scanned = stats.scan.bytes_scanned;
+        if !ended.is_empty() {
+            state.stage_progress = ended;
+            state.stages_ended = true;
+        }
         Ok(())
     }
 
     /// What the page shows of it: state, rows, data scanned, time, progress and stages.
     pub async fn describe(&self) -> Value {
-        let progress = match self.progress.get() {
-            Some(probe) if self.lock().state == "RUNNING" => {
-                let p = probe.progress().await;
-                Some(json!({ "tasks": p.tasks, "tasks_done": p.tasks_done, "stages": p.stages,
-                             "rows": p.task_rows, "data_scanned_bytes": p.bytes_scanned }))
-            }
+        let running = match self.progress.get() {
+            Some(probe) if self.lock().state == "RUNNING" => Some((probe.planned(), by_stage(&probe.tasks().await))),
             _ => None,
         };
-        let state = self.lock();
+        let mut state = self.lock();
+        let progress = running.map(|((stages, tasks), now)| {
+            let sum = |f: fn(&StageProgress) -> u64| now.iter().map(f).sum::<u64>();
+            let progress = json!({ "tasks": tasks, "tasks_done": sum(|s| u64::from(s.tasks_done)).min(tasks),
+                "stages": stages, "rows": sum(|s| s.rows), "data_scanned_bytes": sum(|s| s.bytes_scanned) });
+            // A query that ends has its tasks' last word; until then, what they say now.
+            if !state.stages_ended && !now.is_empty() {
+                state.stage_progress = now;
+            }
+            progress
+        });
         let elapsed =
             if state.state == "RUNNING" { self.started.elapsed().as_millis() as u64 } else { state.elapsed_ms };
         json!({
@@ -159,31 +192,78 @@ impl Run {
             "elapsed_ms": elapsed,
             "error": state.error,
             "stages": state.stages,
+            "stage_progress": state.stage_progress.iter().map(StageProgress::to_json).collect::<Vec<_>>(),
             "progress": progress,
         })
     }
 }
 
-/// Appends `batch`'s rows as text to `rows`, up to [`MAX_ROWS`].
-pub fn keep_rows(rows: &mut Vec<Vec<Option<String>>>, batch: &RecordBatch) {
+/// Appends `batch`'s rows as text to `rows`, up to [`MAX_ROWS`] rows and [`MAX_KEPT_BYTES`] of
+/// text (counted in `kept`), each value cut at [`MAX_CELL_CHARS`].
+fn keep_rows(rows: &mut Vec<Vec<Option<String>>>, kept: &mut usize, batch: &RecordBatch) {
     let room = MAX_ROWS.saturating_sub(rows.len()).min(batch.num_rows());
-    if room == 0 {
+    if room == 0 || *kept >= MAX_KEPT_BYTES {
         return;
     }
     let options = FormatOptions::default();
     let formatters: Vec<Option<ArrayFormatter>> =
         batch.columns().iter().map(|c| ArrayFormatter::try_new(c.as_ref(), &options).ok()).collect();
     for row in 0..room {
-        let values = batch
+        if *kept >= MAX_KEPT_BYTES {
+            return;
+        }
+        let values: Vec<Option<String>> = batch
             .columns()
             .iter()
             .zip(&formatters)
             .map(|(column, formatter)| match formatter {
                 Some(_) if column.is_null(row) => None,
-                Some(formatter) => Some(formatter.value(row).to_string()),
+                Some(formatter) => Some(cut(formatter.value(row).to_string())),
                 None => Some("?".into()),
             })
             .collect();
+        *kept += values.iter().flatten().map(String::len).sum::<usize>();
         rows.push(values);
+    }
+}
+
+/// `value`, cut at [`MAX_CELL_CHARS`] characters with a mark saying so.
+fn cut(value: String) -> String {
+    match value.char_indices().nth(MAX_CELL_CHARS) {
+        None => value,
+        Some((end, _)) => format!("{}… ({} more characters)", &value[..end], value[end..].chars().count()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{ArrayRef, StringArray};
+
+    fn batch(values: Vec<Option<String>>) -> RecordBatch {
+        let column: ArrayRef = Arc::new(StringArray::from(values));
+        RecordBatch::try_from_iter([("v", column)]).unwrap()
+    }
+
+    #[test]
+    fn keeps_at_most_the_rows_and_text_it_may() {
+        let (mut rows, mut kept) = (Vec::new(), 0);
+        keep_rows(&mut rows, &mut kept, &batch(vec![Some("é".repeat(MAX_CELL_CHARS + 5)), None]));
+        let first = rows[0][0].as_deref().unwrap();
+        assert!(first.starts_with(&"é".repeat(MAX_CELL_CHARS)) && first.ends_with("… (5 more characters)"));
+        assert_eq!(rows[1][0], None, "a null stays a null");
+        // Wide rows stop at the byte budget, long before MAX_ROWS.
+        let wide = batch((0..MAX_ROWS).map(|_| Some("x".repeat(MAX_CELL_CHARS))).collect());
+        keep_rows(&mut rows, &mut kept, &wide);
+        assert!(rows.len() < MAX_ROWS && kept >= MAX_KEPT_BYTES && kept < MAX_KEPT_BYTES + MAX_CELL_CHARS);
+        let before = rows.len();
+        keep_rows(&mut rows, &mut kept, &batch(vec![Some("y".into())]));
+        assert_eq!(rows.len(), before, "nothing more once the budget is spent");
+        // Narrow rows stop at MAX_ROWS.
+        let (mut rows, mut kept) = (Vec::new(), 0);
+        for _ in 0..3 {
+            keep_rows(&mut rows, &mut kept, &batch((0..MAX_ROWS / 2).map(|i| Some(i.to_string())).collect()));
+        }
+        assert_eq!(rows.len(), MAX_ROWS);
     }
 }

@@ -101,6 +101,13 @@ fn classify(sql: &str) -> Kind {
         "commit" | "end" => Kind::Command("COMMIT".into()),
         "rollback" | "abort" => no_transactions("ROLLBACK"),
         "savepoint" | "release" => Kind::Command(word(0).to_ascii_uppercase()),
+        // PostgreSQL's two-word spellings (SQLAlchemy asks the first on every connection).
+        "show"
+            if matches!((word(1), word(2), word(3)), ("transaction", "isolation", "level") | ("time", "zone", "")) =>
+        {
+            let name = if word(1) == "time" { "timezone" } else { "transaction_isolation" };
+            Kind::Setting { name: name.into(), value: setting(name).unwrap_or_default() }
+        }
         "show" if words.len() == 2 || (words.len() > 2 && word(2).is_empty()) => {
             let name = word(1).trim_matches('"').to_string();
             match setting(&name) {
@@ -471,6 +478,11 @@ mod tests {
             classify("show transaction_isolation"),
             Kind::Setting { name: "transaction_isolation".into(), value: "read committed".into() }
         );
+        assert_eq!(
+            classify("SHOW TRANSACTION ISOLATION LEVEL;"),
+            Kind::Setting { name: "transaction_isolation".into(), value: "read committed".into() }
+        );
+        assert_eq!(classify("show time zone"), Kind::Setting { name: "timezone".into(), value: "UTC".into() });
         assert_eq!(classify("SHOW TABLES"), Kind::Query);
         assert_eq!(classify("SHOW PARTITIONS t"), Kind::Query);
         assert_eq!(classify("SELECT 1"), Kind::Query);

@@ -1,7 +1,8 @@
 //! Statements as PostgreSQL clients send them, made into what the engine plans: catalog queries
 //! rewritten by `datafusion-pg-catalog`'s parser (regclass casts, `OPERATOR(pg_catalog.~)`), and
 //! ours: unnamed result columns named as PostgreSQL names them, `version()` answering as a
-//! PostgreSQL server, and numeric oid arguments to catalog functions.
+//! PostgreSQL server, numeric oid arguments to catalog functions, and two idioms of SQLAlchemy's
+//! reflection queries (`catalog_idioms`).
 
 use datafusion_pg_catalog::sql::PostgresCompatibilityParser;
 
@@ -18,6 +19,7 @@ pub(super) fn split_and_rewrite(sql: &str) -> Vec<String> {
                 postgres_version(&mut statement);
                 name_unnamed_columns(&mut statement);
                 numeric_oid_arguments(&mut statement);
+                catalog_idioms(&mut statement);
                 statement.to_string()
             })
             .collect(),
@@ -154,6 +156,107 @@ fn numeric_oid_arguments(statement: &mut datafusion::sql::sqlparser::ast::Statem
     });
 }
 
+/// `pg_catalog`'s boolean columns, which clients compare with quoted literals (`'f'`).
+const CATALOG_FLAGS: &[&str] = &[
+    "indisprimary",
+    "indisunique",
+    "indisexclusion",
+    "indimmediate",
+    "indisclustered",
+    "indisvalid",
+    "indisready",
+    "indislive",
+    "indisreplident",
+    "relhasindex",
+    "relisshared",
+    "relispartition",
+    "relhasrules",
+    "relhastriggers",
+    "relhassubclass",
+    "relrowsecurity",
+    "relispopulated",
+    "attnotnull",
+    "atthasdef",
+    "attisdropped",
+    "attislocal",
+    "condeferrable",
+    "condeferred",
+    "convalidated",
+    "conislocal",
+    "typisdefined",
+    "typnotnull",
+    "datistemplate",
+    "datallowconn",
+    "rolsuper",
+    "rolcanlogin",
+];
+
+/// What PostgreSQL accepts and DataFusion does not, in catalog queries SQLAlchemy sends:
+/// - `ix.indisprimary = 'f'`: a quoted literal takes the type of the column it is compared with,
+///   here a boolean (only for `pg_catalog`'s boolean columns, [`CATALOG_FLAGS`]);
+/// - `generate_subscripts(a, 1)` beside `unnest(a)`: the array's subscripts, as
+///   `unnest(generate_series(1, array_length(a, 1)))`, which DataFusion zips with the other unnest.
+fn catalog_idioms(statement: &mut datafusion::sql::sqlparser::ast::Statement) {
+    use datafusion::sql::sqlparser::ast::{
+        BinaryOperator, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Value, visit_expressions_mut,
+    };
+    use datafusion::sql::sqlparser::dialect::GenericDialect;
+    use datafusion::sql::sqlparser::parser::Parser;
+    fn flag(expr: &Expr) -> bool {
+        let name = match expr {
+            Expr::Identifier(ident) => &ident.value,
+            Expr::CompoundIdentifier(parts) => match parts.last() {
+                Some(part) => &part.value,
+                None => return false,
+            },
+            _ => return false,
+        };
+        CATALOG_FLAGS.contains(&name.to_ascii_lowercase().as_str())
+    }
+    fn boolean(expr: &Expr) -> Option<bool> {
+        let Expr::Value(value) = expr else { return None };
+        let Value::SingleQuotedString(text) = &value.value else { return None };
+        match text.to_ascii_lowercase().as_str() {
+            "t" | "true" => Some(true),
+            "f" | "false" => Some(false),
+            _ => None,
+        }
+    }
+    let _ = visit_expressions_mut(statement, |expr| {
+        match expr {
+            Expr::BinaryOp { left, op: BinaryOperator::Eq | BinaryOperator::NotEq, right } => {
+                if flag(left)
+                    && let Some(value) = boolean(right)
+                {
+                    **right = Expr::value(Value::Boolean(value));
+                } else if flag(right)
+                    && let Some(value) = boolean(left)
+                {
+                    **left = Expr::value(Value::Boolean(value));
+                }
+            }
+            Expr::Function(function)
+                if function.name.to_string().to_ascii_lowercase().trim_start_matches("pg_catalog.")
+                    == "generate_subscripts" =>
+            {
+                if let FunctionArguments::List(list) = &function.args
+                    && let [
+                        FunctionArg::Unnamed(FunctionArgExpr::Expr(array)),
+                        FunctionArg::Unnamed(FunctionArgExpr::Expr(dimension)),
+                    ] = &list.args[..]
+                    && let Ok(mut parser) = Parser::new(&GenericDialect {})
+                        .try_with_sql(&format!("unnest(generate_series(1, array_length({array}, {dimension})))"))
+                    && let Ok(subscripts) = parser.parse_expr()
+                {
+                    *expr = subscripts;
+                }
+            }
+            _ => {}
+        }
+        std::ops::ControlFlow::<()>::Continue(())
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -181,6 +284,18 @@ mod tests {
         );
         let ddl = "CREATE EXTERNAL TABLE t (a struct<b:int>) STORED AS PARQUET LOCATION 's3://b/t/'";
         assert_eq!(split_and_rewrite(ddl), vec![ddl.to_string()]);
+        let idioms = split_and_rewrite(
+            "SELECT unnest(ix.indkey) attnum, generate_subscripts(ix.indkey, 1) ord FROM pg_index ix \
+             WHERE ix.indisprimary = 'f' AND 't' <> i.relhasindex AND kind = 'f'",
+        );
+        assert_eq!(
+            idioms,
+            vec![
+                "SELECT unnest(ix.indkey) AS attnum, unnest(generate_series(1, array_length(ix.indkey, 1))) AS ord \
+                 FROM pg_catalog.pg_index ix WHERE ix.indisprimary = false AND true <> i.relhasindex AND kind = 'f'"
+                    .to_string()
+            ]
+        );
         let grouped = split_and_rewrite("select region, count(*) from sales group by region order by count(*) desc");
         assert_eq!(
             grouped,

@@ -208,7 +208,8 @@ impl Watch {
         let executors = self.members.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let calls = executors.iter().map(|executor| async move {
             let mut client = self.channels.executor_control(executor).ok()?;
-            let request = QueryProgressRequest { query_id: self.query.to_string(), stage_id: Some(self.stage.0) };
+            let request =
+                QueryProgressRequest { query_id: self.query.to_string(), stage_id: Some(self.stage.0), tasks: false };
             let answer = tokio::time::timeout(ANSWER_TIMEOUT, client.query_progress(request)).await.ok()?.ok()?;
             Some(answer.into_inner())
         });

@@ -13,8 +13,17 @@ use glaux_proto::generated::CancelQueryRequest;
 use glaux_proto::{ClusterChannels, ExecutorAddr, QueryId, TaskStats};
 use tokio::sync::mpsc;
 
+use super::stage_progress::ExecutorTask;
+
 /// How long ending a query waits for each executor's statistics.
 const FINISH_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// What a query's tasks reported when it ended: their statistics, and each task.
+#[derive(Debug, Default)]
+pub(super) struct Late {
+    pub stats: TaskStats,
+    pub tasks: Vec<ExecutorTask>,
+}
 
 /// A query whose stream was dropped before it ended: its tasks are cancelled in the background.
 #[derive(Debug)]
@@ -36,22 +45,27 @@ pub(super) struct QueryGuard {
 
 impl QueryGuard {
     /// Ends the query on every executor (cancelling what still runs: a LIMIT may stop reading
-    /// early) and returns the statistics every task reports for itself.
-    async fn finish(self) -> TaskStats {
+    /// early) and returns what every task reports for itself.
+    async fn finish(self) -> Late {
         let calls = self.take_executors().into_iter().map(|executor| {
             let (channels, query) = (Arc::clone(&self.channels), self.query.clone());
             async move {
                 let mut client = channels.executor_control(&executor).ok()?;
                 let call = client.cancel_query(CancelQueryRequest { query_id: query.to_string() });
-                let response = tokio::time::timeout(FINISH_TIMEOUT, call).await.ok()?.ok()?;
-                TaskStats::from_json(&response.into_inner().stats)
+                let response = tokio::time::timeout(FINISH_TIMEOUT, call).await.ok()?.ok()?.into_inner();
+                Some((executor, response))
             }
         });
-        let mut total = TaskStats::default();
-        for stats in futures::future::join_all(calls).await.into_iter().flatten() {
-            total.merge(&stats);
+        let mut late = Late::default();
+        for (executor, response) in futures::future::join_all(calls).await.into_iter().flatten() {
+            if let Some(stats) = TaskStats::from_json(&response.stats) {
+                late.stats.merge(&stats);
+            }
+            let executor = executor.to_string();
+            let tasks = response.task_progress.into_iter();
+            late.tasks.extend(tasks.map(|task| ExecutorTask { executor: executor.clone(), task }));
         }
-        total
+        late
     }
 
     fn take_executors(&self) -> Vec<ExecutorAddr> {
@@ -77,11 +91,13 @@ impl Drop for QueryGuard {
 pub(super) fn guarded(
     batches: SendableRecordBatchStream,
     guard: QueryGuard,
-    late: Arc<Mutex<TaskStats>>,
+    late: Arc<Mutex<Late>>,
 ) -> impl Stream<Item = Result<RecordBatch>> + Send {
     let finish = stream::once(async move {
-        let stats = guard.finish().await;
-        late.lock().unwrap_or_else(|e| e.into_inner()).merge(&stats);
+        let ended = guard.finish().await;
+        let mut late = late.lock().unwrap_or_else(|e| e.into_inner());
+        late.stats.merge(&ended.stats);
+        late.tasks.extend(ended.tasks);
         None
     });
     batches.map(Some).chain(finish).filter_map(std::future::ready)

@@ -7,6 +7,7 @@
 //! - `launch.rs`: a task's definition, and installing tasks on an executor.
 //! - `guard.rs`: ending a query's tasks when its stream ends or is dropped.
 //! - `stats.rs`: the statistics and progress of a running query.
+//! - `stage_progress.rs`: a query's tasks summed per stage, for its page.
 //! - `rerun.rs`: running a lost storage-only task of the final gather again elsewhere.
 //! - `endpoints.rs`: a result its client reads from the executors (a plain final gather).
 
@@ -15,6 +16,7 @@ mod guard;
 mod launch;
 mod rerun;
 mod run;
+mod stage_progress;
 mod stats;
 
 use std::pin::Pin;
@@ -29,6 +31,7 @@ use glaux_proto::QueryId;
 pub use endpoints::AtExecutors;
 pub use guard::cancel_abandoned;
 pub use run::QueryRunner;
+pub use stage_progress::{StageProgress, by_stage};
 pub use stats::{ProgressProbe, ProgressSlot, QueryStatsHandle};
 
 use crate::error::SchedulerError;

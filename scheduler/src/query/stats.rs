@@ -6,9 +6,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use glaux_catalog::TableScanReport;
-use glaux_proto::generated::QueryProgressRequest;
-use glaux_proto::{ClusterChannels, ExecutorAddr, QueryId, QueryProgress, QueryStats, TaskStats};
+use glaux_proto::generated::{QueryProgressRequest, QueryProgressResponse};
+use glaux_proto::{ClusterChannels, ExecutorAddr, QueryId, QueryProgress, QueryStats};
 
+use super::guard::Late;
+use super::stage_progress::ExecutorTask;
 use crate::planner::DistributedPlan;
 
 /// How long a progress probe waits for each executor's answer.
@@ -24,7 +26,7 @@ pub struct QueryStatsHandle {
     pub(super) plan: Option<Arc<DistributedPlan>>,
     pub(super) scans: Vec<TableScanReport>,
     /// What the query's tasks reported when it ended.
-    pub(super) late: Arc<Mutex<TaskStats>>,
+    pub(super) late: Arc<Mutex<Late>>,
     /// Tasks run again after their executor was lost.
     pub(super) reruns: Arc<AtomicU64>,
 }
@@ -48,9 +50,15 @@ impl QueryStatsHandle {
         self.plan.as_ref()
     }
 
+    /// Each task as it ended (empty until the query's stream has ended, and for a query that
+    /// failed or was dropped: its tasks were cancelled in the background).
+    pub fn ended_tasks(&self) -> Vec<ExecutorTask> {
+        self.late.lock().unwrap_or_else(|e| e.into_inner()).tasks.clone()
+    }
+
     pub fn snapshot(&self) -> QueryStats {
         // Every task reported its own work when the query ended (`QueryGuard::finish`).
-        let scan = self.late.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let scan = self.late.lock().unwrap_or_else(|e| e.into_inner()).stats.clone();
         let stages = self.plan.as_ref().map_or(&[][..], |p| &p.stages[..]);
         QueryStats {
             query_id: self.query.to_string(),
@@ -108,16 +116,36 @@ pub struct ProgressProbe {
 }
 
 impl ProgressProbe {
-    /// Asks every executor of the query (those that do not answer within [`PROGRESS_TIMEOUT`]
-    /// count as no progress).
-    pub async fn progress(&self) -> QueryProgress {
+    /// Asks every executor of the query, each task described or not (those that do not answer
+    /// within [`PROGRESS_TIMEOUT`] count as no progress).
+    async fn ask(&self, tasks: bool) -> Vec<(ExecutorAddr, QueryProgressResponse)> {
         let executors = self.executors.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let calls = executors.into_iter().map(|executor| async move {
             let mut client = self.channels.executor_control(&executor).ok()?;
-            let request = QueryProgressRequest { query_id: self.query.to_string(), stage_id: None };
+            let request = QueryProgressRequest { query_id: self.query.to_string(), stage_id: None, tasks };
             let answer = tokio::time::timeout(PROGRESS_TIMEOUT, client.query_progress(request)).await.ok()?.ok()?;
-            Some(answer.into_inner())
+            Some((executor, answer.into_inner()))
         });
+        futures::future::join_all(calls).await.into_iter().flatten().collect()
+    }
+
+    /// Its stages and tasks as planned.
+    pub fn planned(&self) -> (u64, u64) {
+        (self.stages, self.tasks)
+    }
+
+    /// Every task of the query now, as its executor describes it.
+    pub async fn tasks(&self) -> Vec<ExecutorTask> {
+        let mut tasks = Vec::new();
+        for (executor, answer) in self.ask(true).await {
+            let executor = executor.to_string();
+            tasks
+                .extend(answer.task_progress.into_iter().map(|task| ExecutorTask { executor: executor.clone(), task }));
+        }
+        tasks
+    }
+
+    pub async fn progress(&self) -> QueryProgress {
         let mut progress = QueryProgress {
             stages: self.stages,
             tasks: self.tasks,
@@ -125,7 +153,7 @@ impl ProgressProbe {
             elapsed_ms: self.started.elapsed().as_millis() as u64,
             ..Default::default()
         };
-        for answer in futures::future::join_all(calls).await.into_iter().flatten() {
+        for (_, answer) in self.ask(false).await {
             progress.tasks_done += u64::from(answer.tasks_done);
             progress.task_rows += answer.rows_out;
             progress.bytes_scanned += answer.bytes_scanned;

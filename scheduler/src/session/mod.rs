@@ -4,7 +4,10 @@
 
 #[cfg(feature = "fault-injection")]
 mod fault_injection;
+mod pg_catalog_shape;
 mod postgres_functions;
+
+pub use pg_catalog_shape::ShapedPgCatalog;
 
 use std::num::NonZeroUsize;
 use std::sync::Arc;
@@ -98,6 +101,7 @@ pub fn scheduler_session(
         datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider,
     )
     .map_err(|e| SchedulerError::Config(format!("pg_catalog: {e}")))?;
+    pg_catalog_shape::reshape(&ctx, DEFAULT_CATALOG).map_err(|e| SchedulerError::Config(format!("pg_catalog: {e}")))?;
     postgres_functions::register(&ctx);
     // Trino's types and functions, as Athena users write them; every executor registers the
     // same functions. The type planner consults pg_catalog's (oid types) for types it leaves.

@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, ListArray, StringArray};
+use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, ListArray, StringArray};
 use datafusion::arrow::buffer::OffsetBuffer;
 use datafusion::arrow::datatypes::{DataType, Field};
 use datafusion::common::{Result, ScalarValue, exec_err};
@@ -19,6 +19,46 @@ use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDF, Sca
 pub fn register(ctx: &datafusion::prelude::SessionContext) {
     ctx.register_udf(ScalarUDF::new_from_impl(CurrentSchema::new()));
     ctx.register_udf(ScalarUDF::new_from_impl(CurrentSchemas::new()));
+    ctx.register_udf(ScalarUDF::new_from_impl(TypeIsVisible::new()));
+}
+
+/// `pg_type_is_visible(oid)`: every type `pg_type` lists is in `pg_catalog`, which is always on
+/// the search path, so each is visible (NULL for a NULL oid, as PostgreSQL answers). SQLAlchemy
+/// calls it reading a table's columns (its domain and enum lookups).
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct TypeIsVisible {
+    signature: Signature,
+}
+
+impl TypeIsVisible {
+    fn new() -> Self {
+        Self { signature: Signature::uniform(1, vec![DataType::Int32, DataType::Int64], Volatility::Stable) }
+    }
+}
+
+impl ScalarUDFImpl for TypeIsVisible {
+    fn name(&self) -> &str {
+        "pg_type_is_visible"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Boolean)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let Some(oids) = args.args.first() else { return exec_err!("pg_type_is_visible takes an oid") };
+        Ok(match oids {
+            ColumnarValue::Scalar(oid) => ColumnarValue::Scalar(ScalarValue::Boolean((!oid.is_null()).then_some(true))),
+            ColumnarValue::Array(oids) => {
+                let visible: BooleanArray = (0..oids.len()).map(|i| oids.is_valid(i).then_some(true)).collect();
+                ColumnarValue::Array(Arc::new(visible))
+            }
+        })
+    }
 }
 
 #[derive(Debug, PartialEq, Eq, Hash)]
