@@ -188,7 +188,7 @@ pub fn open_output(tasks: &Arc<TaskTable>, ticket: TaskOutputTicket) -> Result<T
             let counters = &tasks.counters;
             TaskCounters::add(&counters.finished, 1);
             TaskCounters::add(&counters.bytes_scanned, stats.bytes_scanned);
-            TaskCounters::add(&counters.spilled_bytes, crate::metrics::spilled_bytes(plan.as_ref()));
+            TaskCounters::add(&counters.spilled_bytes, glaux_proto::operator_work(&plan).spilled_bytes);
             stats
         } else {
             TaskStats::default()

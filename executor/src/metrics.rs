@@ -14,19 +14,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use datafusion::execution::memory_pool::MemoryPool;
 use datafusion::execution::runtime_env::RuntimeEnv;
-use datafusion::physical_plan::ExecutionPlan;
 use glaux_proto::ClusterChannels;
 use http::StatusCode;
 use prometheus::{IntCounter, IntGauge, Registry, TextEncoder};
 
 use crate::session::ExecutorMemory;
 use crate::task_table::TaskTable;
-
-/// Bytes a task's operators spilled to disk, over its whole plan.
-pub fn spilled_bytes(plan: &dyn ExecutionPlan) -> u64 {
-    let own = plan.metrics().and_then(|m| m.spilled_bytes()).unwrap_or(0) as u64;
-    own + plan.children().into_iter().map(|child| spilled_bytes(child.as_ref())).sum::<u64>()
-}
 
 /// What the executor's HTTP port reads from.
 pub(crate) struct Sources {
