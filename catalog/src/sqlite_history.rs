@@ -26,7 +26,8 @@ const SCHEMA: &str = "
         rows_returned INTEGER NOT NULL,
         output_location TEXT,
         reused INTEGER NOT NULL,
-        tasks_rerun INTEGER NOT NULL
+        tasks_rerun INTEGER NOT NULL,
+        stages TEXT
     );
     CREATE INDEX IF NOT EXISTS queries_by_time ON queries (submitted_ms, id);
     CREATE INDEX IF NOT EXISTS queries_by_user ON queries (user_name, submitted_ms);
@@ -69,6 +70,9 @@ pub struct QueryRecord {
     /// Whether a previous result was returned instead of running it.
     pub reused: bool,
     pub tasks_rerun: u64,
+    /// How it ran, for its page (JSON written by the scheduler: its stages and their tasks' work).
+    /// Read only with a record read by its id (`QueryFilter::id`): lists leave it out.
+    pub stages: Option<String>,
 }
 
 impl QueryRecord {
@@ -98,8 +102,17 @@ fn sql_error(e: rusqlite::Error) -> CatalogError {
     CatalogError::from(e)
 }
 
+/// Creates the table, and adds the `stages` column to one made before it existed.
 pub(crate) fn migrate(connection: &Connection) -> Result<()> {
-    connection.execute_batch(SCHEMA).map_err(sql_error)
+    connection.execute_batch(SCHEMA).map_err(sql_error)?;
+    let has_stages = connection
+        .prepare("SELECT 1 FROM pragma_table_info('queries') WHERE name = 'stages'")
+        .and_then(|mut s| s.exists([]))
+        .map_err(sql_error)?;
+    if !has_stages {
+        connection.execute_batch("ALTER TABLE queries ADD COLUMN stages TEXT").map_err(sql_error)?;
+    }
+    Ok(())
 }
 
 fn int(value: u64) -> i64 {
@@ -112,8 +125,8 @@ pub(crate) fn record(connection: &mut Connection, records: &[QueryRecord]) -> Re
     {
         let mut insert = transaction
             .prepare_cached(&format!(
-                "INSERT OR REPLACE INTO queries ({COLUMNS}) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)"
+                "INSERT OR REPLACE INTO queries ({COLUMNS}, stages) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)"
             ))
             .map_err(sql_error)?;
         for r in records {
@@ -139,6 +152,7 @@ pub(crate) fn record(connection: &mut Connection, records: &[QueryRecord]) -> Re
                     r.output_location,
                     r.reused,
                     int(r.tasks_rerun),
+                    r.stages,
                 ])
                 .map_err(sql_error)?;
         }
@@ -169,6 +183,7 @@ fn from_row(row: &Row<'_>) -> rusqlite::Result<QueryRecord> {
         output_location: row.get(17)?,
         reused: row.get(18)?,
         tasks_rerun: count(19)?,
+        stages: row.get(20)?,
     })
 }
 
@@ -176,7 +191,7 @@ pub(crate) fn read(connection: &Connection, filter: &QueryFilter) -> Result<Vec<
     let (before_ms, before_id) = filter.before.clone().unwrap_or((i64::MAX, String::new()));
     let mut statement = connection
         .prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM queries \
+            "SELECT {COLUMNS}, CASE WHEN ?1 IS NULL THEN NULL ELSE stages END FROM queries \
              WHERE (?1 IS NULL OR id = ?1) AND (?2 IS NULL OR user_name = ?2) AND (?3 IS NULL OR workgroup = ?3) \
                AND (submitted_ms < ?4 OR (submitted_ms = ?4 AND (?5 = '' OR id < ?5))) \
                AND (?7 IS NULL OR sql = ?7) AND (?8 IS NULL OR database = ?8) AND (?9 IS NULL OR state = ?9) \
@@ -252,6 +267,19 @@ mod tests {
     }
 
     #[test]
+    fn a_table_made_before_stages_gets_the_column() {
+        let mut connection = Connection::open_in_memory().unwrap();
+        let before = SCHEMA.replace(",\n        stages TEXT", "");
+        assert_ne!(before, SCHEMA);
+        connection.execute_batch(&before).unwrap();
+        migrate(&connection).unwrap();
+        migrate(&connection).unwrap();
+        record(&mut connection, &[QueryRecord { stages: Some("{}".into()), ..at("q", "ann", 1, SUCCEEDED) }]).unwrap();
+        let read = read(&connection, &QueryFilter { id: Some("q".into()), limit: 1, ..Default::default() }).unwrap();
+        assert_eq!(read[0].stages.as_deref(), Some("{}"));
+    }
+
+    #[test]
     fn records_are_replaced_paged_failed_at_restart_and_pruned() {
         let mut connection = Connection::open_in_memory().unwrap();
         migrate(&connection).unwrap();
@@ -274,6 +302,14 @@ mod tests {
             (q4[0].state.as_str(), q4[0].reason.as_deref(), q4[0].ended_ms),
             (FAILED, Some("scheduler restarted"), Some(99))
         );
+
+        // How a statement ran is read with its record by id, and left out of lists.
+        record(&mut connection, &[QueryRecord { stages: Some("[1]".into()), ..at("q3", "bob", 3, SUCCEEDED) }])
+            .unwrap();
+        let q3 = read(&connection, &QueryFilter { id: Some("q3".into()), limit: 1, ..Default::default() }).unwrap();
+        assert_eq!(q3[0].stages.as_deref(), Some("[1]"));
+        let listed = read(&connection, &QueryFilter { user: Some("bob".into()), limit: 10, ..Default::default() });
+        assert!(listed.unwrap().iter().all(|r| r.stages.is_none()));
 
         // Older than 1 ms: q0 goes; beyond 2 kept: q2 and q1 go.
         assert_eq!(prune(&connection, 1, 2).unwrap(), 3);

@@ -30,7 +30,7 @@ use crate::error::{ErrorKind, SchedulerError, execution_kind};
 use crate::history::{History, Tracked};
 use crate::limits::{StatementGate, StatementPermit};
 use crate::metrics::SchedulerMetrics;
-use crate::query::{AtExecutors, ProgressSlot, QueryResult, QueryRunner};
+use crate::query::{AtExecutors, LiveQueries, ProgressSlot, QueryResult, QueryRunner};
 use crate::reuse::{ChangeMark, Changes};
 use crate::statement::{Context, Effect, IngestTarget, Statement};
 use crate::system_tables::WithSystem;
@@ -60,6 +60,8 @@ pub struct QueryEngine {
     /// The planning state of administrators' statements (before their database is set).
     admin_state: SessionState,
     metrics: Arc<SchedulerMetrics>,
+    /// Statements running, whatever their door, for their pages.
+    live: Arc<LiveQueries>,
 }
 
 /// Who administers the cluster.
@@ -152,6 +154,7 @@ impl QueryEngine {
             changes: Arc::new(Changes::new()),
             admin_state,
             metrics,
+            live: Arc::default(),
         })
     }
 
@@ -313,6 +316,8 @@ impl QueryEngine {
         let place = place.inspect_err(refused)?;
         tracked.running(started.elapsed());
         progress.admit();
+        let live = self.live.enter(&planned.id(), progress);
+        tracked.watch(progress);
         let limits = Limits::of(&workgroup);
         // A statement that changes the catalog (and any files under it) lists afresh, and so
         // do the queries after it.
@@ -345,7 +350,7 @@ impl QueryEngine {
         result.batches = limits.enforce(result.batches, progress.clone(), result.stats.clone());
         result.batches = stopping.bound_stream(result.batches);
         result.schema = announced;
-        Ok(held(result, audited, started, (permit, place, mark), tracked))
+        Ok(held(result, audited, started, (permit, place, mark, live), tracked))
     }
 
     /// Launches a query for its client to read its result from the executors, if its final stage
@@ -366,17 +371,20 @@ impl QueryEngine {
             return Ok(None);
         }
         let permit = self.enter(&planned).inspect_err(refused)?;
+        let progress = ProgressSlot::default();
+        let live = self.live.enter(&planned.id(), &progress);
         let launched = contained("while running", async {
             let ctx = self.context(&planned.session, Arc::clone(&planned.access));
-            planned.statement.family().run_at_executors(&ctx, planned.id()).await
+            planned.statement.family().run_at_executors(&ctx, planned.id(), &progress).await
         })
         .await;
         let Some(launched) = launched.inspect_err(refused)? else { return Ok(None) };
         let tracked = Tracked::new(&self.history, planned.record.clone());
         tracked.running(started.elapsed());
+        tracked.watch(&progress);
         let mut result = launched.result;
         result.batches = self.statements.stopping().bound_stream(result.batches);
-        Ok(Some(AtExecutors { result: held(result, audited, started, permit, tracked), ..launched }))
+        Ok(Some(AtExecutors { result: held(result, audited, started, (permit, live), tracked), ..launched }))
     }
 
     /// Empties the scheduler's listing cache, if it has one.

@@ -20,6 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{ErrorKind, SchedulerError};
 use crate::metrics::SchedulerMetrics;
+use crate::query::ProgressSlot;
 
 /// How often old records are pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(600);
@@ -176,12 +177,19 @@ pub struct Tracked {
     record: Mutex<QueryRecord>,
     /// When it started running.
     started: Mutex<Option<Instant>>,
+    /// Where its query's progress appears, if it runs on the cluster.
+    progress: Mutex<Option<ProgressSlot>>,
 }
 
 impl Tracked {
     /// A planned statement, not yet recorded.
     pub fn new(history: &Arc<History>, record: QueryRecord) -> Arc<Self> {
-        Arc::new(Self { history: Arc::clone(history), record: Mutex::new(record), started: Mutex::new(None) })
+        Arc::new(Self {
+            history: Arc::clone(history),
+            record: Mutex::new(record),
+            started: Mutex::new(None),
+            progress: Mutex::default(),
+        })
     }
 
     fn record(&self) -> std::sync::MutexGuard<'_, QueryRecord> {
@@ -222,6 +230,8 @@ impl Tracked {
         record.state = state.into();
         record.reason = reason;
         record.ended_ms = Some(epoch_ms(SystemTime::now()));
+        let progress = self.progress.lock().unwrap_or_else(|e| e.into_inner()).as_ref().and_then(ProgressSlot::get);
+        record.stages = progress.map(|probe| probe.how_it_ran());
         let started = *self.started.lock().unwrap_or_else(|e| e.into_inner());
         record.execution_ms = started.map_or(0, |s| s.elapsed().as_millis() as u64);
         if let Some(stats) = stats {
@@ -230,6 +240,12 @@ impl Tracked {
             record.tasks_rerun = stats.tasks_rerun;
         }
         self.history.record(record.clone());
+    }
+
+    /// Its query's progress appears in `progress` once launched on the cluster: when it ends,
+    /// how it ran (its stages, for its page) is kept with its record.
+    pub fn watch(&self, progress: &ProgressSlot) {
+        *self.progress.lock().unwrap_or_else(|e| e.into_inner()) = Some(progress.clone());
     }
 
     /// The statement failed (or was cancelled) with `error`.

@@ -5,9 +5,11 @@ A wrong password is refused; a user logs in, runs a query and sees its rows (the
 counted here), its data scanned, time and stages; a query beyond the user's grants fails with the
 grant's error; a slow query is cancelled; the history lists the user's statements with filters
 and opens a query's page with its stages; the executors page lists both executors; the catalog
-browser shows only the tables the user may read, with columns and partitions. The session cookie
-is HttpOnly and SameSite=Strict, and the API refuses a request with the cookie but without the
-CSRF token.
+browser shows only the tables the user may read, with columns and partitions. A statement sent
+through another door (Flight SQL, by ADBC) has a page too: its stages live while it runs, what
+they last reported once it is cancelled; another user cannot open it, an administrator can. The
+session cookie is HttpOnly and SameSite=Strict, and the API refuses a request with the cookie but
+without the CSRF token.
 
 Usage: console.py GLAUX_BINARY WORK_DIR [SCREENSHOT_DIR]
 """
@@ -16,8 +18,10 @@ import json
 import os
 import re
 import sys
+import threading
 import time
 
+import adbc_driver_flightsql.dbapi as adbc
 import pyarrow as pa
 import pyarrow.parquet as pq
 from selenium import webdriver
@@ -44,7 +48,8 @@ pq.write_table(pa.table({"name": ["ana"], "salary": [1]}), os.path.join(warehous
 check = Checks()
 glaux_binary = Glaux(glaux)
 users_file = glaux_binary.users_file(os.path.join(work, "users"),
-                                    (("root", "root-password", True), ("ana", "ana-password", False)))
+                                    (("root", "root-password", True), ("ana", "ana-password", False),
+                                     ("bob", "bob-password", False)))
 
 browser = None
 try:
@@ -255,6 +260,69 @@ try:
     status, body = call("session", session_cookie)
     token = json.loads(body)["csrf"] if status == 200 else None
     check("with both, the call is answered", call("history", session_cookie, token)[0] == 200)
+
+    # A statement from another door: ana's slow query through Flight SQL (ADBC) has a live page.
+    SLOW = "SELECT sum(length(repeat(a.kind, 50)) + b.id) AS s FROM events a, events b WHERE a.id >= 0"
+    flight = adbc.connect(f"grpc://{doors['flight']}", db_kwargs={"username": "ana", "password": "ana-password"})
+    flight_cursor = flight.cursor()
+    outcome = {}
+
+    def slow():
+        try:
+            flight_cursor.execute(SLOW)
+            outcome["rows"] = flight_cursor.fetchall()
+        except Exception as error:  # noqa: BLE001 (the cancel's error is the expected outcome)
+            outcome["error"] = str(error)
+
+    runner = threading.Thread(target=slow, daemon=True)
+    runner.start()
+    nav("history")
+    Select(by_id("filter-state")).select_by_visible_text("RUNNING")
+    Select(by_id("filter-door")).select_by_visible_text("flight_sql")
+
+    def listed(_):
+        by_id("history-refresh").click()
+        time.sleep(0.3)
+        return "a.id >= 0" in by_id("history-table").text
+    wait.until(listed)
+    by_id("history-table").find_element(By.CSS_SELECTOR, "tbody tr td a").click()
+    wait.until(lambda _: by_id("query-state").text == "RUNNING" and cpu_ms(stage_table("query-stage-table")) > 0)
+    flight_id = by_id("query-id").text
+    before = cpu_ms(stage_table("query-stage-table"))
+    time.sleep(2)
+    live = stage_table("query-stage-table")
+    check("a Flight SQL statement's page shows its stages live while it runs",
+          by_id("query-state").text == "RUNNING" and cpu_ms(live) > before and "Stage 1" in by_id("query-stages").text
+          and "via flight_sql" in by_id("query-summary").text and "tasks " in by_id("query-progress").text,
+          f"{before} {live} {by_id('query-summary').text}")
+    shot("query-live")
+    status, body = call("queries/" + flight_id, session_cookie, token)
+    check("... the same through the API, for its user", status == 200 and json.loads(body)["door"] == "flight_sql",
+          body[:300])
+
+    def session_of(user, password):
+        connection = http.client.HTTPConnection(http_addr, timeout=10)
+        connection.request("POST", "/ui/api/login", body=json.dumps({"user": user, "password": password}),
+                           headers={"content-type": "application/json"})
+        response = connection.getresponse()
+        cookie = re.search(r"glaux_console=([^;]+)", response.getheader("set-cookie") or "").group(1)
+        return cookie, json.loads(response.read())["csrf"]
+
+    status, body = call("queries/" + flight_id, *session_of("bob", "bob-password"))
+    check("another user cannot open it", status == 404, f"{status} {body[:200]}")
+    status, body = call("queries/" + flight_id, *session_of("root", "root-password"))
+    check("an administrator can", status == 200 and json.loads(body)["user"] == "ana", f"{status} {body[:200]}")
+
+    flight_cursor.adbc_cancel()
+    runner.join(60)
+    check("the Flight SQL client cancels it", "cancel" in outcome.get("error", "").lower(), outcome)
+    wait.until(lambda _: by_id("query-state").text == "CANCELLED")
+    ended = stage_table("query-stage-table")
+    check("... and its page then shows what its stages last reported",
+          len(ended) == len(live) and cpu_ms(ended) >= cpu_ms(live) and "last seen" in by_id("query-progress").text,
+          f"{ended} {by_id('query-progress').text}")
+    flight_cursor.close()
+    flight.close()
     page = http.client.HTTPConnection(http_addr, timeout=10)
     page.request("GET", "/ui")
     policy = page.getresponse().getheader("content-security-policy") or ""

@@ -12,6 +12,7 @@ use super::{Console, Refused, Session, json_reply, refusal};
 use crate::audit::Door;
 use crate::client_session::ClientSession;
 use crate::http::Peer;
+use crate::query::{StageProgress, by_stage, progress_json};
 use glaux_catalog::history::QueryFilter;
 
 /// Statements longer than this are refused (the editor is for people typing).
@@ -186,6 +187,53 @@ pub(super) async fn history(
         })
         .collect();
     Ok(json_reply(StatusCode::OK, &json!({ "columns": columns, "rows": rows })))
+}
+
+/// A statement's page, whatever door it came through, if the user may see its history record:
+/// state, SQL, time, rows, data scanned, and its stages (live while it runs on the cluster, as its
+/// executors report them; afterwards as its tasks reported when it ended, kept with its record).
+pub(super) async fn query(
+    State(console): Shared,
+    Path(id): Path<String>,
+    peer: Option<axum::Extension<Peer>>,
+    headers: HeaderMap,
+) -> Result<Response, Refused> {
+    let session = console.authorized(&headers)?;
+    let client = session_of(&session, peer.map(|p| p.0));
+    let (record, probe) = console
+        .engine
+        .visible_query(&client, &id)
+        .await
+        .map_err(|e| refusal(StatusCode::BAD_REQUEST, &e.to_string()))?
+        .ok_or_else(|| refusal(StatusCode::NOT_FOUND, "no such query (or not yours to see)"))?;
+    let mut scanned = record.bytes_scanned;
+    let (plan, stage_progress, progress, ended) = match probe {
+        Some(probe) => {
+            let now = by_stage(&probe.tasks().await);
+            scanned = now.iter().map(|s| s.bytes_scanned).sum();
+            let plan = crate::planner::render_distributed_plan(probe.plan(), false);
+            let stages: Vec<Value> = now.iter().map(StageProgress::to_json).collect();
+            (json!(plan), json!(stages), progress_json(probe.planned(), &now), json!(false))
+        }
+        None => {
+            let ran: Value = record.stages.as_deref().and_then(|s| serde_json::from_str(s).ok()).unwrap_or_default();
+            (ran["plan"].clone(), ran["stage_progress"].clone(), Value::Null, ran["stages_ended"].clone())
+        }
+    };
+    let elapsed_ms = match record.started_ms {
+        Some(started) if !record.finished() => crate::history::epoch_ms(std::time::SystemTime::now()) - started,
+        _ => i64::try_from(record.execution_ms).unwrap_or(i64::MAX),
+    };
+    Ok(json_reply(
+        StatusCode::OK,
+        &json!({
+            "id": record.id, "sql": record.sql, "state": record.state, "error": record.reason, "user": record.user,
+            "door": record.door, "workgroup": record.workgroup, "rows_returned": record.rows, "truncated": false,
+            "data_scanned_bytes": scanned, "data_scanned": glaux_proto::format_bytes(scanned),
+            "elapsed_ms": elapsed_ms, "tasks_rerun": record.tasks_rerun, "stages": plan,
+            "stage_progress": stage_progress, "stages_ended": ended, "progress": progress,
+        }),
+    ))
 }
 
 /// The executors: address, slots, whether they drain, tasks running (from their heartbeats).

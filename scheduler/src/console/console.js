@@ -143,25 +143,15 @@ async function openQuery(id) {
   $("query-stage-table").replaceChildren();
   let run;
   try {
-    run = await api("GET", "statements/" + id);
+    run = await api("GET", "queries/" + encodeURIComponent(id));
   } catch (error) {
-    // Not started here: what the history recorded.
-    const history = await api("GET", "history?id=" + encodeURIComponent(id));
-    const row = history.rows[0];
-    if (row) {
-      const field = (name) => row[history.columns.indexOf(name)];
-      $("query-state").textContent = field("state");
-      $("query-sql").textContent = field("query");
-      $("query-error").textContent = field("error") || "";
-      $("query-summary").textContent =
-        `${field("rows")} rows · Run time: ${field("execution_ms")} ms · Data scanned: ${field("data_scanned")}`;
-      $("query-stages").textContent = "(stages are shown for statements run from this console)";
-    }
+    $("query-error").textContent = error.message;
     return;
   }
   $("query-state").textContent = run.state;
-  $("query-summary").textContent = summary(run, false);
-  $("query-progress").textContent = progressText(run.progress);
+  $("query-summary").textContent = summary(run, false) + (run.door ? ` · ${run.user || "admin"} via ${run.door}` : "");
+  $("query-progress").textContent = run.progress ? progressText(run.progress)
+    : run.stages && !run.stages_ended ? "It did not run to its end: its stages' numbers as last seen while it ran." : "";
   $("query-sql").textContent = run.sql;
   $("query-error").textContent = run.error || "";
   $("query-stages").textContent = run.stages || "(ran on the scheduler alone)";

@@ -175,6 +175,7 @@ pub(crate) fn router(console: Console) -> Router {
         .route("/ui/api/statements/{id}", get(api::statement))
         .route("/ui/api/statements/{id}/cancel", post(api::cancel))
         .route("/ui/api/history", get(api::history))
+        .route("/ui/api/queries/{id}", get(api::query))
         .route("/ui/api/executors", get(api::executors))
         .route("/ui/api/catalog", get(api::databases))
         .route("/ui/api/catalog/{database}", get(api::tables))

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::client_session::ClientSession;
 use crate::engine::QueryEngine;
-use crate::query::{ProgressSlot, StageProgress, by_stage};
+use crate::query::{ProgressSlot, StageProgress, by_stage, progress_json};
 
 /// Rows of a result the console keeps (and shows).
 pub const MAX_ROWS: usize = 1000;
@@ -167,10 +167,8 @@ impl Run {
             _ => None,
         };
         let mut state = self.lock();
-        let progress = running.map(|((stages, tasks), now)| {
-            let sum = |f: fn(&StageProgress) -> u64| now.iter().map(f).sum::<u64>();
-            let progress = json!({ "tasks": tasks, "tasks_done": sum(|s| u64::from(s.tasks_done)).min(tasks),
-                "stages": stages, "rows": sum(|s| s.rows), "data_scanned_bytes": sum(|s| s.bytes_scanned) });
+        let progress = running.map(|(planned, now)| {
+            let progress = progress_json(planned, &now);
             // A query that ends has its tasks' last word; until then, what they say now.
             if !state.stages_ended && !now.is_empty() {
                 state.stage_progress = now;

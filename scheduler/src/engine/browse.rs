@@ -1,5 +1,5 @@
-//! What the web console reads without running a statement: the history a user may see, and a
-//! readable table's columns and partitions. The same checks as statements apply (the user's own
+//! What the web console reads without running a statement: the history a user may see (and a
+//! running statement's progress), and a readable table's columns and partitions. The same checks as statements apply (the user's own
 //! history unless an administrator; tables through the catalogs as the user may see them).
 
 use glaux_catalog::history::{QueryFilter, QueryRecord};
@@ -7,6 +7,7 @@ use glaux_catalog::history::{QueryFilter, QueryRecord};
 use super::QueryEngine;
 use crate::client_session::ClientSession;
 use crate::error::SchedulerError;
+use crate::query::ProgressProbe;
 
 /// Partitions a table's page lists at most.
 const MAX_PARTITIONS: usize = 1000;
@@ -34,6 +35,19 @@ impl QueryEngine {
             filter.user = Some(own);
         }
         self.history.read(filter).await
+    }
+
+    /// Statement `id`'s history record if `session`'s user may read it, with its query's progress
+    /// probe while it runs on the cluster.
+    pub async fn visible_query(
+        &self,
+        session: &ClientSession,
+        id: &str,
+    ) -> Result<Option<(QueryRecord, Option<ProgressProbe>)>, SchedulerError> {
+        let filter = QueryFilter { id: Some(id.to_string()), limit: 1, ..QueryFilter::default() };
+        let Some(record) = self.visible_history(session, filter).await?.into_iter().next() else { return Ok(None) };
+        let probe = if record.finished() { None } else { self.live.probe(id) };
+        Ok(Some((record, probe)))
     }
 
     /// `database.table`'s columns and partitions, if `session`'s user may read it.

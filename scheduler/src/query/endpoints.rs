@@ -27,7 +27,7 @@ use glaux_proto::{ClusterChannels, ExecutorAddr, QueryId, StageId, StageReaderEx
 use super::QueryResult;
 use super::guard::guarded;
 use super::run::{QueryRunner, distributed_plan, physical_plan};
-use super::stats::QueryStatsHandle;
+use super::stats::{ProgressProbe, ProgressSlot, QueryStatsHandle};
 use crate::cluster::ClusterState;
 use crate::error::{ErrorKind, SchedulerError};
 
@@ -66,6 +66,7 @@ impl QueryRunner {
         state: &SessionState,
         query: QueryId,
         plan: &LogicalPlan,
+        progress: &ProgressSlot,
     ) -> Result<Option<AtExecutors>, SchedulerError> {
         if self.channels.mutual_tls() {
             return Ok(None);
@@ -111,15 +112,17 @@ impl QueryRunner {
         }
         tracing::debug!(%query, endpoints = endpoints.len(), "query launched; its client reads the executors");
         let schema = distributed.root.schema();
+        let distributed = Arc::new(distributed);
         let stats = QueryStatsHandle {
             query: query.clone(),
             started,
             rows: Arc::default(),
-            plan: None,
+            plan: Some(Arc::clone(&distributed)),
             scans: distributed.scans.clone(),
             late: Arc::default(),
             reruns: Arc::default(),
         };
+        progress.set(ProgressProbe::new(&distributed, &stats, Arc::clone(&members), &self.channels));
         let watch = Watch {
             cluster: Arc::clone(&self.cluster),
             channels: Arc::clone(&self.channels),

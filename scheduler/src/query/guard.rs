@@ -18,11 +18,13 @@ use super::stage_progress::ExecutorTask;
 /// How long ending a query waits for each executor's statistics.
 const FINISH_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// What a query's tasks reported when it ended: their statistics, and each task.
+/// What a query's tasks reported when it ended: their statistics, and each task; and each task as
+/// last described while it ran (to someone watching its progress).
 #[derive(Debug, Default)]
 pub(super) struct Late {
     pub stats: TaskStats,
     pub tasks: Vec<ExecutorTask>,
+    pub seen: Vec<ExecutorTask>,
 }
 
 /// A query whose stream was dropped before it ended: its tasks are cancelled in the background.

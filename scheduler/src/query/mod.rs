@@ -8,12 +8,14 @@
 //! - `guard.rs`: ending a query's tasks when its stream ends or is dropped.
 //! - `stats.rs`: the statistics and progress of a running query.
 //! - `stage_progress.rs`: a query's tasks summed per stage, for its page.
+//! - `live.rs`: every running statement by its id, for its page.
 //! - `rerun.rs`: running a lost storage-only task of the final gather again elsewhere.
 //! - `endpoints.rs`: a result its client reads from the executors (a plain final gather).
 
 mod endpoints;
 mod guard;
 mod launch;
+mod live;
 mod rerun;
 mod run;
 mod stage_progress;
@@ -30,8 +32,9 @@ use glaux_proto::QueryId;
 
 pub use endpoints::AtExecutors;
 pub use guard::cancel_abandoned;
+pub use live::LiveQueries;
 pub use run::QueryRunner;
-pub use stage_progress::{StageProgress, by_stage};
+pub use stage_progress::{StageProgress, by_stage, progress_json};
 pub use stats::{ProgressProbe, ProgressSlot, QueryStatsHandle};
 
 use crate::error::SchedulerError;

@@ -220,15 +220,7 @@ impl QueryRunner {
             late: Arc::default(),
             reruns: Arc::clone(&reruns.count),
         };
-        progress.set(ProgressProbe {
-            query: query.clone(),
-            started,
-            stages: distributed.stages.len() as u64,
-            tasks: distributed.stages.iter().map(|s| s.tasks.len() as u64).sum(),
-            rows: Arc::clone(&stats.rows),
-            executors: members,
-            channels: Arc::clone(&self.channels),
-        });
+        progress.set(ProgressProbe::new(&distributed, &stats, members, &self.channels));
         let schema = distributed.root.schema();
         // The final gather's readers may ask for lost tasks to run again.
         let mut state = state.clone();

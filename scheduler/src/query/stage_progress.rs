@@ -6,6 +6,11 @@ use std::collections::BTreeMap;
 use glaux_proto::generated::TaskProgress;
 use serde_json::{Value, json};
 
+use crate::planner::DistributedPlan;
+
+/// Characters of a plan's rendering kept with its history record; longer ones are cut.
+const MAX_PLAN_CHARS: usize = 16 * 1024;
+
 /// One task of a query and the executor that reports it.
 #[derive(Clone, Debug)]
 pub struct ExecutorTask {
@@ -46,6 +51,28 @@ impl StageProgress {
             "executors": self.executors, "errors": self.errors,
         })
     }
+}
+
+/// What a query's page shows of how it ran: the stages it ran as (`EXPLAIN`'s rendering, cut at
+/// [`MAX_PLAN_CHARS`]) and each stage's numbers, `ended` if its tasks reported them as it ended
+/// (otherwise as they were last described while it ran), as JSON.
+pub fn how_it_ran(plan: &DistributedPlan, stages: &[StageProgress], ended: bool) -> String {
+    let mut rendered = crate::planner::render_distributed_plan(plan, false);
+    if let Some((end, _)) = rendered.char_indices().nth(MAX_PLAN_CHARS) {
+        rendered.truncate(end);
+        rendered.push_str("\n… (cut)");
+    }
+    let stages: Vec<Value> = stages.iter().map(StageProgress::to_json).collect();
+    json!({ "plan": rendered, "stage_progress": stages, "stages_ended": ended }).to_string()
+}
+
+/// A running query's progress as its page shows it: `planned` (stages, tasks) and what its tasks
+/// report now, summed.
+pub fn progress_json(planned: (u64, u64), now: &[StageProgress]) -> Value {
+    let (stages, tasks) = planned;
+    let sum = |f: fn(&StageProgress) -> u64| now.iter().map(f).sum::<u64>();
+    json!({ "tasks": tasks, "tasks_done": sum(|s| u64::from(s.tasks_done)).min(tasks), "stages": stages,
+            "rows": sum(|s| s.rows), "data_scanned_bytes": sum(|s| s.bytes_scanned) })
 }
 
 /// Sums `tasks` per stage, stages in ascending order.

@@ -113,9 +113,46 @@ pub struct ProgressProbe {
     pub(super) rows: Arc<AtomicU64>,
     pub(super) executors: Arc<Mutex<Vec<ExecutorAddr>>>,
     pub(super) channels: Arc<ClusterChannels>,
+    pub(super) plan: Arc<DistributedPlan>,
+    /// Where the tasks' last descriptions are kept (with the query's statistics).
+    late: Arc<Mutex<Late>>,
 }
 
 impl ProgressProbe {
+    /// The probe of query `plan` (whose statistics are `stats`) running on `executors`.
+    pub(super) fn new(
+        plan: &Arc<DistributedPlan>,
+        stats: &QueryStatsHandle,
+        executors: Arc<Mutex<Vec<ExecutorAddr>>>,
+        channels: &Arc<ClusterChannels>,
+    ) -> Self {
+        Self {
+            query: plan.query.clone(),
+            started: stats.started,
+            stages: plan.stages.len() as u64,
+            tasks: plan.stages.iter().map(|s| s.tasks.len() as u64).sum(),
+            rows: Arc::clone(&stats.rows),
+            executors,
+            channels: Arc::clone(channels),
+            plan: Arc::clone(plan),
+            late: Arc::clone(&stats.late),
+        }
+    }
+
+    /// How the query ran, for its history record: its stages and what their tasks reported as
+    /// they ended. A query that did not run to its end (failed, cancelled, its client gone) has
+    /// its tasks as last described while it ran, if someone watched its progress.
+    pub fn how_it_ran(&self) -> String {
+        let late = self.late.lock().unwrap_or_else(|e| e.into_inner());
+        let (tasks, ended) = if late.tasks.is_empty() { (&late.seen, false) } else { (&late.tasks, true) };
+        super::stage_progress::how_it_ran(&self.plan, &super::stage_progress::by_stage(tasks), ended)
+    }
+
+    /// The stages it runs as.
+    pub fn plan(&self) -> &Arc<DistributedPlan> {
+        &self.plan
+    }
+
     /// Asks every executor of the query, each task described or not (those that do not answer
     /// within [`PROGRESS_TIMEOUT`] count as no progress).
     async fn ask(&self, tasks: bool) -> Vec<(ExecutorAddr, QueryProgressResponse)> {
@@ -142,6 +179,7 @@ impl ProgressProbe {
             tasks
                 .extend(answer.task_progress.into_iter().map(|task| ExecutorTask { executor: executor.clone(), task }));
         }
+        self.late.lock().unwrap_or_else(|e| e.into_inner()).seen.clone_from(&tasks);
         tasks
     }
 

@@ -135,6 +135,7 @@ pub(crate) trait Family: Send + Sync {
         &self,
         _ctx: &Context<'_>,
         _query: QueryId,
+        _progress: &ProgressSlot,
     ) -> Result<Option<AtExecutors>, SchedulerError> {
         Ok(None)
     }

@@ -62,10 +62,15 @@ impl Family for Query {
         Ok(QueryResult::finished(query, schema, batches))
     }
 
-    async fn run_at_executors(&self, ctx: &Context<'_>, query: QueryId) -> Result<Option<AtExecutors>, SchedulerError> {
+    async fn run_at_executors(
+        &self,
+        ctx: &Context<'_>,
+        query: QueryId,
+        progress: &ProgressSlot,
+    ) -> Result<Option<AtExecutors>, SchedulerError> {
         if matches!(self.plan, LogicalPlan::DescribeTable(_)) {
             return Ok(None);
         }
-        ctx.queries.run_at_executors(&ctx.state, query, &self.plan).await
+        ctx.queries.run_at_executors(&ctx.state, query, &self.plan, progress).await
     }
 }
