@@ -37,6 +37,7 @@ use crate::system_tables::WithSystem;
 use crate::workgroups::{Limits, WorkGroups};
 
 mod browse;
+mod kept_plans;
 mod records;
 
 use records::new_record;
@@ -62,6 +63,8 @@ pub struct QueryEngine {
     metrics: Arc<SchedulerMetrics>,
     /// Statements running, whatever their door, for their pages.
     live: Arc<LiveQueries>,
+    /// Statements planned for a run moments later (Flight SQL's `GetFlightInfo`, then `DoGet`).
+    kept: kept_plans::KeptPlans<PlannedStatement>,
 }
 
 /// Who administers the cluster.
@@ -155,6 +158,7 @@ impl QueryEngine {
             admin_state,
             metrics,
             live: Arc::default(),
+            kept: kept_plans::KeptPlans::default(),
         })
     }
 
@@ -324,6 +328,7 @@ impl QueryEngine {
         let changes = planned.effect() != Effect::Reads;
         if changes {
             self.forget_listings();
+            self.kept.forget_all();
         }
         // What a statement that may change data changes is stale for result reuse from its
         // start to its end.
@@ -432,6 +437,25 @@ impl QueryEngine {
     /// A place among the statement's user's running statements.
     fn enter(&self, planned: &PlannedStatement) -> Result<StatementPermit, SchedulerError> {
         self.statements.enter(planned.session.user.as_deref())
+    }
+
+    /// Keeps `planned` (planned from `sql` in `session`) for statement `id`'s run moments later.
+    pub fn keep_planned(&self, id: &str, sql: &str, session: &ClientSession, planned: PlannedStatement) {
+        self.kept.keep(id, sql, session, planned);
+    }
+
+    /// The statement kept for `id` if it was planned from `sql` in `session` moments ago (see
+    /// `engine/kept_plans.rs`), else `sql` planned now.
+    pub async fn plan_kept(
+        &self,
+        id: &str,
+        sql: &str,
+        session: &ClientSession,
+    ) -> Result<PlannedStatement, SchedulerError> {
+        match self.kept.take(id, sql, session) {
+            Some(planned) => Ok(planned),
+            None => self.plan(sql, session).await,
+        }
     }
 
     /// Plans and runs `sql` in `session`.

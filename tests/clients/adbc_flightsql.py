@@ -8,14 +8,14 @@ tables and DB-API rows, catalog listing and table schemas, and a clear error for
 Results are compared with pyarrow's own computation over the same files.
 """
 import os
-import subprocess
 import sys
-import threading
 
 import adbc_driver_flightsql.dbapi as flightsql
 import pyarrow as pa
 import pyarrow.compute  # noqa: F401 (pa.compute)
 import pyarrow.parquet as pq
+
+from harness import Checks, Glaux
 
 glaux, work = sys.argv[1], sys.argv[2]
 warehouse = os.path.join(work, "warehouse")
@@ -34,32 +34,12 @@ for r, region in enumerate(regions):
     tables.append(table.append_column("region", pa.array([region] * len(ids))))
 everything = pa.concat_tables(tables)
 
-server = subprocess.Popen(
-    [glaux, "standalone", "--executors", "2", "--flight-sql-addr", "127.0.0.1:0", "--warehouse", warehouse],
-    stdout=subprocess.PIPE, text=True, env={**os.environ, "GLAUX_LOG": "warn"},
-)
-address = None
-for line in server.stdout:
-    if "Flight SQL on " in line:
-        address = line.split("Flight SQL on ")[1].split()[0]
-        break
-if address is None:
-    sys.exit("glaux standalone did not start")
-# Keep draining its output so it never blocks on a full pipe.
-threading.Thread(target=lambda: [None for _ in server.stdout], daemon=True).start()
-
-passed, failed = 0, 0
-
-
-def check(name, condition, detail=""):
-    global passed, failed
-    if condition:
-        passed += 1
-        print(f"ok   {name}")
-    else:
-        failed += 1
-        print(f"FAIL {name} {detail}")
-
+glaux_binary = Glaux(glaux)
+doors, _ = glaux_binary.start(
+    ["standalone", "--executors", "2", "--flight-sql-addr", "127.0.0.1:0", "--warehouse", warehouse],
+    {"flight": "Flight SQL on "})
+address = doors["flight"]
+check = Checks()
 
 try:
     with flightsql.connect(f"grpc://{address}") as conn:
@@ -175,8 +155,6 @@ try:
         schema = conn.adbc_get_table_schema("sales")
         check("adbc_get_table_schema", schema.names == ["id", "qty", "item", "region"], f"{schema}")
 finally:
-    server.terminate()
-    server.wait(timeout=30)
+    glaux_binary.stop_all()
 
-print(f"adbc: {passed} passed, {failed} failed")
-sys.exit(1 if failed else 0)
+check.exit()

@@ -11,25 +11,22 @@ import io
 import os
 import subprocess
 import sys
-import threading
 import time
 
 import boto3
-import botocore
 import pyarrow as pa
 import pyarrow.fs
 import pyarrow.parquet as pq
 
+from harness import Checks, Glaux, athena_error as error_of, test_s3, wait_for_execution
+
 glaux, work = sys.argv[1], sys.argv[2]
+glaux_binary = Glaux(glaux)
 warehouse = os.path.join(work, "warehouse")
 results = os.path.join(warehouse, "athena-results")
 os.makedirs(os.path.join(warehouse, "events"), exist_ok=True)
 os.makedirs(results, exist_ok=True)
-s3 = {
-    "endpoint": os.environ["GLAUX_TEST_S3_ENDPOINT"],
-    "key": os.environ["GLAUX_TEST_S3_ACCESS_KEY_ID"],
-    "secret": os.environ["GLAUX_TEST_S3_SECRET_ACCESS_KEY"],
-}
+s3 = test_s3()
 
 KINDS = ["click", "view", "buy"]
 events = pa.table({
@@ -43,38 +40,17 @@ pq.write_table(events, os.path.join(warehouse, "events", "part-0.parquet"))
 
 def standalone(*flags, env=None):
     """Starts `glaux standalone` with Athena's API on a free port: the process and its endpoint."""
-    process = subprocess.Popen(
-        [glaux, "standalone", "--flight-sql-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
-         "--warehouse", warehouse, *flags],
-        stdout=subprocess.PIPE, text=True, env={**os.environ, "GLAUX_LOG": "warn", **(env or {})})
-    found = None
-    for line in process.stdout:
-        if "Athena API on " in line:
-            found = line.split("Athena API on ")[1].split()[0].rstrip(".")
-        if "Flight SQL on " in line:
-            break
-    if found is None:
-        sys.exit("glaux standalone did not serve Athena's API")
-    threading.Thread(target=lambda: [None for _ in process.stdout], daemon=True).start()
-    return process, found
+    doors, process = glaux_binary.start(
+        ["standalone", "--flight-sql-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--warehouse", warehouse,
+         *flags], {"athena": "Athena API on ", "flight": "Flight SQL on "}, env=env)
+    return process, doors["athena"]
 
 
 server, endpoint = standalone("--executors", "2", "--s3-endpoint", s3["endpoint"], "--s3-region", "us-east-1",
                               env={"AWS_ACCESS_KEY_ID": s3["key"], "AWS_SECRET_ACCESS_KEY": s3["secret"],
                                    "AWS_ALLOW_HTTP": "true"})
 
-passed, failed = 0, 0
-
-
-def check(name, condition, detail=""):
-    global passed, failed
-    if condition:
-        passed += 1
-        print(f"ok   {name}")
-    else:
-        failed += 1
-        print(f"FAIL {name} {detail}")
-
+check = Checks()
 
 athena = boto3.client("athena", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="AKIDGLAUXTEST",
                       aws_secret_access_key="not-checked-without-users")
@@ -86,13 +62,7 @@ def start(sql, out=None, **extra):
 
 
 def wait(qid, timeout=60):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        execution = athena.get_query_execution(QueryExecutionId=qid)["QueryExecution"]
-        if execution["Status"]["State"] in ("SUCCEEDED", "FAILED", "CANCELLED"):
-            return execution
-        time.sleep(0.05)
-    raise TimeoutError(qid)
+    return wait_for_execution(athena, qid, timeout=timeout)
 
 
 def all_rows(qid, page=None):
@@ -137,14 +107,6 @@ def metadata_columns(data):
             parts = dict(fields(column))
             columns.append((parts[4].decode(), parts[6].decode()))
     return columns
-
-
-def error_of(call):
-    try:
-        call()
-    except botocore.exceptions.ClientError as error:
-        return error.response["Error"]["Code"], error.response["Error"]["Message"]
-    return None, None
 
 
 try:
@@ -194,7 +156,7 @@ try:
           f"{len(rows)} {pages}")
 
     # A write reports its update count.
-    ctas = wait(start(f"CREATE TABLE big_kinds AS SELECT * FROM events WHERE amount > 3"))
+    ctas = wait(start("CREATE TABLE big_kinds AS SELECT * FROM events WHERE amount > 3"))
     count = athena.get_query_results(QueryExecutionId=ctas["QueryExecutionId"])["UpdateCount"]
     check("CTAS is DML with its update count", ctas["SubstatementType"] == "CREATE_TABLE_AS_SELECT" and
           count == sum(1 for a in events.column("amount").to_pylist() if a > 3), f"{count} {ctas['Status']}")
@@ -315,16 +277,8 @@ finally:
     server.wait(timeout=30)
 
 
-def run(*args, stdin=None):
-    out = subprocess.run([glaux, *args], input=stdin, capture_output=True, text=True, timeout=60)
-    if out.returncode != 0:
-        sys.exit(f"glaux {args[0]} failed: {out.stderr}")
-    return out.stdout
-
-
 def sigv4_headers(host, body, key, secret, when):
     """A request signed by hand (Signature Version 4), at time `when`."""
-    import datetime
     import hashlib
     import hmac
     stamp = when.strftime("%Y%m%dT%H%M%SZ")
@@ -348,20 +302,10 @@ def sigv4_headers(host, body, key, secret, when):
 # With users: every request is signed by an access key Glaux issued, checked against its secret,
 # and runs as its user under their grants.
 catalog = os.path.join(work, "users-catalog.sqlite")
-hashed = run("hash-password", stdin="correct horse\n").strip()
-users_file = os.path.join(work, "users")
-with open(users_file, "w") as f:
-    f.write(f"root:{hashed}:admin\nanalyst:{hashed}\n")
-os.chmod(users_file, 0o600)
-
-
-def key_of(user):
-    printed = run("access-key", "create", user, "--catalog", catalog, "--warehouse", warehouse)
-    fields = dict(line.split(" = ") for line in printed.splitlines() if " = " in line)
-    return fields["aws_access_key_id"], fields["aws_secret_access_key"]
-
-
-(root_key, root_secret), (analyst_key, analyst_secret) = key_of("root"), key_of("analyst")
+users_file = glaux_binary.users_file(os.path.join(work, "users"),
+                                    (("root", "correct horse", True), ("analyst", "correct horse", False)))
+(root_key, root_secret), (analyst_key, analyst_secret) = (glaux_binary.access_key(user, catalog, warehouse)
+                                                          for user in ("root", "analyst"))
 check("an issued secret is printed once, never the same", root_secret != analyst_secret and len(root_secret) == 40)
 server, endpoint = standalone("--executors", "1", "--catalog", catalog, "--users", users_file)
 try:
@@ -408,7 +352,7 @@ try:
         answer = response.read().decode()
         check(f"a request signed by hand {label}: {status}", response.status == status and
               (status == 200 or "InvalidSignatureException" in answer), f"{response.status} {answer}")
-    run("access-key", "delete", analyst_key, "--catalog", catalog, "--warehouse", warehouse)
+    glaux_binary.output("access-key", "delete", analyst_key, "--catalog", catalog, "--warehouse", warehouse)
     athena = client(analyst_key, analyst_secret)
     code, _ = error_of(lambda: athena.list_query_executions())
     check("a revoked key is refused", code == "UnrecognizedClientException", code)
@@ -433,5 +377,4 @@ finally:
     server.terminate()
     server.wait(timeout=30)
 
-print(f"athena api: {passed} passed, {failed} failed")
-sys.exit(1 if failed else 0)
+check.exit()

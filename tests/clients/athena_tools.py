@@ -7,9 +7,7 @@ Runs in its own virtualenv (PyAthena's dialect needs SQLAlchemy 2; flightsql-dba
 Usage: athena_tools.py GLAUX_BINARY WORK_DIR   (S3 from GLAUX_TEST_S3_*)
 """
 import os
-import subprocess
 import sys
-import threading
 import time
 
 import awswrangler as wr
@@ -19,49 +17,27 @@ import pyarrow.parquet as pq
 import sqlalchemy
 from sqlalchemy import create_engine, inspect, text
 
+from harness import Checks, Glaux, test_s3
+
 glaux, work = sys.argv[1], sys.argv[2]
 warehouse = os.path.join(work, "warehouse")
 results = os.path.join(warehouse, "results")
 os.makedirs(os.path.join(warehouse, "events"), exist_ok=True)
 os.makedirs(results, exist_ok=True)
-s3 = {
-    "endpoint": os.environ["GLAUX_TEST_S3_ENDPOINT"],
-    "key": os.environ["GLAUX_TEST_S3_ACCESS_KEY_ID"],
-    "secret": os.environ["GLAUX_TEST_S3_SECRET_ACCESS_KEY"],
-}
+s3 = test_s3()
 KINDS = ["click", "view", "buy"]
 pq.write_table(pa.table({"id": pa.array(range(90), pa.int64()), "kind": [KINDS[i % 3] for i in range(90)],
                          "amount": [i * 0.5 for i in range(90)]}),
                os.path.join(warehouse, "events", "part-0.parquet"))
 
-server = subprocess.Popen(
-    [glaux, "standalone", "--executors", "1", "--flight-sql-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
+glaux_binary = Glaux(glaux)
+doors, _ = glaux_binary.start(
+    ["standalone", "--executors", "1", "--flight-sql-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
      "--warehouse", warehouse, "--s3-endpoint", s3["endpoint"], "--s3-region", "us-east-1"],
-    stdout=subprocess.PIPE, text=True,
-    env={**os.environ, "GLAUX_LOG": "warn", "AWS_ACCESS_KEY_ID": s3["key"], "AWS_SECRET_ACCESS_KEY": s3["secret"],
-         "AWS_ALLOW_HTTP": "true"})
-endpoint = None
-for line in server.stdout:
-    if "Athena API on " in line:
-        endpoint = line.split("Athena API on ")[1].split()[0].rstrip(".")
-    if "Flight SQL on " in line:
-        break
-if endpoint is None:
-    sys.exit("glaux standalone did not serve Athena's API")
-threading.Thread(target=lambda: [None for _ in server.stdout], daemon=True).start()
-
-passed, failed = 0, 0
-
-
-def check(name, condition, detail=""):
-    global passed, failed
-    if condition:
-        passed += 1
-        print(f"ok   {name}")
-    else:
-        failed += 1
-        print(f"FAIL {name} {detail}")
-
+    {"athena": "Athena API on ", "flight": "Flight SQL on "},
+    env={"AWS_ACCESS_KEY_ID": s3["key"], "AWS_SECRET_ACCESS_KEY": s3["secret"], "AWS_ALLOW_HTTP": "true"})
+endpoint = doors["athena"]
+check = Checks()
 
 try:
     athena = boto3.client("athena", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="AKIDTOOLS",
@@ -102,8 +78,6 @@ try:
           [tuple(r) for r in frame.itertuples(index=False)] == [(k, 30) for k in sorted(KINDS)] and
           str(frame["n"].dtype) in ("Int64", "int64"), f"{frame} {frame.dtypes}")
 finally:
-    server.terminate()
-    server.wait(timeout=30)
+    glaux_binary.stop_all()
 
-print(f"athena tools: {passed} passed, {failed} failed")
-sys.exit(1 if failed else 0)
+check.exit()

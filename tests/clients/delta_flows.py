@@ -21,7 +21,6 @@ import os
 import secrets
 import subprocess
 import sys
-import threading
 
 import adbc_driver_flightsql.dbapi as flightsql
 import pyarrow as pa
@@ -29,6 +28,8 @@ import pyarrow.compute  # noqa: F401 (pa.compute)
 import pyarrow.fs
 import pyarrow.parquet as pq
 from deltalake import DeltaTable, QueryBuilder
+
+from harness import Checks, Glaux
 
 glaux, work = sys.argv[1], sys.argv[2]
 warehouse = os.path.join(work, "warehouse")
@@ -70,36 +71,16 @@ for name, customers in (("customers_v1", v1), ("customers_v2", v2)):
         "city": [customers[c][1] for c in ids],
     }), os.path.join(raw, name, "part-0.parquet"))
 
-server = subprocess.Popen(
-    [glaux, "standalone", "--executors", "2", "--flight-sql-addr", "127.0.0.1:0", "--postgres-addr",
-     "127.0.0.1:0", "--warehouse", warehouse, "--warehouse", raw, "--s3-endpoint", s3["AWS_ENDPOINT_URL"],
-     "--s3-region", "us-east-1"],
-    stdout=subprocess.PIPE, text=True,
-    env={**os.environ, "GLAUX_LOG": "warn", "AWS_ACCESS_KEY_ID": s3["AWS_ACCESS_KEY_ID"],
-         "AWS_SECRET_ACCESS_KEY": s3["AWS_SECRET_ACCESS_KEY"], "AWS_ALLOW_HTTP": "true"},
-)
-flight, postgres = None, None
-for line in server.stdout:
-    if "PostgreSQL on " in line:
-        postgres = line.split("PostgreSQL on ")[1].split()[0].rstrip(".")
-    if "Flight SQL on " in line:
-        flight = line.split("Flight SQL on ")[1].split()[0]
-        break
-if flight is None or postgres is None:
-    sys.exit("glaux standalone did not start")
-threading.Thread(target=lambda: [None for _ in server.stdout], daemon=True).start()
-
-passed, failed = 0, 0
-
-
-def check(name, condition, detail=""):
-    global passed, failed
-    if condition:
-        passed += 1
-        print(f"ok   {name}")
-    else:
-        failed += 1
-        print(f"FAIL {name} {detail}")
+glaux_binary = Glaux(glaux)
+doors, _ = glaux_binary.start(
+    ["standalone", "--executors", "2", "--flight-sql-addr", "127.0.0.1:0", "--postgres-addr", "127.0.0.1:0",
+     "--warehouse", warehouse, "--warehouse", raw, "--s3-endpoint", s3["AWS_ENDPOINT_URL"], "--s3-region",
+     "us-east-1"],
+    {"postgres": "PostgreSQL on ", "flight": "Flight SQL on "},
+    env={"AWS_ACCESS_KEY_ID": s3["AWS_ACCESS_KEY_ID"], "AWS_SECRET_ACCESS_KEY": s3["AWS_SECRET_ACCESS_KEY"],
+         "AWS_ALLOW_HTTP": "true"})
+flight, postgres = doors["flight"], doors["postgres"]
+check = Checks()
 
 
 def psql(sql):
@@ -364,10 +345,7 @@ try:
                 flow(cur, tag, root, options)
                 compaction(cur, tag, root, options)
 finally:
-    server.terminate()
-    server.wait(timeout=30)
+    glaux_binary.stop_all()
 
-print(f"{passed} passed, {failed} failed")
 # delta-rs's runtime can abort at interpreter exit: leave without tearing it down.
-sys.stdout.flush()
-os._exit(1 if failed else 0)
+check.exit(hard=True)

@@ -16,8 +16,8 @@ Results are compared with pyarrow's own computation over the same files.
 """
 import os
 import subprocess
-import sys
 import threading
+import sys
 
 import adbc_driver_flightsql.dbapi as adbc
 import pyarrow as pa
@@ -28,6 +28,7 @@ from google.protobuf import any_pb2
 
 import flightsql.flightsql_pb2 as flightsql_pb2
 import flightsql.sqlalchemy  # noqa: F401  (registers the datafusion:// dialect)
+from harness import Checks, Glaux
 
 glaux, work = sys.argv[1], sys.argv[2]
 warehouse = os.path.join(work, "warehouse")
@@ -43,42 +44,26 @@ for part in range(4):
     pq.write_table(trips.slice(part * 125, 125), os.path.join(trips_dir, f"part-{part}.parquet"), row_group_size=100)
 
 password = "tr0ub4dor&3"
-hashed = subprocess.run([glaux, "hash-password"], input=password + "\n", capture_output=True, text=True, check=True)
-users_file = os.path.join(work, "users")
+glaux_binary = Glaux(glaux)
+# ana administers; bob may do only what he is granted. The file may carry comments.
+users_file = glaux_binary.users_file(os.path.join(work, "users"), (("ana", password, True), ("bob", password, False)))
+with open(users_file) as f:
+    users = f.read()
 with open(users_file, "w") as f:
-    # ana administers; bob may do only what he is granted.
-    f.write(f"# who may query\nana:{hashed.stdout.strip()}:admin\nbob:{hashed.stdout.strip()}\n")
-
+    f.write("# who may query\n" + users)
 
 
 def start_server(extra):
     """`glaux standalone --users` with `extra` arguments; the process and its Flight SQL address."""
-    process = subprocess.Popen(
-        [glaux, "standalone", "--executors", "2", "--flight-sql-addr", "127.0.0.1:0", "--warehouse", warehouse,
-         "--users", users_file, *extra],
-        stdout=subprocess.PIPE, text=True, env={**os.environ, "GLAUX_LOG": "warn"},
-    )
-    for line in process.stdout:
-        if "Flight SQL on " in line:
-            threading.Thread(target=lambda: [None for _ in process.stdout], daemon=True).start()
-            return process, line.split("Flight SQL on ")[1].split()[0]
-    sys.exit("glaux standalone did not start")
+    doors, process = glaux_binary.start(
+        ["standalone", "--executors", "2", "--flight-sql-addr", "127.0.0.1:0", "--warehouse", warehouse,
+         "--users", users_file, *extra], {"flight": "Flight SQL on "})
+    return process, doors["flight"]
 
 
 server, address = start_server([])
 host, port = address.rsplit(":", 1)
-
-passed, failed = 0, 0
-
-
-def check(name, condition, detail=""):
-    global passed, failed
-    if condition:
-        passed += 1
-        print(f"ok   {name}")
-    else:
-        failed += 1
-        print(f"FAIL {name} {detail}")
+check = Checks()
 
 
 def expect_error(name, call, words):
@@ -262,5 +247,4 @@ finally:
     server.terminate()
     server.wait(timeout=30)
 
-print(f"flightsql clients: {passed} passed, {failed} failed")
-sys.exit(1 if failed else 0)
+check.exit()

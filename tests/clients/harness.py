@@ -1,6 +1,7 @@
-"""What the client tests share: named checks and their tally, running `glaux` commands, starting
-its servers as real processes (reading the addresses they print), and reading their HTTP
-endpoints (`/metrics` through Prometheus' own parser)."""
+"""What the client tests share: named checks and their tally, running `glaux` commands (users
+files, access keys), starting its servers as real processes (reading the addresses they print),
+reading their HTTP endpoints (`/metrics` through Prometheus' own parser), and talking to them the
+way several tests do (psql, an Athena execution awaited, DB-API rows)."""
 import os
 import subprocess
 import sys
@@ -25,9 +26,14 @@ class Checks:
             print(f"FAIL {name} {detail}", flush=True)
         return condition
 
-    def exit(self):
-        print(f"{self.passed} passed, {self.failed} failed")
-        sys.exit(1 if self.failed or not self.passed else 0)
+    def exit(self, hard=False):
+        """Prints the tally and exits with it; `hard` leaves without tearing the interpreter down
+        (delta-rs's runtime can abort at exit)."""
+        print(f"{self.passed} passed, {self.failed} failed", flush=True)
+        code = 1 if self.failed or not self.passed else 0
+        if hard:
+            os._exit(code)
+        sys.exit(code)
 
 
 class Glaux:
@@ -66,13 +72,21 @@ class Glaux:
         return found, process
 
     def users_file(self, path, users):
-        """Writes a `--users` file at `path` for `users`: (name, password, administrator?)."""
+        """Writes a `--users` file at `path` for `users`: (name, password, administrator?, any
+        more fields such as `workgroup=bi`)."""
         with open(path, "w") as f:
-            for user, password, admin in users:
+            for user, password, admin, *more in users:
                 hashed = self.output("hash-password", stdin=password + "\n").strip()
-                f.write(f"{user}:{hashed}{':admin' if admin else ''}\n")
+                fields = [user, hashed, *(["admin"] if admin else []), *more]
+                f.write(":".join(fields) + "\n")
         os.chmod(path, 0o600)
         return path
+
+    def access_key(self, user, catalog, warehouse):
+        """A new access key of `user` for Athena's API: (key id, secret)."""
+        printed = self.output("access-key", "create", user, "--catalog", catalog, "--warehouse", warehouse)
+        fields = dict(line.split(" = ") for line in printed.splitlines() if " = " in line)
+        return fields["aws_access_key_id"], fields["aws_secret_access_key"]
 
     def stop_all(self):
         for process in self.processes:
@@ -122,3 +136,49 @@ def wait_until(condition, timeout=20):
             return True
         time.sleep(0.1)
     return False
+
+
+def test_s3():
+    """The S3-compatible server `.ci/run` starts: {endpoint, key, secret}."""
+    return {"endpoint": os.environ["GLAUX_TEST_S3_ENDPOINT"], "key": os.environ["GLAUX_TEST_S3_ACCESS_KEY_ID"],
+            "secret": os.environ["GLAUX_TEST_S3_SECRET_ACCESS_KEY"]}
+
+
+def rows_of(connection, sql):
+    """The rows of `sql` through a DB-API connection (ADBC)."""
+    cursor = connection.cursor()
+    cursor.execute(sql)
+    return cursor.fetchall()
+
+
+def psql(address, user, password, sql, options=None):
+    """Runs `sql` through psql at `address` as `user`: (succeeded, its rows as text, stderr)."""
+    host, port = address.rsplit(":", 1)
+    env = {**os.environ, "PGPASSWORD": password, "PGCONNECT_TIMEOUT": "10"}
+    if options:
+        env["PGOPTIONS"] = options
+    out = subprocess.run(["psql", "-h", host, "-p", port, "-U", user, "-d", "default", "-X", "-qAt", "-c", sql],
+                         capture_output=True, text=True, timeout=60, env=env)
+    return out.returncode == 0, out.stdout.strip(), out.stderr
+
+
+def athena_error(call):
+    """(code, message) of the Athena API error `call()` raises, (None, None) if it succeeds."""
+    import botocore.exceptions
+
+    try:
+        call()
+    except botocore.exceptions.ClientError as error:
+        return error.response["Error"]["Code"], error.response["Error"]["Message"]
+    return None, None
+
+
+def wait_for_execution(client, qid, states=("SUCCEEDED", "FAILED", "CANCELLED"), timeout=60):
+    """Athena's `GetQueryExecution` of `qid` once its state is one of `states`."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        execution = client.get_query_execution(QueryExecutionId=qid)["QueryExecution"]
+        if execution["Status"]["State"] in states:
+            return execution
+        time.sleep(0.05)
+    raise TimeoutError(f"{qid} never reached {states}")

@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 
 import adbc_driver_flightsql.dbapi as flightsql
@@ -18,6 +17,10 @@ import boto3
 import botocore
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+import harness
+from harness import Checks, Glaux, rows_of
+from harness import wait_for_execution as wait
 
 glaux, work = sys.argv[1], sys.argv[2]
 warehouse = os.path.join(work, "warehouse")
@@ -28,95 +31,35 @@ os.makedirs(results, exist_ok=True)
 pq.write_table(pa.table({"id": pa.array(range(300), pa.int64()), "kind": [["a", "b", "c"][i % 3] for i in range(300)]}),
                os.path.join(warehouse, "events", "part-0.parquet"))
 
-passed, failed = 0, 0
-
-
-def check(name, condition, detail=""):
-    global passed, failed
-    if condition:
-        passed += 1
-        print(f"ok   {name}")
-    else:
-        failed += 1
-        print(f"FAIL {name} {detail}")
-
-
-def run(*args, stdin=None):
-    out = subprocess.run([glaux, *args], input=stdin, capture_output=True, text=True, timeout=60)
-    if out.returncode != 0:
-        sys.exit(f"glaux {args[0]} failed: {out.stderr}")
-    return out.stdout
-
-
+check = Checks()
+glaux_binary = Glaux(glaux)
 password = "correct horse"
-hashed = run("hash-password", stdin=password + "\n").strip()
-users_file = os.path.join(work, "users")
-with open(users_file, "w") as f:
-    f.write(f"root:{hashed}:admin\nanalyst:{hashed}\n")
-os.chmod(users_file, 0o600)
-
-
-def key_of(user):
-    printed = run("access-key", "create", user, "--catalog", catalog, "--warehouse", warehouse)
-    fields = dict(line.split(" = ") for line in printed.splitlines() if " = " in line)
-    return fields["aws_access_key_id"], fields["aws_secret_access_key"]
-
-
-keys = {"root": key_of("root"), "analyst": key_of("analyst")}
+users_file = glaux_binary.users_file(os.path.join(work, "users"),
+                                    (("root", password, True), ("analyst", password, False)))
+keys = {user: glaux_binary.access_key(user, catalog, warehouse) for user in ("root", "analyst")}
 
 
 def standalone(*flags):
     """`glaux standalone` on the catalog file with every door: the process and its addresses."""
-    process = subprocess.Popen(
-        [glaux, "standalone", "--executors", "1", "--flight-sql-addr", "127.0.0.1:0", "--postgres-addr",
-         "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--warehouse", warehouse, "--catalog", catalog,
-         "--users", users_file, *flags],
-        stdout=subprocess.PIPE, text=True, env={**os.environ, "GLAUX_LOG": "warn"})
-    found = {}
-    for line in process.stdout:
-        for door, marker in (("athena", "Athena API on "), ("postgres", "PostgreSQL on "), ("flight", "Flight SQL on ")):
-            if marker in line:
-                found[door] = line.split(marker)[1].split()[0].rstrip(".")
-        if "flight" in found:
-            break
-    if len(found) != 3:
-        sys.exit(f"glaux standalone did not serve every door: {found}")
-    threading.Thread(target=lambda: [None for _ in process.stdout], daemon=True).start()
-    return process, found
+    doors, process = glaux_binary.start(
+        ["standalone", "--executors", "1", "--flight-sql-addr", "127.0.0.1:0", "--postgres-addr", "127.0.0.1:0",
+         "--http-addr", "127.0.0.1:0", "--warehouse", warehouse, "--catalog", catalog, "--users", users_file,
+         *flags], {"athena": "Athena API on ", "postgres": "PostgreSQL on ", "flight": "Flight SQL on "})
+    return process, doors
 
 
 def adbc(doors, user):
     return flightsql.connect(f"grpc://{doors['flight']}", db_kwargs={"username": user, "password": password})
 
 
-def rows_of(conn, sql):
-    cursor = conn.cursor()
-    cursor.execute(sql)
-    return cursor.fetchall()
-
-
 def psql(doors, user, sql):
-    host, port = doors["postgres"].rsplit(":", 1)
-    out = subprocess.run(["psql", "-h", host, "-p", port, "-U", user, "-d", "default", "-X", "-qAt", "-c", sql],
-                         capture_output=True, text=True, timeout=60,
-                         env={**os.environ, "PGPASSWORD": password, "PGCONNECT_TIMEOUT": "10"})
-    return out.returncode == 0, out.stdout.strip(), out.stderr
+    return harness.psql(doors["postgres"], user, password, sql)
 
 
 def athena(doors, user):
     key, secret = keys[user]
     return boto3.client("athena", endpoint_url=doors["athena"], region_name="us-east-1",
                         aws_access_key_id=key, aws_secret_access_key=secret)
-
-
-def wait(client, qid, states=("SUCCEEDED", "FAILED", "CANCELLED"), timeout=60):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        execution = client.get_query_execution(QueryExecutionId=qid)["QueryExecution"]
-        if execution["Status"]["State"] in states:
-            return execution
-        time.sleep(0.05)
-    raise TimeoutError(qid)
 
 
 HISTORY = ("SELECT query_id, \"user\", door, state, statement_type, query, error, rows, data_scanned_bytes, "
@@ -239,5 +182,4 @@ finally:
     server.terminate()
     server.wait(timeout=30)
 
-print(f"query history: {passed} passed, {failed} failed")
-sys.exit(1 if failed else 0)
+check.exit()

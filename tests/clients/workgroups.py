@@ -8,16 +8,18 @@ the `x-glaux-workgroup` header) and PostgreSQL (psql, a user's default workgroup
 Usage: workgroups.py GLAUX_BINARY WORK_DIR
 """
 import os
-import subprocess
 import sys
-import threading
 import time
 
 import adbc_driver_flightsql.dbapi as flightsql
 import boto3
-import botocore
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+import harness
+from harness import Checks, Glaux, rows_of
+from harness import athena_error as error_of
+from harness import wait_for_execution as wait
 
 glaux, work = sys.argv[1], sys.argv[2]
 warehouse = os.path.join(work, "warehouse")
@@ -32,55 +34,16 @@ blobs = [os.urandom(3000).hex() for _ in range(10_000)]
 pq.write_table(pa.table({"s": blobs}), os.path.join(warehouse, "blobs", "part-0.parquet"), compression="none",
                row_group_size=500)
 
-passed, failed = 0, 0
-
-
-def check(name, condition, detail=""):
-    global passed, failed
-    if condition:
-        passed += 1
-        print(f"ok   {name}")
-    else:
-        failed += 1
-        print(f"FAIL {name} {detail}")
-
-
-def run(*args, stdin=None):
-    out = subprocess.run([glaux, *args], input=stdin, capture_output=True, text=True, timeout=60)
-    if out.returncode != 0:
-        sys.exit(f"glaux {args[0]} failed: {out.stderr}")
-    return out.stdout
-
-
+check = Checks()
+glaux_binary = Glaux(glaux)
 password = "correct horse"
-hashed = run("hash-password", stdin=password + "\n").strip()
-users_file = os.path.join(work, "users")
-with open(users_file, "w") as f:
-    f.write(f"root:{hashed}:admin\nanalyst:{hashed}:workgroup=bi\n")
-os.chmod(users_file, 0o600)
-
-
-def key_of(user):
-    printed = run("access-key", "create", user, "--catalog", catalog, "--warehouse", warehouse)
-    fields = dict(line.split(" = ") for line in printed.splitlines() if " = " in line)
-    return fields["aws_access_key_id"], fields["aws_secret_access_key"]
-
-
-keys = {"root": key_of("root"), "analyst": key_of("analyst")}
-server = subprocess.Popen(
-    [glaux, "standalone", "--executors", "2", "--flight-sql-addr", "127.0.0.1:0", "--postgres-addr", "127.0.0.1:0",
+users_file = glaux_binary.users_file(os.path.join(work, "users"),
+                                    (("root", password, True), ("analyst", password, False, "workgroup=bi")))
+keys = {user: glaux_binary.access_key(user, catalog, warehouse) for user in ("root", "analyst")}
+doors, server = glaux_binary.start(
+    ["standalone", "--executors", "2", "--flight-sql-addr", "127.0.0.1:0", "--postgres-addr", "127.0.0.1:0",
      "--http-addr", "127.0.0.1:0", "--warehouse", warehouse, "--catalog", catalog, "--users", users_file],
-    stdout=subprocess.PIPE, text=True, env={**os.environ, "GLAUX_LOG": "warn"})
-doors = {}
-for line in server.stdout:
-    for door, marker in (("athena", "Athena API on "), ("postgres", "PostgreSQL on "), ("flight", "Flight SQL on ")):
-        if marker in line:
-            doors[door] = line.split(marker)[1].split()[0].rstrip(".")
-    if "flight" in doors:
-        break
-if len(doors) != 3:
-    sys.exit(f"glaux standalone did not serve every door: {doors}")
-threading.Thread(target=lambda: [None for _ in server.stdout], daemon=True).start()
+    {"athena": "Athena API on ", "postgres": "PostgreSQL on ", "flight": "Flight SQL on "})
 
 
 def athena(user):
@@ -89,27 +52,9 @@ def athena(user):
                         aws_secret_access_key=secret)
 
 
-def error_of(call):
-    try:
-        call()
-    except botocore.exceptions.ClientError as error:
-        return error.response["Error"]["Code"], error.response["Error"]["Message"]
-    return None, None
-
-
 def start(client, sql, workgroup="primary", out=results):
     return client.start_query_execution(QueryString=sql, WorkGroup=workgroup,
                                         ResultConfiguration={"OutputLocation": out + "/"})["QueryExecutionId"]
-
-
-def wait(client, qid, states=("SUCCEEDED", "FAILED", "CANCELLED"), timeout=60):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        execution = client.get_query_execution(QueryExecutionId=qid)["QueryExecution"]
-        if execution["Status"]["State"] in states:
-            return execution
-        time.sleep(0.05)
-    raise TimeoutError(f"{qid} never reached {states}")
 
 
 def adbc(user, workgroup=None):
@@ -119,20 +64,8 @@ def adbc(user, workgroup=None):
     return flightsql.connect(f"grpc://{doors['flight']}", db_kwargs=kwargs)
 
 
-def rows_of(conn, sql):
-    cursor = conn.cursor()
-    cursor.execute(sql)
-    return cursor.fetchall()
-
-
 def psql(user, sql, options=None):
-    host, port = doors["postgres"].rsplit(":", 1)
-    env = {**os.environ, "PGPASSWORD": password, "PGCONNECT_TIMEOUT": "10"}
-    if options:
-        env["PGOPTIONS"] = options
-    out = subprocess.run(["psql", "-h", host, "-p", port, "-U", user, "-d", "default", "-X", "-qAt", "-c", sql],
-                         capture_output=True, text=True, timeout=60, env=env)
-    return out.returncode == 0, out.stdout.strip(), out.stderr
+    return harness.psql(doors["postgres"], user, password, sql, options)
 
 
 SLOW = ("SELECT sum(a.id * b.id + c.id - d.id) FROM events a CROSS JOIN events b CROSS JOIN events c "
@@ -335,5 +268,4 @@ finally:
     server.terminate()
     server.wait(timeout=30)
 
-print(f"workgroups: {passed} passed, {failed} failed")
-sys.exit(1 if failed else 0)
+check.exit()

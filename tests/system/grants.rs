@@ -152,8 +152,14 @@ async fn grants_decide_what_each_user_may_read_change_and_see_on_both_doors() ->
     let (ok, said) = psql_as(port, "ana", "GRANT SELECT ON TABLE sales TO USER bob").await;
     assert!(ok, "a grant option works on this door too: {said}");
 
-    // Revoked, it is gone at once.
+    // Revoked, it is gone at once, even for a statement planned before the revoke: `DoGet` does
+    // not run what `GetFlightInfo` planned (and authorized) once grants changed.
+    let planned = ana.submit("SELECT count(*) FROM sales").await?;
+    assert_eq!(rows_of(&ana.collect(&planned).await?.batches), vec!["18000"], "a kept plan runs");
+    let planned = ana.submit("SELECT count(*) FROM sales").await?;
     root.query("REVOKE SELECT ON TABLE sales FROM USER ana").await?;
+    let error = ana.collect(&planned).await.expect_err("planned before the revoke, run after it");
+    assert!(error.to_string().contains("table default.sales"), "{error}");
     denied(&mut ana, "SELECT count(*) FROM sales", "table default.sales").await;
     Ok(())
 }

@@ -136,11 +136,15 @@ async function runStatement() {
 
 async function openQuery(id) {
   show("query");
-  $("query-id").textContent = id;
-  for (const field of ["query-state", "query-summary", "query-progress", "query-sql", "query-error", "query-stages"]) {
-    $(field).textContent = "";
+  // A refresh of the page shown replaces its fields once the answer is in, never blanks them.
+  if ($("query-id").textContent !== id) {
+    $("query-id").textContent = id;
+    for (const field of ["query-state", "query-summary", "query-progress", "query-sql", "query-error",
+      "query-stages"]) {
+      $(field).textContent = "";
+    }
+    $("query-stage-table").replaceChildren();
   }
-  $("query-stage-table").replaceChildren();
   let run;
   try {
     run = await api("GET", "queries/" + encodeURIComponent(id));

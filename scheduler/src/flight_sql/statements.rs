@@ -115,10 +115,14 @@ pub(super) async fn flight_info(
         ..Default::default()
     };
     if effect == Effect::Reads {
-        if let Some(executors) = executors
-            && let Some(info) = executors.launch(engine, planned, &schema, descriptor.clone()).await?
-        {
-            return Ok(info);
+        match executors {
+            Some(executors) => {
+                if let Some(info) = executors.launch(engine, planned, &schema, descriptor.clone()).await? {
+                    return Ok(info);
+                }
+            }
+            // `DoGet` runs it as planned here (unless the catalog changes meanwhile).
+            None => engine.keep_planned(&handle.id, sql, session, planned),
         }
     } else {
         let lines = run_to_text(engine, planned).await?;
@@ -203,7 +207,7 @@ pub(super) async fn run(
     let session = handle_session(&handle, caller)?;
     let running = running.start(&handle.id);
     let progress = running.progress.clone();
-    let execute = async { engine.execute(&handle.sql, &session, &progress).await };
+    let execute = async { engine.run(engine.plan_kept(&handle.id, &handle.sql, &session).await?, &progress).await };
     // The result comes back with its first batch (an aggregation's comes at its end): a cancel
     // before then drops the query, which ends its tasks.
     let result = tokio::select! {
