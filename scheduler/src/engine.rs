@@ -439,36 +439,6 @@ impl QueryEngine {
         self.statements.enter(planned.session.user.as_deref())
     }
 
-    /// Keeps `planned` (planned from `sql` in `session`) for statement `id`'s run moments later.
-    pub fn keep_planned(&self, id: &str, sql: &str, session: &ClientSession, planned: PlannedStatement) {
-        self.kept.keep(id, sql, session, planned);
-    }
-
-    /// The statement kept for `id` if it was planned from `sql` in `session` moments ago (see
-    /// `engine/kept_plans.rs`), else `sql` planned now.
-    pub async fn plan_kept(
-        &self,
-        id: &str,
-        sql: &str,
-        session: &ClientSession,
-    ) -> Result<PlannedStatement, SchedulerError> {
-        match self.kept.take(id, sql, session) {
-            Some(planned) => Ok(planned),
-            None => self.plan(sql, session).await,
-        }
-    }
-
-    /// Plans and runs `sql` in `session`.
-    pub async fn execute(
-        &self,
-        sql: &str,
-        session: &ClientSession,
-        progress: &ProgressSlot,
-    ) -> Result<QueryResult, SchedulerError> {
-        let planned = self.plan(sql, session).await?;
-        self.run(planned, progress).await
-    }
-
     fn context<'a>(&'a self, session: &'a ClientSession, access: Arc<Access>) -> Context<'a> {
         let state = self.state(session, &access);
         Context { state, session, lake: &self.lake, queries: &self.queries, access }

@@ -11,7 +11,10 @@ use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use super::{PlannedStatement, QueryEngine};
 use crate::client_session::ClientSession;
+use crate::error::SchedulerError;
+use crate::query::{ProgressSlot, QueryResult};
 
 /// How long a kept plan may wait for its run.
 const KEEP_FOR: Duration = Duration::from_secs(30);
@@ -68,6 +71,38 @@ impl<T> KeptPlans<T> {
     #[cfg(test)]
     fn count(&self) -> usize {
         self.lock().len()
+    }
+}
+
+impl QueryEngine {
+    /// Plans and runs `sql` in `session`.
+    pub async fn execute(
+        &self,
+        sql: &str,
+        session: &ClientSession,
+        progress: &ProgressSlot,
+    ) -> Result<QueryResult, SchedulerError> {
+        let planned = self.plan(sql, session).await?;
+        self.run(planned, progress).await
+    }
+
+    /// Keeps `planned` (planned from `sql` in `session`) for statement `id`'s run moments later.
+    pub fn keep_planned(&self, id: &str, sql: &str, session: &ClientSession, planned: PlannedStatement) {
+        self.kept.keep(id, sql, session, planned);
+    }
+
+    /// The statement kept for `id` if it was planned from `sql` in `session` moments ago, else
+    /// `sql` planned now.
+    pub async fn plan_kept(
+        &self,
+        id: &str,
+        sql: &str,
+        session: &ClientSession,
+    ) -> Result<PlannedStatement, SchedulerError> {
+        match self.kept.take(id, sql, session) {
+            Some(planned) => Ok(planned),
+            None => self.plan(sql, session).await,
+        }
     }
 }
 
