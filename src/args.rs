@@ -148,6 +148,11 @@ pub(crate) struct DoorArgs {
     /// file once its files hold about this much (0: one file per partition and writer).
     #[arg(long, default_value_t = glaux_scheduler::DEFAULT_TARGET_FILE_SIZE)]
     pub(crate) target_file_size: u64,
+    /// What a query does when it loses an executor: `query` plans it again while no row has gone
+    /// out; `task` keeps every stage's output on its executor's disk so that whatever a lost
+    /// executor took with it runs again elsewhere, at any moment. A workgroup may choose another.
+    #[arg(long, default_value = "query", value_parser = parse_retry_policy)]
+    pub(crate) retry_policy: glaux_scheduler::RetryPolicy,
     /// Days the query history (`system.runtime.queries`) keeps a finished statement's record.
     #[arg(long, default_value_t = glaux_scheduler::history::Retention::default().days)]
     pub(crate) history_days: u32,
@@ -183,6 +188,7 @@ impl DoorArgs {
             .with_limits(limits)
             .with_listing_cache_ttl(std::time::Duration::from_secs(self.listing_cache_seconds))
             .with_target_file_size(self.target_file_size)
+            .with_retry_policy(self.retry_policy)
             .with_history(glaux_scheduler::history::Retention { days: self.history_days, count: self.history_max }))
     }
 
@@ -353,6 +359,9 @@ pub(crate) struct ExecutorArgs {
     /// Memory for running tasks, in MiB.
     #[arg(long, default_value_t = 2048)]
     pub(crate) memory_mib: usize,
+    /// Disk one query's spooled task outputs (retry policy `task`) may take on this executor, in MiB.
+    #[arg(long, default_value_t = 16384)]
+    pub(crate) spool_limit_mib: u64,
     /// On SIGTERM, how long to wait for running work (statements on a scheduler, tasks on an
     /// executor) before stopping anyway, in seconds. Ctrl-C stops at once.
     #[arg(long, default_value_t = 60)]
@@ -381,6 +390,14 @@ pub(crate) struct ShellArgs {
     /// Run statements in this workgroup (default: the user's, else `primary`).
     #[arg(long)]
     pub(crate) workgroup: Option<String>,
+    /// What statements do when they lose an executor: `query` or `task` (default: the
+    /// workgroup's, else the cluster's `--retry-policy`).
+    #[arg(long, value_parser = parse_retry_policy)]
+    pub(crate) retry_policy: Option<glaux_scheduler::RetryPolicy>,
+}
+
+pub(crate) fn parse_retry_policy(name: &str) -> Result<glaux_scheduler::RetryPolicy, String> {
+    glaux_scheduler::RetryPolicy::parse(name).ok_or_else(|| format!("use {}", glaux_scheduler::RetryPolicy::NAMES))
 }
 
 pub(crate) fn parse_format(name: &str) -> Result<glaux_client::OutputFormat, String> {
@@ -526,6 +543,10 @@ pub(crate) struct BenchArgs {
     /// Also write the report as JSON here.
     #[arg(long)]
     pub(crate) json: Option<PathBuf>,
+    /// Also run each query on Glaux with retry policy `task`, right after its run with `query`,
+    /// and report what keeping every stage's output costs.
+    #[arg(long)]
+    pub(crate) task_retries: bool,
     /// Run DataFusion without hash-join dynamic filters, to see what they are worth to it (only
     /// broadcast-build joins' filters cross Glaux's shuffles).
     #[arg(long)]

@@ -58,7 +58,7 @@ pub async fn run(mut args: BenchArgs) -> anyhow::Result<bool> {
         "{name} SF {} on {} executors ({slots} task slots) vs DataFusion (target_partitions {slots}), {} runs each",
         args.sf, args.cluster.executors, args.iterations
     );
-    let timings = runner::compare(&mut client, &reference, &queries, args.iterations).await;
+    let timings = runner::compare(&mut client, &reference, &queries, args.iterations, args.task_retries).await;
     println!("{}", runner::render(&timings));
 
     // Latency: the smallest query, and a lookup in one partition of a partitioned table.

@@ -117,6 +117,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                 .with_http(args.http_addr)
                 .with_storage(storage)
                 .with_memory_limit(args.memory_mib << 20)
+                .with_spool_limit(args.spool_limit_mib << 20)
                 .with_tls(args.cluster_tls.load()?);
             if let Some(slots) = args.task_slots {
                 config = config.with_task_slots(slots);
@@ -141,6 +142,9 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             let mut client = args.client.connect().await?;
             // The shell's statements show as the shell's in the query history.
             client.set_header(glaux_client::CLIENT_HEADER, "shell");
+            if let Some(policy) = &args.retry_policy {
+                client.set_header(glaux_client::RETRY_POLICY_HEADER, policy.name());
+            }
             if let Some(workgroup) = &args.workgroup {
                 client.set_header(glaux_client::WORKGROUP_HEADER, workgroup);
             }

@@ -14,6 +14,9 @@ pub struct QueryTiming {
     /// Timed runs, after the first.
     pub glaux_ms: Vec<f64>,
     pub datafusion_ms: Vec<f64>,
+    /// Timed runs on Glaux with retry policy `task` (when asked for), beside the others.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub task_retry_ms: Vec<f64>,
     /// The first run of each engine: cold caches (executors' Parquet metadata, DataFusion's
     /// statistics and metadata caches), though the files may be in the OS page cache.
     pub glaux_first_ms: Option<f64>,
@@ -53,12 +56,14 @@ fn ms(elapsed: Duration) -> f64 {
 }
 
 /// Runs each `(name, sql)` `iterations` times on each engine (after one warm-up run each), and
-/// checks that both return the same number of rows.
+/// checks that both return the same number of rows. With `task_retries`, Glaux also runs each
+/// query with retry policy `task` right after its run with `query`.
 pub async fn compare(
     client: &mut GlauxClient,
     reference: &SessionContext,
     queries: &[(String, String)],
     iterations: usize,
+    task_retries: bool,
 ) -> Vec<QueryTiming> {
     let mut timings = Vec::new();
     for (name, sql) in queries {
@@ -66,6 +71,7 @@ pub async fn compare(
             name: name.clone(),
             glaux_ms: Vec::new(),
             datafusion_ms: Vec::new(),
+            task_retry_ms: Vec::new(),
             glaux_first_ms: None,
             datafusion_first_ms: None,
             rows: 0,
@@ -74,6 +80,24 @@ pub async fn compare(
         };
         let mut datafusion_rows = 0;
         for run in 0..=iterations {
+            if task_retries {
+                client.set_header(glaux_client::RETRY_POLICY_HEADER, "task");
+                let started = Instant::now();
+                let task = client.query(sql).await;
+                client.set_header(glaux_client::RETRY_POLICY_HEADER, "query");
+                match task {
+                    Ok(output) if output.rows() != timing.rows && run > 0 => {
+                        timing.error = Some(format!("Glaux returned {} rows with task retries", output.rows()));
+                        break;
+                    }
+                    Ok(_) if run > 0 => timing.task_retry_ms.push(ms(started.elapsed())),
+                    Ok(_) => {}
+                    Err(e) => {
+                        timing.error = Some(format!("Glaux with task retries: {e}"));
+                        break;
+                    }
+                }
+            }
             let started = Instant::now();
             match client.query(sql).await {
                 Ok(output) => {
@@ -146,6 +170,18 @@ pub fn render(timings: &[QueryTiming]) -> String {
         .fold((0.0, 0.0), |(g, d), t| (g + t.glaux_first_ms.unwrap_or(0.0), d + t.datafusion_first_ms.unwrap_or(0.0)));
     let ratio = if datafusion_cold > 0.0 { glaux_cold / datafusion_cold } else { f64::NAN };
     out.push_str(&format!("{:<8} {glaux_cold:>12.1} {datafusion_cold:>15.1} {ratio:>7.2}\n", "cold"));
+    if timings.iter().any(|t| !t.task_retry_ms.is_empty()) {
+        out.push_str(&format!("\n{:<8} {:>12} {:>12} {:>11}\n", "query", "query ms", "task ms", "task/query"));
+        let (mut query_total, mut task_total) = (0.0, 0.0);
+        for t in timings.iter().filter(|t| t.error.is_none()) {
+            if let (Some(q), Some(k)) = (t.glaux_median(), median(&t.task_retry_ms)) {
+                (query_total, task_total) = (query_total + q, task_total + k);
+                out.push_str(&format!("{:<8} {q:>12.1} {k:>12.1} {:>11.2}\n", t.name, k / q));
+            }
+        }
+        let ratio = if query_total > 0.0 { task_total / query_total } else { f64::NAN };
+        out.push_str(&format!("{:<8} {query_total:>12.1} {task_total:>12.1} {ratio:>11.2}\n", "total"));
+    }
     out
 }
 

@@ -1,5 +1,5 @@
 //! Workgroups (table `workgroups`): named settings statements run under (output location, data
-//! scanned cutoff, concurrency, timeout, result reuse). `primary` always exists.
+//! scanned cutoff, concurrency, timeout, result reuse, retry policy). `primary` always exists.
 
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
@@ -36,6 +36,9 @@ pub struct WorkGroupSettings {
     pub timeout_seconds: Option<u64>,
     /// Result reuse, unless a request says otherwise: results at most this old are reused.
     pub reuse_max_age_minutes: Option<u32>,
+    /// What its queries do when they lose an executor (`query` or `task`; the scheduler checks
+    /// the name); `None`: the session's choice, else the cluster's.
+    pub retry_policy: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

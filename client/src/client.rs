@@ -82,6 +82,9 @@ pub struct GlauxClient {
 pub const DATABASE_HEADER: &str = "x-glaux-database";
 /// The header naming the workgroup statements run in.
 pub const WORKGROUP_HEADER: &str = "x-glaux-workgroup";
+
+/// The header choosing what statements do when they lose an executor (`query` or `task`).
+pub const RETRY_POLICY_HEADER: &str = "x-glaux-retry-policy";
 /// The header naming the kind of client (the shell sends `shell`; the history shows it).
 pub const CLIENT_HEADER: &str = "x-glaux-client";
 

@@ -10,7 +10,8 @@ mod shell;
 mod statements;
 
 pub use client::{
-    CLIENT_HEADER, ClientError, ConnectOptions, DATABASE_HEADER, GlauxClient, QueryOutput, WORKGROUP_HEADER,
+    CLIENT_HEADER, ClientError, ConnectOptions, DATABASE_HEADER, GlauxClient, QueryOutput, RETRY_POLICY_HEADER,
+    WORKGROUP_HEADER,
 };
 pub use glaux_proto::QueryStats;
 pub use shell::{OutputFormat, Shell, ShellOptions, write_result};

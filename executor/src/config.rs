@@ -21,6 +21,8 @@ pub struct ExecutorConfig {
     /// Memory all running tasks share; operators that can spill do so beyond it.
     pub memory_limit_bytes: usize,
     pub storage: StorageConfig,
+    /// Disk one query's spooled task outputs may take here (retry policy `task`).
+    pub spool_limit_bytes: u64,
     /// Installed tasks whose output nobody read within this time are dropped.
     pub task_ttl: Duration,
     /// Mutual TLS with the other members (`None`: in the clear, guarded by the secret alone).
@@ -39,6 +41,7 @@ impl ExecutorConfig {
             secret,
             task_slots: std::thread::available_parallelism().map_or(2, |n| n.get()),
             memory_limit_bytes: 2 << 30,
+            spool_limit_bytes: 16 << 30,
             storage: StorageConfig::default(),
             task_ttl: Duration::from_secs(600),
             tls: None,
@@ -58,6 +61,11 @@ impl ExecutorConfig {
 
     pub fn with_memory_limit(mut self, bytes: usize) -> Self {
         self.memory_limit_bytes = bytes;
+        self
+    }
+
+    pub fn with_spool_limit(mut self, bytes: u64) -> Self {
+        self.spool_limit_bytes = bytes;
         self
     }
 

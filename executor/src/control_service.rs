@@ -111,7 +111,10 @@ impl ExecutorControl for ControlService {
                 .into());
             }
             let served = task.partitions.into_iter().zip(plan_partitions).collect();
-            let installed = InstalledTask::new(plan, served, task.reads_per_partition, ctx, bytes_read);
+            let mut installed = InstalledTask::new(plan, served, task.reads_per_partition, ctx, bytes_read);
+            if task.spool {
+                installed = installed.spooled(self.tasks.spool_budget(&key.query));
+            }
             decoded.push((key, installed.with_analyze(task.analyze)));
         }
         for (key, task) in decoded {

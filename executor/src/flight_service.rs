@@ -35,6 +35,7 @@ use prost::Message;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::error::ExecutorError;
+use crate::spool::SpoolRun;
 use crate::task_key::TokenKey;
 use crate::task_table::{BufferCell, Buffered, InstalledTask, TaskCounters, TaskKey, TaskTable};
 
@@ -148,9 +149,19 @@ pub fn open_output(tasks: &Arc<TaskTable>, ticket: TaskOutputTicket) -> Result<T
     if ticket.client_schema.is_empty() && !ticket.dynamic_filters.is_empty() {
         glaux_proto::apply_dynamic_filters(&task.plan, &ticket.dynamic_filters, &task.context);
     }
-    let batches = match task.buffer(partition) {
-        None => task.plan.execute(index, Arc::clone(&task.context))?,
-        Some(buffer) => broadcast(&task, index, buffer)?,
+    let batches = match (&task.spool, task.buffer(partition)) {
+        (Some((spool, budget)), _) => spool.read(
+            partition,
+            SpoolRun {
+                plan: Arc::clone(&task.plan),
+                context: Arc::clone(&task.context),
+                partitions: task.served(),
+                budget: Arc::clone(budget),
+                cancel: task.cancel.clone(),
+            },
+        ),
+        (None, None) => task.plan.execute(index, Arc::clone(&task.context))?,
+        (None, Some(buffer)) => broadcast(&task, index, buffer)?,
     };
     let schema = batches.schema();
     let rows = Arc::new(AtomicU64::new(0));

@@ -15,6 +15,7 @@ mod metrics;
 mod registration;
 mod server;
 mod session;
+mod spool;
 mod task_key;
 mod task_table;
 

@@ -65,7 +65,7 @@ impl Executor {
         let endpoint = ExecutorAddr::parse(&format!("{host}:{}", addr.port())).map_err(ExecutorError::Config)?;
 
         let channels = Arc::new(ClusterChannels::new(config.secret.clone()).with_tls(config.tls.clone()));
-        let tasks = Arc::new(TaskTable::new(config.task_ttl));
+        let tasks = Arc::new(TaskTable::new(config.task_ttl).with_spool_limit(config.spool_limit_bytes));
         let outputs = Arc::clone(&tasks);
         let local = LocalOutputs::new(
             endpoint.clone(),

@@ -14,6 +14,8 @@ use glaux_proto::{QueryId, StageId, TaskId};
 use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
 
+use crate::spool::{Spool, SpoolBudget};
+
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct TaskKey {
     pub query: QueryId,
@@ -61,6 +63,9 @@ pub struct InstalledTask {
     installed_at: Instant,
     /// When its last expected read ended.
     finished_at: std::sync::OnceLock<Instant>,
+    /// Retry policy `task`: its output is written to files and read from there (`spool.rs`), within
+    /// its query's budget on this executor.
+    pub spool: Option<(Spool, Arc<SpoolBudget>)>,
 }
 
 impl InstalledTask {
@@ -92,7 +97,21 @@ impl InstalledTask {
             failure: Arc::default(),
             installed_at: Instant::now(),
             finished_at: std::sync::OnceLock::new(),
+            spool: None,
         }
+    }
+
+    /// This task, spooling its output within `budget`.
+    pub fn spooled(mut self, budget: Arc<SpoolBudget>) -> Self {
+        self.spool = Some((Spool::default(), budget));
+        self
+    }
+
+    /// Every served partition with the partition of the plan that makes it.
+    pub fn served(&self) -> Vec<(u32, usize)> {
+        let mut served: Vec<(u32, usize)> = self.partitions.iter().map(|(&p, &i)| (p, i)).collect();
+        served.sort_unstable();
+        served
     }
 
     pub fn with_analyze(mut self, analyze: bool) -> Self {
@@ -126,6 +145,7 @@ impl InstalledTask {
             elapsed_ms: until.saturating_duration_since(self.installed_at).as_millis() as u64,
             done: self.finished(),
             error: self.failure.get().cloned().unwrap_or_default(),
+            spooled: self.spool.as_ref().is_some_and(|(spool, _)| spool.written()),
         }
     }
 
@@ -163,20 +183,44 @@ pub struct TaskTable {
     tasks: Mutex<HashMap<TaskKey, Arc<InstalledTask>>>,
     ttl: Duration,
     pub counters: TaskCounters,
+    /// What each query may keep in spools here, and what it keeps.
+    spool_budgets: Mutex<HashMap<QueryId, Arc<SpoolBudget>>>,
+    spool_limit: u64,
 }
 
 impl TaskTable {
     pub fn new(ttl: Duration) -> Self {
-        Self { tasks: Mutex::new(HashMap::new()), ttl, counters: TaskCounters::default() }
+        Self {
+            tasks: Mutex::new(HashMap::new()),
+            ttl,
+            counters: TaskCounters::default(),
+            spool_budgets: Mutex::default(),
+            spool_limit: u64::MAX,
+        }
+    }
+
+    /// This table, with each query's spooled outputs bounded to `bytes`.
+    pub fn with_spool_limit(self, bytes: u64) -> Self {
+        Self { spool_limit: bytes, ..self }
+    }
+
+    /// The spool budget of `query` on this executor.
+    pub fn spool_budget(&self, query: &QueryId) -> Arc<SpoolBudget> {
+        let mut budgets = self.spool_budgets.lock().unwrap_or_else(|e| e.into_inner());
+        Arc::clone(budgets.entry(query.clone()).or_insert_with(|| Arc::new(SpoolBudget::new(self.spool_limit))))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<TaskKey, Arc<InstalledTask>>> {
         self.tasks.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Installs `task`; a task installed again (a retry on this executor) replaces the earlier
+    /// attempt, which is cancelled.
     pub fn install(&self, key: TaskKey, task: InstalledTask) {
         TaskCounters::add(&self.counters.installed, 1);
-        self.lock().insert(key, Arc::new(task));
+        if let Some(earlier) = self.lock().insert(key, Arc::new(task)) {
+            earlier.cancel.cancel();
+        }
     }
 
     pub fn get(&self, key: &TaskKey) -> Option<Arc<InstalledTask>> {
@@ -215,6 +259,7 @@ impl TaskTable {
 
     /// Cancels (if still running) and forgets every task of `query`; returns them.
     pub fn cancel_query(&self, query: &QueryId) -> Vec<(TaskKey, Arc<InstalledTask>)> {
+        self.spool_budgets.lock().unwrap_or_else(|e| e.into_inner()).remove(query);
         let mut tasks = self.lock();
         let keys: Vec<TaskKey> = tasks.keys().filter(|key| &key.query == query).cloned().collect();
         keys.into_iter()
@@ -228,6 +273,8 @@ impl TaskTable {
         let mut tasks = self.lock();
         let before = tasks.len();
         tasks.retain(|_, task| task.installed_at.elapsed() < self.ttl);
+        let mut budgets = self.spool_budgets.lock().unwrap_or_else(|e| e.into_inner());
+        budgets.retain(|query, _| tasks.keys().any(|key| &key.query == query));
         before - tasks.len()
     }
 

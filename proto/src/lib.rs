@@ -25,6 +25,7 @@ mod codec;
 mod dynamic_filters;
 mod ids;
 mod join_filter_shares;
+mod kept_source;
 mod local_outputs;
 mod panics;
 mod partition_subset;
@@ -61,6 +62,6 @@ pub use task_error::{
     MAX_STATUS_MESSAGE_BYTES, TaskError, TaskFailure, find_cause, lost_executor_words, status_message, status_of,
 };
 pub use task_metrics::{OperatorWork, collect_task_stats, operator_work, task_report};
-pub use task_rerun::{RerunHandle, RerunResult, TaskRerun};
+pub use task_rerun::{Rerun, RerunHandle, RerunResult, TaskRerun};
 pub use task_token::{TOKEN_LIFETIME, TaskSigner, TaskVerifier, TokenError, TokenPurpose};
 pub use trailer::with_trailer;

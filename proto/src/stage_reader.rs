@@ -126,6 +126,19 @@ impl StageReaderExec {
         &self.partitions
     }
 
+    /// This reader reading each task that `moved_to` names from its new executor (a task run
+    /// again elsewhere, retry policy `task`).
+    pub fn relocated(&self, moved_to: &dyn Fn(TaskId) -> Option<ExecutorAddr>) -> Self {
+        let mut relocated = self.clone();
+        for output in relocated.partitions.iter_mut().flatten() {
+            if let Some(executor) = moved_to(output.task) {
+                output.executor = executor;
+            }
+        }
+        relocated.metrics = ExecutionPlanMetricsSet::new();
+        relocated
+    }
+
     /// A reader of only the listed partitions of this one, in that order.
     pub fn subset(&self, partitions: &[u32]) -> Result<Self> {
         let chosen = partitions.iter().map(|&p| self.partitions.get(p as usize).cloned()).collect::<Option<Vec<_>>>();
@@ -258,6 +271,7 @@ impl ExecutionPlan for StageReaderExec {
             counters: Arc::new(TrailerCounters::new(&self.metrics, partition)),
             filters: Arc::clone(&self.dynamic_filters),
             await_filters: context.session_config().options().optimizer.enable_join_dynamic_filter_pushdown,
+            runtime: context.runtime_env(),
         };
         let rerun = context.session_config().get_extension::<RerunHandle>();
         let streams =
@@ -290,6 +304,8 @@ struct SourceContext {
     /// their tables; waiting here is what lets the filter reach a join's build side below them.
     /// The producing joins never wait on this reader: its rows feed their probe sides.
     await_filters: bool,
+    /// Where a source read whole is kept beyond memory (retry policy `task`, `kept_source.rs`).
+    runtime: Arc<datafusion::execution::runtime_env::RuntimeEnv>,
 }
 
 type SourceStream = futures::stream::BoxStream<'static, Result<RecordBatch, TaskError>>;
@@ -304,6 +320,8 @@ fn read_task_output(
 ) -> impl futures::Stream<Item = Result<RecordBatch>> + Send + 'static {
     struct State {
         output: TaskOutput,
+        /// The task's attempt being read (the first run is attempt 0).
+        attempt: u32,
         current: Option<SourceStream>,
         /// Rows passed on, and rows of the current stream still to skip (passed on before a re-run).
         delivered: u64,
@@ -311,15 +329,24 @@ fn read_task_output(
         reruns: usize,
         done: bool,
     }
-    let state = State { output, current: None, delivered: 0, skip: 0, reruns: 0, done: false };
+    let state = State { output, attempt: 0, current: None, delivered: 0, skip: 0, reruns: 0, done: false };
+    let keep_whole = rerun.as_ref().is_some_and(|handle| handle.keep_sources);
     stream::unfold(state, move |mut state| {
         let (context, rerun) = (context.clone(), rerun.clone());
+        let rerun_handle = rerun.clone();
         async move {
             while !state.done {
                 let item = match &mut state.current {
-                    None => open_task_output(&context, &state.output).await.map(|opened| {
-                        state.current = Some(opened);
-                    }),
+                    None => {
+                        let opened = match open_task_output(&context, &state.output).await {
+                            Ok(opened) if keep_whole => {
+                                let schema = Arc::clone(&context.schema);
+                                crate::kept_source::keep_whole(opened, schema, Arc::clone(&context.runtime)).await
+                            }
+                            opened => opened,
+                        };
+                        opened.map(|opened| state.current = Some(opened))
+                    }
                     Some(batches) => match batches.next().await {
                         None => return None,
                         Some(Ok(batch)) => {
@@ -337,17 +364,37 @@ fn read_task_output(
                 };
                 let Err(error) = item else { continue };
                 state.done = true;
-                // Only the loss of this source's own executor can be made good by running its task
-                // elsewhere; a failure it relays from further down cannot.
-                let own_loss = error.lost_executor() == Some(&state.output.executor);
-                let rerun = rerun.as_ref().filter(|handle| own_loss && state.reruns < handle.max_per_source);
-                let Some(rerun) = rerun else { return Some((Err(DataFusionError::External(Box::new(error))), state)) };
-                let (task, lost) = (state.output.task, state.output.executor.clone());
-                match rerun.rerun.rerun(context.stage, task, &lost, state.delivered).await {
-                    Ok(executor) => {
-                        tracing::warn!(query = %context.query, stage = %context.stage, %task, %lost, %executor,
-                            delivered = state.delivered, "task re-run after losing its executor");
-                        state.output.executor = executor;
+                // The loss of this source's own executor can be made good by running its task
+                // elsewhere; a loss it relays from further down only when the stages below keep
+                // their outputs (retry policy `task`), so that the task can run again from them.
+                let lost = error.lost_executor().cloned();
+                let rerun = rerun.as_ref().filter(|handle| {
+                    let own_loss = lost.as_ref() == Some(&state.output.executor);
+                    (own_loss || (handle.keep_sources && lost.is_some())) && state.reruns < handle.max_per_source
+                });
+                let task = state.output.task;
+                let (Some(rerun), Some(lost)) = (rerun, lost) else {
+                    // An attempt that a re-run replaced ends with an error of its own: read the new one.
+                    let later = match keep_whole.then_some(()).and(rerun_handle.as_ref()) {
+                        Some(handle) => handle.rerun.later_attempt(context.stage, task, state.attempt).await,
+                        None => None,
+                    };
+                    let Some(again) = later else {
+                        return Some((Err(DataFusionError::External(Box::new(error))), state));
+                    };
+                    state.output.executor = again.executor;
+                    state.attempt = again.attempt;
+                    state.current = None;
+                    state.done = false;
+                    continue;
+                };
+                match rerun.rerun.rerun(context.stage, task, state.attempt, &lost, state.delivered).await {
+                    Ok(again) => {
+                        tracing::warn!(query = %context.query, stage = %context.stage, %task, %lost,
+                            executor = %again.executor, attempt = again.attempt, delivered = state.delivered,
+                            "task re-run after losing an executor");
+                        state.output.executor = again.executor;
+                        state.attempt = again.attempt;
                         state.current = None;
                         state.skip = state.delivered;
                         state.reruns += 1;
@@ -366,7 +413,7 @@ fn read_task_output(
 
 /// Opens one task output: taken from this executor when it lives here, over Flight otherwise.
 async fn open_task_output(context: &SourceContext, output: &TaskOutput) -> Result<SourceStream, TaskError> {
-    let SourceContext { query, stage, channels, local, schema, counters, filters, await_filters } = context.clone();
+    let SourceContext { query, stage, channels, local, schema, counters, filters, await_filters, .. } = context.clone();
     if await_filters {
         crate::dynamic_filters::completed(&filters).await;
     }

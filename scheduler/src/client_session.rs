@@ -22,6 +22,9 @@ pub struct ClientSession {
     pub parameters: Vec<ScalarValue>,
     /// The workgroup its statements run in; empty: its user's default (`QueryEngine::in_workgroup`).
     pub workgroup: String,
+    /// The retry policy the client asked for (`query` or `task`, checked when a statement runs);
+    /// empty: its workgroup's, else the cluster's.
+    pub retry_policy: String,
 }
 
 impl ClientSession {
@@ -34,6 +37,7 @@ impl ClientSession {
             database: database.to_string(),
             parameters,
             workgroup: String::new(),
+            retry_policy: String::new(),
         }
     }
 

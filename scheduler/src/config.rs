@@ -58,6 +58,8 @@ pub struct SchedulerConfig {
     /// writer starts a new file once its files hold about this much (0: one file per partition
     /// and writer).
     pub target_file_size: u64,
+    /// What queries do when they lose an executor, unless their workgroup says otherwise.
+    pub retry_policy: crate::query::RetryPolicy,
 }
 
 /// The default [`SchedulerConfig::target_file_size`]: 128 MiB, the size Athena's and Trino's
@@ -91,7 +93,14 @@ impl SchedulerConfig {
             listing_cache_ttl: DEFAULT_LISTING_CACHE_TTL,
             history: crate::history::Retention::default(),
             target_file_size: DEFAULT_TARGET_FILE_SIZE,
+            retry_policy: crate::query::RetryPolicy::Query,
         }
+    }
+
+    /// Queries lose an executor as `policy` says, unless their workgroup says otherwise.
+    pub fn with_retry_policy(mut self, policy: crate::query::RetryPolicy) -> Self {
+        self.retry_policy = policy;
+        self
     }
 
     /// Written files aim at `bytes` each (0: one file per partition and writer).

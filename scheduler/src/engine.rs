@@ -314,6 +314,7 @@ impl QueryEngine {
             tracked.failed(error);
         };
         let workgroup = self.workgroups.resolve(&planned.session.workgroup).inspect_err(refused)?;
+        let retry_policy = crate::workgroups::retry_policy(&planned.session, &workgroup).inspect_err(refused)?;
         let permit = self.enter(&planned).inspect_err(refused)?;
         let stopping = self.statements.stopping();
         let place = stopping.bound(async { Ok(self.workgroups.admit(&workgroup, || tracked.queued()).await) }).await;
@@ -340,7 +341,10 @@ impl QueryEngine {
         let span = tracing::info_span!("statement", query_id = %planned.id());
         let result = stopping
             .bound(limits.within(contained("while running", async {
-                let ctx = self.context(&planned.session, Arc::clone(&planned.access));
+                let mut ctx = self.context(&planned.session, Arc::clone(&planned.access));
+                if let Some(policy) = retry_policy {
+                    ctx.state.config_mut().set_extension(Arc::new(policy));
+                }
                 planned.statement.family().run(&ctx, planned.id(), progress).await
             })))
             .instrument(span)
@@ -375,11 +379,15 @@ impl QueryEngine {
         if Limits::of(&workgroup).any() || workgroup.settings.max_concurrent.is_some() {
             return Ok(None);
         }
+        let retry_policy = crate::workgroups::retry_policy(&planned.session, &workgroup).inspect_err(refused)?;
         let permit = self.enter(&planned).inspect_err(refused)?;
         let progress = ProgressSlot::default();
         let live = self.live.enter(&planned.id(), &progress);
         let launched = contained("while running", async {
-            let ctx = self.context(&planned.session, Arc::clone(&planned.access));
+            let mut ctx = self.context(&planned.session, Arc::clone(&planned.access));
+            if let Some(policy) = retry_policy {
+                ctx.state.config_mut().set_extension(Arc::new(policy));
+            }
             planned.statement.family().run_at_executors(&ctx, planned.id(), &progress).await
         })
         .await;

@@ -62,6 +62,7 @@ pub use error::{ErrorKind, SchedulerError};
 pub use flight_sql::ENDPOINTS_HEADER;
 pub use limits::DoorLimits;
 pub use planner::{DistributedPlan, Stage, Task};
+pub use query::RetryPolicy;
 pub use server::Scheduler;
 pub use stopping::Drained;
 pub use tls::TlsIdentity;

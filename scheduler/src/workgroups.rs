@@ -20,7 +20,29 @@ use glaux_catalog::{Catalog, WorkGroup};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::error::{ErrorKind, SchedulerError};
-use crate::query::{ProgressSlot, QueryStatsHandle};
+use crate::query::{ProgressSlot, QueryStatsHandle, RetryPolicy};
+
+/// The retry policy a statement runs with: its workgroup's when the workgroup enforces its
+/// settings, else the one its session asked for, else its workgroup's; `None`: the cluster's.
+pub fn retry_policy(
+    session: &crate::client_session::ClientSession,
+    workgroup: &WorkGroup,
+) -> Result<Option<RetryPolicy>, SchedulerError> {
+    let parse = |name: &str, whose: &str| {
+        RetryPolicy::parse(name).ok_or_else(|| {
+            let message = format!("unknown retry policy '{name}' ({whose}): use {}", RetryPolicy::NAMES);
+            SchedulerError::refused(ErrorKind::InvalidStatement, message)
+        })
+    };
+    let own = workgroup.settings.retry_policy.as_deref().map(|p| parse(p, "the workgroup's")).transpose()?;
+    if workgroup.settings.enforce && own.is_some() {
+        return Ok(own);
+    }
+    match session.retry_policy.as_str() {
+        "" => Ok(own),
+        asked => parse(asked, "the session's").map(Some),
+    }
+}
 
 /// How often a running query's data scanned is compared with its workgroup's cutoff.
 const CUTOFF_CHECK: Duration = Duration::from_millis(100);
@@ -209,4 +231,39 @@ async fn over(limits: &Limits, progress: &ProgressSlot, cutoff: u64) -> Result<(
         return Err(limits.over_cutoff(cutoff, scanned));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client_session::ClientSession;
+    use glaux_catalog::WorkGroupSettings;
+
+    fn workgroup(policy: Option<&str>, enforce: bool) -> WorkGroup {
+        WorkGroup {
+            name: "etl".into(),
+            description: String::new(),
+            enabled: true,
+            settings: WorkGroupSettings { retry_policy: policy.map(String::from), enforce, ..Default::default() },
+            tags: Vec::new(),
+            created_ms: 0,
+        }
+    }
+
+    fn session(policy: &str) -> ClientSession {
+        ClientSession { retry_policy: policy.into(), ..ClientSession::default() }
+    }
+
+    #[test]
+    fn retry_policy_comes_from_an_enforcing_workgroup_then_the_session_then_the_workgroup() {
+        let task = Some(RetryPolicy::Task);
+        assert_eq!(retry_policy(&session(""), &workgroup(None, false)).unwrap(), None, "the cluster's");
+        assert_eq!(retry_policy(&session(""), &workgroup(Some("task"), false)).unwrap(), task);
+        assert_eq!(retry_policy(&session("TASK"), &workgroup(None, true)).unwrap(), task);
+        assert_eq!(retry_policy(&session("query"), &workgroup(Some("task"), false)).unwrap(), Some(RetryPolicy::Query));
+        assert_eq!(retry_policy(&session("query"), &workgroup(Some("task"), true)).unwrap(), task, "enforced");
+        let error = retry_policy(&session("sometimes"), &workgroup(None, false)).unwrap_err();
+        assert_eq!(error.kind(), ErrorKind::InvalidStatement);
+        assert!(error.to_string().contains("unknown retry policy 'sometimes'"), "{error}");
+    }
 }

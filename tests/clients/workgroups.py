@@ -103,6 +103,14 @@ try:
     code, message = error_of(lambda: root.create_work_group(Name="x", Tags=[{"Key": "glaux:nope", "Value": "1"}]))
     check("an unknown glaux: tag is refused", code == "InvalidRequestException" and "glaux:nope" in message, message)
     code, message = error_of(lambda: root.create_work_group(
+        Name="x", Tags=[{"Key": "glaux:retry-policy", "Value": "sometimes"}]))
+    check("a retry policy other than query or task is refused", code == "InvalidRequestException" and
+          "'query' or 'task'" in message, message)
+    root.create_work_group(Name="resilient", Tags=[{"Key": "glaux:retry-policy", "Value": "TASK"}])
+    execution = wait(root, start(root, "SELECT count(*) FROM events", "resilient"))
+    check("a workgroup with retry policy task runs its statements", execution["Status"]["State"] == "SUCCEEDED",
+          execution["Status"])
+    code, message = error_of(lambda: root.create_work_group(
         Name="x", Configuration={"PublishCloudWatchMetricsEnabled": True}))
     check("CloudWatch metrics are refused, not ignored", code == "InvalidRequestException" and
           "PublishCloudWatchMetricsEnabled" in message, message)

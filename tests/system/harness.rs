@@ -425,6 +425,7 @@ pub fn task_definition(query: &str, plan: Vec<u8>, run_token: Vec<u8>) -> glaux_
         dynamic_filters: false,
         analyze: false,
         run_token,
+        spool: false,
     }
 }
 

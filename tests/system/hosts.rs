@@ -5,7 +5,8 @@
 //! outputs between hosts are LZ4-compressed. The client is the real `glaux shell`; TPC-H at scale
 //! factor 0.01 must print what single-node DataFusion's answer prints. Cutting one executor's
 //! link mid-query behaves as ARCHITECTURE.md ("Cancellation and failure") says: before a row was
-//! returned, the query is planned again on the executor left; the executor, its link mended,
+//! returned, the query is planned again on the executor left (and, under retry policy `task`,
+//! only the lost executor's tasks run again, with its link mended mid-query); the executor, its link mended,
 //! joins again.
 //!
 //! Needs root (CI runs as root; `.ci/run` sets GLAUX_TEST_NETNS=1 so that it cannot be skipped).
@@ -294,6 +295,29 @@ async fn a_cluster_across_hosts_with_tls_users_and_a_cut_link() -> TestResult {
         expected.lines().skip(1).collect::<Vec<_>>()
     );
     assert!(metric(first, "glaux_executor_tasks_installed_total").await > installed, "ex1 takes tasks again");
+
+    // Retry policy `task`, a link cut once the slow query's stages run, and mended while it still
+    // runs: what ex1 held runs again on ex2 from the outputs kept there, ex1's return does not
+    // disturb the re-run query, and the answer is DataFusion's.
+    let expected = reference_tsv(&reference, slow).await?;
+    let mut command = shell(slow, PASSWORD);
+    command.args(["--retry-policy", "task"]).stdout(Stdio::piped()).stderr(Stdio::piped());
+    // Tasks of the query cut before may still be installed on ex1: count this query's.
+    let installed = metric(first, "glaux_executor_tasks_installed_total").await;
+    let running = command.spawn()?;
+    let launched = async || metric(first, "glaux_executor_tasks_installed_total").await > installed;
+    wait_for("the slow query runs on ex1", launched).await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    hosts.link("ex1", false)?;
+    let cut = Instant::now();
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    hosts.link("ex1", true)?;
+    let output = tokio::time::timeout(Duration::from_secs(180), running.wait_with_output()).await??;
+    let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "the query survives the cut: {stderr}");
+    assert_eq!(stdout.lines().nth(1), expected.lines().nth(1));
+    eprintln!("retry policy task: answered {:?} after ex1's link was cut; {stderr}", cut.elapsed());
+    assert!(stderr.contains("re-run after losing"), "ex1's tasks ran again, the query did not start over: {stderr}");
     drop(executors);
     Ok(())
 }

@@ -26,6 +26,7 @@ mod postgres;
 mod pruning;
 mod queries;
 mod result_endpoints;
+mod retries;
 mod s3;
 mod security;
 mod tpcds;

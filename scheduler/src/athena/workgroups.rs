@@ -16,10 +16,12 @@ use super::actions::{optional, page_size, text};
 use super::{ApiError, AthenaDoor};
 use crate::client_session::ClientSession;
 use crate::history::epoch_ms;
+use crate::query::RetryPolicy;
 
 const CONCURRENCY_TAG: &str = "glaux:max-concurrent-queries";
 const TIMEOUT_TAG: &str = "glaux:query-timeout-seconds";
 const REUSE_TAG: &str = "glaux:result-reuse-max-age-minutes";
+const RETRY_TAG: &str = "glaux:retry-policy";
 /// Athena's least `BytesScannedCutoffPerQuery` (10 MB).
 const LEAST_CUTOFF: u64 = 10_000_000;
 const MAX_LISTED: usize = 50;
@@ -259,9 +261,17 @@ fn apply_tag(settings: &mut WorkGroupSettings, key: &str, value: Option<&str>) -
         CONCURRENCY_TAG => settings.max_concurrent = value.map(|v| number(key, v, 1, 10_000)).transpose()?,
         TIMEOUT_TAG => settings.timeout_seconds = value.map(|v| number(key, v, 1, 86_400 * 7)).transpose()?,
         REUSE_TAG => settings.reuse_max_age_minutes = value.map(|v| number(key, v, 1, 10_080)).transpose()?,
+        RETRY_TAG => {
+            let policy = |v: &str| {
+                RetryPolicy::parse(v)
+                    .map(|p| p.name().to_string())
+                    .ok_or_else(|| ApiError::invalid(format!("tag {key} must be {}, not {v}", RetryPolicy::NAMES)))
+            };
+            settings.retry_policy = value.map(policy).transpose()?;
+        }
         other if other.starts_with("glaux:") => {
             return Err(ApiError::invalid(format!(
-                "unknown Glaux tag {other} (known: {CONCURRENCY_TAG}, {TIMEOUT_TAG}, {REUSE_TAG})"
+                "unknown Glaux tag {other} (known: {CONCURRENCY_TAG}, {TIMEOUT_TAG}, {REUSE_TAG}, {RETRY_TAG})"
             )));
         }
         _ => {}

@@ -46,15 +46,23 @@ pub const CLIENT_HEADER: &str = "x-glaux-client";
 /// default, else `primary`).
 pub const WORKGROUP_HEADER: &str = "x-glaux-workgroup";
 
+/// The request header choosing the retry policy of the client's statements (`query` or `task`),
+/// unless their workgroup enforces its own.
+pub const RETRY_POLICY_HEADER: &str = "x-glaux-retry-policy";
+
 /// The session a request runs in: its user, its database header (or the default database), its
-/// workgroup header.
+/// workgroup and retry policy headers.
 pub(super) fn request_session<T>(request: &Request<T>) -> ClientSession {
     let header = |name| request.metadata().get(name).and_then(|v| v.to_str().ok());
     let door = if header(CLIENT_HEADER) == Some("shell") { Door::Shell } else { Door::FlightSql };
     let session = ClientSession::new(header(DATABASE_HEADER), Vec::new())
         .for_user(request_user(request))
         .sent_by(door, request.remote_addr().map(|a| a.ip()));
-    ClientSession { workgroup: header(WORKGROUP_HEADER).unwrap_or_default().to_string(), ..session }
+    ClientSession {
+        workgroup: header(WORKGROUP_HEADER).unwrap_or_default().to_string(),
+        retry_policy: header(RETRY_POLICY_HEADER).unwrap_or_default().to_string(),
+        ..session
+    }
 }
 
 /// The user the request's credentials proved (`None` without configured users).

@@ -31,11 +31,14 @@ mod restrict_to_task;
 mod row_group_cuts;
 mod scan_files;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
+use datafusion::common::Result;
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties};
 use glaux_catalog::TableScanReport;
-use glaux_proto::{ExecutorAddr, QueryId, StageId, TaskId};
+use glaux_proto::{ExecutorAddr, QueryId, StageId, StageReaderExec, TaskId};
 
 use attach_join_filters::attach_join_filters;
 
@@ -57,6 +60,8 @@ pub struct DistributedPlan {
     pub scans: Vec<TableScanReport>,
     /// Signs its tasks' run tokens (and, re-run, again).
     pub signer: Arc<glaux_proto::TaskSigner>,
+    /// Retry policy `task`: every task keeps its output in a spool on its executor.
+    pub spool: bool,
 }
 
 impl DistributedPlan {
@@ -74,7 +79,57 @@ impl DistributedPlan {
         }
         let root = attach_join_filters(root)?;
         invariants::check(&root, &stages).map_err(CutError::Broken)?;
-        Ok(Self { query, root, stages, scans, signer: Arc::clone(signer) })
+        Ok(Self { query, root, stages, scans, signer: Arc::clone(signer), spool: false })
+    }
+
+    /// This plan with each task that `moved` names run on its new executor, and every reader of
+    /// such a task reading it there (a task run again, retry policy `task`). The final stage's
+    /// readers are left as they are: they learn where a task moved when they ask for it again.
+    pub fn relocated(&self, moved: &HashMap<(StageId, TaskId), ExecutorAddr>) -> Result<Self> {
+        let stages = self
+            .stages
+            .iter()
+            .map(|stage| {
+                let plan = Arc::clone(&stage.plan).transform_up(|node| {
+                    let Some(reader) = node.downcast_ref::<StageReaderExec>() else {
+                        return Ok(Transformed::no(node));
+                    };
+                    let from = reader.stage();
+                    let relocated = reader.relocated(&|task| moved.get(&(from, task)).cloned());
+                    Ok(Transformed::yes(Arc::new(relocated) as Arc<dyn ExecutionPlan>))
+                })?;
+                let tasks = (stage.tasks.iter())
+                    .map(|task| match moved.get(&(stage.id, task.id)) {
+                        Some(executor) => Task { executor: executor.clone(), ..task.clone() },
+                        None => task.clone(),
+                    })
+                    .collect();
+                Ok(Stage { plan: plan.data, tasks, ..stage.clone() })
+            })
+            .collect::<Result<_>>()?;
+        Ok(Self {
+            query: self.query.clone(),
+            root: Arc::clone(&self.root),
+            stages,
+            scans: self.scans.clone(),
+            signer: Arc::clone(&self.signer),
+            spool: self.spool,
+        })
+    }
+
+    /// The tasks whose output `task` of `stage` reads.
+    pub fn inputs_of(&self, stage: &Stage, task: &Task) -> Result<Vec<(StageId, TaskId)>> {
+        let plan = task_plan(stage, task)?.plan;
+        let mut inputs = Vec::new();
+        plan.apply(|node| {
+            if let Some(reader) = node.downcast_ref::<StageReaderExec>() {
+                inputs.extend(reader.partitions().iter().flatten().map(|output| (reader.stage(), output.task)));
+            }
+            Ok(TreeNodeRecursion::Continue)
+        })?;
+        inputs.sort_unstable();
+        inputs.dedup();
+        Ok(inputs)
     }
 
     /// Executors this plan runs tasks on, each once.
@@ -109,7 +164,7 @@ pub enum Exchange {
     Broadcast { readers: usize },
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Stage {
     pub id: StageId,
     /// The fragment every task of the stage runs (each task its own partitions of it).

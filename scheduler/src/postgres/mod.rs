@@ -177,14 +177,18 @@ fn session_of<C: ClientInfo>(client: &C, values: Vec<datafusion::common::ScalarV
     let session = ClientSession::new(client.metadata().get(DATABASE_KEY).map(String::as_str), values)
         .for_user(client.metadata().get(USER_KEY).cloned())
         .sent_by(crate::audit::Door::Postgres, Some(client.socket_addr().ip()));
-    ClientSession { workgroup: startup_workgroup(client.metadata()).unwrap_or_default(), ..session }
+    ClientSession {
+        workgroup: startup_setting(client.metadata(), "workgroup").unwrap_or_default(),
+        retry_policy: startup_setting(client.metadata(), "retry_policy").unwrap_or_default(),
+        ..session
+    }
 }
 
-/// The workgroup a connection named at startup: a `workgroup` parameter, or in `options` (what
-/// libpq's `PGOPTIONS` and JDBC's `options` send) `-c workgroup=NAME`.
-fn startup_workgroup(metadata: &std::collections::HashMap<String, String>) -> Option<String> {
-    if let Some(workgroup) = metadata.get("workgroup") {
-        return Some(workgroup.clone());
+/// A setting a connection made at startup (`workgroup`, `retry_policy`): a parameter of that
+/// name, or in `options` (what libpq's `PGOPTIONS` and JDBC's `options` send) `-c NAME=VALUE`.
+fn startup_setting(metadata: &std::collections::HashMap<String, String>, name: &str) -> Option<String> {
+    if let Some(value) = metadata.get(name) {
+        return Some(value.clone());
     }
     let options = metadata.get("options")?;
     let mut words = options.split_whitespace();
@@ -193,8 +197,8 @@ fn startup_workgroup(metadata: &std::collections::HashMap<String, String>) -> Op
             "-c" => words.next()?,
             other => other.strip_prefix("-c").or_else(|| other.strip_prefix("--")).unwrap_or(other),
         };
-        if let Some(name) = setting.strip_prefix("workgroup=") {
-            return Some(name.to_string());
+        if let Some(value) = setting.strip_prefix(name).and_then(|rest| rest.strip_prefix('=')) {
+            return Some(value.to_string());
         }
     }
     None

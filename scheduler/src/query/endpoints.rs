@@ -68,7 +68,10 @@ impl QueryRunner {
         plan: &LogicalPlan,
         progress: &ProgressSlot,
     ) -> Result<Option<AtExecutors>, SchedulerError> {
-        if self.channels.mutual_tls() {
+        // Under retry policy `task` the scheduler reads each result partition whole before a row
+        // goes out, which a client reading the executors cannot do.
+        let policy = state.config().get_extension::<super::RetryPolicy>().map(|p| *p).unwrap_or_default();
+        if self.channels.mutual_tls() || policy == super::RetryPolicy::Task {
             return Ok(None);
         }
         let started = Instant::now();

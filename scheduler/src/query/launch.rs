@@ -33,6 +33,7 @@ pub(super) fn task_definition(
         dynamic_filters,
         analyze,
         run_token: distributed.signer.sign(TokenPurpose::Run, query, stage.id, task.id),
+        spool: distributed.spool,
     })
 }
 

@@ -10,12 +10,14 @@
 //! - `stage_progress.rs`: a query's tasks summed per stage, for its page.
 //! - `live.rs`: every running statement by its id, for its page.
 //! - `rerun.rs`: running a lost storage-only task of the final gather again elsewhere.
+//! - `recovery.rs`: retry policy `task`: running again whatever a lost executor took with it.
 //! - `endpoints.rs`: a result its client reads from the executors (a plain final gather).
 
 mod endpoints;
 mod guard;
 mod launch;
 mod live;
+mod recovery;
 mod rerun;
 mod run;
 mod stage_progress;
@@ -38,6 +40,38 @@ pub use stage_progress::{StageProgress, by_stage, progress_json};
 pub use stats::{ProgressProbe, ProgressSlot, QueryStatsHandle};
 
 use crate::error::SchedulerError;
+
+/// What a query does when it loses an executor.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RetryPolicy {
+    /// Plan the query again without it, while no row has gone out; after that, only a lost task
+    /// of the final gather that reads storage alone runs again. Exchanges stream: nothing is kept.
+    #[default]
+    Query,
+    /// Every task keeps its whole output on its executor's disk before it is read, and the final
+    /// stage reads each source whole before passing rows on, so whatever a lost executor took with
+    /// it runs again elsewhere, at any moment of the query (`recovery.rs`).
+    Task,
+}
+
+impl RetryPolicy {
+    pub const NAMES: &'static str = "'query' or 'task'";
+
+    pub fn parse(name: &str) -> Option<Self> {
+        match name.trim().to_ascii_lowercase().as_str() {
+            "query" => Some(Self::Query),
+            "task" => Some(Self::Task),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Query => "query",
+            Self::Task => "task",
+        }
+    }
+}
 
 /// Batches of a running statement, and the statistics to send after them.
 pub struct QueryResult {

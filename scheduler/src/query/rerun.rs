@@ -17,7 +17,7 @@ use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::physical_plan::ExecutionPlan;
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
-use glaux_proto::{ClusterChannels, ExecutorAddr, RerunResult, StageId, StageReaderExec, TaskId, TaskRerun};
+use glaux_proto::{ClusterChannels, ExecutorAddr, Rerun, RerunResult, StageId, StageReaderExec, TaskId, TaskRerun};
 
 use super::launch::{launch_on, task_definition};
 use crate::cluster::ClusterState;
@@ -88,6 +88,7 @@ impl TaskRerun for Reruns {
         &self,
         stage: StageId,
         task: TaskId,
+        _attempt: u32,
         lost: &ExecutorAddr,
         delivered: u64,
     ) -> BoxFuture<'static, RerunResult> {
@@ -135,7 +136,7 @@ fn relaunch(
         match tokio::time::timeout(RELAUNCH_TIMEOUT, launch).await {
             Ok(Ok(())) => {
                 count.fetch_add(1, Ordering::Relaxed);
-                Ok(target)
+                Ok(Rerun { executor: target, attempt: 1 })
             }
             Ok(Err(e)) => Err(e.to_string()),
             Err(_) => Err(format!("executor {target} did not accept it within {RELAUNCH_TIMEOUT:?}")),

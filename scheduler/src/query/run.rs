@@ -15,15 +15,18 @@ use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
 use datafusion::physical_plan::{ExecutionPlan, execute_stream};
 use futures::{StreamExt, TryStreamExt, stream};
 use glaux_catalog::{PruningReport, TableScanReport};
-use glaux_proto::{ClusterChannels, ExecutorAddr, QueryId, RerunHandle, TableWriteExec, TaskSigner, WriteSpec};
+use glaux_proto::{
+    ClusterChannels, ExecutorAddr, QueryId, RerunHandle, TableWriteExec, TaskRerun, TaskSigner, WriteSpec,
+};
 use glaux_storage::{InUse, ListingCache};
 use tokio::sync::mpsc;
 
-use super::QueryResult;
 use super::guard::{Abandoned, QueryGuard, guarded};
 use super::launch::launch;
+use super::recovery::{MAX_ATTEMPTS as MAX_TASK_ATTEMPTS, Recoveries, Recovery};
 use super::rerun::{MAX_RERUNS_PER_SOURCE, Reruns};
 use super::stats::{ProgressProbe, ProgressSlot, QueryStatsHandle};
+use super::{QueryResult, RetryPolicy};
 use crate::cluster::{ClusterState, ExecutorInfo};
 use crate::error::{ErrorKind, SchedulerError};
 use crate::planner::{CutError, DistributedPlan, cut_at_row_groups};
@@ -193,7 +196,9 @@ impl QueryRunner {
             physical = Arc::new(CoalescePartitionsExec::new(Arc::new(writer)));
         }
         let planned = started.elapsed();
-        let distributed = distributed_plan(query.clone(), physical, &executors, scans, &self.signer)?;
+        let policy = state.config().get_extension::<RetryPolicy>().map(|p| *p).unwrap_or_default();
+        let mut distributed = distributed_plan(query.clone(), physical, &executors, scans, &self.signer)?;
+        distributed.spool = policy == RetryPolicy::Task;
         let cut = started.elapsed();
         if !distributed.stages.is_empty() && executors.is_empty() {
             return Err(SchedulerError::NoExecutors { query });
@@ -201,16 +206,33 @@ impl QueryRunner {
         let (members, guard) = self.guard(&distributed, in_use);
         self.launch(&distributed, analyze).await?;
         drop(placement);
-        tracing::debug!(%query, stages = distributed.stages.len(), ?planned, ?cut, launched = ?started.elapsed(), "query launched");
+        tracing::debug!(%query, stages = distributed.stages.len(), retry_policy = policy.name(), ?planned, ?cut,
+            launched = ?started.elapsed(), "query launched");
 
         let distributed = Arc::new(distributed);
-        let reruns = Reruns::new(
-            Arc::clone(&distributed),
-            analyze,
-            Arc::clone(&self.cluster),
-            Arc::clone(&self.channels),
-            Arc::clone(&members),
-        );
+        let (cluster, channels) = (Arc::clone(&self.cluster), Arc::clone(&self.channels));
+        // The final gather's readers may ask for lost tasks to run again.
+        let (rerun, count): (Arc<dyn TaskRerun>, _) = match policy {
+            RetryPolicy::Query => {
+                let reruns = Reruns::new(Arc::clone(&distributed), analyze, cluster, channels, Arc::clone(&members));
+                let count = Arc::clone(&reruns.count);
+                (Arc::new(reruns), count)
+            }
+            RetryPolicy::Task => {
+                let recovery =
+                    Recovery::new(Arc::clone(&distributed), analyze, cluster, channels, Arc::clone(&members));
+                let count = Arc::clone(&recovery.count);
+                (Arc::new(Recoveries(Arc::new(recovery))), count)
+            }
+        };
+        let rerun = RerunHandle {
+            rerun,
+            max_per_source: match policy {
+                RetryPolicy::Query => MAX_RERUNS_PER_SOURCE,
+                RetryPolicy::Task => 2 * MAX_TASK_ATTEMPTS as usize,
+            },
+            keep_sources: policy == RetryPolicy::Task,
+        };
         let stats = QueryStatsHandle {
             query: query.clone(),
             started,
@@ -218,13 +240,11 @@ impl QueryRunner {
             plan: Some(Arc::clone(&distributed)),
             scans: distributed.scans.clone(),
             late: Arc::default(),
-            reruns: Arc::clone(&reruns.count),
+            reruns: count,
         };
         progress.set(ProgressProbe::new(&distributed, &stats, members, &self.channels));
         let schema = distributed.root.schema();
-        // The final gather's readers may ask for lost tasks to run again.
         let mut state = state.clone();
-        let rerun = RerunHandle { rerun: Arc::new(reruns), max_per_source: MAX_RERUNS_PER_SOURCE };
         state.config_mut().set_extension(Arc::new(rerun));
         let batches = execute_stream(Arc::clone(&distributed.root), state.task_ctx())
             .map_err(|source| SchedulerError::Execute { query: query.clone(), source })?;

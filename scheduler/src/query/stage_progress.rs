@@ -118,6 +118,7 @@ mod tests {
                 elapsed_ms: 10 * u64::from(task_id + 1),
                 done,
                 error: error.into(),
+                spooled: false,
             },
         }
     }

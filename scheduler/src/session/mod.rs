@@ -74,6 +74,8 @@ pub fn scheduler_session(
         .with_extension(channels);
     session = session.with_extension(listings);
     session = session.with_extension(Arc::new(crate::write::TargetFileSize(config.target_file_size)));
+    // The cluster's retry policy; a workgroup may choose another for its statements.
+    session = session.with_extension(Arc::new(config.retry_policy));
     // A join whose smaller side is estimated below these sizes broadcasts it to every task of the
     // larger side instead of shuffling both: the larger side stays where it is read, and the
     // join's dynamic filter prunes its scan, in its stage or across shuffles below (a partitioned

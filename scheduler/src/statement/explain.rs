@@ -52,8 +52,12 @@ impl Explain {
         let Some(distributed) = result.stats.plan() else {
             return Err(SchedulerError::Internal("EXPLAIN ANALYZE ran no plan".into()));
         };
+        let reruns = match stats.tasks_rerun {
+            0 => String::new(),
+            n => format!(" ({n} re-run after losing an executor)"),
+        };
         let summary = format!(
-            "Query {query}: {rows} rows in {} ms; {} stages, {} tasks; data scanned {}\n",
+            "Query {query}: {rows} rows in {} ms; {} stages, {} tasks{reruns}; data scanned {}\n",
             stats.elapsed_ms,
             stats.stages,
             stats.tasks,
