@@ -13,6 +13,6 @@ pub use client::{
     CLIENT_HEADER, ClientError, ConnectOptions, DATABASE_HEADER, GlauxClient, QueryOutput, RETRY_POLICY_HEADER,
     WORKGROUP_HEADER,
 };
-pub use glaux_proto::QueryStats;
+pub use glaux_proto::{QueryProgress, QueryStats};
 pub use shell::{OutputFormat, Shell, ShellOptions, write_result};
 pub use statements::split_statements;

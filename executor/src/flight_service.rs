@@ -150,13 +150,12 @@ pub fn open_output(tasks: &Arc<TaskTable>, ticket: TaskOutputTicket) -> Result<T
         glaux_proto::apply_dynamic_filters(&task.plan, &ticket.dynamic_filters, &task.context);
     }
     let batches = match (&task.spool, task.buffer(partition)) {
-        (Some((spool, budget)), _) => spool.read(
+        (Some(spool), _) => spool.read(
             partition,
             SpoolRun {
                 plan: Arc::clone(&task.plan),
                 context: Arc::clone(&task.context),
                 partitions: task.served(),
-                budget: Arc::clone(budget),
                 cancel: task.cancel.clone(),
             },
         ),

@@ -7,7 +7,7 @@
 //! from the file, as often as it is asked: a consumer that runs again reads the same rows, and no
 //! consumer ever reads part of an output that a re-run would produce in another order. The files
 //! go with the task: when its query ends (`CancelQuery`), when it is installed again (a retry on
-//! the same executor) or at the task TTL.
+//! the same executor) or at the task TTL, and give back what they took from the budget.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -40,7 +40,14 @@ impl SpoolBudget {
         Self { limit, used: AtomicU64::new(0) }
     }
 
-    fn take(&self, bytes: u64) -> Result<(), DataFusionError> {
+    /// Bytes the query's spools on this executor hold now.
+    #[cfg(test)]
+    fn used(&self) -> u64 {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    fn take(&self, bytes: u64, charge: &AtomicU64) -> Result<(), DataFusionError> {
+        charge.fetch_add(bytes, Ordering::Relaxed);
         let used = self.used.fetch_add(bytes, Ordering::Relaxed) + bytes;
         if used > self.limit {
             return Err(DataFusionError::ResourcesExhausted(format!(
@@ -53,10 +60,25 @@ impl SpoolBudget {
     }
 }
 
+/// What one spool took from its query's budget, given back when the spool and its run are gone.
+#[derive(Debug)]
+struct Charge {
+    budget: Arc<SpoolBudget>,
+    taken: AtomicU64,
+}
+
+impl Drop for Charge {
+    fn drop(&mut self) {
+        self.budget.used.fetch_sub(*self.taken.get_mut(), Ordering::Relaxed);
+    }
+}
+
 /// A task's whole output, written.
 struct Spooled {
     files: HashMap<u32, Option<Arc<dyn SpillFile>>>,
     manager: SpillManager,
+    /// Held for as long as the files are.
+    _charge: Arc<Charge>,
 }
 
 impl std::fmt::Debug for Spooled {
@@ -71,15 +93,16 @@ impl std::fmt::Debug for Spooled {
 pub struct Spool {
     run: Mutex<Option<SpawnedTask<()>>>,
     outcome: watch::Sender<Outcome>,
-}
-
-impl Default for Spool {
-    fn default() -> Self {
-        Self { run: Mutex::default(), outcome: watch::Sender::new(None) }
-    }
+    charge: Arc<Charge>,
 }
 
 impl Spool {
+    /// An empty spool, whose files count against `budget`.
+    pub fn new(budget: Arc<SpoolBudget>) -> Self {
+        let charge = Arc::new(Charge { budget, taken: AtomicU64::new(0) });
+        Self { run: Mutex::default(), outcome: watch::Sender::new(None), charge }
+    }
+
     /// The whole output has been written.
     pub fn written(&self) -> bool {
         matches!(&*self.outcome.borrow(), Some(Ok(_)))
@@ -124,40 +147,39 @@ impl Spool {
         if running.is_some() {
             return;
         }
-        let outcome = self.outcome.clone();
+        let (outcome, charge) = (self.outcome.clone(), Arc::clone(&self.charge));
         *running = Some(SpawnedTask::spawn(async move {
             let cancel = run.cancel.clone();
             let written = tokio::select! {
                 biased;
                 () = cancel.cancelled() => Err(Arc::new(TaskError::new(
                     glaux_proto::TaskFailure::Cancelled, "query cancelled"))),
-                written = run.write() => written.map_err(|e| Arc::new(TaskError::from(&e))),
+                written = run.write(charge) => written.map_err(|e| Arc::new(TaskError::from(&e))),
             };
             outcome.send_replace(Some(written));
         }));
     }
 }
 
-/// What a spooled run needs: the task's plan and context, its partitions, and its query's budget.
+/// What a spooled run needs: the task's plan and context, and its partitions.
 pub struct SpoolRun {
     pub plan: Arc<dyn ExecutionPlan>,
     pub context: Arc<TaskContext>,
     /// Each served partition, with the partition of `plan` that makes it.
     pub partitions: Vec<(u32, usize)>,
-    pub budget: Arc<SpoolBudget>,
     pub cancel: CancellationToken,
 }
 
 impl SpoolRun {
     /// Runs every partition at once (a repartition's outputs must be drained together) into its file.
-    async fn write(self) -> Result<Arc<Spooled>, DataFusionError> {
+    async fn write(self, charge: Arc<Charge>) -> Result<Arc<Spooled>, DataFusionError> {
         let metrics = SpillMetrics::new(&ExecutionPlanMetricsSet::new(), 0);
         // What the files hold so far, in bytes written (the partitions' writes never overlap:
         // they are polled by one task, and a write does not yield).
         let written = metrics.spilled_bytes.clone();
         let manager = SpillManager::new(self.context.runtime_env(), metrics, self.plan.schema());
         let writes = self.partitions.iter().map(|&(served, index)| {
-            let (manager, budget, written) = (&manager, &self.budget, &written);
+            let (manager, charge, written) = (&manager, &charge, &written);
             let batches = self.plan.execute(index, Arc::clone(&self.context));
             async move {
                 let mut batches = batches?;
@@ -173,7 +195,7 @@ impl SpoolRun {
                     };
                     let before = written.value();
                     file.append_batch(&batch)?;
-                    budget.take(written.value().saturating_sub(before) as u64)?;
+                    charge.budget.take(written.value().saturating_sub(before) as u64, &charge.taken)?;
                 }
                 let file = match file {
                     Some(mut file) => file.finish()?,
@@ -183,7 +205,7 @@ impl SpoolRun {
             }
         });
         let files = futures::future::try_join_all(writes).await?.into_iter().collect();
-        Ok(Arc::new(Spooled { files, manager }))
+        Ok(Arc::new(Spooled { files, manager, _charge: charge }))
     }
 }
 
@@ -203,14 +225,13 @@ mod tests {
         MemorySourceConfig::try_new_exec(&[vec![batch(0), batch(1000)], vec![batch(5000)]], schema, None).unwrap()
     }
 
-    fn run(budget: u64, cancel: CancellationToken) -> SpoolRun {
-        SpoolRun {
-            plan: plan(),
-            context: Arc::new(TaskContext::default()),
-            partitions: vec![(3, 0), (7, 1)],
-            budget: Arc::new(SpoolBudget::new(budget)),
-            cancel,
-        }
+    fn run(cancel: CancellationToken) -> SpoolRun {
+        SpoolRun { plan: plan(), context: Arc::new(TaskContext::default()), partitions: vec![(3, 0), (7, 1)], cancel }
+    }
+
+    fn spool(budget: u64) -> (Spool, Arc<SpoolBudget>) {
+        let budget = Arc::new(SpoolBudget::new(budget));
+        (Spool::new(Arc::clone(&budget)), budget)
     }
 
     async fn values(spool: &Spool, partition: u32, run: SpoolRun) -> Result<Vec<i64>, DataFusionError> {
@@ -223,33 +244,41 @@ mod tests {
 
     #[tokio::test]
     async fn a_spooled_output_is_written_whole_once_and_read_as_often_as_asked() {
-        let spool = Spool::default();
+        let (spool, budget) = spool(u64::MAX);
         assert!(!spool.written());
-        let first = values(&spool, 3, run(u64::MAX, CancellationToken::new())).await.unwrap();
+        let first = values(&spool, 3, run(CancellationToken::new())).await.unwrap();
         assert_eq!(first, (0..2000).collect::<Vec<_>>());
         assert!(spool.written(), "every partition was written before the first read returned");
-        // Later reads (a consumer that runs again) get the same rows, without running the plan again.
-        assert_eq!(values(&spool, 3, run(0, CancellationToken::new())).await.unwrap(), first);
-        assert_eq!(
-            values(&spool, 7, run(0, CancellationToken::new())).await.unwrap(),
-            (5000..6000).collect::<Vec<_>>()
-        );
-        let unknown = values(&spool, 4, run(u64::MAX, CancellationToken::new())).await.unwrap_err();
+        let held = budget.used();
+        assert!(held > 0, "the files count against the budget");
+        // Later reads (a consumer that runs again) get the same rows, without running the plan
+        // again: a cancelled run would fail them, and the budget does not grow.
+        let cancelled = CancellationToken::new();
+        cancelled.cancel();
+        assert_eq!(values(&spool, 3, run(cancelled.clone())).await.unwrap(), first);
+        assert_eq!(values(&spool, 7, run(cancelled)).await.unwrap(), (5000..6000).collect::<Vec<_>>());
+        assert_eq!(budget.used(), held);
+        let unknown = values(&spool, 4, run(CancellationToken::new())).await.unwrap_err();
         assert!(unknown.to_string().contains("no partition 4"), "{unknown}");
+        // The spool replaced or ended: its files go, and so does their charge.
+        drop(spool);
+        assert_eq!(budget.used(), 0);
     }
 
     #[tokio::test]
     async fn a_spool_over_its_budget_or_cancelled_fails_every_read_with_its_kind() {
-        let spool = Spool::default();
-        let error = values(&spool, 3, run(100, CancellationToken::new())).await.unwrap_err();
+        let (spool, budget) = spool(100);
+        let error = values(&spool, 3, run(CancellationToken::new())).await.unwrap_err();
         assert_eq!(TaskError::from(&error).failure, glaux_proto::TaskFailure::ResourcesExhausted, "{error}");
         assert!(error.to_string().contains("spool limit"), "{error}");
-        let again = values(&spool, 7, run(u64::MAX, CancellationToken::new())).await.unwrap_err();
+        let again = values(&spool, 7, run(CancellationToken::new())).await.unwrap_err();
         assert!(again.to_string().contains("spool limit"), "{again}");
+        drop(spool);
+        assert_eq!(budget.used(), 0, "a failed spool gives back what it took");
 
         let cancel = CancellationToken::new();
         cancel.cancel();
-        let error = values(&Spool::default(), 3, run(u64::MAX, cancel)).await.unwrap_err();
+        let error = values(&self::spool(u64::MAX).0, 3, run(cancel)).await.unwrap_err();
         assert_eq!(TaskError::from(&error).failure, glaux_proto::TaskFailure::Cancelled, "{error}");
     }
 }

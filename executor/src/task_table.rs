@@ -65,7 +65,7 @@ pub struct InstalledTask {
     finished_at: std::sync::OnceLock<Instant>,
     /// Retry policy `task`: its output is written to files and read from there (`spool.rs`), within
     /// its query's budget on this executor.
-    pub spool: Option<(Spool, Arc<SpoolBudget>)>,
+    pub spool: Option<Spool>,
 }
 
 impl InstalledTask {
@@ -103,7 +103,7 @@ impl InstalledTask {
 
     /// This task, spooling its output within `budget`.
     pub fn spooled(mut self, budget: Arc<SpoolBudget>) -> Self {
-        self.spool = Some((Spool::default(), budget));
+        self.spool = Some(Spool::new(budget));
         self
     }
 
@@ -145,7 +145,7 @@ impl InstalledTask {
             elapsed_ms: until.saturating_duration_since(self.installed_at).as_millis() as u64,
             done: self.finished(),
             error: self.failure.get().cloned().unwrap_or_default(),
-            spooled: self.spool.as_ref().is_some_and(|(spool, _)| spool.written()),
+            spooled: self.spool.as_ref().is_some_and(Spool::written),
         }
     }
 

@@ -83,6 +83,10 @@ impl Stopping {
 /// ended for them (a client that stopped reading never polls its result again).
 const CANCEL_GRACE: Duration = Duration::from_secs(2);
 
+/// How long the servers keep answering after the last running statement ended: its client's
+/// calls right after the last batch (ADBC closes its prepared statement) still get their answer.
+const CLOSE_GRACE: Duration = Duration::from_millis(500);
+
 /// What a drain did.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Drained {
@@ -103,6 +107,9 @@ pub async fn drain(gate: &StatementGate, history: &History, timeout: Duration) -
         tokio::time::sleep(POLL).await;
     }
     let cancelled = gate.running();
+    if running > 0 && cancelled == 0 {
+        tokio::time::sleep(CLOSE_GRACE).await;
+    }
     if cancelled > 0 {
         tracing::warn!(cancelled, "stopping: statements still running at the drain timeout are cancelled");
         gate.stopping().cancel_running();

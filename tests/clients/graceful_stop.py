@@ -89,7 +89,7 @@ class Running(threading.Thread):
 
     def __init__(self, sql):
         super().__init__(daemon=True)
-        self.sql, self.result, self.ended = sql, None, None
+        self.sql, self.result, self.ended, self.closed = sql, None, None, None
         self.start()
 
     def run(self):
@@ -102,14 +102,15 @@ class Running(threading.Thread):
         except Exception as error:  # the error a client sees is what is checked
             self.result = str(error)
         self.ended = time.time()
-        # Closing sends ClosePreparedStatement, which can race a scheduler that stopped once this
-        # statement, its last, ended: the rows (or error) above are what the statement returned.
+        # Closing sends ClosePreparedStatement; a scheduler stopping once this statement, its last,
+        # ended still answers it (`closed`: None, or the close's error).
+        self.closed = None
         for closing in (cursor, conn):
             try:
                 if closing is not None:
                     closing.close()
-            except Exception:
-                pass
+            except Exception as error:
+                self.closed = self.closed or str(error)
 
 
 def metric(http, name):
@@ -203,6 +204,7 @@ try:
     check("the slow query was still running then (the test's premise)", slow.is_alive())
     slow.join(120)
     check("the running statement finishes with the expected rows", slow.result == [(SLOW_SUM,)], slow.result)
+    check("... and its client's close after the last batch is answered", slow.closed is None, slow.closed)
     code = exits(sched, 20)
     check("the scheduler then exits 0", code == 0, code)
     check("... after the running statements", "stopped after the running statements" in log_of("scheduler-1"))

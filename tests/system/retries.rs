@@ -29,7 +29,69 @@ async fn wait_for_tasks(client: &mut glaux_client::GlauxClient, probe: &str, tas
     Err(format!("the executors did not join: '{probe}' ran {ran} tasks, not {tasks}").into())
 }
 
-/// Three executor processes for a scheduler, and one killed at a chosen moment of a query.
+/// When in a query an executor died, as the query's progress showed it at the kill.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// The first stages run: no task's output has been read whole.
+    BeforeAnyOutput,
+    /// Some outputs were read whole; stages below the final gather still run.
+    BetweenStages,
+    /// Every stage below the final gather is done: the scheduler reads the last stages' outputs.
+    FinalGather,
+    /// The client has the first rows, and more are coming.
+    MidStream,
+    /// The statement ended before the kill (its executor is killed afterwards all the same).
+    Ended,
+}
+
+impl Phase {
+    fn of(progress: &glaux_client::QueryProgress, gathered: u64) -> Self {
+        if progress.rows > 0 {
+            Phase::MidStream
+        } else if progress.tasks_done == 0 {
+            Phase::BeforeAnyOutput
+        } else if progress.tasks_done + gathered >= progress.tasks {
+            Phase::FinalGather
+        } else {
+            Phase::BetweenStages
+        }
+    }
+}
+
+/// When to kill.
+#[derive(Clone, Copy, Debug)]
+enum Aim {
+    /// This share of the time the statement took alone.
+    At(f64),
+    /// As soon as its progress shows this phase.
+    In(Phase),
+}
+
+/// How a statement with killed executors went.
+struct Killed {
+    output: Result<glaux_client::QueryOutput, glaux_client::ClientError>,
+    lost: Vec<String>,
+    phase: Phase,
+    /// From submitting to the kill, and from the kill to the statement's end.
+    after: Duration,
+    ended_after: Duration,
+}
+
+/// Tasks of the stages the scheduler gathers (`EXPLAIN`'s stages right under stage 0).
+async fn gathered_tasks(client: &mut glaux_client::GlauxClient, sql: &str) -> Result<u64, Box<dyn std::error::Error>> {
+    let plan = rows_of(&client.query(&format!("EXPLAIN {sql}")).await?.batches).join("\n");
+    let tasks = plan
+        .lines()
+        .filter_map(|line| line.strip_prefix("  Stage "))
+        .filter_map(|header| header.split(", ").nth(1)?.split(' ').next()?.parse::<u64>().ok())
+        .sum();
+    if tasks == 0 {
+        return Err(format!("no gathered stage in the plan of {sql}:\n{plan}").into());
+    }
+    Ok(tasks)
+}
+
+/// Three executor processes for a scheduler, and some killed at a chosen moment of a statement.
 struct Cluster {
     addr: String,
     warehouse: String,
@@ -39,41 +101,75 @@ struct Cluster {
 }
 
 impl Cluster {
-    /// Runs `timing` (alike to `sql`) to time it, then `sql` with one executor killed `fraction`
-    /// of that time in; a new executor takes the killed one's place afterwards. Returns the
-    /// output (or error) of `sql`, the executor killed and when.
+    /// Runs `timing` (alike to `sql`) to time it, then `sql` with `victims` executors killed at
+    /// `aim`; new executors take the killed ones' places afterwards. Statements that `EXPLAIN`
+    /// cannot show (writes) are aimed at a share of their time.
     async fn run_killed(
         &mut self,
         timing: &str,
         sql: &str,
-        fraction: f64,
-    ) -> Result<
-        (Result<glaux_client::QueryOutput, glaux_client::ClientError>, String, Duration),
-        Box<dyn std::error::Error>,
-    > {
+        aim: Aim,
+        victims: usize,
+    ) -> Result<Killed, Box<dyn std::error::Error>> {
         wait_for_tasks(&mut self.client, "SELECT sum(l_quantity) FROM lineitem", 3).await?;
         let started = Instant::now();
         self.client.query(timing).await?;
-        let delay = started.elapsed().mul_f64(fraction);
-        let (mut victim, lost) = self.executors.remove(self.killed % self.executors.len());
-        self.killed += 1;
-        let (output, killed) = tokio::join!(self.client.query(sql), async {
-            tokio::time::sleep(delay).await;
-            victim.kill().await
-        });
-        killed?;
-        self.executors.push(executor(&self.addr, &self.warehouse).await);
-        Ok((output, lost, delay))
+        let took = started.elapsed();
+        let gathered = match aim {
+            Aim::In(_) => gathered_tasks(&mut self.client, sql).await?,
+            Aim::At(_) => 0,
+        };
+        let mut dying = Vec::new();
+        for _ in 0..victims {
+            dying.push(self.executors.remove(self.killed % self.executors.len()));
+            self.killed += 1;
+        }
+        let info = self.client.submit(sql).await?;
+        let mut reader = self.client.clone();
+        let reading_info = info.clone();
+        let reading = tokio::spawn(async move { reader.collect(&reading_info).await });
+        let started = Instant::now();
+        let mut phase = Phase::Ended;
+        while !reading.is_finished() {
+            if let Some(progress) = self.client.progress(&info).await? {
+                let now = Phase::of(&progress, gathered);
+                let due = match aim {
+                    Aim::At(share) => started.elapsed() >= took.mul_f64(share),
+                    Aim::In(wanted) => now == wanted,
+                };
+                if due {
+                    phase = now;
+                    break;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        let after = started.elapsed();
+        for (victim, _) in &mut dying {
+            victim.start_kill()?;
+        }
+        let killed_at = Instant::now();
+        let output = reading.await?;
+        let ended_after = killed_at.elapsed();
+        let mut lost = Vec::new();
+        for (mut victim, addr) in dying {
+            victim.wait().await?;
+            lost.push(addr);
+            self.executors.push(executor(&self.addr, &self.warehouse).await);
+        }
+        Ok(Killed { output, lost, phase, after, ended_after })
     }
 }
 
-/// Each of TPC-H's 22 queries on three executor processes, one of them killed at a different
-/// moment of the query (from 10% to 90% of its time: while stages run, while the final gather
-/// reads): every query returns DataFusion's rows, whatever it lost and when. Then a large result
-/// read while an executor dies arrives with every row exactly once, and a `CREATE TABLE AS` whose
-/// executor dies commits its rows exactly once.
+/// Each of TPC-H's 22 queries on three executor processes, one of them killed: every other query
+/// at a share of its time (10% to 90%), the others as their final gather starts (every stage
+/// below it done). Every query returns DataFusion's rows, whatever it lost and when. Then a large
+/// result whose executor dies after its first rows reached the client arrives with every row
+/// exactly once; a `CREATE TABLE AS` and an `INSERT` whose executor dies commit exactly once; a
+/// query that loses two executors at once finishes on the third; and one that loses all three
+/// fails soon, naming them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn task_retry_policy_survives_an_executor_killed_in_every_tpch_query() -> TestResult {
+async fn task_retry_policy_survives_executors_killed_in_every_tpch_query() -> TestResult {
     let data = tempfile::tempdir()?;
     tpch::generate(data.path(), 0.01, 3)?;
     let ddl = tpch::ddl(&format!("{}/", data.path().display()));
@@ -97,54 +193,93 @@ async fn task_retry_policy_survives_an_executor_killed_in_every_tpch_query() -> 
         client.query(statement).await?;
     }
     let mut cluster = Cluster { addr, warehouse, executors, client, killed: 0 };
-    let (mut report, mut failures, mut rerun_queries) = (Vec::new(), Vec::new(), 0);
+    let (mut report, mut failures, mut rerun_queries, mut phases) = (Vec::new(), Vec::new(), 0, Vec::new());
     for (i, sql) in tpch::QUERIES.iter().enumerate() {
         let expected = rows_of(&reference.sql(sql).await?.collect().await?);
-        let fraction = 0.1 + (i as f64 * 0.37) % 0.8;
-        let (output, lost, delay) = cluster.run_killed(sql, sql, fraction).await?;
+        let aim = if i % 2 == 0 { Aim::At(0.1 + (i as f64 * 0.37) % 0.8) } else { Aim::In(Phase::FinalGather) };
+        let Killed { output, lost, phase, after, .. } = cluster.run_killed(sql, sql, aim, 1).await?;
+        let what = format!("Q{}: {lost:?} killed after {after:?}, aimed {aim:?}, {phase:?}", i + 1);
+        phases.push(phase);
         match output {
             Ok(output) if rows_of(&output.batches) == expected => {
                 let reruns = output.stats.as_ref().map_or(0, |s| s.tasks_rerun);
                 rerun_queries += usize::from(reruns > 0);
-                report.push(format!("Q{}: {lost} killed after {delay:?}: {reruns} tasks ran again", i + 1));
+                report.push(format!("{what}: {reruns} tasks ran again"));
             }
-            Ok(output) => failures.push(format!(
-                "Q{}: {} rows differ from DataFusion's {} (killed after {delay:?})",
-                i + 1,
-                output.rows(),
-                expected.len()
-            )),
-            Err(error) => failures.push(format!("Q{} (killed after {delay:?}): {error}", i + 1)),
+            Ok(output) => {
+                failures.push(format!("{what}: {} rows differ from DataFusion's {}", output.rows(), expected.len()))
+            }
+            Err(error) => failures.push(format!("{what}: {error}")),
         }
     }
     eprintln!("{}", report.join("\n"));
     assert!(failures.is_empty(), "{} of 22 queries failed:\n{}", failures.len(), failures.join("\n"));
-    // Most kills land while the query still needs the killed executor's work.
+    // Most kills land while the query still needs the killed executor's work, in every phase.
     assert!(rerun_queries >= 11, "only {rerun_queries} of 22 queries ran tasks again:\n{}", report.join("\n"));
+    let count = |wanted: Phase| phases.iter().filter(|p| **p == wanted).count();
+    assert!(count(Phase::FinalGather) >= 6, "few kills in the final gather:\n{}", report.join("\n"));
+    assert!(count(Phase::BeforeAnyOutput) >= 2, "few kills before any output:\n{}", report.join("\n"));
 
-    // A result of 60,000 rows read while an executor dies: every row once.
-    let sql = "SELECT l_orderkey, l_linenumber, l_quantity FROM lineitem";
+    // 300,000 rows, an executor killed once the first reached the client: every row once.
+    let sql = "SELECT l_orderkey, l_linenumber, l_quantity, n_nationkey FROM lineitem CROSS JOIN nation \
+               WHERE n_nationkey < 5";
     let mut expected = rows_of(&reference.sql(sql).await?.collect().await?);
     expected.sort();
-    let (output, lost, delay) = cluster.run_killed(sql, sql, 0.5).await?;
+    let Killed { output, lost, phase, after, .. } = cluster.run_killed(sql, sql, Aim::In(Phase::MidStream), 1).await?;
+    let what = format!("{lost:?} killed after {after:?} ({phase:?})");
+    assert_eq!(phase, Phase::MidStream, "{what}");
     let mut rows = rows_of(&output?.batches);
     rows.sort();
-    assert_eq!(rows.len(), expected.len(), "{lost} killed after {delay:?}");
-    assert!(rows == expected, "every row exactly once ({lost} killed after {delay:?})");
+    assert_eq!(rows.len(), expected.len(), "{what}");
+    assert!(rows == expected, "every row exactly once ({what})");
 
-    // A CTAS whose executor dies commits exactly once: the table holds each row once.
-    let ctas = |name: &str| {
-        format!(
-            "CREATE TABLE {name} WITH (format = 'PARQUET', external_location = '{}/{name}/') AS \
-             SELECT l_orderkey, l_linenumber, l_quantity FROM lineitem",
-            cluster.warehouse
-        )
+    // A CTAS, then an INSERT, whose executor dies commits exactly once: the table holds each row once.
+    let warehouse = cluster.warehouse.clone();
+    let write = |verb: &str, name: &str, filter: &str| {
+        let select = format!("SELECT l_orderkey, l_linenumber, l_quantity FROM lineitem {filter}");
+        match verb {
+            "CREATE" => format!(
+                "CREATE TABLE {name} WITH (format = 'PARQUET', external_location = '{warehouse}/{name}/') AS {select}"
+            ),
+            _ => format!("INSERT INTO {name} {select}"),
+        }
     };
-    let (timing, copy) = (ctas("timing_copy"), ctas("lineitem_copy"));
-    let (output, lost, delay) = cluster.run_killed(&timing, &copy, 0.5).await?;
+    let select = "SELECT l_orderkey, l_linenumber, l_quantity FROM lineitem";
+    let mut expected = rows_of(&reference.sql(select).await?.collect().await?);
+    let (timing, copy) = (write("CREATE", "timing_copy", ""), write("CREATE", "lineitem_copy", ""));
+    let Killed { output, lost, after, .. } = cluster.run_killed(&timing, &copy, Aim::At(0.5), 1).await?;
     output?;
     let mut rows = rows_of(&cluster.client.query("SELECT * FROM lineitem_copy").await?.batches);
     rows.sort();
-    assert!(rows == expected, "the written table holds every row once ({lost} killed after {delay:?})");
+    expected.sort();
+    assert!(rows == expected, "the written table holds every row once ({lost:?} killed after {after:?})");
+    let filter = "WHERE l_linenumber <= 2";
+    let (timing, insert) = (write("INSERT", "timing_copy", filter), write("INSERT", "lineitem_copy", filter));
+    let Killed { output, lost, after, .. } = cluster.run_killed(&timing, &insert, Aim::At(0.5), 1).await?;
+    output?;
+    expected.extend(rows_of(&reference.sql(&format!("{select} {filter}")).await?.collect().await?));
+    expected.sort();
+    let mut rows = rows_of(&cluster.client.query("SELECT * FROM lineitem_copy").await?.batches);
+    rows.sort();
+    assert_eq!(rows.len(), expected.len(), "{lost:?} killed after {after:?}");
+    assert!(rows == expected, "the inserted rows are there once ({lost:?} killed after {after:?})");
+
+    // Two executors lost at once: the repair that finds the second gone while re-running tasks
+    // on it starts over on the third.
+    let sql = tpch::QUERIES[8];
+    let expected = rows_of(&reference.sql(sql).await?.collect().await?);
+    let Killed { output, lost, phase, after, .. } = cluster.run_killed(sql, sql, Aim::At(0.4), 2).await?;
+    let output = output.map_err(|e| format!("{lost:?} killed after {after:?} ({phase:?}): {e}"))?;
+    assert!(rows_of(&output.batches) == expected, "Q9 with {lost:?} killed after {after:?}");
+    let reruns = output.stats.as_ref().map_or(0, |s| s.tasks_rerun);
+    eprintln!("Q9: {lost:?} killed after {after:?} ({phase:?}): {reruns} tasks ran again");
+
+    // All three lost: the query fails within 10 s, naming them.
+    let Killed { output, lost, phase, after, ended_after } =
+        cluster.run_killed(sql, sql, Aim::In(Phase::BetweenStages), 3).await?;
+    let what = format!("{lost:?} killed after {after:?} ({phase:?}), ended {ended_after:?} later");
+    let error = output.err().ok_or_else(|| format!("a query without executors succeeded: {what}"))?.to_string();
+    assert!(ended_after < Duration::from_secs(10), "{what}: {error}");
+    assert!(lost.iter().all(|executor| error.contains(executor.as_str())), "{what}: {error}");
     Ok(())
 }

@@ -31,6 +31,7 @@ use glaux_proto::{ClusterChannels, ExecutorAddr, Rerun, RerunResult, StageId, Ta
 
 use super::launch::{launch_on, task_definition};
 use crate::cluster::ClusterState;
+use crate::error::SchedulerError;
 use crate::planner::DistributedPlan;
 
 /// How often one task may run in all (its first run included).
@@ -41,6 +42,14 @@ pub(super) const MAX_ATTEMPTS: u32 = 4;
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
 
 type TaskRef = (StageId, TaskId);
+
+/// How a round of a repair ended.
+enum Round {
+    /// Every task that runs again is installed.
+    Installed,
+    /// These survivors were lost while the tasks were installed.
+    Lost(Vec<ExecutorAddr>),
+}
 
 /// The re-runs of one query under retry policy `task`.
 #[derive(Debug)]
@@ -102,14 +111,29 @@ impl Recovery {
             // Another reader's repair already ran it again.
             return placed.current(wanted);
         }
-        if !placed.lost.contains(&lost) {
-            tracing::warn!(query = %placed.plan.query, executor = %lost, "executor lost; running its tasks again");
-            self.cluster.remove(&lost);
-            self.channels.forget(&lost);
-            placed.lost.push(lost);
+        let mut newly_lost = vec![lost];
+        // A survivor lost while the re-runs are installed is one more loss: the repair starts
+        // over without it. Every round loses an executor the round before still had, so this ends.
+        loop {
+            for lost in newly_lost.drain(..) {
+                if !placed.lost.contains(&lost) {
+                    tracing::warn!(query = %placed.plan.query, executor = %lost, "executor lost; running its tasks again");
+                    self.cluster.remove(&lost);
+                    self.channels.forget(&lost);
+                    placed.lost.push(lost);
+                }
+            }
+            match self.run_again(&mut placed, wanted).await? {
+                Round::Installed => return placed.current(wanted),
+                Round::Lost(lost) => newly_lost = lost,
+            }
         }
-        let written = self.written_outputs(&placed).await;
-        let again = tasks_to_run_again(&placed, wanted, &written).map_err(|e| e.to_string())?;
+    }
+
+    /// One round of a repair: decides what runs again where, and installs it.
+    async fn run_again(&self, placed: &mut Placed, wanted: TaskRef) -> Result<Round, String> {
+        let written = self.written_outputs(placed).await;
+        let again = tasks_to_run_again(placed, wanted, &written).map_err(|e| e.to_string())?;
         if let Some(&spent) = again.iter().find(|task| placed.attempt(**task) + 1 >= MAX_ATTEMPTS) {
             return Err(format!(
                 "stage {} task {} ran {MAX_ATTEMPTS} times; executors lost: {}",
@@ -159,21 +183,36 @@ impl Recovery {
             let new: Vec<ExecutorAddr> = requests.keys().filter(|e| !members.contains(e)).cloned().collect();
             members.extend(new);
         }
-        let launches =
-            requests.into_iter().map(|(executor, tasks)| launch_on(&self.channels, &plan.query, executor, tasks));
-        match tokio::time::timeout(ANSWER_TIMEOUT, futures::future::try_join_all(launches)).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => return Err(e.to_string()),
-            Err(_) => return Err(format!("the re-run tasks were not installed within {ANSWER_TIMEOUT:?}")),
+        let (channels, query) = (&self.channels, &plan.query);
+        let launches = requests.into_iter().map(|(executor, tasks)| async move {
+            let answer = tokio::time::timeout(ANSWER_TIMEOUT, launch_on(channels, query, executor.clone(), tasks));
+            match answer.await {
+                Ok(Ok(())) => Ok(()),
+                // Unreachable, its connection broken, or silent for the whole timeout: lost too.
+                Ok(Err(SchedulerError::LaunchTasks { lost: true, .. })) | Err(_) => Err(Ok(executor)),
+                Ok(Err(refused)) => Err(Err(refused.to_string())),
+            }
+        });
+        let mut lost = Vec::new();
+        for answer in futures::future::join_all(launches).await {
+            match answer {
+                Ok(()) => {}
+                Err(Ok(executor)) => lost.push(executor),
+                Err(Err(refused)) => return Err(refused),
+            }
         }
         drop(placement);
+        if !lost.is_empty() {
+            tracing::warn!(query = %plan.query, executors = ?lost, "executors lost while tasks were run again; repairing again");
+            return Ok(Round::Lost(lost));
+        }
         for &task in &again {
             *placed.attempts.entry(task).or_default() += 1;
         }
         self.count.fetch_add(again.len() as u64, Ordering::Relaxed);
         tracing::warn!(query = %plan.query, tasks = ?again, "tasks run again");
         placed.plan = Arc::new(plan);
-        placed.current(wanted)
+        Ok(Round::Installed)
     }
 
     /// The tasks whose whole output is written on the survivor that runs them.

@@ -107,18 +107,23 @@ impl QueryRunner {
         progress: &ProgressSlot,
     ) -> Result<QueryResult, SchedulerError> {
         let (mut query, mut attempt) = (query, 1);
+        // The loss that made this attempt: what to say if no executor is left for it.
+        let mut last_loss: Option<SchedulerError> = None;
         loop {
             let retry = attempt < MAX_ATTEMPTS;
-            let lost = match self.start(state, query.clone(), plan, write, false, progress).await {
+            let (lost, error) = match self.start(state, query.clone(), plan, write, false, progress).await {
+                Err(SchedulerError::NoExecutors { query }) => {
+                    return Err(last_loss.unwrap_or(SchedulerError::NoExecutors { query }));
+                }
                 Err(error) => match error.kind() {
-                    ErrorKind::LostExecutor { executor } if retry => executor,
+                    ErrorKind::LostExecutor { executor } if retry => (executor, error),
                     _ => return Err(error),
                 },
                 Ok(mut result) => match result.batches.next().await {
                     Some(Err(source)) => {
                         let error = SchedulerError::Execute { query: query.clone(), source };
                         match error.kind() {
-                            ErrorKind::LostExecutor { executor } if retry => executor,
+                            ErrorKind::LostExecutor { executor } if retry => (executor, error),
                             _ => return Err(error),
                         }
                     }
@@ -140,6 +145,7 @@ impl QueryRunner {
             // that must not reach the new attempt's tasks on the surviving executors.
             query = QueryId::random();
             attempt += 1;
+            last_loss = Some(error);
         }
     }
 
