@@ -126,30 +126,41 @@ impl Cluster {
         }
         let info = self.client.submit(sql).await?;
         let mut reader = self.client.clone();
-        let reading_info = info.clone();
-        let reading = tokio::spawn(async move { reader.collect(&reading_info).await });
+        let collect = reader.collect(&info);
+        tokio::pin!(collect);
         let started = Instant::now();
         let mut phase = Phase::Ended;
-        while !reading.is_finished() {
-            if let Some(progress) = self.client.progress(&info).await? {
-                let now = Phase::of(&progress, gathered);
-                let due = match aim {
-                    Aim::At(share) => started.elapsed() >= took.mul_f64(share),
-                    Aim::In(wanted) => now == wanted,
-                };
-                if due {
-                    phase = now;
-                    break;
+        let mut ended = None;
+        while ended.is_none() {
+            let poll = async {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+                self.client.progress(&info).await
+            };
+            tokio::select! {
+                output = &mut collect => ended = Some(output),
+                progress = poll => {
+                    let Some(progress) = progress? else { continue };
+                    let now = Phase::of(&progress, gathered);
+                    let due = match aim {
+                        Aim::At(share) => started.elapsed() >= took.mul_f64(share),
+                        Aim::In(wanted) => now == wanted,
+                    };
+                    if due {
+                        phase = now;
+                        break;
+                    }
                 }
             }
-            tokio::time::sleep(Duration::from_millis(2)).await;
         }
         let after = started.elapsed();
         for (victim, _) in &mut dying {
             victim.start_kill()?;
         }
         let killed_at = Instant::now();
-        let output = reading.await?;
+        let output = match ended {
+            Some(output) => output,
+            None => collect.await,
+        };
         let ended_after = killed_at.elapsed();
         let mut lost = Vec::new();
         for (mut victim, addr) in dying {
