@@ -59,7 +59,7 @@ impl TaskError {
         // (refused, reset, a keep-alive that went unanswered) keeps the error it came from.
         let transport = status.source().is_some() && status.code() != tonic::Code::Cancelled;
         if status.code() == tonic::Code::Unavailable || transport {
-            let message = format!("{} ({})", lost_executor_words(executor), status.message());
+            let message = format!("{} ({})", lost_executor_words(executor), transport_words(status));
             return Self::new(TaskFailure::LostExecutor(executor.clone()), message);
         }
         let failure = match status.code() {
@@ -74,6 +74,22 @@ impl TaskError {
     pub fn context(self, context: impl std::fmt::Display) -> Self {
         Self { message: format!("{context}: {}", self.message), ..self }
     }
+}
+
+/// What broke a connection, as the status and the errors under it say ("http2 error: keep-alive
+/// timed out"), each said once.
+fn transport_words(status: &tonic::Status) -> String {
+    let mut words = vec![status.message().to_string()];
+    let mut next = status.source();
+    while let Some(error) = next {
+        let said = error.to_string();
+        if !words.iter().any(|w| w.contains(&said)) {
+            words.push(said);
+        }
+        next = error.source();
+    }
+    words.retain(|w| !w.is_empty());
+    words.join(": ")
 }
 
 /// How messages name a lost executor (users read it; code reads [`TaskFailure`]).
