@@ -52,6 +52,7 @@ pub use cluster_tls::{ClusterTls, use_ring_for_tls};
 pub use codec::{EncodedPlan, GlauxCodec, decode_plan, encode_plan, reader_as_sent};
 pub use dynamic_filters::{ForwardedFilter, apply as apply_dynamic_filters, filter_ids, produced_filters};
 pub use ids::{ExecutorAddr, ExecutorId, QueryId, StageId, TaskId};
+pub use kept_source::KeptTasks;
 pub use local_outputs::{LocalOutputs, TaskOutputRead};
 pub use panics::{contain_panics, panic_message};
 pub use partition_subset::PartitionSubsetExec;

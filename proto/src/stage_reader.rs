@@ -194,7 +194,7 @@ impl DisplayAs for StageReaderExec {
 type StatField = fn(&TaskStats) -> u64;
 
 /// Counters fed from one partition's trailer into the reader's metrics.
-struct TrailerCounters([(Count, StatField); 7]);
+pub(crate) struct TrailerCounters([(Count, StatField); 7]);
 
 impl TrailerCounters {
     fn new(metrics: &ExecutionPlanMetricsSet, partition: usize) -> Self {
@@ -272,6 +272,7 @@ impl ExecutionPlan for StageReaderExec {
             filters: Arc::clone(&self.dynamic_filters),
             await_filters: context.session_config().options().optimizer.enable_join_dynamic_filter_pushdown,
             runtime: context.runtime_env(),
+            all_outputs: Arc::new(self.partitions.clone()),
         };
         let rerun = context.session_config().get_extension::<RerunHandle>();
         let streams =
@@ -290,34 +291,40 @@ impl ExecutionPlan for StageReaderExec {
 
 /// What every source of a reader partition needs to open its task output.
 #[derive(Clone)]
-struct SourceContext {
-    query: QueryId,
-    stage: StageId,
-    channels: Arc<ClusterChannels>,
-    local: Option<Arc<LocalOutputs>>,
-    schema: SchemaRef,
-    counters: Arc<TrailerCounters>,
-    filters: Arc<Vec<ForwardedFilter>>,
+pub(crate) struct SourceContext {
+    pub(crate) query: QueryId,
+    pub(crate) stage: StageId,
+    pub(crate) channels: Arc<ClusterChannels>,
+    pub(crate) local: Option<Arc<LocalOutputs>>,
+    pub(crate) schema: SchemaRef,
+    pub(crate) counters: Arc<TrailerCounters>,
+    pub(crate) filters: Arc<Vec<ForwardedFilter>>,
     /// The task's joins complete their filters (dynamic filters are on in its session), so a
     /// task output opens only once the filters it is sent have their values. Operators such as
     /// `CoalescePartitionsExec` start their inputs at once, before the joins above have built
     /// their tables; waiting here is what lets the filter reach a join's build side below them.
     /// The producing joins never wait on this reader: its rows feed their probe sides.
-    await_filters: bool,
+    pub(crate) await_filters: bool,
     /// Where a source read whole is kept beyond memory (retry policy `task`, `kept_source.rs`).
-    runtime: Arc<datafusion::execution::runtime_env::RuntimeEnv>,
+    pub(crate) runtime: Arc<datafusion::execution::runtime_env::RuntimeEnv>,
+    /// Every task output the reader reads (all its partitions'): a task kept whole is fetched
+    /// whole, whichever of its partitions is asked for first (retry policy `task`).
+    pub(crate) all_outputs: Arc<Vec<Vec<TaskOutput>>>,
 }
 
-type SourceStream = futures::stream::BoxStream<'static, Result<RecordBatch, TaskError>>;
+pub(crate) type SourceStream = futures::stream::BoxStream<'static, Result<RecordBatch, TaskError>>;
 
 /// One task output, read to its end. When its executor is lost and the session has a
 /// [`crate::TaskRerun`], the task runs again elsewhere and reading resumes there after the rows already
-/// passed on.
+/// passed on. Under retry policy `task` the whole task is kept first (`kept_source.rs`).
 fn read_task_output(
     context: SourceContext,
     output: TaskOutput,
     rerun: Option<Arc<RerunHandle>>,
-) -> impl futures::Stream<Item = Result<RecordBatch>> + Send + 'static {
+) -> futures::stream::BoxStream<'static, Result<RecordBatch>> {
+    if let Some(handle) = rerun.as_ref().filter(|handle| handle.keep_sources) {
+        return crate::kept_source::read_kept(context, output, Arc::clone(handle));
+    }
     struct State {
         output: TaskOutput,
         /// The task's attempt being read (the first run is attempt 0).
@@ -330,23 +337,12 @@ fn read_task_output(
         done: bool,
     }
     let state = State { output, attempt: 0, current: None, delivered: 0, skip: 0, reruns: 0, done: false };
-    let keep_whole = rerun.as_ref().is_some_and(|handle| handle.keep_sources);
     stream::unfold(state, move |mut state| {
         let (context, rerun) = (context.clone(), rerun.clone());
-        let rerun_handle = rerun.clone();
         async move {
             while !state.done {
                 let item = match &mut state.current {
-                    None => {
-                        let opened = match open_task_output(&context, &state.output).await {
-                            Ok(opened) if keep_whole => {
-                                let schema = Arc::clone(&context.schema);
-                                crate::kept_source::keep_whole(opened, schema, Arc::clone(&context.runtime)).await
-                            }
-                            opened => opened,
-                        };
-                        opened.map(|opened| state.current = Some(opened))
-                    }
+                    None => open_task_output(&context, &state.output).await.map(|opened| state.current = Some(opened)),
                     Some(batches) => match batches.next().await {
                         None => return None,
                         Some(Ok(batch)) => {
@@ -365,28 +361,14 @@ fn read_task_output(
                 let Err(error) = item else { continue };
                 state.done = true;
                 // The loss of this source's own executor can be made good by running its task
-                // elsewhere; a loss it relays from further down only when the stages below keep
-                // their outputs (retry policy `task`), so that the task can run again from them.
+                // elsewhere (a loss it relays from further down only under retry policy `task`).
                 let lost = error.lost_executor().cloned();
                 let rerun = rerun.as_ref().filter(|handle| {
-                    let own_loss = lost.as_ref() == Some(&state.output.executor);
-                    (own_loss || (handle.keep_sources && lost.is_some())) && state.reruns < handle.max_per_source
+                    lost.as_ref() == Some(&state.output.executor) && state.reruns < handle.max_per_source
                 });
                 let task = state.output.task;
                 let (Some(rerun), Some(lost)) = (rerun, lost) else {
-                    // An attempt that a re-run replaced ends with an error of its own: read the new one.
-                    let later = match keep_whole.then_some(()).and(rerun_handle.as_ref()) {
-                        Some(handle) => handle.rerun.later_attempt(context.stage, task, state.attempt).await,
-                        None => None,
-                    };
-                    let Some(again) = later else {
-                        return Some((Err(DataFusionError::External(Box::new(error))), state));
-                    };
-                    state.output.executor = again.executor;
-                    state.attempt = again.attempt;
-                    state.current = None;
-                    state.done = false;
-                    continue;
+                    return Some((Err(DataFusionError::External(Box::new(error))), state));
                 };
                 match rerun.rerun.rerun(context.stage, task, state.attempt, &lost, state.delivered).await {
                     Ok(again) => {
@@ -409,10 +391,11 @@ fn read_task_output(
             None
         }
     })
+    .boxed()
 }
 
 /// Opens one task output: taken from this executor when it lives here, over Flight otherwise.
-async fn open_task_output(context: &SourceContext, output: &TaskOutput) -> Result<SourceStream, TaskError> {
+pub(crate) async fn open_task_output(context: &SourceContext, output: &TaskOutput) -> Result<SourceStream, TaskError> {
     let SourceContext { query, stage, channels, local, schema, counters, filters, await_filters, .. } = context.clone();
     if await_filters {
         crate::dynamic_filters::completed(&filters).await;

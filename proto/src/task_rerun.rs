@@ -54,8 +54,11 @@ pub trait TaskRerun: Send + Sync + fmt::Debug {
 pub struct RerunHandle {
     pub rerun: Arc<dyn TaskRerun>,
     pub max_per_source: usize,
-    /// Retry policy `task`: each source is read whole, and kept (in memory, then on disk), before
-    /// any of its rows goes on, so a source whose task runs again is read again from its start;
-    /// and a loss relayed from further down (an executor the task read from) is re-run too.
+    /// Retry policy `task`: each task is read whole, every partition from one attempt, and kept
+    /// (in memory, then on disk) before any of its rows goes on, so a task that runs again is read
+    /// again from its start; and a loss relayed from further down (an executor the task read
+    /// from) is re-run too (`kept_source.rs`).
     pub keep_sources: bool,
+    /// Retry policy `task`: the tasks kept whole so far (`kept_source.rs`).
+    pub kept: crate::kept_source::KeptTasks,
 }

@@ -49,7 +49,7 @@ pub enum RetryPolicy {
     #[default]
     Query,
     /// Every task keeps its whole output on its executor's disk before it is read, and the final
-    /// stage reads each source whole before passing rows on, so whatever a lost executor took with
+    /// stage reads each task whole before passing rows on, so whatever a lost executor took with
     /// it runs again elsewhere, at any moment of the query (`recovery.rs`).
     Task,
 }

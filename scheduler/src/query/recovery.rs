@@ -2,9 +2,10 @@
 //! the query.
 //!
 //! Every task keeps its output in a spool on its executor (`executor/src/spool.rs`) and serves it
-//! only once all of it is written; the final stage's readers read each source whole before passing
-//! its rows on (`glaux_proto::kept_source`). So a task's output is never half read by a consumer
-//! that cannot read it again, and when an executor is lost the damage is bounded by the stage tree:
+//! only once all of it is written; the final stage's readers read each task whole (every partition
+//! from one attempt) before passing its rows on (`glaux_proto::kept_source`). So a task's output is
+//! never half read by a consumer that cannot read it again, and when an executor is lost the damage
+//! is bounded by the stage tree:
 //!
 //! - a task that ran on the lost executor lost its output, and runs again elsewhere if anything
 //!   still needs to read it;

@@ -238,6 +238,7 @@ impl QueryRunner {
                 RetryPolicy::Task => 2 * MAX_TASK_ATTEMPTS as usize,
             },
             keep_sources: policy == RetryPolicy::Task,
+            kept: Default::default(),
         };
         let stats = QueryStatsHandle {
             query: query.clone(),
