@@ -68,7 +68,8 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                 .with_bind(args.flight_sql_addr)
                 .with_storage(storage)
                 .with_catalog_path(args.storage.catalog_path())
-                .with_cluster_tls(args.cluster_tls.load()?);
+                .with_cluster_tls(args.cluster_tls.load()?)
+                .with_compute(compute());
             let own_port = args.doors.tls_cert.is_some() || args.cluster_tls.cluster_tls_cert.is_some();
             let tls_default = own_port.then(|| SocketAddr::from(([127, 0, 0, 1], 50052)));
             if let Some(addr) = args.cluster_addr.or(tls_default) {
@@ -118,7 +119,8 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                 .with_storage(storage)
                 .with_memory_limit(args.memory_mib << 20)
                 .with_spool_limit(args.spool_limit_mib << 20)
-                .with_tls(args.cluster_tls.load()?);
+                .with_tls(args.cluster_tls.load()?)
+                .with_compute(compute());
             if let Some(slots) = args.task_slots {
                 config = config.with_task_slots(slots);
             }
@@ -244,6 +246,21 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             Ok(Shell::new(client, options).run().await?)
         }
     }
+}
+
+/// The runtime this process's scheduler and executors run plans on, apart from the one `main`
+/// runs on (which then only answers the network): see `glaux_proto::Compute`. Made on first use,
+/// with a thread per core, it lasts as long as the process.
+pub(crate) fn compute() -> glaux_proto::Compute {
+    static RUNTIME: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    let runtime = RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .thread_name("glaux-compute")
+            .enable_all()
+            .build()
+            .expect("threads for the compute runtime")
+    });
+    glaux_proto::Compute::new(runtime.handle().clone())
 }
 
 #[tokio::main]

@@ -22,13 +22,15 @@ pub(crate) async fn start_standalone(args: &StandaloneArgs) -> anyhow::Result<St
     let config = SchedulerConfig::new(secret.clone())
         .with_bind(args.flight_sql_addr)
         .with_storage(storage.clone())
-        .with_catalog_path(args.storage.catalog_path());
+        .with_catalog_path(args.storage.catalog_path())
+        .with_compute(crate::compute());
     let scheduler = Scheduler::start(args.doors.apply(config)?).await?;
     let mut executors = Vec::new();
     for _ in 0..args.executors {
         let mut config = ExecutorConfig::new(scheduler.cluster_addr().to_string(), secret.clone())
             .with_storage(storage.clone())
-            .with_memory_limit(args.memory_mib << 20);
+            .with_memory_limit(args.memory_mib << 20)
+            .with_compute(crate::compute());
         if let Some(slots) = args.task_slots {
             config = config.with_task_slots(slots);
         }

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use glaux_proto::{ClusterSecret, ClusterTls, ExecutorId};
+use glaux_proto::{ClusterSecret, ClusterTls, Compute, ExecutorId};
 use glaux_storage::StorageConfig;
 
 #[derive(Clone, Debug)]
@@ -29,6 +29,9 @@ pub struct ExecutorConfig {
     pub tls: Option<ClusterTls>,
     /// Where to serve `/metrics`, `/health` and `/ready` over plain HTTP (`None`: not served).
     pub http: Option<SocketAddr>,
+    /// The runtime tasks run on (`None`: the one the executor starts on, which then also answers
+    /// the network; the binary gives one of its own, see `glaux_proto::Compute`).
+    pub compute: Option<Compute>,
 }
 
 impl ExecutorConfig {
@@ -46,6 +49,7 @@ impl ExecutorConfig {
             task_ttl: Duration::from_secs(600),
             tls: None,
             http: None,
+            compute: None,
         }
     }
 
@@ -86,6 +90,11 @@ impl ExecutorConfig {
 
     pub fn with_advertise_host(mut self, host: Option<String>) -> Self {
         self.advertise_host = host;
+        self
+    }
+
+    pub fn with_compute(mut self, compute: Compute) -> Self {
+        self.compute = Some(compute);
         self
     }
 }

@@ -149,19 +149,22 @@ pub fn open_output(tasks: &Arc<TaskTable>, ticket: TaskOutputTicket) -> Result<T
     if ticket.client_schema.is_empty() && !ticket.dynamic_filters.is_empty() {
         glaux_proto::apply_dynamic_filters(&task.plan, &ticket.dynamic_filters, &task.context);
     }
-    let batches = match (&task.spool, task.buffer(partition)) {
-        (Some(spool), _) => spool.read(
-            partition,
-            SpoolRun {
-                plan: Arc::clone(&task.plan),
-                context: Arc::clone(&task.context),
-                partitions: task.served(),
-                cancel: task.cancel.clone(),
-            },
-        ),
-        (None, None) => task.plan.execute(index, Arc::clone(&task.context))?,
-        (None, Some(buffer)) => broadcast(&task, index, buffer)?,
-    };
+    // Made and run on the compute runtime; this one only passes the batches on (`Compute`).
+    let batches = tasks.compute.stream(|| {
+        Ok(match (&task.spool, task.buffer(partition)) {
+            (Some(spool), _) => spool.read(
+                partition,
+                SpoolRun {
+                    plan: Arc::clone(&task.plan),
+                    context: Arc::clone(&task.context),
+                    partitions: task.served(),
+                    cancel: task.cancel.clone(),
+                },
+            ),
+            (None, None) => task.plan.execute(index, Arc::clone(&task.context))?,
+            (None, Some(buffer)) => broadcast(&task, index, buffer)?,
+        })
+    })?;
     let schema = batches.schema();
     let rows = Arc::new(AtomicU64::new(0));
     let (counted, task_rows, task_bytes) = (Arc::clone(&rows), Arc::clone(&task.rows_out), Arc::clone(&task.bytes_out));
@@ -216,7 +219,7 @@ fn broadcast(
     task: &Arc<InstalledTask>,
     partition: usize,
     buffer: BufferCell,
-) -> Result<SendableRecordBatchStream, ExecutorError> {
+) -> datafusion::common::Result<SendableRecordBatchStream> {
     let schema = task.plan.schema();
     let task = Arc::clone(task);
     let batches = stream::once(async move {

@@ -15,7 +15,7 @@ use datafusion::execution::memory_pool::MemoryPool;
 use glaux_proto::generated::ExecutorRegistration;
 use glaux_proto::generated::executor_control_server::ExecutorControlServer;
 
-use glaux_proto::{ClusterAuth, ClusterChannels, ExecutorAddr, ExecutorId, LocalOutputs, MAX_MESSAGE_BYTES};
+use glaux_proto::{ClusterAuth, ClusterChannels, Compute, ExecutorAddr, ExecutorId, LocalOutputs, MAX_MESSAGE_BYTES};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -65,7 +65,8 @@ impl Executor {
         let endpoint = ExecutorAddr::parse(&format!("{host}:{}", addr.port())).map_err(ExecutorError::Config)?;
 
         let channels = Arc::new(ClusterChannels::new(config.secret.clone()).with_tls(config.tls.clone()));
-        let tasks = Arc::new(TaskTable::new(config.task_ttl).with_spool_limit(config.spool_limit_bytes));
+        let compute = config.compute.clone().unwrap_or_else(Compute::current);
+        let tasks = Arc::new(TaskTable::new(config.task_ttl, compute).with_spool_limit(config.spool_limit_bytes));
         let outputs = Arc::clone(&tasks);
         let local = LocalOutputs::new(
             endpoint.clone(),

@@ -10,7 +10,7 @@ use datafusion::execution::TaskContext;
 use datafusion::execution::memory_pool::MemoryReservation;
 use datafusion::physical_plan::ExecutionPlan;
 use glaux_proto::generated::TaskProgress;
-use glaux_proto::{QueryId, StageId, TaskId};
+use glaux_proto::{Compute, QueryId, StageId, TaskId};
 use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
 
@@ -186,11 +186,14 @@ pub struct TaskTable {
     /// What each query may keep in spools here, and what it keeps.
     spool_budgets: Mutex<HashMap<QueryId, Arc<SpoolBudget>>>,
     spool_limit: u64,
+    /// Where tasks run (`glaux_proto::Compute`).
+    pub compute: Compute,
 }
 
 impl TaskTable {
-    pub fn new(ttl: Duration) -> Self {
+    pub fn new(ttl: Duration, compute: Compute) -> Self {
         Self {
+            compute,
             tasks: Mutex::new(HashMap::new()),
             ttl,
             counters: TaskCounters::default(),
@@ -301,7 +304,8 @@ mod tests {
 
     #[test]
     fn tasks_count_their_reads_and_are_forgotten_when_their_query_ends() {
-        let table = TaskTable::new(Duration::from_secs(60));
+        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let table = TaskTable::new(Duration::from_secs(60), Compute::new(runtime.handle().clone()));
         let key = |q: &str, t| TaskKey { query: QueryId::from(q.to_string()), stage: StageId(1), task: TaskId(t) };
         table.install(key("q1", 0), task(vec![0, 1]));
         table.install(key("q2", 0), task(vec![0]));

@@ -40,11 +40,21 @@ pub struct ClusterChannels {
     channels: Mutex<HashMap<String, Channel>>,
     /// Bytes of Arrow data this member read from other members' task outputs (for its metrics).
     received: std::sync::atomic::AtomicU64,
+    /// The runtime connections live on (the one this was made on), whichever runtime first uses
+    /// them: a plan on the compute runtime reads through them, but their keep-alive pings must
+    /// not wait for it (`compute.rs`).
+    network: Option<tokio::runtime::Handle>,
 }
 
 impl ClusterChannels {
     pub fn new(secret: ClusterSecret) -> Self {
-        Self { secret, tls: None, channels: Mutex::new(HashMap::new()), received: Default::default() }
+        Self {
+            secret,
+            tls: None,
+            channels: Mutex::new(HashMap::new()),
+            received: Default::default(),
+            network: tokio::runtime::Handle::try_current().ok(),
+        }
     }
 
     /// Bytes of Arrow data (IPC messages' headers and bodies) read from other members so far.
@@ -70,6 +80,9 @@ impl ClusterChannels {
         let mut builder = Endpoint::from_shared(format!("{scheme}://{endpoint}"))?;
         if let Some(tls) = &self.tls {
             builder = builder.tls_config(tls.client())?;
+        }
+        if let Some(network) = &self.network {
+            builder = builder.executor(crate::compute::SpawnOn(network.clone()));
         }
         let channel = builder
             .connect_timeout(Duration::from_secs(5))

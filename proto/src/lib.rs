@@ -15,13 +15,16 @@
 //! - [`TaskError`] / [`status_of`]: failures by kind (a lost executor, exhausted memory), carried
 //!   in gRPC status details so they keep their kind across stages;
 //! - [`ExecutorAddr`]: an executor as every member names it (`host:port`);
-//! - [`TaskStats`] and [`with_trailer`]: the statistics that travel after the last batch of a stream.
+//! - [`TaskStats`] and [`with_trailer`]: the statistics that travel after the last batch of a stream;
+//! - [`Compute`]: the runtime a member runs plans on, apart from the one that answers the network
+//!   (the binary makes it; this crate only spawns on what it is given).
 
 mod auth;
 mod build_keys;
 mod channels;
 mod cluster_tls;
 mod codec;
+mod compute;
 mod dynamic_filters;
 mod ids;
 mod join_filter_shares;
@@ -50,6 +53,7 @@ pub use auth::{ClusterAuth, ClusterSecret, Outsider, constant_time_eq};
 pub use channels::{ClusterChannels, FlightClient, MAX_MESSAGE_BYTES};
 pub use cluster_tls::{ClusterTls, use_ring_for_tls};
 pub use codec::{EncodedPlan, GlauxCodec, decode_plan, encode_plan, reader_as_sent};
+pub use compute::Compute;
 pub use dynamic_filters::{ForwardedFilter, apply as apply_dynamic_filters, filter_ids, produced_filters};
 pub use ids::{ExecutorAddr, ExecutorId, QueryId, StageId, TaskId};
 pub use kept_source::KeptTasks;

@@ -57,7 +57,11 @@ impl TaskError {
         }
         // A status the peer sent has no source; one our transport made from a failed connection
         // (refused, reset, a keep-alive that went unanswered) keeps the error it came from.
-        let transport = status.source().is_some() && status.code() != tonic::Code::Cancelled;
+        // A cancelled stream is not a loss (the peer ended the task: its query was cancelled)
+        // unless our connection was what cancelled it: hyper cancels the requests a closed
+        // connection was carrying ("operation was canceled").
+        let connection_gone = find_cause::<hyper::Error>(status).is_some_and(|e| e.is_canceled() || e.is_closed());
+        let transport = status.source().is_some() && (status.code() != tonic::Code::Cancelled || connection_gone);
         if status.code() == tonic::Code::Unavailable || transport {
             let message = format!("{} ({})", lost_executor_words(executor), transport_words(status));
             return Self::new(TaskFailure::LostExecutor(executor.clone()), message);
@@ -213,5 +217,27 @@ mod tests {
         assert_eq!((internal.failure, internal.message.as_str()), (TaskFailure::Failed, "Parquet error"));
         let memory = status_of(&DataFusionError::ResourcesExhausted("too big".into()));
         assert_eq!(TaskError::from_status(&reader, &memory).failure, TaskFailure::ResourcesExhausted);
+    }
+
+    /// A request whose HTTP/2 connection closes under it: hyper cancels it, and tonic says
+    /// `Cancelled`. That is a lost executor, not a cancelled task.
+    #[tokio::test]
+    async fn a_request_cancelled_by_its_closed_connection_is_a_lost_executor() {
+        let (client, server) = tokio::io::duplex(1 << 16);
+        let io = hyper_util::rt::TokioIo::new(client);
+        let (mut sender, connection) =
+            hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), io).await.unwrap();
+        let mut driving = tokio::task::JoinSet::new();
+        driving.spawn(connection);
+        let request = hyper::Request::post("/arrow.flight.protocol.FlightService/DoGet")
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .unwrap();
+        let response = sender.send_request(request);
+        drop(server);
+        let error = response.await.unwrap_err();
+        let status = tonic::Status::from_error(Box::new(error));
+        let lost = ExecutorAddr::parse("10.0.0.7:5000").unwrap();
+        let error = TaskError::from_status(&lost, &status);
+        assert_eq!(error.lost_executor(), Some(&lost), "{status:?}");
     }
 }

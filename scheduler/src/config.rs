@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use glaux_proto::{ClusterSecret, ClusterTls};
+use glaux_proto::{ClusterSecret, ClusterTls, Compute};
 use glaux_storage::StorageConfig;
 
 use crate::client_auth::Users;
@@ -60,6 +60,9 @@ pub struct SchedulerConfig {
     pub target_file_size: u64,
     /// What queries do when they lose an executor, unless their workgroup says otherwise.
     pub retry_policy: crate::query::RetryPolicy,
+    /// The runtime queries' final stages run on (`None`: the one the scheduler starts on, which
+    /// then also answers the network; the binary gives one of its own, see `glaux_proto::Compute`).
+    pub compute: Option<Compute>,
 }
 
 /// The default [`SchedulerConfig::target_file_size`]: 128 MiB, the size Athena's and Trino's
@@ -94,7 +97,14 @@ impl SchedulerConfig {
             history: crate::history::Retention::default(),
             target_file_size: DEFAULT_TARGET_FILE_SIZE,
             retry_policy: crate::query::RetryPolicy::Query,
+            compute: None,
         }
+    }
+
+    /// Queries' final stages run on `compute`.
+    pub fn with_compute(mut self, compute: Compute) -> Self {
+        self.compute = Some(compute);
+        self
     }
 
     /// Queries lose an executor as `policy` says, unless their workgroup says otherwise.

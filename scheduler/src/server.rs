@@ -112,6 +112,7 @@ impl Scheduler {
             abandoned,
             Arc::clone(&signer),
             Arc::clone(&metrics),
+            config.compute.clone().unwrap_or_else(glaux_proto::Compute::current),
         );
         let admins = match &config.users {
             Some(users) => Admins::Named(users.admins().clone()),

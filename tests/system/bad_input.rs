@@ -390,8 +390,8 @@ async fn an_update_that_returns_rows_is_streamed_not_gathered() -> TestResult {
     // About 400 MB of text if it were kept.
     let sql = "SELECT arrow_cast(repeat('x', 120) || CAST(value AS VARCHAR), 'Utf8') AS line FROM generate_series(1, 3000000)";
     client.execute_update(sql.to_string(), None).await?;
-    // The whole test process's memory, which the tests running beside it share: well under the
-    // 390 MB a gathered result would hold.
+    // The whole test process's memory, which the tests running beside it and the compute
+    // runtime's threads share: well under the 390 MB a gathered result would hold.
     let grown = resident_bytes().saturating_sub(before);
     assert!(grown < 300 << 20, "resident memory grew by {} MiB", grown >> 20);
     Ok(())

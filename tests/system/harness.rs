@@ -189,8 +189,10 @@ impl TestClusterBuilder {
             storage = storage.with_config_file(text)?;
         }
         let secret = ClusterSecret::generate();
-        let mut config =
-            SchedulerConfig::new(secret.clone()).with_storage(storage.clone()).with_heartbeat(self.heartbeat);
+        let mut config = SchedulerConfig::new(secret.clone())
+            .with_storage(storage.clone())
+            .with_heartbeat(self.heartbeat)
+            .with_compute(compute());
         if let Some(catalog) = &self.catalog {
             config = config.with_catalog_path(catalog);
         }
@@ -221,12 +223,23 @@ impl TestClusterBuilder {
             let config = ExecutorConfig::new(scheduler.cluster_addr().to_string(), secret.clone())
                 .with_storage(storage.clone())
                 .with_task_slots(self.task_slots)
-                .with_memory_limit(self.executor_memory);
+                .with_memory_limit(self.executor_memory)
+                .with_compute(compute());
             executors.push(Executor::start(config).await?);
         }
         tokio::time::timeout(Duration::from_secs(20), scheduler.cluster().wait_for_executors(self.executors)).await?;
         Ok(TestCluster { scheduler, executors, secret, warehouse, _owned_warehouse: owned })
     }
+}
+
+/// The runtime test clusters run plans on, as the binary's do (`glaux_proto::Compute`): one for
+/// the whole test binary, apart from each test's own.
+fn compute() -> glaux_proto::Compute {
+    static RUNTIME: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    let runtime = RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread().thread_name("test-compute").enable_all().build().expect("threads")
+    });
+    glaux_proto::Compute::new(runtime.handle().clone())
 }
 
 /// Waits until no executor holds a task or reserved memory; how long that took.

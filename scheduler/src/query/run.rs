@@ -16,7 +16,7 @@ use datafusion::physical_plan::{ExecutionPlan, execute_stream};
 use futures::{StreamExt, TryStreamExt, stream};
 use glaux_catalog::{PruningReport, TableScanReport};
 use glaux_proto::{
-    ClusterChannels, ExecutorAddr, QueryId, RerunHandle, TableWriteExec, TaskRerun, TaskSigner, WriteSpec,
+    ClusterChannels, Compute, ExecutorAddr, QueryId, RerunHandle, TableWriteExec, TaskRerun, TaskSigner, WriteSpec,
 };
 use glaux_storage::{InUse, ListingCache};
 use tokio::sync::mpsc;
@@ -42,6 +42,8 @@ pub struct QueryRunner {
     /// The scheduler's key for task tokens.
     pub(super) signer: Arc<TaskSigner>,
     pub(super) metrics: Arc<crate::metrics::SchedulerMetrics>,
+    /// Where final stages run (`glaux_proto::Compute`).
+    pub(super) compute: Compute,
 }
 
 impl QueryRunner {
@@ -51,8 +53,9 @@ impl QueryRunner {
         abandoned: mpsc::UnboundedSender<Abandoned>,
         signer: Arc<TaskSigner>,
         metrics: Arc<crate::metrics::SchedulerMetrics>,
+        compute: Compute,
     ) -> Self {
-        Self { cluster, channels, abandoned, signer, metrics }
+        Self { cluster, channels, abandoned, signer, metrics, compute }
     }
 
     /// The scheduler's metrics, which this counts launched tasks into.
@@ -253,7 +256,10 @@ impl QueryRunner {
         let schema = distributed.root.schema();
         let mut state = state.clone();
         state.config_mut().set_extension(Arc::new(rerun));
-        let batches = execute_stream(Arc::clone(&distributed.root), state.task_ctx())
+        let root = Arc::clone(&distributed.root);
+        let batches = self
+            .compute
+            .stream(|| execute_stream(root, state.task_ctx()))
             .map_err(|source| SchedulerError::Execute { query: query.clone(), source })?;
         let rows = Arc::clone(&stats.rows);
         let batches = guarded(batches, guard, Arc::clone(&stats.late)).inspect_ok(move |batch| {
