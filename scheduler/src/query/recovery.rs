@@ -11,7 +11,9 @@
 //!   still needs to read it;
 //! - a task that has not written its whole output and reads one that runs again (it was reading,
 //!   or will read, the lost copy) runs again too, where it was unless that is the lost executor;
-//! - a task whose whole output is written on a survivor is kept: its consumers read it again.
+//! - a task whose whole output is written on a survivor is kept: its consumers read it again;
+//! - a reader of a task that runs again, that has not written its whole output, runs again too
+//!   (found upwards from the asked task): its attempt fails, and its reader finds the next one.
 //!
 //! A final-stage reader whose source failed because an executor was lost asks [`Recovery`] (as a
 //! `TaskRerun`) to run its task again; the first to ask about a loss repairs the plan: it finds
@@ -270,14 +272,24 @@ fn tasks_to_run_again(
             needs_run.insert(key, lost || (!written.contains(&key) && reads_rerun));
         }
     }
+    // From `wanted`: down to the inputs that must run again, and up to the readers that have
+    // not written their whole output and read a task that runs again: their attempt fails (it
+    // read the lost copy, or one the re-run replaces and cancels), so they run again in the same
+    // repair and their own readers find a later attempt. A lost task whose output nobody needs
+    // any more stays as it is.
     let mut again = vec![wanted];
     let mut seen: HashSet<TaskRef> = HashSet::from([wanted]);
     let mut next = 0;
     while let Some(&task) = again.get(next) {
         next += 1;
-        for &input in inputs.get(&task).into_iter().flatten() {
-            if needs_run.get(&input).copied().unwrap_or(false) && seen.insert(input) {
-                again.push(input);
+        let must = |other: &TaskRef| needs_run.get(other).copied().unwrap_or(false);
+        let below = inputs.get(&task).into_iter().flatten().copied().filter(must);
+        let above = (inputs.iter())
+            .filter(|(reader, reads)| reads.contains(&task) && (must(reader) || !written.contains(reader)))
+            .map(|(reader, _)| *reader);
+        for other in below.chain(above).collect::<Vec<_>>() {
+            if seen.insert(other) {
+                again.push(other);
             }
         }
     }
