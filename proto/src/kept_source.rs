@@ -89,8 +89,9 @@ async fn keep_whole(mut source: SourceStream, schema: SchemaRef, runtime: Arc<Ru
     })
 }
 
-/// A task's partitions (those its reader reads), all from one attempt.
-type KeptTask = HashMap<u32, Kept>;
+/// A task's partitions (those its reader reads), all from one attempt; each leaves when its
+/// reader takes it, so what the scheduler holds shrinks as the rows go on.
+type KeptTask = Mutex<HashMap<u32, Kept>>;
 
 type Fetch = Shared<BoxFuture<'static, Result<Arc<KeptTask>, Arc<TaskError>>>>;
 
@@ -126,11 +127,12 @@ pub(crate) fn read_kept(
     let partition = output.partition;
     stream::once(async move {
         let task = fetch.await.map_err(|error| TaskError::new(error.failure.clone(), error.message.clone()))?;
-        match task.get(&partition) {
+        let kept = task.lock().unwrap_or_else(|e| e.into_inner()).remove(&partition);
+        match kept {
             Some(kept) => kept.replay(),
             None => Err(TaskError::new(
                 TaskFailure::Failed,
-                format!("stage {} task {} was kept without its partition {partition}", key.0, key.1),
+                format!("stage {} task {} has no kept partition {partition} (or it was read already)", key.0, key.1),
             )),
         }
     })
@@ -160,7 +162,7 @@ async fn keep_task(
             }
         });
         let error = match futures::future::try_join_all(reads).await {
-            Ok(kept) => return Ok(Arc::new(kept.into_iter().collect())),
+            Ok(kept) => return Ok(Arc::new(Mutex::new(kept.into_iter().collect()))),
             Err(error) => error,
         };
         // A loss, of the task's own executor or of one it read from (the stages below keep their
