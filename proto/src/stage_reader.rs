@@ -262,6 +262,9 @@ impl ExecutionPlan for StageReaderExec {
         let Some(channels) = context.session_config().get_extension::<ClusterChannels>() else {
             return internal_err!("StageReaderExec needs ClusterChannels in the session config");
         };
+        let rerun = context.session_config().get_extension::<RerunHandle>();
+        // Only a reader that keeps whole tasks needs the other partitions' outputs.
+        let keeps_tasks = rerun.as_ref().is_some_and(|handle| handle.keep_sources);
         let source_context = SourceContext {
             query: self.query.clone(),
             stage: self.stage,
@@ -272,9 +275,8 @@ impl ExecutionPlan for StageReaderExec {
             filters: Arc::clone(&self.dynamic_filters),
             await_filters: context.session_config().options().optimizer.enable_join_dynamic_filter_pushdown,
             runtime: context.runtime_env(),
-            all_outputs: Arc::new(self.partitions.clone()),
+            all_outputs: if keeps_tasks { Arc::new(self.partitions.clone()) } else { Arc::default() },
         };
-        let rerun = context.session_config().get_extension::<RerunHandle>();
         let streams =
             sources.into_iter().map(|source| read_task_output(source_context.clone(), source, rerun.clone()).boxed());
         // A shuffle partition reads every producing task at once, whichever has data first.
