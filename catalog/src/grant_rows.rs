@@ -1,6 +1,8 @@
 //! Grants as the SQLite catalog stores them: one row per privilege, object and grantee, with
 //! '' where a part of the object does not apply.
 
+use rusqlite::{Connection, params};
+
 use crate::error::{CatalogError, Result};
 use crate::grants::{Grant, Grantee, Privilege, Securable};
 
@@ -73,4 +75,63 @@ impl GrantRow {
         };
         Ok(Grant { privilege, on, to, grant_option: self.grant_option })
     }
+}
+
+/// Stores `grant` (a grant of the same privilege, object and grantee takes its grant option).
+pub(crate) fn insert(connection: &Connection, grant: &Grant) -> Result<()> {
+    let row = GrantRow::of(grant);
+    let [privilege, kind, database, table, column, location, grantee_kind, grantee] = row.key();
+    connection
+        .execute(
+            "INSERT INTO grants (privilege, object_kind, database, table_name, column_name, location, \
+             grantee_kind, grantee, grant_option) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
+             ON CONFLICT DO UPDATE SET grant_option = excluded.grant_option",
+            params![privilege, kind, database, table, column, location, grantee_kind, grantee, grant.grant_option],
+        )
+        .map_err(CatalogError::from)?;
+    Ok(())
+}
+
+/// Deletes `grant`; whether it was there.
+pub(crate) fn delete(connection: &Connection, grant: &Grant) -> Result<bool> {
+    let row = GrantRow::of(grant);
+    let deleted = connection
+        .execute(
+            "DELETE FROM grants WHERE privilege = ?1 AND object_kind = ?2 AND database = ?3 AND table_name = ?4 \
+             AND column_name = ?5 AND location = ?6 AND grantee_kind = ?7 AND grantee = ?8",
+            row.key(),
+        )
+        .map_err(CatalogError::from)?;
+    Ok(deleted > 0)
+}
+
+/// Every grant, by grantee, object and privilege.
+pub(crate) fn read(connection: &Connection) -> Result<Vec<Grant>> {
+    let mut statement = connection
+        .prepare(
+            "SELECT privilege, object_kind, database, table_name, column_name, location, grantee_kind, grantee, \
+             grant_option FROM grants ORDER BY grantee_kind, grantee, object_kind, database, table_name, \
+             column_name, location, privilege",
+        )
+        .map_err(CatalogError::from)?;
+    let rows = statement
+        .query_map([], |row| {
+            Ok(GrantRow {
+                privilege: row.get(0)?,
+                kind: row.get(1)?,
+                database: row.get(2)?,
+                table: row.get(3)?,
+                column: row.get(4)?,
+                location: row.get(5)?,
+                grantee_kind: row.get(6)?,
+                grantee: row.get(7)?,
+                grant_option: row.get(8)?,
+            })
+        })
+        .map_err(CatalogError::from)?;
+    let mut grants = Vec::new();
+    for row in rows {
+        grants.push(row.map_err(CatalogError::from)?.grant()?);
+    }
+    Ok(grants)
 }

@@ -8,7 +8,6 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::definitions::{Partition, TableDef};
 use crate::error::{CatalogError, Result};
-use crate::grant_rows::GrantRow;
 use crate::grants::{Grant, Grantee};
 use crate::sqlite_history::{QueryFilter, QueryRecord};
 use crate::sqlite_keys::AccessKey;
@@ -20,6 +19,9 @@ use crate::store::{Catalog, NamedQuery, PendingWrite, PreparedStatement};
 #[derive(Debug)]
 pub struct SqliteCatalog {
     connection: Mutex<Connection>,
+    /// A file catalog's second connection, for the query history alone: its commits (and the
+    /// log's checkpoints they run) never hold up the statements reading the catalog.
+    history: Option<Mutex<Connection>>,
     partitions: Mutex<HashMap<TableKey, Arc<Vec<Partition>>>>,
 }
 
@@ -125,7 +127,19 @@ impl SqliteCatalog {
             std::fs::create_dir_all(dir)
                 .map_err(|e| CatalogError::Store(format!("catalog directory {}: {e}", dir.display())))?;
         }
-        Self::init(Connection::open(path).map_err(sql_error)?)
+        // A write-ahead log: one sync per commit instead of the rollback journal's several, and
+        // readers (another connection, another process) do not wait for writers.
+        let open = || -> Result<Connection> {
+            let connection = Connection::open(path).map_err(sql_error)?;
+            let mode: String =
+                connection.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0)).map_err(sql_error)?;
+            if !mode.eq_ignore_ascii_case("wal") {
+                tracing::warn!(mode, "the catalog's file system does not allow a write-ahead log");
+            }
+            Ok(connection)
+        };
+        let catalog = Self::init(open()?)?;
+        Ok(Self { history: Some(Mutex::new(open()?)), ..catalog })
     }
 
     /// A catalog that lives as long as this value: for tests and throwaway clusters.
@@ -134,6 +148,9 @@ impl SqliteCatalog {
     }
 
     fn init(connection: Connection) -> Result<Self> {
+        // Every catalog commit is on disk before it returns (history records aside, see
+        // `sqlite_history::record`).
+        connection.execute_batch("PRAGMA synchronous = FULL").map_err(sql_error)?;
         connection.execute_batch(SCHEMA).map_err(sql_error)?;
         crate::sqlite_writes::migrate(&connection)?;
         crate::sqlite_keys::migrate(&connection)?;
@@ -143,11 +160,15 @@ impl SqliteCatalog {
             .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
         crate::sqlite_workgroups::migrate(&connection, now_ms)?;
         crate::sqlite_saved::migrate(&connection)?;
-        Ok(Self { connection: Mutex::new(connection), partitions: Mutex::default() })
+        Ok(Self { connection: Mutex::new(connection), history: None, partitions: Mutex::default() })
     }
 
     pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.connection.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn lock_history(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.history.as_ref().unwrap_or(&self.connection).lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Forgets cached partitions of one table, or of every table of a database (`table` None).
@@ -198,19 +219,19 @@ impl Catalog for SqliteCatalog {
     }
 
     fn record_queries(&self, records: &[QueryRecord]) -> Result<()> {
-        crate::sqlite_history::record(&mut self.lock(), records)
+        crate::sqlite_history::record(&mut self.lock_history(), records)
     }
 
     fn queries(&self, filter: &QueryFilter) -> Result<Vec<QueryRecord>> {
-        crate::sqlite_history::read(&self.lock(), filter)
+        crate::sqlite_history::read(&self.lock_history(), filter)
     }
 
     fn end_unfinished_queries(&self, state: &str, reason: &str, now_ms: i64) -> Result<usize> {
-        crate::sqlite_history::end_unfinished(&self.lock(), state, reason, now_ms)
+        crate::sqlite_history::end_unfinished(&self.lock_history(), state, reason, now_ms)
     }
 
     fn prune_queries(&self, before_ms: i64, keep: usize) -> Result<usize> {
-        crate::sqlite_history::prune(&self.lock(), before_ms, keep)
+        crate::sqlite_history::prune(&self.lock_history(), before_ms, keep)
     }
 
     fn workgroups(&self) -> Result<Vec<WorkGroup>> {
@@ -323,61 +344,15 @@ impl Catalog for SqliteCatalog {
         {
             return Err(CatalogError::UnknownRole(role.clone()));
         }
-        let row = GrantRow::of(grant);
-        let [privilege, kind, database, table, column, location, grantee_kind, grantee] = row.key();
-        self.lock()
-            .execute(
-                "INSERT INTO grants (privilege, object_kind, database, table_name, column_name, location, \
-                 grantee_kind, grantee, grant_option) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) \
-                 ON CONFLICT DO UPDATE SET grant_option = excluded.grant_option",
-                params![privilege, kind, database, table, column, location, grantee_kind, grantee, grant.grant_option],
-            )
-            .map_err(sql_error)?;
-        Ok(())
+        crate::grant_rows::insert(&self.lock(), grant)
     }
 
     fn revoke(&self, grant: &Grant) -> Result<bool> {
-        let row = GrantRow::of(grant);
-        let deleted = self
-            .lock()
-            .execute(
-                "DELETE FROM grants WHERE privilege = ?1 AND object_kind = ?2 AND database = ?3 AND table_name = ?4 \
-                 AND column_name = ?5 AND location = ?6 AND grantee_kind = ?7 AND grantee = ?8",
-                row.key(),
-            )
-            .map_err(sql_error)?;
-        Ok(deleted > 0)
+        crate::grant_rows::delete(&self.lock(), grant)
     }
 
     fn grants(&self) -> Result<Vec<Grant>> {
-        let connection = self.lock();
-        let mut statement = connection
-            .prepare(
-                "SELECT privilege, object_kind, database, table_name, column_name, location, grantee_kind, grantee, \
-                 grant_option FROM grants ORDER BY grantee_kind, grantee, object_kind, database, table_name, \
-                 column_name, location, privilege",
-            )
-            .map_err(sql_error)?;
-        let rows = statement
-            .query_map([], |row| {
-                Ok(GrantRow {
-                    privilege: row.get(0)?,
-                    kind: row.get(1)?,
-                    database: row.get(2)?,
-                    table: row.get(3)?,
-                    column: row.get(4)?,
-                    location: row.get(5)?,
-                    grantee_kind: row.get(6)?,
-                    grantee: row.get(7)?,
-                    grant_option: row.get(8)?,
-                })
-            })
-            .map_err(sql_error)?;
-        let mut grants = Vec::new();
-        for row in rows {
-            grants.push(row.map_err(sql_error)?.grant()?);
-        }
-        Ok(grants)
+        crate::grant_rows::read(&self.lock())
     }
 
     fn databases(&self) -> Result<Vec<String>> {
@@ -594,5 +569,28 @@ mod tests {
         assert!(catalog.partitions("sales", "orders").unwrap().is_empty());
         catalog.drop_database("sales", false).unwrap();
         assert!(!catalog.database_exists("sales").unwrap());
+    }
+
+    #[test]
+    fn a_file_catalog_writes_ahead_and_writes_history_while_its_catalog_connection_is_busy() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("catalog.sqlite");
+        let catalog = Arc::new(SqliteCatalog::open(&path).unwrap());
+        let mode: String = catalog.lock().query_row("PRAGMA journal_mode", [], |row| row.get(0)).unwrap();
+        assert_eq!(mode, "wal");
+        let record = QueryRecord { id: "q1".into(), state: "SUCCEEDED".into(), ..Default::default() };
+        {
+            // A statement reading the catalog holds its connection (as during a long read).
+            let _busy = catalog.lock();
+            let (done, written) = std::sync::mpsc::channel();
+            let writer = Arc::clone(&catalog);
+            std::thread::spawn(move || done.send(writer.record_queries(&[record])).unwrap());
+            let written = written.recv_timeout(std::time::Duration::from_secs(10));
+            assert!(matches!(written, Ok(Ok(()))), "history written beside a busy catalog connection: {written:?}");
+        }
+        drop(catalog);
+        let reopened = SqliteCatalog::open(&path).unwrap();
+        let filter = QueryFilter { limit: 10, ..Default::default() };
+        assert_eq!(reopened.queries(&filter).unwrap().iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["q1"]);
     }
 }

@@ -2,11 +2,11 @@
 //! (user, door, workgroup, SQL, state, times, data scanned, rows), written as it is submitted,
 //! starts and ends.
 //!
-//! Records are written by one background writer ([`History::new`]'s future), in batches, so a
-//! statement never waits for the catalog's disk; a read ([`History::read`]) first waits until
-//! every record sent before it is written. A scheduler killed outright loses at most the records
-//! of its last few milliseconds; at the next start, records it left unfinished are marked FAILED
-//! ("scheduler restarted"). Records older than the retention's days, or beyond its count, are
+//! Records are written by one background writer ([`History::new`]'s future), in batches gathered
+//! over [`GATHER`], so a statement never waits for the catalog's disk; a read ([`History::read`])
+//! first waits until every record sent before it is written. A scheduler killed outright loses at
+//! most the records of its last few tens of milliseconds; at the next start, records it left
+//! unfinished are marked FAILED ("scheduler restarted"). Records older than the retention's days, or beyond its count, are
 //! pruned at start and every [`PRUNE_EVERY`].
 
 use std::collections::HashMap;
@@ -26,6 +26,8 @@ use crate::query::ProgressSlot;
 const PRUNE_EVERY: Duration = Duration::from_secs(600);
 /// Records written at most per transaction.
 const BATCH: usize = 512;
+/// How long the writer gathers records before a transaction (unless a read waits for them).
+const GATHER: Duration = Duration::from_millis(20);
 /// Why a statement ended before its end: stopped, or its client went away.
 pub const ABANDONED: &str = "cancelled, or its client went away";
 /// Why statements that ran when the scheduler stopped failed.
@@ -131,6 +133,16 @@ async fn write(catalog: Arc<dyn Catalog>, mut receiver: mpsc::UnboundedReceiver<
     let mut pruned = Instant::now();
     let mut messages = Vec::with_capacity(BATCH);
     while receiver.recv_many(&mut messages, BATCH).await > 0 {
+        if !messages.iter().any(|m| matches!(m, Message::Flush(_))) {
+            // A statement sends up to three records (queued, running, ended) within a few
+            // milliseconds: waiting a little makes them one transaction, not three.
+            tokio::time::sleep(GATHER).await;
+            while messages.len() < BATCH
+                && let Ok(message) = receiver.try_recv()
+            {
+                messages.push(message);
+            }
+        }
         // The latest record of each statement, in the order they were first sent.
         let mut records: Vec<QueryRecord> = Vec::new();
         let mut at: HashMap<String, usize> = HashMap::new();

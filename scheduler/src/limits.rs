@@ -33,7 +33,7 @@ pub struct DoorLimits {
 
 impl Default for DoorLimits {
     fn default() -> Self {
-        Self { max_connections: 1024, requests_per_second: 1000, statements_per_user: 64, statements: 256 }
+        Self { max_connections: 1024, requests_per_second: 5000, statements_per_user: 64, statements: 256 }
     }
 }
 
