@@ -10,7 +10,8 @@
 //! - each task's plan (the stage's fragment narrowed to the task's share) still writes the stage's
 //!   schema and satisfies its operators' input requirements, and is built the same on the
 //!   executor: rebuilt over its readers as the executor decodes them, it draws the same plan
-//!   (checked as each task is planned).
+//!   (checked as each task is planned: every task in debug builds, the first of each stage in
+//!   release builds).
 
 use std::sync::Arc;
 

@@ -39,6 +39,13 @@ pub struct TaskPlan {
 /// of the input.
 pub fn task_plan(stage: &Stage, task: &Task) -> Result<TaskPlan> {
     let plan = unchecked_task_plan(stage, task)?;
+    // Debug builds (every test) check every task's plan; a release build checks the first task
+    // of each stage, whose plan is built as the others' (they differ in their files and
+    // partitions), and saves the rest: rebuilding and drawing each plan twice cost a small query
+    // about 1.5 ms of CPU (TPC-DS q41, 7 tasks).
+    if !cfg!(debug_assertions) && stage.tasks.first().is_some_and(|first| first.id != task.id) {
+        return Ok(plan);
+    }
     match super::invariants::check_task(stage, &plan.plan) {
         Ok(()) => Ok(plan),
         Err(broken) => internal_err!("task {} of stage {}: {broken}", task.id, stage.id),

@@ -304,15 +304,19 @@ pub(super) async fn physical_plan(
     // Optimizing folds constants: a cast of a bad literal fails here. Scans list their files
     // here: no write commits meanwhile, so the plan holds all of a write's files or none.
     let visibility = state.config().get_extension::<ListingCache>().map(|c| Arc::clone(c.visibility()));
+    let started = Instant::now();
     let planning = match &visibility {
         Some(visibility) => Some(visibility.planning().await),
         None => None,
     };
+    let admitted = started.elapsed();
     let physical = state.create_physical_plan(plan).await.map_err(|e| crate::trino::planning_error(e, "", &state))?;
+    let datafusion = started.elapsed();
     // Files a later commit replaces are kept until the query ends.
     let in_use = visibility.as_ref().map(|v| v.in_use());
     drop(planning);
     let physical = cut_at_row_groups(physical, &state).await.map_err(SchedulerError::plan)?;
+    tracing::debug!(?admitted, ?datafusion, row_groups = ?started.elapsed(), "physical plan made");
     if tracing::enabled!(tracing::Level::TRACE) {
         let shown = datafusion::physical_plan::displayable(physical.as_ref()).set_show_statistics(true).indent(true);
         tracing::trace!(plan = %shown, "physical plan with DataFusion's estimates");
