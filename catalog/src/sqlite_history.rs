@@ -122,8 +122,8 @@ fn int(value: u64) -> i64 {
 /// Writes `records` (a record with a known id replaces it) in one transaction, committed
 /// without waiting for the disk: with the catalog's write-ahead log it survives the process
 /// being killed, and only an operating system crash can take back the last records (the next
-/// commit of anything else syncs them). A sync per batch cost every statement about 0.5 ms of
-/// CPU on a 2-core machine (`SELECT 1` over Flight SQL p50 2.1 ms with it, 1.4 ms without).
+/// commit of anything else syncs them). Syncs per batch cost every statement about 0.5 ms of
+/// CPU on a 2-core machine (`benchmarks/README.md`, 2026-12-03).
 pub(crate) fn record(connection: &mut Connection, records: &[QueryRecord]) -> Result<()> {
     connection.execute_batch("PRAGMA synchronous = NORMAL").map_err(sql_error)?;
     let written = write(connection, records);
