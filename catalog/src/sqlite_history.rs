@@ -119,19 +119,9 @@ fn int(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
 
-/// Writes `records` (a record with a known id replaces it) in one transaction, committed
-/// without waiting for the disk: with the catalog's write-ahead log it survives the process
-/// being killed, and only an operating system crash can take back the last records (the next
-/// commit of anything else syncs them). Syncs per batch cost every statement about 0.5 ms of
-/// CPU on a 2-core machine (`benchmarks/README.md`, 2026-12-03).
+/// Writes `records` (a record with a known id replaces it) in one transaction (a file catalog's
+/// history connection commits without waiting for the disk: `SqliteCatalog::open`).
 pub(crate) fn record(connection: &mut Connection, records: &[QueryRecord]) -> Result<()> {
-    connection.execute_batch("PRAGMA synchronous = NORMAL").map_err(sql_error)?;
-    let written = write(connection, records);
-    connection.execute_batch("PRAGMA synchronous = FULL").map_err(sql_error)?;
-    written
-}
-
-fn write(connection: &mut Connection, records: &[QueryRecord]) -> Result<()> {
     let transaction = connection.transaction().map_err(sql_error)?;
     {
         let mut insert = transaction

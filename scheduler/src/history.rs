@@ -6,8 +6,8 @@
 //! over [`GATHER`], so a statement never waits for the catalog's disk; a read ([`History::read`])
 //! first waits until every record sent before it is written. A scheduler killed outright loses at
 //! most the records of its last few tens of milliseconds; at the next start, records it left
-//! unfinished are marked FAILED ("scheduler restarted"). Records older than the retention's days, or beyond its count, are
-//! pruned at start and every [`PRUNE_EVERY`].
+//! unfinished are marked FAILED ("scheduler restarted"). Records older than the retention's
+//! days, or beyond its count, are pruned at start and every [`PRUNE_EVERY`].
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
