@@ -32,6 +32,13 @@ const QUERIES: &[&str] = &[
     "SELECT item, sum(q) FROM (SELECT item, sum(qty) AS q FROM sales WHERE region = 'eu' GROUP BY item \
      UNION ALL SELECT item, sum(qty) AS q FROM sales WHERE region = 'us' GROUP BY item \
      UNION ALL SELECT item, sum(qty) AS q FROM sales WHERE region = 'apac' GROUP BY item) GROUP BY item ORDER BY item",
+    // NOT IN over nullable columns (`session/not_in.rs` plans it as a plain anti join): a NULL in
+    // the subquery leaves nothing, a NULL outer value goes unless the subquery is empty.
+    "SELECT count(*) FROM sales WHERE item NOT IN (SELECT item FROM sales WHERE id < 100)",
+    "SELECT item, count(*) FROM sales WHERE item NOT IN (SELECT item FROM sales WHERE id < 100 AND item <> 'fig') \
+     GROUP BY item ORDER BY item",
+    "SELECT item IS NULL, count(*) FROM sales WHERE item NOT IN (SELECT item FROM sales WHERE id < 0) GROUP BY 1 ORDER BY 1",
+    "SELECT region, count(*) FROM sales WHERE region NOT IN (SELECT name FROM regions WHERE active) GROUP BY region ORDER BY region",
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -4,6 +4,7 @@
 
 #[cfg(feature = "fault-injection")]
 mod fault_injection;
+mod not_in;
 mod pg_catalog_shape;
 mod postgres_functions;
 
@@ -117,6 +118,8 @@ pub fn scheduler_session(
     glaux_functions::register(&ctx);
     ctx.add_analyzer_rule(Arc::new(glaux_functions::TryRule));
     ctx.add_analyzer_rule(Arc::new(crate::trino::TrinoCasts));
+    // After DataFusion's own rules: `NOT IN` as a plain anti join, which need not run as one task.
+    ctx.add_optimizer_rule(Arc::new(not_in::NotInAsAntiJoin));
     #[cfg(feature = "fault-injection")]
     fault_injection::register(&ctx);
     Ok(ctx)
