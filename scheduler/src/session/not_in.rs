@@ -26,8 +26,6 @@
 //! NULL; else true when no element equals x. A subquery holding a NULL makes `keys < rows` and
 //! empties the result; a NULL `x` stays only when the subquery has no rows.
 
-use std::sync::Arc;
-
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{JoinType, Result};
 use datafusion::functions_aggregate::count::count;
@@ -72,12 +70,12 @@ impl OptimizerRule for NotInAsAntiJoin {
         }
         let (outer_key, inner_key) = (outer_key.clone(), inner_key.clone());
         let outer_columns: Vec<Expr> = join.left.schema().columns().into_iter().map(Expr::Column).collect();
-        let counts = LogicalPlanBuilder::from(Arc::unwrap_or_clone(Arc::clone(&join.right)))
+        let counts = LogicalPlanBuilder::from(join.right.as_ref().clone())
             .aggregate(Vec::<Expr>::new(), vec![count(lit(1)).alias(ROWS), count(inner_key.clone()).alias(KEYS)])?
             .build()?;
-        let anti = LogicalPlanBuilder::from(Arc::unwrap_or_clone(Arc::clone(&join.left)))
+        let anti = LogicalPlanBuilder::from(join.left.as_ref().clone())
             .join_with_expr_keys(
-                Arc::unwrap_or_clone(Arc::clone(&join.right)),
+                join.right.as_ref().clone(),
                 JoinType::LeftAnti,
                 (vec![outer_key.clone()], vec![inner_key]),
                 None,
@@ -106,6 +104,8 @@ fn reads_one_table(plan: &LogicalPlan) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use datafusion::arrow::array::{Array, Int64Array};
     use datafusion::arrow::datatypes::{DataType, Field, Schema};
     use datafusion::arrow::record_batch::RecordBatch;
