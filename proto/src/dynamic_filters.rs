@@ -15,16 +15,21 @@
 //! - the producing task applies them to every copy of the filter in its plan before it runs
 //!   ([`apply`]): its scans skip row groups and rows, and its own readers pass the values on.
 //!
-//! Only broadcast-build joins' filters travel: every task of the join's stage builds the same
+//! A broadcast-build join's filter travels whole: every task of the join's stage builds the same
 //! table, so the first reader to arrive sends what all would, and one value serves every consumer
-//! of a shuffle. A partitioned join's filter covers only its task's partitions and stays home,
-//! applied by the readers under the join (`join_filter_shares.rs`), as every join's filter is.
+//! of a shuffle. A partitioned join's filter travels as shares: the reader partition under the
+//! join that reads output partition `p` of a hash shuffle sends its join partition's share, marked
+//! `p` ([`routed_values`]), and the shuffle's task routes its scans' rows to the shares by the
+//! hash it sends rows by, letting through rows bound for a partition whose share has not come
+//! yet (`join_filter_shares::with_share`; TPC-H q17: the average quantity of only the parts the
+//! outer join kept). Every join's filter is also applied by the readers under the join
+//! (`join_filter_shares.rs`).
 //! The lookup into a join's hash table cannot travel; in its place go the build side's keys as
 //! `IN` lists when there are few (`build_keys.rs`).
 //! A filter is an optimization: one that cannot be sent or read is skipped, never an error.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use arrow::datatypes::{Schema, SchemaRef};
 use arrow_flight::IpcMessage;
@@ -36,7 +41,8 @@ use datafusion::physical_expr::expressions::DynamicFilterPhysicalExpr;
 use datafusion::physical_expr::utils::{conjunction, split_conjunction};
 use datafusion::physical_plan::execution_plan::ReplaceChildrenOptions;
 use datafusion::physical_plan::joins::{HashJoinExec, HashTableLookupExpr, PartitionMode};
-use datafusion::physical_plan::{ChildrenPropertiesMode, ExecutionPlan};
+use datafusion::physical_plan::repartition::RepartitionExec;
+use datafusion::physical_plan::{ChildrenPropertiesMode, ExecutionPlan, Partitioning};
 use datafusion_proto::physical_plan::from_proto::parse_physical_expr;
 use datafusion_proto::physical_plan::to_proto::serialize_physical_expr;
 use datafusion_proto::protobuf::PhysicalExprNode;
@@ -46,6 +52,7 @@ use prost::Message;
 use crate::build_keys::{BuildKeys, BuildKeysExec};
 use crate::codec::{GlauxCodec, schema_ipc};
 use crate::generated::DynamicFilterValue;
+use crate::join_filter_shares::with_share;
 use crate::stage_reader::StageReaderExec;
 
 /// A dynamic filter a stage reader forwards: the join's own filter expression (in terms of the
@@ -128,19 +135,43 @@ pub async fn completed(filters: &[ForwardedFilter]) {
 
 /// The values of `filters` that are complete, for a ticket.
 pub fn values(filters: &[ForwardedFilter]) -> Vec<DynamicFilterValue> {
-    filters.iter().filter_map(value).collect()
+    filters
+        .iter()
+        .filter_map(|forwarded| {
+            let filter = forwarded.filter.downcast_ref::<DynamicFilterPhysicalExpr>()?;
+            filter.wait_complete().now_or_never()?;
+            value(forwarded, &filter.current().ok()?)
+        })
+        .collect()
 }
 
-fn value(forwarded: &ForwardedFilter) -> Option<DynamicFilterValue> {
-    let filter = forwarded.filter.downcast_ref::<DynamicFilterPhysicalExpr>()?;
-    filter.wait_complete().now_or_never()?;
-    let current = filter.current().ok()?;
+/// The shares of `routed` (partitioned joins' filters, as the joins hold them) that are complete
+/// and that partition `partition` of `partitions` of a reader must pass, for a ticket to output
+/// partition `output` of a producing task.
+pub(crate) fn routed_values(
+    routed: &[ForwardedFilter],
+    partition: usize,
+    partitions: usize,
+    output: u32,
+) -> Vec<DynamicFilterValue> {
+    routed
+        .iter()
+        .filter_map(|forwarded| {
+            forwarded.filter.downcast_ref::<DynamicFilterPhysicalExpr>()?.wait_complete().now_or_never()?;
+            let share = crate::join_filter_shares::share(&forwarded.filter, partition, partitions)?;
+            Some(DynamicFilterValue { partition: Some(output), ..value(forwarded, &share)? })
+        })
+        .collect()
+}
+
+/// `current` (`forwarded`'s value, or a share of it) for a ticket.
+fn value(forwarded: &ForwardedFilter, current: &Arc<dyn PhysicalExpr>) -> Option<DynamicFilterValue> {
     // A lookup into the join's hash table cannot travel (it would serialize as `true`), nor can
     // a conjunct that does not serialize: both are left out, in favour of the build keys as IN
     // lists when this task kept them. What remains lets through at least what the whole filter
     // would.
     let (lookups, parts): (Vec<_>, Vec<_>) =
-        split_conjunction(&current).into_iter().partition(|c| c.is::<HashTableLookupExpr>());
+        split_conjunction(current).into_iter().partition(|c| c.is::<HashTableLookupExpr>());
     let mut conjuncts: Vec<Vec<u8>> = parts
         .iter()
         .filter_map(|c| serialize_physical_expr(c, &GlauxCodec).ok())
@@ -164,22 +195,38 @@ fn value(forwarded: &ForwardedFilter) -> Option<DynamicFilterValue> {
         .map(|c| serialize_physical_expr(c, &GlauxCodec).ok().map(|n| n.encode_to_vec()))
         .collect::<Option<Vec<_>>>()?;
     let schema = schema_ipc(&forwarded.probe_schema).ok()?;
-    Some(DynamicFilterValue { id: forwarded.id()?, conjuncts, schema, children })
+    Some(DynamicFilterValue { id: forwarded.id()?, conjuncts, schema, children, partition: None })
 }
 
 /// Completes, with the values a reader sent, every copy in `plan` of the filters they name that
-/// is not complete yet. Values that do not decode are skipped.
+/// is not complete yet; a share adds its partition's part. Values that do not decode are skipped.
 pub fn apply(plan: &Arc<dyn ExecutionPlan>, values: &[DynamicFilterValue], ctx: &TaskContext) {
     for value in values {
         let Some((expr, children)) = decode_value(value, ctx) else {
             tracing::debug!(filter = value.id, "a dynamic filter's value does not decode; skipped");
             continue;
         };
+        // A share routes by the hash this task's shuffle sends rows by: only a hash shuffle over as
+        // many expressions as the join has keys, with the share's partition among its outputs, takes it.
+        let routing = match value.partition {
+            None => None,
+            Some(partition) => match hash_outputs(plan, children.len()) {
+                Some(outputs) if (partition as usize) < outputs => Some((partition as usize, outputs)),
+                _ => {
+                    tracing::debug!(filter = value.id, "a share for a task that is no such shuffle; skipped");
+                    continue;
+                }
+            },
+        };
         let _ = plan.apply(|node| {
             node.apply_expressions(&mut |root| {
                 root.apply(|e| {
-                    if e.expression_id() == Some(value.id) {
-                        complete(e, &expr, &children);
+                    if e.expression_id() != Some(value.id) {
+                        return Ok(TreeNodeRecursion::Continue);
+                    }
+                    match routing {
+                        None => complete(e, &expr, &children),
+                        Some((partition, outputs)) => add_share(e, &expr, &children, partition, outputs),
                     }
                     Ok(TreeNodeRecursion::Continue)
                 })
@@ -206,6 +253,43 @@ fn complete(copy: &Arc<dyn PhysicalExpr>, expr: &Arc<dyn PhysicalExpr>, children
         twin.mark_complete();
     }
 }
+
+/// The number of partitions `plan` (a task's) hashes its rows into over `keys` expressions.
+fn hash_outputs(plan: &Arc<dyn ExecutionPlan>, keys: usize) -> Option<usize> {
+    let shuffle = plan.downcast_ref::<RepartitionExec>()?;
+    match shuffle.partitioning() {
+        Partitioning::Hash(exprs, outputs) if exprs.len() == keys => Some(*outputs),
+        _ => None,
+    }
+}
+
+/// Adds to the copy `copy` of a partitioned join's filter the share of output partition
+/// `partition` of `partitions`, in terms of the filter's `children`, through a twin as
+/// [`complete`] does; complete once every partition's share is in.
+fn add_share(
+    copy: &Arc<dyn PhysicalExpr>,
+    share: &Arc<dyn PhysicalExpr>,
+    children: &[Arc<dyn PhysicalExpr>],
+    partition: usize,
+    partitions: usize,
+) {
+    let Some(filter) = copy.downcast_ref::<DynamicFilterPhysicalExpr>() else { return };
+    if filter.wait_complete().now_or_never().is_some() || filter.children().len() != children.len() {
+        return;
+    }
+    let Ok(twin) = Arc::clone(copy).with_new_children(children.to_vec()) else { return };
+    let Some(twin) = twin.downcast_ref::<DynamicFilterPhysicalExpr>() else { return };
+    // The readers of several partitions send their shares at once; each adds its own to those in.
+    let _one_at_a_time = ADDING_SHARES.lock().unwrap_or_else(PoisonError::into_inner);
+    let Ok(current) = twin.current() else { return };
+    let Ok((routed, every_share)) = with_share(&current, share, children, partition, partitions) else { return };
+    if twin.update(routed).is_ok() && every_share {
+        twin.mark_complete();
+    }
+}
+
+/// Taken while a share is added to a filter (for microseconds, by any task of the executor).
+static ADDING_SHARES: Mutex<()> = Mutex::new(());
 
 /// A filter's value and the children it is in terms of.
 type Decoded = (Arc<dyn PhysicalExpr>, Vec<Arc<dyn PhysicalExpr>>);
@@ -243,15 +327,22 @@ pub(crate) fn share_producers(plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn Ex
             .map(|f| f.id().and_then(|id| produced.get(&id)).unwrap_or(f).clone())
             .collect();
         // A join filter whose join is not in this plan would never complete: left out.
+        let mut routed = Vec::new();
         let join_filters = reader
             .join_filters()
             .iter()
             .filter_map(|copy| {
-                let own = joins.get(&copy.expression_id()?)?;
+                let (own, partitioned) = joins.get(&copy.expression_id()?)?;
+                if let Some(probe_schema) = partitioned {
+                    let filter = Arc::clone(own);
+                    let probe_schema = Arc::clone(probe_schema);
+                    routed.push(ForwardedFilter { filter, probe_schema, produced_here: true, build_keys: None });
+                }
                 Arc::clone(own).with_new_children(copy.children().into_iter().cloned().collect()).ok()
             })
             .collect();
-        let reader = reader.clone().with_dynamic_filters(filters).with_join_filters(join_filters);
+        let reader =
+            reader.clone().with_dynamic_filters(filters).with_join_filters(join_filters).with_routed_filters(routed);
         Ok(Transformed::yes(Arc::new(reader) as Arc<dyn ExecutionPlan>))
     })?;
     Ok(shared.data)
@@ -285,13 +376,18 @@ fn keep_build_keys(plan: Arc<dyn ExecutionPlan>) -> Result<(Arc<dyn ExecutionPla
     Ok((plan, build_keys))
 }
 
-/// The filters hash joins in `plan` produce, by expression id.
-fn join_filters(plan: &Arc<dyn ExecutionPlan>) -> HashMap<u64, Arc<dyn PhysicalExpr>> {
+/// The filters hash joins in `plan` produce, by expression id, each with its join's probe-side
+/// schema when the join is partitioned.
+fn join_filters(plan: &Arc<dyn ExecutionPlan>) -> HashMap<u64, (Arc<dyn PhysicalExpr>, Option<SchemaRef>)> {
     let mut filters = HashMap::new();
     let _ = plan.apply(|node| {
-        if node.is::<HashJoinExec>() {
-            filters
-                .extend(node.dynamic_expressions_produced().into_iter().filter_map(|f| Some((f.expression_id()?, f))));
+        if let Some(join) = node.downcast_ref::<HashJoinExec>() {
+            let partitioned = (*join.partition_mode() == PartitionMode::Partitioned).then(|| join.right().schema());
+            filters.extend(
+                node.dynamic_expressions_produced()
+                    .into_iter()
+                    .filter_map(|f| Some((f.expression_id()?, (f, partitioned.clone())))),
+            );
         }
         Ok(TreeNodeRecursion::Continue)
     });

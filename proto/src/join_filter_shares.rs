@@ -30,10 +30,11 @@ use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::common::{Result, ScalarValue};
 use datafusion::logical_expr::Operator;
 use datafusion::physical_expr::PhysicalExpr;
-use datafusion::physical_expr::expressions::{BinaryExpr, CaseExpr, DynamicFilterPhysicalExpr, Literal};
+use datafusion::physical_expr::expressions::{BinaryExpr, CaseExpr, DynamicFilterPhysicalExpr, Literal, lit};
 use datafusion::physical_plan::SendableRecordBatchStream;
 use datafusion::physical_plan::joins::HashExpr;
 use datafusion::physical_plan::metrics::Count;
+use datafusion::physical_plan::repartition::REPARTITION_RANDOM_STATE;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use futures::{FutureExt, Stream, StreamExt};
 
@@ -59,6 +60,41 @@ pub(crate) fn share(
     // (every share alike, or the only non-empty share, which lets through more than an empty
     // share's `false` would) holds for every partition.
     if partitions == 1 || !routes(&current) { Some(current) } else { None }
+}
+
+/// `current` (a copy of a partitioned join's filter in a task of the hash shuffle that feeds the
+/// join, in terms of the join's probe keys `keys`) with output partition `partition`'s share
+/// added, routing as DataFusion does in one process: `CASE hash(keys) % n WHEN p THEN share_p ...
+/// END`, by the hash the shuffle sends rows by. Rows bound for a partition whose share has not come
+/// yet all pass. Also whether every partition's share is in.
+pub(crate) fn with_share(
+    current: &Arc<dyn PhysicalExpr>,
+    share: &Arc<dyn PhysicalExpr>,
+    keys: &[Arc<dyn PhysicalExpr>],
+    partition: usize,
+    partitions: usize,
+) -> Result<(Arc<dyn PhysicalExpr>, bool)> {
+    let mut shares = vec![None; partitions];
+    if let Some(case) = current.downcast_ref::<CaseExpr>()
+        && case.expr().is_some_and(is_hash_routing)
+    {
+        for (when, then) in case.when_then_expr() {
+            if let Some(slot) = (0..partitions).find(|&p| is_partition(when, p)) {
+                shares[slot] = Some(Arc::clone(then));
+            }
+        }
+    }
+    shares[partition] = Some(Arc::clone(share));
+    let every_share = shares.iter().all(Option::is_some);
+    let hash = HashExpr::new(keys.to_vec(), REPARTITION_RANDOM_STATE, "hash_repartition".to_string());
+    let routing = BinaryExpr::new(Arc::new(hash), Operator::Modulo, lit(ScalarValue::UInt64(Some(partitions as u64))));
+    let branches = shares
+        .into_iter()
+        .enumerate()
+        .filter_map(|(p, then)| Some((lit(ScalarValue::UInt64(Some(p as u64))), then?)))
+        .collect();
+    let case = CaseExpr::try_new(Some(Arc::new(routing)), branches, Some(lit(!every_share)))?;
+    Ok((Arc::new(case), every_share))
 }
 
 /// `hash(keys) % n`, as DataFusion routes a probe row to a partition's share.
@@ -160,7 +196,7 @@ impl Stream for SharesStream {
 mod tests {
     use super::*;
     use arrow::datatypes::{Field, Schema};
-    use datafusion::physical_expr::expressions::{col, lit};
+    use datafusion::physical_expr::expressions::col;
     use datafusion::physical_plan::joins::SeededRandomState;
 
     #[test]
@@ -183,5 +219,60 @@ mod tests {
         assert_eq!(share(&filter, 1, 2).unwrap().to_string(), "true");
         // Partition 0 built nothing: the `ELSE` drops all its rows.
         assert_eq!(share(&filter, 0, 2).unwrap().to_string(), "false");
+    }
+
+    /// The keys `RepartitionExec` sends to each of `partitions` partitions, and those `filter` keeps.
+    async fn routed_keys(keys: &[i64], filter: &Arc<dyn PhysicalExpr>, partitions: usize) -> (Vec<Vec<i64>>, Vec<i64>) {
+        use datafusion::physical_plan::{ExecutionPlan, Partitioning, collect_partitioned, test::TestMemoryExec};
+        use datafusion::prelude::SessionContext;
+        let schema = Arc::new(Schema::new(vec![Field::new("k", DataType::Int64, true)]));
+        let batch =
+            RecordBatch::try_new(Arc::clone(&schema), vec![Arc::new(arrow::array::Int64Array::from(keys.to_vec()))])
+                .unwrap();
+        let input = TestMemoryExec::try_new_exec(&[vec![batch.clone()]], Arc::clone(&schema), None).unwrap();
+        let hash = Partitioning::Hash(vec![col("k", &schema).unwrap()], partitions);
+        let shuffle: Arc<dyn ExecutionPlan> =
+            Arc::new(datafusion::physical_plan::repartition::RepartitionExec::try_new(input, hash).unwrap());
+        let values = |batches: &[RecordBatch]| -> Vec<i64> {
+            let mut values: Vec<i64> = batches
+                .iter()
+                .flat_map(|b| b.column(0).as_primitive::<arrow::datatypes::Int64Type>().values().to_vec())
+                .collect();
+            values.sort_unstable();
+            values
+        };
+        let routed = collect_partitioned(shuffle, SessionContext::new().task_ctx()).await.unwrap();
+        let mask = filter.evaluate(&batch).unwrap().into_array(batch.num_rows()).unwrap();
+        let kept = filter_record_batch(&batch, mask.as_boolean()).unwrap();
+        (routed.iter().map(|p| values(p)).collect(), values(&[kept]))
+    }
+
+    #[tokio::test]
+    async fn shares_route_rows_as_the_shuffle_sends_them() {
+        let schema = Schema::new(vec![Field::new("k", DataType::Int64, true)]);
+        let k = col("k", &schema).unwrap();
+        let keys: Vec<i64> = (0..200).collect();
+        // Partition 1's share keeps every row, partition 2's none; partition 0's has not come.
+        let (first, done) = with_share(&lit(true), &lit(true), std::slice::from_ref(&k), 1, 3).unwrap();
+        assert!(!done);
+        let (filter, done) = with_share(&first, &lit(false), std::slice::from_ref(&k), 2, 3).unwrap();
+        assert!(!done);
+        let (routed, kept) = routed_keys(&keys, &filter, 3).await;
+        let mut expected = [routed[0].clone(), routed[1].clone()].concat();
+        expected.sort_unstable();
+        assert!(routed.iter().all(|p| !p.is_empty()));
+        assert_eq!(kept, expected);
+        // Partition 0's share comes as `k < 50`: complete, and its rows above 49 go.
+        let below_50: Arc<dyn PhysicalExpr> = Arc::new(BinaryExpr::new(Arc::clone(&k), Operator::Lt, lit(50i64)));
+        let (filter, done) = with_share(&filter, &below_50, std::slice::from_ref(&k), 0, 3).unwrap();
+        assert!(done);
+        let (routed, kept) = routed_keys(&keys, &filter, 3).await;
+        let mut expected: Vec<i64> = routed[0].iter().copied().filter(|k| *k < 50).chain(routed[1].clone()).collect();
+        expected.sort_unstable();
+        assert_eq!(kept, expected);
+        // A share sent again replaces the one in.
+        let (again, _) = with_share(&filter, &lit(false), std::slice::from_ref(&k), 1, 3).unwrap();
+        let (_, kept) = routed_keys(&keys, &again, 3).await;
+        assert_eq!(kept, routed[0].iter().copied().filter(|k| *k < 50).collect::<Vec<_>>());
     }
 }

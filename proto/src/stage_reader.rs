@@ -59,6 +59,10 @@ pub struct StageReaderExec {
     dynamic_filters: Arc<Vec<ForwardedFilter>>,
     /// Filters of the hash joins above it in its own stage, applied to its rows (`join_filter_shares.rs`).
     join_filters: Arc<Vec<Arc<dyn PhysicalExpr>>>,
+    /// Those of `join_filters` that partitioned joins produce, as the joins hold them: each
+    /// partition sends its share to the outputs it reads (`dynamic_filters.rs`). Set where the plan
+    /// runs (`share_producers`), never encoded.
+    routed_filters: Arc<Vec<ForwardedFilter>>,
 }
 
 impl StageReaderExec {
@@ -90,6 +94,7 @@ impl StageReaderExec {
             metrics: ExecutionPlanMetricsSet::new(),
             dynamic_filters: Arc::default(),
             join_filters: Arc::default(),
+            routed_filters: Arc::default(),
         }
     }
 
@@ -111,6 +116,12 @@ impl StageReaderExec {
 
     pub fn join_filters(&self) -> &[Arc<dyn PhysicalExpr>] {
         &self.join_filters
+    }
+
+    /// This reader sending each partition's share of `filters` (partitioned joins' own, among its
+    /// join filters) to the outputs that partition reads.
+    pub fn with_routed_filters(self, filters: Vec<ForwardedFilter>) -> Self {
+        Self { routed_filters: Arc::new(filters), ..self }
     }
 
     pub fn query(&self) -> &QueryId {
@@ -159,6 +170,7 @@ impl StageReaderExec {
         Ok(Self {
             dynamic_filters: Arc::clone(&self.dynamic_filters),
             join_filters: Arc::clone(&self.join_filters),
+            routed_filters: Arc::clone(&self.routed_filters),
             ..subset
         })
     }
@@ -265,6 +277,8 @@ impl ExecutionPlan for StageReaderExec {
         let rerun = context.session_config().get_extension::<RerunHandle>();
         // Only a reader that keeps whole tasks needs the other partitions' outputs.
         let keeps_tasks = rerun.as_ref().is_some_and(|handle| handle.keep_sources);
+        // The producing partition this reader partition reads from every task: where its shares go.
+        let own_output = sources.first().map(|s| s.partition).filter(|p| sources.iter().all(|s| s.partition == *p));
         let source_context = SourceContext {
             query: self.query.clone(),
             stage: self.stage,
@@ -274,6 +288,12 @@ impl ExecutionPlan for StageReaderExec {
             counters: Arc::new(TrailerCounters::new(&self.metrics, partition)),
             filters: Arc::clone(&self.dynamic_filters),
             await_filters: context.session_config().options().optimizer.enable_join_dynamic_filter_pushdown,
+            routed: RoutedShares {
+                filters: Arc::clone(&self.routed_filters),
+                partition,
+                partitions: self.partitions.len(),
+                output: own_output,
+            },
             runtime: context.runtime_env(),
             all_outputs: if keeps_tasks { Arc::new(self.partitions.clone()) } else { Arc::default() },
         };
@@ -307,11 +327,33 @@ pub(crate) struct SourceContext {
     /// their tables; waiting here is what lets the filter reach a join's build side below them.
     /// The producing joins never wait on this reader: its rows feed their probe sides.
     pub(crate) await_filters: bool,
+    pub(crate) routed: RoutedShares,
     /// Where a source read whole is kept beyond memory (retry policy `task`, `kept_source.rs`).
     pub(crate) runtime: Arc<datafusion::execution::runtime_env::RuntimeEnv>,
     /// Every task output the reader reads (all its partitions'): a task kept whole is fetched
     /// whole, whichever of its partitions is asked for first (retry policy `task`).
     pub(crate) all_outputs: Arc<Vec<Vec<TaskOutput>>>,
+}
+
+/// The shares of partitioned joins' filters a reader partition sends with its tickets.
+#[derive(Clone)]
+pub(crate) struct RoutedShares {
+    filters: Arc<Vec<ForwardedFilter>>,
+    /// The reader's partition, of `partitions`: the joins' partition whose share it sends.
+    partition: usize,
+    partitions: usize,
+    /// The producing tasks' output partition the reader partition reads; only tickets for it get
+    /// the shares (a task kept whole is also read for its other partitions).
+    output: Option<u32>,
+}
+
+impl RoutedShares {
+    fn values(&self, output: u32) -> Vec<crate::generated::DynamicFilterValue> {
+        if self.filters.is_empty() || self.output != Some(output) {
+            return Vec::new();
+        }
+        crate::dynamic_filters::routed_values(&self.filters, self.partition, self.partitions, output)
+    }
 }
 
 pub(crate) type SourceStream = futures::stream::BoxStream<'static, Result<RecordBatch, TaskError>>;
@@ -398,7 +440,8 @@ fn read_task_output(
 
 /// Opens one task output: taken from this executor when it lives here, over Flight otherwise.
 pub(crate) async fn open_task_output(context: &SourceContext, output: &TaskOutput) -> Result<SourceStream, TaskError> {
-    let SourceContext { query, stage, channels, local, schema, counters, filters, await_filters, .. } = context.clone();
+    let SourceContext { query, stage, channels, local, schema, counters, filters, await_filters, routed, .. } =
+        context.clone();
     if await_filters {
         crate::dynamic_filters::completed(&filters).await;
     }
@@ -410,7 +453,7 @@ pub(crate) async fn open_task_output(context: &SourceContext, output: &TaskOutpu
         compress: worth_compressing(&output.executor),
         read_token: output.read_token.to_vec(),
         client_schema: Vec::new(),
-        dynamic_filters: crate::dynamic_filters::values(&filters),
+        dynamic_filters: [crate::dynamic_filters::values(&filters), routed.values(output.partition)].concat(),
     };
     let (task, executor) = (output.task, output.executor.clone());
     // Every failure names where it happened, keeping its kind.

@@ -222,9 +222,11 @@ async fn join_filters_cross_shuffles_as_the_build_keys() -> TestResult {
 }
 
 /// A partitioned join (the statistics of a partitioned table are unknown, so nothing is
-/// broadcast) filters its probe side where it reads it: the stage reader under the join drops, in
-/// each partition, the rows that partition's share of the join's tables cannot match, so the join
-/// probes 18,000 less the dropped rows.
+/// broadcast) filters its probe side twice: each join task's reader under it sends its
+/// partition's share of the filter to the shuffle tasks it reads, whose scans drop the rows bound
+/// for that partition that its share rejects (a share that comes late lets its partition's rows
+/// through), and the reader drops in each partition the rows that partition's share rejects. So of
+/// the 18,000 rows of `sales`, only the few hundred that match reach the join.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn partitioned_join_filters_drop_rows_where_the_join_reads_them() -> TestResult {
     let cluster = TestCluster::builder().start().await?;
@@ -237,13 +239,20 @@ async fn partitioned_join_filters_drop_rows_where_the_join_reads_them() -> TestR
     let output = assert_same_as_datafusion(&mut client, &reference, sql).await;
     assert_eq!(output.rows(), 1);
     let analyzed = rows_of(&client.query(&format!("EXPLAIN ANALYZE {sql}")).await?.batches).join("\n");
-    let dropped: f64 = analyzed
-        .split("join_filter_rows_dropped=")
-        .skip(1)
-        .map(|rest| human_count(rest.split([',', ']']).next().unwrap_or_default()))
-        .sum();
-    // A few hundred of the 18,000 rows of `sales` match; the rest never reach the join.
-    assert!(dropped > 17_000.0, "{dropped} dropped: {analyzed}");
+    let sum_of = |lines: &mut dyn Iterator<Item = &str>, metric: &str| -> f64 {
+        lines
+            .flat_map(|line| line.split(metric).skip(1))
+            .map(|rest| human_count(rest.split([',', ']']).next().unwrap_or_default()))
+            .sum()
+    };
+    let dropped = sum_of(&mut analyzed.lines(), "join_filter_rows_dropped=");
+    // The probe side's scans hold the shares, routed as the shuffle above them sends rows.
+    let routed = analyzed.lines().filter(|l| l.contains("DataSourceExec") && l.contains("CASE hash_repartition % "));
+    let pruned = sum_of(&mut routed.into_iter(), "pushdown_rows_pruned=");
+    // Each shuffle task runs once the first share reaches it: at least that partition's quarter
+    // of its rows, less the matches, goes in the scan.
+    assert!(pruned > 3_000.0, "{pruned} pruned in the scans: {analyzed}");
+    assert!(pruned + dropped > 17_000.0, "{pruned} pruned, {dropped} dropped: {analyzed}");
     Ok(())
 }
 
