@@ -148,6 +148,11 @@ pub(crate) struct DoorArgs {
     /// file once its files hold about this much (0: one file per partition and writer).
     #[arg(long, default_value_t = glaux_scheduler::DEFAULT_TARGET_FILE_SIZE)]
     pub(crate) target_file_size: u64,
+    /// A query whose scans are estimated to produce at most this many bytes (Arrow bytes of the
+    /// columns read) runs whole on one executor, as one task: no rows move between executors
+    /// (0: spread every query over the executors).
+    #[arg(long, env = "GLAUX_SMALL_QUERY_BYTES", default_value_t = glaux_scheduler::DEFAULT_SMALL_QUERY_BYTES)]
+    pub(crate) small_query_bytes: u64,
     /// What a query does when it loses an executor: `query` plans it again while no row has gone
     /// out; `task` keeps every stage's output on its executor's disk so that whatever a lost
     /// executor took with it runs again elsewhere, at any moment. A workgroup may choose another.
@@ -188,6 +193,7 @@ impl DoorArgs {
             .with_limits(limits)
             .with_listing_cache_ttl(std::time::Duration::from_secs(self.listing_cache_seconds))
             .with_target_file_size(self.target_file_size)
+            .with_small_query_bytes(self.small_query_bytes)
             .with_retry_policy(self.retry_policy)
             .with_history(glaux_scheduler::history::Retention { days: self.history_days, count: self.history_max }))
     }

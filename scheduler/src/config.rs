@@ -58,6 +58,10 @@ pub struct SchedulerConfig {
     /// writer starts a new file once its files hold about this much (0: one file per partition
     /// and writer).
     pub target_file_size: u64,
+    /// A query whose scans are estimated to produce at most this many bytes (Arrow bytes of the
+    /// columns they read) runs whole as one task on one executor (0: every query is spread over
+    /// the executors). See [`DEFAULT_SMALL_QUERY_BYTES`].
+    pub small_query_bytes: u64,
     /// What queries do when they lose an executor, unless their workgroup says otherwise.
     pub retry_policy: crate::query::RetryPolicy,
     /// The runtime queries' final stages run on (`None`: the one the scheduler starts on, which
@@ -68,6 +72,12 @@ pub struct SchedulerConfig {
 /// The default [`SchedulerConfig::target_file_size`]: 128 MiB, the size Athena's and Trino's
 /// advice aims Parquet files at (large enough to read quickly, small enough to spread).
 pub const DEFAULT_TARGET_FILE_SIZE: u64 = 128 << 20;
+
+/// The default [`SchedulerConfig::small_query_bytes`]: 128 MiB. Spreading a query costs a fixed
+/// 10-20 ms (a plan per task to launch, rows moved between executors, stages waiting on each
+/// other) that pays only when the work is large; a query reading this much runs in tens of
+/// milliseconds in one process (measured on TPC-H and TPC-DS at SF 1, `benchmarks/README.md`).
+pub const DEFAULT_SMALL_QUERY_BYTES: u64 = 128 << 20;
 
 /// The default [`SchedulerConfig::listing_cache_ttl`]: long enough for a dashboard's burst of
 /// queries over the same tables, short enough that files written by other programs show up
@@ -96,6 +106,7 @@ impl SchedulerConfig {
             listing_cache_ttl: DEFAULT_LISTING_CACHE_TTL,
             history: crate::history::Retention::default(),
             target_file_size: DEFAULT_TARGET_FILE_SIZE,
+            small_query_bytes: DEFAULT_SMALL_QUERY_BYTES,
             retry_policy: crate::query::RetryPolicy::Query,
             compute: None,
         }
@@ -116,6 +127,12 @@ impl SchedulerConfig {
     /// Written files aim at `bytes` each (0: one file per partition and writer).
     pub fn with_target_file_size(mut self, bytes: u64) -> Self {
         self.target_file_size = bytes;
+        self
+    }
+
+    /// Queries whose scans produce at most `bytes` run as one task on one executor (0: never).
+    pub fn with_small_query_bytes(mut self, bytes: u64) -> Self {
+        self.small_query_bytes = bytes;
         self
     }
 

@@ -57,7 +57,7 @@ pub use athena::{issue_access_key, revoke_access_key};
 pub use audit::AUDIT_TARGET;
 pub use client_auth::{Users, hash_password};
 pub use cluster::{ClusterState, ExecutorInfo};
-pub use config::{DEFAULT_LISTING_CACHE_TTL, DEFAULT_TARGET_FILE_SIZE, SchedulerConfig};
+pub use config::{DEFAULT_LISTING_CACHE_TTL, DEFAULT_SMALL_QUERY_BYTES, DEFAULT_TARGET_FILE_SIZE, SchedulerConfig};
 pub use error::{ErrorKind, SchedulerError};
 pub use flight_sql::ENDPOINTS_HEADER;
 pub use limits::DoorLimits;

@@ -45,6 +45,7 @@ pub struct TestClusterBuilder {
     limits: Option<glaux_scheduler::DoorLimits>,
     listing_cache_ttl: Option<Duration>,
     target_file_size: Option<u64>,
+    small_query_bytes: u64,
 }
 
 impl TestCluster {
@@ -65,6 +66,8 @@ impl TestCluster {
             limits: None,
             listing_cache_ttl: None,
             target_file_size: None,
+            // Test data is small: without this, no test query would spread over the executors.
+            small_query_bytes: 0,
         }
     }
 
@@ -157,6 +160,13 @@ impl TestClusterBuilder {
     }
 
     /// How long the scheduler keeps listings (its default unless told).
+    /// Queries whose scans produce at most `bytes` run whole on one executor (0, unless told:
+    /// every query spreads, as test data is small).
+    pub fn small_query_bytes(mut self, bytes: u64) -> Self {
+        self.small_query_bytes = bytes;
+        self
+    }
+
     pub fn target_file_size(mut self, bytes: u64) -> Self {
         self.target_file_size = Some(bytes);
         self
@@ -214,6 +224,7 @@ impl TestClusterBuilder {
         if let Some(bytes) = self.target_file_size {
             config = config.with_target_file_size(bytes);
         }
+        config = config.with_small_query_bytes(self.small_query_bytes);
         if let Some(ttl) = self.listing_cache_ttl {
             config = config.with_listing_cache_ttl(ttl);
         }

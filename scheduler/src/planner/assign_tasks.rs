@@ -7,7 +7,7 @@ use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties};
 use glaux_proto::TaskId;
 
 use super::Task;
-use super::scan_files::scan_files;
+use super::scan_files::{file_bytes, scan_files};
 use crate::cluster::ExecutorInfo;
 
 /// What assigning a stage produced.
@@ -66,13 +66,6 @@ fn partition_bytes(scans: &[FileScanConfig], partitions: usize) -> Vec<u64> {
 
 fn scan_bytes(scan: &FileScanConfig) -> u64 {
     scan.file_groups.iter().flat_map(|g| g.files()).map(file_bytes).sum()
-}
-
-fn file_bytes(file: &datafusion::datasource::listing::PartitionedFile) -> u64 {
-    match &file.range {
-        Some(range) => (range.end - range.start).max(0) as u64,
-        None => file.object_meta.size,
-    }
 }
 
 #[cfg(test)]

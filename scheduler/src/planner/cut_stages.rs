@@ -18,6 +18,12 @@
 //! Operators that coordinate sibling partitions through shared state inside one plan instance
 //! cannot have their partitions split across tasks: a stage holding a `CollectLeft` hash join or a
 //! nested-loop join that emits the unmatched rows of its build side runs as a single task.
+//!
+//! A small query (its scans estimated to produce at most `small_query_bytes`) is not cut at its
+//! exchanges: everything below the final gather is one stage, run as one task on one executor,
+//! its repartitions and merges inside the task as in one process. Spreading costs a fixed 10-20
+//! ms (a plan per task to launch, rows moved between executors, stages waiting on each other)
+//! that a query this small cannot win back.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -45,20 +51,26 @@ use glaux_proto::{
 };
 
 use super::assign_tasks::assign_tasks;
-use super::scan_files::scan_files;
-use super::{Exchange, Stage};
+use super::scan_files::{estimated_scan_bytes, scan_files};
+use super::{Exchange, SingleTask, Stage};
 use crate::cluster::ExecutorInfo;
 
 /// Cuts `plan` into stages for `executors`: the scheduler's part (stage 0) and the executor
-/// stages, inputs before the stages that read them.
+/// stages, inputs before the stages that read them. A plan whose scans produce at most
+/// `small_query_bytes` (0: none) runs below its final gather as one task.
 pub fn cut_stages(
     query: &QueryId,
     plan: Arc<dyn ExecutionPlan>,
     executors: &[ExecutorInfo],
     signer: &TaskSigner,
+    small_query_bytes: u64,
 ) -> Result<(Arc<dyn ExecutionPlan>, Vec<Stage>)> {
     let produced = produced_filters(&plan);
-    let mut cutter = Cutter { query, executors, signer, stages: Vec::new(), produced };
+    let small = match estimated_scan_bytes(&plan) {
+        Some(bytes) if bytes <= small_query_bytes && !executors.is_empty() => Some(bytes),
+        _ => None,
+    };
+    let mut cutter = Cutter { query, executors, signer, stages: Vec::new(), produced, small };
     let root = cutter.scheduler_part(plan)?;
     Ok((root, cutter.stages))
 }
@@ -71,6 +83,9 @@ struct Cutter<'a> {
     stages: Vec<Stage>,
     /// The dynamic filters of the plan's broadcast-build joins, by expression id.
     produced: HashMap<u64, ForwardedFilter>,
+    /// A small query: what its scans are estimated to produce. Its stages are not cut at their
+    /// exchanges, and run as one task each.
+    small: Option<u64>,
 }
 
 impl Cutter<'_> {
@@ -134,6 +149,9 @@ impl Cutter<'_> {
         plan: Arc<dyn ExecutionPlan>,
         gathered: &mut Vec<StageId>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
+        if self.small.is_some() {
+            return Ok(plan);
+        }
         if plan.is::<RepartitionExec>() {
             return self.shuffle_stage(plan);
         }
@@ -164,10 +182,14 @@ impl Cutter<'_> {
             Exchange::Shuffle => plan.children().first().map_or_else(|| Arc::clone(&plan), |c| Arc::clone(c)),
             _ => Arc::clone(&plan),
         };
-        let single_task = needs_single_task(&plan);
-        let executors = if single_task && !self.executors.is_empty() {
+        let (single_task, spread) = match self.small {
+            // Small queries spread over the cluster by their ids.
+            Some(bytes) => (Some(SingleTask::SmallQuery { bytes }), spread_by(self.query)),
+            None => (needs_single_task(&plan).then_some(SingleTask::Coordinated), 0),
+        };
+        let executors = if single_task.is_some() && !self.executors.is_empty() {
             // Spread single-task stages over the cluster.
-            let one = id.0 as usize % self.executors.len();
+            let one = spread.wrapping_add(id.0 as usize) % self.executors.len();
             &self.executors[one..=one]
         } else {
             self.executors
@@ -257,6 +279,14 @@ impl Cutter<'_> {
             .filter_map(|id| self.produced.get(&id).cloned())
             .collect()
     }
+}
+
+/// A number that spreads queries over executors by their ids.
+fn spread_by(query: &QueryId) -> usize {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::hash::DefaultHasher::new();
+    query.hash(&mut hasher);
+    hasher.finish() as usize
 }
 
 /// Merges of all partitions into one: the consumer reads each producer partition whole.

@@ -7,7 +7,7 @@ use datafusion::physical_plan::display::DisplayableExecutionPlan;
 use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties, displayable};
 use glaux_proto::{ExecutorAddr, StageId, StageReaderExec, TaskReport, format_bytes as human_bytes};
 
-use super::{DistributedPlan, Exchange, Stage};
+use super::{DistributedPlan, Exchange, SingleTask, Stage};
 
 mod file_groups;
 use file_groups::{summarized, summarized_text};
@@ -73,7 +73,12 @@ fn render_stage(out: &mut String, shown: &Shown, id: StageId, depth: usize) {
         plural(stage.tasks.len()),
         executors.len(),
         plural(executors.len()),
-        if stage.single_task { " (single task: its join coordinates all partitions)" } else { "" },
+        match stage.single_task {
+            Some(SingleTask::Coordinated) => " (single task: its join coordinates all partitions)".to_string(),
+            Some(SingleTask::SmallQuery { bytes }) =>
+                format!(" (single task: a small query, its scans produce about {})", human_bytes(bytes)),
+            None => String::new(),
+        },
         stage.files,
         human_bytes(stage.bytes),
     );

@@ -170,7 +170,7 @@ mod tests {
             .enumerate()
             .map(|(i, partitions)| Task { id: TaskId(i as u32), executor: executor.clone(), partitions, bytes: 0 })
             .collect();
-        Stage { id: StageId(1), plan, exchange: Exchange::Shuffle, tasks, files: 0, bytes: 0, single_task: false }
+        Stage { id: StageId(1), plan, exchange: Exchange::Shuffle, tasks, files: 0, bytes: 0, single_task: None }
     }
 
     fn reader(stage: &Stage, schema: SchemaRef, partitioning: Partitioning) -> Arc<dyn ExecutionPlan> {

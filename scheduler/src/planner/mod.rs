@@ -72,8 +72,9 @@ impl DistributedPlan {
         executors: &[crate::cluster::ExecutorInfo],
         scans: Vec<TableScanReport>,
         signer: &Arc<glaux_proto::TaskSigner>,
+        small_query_bytes: u64,
     ) -> Result<Self, CutError> {
-        let (root, mut stages) = cut_stages(&query, plan, executors, signer)?;
+        let (root, mut stages) = cut_stages(&query, plan, executors, signer, small_query_bytes)?;
         for stage in &mut stages {
             stage.plan = attach_join_filters(Arc::clone(&stage.plan))?;
         }
@@ -174,8 +175,18 @@ pub struct Stage {
     /// Files (or byte ranges) the stage scans, and their bytes.
     pub files: usize,
     pub bytes: u64,
-    /// All partitions run in one task (the stage coordinates them through shared state).
-    pub single_task: bool,
+    /// Why all partitions run in one task, if they do.
+    pub single_task: Option<SingleTask>,
+}
+
+/// Why a stage runs as one task.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SingleTask {
+    /// A join in it coordinates all partitions through shared state.
+    Coordinated,
+    /// The whole query is small (its scans produce about `bytes`): it runs on one executor,
+    /// exchanges and all, as one process would run it.
+    SmallQuery { bytes: u64 },
 }
 
 impl Stage {

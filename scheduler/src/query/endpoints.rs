@@ -78,7 +78,9 @@ impl QueryRunner {
         let placement = self.cluster.place();
         let executors = placement.executors.clone();
         let planned = physical_plan(state, plan, &executors).await?;
-        let distributed = distributed_plan(query.clone(), planned.physical, &executors, planned.scans, &self.signer)?;
+        let small = super::small_query_bytes(state);
+        let distributed =
+            distributed_plan(query.clone(), planned.physical, &executors, planned.scans, &self.signer, small)?;
         let Some(reader) = gathered(&distributed.root) else { return Ok(None) };
         let stage = reader.stage();
         let Some(tasks) = distributed.stages.iter().find(|s| s.id == stage).map(|s| s.tasks.len()) else {

@@ -73,6 +73,16 @@ impl RetryPolicy {
     }
 }
 
+/// `SchedulerConfig::small_query_bytes`, in the session's config: queries whose scans produce at
+/// most this many bytes run whole as one task on one executor (0: never).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SmallQueryBytes(pub u64);
+
+/// The small-query bound for a query planned in `state`.
+fn small_query_bytes(state: &datafusion::execution::SessionState) -> u64 {
+    state.config().get_extension::<SmallQueryBytes>().map_or(0, |s| s.0)
+}
+
 /// Batches of a running statement, and the statistics to send after them.
 pub struct QueryResult {
     pub query: QueryId,

@@ -172,7 +172,8 @@ impl QueryRunner {
     ) -> Result<DistributedPlan, SchedulerError> {
         let executors = self.cluster.schedulable();
         let planned = physical_plan(state, plan, &executors).await?;
-        distributed_plan(query, planned.physical, &executors, planned.scans, &self.signer)
+        let small = super::small_query_bytes(state);
+        distributed_plan(query, planned.physical, &executors, planned.scans, &self.signer, small)
     }
 
     async fn start(
@@ -206,7 +207,9 @@ impl QueryRunner {
         }
         let planned = started.elapsed();
         let policy = state.config().get_extension::<RetryPolicy>().map(|p| *p).unwrap_or_default();
-        let mut distributed = distributed_plan(query.clone(), physical, &executors, scans, &self.signer)?;
+        // Writes always spread: each executor's writers write their share of the files.
+        let small = if write.is_some() { 0 } else { super::small_query_bytes(state) };
+        let mut distributed = distributed_plan(query.clone(), physical, &executors, scans, &self.signer, small)?;
         distributed.spool = policy == RetryPolicy::Task;
         let cut = started.elapsed();
         if !distributed.stages.is_empty() && executors.is_empty() {
@@ -337,8 +340,9 @@ pub(super) fn distributed_plan(
     executors: &[ExecutorInfo],
     scans: Vec<TableScanReport>,
     signer: &Arc<TaskSigner>,
+    small_query_bytes: u64,
 ) -> Result<DistributedPlan, SchedulerError> {
-    DistributedPlan::cut(query, physical, executors, scans, signer).map_err(|e| match e {
+    DistributedPlan::cut(query, physical, executors, scans, signer, small_query_bytes).map_err(|e| match e {
         CutError::Plan(e) => SchedulerError::plan(e),
         CutError::Broken(broken) => SchedulerError::Internal(broken),
     })

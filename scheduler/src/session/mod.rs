@@ -75,6 +75,7 @@ pub fn scheduler_session(
         .with_extension(channels);
     session = session.with_extension(listings);
     session = session.with_extension(Arc::new(crate::write::TargetFileSize(config.target_file_size)));
+    session = session.with_extension(Arc::new(crate::query::SmallQueryBytes(config.small_query_bytes)));
     // The cluster's retry policy; a workgroup may choose another for its statements.
     session = session.with_extension(Arc::new(config.retry_policy));
     // A join whose smaller side is estimated below these sizes broadcasts it to every task of the
