@@ -100,7 +100,7 @@ mod tests {
         assert_eq!(estimate("SELECT x.a FROM t x JOIN t y ON x.a = y.a").await?, Some(80_000));
         // A string column: its uncompressed size in the file (96 bytes a row, and their lengths).
         let with_strings = estimate("SELECT a, c FROM t").await?.unwrap_or_default();
-        assert!((1_000_000..1_500_000).contains(&with_strings), "{with_strings}");
+        assert!((900_000..1_500_000).contains(&with_strings), "{with_strings}");
         // No statistics: the file's bytes.
         let file = std::fs::metadata(&csv)?.len();
         assert_eq!(estimate("SELECT a FROM c").await?, Some(file));
