@@ -74,6 +74,11 @@ mod tests {
 
     use super::estimated_scan_bytes;
 
+    async fn estimate(ctx: &SessionContext, sql: &str) -> datafusion::common::Result<Option<u64>> {
+        let plan = ctx.sql(sql).await?.create_physical_plan().await?;
+        Ok(estimated_scan_bytes(&plan))
+    }
+
     /// A Parquet scan is sized by the columns it reads, from the footer's statistics; a CSV scan
     /// by its file.
     #[tokio::test]
@@ -89,22 +94,18 @@ mod tests {
         ctx.sql(&format!("COPY ({rows}) TO '{}' STORED AS CSV", csv.display())).await?.collect().await?;
         ctx.register_parquet("t", parquet.to_str().unwrap_or_default(), ParquetReadOptions::default()).await?;
         ctx.register_csv("c", csv.to_str().unwrap_or_default(), Default::default()).await?;
-        let estimate = async |sql: &str| {
-            let plan = ctx.sql(sql).await?.create_physical_plan().await?;
-            datafusion::common::Result::Ok(estimated_scan_bytes(&plan))
-        };
         // Fixed-width columns: their width times the rows, whatever the file's encoding.
-        assert_eq!(estimate("SELECT a FROM t").await?, Some(40_000));
-        assert_eq!(estimate("SELECT a, b FROM t").await?, Some(120_000));
+        assert_eq!(estimate(&ctx, "SELECT a FROM t").await?, Some(40_000));
+        assert_eq!(estimate(&ctx, "SELECT a, b FROM t").await?, Some(120_000));
         // Read twice (a self-join), counted twice.
-        assert_eq!(estimate("SELECT x.a FROM t x JOIN t y ON x.a = y.a").await?, Some(80_000));
+        assert_eq!(estimate(&ctx, "SELECT x.a FROM t x JOIN t y ON x.a = y.a").await?, Some(80_000));
         // A string column: its uncompressed size in the file (96 bytes a row, and their lengths).
-        let with_strings = estimate("SELECT a, c FROM t").await?.unwrap_or_default();
+        let with_strings = estimate(&ctx, "SELECT a, c FROM t").await?.unwrap_or_default();
         assert!((900_000..1_500_000).contains(&with_strings), "{with_strings}");
         // No statistics: the file's bytes.
         let file = std::fs::metadata(&csv)?.len();
-        assert_eq!(estimate("SELECT a FROM c").await?, Some(file));
-        assert_eq!(estimate("SELECT 1").await?, None);
+        assert_eq!(estimate(&ctx, "SELECT a FROM c").await?, Some(file));
+        assert_eq!(estimate(&ctx, "SELECT 1").await?, None);
         Ok(())
     }
 }
