@@ -67,7 +67,7 @@ pub fn cut_stages(
 ) -> Result<(Arc<dyn ExecutionPlan>, Vec<Stage>)> {
     let produced = produced_filters(&plan);
     let small = match estimated_scan_bytes(&plan) {
-        Some(bytes) if bytes <= small_query_bytes && !executors.is_empty() => Some(bytes),
+        Some(bytes) if small_query_bytes > 0 && bytes <= small_query_bytes && !executors.is_empty() => Some(bytes),
         _ => None,
     };
     let mut cutter = Cutter { query, executors, signer, stages: Vec::new(), produced, small };

@@ -1,10 +1,12 @@
 //! The file scans of a plan subtree: where it reads storage, and how much.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::datasource::physical_plan::FileScanConfig;
-use datafusion::datasource::source::{DataSource, DataSourceExec};
+use datafusion::datasource::source::DataSourceExec;
+use datafusion::physical_expr::utils::collect_columns;
 use datafusion::physical_plan::ExecutionPlan;
 
 /// The file scans of a subtree: `Some` with each scan's config if there is at least one.
@@ -45,19 +47,31 @@ pub(super) fn estimated_scan_bytes(plan: &Arc<dyn ExecutionPlan>) -> Option<u64>
 }
 
 fn scan_output_bytes(config: &FileScanConfig) -> u64 {
-    // The source's own statistics, projected to the columns it reads (the plan node's are
-    // unknown unless asked through DataFusion's statistics context).
-    let statistics = DataSource::partition_statistics(config, None).ok();
-    let rows = statistics.as_ref().and_then(|s| s.num_rows.get_value().copied());
-    match (statistics, rows) {
-        (Some(statistics), Some(rows)) => statistics
-            .column_statistics
-            .iter()
-            // A column without a size (a partition value) is taken as 8 bytes a row.
-            .map(|column| column.byte_size.get_value().copied().unwrap_or(rows.saturating_mul(8)) as u64)
-            .sum(),
-        _ => config.file_groups.iter().flat_map(|group| group.files()).map(file_bytes).sum(),
+    // The table's statistics (unprojected), from the files' footers where they were read.
+    let statistics = config.statistics();
+    let Some(rows) = statistics.num_rows.get_value().copied() else {
+        return config.file_groups.iter().flat_map(|group| group.files()).map(file_bytes).sum();
+    };
+    read_columns(config)
+        .into_iter()
+        .filter_map(|index| statistics.column_statistics.get(index))
+        // A column without a size (a partition value) is taken as 8 bytes a row.
+        .map(|column| column.byte_size.get_value().copied().unwrap_or(rows.saturating_mul(8)) as u64)
+        .sum()
+}
+
+/// The table columns a scan reads: those it produces and those its pushed-down filter reads
+/// (`count(*) ... WHERE x > 0` produces no column but reads `x`).
+fn read_columns(config: &FileScanConfig) -> BTreeSet<usize> {
+    let source = config.file_source();
+    let mut columns: BTreeSet<usize> = match source.projection() {
+        Some(projection) => projection.column_indices().into_iter().collect(),
+        None => (0..source.table_schema().table_schema().fields().len()).collect(),
+    };
+    if let Some(filter) = source.filter() {
+        columns.extend(collect_columns(&filter).iter().map(|column| column.index()));
     }
+    columns
 }
 
 /// The bytes of a file, or of the range of it a scan reads.
@@ -84,7 +98,10 @@ mod tests {
     #[tokio::test]
     async fn scans_are_sized_by_the_columns_they_read() -> datafusion::common::Result<()> {
         let dir = tempfile::tempdir()?;
-        let ctx = SessionContext::new();
+        // As Glaux's sessions: filters are pushed into the Parquet reader, out of the projection.
+        let mut config = datafusion::prelude::SessionConfig::new();
+        config.options_mut().execution.parquet.pushdown_filters = true;
+        let ctx = SessionContext::new_with_config(config);
         let rows = concat!(
             "SELECT CAST(v AS INT) AS a, CAST(v AS BIGINT) AS b, repeat(md5(CAST(v AS VARCHAR)), 3) AS c ",
             "FROM range(10000) t(v)"
@@ -97,6 +114,9 @@ mod tests {
         // Fixed-width columns: their width times the rows, whatever the file's encoding.
         assert_eq!(estimate(&ctx, "SELECT a FROM t").await?, Some(40_000));
         assert_eq!(estimate(&ctx, "SELECT a, b FROM t").await?, Some(120_000));
+        // A filter's columns are read even where the scan produces none of them.
+        assert_eq!(estimate(&ctx, "SELECT count(*) FROM t WHERE b % 2 = 0").await?, Some(80_000));
+        assert_eq!(estimate(&ctx, "SELECT a FROM t WHERE b > 5").await?, Some(120_000));
         // Read twice (a self-join), counted twice.
         assert_eq!(estimate(&ctx, "SELECT x.a FROM t x JOIN t y ON x.a = y.a").await?, Some(80_000));
         // A string column: its uncompressed size in the file (96 bytes a row, and their lengths).
