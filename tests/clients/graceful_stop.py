@@ -59,9 +59,11 @@ SCHEDULER = f"127.0.0.1:{free_port()}"
 
 def scheduler(name, *flags):
     """A scheduler on the fixed address (executors find it again after a restart)."""
+    # Every query spreads (`--small-query-bytes 0`): the test stops executors under running
+    # queries, which must have tasks on both.
     doors, process = glaux_binary.start(
         ["scheduler", "--flight-sql-addr", SCHEDULER, "--http-addr", "127.0.0.1:0", "--warehouse", warehouse,
-         "--catalog", catalog, *flags],
+         "--catalog", catalog, "--small-query-bytes", "0", *flags],
         {"http": "Athena API on http://"}, log=os.path.join(work, f"{name}.log"))
     return doors["http"], process
 
