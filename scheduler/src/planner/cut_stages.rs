@@ -51,25 +51,23 @@ use glaux_proto::{
 };
 
 use super::assign_tasks::assign_tasks;
-use super::scan_files::{estimated_scan_bytes, scan_files};
+use super::scan_files::scan_files;
 use super::{Exchange, SingleTask, Stage};
 use crate::cluster::ExecutorInfo;
 
 /// Cuts `plan` into stages for `executors`: the scheduler's part (stage 0) and the executor
-/// stages, inputs before the stages that read them. A plan whose scans produce at most
-/// `small_query_bytes` (0: none) runs below its final gather as one task.
+/// stages, inputs before the stages that read them. A small query (`small`: what its scans are
+/// estimated to produce, see [`estimated_scan_bytes`](super::estimated_scan_bytes)) runs below
+/// its final gather as one task.
 pub fn cut_stages(
     query: &QueryId,
     plan: Arc<dyn ExecutionPlan>,
     executors: &[ExecutorInfo],
     signer: &TaskSigner,
-    small_query_bytes: u64,
+    small: Option<u64>,
 ) -> Result<(Arc<dyn ExecutionPlan>, Vec<Stage>)> {
     let produced = produced_filters(&plan);
-    let small = match estimated_scan_bytes(&plan) {
-        Some(bytes) if small_query_bytes > 0 && bytes <= small_query_bytes && !executors.is_empty() => Some(bytes),
-        _ => None,
-    };
+    let small = small.filter(|_| !executors.is_empty());
     let mut cutter = Cutter { query, executors, signer, stages: Vec::new(), produced, small };
     let root = cutter.scheduler_part(plan)?;
     Ok((root, cutter.stages))

@@ -46,6 +46,7 @@ pub use cut_stages::cut_stages;
 pub use explain::{render_analyzed_plan, render_distributed_plan};
 pub use restrict_to_task::{TaskPlan, task_plan};
 pub use row_group_cuts::cut_at_row_groups;
+pub use scan_files::estimated_scan_bytes;
 
 /// A query cut into stages.
 #[derive(Debug)]
@@ -72,9 +73,9 @@ impl DistributedPlan {
         executors: &[crate::cluster::ExecutorInfo],
         scans: Vec<TableScanReport>,
         signer: &Arc<glaux_proto::TaskSigner>,
-        small_query_bytes: u64,
+        small: Option<u64>,
     ) -> Result<Self, CutError> {
-        let (root, mut stages) = cut_stages(&query, plan, executors, signer, small_query_bytes)?;
+        let (root, mut stages) = cut_stages(&query, plan, executors, signer, small)?;
         for stage in &mut stages {
             stage.plan = attach_join_filters(Arc::clone(&stage.plan))?;
         }

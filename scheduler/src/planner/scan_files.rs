@@ -32,7 +32,7 @@ fn collect_scans(plan: &Arc<dyn ExecutionPlan>, scans: &mut Vec<FileScanConfig>)
 /// times its rows, another column's uncompressed size), or the bytes of its files (or byte
 /// ranges) where the scan has no row count (CSV, JSON, partitioned tables, whose footers are not
 /// read while planning). `None` if the subtree reads no files.
-pub(super) fn estimated_scan_bytes(plan: &Arc<dyn ExecutionPlan>) -> Option<u64> {
+pub fn estimated_scan_bytes(plan: &Arc<dyn ExecutionPlan>) -> Option<u64> {
     let mut total = None;
     // The closure never fails, so neither does the traversal.
     let _ = plan.apply(|node| {

@@ -77,10 +77,9 @@ impl QueryRunner {
         let started = Instant::now();
         let placement = self.cluster.place();
         let executors = placement.executors.clone();
-        let planned = physical_plan(state, plan, &executors).await?;
-        let small = super::small_query_bytes(state);
+        let planned = physical_plan(state, plan, &executors, super::small_query_bytes(state)).await?;
         let distributed =
-            distributed_plan(query.clone(), planned.physical, &executors, planned.scans, &self.signer, small)?;
+            distributed_plan(query.clone(), planned.physical, &executors, planned.scans, &self.signer, planned.small)?;
         let Some(reader) = gathered(&distributed.root) else { return Ok(None) };
         let stage = reader.stage();
         let Some(tasks) = distributed.stages.iter().find(|s| s.id == stage).map(|s| s.tasks.len()) else {

@@ -29,7 +29,7 @@ use super::stats::{ProgressProbe, ProgressSlot, QueryStatsHandle};
 use super::{QueryResult, RetryPolicy};
 use crate::cluster::{ClusterState, ExecutorInfo};
 use crate::error::{ErrorKind, SchedulerError};
-use crate::planner::{CutError, DistributedPlan, cut_at_row_groups};
+use crate::planner::{CutError, DistributedPlan, cut_at_row_groups, estimated_scan_bytes};
 
 /// How often a query is planned and started when executors turn out to be lost.
 const MAX_ATTEMPTS: usize = 3;
@@ -171,9 +171,8 @@ impl QueryRunner {
         plan: &LogicalPlan,
     ) -> Result<DistributedPlan, SchedulerError> {
         let executors = self.cluster.schedulable();
-        let planned = physical_plan(state, plan, &executors).await?;
-        let small = super::small_query_bytes(state);
-        distributed_plan(query, planned.physical, &executors, planned.scans, &self.signer, small)
+        let planned = physical_plan(state, plan, &executors, super::small_query_bytes(state)).await?;
+        distributed_plan(query, planned.physical, &executors, planned.scans, &self.signer, planned.small)
     }
 
     async fn start(
@@ -189,7 +188,10 @@ impl QueryRunner {
         // Held until the tasks are installed: an executor draining meanwhile waits for them.
         let placement = self.cluster.place();
         let executors = placement.executors.clone();
-        let Planned { mut physical, scans, in_use } = physical_plan(state, plan, &executors).await?;
+        // Writes always spread: each executor's writers write their share of the files.
+        let small_query_bytes = if write.is_some() { 0 } else { super::small_query_bytes(state) };
+        let Planned { mut physical, scans, in_use, small } =
+            physical_plan(state, plan, &executors, small_query_bytes).await?;
         if let Some(write) = write {
             if let Some(bucket) = crate::write::bucket_column(write) {
                 // One writer holds each bucket: the rows are shuffled by it.
@@ -207,8 +209,6 @@ impl QueryRunner {
         }
         let planned = started.elapsed();
         let policy = state.config().get_extension::<RetryPolicy>().map(|p| *p).unwrap_or_default();
-        // Writes always spread: each executor's writers write their share of the files.
-        let small = if write.is_some() { 0 } else { super::small_query_bytes(state) };
         let mut distributed = distributed_plan(query.clone(), physical, &executors, scans, &self.signer, small)?;
         distributed.spool = policy == RetryPolicy::Task;
         let cut = started.elapsed();
@@ -293,19 +293,23 @@ impl QueryRunner {
 }
 
 /// DataFusion's physical plan for the executors alive, and what its scans of partitioned tables
-/// selected.
+/// selected. A query whose scans are estimated to produce at most `small_query_bytes` (0: none)
+/// is small: it runs whole as one task.
 pub(super) async fn physical_plan(
     state: &SessionState,
     plan: &LogicalPlan,
     executors: &[ExecutorInfo],
+    small_query_bytes: u64,
 ) -> Result<Planned, SchedulerError> {
     let mut state = state.clone();
     let slots: usize = executors.iter().map(|e| e.task_slots as usize).sum();
     state.config_mut().options_mut().execution.target_partitions = slots.max(1);
+    // Optimizing folds constants: a cast of a bad literal fails here.
+    let plan = &state.optimize(plan).map_err(|e| crate::trino::planning_error(e, "", &state))?;
     let report = Arc::new(PruningReport::default());
     state.config_mut().set_extension(Arc::clone(&report));
-    // Optimizing folds constants: a cast of a bad literal fails here. Scans list their files
-    // here: no write commits meanwhile, so the plan holds all of a write's files or none.
+    // Scans list their files here: no write commits meanwhile, so the plan holds all of a
+    // write's files or none.
     let visibility = state.config().get_extension::<ListingCache>().map(|c| Arc::clone(c.visibility()));
     let started = Instant::now();
     let planning = match &visibility {
@@ -313,7 +317,11 @@ pub(super) async fn physical_plan(
         None => None,
     };
     let admitted = started.elapsed();
-    let physical = state.create_physical_plan(plan).await.map_err(|e| crate::trino::planning_error(e, "", &state))?;
+    let physical = state
+        .query_planner()
+        .create_physical_plan(plan, &state)
+        .await
+        .map_err(|e| crate::trino::planning_error(e, "", &state))?;
     let datafusion = started.elapsed();
     // Files a later commit replaces are kept until the query ends.
     let in_use = visibility.as_ref().map(|v| v.in_use());
@@ -324,7 +332,8 @@ pub(super) async fn physical_plan(
         let shown = datafusion::physical_plan::displayable(physical.as_ref()).set_show_statistics(true).indent(true);
         tracing::trace!(plan = %shown, "physical plan with DataFusion's estimates");
     }
-    Ok(Planned { physical, scans: report.scans(), in_use })
+    let small = estimated_scan_bytes(&physical).filter(|&bytes| small_query_bytes > 0 && bytes <= small_query_bytes);
+    Ok(Planned { physical, scans: report.scans(), in_use, small })
 }
 
 /// A query's physical plan, what its scans selected, and its hold on the files it lists.
@@ -332,6 +341,8 @@ pub(super) struct Planned {
     pub physical: Arc<dyn ExecutionPlan>,
     pub scans: Vec<TableScanReport>,
     pub in_use: Option<InUse>,
+    /// A small query: what its scans are estimated to produce.
+    pub small: Option<u64>,
 }
 
 pub(super) fn distributed_plan(
@@ -340,9 +351,9 @@ pub(super) fn distributed_plan(
     executors: &[ExecutorInfo],
     scans: Vec<TableScanReport>,
     signer: &Arc<TaskSigner>,
-    small_query_bytes: u64,
+    small: Option<u64>,
 ) -> Result<DistributedPlan, SchedulerError> {
-    DistributedPlan::cut(query, physical, executors, scans, signer, small_query_bytes).map_err(|e| match e {
+    DistributedPlan::cut(query, physical, executors, scans, signer, small).map_err(|e| match e {
         CutError::Plan(e) => SchedulerError::plan(e),
         CutError::Broken(broken) => SchedulerError::Internal(broken),
     })
