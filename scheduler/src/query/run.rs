@@ -304,12 +304,10 @@ pub(super) async fn physical_plan(
     let mut state = state.clone();
     let slots: usize = executors.iter().map(|e| e.task_slots as usize).sum();
     state.config_mut().options_mut().execution.target_partitions = slots.max(1);
-    // Optimizing folds constants: a cast of a bad literal fails here.
-    let plan = &state.optimize(plan).map_err(|e| crate::trino::planning_error(e, "", &state))?;
     let report = Arc::new(PruningReport::default());
     state.config_mut().set_extension(Arc::clone(&report));
-    // Scans list their files here: no write commits meanwhile, so the plan holds all of a
-    // write's files or none.
+    // Optimizing folds constants: a cast of a bad literal fails here. Scans list their files
+    // here: no write commits meanwhile, so the plan holds all of a write's files or none.
     let visibility = state.config().get_extension::<ListingCache>().map(|c| Arc::clone(c.visibility()));
     let started = Instant::now();
     let planning = match &visibility {
@@ -317,11 +315,7 @@ pub(super) async fn physical_plan(
         None => None,
     };
     let admitted = started.elapsed();
-    let physical = state
-        .query_planner()
-        .create_physical_plan(plan, &state)
-        .await
-        .map_err(|e| crate::trino::planning_error(e, "", &state))?;
+    let physical = state.create_physical_plan(plan).await.map_err(|e| crate::trino::planning_error(e, "", &state))?;
     let datafusion = started.elapsed();
     // Files a later commit replaces are kept until the query ends.
     let in_use = visibility.as_ref().map(|v| v.in_use());
