@@ -12,19 +12,21 @@ use datafusion::physical_plan::ExecutionPlan;
 /// The file scans of a subtree: `Some` with each scan's config if there is at least one.
 pub(super) fn scan_files(plan: &Arc<dyn ExecutionPlan>) -> Option<Vec<FileScanConfig>> {
     let mut scans = Vec::new();
-    collect_scans(plan, &mut scans);
+    for_each_scan(plan, |config| scans.push(config.clone()));
     (!scans.is_empty()).then_some(scans)
 }
 
-fn collect_scans(plan: &Arc<dyn ExecutionPlan>, scans: &mut Vec<FileScanConfig>) {
-    if let Some(source) = plan.downcast_ref::<DataSourceExec>()
-        && let Some(config) = source.data_source().downcast_ref::<FileScanConfig>()
-    {
-        scans.push(config.clone());
-    }
-    for child in plan.children() {
-        collect_scans(child, scans);
-    }
+/// Calls `f` with the config of each file scan in the subtree.
+fn for_each_scan(plan: &Arc<dyn ExecutionPlan>, mut f: impl FnMut(&FileScanConfig)) {
+    // The closure never fails, so neither does the traversal.
+    let _ = plan.apply(|node| {
+        if let Some(source) = node.downcast_ref::<DataSourceExec>()
+            && let Some(config) = source.data_source().downcast_ref::<FileScanConfig>()
+        {
+            f(config);
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
 }
 
 /// What the subtree's file scans are expected to produce, in bytes: per scan, the Arrow size of
@@ -34,15 +36,7 @@ fn collect_scans(plan: &Arc<dyn ExecutionPlan>, scans: &mut Vec<FileScanConfig>)
 /// read while planning). `None` if the subtree reads no files.
 pub fn estimated_scan_bytes(plan: &Arc<dyn ExecutionPlan>) -> Option<u64> {
     let mut total = None;
-    // The closure never fails, so neither does the traversal.
-    let _ = plan.apply(|node| {
-        if let Some(source) = node.downcast_ref::<DataSourceExec>()
-            && let Some(config) = source.data_source().downcast_ref::<FileScanConfig>()
-        {
-            *total.get_or_insert(0u64) += scan_output_bytes(config);
-        }
-        Ok(TreeNodeRecursion::Continue)
-    });
+    for_each_scan(plan, |config| *total.get_or_insert(0u64) += scan_output_bytes(config));
     total
 }
 

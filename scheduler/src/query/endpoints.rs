@@ -77,7 +77,7 @@ impl QueryRunner {
         let started = Instant::now();
         let placement = self.cluster.place();
         let executors = placement.executors.clone();
-        let planned = physical_plan(state, plan, &executors, super::small_query_bytes(state)).await?;
+        let planned = physical_plan(state, plan, &executors).await?;
         let distributed =
             distributed_plan(query.clone(), planned.physical, &executors, planned.scans, &self.signer, planned.small)?;
         let Some(reader) = gathered(&distributed.root) else { return Ok(None) };

@@ -171,7 +171,7 @@ impl QueryRunner {
         plan: &LogicalPlan,
     ) -> Result<DistributedPlan, SchedulerError> {
         let executors = self.cluster.schedulable();
-        let planned = physical_plan(state, plan, &executors, super::small_query_bytes(state)).await?;
+        let planned = physical_plan(state, plan, &executors).await?;
         distributed_plan(query, planned.physical, &executors, planned.scans, &self.signer, planned.small)
     }
 
@@ -188,10 +188,9 @@ impl QueryRunner {
         // Held until the tasks are installed: an executor draining meanwhile waits for them.
         let placement = self.cluster.place();
         let executors = placement.executors.clone();
+        let Planned { mut physical, scans, in_use, small } = physical_plan(state, plan, &executors).await?;
         // Writes always spread: each executor's writers write their share of the files.
-        let small_query_bytes = if write.is_some() { 0 } else { super::small_query_bytes(state) };
-        let Planned { mut physical, scans, in_use, small } =
-            physical_plan(state, plan, &executors, small_query_bytes).await?;
+        let small = small.filter(|_| write.is_none());
         if let Some(write) = write {
             if let Some(bucket) = crate::write::bucket_column(write) {
                 // One writer holds each bucket: the rows are shuffled by it.
@@ -293,13 +292,12 @@ impl QueryRunner {
 }
 
 /// DataFusion's physical plan for the executors alive, and what its scans of partitioned tables
-/// selected. A query whose scans are estimated to produce at most `small_query_bytes` (0: none)
-/// is small: it runs whole as one task.
+/// selected. A query whose scans are estimated to produce at most the session's small-query
+/// bound (0: none) is small: it runs whole as one task.
 pub(super) async fn physical_plan(
     state: &SessionState,
     plan: &LogicalPlan,
     executors: &[ExecutorInfo],
-    small_query_bytes: u64,
 ) -> Result<Planned, SchedulerError> {
     let mut state = state.clone();
     let slots: usize = executors.iter().map(|e| e.task_slots as usize).sum();
@@ -326,7 +324,8 @@ pub(super) async fn physical_plan(
         let shown = datafusion::physical_plan::displayable(physical.as_ref()).set_show_statistics(true).indent(true);
         tracing::trace!(plan = %shown, "physical plan with DataFusion's estimates");
     }
-    let small = estimated_scan_bytes(&physical).filter(|&bytes| small_query_bytes > 0 && bytes <= small_query_bytes);
+    let bound = super::small_query_bytes(&state);
+    let small = estimated_scan_bytes(&physical).filter(|&bytes| bound > 0 && bytes <= bound);
     Ok(Planned { physical, scans: report.scans(), in_use, small })
 }
 
