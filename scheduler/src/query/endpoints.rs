@@ -26,7 +26,8 @@ use glaux_proto::{ClusterChannels, ExecutorAddr, QueryId, StageId, StageReaderEx
 
 use super::QueryResult;
 use super::guard::guarded;
-use super::run::{QueryRunner, distributed_plan, physical_plan};
+use super::physical::physical_plan;
+use super::run::{QueryRunner, distributed_plan};
 use super::stats::{ProgressProbe, ProgressSlot, QueryStatsHandle};
 use crate::cluster::ClusterState;
 use crate::error::{ErrorKind, SchedulerError};
@@ -77,7 +78,7 @@ impl QueryRunner {
         let started = Instant::now();
         let placement = self.cluster.place();
         let executors = placement.executors.clone();
-        let planned = physical_plan(state, plan, &executors).await?;
+        let planned = physical_plan(state, plan, &executors, true).await?;
         let distributed =
             distributed_plan(query.clone(), planned.physical, &executors, planned.scans, &self.signer, planned.small)?;
         let Some(reader) = gathered(&distributed.root) else { return Ok(None) };

@@ -4,6 +4,7 @@
 //! dropped.
 //!
 //! - `run.rs`: [`QueryRunner`]: plan, launch, run, re-plan; the plans `EXPLAIN [ANALYZE]` shows.
+//! - `physical.rs`: DataFusion's physical plan, made once; a small query optimized as for one process.
 //! - `launch.rs`: a task's definition, and installing tasks on an executor.
 //! - `guard.rs`: ending a query's tasks when its stream ends or is dropped.
 //! - `stats.rs`: the statistics and progress of a running query.
@@ -17,6 +18,7 @@ mod endpoints;
 mod guard;
 mod launch;
 mod live;
+mod physical;
 mod recovery;
 mod rerun;
 mod run;

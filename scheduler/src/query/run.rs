@@ -14,22 +14,23 @@ use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
 use datafusion::physical_plan::{ExecutionPlan, execute_stream};
 use futures::{StreamExt, TryStreamExt, stream};
-use glaux_catalog::{PruningReport, TableScanReport};
+use glaux_catalog::TableScanReport;
 use glaux_proto::{
     ClusterChannels, Compute, ExecutorAddr, QueryId, RerunHandle, TableWriteExec, TaskRerun, TaskSigner, WriteSpec,
 };
-use glaux_storage::{InUse, ListingCache};
+use glaux_storage::InUse;
 use tokio::sync::mpsc;
 
 use super::guard::{Abandoned, QueryGuard, guarded};
 use super::launch::launch;
+use super::physical::{Planned, physical_plan};
 use super::recovery::{MAX_ATTEMPTS as MAX_TASK_ATTEMPTS, Recoveries, Recovery};
 use super::rerun::{MAX_RERUNS_PER_SOURCE, Reruns};
 use super::stats::{ProgressProbe, ProgressSlot, QueryStatsHandle};
 use super::{QueryResult, RetryPolicy};
 use crate::cluster::{ClusterState, ExecutorInfo};
 use crate::error::{ErrorKind, SchedulerError};
-use crate::planner::{CutError, DistributedPlan, cut_at_row_groups, estimated_scan_bytes};
+use crate::planner::{CutError, DistributedPlan};
 
 /// How often a query is planned and started when executors turn out to be lost.
 const MAX_ATTEMPTS: usize = 3;
@@ -171,7 +172,7 @@ impl QueryRunner {
         plan: &LogicalPlan,
     ) -> Result<DistributedPlan, SchedulerError> {
         let executors = self.cluster.schedulable();
-        let planned = physical_plan(state, plan, &executors).await?;
+        let planned = physical_plan(state, plan, &executors, true).await?;
         distributed_plan(query, planned.physical, &executors, planned.scans, &self.signer, planned.small)
     }
 
@@ -188,9 +189,9 @@ impl QueryRunner {
         // Held until the tasks are installed: an executor draining meanwhile waits for them.
         let placement = self.cluster.place();
         let executors = placement.executors.clone();
-        let Planned { mut physical, scans, in_use, small } = physical_plan(state, plan, &executors).await?;
         // Writes always spread: each executor's writers write their share of the files.
-        let small = small.filter(|_| write.is_none());
+        let Planned { mut physical, scans, in_use, small } =
+            physical_plan(state, plan, &executors, write.is_none()).await?;
         if let Some(write) = write {
             if let Some(bucket) = crate::write::bucket_column(write) {
                 // One writer holds each bucket: the rows are shuffled by it.
@@ -289,53 +290,6 @@ impl QueryRunner {
         };
         (members, guard)
     }
-}
-
-/// DataFusion's physical plan for the executors alive, and what its scans of partitioned tables
-/// selected. A query whose scans are estimated to produce at most the session's small-query
-/// bound (0: none) is small: it runs whole as one task.
-pub(super) async fn physical_plan(
-    state: &SessionState,
-    plan: &LogicalPlan,
-    executors: &[ExecutorInfo],
-) -> Result<Planned, SchedulerError> {
-    let mut state = state.clone();
-    let slots: usize = executors.iter().map(|e| e.task_slots as usize).sum();
-    state.config_mut().options_mut().execution.target_partitions = slots.max(1);
-    let report = Arc::new(PruningReport::default());
-    state.config_mut().set_extension(Arc::clone(&report));
-    // Optimizing folds constants: a cast of a bad literal fails here. Scans list their files
-    // here: no write commits meanwhile, so the plan holds all of a write's files or none.
-    let visibility = state.config().get_extension::<ListingCache>().map(|c| Arc::clone(c.visibility()));
-    let started = Instant::now();
-    let planning = match &visibility {
-        Some(visibility) => Some(visibility.planning().await),
-        None => None,
-    };
-    let admitted = started.elapsed();
-    let physical = state.create_physical_plan(plan).await.map_err(|e| crate::trino::planning_error(e, "", &state))?;
-    let datafusion = started.elapsed();
-    // Files a later commit replaces are kept until the query ends.
-    let in_use = visibility.as_ref().map(|v| v.in_use());
-    drop(planning);
-    let physical = cut_at_row_groups(physical, &state).await.map_err(SchedulerError::plan)?;
-    tracing::debug!(?admitted, ?datafusion, row_groups = ?started.elapsed(), "physical plan made");
-    if tracing::enabled!(tracing::Level::TRACE) {
-        let shown = datafusion::physical_plan::displayable(physical.as_ref()).set_show_statistics(true).indent(true);
-        tracing::trace!(plan = %shown, "physical plan with DataFusion's estimates");
-    }
-    let bound = super::small_query_bytes(&state);
-    let small = estimated_scan_bytes(&physical).filter(|&bytes| bound > 0 && bytes <= bound);
-    Ok(Planned { physical, scans: report.scans(), in_use, small })
-}
-
-/// A query's physical plan, what its scans selected, and its hold on the files it lists.
-pub(super) struct Planned {
-    pub physical: Arc<dyn ExecutionPlan>,
-    pub scans: Vec<TableScanReport>,
-    pub in_use: Option<InUse>,
-    /// A small query: what its scans are estimated to produce.
-    pub small: Option<u64>,
 }
 
 pub(super) fn distributed_plan(
