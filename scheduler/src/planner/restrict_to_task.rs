@@ -7,17 +7,23 @@
 //! such a plan every partition that exists also runs, which is what a hash join's dynamic filter
 //! needs: it waits for every partition of its plan before it filters the probe-side scan.
 //!
-//! Otherwise (a union, a leaf we cannot narrow) the task gets the whole fragment with the other
-//! partitions' file groups emptied, and runs only its partitions; dynamic filters stay off there.
+//! A union is narrowed input by input (its partitions are its inputs' one after another), so
+//! the sales channels of a `UNION ALL` each keep their dynamic filters.
+//!
+//! Otherwise (a leaf we cannot narrow, a node that mixes partitions) the task gets the whole
+//! fragment with the other partitions' file groups emptied, and runs only its partitions;
+//! dynamic filters stay off there.
 //! Either way the plan sent over the wire names only the task's files.
 
 use std::sync::Arc;
 
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::Result;
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfig, FileScanConfigBuilder};
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::physical_plan::joins::{CrossJoinExec, HashJoinExec, NestedLoopJoinExec, PartitionMode};
+use datafusion::physical_plan::union::UnionExec;
 use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties, replace_children_if_necessary};
 
 use datafusion::common::internal_err;
@@ -104,6 +110,9 @@ fn narrow(plan: &Arc<dyn ExecutionPlan>, partitions: &[u32], count: usize) -> Re
         let config = FileScanConfigBuilder::from(config.clone()).with_file_groups(groups).build();
         return Ok(Some(Arc::new(DataSourceExec::new(Arc::new(config)))));
     }
+    if let Some(union) = plan.downcast_ref::<UnionExec>() {
+        return narrow_union(union, partitions, &plan.schema());
+    }
     let children = plan.children();
     if children.is_empty() {
         return Ok(None);
@@ -122,6 +131,35 @@ fn narrow(plan: &Arc<dyn ExecutionPlan>, partitions: &[u32], count: usize) -> Re
         }
     }
     replace_children_if_necessary(Arc::clone(plan), narrowed_children).map(Some)
+}
+
+/// A union's partitions are its inputs' one after another: each input keeps those of the task's
+/// that are its own, and an input with none is left out. `None` where the partitions are out of
+/// order, an input cannot be narrowed, or leaving inputs out would change the union's schema.
+fn narrow_union(union: &UnionExec, partitions: &[u32], schema: &SchemaRef) -> Result<Option<Arc<dyn ExecutionPlan>>> {
+    if !partitions.is_sorted() {
+        return Ok(None);
+    }
+    let mut inputs = Vec::new();
+    let mut first = 0;
+    for input in union.inputs() {
+        let end = first + input.output_partitioning().partition_count() as u32;
+        let own: Vec<u32> = partitions.iter().filter(|&&p| (first..end).contains(&p)).map(|&p| p - first).collect();
+        first = end;
+        if own.is_empty() {
+            continue;
+        }
+        match narrowed(input, &own)? {
+            Some(input) => inputs.push(input),
+            None => return Ok(None),
+        }
+    }
+    if inputs.is_empty() {
+        return Ok(None);
+    }
+    // Inputs of the union's own schema make a union of it; if not, the task runs it whole.
+    let Ok(union) = UnionExec::try_new(inputs) else { return Ok(None) };
+    Ok((union.schema() == *schema).then_some(union))
 }
 
 /// The input a join collects whole in every partition (its build side), if it has one.
@@ -158,4 +196,77 @@ fn restrict_to_task(stage: &Arc<dyn ExecutionPlan>, partitions: &[u32]) -> Resul
         Ok(Transformed::yes(restricted))
     })?;
     Ok(restricted.data)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use datafusion::physical_plan::{ExecutionPlanProperties, collect_partitioned};
+    use datafusion::prelude::{SessionConfig, SessionContext};
+    use glaux_proto::{ExecutorAddr, StageId, TaskId};
+
+    use super::task_plan;
+    use crate::planner::scan_files::scan_files;
+    use crate::planner::{Exchange, Stage, Task};
+
+    fn rows(batches: &[Vec<datafusion::arrow::array::RecordBatch>]) -> usize {
+        batches.iter().flatten().map(|b| b.num_rows()).sum()
+    }
+
+    /// A task of a stage holding a union gets each input's share of its partitions, so its plan
+    /// runs every partition it has (hash joins may filter scans), and the tasks together read
+    /// each row once.
+    #[tokio::test]
+    async fn a_union_is_narrowed_input_by_input() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let file = dir.path().join("t.parquet");
+        let mut config = SessionConfig::new().with_target_partitions(2);
+        // Two byte ranges of the one file per scan: two partitions per union input.
+        config.options_mut().optimizer.repartition_file_min_size = 1;
+        let ctx = SessionContext::new_with_config(config);
+        let written = "SELECT v AS a FROM range(100000) t(v)";
+        ctx.sql(&format!("COPY ({written}) TO '{}' STORED AS PARQUET", file.display())).await?.collect().await?;
+        ctx.register_parquet("t", file.to_str().unwrap_or_default(), Default::default()).await?;
+        let sql = "SELECT a FROM t WHERE a >= 10 UNION ALL SELECT a + 1 AS a FROM t WHERE a < 50000";
+        let plan = ctx.sql(sql).await?.create_physical_plan().await?;
+        assert_eq!(plan.output_partitioning().partition_count(), 4, "{plan:?}");
+        let expected = 99_990 + 50_000;
+        assert_eq!(rows(&collect_partitioned(Arc::clone(&plan), ctx.task_ctx()).await?), expected);
+        let executor = ExecutorAddr::parse("127.0.0.1:1")?;
+        for split in [[vec![0, 2], vec![1, 3]], [vec![0, 1], vec![2, 3]], [vec![0], vec![1, 2, 3]]] {
+            let tasks: Vec<Task> = split
+                .iter()
+                .enumerate()
+                .map(|(i, p)| Task {
+                    id: TaskId(i as u32),
+                    executor: executor.clone(),
+                    partitions: p.clone(),
+                    bytes: 0,
+                })
+                .collect();
+            let stage = Stage {
+                id: StageId(1),
+                plan: Arc::clone(&plan),
+                exchange: Exchange::Gather,
+                tasks: tasks.clone(),
+                files: 0,
+                bytes: 0,
+                single_task: None,
+            };
+            let mut read = 0;
+            for task in &tasks {
+                let task_plan = task_plan(&stage, task)?;
+                assert!(task_plan.dynamic_filters, "{split:?}");
+                let narrowed = task_plan.plan.output_partitioning().partition_count();
+                assert_eq!(narrowed, task.partitions.len(), "{split:?}");
+                let groups: usize =
+                    scan_files(&task_plan.plan).into_iter().flatten().map(|s| s.file_groups.len()).sum();
+                assert_eq!(groups, task.partitions.len(), "{split:?}: only the task's file groups");
+                read += rows(&collect_partitioned(task_plan.plan, ctx.task_ctx()).await?);
+            }
+            assert_eq!(read, expected, "{split:?}");
+        }
+        Ok(())
+    }
 }

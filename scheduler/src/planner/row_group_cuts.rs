@@ -8,6 +8,9 @@
 //! the other three, and the query waits for the larger. Moving each cut to the row-group start
 //! nearest to it makes that four and four.
 //!
+//! A partition left with no row group to read is dropped from the scan (a small dimension
+//! table of one row group, cut in two by DataFusion, is one partition, so one task).
+//!
 //! DataFusion's cuts are contiguous, so a scan has at most `partitions - 1` cut files: only their
 //! footers are read, through the scheduler's file-metadata cache (the footers of unpartitioned
 //! tables are already there, read for their statistics). A footer that cannot be read leaves
@@ -150,7 +153,17 @@ fn recut(config: &FileScanConfig, starts: &HashMap<Path, Vec<u64>>) -> Option<Ve
         }
         moved = true;
     }
-    moved.then(|| groups.into_iter().map(|g| FileGroup::new(g.into_iter().flatten().collect())).collect())
+    if !moved {
+        return None;
+    }
+    let groups: Vec<FileGroup> =
+        groups.into_iter().map(|g| FileGroup::new(g.into_iter().flatten().collect())).collect();
+    // A group left with nothing to read goes: its partition would read nothing, yet as part of
+    // an executor stage it would still be a task to launch and a stream to read. Nothing above a
+    // scan needs its partition count (operators that need inputs partitioned alike require hash
+    // partitioning, which a scan does not have).
+    let reading: Vec<FileGroup> = groups.iter().filter(|g| !g.is_empty()).cloned().collect();
+    Some(if reading.is_empty() { groups } else { reading })
 }
 
 /// Ranges that tile the same bytes as `ranges` (which tile a file contiguously, in order), with
@@ -176,7 +189,47 @@ fn snap(ranges: &[(u64, u64)], starts: &[u64]) -> Option<Vec<(u64, u64)>> {
 
 #[cfg(test)]
 mod tests {
-    use super::snap;
+    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+    use datafusion::datasource::physical_plan::FileScanConfig;
+    use datafusion::datasource::source::DataSourceExec;
+    use datafusion::physical_plan::ExecutionPlanProperties;
+    use datafusion::prelude::{SessionConfig, SessionContext};
+
+    use super::{cut_at_row_groups, snap};
+
+    /// A file of one row group that DataFusion cut in two is read by one partition, and the
+    /// other partition, which would read nothing, is gone.
+    #[tokio::test]
+    async fn a_partition_left_with_nothing_to_read_is_dropped() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let file = dir.path().join("t.parquet");
+        let mut config = SessionConfig::new().with_target_partitions(2);
+        config.options_mut().optimizer.repartition_file_min_size = 1;
+        let ctx = SessionContext::new_with_config(config);
+        let written = "SELECT v AS a FROM range(20000) t(v)";
+        ctx.sql(&format!("COPY ({written}) TO '{}' STORED AS PARQUET", file.display())).await?.collect().await?;
+        ctx.register_parquet("t", file.to_str().unwrap_or_default(), Default::default()).await?;
+        let plan = ctx.sql("SELECT a FROM t WHERE a % 3 = 0").await?.create_physical_plan().await?;
+        assert_eq!(plan.output_partitioning().partition_count(), 2, "DataFusion cuts the file in two");
+        let cut = cut_at_row_groups(plan, &ctx.state()).await?;
+        assert_eq!(cut.output_partitioning().partition_count(), 1);
+        let mut scans = 0;
+        cut.apply(|node| {
+            if let Some(config) = node
+                .downcast_ref::<DataSourceExec>()
+                .and_then(|source| source.data_source().downcast_ref::<FileScanConfig>())
+            {
+                scans += 1;
+                assert_eq!(config.file_groups.len(), 1);
+                assert_eq!(config.file_groups[0].files().len(), 1);
+            }
+            Ok(TreeNodeRecursion::Continue)
+        })?;
+        assert_eq!(scans, 1);
+        let batches = datafusion::physical_plan::collect(cut, ctx.task_ctx()).await?;
+        assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 6667);
+        Ok(())
+    }
 
     #[test]
     fn a_cut_moves_to_the_nearest_row_group_start() {
