@@ -54,10 +54,14 @@ pub(super) async fn physical_plan(
     let mut state = state.clone();
     let slots: usize = executors.iter().map(|e| e.task_slots as usize).sum();
     state.config_mut().options_mut().execution.target_partitions = slots.max(1);
+    let planning_error = |e, state: &SessionState| crate::trino::planning_error(e, "", state);
+    // Optimizing folds constants: a cast of a bad literal fails here. It lists no file, so it
+    // runs before the commit gate is taken.
+    let logical = state.optimize(plan).map_err(|e| planning_error(e, &state))?;
     let report = Arc::new(PruningReport::default());
     state.config_mut().set_extension(Arc::clone(&report));
-    // Optimizing folds constants: a cast of a bad literal fails here. Scans list their files
-    // here: no write commits meanwhile, so the plan holds all of a write's files or none.
+    // Scans list their files here: no write commits meanwhile, so the plan holds all of a
+    // write's files or none.
     let visibility = state.config().get_extension::<ListingCache>().map(|c| Arc::clone(c.visibility()));
     let started = Instant::now();
     let planning = match &visibility {
@@ -65,8 +69,7 @@ pub(super) async fn physical_plan(
         None => None,
     };
     let admitted = started.elapsed();
-    let planning_error = |e, state: &SessionState| crate::trino::planning_error(e, "", state);
-    let initial = initial_plan(&mut state, plan).await.map_err(|e| planning_error(e, &state))?;
+    let initial = initial_plan(&mut state, &logical).await.map_err(|e| planning_error(e, &state))?;
     let initial_done = started.elapsed();
     // Files a later commit replaces are kept until the query ends.
     let in_use = visibility.as_ref().map(|v| v.in_use());
@@ -118,17 +121,16 @@ enum Initial {
     Whole(Arc<dyn ExecutionPlan>),
 }
 
-/// `plan` optimized (logical rules) and made physical, before any physical optimizer rule.
-async fn initial_plan(state: &mut SessionState, plan: &LogicalPlan) -> DfResult<Initial> {
-    let logical = state.optimize(plan)?;
+/// `logical` (an optimized logical plan) made physical, before any physical optimizer rule.
+async fn initial_plan(state: &mut SessionState, logical: &LogicalPlan) -> DfResult<Initial> {
     // DataFusion plans and optimizes an EXPLAIN's plan itself, to show it.
     if matches!(logical, LogicalPlan::Explain(_) | LogicalPlan::Analyze(_)) {
         let planner = Session::query_planner(&*state);
-        return Ok(Initial::Whole(planner.create_physical_plan(&logical, state).await?));
+        return Ok(Initial::Whole(planner.create_physical_plan(logical, state).await?));
     }
     let keep = Arc::new(KeepInitialPlan::default());
     let session = InitialOnly { state, rules: [Arc::clone(&keep) as _] };
-    let made = DefaultPhysicalPlanner::default().create_physical_plan(&logical, &session).await?;
+    let made = DefaultPhysicalPlanner::default().create_physical_plan(logical, &session).await?;
     let kept = keep.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
     Ok(kept.map_or(Initial::Whole(made), Initial::Unoptimized))
 }
