@@ -213,3 +213,19 @@ pub struct Task {
     /// Bytes its scans are expected to read.
     pub bytes: u64,
 }
+
+/// Table `t` of column `a` (the values of `written`, which names its column `a`) in one Parquet
+/// file, in a session that cuts any file over 2 partitions; the directory holds the file.
+#[cfg(test)]
+pub(crate) async fn one_file_table(
+    written: &str,
+) -> Result<(tempfile::TempDir, datafusion::prelude::SessionContext), Box<dyn std::error::Error>> {
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("t.parquet");
+    let mut config = datafusion::prelude::SessionConfig::new().with_target_partitions(2);
+    config.options_mut().optimizer.repartition_file_min_size = 1;
+    let ctx = datafusion::prelude::SessionContext::new_with_config(config);
+    ctx.sql(&format!("COPY ({written}) TO '{}' STORED AS PARQUET", file.display())).await?.collect().await?;
+    ctx.register_parquet("t", file.to_str().unwrap_or_default(), Default::default()).await?;
+    Ok((dir, ctx))
+}

@@ -203,7 +203,6 @@ mod tests {
     use std::sync::Arc;
 
     use datafusion::physical_plan::{ExecutionPlanProperties, collect_partitioned};
-    use datafusion::prelude::{SessionConfig, SessionContext};
     use glaux_proto::{ExecutorAddr, StageId, TaskId};
 
     use super::task_plan;
@@ -219,15 +218,8 @@ mod tests {
     /// each row once.
     #[tokio::test]
     async fn a_union_is_narrowed_input_by_input() -> Result<(), Box<dyn std::error::Error>> {
-        let dir = tempfile::tempdir()?;
-        let file = dir.path().join("t.parquet");
-        let mut config = SessionConfig::new().with_target_partitions(2);
         // Two byte ranges of the one file per scan: two partitions per union input.
-        config.options_mut().optimizer.repartition_file_min_size = 1;
-        let ctx = SessionContext::new_with_config(config);
-        let written = "SELECT v AS a FROM range(100000) t(v)";
-        ctx.sql(&format!("COPY ({written}) TO '{}' STORED AS PARQUET", file.display())).await?.collect().await?;
-        ctx.register_parquet("t", file.to_str().unwrap_or_default(), Default::default()).await?;
+        let (_dir, ctx) = crate::planner::one_file_table("SELECT v AS a FROM range(100000) t(v)").await?;
         let sql = "SELECT a FROM t WHERE a >= 10 UNION ALL SELECT a + 1 AS a FROM t WHERE a < 50000";
         let plan = ctx.sql(sql).await?.create_physical_plan().await?;
         assert_eq!(plan.output_partitioning().partition_count(), 4, "{plan:?}");

@@ -205,7 +205,6 @@ mod tests {
     use datafusion::datasource::physical_plan::FileScanConfig;
     use datafusion::datasource::source::DataSourceExec;
     use datafusion::physical_plan::ExecutionPlanProperties;
-    use datafusion::prelude::{SessionConfig, SessionContext};
 
     use super::{cut_at_row_groups, snap};
 
@@ -214,14 +213,7 @@ mod tests {
     /// query's).
     #[tokio::test]
     async fn a_partition_left_with_nothing_to_read_is_dropped() -> Result<(), Box<dyn std::error::Error>> {
-        let dir = tempfile::tempdir()?;
-        let file = dir.path().join("t.parquet");
-        let mut config = SessionConfig::new().with_target_partitions(2);
-        config.options_mut().optimizer.repartition_file_min_size = 1;
-        let ctx = SessionContext::new_with_config(config);
-        let written = "SELECT v AS a FROM range(20000) t(v)";
-        ctx.sql(&format!("COPY ({written}) TO '{}' STORED AS PARQUET", file.display())).await?.collect().await?;
-        ctx.register_parquet("t", file.to_str().unwrap_or_default(), Default::default()).await?;
+        let (_dir, ctx) = crate::planner::one_file_table("SELECT v AS a FROM range(20000) t(v)").await?;
         let plan = ctx.sql("SELECT a FROM t WHERE a % 3 = 0").await?.create_physical_plan().await?;
         assert_eq!(plan.output_partitioning().partition_count(), 2, "DataFusion cuts the file in two");
         let kept = cut_at_row_groups(Arc::clone(&plan), &ctx.state(), false).await?;
