@@ -105,10 +105,11 @@ pub(crate) fn delete(connection: &Connection, grant: &Grant) -> Result<bool> {
     Ok(deleted > 0)
 }
 
-/// Every grant, by grantee, object and privilege.
+/// Every grant, by grantee, object and privilege (read for each statement of a user who is not
+/// an administrator: the statement is prepared once per connection).
 pub(crate) fn read(connection: &Connection) -> Result<Vec<Grant>> {
     let mut statement = connection
-        .prepare(
+        .prepare_cached(
             "SELECT privilege, object_kind, database, table_name, column_name, location, grantee_kind, grantee, \
              grant_option FROM grants ORDER BY grantee_kind, grantee, object_kind, database, table_name, \
              column_name, location, privilege",

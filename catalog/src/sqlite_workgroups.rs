@@ -92,13 +92,12 @@ pub(crate) fn list(connection: &Connection) -> Result<Vec<WorkGroup>> {
     rows.map(|r| r.map_err(sql_error).and_then(decode)).collect()
 }
 
+/// Every statement reads its workgroup: the statement is prepared once per connection.
 pub(crate) fn get(connection: &Connection, name: &str) -> Result<Option<WorkGroup>> {
     connection
-        .query_row(
-            "SELECT name, description, enabled, settings, tags, created_ms FROM workgroups WHERE name = ?1",
-            params![name],
-            row,
-        )
+        .prepare_cached("SELECT name, description, enabled, settings, tags, created_ms FROM workgroups WHERE name = ?1")
+        .map_err(sql_error)?
+        .query_row(params![name], row)
         .optional()
         .map_err(sql_error)?
         .map(decode)
