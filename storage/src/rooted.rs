@@ -84,12 +84,11 @@ impl RootedLocalStore {
         Path::from_absolute_path(&real).map_err(|e| object_store::Error::Generic { store: "local", source: e.into() })
     }
 
+    /// Resolved on the calling thread: a few `lstat`s of one path's components cost less than a
+    /// hop to the blocking pool (and back), which the file operation after it takes anyway.
+    /// Every read of a Parquet file (footer, page index, each range) passes here.
     async fn checked(&self, location: &Path) -> Result<Path> {
-        let store = self.clone();
-        let location = location.clone();
-        tokio::task::spawn_blocking(move || store.real_path(&location))
-            .await
-            .map_err(|e| object_store::Error::Generic { store: "local", source: e.into() })?
+        self.real_path(location)
     }
 
     /// Keeps the listed objects a reader may open (in roots once links are resolved, not private).
