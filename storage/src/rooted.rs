@@ -87,7 +87,7 @@ impl RootedLocalStore {
     /// Resolved on the calling thread: a few `lstat`s of one path's components cost less than a
     /// hop to the blocking pool (and back), which the file operation after it takes anyway.
     /// Every read of a Parquet file (footer, page index, each range) passes here.
-    async fn checked(&self, location: &Path) -> Result<Path> {
+    fn checked(&self, location: &Path) -> Result<Path> {
         self.real_path(location)
     }
 
@@ -106,17 +106,17 @@ impl fmt::Display for RootedLocalStore {
 #[async_trait]
 impl ObjectStore for RootedLocalStore {
     async fn put_opts(&self, location: &Path, payload: PutPayload, opts: PutOptions) -> Result<PutResult> {
-        let real = self.checked(location).await?;
+        let real = self.checked(location)?;
         self.inner.put_opts(&real, payload, opts).await
     }
 
     async fn put_multipart_opts(&self, location: &Path, opts: PutMultipartOptions) -> Result<Box<dyn MultipartUpload>> {
-        let real = self.checked(location).await?;
+        let real = self.checked(location)?;
         self.inner.put_multipart_opts(&real, opts).await
     }
 
     async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
-        let real = self.checked(location).await?;
+        let real = self.checked(location)?;
         let mut result = self.inner.get_opts(&real, options).await?;
         // Readers know the object by the name they asked for.
         result.meta.location = location.clone();
@@ -124,16 +124,13 @@ impl ObjectStore for RootedLocalStore {
     }
 
     async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> Result<Vec<Bytes>> {
-        let real = self.checked(location).await?;
+        let real = self.checked(location)?;
         self.inner.get_ranges(&real, ranges).await
     }
 
     fn delete_stream(&self, locations: BoxStream<'static, Result<Path>>) -> BoxStream<'static, Result<Path>> {
         let store = self.clone();
-        let checked = locations.then(move |location| {
-            let store = store.clone();
-            async move { store.checked(&location?).await }
-        });
+        let checked = locations.map(move |location| store.checked(&location?));
         self.inner.delete_stream(checked.boxed())
     }
 
@@ -174,15 +171,15 @@ impl ObjectStore for RootedLocalStore {
     }
 
     async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> Result<()> {
-        let from = self.checked(from).await?;
-        let to = self.checked(to).await?;
+        let from = self.checked(from)?;
+        let to = self.checked(to)?;
         self.inner.copy_opts(&from, &to, options).await
     }
 
     /// A rename within the file system (atomic there), not a copy and a delete.
     async fn rename_opts(&self, from: &Path, to: &Path, options: RenameOptions) -> Result<()> {
-        let from = self.checked(from).await?;
-        let to = self.checked(to).await?;
+        let from = self.checked(from)?;
+        let to = self.checked(to)?;
         self.inner.rename_opts(&from, &to, options).await
     }
 }
