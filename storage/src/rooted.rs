@@ -75,20 +75,16 @@ impl RootedLocalStore {
     }
 
     /// The real path of `location` (links resolved, a missing tail kept as written), if it may be
-    /// touched. Does blocking file-system calls.
+    /// touched. Does blocking file-system calls (a few `lstat`s of one path's components), on the
+    /// calling thread: cheaper than a hop to the blocking pool and back, which every file
+    /// operation after it takes anyway; each read of a Parquet file (footer, page index, ranges)
+    /// passes here.
     fn real_path(&self, location: &Path) -> Result<Path> {
         let written = PathBuf::from(format!("/{location}"));
         self.judge(&written).map_err(|r| r.error(location.as_ref()))?;
         let real = resolve_existing_prefix(&written);
         self.judge(&real).map_err(|r| r.error(location.as_ref()))?;
         Path::from_absolute_path(&real).map_err(|e| object_store::Error::Generic { store: "local", source: e.into() })
-    }
-
-    /// Resolved on the calling thread: a few `lstat`s of one path's components cost less than a
-    /// hop to the blocking pool (and back), which the file operation after it takes anyway.
-    /// Every read of a Parquet file (footer, page index, each range) passes here.
-    fn checked(&self, location: &Path) -> Result<Path> {
-        self.real_path(location)
     }
 
     /// Keeps the listed objects a reader may open (in roots once links are resolved, not private).
@@ -106,17 +102,17 @@ impl fmt::Display for RootedLocalStore {
 #[async_trait]
 impl ObjectStore for RootedLocalStore {
     async fn put_opts(&self, location: &Path, payload: PutPayload, opts: PutOptions) -> Result<PutResult> {
-        let real = self.checked(location)?;
+        let real = self.real_path(location)?;
         self.inner.put_opts(&real, payload, opts).await
     }
 
     async fn put_multipart_opts(&self, location: &Path, opts: PutMultipartOptions) -> Result<Box<dyn MultipartUpload>> {
-        let real = self.checked(location)?;
+        let real = self.real_path(location)?;
         self.inner.put_multipart_opts(&real, opts).await
     }
 
     async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
-        let real = self.checked(location)?;
+        let real = self.real_path(location)?;
         let mut result = self.inner.get_opts(&real, options).await?;
         // Readers know the object by the name they asked for.
         result.meta.location = location.clone();
@@ -124,13 +120,13 @@ impl ObjectStore for RootedLocalStore {
     }
 
     async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> Result<Vec<Bytes>> {
-        let real = self.checked(location)?;
+        let real = self.real_path(location)?;
         self.inner.get_ranges(&real, ranges).await
     }
 
     fn delete_stream(&self, locations: BoxStream<'static, Result<Path>>) -> BoxStream<'static, Result<Path>> {
         let store = self.clone();
-        let checked = locations.map(move |location| store.checked(&location?));
+        let checked = locations.map(move |location| store.real_path(&location?));
         self.inner.delete_stream(checked.boxed())
     }
 
@@ -171,15 +167,15 @@ impl ObjectStore for RootedLocalStore {
     }
 
     async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> Result<()> {
-        let from = self.checked(from)?;
-        let to = self.checked(to)?;
+        let from = self.real_path(from)?;
+        let to = self.real_path(to)?;
         self.inner.copy_opts(&from, &to, options).await
     }
 
     /// A rename within the file system (atomic there), not a copy and a delete.
     async fn rename_opts(&self, from: &Path, to: &Path, options: RenameOptions) -> Result<()> {
-        let from = self.checked(from)?;
-        let to = self.checked(to)?;
+        let from = self.real_path(from)?;
+        let to = self.real_path(to)?;
         self.inner.rename_opts(&from, &to, options).await
     }
 }
