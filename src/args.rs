@@ -557,6 +557,10 @@ pub(crate) struct BenchArgs {
     /// broadcast-build joins' filters cross Glaux's shuffles).
     #[arg(long)]
     pub(crate) reference_without_join_filters: bool,
+    /// After timing, print each query's `EXPLAIN ANALYZE` on Glaux and on DataFusion, to compare
+    /// where their time goes, operator by operator (use with `--query`)
+    #[arg(long)]
+    pub(crate) explain_analyze: bool,
     #[command(flatten)]
     pub(crate) cluster: StandaloneArgs,
 }

@@ -2,6 +2,8 @@
 //! side by side on the same files and settings, plus Flight SQL round-trip latency.
 
 use anyhow::Context;
+use arrow::array::RecordBatch;
+use arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use glaux_bench::{runner, tpcds, tpch, writes};
 use glaux_client::GlauxClient;
@@ -60,6 +62,15 @@ pub async fn run(mut args: BenchArgs) -> anyhow::Result<bool> {
     );
     let timings = runner::compare(&mut client, &reference, &queries, args.iterations, args.task_retries).await;
     println!("{}", runner::render(&timings));
+    if args.explain_analyze {
+        for (name, sql) in &queries {
+            let explain = format!("EXPLAIN ANALYZE {sql}");
+            println!("== {name} on Glaux ==");
+            print_plans(&client.query(&explain).await?.batches);
+            println!("== {name} on DataFusion ==");
+            print_plans(&reference.sql(&explain).await?.collect().await?);
+        }
+    }
 
     // Latency: the smallest query, and a lookup in one partition of a partitioned table.
     let select_one =
@@ -99,6 +110,20 @@ pub async fn run(mut args: BenchArgs) -> anyhow::Result<bool> {
             .with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(timings.iter().all(|t| t.error.is_none()))
+}
+
+/// The plan text of `EXPLAIN` results: each row's last column (Glaux's one `plan` column,
+/// DataFusion's `plan` after its `plan_type`).
+fn print_plans(batches: &[RecordBatch]) {
+    for batch in batches {
+        let Some(plans) = batch.columns().last() else { continue };
+        for row in 0..plans.len() {
+            match ArrayFormatter::try_new(plans.as_ref(), &FormatOptions::default()) {
+                Ok(formatter) => println!("{}", formatter.value(row)),
+                Err(e) => println!("(unprintable plan: {e})"),
+            }
+        }
+    }
 }
 
 /// The write experiments (`glaux_bench::writes`), in a scratch directory under the warehouse.
