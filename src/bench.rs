@@ -117,11 +117,9 @@ pub async fn run(mut args: BenchArgs) -> anyhow::Result<bool> {
 fn print_plans(batches: &[RecordBatch]) {
     for batch in batches {
         let Some(plans) = batch.columns().last() else { continue };
-        for row in 0..plans.len() {
-            match ArrayFormatter::try_new(plans.as_ref(), &FormatOptions::default()) {
-                Ok(formatter) => println!("{}", formatter.value(row)),
-                Err(e) => println!("(unprintable plan: {e})"),
-            }
+        match ArrayFormatter::try_new(plans.as_ref(), &FormatOptions::default()) {
+            Ok(formatter) => (0..plans.len()).for_each(|row| println!("{}", formatter.value(row))),
+            Err(e) => println!("(unprintable plan: {e})"),
         }
     }
 }
