@@ -12,7 +12,6 @@ mod control_service;
 mod error;
 mod flight_service;
 mod metrics;
-mod page_index;
 mod registration;
 mod server;
 mod session;
