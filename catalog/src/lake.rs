@@ -268,7 +268,7 @@ impl Lake {
         } else if definition.format == TableFormat::Parquet {
             crawler.match_file_case(&mut definition).await;
         }
-        table_provider(&definition, &self.catalog, &Default::default())?;
+        table_provider(&definition, &self.catalog, &Default::default(), None)?;
         let partitions = match Projection::of(&definition)? {
             // Projected partitions must lie where this deployment may read, like any location.
             Some(projection) => {
@@ -288,7 +288,7 @@ impl Lake {
     /// same step.
     pub fn register_written_table(&self, definition: &TableDef, partitions: &[Partition], write: &str) -> Result<()> {
         refuse_credentials(&definition.properties)?;
-        table_provider(definition, &self.catalog, &Default::default())?;
+        table_provider(definition, &self.catalog, &Default::default(), None)?;
         self.catalog.create_written_table(definition, partitions, write)
     }
 

@@ -19,6 +19,7 @@ use datafusion::datasource::file_format::file_compression_type::FileCompressionT
 use datafusion::datasource::file_format::json::JsonFormat;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
+use datafusion::execution::cache::cache_manager::FileStatisticsCache;
 use datafusion::execution::runtime_env::RuntimeEnv;
 
 use crate::definitions::{TableDef, TableFormat};
@@ -38,6 +39,12 @@ struct Shared {
     /// Parquet reading options of the session (pushdown, page index), applied to every table.
     parquet: TableParquetOptions,
     views: RwLock<HashMap<(String, String), Arc<dyn TableProvider>>>,
+}
+
+impl Shared {
+    fn table_provider(&self, table: &TableDef) -> Result<Arc<dyn TableProvider>> {
+        table_provider(table, &self.catalog, &self.parquet, self.runtime.cache_manager.get_file_statistic_cache())
+    }
 }
 
 #[derive(Debug)]
@@ -92,10 +99,14 @@ pub fn listing_options(table: &TableDef, parquet: &TableParquetOptions) -> Resul
 /// A partitioned table reads the partitions the catalog (or its projection) gives; an
 /// unpartitioned one lists its location on every query, as Athena does. A Delta table is read
 /// from its log ([`delta_provider`]); here it is an empty table of the catalog's columns.
+/// `statistics`: where an unpartitioned table keeps each file's statistics across queries (keyed
+/// by table and file, and checked against the file's size and modification time before use), so
+/// planning does not decode them from the footer every time.
 pub fn table_provider(
     table: &TableDef,
     catalog: &Arc<dyn Catalog>,
     parquet: &TableParquetOptions,
+    statistics: Option<Arc<FileStatisticsCache>>,
 ) -> Result<Arc<dyn TableProvider>> {
     if table.format == TableFormat::Delta {
         let fields = table
@@ -121,7 +132,7 @@ pub fn table_provider(
     }
     let urls = table.locations.iter().map(ListingTableUrl::parse).collect::<Result<Vec<_>>>()?;
     let config = ListingTableConfig::new_with_multi_paths(urls).with_listing_options(options).with_schema(file_schema);
-    Ok(LowercaseColumns::wrap(Arc::new(ListingTable::try_new(config)?)))
+    Ok(LowercaseColumns::wrap(Arc::new(ListingTable::try_new(config)?.with_cache(statistics))))
 }
 
 impl CatalogProvider for LakeCatalogProvider {
@@ -209,7 +220,7 @@ impl SchemaProvider for LakeSchemaProvider {
                     _ => "a $history or $properties table",
                 }
             ),
-            Some(table) => Ok(Some(table_provider(&table, &self.shared.catalog, &self.shared.parquet)?)),
+            Some(table) => Ok(Some(self.shared.table_provider(&table)?)),
             None => Ok(None),
         }
     }
@@ -225,7 +236,7 @@ impl SchemaProvider for LakeSchemaProvider {
             return Ok(Some(view));
         }
         let Some(table) = self.shared.catalog.table(&self.database, name)? else { return Ok(None) };
-        let provider = table_provider(&table, &self.shared.catalog, &self.shared.parquet)?;
+        let provider = self.shared.table_provider(&table)?;
         self.shared.catalog.drop_table(&self.database, name)?;
         Ok(Some(provider))
     }
@@ -255,7 +266,7 @@ async fn delta_provider(
         // Named plainly (as metadata listings name every table), a table whose log cannot be
         // read shows its catalog columns, and reading it fails with why.
         Err(error) if suffix.is_none() => {
-            let schema = table_provider(table, &shared.catalog, &shared.parquet)?.schema();
+            let schema = shared.table_provider(table)?.schema();
             return Ok(Arc::new(UnreadableTable { schema, error: error.to_string() }));
         }
         Err(error) => return Err(error.into()),

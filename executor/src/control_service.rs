@@ -25,6 +25,7 @@ use glaux_proto::{
 use tonic::{Request, Response, Status};
 
 use crate::error::ExecutorError;
+use crate::page_index::keep_page_indexes;
 use crate::task_key::TokenKey;
 use crate::task_table::{InstalledTask, TaskKey, TaskTable};
 
@@ -92,11 +93,9 @@ impl ExecutorControl for ControlService {
                 task: key.task,
                 source,
             })?;
-            let plan = yielding_joins(plan).map_err(|source| ExecutorError::DecodePlan {
-                query: key.query.clone(),
-                stage: key.stage,
-                task: key.task,
-                source,
+            let cache = ctx.runtime_env().cache_manager.get_file_metadata_cache();
+            let plan = yielding_joins(plan).and_then(|plan| keep_page_indexes(plan, &cache)).map_err(|source| {
+                ExecutorError::DecodePlan { query: key.query.clone(), stage: key.stage, task: key.task, source }
             })?;
             let partitions = plan.output_partitioning().partition_count();
             let plan_partitions =

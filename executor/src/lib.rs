@@ -12,6 +12,7 @@ mod control_service;
 mod error;
 mod flight_service;
 mod metrics;
+mod page_index;
 mod registration;
 mod server;
 mod session;

@@ -307,3 +307,34 @@ async fn join_filters_reach_a_gathered_build_side_below() -> TestResult {
     assert!(stats.scan.row_groups_matched <= 6 && stats.scan.row_groups_pruned >= 248, "{stats:?}");
     Ok(())
 }
+
+/// Executors keep footers and page indexes, and the scheduler keeps each file's statistics,
+/// across queries; a file another writer replaces in place (new size and time) is read anew:
+/// `count(*)`, answered from statistics alone, and a scan that prunes pages both see its rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_file_replaced_in_place_is_not_answered_from_caches() -> TestResult {
+    // Listings are not kept, so the next query lists the replaced file's new size at once.
+    let cluster = TestCluster::builder().listing_cache_ttl(std::time::Duration::ZERO).start().await?;
+    let (lake, mut client) = cluster.with_lake().await?;
+    declare_ids(&lake, &mut client, "swapped", (1..=300).collect()).await?;
+    // Twice: the second run is answered with what the first left in the caches.
+    for _ in 0..2 {
+        assert_eq!(swapped_answers(&mut client).await?, ["300 | 45150", "50"]);
+    }
+
+    let batch = RecordBatch::try_new(
+        Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, false)])),
+        vec![Arc::new(Int64Array::from((1..=500).collect::<Vec<i64>>()))],
+    )?;
+    write_parquet(&lake.join("swapped/swapped.parquet"), &batch);
+    assert_eq!(swapped_answers(&mut client).await?, ["500 | 125250", "250"]);
+    Ok(())
+}
+
+async fn swapped_answers(client: &mut glaux_client::GlauxClient) -> Result<Vec<String>, Box<dyn std::error::Error>> {
+    let mut found = Vec::new();
+    for sql in ["SELECT count(*), sum(id) FROM swapped", "SELECT count(*) FROM swapped WHERE id > 250"] {
+        found.push(rows_of(&client.query(sql).await?.batches).join(" "));
+    }
+    Ok(found)
+}
