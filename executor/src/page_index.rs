@@ -89,8 +89,8 @@ struct PageIndexKeeper {
     inner: Box<dyn AsyncFileReader + Send>,
     file: ObjectMeta,
     cache: Arc<FileMetadataCache>,
-    /// The footer this reader returned, while it has no page index.
-    footer: Option<Arc<ParquetMetaData>>,
+    /// The footer this reader returned, while it has no page index, and where its page index is.
+    footer: Option<(Arc<ParquetMetaData>, Range<u64>)>,
 }
 
 /// Cache `footer` of `file` with the page index decoded from `bytes` (the file's `range`), in place
@@ -131,7 +131,7 @@ impl AsyncFileReader for PageIndexKeeper {
     fn get_bytes(&mut self, range: Range<u64>) -> BoxFuture<'_, datafusion::parquet::errors::Result<Bytes>> {
         async move {
             let bytes = self.inner.get_bytes(range.clone()).await?;
-            if let Some(footer) = self.footer.take_if(|footer| page_index_range(footer).as_ref() == Some(&range)) {
+            if let Some((footer, _)) = self.footer.take_if(|(_, index)| *index == range) {
                 keep(self.cache.as_ref(), &self.file, footer, range, bytes.clone()).await;
             }
             Ok(bytes)
@@ -153,7 +153,11 @@ impl AsyncFileReader for PageIndexKeeper {
         async move {
             let metadata = self.inner.get_metadata(options).await?;
             let has_page_index = metadata.column_index().is_some() && metadata.offset_index().is_some();
-            self.footer = (!has_page_index).then(|| Arc::clone(&metadata));
+            self.footer = if has_page_index {
+                None
+            } else {
+                page_index_range(&metadata).map(|range| (Arc::clone(&metadata), range))
+            };
             Ok(metadata)
         }
         .boxed()
