@@ -158,17 +158,19 @@ async fn a_limit_that_stops_reading_early_still_reports_data_scanned() -> TestRe
 
 /// Writes a one-file table `name` of `ids` in the lake, declares it on the cluster and on a
 /// reference DataFusion over the same lake, and returns the reference.
+/// One `id` column of `ids`.
+fn ids_batch(ids: Vec<i64>) -> Result<RecordBatch, arrow::error::ArrowError> {
+    let schema = Schema::new(vec![Field::new("id", DataType::Int64, false)]);
+    RecordBatch::try_new(Arc::new(schema), vec![Arc::new(Int64Array::from(ids))])
+}
+
 async fn declare_ids(
     lake: &std::path::Path,
     client: &mut glaux_client::GlauxClient,
     name: &str,
     ids: Vec<i64>,
 ) -> Result<datafusion::prelude::SessionContext, Box<dyn std::error::Error>> {
-    let batch = RecordBatch::try_new(
-        Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, false)])),
-        vec![Arc::new(Int64Array::from(ids))],
-    )?;
-    write_parquet(&lake.join(format!("{name}/{name}.parquet")), &batch);
+    write_parquet(&lake.join(format!("{name}/{name}.parquet")), &ids_batch(ids)?);
     let ddl = format!("CREATE EXTERNAL TABLE {name} STORED AS PARQUET LOCATION '{}/{name}/'", lake.display());
     client.query(&ddl).await?;
     let reference = reference_context(lake).await;
@@ -322,11 +324,7 @@ async fn a_file_replaced_in_place_is_not_answered_from_caches() -> TestResult {
         assert_eq!(swapped_answers(&mut client).await?, ["300 | 45150", "50"]);
     }
 
-    let batch = RecordBatch::try_new(
-        Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, false)])),
-        vec![Arc::new(Int64Array::from((1..=500).collect::<Vec<i64>>()))],
-    )?;
-    write_parquet(&lake.join("swapped/swapped.parquet"), &batch);
+    write_parquet(&lake.join("swapped/swapped.parquet"), &ids_batch((1..=500).collect())?);
     assert_eq!(swapped_answers(&mut client).await?, ["500 | 125250", "250"]);
     Ok(())
 }
