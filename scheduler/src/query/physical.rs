@@ -57,7 +57,9 @@ pub(super) async fn physical_plan(
     let planning_error = |e, state: &SessionState| crate::trino::planning_error(e, "", state);
     // Optimizing folds constants: a cast of a bad literal fails here. It lists no file, so it
     // runs before the commit gate is taken.
+    let optimizing = Instant::now();
     let logical = state.optimize(plan).map_err(|e| planning_error(e, &state))?;
+    let logical_optimized = optimizing.elapsed();
     let report = Arc::new(PruningReport::default());
     state.config_mut().set_extension(Arc::clone(&report));
     // Scans list their files here: no write commits meanwhile, so the plan holds all of a
@@ -95,7 +97,8 @@ pub(super) async fn physical_plan(
     let optimized = started.elapsed();
     // A small query keeps DataFusion's partitions, even one left with nothing to read.
     let physical = cut_at_row_groups(physical, &state, small.is_none()).await.map_err(SchedulerError::plan)?;
-    tracing::debug!(?admitted, ?initial_done, ?optimized, row_groups = ?started.elapsed(), ?small, "physical plan made");
+    tracing::debug!(?logical_optimized, ?admitted, ?initial_done, ?optimized, row_groups = ?started.elapsed(), ?small,
+        "physical plan made");
     if tracing::enabled!(tracing::Level::TRACE) {
         let shown = datafusion::physical_plan::displayable(physical.as_ref()).set_show_statistics(true).indent(true);
         tracing::trace!(plan = %shown, "physical plan with DataFusion's estimates");
