@@ -98,8 +98,8 @@ pub(super) fn guarded(
     let finish = stream::once(async move {
         let (query, started) = (guard.query.clone(), std::time::Instant::now());
         let ended = guard.finish().await;
-        // The end-of-query call is on every query's path to its client (1.5-1.7 ms on a
-        // 2-core machine, mostly the two hops).
+        // The end-of-query call is on every query's path to its client (its cost, measured:
+        // benchmarks/README.md, 2026-12-04).
         tracing::debug!(%query, ending = ?started.elapsed(), "tasks ended");
         let mut late = late.lock().unwrap_or_else(|e| e.into_inner());
         late.stats.merge(&ended.stats);
