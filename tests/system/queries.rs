@@ -156,14 +156,14 @@ async fn a_limit_that_stops_reading_early_still_reports_data_scanned() -> TestRe
     Ok(())
 }
 
-/// Writes a one-file table `name` of `ids` in the lake, declares it on the cluster and on a
-/// reference DataFusion over the same lake, and returns the reference.
 /// One `id` column of `ids`.
 fn ids_batch(ids: Vec<i64>) -> Result<RecordBatch, arrow::error::ArrowError> {
     let schema = Schema::new(vec![Field::new("id", DataType::Int64, false)]);
     RecordBatch::try_new(Arc::new(schema), vec![Arc::new(Int64Array::from(ids))])
 }
 
+/// Writes a one-file table `name` of `ids` in the lake, declares it on the cluster and on a
+/// reference DataFusion over the same lake, and returns the reference.
 async fn declare_ids(
     lake: &std::path::Path,
     client: &mut glaux_client::GlauxClient,
