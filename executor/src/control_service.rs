@@ -19,9 +19,7 @@ use glaux_proto::generated::{
     CancelQueryRequest, CancelQueryResponse, LaunchTasksRequest, LaunchTasksResponse, QueryProgressRequest,
     QueryProgressResponse,
 };
-use glaux_proto::{
-    EncodedPlan, QueryId, StageId, TaskId, TaskStats, TokenPurpose, collect_task_stats, decode_plan, task_report,
-};
+use glaux_proto::{EncodedPlan, EndedTasks, QueryId, StageId, TaskId, TaskStats, TokenPurpose, decode_plan};
 use tonic::{Request, Response, Status};
 
 use crate::error::ExecutorError;
@@ -45,7 +43,8 @@ impl ControlService {
             .with_object_store_registry(Arc::new(stores))
             .build_arc()
             .map_err(ExecutorError::Session)?;
-        let mut config = self.session.copied_config();
+        // Its readers keep the finished tasks' accounts they receive there (`InstalledTask::ended`).
+        let mut config = self.session.copied_config().with_extension(Arc::new(EndedTasks::default()));
         config.options_mut().optimizer.enable_join_dynamic_filter_pushdown = dynamic_filters;
         let context = TaskContext::from(&self.session).with_session_config(config).with_runtime(runtime);
         Ok((Arc::new(context), bytes_read))
@@ -137,15 +136,9 @@ impl ExecutorControl for ControlService {
         let mut stats = TaskStats::default();
         let mut task_progress = Vec::with_capacity(cancelled.len());
         for (key, task) in &cancelled {
-            task_progress.push(task.progress(key));
-            let bytes = task.bytes_read.load(Ordering::Relaxed);
-            let mut own = collect_task_stats(&task.plan);
-            own.bytes_scanned += bytes;
-            own.output_rows = task.rows_out.load(Ordering::Relaxed);
-            if task.analyze {
-                own.reports.push(task_report(&task.plan, key.stage.0, key.task.0, own.output_rows, bytes));
-            }
-            stats.merge(&own);
+            let account = task.account(key);
+            stats.merge(&account.stats);
+            task_progress.push(account.progress);
         }
         if !cancelled.is_empty() {
             tracing::debug!(%query, cancelled = cancelled.len(), "query cancelled");

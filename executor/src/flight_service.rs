@@ -28,8 +28,8 @@ use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use futures::{Stream, StreamExt, TryStreamExt, stream};
 use glaux_proto::generated::TaskOutputTicket;
 use glaux_proto::{
-    Outsider, QueryId, StageId, TaskId, TaskOutputRead, TaskStats, TokenPurpose, collect_task_stats, contain_panics,
-    status_of, with_trailer,
+    Outsider, QueryId, StageId, TaskId, TaskOutputRead, TaskStats, TokenPurpose, contain_panics, status_of,
+    with_trailer,
 };
 use prost::Message;
 use tonic::{Request, Response, Status, Streaming};
@@ -190,18 +190,22 @@ pub fn open_output(tasks: &Arc<TaskTable>, ticket: TaskOutputTicket) -> Result<T
     });
     let batches = until_cancelled(batches, task.cancel.clone());
     let tasks = Arc::clone(tasks);
-    let plan = Arc::clone(&task.plan);
-    let bytes_read = Arc::clone(&task.bytes_read);
+    let member = ticket.client_schema.is_empty();
     let trailer = move || {
-        // The read that finishes the task also reports its scans, for the reader's metrics; the
-        // query's totals come from every task when the scheduler ends the query.
+        // The read that finishes the task also reports its scans, for the reader's metrics, and
+        // to a member passes on the finished tasks' accounts (`EndedTask`): its own and those its
+        // readers received. A client gets neither kind of account: the scheduler then asks.
         let mut stats = if tasks.finish_partition(&key, partition) {
-            let mut stats = collect_task_stats(&plan);
-            stats.bytes_scanned += bytes_read.load(Ordering::Relaxed);
+            let account = task.account(&key);
+            let mut stats = TaskStats { reports: Vec::new(), ..account.stats.clone() };
+            if member {
+                stats.ended = task.ended.take();
+                stats.ended.push(account);
+            }
             let counters = &tasks.counters;
             TaskCounters::add(&counters.finished, 1);
             TaskCounters::add(&counters.bytes_scanned, stats.bytes_scanned);
-            TaskCounters::add(&counters.spilled_bytes, glaux_proto::operator_work(&plan).spilled_bytes);
+            TaskCounters::add(&counters.spilled_bytes, glaux_proto::operator_work(&task.plan).spilled_bytes);
             stats
         } else {
             TaskStats::default()

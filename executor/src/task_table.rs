@@ -10,7 +10,7 @@ use datafusion::execution::TaskContext;
 use datafusion::execution::memory_pool::MemoryReservation;
 use datafusion::physical_plan::ExecutionPlan;
 use glaux_proto::generated::TaskProgress;
-use glaux_proto::{Compute, QueryId, StageId, TaskId};
+use glaux_proto::{Compute, EndedTask, EndedTasks, QueryId, StageId, TaskId, collect_task_stats, task_report};
 use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
 
@@ -66,6 +66,9 @@ pub struct InstalledTask {
     /// Retry policy `task`: its output is written to files and read from there (`spool.rs`), within
     /// its query's budget on this executor.
     pub spool: Option<Spool>,
+    /// The accounts of finished tasks its readers received (its context's [`EndedTasks`]): the
+    /// read that finishes it passes them on with its own.
+    pub ended: Arc<EndedTasks>,
 }
 
 impl InstalledTask {
@@ -87,7 +90,6 @@ impl InstalledTask {
             unread: Mutex::new(partitions.iter().map(|&(p, _)| (p, reads)).collect()),
             plan,
             partitions: partitions.into_iter().map(|(p, index)| (p, index as usize)).collect(),
-            context,
             bytes_read,
             cancel: CancellationToken::new(),
             buffers,
@@ -98,6 +100,8 @@ impl InstalledTask {
             installed_at: Instant::now(),
             finished_at: std::sync::OnceLock::new(),
             spool: None,
+            ended: context.session_config().get_extension::<EndedTasks>().unwrap_or_default(),
+            context,
         }
     }
 
@@ -127,6 +131,19 @@ impl InstalledTask {
     /// Every output partition has been read as often as it is consumed.
     pub fn finished(&self) -> bool {
         self.unread.lock().unwrap_or_else(|e| e.into_inner()).is_empty()
+    }
+
+    /// Its own account of its work and of how it ran, as it stands now (its executor is named by
+    /// whoever receives it).
+    pub fn account(&self, key: &TaskKey) -> EndedTask {
+        let bytes = self.bytes_read.load(Ordering::Relaxed);
+        let mut stats = collect_task_stats(&self.plan);
+        stats.bytes_scanned += bytes;
+        stats.output_rows = self.rows_out.load(Ordering::Relaxed);
+        if self.analyze {
+            stats.reports.push(task_report(&self.plan, key.stage.0, key.task.0, stats.output_rows, bytes));
+        }
+        EndedTask { executor: String::new(), progress: self.progress(key), stats }
     }
 
     /// The task as it stands now, for a query's page.

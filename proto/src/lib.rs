@@ -61,7 +61,7 @@ pub use local_outputs::{LocalOutputs, TaskOutputRead};
 pub use panics::{contain_panics, panic_message};
 pub use partition_subset::PartitionSubsetExec;
 pub use stage_reader::{StageReaderExec, TaskOutput};
-pub use stats::{QueryProgress, QueryStats, TaskReport, TaskStats, format_bytes};
+pub use stats::{EndedTask, EndedTasks, QueryProgress, QueryStats, TaskReport, TaskStats, format_bytes};
 pub use table_write::{NULL_PARTITION, TableWriteExec, WriteCompression, WriteFormat, WriteSpec, write_report_schema};
 pub use task_error::{
     MAX_STATUS_MESSAGE_BYTES, TaskError, TaskFailure, find_cause, lost_executor_words, status_message, status_of,

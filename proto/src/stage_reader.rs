@@ -32,7 +32,7 @@ use crate::dynamic_filters::ForwardedFilter;
 use crate::generated::TaskOutputTicket;
 use crate::ids::{ExecutorAddr, QueryId, StageId, TaskId};
 use crate::local_outputs::{LocalOutputs, TaskOutputRead};
-use crate::stats::TaskStats;
+use crate::stats::{EndedTasks, TaskStats};
 use crate::task_error::{TaskError, TaskFailure, lost_executor_words};
 use crate::task_rerun::RerunHandle;
 
@@ -205,13 +205,17 @@ impl DisplayAs for StageReaderExec {
 /// Reads one counter out of a trailer.
 type StatField = fn(&TaskStats) -> u64;
 
-/// Counters fed from one partition's trailer into the reader's metrics.
-pub(crate) struct TrailerCounters([(Count, StatField); 7]);
+/// Counters fed from one partition's trailer into the reader's metrics, and where the finished
+/// tasks' accounts it carries go (the session's [`EndedTasks`], if it has one).
+pub(crate) struct TrailerCounters {
+    counters: [(Count, StatField); 7],
+    ended: Option<Arc<EndedTasks>>,
+}
 
 impl TrailerCounters {
-    fn new(metrics: &ExecutionPlanMetricsSet, partition: usize) -> Self {
+    fn new(metrics: &ExecutionPlanMetricsSet, partition: usize, ended: Option<Arc<EndedTasks>>) -> Self {
         let c = |name: &'static str| MetricBuilder::new(metrics).counter(name, partition);
-        Self([
+        let counters: [(Count, StatField); 7] = [
             (c("task_output_rows"), |s| s.output_rows),
             (c("bytes_scanned"), |s| s.bytes_scanned),
             (c("files_scanned"), |s| s.files_scanned),
@@ -219,12 +223,17 @@ impl TrailerCounters {
             (c("row_groups_matched"), |s| s.row_groups_matched),
             (c("page_rows_pruned"), |s| s.page_rows_pruned),
             (c("pushdown_rows_pruned"), |s| s.pushdown_rows_pruned),
-        ])
+        ];
+        Self { counters, ended }
     }
 
-    fn record(&self, stats: &TaskStats) {
-        for (count, field) in &self.0 {
+    /// Records the trailer of a read from `executor`.
+    fn record(&self, stats: &TaskStats, executor: &ExecutorAddr) {
+        for (count, field) in &self.counters {
             count.add(field(stats) as usize);
+        }
+        if let Some(ended) = &self.ended {
+            ended.receive(&executor.to_string(), &stats.ended);
         }
     }
 }
@@ -285,7 +294,11 @@ impl ExecutionPlan for StageReaderExec {
             channels,
             local: context.session_config().get_extension::<LocalOutputs>(),
             schema: self.schema(),
-            counters: Arc::new(TrailerCounters::new(&self.metrics, partition)),
+            counters: Arc::new(TrailerCounters::new(
+                &self.metrics,
+                partition,
+                context.session_config().get_extension::<EndedTasks>(),
+            )),
             filters: Arc::clone(&self.dynamic_filters),
             await_filters: context.session_config().options().optimizer.enable_join_dynamic_filter_pushdown,
             routed: RoutedShares {
@@ -467,7 +480,7 @@ pub(crate) async fn open_task_output(context: &SourceContext, output: &TaskOutpu
         let mut trailer = Some(trailer);
         let batches = batches.map_err(move |e| failed(&e)).chain(stream::poll_fn(move |_| {
             if let Some(trailer) = trailer.take() {
-                counters.record(&trailer());
+                counters.record(&trailer(), &executor);
             }
             std::task::Poll::Ready(None)
         }));
@@ -502,7 +515,7 @@ fn decode_batches(
             Err(other) => Some(Err(TaskError::new(TaskFailure::Failed, other.to_string()).context(&place))),
             Ok(message) => {
                 if let Some(stats) = TaskStats::from_json(&message.app_metadata()) {
-                    counters.record(&stats);
+                    counters.record(&stats, &executor);
                 }
                 match message.payload {
                     DecodedPayload::RecordBatch(batch) if batch.num_rows() > 0 => {

@@ -38,6 +38,7 @@ pub struct SchedulerMetrics {
     tasks_launched: IntCounter,
     task_launches_failed: IntCounter,
     tasks_rerun: IntCounter,
+    query_endings: IntCounterVec,
     executors_lost: IntCounter,
     failed_logins: IntCounterVec,
     executors: IntGauge,
@@ -127,6 +128,13 @@ impl SchedulerMetrics {
                 "Calls installing tasks that an executor refused or did not answer",
             ),
             tasks_rerun: counter(&r, "tasks_rerun_total", "Tasks run again after their executor was lost"),
+            query_endings: counters(
+                &r,
+                "query_endings_total",
+                "Cluster queries read to their end, by where their tasks' accounts came from: `trailers` (with \
+                 the results) or `executors` (asked once the results ended)",
+                &["accounts"],
+            ),
             executors_lost: counter(&r, "executors_lost_total", "Executors dropped after missing their heartbeats"),
             failed_logins: counters(
                 &r,
@@ -194,6 +202,12 @@ impl SchedulerMetrics {
 
     pub fn task_launch_failed(&self) {
         self.task_launches_failed.inc();
+    }
+
+    /// A cluster query read to its end, its tasks' accounts `from_trailers` or asked of its executors.
+    pub fn query_ended(&self, from_trailers: bool) {
+        let accounts = if from_trailers { "trailers" } else { "executors" };
+        self.query_endings.with_label_values(&[accounts]).inc();
     }
 
     pub fn executors_lost(&self, executors: usize) {

@@ -104,7 +104,7 @@ fn may_make_namespaces() -> bool {
 }
 
 /// (status, body) of `GET path` on `addr`, over plain HTTP/1.0.
-async fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
+pub(crate) async fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
     let connect = tokio::net::TcpStream::connect(addr);
     let mut socket = tokio::time::timeout(Duration::from_secs(5), connect).await.ok()?.ok()?;
     socket.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes()).await.ok()?;

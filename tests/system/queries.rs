@@ -131,8 +131,8 @@ async fn explain_analyze_shows_what_each_stage_and_task_did() -> TestResult {
     assert!(text.contains("RepartitionExec") && text.contains("metrics=[output_rows="), "{text}");
     let scanned: Vec<&str> = text.lines().filter(|l| l.contains("output rows ")).collect();
     assert!(scanned.iter().any(|l| !l.ends_with("scanned 0 B")), "the scan stage reports its bytes: {scanned:?}");
-    // The executors forgot the query once it ran.
-    assert!(cluster.executors.iter().all(|e| e.installed_tasks() == 0));
+    // The executors forget the query once it ran (in the background: its accounts came with it).
+    executors_idle(&cluster, std::time::Duration::from_secs(10)).await?;
     Ok(())
 }
 
@@ -153,6 +153,39 @@ async fn a_limit_that_stops_reading_early_still_reports_data_scanned() -> TestRe
         assert!(stats.scan.bytes_scanned > 0, "{stats:?}");
     }
     assert!(cluster.executors.iter().all(|e| e.installed_tasks() == 0), "the query left nothing behind");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_query_read_to_its_end_has_every_tasks_account_with_its_results() -> TestResult {
+    let cluster = TestCluster::builder().http().start().await?;
+    let (_, mut client) = cluster.with_lake().await?;
+    let metrics = cluster.scheduler.http_addr().ok_or("no HTTP port")?.to_string();
+    let endings = async |accounts: &str| -> f64 {
+        let Some((200, text)) = crate::hosts::http_get(&metrics, "/metrics").await else { return f64::NAN };
+        let name = format!("glaux_query_endings_total{{accounts=\"{accounts}\"}} ");
+        text.lines().find_map(|l| l.strip_prefix(&name)).and_then(|v| v.trim().parse().ok()).unwrap_or(0.0)
+    };
+    let (trailers, asked) = (endings("trailers").await, endings("executors").await);
+    // Two stages (scans' partial aggregates shuffled to the final ones), 4 tasks on 2 executors:
+    // each task's account travels down the trailers, through the other stage, to the scheduler.
+    let output = client.query("SELECT region, day, count(*), sum(qty) FROM sales GROUP BY region, day").await?;
+    assert_eq!(output.rows(), 9);
+    let stats = output.stats.ok_or("no statistics")?;
+    assert_eq!((stats.stages, stats.tasks), (2, 4), "{stats:?}");
+    // Every scan is accounted for, once: the lake's 18 files of 10 row groups each.
+    assert_eq!(stats.scan.files_scanned, 18, "{stats:?}");
+    assert_eq!((stats.scan.row_groups_matched, stats.scan.row_groups_pruned), (180, 0), "{stats:?}");
+    assert!(stats.scan.bytes_scanned > 0, "{stats:?}");
+    assert_eq!(endings("trailers").await, trailers + 1.0, "the executors were not asked");
+    assert_eq!(endings("executors").await, asked);
+    // Its tasks are freed in the background.
+    executors_idle(&cluster, std::time::Duration::from_secs(10)).await?;
+    // A LIMIT stops reading before the trailers come: the executors are asked, and account alike.
+    let output = client.query("SELECT id, item FROM sales ORDER BY qty DESC, id LIMIT 3").await?;
+    let stats = output.stats.ok_or("no statistics")?;
+    assert_eq!(stats.scan.files_scanned, 18, "{stats:?}");
+    assert_eq!(endings("executors").await, asked + 1.0);
     Ok(())
 }
 

@@ -1,7 +1,13 @@
 //! Ending a query's tasks on its executors: when its stream ends ([`QueryGuard::finish`], which
 //! collects the tasks' statistics), or in the background when the stream is dropped early (a
 //! vanished or cancelling client, a LIMIT satisfied).
+//!
+//! A query whose every task's account came down the trailers with its results ([`Accounts`])
+//! ends without asking its executors: its tasks are freed in the background. Any other (a LIMIT
+//! that stopped reading, a task run again, a client reading the executors) asks each executor,
+//! which cancels what still runs and accounts for every task of the query.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -10,7 +16,7 @@ use datafusion::common::Result;
 use datafusion::execution::SendableRecordBatchStream;
 use futures::{Stream, StreamExt, stream};
 use glaux_proto::generated::CancelQueryRequest;
-use glaux_proto::{ClusterChannels, ExecutorAddr, QueryId, TaskStats};
+use glaux_proto::{ClusterChannels, EndedTask, EndedTasks, ExecutorAddr, QueryId, TaskStats};
 use tokio::sync::mpsc;
 
 use super::stage_progress::ExecutorTask;
@@ -34,6 +40,28 @@ pub struct Abandoned {
     pub executors: Vec<ExecutorAddr>,
 }
 
+/// The finished tasks' accounts the final stage's readers received, and the tasks they must cover.
+pub(super) struct Accounts {
+    pub received: Arc<EndedTasks>,
+    /// Every task of the plan, as (stage, task), sorted.
+    pub expected: Vec<(u32, u32)>,
+    /// Tasks run again after their executor was lost (their accounts are their executors' to give).
+    pub reruns: Arc<AtomicU64>,
+}
+
+impl Accounts {
+    /// Every task's account, exactly once each; `None` if any is missing or doubled.
+    fn complete(&self) -> Option<Vec<EndedTask>> {
+        let received = self.received.take();
+        if self.reruns.load(Ordering::Relaxed) > 0 {
+            return None;
+        }
+        let mut tasks: Vec<(u32, u32)> = received.iter().map(|a| (a.progress.stage_id, a.progress.task_id)).collect();
+        tasks.sort_unstable();
+        (tasks == self.expected).then_some(received)
+    }
+}
+
 /// Ends a query's tasks on its executors.
 pub(super) struct QueryGuard {
     pub query: QueryId,
@@ -43,12 +71,30 @@ pub(super) struct QueryGuard {
     pub channels: Arc<ClusterChannels>,
     /// Keeps the files the query was planned with while it runs.
     pub _in_use: Option<glaux_storage::InUse>,
+    /// Where the final stage's readers put the tasks' accounts (none when a client reads the
+    /// executors).
+    pub accounts: Option<Accounts>,
+    /// Counts how each query's accounts came.
+    pub metrics: Arc<crate::metrics::SchedulerMetrics>,
 }
 
 impl QueryGuard {
-    /// Ends the query on every executor (cancelling what still runs: a LIMIT may stop reading
-    /// early) and returns what every task reports for itself.
+    /// What every task reports for itself: from the trailers if each task's account came there
+    /// (the guard, dropped, then frees the tasks in the background), otherwise by ending the
+    /// query on every executor (cancelling what still runs: a LIMIT may stop reading early).
     async fn finish(self) -> Late {
+        let complete = self.accounts.as_ref().and_then(Accounts::complete);
+        if self.accounts.as_ref().is_none_or(|a| !a.expected.is_empty()) {
+            self.metrics.query_ended(complete.is_some());
+        }
+        if let Some(accounts) = complete {
+            let mut late = Late::default();
+            for EndedTask { executor, progress, stats } in accounts {
+                late.stats.merge(&stats);
+                late.tasks.push(ExecutorTask { executor, task: progress });
+            }
+            return late;
+        }
         let calls = self.take_executors().into_iter().map(|executor| {
             let (channels, query) = (Arc::clone(&self.channels), self.query.clone());
             async move {
@@ -119,5 +165,39 @@ pub async fn cancel_abandoned(mut abandoned: mpsc::UnboundedReceiver<Abandoned>,
                 tracing::debug!(%query, %executor, "cancel failed: {}", status.message());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use glaux_proto::generated::TaskProgress;
+
+    use super::*;
+
+    fn account(stage: u32, task: u32, bytes: u64) -> EndedTask {
+        EndedTask {
+            executor: "127.0.0.1:1".into(),
+            progress: TaskProgress { stage_id: stage, task_id: task, done: true, ..Default::default() },
+            stats: TaskStats { bytes_scanned: bytes, ..Default::default() },
+        }
+    }
+
+    fn accounts(received: &[EndedTask], reruns: u64) -> Accounts {
+        let kept = Arc::new(EndedTasks::default());
+        kept.receive("127.0.0.1:1", received);
+        Accounts { received: kept, expected: vec![(0, 0), (0, 1), (1, 0)], reruns: Arc::new(AtomicU64::new(reruns)) }
+    }
+
+    #[test]
+    fn only_every_task_once_ends_a_query_from_its_trailers() {
+        let all = [account(1, 0, 5), account(0, 1, 7), account(0, 0, 11)];
+        let ended = accounts(&all, 0).complete().expect("every task's account came");
+        assert_eq!(ended.iter().map(|a| a.stats.bytes_scanned).sum::<u64>(), 23);
+        assert!(accounts(&all[..2], 0).complete().is_none(), "a task's account is missing");
+        let doubled = [&all[..], &[account(0, 1, 7)]].concat();
+        assert!(accounts(&doubled, 0).complete().is_none(), "a task's account came twice");
+        let other = [account(1, 0, 5), account(0, 1, 7), account(2, 0, 11)];
+        assert!(accounts(&other, 0).complete().is_none(), "a task the plan does not have");
+        assert!(accounts(&all, 1).complete().is_none(), "a task ran again");
     }
 }

@@ -16,12 +16,13 @@ use datafusion::physical_plan::{ExecutionPlan, execute_stream};
 use futures::{StreamExt, TryStreamExt, stream};
 use glaux_catalog::TableScanReport;
 use glaux_proto::{
-    ClusterChannels, Compute, ExecutorAddr, QueryId, RerunHandle, TableWriteExec, TaskRerun, TaskSigner, WriteSpec,
+    ClusterChannels, Compute, EndedTasks, ExecutorAddr, QueryId, RerunHandle, TableWriteExec, TaskRerun, TaskSigner,
+    WriteSpec,
 };
 use glaux_storage::InUse;
 use tokio::sync::mpsc;
 
-use super::guard::{Abandoned, QueryGuard, guarded};
+use super::guard::{Abandoned, Accounts, QueryGuard, guarded};
 use super::launch::launch;
 use super::physical::{Planned, physical_plan};
 use super::recovery::{MAX_ATTEMPTS as MAX_TASK_ATTEMPTS, Recoveries, Recovery};
@@ -215,7 +216,7 @@ impl QueryRunner {
         if !distributed.stages.is_empty() && executors.is_empty() {
             return Err(SchedulerError::NoExecutors { query });
         }
-        let (members, guard) = self.guard(&distributed, in_use);
+        let (members, mut guard) = self.guard(&distributed, in_use);
         self.launch(&distributed, analyze).await?;
         drop(placement);
         tracing::debug!(%query, stages = distributed.stages.len(), retry_policy = policy.name(), ?planned, ?cut,
@@ -246,6 +247,11 @@ impl QueryRunner {
             keep_sources: policy == RetryPolicy::Task,
             kept: Default::default(),
         };
+        let received = Arc::new(EndedTasks::default());
+        let mut expected: Vec<(u32, u32)> =
+            distributed.stages.iter().flat_map(|s| s.tasks.iter().map(|t| (s.id.0, t.id.0))).collect();
+        expected.sort_unstable();
+        guard.accounts = Some(Accounts { received: Arc::clone(&received), expected, reruns: Arc::clone(&count) });
         let stats = QueryStatsHandle {
             query: query.clone(),
             started,
@@ -259,6 +265,8 @@ impl QueryRunner {
         let schema = distributed.root.schema();
         let mut state = state.clone();
         state.config_mut().set_extension(Arc::new(rerun));
+        // The final stage's readers keep there the tasks' accounts their trailers carry.
+        state.config_mut().set_extension(received);
         let root = Arc::clone(&distributed.root);
         let batches = self
             .compute
@@ -287,6 +295,8 @@ impl QueryRunner {
             executors: Arc::clone(&members),
             abandoned: self.abandoned.clone(),
             channels: Arc::clone(&self.channels),
+            accounts: None,
+            metrics: Arc::clone(&self.metrics),
         };
         (members, guard)
     }
