@@ -33,7 +33,8 @@ pub(super) struct Late {
     pub seen: Vec<ExecutorTask>,
 }
 
-/// A query whose stream was dropped before it ended: its tasks are cancelled in the background.
+/// A query whose tasks are cancelled in the background: its stream was dropped before it ended,
+/// or it ended with every task's account from the trailers.
 #[derive(Debug)]
 pub struct Abandoned {
     pub query: QueryId,
@@ -155,7 +156,8 @@ pub(super) fn guarded(
     batches.map(Some).chain(finish).filter_map(std::future::ready)
 }
 
-/// Tells executors to forget the tasks of abandoned queries, for as long as the scheduler runs.
+/// Tells executors to forget the tasks of abandoned queries (and of those that ended with every
+/// task's account), for as long as the scheduler runs.
 pub async fn cancel_abandoned(mut abandoned: mpsc::UnboundedReceiver<Abandoned>, channels: Arc<ClusterChannels>) {
     while let Some(Abandoned { query, executors }) = abandoned.recv().await {
         for executor in executors {
