@@ -197,15 +197,15 @@ pub fn open_output(tasks: &Arc<TaskTable>, ticket: TaskOutputTicket) -> Result<T
         // readers received. A client gets neither kind of account: the scheduler then asks.
         let mut stats = if tasks.finish_partition(&key, partition) {
             let account = task.account(&key);
+            let counters = &tasks.counters;
+            TaskCounters::add(&counters.finished, 1);
+            TaskCounters::add(&counters.bytes_scanned, account.stats.bytes_scanned);
+            TaskCounters::add(&counters.spilled_bytes, account.progress.spilled_bytes);
             let mut stats = TaskStats { reports: Vec::new(), ..account.stats.clone() };
             if member {
                 stats.ended = task.ended.take();
                 stats.ended.push(account);
             }
-            let counters = &tasks.counters;
-            TaskCounters::add(&counters.finished, 1);
-            TaskCounters::add(&counters.bytes_scanned, stats.bytes_scanned);
-            TaskCounters::add(&counters.spilled_bytes, glaux_proto::operator_work(&task.plan).spilled_bytes);
             stats
         } else {
             TaskStats::default()
