@@ -1,5 +1,5 @@
-//! `BuildKeysExec`: passes a broadcast join's build side through, keeping its distinct keys
-//! when they are few, so the join's filter can travel as an `IN` list.
+//! `BuildKeysExec`: passes a hash join's build side through, keeping its distinct keys when
+//! they are few, so the join's filter can travel as an `IN` list.
 //!
 //! A hash join's dynamic filter is its keys' bounds and a lookup into its hash table. Only the
 //! bounds serialize, so a filter sent to another stage's scans (see `dynamic_filters.rs`) lost
@@ -8,8 +8,12 @@
 //! between the smallest and the largest). DataFusion itself turns a build side of at most 150
 //! keys into an `IN` list, in every filter; raising that for all joins made local joins slower.
 //! This node raises it only for what travels: an executor puts it under a broadcast join whose
-//! filter a stage reader of the same task forwards, and the reader adds one `IN` list per key to
-//! the value it sends ([`BuildKeys::in_lists`]).
+//! filter a stage reader of the same task forwards, or under a partitioned join whose filter's
+//! shares a reader of the same task sends down, and the reader adds one `IN` list per key to the
+//! value it sends ([`BuildKeys::in_lists`]). A partitioned join builds one table per partition,
+//! so the node keeps one set of keys per partition of its input, each sent with that partition's
+//! share (TPC-H q18 at SF 10: the 624 orders the `IN` subquery kept reach the lineitem scans below
+//! the shuffle as lists, where bounds alone spanned every order key).
 //!
 //! Bounded: it stops keeping keys (for good) after [`MAX_ROWS`] build rows, [`MAX_KEYS`] distinct
 //! keys or [`MAX_BYTES`] of them, and costs nothing more than a pass-through from then on.
@@ -137,16 +141,20 @@ impl BuildKeys {
     }
 }
 
-/// Passes its input through, showing every row to a [`BuildKeys`].
+/// Passes its input through, showing every row of partition `i` to the `i`-th [`BuildKeys`].
 #[derive(Debug)]
 pub struct BuildKeysExec {
     input: Arc<dyn ExecutionPlan>,
-    keys: Arc<BuildKeys>,
+    keys: Vec<Arc<BuildKeys>>,
 }
 
 impl BuildKeysExec {
-    pub fn new(input: Arc<dyn ExecutionPlan>, keys: Arc<BuildKeys>) -> Self {
-        Self { input, keys }
+    /// `input` with one set of keys per partition, `on` evaluated against its rows; the sets, for
+    /// the reader that sends them.
+    pub fn new(input: Arc<dyn ExecutionPlan>, on: &[Arc<dyn PhysicalExpr>]) -> (Self, Vec<Arc<BuildKeys>>) {
+        let partitions = input.properties().partitioning.partition_count();
+        let keys: Vec<_> = (0..partitions).map(|_| Arc::new(BuildKeys::new(on.to_vec()))).collect();
+        (Self { input, keys: keys.clone() }, keys)
     }
 }
 
@@ -179,17 +187,18 @@ impl ExecutionPlan for BuildKeysExec {
     #[allow(deprecated)] // DataFusion 55 still requires this deprecated method of every node
     fn with_new_children(self: Arc<Self>, children: Vec<Arc<dyn ExecutionPlan>>) -> Result<Arc<dyn ExecutionPlan>> {
         let [input] = <[_; 1]>::try_from(children).or_else(|_| internal_err!("BuildKeysExec has one input"))?;
-        Ok(Arc::new(Self { input, keys: Arc::clone(&self.keys) }))
+        if input.properties().partitioning.partition_count() != self.keys.len() {
+            // Keys kept for partitions the new input numbers otherwise would be another's.
+            self.keys.iter().for_each(|keys| keys.give_up());
+        }
+        Ok(Arc::new(Self { input, keys: self.keys.clone() }))
     }
 
     fn execute(&self, partition: usize, context: Arc<TaskContext>) -> Result<SendableRecordBatchStream> {
-        if partition != 0 || self.input.properties().partitioning.partition_count() != 1 {
-            // A broadcast join's build side is one partition; any other shape keeps no keys.
-            self.keys.give_up();
-        }
         let input = self.input.execute(partition, context)?;
+        let Some(keys) = self.keys.get(partition) else { return Ok(input) };
         let schema = input.schema();
-        let stream = KeysStream { input, keys: Arc::clone(&self.keys) };
+        let stream = KeysStream { input, keys: Arc::clone(keys) };
         Ok(Box::pin(RecordBatchStreamAdapter::new(schema, stream)))
     }
 }

@@ -65,9 +65,11 @@ pub struct ForwardedFilter {
     /// that join has built its table. A decoded copy whose join runs in another stage completes
     /// only if a ticket brought its value.
     pub produced_here: bool,
-    /// The distinct keys of the producing join's build side, when this task runs that join and
-    /// they are few: sent as `IN` lists in place of the hash-table lookup that cannot travel.
-    pub build_keys: Option<Arc<BuildKeys>>,
+    /// The distinct keys of the producing join's build side, one set per partition of the join,
+    /// when this task runs that join: sent, when they are few, as `IN` lists in place of the
+    /// hash-table lookup that cannot travel (a broadcast join's one set with its filter, a
+    /// partitioned join's set `i` with the share of partition `i`). Empty when not kept.
+    pub build_keys: Vec<Arc<BuildKeys>>,
 }
 
 impl ForwardedFilter {
@@ -92,7 +94,7 @@ pub fn produced_filters(plan: &Arc<dyn ExecutionPlan>) -> HashMap<u64, Forwarded
                             filter,
                             probe_schema: join.right().schema(),
                             produced_here: true,
-                            build_keys: None,
+                            build_keys: Vec::new(),
                         },
                     );
                 }
@@ -140,7 +142,7 @@ pub fn values(filters: &[ForwardedFilter]) -> Vec<DynamicFilterValue> {
         .filter_map(|forwarded| {
             let filter = forwarded.filter.downcast_ref::<DynamicFilterPhysicalExpr>()?;
             filter.wait_complete().now_or_never()?;
-            value(forwarded, &filter.current().ok()?)
+            value(forwarded, &filter.current().ok()?, forwarded.build_keys.first())
         })
         .collect()
 }
@@ -159,13 +161,19 @@ pub(crate) fn routed_values(
         .filter_map(|forwarded| {
             forwarded.filter.downcast_ref::<DynamicFilterPhysicalExpr>()?.wait_complete().now_or_never()?;
             let share = crate::join_filter_shares::share(&forwarded.filter, partition, partitions)?;
-            Some(DynamicFilterValue { partition: Some(output), ..value(forwarded, &share)? })
+            let build_keys = forwarded.build_keys.get(partition);
+            Some(DynamicFilterValue { partition: Some(output), ..value(forwarded, &share, build_keys)? })
         })
         .collect()
 }
 
-/// `current` (`forwarded`'s value, or a share of it) for a ticket.
-fn value(forwarded: &ForwardedFilter, current: &Arc<dyn PhysicalExpr>) -> Option<DynamicFilterValue> {
+/// `current` (`forwarded`'s value, or a share of it) for a ticket, with the build keys of the
+/// join (partition) it comes from.
+fn value(
+    forwarded: &ForwardedFilter,
+    current: &Arc<dyn PhysicalExpr>,
+    build_keys: Option<&Arc<BuildKeys>>,
+) -> Option<DynamicFilterValue> {
     // A lookup into the join's hash table cannot travel (it would serialize as `true`), nor can
     // a conjunct that does not serialize: both are left out, in favour of the build keys as IN
     // lists when this task kept them. What remains lets through at least what the whole filter
@@ -180,7 +188,7 @@ fn value(forwarded: &ForwardedFilter, current: &Arc<dyn PhysicalExpr>) -> Option
     // A forwarded filter is its join's own (or a copy of it): its children are the join's keys.
     let keys = forwarded.filter.children().into_iter().cloned().collect::<Vec<_>>();
     if (!lookups.is_empty() || conjuncts.len() < parts.len())
-        && let Some(build_keys) = &forwarded.build_keys
+        && let Some(build_keys) = build_keys
     {
         let lists = build_keys.in_lists(&keys, &forwarded.probe_schema);
         conjuncts.extend(
@@ -310,9 +318,10 @@ fn decode_value(value: &DynamicFilterValue, ctx: &TaskContext) -> Option<Decoded
 /// broadcast join whose filter a reader forwards keeping its build keys ([`BuildKeysExec`]).
 pub(crate) fn share_producers(plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>> {
     let (plan, build_keys) = keep_build_keys(plan)?;
+    let kept = |id: u64| build_keys.get(&id).cloned().unwrap_or_default();
     let produced: HashMap<u64, ForwardedFilter> = produced_filters(&plan)
         .into_iter()
-        .map(|(id, filter)| (id, ForwardedFilter { build_keys: build_keys.get(&id).cloned(), ..filter }))
+        .map(|(id, filter)| (id, ForwardedFilter { build_keys: kept(id), ..filter }))
         .collect();
     let joins = join_filters(&plan);
     let shared = plan.transform_up(|node| {
@@ -332,11 +341,12 @@ pub(crate) fn share_producers(plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn Ex
             .join_filters()
             .iter()
             .filter_map(|copy| {
-                let (own, partitioned) = joins.get(&copy.expression_id()?)?;
+                let id = copy.expression_id()?;
+                let (own, partitioned) = joins.get(&id)?;
                 if let Some(probe_schema) = partitioned {
                     let filter = Arc::clone(own);
                     let probe_schema = Arc::clone(probe_schema);
-                    routed.push(ForwardedFilter { filter, probe_schema, produced_here: true, build_keys: None });
+                    routed.push(ForwardedFilter { filter, probe_schema, produced_here: true, build_keys: kept(id) });
                 }
                 Arc::clone(own).with_new_children(copy.children().into_iter().cloned().collect()).ok()
             })
@@ -348,25 +358,26 @@ pub(crate) fn share_producers(plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn Ex
     Ok(shared.data)
 }
 
-/// The build keys each broadcast join keeps for its filter, by filter id.
-type KeysByFilter = HashMap<u64, Arc<BuildKeys>>;
+/// The build keys each join keeps for its filter (one set per partition), by filter id.
+type KeysByFilter = HashMap<u64, Vec<Arc<BuildKeys>>>;
 
-/// `plan` with a [`BuildKeysExec`] under each broadcast join whose filter one of its readers
-/// forwards, and the keys each keeps, by filter id. (Rebuilt joins keep their filters.)
+/// `plan` with a [`BuildKeysExec`] under each join whose filter one of its readers sends on: a
+/// broadcast join's that a reader forwards, a partitioned join's whose shares a reader under it
+/// sends; and the keys each keeps, by filter id. (Rebuilt joins keep their filters.)
 fn keep_build_keys(plan: Arc<dyn ExecutionPlan>) -> Result<(Arc<dyn ExecutionPlan>, KeysByFilter)> {
-    let produced = produced_filters(&plan);
-    let forwarded: HashSet<u64> = reader_filter_ids(&plan).into_iter().filter(|id| produced.contains_key(id)).collect();
+    let readers = reader_filter_ids(&plan);
     let mut build_keys = HashMap::new();
-    if forwarded.is_empty() {
+    if readers.forwarded.is_empty() && readers.applied.is_empty() {
         return Ok((plan, build_keys));
     }
     let plan = plan
         .transform_up(|node| {
             let Some(join) = node.downcast_ref::<HashJoinExec>() else { return Ok(Transformed::no(node)) };
-            let Some(id) = forwarded_id(&node, &forwarded) else { return Ok(Transformed::no(node)) };
-            let keys = Arc::new(BuildKeys::new(join.on().iter().map(|(left, _)| Arc::clone(left)).collect()));
-            let left = Arc::new(BuildKeysExec::new(Arc::clone(join.left()), Arc::clone(&keys)));
+            let Some(id) = sent_id(&node, &readers) else { return Ok(Transformed::no(node)) };
+            let on: Vec<_> = join.on().iter().map(|(left, _)| Arc::clone(left)).collect();
+            let (left, keys) = BuildKeysExec::new(Arc::clone(join.left()), &on);
             build_keys.insert(id, keys);
+            let left = Arc::new(left);
             // The new build side shows its input's properties: nothing to recompute.
             let options = ReplaceChildrenOptions::new(ChildrenPropertiesMode::Keep);
             let joined = Arc::clone(&node).replace_children(vec![left, Arc::clone(join.right())], options)?;
@@ -394,25 +405,38 @@ fn join_filters(plan: &Arc<dyn ExecutionPlan>) -> HashMap<u64, (Arc<dyn Physical
     filters
 }
 
-/// The ids of the filters `plan`'s stage readers forward.
-fn reader_filter_ids(plan: &Arc<dyn ExecutionPlan>) -> Vec<u64> {
-    let mut ids = Vec::new();
+/// The ids of the filters a plan's stage readers hold.
+#[derive(Default)]
+struct ReaderFilters {
+    /// Forwarded to the tasks they read (a broadcast join's go whole).
+    forwarded: HashSet<u64>,
+    /// Applied to the rows they pass (a partitioned join's also go down as shares).
+    applied: HashSet<u64>,
+}
+
+fn reader_filter_ids(plan: &Arc<dyn ExecutionPlan>) -> ReaderFilters {
+    let mut ids = ReaderFilters::default();
     let _ = plan.apply(|node| {
         if let Some(reader) = node.downcast_ref::<StageReaderExec>() {
-            ids.extend(reader.dynamic_filters().iter().filter_map(ForwardedFilter::id));
+            ids.forwarded.extend(reader.dynamic_filters().iter().filter_map(ForwardedFilter::id));
+            ids.applied.extend(reader.join_filters().iter().filter_map(|filter| filter.expression_id()));
         }
         Ok(TreeNodeRecursion::Continue)
     });
     ids
 }
 
-/// The id of the filter a broadcast join `node` produces, when it is one of `forwarded`.
-fn forwarded_id(node: &Arc<dyn ExecutionPlan>, forwarded: &HashSet<u64>) -> Option<u64> {
+/// The id of the filter hash join `node` produces, when a reader sends it down: a broadcast
+/// join's that a reader forwards, a partitioned join's that a reader under it applies (and sends
+/// in shares).
+fn sent_id(node: &Arc<dyn ExecutionPlan>, readers: &ReaderFilters) -> Option<u64> {
     let join = node.downcast_ref::<HashJoinExec>()?;
-    if *join.partition_mode() != PartitionMode::CollectLeft {
-        return None;
-    }
-    node.dynamic_expressions_produced().into_iter().filter_map(|f| f.expression_id()).find(|id| forwarded.contains(id))
+    let sent = match join.partition_mode() {
+        PartitionMode::CollectLeft => &readers.forwarded,
+        PartitionMode::Partitioned => &readers.applied,
+        PartitionMode::Auto => return None,
+    };
+    node.dynamic_expressions_produced().into_iter().filter_map(|f| f.expression_id()).find(|id| sent.contains(id))
 }
 
 /// A forwarded filter as a reader's plan node carries it.
@@ -428,5 +452,5 @@ pub(crate) fn decode(node: &crate::generated::ReaderDynamicFilter, ctx: &TaskCon
     let filter = PhysicalExprNode::decode(node.filter.as_slice())
         .map_err(|e| datafusion::common::exec_datafusion_err!("malformed dynamic filter: {e}"))?;
     let filter = parse_physical_expr(&filter, ctx, &schema, &GlauxCodec)?;
-    Ok(ForwardedFilter { filter, probe_schema: Arc::new(schema), produced_here: false, build_keys: None })
+    Ok(ForwardedFilter { filter, probe_schema: Arc::new(schema), produced_here: false, build_keys: Vec::new() })
 }

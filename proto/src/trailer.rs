@@ -35,12 +35,13 @@ fn compact(array: &ArrayRef) -> ArrayRef {
     }
 }
 
-fn compacted(batch: &RecordBatch) -> Result<RecordBatch, FlightError> {
+/// `batch` with its view columns compacted ([`compact`]); the batch itself when it has none.
+pub(crate) fn compacted(batch: &RecordBatch) -> Result<RecordBatch, arrow::error::ArrowError> {
     if !batch.columns().iter().any(|c| matches!(c.data_type(), DataType::Utf8View | DataType::BinaryView)) {
         return Ok(batch.clone());
     }
     let columns: Vec<ArrayRef> = batch.columns().iter().map(compact).collect();
-    Ok(RecordBatch::try_new(batch.schema(), columns)?)
+    RecordBatch::try_new(batch.schema(), columns)
 }
 
 /// `batch` as pieces of about [`TARGET_MESSAGE_BYTES`] each, compacted.
@@ -54,7 +55,7 @@ pub fn wire_sized(batch: &RecordBatch) -> Result<Vec<RecordBatch>, FlightError> 
     let rows_per_piece = rows.div_ceil(bytes.div_ceil(TARGET_MESSAGE_BYTES)).max(1);
     (0..rows)
         .step_by(rows_per_piece)
-        .map(|offset| compacted(&whole.slice(offset, rows_per_piece.min(rows - offset))))
+        .map(|offset| Ok(compacted(&whole.slice(offset, rows_per_piece.min(rows - offset)))?))
         .collect()
 }
 
