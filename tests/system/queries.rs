@@ -303,6 +303,9 @@ async fn partitioned_join_probe_side_filtered(sql: &str, groups: usize, removed:
             .map(|rest| human_count(rest.split([',', ']']).next().unwrap_or_default()))
             .sum()
     };
+    // Each join task kept its partitions' build keys (few enough here) to send with the shares.
+    let kept = analyzed.lines().filter(|l| l.contains("BuildKeysExec: keys=[") && !l.contains("too many")).count();
+    assert!(kept >= 2, "{analyzed}");
     let dropped = sum_of(&mut analyzed.lines(), "join_filter_rows_dropped=");
     // The probe side's scans hold the shares, routed as the shuffle above them sends rows.
     let routed = analyzed.lines().filter(|l| l.contains("DataSourceExec") && l.contains("CASE hash_repartition % "));
