@@ -314,8 +314,8 @@ fn decode_value(value: &DynamicFilterValue, ctx: &TaskContext) -> Option<Decoded
 }
 
 /// `plan` (a task's, as decoded) with its readers forwarding and applying the very filters its
-/// joins produce (decoded apart, they would be copies the joins never update), and each
-/// broadcast join whose filter a reader forwards keeping its build keys ([`BuildKeysExec`]).
+/// joins produce (decoded apart, they would be copies the joins never update), and each join
+/// whose filter a reader sends on (whole or in shares) keeping its build keys ([`BuildKeysExec`]).
 pub(crate) fn share_producers(plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>> {
     let (plan, build_keys) = keep_build_keys(plan)?;
     let kept = |id: u64| build_keys.get(&id).cloned().unwrap_or_default();
