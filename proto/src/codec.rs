@@ -13,6 +13,8 @@ use datafusion::datasource::source::DataSourceExec;
 use datafusion::execution::TaskContext;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::expressions::Column;
+use datafusion::physical_expr_common::physical_expr::proto_decode::PhysicalExprDecodeCtx;
+use datafusion::physical_expr_common::physical_expr::proto_encode::PhysicalExprEncodeCtx;
 use datafusion::physical_plan::{ExecutionPlan, Partitioning};
 use datafusion_proto::bytes::{
     physical_plan_from_bytes_with_proto_converter, physical_plan_to_bytes_with_proto_converter,
@@ -25,10 +27,13 @@ use datafusion_proto::physical_plan::{
 use datafusion_proto::protobuf::PhysicalExprNode;
 use prost::Message;
 
+use crate::bloom::{Bloom, BloomFilterExpr, as_bloom};
 use crate::dynamic_filters;
+use crate::generated::glaux_expr_node::Expr;
 use crate::generated::glaux_node::Node;
 use crate::generated::{
-    GlauxNode, HashColumn, PartitionSubsetNode, ReaderPartition, StageReaderNode, TableWriteNode, TaskOutputLocation,
+    BloomFilterNode, GlauxExprNode, GlauxNode, HashColumn, PartitionSubsetNode, ReaderPartition, StageReaderNode,
+    TableWriteNode, TaskOutputLocation,
 };
 use crate::ids::{ExecutorAddr, QueryId, StageId, TaskId};
 use crate::partition_subset::PartitionSubsetExec;
@@ -79,6 +84,39 @@ impl PhysicalExtensionCodec for GlauxCodec {
             return internal_err!("GlauxCodec cannot encode {}", node.name());
         };
         GlauxNode { node: Some(node) }.encode(buf).map_err(|e| exec_datafusion_err!("encoding a Glaux plan node: {e}"))
+    }
+
+    fn try_decode_expr(
+        &self,
+        buf: &[u8],
+        inputs: &[Arc<dyn PhysicalExpr>],
+        _ctx: &PhysicalExprDecodeCtx<'_>,
+    ) -> Result<Arc<dyn PhysicalExpr>> {
+        let node = GlauxExprNode::decode(buf).map_err(|e| exec_datafusion_err!("malformed Glaux expression: {e}"))?;
+        match node.expr {
+            Some(Expr::BloomFilter(node)) => {
+                let types = Schema::try_from(IpcMessage(node.key_types.into()))
+                    .map_err(|e| exec_datafusion_err!("malformed Bloom filter key types: {e}"))?;
+                let types = types.fields().iter().map(|f| f.data_type().clone()).collect();
+                let bloom = Arc::new(Bloom::from_bytes(&node.bits)?);
+                Ok(Arc::new(BloomFilterExpr::try_new(inputs.to_vec(), types, bloom)?))
+            }
+            None => exec_err!("empty Glaux expression"),
+        }
+    }
+
+    fn try_encode_expr(
+        &self,
+        node: &Arc<dyn PhysicalExpr>,
+        buf: &mut Vec<u8>,
+        _ctx: &PhysicalExprEncodeCtx<'_>,
+    ) -> Result<()> {
+        let Some(bloom) = as_bloom(node) else { return internal_err!("GlauxCodec cannot encode {node}") };
+        let key_types = schema_ipc(&bloom.key_schema())?;
+        let expr = Expr::BloomFilter(BloomFilterNode { bits: bloom.bloom().to_bytes(), key_types });
+        GlauxExprNode { expr: Some(expr) }
+            .encode(buf)
+            .map_err(|e| exec_datafusion_err!("encoding a Glaux expression: {e}"))
     }
 }
 

@@ -25,7 +25,8 @@
 //! outer join kept). Every join's filter is also applied by the readers under the join
 //! (`join_filter_shares.rs`).
 //! The lookup into a join's hash table cannot travel; in its place go the build side's keys as
-//! `IN` lists when there are few (`build_keys.rs`).
+//! `IN` lists when there are few, or a Bloom filter of them when they are not too many
+//! (`build_keys.rs`, `bloom.rs`).
 //! A filter is an optimization: one that cannot be sent or read is skipped, never an error.
 
 use std::collections::{HashMap, HashSet};
@@ -176,7 +177,7 @@ fn value(
 ) -> Option<DynamicFilterValue> {
     // A lookup into the join's hash table cannot travel (it would serialize as `true`), nor can
     // a conjunct that does not serialize: both are left out, in favour of the build keys as IN
-    // lists when this task kept them. What remains lets through at least what the whole filter
+    // lists when this task kept them (as a Bloom filter when too many). What remains lets through at least what the whole filter
     // would.
     let (lookups, parts): (Vec<_>, Vec<_>) =
         split_conjunction(current).into_iter().partition(|c| c.is::<HashTableLookupExpr>());
@@ -190,7 +191,10 @@ fn value(
     if (!lookups.is_empty() || conjuncts.len() < parts.len())
         && let Some(build_keys) = build_keys
     {
-        let lists = build_keys.in_lists(&keys, &forwarded.probe_schema);
+        let mut lists = build_keys.in_lists(&keys, &forwarded.probe_schema);
+        if lists.is_empty() {
+            lists.extend(build_keys.bloom(&keys, &forwarded.probe_schema));
+        }
         conjuncts.extend(
             lists.iter().filter_map(|l| serialize_physical_expr(l, &GlauxCodec).ok()).map(|n| n.encode_to_vec()),
         );

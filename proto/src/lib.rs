@@ -20,6 +20,7 @@
 //!   (the binary makes it; this crate only spawns on what it is given).
 
 mod auth;
+mod bloom;
 mod build_keys;
 mod channels;
 mod cluster_tls;

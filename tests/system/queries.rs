@@ -4,6 +4,8 @@ use std::sync::Arc;
 
 use arrow::array::{Int64Array, RecordBatch};
 use arrow::datatypes::{DataType, Field, Schema};
+use datafusion::prelude::SessionContext;
+use glaux_client::GlauxClient;
 
 use crate::harness::*;
 
@@ -269,7 +271,7 @@ async fn join_filters_cross_shuffles_as_the_build_keys() -> TestResult {
 async fn partitioned_join_filters_drop_rows_where_the_join_reads_them() -> TestResult {
     let sql = "SELECT s.region, count(*), sum(s.qty) FROM (SELECT id FROM sales WHERE qty = 7 AND region = 'eu') p \
                JOIN sales s ON s.id = p.id GROUP BY s.region";
-    partitioned_join_probe_side_filtered(sql, 1, 17_000.0).await
+    sales_probe_side_filtered(sql, 1, 17_000.0).await
 }
 
 /// The same with build keys spread over the probe side's whole range (1,500 ids, 7 to 17,995):
@@ -282,39 +284,88 @@ async fn partitioned_join_shares_carry_their_build_keys() -> TestResult {
     let sql = "SELECT s.region, count(*), sum(s.qty) FROM (SELECT id FROM sales WHERE id % 12 = 7) p \
                JOIN sales s ON s.id = p.id GROUP BY s.region";
     // 16,500 of the 18,000 rows do not match.
-    partitioned_join_probe_side_filtered(sql, 3, 16_000.0).await
+    sales_probe_side_filtered(sql, 3, 16_000.0).await
 }
 
-/// Runs `sql` (a partitioned join of a subquery of `sales` with `sales`, grouped by region into
-/// `groups` rows), compares it with DataFusion and checks that more than `removed` of the probe
-/// side's rows were pruned in the scans below its shuffle or dropped where the join reads them.
-async fn partitioned_join_probe_side_filtered(sql: &str, groups: usize, removed: f64) -> TestResult {
+/// [`probe_side_filtered`] over the lake's `sales`, each join task keeping its partitions' build
+/// keys as `IN` lists.
+async fn sales_probe_side_filtered(sql: &str, groups: usize, removed: f64) -> TestResult {
     let cluster = TestCluster::builder().start().await?;
     let (lake, mut client) = cluster.with_lake().await?;
     let reference = reference_context(&lake).await;
+    let analyzed = probe_side_filtered(&mut client, &reference, sql, groups, removed).await?;
+    let kept = analyzed.lines().filter(|l| l.contains("BuildKeysExec: keys=[") && !l.contains("too many"));
+    assert!(kept.filter(|l| !l.contains("bloom")).count() >= 2, "{analyzed}");
+    Ok(())
+}
+
+/// With more build keys than an `IN` list takes (25,000 of 100,000 ids, about 6,250 in each of
+/// the join's 4 partitions, anywhere in the probe side's range), each share crosses the shuffle
+/// with a Bloom filter of its partition's keys, and the scans below drop most of the 75,000 rows
+/// that cannot match.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn partitioned_join_shares_carry_a_bloom_filter_of_many_keys() -> TestResult {
+    let cluster = TestCluster::builder().start().await?;
+    let (lake, mut client) = cluster.with_lake().await?;
+    let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, false)]));
+    for part in 0..4_i64 {
+        let ids = Int64Array::from((part * 25_000..(part + 1) * 25_000).collect::<Vec<_>>());
+        let batch = RecordBatch::try_new(Arc::clone(&schema), vec![Arc::new(ids)])?;
+        write_parquet(&lake.join(format!("numbers/part={part}/ids.parquet")), &batch);
+    }
+    let reference = reference_context(&lake).await;
+    // Partitioned: its statistics are unknown, so the join does not broadcast it.
+    let ddl = format!(
+        "CREATE EXTERNAL TABLE numbers (id BIGINT NOT NULL, part VARCHAR) STORED AS PARQUET PARTITIONED BY (part) \
+         LOCATION '{}/numbers/'",
+        lake.display()
+    );
+    client.query(&ddl).await?;
+    reference.sql(&ddl).await?.collect().await?;
+    let sql = "SELECT n.part, count(*), sum(n.id) FROM (SELECT id FROM numbers WHERE id % 4 = 1) p \
+               JOIN numbers n ON n.id = p.id GROUP BY n.part";
+    let analyzed = probe_side_filtered(&mut client, &reference, sql, 4, 70_000.0).await?;
+    let blooms = analyzed.lines().filter(|l| l.contains("BuildKeysExec: keys=[bloom of "));
+    assert!(blooms.count() >= 2, "{analyzed}");
+    // Each shuffle task runs once the first share reaches it: at least that partition's quarter
+    // of its 37,500 rows that cannot match, less the few the filter lets through.
+    let routed = analyzed.lines().filter(|l| l.contains("DataSourceExec") && l.contains("bloom("));
+    assert!(sum_of(routed, "pushdown_rows_pruned=") > 15_000.0, "{analyzed}");
+    Ok(())
+}
+
+/// Runs `sql` (a partitioned join of a table with itself, grouped into `groups` rows), compares
+/// it with DataFusion and checks that more than `removed` of the probe side's rows were pruned in
+/// the scans below its shuffle or dropped where the join reads them; the EXPLAIN ANALYZE.
+async fn probe_side_filtered(
+    client: &mut GlauxClient,
+    reference: &SessionContext,
+    sql: &str,
+    groups: usize,
+    removed: f64,
+) -> Result<String, Box<dyn std::error::Error>> {
     let explain = rows_of(&client.query(&format!("EXPLAIN {sql}")).await?.batches).join("\n");
     assert!(explain.contains("mode=Partitioned") && explain.contains("join filters=1"), "{explain}");
-    let output = assert_same_as_datafusion(&mut client, &reference, sql).await;
+    let output = assert_same_as_datafusion(client, reference, sql).await;
     assert_eq!(output.rows(), groups);
     let analyzed = rows_of(&client.query(&format!("EXPLAIN ANALYZE {sql}")).await?.batches).join("\n");
-    let sum_of = |lines: &mut dyn Iterator<Item = &str>, metric: &str| -> f64 {
-        lines
-            .flat_map(|line| line.split(metric).skip(1))
-            .map(|rest| human_count(rest.split([',', ']']).next().unwrap_or_default()))
-            .sum()
-    };
-    // Each join task kept its partitions' build keys (few enough here) to send with the shares.
-    let kept = analyzed.lines().filter(|l| l.contains("BuildKeysExec: keys=[") && !l.contains("too many")).count();
-    assert!(kept >= 2, "{analyzed}");
-    let dropped = sum_of(&mut analyzed.lines(), "join_filter_rows_dropped=");
+    let dropped = sum_of(analyzed.lines(), "join_filter_rows_dropped=");
     // The probe side's scans hold the shares, routed as the shuffle above them sends rows.
     let routed = analyzed.lines().filter(|l| l.contains("DataSourceExec") && l.contains("CASE hash_repartition % "));
-    let pruned = sum_of(&mut routed.into_iter(), "pushdown_rows_pruned=");
+    let pruned = sum_of(routed, "pushdown_rows_pruned=");
     // Each shuffle task runs once the first share reaches it: at least that partition's quarter
     // of its rows, less the matches, goes in the scan.
     assert!(pruned > 3_000.0, "{pruned} pruned in the scans: {analyzed}");
     assert!(pruned + dropped > removed, "{pruned} pruned, {dropped} dropped: {analyzed}");
-    Ok(())
+    Ok(analyzed)
+}
+
+/// The sum of `metric` over `lines` of an EXPLAIN ANALYZE.
+fn sum_of<'a>(lines: impl Iterator<Item = &'a str>, metric: &str) -> f64 {
+    lines
+        .flat_map(|line| line.split(metric).skip(1))
+        .map(|rest| human_count(rest.split([',', ']']).next().unwrap_or_default()))
+        .sum()
 }
 
 /// A count as DataFusion's metrics show it: `123`, `17.66 K`, `7.50 M`.
