@@ -22,8 +22,11 @@
 //! `p` ([`routed_values`]), and the shuffle's task routes its scans' rows to the shares by the
 //! hash it sends rows by, letting through rows bound for a partition whose share has not come
 //! yet (`join_filter_shares::with_share`; TPC-H q17: the average quantity of only the parts the
-//! outer join kept). Every join's filter is also applied by the readers under the join
-//! (`join_filter_shares.rs`).
+//! outer join kept). Where the scans that hold the filter lie deeper (the shuffle's task joins
+//! two stages it reads), the planner gives the filter to that task's readers too, and they pass
+//! on the shares the task got, naming the join's partition count ([`values`]; TPC-H q18: the `IN`
+//! subquery's orders reach the orders scan under the join of customers with orders). Every
+//! join's filter is also applied by the readers under the join (`join_filter_shares.rs`).
 //! The lookup into a join's hash table cannot travel; in its place go the build side's keys as
 //! `IN` lists when there are few, or a Bloom filter of them when they are not too many
 //! (`build_keys.rs`, `bloom.rs`).
@@ -106,6 +109,31 @@ pub fn produced_filters(plan: &Arc<dyn ExecutionPlan>) -> HashMap<u64, Forwarded
     produced
 }
 
+/// The filters partitioned hash joins in `plan` produce, by expression id: a stage reader between
+/// such a join's shuffle and the scans that hold its filter passes on the shares it gets
+/// ([`values`]; TPC-H q18: the `IN` subquery's orders reach the orders scan under the join with
+/// customers).
+pub fn partitioned_filters(plan: &Arc<dyn ExecutionPlan>) -> HashMap<u64, ForwardedFilter> {
+    let mut produced = HashMap::new();
+    let _ = plan.apply(|node| {
+        if let Some(join) = node.downcast_ref::<HashJoinExec>()
+            && *join.partition_mode() == PartitionMode::Partitioned
+        {
+            for filter in node.dynamic_expressions_produced() {
+                if let Some(id) = filter.expression_id() {
+                    let probe_schema = join.right().schema();
+                    produced.insert(
+                        id,
+                        ForwardedFilter { filter, probe_schema, produced_here: false, build_keys: Vec::new() },
+                    );
+                }
+            }
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    produced
+}
+
 /// The expression ids of the dynamic filters anywhere in `plan`'s expressions (a stage reader's
 /// forwarded filters among them).
 pub fn filter_ids(plan: &Arc<dyn ExecutionPlan>) -> Vec<u64> {
@@ -136,14 +164,30 @@ pub async fn completed(filters: &[ForwardedFilter]) {
     }
 }
 
-/// The values of `filters` that are complete, for a ticket.
+/// The values of `filters` that are complete, for a ticket; of a partitioned join's filter that
+/// this task passes on (it got the shares as the shuffle between the join and the scans that
+/// hold the filter), the shares in so far.
 pub fn values(filters: &[ForwardedFilter]) -> Vec<DynamicFilterValue> {
     filters
         .iter()
-        .filter_map(|forwarded| {
-            let filter = forwarded.filter.downcast_ref::<DynamicFilterPhysicalExpr>()?;
-            filter.wait_complete().now_or_never()?;
-            value(forwarded, &filter.current().ok()?, forwarded.build_keys.first())
+        .flat_map(|forwarded| {
+            let Some(filter) = forwarded.filter.downcast_ref::<DynamicFilterPhysicalExpr>() else { return Vec::new() };
+            let Ok(current) = filter.current() else { return Vec::new() };
+            if filter.wait_complete().now_or_never().is_some() {
+                return value(forwarded, &current, forwarded.build_keys.first()).into_iter().collect();
+            }
+            let Some((partitions, shares)) = crate::join_filter_shares::shares_in(&current) else { return Vec::new() };
+            shares
+                .iter()
+                .filter_map(|(partition, share)| {
+                    let value = value(forwarded, share, None)?;
+                    Some(DynamicFilterValue {
+                        partition: Some(*partition as u32),
+                        partitions: Some(partitions as u32),
+                        ..value
+                    })
+                })
+                .collect()
         })
         .collect()
 }
@@ -207,7 +251,7 @@ fn value(
         .map(|c| serialize_physical_expr(c, &GlauxCodec).ok().map(|n| n.encode_to_vec()))
         .collect::<Option<Vec<_>>>()?;
     let schema = schema_ipc(&forwarded.probe_schema).ok()?;
-    Some(DynamicFilterValue { id: forwarded.id()?, conjuncts, schema, children, partition: None })
+    Some(DynamicFilterValue { id: forwarded.id()?, conjuncts, schema, children, partition: None, partitions: None })
 }
 
 /// Completes, with the values a reader sent, every copy in `plan` of the filters they name that
@@ -219,16 +263,21 @@ pub fn apply(plan: &Arc<dyn ExecutionPlan>, values: &[DynamicFilterValue], ctx: 
             continue;
         };
         // A share routes by the hash this task's shuffle sends rows by: only a hash shuffle over as
-        // many expressions as the join has keys, with the share's partition among its outputs, takes it.
+        // many expressions as the join has keys, with the share's partition among its outputs, takes
+        // it; one passed on names the join's partition count.
         let routing = match value.partition {
             None => None,
-            Some(partition) => match hash_outputs(plan, children.len()) {
-                Some(outputs) if (partition as usize) < outputs => Some((partition as usize, outputs)),
-                _ => {
-                    tracing::debug!(filter = value.id, "a share for a task that is no such shuffle; skipped");
-                    continue;
+            Some(partition) => {
+                match value.partitions.map(|n| n as usize).or_else(|| hash_outputs(plan, children.len())) {
+                    Some(outputs) if (partition as usize) < outputs && outputs <= MAX_SHARES => {
+                        Some((partition as usize, outputs))
+                    }
+                    _ => {
+                        tracing::debug!(filter = value.id, "a share for a task that is no such shuffle; skipped");
+                        continue;
+                    }
                 }
-            },
+            }
         };
         let _ = plan.apply(|node| {
             node.apply_expressions(&mut |root| {
@@ -246,6 +295,9 @@ pub fn apply(plan: &Arc<dyn ExecutionPlan>, values: &[DynamicFilterValue], ctx: 
         });
     }
 }
+
+/// The most partitions a share may route among (a bound on what a ticket makes a task build).
+const MAX_SHARES: usize = 1 << 16;
 
 /// Completes the copy `copy` of a filter with `expr`, in terms of the filter's `children`.
 ///

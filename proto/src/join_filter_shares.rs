@@ -97,6 +97,25 @@ pub(crate) fn with_share(
     Ok((Arc::new(case), every_share))
 }
 
+/// The shares added so far to `current` (a copy of a partitioned join's filter, built by
+/// [`with_share`]) and the number of partitions they route among; `None` for a filter of
+/// another shape.
+pub(crate) fn shares_in(current: &Arc<dyn PhysicalExpr>) -> Option<(usize, Vec<(usize, Arc<dyn PhysicalExpr>)>)> {
+    let case = current.downcast_ref::<CaseExpr>()?;
+    let routing = case.expr().filter(|e| is_hash_routing(e))?.downcast_ref::<BinaryExpr>()?;
+    let Some(ScalarValue::UInt64(Some(partitions))) = routing.right().downcast_ref::<Literal>().map(|l| l.value())
+    else {
+        return None;
+    };
+    let partitions = usize::try_from(*partitions).ok()?;
+    let shares = case
+        .when_then_expr()
+        .iter()
+        .filter_map(|(when, then)| Some(((0..partitions).find(|&p| is_partition(when, p))?, Arc::clone(then))))
+        .collect();
+    Some((partitions, shares))
+}
+
 /// `hash(keys) % n`, as DataFusion routes a probe row to a partition's share.
 fn is_hash_routing(expr: &Arc<dyn PhysicalExpr>) -> bool {
     expr.downcast_ref::<BinaryExpr>()

@@ -8,7 +8,8 @@
 //!   [`PartitionSubsetExec`], the share of a shuffle stage's partitions one task runs;
 //! - [`GlauxCodec`], [`encode_plan`], [`decode_plan`]: plan fragments on the wire;
 //! - [`ForwardedFilter`] and [`apply_dynamic_filters`]: broadcast joins' dynamic filters sent
-//!   across exchanges to the scans below them (with their build keys as `IN` lists when few);
+//!   across exchanges to the scans below them (with their build keys as `IN` lists when few, as a
+//!   Bloom filter of them, `BloomFilterExpr`, when more);
 //!   every hash join's filter is also applied by the stage readers under it in its own task
 //!   ([`StageReaderExec::with_join_filters`]);
 //! - [`TaskRerun`]: how a reader on the scheduler asks for a lost task to run again;
@@ -55,7 +56,9 @@ pub use channels::{ClusterChannels, FlightClient, MAX_MESSAGE_BYTES};
 pub use cluster_tls::{ClusterTls, use_ring_for_tls};
 pub use codec::{EncodedPlan, GlauxCodec, decode_plan, encode_plan, reader_as_sent};
 pub use compute::Compute;
-pub use dynamic_filters::{ForwardedFilter, apply as apply_dynamic_filters, filter_ids, produced_filters};
+pub use dynamic_filters::{
+    ForwardedFilter, apply as apply_dynamic_filters, filter_ids, partitioned_filters, produced_filters,
+};
 pub use ids::{ExecutorAddr, ExecutorId, QueryId, StageId, TaskId};
 pub use kept_source::KeptTasks;
 pub use local_outputs::{LocalOutputs, TaskOutputRead};

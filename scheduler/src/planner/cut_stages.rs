@@ -47,7 +47,7 @@ use datafusion::physical_plan::work_table::WorkTableExec;
 use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties, replace_children_if_necessary};
 use glaux_proto::{
     ForwardedFilter, QueryId, StageId, StageReaderExec, TaskId, TaskOutput, TaskSigner, TokenPurpose, filter_ids,
-    produced_filters,
+    partitioned_filters, produced_filters,
 };
 
 use super::assign_tasks::assign_tasks;
@@ -66,7 +66,10 @@ pub fn cut_stages(
     signer: &TaskSigner,
     small: Option<u64>,
 ) -> Result<(Arc<dyn ExecutionPlan>, Vec<Stage>)> {
-    let produced = produced_filters(&plan);
+    // Broadcast joins' filters travel whole; partitioned joins' as shares, which a reader passes on
+    // to the stage it reads when its own stage is where the join's shuffle starts.
+    let mut produced = produced_filters(&plan);
+    produced.extend(partitioned_filters(&plan));
     let small = small.filter(|_| !executors.is_empty());
     let mut cutter = Cutter { query, executors, signer, stages: Vec::new(), produced, small };
     let root = cutter.scheduler_part(plan)?;
