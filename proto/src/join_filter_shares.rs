@@ -97,10 +97,13 @@ pub(crate) fn with_share(
     Ok((Arc::new(case), every_share))
 }
 
+/// An output partition's share of a partitioned join's filter.
+pub(crate) type PartitionShare = (usize, Arc<dyn PhysicalExpr>);
+
 /// The shares added so far to `current` (a copy of a partitioned join's filter, built by
 /// [`with_share`]) and the number of partitions they route among; `None` for a filter of
 /// another shape.
-pub(crate) fn shares_in(current: &Arc<dyn PhysicalExpr>) -> Option<(usize, Vec<(usize, Arc<dyn PhysicalExpr>)>)> {
+pub(crate) fn shares_in(current: &Arc<dyn PhysicalExpr>) -> Option<(usize, Vec<PartitionShare>)> {
     let case = current.downcast_ref::<CaseExpr>()?;
     let routing = case.expr().filter(|e| is_hash_routing(e))?.downcast_ref::<BinaryExpr>()?;
     let Some(ScalarValue::UInt64(Some(partitions))) = routing.right().downcast_ref::<Literal>().map(|l| l.value())
