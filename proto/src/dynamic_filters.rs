@@ -221,8 +221,8 @@ fn value(
 ) -> Option<DynamicFilterValue> {
     // A lookup into the join's hash table cannot travel (it would serialize as `true`), nor can
     // a conjunct that does not serialize: both are left out, in favour of the build keys as IN
-    // lists when this task kept them (as a Bloom filter when too many). What remains lets through at least what the whole filter
-    // would.
+    // lists when this task kept them (as a Bloom filter when too many). What remains lets
+    // through at least what the whole filter would.
     let (lookups, parts): (Vec<_>, Vec<_>) =
         split_conjunction(current).into_iter().partition(|c| c.is::<HashTableLookupExpr>());
     let mut conjuncts: Vec<Vec<u8>> = parts
