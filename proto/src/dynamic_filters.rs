@@ -84,29 +84,7 @@ impl ForwardedFilter {
 
 /// The filters broadcast-build hash joins in `plan` produce, by expression id.
 pub fn produced_filters(plan: &Arc<dyn ExecutionPlan>) -> HashMap<u64, ForwardedFilter> {
-    let mut produced = HashMap::new();
-    // The closure never fails, so neither does the walk.
-    let _ = plan.apply(|node| {
-        if let Some(join) = node.downcast_ref::<HashJoinExec>()
-            && *join.partition_mode() == PartitionMode::CollectLeft
-        {
-            for filter in node.dynamic_expressions_produced() {
-                if let Some(id) = filter.expression_id() {
-                    produced.insert(
-                        id,
-                        ForwardedFilter {
-                            filter,
-                            probe_schema: join.right().schema(),
-                            produced_here: true,
-                            build_keys: Vec::new(),
-                        },
-                    );
-                }
-            }
-        }
-        Ok(TreeNodeRecursion::Continue)
-    });
-    produced
+    filters_of_joins(plan, PartitionMode::CollectLeft, true)
 }
 
 /// The filters partitioned hash joins in `plan` produce, by expression id: a stage reader between
@@ -114,18 +92,26 @@ pub fn produced_filters(plan: &Arc<dyn ExecutionPlan>) -> HashMap<u64, Forwarded
 /// ([`values`]; TPC-H q18: the `IN` subquery's orders reach the orders scan under the join with
 /// customers).
 pub fn partitioned_filters(plan: &Arc<dyn ExecutionPlan>) -> HashMap<u64, ForwardedFilter> {
+    filters_of_joins(plan, PartitionMode::Partitioned, false)
+}
+
+/// The filters the hash joins of `mode` in `plan` produce, by expression id.
+fn filters_of_joins(
+    plan: &Arc<dyn ExecutionPlan>,
+    mode: PartitionMode,
+    produced_here: bool,
+) -> HashMap<u64, ForwardedFilter> {
     let mut produced = HashMap::new();
+    // The closure never fails, so neither does the walk.
     let _ = plan.apply(|node| {
         if let Some(join) = node.downcast_ref::<HashJoinExec>()
-            && *join.partition_mode() == PartitionMode::Partitioned
+            && *join.partition_mode() == mode
         {
             for filter in node.dynamic_expressions_produced() {
                 if let Some(id) = filter.expression_id() {
                     let probe_schema = join.right().schema();
-                    produced.insert(
-                        id,
-                        ForwardedFilter { filter, probe_schema, produced_here: false, build_keys: Vec::new() },
-                    );
+                    produced
+                        .insert(id, ForwardedFilter { filter, probe_schema, produced_here, build_keys: Vec::new() });
                 }
             }
         }
