@@ -355,10 +355,11 @@ fn decode_value(value: &DynamicFilterValue, ctx: &TaskContext) -> Option<Decoded
     Some((conjunction(conjuncts), children))
 }
 
-/// `plan` (a task's, as decoded) with its readers forwarding and applying the very filters its
-/// joins produce (decoded apart, they would be copies the joins never update), and each join
-/// whose filter a reader sends on (whole or in shares) keeping its build keys ([`BuildKeysExec`]).
-pub(crate) fn share_producers(plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>> {
+/// `plan` (a task's, as decoded, or the final stage the scheduler runs) with its readers
+/// forwarding and applying the very filters its joins produce (decoded apart, they would be
+/// copies the joins never update), and each join whose filter a reader sends on (whole or in
+/// shares) keeping its build keys ([`BuildKeysExec`]).
+pub fn share_producers(plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>> {
     let (plan, build_keys) = keep_build_keys(plan)?;
     let kept = |id: u64| build_keys.get(&id).cloned().unwrap_or_default();
     let produced: HashMap<u64, ForwardedFilter> = produced_filters(&plan)

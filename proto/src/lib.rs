@@ -57,7 +57,7 @@ pub use cluster_tls::{ClusterTls, use_ring_for_tls};
 pub use codec::{EncodedPlan, GlauxCodec, decode_plan, encode_plan, reader_as_sent};
 pub use compute::Compute;
 pub use dynamic_filters::{
-    ForwardedFilter, apply as apply_dynamic_filters, filter_ids, partitioned_filters, produced_filters,
+    ForwardedFilter, apply as apply_dynamic_filters, filter_ids, partitioned_filters, produced_filters, share_producers,
 };
 pub use ids::{ExecutorAddr, ExecutorId, QueryId, StageId, TaskId};
 pub use kept_source::KeptTasks;

@@ -391,6 +391,52 @@ async fn partitioned_join_shares_pass_through_a_shuffle_without_scans() -> TestR
     Ok(())
 }
 
+/// A broadcast join in the final stage, which the scheduler runs (TPC-H q22's shape: its build
+/// side filtered by a scalar subquery stays there), with too many build keys for `IN` lists: the
+/// probe side's stage gets them as a Bloom filter, and its scan drops most of the orders of
+/// customers the join does not keep.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_broadcast_join_on_the_scheduler_sends_its_build_keys() -> TestResult {
+    let cluster = TestCluster::builder().start().await?;
+    let (lake, mut client) = cluster.with_lake().await?;
+    let reference = reference_context(&lake).await;
+    let ids: Vec<i64> = (0..20_000).collect();
+    let customers = RecordBatch::try_from_iter([
+        ("c_id", Arc::new(Int64Array::from(ids.clone())) as _),
+        ("c_bal", Arc::new(Int64Array::from(ids.iter().map(|id| id % 100).collect::<Vec<_>>())) as _),
+    ])?;
+    write_parquet(&lake.join("cust_b/c.parquet"), &customers);
+    let custs = (0..100_000_i64).map(|id| id % 40_000).collect::<Vec<_>>();
+    write_parquet(
+        &lake.join("orders_b/o.parquet"),
+        &RecordBatch::try_from_iter([("o_cust", Arc::new(Int64Array::from(custs)) as _)])?,
+    );
+    for ddl in [
+        "CREATE EXTERNAL TABLE cust_b STORED AS PARQUET LOCATION 'LAKE/cust_b/'",
+        "CREATE EXTERNAL TABLE orders_b STORED AS PARQUET LOCATION 'LAKE/orders_b/'",
+    ] {
+        let ddl = ddl.replace("LAKE", &lake.display().to_string());
+        client.query(&ddl).await?;
+        reference.sql(&ddl).await?.collect().await?;
+    }
+    // 10,000 customers kept (c_bal 50-99), each with orders, so the answer is 0 rows counted. Of
+    // the orders, 30,000 are theirs; the bounds alone (customers 50 to 19,999) let through 60,000.
+    let sql = "SELECT count(*), sum(c_id) FROM cust_b c WHERE c_bal > (SELECT avg(c_bal) FROM cust_b) \
+               AND NOT EXISTS (SELECT 1 FROM orders_b o WHERE o.o_cust = c.c_id)";
+    let output = assert_same_as_datafusion(&mut client, &reference, sql).await;
+    assert_eq!(output.rows(), 1);
+    let analyzed = rows_of(&client.query(&format!("EXPLAIN ANALYZE {sql}")).await?.batches).join("\n");
+    let scheduler = analyzed.split("Stage 1").next().unwrap_or_default();
+    assert!(
+        scheduler.contains("mode=CollectLeft") && scheduler.contains("BuildKeysExec: keys=[bloom of "),
+        "{analyzed}"
+    );
+    let probed = analyzed.lines().filter(|l| l.contains("DataSourceExec") && l.contains("bloom(o_cust"));
+    let kept = sum_of(probed, "output_rows=");
+    assert!((30_000.0..33_000.0).contains(&kept), "{kept} orders left the scan: {analyzed}");
+    Ok(())
+}
+
 /// Runs `sql` (a partitioned join of a table with itself, grouped into `groups` rows), compares
 /// it with DataFusion and checks that more than `removed` of the probe side's rows were pruned in
 /// the scans below its shuffle or dropped where the join reads them; the EXPLAIN ANALYZE.

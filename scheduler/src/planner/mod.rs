@@ -79,7 +79,11 @@ impl DistributedPlan {
         for stage in &mut stages {
             stage.plan = attach_join_filters(Arc::clone(&stage.plan))?;
         }
-        let root = attach_join_filters(root)?;
+        // The final stage is not decoded as the executors' are, so it is given here what decoding
+        // gives theirs: its joins keep their build keys for the readers to send (TPC-H q22: the
+        // 6,400 customers' keys reach the orders scan as a Bloom filter), and its readers route
+        // its partitioned joins' shares to the tasks they read.
+        let root = glaux_proto::share_producers(attach_join_filters(root)?)?;
         invariants::check(&root, &stages).map_err(CutError::Broken)?;
         Ok(Self { query, root, stages, scans, signer: Arc::clone(signer), spool: false })
     }

@@ -14,13 +14,19 @@
 //!
 //! ```text
 //!   Projection: outer columns
-//!     Filter: keys = rows AND (x IS NOT NULL OR rows = 0)
-//!       CrossJoin
+//!     Inner Join: on_outer = on_counts, filter: keys = rows AND (x IS NOT NULL OR rows = 0)
+//!       Projection: outer columns, true AS on_outer
 //!         LeftAnti Join: x = k            <- no longer null-aware: a NULL x finds no match
 //!           outer, subquery
+//!       Projection: rows, keys, true AS on_counts
 //!         Aggregate: count(*) AS rows, count(k) AS keys
 //!           subquery
 //! ```
+//!
+//! The join with the counts' one row is a hash join on a constant key, not a cross join:
+//! DataFusion runs a cross join with a filter as a nested-loop join, which takes each of its input
+//! batches apart row by row (TPC-H q16: 28 ms over the 118,000 rows the anti join keeps, against
+//! about 1 ms for the hash join).
 //!
 //! `x NOT IN (S)` is true when S is empty; else unknown (the row goes) if S holds a NULL or x is
 //! NULL; else true when no element equals x. A subquery holding a NULL makes `keys < rows` and
@@ -36,6 +42,9 @@ use datafusion::optimizer::{OptimizerConfig, OptimizerRule};
 /// The subquery's row count and non-NULL key count, named apart from any column of the outer side.
 const ROWS: &str = "__glaux_not_in_rows";
 const KEYS: &str = "__glaux_not_in_keys";
+/// The constant key joining the outer rows with the counts.
+const ON_OUTER: &str = "__glaux_not_in_on_outer";
+const ON_COUNTS: &str = "__glaux_not_in_on_counts";
 
 /// Rewrites null-aware anti joins over single-table subqueries (see the module's documentation).
 #[derive(Debug, Default)]
@@ -72,6 +81,7 @@ impl OptimizerRule for NotInAsAntiJoin {
         let outer_columns: Vec<Expr> = join.left.schema().columns().into_iter().map(Expr::Column).collect();
         let counts = LogicalPlanBuilder::from(join.right.as_ref().clone())
             .aggregate(Vec::<Expr>::new(), vec![count(lit(1)).alias(ROWS), count(inner_key.clone()).alias(KEYS)])?
+            .project(vec![col(ROWS), col(KEYS), lit(true).alias(ON_COUNTS)])?
             .build()?;
         let anti = LogicalPlanBuilder::from(join.left.as_ref().clone())
             .join_with_expr_keys(
@@ -80,10 +90,13 @@ impl OptimizerRule for NotInAsAntiJoin {
                 (vec![outer_key.clone()], vec![inner_key]),
                 None,
             )?
+            .project(outer_columns.iter().cloned().chain([lit(true).alias(ON_OUTER)]))?
             .build()?;
         let keep = col(KEYS).eq(col(ROWS)).and(outer_key.is_not_null().or(col(ROWS).eq(lit(0i64))));
-        let rewritten =
-            LogicalPlanBuilder::from(anti).cross_join(counts)?.filter(keep)?.project(outer_columns)?.build()?;
+        let rewritten = LogicalPlanBuilder::from(anti)
+            .join_with_expr_keys(counts, JoinType::Inner, (vec![col(ON_OUTER)], vec![col(ON_COUNTS)]), Some(keep))?
+            .project(outer_columns)?
+            .build()?;
         Ok(Transformed::yes(rewritten))
     }
 }
@@ -169,5 +182,9 @@ mod tests {
         // So is one whose filter holds a subquery of its own: it would run twice.
         let nested = not_in("SELECT v FROM plain WHERE v < (SELECT max(v) FROM other)");
         assert_eq!(run(&ctx, &nested).await, (vec![Some(2)], true));
+        // The counts join the outer rows by a hash join, never a nested-loop join.
+        let plan = ctx.sql(&not_in("SELECT v FROM plain")).await.unwrap().create_physical_plan().await.unwrap();
+        let shown = datafusion::physical_plan::displayable(plan.as_ref()).indent(false).to_string();
+        assert!(shown.matches("HashJoinExec").count() == 2 && !shown.contains("NestedLoopJoinExec"), "{shown}");
     }
 }
