@@ -365,16 +365,13 @@ async fn partitioned_join_shares_pass_through_a_shuffle_without_scans() -> TestR
         );
     }
     // Partitioned tables: their statistics are unknown, so no join broadcasts.
-    for ddl in [
+    create_in_both(&mut client, &reference, &lake, &[
         "CREATE EXTERNAL TABLE orders_t (o_id BIGINT NOT NULL, o_cust BIGINT NOT NULL, part VARCHAR) STORED AS PARQUET \
          PARTITIONED BY (part) LOCATION 'LAKE/orders_t/'",
         "CREATE EXTERNAL TABLE cust_t (c_id BIGINT NOT NULL, part VARCHAR) STORED AS PARQUET PARTITIONED BY (part) \
          LOCATION 'LAKE/cust_t/'",
-    ] {
-        let ddl = ddl.replace("LAKE", &lake.display().to_string());
-        client.query(&ddl).await?;
-        reference.sql(&ddl).await?.collect().await?;
-    }
+    ])
+    .await?;
     let sql = "SELECT count(*), sum(o.o_id) FROM (SELECT o_id FROM orders_t WHERE o_id % 40 = 7) p \
                JOIN (SELECT o_id FROM cust_t c JOIN orders_t o ON c.c_id = o.o_cust) o ON o.o_id = p.o_id";
     let explain = rows_of(&client.query(&format!("EXPLAIN {sql}")).await?.batches).join("\n");
@@ -411,14 +408,16 @@ async fn a_broadcast_join_on_the_scheduler_sends_its_build_keys() -> TestResult 
         &lake.join("orders_b/o.parquet"),
         &RecordBatch::try_from_iter([("o_cust", Arc::new(Int64Array::from(custs)) as _)])?,
     );
-    for ddl in [
-        "CREATE EXTERNAL TABLE cust_b STORED AS PARQUET LOCATION 'LAKE/cust_b/'",
-        "CREATE EXTERNAL TABLE orders_b STORED AS PARQUET LOCATION 'LAKE/orders_b/'",
-    ] {
-        let ddl = ddl.replace("LAKE", &lake.display().to_string());
-        client.query(&ddl).await?;
-        reference.sql(&ddl).await?.collect().await?;
-    }
+    create_in_both(
+        &mut client,
+        &reference,
+        &lake,
+        &[
+            "CREATE EXTERNAL TABLE cust_b STORED AS PARQUET LOCATION 'LAKE/cust_b/'",
+            "CREATE EXTERNAL TABLE orders_b STORED AS PARQUET LOCATION 'LAKE/orders_b/'",
+        ],
+    )
+    .await?;
     // 10,000 customers kept (c_bal 50-99), each with orders, so the answer is 0 rows counted. Of
     // the orders, 30,000 are theirs; the bounds alone (customers 50 to 19,999) let through 60,000.
     let sql = "SELECT count(*), sum(c_id) FROM cust_b c WHERE c_bal > (SELECT avg(c_bal) FROM cust_b) \
@@ -461,6 +460,21 @@ async fn probe_side_filtered(
     assert!(pruned > 3_000.0, "{pruned} pruned in the scans: {analyzed}");
     assert!(pruned + dropped > removed, "{pruned} pruned, {dropped} dropped: {analyzed}");
     Ok(analyzed)
+}
+
+/// Runs each of `ddls` (`LAKE` standing for the lake's directory) on Glaux and on the reference.
+async fn create_in_both(
+    client: &mut GlauxClient,
+    reference: &SessionContext,
+    lake: &std::path::Path,
+    ddls: &[&str],
+) -> Result<(), Box<dyn std::error::Error>> {
+    for ddl in ddls {
+        let ddl = ddl.replace("LAKE", &lake.display().to_string());
+        client.query(&ddl).await?;
+        reference.sql(&ddl).await?.collect().await?;
+    }
+    Ok(())
 }
 
 /// The sum of `metric` over `lines` of an EXPLAIN ANALYZE.
