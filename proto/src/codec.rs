@@ -430,6 +430,7 @@ mod tests {
     /// predicate reads), not what only the planner used, and still returns the same rows.
     #[tokio::test]
     async fn scans_travel_with_the_statistics_of_their_predicates_columns_only() -> Result<()> {
+        use arrow::array::AsArray;
         use datafusion::common::ScalarValue;
         use datafusion::common::stats::Precision;
         use datafusion::prelude::{ParquetReadOptions, SessionContext};
@@ -467,8 +468,7 @@ mod tests {
             .iter()
             .flat_map(|batch| {
                 let column = arrow::compute::cast(batch.column(0), &DataType::Utf8).unwrap();
-                let strings = column.as_any().downcast_ref::<arrow::array::StringArray>().unwrap().clone();
-                strings.iter().map(|s| s.unwrap_or_default().to_string()).collect::<Vec<_>>()
+                column.as_string::<i32>().iter().flatten().map(str::to_string).collect::<Vec<_>>()
             })
             .collect();
         assert_eq!(b, ["r", "s"]);
