@@ -95,7 +95,10 @@ impl Executor {
         let shutdown = CancellationToken::new();
         let mut running = JoinSet::new();
         let stop = shutdown.clone();
-        let mut builder = Server::builder();
+        // Pings its callers as they ping it: a reader that vanished is dropped with its stream.
+        let mut builder = Server::builder()
+            .http2_keepalive_interval(Some(glaux_proto::KEEP_ALIVE_INTERVAL))
+            .http2_keepalive_timeout(Some(glaux_proto::KEEP_ALIVE_TIMEOUT));
         if let Some(tls) = &config.tls {
             builder =
                 builder.tls_config(tls.server()).map_err(|e| ExecutorError::Config(format!("cluster TLS: {e}")))?;

@@ -5,6 +5,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use arrow_flight::flight_service_client::FlightServiceClient;
+use hyper_util::client::legacy::connect::HttpConnector;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
@@ -26,6 +27,13 @@ pub const STREAM_WINDOW_BYTES: u32 = 4 * 1024 * 1024;
 pub const CONNECTION_WINDOW_BYTES: u32 = 16 * 1024 * 1024;
 /// The largest HTTP/2 frame a member accepts: a 2 MiB batch crosses in a few frames, not 128.
 pub const FRAME_BYTES: u32 = 1024 * 1024;
+/// How long connecting to a member may take, TLS handshake included.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// HTTP/2 pings on every connection between members, both ways: a member that vanishes without
+/// closing its connections (a cut link, a killed host) is noticed within 5 s by the side that
+/// calls it, and the side it called drops the connection and what it was sending.
+pub const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(2);
+pub const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(3);
 
 pub type FlightClient = FlightServiceClient<InterceptedService<Channel, ClusterAuth>>;
 
@@ -84,17 +92,23 @@ impl ClusterChannels {
         if let Some(network) = &self.network {
             builder = builder.executor(crate::compute::SpawnOn(network.clone()));
         }
+        // The connect timeout bounds the TCP connect and the TLS handshake together: given a
+        // connector of our own, tonic puts its TLS under the timeout. (With its built-in connector
+        // the timeout covers the TCP connect only, and a link cut during a handshake would hang
+        // the reader on TCP retransmissions for many minutes, before any keep-alive could run.)
+        let mut tcp = HttpConnector::new();
+        tcp.enforce_http(false);
+        tcp.set_nodelay(true);
+        tcp.set_connect_timeout(Some(CONNECT_TIMEOUT));
         let channel = builder
-            .connect_timeout(Duration::from_secs(5))
-            .tcp_nodelay(true)
+            .connect_timeout(CONNECT_TIMEOUT)
             .initial_stream_window_size(STREAM_WINDOW_BYTES)
             .initial_connection_window_size(CONNECTION_WINDOW_BYTES)
             .max_frame_size(FRAME_BYTES)
-            // A member that vanishes without closing its connections is noticed within 5 s.
-            .http2_keep_alive_interval(Duration::from_secs(2))
-            .keep_alive_timeout(Duration::from_secs(3))
+            .http2_keep_alive_interval(KEEP_ALIVE_INTERVAL)
+            .keep_alive_timeout(KEEP_ALIVE_TIMEOUT)
             .keep_alive_while_idle(true)
-            .connect_lazy();
+            .connect_with_connector_lazy(tcp);
         channels.insert(endpoint.to_string(), channel.clone());
         Ok(channel)
     }
@@ -131,5 +145,59 @@ impl ClusterChannels {
     ) -> Result<SchedulerClusterClient<InterceptedService<Channel, ClusterAuth>>, tonic::transport::Error> {
         let auth = ClusterAuth::attach(self.secret.clone());
         Ok(SchedulerClusterClient::with_interceptor(self.channel(endpoint)?, auth))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+    use crate::task_error::TaskError;
+
+    /// A member's certificate for 127.0.0.1, from a CA of its own.
+    fn cluster_tls() -> ClusterTls {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        let issuer = Issuer::new(ca_params, ca_key);
+        let key = KeyPair::generate().unwrap();
+        let cert = CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap().signed_by(&key, &issuer).unwrap();
+        ClusterTls::from_pem(ca.pem().into(), cert.pem().into(), key.serialize_pem().into()).unwrap()
+    }
+
+    /// A peer whose link went down just after it accepted our connection: the TCP connect
+    /// succeeds, and nothing ever answers. A read from it ends within the connect timeout with
+    /// the executor lost, over TLS (the handshake never completes) and in the clear.
+    #[tokio::test]
+    async fn a_member_that_accepts_and_never_answers_is_lost_within_the_connect_timeout() {
+        for tls in [Some(cluster_tls()), None] {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let executor = ExecutorAddr::parse(&listener.local_addr().unwrap().to_string()).unwrap();
+            let with_tls = tls.is_some();
+            let channels = ClusterChannels::new(ClusterSecret::generate()).with_tls(tls);
+            // Holds every accepted connection open, silent.
+            let silent = async {
+                let mut held = Vec::new();
+                loop {
+                    held.push(listener.accept().await.unwrap());
+                }
+            };
+            let started = Instant::now();
+            let read = async {
+                let mut client = channels.flight(&executor).unwrap();
+                client.do_get(arrow_flight::Ticket::new("a task")).await.map(|_| ())
+            };
+            let answer = tokio::select! {
+                () = silent => unreachable!("the listener never stops"),
+                answer = tokio::time::timeout(Duration::from_secs(30), read) => answer,
+            };
+            let status = answer.unwrap_or_else(|_| panic!("TLS {with_tls}: still waiting after 30 s")).unwrap_err();
+            let error = TaskError::from_status(&executor, &status);
+            assert_eq!(error.lost_executor(), Some(&executor), "TLS {with_tls}: {status:?}");
+            assert!(started.elapsed() < Duration::from_secs(15), "TLS {with_tls}: took {:?}", started.elapsed());
+        }
     }
 }

@@ -52,10 +52,12 @@ impl ClusterTls {
     }
 
     /// What a member serves with: its identity, and client certificates required from the CA.
+    /// A handshake has the connect timeout members call with: one never finished is dropped.
     pub fn server(&self) -> ServerTlsConfig {
         ServerTlsConfig::new()
             .identity(Identity::from_pem(&self.cert_pem, &self.key_pem))
             .client_ca_root(Certificate::from_pem(&self.ca_pem))
+            .timeout(crate::channels::CONNECT_TIMEOUT)
     }
 
     /// What a member calls with: the CA it trusts (only it), and its own identity.

@@ -52,7 +52,7 @@ pub mod generated {
 }
 
 pub use auth::{ClusterAuth, ClusterSecret, Outsider, constant_time_eq};
-pub use channels::{ClusterChannels, FlightClient, MAX_MESSAGE_BYTES};
+pub use channels::{ClusterChannels, FlightClient, KEEP_ALIVE_INTERVAL, KEEP_ALIVE_TIMEOUT, MAX_MESSAGE_BYTES};
 pub use cluster_tls::{ClusterTls, use_ring_for_tls};
 pub use codec::{EncodedPlan, GlauxCodec, decode_plan, encode_plan, reader_as_sent};
 pub use compute::Compute;

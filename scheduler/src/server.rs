@@ -30,6 +30,11 @@ use crate::ops::Ops;
 use crate::query::{QueryRunner, cancel_abandoned};
 use crate::session::{open_lake, scheduler_session};
 
+/// HTTP/2 pings on client connections (Flight SQL): gentler than between members, as a client may
+/// sit across a slow link.
+const CLIENT_KEEP_ALIVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(20);
+const CLIENT_KEEP_ALIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+
 /// A running scheduler. Dropping it (or [`Scheduler::shutdown`]) stops serving.
 pub struct Scheduler {
     addr: SocketAddr,
@@ -164,7 +169,11 @@ impl Scheduler {
         let mut running = JoinSet::new();
         let stop = shutdown.clone();
         let cluster_service = InterceptedService::new(cluster_service, ClusterAuth::verify(config.secret.clone()));
-        let mut builder = Server::builder();
+        // A client that vanished without closing its connection (a sleeping laptop, a cut link)
+        // is dropped within 40 s, and with it the result stream it was reading.
+        let mut builder = Server::builder()
+            .http2_keepalive_interval(Some(CLIENT_KEEP_ALIVE_INTERVAL))
+            .http2_keepalive_timeout(Some(CLIENT_KEEP_ALIVE_TIMEOUT));
         if let Some(tls) = &config.tls {
             builder = builder.tls_config(tls.tonic()).map_err(|e| SchedulerError::Config(format!("TLS: {e}")))?;
         }
@@ -187,7 +196,9 @@ impl Scheduler {
                 tracing::info!(%cluster_addr, "executors join on their own port");
                 running.spawn(serve(router, listener, flight_gate, stop.clone()));
                 let cluster_gate = ConnectionGate::new(config.limits.max_connections);
-                let mut cluster_builder = Server::builder();
+                let mut cluster_builder = Server::builder()
+                    .http2_keepalive_interval(Some(glaux_proto::KEEP_ALIVE_INTERVAL))
+                    .http2_keepalive_timeout(Some(glaux_proto::KEEP_ALIVE_TIMEOUT));
                 if let Some(tls) = &config.cluster_tls {
                     cluster_builder = cluster_builder
                         .tls_config(tls.server())

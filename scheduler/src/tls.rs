@@ -45,9 +45,11 @@ impl TlsIdentity {
     }
 
     /// Flight SQL's TLS (tonic).
+    /// A client's handshake may take 10 s; one never finished is dropped.
     pub(crate) fn tonic(&self) -> tonic::transport::ServerTlsConfig {
         tonic::transport::ServerTlsConfig::new()
             .identity(tonic::transport::Identity::from_pem(&self.cert_pem, &self.key_pem))
+            .timeout(std::time::Duration::from_secs(10))
     }
 
     /// The PostgreSQL port's TLS acceptor.

@@ -145,7 +145,7 @@ impl QueryRunner {
             };
             self.cluster.remove(&lost);
             self.channels.forget(&lost);
-            tracing::warn!(%query, executor = %lost, attempt, "executor lost before any row was returned; planning again without it");
+            tracing::warn!(%query, executor = %lost, attempt, %error, "executor lost before any row was returned; planning again without it");
             // A new id: the failed attempt's tasks are cancelled by id, in the background, and
             // that must not reach the new attempt's tasks on the surviving executors.
             query = QueryId::random();
