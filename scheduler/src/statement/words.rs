@@ -47,6 +47,14 @@ impl<'a> Words<'a> {
         Some(Self { sql, parts })
     }
 
+    /// The first part, if it is a bare word (uppercased).
+    pub fn first_word(&self) -> Option<&str> {
+        match self.parts.first() {
+            Some(Part::Word(word)) => Some(word),
+            _ => None,
+        }
+    }
+
     /// Each part as a bare word (uppercased), `""` where it is anything else: for matching a
     /// statement's shape with slice patterns.
     pub fn words(&self) -> Vec<&str> {
