@@ -1,6 +1,7 @@
 //! `ClusterState`: the executors the scheduler can use, and the gRPC service that keeps it current.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -60,11 +61,13 @@ pub struct ClusterState {
     members: Mutex<BTreeMap<ExecutorId, Member>>,
     timeout: Duration,
     alive: watch::Sender<usize>,
+    /// Executors queries found unreachable: dropped, or kept because they answered the scheduler.
+    losses: [AtomicU64; 2],
 }
 
 impl ClusterState {
     pub fn new(timeout: Duration) -> Self {
-        Self { members: Mutex::new(BTreeMap::new()), timeout, alive: watch::Sender::new(0) }
+        Self { members: Mutex::new(BTreeMap::new()), timeout, alive: watch::Sender::new(0), losses: Default::default() }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<ExecutorId, Member>> {
@@ -152,8 +155,26 @@ impl ClusterState {
         dropped
     }
 
-    /// Drops the executor serving at `addr` (a query found it unreachable); true if it was a
-    /// member. If it is still alive, its next heartbeat makes it register again.
+    /// A query found the executor at `addr` unreachable, and the scheduler's own call to it then
+    /// `answered` or not. If it answered, only a link between members broke (the member that
+    /// reported the loss cannot reach it): it stays a member, and the query leaves it out on its
+    /// own. Otherwise it is dropped ([`Self::remove`]).
+    pub fn found_lost(&self, addr: &ExecutorAddr, answered: bool) {
+        self.losses[usize::from(answered)].fetch_add(1, Ordering::Relaxed);
+        if answered {
+            tracing::warn!(%addr, "executor reported unreachable by a member answers the scheduler; kept");
+        } else {
+            self.remove(addr);
+        }
+    }
+
+    /// Executors queries found unreachable: (dropped, kept because they answered the scheduler).
+    pub fn losses(&self) -> (u64, u64) {
+        (self.losses[0].load(Ordering::Relaxed), self.losses[1].load(Ordering::Relaxed))
+    }
+
+    /// Drops the executor serving at `addr`; true if it was a member. If it is still alive, its
+    /// next heartbeat makes it register again.
     pub fn remove(&self, addr: &ExecutorAddr) -> bool {
         let (removed, count) = {
             let mut members = self.lock();
@@ -200,12 +221,12 @@ impl ClusterState {
 
     /// The members that take new work, held for a query until its tasks are installed (drop the
     /// placement then): a draining executor does not leave while a placement made before it
-    /// drained may still put tasks on it.
-    pub fn place(self: &Arc<Self>) -> Placement {
+    /// drained may still put tasks on it. `excluded`: members the query was found unable to use.
+    pub fn place(self: &Arc<Self>, excluded: &[ExecutorAddr]) -> Placement {
         let mut members = self.lock();
         let executors: Vec<ExecutorInfo> = members
             .values_mut()
-            .filter(|m| !m.draining)
+            .filter(|m| !m.draining && !excluded.contains(&m.info.addr))
             .map(|m| {
                 m.pending += 1;
                 m.info.clone()
@@ -324,14 +345,14 @@ mod tests {
             addr: ExecutorAddr::parse("127.0.0.1:2").unwrap(),
             task_slots: 1,
         });
-        let before = state.place();
+        let before = state.place(&[]);
         assert_eq!(before.executors.len(), 2);
         assert_eq!(
             state.beat(&a, Beat { draining: true, ..Beat::default() }),
             Some(1),
             "the placement made before it drained"
         );
-        let after = state.place();
+        let after = state.place(&[]);
         assert_eq!(after.executors.iter().map(|e| &e.id).collect::<Vec<_>>(), vec![&b]);
         assert_eq!(state.schedulable().len(), 1);
         assert_eq!(state.alive().len(), 2, "a draining executor still serves running queries");

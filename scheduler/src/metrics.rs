@@ -40,6 +40,7 @@ pub struct SchedulerMetrics {
     tasks_rerun: IntCounter,
     query_endings: IntCounterVec,
     executors_lost: IntCounter,
+    executor_losses: IntCounterVec,
     failed_logins: IntCounterVec,
     executors: IntGauge,
     executors_draining: IntGauge,
@@ -136,6 +137,13 @@ impl SchedulerMetrics {
                 &["accounts"],
             ),
             executors_lost: counter(&r, "executors_lost_total", "Executors dropped after missing their heartbeats"),
+            executor_losses: counters(
+                &r,
+                "executors_unreachable_total",
+                "Executors a query found unreachable, by what the scheduler's own call to each found then: \
+                 `dropped` (unreachable too) or `kept` (it answered: only a link between members broke)",
+                &["outcome"],
+            ),
             failed_logins: counters(
                 &r,
                 "failed_logins_total",
@@ -234,6 +242,9 @@ impl SchedulerMetrics {
             mirror(&self.listing_misses, misses);
         }
         mirror(&self.bytes_received, sampled.channels.bytes_received());
+        let (dropped, kept) = sampled.cluster.losses();
+        mirror(&self.executor_losses.with_label_values(&["dropped"]), dropped);
+        mirror(&self.executor_losses.with_label_values(&["kept"]), kept);
         TextEncoder::new().encode_to_string(&self.registry.gather()).unwrap_or_else(|e| format!("# {e}\n"))
     }
 }

@@ -26,6 +26,7 @@ use glaux_proto::{ClusterChannels, ExecutorAddr, QueryId, StageId, StageReaderEx
 
 use super::QueryResult;
 use super::guard::guarded;
+use super::launch::drop_unless_it_answers;
 use super::physical::physical_plan;
 use super::run::{QueryRunner, distributed_plan};
 use super::stats::{ProgressProbe, ProgressSlot, QueryStatsHandle};
@@ -76,7 +77,7 @@ impl QueryRunner {
             return Ok(None);
         }
         let started = Instant::now();
-        let placement = self.cluster.place();
+        let placement = self.cluster.place(&[]);
         let executors = placement.executors.clone();
         let planned = physical_plan(state, plan, &executors, true).await?;
         let distributed =
@@ -110,8 +111,7 @@ impl QueryRunner {
         let (members, guard) = self.guard(&distributed, planned.in_use);
         if let Err(error) = self.launch(&distributed, false).await {
             let ErrorKind::LostExecutor { executor } = error.kind() else { return Err(error) };
-            self.cluster.remove(&executor);
-            self.channels.forget(&executor);
+            drop_unless_it_answers(&self.cluster, &self.channels, &executor).await;
             tracing::warn!(%query, %executor, "executor lost while launching; the result goes through the scheduler");
             return Ok(None);
         }

@@ -1,13 +1,15 @@
 //! Installing a query's tasks on its executors: each task's plan restricted to its share,
-//! encoded, and sent with the rest of that executor's tasks in one `LaunchTasks` call.
+//! encoded, and sent with the rest of that executor's tasks in one `LaunchTasks` call. And what
+//! the membership does with an executor a query found unreachable.
 
 use std::collections::BTreeMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use datafusion::common::Result;
-use glaux_proto::generated::{LaunchTasksRequest, TaskDefinition};
+use glaux_proto::generated::{LaunchTasksRequest, QueryProgressRequest, TaskDefinition};
 use glaux_proto::{ClusterChannels, ExecutorAddr, QueryId, TaskError, TokenPurpose, encode_plan};
 
+use crate::cluster::ClusterState;
 use crate::error::SchedulerError;
 use crate::planner::{DistributedPlan, Stage, Task, TaskPlan, task_plan};
 
@@ -82,4 +84,29 @@ pub(super) async fn launch_on(
         return Err(SchedulerError::LaunchTasks { query: query.clone(), executor, lost, message });
     }
     Ok(())
+}
+
+/// How long an executor a query found unreachable has to answer the scheduler to stay a member.
+/// A live one answers in milliseconds; a dead process refuses at once; this is the wait for a
+/// host that is gone.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Drops `lost` from the membership unless it answers the scheduler now. A member reports
+/// another lost when the link between the two broke, which says nothing of either's link to the
+/// scheduler: dropping a live executor on that word would end every other query's reads from it.
+/// The query that met the loss leaves `lost` out either way (a re-plan or a re-run excludes it).
+pub(super) async fn drop_unless_it_answers(cluster: &ClusterState, channels: &ClusterChannels, lost: &ExecutorAddr) {
+    // A new connection: the one the loss came through may be the broken one.
+    channels.forget(lost);
+    let probe = async {
+        let mut client = channels.executor_control(lost).ok()?;
+        let request = QueryProgressRequest { query_id: QueryId::random().to_string(), stage_id: None, tasks: false };
+        match client.query_progress(request).await {
+            Ok(_) => Some(()),
+            // Any status the executor itself sent is an answer; a broken call is not.
+            Err(status) => (TaskError::from_status(lost, &status).lost_executor() != Some(lost)).then_some(()),
+        }
+    };
+    let answered = tokio::time::timeout(PROBE_TIMEOUT, probe).await.ok().flatten().is_some();
+    cluster.found_lost(lost, answered);
 }

@@ -32,7 +32,7 @@ use futures::future::BoxFuture;
 use glaux_proto::generated::{QueryProgressRequest, TaskDefinition};
 use glaux_proto::{ClusterChannels, ExecutorAddr, Rerun, RerunResult, StageId, TaskId, TaskRerun};
 
-use super::launch::{launch_on, task_definition};
+use super::launch::{drop_unless_it_answers, launch_on, task_definition};
 use crate::cluster::ClusterState;
 use crate::error::SchedulerError;
 use crate::planner::DistributedPlan;
@@ -121,8 +121,7 @@ impl Recovery {
             for lost in newly_lost.drain(..) {
                 if !placed.lost.contains(&lost) {
                     tracing::warn!(query = %placed.plan.query, executor = %lost, "executor lost; running its tasks again");
-                    self.cluster.remove(&lost);
-                    self.channels.forget(&lost);
+                    drop_unless_it_answers(&self.cluster, &self.channels, &lost).await;
                     placed.lost.push(lost);
                 }
             }
@@ -146,9 +145,8 @@ impl Recovery {
             ));
         }
         // Held until the tasks are installed, as a query's first placement is.
-        let placement = self.cluster.place();
-        let survivors: Vec<ExecutorAddr> =
-            placement.executors.iter().map(|e| e.addr.clone()).filter(|e| !placed.lost.contains(e)).collect();
+        let placement = self.cluster.place(&placed.lost);
+        let survivors: Vec<ExecutorAddr> = placement.executors.iter().map(|e| e.addr.clone()).collect();
         if survivors.is_empty() {
             return Err(format!("no executor is left to run it; executors lost: {}", placed.lost_words()));
         }

@@ -19,7 +19,7 @@ use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
 use glaux_proto::{ClusterChannels, ExecutorAddr, Rerun, RerunResult, StageId, StageReaderExec, TaskId, TaskRerun};
 
-use super::launch::{launch_on, task_definition};
+use super::launch::{drop_unless_it_answers, launch_on, task_definition};
 use crate::cluster::ClusterState;
 use crate::planner::DistributedPlan;
 
@@ -113,19 +113,17 @@ fn relaunch(
     let (cluster, channels) = (Arc::clone(&reruns.cluster), Arc::clone(&reruns.channels));
     let (executors, count) = (Arc::clone(&reruns.executors), Arc::clone(&reruns.count));
     async move {
-        cluster.remove(&lost);
-        channels.forget(&lost);
+        drop_unless_it_answers(&cluster, &channels, &lost).await;
         let stage = plan.stages.iter().find(|s| s.id == stage_id).ok_or("unknown stage")?;
         let task = stage.tasks.iter().find(|t| t.id == task_id).ok_or("unknown task")?;
         let load = |executor: &ExecutorAddr| {
             plan.stages.iter().flat_map(|s| &s.tasks).filter(|t| t.executor == *executor).count()
         };
         // Held until the task is installed, as a query's first placement is.
-        let placement = cluster.place();
+        let placement = cluster.place(std::slice::from_ref(&lost));
         let target = placement
             .executors
             .iter()
-            .filter(|e| e.addr != lost)
             .min_by_key(|e| load(&e.addr))
             .ok_or("no executor is left to run it")?
             .addr

@@ -23,7 +23,7 @@ use glaux_storage::InUse;
 use tokio::sync::mpsc;
 
 use super::guard::{Abandoned, Accounts, QueryGuard, guarded};
-use super::launch::launch;
+use super::launch::{drop_unless_it_answers, launch};
 use super::physical::{Planned, physical_plan};
 use super::recovery::{MAX_ATTEMPTS as MAX_TASK_ATTEMPTS, Recoveries, Recovery};
 use super::rerun::{MAX_RERUNS_PER_SOURCE, Reruns};
@@ -35,6 +35,17 @@ use crate::planner::{CutError, DistributedPlan};
 
 /// How often a query is planned and started when executors turn out to be lost.
 const MAX_ATTEMPTS: usize = 3;
+
+/// How one attempt at a query runs.
+#[derive(Clone, Copy)]
+struct Attempt<'a> {
+    /// Where its result is written, if it is.
+    write: Option<&'a WriteSpec>,
+    /// Executors earlier attempts lost, left out whether or not the scheduler still reaches them.
+    excluded: &'a [ExecutorAddr],
+    /// Every task reports its plan with metrics (`EXPLAIN ANALYZE`).
+    analyze: bool,
+}
 
 /// Runs queries on the cluster.
 pub struct QueryRunner {
@@ -114,9 +125,13 @@ impl QueryRunner {
         let (mut query, mut attempt) = (query, 1);
         // The loss that made this attempt: what to say if no executor is left for it.
         let mut last_loss: Option<SchedulerError> = None;
+        // Executors an attempt lost: the next attempts leave them out, whether or not the
+        // scheduler still reaches them (a member may have lost only its link to another).
+        let mut excluded: Vec<ExecutorAddr> = Vec::new();
         loop {
             let retry = attempt < MAX_ATTEMPTS;
-            let (lost, error) = match self.start(state, query.clone(), plan, write, false, progress).await {
+            let attempt_as = Attempt { write, excluded: &excluded, analyze: false };
+            let (lost, error) = match self.start(state, query.clone(), plan, attempt_as, progress).await {
                 Err(SchedulerError::NoExecutors { query }) => {
                     return Err(last_loss.unwrap_or(SchedulerError::NoExecutors { query }));
                 }
@@ -143,14 +158,14 @@ impl QueryRunner {
                     }
                 },
             };
-            self.cluster.remove(&lost);
-            self.channels.forget(&lost);
+            drop_unless_it_answers(&self.cluster, &self.channels, &lost).await;
             tracing::warn!(%query, executor = %lost, attempt, %error, "executor lost before any row was returned; planning again without it");
             // A new id: the failed attempt's tasks are cancelled by id, in the background, and
             // that must not reach the new attempt's tasks on the surviving executors.
             query = QueryId::random();
             attempt += 1;
             last_loss = Some(error);
+            excluded.push(lost);
         }
     }
 
@@ -162,7 +177,8 @@ impl QueryRunner {
         query: QueryId,
         plan: &LogicalPlan,
     ) -> Result<QueryResult, SchedulerError> {
-        self.start(state, query, plan, None, true, &ProgressSlot::default()).await
+        let attempt = Attempt { write: None, excluded: &[], analyze: true };
+        self.start(state, query, plan, attempt, &ProgressSlot::default()).await
     }
 
     /// The stages `plan` would run as, without running it (`EXPLAIN`).
@@ -182,13 +198,12 @@ impl QueryRunner {
         state: &SessionState,
         query: QueryId,
         plan: &LogicalPlan,
-        write: Option<&WriteSpec>,
-        analyze: bool,
+        Attempt { write, excluded, analyze }: Attempt<'_>,
         progress: &ProgressSlot,
     ) -> Result<QueryResult, SchedulerError> {
         let started = Instant::now();
         // Held until the tasks are installed: an executor draining meanwhile waits for them.
-        let placement = self.cluster.place();
+        let placement = self.cluster.place(excluded);
         let executors = placement.executors.clone();
         // Writes always spread: each executor's writers write their share of the files.
         let Planned { mut physical, scans, in_use, small } =
