@@ -5,6 +5,27 @@
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
 
+/// Whether `sql` begins (after blanks, comments and opening parentheses) with `SELECT` or
+/// `WITH`: a query, which no recognizer here reads, so it need not be tokenized into [`Words`]
+/// (0.15 ms of a 1.6 KB query). `false` where in doubt (an unclosed comment).
+pub(crate) fn is_query(sql: &str) -> bool {
+    let mut rest = sql;
+    loop {
+        rest = rest.trim_start_matches(|c: char| c.is_whitespace() || c == '(');
+        if let Some(comment) = rest.strip_prefix("--") {
+            let Some(end) = comment.find('\n') else { return false };
+            rest = &comment[end..];
+        } else if let Some(comment) = rest.strip_prefix("/*") {
+            let Some(end) = comment.find("*/") else { return false };
+            rest = &comment[end + 2..];
+        } else {
+            break;
+        }
+    }
+    let word = &rest[..rest.find(|c: char| !c.is_ascii_alphabetic()).unwrap_or(rest.len())];
+    word.eq_ignore_ascii_case("SELECT") || word.eq_ignore_ascii_case("WITH")
+}
+
 /// One token of interest: a word (uppercased unless quoted), a string literal, or punctuation.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) enum Part {
@@ -131,5 +152,17 @@ mod tests {
         assert_eq!(words.after_words(3), Some("SELECT 'a'"));
         assert_eq!(words.part(4), Some(&Part::Text("a".into())));
         assert!(Words::of("SELECT 'unterminated").is_none());
+    }
+
+    #[test]
+    fn queries_are_told_by_their_first_word() {
+        for query in ["SELECT 1", " -- why\n/* a */ ((select 1))", "WITH t AS (SELECT 1) SELECT * FROM t", "with\tx"] {
+            assert!(is_query(query), "{query}");
+        }
+        for other in
+            ["SELECTED", "SHOW TABLES", "/* unclosed SELECT", "-- SELECT", "", "EXPLAIN SELECT 1", "UNLOAD (SELECT 1)"]
+        {
+            assert!(!is_query(other), "{other}");
+        }
     }
 }

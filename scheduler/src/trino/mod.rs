@@ -54,7 +54,7 @@ pub async fn parse(state: &SessionState, sql: &str) -> Result<Statement> {
     let mut statement = state.sql_to_statement(&sql, &dialect)?;
     if let Statement::Statement(statement) = &mut statement {
         // An UNNEST may need its array's type: rewritten on a copy first, to learn which.
-        if sql.to_ascii_uppercase().contains("UNNEST") {
+        if contains_word(&sql.to_ascii_uppercase(), "UNNEST") {
             let mut first = statement.clone();
             let probes = rewrite_unnest::rewrite(&mut first, &HashMap::new())?;
             if probes.is_empty() {
@@ -70,6 +70,17 @@ pub async fn parse(state: &SessionState, sql: &str) -> Result<Statement> {
         name_columns::rewrite(statement);
     }
     Ok(statement)
+}
+
+/// Whether `upper` (uppercased text) holds `word` whole, not inside a longer name (`ROW` in
+/// `ROW(x int)`, not in `'brown'`): the cheap test that spares a statement a tokenization for a
+/// rewrite it does not need (TPC-DS q41's colors cost 0.15 ms). Anything but a letter, a digit or
+/// `_` bounds a word, so a doubtful case is tokenized.
+pub(crate) fn contains_word(upper: &str, word: &str) -> bool {
+    let in_name = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
+    upper
+        .match_indices(word)
+        .any(|(at, _)| !in_name(upper[..at].chars().next_back()) && !in_name(upper[at + word.len()..].chars().next()))
 }
 
 /// The types of the arrays UNNEST probes name, as far as they plan (a probe that does not, for

@@ -53,7 +53,8 @@ const TAKES_OPERAND: [&str; 12] =
 /// has none.
 pub async fn rewrite(state: &SessionState, sql: &str) -> Result<String> {
     let upper = sql.to_ascii_uppercase();
-    if !(upper.contains("VERSION") || upper.contains("TIMESTAMP")) || !upper.contains(" OF") {
+    let word = |w| super::contains_word(&upper, w);
+    if !(word("VERSION") || word("TIMESTAMP")) || !word("OF") {
         return Ok(sql.to_string());
     }
     let Ok(mut tokens) = Tokenizer::new(&GenericDialect {}, sql).tokenize() else { return Ok(sql.to_string()) };

@@ -11,7 +11,7 @@ use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer, Word};
 /// has none to rewrite (or does not tokenize: the parser will say why).
 pub fn rewrite(sql: &str) -> String {
     let upper = sql.to_ascii_uppercase();
-    if !["ARRAY", "ROW", "VARBINARY", "MAP"].iter().any(|word| upper.contains(word)) {
+    if !["ARRAY", "ROW", "VARBINARY", "MAP"].iter().any(|word| super::contains_word(&upper, word)) {
         return sql.to_string();
     }
     let Ok(mut tokens) = Tokenizer::new(&GenericDialect {}, sql).tokenize() else { return sql.to_string() };
@@ -124,5 +124,19 @@ mod tests {
         // Values are not types.
         let untouched = "SELECT ARRAY[1, 2] AS arr, ROW(1, 2) AS r, map(ARRAY['a'], ARRAY[1]) AS m, 'AS ARRAY(x)'";
         assert_eq!(rewrite(untouched), untouched);
+        // Types written next to punctuation or at the ends of the text are found.
+        assert_eq!(rewrite("SELECT CAST(x AS\narray(int))"), "SELECT CAST(x AS\nARRAY<int>)");
+        assert_eq!(rewrite("select cast(r as row(a int))"), "select cast(r as STRUCT<a int>)");
+    }
+
+    #[test]
+    fn only_whole_words_make_a_statement_tokenized() {
+        use super::super::contains_word;
+        for (text, word) in [("CAST(X AS ROW(A INT))", "ROW"), ("ROW", "ROW"), ("(ARRAY<", "ARRAY"), ("X.MAP", "MAP")] {
+            assert!(contains_word(text, word), "{word} in {text}");
+        }
+        for (text, word) in [("'BROWN'", "ROW"), ("ROWS", "ROW"), ("I_ROW_ID", "ROW"), ("BITMAP", "MAP"), ("", "ROW")] {
+            assert!(!contains_word(text, word), "{word} in {text}");
+        }
     }
 }
