@@ -19,7 +19,9 @@ use glaux_proto::generated::{
     CancelQueryRequest, CancelQueryResponse, LaunchTasksRequest, LaunchTasksResponse, QueryProgressRequest,
     QueryProgressResponse,
 };
-use glaux_proto::{EncodedPlan, EndedTasks, QueryId, StageId, TaskId, TaskStats, TokenPurpose, decode_plan};
+use glaux_proto::{
+    EncodedPlan, EndedTasks, QueryId, StageId, TaskId, TaskStats, TokenPurpose, decode_plan, defer_filtered_starts,
+};
 use tonic::{Request, Response, Status};
 
 use crate::error::ExecutorError;
@@ -93,9 +95,18 @@ impl ExecutorControl for ControlService {
                 source,
             })?;
             let cache = ctx.runtime_env().cache_manager.get_file_metadata_cache();
-            let plan = yielding_joins(plan).and_then(|plan| keep_page_indexes(plan, &cache)).map_err(|source| {
-                ExecutorError::DecodePlan { query: key.query.clone(), stage: key.stage, task: key.task, source }
-            })?;
+            // With its joins' dynamic filters on, a scan under a coalesce in a join's probe side
+            // opens once the join built its table (`glaux_proto::defer_filtered_starts`).
+            let deferred = |plan| if task.dynamic_filters { defer_filtered_starts(plan) } else { Ok(plan) };
+            let plan = yielding_joins(plan)
+                .and_then(deferred)
+                .and_then(|plan| keep_page_indexes(plan, &cache))
+                .map_err(|source| ExecutorError::DecodePlan {
+                    query: key.query.clone(),
+                    stage: key.stage,
+                    task: key.task,
+                    source,
+                })?;
             let partitions = plan.output_partitioning().partition_count();
             let plan_partitions =
                 if task.plan_partitions.is_empty() { task.partitions.clone() } else { task.plan_partitions };

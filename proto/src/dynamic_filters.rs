@@ -432,7 +432,7 @@ fn keep_build_keys(plan: Arc<dyn ExecutionPlan>) -> Result<(Arc<dyn ExecutionPla
 
 /// The filters hash joins in `plan` produce, by expression id, each with its join's probe-side
 /// schema when the join is partitioned.
-fn join_filters(plan: &Arc<dyn ExecutionPlan>) -> HashMap<u64, (Arc<dyn PhysicalExpr>, Option<SchemaRef>)> {
+pub(crate) fn join_filters(plan: &Arc<dyn ExecutionPlan>) -> HashMap<u64, (Arc<dyn PhysicalExpr>, Option<SchemaRef>)> {
     let mut filters = HashMap::new();
     let _ = plan.apply(|node| {
         if let Some(join) = node.downcast_ref::<HashJoinExec>() {

@@ -27,6 +27,7 @@ mod channels;
 mod cluster_tls;
 mod codec;
 mod compute;
+mod deferred_start;
 mod dynamic_filters;
 mod ids;
 mod join_filter_shares;
@@ -56,6 +57,7 @@ pub use channels::{ClusterChannels, FlightClient, KEEP_ALIVE_INTERVAL, KEEP_ALIV
 pub use cluster_tls::{ClusterTls, use_ring_for_tls};
 pub use codec::{EncodedPlan, GlauxCodec, decode_plan, encode_plan, reader_as_sent};
 pub use compute::Compute;
+pub use deferred_start::{DeferredStartExec, defer_filtered_starts};
 pub use dynamic_filters::{
     ForwardedFilter, apply as apply_dynamic_filters, filter_ids, partitioned_filters, produced_filters, share_producers,
 };
