@@ -46,8 +46,8 @@ use datafusion::physical_plan::sorts::sort_preserving_merge::SortPreservingMerge
 use datafusion::physical_plan::work_table::WorkTableExec;
 use datafusion::physical_plan::{ExecutionPlan, ExecutionPlanProperties, replace_children_if_necessary};
 use glaux_proto::{
-    ForwardedFilter, QueryId, StageId, StageReaderExec, TaskId, TaskOutput, TaskSigner, TokenPurpose, filter_ids,
-    partitioned_filters, produced_filters,
+    ExecutorAddr, ForwardedFilter, QueryId, StageId, StageReaderExec, TaskId, TaskOutput, TaskSigner, TokenPurpose,
+    filter_ids, partitioned_filters, produced_filters,
 };
 
 use super::assign_tasks::assign_tasks;
@@ -71,7 +71,7 @@ pub fn cut_stages(
     let mut produced = produced_filters(&plan);
     produced.extend(partitioned_filters(&plan));
     let small = small.filter(|_| !executors.is_empty());
-    let mut cutter = Cutter { query, executors, signer, stages: Vec::new(), produced, small };
+    let mut cutter = Cutter { query, executors, signer, stages: Vec::new(), produced, small, assigned: HashMap::new() };
     let root = cutter.scheduler_part(plan)?;
     Ok((root, cutter.stages))
 }
@@ -87,6 +87,8 @@ struct Cutter<'a> {
     /// A small query: what its scans are estimated to produce. Its stages are not cut at their
     /// exchanges, and run as one task each.
     small: Option<u64>,
+    /// The bytes the stages cut so far scan on each executor (`assign_tasks`).
+    assigned: HashMap<ExecutorAddr, u64>,
 }
 
 impl Cutter<'_> {
@@ -197,7 +199,7 @@ impl Cutter<'_> {
         };
         // With no executor alive the stage has no tasks: EXPLAIN shows it so, and running it is
         // refused before anything is launched.
-        let assignment = assign_tasks(&work, executors);
+        let assignment = assign_tasks(&work, executors, &mut self.assigned);
         let readers = assignment.tasks.len();
         if readers > 1 {
             for stage in &mut self.stages {
