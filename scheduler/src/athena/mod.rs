@@ -1,6 +1,8 @@
 //! Athena's API over HTTP (`--http-addr`): the AWS JSON 1.1 protocol (`POST /`,
-//! `X-Amz-Target: AmazonAthena.<Action>`, Athena's request and response shapes and error JSON), so
-//! boto3, PyAthena and the tools built on them run statements on Glaux by setting an endpoint URL.
+//! `X-Amz-Target: AmazonAthena.<Action>`, Athena's request and response shapes and error JSON),
+//! and the REST-JSON protocol botocore uses for Athena from 1.44.18 (`rest.rs`: the same operations
+//! as methods on paths), so boto3, PyAthena and the tools built on them run statements on Glaux by
+//! setting an endpoint URL.
 //!
 //! Served so far: the query executions (`executions.rs`: `StartQueryExecution` runs the
 //! statement in the background and writes its result as CSV to the output location the request
@@ -19,6 +21,7 @@ mod actions;
 mod described;
 mod executions;
 mod metadata;
+mod rest;
 mod results;
 mod saved;
 mod sigv4;
@@ -31,8 +34,8 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use http::{HeaderMap, StatusCode};
+use axum::routing::{any, post};
+use http::{HeaderMap, Method, StatusCode, Uri};
 use serde_json::{Value, json};
 
 pub(crate) use executions::Executions;
@@ -97,9 +100,38 @@ fn reply(status: StatusCode, body: &Value) -> Response {
         .into_response()
 }
 
-/// Athena's API: `POST /`.
+/// Athena's API: `POST /` (JSON 1.1), and each REST-JSON operation's path.
 pub(crate) fn router(door: AthenaDoor) -> Router {
-    Router::new().route("/", post(handle)).with_state(Arc::new(door))
+    let mut router = Router::new().route("/", post(handle));
+    let routed: std::collections::BTreeSet<String> =
+        rest::ROUTES.iter().map(|(_, path, _)| rest::routed(path)).collect();
+    for path in routed {
+        router = router.route(&path, any(handle_rest));
+    }
+    router.with_state(Arc::new(door))
+}
+
+async fn handle_rest(
+    State(door): State<Arc<AthenaDoor>>,
+    peer: Option<axum::Extension<crate::http::Peer>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let peer = peer.map(|p| p.0.0);
+    let signed = uri.path_and_query().map_or("/", |p| p.as_str());
+    let answered = async {
+        let auth = sigv4::authorization(&headers)?;
+        let user = authenticated(&door, &auth, &headers, method.as_str(), signed, &body)?;
+        let (action, request) = rest::request(method.as_str(), uri.path(), uri.query(), &body)?;
+        tracing::debug!(action, access_key = auth.key, "Athena API request (REST)");
+        actions::dispatch(&door, peer, user, action, &request).await
+    };
+    match answered.await {
+        Ok(value) => reply(StatusCode::OK, &value),
+        Err(error) => error.into_response(),
+    }
 }
 
 async fn handle(
@@ -126,12 +158,7 @@ async fn answer(
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "UnknownOperationException", "unknown operation"));
     };
     let auth = sigv4::authorization(headers)?;
-    let user = match &door.users {
-        None => None,
-        Some(users) => Some(signer(door, users, &auth, headers, body).inspect_err(|_| {
-            door.engine.metrics().failed_login("athena");
-        })?),
-    };
+    let user = authenticated(door, &auth, headers, "POST", "/", body)?;
     let request: Value = if body.is_empty() {
         json!({})
     } else {
@@ -145,12 +172,31 @@ async fn answer(
     actions::dispatch(door, peer, user, action, &request).await
 }
 
+/// With users, the one whose access key signed the request (`method` on `path_and_query`);
+/// without, none.
+fn authenticated(
+    door: &AthenaDoor,
+    auth: &sigv4::Authorization<'_>,
+    headers: &HeaderMap,
+    method: &str,
+    path_and_query: &str,
+    body: &[u8],
+) -> Result<Option<String>, ApiError> {
+    let Some(users) = &door.users else { return Ok(None) };
+    let user = signer(door, users, auth, headers, method, path_and_query, body).inspect_err(|_| {
+        door.engine.metrics().failed_login("athena");
+    })?;
+    Ok(Some(user))
+}
+
 /// The user whose access key signed the request, once its signature is checked.
 fn signer(
     door: &AthenaDoor,
     users: &crate::client_auth::Users,
     auth: &sigv4::Authorization<'_>,
     headers: &HeaderMap,
+    method: &str,
+    path_and_query: &str,
     body: &[u8],
 ) -> Result<String, ApiError> {
     let unknown = || {
@@ -164,7 +210,7 @@ fn signer(
     if !users.names().any(|name| name == key.user) {
         return Err(unknown());
     }
-    sigv4::verify(auth, &key.secret, headers, "/", body)?;
+    sigv4::verify(auth, &key.secret, headers, method, path_and_query, body)?;
     Ok(key.user)
 }
 

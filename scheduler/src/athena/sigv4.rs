@@ -58,12 +58,13 @@ pub(super) fn authorization(headers: &HeaderMap) -> Result<Authorization<'_>, Ap
     Ok(Authorization { key, date, region, service, signed_headers: signed.split(';').collect(), signature })
 }
 
-/// Checks that `auth` signs this request with `secret`.
+/// Checks that `auth` signs this request (`method` on `path_and_query`, as sent) with `secret`.
 pub(super) fn verify(
     auth: &Authorization<'_>,
     secret: &str,
     headers: &HeaderMap,
-    path: &str,
+    method: &str,
+    path_and_query: &str,
     body: &[u8],
 ) -> Result<(), ApiError> {
     if auth.service != "athena" {
@@ -111,9 +112,9 @@ pub(super) fn verify(
         .build()
         .map_err(|_| mismatch())?
         .into();
-    let uri = format!("http://{host}{path}");
+    let uri = format!("http://{host}{path_and_query}");
     let request =
-        SignableRequest::new("POST", uri, signed.into_iter(), SignableBody::Bytes(body)).map_err(|_| mismatch())?;
+        SignableRequest::new(method, uri, signed.into_iter(), SignableBody::Bytes(body)).map_err(|_| mismatch())?;
     let expected = sign(request, &params).map_err(|_| mismatch())?;
     if !glaux_proto::constant_time_eq(expected.signature().as_bytes(), auth.signature.as_bytes()) {
         return Err(mismatch());
