@@ -263,6 +263,10 @@ pub(crate) fn compute() -> glaux_proto::Compute {
     glaux_proto::Compute::new(runtime.handle().clone())
 }
 
+/// mimalloc: see its line in `Cargo.toml`.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     glaux_proto::use_ring_for_tls();

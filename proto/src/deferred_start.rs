@@ -14,7 +14,11 @@
 //! coalesce in its probe side, which it polls only once its table is built: the scans open with
 //! the filter whole. Coalesces that wait for no filter keep starting at once, and so do those
 //! over stage readers only: a reader waits for its filters itself before it asks for its rows
-//! (`dynamic_filters::completed`).
+//! (`dynamic_filters::completed`). So do those whose scans' filters read no column: a join on a
+//! constant key (Glaux's `NOT IN` plan joins the subquery's counts so, `session/not_in.rs`)
+//! pushes down a filter that keeps every row or none, and waiting for it would only keep the
+//! scan from starting alongside the join's build (TPC-H q16: its `part` scan waited for both
+//! `supplier` scans, 2-3 ms).
 
 use std::collections::HashSet;
 use std::fmt;
@@ -25,6 +29,7 @@ use datafusion::common::{Result, internal_err};
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::execution::TaskContext;
 use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_expr::expressions::{Column, DynamicFilterPhysicalExpr};
 use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
@@ -32,7 +37,7 @@ use datafusion::physical_plan::{
 };
 use futures::TryStreamExt;
 
-use crate::dynamic_filters::{filter_ids, join_filters};
+use crate::dynamic_filters::join_filters;
 
 /// `plan` with a [`DeferredStartExec`] over every `CoalescePartitionsExec` with a scan under it
 /// holding a dynamic filter a hash join of `plan` outside it produces (see the module's
@@ -50,7 +55,7 @@ pub fn defer_filtered_starts(plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn Exe
         let mut waits = false;
         node.apply(|below| {
             if below.is::<DataSourceExec>() {
-                waits |= filter_ids(below).into_iter().any(|id| produced.contains(&id) && !inside.contains(&id));
+                waits |= column_filter_ids(below).any(|id| produced.contains(&id) && !inside.contains(&id));
             }
             Ok(if waits { TreeNodeRecursion::Stop } else { TreeNodeRecursion::Continue })
         })?;
@@ -61,6 +66,31 @@ pub fn defer_filtered_starts(plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn Exe
         })
     })
     .map(|t| t.data)
+}
+
+/// The ids of the dynamic filters `scan` holds that read at least one of its columns.
+fn column_filter_ids(scan: &Arc<dyn ExecutionPlan>) -> impl Iterator<Item = u64> {
+    let mut ids = Vec::new();
+    let _ = scan.apply_expressions(&mut |root| {
+        root.apply(|expr| {
+            if expr.is::<DynamicFilterPhysicalExpr>() && reads_a_column(expr) {
+                ids.extend(expr.expression_id());
+            }
+            Ok(TreeNodeRecursion::Continue)
+        })
+    });
+    ids.into_iter()
+}
+
+fn reads_a_column(filter: &Arc<dyn PhysicalExpr>) -> bool {
+    let mut found = false;
+    for key in filter.children() {
+        let _ = key.apply(|expr| {
+            found |= expr.is::<Column>();
+            Ok(if found { TreeNodeRecursion::Stop } else { TreeNodeRecursion::Continue })
+        });
+    }
+    found
 }
 
 #[derive(Debug)]
@@ -187,5 +217,34 @@ mod tests {
             })
             .unwrap();
         assert_eq!(wide_rows, Some(1), "the wide scan passed only the row the filter lets through:\n{shown}");
+    }
+
+    /// A join on a constant key (as Glaux plans `NOT IN`'s counts) pushes a filter reading no
+    /// column into the scans of its probe side: no coalesce waits for it.
+    #[tokio::test]
+    async fn a_filter_on_a_constant_key_defers_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("wide")).unwrap();
+        parquet(&dir.path().join("one.parquet"), vec![7]);
+        for part in 0..2 {
+            parquet(&dir.path().join(format!("wide/{part}.parquet")), (0..50).map(|i| i * 2 + part).collect());
+        }
+        parquet(&dir.path().join("many.parquet"), (0..1000).collect());
+        let mut config = SessionConfig::new().with_target_partitions(2);
+        config.options_mut().execution.parquet.pushdown_filters = true;
+        let ctx = SessionContext::new_with_config(config);
+        let path = |name: &str| dir.path().join(name).display().to_string();
+        ctx.register_parquet("one", &path("one.parquet"), ParquetReadOptions::default()).await.unwrap();
+        ctx.register_parquet("wide", &format!("{}/", path("wide")), ParquetReadOptions::default()).await.unwrap();
+        ctx.register_parquet("many", &path("many.parquet"), ParquetReadOptions::default()).await.unwrap();
+        let sql = "SELECT count(*) FROM (SELECT count(*) AS n, true AS on_counts FROM one) o \
+                   JOIN (SELECT w.k, true AS on_rows FROM wide w JOIN many m ON w.k = m.k) j ON o.on_counts = j.on_rows";
+        let plan = ctx.sql(sql).await.unwrap().create_physical_plan().await.unwrap();
+        let shown = displayable(plan.as_ref()).indent(true).to_string();
+        let wide = shown.lines().find(|l| l.contains("DataSourceExec") && l.contains("wide")).unwrap_or_default();
+        assert!(wide.contains("DynamicFilter"), "the constant key's filter reaches the wide scan:\n{shown}");
+        let deferred = defer_filtered_starts(Arc::clone(&plan)).unwrap();
+        let shown = displayable(deferred.as_ref()).indent(true).to_string();
+        assert!(!shown.contains("DeferredStartExec"), "{shown}");
     }
 }
