@@ -1,10 +1,12 @@
 //! DataFusion's view of the catalog: `LakeCatalogProvider` and its schemas (databases).
 //!
-//! Tables are built from their [`TableDef`] each time a query names them. Views live in memory
-//! beside the catalog until views get a durable definition of their own.
+//! A table is read from the catalog each time a query names it; its provider is built from that
+//! [`TableDef`], or reused while the definition is the one it was built from (building one
+//! parses every column's type and the locations: most of a short query's table resolution).
+//! Views live in memory beside the catalog until views get a durable definition of their own.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
@@ -39,11 +41,38 @@ struct Shared {
     /// Parquet reading options of the session (pushdown, page index), applied to every table.
     parquet: TableParquetOptions,
     views: RwLock<HashMap<(String, String), Arc<dyn TableProvider>>>,
+    /// Providers built, by database and table, with the definition each was built from.
+    built: Mutex<HashMap<(String, String), Built>>,
 }
+
+/// A provider and the definition it was built from.
+type Built = (TableDef, Arc<dyn TableProvider>);
+
+/// Providers kept at most; beyond, all are dropped and built again as queries name them.
+const MAX_BUILT: usize = 1024;
 
 impl Shared {
     fn table_provider(&self, table: &TableDef) -> Result<Arc<dyn TableProvider>> {
         table_provider(table, &self.catalog, &self.parquet, self.runtime.cache_manager.get_file_statistic_cache())
+    }
+
+    /// The provider of `table` (as the catalog holds it now): the one built before from the same
+    /// definition, else a new one. A provider holds nothing of the queries that used it.
+    fn current_provider(&self, table: TableDef) -> Result<Arc<dyn TableProvider>> {
+        let key = (table.database.clone(), table.name.clone());
+        let lock = || self.built.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((definition, provider)) = lock().get(&key)
+            && *definition == table
+        {
+            return Ok(Arc::clone(provider));
+        }
+        let provider = self.table_provider(&table)?;
+        let mut built = lock();
+        if built.len() >= MAX_BUILT {
+            built.clear();
+        }
+        built.insert(key, (table, Arc::clone(&provider)));
+        Ok(provider)
     }
 }
 
@@ -60,7 +89,7 @@ const SYSTEM_SCHEMAS: [&str; 1] = ["pg_catalog"];
 
 impl LakeCatalogProvider {
     pub fn new(catalog: Arc<dyn Catalog>, parquet: TableParquetOptions, runtime: Arc<RuntimeEnv>) -> Self {
-        let shared = Shared { catalog, runtime, parquet, views: RwLock::default() };
+        let shared = Shared { catalog, runtime, parquet, views: RwLock::default(), built: Mutex::default() };
         Self { shared: Arc::new(shared), system: RwLock::default() }
     }
 }
@@ -220,7 +249,7 @@ impl SchemaProvider for LakeSchemaProvider {
                     _ => "a $history or $properties table",
                 }
             ),
-            Some(table) => Ok(Some(self.shared.table_provider(&table)?)),
+            Some(table) => Ok(Some(self.shared.current_provider(table)?)),
             None => Ok(None),
         }
     }
@@ -311,5 +340,52 @@ impl TableProvider for UnreadableTable {
         _limit: Option<usize>,
     ) -> Result<Arc<dyn datafusion::physical_plan::ExecutionPlan>> {
         plan_err!("{}", self.error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::arrow::datatypes::DataType;
+
+    use super::*;
+    use crate::definitions::ColumnDef;
+    use crate::sqlite::SqliteCatalog;
+
+    fn orders(columns: &[&str]) -> TableDef {
+        TableDef {
+            database: "sales".into(),
+            name: "orders".into(),
+            locations: vec!["file:///lake/orders/".into()],
+            format: TableFormat::Parquet,
+            columns: columns.iter().map(|c| ColumnDef::new(*c, &DataType::Int64)).collect(),
+            partition_keys: Vec::new(),
+            properties: Default::default(),
+        }
+    }
+
+    /// A table named again gets the provider built before, until its definition changes.
+    #[tokio::test]
+    async fn a_provider_is_built_again_only_when_its_definition_changes() {
+        let catalog: Arc<dyn Catalog> = Arc::new(SqliteCatalog::in_memory().unwrap());
+        catalog.create_database("sales").unwrap();
+        catalog.create_table(&orders(&["id"]), &[], false).unwrap();
+        let lake = LakeCatalogProvider::new(
+            Arc::clone(&catalog),
+            TableParquetOptions::default(),
+            Arc::new(RuntimeEnv::default()),
+        );
+        let schema = lake.schema("sales").unwrap();
+        let first = schema.table("orders").await.unwrap().unwrap();
+        let again = schema.table("orders").await.unwrap().unwrap();
+        assert!(Arc::ptr_eq(&first, &again), "the same definition, the same provider");
+
+        catalog.create_table(&orders(&["id", "total"]), &[], true).unwrap();
+        let altered = schema.table("orders").await.unwrap().unwrap();
+        assert!(!Arc::ptr_eq(&first, &altered));
+        let names: Vec<String> = altered.schema().fields().iter().map(|f| f.name().clone()).collect();
+        assert_eq!(names, ["id", "total"]);
+
+        catalog.drop_table("sales", "orders").unwrap();
+        assert!(schema.table("orders").await.unwrap().is_none(), "a dropped table is gone, kept provider or not");
     }
 }
