@@ -172,11 +172,9 @@ mod tests {
         writer.close().unwrap();
     }
 
-    /// The build side of a join, two partitions coalesced, in the probe side of a join whose
-    /// filter reaches its scan: deferred, that scan opens once the outer join has built its
-    /// table, and reads only the row its filter lets through.
-    #[tokio::test]
-    async fn a_coalesce_waiting_for_a_filter_starts_once_the_filter_is_whole() {
+    /// Tables `one` (7), `wide` (0..100 in two files) and `many` (0..1000), in a context of two
+    /// partitions that pushes filters into Parquet scans; the directory lives as long as its guard.
+    async fn three_tables() -> (tempfile::TempDir, SessionContext) {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("wide")).unwrap();
         parquet(&dir.path().join("one.parquet"), vec![7]);
@@ -191,6 +189,15 @@ mod tests {
         ctx.register_parquet("one", &path("one.parquet"), ParquetReadOptions::default()).await.unwrap();
         ctx.register_parquet("wide", &format!("{}/", path("wide")), ParquetReadOptions::default()).await.unwrap();
         ctx.register_parquet("many", &path("many.parquet"), ParquetReadOptions::default()).await.unwrap();
+        (dir, ctx)
+    }
+
+    /// The build side of a join, two partitions coalesced, in the probe side of a join whose
+    /// filter reaches its scan: deferred, that scan opens once the outer join has built its
+    /// table, and reads only the row its filter lets through.
+    #[tokio::test]
+    async fn a_coalesce_waiting_for_a_filter_starts_once_the_filter_is_whole() {
+        let (_dir, ctx) = three_tables().await;
         // `one` builds the outer join; its filter on `k` reaches `wide`, which builds the inner one.
         let sql = "SELECT count(*) FROM one o JOIN (SELECT w.k FROM wide w JOIN many m ON w.k = m.k) j ON o.k = j.k";
         let plan = ctx.sql(sql).await.unwrap().create_physical_plan().await.unwrap();
@@ -223,20 +230,7 @@ mod tests {
     /// column into the scans of its probe side: no coalesce waits for it.
     #[tokio::test]
     async fn a_filter_on_a_constant_key_defers_nothing() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join("wide")).unwrap();
-        parquet(&dir.path().join("one.parquet"), vec![7]);
-        for part in 0..2 {
-            parquet(&dir.path().join(format!("wide/{part}.parquet")), (0..50).map(|i| i * 2 + part).collect());
-        }
-        parquet(&dir.path().join("many.parquet"), (0..1000).collect());
-        let mut config = SessionConfig::new().with_target_partitions(2);
-        config.options_mut().execution.parquet.pushdown_filters = true;
-        let ctx = SessionContext::new_with_config(config);
-        let path = |name: &str| dir.path().join(name).display().to_string();
-        ctx.register_parquet("one", &path("one.parquet"), ParquetReadOptions::default()).await.unwrap();
-        ctx.register_parquet("wide", &format!("{}/", path("wide")), ParquetReadOptions::default()).await.unwrap();
-        ctx.register_parquet("many", &path("many.parquet"), ParquetReadOptions::default()).await.unwrap();
+        let (_dir, ctx) = three_tables().await;
         let sql = "SELECT count(*) FROM (SELECT count(*) AS n, true AS on_counts FROM one) o \
                    JOIN (SELECT w.k, true AS on_rows FROM wide w JOIN many m ON w.k = m.k) j ON o.on_counts = j.on_rows";
         let plan = ctx.sql(sql).await.unwrap().create_physical_plan().await.unwrap();
