@@ -37,7 +37,7 @@ use datafusion::physical_plan::{
 };
 use futures::TryStreamExt;
 
-use crate::dynamic_filters::join_filters;
+use crate::dynamic_filters::{filter_ids_where, join_filters};
 
 /// `plan` with a [`DeferredStartExec`] over every `CoalescePartitionsExec` with a scan under it
 /// holding a dynamic filter a hash join of `plan` outside it produces (see the module's
@@ -55,7 +55,9 @@ pub fn defer_filtered_starts(plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn Exe
         let mut waits = false;
         node.apply(|below| {
             if below.is::<DataSourceExec>() {
-                waits |= column_filter_ids(below).any(|id| produced.contains(&id) && !inside.contains(&id));
+                waits |= filter_ids_where(below, reads_a_column)
+                    .iter()
+                    .any(|id| produced.contains(&id) && !inside.contains(&id));
             }
             Ok(if waits { TreeNodeRecursion::Stop } else { TreeNodeRecursion::Continue })
         })?;
@@ -68,20 +70,7 @@ pub fn defer_filtered_starts(plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn Exe
     .map(|t| t.data)
 }
 
-/// The ids of the dynamic filters `scan` holds that read at least one of its columns.
-fn column_filter_ids(scan: &Arc<dyn ExecutionPlan>) -> impl Iterator<Item = u64> {
-    let mut ids = Vec::new();
-    let _ = scan.apply_expressions(&mut |root| {
-        root.apply(|expr| {
-            if expr.is::<DynamicFilterPhysicalExpr>() && reads_a_column(expr) {
-                ids.extend(expr.expression_id());
-            }
-            Ok(TreeNodeRecursion::Continue)
-        })
-    });
-    ids.into_iter()
-}
-
+/// Whether a dynamic filter reads at least one column (one on a constant key reads none).
 fn reads_a_column(filter: &Arc<dyn PhysicalExpr>) -> bool {
     let mut found = false;
     for key in filter.children() {

@@ -123,11 +123,19 @@ fn filters_of_joins(
 /// The expression ids of the dynamic filters anywhere in `plan`'s expressions (a stage reader's
 /// forwarded filters among them).
 pub fn filter_ids(plan: &Arc<dyn ExecutionPlan>) -> Vec<u64> {
+    filter_ids_where(plan, |_| true)
+}
+
+/// [`filter_ids`] of the filters `keep` accepts, sorted, each once.
+pub(crate) fn filter_ids_where(
+    plan: &Arc<dyn ExecutionPlan>,
+    keep: impl Fn(&Arc<dyn PhysicalExpr>) -> bool,
+) -> Vec<u64> {
     let mut ids = Vec::new();
     let _ = plan.apply(|node| {
         node.apply_expressions(&mut |root| {
             root.apply(|expr| {
-                if expr.is::<DynamicFilterPhysicalExpr>() {
+                if expr.is::<DynamicFilterPhysicalExpr>() && keep(expr) {
                     ids.extend(expr.expression_id());
                 }
                 Ok(TreeNodeRecursion::Continue)
