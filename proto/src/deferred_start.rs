@@ -29,7 +29,7 @@ use datafusion::common::{Result, internal_err};
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::execution::TaskContext;
 use datafusion::physical_expr::PhysicalExpr;
-use datafusion::physical_expr::expressions::{Column, DynamicFilterPhysicalExpr};
+use datafusion::physical_expr::expressions::Column;
 use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
@@ -57,7 +57,7 @@ pub fn defer_filtered_starts(plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn Exe
             if below.is::<DataSourceExec>() {
                 waits |= filter_ids_where(below, reads_a_column)
                     .iter()
-                    .any(|id| produced.contains(&id) && !inside.contains(&id));
+                    .any(|id| produced.contains(id) && !inside.contains(id));
             }
             Ok(if waits { TreeNodeRecursion::Stop } else { TreeNodeRecursion::Continue })
         })?;
