@@ -29,7 +29,7 @@ use datafusion::common::{Result, internal_err};
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::execution::TaskContext;
 use datafusion::physical_expr::PhysicalExpr;
-use datafusion::physical_expr::expressions::Column;
+use datafusion::physical_expr::utils::collect_columns;
 use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
@@ -72,14 +72,7 @@ pub fn defer_filtered_starts(plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn Exe
 
 /// Whether a dynamic filter reads at least one column (one on a constant key reads none).
 fn reads_a_column(filter: &Arc<dyn PhysicalExpr>) -> bool {
-    let mut found = false;
-    for key in filter.children() {
-        let _ = key.apply(|expr| {
-            found |= expr.is::<Column>();
-            Ok(if found { TreeNodeRecursion::Stop } else { TreeNodeRecursion::Continue })
-        });
-    }
-    found
+    filter.children().into_iter().any(|key| !collect_columns(key).is_empty())
 }
 
 #[derive(Debug)]
