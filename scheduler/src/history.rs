@@ -12,6 +12,7 @@
 //! [`PRUNE_EVERY`].
 
 use std::collections::HashMap;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -178,8 +179,10 @@ async fn write(catalog: Arc<dyn Catalog>, mut receiver: mpsc::UnboundedReceiver<
             let records: Vec<QueryRecord> = records
                 .into_iter()
                 .map(|(mut record, ran)| {
+                    // A drawing that hits a bug leaves this record without its stages, and the
+                    // rest of the batch is written.
                     if let Some(probe) = ran {
-                        record.stages = Some(probe.how_it_ran());
+                        record.stages = catch_unwind(AssertUnwindSafe(|| probe.how_it_ran())).ok();
                     }
                     record
                 })
