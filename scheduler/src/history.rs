@@ -18,7 +18,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use glaux_catalog::Catalog;
 use glaux_catalog::history::{CANCELLED, FAILED, QUEUED, QueryFilter, QueryRecord, RUNNING, SUCCEEDED};
-use glaux_proto::QueryStats;
+use glaux_proto::{QueryStats, panic_message};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::{ErrorKind, SchedulerError};
@@ -181,8 +181,13 @@ async fn write(catalog: Arc<dyn Catalog>, mut receiver: mpsc::UnboundedReceiver<
                 .map(|(mut record, ran)| {
                     // A drawing that hits a bug leaves this record without its stages, and the
                     // rest of the batch is written.
-                    if let Some(probe) = ran {
-                        record.stages = catch_unwind(AssertUnwindSafe(|| probe.how_it_ran())).ok();
+                    match ran.map(|probe| catch_unwind(AssertUnwindSafe(|| probe.how_it_ran()))) {
+                        Some(Ok(drawn)) => record.stages = Some(drawn),
+                        Some(Err(panic)) => {
+                            let message = panic_message(panic.as_ref());
+                            tracing::error!(query_id = %record.id, %message, "drawing how a query ran hit a bug");
+                        }
+                        None => {}
                     }
                     record
                 })
