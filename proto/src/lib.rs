@@ -45,6 +45,7 @@ mod task_metrics;
 mod task_rerun;
 mod task_token;
 mod trailer;
+mod unread_trailer;
 
 /// Code generated from `proto/glaux.proto` by `build.rs`.
 pub mod generated {

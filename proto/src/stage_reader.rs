@@ -213,7 +213,7 @@ pub(crate) struct TrailerCounters {
 }
 
 impl TrailerCounters {
-    fn new(metrics: &ExecutionPlanMetricsSet, partition: usize, ended: Option<Arc<EndedTasks>>) -> Self {
+    pub(crate) fn new(metrics: &ExecutionPlanMetricsSet, partition: usize, ended: Option<Arc<EndedTasks>>) -> Self {
         let c = |name: &'static str| MetricBuilder::new(metrics).counter(name, partition);
         let counters: [(Count, StatField); 7] = [
             (c("task_output_rows"), |s| s.output_rows),
@@ -228,7 +228,7 @@ impl TrailerCounters {
     }
 
     /// Records the trailer of a read from `executor`.
-    fn record(&self, stats: &TaskStats, executor: &ExecutorAddr) {
+    pub(crate) fn record(&self, stats: &TaskStats, executor: &ExecutorAddr) {
         for (count, field) in &self.counters {
             count.add(field(stats) as usize);
         }
@@ -497,7 +497,9 @@ pub(crate) async fn open_task_output(context: &SourceContext, output: &TaskOutpu
         .into_inner()
         .inspect_ok(move |message| channels.count_received(message.data_header.len() + message.data_body.len()))
         .map_err(move |status| arrow_flight::error::FlightError::Tonic(Box::new(status)));
-    Ok(decode_batches(FlightDataDecoder::new(messages), schema, counters, executor, place).boxed())
+    let (messages, unread) =
+        crate::unread_trailer::through_slot(messages.boxed(), Arc::clone(&counters), executor.clone());
+    Ok(unread.held_by(decode_batches(FlightDataDecoder::new(messages), schema, counters, executor, place).boxed()))
 }
 
 fn decode_batches(

@@ -143,7 +143,8 @@ async fn a_limit_that_stops_reading_early_still_reports_data_scanned() -> TestRe
     let cluster = TestCluster::builder().start().await?;
     let (_, mut client) = cluster.with_lake().await?;
     // The final merge stops after 3 rows, before it reads the tasks' trailers: their statistics
-    // come back when the scheduler cancels them.
+    // come from the trailers already received when its readers are dropped, or else when the
+    // scheduler cancels the tasks.
     for _ in 0..3 {
         let output = client.query("SELECT id, item FROM sales ORDER BY qty DESC, id LIMIT 3").await?;
         assert_eq!(output.rows(), 3);
@@ -187,8 +188,8 @@ async fn a_query_read_to_its_end_has_every_tasks_account_with_its_results() -> T
     // Its tasks are freed in the background.
     executors_idle(&cluster, std::time::Duration::from_secs(10)).await?;
     // A LIMIT stops reading before the trailers come: the executors are asked, and account alike
-    // (unless every task had ended before the merge stopped: their accounts then came down the
-    // trailers, which happens on a busy machine).
+    // (unless every task had ended before the merge stopped: the readers then take the trailers
+    // already received as they are dropped).
     let output = client.query("SELECT id, item FROM sales ORDER BY qty DESC, id LIMIT 3").await?;
     let stats = output.stats.ok_or("no statistics")?;
     assert_eq!(stats.scan.files_scanned, 18, "{stats:?}");
