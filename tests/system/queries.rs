@@ -564,3 +564,32 @@ async fn swapped_answers(client: &mut glaux_client::GlauxClient) -> Result<Vec<S
     }
     Ok(found)
 }
+
+/// `NOT IN` keeps its NULL checks (a second read of the subquery, joined with every outer row)
+/// only where a file may hold a NULL: over keys every Parquet footer says hold none it is a plain
+/// anti join; one NULL among the subquery's keys leaves nothing, as SQL says.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn not_in_checks_for_nulls_only_where_the_files_may_hold_one() -> TestResult {
+    let cluster = TestCluster::builder().start().await?;
+    let (lake, mut client) = cluster.with_lake().await?;
+    declare_ids(&lake, &mut client, "listed", vec![3, 5, 7]).await?;
+    let holes = RecordBatch::try_from_iter([("id", Arc::new(Int64Array::from(vec![Some(3), None])) as _)])?;
+    write_parquet(&lake.join("holes/h.parquet"), &holes);
+    let reference = declare_ids(&lake, &mut client, "outer_ids", (0..100).collect()).await?;
+    for name in ["listed", "holes"] {
+        let ddl = format!("CREATE EXTERNAL TABLE {name} STORED AS PARQUET LOCATION '{}/{name}/'", lake.display());
+        if name == "holes" {
+            client.query(&ddl).await?;
+        }
+        reference.sql(&ddl).await?.collect().await?;
+    }
+    for (inner, checked, left) in [("listed", false, "97 | 4935"), ("holes", true, "0 | NULL")] {
+        let sql = format!("SELECT count(*), sum(id) FROM outer_ids WHERE id NOT IN (SELECT id FROM {inner})");
+        let explain = rows_of(&client.query(&format!("EXPLAIN {sql}")).await?.batches).join("\n");
+        let distributed = explain.split("distributed_plan").nth(1).unwrap_or_default();
+        assert_eq!(distributed.contains("__glaux_not_in_keys"), checked, "{explain}");
+        let output = assert_same_as_datafusion(&mut client, &reference, &sql).await;
+        assert_eq!(rows_of(&output.batches), [left], "{inner}");
+    }
+    Ok(())
+}

@@ -18,6 +18,7 @@ mod endpoints;
 mod guard;
 mod launch;
 mod live;
+mod not_in_nulls;
 mod physical;
 mod recovery;
 mod rerun;

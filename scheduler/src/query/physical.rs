@@ -71,7 +71,13 @@ pub(super) async fn physical_plan(
         None => None,
     };
     let admitted = started.elapsed();
-    let initial = initial_plan(&mut state, &logical).await.map_err(|e| planning_error(e, &state))?;
+    let initial = match initial_plan(&mut state, &logical).await.map_err(|e| planning_error(e, &state))? {
+        // The scans have read their footers: `NOT IN`'s NULL checks go where no column holds one.
+        Initial::Unoptimized(plan) => Initial::Unoptimized(
+            super::not_in_nulls::without_needless_null_checks(plan).map_err(|e| planning_error(e, &state))?,
+        ),
+        whole => whole,
+    };
     let initial_done = started.elapsed();
     // Files a later commit replaces are kept until the query ends.
     let in_use = visibility.as_ref().map(|v| v.in_use());

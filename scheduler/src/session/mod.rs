@@ -8,6 +8,7 @@ mod not_in;
 mod pg_catalog_shape;
 mod postgres_functions;
 
+pub(crate) use not_in::{KEYS as NOT_IN_KEYS, ON_COUNTS as NOT_IN_ON_COUNTS, ON_OUTER as NOT_IN_ON_OUTER};
 pub use pg_catalog_shape::ShapedPgCatalog;
 
 use std::num::NonZeroUsize;

@@ -41,10 +41,10 @@ use datafusion::optimizer::{OptimizerConfig, OptimizerRule};
 
 /// The subquery's row count and non-NULL key count, named apart from any column of the outer side.
 const ROWS: &str = "__glaux_not_in_rows";
-const KEYS: &str = "__glaux_not_in_keys";
+pub(crate) const KEYS: &str = "__glaux_not_in_keys";
 /// The constant key joining the outer rows with the counts.
-const ON_OUTER: &str = "__glaux_not_in_on_outer";
-const ON_COUNTS: &str = "__glaux_not_in_on_counts";
+pub(crate) const ON_OUTER: &str = "__glaux_not_in_on_outer";
+pub(crate) const ON_COUNTS: &str = "__glaux_not_in_on_counts";
 
 /// Rewrites null-aware anti joins over single-table subqueries (see the module's documentation).
 #[derive(Debug, Default)]
