@@ -42,21 +42,27 @@ pub(super) fn without_needless_null_checks(plan: Arc<dyn ExecutionPlan>) -> Resu
     .map(|rewritten| rewritten.data)
 }
 
+/// An output column as a projection makes it: its expression and name.
+type Selected = (Arc<dyn PhysicalExpr>, String);
+
+/// A counts join's outer side, and for each of the join's output columns the outer side's column
+/// it is (`None`: a counts column).
+type OuterColumns<'a> = (&'a Arc<dyn ExecutionPlan>, Vec<Option<usize>>);
+
 /// `plan`'s rows read straight from the anti join's, if `plan` is a counts join whose checks
 /// cannot fail (or a projection of only the outer columns of one).
 fn anti_join_rows(plan: &Arc<dyn ExecutionPlan>) -> Result<Option<Arc<dyn ExecutionPlan>>> {
     // The projection above the join (the initial plan's shape), or the join with its own.
-    let (join_plan, selected): (&Arc<dyn ExecutionPlan>, Vec<(Arc<dyn PhysicalExpr>, String)>) =
-        match plan.downcast_ref::<ProjectionExec>() {
-            Some(projection) => {
-                (projection.input(), projection.expr().iter().map(|e| (Arc::clone(&e.expr), e.alias.clone())).collect())
-            }
-            None => {
-                let schema = plan.schema();
-                let columns = schema.fields().iter().enumerate();
-                (plan, columns.map(|(i, f)| (Arc::new(Column::new(f.name(), i)) as _, f.name().clone())).collect())
-            }
-        };
+    let (join_plan, selected): (&Arc<dyn ExecutionPlan>, Vec<Selected>) = match plan.downcast_ref::<ProjectionExec>() {
+        Some(projection) => {
+            (projection.input(), projection.expr().iter().map(|e| (Arc::clone(&e.expr), e.alias.clone())).collect())
+        }
+        None => {
+            let schema = plan.schema();
+            let columns = schema.fields().iter().enumerate();
+            (plan, columns.map(|(i, f)| (Arc::new(Column::new(f.name(), i)) as _, f.name().clone())).collect())
+        }
+    };
     let Some((outer, from_outer)) = checks_that_cannot_fail(join_plan)? else { return Ok(None) };
     let mut exprs = Vec::with_capacity(selected.len());
     for (expr, alias) in selected {
@@ -71,12 +77,8 @@ fn anti_join_rows(plan: &Arc<dyn ExecutionPlan>) -> Result<Option<Arc<dyn Execut
     Ok(Some(Arc::new(ProjectionExec::try_new(exprs, Arc::clone(outer))?)))
 }
 
-/// If `plan` is a counts join whose checks cannot fail: its outer side, and for each of its output
-/// columns the outer side's column it is (`None`: a counts column).
-#[allow(clippy::type_complexity)]
-fn checks_that_cannot_fail(
-    plan: &Arc<dyn ExecutionPlan>,
-) -> Result<Option<(&Arc<dyn ExecutionPlan>, Vec<Option<usize>>)>> {
+/// If `plan` is a counts join whose checks cannot fail: its [`OuterColumns`].
+fn checks_that_cannot_fail(plan: &Arc<dyn ExecutionPlan>) -> Result<Option<OuterColumns<'_>>> {
     let Some(join) = plan.downcast_ref::<HashJoinExec>() else { return Ok(None) };
     let has = |child: &Arc<dyn ExecutionPlan>, name: &str| child.schema().index_of(name).is_ok();
     let (left, right) = (join.left(), join.right());
