@@ -53,20 +53,20 @@ type OuterColumns<'a> = (&'a Arc<dyn ExecutionPlan>, Vec<Option<usize>>);
 /// cannot fail (or a projection of only the outer columns of one).
 fn anti_join_rows(plan: &Arc<dyn ExecutionPlan>) -> Result<Option<Arc<dyn ExecutionPlan>>> {
     // The projection above the join (the initial plan's shape), or the join with its own.
-    let (join_plan, selected): (&Arc<dyn ExecutionPlan>, Vec<Selected>) = match plan.downcast_ref::<ProjectionExec>() {
-        Some(projection) => {
-            (projection.input(), projection.expr().iter().map(|e| (Arc::clone(&e.expr), e.alias.clone())).collect())
-        }
+    let above = plan.downcast_ref::<ProjectionExec>();
+    let join_plan = above.map_or(plan, |projection| projection.input());
+    let Some((outer, from_outer)) = checks_that_cannot_fail(join_plan)? else { return Ok(None) };
+    let selected: Vec<Selected> = match above {
+        Some(projection) => projection.expr().iter().map(|e| (Arc::clone(&e.expr), e.alias.clone())).collect(),
         None => {
             let schema = plan.schema();
             let columns = schema.fields().iter().enumerate();
-            (plan, columns.map(|(i, f)| (Arc::new(Column::new(f.name(), i)) as _, f.name().clone())).collect())
+            columns.map(|(i, f)| (Arc::new(Column::new(f.name(), i)) as _, f.name().clone())).collect()
         }
     };
-    let Some((outer, from_outer)) = checks_that_cannot_fail(join_plan)? else { return Ok(None) };
     let mut exprs = Vec::with_capacity(selected.len());
     for (expr, alias) in selected {
-        // A column of the join's output that is the outer side's; anything else stays as it is.
+        // Each a column of the join's output that is the outer side's, or the plan stays as it is.
         let Some(index) = expr.downcast_ref::<Column>().and_then(|c| from_outer.get(c.index()).copied().flatten())
         else {
             return Ok(None);
