@@ -19,6 +19,7 @@ use datafusion::common::{JoinSide, JoinType, Result, stats::Precision};
 use datafusion::datasource::physical_plan::FileScanConfig;
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::physical_expr::expressions::{Column, IsNotNullExpr};
+use datafusion::physical_expr::projection::ProjectionRef;
 use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
 use datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec;
 use datafusion::physical_plan::filter::FilterExec;
@@ -152,25 +153,13 @@ fn never_null(plan: &Arc<dyn ExecutionPlan>, index: usize) -> bool {
         return expr.expr.downcast_ref::<Column>().is_some_and(|c| never_null(projection.input(), c.index()));
     }
     if let Some(filter) = plan.downcast_ref::<FilterExec>() {
-        let index = match filter.projection() {
-            Some(projection) => match projection.get(index) {
-                Some(&i) => i,
-                None => return false,
-            },
-            None => index,
-        };
-        return never_null(filter.input(), index);
+        return projected(filter.projection(), index).is_some_and(|index| never_null(filter.input(), index));
     }
     if let Some(join) = plan.downcast_ref::<HashJoinExec>() {
         let (_, columns) = build_join_schema(&join.left().schema(), &join.right().schema(), join.join_type());
-        let index = match &join.projection {
-            Some(projection) => match projection.get(index) {
-                Some(&i) => i,
-                None => return false,
-            },
-            None => index,
+        let Some(column) = projected(&join.projection, index).and_then(|index| columns.get(index)) else {
+            return false;
         };
-        let Some(column) = columns.get(index) else { return false };
         // Outer joins bring NULLs for the side that finds no match.
         return match (column.side, join.join_type()) {
             (JoinSide::Left, JoinType::Right | JoinType::Full) => false,
@@ -189,6 +178,14 @@ fn never_null(plan: &Arc<dyn ExecutionPlan>, index: usize) -> bool {
         return scanned_never_null(config, index);
     }
     false
+}
+
+/// The input column an operator's own projection takes its output column `index` from.
+fn projected(projection: &Option<ProjectionRef>, index: usize) -> Option<usize> {
+    match projection {
+        Some(projection) => projection.get(index).copied(),
+        None => Some(index),
+    }
 }
 
 /// Whether a scan's output column `index` is a file column every file's statistics say has no NULL.
